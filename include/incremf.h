@@ -1,0 +1,94 @@
+/* incremf.h - the public, embeddable C API of libincremf.
+ *
+ * A small and stable surface in the spirit of LIBMF: status codes, configuration, the rating
+ * data store and the model operations. Everything here is collective over the communicator it
+ * is given unless it says otherwise. Internal module headers live in src/ and are not installed.
+ */
+#ifndef INCREMF_H
+#define INCREMF_H
+
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMF_VERSION_MAJOR 0
+#define IMF_VERSION_MINOR 1
+
+/* Status codes. Each maps onto one process exit code (imf_exit_code), shared by every
+ * subcommand and documented in the README. */
+typedef enum {
+  IMF_OK = 0,
+  IMF_ERR_RUNTIME,   /* I/O, MPI, HDF5, out of memory: exit 1 */
+  IMF_ERR_USAGE,     /* bad flag, unknown config key, bad value: exit 2 */
+  IMF_ERR_INPUT,     /* bad input data, corrupt or foreign file, refused batch: exit 3 */
+  IMF_ERR_LOCKED,    /* another writer holds the store or model: exit 4 */
+  IMF_ERR_STALE,     /* status --check: model stale or drifting: exit 5 */
+  IMF_ERR_REQUEUE,   /* stopped by SIGTERM/SIGUSR1 after a checkpoint: exit 75 */
+  IMF_ERR_NOMEM,     /* allocation failed or size overflow: exit 1 */
+  IMF_ERR_NOTFOUND   /* a named file, user or version does not exist: exit 3 */
+} imf_status;
+
+const char *imf_status_name(imf_status s);
+/* Process exit code for a status (0, 1, 2, 3, 4, 5, 75). */
+int imf_exit_code(imf_status s);
+/* The message of the most recent error on this rank ("file:line: reason"). */
+const char *imf_last_error(void);
+
+/* Library setup: pins OpenBLAS to one thread per rank and records versions. Call after
+ * MPI_Init. */
+imf_status imf_initialize(MPI_Comm comm);
+/* One line naming the OpenBLAS config, MPI library and HDF5 versions. */
+const char *imf_build_info(void);
+
+/* ---- configuration: one mechanism for INI files and --set section.key=value ---- */
+typedef struct imf_config imf_config;
+imf_status imf_config_create(imf_config **cfg);
+void imf_config_destroy(imf_config **cfg);
+imf_status imf_config_load_file(imf_config *cfg, const char *path);
+imf_status imf_config_set(imf_config *cfg, const char *assignment); /* "section.key=value" */
+imf_status imf_config_get_str(const imf_config *cfg, const char *key, const char **out);
+imf_status imf_config_get_int(const imf_config *cfg, const char *key, int64_t *out);
+imf_status imf_config_get_double(const imf_config *cfg, const char *key, double *out);
+imf_status imf_config_get_bool(const imf_config *cfg, const char *key, int *out);
+/* The whole effective configuration as INI text (malloc'd; caller frees). */
+char *imf_config_dump(const imf_config *cfg);
+
+/* ---- the rating data store ---- */
+typedef struct imf_store imf_store;
+
+typedef struct {
+  int64_t users, items, ratings, batches;
+  double scale_min, scale_max;        /* NaN when no scale is configured */
+  int64_t time_min, time_max;         /* INT64_MIN/INT64_MAX sentinels when no timestamps */
+  char normalize[16];
+  char digest[65];                    /* content digest (hex sha256) */
+} imf_store_info;
+
+/* Counts of one ingestion (prepare or append). The invariant
+ * lines_read == header + stored + merged + rejected holds. */
+#define IMF_REJECT_REASONS 16
+typedef struct {
+  int64_t lines_read, header, stored, merged, rejected, superseded;
+  int64_t rejected_by[IMF_REJECT_REASONS];
+  int64_t new_users, new_items;
+  int64_t batch;                       /* the batch number this ingestion created */
+  char sha256[65];
+} imf_ingest_report;
+const char *imf_reject_reason_name(int reason);
+
+/* Create a new store from an input file (its batch 1). Fails if DIR already holds a store. */
+imf_status imf_prepare(MPI_Comm comm, const imf_config *cfg, const char *store_dir,
+                       const char *input, const char *rejects_path, imf_ingest_report *report);
+/* Add one input file to an existing store as a new batch. */
+imf_status imf_append(MPI_Comm comm, const imf_config *cfg, const char *store_dir,
+                      const char *input, const char *rejects_path, imf_ingest_report *report);
+imf_status imf_store_inspect(MPI_Comm comm, const char *store_dir, imf_store_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,107 @@
+/* main.c - the incremf executable: MPI setup, subcommand dispatch and exit codes. Thin by
+ * design: every subcommand lives in its own file and only calls libincremf. */
+#include "cli.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const imf_command COMMANDS[] = {
+    {"synth", "generate a synthetic rating data set", IMF_USAGE_SYNTH, imf_cmd_synth},
+    {"prepare", "ingest and clean a rating file into a new data store", IMF_USAGE_PREPARE, imf_cmd_prepare},
+    {"append", "add a new batch of ratings to a data store", IMF_USAGE_APPEND, imf_cmd_append},
+    {"inspect", "show what a data store or model checkpoint holds", IMF_USAGE_INSPECT, imf_cmd_inspect},
+};
+#define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+/* Reserved for the subcommands later work adds; named here so scripts get a clear message. */
+static const char *RESERVED[] = {"train", "update", "evaluate", "recommend", "status", "rollback",
+                                 "tune", "prune", "forget"};
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: incremf COMMAND [options]   (under mpirun -n P, or as a plain process)\n\n"
+          "commands:\n");
+  for (size_t i = 0; i < NCOMMANDS; i++) fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(out, "  %-10s %s\n", "help", "this text; `incremf help config` lists every config key");
+  fprintf(out,
+          "\ncommon options: --config FILE.ini, --set section.key=value (repeatable; wins over the\n"
+          "file), --quiet, --log-format text|json, --help\n"
+          "exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad input, 4 locked, 5 stale/drifting,\n"
+          "75 stopped by a signal after a checkpoint (requeue)\n");
+}
+
+int main(int argc, char **argv) {
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  imf_cli cli = {.comm = MPI_COMM_WORLD};
+  MPI_Comm_rank(cli.comm, &cli.rank);
+  MPI_Comm_size(cli.comm, &cli.size);
+  /* Errors are reported by imf_agree/MPI_Abort, not by MPI's default handler silently. */
+  MPI_Comm_set_errhandler(cli.comm, MPI_ERRORS_RETURN);
+  imf_log_setup(cli.rank, 0, IMF_LOG_TEXT);
+  int rc = 0;
+  if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (cli.rank == 0) {
+      if (argc >= 3 && !strcmp(argv[2], "config")) {
+        printf("configuration keys ([section] name = value in INI files, or --set section.name=value):\n");
+        imf_config_print_keys(stdout);
+      } else if (argc >= 3) {
+        int found = 0;
+        for (size_t i = 0; i < NCOMMANDS; i++)
+          if (!strcmp(argv[2], COMMANDS[i].name)) {
+            fputs(COMMANDS[i].usage, stdout);
+            found = 1;
+          }
+        if (!found) {
+          usage(stderr);
+          rc = 2;
+        }
+      } else {
+        usage(argc < 2 ? stderr : stdout);
+        rc = argc < 2 ? 2 : 0;
+      }
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, cli.comm);
+    MPI_Finalize();
+    return rc;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    imf_initialize(cli.comm);
+    if (cli.rank == 0) printf("%s\n", imf_build_info());
+    MPI_Finalize();
+    return 0;
+  }
+  const imf_command *cmd = NULL;
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(argv[1], COMMANDS[i].name)) cmd = &COMMANDS[i];
+  if (!cmd) {
+    int reserved = 0;
+    for (size_t i = 0; i < sizeof RESERVED / sizeof RESERVED[0]; i++)
+      if (!strcmp(argv[1], RESERVED[i])) reserved = 1;
+    if (cli.rank == 0) {
+      if (reserved)
+        fprintf(stderr, "incremf: '%s' is not available in this version yet\n", argv[1]);
+      else {
+        fprintf(stderr, "incremf: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+      }
+    }
+    MPI_Finalize();
+    return 2;
+  }
+  imf_status st = imf_config_create(&cli.cfg);
+  if (st == IMF_OK) st = imf_initialize(cli.comm);
+  int help = 0;
+  int sargc = argc - 1;
+  char **sargv = argv + 1;
+  if (st == IMF_OK) st = imf_cli_common(&cli, &sargc, sargv, &help);
+  if (st != IMF_OK) {
+    rc = imf_cli_fail(&cli, cmd->name, st);
+  } else if (help) {
+    if (cli.rank == 0) fputs(cmd->usage, stdout);
+  } else {
+    imf_info("incremf %s on %d rank%s: %s", cmd->name, cli.size, cli.size == 1 ? "" : "s", imf_build_info());
+    rc = cmd->run(&cli, sargc, sargv);
+  }
+  imf_config_destroy(&cli.cfg);
+  MPI_Finalize();
+  return rc;
+}

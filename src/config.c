@@ -1,0 +1,377 @@
+/* config.c - known configuration keys, INI loading and --set overrides.
+ *
+ * Why a fixed table: users' job scripts set keys by name, and a typo must fail loudly instead of
+ * silently training with a default. Every key has a type, a default and one line of help; the
+ * README and `incremf help config` are generated from the same table. */
+#include "config.h"
+#include "error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE } key_type;
+
+typedef struct {
+  const char *key;     /* "section.name" */
+  key_type type;
+  const char *def;
+  const char *choices; /* for T_ENUM: "a|b|c" */
+  const char *help;
+} key_def;
+
+static const key_def KEYS[] = {
+    /* input: how raw rating files are read */
+    {"input.format", T_ENUM, "auto", "auto|csv|tsv|dat|ml100k|mtx|libmf",
+     "input format; auto detects from the name and the first lines"},
+    {"input.header", T_ENUM, "auto", "auto|yes|no", "whether the first line is a header"},
+    {"input.delimiter", T_STR, "", NULL,
+     "field delimiter for csv/tsv (one character, or 'tab'); empty = by format"},
+    {"input.user_col", T_INT, "1", NULL, "1-based column of the user id"},
+    {"input.item_col", T_INT, "2", NULL, "1-based column of the item id"},
+    {"input.rating_col", T_INT, "3", NULL,
+     "1-based column of the rating; 0 = none (implicit feedback, value 1)"},
+    {"input.time_col", T_INT, "4", NULL,
+     "1-based column of the unix timestamp; 0 = none; a missing column is allowed"},
+    {"input.max_line_length", T_INT, "65536", NULL, "longest accepted line in bytes"},
+    {"input.max_id_length", T_INT, "256", NULL, "longest accepted user or item id in bytes"},
+    {"input.chunk_mb", T_INT, "32", NULL, "read chunk per rank in MiB"},
+    /* clean: what happens to each line */
+    {"clean.duplicates", T_ENUM, "latest", "latest|first|mean",
+     "repeated (user,item): keep the latest by timestamp (ties: later line), the first, or the mean"},
+    {"clean.out_of_range", T_ENUM, "reject", "reject|clip",
+     "ratings outside [scale_min, scale_max]: reject the line or clip the value"},
+    {"clean.scale_min", T_DOUBLE_OR_NONE, "none", NULL, "lowest valid rating; none = unbounded"},
+    {"clean.scale_max", T_DOUBLE_OR_NONE, "none", NULL, "highest valid rating; none = unbounded"},
+    {"clean.min_user_ratings", T_INT, "0", NULL, "drop new users with fewer ratings in the batch"},
+    {"clean.min_item_ratings", T_INT, "0", NULL, "drop new items with fewer ratings in the batch"},
+    {"clean.max_user_ratings", T_INT, "0", NULL,
+     "noise filter: drop new users with more ratings than this in the batch; 0 = off"},
+    {"clean.drop_constant_users", T_BOOL, "false", NULL,
+     "noise filter: drop new users with >= 3 ratings that are all equal"},
+    {"clean.max_reject_fraction", T_DOUBLE, "0.05", NULL,
+     "fail before writing anything when more than this share of lines is rejected"},
+    {"clean.normalize", T_ENUM, "none", "none|global|user",
+     "normalisation recorded in the store for the trainer"},
+    /* synth: the synthetic data generator */
+    {"synth.users", T_INT, "1000", NULL, "number of users"},
+    {"synth.items", T_INT, "500", NULL, "number of items"},
+    {"synth.ratings", T_INT, "50000", NULL, "number of rating lines to emit"},
+    {"synth.rank", T_INT, "8", NULL, "rank of the planted low-rank model"},
+    {"synth.noise", T_DOUBLE, "0.5", NULL, "standard deviation of the rating noise"},
+    {"synth.seed", T_INT, "1", NULL, "random seed (same seed, same file)"},
+    {"synth.user_skew", T_DOUBLE, "1.0", NULL, "power-law exponent of user activity"},
+    {"synth.item_skew", T_DOUBLE, "1.0", NULL, "power-law exponent of item popularity"},
+    {"synth.scale_min", T_DOUBLE, "1", NULL, "lowest rating"},
+    {"synth.scale_max", T_DOUBLE, "5", NULL, "highest rating"},
+    {"synth.step", T_DOUBLE, "1", NULL, "rating step (0.5 = half stars, 0 = continuous)"},
+    {"synth.time_start", T_INT, "1500000000", NULL, "first timestamp (unix seconds)"},
+    {"synth.time_span_days", T_INT, "365", NULL, "timestamps spread over this many days"},
+    {"synth.drift", T_DOUBLE, "0", NULL,
+     "planted drift: 0 = none; 1 = tastes and popularity shift fully over the time span"},
+    {"synth.corrupt_fraction", T_DOUBLE, "0", NULL,
+     "share of corrupt lines of every kind the cleaner handles"},
+    {"synth.implicit", T_BOOL, "false", NULL, "emit no rating column (implicit feedback)"},
+    /* model: training hyperparameters */
+    {"model.type", T_ENUM, "als", "als|bpmf|ials|ease", "model: ALS-WR, Bayesian MF, implicit ALS, EASE"},
+    {"model.k", T_INT, "32", NULL, "number of latent factors"},
+    {"model.lambda", T_DOUBLE, "0.05", NULL, "factor regularisation (weighted by row count in ALS-WR)"},
+    {"model.lambda_bias", T_DOUBLE, "5", NULL, "bias regularisation"},
+    {"model.alpha", T_DOUBLE, "10", NULL, "implicit ALS confidence: c = 1 + alpha * r"},
+    {"model.iterations", T_INT, "15", NULL, "sweeps (ALS) or samples incl. burn-in (BPMF)"},
+    {"model.burn_in", T_INT, "20", NULL, "BPMF sweeps discarded before averaging"},
+    {"model.tol", T_DOUBLE, "0", NULL, "stop when validation RMSE improves less than this; 0 = off"},
+    {"model.seed", T_INT, "42", NULL, "seed of the counter-based random streams"},
+    {"model.solver", T_ENUM, "cholesky", "cholesky|cg", "row solver for implicit ALS"},
+    {"model.cg_steps", T_INT, "3", NULL, "conjugate-gradient steps per row"},
+    {"model.validation_fraction", T_DOUBLE, "0", NULL,
+     "share of training ratings carved out for early stopping"},
+    {"model.checkpoint_every", T_INT, "5", NULL, "write a run checkpoint every N sweeps; 0 = end only"},
+};
+#define NKEYS (sizeof KEYS / sizeof KEYS[0])
+
+struct imf_config {
+  char *val[NKEYS];
+};
+
+static int find_key(const char *key) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(KEYS[i].key, key) == 0) return (int)i;
+  return -1;
+}
+
+static int parse_i64(const char *s, int64_t *out) {
+  if (!*s) return 0;
+  errno = 0;
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_dbl(const char *s, double *out) {
+  if (!*s) return 0;
+  errno = 0;
+  char *end;
+  double v = strtod(s, &end);
+  if (errno || *end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_bool(const char *s, int *out) {
+  if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1") || !strcmp(s, "on")) {
+    *out = 1;
+    return 1;
+  }
+  if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0") || !strcmp(s, "off")) {
+    *out = 0;
+    return 1;
+  }
+  return 0;
+}
+
+static int enum_ok(const char *choices, const char *v) {
+  size_t n = strlen(v);
+  const char *p = choices;
+  while (p && *p) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len == n && strncmp(p, v, n) == 0) return 1;
+    p = bar ? bar + 1 : NULL;
+  }
+  return 0;
+}
+
+static imf_status check_value(int i, const char *v, const char *origin) {
+  const key_def *k = &KEYS[i];
+  int64_t iv;
+  double dv;
+  int bv;
+  switch (k->type) {
+  case T_INT:
+    if (!parse_i64(v, &iv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be an integer, got '%s'", origin, k->key, v);
+    if (iv < 0) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must not be negative, got '%s'", origin, k->key, v);
+    break;
+  case T_DOUBLE:
+    if (!parse_dbl(v, &dv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be a finite number, got '%s'", origin, k->key, v);
+    break;
+  case T_DOUBLE_OR_NONE:
+    if (strcmp(v, "none") && !parse_dbl(v, &dv))
+      IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be a number or 'none', got '%s'", origin, k->key, v);
+    break;
+  case T_BOOL:
+    if (!parse_bool(v, &bv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be true or false, got '%s'", origin, k->key, v);
+    break;
+  case T_ENUM:
+    if (!enum_ok(k->choices, v))
+      IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be one of %s, got '%s'", origin, k->key, k->choices, v);
+    break;
+  case T_STR:
+    break;
+  }
+  return IMF_OK;
+}
+
+static imf_status set_value(imf_config *cfg, const char *key, const char *value, const char *origin) {
+  int i = find_key(key);
+  if (i < 0) IMF_FAIL(IMF_ERR_USAGE, "%s: unknown configuration key '%s' (see `incremf help config`)", origin, key);
+  IMF_CHECK(check_value(i, value, origin));
+  char *copy = strdup(value);
+  if (!copy) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  free(cfg->val[i]);
+  cfg->val[i] = copy;
+  return IMF_OK;
+}
+
+imf_status imf_config_create(imf_config **out) {
+  imf_config *cfg = calloc(1, sizeof *cfg);
+  if (!cfg) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < NKEYS; i++) {
+    cfg->val[i] = strdup(KEYS[i].def);
+    if (!cfg->val[i]) {
+      imf_config_destroy(&cfg);
+      IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    }
+  }
+  *out = cfg;
+  return IMF_OK;
+}
+
+void imf_config_destroy(imf_config **cfg) {
+  if (!cfg || !*cfg) return;
+  for (size_t i = 0; i < NKEYS; i++) free((*cfg)->val[i]);
+  free(*cfg);
+  *cfg = NULL;
+}
+
+typedef struct {
+  imf_config *cfg;
+  const char *origin;
+  imf_status st;
+} cfg_ini_ctx;
+
+static int cfg_ini_handler(void *user, const char *section, const char *name, const char *value) {
+  cfg_ini_ctx *c = user;
+  if (c->st != IMF_OK) return 0;
+  char key[256];
+  if (!section[0]) {
+    c->st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
+                          "%s: key '%s' outside any [section]", c->origin, name);
+    return 0;
+  }
+  snprintf(key, sizeof key, "%s.%s", section, name);
+  c->st = set_value(c->cfg, key, value, c->origin);
+  return c->st == IMF_OK;
+}
+
+imf_status imf_config_load_file(imf_config *cfg, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) IMF_FAIL(IMF_ERR_NOTFOUND, "cannot open config file %s: %s", path, strerror(errno));
+  cfg_ini_ctx c = {cfg, path, IMF_OK};
+  int rc = ini_parse_file(f, cfg_ini_handler, &c);
+  fclose(f);
+  if (c.st != IMF_OK) {
+    if (rc > 0) {
+      char msg[1024];
+      snprintf(msg, sizeof msg, "%s", imf_last_error());
+      IMF_FAIL(c.st, "%s, line %d: %s", path, rc, msg);
+    }
+    return c.st;
+  }
+  if (rc != 0) IMF_FAIL(IMF_ERR_USAGE, "%s, line %d: malformed INI line", path, rc);
+  return IMF_OK;
+}
+
+imf_status imf_config_load_string(imf_config *cfg, const char *text, const char *origin) {
+  cfg_ini_ctx c = {cfg, origin, IMF_OK};
+  int rc = ini_parse_string(text, cfg_ini_handler, &c);
+  if (c.st != IMF_OK) return c.st;
+  if (rc != 0) IMF_FAIL(IMF_ERR_INPUT, "%s, line %d: malformed INI line", origin, rc);
+  return IMF_OK;
+}
+
+imf_status imf_config_set(imf_config *cfg, const char *assignment) {
+  const char *eq = strchr(assignment, '=');
+  if (!eq || eq == assignment)
+    IMF_FAIL(IMF_ERR_USAGE, "--set expects section.key=value, got '%s'", assignment);
+  char key[256];
+  size_t n = (size_t)(eq - assignment);
+  if (n >= sizeof key) IMF_FAIL(IMF_ERR_USAGE, "--set: key too long in '%s'", assignment);
+  memcpy(key, assignment, n);
+  key[n] = '\0';
+  /* trim spaces around the key and value, as INI does */
+  while (n > 0 && isspace((unsigned char)key[n - 1])) key[--n] = '\0';
+  const char *v = eq + 1;
+  while (isspace((unsigned char)*v)) v++;
+  return set_value(cfg, key, v, "--set");
+}
+
+static imf_status lookup(const imf_config *cfg, const char *key, int *idx) {
+  int i = find_key(key);
+  if (i < 0) IMF_FAIL(IMF_ERR_USAGE, "unknown configuration key '%s'", key);
+  *idx = i;
+  (void)cfg;
+  return IMF_OK;
+}
+
+imf_status imf_config_get_str(const imf_config *cfg, const char *key, const char **out) {
+  int i;
+  IMF_CHECK(lookup(cfg, key, &i));
+  *out = cfg->val[i];
+  return IMF_OK;
+}
+
+imf_status imf_config_get_int(const imf_config *cfg, const char *key, int64_t *out) {
+  int i;
+  IMF_CHECK(lookup(cfg, key, &i));
+  if (!parse_i64(cfg->val[i], out)) IMF_FAIL(IMF_ERR_USAGE, "%s is not an integer", key);
+  return IMF_OK;
+}
+
+imf_status imf_config_get_double(const imf_config *cfg, const char *key, double *out) {
+  int i;
+  IMF_CHECK(lookup(cfg, key, &i));
+  if (!strcmp(cfg->val[i], "none")) {
+    *out = NAN;
+    return IMF_OK;
+  }
+  if (!parse_dbl(cfg->val[i], out)) IMF_FAIL(IMF_ERR_USAGE, "%s is not a number", key);
+  return IMF_OK;
+}
+
+imf_status imf_config_get_bool(const imf_config *cfg, const char *key, int *out) {
+  int i;
+  IMF_CHECK(lookup(cfg, key, &i));
+  if (!parse_bool(cfg->val[i], out)) IMF_FAIL(IMF_ERR_USAGE, "%s is not a boolean", key);
+  return IMF_OK;
+}
+
+static void missing_key(const char *key) {
+  fprintf(stderr, "incremf: internal error: configuration key '%s' is not in the table\n", key);
+  abort();
+}
+
+int64_t imf_cfg_int(const imf_config *cfg, const char *key) {
+  int64_t v = 0;
+  if (imf_config_get_int(cfg, key, &v) != IMF_OK) missing_key(key);
+  return v;
+}
+double imf_cfg_double(const imf_config *cfg, const char *key) {
+  double v = 0;
+  if (imf_config_get_double(cfg, key, &v) != IMF_OK) missing_key(key);
+  return v;
+}
+int imf_cfg_bool(const imf_config *cfg, const char *key) {
+  int v = 0;
+  if (imf_config_get_bool(cfg, key, &v) != IMF_OK) missing_key(key);
+  return v;
+}
+const char *imf_cfg_str(const imf_config *cfg, const char *key) {
+  const char *v = "";
+  if (imf_config_get_str(cfg, key, &v) != IMF_OK) missing_key(key);
+  return v;
+}
+
+char *imf_config_dump(const imf_config *cfg) {
+  size_t cap = 4096, len = 0;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  out[0] = '\0';
+  char section[64] = "";
+  for (size_t i = 0; i < NKEYS; i++) {
+    const char *dot = strchr(KEYS[i].key, '.');
+    size_t sl = (size_t)(dot - KEYS[i].key);
+    char line[1024];
+    int n = 0;
+    if (strlen(section) != sl || strncmp(section, KEYS[i].key, sl) != 0) {
+      snprintf(section, sizeof section, "%.*s", (int)sl, KEYS[i].key);
+      n = snprintf(line, sizeof line, "%s[%s]\n", len ? "\n" : "", section);
+    }
+    n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
+    if (len + (size_t)n + 1 > cap) {
+      while (len + (size_t)n + 1 > cap) cap *= 2;
+      char *p = realloc(out, cap);
+      if (!p) {
+        free(out);
+        return NULL;
+      }
+      out = p;
+    }
+    memcpy(out + len, line, (size_t)n + 1);
+    len += (size_t)n;
+  }
+  return out;
+}
+
+void imf_config_print_keys(FILE *out) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    fprintf(out, "  %-28s default %-10s %s", KEYS[i].key, KEYS[i].def[0] ? KEYS[i].def : "''", KEYS[i].help);
+    if (KEYS[i].type == T_ENUM) fprintf(out, " (%s)", KEYS[i].choices);
+    fputc('\n', out);
+  }
+}

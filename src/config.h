@@ -1,0 +1,18 @@
+/* config.h - the one options mechanism: a table of known keys, filled from INI files
+ * (libinih) and then from --set section.key=value, the command line winning. Unknown keys and
+ * ill-typed values are errors. The public accessors are declared in incremf.h. */
+#ifndef IMF_CONFIG_H
+#define IMF_CONFIG_H
+#include "incremf.h"
+
+/* Typed shortcuts used inside the library: the key must exist in the table (programming
+ * error otherwise, reported as IMF_ERR_RUNTIME). */
+int64_t imf_cfg_int(const imf_config *cfg, const char *key);
+double imf_cfg_double(const imf_config *cfg, const char *key); /* NaN for "none" */
+int imf_cfg_bool(const imf_config *cfg, const char *key);
+const char *imf_cfg_str(const imf_config *cfg, const char *key);
+/* Print every known key with its default and help text (for `incremf help config`). */
+void imf_config_print_keys(FILE *out);
+/* Copy: a config snapshot (e.g. the one stored in a checkpoint) loaded from INI text. */
+imf_status imf_config_load_string(imf_config *cfg, const char *ini_text, const char *origin);
+#endif

@@ -1,0 +1,124 @@
+/* error.c - status codes, the per-rank error message and the collective agreement on failure. */
+#include "error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IMF_ERRMSG 1024
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+static char imf_errmsg[IMF_ERRMSG];
+
+const char *imf_status_name(imf_status s) {
+  switch (s) {
+  case IMF_OK: return "ok";
+  case IMF_ERR_RUNTIME: return "runtime error";
+  case IMF_ERR_USAGE: return "usage error";
+  case IMF_ERR_INPUT: return "bad input";
+  case IMF_ERR_LOCKED: return "locked";
+  case IMF_ERR_STALE: return "stale or drifting";
+  case IMF_ERR_REQUEUE: return "stopped for requeue";
+  case IMF_ERR_NOMEM: return "out of memory";
+  case IMF_ERR_NOTFOUND: return "not found";
+  }
+  return "unknown status";
+}
+
+int imf_exit_code(imf_status s) {
+  switch (s) {
+  case IMF_OK: return 0;
+  case IMF_ERR_USAGE: return 2;
+  case IMF_ERR_INPUT:
+  case IMF_ERR_NOTFOUND: return 3;
+  case IMF_ERR_LOCKED: return 4;
+  case IMF_ERR_STALE: return 5;
+  case IMF_ERR_REQUEUE: return 75;
+  default: return 1;
+  }
+}
+
+const char *imf_last_error(void) { return imf_errmsg; }
+void imf_err_clear(void) { imf_errmsg[0] = '\0'; }
+
+imf_status imf_err_raise(imf_status code, const char *file, int line, const char *fmt, ...) {
+  const char *base = strrchr(file, '/');
+  base = base ? base + 1 : file;
+  char reason[IMF_ERRMSG];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  snprintf(imf_errmsg, sizeof imf_errmsg, "%s (%s:%d)", reason, base, line);
+  return code;
+}
+
+imf_status imf_err_mpi(int rc, const char *file, int line, const char *what) {
+  char s[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", rc);
+  return imf_err_raise(IMF_ERR_RUNTIME, file, line, "MPI call failed: %s: %s", what, s);
+}
+
+imf_status imf_agree(MPI_Comm comm, imf_status local) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (size == 1) return local;
+  /* Lowest failing rank wins: reduce (failed ? rank : size) with MIN. */
+  int mine = local != IMF_OK ? rank : size, first = size;
+  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+    MPI_Abort(comm, 1);
+  }
+  if (first == size) return IMF_OK;
+  int code = (int)local;
+  char msg[IMF_ERRMSG];
+  memcpy(msg, imf_errmsg, sizeof msg);
+  MPI_Bcast(&code, 1, MPI_INT, first, comm);
+  MPI_Bcast(msg, IMF_ERRMSG, MPI_CHAR, first, comm);
+  if (rank != first) {
+    msg[IMF_ERRMSG - 1] = '\0';
+    snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", msg, first);
+  } else if (size > 1) {
+    char tmp[IMF_ERRMSG];
+    snprintf(tmp, sizeof tmp, "%s", imf_errmsg);
+    snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", tmp, first);
+  }
+  return (imf_status)code;
+}
+
+imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
+  if (a != 0 && b > SIZE_MAX / a)
+    IMF_FAIL(IMF_ERR_NOMEM, "size overflow: %zu x %zu elements", a, b);
+  *out = a * b;
+  return IMF_OK;
+}
+
+imf_status imf_alloc(void *pptr, size_t n, size_t size) {
+  size_t bytes;
+  IMF_CHECK(imf_mul_size(n, size, &bytes));
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded < bytes) IMF_FAIL(IMF_ERR_NOMEM, "size overflow: %zu bytes", bytes);
+  if (rounded == 0) rounded = 64;
+  void *p = aligned_alloc(64, rounded);
+  if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+  memset(p, 0, rounded);
+  *(void **)pptr = p;
+  return IMF_OK;
+}
+
+imf_status imf_realloc(void *pptr, size_t n, size_t size) {
+  size_t bytes;
+  IMF_CHECK(imf_mul_size(n, size, &bytes));
+  void *p = realloc(*(void **)pptr, bytes ? bytes : 1);
+  if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", bytes);
+  *(void **)pptr = p;
+  return IMF_OK;
+}
+
+void imf_free(void *pptr) {
+  void **p = (void **)pptr;
+  free(*p);
+  *p = NULL;
+}

@@ -1,0 +1,176 @@
+/* idmap.c - open-addressing hash map from id strings to dense indices.
+ *
+ * Ids live once, back to back, in a growing blob; the table stores indices only, so a map of
+ * ten million ids costs the ids' bytes plus ~16 bytes per id. The index order is the insertion
+ * order, which the ingest layer makes the order of first appearance in the input. */
+#include "idmap.h"
+#include "error.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct imf_idmap {
+  int64_t n;
+  int64_t *off;    /* n + 1 offsets into blob */
+  int64_t off_cap;
+  char *blob;
+  int64_t blob_len, blob_cap;
+  int64_t *slot;   /* index + 1, 0 = empty */
+  uint64_t *hash;  /* hash of each id, by index, to skip compares and rehash cheaply */
+  int64_t nslot;   /* power of two */
+};
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+  /* FNV-1a with a final avalanche; ids are short, so this is cheaper than anything fancier. */
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+imf_status imf_idmap_create(imf_idmap **out) {
+  imf_idmap *m = calloc(1, sizeof *m);
+  if (!m) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  m->off_cap = 1024;
+  m->blob_cap = 16384;
+  m->nslot = 2048;
+  m->off = malloc((size_t)m->off_cap * sizeof *m->off);
+  m->hash = malloc((size_t)m->off_cap * sizeof *m->hash);
+  m->blob = malloc((size_t)m->blob_cap);
+  m->slot = calloc((size_t)m->nslot, sizeof *m->slot);
+  if (!m->off || !m->blob || !m->slot || !m->hash) {
+    imf_idmap_destroy(&m);
+    IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  }
+  m->off[0] = 0;
+  *out = m;
+  return IMF_OK;
+}
+
+void imf_idmap_destroy(imf_idmap **m) {
+  if (!m || !*m) return;
+  free((*m)->off);
+  free((*m)->hash);
+  free((*m)->blob);
+  free((*m)->slot);
+  free(*m);
+  *m = NULL;
+}
+
+int64_t imf_idmap_size(const imf_idmap *m) { return m->n; }
+
+static int64_t probe(const imf_idmap *m, const char *id, size_t len, uint64_t h) {
+  int64_t mask = m->nslot - 1, p = (int64_t)(h & (uint64_t)mask);
+  for (;;) {
+    int64_t s = m->slot[p];
+    if (s == 0) return ~p; /* empty slot p */
+    int64_t j = s - 1;
+    if (m->hash[j] == h && (size_t)(m->off[j + 1] - m->off[j]) == len &&
+        memcmp(m->blob + m->off[j], id, len) == 0)
+      return j;
+    p = (p + 1) & mask;
+  }
+}
+
+int64_t imf_idmap_find(const imf_idmap *m, const char *id, size_t len) {
+  int64_t r = probe(m, id, len, hash_bytes(id, len));
+  return r >= 0 ? r : -1;
+}
+
+static imf_status grow_slots(imf_idmap *m) {
+  int64_t ns = m->nslot * 2;
+  int64_t *slot = calloc((size_t)ns, sizeof *slot);
+  if (!slot) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing the id table");
+  for (int64_t j = 0; j < m->n; j++) {
+    int64_t p = (int64_t)(m->hash[j] & (uint64_t)(ns - 1));
+    while (slot[p]) p = (p + 1) & (ns - 1);
+    slot[p] = j + 1;
+  }
+  free(m->slot);
+  m->slot = slot;
+  m->nslot = ns;
+  return IMF_OK;
+}
+
+imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *index, int *added) {
+  uint64_t h = hash_bytes(id, len);
+  int64_t r = probe(m, id, len, h);
+  if (r >= 0) {
+    *index = r;
+    if (added) *added = 0;
+    return IMF_OK;
+  }
+  if (m->n >= INT32_MAX) IMF_FAIL(IMF_ERR_INPUT, "more than %d distinct ids (documented limit)", INT32_MAX);
+  if (m->n + 2 > m->off_cap) {
+    int64_t nc = m->off_cap * 2;
+    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
+    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
+    m->off_cap = nc;
+  }
+  if (m->blob_len + (int64_t)len > m->blob_cap) {
+    int64_t nc = m->blob_cap * 2;
+    while (nc < m->blob_len + (int64_t)len) nc *= 2;
+    IMF_CHECK(imf_realloc(&m->blob, (size_t)nc, 1));
+    m->blob_cap = nc;
+  }
+  memcpy(m->blob + m->blob_len, id, len);
+  m->blob_len += (int64_t)len;
+  int64_t j = m->n++;
+  m->off[m->n] = m->blob_len;
+  m->hash[j] = h;
+  m->slot[~r] = j + 1;
+  if (m->n * 2 > m->nslot) IMF_CHECK(grow_slots(m));
+  *index = j;
+  if (added) *added = 1;
+  return IMF_OK;
+}
+
+const char *imf_idmap_get(const imf_idmap *m, int64_t index, size_t *len) {
+  if (index < 0 || index >= m->n) {
+    *len = 0;
+    return NULL;
+  }
+  *len = (size_t)(m->off[index + 1] - m->off[index]);
+  return m->blob + m->off[index];
+}
+
+imf_status imf_idmap_add_list(imf_idmap *m, const imf_idlist *l) {
+  for (int64_t j = 0; j < l->n; j++) {
+    int64_t idx;
+    int added;
+    IMF_CHECK(imf_idmap_insert(m, l->blob + l->off[j], (size_t)(l->off[j + 1] - l->off[j]), &idx, &added));
+    if (!added) {
+      IMF_FAIL(IMF_ERR_INPUT, "id list holds the id '%.*s' twice", (int)(l->off[j + 1] - l->off[j]),
+               l->blob + l->off[j]);
+    }
+  }
+  return IMF_OK;
+}
+
+imf_status imf_idmap_tail(const imf_idmap *m, int64_t from, imf_idlist *out) {
+  if (from < 0 || from > m->n) IMF_FAIL(IMF_ERR_RUNTIME, "idmap tail out of range");
+  int64_t n = m->n - from;
+  out->n = n;
+  out->off = NULL;
+  out->blob = NULL;
+  IMF_CHECK(imf_alloc(&out->off, (size_t)n + 1, sizeof *out->off));
+  int64_t base = m->off[from], bytes = m->off[m->n] - base;
+  IMF_CHECK(imf_alloc(&out->blob, (size_t)bytes + 1, 1));
+  for (int64_t j = 0; j <= n; j++) out->off[j] = m->off[from + j] - base;
+  memcpy(out->blob, m->blob + base, (size_t)bytes);
+  return IMF_OK;
+}
+
+void imf_idmap_truncate(imf_idmap *m, int64_t n) {
+  if (n >= m->n || n < 0) return;
+  /* Rebuild the table: truncation happens only after a failed ingestion. */
+  m->n = n;
+  m->blob_len = m->off[n];
+  memset(m->slot, 0, (size_t)m->nslot * sizeof *m->slot);
+  for (int64_t j = 0; j < n; j++) {
+    int64_t p = (int64_t)(m->hash[j] & (uint64_t)(m->nslot - 1));
+    while (m->slot[p]) p = (p + 1) & (m->nslot - 1);
+    m->slot[p] = j + 1;
+  }
+}

@@ -1,0 +1,106 @@
+/* log.c - rank-0 logging in text or JSON lines, and process-level setup (imf_initialize). */
+#include "log.h"
+#include <H5public.h>
+#include <cblas.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+static int log_rank = 0, log_quiet = 0;
+static imf_log_format log_fmt = IMF_LOG_TEXT;
+
+void imf_log_setup(int rank, int quiet, imf_log_format fmt) {
+  log_rank = rank;
+  log_quiet = quiet;
+  log_fmt = fmt;
+}
+int imf_log_is_json(void) { return log_fmt == IMF_LOG_JSON; }
+int imf_log_rank(void) { return log_rank; }
+
+void imf_json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  imf_json_escape(f, s);
+  fputc('"', f);
+}
+
+void imf_json_escape(FILE *f, const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c == '\n') fputs("\\n", f);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else fputc(c, f);
+  }
+}
+
+static void emit(const char *level, const char *fmt, va_list ap) {
+  char msg[4096];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  if (log_fmt == IMF_LOG_JSON) {
+    fprintf(stderr, "{\"level\":\"%s\",\"time\":%.3f,\"msg\":\"", level, imf_wtime());
+    imf_json_escape(stderr, msg);
+    fputs("\"}\n", stderr);
+  } else if (strcmp(level, "info") == 0) {
+    fprintf(stderr, "%s\n", msg);
+  } else {
+    fprintf(stderr, "incremf: %s: %s\n", level, msg);
+  }
+  fflush(stderr);
+}
+
+void imf_info(const char *fmt, ...) {
+  if (log_rank != 0 || log_quiet) return;
+  va_list ap;
+  va_start(ap, fmt);
+  emit("info", fmt, ap);
+  va_end(ap);
+}
+
+void imf_warn(const char *fmt, ...) {
+  if (log_rank != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  emit("warning", fmt, ap);
+  va_end(ap);
+}
+
+double imf_wtime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int64_t imf_peak_rss(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmHWM:", 6) == 0) {
+      long long v;
+      if (sscanf(line + 6, "%lld", &v) == 1) kb = v;
+      break;
+    }
+  fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
+static char build_info[1024];
+
+imf_status imf_initialize(MPI_Comm comm) {
+  /* One BLAS thread per rank: ranks are the parallelism; threads would oversubscribe cores. */
+  openblas_set_num_threads(1);
+  char mpiver[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(mpiver, &len);
+  char *nl = strchr(mpiver, ',');
+  if (nl) *nl = '\0';
+  unsigned maj, min, rel;
+  H5get_libversion(&maj, &min, &rel);
+  snprintf(build_info, sizeof build_info, "incremf %s; OpenBLAS %s (core %s); %s; HDF5 %u.%u.%u",
+           IMF_VERSION, openblas_get_config(), openblas_get_corename(), mpiver, maj, min, rel);
+  (void)comm;
+  return IMF_OK;
+}
+
+const char *imf_build_info(void) { return build_info; }

@@ -1,0 +1,67 @@
+/* store.h - the rating data store on HDF5: a directory of immutable per-batch HDF5 files under
+ * a small text MANIFEST that is replaced atomically (tmp, fsync, rename, fsync dir). Appending
+ * costs the size of the batch, never the size of the store. Layout: docs/FORMAT.md.
+ *
+ * HDF5 calls live here (and in checkpoint.c) only. All functions are collective over the
+ * store's communicator unless marked (local). */
+#ifndef IMF_STORE_H
+#define IMF_STORE_H
+#include "idmap.h"
+#include "ratings.h"
+
+/* One ingested batch, ready to be written. The ratings are this rank's part, sorted by (user,
+ * item), with no (user,item) twice; rank r's users all precede rank r+1's users, so the
+ * concatenation over ranks is the batch in canonical order (independent of the rank count). */
+typedef struct {
+  imf_ratings r;
+  int64_t users_before, items_before; /* idmap sizes before this batch */
+  imf_idlist new_users, new_items;    /* ids of indices [before, before + n): on every rank */
+  imf_ingest_report report;           /* counts of the ingestion; sha256 of the source file */
+  char source[4096];                  /* input path as given */
+  int64_t time_min, time_max;         /* over the batch's stored ratings (IMF_NO_TIME if none) */
+} imf_batch;
+void imf_batch_free(imf_batch *b);
+
+#define IMF_STORE_READ 0
+#define IMF_STORE_WRITE 1
+
+/* Create an empty store (0 batches) at dir and hold its writer lock. The cleaning and
+ * normalisation keys of cfg are recorded in the manifest. IMF_ERR_INPUT if dir already holds a
+ * store. */
+imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cfg, imf_store **out);
+/* Open an existing store; IMF_STORE_WRITE takes the writer lock (IMF_ERR_LOCKED if another
+ * live process holds it; a stale lock of a dead process on this host is taken over; break_lock
+ * takes any lock). */
+imf_status imf_store_open(MPI_Comm comm, const char *dir, int mode, int break_lock, imf_store **out);
+/* Release the lock (if held) and free. Collective. */
+void imf_store_close(imf_store **s);
+
+/* (local) Counts as of the manifest. */
+int64_t imf_store_nbatches(const imf_store *s);
+int64_t imf_store_nusers(const imf_store *s);
+int64_t imf_store_nitems(const imf_store *s);
+/* (local) The duplicate policy recorded at creation: "latest", "first" or "mean". */
+const char *imf_store_duplicate_policy(const imf_store *s);
+/* (local) Batch number already holding a file with this sha256, or 0. */
+int64_t imf_store_find_sha256(const imf_store *s, const char *hex);
+
+/* Load all user and item ids (replicated on every rank) into two empty maps. */
+imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items);
+
+/* Write a batch as the next batch number: the batch file is written collectively (each rank
+ * its hyperslab, empty selections allowed), then the manifest is replaced atomically.
+ * Fills b->report.batch and b->report.superseded (ratings of this batch for a (user,item) pair
+ * that an earlier batch already held). A failure or kill at any point leaves the previous
+ * manifest — the previous store — intact. */
+imf_status imf_store_write_batch(imf_store *s, imf_batch *b);
+
+/* The effective ratings of users [user_lo, user_hi) after resolving repeated (user,item) pairs
+ * across batches with the store's duplicate policy (batch order is input order), sorted by
+ * (user, item). Each rank passes its own range (ranges may be empty). */
+imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi, imf_ratings *out);
+
+/* Summary for `inspect` (counts, scale, time range, normalisation, digest). */
+imf_status imf_store_get_info(imf_store *s, imf_store_info *info);
+/* (local) Content digest: sha256 over the batches' content digests (ratings, ids), in order. */
+const char *imf_store_digest(const imf_store *s);
+#endif

@@ -1,0 +1,66 @@
+/* test_config.c - the options mechanism: INI files, --set overrides, unknown keys, types. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "testutil.h"
+
+static void test_defaults_and_set(void **state) {
+  (void)state;
+  imf_config *c;
+  assert_int_equal(imf_config_create(&c), IMF_OK);
+  assert_int_equal(imf_cfg_int(c, "model.k"), 32);
+  assert_true(isnan(imf_cfg_double(c, "clean.scale_min")));
+  assert_int_equal(imf_config_set(c, "model.k = 64"), IMF_OK);
+  assert_int_equal(imf_cfg_int(c, "model.k"), 64);
+  assert_int_equal(imf_config_set(c, "model.kk=3"), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "unknown configuration key 'model.kk'"));
+  assert_int_equal(imf_config_set(c, "model.k=abc"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_set(c, "model.type=foo"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_set(c, "model.k"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_set(c, "clean.scale_min=0.5"), IMF_OK);
+  assert_true(imf_cfg_double(c, "clean.scale_min") == 0.5);
+  imf_config_destroy(&c);
+  assert_null(c);
+}
+
+static void test_ini_file(void **state) {
+  (void)state;
+  const char *dir = tu_tmpdir("cfg");
+  char path[600];
+  snprintf(path, sizeof path, "%s/a.ini", dir);
+  assert_int_equal(tu_write_file(path, "; comment\n[model]\nk = 16\ntype = bpmf\n[clean]\nduplicates=mean\n"), 0);
+  imf_config *c;
+  assert_int_equal(imf_config_create(&c), IMF_OK);
+  assert_int_equal(imf_config_load_file(c, path), IMF_OK);
+  assert_int_equal(imf_cfg_int(c, "model.k"), 16);
+  assert_string_equal(imf_cfg_str(c, "model.type"), "bpmf");
+  assert_string_equal(imf_cfg_str(c, "clean.duplicates"), "mean");
+  /* the dump reloads to the same values */
+  char *dump = imf_config_dump(c);
+  imf_config *d;
+  assert_int_equal(imf_config_create(&d), IMF_OK);
+  assert_int_equal(imf_config_load_string(d, dump, "dump"), IMF_OK);
+  assert_int_equal(imf_cfg_int(d, "model.k"), 16);
+  free(dump);
+  imf_config_destroy(&d);
+  /* unknown key in a file names the file and line */
+  assert_int_equal(tu_write_file(path, "[model]\nk = 16\nbogus = 1\n"), 0);
+  assert_int_equal(imf_config_load_file(c, path), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "line 3"));
+  assert_non_null(strstr(imf_last_error(), "model.bogus"));
+  assert_int_equal(imf_config_load_file(c, "/nonexistent/x.ini"), IMF_ERR_NOTFOUND);
+  imf_config_destroy(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults_and_set),
+      cmocka_unit_test(test_ini_file),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
