@@ -1,0 +1,1103 @@
+/* ingest.c - parse, number, redistribute, clean: one input file becomes one batch.
+ *
+ * How the work is split: rank 0 sniffs the file (compression, format, header) and hashes it;
+ * for a plain file every rank then parses its own byte range (a line belongs to the rank whose
+ * range holds its first byte), so there is no rank-0 bottleneck. A compressed file cannot be
+ * split by offsets: rank 0 decompresses it chunk by chunk and scatters line-aligned pieces.
+ *
+ * Line numbers are not known while parsing (a rank does not know how many lines precede its
+ * range), so every record, reject and first appearance of an id carries a piece-local line
+ * index that is shifted to the global line number by an exclusive scan after each piece.
+ *
+ * Ids get dense indices in order of their first appearance in the file: each rank sends the
+ * ids it saw that the store does not know, with the line of their first appearance; rank 0
+ * sorts them by that line and numbers them. The result is the same for any rank count. */
+#include "ingest.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "parse.h"
+#include "reader.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAMPLE_BYTES (256 * 1024)
+#define REJECT_RAW_MAX 1024
+
+typedef struct {
+  int32_t user, item; /* local ids while parsing; global indices after numbering */
+  float value;
+  int32_t pad;
+  int64_t time;
+  int64_t line;       /* piece-local line index, then the global 1-based line number */
+} rec_t;
+
+typedef struct {
+  int64_t line;
+  int reason;
+  char *raw; /* malloc'd, escaped */
+} reject_t;
+
+typedef struct {
+  MPI_Comm comm;
+  int rank, size;
+  const char *path;
+  imf_parse_opts opts;
+  /* records */
+  rec_t *rec;
+  int64_t nrec, caprec;
+  /* rejects */
+  reject_t *rej;
+  int64_t nrej, caprej;
+  int64_t rejected_by[IMF_REJ_COUNT_];
+  /* local id interning with the piece-local line of first appearance */
+  imf_idmap *lusers, *litems;
+  int64_t *ufirst, *ifirst;
+  int64_t capufirst, capifirst;
+  /* piece bookkeeping */
+  int64_t lines;          /* lines of the current piece on this rank */
+  int64_t lines_total;    /* data lines over all pieces on this rank */
+  int64_t piece_rec0, piece_rej0, piece_u0, piece_i0;
+  int64_t line_base;      /* global line number of the first line of the current round */
+  char *scratch;
+} ingest_ctx;
+
+static imf_status push_reject(ingest_ctx *c, int64_t line, int reason, const char *text, size_t len) {
+  if (c->nrej == c->caprej) {
+    int64_t nc = c->caprej ? c->caprej * 2 : 256;
+    IMF_CHECK(imf_realloc(&c->rej, (size_t)nc, sizeof *c->rej));
+    c->caprej = nc;
+  }
+  size_t keep = len > REJECT_RAW_MAX ? REJECT_RAW_MAX : len;
+  char *raw = malloc(keep * 2 + 16);
+  if (!raw) IMF_FAIL(IMF_ERR_NOMEM, "out of memory recording a rejected line");
+  size_t o = 0;
+  for (size_t i = 0; i < keep; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    if (ch == '\t') { raw[o++] = '\\'; raw[o++] = 't'; }
+    else if (ch == '\n') { raw[o++] = '\\'; raw[o++] = 'n'; }
+    else if (ch == '\\') { raw[o++] = '\\'; raw[o++] = '\\'; }
+    else if (ch == '\0') { raw[o++] = '\\'; raw[o++] = '0'; }
+    else raw[o++] = (char)ch;
+  }
+  if (keep < len) {
+    memcpy(raw + o, "...", 3);
+    o += 3;
+  }
+  raw[o] = '\0';
+  c->rej[c->nrej].line = line;
+  c->rej[c->nrej].reason = reason;
+  c->rej[c->nrej].raw = raw;
+  c->nrej++;
+  c->rejected_by[reason]++;
+  return IMF_OK;
+}
+
+static imf_status intern(imf_idmap *m, int64_t **first, int64_t *cap, const char *s, size_t len,
+                         int64_t line, int32_t *out) {
+  int64_t idx;
+  int added;
+  IMF_CHECK(imf_idmap_insert(m, s, len, &idx, &added));
+  if (added) {
+    if (idx >= *cap) {
+      int64_t nc = *cap ? *cap * 2 : 4096;
+      IMF_CHECK(imf_realloc(first, (size_t)nc, sizeof **first));
+      *cap = nc;
+    }
+    (*first)[idx] = line;
+  }
+  *out = (int32_t)idx;
+  return IMF_OK;
+}
+
+/* Parse every complete line of buf[0..len) (len includes the final '\n' of the last line, or
+ * the last line runs to len at end of input). */
+static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
+  const char *p = buf, *end = buf + len;
+  const imf_parse_opts *o = &c->opts;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *le = nl ? nl : end;
+    size_t ll = (size_t)(le - p);
+    int64_t line = c->lines++;
+    imf_record r;
+    imf_reject_reason why = IMF_REJ_NONE;
+    imf_line_kind kind;
+    if (ll > o->max_line_len) {
+      kind = IMF_LINE_REJECT;
+      why = IMF_REJ_LINE_TOO_LONG;
+    } else {
+      kind = imf_parse_line(o, p, ll, INT64_MAX, c->scratch, &r, &why);
+    }
+    if (kind == IMF_LINE_OK) {
+      if (c->nrec == c->caprec) {
+        int64_t nc = c->caprec ? c->caprec * 2 : 65536;
+        IMF_CHECK(imf_realloc(&c->rec, (size_t)nc, sizeof *c->rec));
+        c->caprec = nc;
+      }
+      rec_t *x = &c->rec[c->nrec];
+      IMF_CHECK(intern(c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
+      IMF_CHECK(intern(c->litems, &c->ifirst, &c->capifirst, r.item, r.item_len, line, &x->item));
+      x->value = (float)(r.has_rating ? r.rating : 1.0);
+      x->pad = 0;
+      x->time = r.has_time ? r.time : IMF_NO_TIME;
+      x->line = line;
+      c->nrec++;
+    } else if (kind == IMF_LINE_HEADER) {
+      /* a comment line inside the data (Matrix Market '%'): reported as header; slot 0 of
+       * rejected_by (reason "none") is free to count them */
+      c->rejected_by[0]++;
+    } else {
+      IMF_CHECK(push_reject(c, line, (int)why, p, ll));
+    }
+    p = nl ? nl + 1 : end;
+  }
+  return IMF_OK;
+}
+
+/* End of a piece: shift this piece's local line indices to global line numbers. */
+static imf_status close_piece(ingest_ctx *c) {
+  int64_t mine = c->lines, before = 0, total = 0;
+  IMF_MPI(MPI_Exscan(&mine, &before, 1, MPI_INT64_T, MPI_SUM, c->comm));
+  if (c->rank == 0) before = 0;
+  IMF_MPI(MPI_Allreduce(&mine, &total, 1, MPI_INT64_T, MPI_SUM, c->comm));
+  int64_t shift = c->line_base + before + 1; /* 1-based */
+  for (int64_t j = c->piece_rec0; j < c->nrec; j++) c->rec[j].line += shift;
+  for (int64_t j = c->piece_rej0; j < c->nrej; j++) c->rej[j].line += shift;
+  int64_t nu = imf_idmap_size(c->lusers), ni = imf_idmap_size(c->litems);
+  for (int64_t j = c->piece_u0; j < nu; j++) c->ufirst[j] += shift;
+  for (int64_t j = c->piece_i0; j < ni; j++) c->ifirst[j] += shift;
+  c->line_base += total;
+  c->lines_total += c->lines;
+  c->lines = 0;
+  c->piece_rec0 = c->nrec;
+  c->piece_rej0 = c->nrej;
+  c->piece_u0 = nu;
+  c->piece_i0 = ni;
+  return IMF_OK;
+}
+
+/* Byte offset just past the first `nlines` lines of the sample (the header). */
+static imf_status header_bytes(const char *path, const char *s, size_t n, int64_t nlines, int64_t *out) {
+  size_t off = 0;
+  for (int64_t l = 0; l < nlines; l++) {
+    const char *nl = memchr(s + off, '\n', n - off);
+    if (!nl) {
+      if (l == nlines - 1) {
+        *out = (int64_t)n;
+        return IMF_OK;
+      }
+      IMF_FAIL(IMF_ERR_INPUT, "%s: header of %lld lines is longer than %d bytes", path, (long long)nlines, SAMPLE_BYTES);
+    }
+    off = (size_t)(nl - s) + 1;
+  }
+  *out = (int64_t)off;
+  return IMF_OK;
+}
+
+/* Plain file: this rank parses the lines whose first byte lies in [lo, hi). */
+static imf_status read_range(ingest_ctx *c, imf_reader *rd, int64_t lo, int64_t hi, size_t chunk) {
+  if (lo >= hi) return IMF_OK;
+  char *buf = NULL;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_alloc(&buf, chunk + 1, 1));
+  int64_t pos = lo;
+  if (lo > 0) {
+    /* Skip the tail of a line that started before lo: it belongs to the previous rank. */
+    char ch;
+    size_t got;
+    IMF_TRY(imf_reader_pread(rd, &ch, 1, lo - 1, &got), done);
+    if (got == 1 && ch != '\n') {
+      for (;;) {
+        size_t n;
+        IMF_TRY(imf_reader_pread(rd, buf, chunk, pos, &n), done);
+        if (n == 0) { pos = hi; break; }
+        char *nl = memchr(buf, '\n', n);
+        if (nl) { pos += (nl - buf) + 1; break; }
+        pos += (int64_t)n;
+      }
+    }
+  }
+  size_t have = 0; /* bytes at buf[0..have) not yet parsed, starting at file offset pos */
+  int skipping = 0;  /* inside an over-long line: drop bytes until its newline */
+  int64_t readpos = pos;
+  while (pos < hi || have > 0) {
+    size_t n = 0;
+    if (have < chunk) IMF_TRY(imf_reader_pread(rd, buf + have, chunk - have, readpos, &n), done);
+    readpos += (int64_t)n;
+    size_t len = have + n;
+    if (len == 0) break;
+    int eof = n == 0 && have < chunk;
+    if (skipping) {
+      char *nl = memchr(buf, '\n', len);
+      size_t drop = nl ? (size_t)(nl - buf) + 1 : len;
+      memmove(buf, buf + drop, len - drop);
+      pos += (int64_t)drop;
+      have = len - drop;
+      if (nl) skipping = 0;
+      if (eof && !nl) break;
+      continue;
+    }
+    /* Parse complete lines that start before hi. */
+    size_t cut = 0;
+    {
+      const char *p = buf, *end = buf + len;
+      while (p < end && pos + (p - buf) < hi) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+          if (eof) p = end; /* last line without newline */
+          break;
+        }
+        p = nl + 1;
+      }
+      cut = (size_t)(p - buf);
+    }
+    if (cut > 0) {
+      IMF_TRY(parse_lines(c, buf, cut), done);
+      memmove(buf, buf + cut, len - cut);
+      pos += (int64_t)cut;
+      have = len - cut;
+      if (pos >= hi) break;
+      continue;
+    }
+    if (pos >= hi) break;
+    if (eof) break;
+    /* No newline in a full buffer: the line exceeds the buffer (and the line limit). */
+    if (len >= chunk) {
+      char note[64];
+      snprintf(note, sizeof note, "[line longer than %zu bytes]", c->opts.max_line_len);
+      IMF_TRY(push_reject(c, c->lines++, IMF_REJ_LINE_TOO_LONG, note, strlen(note)), done);
+      skipping = 1;
+      pos += (int64_t)len;
+      have = 0;
+    } else {
+      have = len;
+    }
+  }
+done:
+  imf_free(&buf);
+  return st;
+}
+
+/* Compressed file: rank 0 decompresses and scatters line-aligned pieces, round by round. */
+static imf_status read_stream(ingest_ctx *c, imf_reader *rd, int64_t skip_lines, size_t chunk) {
+  char *buf = NULL, *piece = NULL;
+  int *counts = NULL, *displs = NULL;
+  imf_status st = IMF_OK;
+  size_t cap = chunk * (size_t)1 + 1, have = 0;
+  int root = c->rank == 0;
+  if (root) {
+    IMF_CHECK(imf_alloc(&buf, cap, 1));
+    IMF_TRY(imf_alloc(&counts, (size_t)c->size, sizeof *counts), done);
+    IMF_TRY(imf_alloc(&displs, (size_t)c->size, sizeof *displs), done);
+  }
+  IMF_TRY(imf_alloc(&piece, chunk + 1, 1), done);
+  int64_t skipped = 0;
+  int done_flag = 0, skipping = 0;
+  while (!done_flag) {
+    imf_status lst = IMF_OK;
+    size_t send = 0; /* bytes of complete lines to scatter this round */
+    if (root) {
+      size_t n = 0;
+      lst = imf_reader_read(rd, buf + have, cap - 1 - have, &n);
+      size_t len = have + n;
+      int eof = (lst == IMF_OK && n == 0 && have < cap - 1);
+      /* drop the header lines (counted by the caller) */
+      size_t start = 0;
+      while (lst == IMF_OK && skipped < skip_lines && start < len) {
+        char *nl = memchr(buf + start, '\n', len - start);
+        if (!nl) break;
+        start = (size_t)(nl - buf) + 1;
+        skipped++;
+      }
+      if (skipping && lst == IMF_OK) {
+        char *nl = memchr(buf + start, '\n', len - start);
+        if (nl) { start = (size_t)(nl - buf) + 1; skipping = 0; }
+        else start = len;
+      }
+      if (start) {
+        memmove(buf, buf + start, len - start);
+        len -= start;
+      }
+      if (lst == IMF_OK) {
+        /* complete lines only, unless at end of input */
+        size_t cut = len;
+        if (!eof) {
+          char *last = memrchr(buf, '\n', len);
+          cut = last ? (size_t)(last - buf) + 1 : 0;
+          if (cut == 0 && len >= cap - 1) {
+            /* a single line fills the whole buffer: over-long, reject and skip it */
+            char note[64];
+            snprintf(note, sizeof note, "[line longer than %zu bytes]", c->opts.max_line_len);
+            lst = push_reject(c, c->lines++, IMF_REJ_LINE_TOO_LONG, note, strlen(note));
+            skipping = 1;
+            len = 0;
+          }
+        }
+        send = cut;
+        have = len;
+        if (eof && len == 0) done_flag = 1;
+      }
+      if (lst != IMF_OK) done_flag = 1;
+    }
+    IMF_TRY(imf_agree(c->comm, lst), done);
+    IMF_MPI(MPI_Bcast(&done_flag, 1, MPI_INT, 0, c->comm));
+    if (done_flag) break;
+    /* split [0, send) into size pieces at line boundaries */
+    if (root) {
+      size_t pos = 0;
+      for (int r = 0; r < c->size; r++) {
+        size_t target = send * (size_t)(r + 1) / (size_t)c->size;
+        size_t e = target;
+        if (r == c->size - 1) e = send;
+        else if (e > pos) {
+          char *nl = memchr(buf + e - 1, '\n', send - (e - 1));
+          e = nl ? (size_t)(nl - buf) + 1 : send;
+        } else e = pos;
+        displs[r] = (int)pos;
+        counts[r] = (int)(e - pos);
+        pos = e;
+      }
+    }
+    int mycount = 0;
+    IMF_MPI(MPI_Scatter(counts, 1, MPI_INT, &mycount, 1, MPI_INT, 0, c->comm));
+    IMF_MPI(MPI_Scatterv(buf, counts, displs, MPI_CHAR, piece, mycount, MPI_CHAR, 0, c->comm));
+    lst = parse_lines(c, piece, (size_t)mycount);
+    IMF_TRY(imf_agree(c->comm, lst), done);
+    IMF_TRY(close_piece(c), done);
+    if (root) {
+      memmove(buf, buf + send, have - send);
+      have -= send;
+    }
+  }
+done:
+  imf_free(&buf);
+  imf_free(&piece);
+  imf_free(&counts);
+  imf_free(&displs);
+  return st;
+}
+
+/* ---- numbering: local ids -> global indices in order of first appearance ---- */
+
+typedef struct {
+  int64_t line;
+  int64_t off;  /* into the gathered blob */
+  int64_t len;
+} newid_t;
+
+static int cmp_newid(const void *a, const void *b) {
+  const newid_t *x = a, *y = b;
+  return (x->line > y->line) - (x->line < y->line);
+}
+
+/* Returns in *map the global index of every local id (replicated map `global` grows). */
+static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *first, imf_idmap *global,
+                             int32_t **map_out) {
+  imf_status st = IMF_OK;
+  int64_t nl = imf_idmap_size(local);
+  int32_t *map = NULL;
+  char *sendbuf = NULL, *recvbuf = NULL, *blob = NULL;
+  int *rcounts = NULL, *rdispls = NULL;
+  newid_t *ids = NULL;
+  int64_t *offs = NULL;
+  IMF_CHECK(imf_alloc(&map, (size_t)nl + 1, sizeof *map));
+  /* serialise unknown ids: [int64 line][int64 len][bytes] */
+  size_t bytes = 0;
+  for (int64_t j = 0; j < nl; j++) {
+    size_t len;
+    const char *s = imf_idmap_get(local, j, &len);
+    int64_t g = imf_idmap_find(global, s, len);
+    map[j] = (int32_t)g;
+    if (g < 0) bytes += 16 + len;
+  }
+  if (bytes > (size_t)INT32_MAX)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: too many new ids on one rank (%zu bytes)", c->path, bytes), out);
+  IMF_TRY(imf_alloc(&sendbuf, bytes + 1, 1), out);
+  {
+    size_t o = 0;
+    for (int64_t j = 0; j < nl; j++) {
+      if (map[j] >= 0) continue;
+      size_t len;
+      const char *s = imf_idmap_get(local, j, &len);
+      int64_t hdr[2] = {first[j], (int64_t)len};
+      memcpy(sendbuf + o, hdr, 16);
+      memcpy(sendbuf + o + 16, s, len);
+      o += 16 + len;
+    }
+  }
+  int mine = (int)bytes;
+  int root = c->rank == 0;
+  if (root) {
+    IMF_TRY(imf_alloc(&rcounts, (size_t)c->size, sizeof *rcounts), out);
+    IMF_TRY(imf_alloc(&rdispls, (size_t)c->size, sizeof *rdispls), out);
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Gather(&mine, 1, MPI_INT, rcounts, 1, MPI_INT, 0, c->comm));
+  int64_t total = 0;
+  if (root) {
+    for (int r = 0; r < c->size; r++) {
+      if (total + rcounts[r] > INT32_MAX) {
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: more than 2 GiB of new ids in one batch", c->path);
+        break;
+      }
+      rdispls[r] = (int)total;
+      total += rcounts[r];
+    }
+    if (st == IMF_OK) st = imf_alloc(&recvbuf, (size_t)total + 1, 1);
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Gatherv(sendbuf, mine, MPI_CHAR, recvbuf, rcounts, rdispls, MPI_CHAR, 0, c->comm));
+  /* rank 0: order by first line, insert; then broadcast the new id list */
+  int64_t before = imf_idmap_size(global);
+  int64_t nnew = 0, blob_len = 0;
+  if (root) {
+    int64_t n = 0, cap = 1024;
+    st = imf_alloc(&ids, (size_t)cap, sizeof *ids);
+    for (int64_t o = 0; st == IMF_OK && o < total;) {
+      int64_t hdr[2];
+      memcpy(hdr, recvbuf + o, 16);
+      if (n == cap) {
+        cap *= 2;
+        st = imf_realloc(&ids, (size_t)cap, sizeof *ids);
+        if (st != IMF_OK) break;
+      }
+      ids[n].line = hdr[0];
+      ids[n].len = hdr[1];
+      ids[n].off = o + 16;
+      n++;
+      o += 16 + hdr[1];
+    }
+    if (st == IMF_OK) {
+      qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
+      for (int64_t j = 0; j < n && st == IMF_OK; j++) {
+        int64_t idx;
+        int added;
+        st = imf_idmap_insert(global, recvbuf + ids[j].off, (size_t)ids[j].len, &idx, &added);
+      }
+    }
+    nnew = imf_idmap_size(global) - before;
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Bcast(&nnew, 1, MPI_INT64_T, 0, c->comm));
+  if (root) {
+    size_t l0, l1;
+    const char *s0 = nnew ? imf_idmap_get(global, before, &l0) : NULL;
+    const char *s1 = nnew ? imf_idmap_get(global, before + nnew - 1, &l1) : NULL;
+    blob_len = nnew ? (int64_t)((s1 + l1) - s0) : 0;
+  }
+  IMF_MPI(MPI_Bcast(&blob_len, 1, MPI_INT64_T, 0, c->comm));
+  IMF_TRY(imf_alloc(&offs, (size_t)nnew + 1, sizeof *offs), out);
+  IMF_TRY(imf_alloc(&blob, (size_t)blob_len + 1, 1), out);
+  if (root && nnew) {
+    size_t l0;
+    const char *s0 = imf_idmap_get(global, before, &l0);
+    memcpy(blob, s0, (size_t)blob_len);
+    for (int64_t j = 0; j < nnew; j++) {
+      size_t l;
+      const char *s = imf_idmap_get(global, before + j, &l);
+      offs[j] = s - s0;
+      offs[j + 1] = offs[j] + (int64_t)l;
+    }
+  }
+  if (nnew) {
+    IMF_MPI(MPI_Bcast(offs, (int)(nnew + 1), MPI_INT64_T, 0, c->comm));
+    for (int64_t o = 0; o < blob_len; o += (1 << 30)) {
+      int n = (int)((blob_len - o) < (1 << 30) ? (blob_len - o) : (1 << 30));
+      IMF_MPI(MPI_Bcast(blob + o, n, MPI_CHAR, 0, c->comm));
+    }
+  }
+  if (!root) {
+    imf_idlist l = {nnew, offs, blob};
+    st = imf_idmap_add_list(global, &l);
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+  for (int64_t j = 0; j < nl; j++) {
+    if (map[j] >= 0) continue;
+    size_t len;
+    const char *s = imf_idmap_get(local, j, &len);
+    map[j] = (int32_t)imf_idmap_find(global, s, len);
+  }
+  *map_out = map;
+  map = NULL;
+out:
+  imf_free(&map);
+  imf_free(&sendbuf);
+  imf_free(&recvbuf);
+  imf_free(&rcounts);
+  imf_free(&rdispls);
+  imf_free(&ids);
+  imf_free(&offs);
+  imf_free(&blob);
+  return st;
+}
+
+/* ---- redistribution by user block ---- */
+
+static int owner_of(int64_t u, int64_t nusers, int size) {
+  /* block r holds users [r*n/size, (r+1)*n/size) */
+  int64_t r = (u * size + size - 1) / (nusers ? nusers : 1);
+  /* correct for rounding: find r with lo(r) <= u < lo(r+1) */
+  if (r >= size) r = size - 1;
+  while (r > 0 && (r * nusers) / size > u) r--;
+  while (r + 1 < size && ((r + 1) * nusers) / size <= u) r++;
+  return (int)r;
+}
+
+static imf_status redistribute(ingest_ctx *c, int64_t nusers) {
+  if (c->size == 1) return IMF_OK;
+  imf_status st = IMF_OK;
+  MPI_Datatype rt;
+  IMF_MPI(MPI_Type_contiguous((int)sizeof(rec_t), MPI_BYTE, &rt));
+  IMF_MPI(MPI_Type_commit(&rt));
+  int *scount = NULL, *sdisp = NULL, *rcount = NULL, *rdisp = NULL;
+  int64_t *pos = NULL;
+  rec_t *out = NULL, *in = NULL;
+  IMF_TRY(imf_alloc(&scount, (size_t)c->size, sizeof(int)), done);
+  IMF_TRY(imf_alloc(&sdisp, (size_t)c->size, sizeof(int)), done);
+  IMF_TRY(imf_alloc(&rcount, (size_t)c->size, sizeof(int)), done);
+  IMF_TRY(imf_alloc(&rdisp, (size_t)c->size, sizeof(int)), done);
+  IMF_TRY(imf_alloc(&pos, (size_t)c->size, sizeof(int64_t)), done);
+  int64_t *cnt64 = pos;
+  for (int64_t j = 0; j < c->nrec; j++) cnt64[owner_of(c->rec[j].user, nusers, c->size)]++;
+  int64_t acc = 0;
+  for (int r = 0; r < c->size; r++) {
+    if (cnt64[r] > INT32_MAX || acc > INT32_MAX) {
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s: more than 2^31 ratings move between two ranks; use more ranks", c->path);
+      break;
+    }
+    scount[r] = (int)cnt64[r];
+    sdisp[r] = (int)acc;
+    acc += cnt64[r];
+  }
+  IMF_TRY(imf_agree(c->comm, st), done);
+  IMF_TRY(imf_alloc(&out, (size_t)c->nrec + 1, sizeof *out), done);
+  for (int r = 0; r < c->size; r++) pos[r] = sdisp[r];
+  for (int64_t j = 0; j < c->nrec; j++) out[pos[owner_of(c->rec[j].user, nusers, c->size)]++] = c->rec[j];
+  imf_free(&c->rec);
+  IMF_MPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, c->comm));
+  int64_t rtotal = 0;
+  for (int r = 0; r < c->size; r++) {
+    if (rtotal > INT32_MAX) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: a rank receives more than 2^31 ratings; use more ranks", c->path);
+    rdisp[r] = (int)rtotal;
+    rtotal += rcount[r];
+  }
+  if (st == IMF_OK) st = imf_alloc(&in, (size_t)rtotal + 1, sizeof *in);
+  IMF_TRY(imf_agree(c->comm, st), done);
+  IMF_MPI(MPI_Alltoallv(out, scount, sdisp, rt, in, rcount, rdisp, rt, c->comm));
+  c->rec = in;
+  in = NULL;
+  c->nrec = c->caprec = rtotal;
+done:
+  MPI_Type_free(&rt);
+  imf_free(&scount);
+  imf_free(&sdisp);
+  imf_free(&rcount);
+  imf_free(&rdisp);
+  imf_free(&pos);
+  imf_free(&out);
+  imf_free(&in);
+  return st;
+}
+
+/* ---- sort, merge duplicates, filters ---- */
+
+static int cmp_item_line(const void *a, const void *b) {
+  const rec_t *x = a, *y = b;
+  if (x->item != y->item) return x->item < y->item ? -1 : 1;
+  return (x->line > y->line) - (x->line < y->line);
+}
+
+/* Counting sort by user (stable, so lines stay in order), then each user's group by (item,
+ * line). Users of this rank lie in [ulo, uhi). */
+static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi) {
+  int64_t nu = uhi - ulo;
+  int64_t *start = NULL;
+  rec_t *tmp = NULL;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_alloc(&start, (size_t)nu + 2, sizeof *start));
+  for (int64_t j = 0; j < c->nrec; j++) start[c->rec[j].user - ulo + 1]++;
+  for (int64_t u = 0; u < nu; u++) start[u + 1] += start[u];
+  IMF_TRY(imf_alloc(&tmp, (size_t)c->nrec + 1, sizeof *tmp), done);
+  for (int64_t j = 0; j < c->nrec; j++) tmp[start[c->rec[j].user - ulo]++] = c->rec[j];
+  imf_free(&c->rec);
+  c->rec = tmp;
+  tmp = NULL;
+  c->caprec = c->nrec;
+  for (int64_t j = 0; j < c->nrec;) {
+    int64_t e = j + 1;
+    while (e < c->nrec && c->rec[e].user == c->rec[j].user) e++;
+    if (e - j > 1) qsort(c->rec + j, (size_t)(e - j), sizeof *c->rec, cmp_item_line);
+    j = e;
+  }
+done:
+  imf_free(&start);
+  imf_free(&tmp);
+  return st;
+}
+
+typedef enum { DUP_LATEST, DUP_FIRST, DUP_MEAN } dup_policy;
+
+/* Merge repeated (user,item) in place; returns the number of merged lines. */
+static int64_t merge_duplicates(ingest_ctx *c, dup_policy pol) {
+  int64_t w = 0, merged = 0;
+  for (int64_t j = 0; j < c->nrec;) {
+    int64_t e = j + 1;
+    while (e < c->nrec && c->rec[e].user == c->rec[j].user && c->rec[e].item == c->rec[j].item) e++;
+    rec_t keep = c->rec[j];
+    if (e - j > 1) {
+      if (pol == DUP_LATEST) {
+        for (int64_t q = j + 1; q < e; q++) /* lines ascend: >= keeps the later line on ties */
+          if (c->rec[q].time >= keep.time) keep = c->rec[q];
+      } else if (pol == DUP_MEAN) {
+        double s = 0;
+        int64_t tmax = IMF_NO_TIME;
+        for (int64_t q = j; q < e; q++) {
+          s += c->rec[q].value;
+          if (c->rec[q].time > tmax) tmax = c->rec[q].time;
+        }
+        keep.value = (float)(s / (double)(e - j));
+        keep.time = tmax;
+      }
+      merged += e - j - 1;
+    }
+    c->rec[w++] = keep;
+    j = e;
+  }
+  c->nrec = w;
+  return merged;
+}
+
+static imf_status reject_record(ingest_ctx *c, const rec_t *r, int reason, const imf_idmap *users,
+                                const imf_idmap *items) {
+  size_t ul, il;
+  const char *us = imf_idmap_get(users, r->user, &ul), *is = imf_idmap_get(items, r->item, &il);
+  char text[2 * 300 + 64];
+  int n = snprintf(text, sizeof text, "%.*s,%.*s,%g", (int)(ul > 300 ? 300 : ul), us,
+                   (int)(il > 300 ? 300 : il), is, (double)r->value);
+  if (r->time != IMF_NO_TIME && n < (int)sizeof text)
+    n += snprintf(text + n, sizeof text - (size_t)n, ",%lld", (long long)r->time);
+  if (n >= (int)sizeof text) n = (int)sizeof text - 1;
+  return push_reject(c, r->line, reason, text, (size_t)n);
+}
+
+/* Cleaning filters; they apply to users and items new in this batch only (an append never
+ * drops rows the store already holds). */
+static imf_status apply_filters(ingest_ctx *c, const imf_config *cfg, int64_t ubefore, int64_t ibefore,
+                                const imf_idmap *users, const imf_idmap *items) {
+  int64_t minu = imf_cfg_int(cfg, "clean.min_user_ratings");
+  int64_t maxu = imf_cfg_int(cfg, "clean.max_user_ratings");
+  int64_t mini = imf_cfg_int(cfg, "clean.min_item_ratings");
+  int constant = imf_cfg_bool(cfg, "clean.drop_constant_users");
+  int64_t w = 0;
+  /* users: all of a user's ratings are on this rank */
+  if (minu > 1 || maxu > 0 || constant) {
+    for (int64_t j = 0; j < c->nrec;) {
+      int64_t e = j + 1;
+      while (e < c->nrec && c->rec[e].user == c->rec[j].user) e++;
+      int reason = 0;
+      if (c->rec[j].user >= ubefore) {
+        int64_t n = e - j;
+        if (n < minu) reason = IMF_REJ_MIN_COUNT;
+        else if (maxu > 0 && n > maxu) reason = IMF_REJ_NOISE;
+        else if (constant && n >= 3) {
+          int same = 1;
+          for (int64_t q = j + 1; q < e && same; q++) same = c->rec[q].value == c->rec[j].value;
+          if (same) reason = IMF_REJ_NOISE;
+        }
+      }
+      for (int64_t q = j; q < e; q++) {
+        if (reason) IMF_CHECK(reject_record(c, &c->rec[q], reason, users, items));
+        else c->rec[w++] = c->rec[q];
+      }
+      j = e;
+    }
+    c->nrec = w;
+  }
+  if (mini > 1) {
+    int64_t nnew = imf_idmap_size(items) - ibefore;
+    int64_t *cnt = NULL;
+    IMF_CHECK(imf_alloc(&cnt, (size_t)nnew + 1, sizeof *cnt));
+    for (int64_t j = 0; j < c->nrec; j++)
+      if (c->rec[j].item >= ibefore) cnt[c->rec[j].item - ibefore]++;
+    if (nnew > 0) IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)nnew, MPI_INT64_T, MPI_SUM, c->comm));
+    w = 0;
+    imf_status st = IMF_OK;
+    for (int64_t j = 0; j < c->nrec && st == IMF_OK; j++) {
+      if (c->rec[j].item >= ibefore && cnt[c->rec[j].item - ibefore] < mini)
+        st = reject_record(c, &c->rec[j], IMF_REJ_MIN_COUNT, users, items);
+      else c->rec[w++] = c->rec[j];
+    }
+    c->nrec = w;
+    imf_free(&cnt);
+    IMF_CHECK(st);
+  }
+  return IMF_OK;
+}
+
+/* Drop new ids that lost all their ratings to the filters and renumber the rest, preserving
+ * order, so every index the store hands out has at least one rating. */
+static imf_status compact_ids(ingest_ctx *c, imf_idmap *map, int64_t before, int is_user) {
+  int64_t nnew = imf_idmap_size(map) - before;
+  if (nnew <= 0) return IMF_OK;
+  imf_status st = IMF_OK;
+  int64_t *cnt = NULL;
+  imf_idlist tail = {0};
+  IMF_CHECK(imf_alloc(&cnt, (size_t)nnew, sizeof *cnt));
+  for (int64_t j = 0; j < c->nrec; j++) {
+    int32_t v = is_user ? c->rec[j].user : c->rec[j].item;
+    if (v >= before) cnt[v - before] = 1;
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)nnew, MPI_INT64_T, MPI_MAX, c->comm));
+  int64_t kept = 0;
+  for (int64_t j = 0; j < nnew; j++) kept += cnt[j] != 0;
+  if (kept == nnew) goto done;
+  /* new index of each surviving id (cnt reused as the renumbering) */
+  IMF_TRY(imf_idmap_tail(map, before, &tail), done);
+  imf_idmap_truncate(map, before);
+  for (int64_t j = 0; j < nnew; j++) {
+    if (!cnt[j]) {
+      cnt[j] = -1;
+      continue;
+    }
+    int64_t idx;
+    int added;
+    IMF_TRY(imf_idmap_insert(map, tail.blob + tail.off[j], (size_t)(tail.off[j + 1] - tail.off[j]), &idx, &added), done);
+    cnt[j] = idx;
+  }
+  for (int64_t j = 0; j < c->nrec; j++) {
+    int32_t *v = is_user ? &c->rec[j].user : &c->rec[j].item;
+    if (*v >= before) *v = (int32_t)cnt[*v - before];
+  }
+done:
+  imf_idlist_free(&tail);
+  imf_free(&cnt);
+  return st;
+}
+
+/* ---- rejects file ---- */
+
+static int cmp_line(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
+  /* each rank serialises "line\treason\traw\n"; rank 0 sorts by line and writes with the file */
+  imf_status st = IMF_OK;
+  size_t bytes = 0;
+  for (int64_t j = 0; j < c->nrej; j++) bytes += 48 + strlen(c->rej[j].raw);
+  if (bytes > (size_t)INT32_MAX) IMF_FAIL(IMF_ERR_RUNTIME, "too many rejected lines to gather");
+  char *sbuf = NULL, *rbuf = NULL;
+  int *rc = NULL, *rd = NULL;
+  IMF_CHECK(imf_alloc(&sbuf, bytes + 1, 1));
+  size_t o = 0;
+  for (int64_t j = 0; j < c->nrej; j++)
+    o += (size_t)sprintf(sbuf + o, "%lld\t%s\t%s\n", (long long)c->rej[j].line,
+                         imf_reject_reason_name(c->rej[j].reason), c->rej[j].raw);
+  int mine = (int)o;
+  int64_t total = 0;
+  if (c->rank == 0) {
+    IMF_TRY(imf_alloc(&rc, (size_t)c->size, sizeof *rc), out);
+    IMF_TRY(imf_alloc(&rd, (size_t)c->size, sizeof *rd), out);
+  }
+  IMF_MPI(MPI_Gather(&mine, 1, MPI_INT, rc, 1, MPI_INT, 0, c->comm));
+  if (c->rank == 0) {
+    for (int r = 0; r < c->size; r++) {
+      if (total + rc[r] > INT32_MAX) { st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "rejects exceed 2 GiB"); break; }
+      rd[r] = (int)total;
+      total += rc[r];
+    }
+    if (st == IMF_OK) st = imf_alloc(&rbuf, (size_t)total + 1, 1);
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Gatherv(sbuf, mine, MPI_CHAR, rbuf, rc, rd, MPI_CHAR, 0, c->comm));
+  if (c->rank == 0) {
+    /* index lines (line numbers are unique), sort, write */
+    int64_t n = 0;
+    for (int64_t q = 0; q < total; q++) n += rbuf[q] == '\n';
+    int64_t *idx = NULL; /* pairs (line, offset) */
+    st = imf_alloc(&idx, (size_t)(2 * n + 2), sizeof *idx);
+    FILE *f = NULL;
+    if (st == IMF_OK) {
+      int64_t k = 0;
+      for (int64_t q = 0; q < total;) {
+        idx[2 * k] = strtoll(rbuf + q, NULL, 10);
+        idx[2 * k + 1] = q;
+        char *nl = memchr(rbuf + q, '\n', (size_t)(total - q));
+        q = (nl - rbuf) + 1;
+        k++;
+      }
+      qsort(idx, (size_t)n, 2 * sizeof *idx, cmp_line);
+      f = fopen(rejects_path, "w");
+      if (!f) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write rejects file %s: %s", rejects_path, strerror(errno));
+    }
+    if (st == IMF_OK) {
+      fprintf(f, "# incremf rejects: source\tline\treason\traw text (tabs, newlines, backslashes escaped)\n");
+      for (int64_t k = 0; k < n; k++) {
+        const char *s = rbuf + idx[2 * k + 1];
+        const char *nl = memchr(s, '\n', (size_t)(total - idx[2 * k + 1]));
+        fprintf(f, "%s\t%.*s\n", c->path, (int)(nl - s), s);
+      }
+      if (fclose(f) != 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "error writing rejects file %s", rejects_path);
+    }
+    imf_free(&idx);
+  }
+  IMF_TRY(imf_agree(c->comm, st), out);
+out:
+  imf_free(&sbuf);
+  imf_free(&rbuf);
+  imf_free(&rc);
+  imf_free(&rd);
+  return st;
+}
+
+/* The first reject of each reason, "line N (reason)", for the error message. */
+static void first_rejects(ingest_ctx *c, char *out, size_t cap) {
+  int64_t best = INT64_MAX;
+  int reason = 0;
+  for (int64_t j = 0; j < c->nrej; j++)
+    if (c->rej[j].line < best) {
+      best = c->rej[j].line;
+      reason = c->rej[j].reason;
+    }
+  int64_t g[2] = {best, reason}, all[2] = {best, reason};
+  /* lowest line over ranks: reduce the line, then its reason from its owner */
+  MPI_Allreduce(&g[0], &all[0], 1, MPI_INT64_T, MPI_MIN, c->comm);
+  int64_t r = best == all[0] ? reason : -1, rr = -1;
+  MPI_Allreduce(&r, &rr, 1, MPI_INT64_T, MPI_MAX, c->comm);
+  if (all[0] == INT64_MAX) snprintf(out, cap, "none");
+  else snprintf(out, cap, "first at line %lld (%s)", (long long)all[0], imf_reject_reason_name((int)rr));
+}
+
+static void ctx_free(ingest_ctx *c) {
+  imf_free(&c->rec);
+  for (int64_t j = 0; j < c->nrej; j++) free(c->rej[j].raw);
+  imf_free(&c->rej);
+  imf_idmap_destroy(&c->lusers);
+  imf_idmap_destroy(&c->litems);
+  imf_free(&c->ufirst);
+  imf_free(&c->ifirst);
+  imf_free(&c->scratch);
+}
+
+typedef struct {
+  int ok;
+  int compression;
+  int64_t size;
+  int64_t header_lines, header_bytes;
+  imf_parse_opts opts;
+  char sha[65];
+} sniff_t;
+
+static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
+  imf_reader *rd = NULL;
+  char *sample = NULL;
+  imf_status st = IMF_OK;
+  memset(s, 0, sizeof *s);
+  imf_parse_opts *o = &s->opts;
+  IMF_CHECK(imf_format_from_name(imf_cfg_str(cfg, "input.format"), &o->format));
+  const char *hdr = imf_cfg_str(cfg, "input.header");
+  o->header = !strcmp(hdr, "auto") ? -1 : !strcmp(hdr, "yes");
+  const char *d = imf_cfg_str(cfg, "input.delimiter");
+  if (strlen(d) > 1 && strcmp(d, "tab"))
+    IMF_FAIL(IMF_ERR_USAGE, "input.delimiter must be one character or 'tab', got '%s'", d);
+  o->delim = !strcmp(d, "tab") ? '\t' : d[0];
+  o->user_col = (int)imf_cfg_int(cfg, "input.user_col");
+  o->item_col = (int)imf_cfg_int(cfg, "input.item_col");
+  o->rating_col = (int)imf_cfg_int(cfg, "input.rating_col");
+  o->time_col = (int)imf_cfg_int(cfg, "input.time_col");
+  if (o->user_col < 1 || o->item_col < 1 || o->user_col == o->item_col)
+    IMF_FAIL(IMF_ERR_USAGE, "input.user_col and input.item_col must be distinct columns >= 1");
+  o->max_id_len = (size_t)imf_cfg_int(cfg, "input.max_id_length");
+  o->max_line_len = (size_t)imf_cfg_int(cfg, "input.max_line_length");
+  o->scale_min = imf_cfg_double(cfg, "clean.scale_min");
+  o->scale_max = imf_cfg_double(cfg, "clean.scale_max");
+  if (!isnan(o->scale_min) && !isnan(o->scale_max) && o->scale_min > o->scale_max)
+    IMF_FAIL(IMF_ERR_USAGE, "clean.scale_min (%g) is above clean.scale_max (%g)", o->scale_min, o->scale_max);
+  o->clip = !strcmp(imf_cfg_str(cfg, "clean.out_of_range"), "clip");
+  IMF_CHECK(imf_reader_open(path, &rd));
+  s->compression = (int)imf_reader_compression(rd);
+  s->size = imf_reader_file_size(rd);
+  IMF_TRY(imf_alloc(&sample, SAMPLE_BYTES + 1, 1), done);
+  size_t n = 0;
+  while (n < SAMPLE_BYTES) {
+    size_t got = 0;
+    IMF_TRY(imf_reader_read(rd, sample + n, SAMPLE_BYTES - n, &got), done);
+    if (got == 0) break;
+    n += got;
+  }
+  IMF_TRY(imf_detect_format(path, sample, n, o), done);
+  if (o->header < 0) o->header = 0;
+  s->header_lines = o->header_lines;
+  IMF_TRY(header_bytes(path, sample, n, s->header_lines, &s->header_bytes), done);
+  IMF_TRY(imf_sha256_file(path, s->sha), done);
+  s->ok = 1;
+done:
+  imf_reader_close(&rd);
+  imf_free(&sample);
+  return st;
+}
+
+imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
+                           const char *rejects_path, imf_idmap *users, imf_idmap *items,
+                           imf_batch *out) {
+  ingest_ctx c = {.comm = comm, .path = path};
+  imf_status st = IMF_OK;
+  imf_reader *rd = NULL;
+  int32_t *umap = NULL, *imap = NULL;
+  MPI_Comm_rank(comm, &c.rank);
+  MPI_Comm_size(comm, &c.size);
+  memset(out, 0, sizeof *out);
+  int64_t ubefore = imf_idmap_size(users), ibefore = imf_idmap_size(items);
+  double t0 = imf_wtime();
+
+  /* 1. rank 0 sniffs: compression, format, header, sha256 */
+  sniff_t sn;
+  if (c.rank == 0) st = sniff(cfg, path, &sn);
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_MPI(MPI_Bcast(&sn, (int)sizeof sn, MPI_BYTE, 0, comm));
+  c.opts = sn.opts;
+  imf_info("%s: %s%s, %s, %lld header line%s, %.1f MB on disk", path, imf_format_name(c.opts.format),
+           sn.compression ? " (compressed)" : "", c.opts.rating_col ? "explicit ratings" : "implicit (no rating column)",
+           (long long)sn.header_lines, sn.header_lines == 1 ? "" : "s", (double)sn.size / 1e6);
+
+  /* 2. parse: byte ranges, or scattered pieces of a compressed stream */
+  IMF_TRY(imf_idmap_create(&c.lusers), done);
+  IMF_TRY(imf_idmap_create(&c.litems), done);
+  IMF_TRY(imf_alloc(&c.scratch, c.opts.max_line_len + 16, 1), done);
+  size_t chunk = (size_t)imf_cfg_int(cfg, "input.chunk_mb") << 20;
+  if (chunk < c.opts.max_line_len + 2) chunk = c.opts.max_line_len + 2;
+  c.line_base = sn.header_lines;
+  st = imf_reader_open(path, &rd);
+  IMF_TRY(imf_agree(comm, st), done);
+  if (sn.compression == IMF_COMP_NONE) {
+    int64_t data = sn.size - sn.header_bytes;
+    int64_t lo = sn.header_bytes + data * c.rank / c.size, hi = sn.header_bytes + data * (c.rank + 1) / c.size;
+    st = read_range(&c, rd, lo, hi, chunk);
+    IMF_TRY(imf_agree(comm, st), done);
+    IMF_TRY(close_piece(&c), done);
+  } else {
+    IMF_TRY(read_stream(&c, rd, sn.header_lines, chunk), done);
+  }
+  imf_reader_close(&rd);
+  double t_parse = imf_wtime();
+
+  /* 3. number ids in order of first appearance; translate records */
+  IMF_TRY(number_ids(&c, c.lusers, c.ufirst, users, &umap), done);
+  IMF_TRY(number_ids(&c, c.litems, c.ifirst, items, &imap), done);
+  for (int64_t j = 0; j < c.nrec; j++) {
+    c.rec[j].user = umap[c.rec[j].user];
+    c.rec[j].item = imap[c.rec[j].item];
+  }
+  imf_free(&umap);
+  imf_free(&imap);
+  imf_idmap_destroy(&c.lusers);
+  imf_idmap_destroy(&c.litems);
+  imf_free(&c.ufirst);
+  imf_free(&c.ifirst);
+
+  /* 4. move ratings to the rank owning their user; sort; merge; filter */
+  int64_t nusers = imf_idmap_size(users);
+  IMF_TRY(redistribute(&c, nusers), done);
+  int64_t ulo = nusers * c.rank / c.size, uhi = nusers * (c.rank + 1) / c.size;
+  st = sort_records(&c, ulo, uhi);
+  IMF_TRY(imf_agree(comm, st), done);
+  const char *dp = imf_cfg_str(cfg, "clean.duplicates");
+  dup_policy pol = !strcmp(dp, "first") ? DUP_FIRST : !strcmp(dp, "mean") ? DUP_MEAN : DUP_LATEST;
+  int64_t merged = merge_duplicates(&c, pol);
+  st = apply_filters(&c, cfg, ubefore, ibefore, users, items);
+  IMF_TRY(imf_agree(comm, st), done);
+  IMF_TRY(compact_ids(&c, users, ubefore, 1), done);
+  IMF_TRY(compact_ids(&c, items, ibefore, 0), done);
+
+  /* 5. counts and the invariant read = header + stored + merged + rejected */
+  int64_t loc[4 + IMF_REJ_COUNT_] = {c.lines_total, c.nrec, merged, c.nrej};
+  for (int k = 0; k < IMF_REJ_COUNT_; k++) loc[4 + k] = c.rejected_by[k];
+  int64_t glob[4 + IMF_REJ_COUNT_];
+  IMF_MPI(MPI_Allreduce(loc, glob, 4 + IMF_REJ_COUNT_, MPI_INT64_T, MPI_SUM, comm));
+  imf_ingest_report *rep = &out->report;
+  int64_t comments = glob[4 + 0]; /* in-data comment lines count as header */
+  rep->lines_read = glob[0] + sn.header_lines;
+  rep->header = sn.header_lines + comments;
+  rep->stored = glob[1];
+  rep->merged = glob[2];
+  rep->rejected = glob[3];
+  for (int k = 1; k < IMF_REJ_COUNT_ && k < IMF_REJECT_REASONS; k++) rep->rejected_by[k] = glob[4 + k];
+  rep->new_users = imf_idmap_size(users) - ubefore;
+  rep->new_items = imf_idmap_size(items) - ibefore;
+  memcpy(rep->sha256, sn.sha, sizeof rep->sha256);
+  if (rep->lines_read != rep->header + rep->stored + rep->merged + rep->rejected)
+    IMF_TRY(imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                          "internal accounting error: %lld lines read != %lld header + %lld stored + %lld merged + %lld rejected",
+                          (long long)rep->lines_read, (long long)rep->header, (long long)rep->stored,
+                          (long long)rep->merged, (long long)rep->rejected), done);
+
+  if (rejects_path) IMF_TRY(write_rejects(&c, rejects_path), done);
+  double maxfrac = imf_cfg_double(cfg, "clean.max_reject_fraction");
+  int64_t data_lines = rep->lines_read - rep->header;
+  char first[160];
+  first_rejects(&c, first, sizeof first);
+  if (data_lines > 0 && (double)rep->rejected > maxfrac * (double)data_lines) {
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                          "%s: %lld of %lld lines rejected (%.1f%% > clean.max_reject_fraction %.1f%%), %s; "
+                          "nothing was written%s",
+                          path, (long long)rep->rejected, (long long)data_lines,
+                          100.0 * (double)rep->rejected / (double)data_lines, 100.0 * maxfrac, first,
+                          rejects_path ? " (see the rejects file)" : " (use --rejects FILE to see them)"), done);
+  }
+  if (rep->stored == 0)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s holds no usable ratings (%lld lines read, rejects: %s)",
+                          path, (long long)rep->lines_read, first), done);
+
+  /* 6. the batch: struct of arrays in canonical (user, item) order */
+  IMF_TRY(imf_ratings_reserve(&out->r, c.nrec + 1), done);
+  int64_t tmin = INT64_MAX, tmax = INT64_MIN;
+  for (int64_t j = 0; j < c.nrec; j++) {
+    out->r.user[j] = c.rec[j].user;
+    out->r.item[j] = c.rec[j].item;
+    out->r.value[j] = c.rec[j].value;
+    out->r.time[j] = c.rec[j].time;
+    if (c.rec[j].time != IMF_NO_TIME) {
+      if (c.rec[j].time < tmin) tmin = c.rec[j].time;
+      if (c.rec[j].time > tmax) tmax = c.rec[j].time;
+    }
+  }
+  out->r.n = c.nrec;
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmin, 1, MPI_INT64_T, MPI_MIN, comm));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPI_INT64_T, MPI_MAX, comm));
+  out->time_min = tmin == INT64_MAX ? IMF_NO_TIME : tmin;
+  out->time_max = tmax == INT64_MIN ? IMF_NO_TIME : tmax;
+  out->users_before = ubefore;
+  out->items_before = ibefore;
+  IMF_TRY(imf_idmap_tail(users, ubefore, &out->new_users), done);
+  IMF_TRY(imf_idmap_tail(items, ibefore, &out->new_items), done);
+  snprintf(out->source, sizeof out->source, "%s", path);
+  imf_info("parsed in %.2f s, numbered, merged and cleaned in %.2f s (%.0f MB/s overall)", t_parse - t0,
+           imf_wtime() - t_parse, (double)sn.size / 1e6 / (imf_wtime() - t0));
+done:
+  imf_reader_close(&rd);
+  imf_free(&umap);
+  imf_free(&imap);
+  ctx_free(&c);
+  if (st != IMF_OK) {
+    /* undo: the maps must not keep ids of a batch that was not stored */
+    imf_idmap_truncate(users, ubefore);
+    imf_idmap_truncate(items, ibefore);
+    imf_batch_free(out);
+  }
+  return st;
+}
+
+void imf_ingest_print_report(const imf_ingest_report *r, const char *path) {
+  imf_info("%s: %lld lines read = %lld header + %lld stored + %lld merged duplicates + %lld rejected",
+           path, (long long)r->lines_read, (long long)r->header, (long long)r->stored, (long long)r->merged,
+           (long long)r->rejected);
+  for (int k = 1; k < IMF_REJECT_REASONS; k++)
+    if (r->rejected_by[k]) imf_info("  rejected %-14s %lld", imf_reject_reason_name(k), (long long)r->rejected_by[k]);
+  imf_info("  new users %lld, new items %lld%s", (long long)r->new_users, (long long)r->new_items, "");
+}

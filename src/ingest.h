@@ -1,0 +1,20 @@
+/* ingest.h - one input file -> one clean, numbered batch, in parallel over the ranks.
+ *
+ * Stages: detect the format (rank 0) -> each rank parses its own byte range of a plain file
+ * (a compressed file is decompressed by rank 0 and scattered in line-aligned pieces) -> ids are
+ * numbered in order of first appearance (the same for any rank count) -> ratings move to the
+ * rank owning their user -> duplicates merged, filters applied -> a batch sorted by (user,
+ * item). Every input line ends up counted exactly once: header, stored, merged or rejected. */
+#ifndef IMF_INGEST_H
+#define IMF_INGEST_H
+#include "idmap.h"
+#include "store.h"
+
+/* users/items: the store's id maps (replicated; new ids are appended to them). dup_policy:
+ * "latest", "first" or "mean". rejects_path may be NULL (rejects are then only counted). */
+imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
+                           const char *rejects_path, imf_idmap *users, imf_idmap *items,
+                           imf_batch *out);
+/* Print the report's summary lines via imf_info (rank 0). */
+void imf_ingest_print_report(const imf_ingest_report *r, const char *path);
+#endif

@@ -1,0 +1,75 @@
+/* prepare.c - the public entry points that turn files into a store: prepare (new store, batch
+ * 1), append (next batch) and inspect. They only sequence the stages: store (open, lock,
+ * id maps) -> ingest (file -> batch) -> store (write batch, commit manifest). */
+#include "config.h"
+#include "error.h"
+#include "idmap.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+
+#include <string.h>
+
+static imf_status ingest_into(MPI_Comm comm, const imf_config *cfg, imf_store *s, const char *input,
+                              const char *rejects, imf_ingest_report *report) {
+  imf_status st = IMF_OK;
+  imf_idmap *users = NULL, *items = NULL;
+  imf_batch b = {0};
+  IMF_TRY(imf_idmap_create(&users), out);
+  IMF_TRY(imf_idmap_create(&items), out);
+  IMF_TRY(imf_store_load_idmaps(s, users, items), out);
+  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects, users, items, &b), out);
+  /* Refuse a file the store already holds, before anything is written. */
+  int64_t have = imf_store_find_sha256(s, b.report.sha256);
+  if (have > 0)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                          "%s is already in the store as batch %lld (same sha256 %.16s...); nothing was added",
+                          input, (long long)have, b.report.sha256), out);
+  IMF_TRY(imf_store_write_batch(s, &b), out);
+  *report = b.report;
+out:
+  imf_batch_free(&b);
+  imf_idmap_destroy(&users);
+  imf_idmap_destroy(&items);
+  return st;
+}
+
+imf_status imf_prepare(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *input,
+                       const char *rejects_path, imf_ingest_report *report) {
+  /* Ingest first, create the store after: a file that fails cleaning leaves nothing behind. */
+  imf_status st = IMF_OK;
+  imf_store *s = NULL;
+  imf_idmap *users = NULL, *items = NULL;
+  imf_batch b = {0};
+  memset(report, 0, sizeof *report);
+  IMF_TRY(imf_idmap_create(&users), out);
+  IMF_TRY(imf_idmap_create(&items), out);
+  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects_path, users, items, &b), out);
+  IMF_TRY(imf_store_create(comm, store_dir, cfg, &s), out);
+  IMF_TRY(imf_store_write_batch(s, &b), out);
+  *report = b.report;
+out:
+  imf_store_close(&s);
+  imf_batch_free(&b);
+  imf_idmap_destroy(&users);
+  imf_idmap_destroy(&items);
+  return st;
+}
+
+imf_status imf_append(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *input,
+                      const char *rejects_path, imf_ingest_report *report) {
+  imf_store *s = NULL;
+  memset(report, 0, sizeof *report);
+  IMF_CHECK(imf_store_open(comm, store_dir, IMF_STORE_WRITE, 0, &s));
+  imf_status st = ingest_into(comm, cfg, s, input, rejects_path, report);
+  imf_store_close(&s);
+  return st;
+}
+
+imf_status imf_store_inspect(MPI_Comm comm, const char *store_dir, imf_store_info *info) {
+  imf_store *s = NULL;
+  IMF_CHECK(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s));
+  imf_status st = imf_store_get_info(s, info);
+  imf_store_close(&s);
+  return st;
+}

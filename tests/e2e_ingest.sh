@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# e2e_ingest.sh - prepare/append/inspect through the real binary on real files: every format
+# (compressed too), the line accounting invariant, rank-count independence of the store,
+# appends with new users and superseded ratings, refusal of a repeated file, a killed append,
+# bad-input errors, and MovieLens 100K when ../shared/data is present.
+set -uo pipefail
+bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
+data="${IMF_TEST_DATA:?}"
+shared="${IMF_SHARED_DATA:-}"
+tmp=$(mktemp -d /tmp/imf-e2e-ingest.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail=0; pass=0
+ok() { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+jget() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+cd "$tmp"
+# A small file with one bad line of each kind, duplicates and a header.
+cat > mixed.csv <<'CSV'
+user,item,rating,timestamp
+u1,i1,4,100
+u1,i2,3.5,101
+u2,i1,5,102
+u2,i3,2,103
+u1,i1,2,99
+u3,i2,nan,104
+u3,i2,abc,105
+u3,,4,106
+u4,i4,9,107
+u4,i4
+u5,i5,3,notatime
+
+u6,i6,1,110
+u2,i3,4,103
+0104257,i7,3,111
+104257,i7,4,112
+CSV
+n_lines=$(wc -l < mixed.csv)
+for np in 1 2 3; do
+  out=$(run $np prepare --input mixed.csv --data s$np --rejects rej$np.tsv --set clean.scale_min=1 \
+        --set clean.scale_max=5 --max-reject-fraction 0.6 --json --quiet)
+  check "prepare mixed.csv at $np ranks exits 0" test -n "$out"
+  read -r lr hd st mg rj < <(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["lines_read"],d["header"],d["stored"],d["merged"],d["rejected"])')
+  check "np=$np invariant read($lr) = header+stored+merged+rejected" test "$lr" -eq $((hd+st+mg+rj))
+  check "np=$np read every line ($lr == $n_lines)" test "$lr" -eq "$n_lines"
+  check "np=$np stored 7 ratings ($st)" test "$st" -eq 7
+  check "np=$np merged 2 duplicates ($mg)" test "$mg" -eq 2
+  check "np=$np rejected 7 lines ($rj)" test "$rj" -eq 7
+  check "np=$np rejects file has 7 entries with line numbers" test "$(grep -vc '^#' rej$np.tsv)" -eq 7
+  check "np=$np reject of the blank line names line 13" grep -q $'\t13\tempty-line' rej$np.tsv
+done
+d1=$(run 1 inspect s1 --json --quiet | jget '["digest"]')
+d2=$(run 2 inspect s2 --json --quiet | jget '["digest"]')
+d3=$(run 3 inspect s3 --json --quiet | jget '["digest"]')
+check "store digest equal at 1, 2, 3 ranks" test "$d1" = "$d2" -a "$d2" = "$d3"
+check "ids are strings: 0104257 and 104257 are two users" test "$(run 1 inspect s1 --json --quiet | jget '["users"]')" -eq 5
+
+# Append: new users/items, a superseding rating, refusal of the same file.
+cat > delta.csv <<'CSV'
+user,item,rating,timestamp
+u1,i1,1,200
+u7,i1,3,201
+u7,i9,4,202
+CSV
+for np in 1 2; do
+  out=$(run $np append --input delta.csv --data s$np --json --quiet)
+  check "append at $np ranks: batch 2" test "$(echo "$out" | jget '["batch"]')" -eq 2
+  check "append at $np ranks: 1 superseded" test "$(echo "$out" | jget '["superseded"]')" -eq 1
+  check "append at $np ranks: 1 new user, 1 new item" test "$(echo "$out" | jget '["new_users"]')$(echo "$out" | jget '["new_items"]')" = 11
+  js=$(run $np inspect s$np --json --quiet)
+  check "after append: 6 users, 6 items, 9 ratings, 2 batches" test \
+    "$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["users"],d["items"],d["ratings"],d["batches"])')" = "6 6 9 2"
+  run $np append --input delta.csv --data s$np --quiet 2>err.txt; rc=$?
+  check "same file appended twice is refused with exit 3" test $rc -eq 3
+  check "refusal names the batch" grep -q "already in the store as batch 2" err.txt
+done
+
+# Killed append (injected crash after the batch file, before the manifest): store unchanged.
+IMF_FAULT=store-before-manifest run 1 append --input "$data/small.csv" --data s1 --quiet 2>/dev/null
+check "a crashed append exits non-zero" test $? -ne 0
+check "after the crashed append the store still has 2 batches" test "$(run 1 inspect s1 --json --quiet | jget '["batches"]')" -eq 2
+run 1 append --input "$data/small.csv" --data s1 --quiet
+check "the append succeeds when rerun" test "$(run 1 inspect s1 --json --quiet | jget '["batches"]')" -eq 3
+
+# Every format, plain and compressed, gives the same store content at 2 ranks.
+printf 'user,item,rating,timestamp\n' > f.csv
+awk 'BEGIN{for(i=1;i<=300;i++) printf "%d,%d,%d,%d\n", (i*7)%41+1, (i*13)%29+1, i%5+1, 1000+i}' >> f.csv
+tail -n +2 f.csv | tr ',' '\t' > f.tsv
+tail -n +2 f.csv | sed 's/,/::/g' > f.dat
+tail -n +2 f.csv | awk -F, '{print $1, $2, $3}' > f.libmf
+{ echo '%%MatrixMarket matrix coordinate real general'; echo '% test'; echo '41 29 300'; tail -n +2 f.csv | awk -F, '{print $1, $2, $3}'; } > f.mtx
+ref=""
+for f in f.csv f.tsv f.dat; do
+  for z in "" gz xz zst; do
+    src=$f
+    case $z in gz) gzip -c $f > $f.gz; src=$f.gz;; xz) xz -c $f > $f.xz; src=$f.xz;; zst) zstd -q -c $f > $f.zst; src=$f.zst;; esac
+    rm -rf sf; run 2 prepare --input $src --data sf --quiet || { bad "prepare $src"; continue; }
+    d=$(run 1 inspect sf --json --quiet | jget '["digest"]')
+    r=$(run 1 inspect sf --json --quiet | jget '["ratings"]')
+    [ -z "$ref" ] && ref=$d
+    check "$src: ratings stored ($r) and digest equal to f.csv's" test "$d" = "$ref"
+  done
+done
+for f in f.libmf f.mtx; do
+  rm -rf sf; run 2 prepare --input $f --data sf --quiet
+  check "$f prepares (no timestamps)" test "$(run 1 inspect sf --json --quiet | jget '["ratings"]')" -gt 250
+done
+
+# Bad input: clear errors naming the file, never a crash.
+run 1 prepare --input missing.csv --data sx --quiet 2>err.txt; rc=$?
+check "missing file: exit 3 and named" test $rc -eq 3 -a -n "$(grep missing.csv err.txt)"
+: > empty.csv; run 1 prepare --input empty.csv --data sx --quiet 2>err.txt; rc=$?
+check "empty file: exit 3, says empty" test $rc -eq 3 -a -n "$(grep -i empty err.txt)"
+head -c 4096 /dev/urandom > bin.csv; run 1 prepare --input bin.csv --data sx --quiet 2>err.txt; rc=$?
+check "binary file: exit 3, says binary" test $rc -eq 3 -a -n "$(grep -i binary err.txt)"
+{ echo "u,i,3,1"; head -c 100000 /dev/zero | tr '\0' 'a'; echo ",i,3,1"; echo "u2,i,4,2"; } > long.csv
+run 2 prepare --input long.csv --data sl --rejects rl.tsv --max-reject-fraction 0.5 --quiet
+check "over-long line rejected with its line number" grep -q $'\t2\tline-too-long' rl.tsv
+{ echo "u,i,3,1"; printf 'u%0300d,i,3,1\n' 1; echo "u2,i,4,2"; } > longid.csv
+run 1 prepare --input longid.csv --data sli --rejects rli.tsv --max-reject-fraction 0.5 --quiet
+check "over-long id rejected with its line number" grep -q $'\t2\tid-too-long' rli.tsv
+printf 'a,b,1,1\nc,d,x,1\ne,f,y,1\n' > broken.csv
+run 2 prepare --input broken.csv --data sb --quiet 2>err.txt; rc=$?
+check "mostly-broken file: exit 3 before writing anything" test $rc -eq 3 -a ! -e sb/MANIFEST
+check "the error names the first bad line" grep -q "line 2" err.txt
+run 1 prepare --input f.csv --data s1 --quiet 2>/dev/null; rc=$?
+check "prepare into an existing store is refused" test $rc -ne 0
+run 1 prepare --input f.csv --data sz --set clean.bogus=1 --quiet 2>err.txt; rc=$?
+check "unknown config key: exit 2" test $rc -eq 2
+
+# More ranks than users.
+printf 'a,x,1,1\nb,y,2,2\n' > two.csv
+run 3 prepare --input two.csv --data s2u --quiet
+check "3 ranks, 2 users" test "$(run 1 inspect s2u --json --quiet | jget '["ratings"]')" -eq 2
+
+# MovieLens 100K (shared data; skipped when absent).
+if [ -n "$shared" ] && [ -r "$shared/ml-100k/u.data.xz" ]; then
+  run 2 prepare --input "$shared/ml-100k/u.data.xz" --data ml --quiet
+  check "MovieLens 100K: 943 users, 1682 items, 100000 ratings" test \
+    "$(run 1 inspect ml --json --quiet | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["users"],d["items"],d["ratings"])')" = "943 1682 100000"
+else
+  echo "skip MovieLens 100K (no ../shared/data)"
+fi
+echo "e2e_ingest: $pass passed, $fail failed"
+[ $fail -eq 0 ]
