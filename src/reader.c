@@ -272,18 +272,18 @@ imf_status imf_reader_read(imf_reader *r, char *buf, size_t cap, size_t *got) {
              comp_name(r->comp));
   if (cap == 0) return IMF_OK;
   if (r->comp == IMF_COMP_NONE) {
+    size_t h = 0;
     if (r->in_pos < r->in_len) { /* the sniffed head first */
-      size_t k = r->in_len - r->in_pos < cap ? r->in_len - r->in_pos : cap;
-      memcpy(buf, r->in + r->in_pos, k);
-      r->in_pos += k;
-      *got = k;
-      return IMF_OK;
+      h = r->in_len - r->in_pos < cap ? r->in_len - r->in_pos : cap;
+      memcpy(buf, r->in + r->in_pos, h);
+      r->in_pos += h;
     }
-    if (r->in_eof) return IMF_OK;
-    size_t k;
-    IMF_CHECK(read_full(r, buf, cap, &k));
-    if (k < cap) r->in_eof = 1;
-    *got = k;
+    size_t k = 0;
+    if (h < cap && !r->in_eof) {
+      IMF_CHECK(read_full(r, buf + h, cap - h, &k));
+      if (k < cap - h) r->in_eof = 1;
+    }
+    *got = h + k;
     return IMF_OK;
   }
   switch (r->comp) {
