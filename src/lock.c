@@ -157,8 +157,8 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
       fmt_time(o.since, since, sizeof since);
       int same_host = strcmp(o.host, host) == 0;
       if (same_host && !holder_alive(&o)) {
-        imf_warn("taking over the stale lock %s of pid %ld on %s since %s (that process is gone)",
-                 lockfile, o.pid, o.host, since);
+        imf_warn("taking over the stale lock %s of pid %ld on %s since %s (that process is "
+                 "gone or its pid was reused)", lockfile, o.pid, o.host, since);
       } else if (break_lock) {
         imf_warn("breaking the lock %s of pid %ld on %s since %s (--break-lock)", lockfile, o.pid,
                  o.host, since);

@@ -1,0 +1,1648 @@
+/* store.c - the rating data store: immutable per-batch HDF5 files under a text MANIFEST
+ * (layout and guarantees: docs/FORMAT.md).
+ *
+ * Why this shape: an append writes one new file whose size is the batch's, and commits it by
+ * atomically replacing a small manifest, so a crash or kill at any point leaves the previous
+ * store intact and the cost of an append never grows with the size of the store. Reads locate
+ * each rank's users in every batch through the per-batch /index and read only those rows. */
+#include "store.h"
+#include "config.h"
+#include "error.h"
+#include "lock.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_FORMAT_VERSION 1
+#define BATCH_FORMAT_VERSION 1
+#define MANIFEST_MAGIC "incremf-store"
+
+/* ------------------------------------------------------------------------------------------ */
+/* manifest model                                                                             */
+
+typedef struct {
+  int64_t number;
+  char file[32];
+  char source[4096];
+  char sha256[65], digest[65];
+  int64_t lines_read, header, stored, merged, rejected, superseded, new_users, new_items;
+  int64_t rows; /* ratings written to the batch file (what the reads see) */
+  int64_t users_after, items_after, time_min, time_max;
+} batch_meta;
+
+typedef struct {
+  char created[64];
+  char duplicates[16], normalize[16];
+  double scale_min, scale_max;
+  int64_t users, items;
+  int64_t nbatches;
+  batch_meta *b;
+} manifest;
+
+struct imf_store {
+  MPI_Comm comm;
+  int rank, size, mode;
+  char dir[4096];
+  imf_lock *lock; /* rank 0 only */
+  manifest m;
+  char digest[65];
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* small helpers                                                                              */
+
+static void hexify(const unsigned char *d, unsigned n, char *hex) {
+  static const char x[] = "0123456789abcdef";
+  for (unsigned i = 0; i < n; i++) {
+    hex[2 * i] = x[d[i] >> 4];
+    hex[2 * i + 1] = x[d[i] & 15];
+  }
+  hex[2 * n] = '\0';
+}
+
+/* One-shot and incremental sha256 through OpenSSL's EVP (the SHA-NI path where available). */
+static void sha256_hex(const void *data, size_t len, char hex[65]) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_Digest(data, len, d, &n, EVP_sha256(), NULL);
+  hexify(d, n, hex);
+}
+
+static void sha_put(EVP_MD_CTX *c, const void *p, size_t n) { EVP_DigestUpdate(c, p, n); }
+/* Integers enter digests little-endian so digests agree across architectures. */
+static void sha_put_u64(EVP_MD_CTX *c, uint64_t v) {
+  unsigned char b[8];
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+  EVP_DigestUpdate(c, b, 8);
+}
+
+static int path_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static imf_status fsync_path(const char *path, int is_dir) {
+  int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot open %s to sync it: %s", path, strerror(errno));
+  if (fsync(fd) != 0 && !(is_dir && (errno == EINVAL || errno == EROFS))) {
+    int e = errno;
+    close(fd);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", path, strerror(e));
+  }
+  close(fd);
+  return IMF_OK;
+}
+
+/* (local) Write text to dir/name atomically: name.tmp, fsync, rename, fsync the directory. */
+static imf_status replace_file(const char *dir, const char *name, const char *text, size_t len) {
+  char tmp[4200], fin[4200];
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+  snprintf(fin, sizeof fin, "%s/%s", dir, name);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, text + done, len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(e));
+    }
+    done += (size_t)w;
+  }
+  if (fsync(fd) != 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", tmp, strerror(e));
+  }
+  if (close(fd) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot close %s: %s", tmp, strerror(errno));
+  if (rename(tmp, fin) != 0) {
+    int e = errno;
+    unlink(tmp);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, fin, strerror(e));
+  }
+  return fsync_path(dir, 1);
+}
+
+/* Broadcast a malloc'd byte buffer from root (chunked: MPI counts are int). */
+static imf_status bcast_bytes(MPI_Comm comm, int root, char **buf, int64_t *len) {
+  int rank;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Bcast(len, 1, MPI_INT64_T, root, comm));
+  imf_status st = IMF_OK;
+  if (rank != root) {
+    *buf = NULL;
+    st = imf_alloc(buf, (size_t)*len + 1, 1);
+  }
+  IMF_CHECK(imf_agree(comm, st));
+  const int64_t chunk = (int64_t)1 << 30;
+  for (int64_t o = 0; o < *len; o += chunk) {
+    int n = (int)(*len - o < chunk ? *len - o : chunk);
+    IMF_MPI(MPI_Bcast(*buf + o, n, MPI_BYTE, root, comm));
+  }
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HDF5 plumbing                                                                              */
+
+static char h5_msg[512];
+
+static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)data;
+  if (n == 0) snprintf(h5_msg, sizeof h5_msg, "%s (%s)", e->desc ? e->desc : "?", e->func_name);
+  return 0;
+}
+
+/* The innermost HDF5 error description, for messages; clears the HDF5 stack. */
+static const char *h5_reason(void) {
+  snprintf(h5_msg, sizeof h5_msg, "HDF5 error");
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, NULL);
+  H5Eclear2(H5E_DEFAULT);
+  return h5_msg;
+}
+
+static void h5_quiet(void) {
+  /* Errors are reported through imf_status with the file name; HDF5's own stack dump on
+   * stderr would only bury that message. */
+  static int done = 0;
+  if (!done) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    done = 1;
+  }
+}
+
+#define H5_FAIL(what, path) \
+  IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot %s: %s", (path), (what), h5_reason())
+
+static void batch_path(const imf_store *s, int64_t k, char *out, size_t cap, int tmp) {
+  snprintf(out, cap, "%s/batch-%06lld.h5%s", s->dir, (long long)k, tmp ? ".tmp" : "");
+}
+
+/* Collective open of a batch file for reading, checking it is the batch the manifest names. */
+static imf_status batch_open(const imf_store *s, int64_t k, hid_t *fid) {
+  char path[4200];
+  batch_path(s, k, path, sizeof path, 0);
+  h5_quiet();
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) H5_FAIL("create a file access list", path);
+  H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (f < 0) h5_reason();
+  H5Pclose(fapl);
+  if (f < 0) {
+    if (!path_exists(path))
+      IMF_FAIL(IMF_ERR_INPUT, "%s is missing: the store is damaged (restore it or re-run prepare)",
+               path);
+    IMF_FAIL(IMF_ERR_INPUT, "%s: cannot open as HDF5: %s", path, h5_msg);
+  }
+  /* The content digest attribute ties the file to the manifest entry. */
+  char dig[80] = "";
+  hid_t a = H5Aopen(f, "content_digest", H5P_DEFAULT);
+  if (a >= 0) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, sizeof dig);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    if (H5Aread(a, t, dig) < 0) dig[0] = '\0';
+    H5Tclose(t);
+    H5Aclose(a);
+  }
+  H5Eclear2(H5E_DEFAULT);
+  if (strcmp(dig, s->m.b[k - 1].digest) != 0) {
+    H5Fclose(f);
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s does not match the manifest (content digest differs): the store is damaged",
+             path);
+  }
+  *fid = f;
+  return IMF_OK;
+}
+
+static hid_t dxpl_make(int collective) {
+  hid_t x = H5Pcreate(H5P_DATASET_XFER);
+  if (x >= 0) H5Pset_dxpl_mpio(x, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
+  return x;
+}
+
+static imf_status dset_len(hid_t d, const char *path, const char *name, hsize_t *n) {
+  hid_t sp = H5Dget_space(d);
+  if (sp < 0) H5_FAIL(name, path);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dims[1] = {0};
+  if (nd != 1) {
+    H5Sclose(sp);
+    IMF_FAIL(IMF_ERR_INPUT, "%s: %s is not one-dimensional", path, name);
+  }
+  H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  *n = dims[0];
+  return IMF_OK;
+}
+
+/* Read elements [off, off+cnt) of a 1-d dataset; cnt == 0 takes part with an empty selection
+ * (collective transfers need every rank). */
+static imf_status read_range(hid_t d, hid_t mtype, hsize_t off, hsize_t cnt, void *buf, hid_t dxpl,
+                             const char *path, const char *name) {
+  hid_t fs = H5Dget_space(d);
+  if (fs < 0) H5_FAIL(name, path);
+  /* A zero-length dataset has no storage to read; its extent is the same on every rank, so
+   * all ranks skip the transfer together. */
+  if (H5Sget_simple_extent_npoints(fs) == 0) {
+    H5Sclose(fs);
+    if (cnt) IMF_FAIL(IMF_ERR_INPUT, "%s: %s is empty, rows expected", path, name);
+    return IMF_OK;
+  }
+  hsize_t one = 1, mcnt = cnt ? cnt : 1;
+  hid_t ms = H5Screate_simple(1, &mcnt, NULL);
+  herr_t e;
+  if (cnt) e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &one, &cnt);
+  else {
+    e = H5Sselect_none(fs);
+    if (e >= 0) e = H5Sselect_none(ms);
+  }
+  char dummy[16];
+  if (e >= 0) e = H5Dread(d, mtype, ms, fs, dxpl, buf ? buf : dummy);
+  const char *why = e < 0 ? h5_reason() : ""; /* before the next call clears the stack */
+  H5Sclose(ms);
+  H5Sclose(fs);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot read %s: %s", path, name, why);
+  return IMF_OK;
+}
+
+/* Position of the first index entry >= key, by point reads (independent: each rank its own
+ * searches), so locating a user range costs O(log n) small reads, not the whole index. */
+static imf_status lower_bound(hid_t d, hsize_t n, int64_t key, hid_t dxpl_ind, const char *path,
+                              hsize_t *pos) {
+  hsize_t lo = 0, hi = n;
+  while (lo < hi) {
+    hsize_t mid = lo + (hi - lo) / 2;
+    int32_t v;
+    IMF_CHECK(read_range(d, H5T_NATIVE_INT32, mid, 1, &v, dxpl_ind, path, "/index/user"));
+    if ((int64_t)v < key) lo = mid + 1;
+    else hi = mid;
+  }
+  *pos = lo;
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* manifest text                                                                              */
+
+static void put_escaped(FILE *f, const char *s) {
+  /* Percent-encoding keeps the line format whitespace-separated and one line per batch. */
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p <= 0x20 || *p == '%' || *p == '=' || *p == 0x7f) fprintf(f, "%%%02X", *p);
+    else fputc(*p, f);
+  }
+}
+
+static int unescape(const char *in, char *out, size_t cap) {
+  size_t o = 0;
+  for (const char *p = in; *p; p++) {
+    unsigned c = (unsigned char)*p;
+    if (c == '%') {
+      unsigned v;
+      if (sscanf(p + 1, "%2X", &v) != 1 || !p[1] || !p[2]) return -1;
+      c = v;
+      p += 2;
+    }
+    if (o + 1 >= cap) return -1;
+    out[o++] = (char)c;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+static void put_double(FILE *f, const char *key, double v) {
+  if (isnan(v)) fprintf(f, "%s none\n", key);
+  else fprintf(f, "%s %.17g\n", key, v);
+}
+
+static void put_time(FILE *f, const char *key, int64_t t) {
+  if (t == IMF_NO_TIME) fprintf(f, " %s=none", key);
+  else fprintf(f, " %s=%lld", key, (long long)t);
+}
+
+static int64_t effective_ratings(const manifest *m) {
+  int64_t r = 0;
+  for (int64_t k = 0; k < m->nbatches; k++) r += m->b[k].rows - m->b[k].superseded;
+  return r;
+}
+
+/* The manifest as text, ending with "end <sha256 of the preceding bytes>\n". */
+static imf_status manifest_text(const manifest *m, char **text, size_t *len) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) IMF_FAIL(IMF_ERR_NOMEM, "out of memory building the manifest");
+  fprintf(f, "%s %d\n", MANIFEST_MAGIC, STORE_FORMAT_VERSION);
+  fprintf(f, "created %s\n", m->created);
+  fprintf(f, "duplicates %s\n", m->duplicates);
+  fprintf(f, "normalize %s\n", m->normalize);
+  put_double(f, "scale_min", m->scale_min);
+  put_double(f, "scale_max", m->scale_max);
+  fprintf(f, "users %lld\nitems %lld\nratings %lld\nbatches %lld\n", (long long)m->users,
+          (long long)m->items, (long long)effective_ratings(m), (long long)m->nbatches);
+  for (int64_t k = 0; k < m->nbatches; k++) {
+    const batch_meta *b = &m->b[k];
+    fprintf(f, "batch %lld file=%s source=", (long long)b->number, b->file);
+    put_escaped(f, b->source);
+    fprintf(f,
+            " sha256=%s digest=%s lines_read=%lld header=%lld stored=%lld merged=%lld "
+            "rejected=%lld superseded=%lld new_users=%lld new_items=%lld rows=%lld "
+            "users_after=%lld items_after=%lld",
+            b->sha256, b->digest, (long long)b->lines_read, (long long)b->header,
+            (long long)b->stored, (long long)b->merged, (long long)b->rejected,
+            (long long)b->superseded, (long long)b->new_users, (long long)b->new_items,
+            (long long)b->rows, (long long)b->users_after, (long long)b->items_after);
+    put_time(f, "time_min", b->time_min);
+    put_time(f, "time_max", b->time_max);
+    fputc('\n', f);
+  }
+  if (fclose(f) != 0 || !buf) {
+    free(buf);
+    IMF_FAIL(IMF_ERR_NOMEM, "out of memory building the manifest");
+  }
+  char hex[65];
+  sha256_hex(buf, n, hex);
+  char *all = realloc(buf, n + 70);
+  if (!all) {
+    free(buf);
+    IMF_FAIL(IMF_ERR_NOMEM, "out of memory building the manifest");
+  }
+  n += (size_t)snprintf(all + n, 70, "end %s\n", hex);
+  *text = all;
+  *len = n;
+  return IMF_OK;
+}
+
+static int parse_i64(const char *v, int64_t *out) {
+  if (strcmp(v, "none") == 0) {
+    *out = IMF_NO_TIME;
+    return 0;
+  }
+  char *e;
+  errno = 0;
+  long long x = strtoll(v, &e, 10);
+  if (errno || e == v || *e) return -1;
+  *out = x;
+  return 0;
+}
+
+static int parse_batch_line(char *line, batch_meta *b) {
+  memset(b, 0, sizeof *b);
+  b->time_min = b->time_max = IMF_NO_TIME;
+  char *save = NULL;
+  char *tok = strtok_r(line, " ", &save);
+  if (!tok || parse_i64(tok, &b->number) || b->number <= 0) return -1;
+  int have = 0;
+  while ((tok = strtok_r(NULL, " ", &save))) {
+    char *eq = strchr(tok, '=');
+    if (!eq) return -1;
+    *eq = '\0';
+    const char *k = tok, *v = eq + 1;
+    struct {
+      const char *name;
+      int64_t *p;
+    } ints[] = {{"lines_read", &b->lines_read}, {"header", &b->header},
+                {"stored", &b->stored},         {"merged", &b->merged},
+                {"rejected", &b->rejected},     {"superseded", &b->superseded},
+                {"new_users", &b->new_users},   {"new_items", &b->new_items},
+                {"rows", &b->rows},             {"users_after", &b->users_after},
+                {"items_after", &b->items_after}, {"time_min", &b->time_min},
+                {"time_max", &b->time_max}};
+    int known = 0;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+      if (strcmp(k, ints[i].name) == 0) {
+        if (parse_i64(v, ints[i].p)) return -1;
+        known = 1;
+        have |= 1;
+      }
+    if (known) continue;
+    if (strcmp(k, "file") == 0) {
+      if (strlen(v) >= sizeof b->file) return -1;
+      snprintf(b->file, sizeof b->file, "%s", v);
+      have |= 2;
+    } else if (strcmp(k, "source") == 0) {
+      if (unescape(v, b->source, sizeof b->source)) return -1;
+    } else if (strcmp(k, "sha256") == 0) {
+      if (strlen(v) != 64) return -1;
+      memcpy(b->sha256, v, 65);
+    } else if (strcmp(k, "digest") == 0) {
+      if (strlen(v) != 64) return -1;
+      memcpy(b->digest, v, 65);
+      have |= 4;
+    }
+    /* unknown keys: a later minor revision of format 1 may add some; ignore them */
+  }
+  return have == 7 ? 0 : -1;
+}
+
+static imf_status manifest_parse(const char *dir, const char *text, size_t len, manifest *m) {
+  memset(m, 0, sizeof *m);
+  m->scale_min = m->scale_max = NAN;
+  snprintf(m->duplicates, sizeof m->duplicates, "latest");
+  snprintf(m->normalize, sizeof m->normalize, "none");
+  int version = 0;
+  if (strncmp(text, MANIFEST_MAGIC " ", strlen(MANIFEST_MAGIC) + 1) != 0 ||
+      sscanf(text + strlen(MANIFEST_MAGIC) + 1, "%d", &version) != 1)
+    IMF_FAIL(IMF_ERR_INPUT, "%s/MANIFEST is not an incremf store manifest (bad first line)", dir);
+  if (version > STORE_FORMAT_VERSION)
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s/MANIFEST was written by a newer incremf (store format %d; this one reads up to "
+             "%d); upgrade incremf", dir, version, STORE_FORMAT_VERSION);
+  if (version < 1) IMF_FAIL(IMF_ERR_INPUT, "%s/MANIFEST has an invalid format version", dir);
+  /* The checksum line must be the last line and cover every byte before it. */
+  const char *corrupt = "%s/MANIFEST is corrupt (checksum mismatch): restore it or re-run prepare";
+  if (len < 70 || text[len - 1] != '\n') IMF_FAIL(IMF_ERR_INPUT, corrupt, dir);
+  size_t end_at = len - 1;
+  while (end_at > 0 && text[end_at - 1] != '\n') end_at--;
+  if (len - end_at != 69 || strncmp(text + end_at, "end ", 4) != 0)
+    IMF_FAIL(IMF_ERR_INPUT, corrupt, dir);
+  char hex[65];
+  sha256_hex(text, end_at, hex);
+  if (memcmp(hex, text + end_at + 4, 64) != 0) IMF_FAIL(IMF_ERR_INPUT, corrupt, dir);
+
+  char *copy = malloc(end_at + 1);
+  if (!copy) IMF_FAIL(IMF_ERR_NOMEM, "out of memory reading %s/MANIFEST", dir);
+  memcpy(copy, text, end_at);
+  copy[end_at] = '\0';
+  imf_status st = IMF_OK;
+  int64_t declared = -1, cap = 0;
+  char *save = NULL;
+  int lineno = 0;
+  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    lineno++;
+    if (lineno == 1) continue;
+    char *sp = strchr(line, ' ');
+    if (!sp) continue;
+    *sp = '\0';
+    const char *k = line, *v = sp + 1;
+    int bad = 0;
+    if (strcmp(k, "created") == 0) snprintf(m->created, sizeof m->created, "%s", v);
+    else if (strcmp(k, "duplicates") == 0) {
+      if (strcmp(v, "latest") && strcmp(v, "first") && strcmp(v, "mean")) bad = 1;
+      else snprintf(m->duplicates, sizeof m->duplicates, "%s", v);
+    } else if (strcmp(k, "normalize") == 0) snprintf(m->normalize, sizeof m->normalize, "%s", v);
+    else if (strcmp(k, "scale_min") == 0 || strcmp(k, "scale_max") == 0) {
+      double x = NAN;
+      if (strcmp(v, "none") != 0) {
+        char *e;
+        x = strtod(v, &e);
+        if (e == v || *e) bad = 1;
+      }
+      if (k[6] == 'm' && k[7] == 'i') m->scale_min = x;
+      else m->scale_max = x;
+    } else if (strcmp(k, "users") == 0) bad = parse_i64(v, &m->users);
+    else if (strcmp(k, "items") == 0) bad = parse_i64(v, &m->items);
+    else if (strcmp(k, "batches") == 0) bad = parse_i64(v, &declared);
+    else if (strcmp(k, "batch") == 0) {
+      if (m->nbatches == cap) {
+        cap = cap ? cap * 2 : 16;
+        batch_meta *nb = realloc(m->b, (size_t)cap * sizeof *nb);
+        if (!nb) {
+          st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory reading %s/MANIFEST", dir);
+          goto done;
+        }
+        m->b = nb;
+      }
+      batch_meta *b = &m->b[m->nbatches];
+      bad = parse_batch_line(sp + 1, b) || b->number != m->nbatches + 1;
+      if (!bad) m->nbatches++;
+    }
+    if (bad) {
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s/MANIFEST line %d is malformed ('%s'): restore it or re-run prepare",
+                         dir, lineno, k);
+      goto done;
+    }
+  }
+  if (declared != m->nbatches ||
+      (m->nbatches > 0 && (m->b[m->nbatches - 1].users_after != m->users ||
+                           m->b[m->nbatches - 1].items_after != m->items))) {
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                       "%s/MANIFEST is inconsistent (batch list and totals disagree): restore it "
+                       "or re-run prepare", dir);
+  }
+done:
+  free(copy);
+  if (st != IMF_OK) {
+    free(m->b);
+    m->b = NULL;
+    m->nbatches = 0;
+  }
+  return st;
+}
+
+static void store_digest_update(imf_store *s) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+  for (int64_t k = 0; k < s->m.nbatches; k++) sha_put(c, s->m.b[k].digest, 64);
+  EVP_DigestFinal_ex(c, d, &n);
+  EVP_MD_CTX_free(c);
+  hexify(d, n, s->digest);
+}
+
+/* Rank 0 reads the manifest; every rank parses the same broadcast bytes. */
+static imf_status manifest_load(imf_store *s) {
+  char *text = NULL;
+  int64_t len = 0;
+  imf_status st = IMF_OK;
+  if (s->rank == 0) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/MANIFEST", s->dir);
+    struct stat sb;
+    if (stat(s->dir, &sb) != 0)
+      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s does not exist", s->dir);
+    else if (!S_ISDIR(sb.st_mode))
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s is not an incremf store (not a directory)", s->dir);
+    else {
+      FILE *f = fopen(path, "rb");
+      if (!f && errno == ENOENT)
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                           "%s is not an incremf store (no MANIFEST)", s->dir);
+      else if (!f)
+        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot open %s: %s", path,
+                           strerror(errno));
+      else {
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        st = imf_alloc(&text, (size_t)(n < 0 ? 0 : n) + 1, 1);
+        if (st == IMF_OK && n > 0 && fread(text, 1, (size_t)n, f) != (size_t)n)
+          st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot read %s", path);
+        len = n;
+        fclose(f);
+      }
+    }
+  }
+  st = imf_agree(s->comm, st);
+  if (st != IMF_OK) {
+    imf_free(&text);
+    return st;
+  }
+  IMF_TRY(bcast_bytes(s->comm, 0, &text, &len), out);
+  text[len] = '\0';
+  manifest m;
+  IMF_TRY(manifest_parse(s->dir, text, (size_t)len, &m), out);
+  /* every rank parsed the same bytes, so every rank reaches the same verdict */
+  if (s->rank == 0) {
+    for (int64_t k = 0; k < m.nbatches && st == IMF_OK; k++) {
+      char p[4200];
+      snprintf(p, sizeof p, "%s/%s", s->dir, m.b[k].file);
+      if (!path_exists(p))
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                           "%s is missing: the store is damaged (restore it or re-run prepare)", p);
+    }
+  }
+  st = imf_agree(s->comm, st);
+  if (st != IMF_OK) {
+    free(m.b);
+    goto out;
+  }
+  free(s->m.b);
+  s->m = m;
+  store_digest_update(s);
+out:
+  imf_free(&text);
+  return st;
+}
+
+/* Rank 0 writes the manifest; all ranks agree on the outcome. */
+static imf_status manifest_commit(imf_store *s, const manifest *m) {
+  imf_status st = IMF_OK;
+  if (s->rank == 0) {
+    char *text = NULL;
+    size_t len = 0;
+    st = manifest_text(m, &text, &len);
+    if (st == IMF_OK) st = replace_file(s->dir, "MANIFEST", text, len);
+    free(text);
+  }
+  return imf_agree(s->comm, st);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* create / open / close                                                                      */
+
+static imf_status store_new(MPI_Comm comm, const char *dir, int mode, imf_store **out) {
+  *out = NULL;
+  if (strlen(dir) >= 4000) IMF_FAIL(IMF_ERR_USAGE, "store path too long: %.64s...", dir);
+  imf_store *s = calloc(1, sizeof *s);
+  if (!s) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  /* A private communicator keeps the store's collectives apart from the caller's traffic. */
+  if (MPI_Comm_dup(comm, &s->comm) != MPI_SUCCESS) {
+    free(s);
+    IMF_FAIL(IMF_ERR_RUNTIME, "MPI_Comm_dup failed");
+  }
+  MPI_Comm_rank(s->comm, &s->rank);
+  MPI_Comm_size(s->comm, &s->size);
+  s->mode = mode;
+  snprintf(s->dir, sizeof s->dir, "%s", dir);
+  size_t l = strlen(s->dir);
+  while (l > 1 && s->dir[l - 1] == '/') s->dir[--l] = '\0';
+  s->m.scale_min = s->m.scale_max = NAN;
+  h5_quiet();
+  *out = s;
+  return IMF_OK;
+}
+
+static imf_status take_lock(imf_store *s, int break_lock) {
+  imf_status st = IMF_OK;
+  if (s->rank == 0) {
+    char lp[4200];
+    snprintf(lp, sizeof lp, "%s/LOCK", s->dir);
+    st = imf_lock_acquire(lp, break_lock, &s->lock);
+  }
+  return imf_agree(s->comm, st);
+}
+
+void imf_store_close(imf_store **sp) {
+  if (!sp || !*sp) return;
+  imf_store *s = *sp;
+  if (s->lock) imf_lock_release(&s->lock);
+  free(s->m.b);
+  MPI_Comm_free(&s->comm);
+  free(s);
+  *sp = NULL;
+}
+
+imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cfg, imf_store **out) {
+  imf_store *s;
+  IMF_CHECK(store_new(comm, dir, IMF_STORE_WRITE, &s));
+  imf_status st = IMF_OK;
+  if (s->rank == 0) {
+    struct stat sb;
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/MANIFEST", s->dir);
+    if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot create the store directory %s: %s",
+                         s->dir, strerror(errno));
+    else if (stat(s->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s exists and is not a directory", s->dir);
+    else if (path_exists(mp))
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s already holds an incremf store (MANIFEST exists): use append, or "
+                         "choose a new directory", s->dir);
+  }
+  IMF_TRY(imf_agree(s->comm, st), fail);
+  IMF_TRY(take_lock(s, 0), fail);
+  if (s->rank == 0 && path_exists(s->dir)) {
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/MANIFEST", s->dir);
+    if (path_exists(mp)) /* created by a racing writer between our check and the lock */
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s already holds an incremf store (MANIFEST exists)", s->dir);
+  }
+  IMF_TRY(imf_agree(s->comm, st), fail);
+  manifest m;
+  memset(&m, 0, sizeof m);
+  const char *dup = cfg ? imf_cfg_str(cfg, "clean.duplicates") : NULL;
+  const char *norm = cfg ? imf_cfg_str(cfg, "clean.normalize") : NULL;
+  snprintf(m.duplicates, sizeof m.duplicates, "%s", dup ? dup : "latest");
+  snprintf(m.normalize, sizeof m.normalize, "%s", norm ? norm : "none");
+  m.scale_min = cfg ? imf_cfg_double(cfg, "clean.scale_min") : NAN;
+  m.scale_max = cfg ? imf_cfg_double(cfg, "clean.scale_max") : NAN;
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(m.created, sizeof m.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  IMF_TRY(manifest_commit(s, &m), fail);
+  /* Re-read what rank 0 wrote: every rank then holds byte-identical state (created time). */
+  IMF_TRY(manifest_load(s), fail);
+  *out = s;
+  return IMF_OK;
+fail:
+  imf_store_close(&s);
+  return st;
+}
+
+imf_status imf_store_open(MPI_Comm comm, const char *dir, int mode, int break_lock, imf_store **out) {
+  imf_store *s;
+  imf_status st;
+  IMF_CHECK(store_new(comm, dir, mode, &s));
+  if (mode == IMF_STORE_WRITE) {
+    /* Check it is a store before taking a lock in a directory that is not one. */
+    IMF_TRY(manifest_load(s), fail);
+    IMF_TRY(take_lock(s, break_lock), fail);
+  }
+  /* Under the lock, read the manifest the previous writer committed last. */
+  IMF_TRY(manifest_load(s), fail);
+  *out = s;
+  return IMF_OK;
+fail:
+  imf_store_close(&s);
+  return st;
+}
+
+int64_t imf_store_nbatches(const imf_store *s) { return s->m.nbatches; }
+int64_t imf_store_nusers(const imf_store *s) { return s->m.users; }
+int64_t imf_store_nitems(const imf_store *s) { return s->m.items; }
+const char *imf_store_duplicate_policy(const imf_store *s) { return s->m.duplicates; }
+const char *imf_store_digest(const imf_store *s) { return s->digest; }
+
+int64_t imf_store_find_sha256(const imf_store *s, const char *hex) {
+  for (int64_t k = 0; k < s->m.nbatches; k++)
+    if (strcmp(s->m.b[k].sha256, hex) == 0) return s->m.b[k].number;
+  return 0;
+}
+
+imf_status imf_store_get_info(imf_store *s, imf_store_info *info) {
+  memset(info, 0, sizeof *info);
+  info->users = s->m.users;
+  info->items = s->m.items;
+  info->ratings = effective_ratings(&s->m);
+  info->batches = s->m.nbatches;
+  info->scale_min = s->m.scale_min;
+  info->scale_max = s->m.scale_max;
+  int64_t tmin = INT64_MAX, tmax = INT64_MIN;
+  for (int64_t k = 0; k < s->m.nbatches; k++) {
+    const batch_meta *b = &s->m.b[k];
+    if (b->time_min != IMF_NO_TIME && b->time_min < tmin) tmin = b->time_min;
+    if (b->time_max != IMF_NO_TIME && b->time_max > tmax) tmax = b->time_max;
+  }
+  if (tmin > tmax) { /* no timestamps anywhere: the documented sentinels */
+    tmin = INT64_MIN;
+    tmax = INT64_MAX;
+  }
+  info->time_min = tmin;
+  info->time_max = tmax;
+  snprintf(info->normalize, sizeof info->normalize, "%s", s->m.normalize);
+  snprintf(info->digest, sizeof info->digest, "%s", s->digest);
+  return IMF_OK;
+}
+
+void imf_batch_free(imf_batch *b) {
+  if (!b) return;
+  imf_ratings_free(&b->r);
+  imf_idlist_free(&b->new_users);
+  imf_idlist_free(&b->new_items);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* id maps                                                                                    */
+
+/* (rank 0, serial HDF5) Read one id list of a batch file. */
+static imf_status read_idlist(hid_t f, const char *path, const char *kind, imf_idlist *l) {
+  char nb[64], no[64];
+  snprintf(nb, sizeof nb, "/ids/%s_blob", kind);
+  snprintf(no, sizeof no, "/ids/%s_off", kind);
+  hid_t db = H5Dopen2(f, nb, H5P_DEFAULT), dof = H5Dopen2(f, no, H5P_DEFAULT);
+  imf_status st = IMF_OK;
+  hsize_t nbytes = 0, noff = 0;
+  memset(l, 0, sizeof *l);
+  if (db < 0 || dof < 0) {
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
+                       db < 0 ? nb : no, h5_reason());
+    goto out;
+  }
+  IMF_TRY(dset_len(db, path, nb, &nbytes), out);
+  IMF_TRY(dset_len(dof, path, no, &noff), out);
+  if (noff < 1) {
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: %s is empty", path, no);
+    goto out;
+  }
+  IMF_TRY(imf_alloc(&l->off, noff, sizeof *l->off), out);
+  IMF_TRY(imf_alloc(&l->blob, nbytes + 1, 1), out);
+  IMF_TRY(read_range(dof, H5T_NATIVE_INT64, 0, noff, l->off, H5P_DEFAULT, path, no), out);
+  IMF_TRY(read_range(db, H5T_NATIVE_UINT8, 0, nbytes, l->blob, H5P_DEFAULT, path, nb), out);
+  l->n = (int64_t)noff - 1;
+  for (int64_t j = 0; j < l->n; j++)
+    if (l->off[j] < 0 || l->off[j] > l->off[j + 1] || l->off[j + 1] > (int64_t)nbytes) {
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: %s is not a valid offset list",
+                         path, no);
+      break;
+    }
+out:
+  if (db >= 0) H5Dclose(db);
+  if (dof >= 0) H5Dclose(dof);
+  if (st != IMF_OK) imf_idlist_free(l);
+  return st;
+}
+
+static imf_status bcast_idlist(MPI_Comm comm, int rank, imf_idlist *l) {
+  int64_t n = l->n, bytes = rank == 0 ? l->off[l->n] : 0, offbytes = (n + 1) * 8;
+  IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
+  l->n = n;
+  char *o = (char *)l->off;
+  offbytes = (n + 1) * 8;
+  IMF_CHECK(bcast_bytes(comm, 0, &o, &offbytes));
+  l->off = (int64_t *)o;
+  IMF_CHECK(bcast_bytes(comm, 0, &l->blob, &bytes));
+  return IMF_OK;
+}
+
+imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items) {
+  imf_status st = IMF_OK;
+  if (imf_idmap_size(users) != 0 || imf_idmap_size(items) != 0)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "imf_store_load_idmaps needs empty maps");
+  IMF_CHECK(imf_agree(s->comm, st));
+  for (int64_t k = 1; k <= s->m.nbatches; k++) {
+    imf_idlist lu = {0}, li = {0};
+    char path[4200];
+    batch_path(s, k, path, sizeof path, 0);
+    if (s->rank == 0) {
+      /* One reader and a broadcast: the id lists are small next to the ratings, and this spares
+       * the file system N identical reads. */
+      hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+      if (f < 0) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open: %s", path, h5_reason());
+      else {
+        st = read_idlist(f, path, "user", &lu);
+        if (st == IMF_OK) st = read_idlist(f, path, "item", &li);
+        H5Fclose(f);
+      }
+    }
+    st = imf_agree(s->comm, st);
+    if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &lu);
+    if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &li);
+    if (st == IMF_OK && (imf_idmap_size(users) + lu.n != s->m.b[k - 1].users_after ||
+                         imf_idmap_size(items) + li.n != s->m.b[k - 1].items_after))
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s: id lists do not match the manifest counts", path);
+    if (st == IMF_OK) st = imf_idmap_add_list(users, &lu);
+    if (st == IMF_OK) st = imf_idmap_add_list(items, &li);
+    imf_idlist_free(&lu);
+    imf_idlist_free(&li);
+    IMF_CHECK(imf_agree(s->comm, st));
+  }
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* reading ratings                                                                            */
+
+typedef struct {
+  hid_t f, user, item, value, time, iuser, iptr;
+  hsize_t nrows, nindex;
+} batch_h;
+
+static void batch_h_close(batch_h *h) {
+  hid_t *ds[] = {&h->user, &h->item, &h->value, &h->time, &h->iuser, &h->iptr};
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+    if (*ds[i] > 0) H5Dclose(*ds[i]);
+  if (h->f > 0) H5Fclose(h->f);
+  memset(h, 0, sizeof *h);
+}
+
+/* Collective: open batch k and its datasets. */
+static imf_status batch_h_open(const imf_store *s, int64_t k, batch_h *h) {
+  memset(h, 0, sizeof *h);
+  char path[4200];
+  batch_path(s, k, path, sizeof path, 0);
+  IMF_CHECK(batch_open(s, k, &h->f));
+  struct {
+    hid_t *d;
+    const char *name;
+  } ds[] = {{&h->user, "/ratings/user"}, {&h->item, "/ratings/item"},
+            {&h->value, "/ratings/value"}, {&h->time, "/ratings/time"},
+            {&h->iuser, "/index/user"},    {&h->iptr, "/index/user_ptr"}};
+  imf_status st = IMF_OK;
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
+    *ds[i].d = H5Dopen2(h->f, ds[i].name, H5P_DEFAULT);
+    if (*ds[i].d < 0) {
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
+                         ds[i].name, h5_reason());
+      break;
+    }
+  }
+  hsize_t nptr = 0;
+  if (st == IMF_OK) st = dset_len(h->user, path, "/ratings/user", &h->nrows);
+  if (st == IMF_OK) st = dset_len(h->iuser, path, "/index/user", &h->nindex);
+  if (st == IMF_OK) st = dset_len(h->iptr, path, "/index/user_ptr", &nptr);
+  if (st == IMF_OK && nptr != h->nindex + 1)
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/user_ptr has %llu entries, "
+                       "expected %llu", path, (unsigned long long)nptr,
+                       (unsigned long long)h->nindex + 1);
+  if (st != IMF_OK) batch_h_close(h);
+  return st;
+}
+
+/* Rows [r0, r1) of batch h holding users [lo, hi) (local, independent point reads). */
+static imf_status user_rows(const batch_h *h, int64_t lo, int64_t hi, hid_t ind, const char *path,
+                            hsize_t *r0, hsize_t *r1) {
+  *r0 = *r1 = 0;
+  if (lo >= hi || h->nindex == 0) return IMF_OK;
+  hsize_t pa, pb;
+  IMF_CHECK(lower_bound(h->iuser, h->nindex, lo, ind, path, &pa));
+  IMF_CHECK(lower_bound(h->iuser, h->nindex, hi, ind, path, &pb));
+  if (pa == pb) return IMF_OK;
+  int64_t a, b;
+  IMF_CHECK(read_range(h->iptr, H5T_NATIVE_INT64, pa, 1, &a, ind, path, "/index/user_ptr"));
+  IMF_CHECK(read_range(h->iptr, H5T_NATIVE_INT64, pb, 1, &b, ind, path, "/index/user_ptr"));
+  if (a < 0 || b < a || (hsize_t)b > h->nrows)
+    IMF_FAIL(IMF_ERR_INPUT, "%s: /index/user_ptr is inconsistent", path);
+  *r0 = (hsize_t)a;
+  *r1 = (hsize_t)b;
+  return IMF_OK;
+}
+
+typedef struct {
+  const imf_ratings *r;
+  const int32_t *tag;
+} sort_ctx;
+static sort_ctx g_sort; /* qsort has no context argument in C17 */
+
+static int cmp_rows(const void *pa, const void *pb) {
+  int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+  const imf_ratings *r = g_sort.r;
+  if (r->user[a] != r->user[b]) return r->user[a] < r->user[b] ? -1 : 1;
+  if (r->item[a] != r->item[b]) return r->item[a] < r->item[b] ? -1 : 1;
+  if (g_sort.tag[a] != g_sort.tag[b]) return g_sort.tag[a] < g_sort.tag[b] ? -1 : 1;
+  return a < b ? -1 : a > b;
+}
+
+imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi, imf_ratings *out) {
+  imf_status st = IMF_OK;
+  imf_ratings all = {0}, res = {0};
+  int32_t *tag = NULL;
+  int64_t *perm = NULL;
+  hid_t ind = dxpl_make(0), coll = dxpl_make(1);
+  if (user_hi < user_lo) user_hi = user_lo;
+  for (int64_t k = 1; k <= s->m.nbatches; k++) {
+    batch_h h;
+    char path[4200];
+    batch_path(s, k, path, sizeof path, 0);
+    IMF_TRY(imf_agree(s->comm, st), done);
+    IMF_TRY(batch_h_open(s, k, &h), done);
+    hsize_t r0 = 0, r1 = 0;
+    st = user_rows(&h, user_lo, user_hi, ind, path, &r0, &r1);
+    hsize_t n = r1 - r0;
+    if (st == IMF_OK) st = imf_ratings_reserve(&all, all.n + (int64_t)n + 1);
+    if (st == IMF_OK) st = imf_realloc(&tag, (size_t)(all.n + (int64_t)n + 1), sizeof *tag);
+    if (st != IMF_OK) n = r0 = 0; /* still take part in the collective reads below */
+    st = imf_agree(s->comm, st);
+    if (st == IMF_OK) {
+      /* all four collective reads run on every rank; the first failure is kept */
+      imf_status rs[4];
+      rs[0] = read_range(h.user, H5T_NATIVE_INT32, r0, n, all.user + all.n, coll, path, "/ratings/user");
+      rs[1] = read_range(h.item, H5T_NATIVE_INT32, r0, n, all.item + all.n, coll, path, "/ratings/item");
+      rs[2] = read_range(h.value, H5T_NATIVE_FLOAT, r0, n, all.value + all.n, coll, path, "/ratings/value");
+      rs[3] = read_range(h.time, H5T_NATIVE_INT64, r0, n, all.time + all.n, coll, path, "/ratings/time");
+      for (int q = 3; q >= 0; q--)
+        if (rs[q] != IMF_OK) st = rs[q];
+      st = imf_agree(s->comm, st);
+    }
+    batch_h_close(&h);
+    if (st != IMF_OK) goto done;
+    for (hsize_t j = 0; j < n; j++) tag[all.n + (int64_t)j] = (int32_t)k;
+    all.n += (int64_t)n;
+  }
+  /* Merge the batches and resolve repeated (user,item) pairs with the store's policy. */
+  if (st == IMF_OK && all.n > 0) {
+    IMF_TRY(imf_alloc(&perm, (size_t)all.n, sizeof *perm), done);
+    for (int64_t j = 0; j < all.n; j++) perm[j] = j;
+    if (s->m.nbatches > 1) {
+      g_sort.r = &all;
+      g_sort.tag = tag;
+      qsort(perm, (size_t)all.n, sizeof *perm, cmp_rows);
+    }
+    IMF_TRY(imf_ratings_reserve(&res, all.n), done);
+    int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
+    for (int64_t a = 0; a < all.n;) {
+      int64_t j = perm[a], b = a + 1;
+      while (b < all.n && all.user[perm[b]] == all.user[j] && all.item[perm[b]] == all.item[j]) b++;
+      /* rows a..b-1 are one pair, in batch order */
+      float v = all.value[j];
+      int64_t t = all.time[j];
+      if (b - a > 1) {
+        if (policy == 0) { /* latest: greatest time; ties (and no times) go to the later batch */
+          for (int64_t c = a + 1; c < b; c++)
+            if (all.time[perm[c]] >= t) {
+              t = all.time[perm[c]];
+              v = all.value[perm[c]];
+            }
+        } else if (policy == 2) {
+          double sum = 0;
+          for (int64_t c = a; c < b; c++) {
+            sum += all.value[perm[c]];
+            if (all.time[perm[c]] > t) t = all.time[perm[c]];
+          }
+          v = (float)(sum / (double)(b - a));
+        }
+      }
+      res.user[res.n] = all.user[j];
+      res.item[res.n] = all.item[j];
+      res.value[res.n] = v;
+      res.time[res.n] = t;
+      res.n++;
+      a = b;
+    }
+  }
+done:
+  H5Pclose(ind);
+  H5Pclose(coll);
+  imf_ratings_free(&all);
+  imf_free(&tag);
+  imf_free(&perm);
+  st = imf_agree(s->comm, st);
+  if (st != IMF_OK) {
+    imf_ratings_free(&res);
+    return st;
+  }
+  *out = res;
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* writing a batch                                                                            */
+
+/* Two independent 64-bit lanes per rating; sums over ratings are order independent, so the
+ * digest does not depend on how the batch is split across ranks. */
+static inline uint64_t mix_a(uint64_t z) { /* splitmix64 finaliser */
+  z ^= z >> 30;
+  z *= 0xbf58476d1ce4e5b9ULL;
+  z ^= z >> 27;
+  z *= 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static inline uint64_t mix_b(uint64_t z) { /* murmur3 fmix64 */
+  z ^= z >> 33;
+  z *= 0xff51afd7ed558ccdULL;
+  z ^= z >> 33;
+  z *= 0xc4ceb9fe1a85ec53ULL;
+  return z ^ (z >> 33);
+}
+static void rating_lanes(uint64_t j, int32_t u, int32_t i, float v, int64_t t, uint64_t *la,
+                         uint64_t *lb) {
+  uint32_t vb;
+  memcpy(&vb, &v, sizeof vb);
+  uint64_t x[4] = {j, ((uint64_t)(uint32_t)u << 32) | (uint32_t)i, vb, (uint64_t)t};
+  uint64_t a = 0x243f6a8885a308d3ULL, b = 0x13198a2e03707344ULL;
+  for (int k = 0; k < 4; k++) {
+    a = mix_a(a ^ x[k]);
+    b = mix_b(b + x[k] * 0x9e3779b97f4a7c15ULL + (uint64_t)k);
+  }
+  *la = a;
+  *lb = b;
+}
+
+static void digest_idlist(EVP_MD_CTX *c, const imf_idlist *l) {
+  sha_put_u64(c, (uint64_t)l->n);
+  for (int64_t j = 0; j <= l->n; j++) sha_put_u64(c, l->off ? (uint64_t)l->off[j] : 0);
+  if (l->n > 0) sha_put(c, l->blob, (size_t)l->off[l->n]);
+}
+
+static imf_status batch_digest(MPI_Comm comm, const imf_batch *b, int64_t row0, int64_t total,
+                               char hex[65]) {
+  uint64_t lanes[2] = {0, 0}, sums[2];
+  const imf_ratings *r = &b->r;
+  for (int64_t j = 0; j < r->n; j++) {
+    uint64_t la, lb;
+    rating_lanes((uint64_t)(row0 + j), r->user[j], r->item[j], r->value[j], r->time[j], &la, &lb);
+    lanes[0] += la;
+    lanes[1] += lb;
+  }
+  IMF_MPI(MPI_Allreduce(lanes, sums, 2, MPI_UINT64_T, MPI_SUM, comm));
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c) IMF_FAIL(IMF_ERR_NOMEM, "out of memory (digest)");
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+  sha_put(c, "incremf-batch-digest-1", 22);
+  sha_put_u64(c, sums[0]);
+  sha_put_u64(c, sums[1]);
+  sha_put_u64(c, (uint64_t)total);
+  digest_idlist(c, &b->new_users);
+  digest_idlist(c, &b->new_items);
+  sha_put(c, b->report.sha256, strnlen(b->report.sha256, 64));
+  EVP_DigestFinal_ex(c, d, &n);
+  EVP_MD_CTX_free(c);
+  hexify(d, n, hex);
+  return IMF_OK;
+}
+
+/* Superseded: ratings of this batch whose (user,item) an earlier batch already holds. Only
+ * users known before this batch can repeat a pair, and only their rows of earlier batches are
+ * read, located through each batch's /index. */
+static imf_status count_superseded(imf_store *s, const imf_batch *b, int64_t *out) {
+  const imf_ratings *r = &b->r;
+  imf_status st = IMF_OK;
+  unsigned char *flag = NULL;
+  int32_t *tu = NULL, *items = NULL, *slice_u = NULL;
+  int64_t *tstart = NULL, *slice_p = NULL;
+  hsize_t *run0 = NULL, *run1 = NULL, *match_row = NULL;
+  int64_t *match_t = NULL;
+  int64_t ntu = 0, local = 0;
+  hid_t ind = dxpl_make(0), coll = dxpl_make(1);
+  st = imf_alloc(&flag, (size_t)r->n + 1, 1);
+  if (st == IMF_OK) st = imf_alloc(&tu, (size_t)r->n + 1, sizeof *tu);
+  if (st == IMF_OK) st = imf_alloc(&tstart, (size_t)r->n + 2, sizeof *tstart);
+  if (st == IMF_OK)
+    for (int64_t j = 0; j < r->n; j++)
+      if (r->user[j] < b->users_before && (j == 0 || r->user[j] != r->user[j - 1])) {
+        tu[ntu] = r->user[j];
+        tstart[ntu++] = j;
+      }
+  for (int64_t k = 1; k <= s->m.nbatches; k++) {
+    IMF_TRY(imf_agree(s->comm, st), done);
+    batch_h h;
+    char path[4200];
+    batch_path(s, k, path, sizeof path, 0);
+    IMF_TRY(batch_h_open(s, k, &h), done);
+    hsize_t pa = 0, pb = 0, ns = 0, nruns = 0, covered = 0, span0 = 0, span1 = 0, nread = 0;
+    int64_t nmatch = 0;
+    int use_span = 1;
+    if (ntu > 0 && h.nindex > 0) {
+      st = lower_bound(h.iuser, h.nindex, tu[0], ind, path, &pa);
+      if (st == IMF_OK) st = lower_bound(h.iuser, h.nindex, (int64_t)tu[ntu - 1] + 1, ind, path, &pb);
+    }
+    ns = pb > pa ? pb - pa : 0;
+    if (st == IMF_OK) st = imf_realloc(&slice_u, ns + 1, sizeof *slice_u);
+    if (st == IMF_OK) st = imf_realloc(&slice_p, ns + 2, sizeof *slice_p);
+    if (st != IMF_OK) ns = 0;
+    IMF_TRY(imf_agree(s->comm, st), close_h);
+    {
+      /* both collective reads run on every rank whatever the first returned */
+      imf_status s1 = read_range(h.iuser, H5T_NATIVE_INT32, pa, ns, slice_u, coll, path, "/index/user");
+      imf_status s2 = read_range(h.iptr, H5T_NATIVE_INT64, pa, ns ? ns + 1 : 0, slice_p, coll, path,
+                                 "/index/user_ptr");
+      st = s1 != IMF_OK ? s1 : s2;
+    }
+    IMF_TRY(imf_agree(s->comm, st), close_h);
+    /* Match touched users against the slice; merge adjacent row ranges into runs. */
+    st = imf_realloc(&run0, (size_t)ntu + 1, sizeof *run0);
+    if (st == IMF_OK) st = imf_realloc(&run1, (size_t)ntu + 1, sizeof *run1);
+    if (st == IMF_OK) st = imf_realloc(&match_row, (size_t)ntu + 1, sizeof *match_row);
+    if (st == IMF_OK) st = imf_realloc(&match_t, (size_t)ntu + 1, sizeof *match_t);
+    if (st == IMF_OK) {
+      hsize_t q = 0;
+      for (int64_t t = 0; t < ntu && q < ns; t++) {
+        while (q < ns && slice_u[q] < tu[t]) q++;
+        if (q < ns && slice_u[q] == tu[t]) {
+          hsize_t a = (hsize_t)slice_p[q], e = (hsize_t)slice_p[q + 1];
+          if (e == a) continue; /* no rows: nothing to match */
+          if (e < a || e > h.nrows) {
+            st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/user_ptr is inconsistent", path);
+            break;
+          }
+          match_t[nmatch] = t;
+          match_row[nmatch++] = a;
+          if (nruns > 0 && run1[nruns - 1] == a) run1[nruns - 1] = e;
+          else {
+            run0[nruns] = a;
+            run1[nruns++] = e;
+          }
+          covered += e - a;
+        }
+      }
+    }
+    if (nruns > 0) {
+      span0 = run0[0];
+      span1 = run1[nruns - 1];
+      /* Mostly covered: one contiguous read beats a scattered selection. */
+      use_span = nruns == 1 || covered * 2 >= span1 - span0;
+      nread = use_span ? span1 - span0 : covered;
+    }
+    if (st == IMF_OK) st = imf_realloc(&items, nread + 1, sizeof *items);
+    if (st != IMF_OK) nruns = nread = 0;
+    IMF_TRY(imf_agree(s->comm, st), close_h);
+    {
+      hid_t fs = H5Dget_space(h.item);
+      hsize_t one = 1, mcnt = nread ? nread : 1;
+      hid_t ms = H5Screate_simple(1, &mcnt, NULL);
+      herr_t e = 0;
+      if (nread == 0) {
+        e = H5Sselect_none(fs);
+        if (e >= 0) e = H5Sselect_none(ms);
+      } else if (use_span) {
+        hsize_t c = span1 - span0;
+        e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &span0, NULL, &one, &c);
+      } else {
+        for (hsize_t q = 0; q < nruns && e >= 0; q++) {
+          hsize_t c = run1[q] - run0[q];
+          e = H5Sselect_hyperslab(fs, q ? H5S_SELECT_OR : H5S_SELECT_SET, &run0[q], NULL, &one, &c);
+        }
+      }
+      if (e >= 0) e = H5Dread(h.item, H5T_NATIVE_INT32, ms, fs, coll, items);
+      if (e < 0) h5_reason();
+      H5Sclose(ms);
+      H5Sclose(fs);
+      if (e < 0)
+        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot read /ratings/item: %s",
+                           path, h5_msg);
+    }
+    if (st == IMF_OK) {
+      /* Walk matches in row order; in union mode the buffer holds the runs back to back. */
+      hsize_t pos = 0, q = 0;
+      for (int64_t m = 0; m < nmatch; m++) {
+        int64_t t = match_t[m];
+        hsize_t a = match_row[m];
+        hsize_t base;
+        if (use_span) base = a - span0;
+        else {
+          while (q < nruns && !(a >= run0[q] && a < run1[q])) {
+            pos += run1[q] - run0[q];
+            q++;
+          }
+          base = pos + (a - run0[q]);
+        }
+        /* length of this user's rows in batch k: up to the next index entry */
+        int64_t j = tstart[t], jend = j;
+        while (jend < r->n && r->user[jend] == tu[t]) jend++;
+        /* the earlier batch's rows for the user end where its ptr says */
+        hsize_t len = 0;
+        {
+          /* find the slice entry again: slice_u is sorted, binary search */
+          hsize_t lo = 0, hi = ns;
+          while (lo < hi) {
+            hsize_t mid = (lo + hi) / 2;
+            if (slice_u[mid] < tu[t]) lo = mid + 1;
+            else hi = mid;
+          }
+          len = (hsize_t)(slice_p[lo + 1] - slice_p[lo]);
+        }
+        hsize_t x = 0;
+        while (j < jend && x < len) {
+          int32_t ei = items[base + x];
+          if (ei < r->item[j]) x++;
+          else if (ei > r->item[j]) j++;
+          else {
+            flag[j] = 1;
+            j++;
+            x++;
+          }
+        }
+      }
+    }
+    st = imf_agree(s->comm, st);
+  close_h:
+    batch_h_close(&h);
+    if (st != IMF_OK) goto done;
+  }
+  IMF_TRY(imf_agree(s->comm, st), done);
+  for (int64_t j = 0; j < r->n; j++) local += flag[j];
+  if (MPI_Allreduce(&local, out, 1, MPI_INT64_T, MPI_SUM, s->comm) != MPI_SUCCESS)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce failed (superseded)");
+done:
+  H5Pclose(ind);
+  H5Pclose(coll);
+  imf_free(&flag);
+  imf_free(&tu);
+  imf_free(&tstart);
+  imf_free(&items);
+  imf_free(&slice_u);
+  imf_free(&slice_p);
+  imf_free(&run0);
+  imf_free(&run1);
+  imf_free(&match_row);
+  imf_free(&match_t);
+  return st;
+}
+
+/* Collective: create a 1-d dataset of `total` elements and write [off, off+cnt) from buf. */
+static imf_status write_dset(hid_t f, const char *name, hid_t ftype, hid_t mtype, hsize_t total,
+                             hsize_t off, hsize_t cnt, const void *buf, hid_t dxpl,
+                             const char *path) {
+  hid_t fs = H5Screate_simple(1, &total, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  /* Every element gets written: skip the fill pass. */
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
+  if (d < 0) h5_reason();
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  if (d < 0) {
+    H5Sclose(fs);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", path, name, h5_msg);
+  }
+  herr_t e = 0;
+  if (total > 0) {
+    hsize_t one = 1, mcnt = cnt ? cnt : 1;
+    hid_t ms = H5Screate_simple(1, &mcnt, NULL);
+    if (cnt) e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &one, &cnt);
+    else {
+      e = H5Sselect_none(fs);
+      if (e >= 0) e = H5Sselect_none(ms);
+    }
+    static const char dummy[16];
+    if (e >= 0) e = H5Dwrite(d, mtype, ms, fs, dxpl, cnt ? buf : dummy);
+    if (e < 0) h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
+    H5Sclose(ms);
+  }
+  H5Sclose(fs);
+  if (e >= 0 && H5Dclose(d) < 0) {
+    e = -1;
+    h5_reason();
+  } else if (e < 0) {
+    H5Dclose(d);
+  }
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", path, name, h5_msg);
+  return IMF_OK;
+}
+
+static imf_status attr_i64(hid_t f, const char *name, const int64_t *v, hsize_t n, const char *path) {
+  hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+  hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
+  if (e < 0) h5_reason();
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  return IMF_OK;
+}
+
+static imf_status attr_str(hid_t f, const char *name, const char *v, const char *path) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(v) + 1);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
+  hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, t, v);
+  if (e < 0) h5_reason();
+  if (a >= 0) H5Aclose(a);
+  H5Tclose(t);
+  H5Sclose(sp);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  return IMF_OK;
+}
+
+/* Local checks of this rank's part: sorted by (user,item), unique, indices in range. */
+static imf_status check_batch(const imf_store *s, const imf_batch *b) {
+  const imf_ratings *r = &b->r;
+  if (s->mode != IMF_STORE_WRITE)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: store opened read-only cannot take a batch", s->dir);
+  if (b->users_before != s->m.users || b->items_before != s->m.items)
+    IMF_FAIL(IMF_ERR_RUNTIME,
+             "%s: batch built against %lld users / %lld items, store has %lld / %lld (stale id map)",
+             s->dir, (long long)b->users_before, (long long)b->items_before, (long long)s->m.users,
+             (long long)s->m.items);
+  int64_t nu = b->users_before + b->new_users.n, ni = b->items_before + b->new_items.n;
+  if (nu > INT32_MAX || ni > INT32_MAX)
+    IMF_FAIL(IMF_ERR_INPUT, "%s: more than %d users or items (documented limit)", s->dir, INT32_MAX);
+  for (int64_t j = 0; j < r->n; j++) {
+    if (r->user[j] < 0 || r->user[j] >= nu || r->item[j] < 0 || r->item[j] >= ni)
+      IMF_FAIL(IMF_ERR_RUNTIME, "%s: batch rating %lld has an index out of range (%d, %d)", s->dir,
+               (long long)j, r->user[j], r->item[j]);
+    if (j > 0 && (r->user[j] < r->user[j - 1] ||
+                  (r->user[j] == r->user[j - 1] && r->item[j] <= r->item[j - 1])))
+      IMF_FAIL(IMF_ERR_RUNTIME, "%s: batch ratings are not sorted by (user,item) without repeats "
+               "(at local row %lld)", s->dir, (long long)j);
+  }
+  return IMF_OK;
+}
+
+static int env_fault(const char *name) {
+  const char *f = getenv("IMF_FAULT");
+  return f && strcmp(f, name) == 0;
+}
+
+/* (rank 0) Remove *.tmp leftovers and batch files the manifest does not name: debris of writes
+ * that crashed before their commit. */
+static void remove_strays(const imf_store *s) {
+  DIR *d = opendir(s->dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *n = e->d_name;
+    size_t l = strlen(n);
+    long long k = 0;
+    char tail[8] = "";
+    int stray = 0;
+    if (l > 4 && strcmp(n + l - 4, ".tmp") == 0) stray = 1;
+    else if (sscanf(n, "batch-%lld.h%7s", &k, tail) == 2 && strcmp(tail, "5") == 0 &&
+             (k < 1 || k > s->m.nbatches || strcmp(s->m.b[k - 1].file, n) != 0))
+      stray = 1;
+    if (stray) {
+      char p[4400];
+      snprintf(p, sizeof p, "%s/%s", s->dir, n);
+      if (unlink(p) == 0) imf_info("removed %s (left over by an interrupted write)", p);
+    }
+  }
+  closedir(d);
+}
+
+imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
+  imf_status st = check_batch(s, b);
+  IMF_CHECK(imf_agree(s->comm, st));
+  const imf_ratings *r = &b->r;
+  /* Rank r's users must precede rank r+1's: that is what makes the file canonical. */
+  int64_t mine[3] = {r->n, r->n ? r->user[0] : 0, r->n ? r->user[r->n - 1] : 0};
+  int64_t *all = NULL;
+  IMF_CHECK(imf_alloc(&all, (size_t)s->size * 3, sizeof *all));
+  if (MPI_Allgather(mine, 3, MPI_INT64_T, all, 3, MPI_INT64_T, s->comm) != MPI_SUCCESS) {
+    imf_free(&all);
+    IMF_FAIL(IMF_ERR_RUNTIME, "MPI_Allgather failed");
+  }
+  int64_t last = -1, total = 0, row0 = 0;
+  for (int p = 0; p < s->size; p++) {
+    if (p == s->rank) row0 = total;
+    total += all[3 * p];
+    if (all[3 * p] == 0) continue;
+    if (all[3 * p + 1] <= last) st = IMF_ERR_RUNTIME;
+    last = all[3 * p + 2];
+  }
+  imf_free(&all);
+  if (st != IMF_OK)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: batch rows are not partitioned by user in rank order", s->dir);
+
+  /* index: distinct users of this rank and their row offsets */
+  int64_t du = 0;
+  for (int64_t j = 0; j < r->n; j++)
+    if (j == 0 || r->user[j] != r->user[j - 1]) du++;
+  int64_t du_off = 0, du_total = 0;
+  IMF_MPI(MPI_Exscan(&du, &du_off, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  if (s->rank == 0) du_off = 0;
+  IMF_MPI(MPI_Allreduce(&du, &du_total, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  int last_rank = s->rank == s->size - 1;
+  int32_t *iu = NULL;
+  int64_t *ip = NULL;
+  st = imf_alloc(&iu, (size_t)du + 1, sizeof *iu);
+  if (st == IMF_OK) st = imf_alloc(&ip, (size_t)du + 2, sizeof *ip);
+  if (st == IMF_OK) {
+    int64_t q = 0;
+    for (int64_t j = 0; j < r->n; j++)
+      if (j == 0 || r->user[j] != r->user[j - 1]) {
+        iu[q] = r->user[j];
+        ip[q++] = row0 + j;
+      }
+    if (last_rank) ip[q] = total; /* the closing offset */
+  }
+  IMF_TRY(imf_agree(s->comm, st), out);
+
+  int64_t superseded = 0;
+  IMF_TRY(count_superseded(s, b, &superseded), out);
+  char digest[65];
+  IMF_TRY(batch_digest(s->comm, b, row0, total, digest), out);
+  int64_t tl[2] = {INT64_MAX, INT64_MAX}, tg[2]; /* min time, -(max time) */
+  for (int64_t j = 0; j < r->n; j++)
+    if (r->time[j] != IMF_NO_TIME) {
+      if (r->time[j] < tl[0]) tl[0] = r->time[j];
+      if (-r->time[j] < tl[1]) tl[1] = -r->time[j];
+    }
+  if (MPI_Allreduce(tl, tg, 2, MPI_INT64_T, MPI_MIN, s->comm) != MPI_SUCCESS) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce failed (time range)");
+    goto out;
+  }
+  b->time_min = tg[0] == INT64_MAX ? IMF_NO_TIME : tg[0];
+  b->time_max = tg[1] == INT64_MAX ? IMF_NO_TIME : -tg[1];
+
+  int64_t k = s->m.nbatches + 1;
+  batch_meta bm;
+  memset(&bm, 0, sizeof bm);
+  bm.number = k;
+  snprintf(bm.file, sizeof bm.file, "batch-%06lld.h5", (long long)k);
+  snprintf(bm.source, sizeof bm.source, "%s", b->source);
+  snprintf(bm.sha256, sizeof bm.sha256, "%s", b->report.sha256);
+  if (strlen(bm.sha256) != 64) snprintf(bm.sha256, sizeof bm.sha256, "%064d", 0);
+  memcpy(bm.digest, digest, 65);
+  bm.lines_read = b->report.lines_read;
+  bm.header = b->report.header;
+  bm.stored = b->report.stored;
+  bm.merged = b->report.merged;
+  bm.rejected = b->report.rejected;
+  bm.superseded = superseded;
+  bm.new_users = b->new_users.n;
+  bm.new_items = b->new_items.n;
+  bm.rows = total;
+  bm.users_after = b->users_before + b->new_users.n;
+  bm.items_after = b->items_before + b->new_items.n;
+  bm.time_min = b->time_min;
+  bm.time_max = b->time_max;
+
+  /* ---- the batch file, written collectively to a .tmp name ---- */
+  char tmp[4200], fin[4200];
+  batch_path(s, k, tmp, sizeof tmp, 1);
+  batch_path(s, k, fin, sizeof fin, 0);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (f < 0) h5_reason();
+  H5Pclose(fapl);
+  if (f < 0) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, h5_msg);
+    goto out; /* H5Fcreate is collective: every rank failed alike */
+  }
+  hid_t coll = dxpl_make(1);
+  hsize_t n = (hsize_t)r->n, o = (hsize_t)row0;
+  int r0 = s->rank == 0;
+  const imf_idlist *nu = &b->new_users, *ni = &b->new_items;
+  int64_t zero_off = 0;
+  const int64_t *uoff = nu->off ? nu->off : &zero_off, *ioff = ni->off ? ni->off : &zero_off;
+  hsize_t ublob = (hsize_t)uoff[nu->n], iblob = (hsize_t)ioff[ni->n];
+#define W(expr) \
+  do { \
+    st = imf_agree(s->comm, (expr)); \
+    if (st != IMF_OK) goto close_file; \
+  } while (0)
+  W(write_dset(f, "/ratings/user", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)total, o, n, r->user, coll, tmp));
+  W(write_dset(f, "/ratings/item", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)total, o, n, r->item, coll, tmp));
+  W(write_dset(f, "/ratings/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, (hsize_t)total, o, n, r->value, coll, tmp));
+  W(write_dset(f, "/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)total, o, n, r->time, coll, tmp));
+  W(write_dset(f, "/index/user", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)du_total, (hsize_t)du_off, (hsize_t)du, iu, coll, tmp));
+  W(write_dset(f, "/index/user_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)du_total + 1, (hsize_t)du_off,
+               (hsize_t)du + (last_rank ? 1 : 0), ip, coll, tmp));
+  /* id lists are replicated on every rank: rank 0 writes them, the others take part */
+  W(write_dset(f, "/ids/user_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, ublob, 0, r0 ? ublob : 0, nu->blob, coll, tmp));
+  W(write_dset(f, "/ids/user_off", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)nu->n + 1, 0, r0 ? (hsize_t)nu->n + 1 : 0, uoff, coll, tmp));
+  W(write_dset(f, "/ids/item_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, iblob, 0, r0 ? iblob : 0, ni->blob, coll, tmp));
+  W(write_dset(f, "/ids/item_off", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)ni->n + 1, 0, r0 ? (hsize_t)ni->n + 1 : 0, ioff, coll, tmp));
+  {
+    /* root attributes: identical values on every rank (metadata writes are collective) */
+    int64_t fv = BATCH_FORMAT_VERSION;
+    struct {
+      const char *name;
+      int64_t v;
+    } ia[] = {{"format_version", fv},
+              {"batch", k},
+              {"users_before", b->users_before},
+              {"items_before", b->items_before},
+              {"lines_read", bm.lines_read},
+              {"header", bm.header},
+              {"stored", bm.stored},
+              {"merged", bm.merged},
+              {"rejected", bm.rejected},
+              {"superseded", bm.superseded},
+              {"new_users", bm.new_users},
+              {"new_items", bm.new_items},
+              {"rows", bm.rows},
+              {"time_min", bm.time_min},
+              {"time_max", bm.time_max}};
+    imf_status a = attr_str(f, "format", "incremf-batch", tmp);
+    for (size_t i = 0; i < sizeof ia / sizeof ia[0] && a == IMF_OK; i++)
+      a = attr_i64(f, ia[i].name, &ia[i].v, 1, tmp);
+    if (a == IMF_OK) a = attr_i64(f, "rejected_by", b->report.rejected_by, IMF_REJECT_REASONS, tmp);
+    if (a == IMF_OK) a = attr_str(f, "source", bm.source, tmp);
+    if (a == IMF_OK) a = attr_str(f, "sha256", bm.sha256, tmp);
+    if (a == IMF_OK) a = attr_str(f, "content_digest", bm.digest, tmp);
+    W(a);
+  }
+#undef W
+close_file:
+  H5Pclose(coll);
+  if (H5Fclose(f) < 0 && st == IMF_OK)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, h5_reason());
+  st = imf_agree(s->comm, st);
+  if (st != IMF_OK) {
+    if (s->rank == 0) unlink(tmp);
+    goto out;
+  }
+  /* ---- make the file durable under its final name; the batch is not committed yet ---- */
+  if (s->rank == 0) {
+    st = fsync_path(tmp, 0);
+    if (st == IMF_OK && rename(tmp, fin) != 0)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp,
+                         fin, strerror(errno));
+    if (st == IMF_OK) st = fsync_path(s->dir, 1);
+    /* Testing hook: IMF_FAULT=store-before-manifest simulates a crash after the batch file is
+     * in place but before the manifest names it (the fault-injection tests check that the
+     * previous store is what remains). */
+    if (st == IMF_OK && env_fault("store-before-manifest"))
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                         "injected fault (IMF_FAULT=store-before-manifest): %s written, manifest "
+                         "not replaced", fin);
+  }
+  IMF_TRY(imf_agree(s->comm, st), out);
+
+  /* ---- commit: the manifest replace is the one step that makes the batch part of the store */
+  {
+    manifest m = s->m;
+    batch_meta *nb = malloc((size_t)k * sizeof *nb);
+    if (!nb) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+    IMF_TRY(imf_agree(s->comm, st), out);
+    if (s->m.nbatches) memcpy(nb, s->m.b, (size_t)s->m.nbatches * sizeof *nb);
+    nb[k - 1] = bm;
+    m.b = nb;
+    m.nbatches = k;
+    m.users = bm.users_after;
+    m.items = bm.items_after;
+    st = manifest_commit(s, &m);
+    if (st != IMF_OK) {
+      free(nb);
+      goto out;
+    }
+    free(s->m.b);
+    s->m = m;
+    store_digest_update(s);
+  }
+  if (s->rank == 0) remove_strays(s);
+  b->report.batch = k;
+  b->report.superseded = superseded;
+  b->report.new_users = bm.new_users;
+  b->report.new_items = bm.new_items;
+out:
+  imf_free(&iu);
+  imf_free(&ip);
+  return st;
+}

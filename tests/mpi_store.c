@@ -1,0 +1,448 @@
+/* mpi_store.c - the rating data store under 1, 2 and 3 ranks: batches split across ranks
+ * (empty ranks included), reads by user range, duplicate policies across batches, a digest
+ * independent of the split and of the rank count, the crash hook, the writer lock, a corrupt
+ * manifest and id map reloads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "config.h"
+#include "error.h"
+#include "idmap.h"
+#include "store.h"
+#include "testutil.h"
+
+static int rank, nprocs;
+#define NT IMF_NO_TIME
+/* assert success, showing the library's message when it fails */
+#define OK(expr)                                                                              \
+  do {                                                                                        \
+    imf_status ok_s_ = (expr);                                                                \
+    if (ok_s_ != IMF_OK) print_error("%s: %s\n", #expr, imf_last_error());                  \
+    assert_int_equal(ok_s_, IMF_OK);                                                          \
+  } while (0)
+
+typedef struct {
+  int32_t u, i;
+  float v;
+  int64_t t;
+} row;
+
+/* batch 1: users u0..u3, items i0..i4 */
+static const row B1[] = {{0, 0, 1.0f, 100}, {0, 1, 2.0f, 100}, {1, 1, 3.0f, 100}, {1, 2, 4.0f, 100},
+                         {2, 0, 5.0f, NT},  {3, 3, 1.5f, 100}, {3, 4, 2.5f, 100}};
+/* batch 2: new user u4, new item i5; (0,0), (1,2), (3,3) repeat pairs of batch 1 */
+static const row B2[] = {{0, 0, 4.0f, 200}, {1, 2, 1.0f, 50},  {2, 5, 3.0f, 200},
+                         {3, 3, 2.0f, 100}, {4, 0, 5.0f, 300}};
+#define N1 7
+#define N2 5
+
+static const row LATEST[] = {{0, 0, 4.0f, 200}, {0, 1, 2.0f, 100}, {1, 1, 3.0f, 100},
+                             {1, 2, 4.0f, 100}, {2, 0, 5.0f, NT},  {2, 5, 3.0f, 200},
+                             {3, 3, 2.0f, 100}, {3, 4, 2.5f, 100}, {4, 0, 5.0f, 300}};
+static const row FIRST[] = {{0, 0, 1.0f, 100}, {0, 1, 2.0f, 100}, {1, 1, 3.0f, 100},
+                            {1, 2, 4.0f, 100}, {2, 0, 5.0f, NT},  {2, 5, 3.0f, 200},
+                            {3, 3, 1.5f, 100}, {3, 4, 2.5f, 100}, {4, 0, 5.0f, 300}};
+static const row MEAN[] = {{0, 0, 2.5f, 200}, {0, 1, 2.0f, 100}, {1, 1, 3.0f, 100},
+                           {1, 2, 2.5f, 100}, {2, 0, 5.0f, NT},  {2, 5, 3.0f, 200},
+                           {3, 3, 1.75f, 100}, {3, 4, 2.5f, 100}, {4, 0, 5.0f, 300}};
+#define NR 9
+
+static void make_list(imf_idlist *l, const char *prefix, int from, int n) {
+  l->n = n;
+  l->off = calloc((size_t)n + 1, sizeof *l->off);
+  l->blob = calloc((size_t)n * 16 + 1, 1);
+  for (int j = 0; j < n; j++) {
+    int w = sprintf(l->blob + l->off[j], "%s%d", prefix, from + j);
+    l->off[j + 1] = l->off[j] + w;
+  }
+}
+
+/* Which rank holds user u: split 0 = all on rank 0, 1 = even blocks of users, 2 = all on the
+ * last rank (ranks before it empty). */
+static int owner(int split, int u, int nusers) {
+  if (split == 0) return 0;
+  if (split == 2) return nprocs - 1;
+  return (int)((int64_t)u * nprocs / nusers);
+}
+
+static void make_batch(imf_batch *b, const row *rows, int n, int split, int nusers, int64_t ub,
+                       int64_t ib, int new_u, int new_i, char shachar) {
+  memset(b, 0, sizeof *b);
+  for (int j = 0; j < n; j++)
+    if (owner(split, rows[j].u, nusers) == rank)
+      OK(imf_ratings_push(&b->r, rows[j].u, rows[j].i, rows[j].v, rows[j].t));
+  b->users_before = ub;
+  b->items_before = ib;
+  make_list(&b->new_users, "u", (int)ub, new_u);
+  make_list(&b->new_items, "i", (int)ib, new_i);
+  b->report.lines_read = n;
+  b->report.stored = n;
+  memset(b->report.sha256, shachar, 64);
+  b->report.sha256[64] = '\0';
+  snprintf(b->source, sizeof b->source, "input %c\nwith space.csv", shachar);
+}
+
+static void check_rows(const imf_ratings *r, const row *want, int nwant, int lo, int hi) {
+  int64_t k = 0;
+  for (int j = 0; j < nwant; j++) {
+    if (want[j].u < lo || want[j].u >= hi) continue;
+    assert_true(k < r->n);
+    assert_int_equal(r->user[k], want[j].u);
+    assert_int_equal(r->item[k], want[j].i);
+    assert_true(fabsf(r->value[k] - want[j].v) < 1e-6f);
+    assert_true(r->time[k] == want[j].t);
+    k++;
+  }
+  assert_int_equal(k, r->n);
+}
+
+static void read_and_check(imf_store *s, const row *want, int nwant, int nusers) {
+  /* every rank the whole range, then each rank its own block, then an empty range */
+  imf_ratings r = {0};
+  OK(imf_store_read_ratings(s, 0, nusers, &r));
+  check_rows(&r, want, nwant, 0, nusers);
+  imf_ratings_free(&r);
+  int lo = rank * nusers / nprocs, hi = (rank + 1) * nusers / nprocs;
+  OK(imf_store_read_ratings(s, lo, hi, &r));
+  check_rows(&r, want, nwant, lo, hi);
+  imf_ratings_free(&r);
+  OK(imf_store_read_ratings(s, 2, 2, &r));
+  assert_int_equal(r.n, 0);
+  imf_ratings_free(&r);
+  /* ranks ask for different, partly overlapping ranges (1 user each, rank 0 past the end) */
+  int a = rank == 0 ? nusers + 3 : rank, z = a + 1;
+  OK(imf_store_read_ratings(s, a, z, &r));
+  check_rows(&r, want, nwant, a, z);
+  imf_ratings_free(&r);
+}
+
+static imf_config *cfg_with(const char *dup) {
+  imf_config *c;
+  OK(imf_config_create(&c));
+  char a[64];
+  snprintf(a, sizeof a, "clean.duplicates=%s", dup);
+  OK(imf_config_set(c, a));
+  OK(imf_config_set(c, "clean.scale_min=0.5"));
+  OK(imf_config_set(c, "clean.scale_max=5"));
+  return c;
+}
+
+static void path_in(char *out, size_t cap, const char *dir, const char *name) {
+  snprintf(out, cap, "%s/%s", dir, name);
+}
+
+/* Two batches under each policy: superseded counts, policy results, info. */
+static void test_two_batches_policies(void **state) {
+  (void)state;
+  const char *pol[3] = {"latest", "first", "mean"};
+  const row *want[3] = {LATEST, FIRST, MEAN};
+  for (int p = 0; p < 3; p++) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/store", tu_tmpdir(pol[p]));
+    imf_config *c = cfg_with(pol[p]);
+    imf_store *s;
+    OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+    assert_int_equal(imf_store_nbatches(s), 0);
+    assert_string_equal(imf_store_duplicate_policy(s), pol[p]);
+    imf_batch b;
+    make_batch(&b, B1, N1, 1 + p % 2, 4, 0, 0, 4, 5, 'a');
+    OK(imf_store_write_batch(s, &b));
+    assert_int_equal(b.report.batch, 1);
+    assert_int_equal(b.report.superseded, 0);
+    assert_int_equal(b.time_min, 100);
+    assert_int_equal(b.time_max, 100);
+    imf_batch_free(&b);
+    read_and_check(s, B1, N1, 4);
+    make_batch(&b, B2, N2, p % 2 ? 0 : 1, 5, 4, 5, 1, 1, 'b');
+    OK(imf_store_write_batch(s, &b));
+    assert_int_equal(b.report.batch, 2);
+    assert_int_equal(b.report.superseded, 3);
+    imf_batch_free(&b);
+    assert_int_equal(imf_store_nusers(s), 5);
+    assert_int_equal(imf_store_nitems(s), 6);
+    read_and_check(s, want[p], NR, 5);
+    imf_store_close(&s);
+    assert_null(s);
+    /* reopened read-only: the same answers */
+    OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+    assert_int_equal(imf_store_nbatches(s), 2);
+    read_and_check(s, want[p], NR, 5);
+    imf_store_info info;
+    OK(imf_store_get_info(s, &info));
+    assert_int_equal(info.users, 5);
+    assert_int_equal(info.items, 6);
+    assert_int_equal(info.ratings, NR);
+    assert_int_equal(info.batches, 2);
+    assert_true(info.scale_min == 0.5 && info.scale_max == 5.0);
+    assert_int_equal(info.time_min, 50);
+    assert_int_equal(info.time_max, 300);
+    assert_string_equal(info.normalize, "none");
+    assert_string_equal(info.digest, imf_store_digest(s));
+    char sha[65];
+    memset(sha, 'b', 64);
+    sha[64] = '\0';
+    assert_int_equal(imf_store_find_sha256(s, sha), 2);
+    memset(sha, 'c', 64);
+    assert_int_equal(imf_store_find_sha256(s, sha), 0);
+    /* id maps reload in order */
+    imf_idmap *mu, *mi;
+    OK(imf_idmap_create(&mu));
+    OK(imf_idmap_create(&mi));
+    OK(imf_store_load_idmaps(s, mu, mi));
+    assert_int_equal(imf_idmap_size(mu), 5);
+    assert_int_equal(imf_idmap_size(mi), 6);
+    assert_int_equal(imf_idmap_find(mu, "u4", 2), 4);
+    assert_int_equal(imf_idmap_find(mi, "i5", 2), 5);
+    assert_int_equal(imf_idmap_find(mi, "i0", 2), 0);
+    imf_idmap_destroy(&mu);
+    imf_idmap_destroy(&mi);
+    imf_store_close(&s);
+    imf_config_destroy(&c);
+  }
+}
+
+/* The content digest of the batch written with every row on rank 0 and with rows spread out;
+ * the value is pinned, so runs under 1, 2 and 3 ranks also agree with each other. */
+#define B1_DIGEST_PIN "c7f1249550af330dbdd4df598ce3e247bb40136c7eeb740cb2ac28f9865af881"
+static void test_digest_independent(void **state) {
+  (void)state;
+  char d[3][65];
+  for (int split = 0; split < 3; split++) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("digest"));
+    imf_store *s;
+    OK(imf_store_create(MPI_COMM_WORLD, dir, NULL, &s));
+    imf_batch b;
+    make_batch(&b, B1, N1, split, 4, 0, 0, 4, 5, 'a');
+    OK(imf_store_write_batch(s, &b));
+    imf_batch_free(&b);
+    snprintf(d[split], 65, "%s", imf_store_digest(s));
+    read_and_check(s, B1, N1, 4);
+    imf_store_close(&s);
+  }
+  assert_string_equal(d[0], d[1]);
+  assert_string_equal(d[0], d[2]);
+  if (rank == 0) printf("# store digest of batch 1: %s\n", d[0]);
+  assert_string_equal(d[0], B1_DIGEST_PIN);
+}
+
+/* More ranks than users: some ranks hold no rows at all. */
+static void test_tiny_batch(void **state) {
+  (void)state;
+  static const row T[] = {{0, 1, 3.0f, NT}, {1, 0, 4.0f, NT}};
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("tiny"));
+  imf_store *s;
+  OK(imf_store_create(MPI_COMM_WORLD, dir, NULL, &s));
+  imf_batch b;
+  make_batch(&b, T, 2, 1, 2, 0, 0, 2, 2, 'c');
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.time_min, NT);
+  imf_batch_free(&b);
+  read_and_check(s, T, 2, 2);
+  /* an empty batch (no ratings, no new ids) is a valid batch too */
+  make_batch(&b, T, 0, 1, 2, 2, 2, 0, 0, 'd');
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.report.batch, 2);
+  imf_batch_free(&b);
+  read_and_check(s, T, 2, 2);
+  imf_store_info info;
+  OK(imf_store_get_info(s, &info));
+  assert_true(info.time_min == INT64_MIN && info.time_max == INT64_MAX);
+  assert_true(isnan(info.scale_min));
+  imf_store_close(&s);
+}
+
+/* The crash hook, stray cleanup, the writer lock and the manifest checks. */
+static void test_fault_lock_manifest(void **state) {
+  (void)state;
+  char dir[600], p[700], q[700];
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("fault"));
+  imf_store *s, *s2 = NULL;
+  OK(imf_store_create(MPI_COMM_WORLD, dir, NULL, &s));
+  imf_batch b;
+  make_batch(&b, B1, N1, 1, 4, 0, 0, 4, 5, 'a');
+  OK(imf_store_write_batch(s, &b));
+  imf_batch_free(&b);
+  char digest1[65];
+  snprintf(digest1, sizeof digest1, "%s", imf_store_digest(s));
+
+  /* a second writer is refused while the first holds the lock; readers are not */
+  assert_int_equal(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_WRITE, 0, &s2), IMF_ERR_LOCKED);
+  assert_null(s2);
+  assert_non_null(strstr(imf_last_error(), "another writer is running"));
+  assert_int_equal(imf_store_create(MPI_COMM_WORLD, dir, NULL, &s2), IMF_ERR_INPUT);
+  OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s2));
+  imf_store_close(&s2);
+
+  /* crash between the batch file and the manifest */
+  setenv("IMF_FAULT", "store-before-manifest", 1);
+  make_batch(&b, B2, N2, 1, 5, 4, 5, 1, 1, 'b');
+  assert_int_equal(imf_store_write_batch(s, &b), IMF_ERR_RUNTIME);
+  assert_non_null(strstr(imf_last_error(), "injected fault"));
+  unsetenv("IMF_FAULT");
+  assert_int_equal(imf_store_nbatches(s), 1);
+  imf_store_close(&s);
+  path_in(p, sizeof p, dir, "batch-000002.h5");
+  if (rank == 0) assert_int_equal(access(p, F_OK), 0); /* written but not committed */
+  OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+  assert_int_equal(imf_store_nbatches(s), 1);
+  assert_string_equal(imf_store_digest(s), digest1);
+  read_and_check(s, B1, N1, 4);
+  imf_store_close(&s);
+
+  /* the next successful write replaces the debris */
+  path_in(q, sizeof q, dir, "batch-000007.h5");
+  if (rank == 0) {
+    assert_int_equal(tu_write_file(q, "junk"), 0);
+    path_in(p, sizeof p, dir, "MANIFEST.tmp");
+    assert_int_equal(tu_write_file(p, "junk"), 0);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_WRITE, 0, &s));
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.report.superseded, 3);
+  imf_batch_free(&b);
+  read_and_check(s, LATEST, NR, 5);
+  imf_store_close(&s);
+  if (rank == 0) {
+    assert_int_not_equal(access(q, F_OK), 0);
+    assert_int_not_equal(access(p, F_OK), 0);
+    path_in(p, sizeof p, dir, "LOCK");
+    assert_int_not_equal(access(p, F_OK), 0); /* released on close */
+  }
+
+  /* an edited manifest is detected */
+  path_in(p, sizeof p, dir, "MANIFEST");
+  size_t len = 0;
+  char *orig = tu_read_file(p, &len);
+  assert_non_null(orig);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    char *ed = strdup(orig);
+    char *u = strstr(ed, "\nusers 5\n");
+    assert_non_null(u);
+    u[7] = '6';
+    assert_int_equal(tu_write_file(p, ed), 0);
+    free(ed);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_int_equal(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "/MANIFEST is corrupt (checksum mismatch): restore it or re-run prepare"));
+  /* a truncated manifest too */
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    char *tr = strdup(orig);
+    tr[len / 2] = '\0';
+    assert_int_equal(tu_write_file(p, tr), 0);
+    free(tr);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_int_equal(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_WRITE, 0, &s), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "checksum mismatch"));
+  /* a newer format */
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) assert_int_equal(tu_write_file(p, "incremf-store 2\nwhatever\n"), 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_int_equal(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "was written by a newer incremf (store format 2"));
+  assert_non_null(strstr(imf_last_error(), "upgrade incremf"));
+  /* restored, it opens again */
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) assert_int_equal(tu_write_file(p, orig), 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+  assert_int_equal(imf_store_nbatches(s), 2);
+  imf_store_close(&s);
+  free(orig);
+
+  /* not a store */
+  const char *empty = tu_tmpdir("notastore");
+  assert_int_equal(imf_store_open(MPI_COMM_WORLD, empty, IMF_STORE_READ, 0, &s), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "is not an incremf store (no MANIFEST)"));
+}
+
+
+/* Appends that touch a few users of a large earlier batch: the superseded count reads a
+ * scattered selection of rows, and a pair held by two earlier batches counts once. */
+static void test_sparse_supersede(void **state) {
+  (void)state;
+  enum { U = 50, I = 20 };
+  static row b1[U * 4], b2[6], b3[9];
+  int n1 = 0, n2 = 0, n3 = 0;
+  for (int u = 0; u < U; u++) {
+    int it[4];
+    for (int k = 0; k < 4; k++) it[k] = (u + k) % I;
+    for (int a = 0; a < 4; a++) /* sort the four items */
+      for (int c = a + 1; c < 4; c++)
+        if (it[c] < it[a]) {
+          int t = it[a];
+          it[a] = it[c];
+          it[c] = t;
+        }
+    for (int k = 0; k < 4; k++) b1[n1++] = (row){u, it[k], 1.0f, 10};
+  }
+  const int touched[3] = {0, 25, 49};
+  for (int t = 0; t < 3; t++) {
+    int u = touched[t];
+    row x[3] = {{u, (u + 1) % I, 2.0f, 20}, {u, (u + 10) % I, 3.0f, 20}};
+    row y[3] = {{u, (u + 1) % I, 4.0f, 30}, {u, (u + 10) % I, 5.0f, 5}, {u, (u + 11) % I, 6.0f, 30}};
+    for (int a = 0; a < 2; a++) /* keep rows sorted by item */
+      for (int c = a + 1; c < 2; c++)
+        if (x[c].i < x[a].i) { row z = x[a]; x[a] = x[c]; x[c] = z; }
+    for (int a = 0; a < 3; a++)
+      for (int c = a + 1; c < 3; c++)
+        if (y[c].i < y[a].i) { row z = y[a]; y[a] = y[c]; y[c] = z; }
+    for (int k = 0; k < 2; k++) b2[n2++] = x[k];
+    for (int k = 0; k < 3; k++) b3[n3++] = y[k];
+  }
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("sparse"));
+  imf_store *s;
+  OK(imf_store_create(MPI_COMM_WORLD, dir, NULL, &s));
+  imf_batch b;
+  make_batch(&b, b1, n1, 1, U, 0, 0, U, I, 'e');
+  OK(imf_store_write_batch(s, &b));
+  imf_batch_free(&b);
+  make_batch(&b, b2, n2, 1, U, U, I, 0, 0, 'f');
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.report.superseded, 3);
+  imf_batch_free(&b);
+  make_batch(&b, b3, n3, 2, U, U, I, 0, 0, '0');
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.report.superseded, 6);
+  imf_batch_free(&b);
+  imf_store_info info;
+  OK(imf_store_get_info(s, &info));
+  assert_int_equal(info.ratings, U * 4 + 6);
+  imf_ratings r = {0};
+  OK(imf_store_read_ratings(s, 25, 26, &r));
+  static const row want[] = {{25, 5, 1.0f, 10}, {25, 6, 4.0f, 30}, {25, 7, 1.0f, 10},
+                             {25, 8, 1.0f, 10}, {25, 15, 3.0f, 20}, {25, 16, 6.0f, 30}};
+  check_rows(&r, want, 6, 25, 26);
+  imf_ratings_free(&r);
+  imf_store_close(&s);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &nprocs);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_two_batches_policies),
+      cmocka_unit_test(test_digest_independent),
+      cmocka_unit_test(test_tiny_batch),
+      cmocka_unit_test(test_sparse_supersede),
+      cmocka_unit_test(test_fault_lock_manifest),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  MPI_Finalize();
+  return rc;
+}
