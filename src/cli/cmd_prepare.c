@@ -25,7 +25,8 @@ const char IMF_USAGE_APPEND[] =
     "a file whose sha256 the store already holds is refused (exit 3). One writer at a time:\n"
     "a store locked by a live process is refused (exit 4).\n";
 
-static void print_json(imf_cli *cli, const char *store, const char *input, const imf_ingest_report *r) {
+static void print_json(imf_cli *cli, const char *store, const char *input, const imf_ingest_report *r,
+                       double secs, int64_t rss_max) {
   if (cli->rank != 0) return;
   printf("{\"store\":");
   imf_json_string(stdout, store);
@@ -43,7 +44,7 @@ static void print_json(imf_cli *cli, const char *store, const char *input, const
       printf("%s\"%s\":%lld", first ? "" : ",", imf_reject_reason_name(k), (long long)r->rejected_by[k]);
       first = 0;
     }
-  printf("}}\n");
+  printf("},\"seconds\":%.3f,\"peak_rss_max\":%lld}\n", secs, (long long)rss_max);
 }
 
 static int run(imf_cli *cli, int argc, char **argv, int append) {
@@ -75,7 +76,12 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
   st = append ? imf_append(cli->comm, cli->cfg, store, input, rejects, &rep)
               : imf_prepare(cli->comm, cli->cfg, store, input, rejects, &rep);
   if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
-  imf_info("%s: batch %lld of %s written in %.2f s", cmd, (long long)rep.batch, store, imf_wtime() - t0);
+  double secs = imf_wtime() - t0;
+  /* peak memory per rank, against the final arrays (20 bytes a rating) the rank held */
+  int64_t rss = imf_peak_rss(), rss_max = 0;
+  MPI_Reduce(&rss, &rss_max, 1, MPI_INT64_T, MPI_MAX, 0, cli->comm);
+  imf_info("%s: batch %lld of %s written in %.2f s; peak memory per rank %.1f MB", cmd, (long long)rep.batch,
+           store, secs, (double)rss_max / 1e6);
   imf_info("%s: %lld lines read = %lld header + %lld stored + %lld merged duplicates + %lld rejected",
            input, (long long)rep.lines_read, (long long)rep.header, (long long)rep.stored, (long long)rep.merged,
            (long long)rep.rejected);
@@ -83,7 +89,7 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
     if (rep.rejected_by[k]) imf_info("  rejected %-14s %lld", imf_reject_reason_name(k), (long long)rep.rejected_by[k]);
   imf_info("  new users %lld, new items %lld, superseded ratings %lld", (long long)rep.new_users,
            (long long)rep.new_items, (long long)rep.superseded);
-  if (cli->json) print_json(cli, store, input, &rep);
+  if (cli->json) print_json(cli, store, input, &rep, secs, rss_max);
   return 0;
 }
 

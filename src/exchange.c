@@ -1,0 +1,248 @@
+/* exchange.c - large-count all-to-all, row-block replication and rank-count-independent sums
+ * (see exchange.h). These are the only collectives the training engine moves data with. */
+#include "exchange.h"
+#include "error.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t max_count = INT_MAX;
+
+void imf_exchange_set_max_count(int64_t max) { max_count = max > 0 && max <= INT_MAX ? max : INT_MAX; }
+
+imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scount,
+                           const int64_t *sdispl, void *rbuf, const int64_t *rcount,
+                           const int64_t *rdispl, MPI_Datatype type) {
+  int size;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  MPI_Aint lb, extent;
+  IMF_MPI(MPI_Type_get_extent(type, &lb, &extent));
+  /* Every rank must take the same path: agree on whether anything is too large. */
+  int big = 0;
+  for (int r = 0; r < size; r++)
+    if (scount[r] + sdispl[r] > max_count || rcount[r] + rdispl[r] > max_count) big = 1;
+  int any = 0;
+  IMF_MPI(MPI_Allreduce(&big, &any, 1, MPI_INT, MPI_MAX, comm));
+  if (!any) {
+    int *c = malloc(4 * (size_t)size * sizeof(int));
+    if (!c) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < size; r++) {
+      c[r] = (int)scount[r];
+      c[size + r] = (int)sdispl[r];
+      c[2 * size + r] = (int)rcount[r];
+      c[3 * size + r] = (int)rdispl[r];
+    }
+    int rc = MPI_Alltoallv(sbuf, c, c + size, type, rbuf, c + 2 * size, c + 3 * size, type, comm);
+    free(c);
+    if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Alltoallv");
+    return IMF_OK;
+  }
+  /* Split path: every message in pieces of at most max_count elements, addressed by pointer
+   * (so no displacement overflows). Pieces between a pair keep their order (MPI's
+   * non-overtaking rule for the same source, tag and communicator). */
+  int64_t npieces = 0;
+  for (int r = 0; r < size; r++)
+    npieces += (scount[r] + max_count - 1) / max_count + (rcount[r] + max_count - 1) / max_count;
+  MPI_Request *req = malloc((size_t)(npieces ? npieces : 1) * sizeof *req);
+  if (!req) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  int64_t nr = 0;
+  int rc = MPI_SUCCESS;
+  for (int r = 0; r < size && rc == MPI_SUCCESS; r++)
+    for (int64_t off = 0; off < rcount[r] && rc == MPI_SUCCESS; off += max_count) {
+      int64_t n = rcount[r] - off < max_count ? rcount[r] - off : max_count;
+      rc = MPI_Irecv((char *)rbuf + (rdispl[r] + off) * extent, (int)n, type, r, 7301, comm, &req[nr++]);
+    }
+  for (int r = 0; r < size && rc == MPI_SUCCESS; r++)
+    for (int64_t off = 0; off < scount[r] && rc == MPI_SUCCESS; off += max_count) {
+      int64_t n = scount[r] - off < max_count ? scount[r] - off : max_count;
+      rc = MPI_Isend((const char *)sbuf + (sdispl[r] + off) * extent, (int)n, type, r, 7301, comm,
+                     &req[nr++]);
+    }
+  if (rc == MPI_SUCCESS) rc = MPI_Waitall((int)nr, req, MPI_STATUSES_IGNORE);
+  free(req);
+  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "split all-to-all");
+  return IMF_OK;
+}
+
+imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
+                              int w) {
+  int size, rank;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  float *own = X + (size_t)start[rank] * (size_t)w;
+  size_t nown = (size_t)(start[rank + 1] - start[rank]) * (size_t)w;
+  if (size == 1) {
+    if (mine != own && nown) memcpy(own, mine, nown * sizeof(float));
+    return IMF_OK;
+  }
+  /* Rows < 2^31 (dense int32 indices), so row counts and row displacements fit in int. */
+  int *c = malloc(2 * (size_t)size * sizeof(int));
+  if (!c) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < size; r++) {
+    c[r] = (int)(start[r + 1] - start[r]);
+    c[size + r] = (int)start[r];
+  }
+  MPI_Datatype row;
+  int rc = MPI_Type_contiguous(w, MPI_FLOAT, &row);
+  if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&row);
+  if (rc == MPI_SUCCESS) {
+    if (mine != own && nown) memcpy(own, mine, nown * sizeof(float));
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, row, X, c, c + size, row, comm);
+    MPI_Type_free(&row);
+  }
+  free(c);
+  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of factor rows");
+  return IMF_OK;
+}
+
+/* Gather `count` m-vectors from each rank into all (in rank order). Counts are in vectors. */
+static imf_status gather_vectors(MPI_Comm comm, const double *mine, int mycount, const int *counts,
+                                 double *all, int m) {
+  int size;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  int *displ = malloc((size_t)size * sizeof(int));
+  if (!displ) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  int64_t d = 0;
+  for (int r = 0; r < size; r++) {
+    displ[r] = (int)d;
+    d += counts[r];
+  }
+  if (d > INT_MAX) {
+    free(displ);
+    IMF_FAIL(IMF_ERR_NOMEM, "too many partial sums (%lld)", (long long)d);
+  }
+  MPI_Datatype vec;
+  int rc = MPI_Type_contiguous(m, MPI_DOUBLE, &vec);
+  if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&vec);
+  if (rc == MPI_SUCCESS) {
+    rc = MPI_Allgatherv(mine, mycount, vec, all, counts, displ, vec, comm);
+    MPI_Type_free(&vec);
+  }
+  free(displ);
+  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of partial sums");
+  return IMF_OK;
+}
+
+imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *per_row, int m,
+                            double *out) {
+  int size, rank;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  const int64_t n = start[size];
+  /* Rank r contributes, for each chunk meeting its block, one vector (the chunk's partial) if
+   * the block holds the whole chunk, else one vector per row of the overlap; every rank can
+   * compute every rank's layout from start[]. The last chunk ends at n. */
+#define CHUNK_END(c) ((c) * IMF_DET_CHUNK + IMF_DET_CHUNK < n ? (c) * IMF_DET_CHUNK + IMF_DET_CHUNK : n)
+  int *counts = malloc((size_t)size * sizeof(int));
+  if (!counts) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < size; r++) {
+    int64_t a = start[r], b = start[r + 1], cnt = 0;
+    for (int64_t c = a / IMF_DET_CHUNK; a < b && c * IMF_DET_CHUNK < b; c++) {
+      int64_t cs = c * IMF_DET_CHUNK, ce = CHUNK_END(c);
+      if (cs >= a && ce <= b) cnt += 1;
+      else cnt += (ce < b ? ce : b) - (cs > a ? cs : a);
+    }
+    counts[r] = (int)cnt;
+  }
+  imf_status st = IMF_OK;
+  int64_t total = 0;
+  for (int r = 0; r < size; r++) total += counts[r];
+  double *mine = NULL, *all = NULL;
+  IMF_TRY(imf_alloc(&mine, (size_t)(counts[rank] ? counts[rank] : 1) * (size_t)m, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&all, (size_t)(total ? total : 1) * (size_t)m, sizeof(double)), done);
+  {
+    int64_t a = start[rank], b = start[rank + 1], v = 0;
+    for (int64_t c = a / IMF_DET_CHUNK; a < b && c * IMF_DET_CHUNK < b; c++) {
+      int64_t cs = c * IMF_DET_CHUNK, ce = CHUNK_END(c);
+      if (cs >= a && ce <= b) {
+        double *acc = mine + v * m;
+        for (int64_t row = cs; row < ce; row++)
+          for (int j = 0; j < m; j++) acc[j] += per_row[(row - a) * m + j];
+        v++;
+      } else {
+        int64_t lo = cs > a ? cs : a, hi = ce < b ? ce : b;
+        memcpy(mine + v * m, per_row + (lo - a) * m, (size_t)(hi - lo) * (size_t)m * sizeof(double));
+        v += hi - lo;
+      }
+    }
+  }
+  if (size > 1) IMF_TRY(gather_vectors(comm, mine, counts[rank], counts, all, m), done);
+  else memcpy(all, mine, (size_t)total * (size_t)m * sizeof(double));
+  {
+    /* Decode in row order: per-rank cursors into `all`. */
+    int64_t *cur = malloc((size_t)size * sizeof(int64_t));
+    double *acc = malloc((size_t)m * sizeof(double));
+    if (!cur || !acc) {
+      free(cur);
+      free(acc);
+      st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+      goto done;
+    }
+    int64_t d = 0;
+    for (int r = 0; r < size; r++) {
+      cur[r] = d;
+      d += counts[r];
+    }
+    for (int j = 0; j < m; j++) out[j] = 0.0;
+    int r = 0;
+    for (int64_t c = 0; c * IMF_DET_CHUNK < n; c++) {
+      int64_t cs = c * IMF_DET_CHUNK, ce = CHUNK_END(c);
+      while (start[r + 1] <= cs) r++;
+      if (ce <= start[r + 1]) { /* whole chunk on rank r: its partial */
+        const double *v = all + cur[r] * m;
+        for (int j = 0; j < m; j++) out[j] += v[j];
+        cur[r]++;
+        continue;
+      }
+      for (int j = 0; j < m; j++) acc[j] = 0.0;
+      for (int64_t row = cs; row < ce; row++) {
+        while (start[r + 1] <= row) r++;
+        const double *v = all + cur[r] * m;
+        for (int j = 0; j < m; j++) acc[j] += v[j];
+        cur[r]++;
+      }
+      for (int j = 0; j < m; j++) out[j] += acc[j];
+    }
+    free(cur);
+    free(acc);
+  }
+#undef CHUNK_END
+done:
+  free(counts);
+  imf_free(&mine);
+  imf_free(&all);
+  return st;
+}
+
+imf_status imf_det_sum_chunks(MPI_Comm comm, int64_t nrows, int m, imf_chunk_fn fn, void *ctx,
+                              double *out) {
+  int size, rank;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  int64_t nchunks = (nrows + IMF_DET_CHUNK - 1) / IMF_DET_CHUNK;
+  if (nchunks > INT_MAX) IMF_FAIL(IMF_ERR_NOMEM, "too many row chunks");
+  int *counts = malloc((size_t)size * sizeof(int));
+  if (!counts) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  /* Rank r evaluates chunks [nchunks * r / size, nchunks * (r+1) / size). */
+  for (int r = 0; r < size; r++)
+    counts[r] = (int)(nchunks * (r + 1) / size - nchunks * r / size);
+  int64_t c0 = nchunks * rank / size;
+  imf_status st = IMF_OK;
+  double *mine = NULL, *all = NULL;
+  IMF_TRY(imf_alloc(&mine, (size_t)(counts[rank] ? counts[rank] : 1) * (size_t)m, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&all, (size_t)(nchunks ? nchunks : 1) * (size_t)m, sizeof(double)), done);
+  for (int64_t c = 0; c < counts[rank]; c++) {
+    int64_t lo = (c0 + c) * IMF_DET_CHUNK, hi = lo + IMF_DET_CHUNK < nrows ? lo + IMF_DET_CHUNK : nrows;
+    fn(ctx, lo, hi, mine + c * m);
+  }
+  if (size > 1) IMF_TRY(gather_vectors(comm, mine, counts[rank], counts, all, m), done);
+  else memcpy(all, mine, (size_t)nchunks * (size_t)m * sizeof(double));
+  for (int j = 0; j < m; j++) out[j] = 0.0;
+  for (int64_t c = 0; c < nchunks; c++)
+    for (int j = 0; j < m; j++) out[j] += all[c * m + j];
+done:
+  free(counts);
+  imf_free(&mine);
+  imf_free(&all);
+  return st;
+}

@@ -1,0 +1,46 @@
+/* exchange.h - the collectives of distributed training, written so that counts stay correct
+ * past 2^31 elements and so that no floating-point reduction order depends on the rank count.
+ *
+ *  - imf_alltoallv64: MPI_Alltoallv with 64-bit counts (the partition's redistribution); falls
+ *    back to split point-to-point messages when a count or displacement exceeds INT_MAX.
+ *  - imf_allgather_rows: replicate a factor matrix whose rows are split in blocks over the ranks
+ *    (MPI_Allgatherv with a derived datatype of w floats, so counts are rows).
+ *  - imf_det_sum_rows / imf_det_sum_chunks: global sums that are bitwise identical on any rank
+ *    count. Rows are grouped in fixed chunks of IMF_DET_CHUNK global rows; each chunk is summed
+ *    in row order starting from zero, the chunk partials are gathered and added in chunk order.
+ */
+#ifndef IMF_EXCHANGE_H
+#define IMF_EXCHANGE_H
+#include "incremf.h"
+#include <mpi.h>
+#include <stdint.h>
+
+#define IMF_DET_CHUNK 4096
+
+/* All-to-all exchange: to rank r send scount[r] elements of `type` starting at element
+ * sdispl[r] of sbuf; receive rcount[r] at element rdispl[r] of rbuf. Collective. */
+imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scount,
+                           const int64_t *sdispl, void *rbuf, const int64_t *rcount,
+                           const int64_t *rdispl, MPI_Datatype type);
+/* Testing hook: the largest count/displacement passed to one MPI call (default INT_MAX); a
+ * small value exercises the split path. */
+void imf_exchange_set_max_count(int64_t max);
+
+/* X is n x w (n = start[nranks]), replicated. Rank r's rows [start[r], start[r+1]) are taken
+ * from `mine` (stride w; may alias X + start[r] * w) and every rank receives all rows in X. */
+imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
+                              int w);
+
+/* Sum of per-row vectors: this rank holds the m-vectors of its rows [start[rank],
+ * start[rank+1]) in per_row ((hi - lo) x m); out (m) receives the sum over all rows on every
+ * rank, bitwise independent of the number of ranks and of start[]. */
+imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *per_row, int m,
+                            double *out);
+
+/* Sum over rows [0, nrows) of a quantity computable on any rank (e.g. from replicated factors):
+ * fn(ctx, lo, hi, acc) adds rows lo..hi-1 in order into acc (m doubles, zeroed by the caller).
+ * Each rank evaluates a share of the chunks. */
+typedef void (*imf_chunk_fn)(void *ctx, int64_t lo, int64_t hi, double *acc);
+imf_status imf_det_sum_chunks(MPI_Comm comm, int64_t nrows, int m, imf_chunk_fn fn, void *ctx,
+                              double *out);
+#endif

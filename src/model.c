@@ -1,0 +1,212 @@
+/* model.c - the replicated model object (model.h): allocation, copy, growth for fold-in and the
+ * one scoring rule (with the cold-row fallback) that evaluation, recommend and fold-in share. */
+#include "model.h"
+#include "error.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *imf_model_type_name(imf_model_type t) {
+  switch (t) {
+  case IMF_MODEL_ALS: return "als";
+  case IMF_MODEL_IALS: return "ials";
+  case IMF_MODEL_BPMF: return "bpmf";
+  }
+  return "?";
+}
+
+imf_status imf_model_type_parse(const char *name, imf_model_type *out) {
+  if (!strcmp(name, "als")) *out = IMF_MODEL_ALS;
+  else if (!strcmp(name, "ials")) *out = IMF_MODEL_IALS;
+  else if (!strcmp(name, "bpmf")) *out = IMF_MODEL_BPMF;
+  else IMF_FAIL(IMF_ERR_USAGE, "model type '%s' is not a factor model (als|ials|bpmf)", name);
+  return IMF_OK;
+}
+
+static void free_arrays(imf_model *m) {
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  imf_free(&m->bu);
+  imf_free(&m->bi);
+  imf_free(&m->chain.U);
+  imf_free(&m->chain.V);
+  imf_free(&m->chain.mu_u);
+  imf_free(&m->chain.mu_v);
+  imf_free(&m->chain.Lam_u);
+  imf_free(&m->chain.Lam_v);
+  imf_free(&m->history);
+}
+
+void imf_model_destroy(imf_model **pm) {
+  if (!pm || !*pm) return;
+  free_arrays(*pm);
+  free(*pm);
+  *pm = NULL;
+}
+
+/* Rows of at least one element so that a model with zero users still has valid pointers. */
+static size_t rows(int64_t n) { return n > 0 ? (size_t)n : 1; }
+
+imf_status imf_model_create(imf_model_type type, int k, int64_t nusers, int64_t nitems,
+                            int with_bias, imf_model **out) {
+  *out = NULL;
+  if (k <= 0 || nusers < 0 || nitems < 0)
+    IMF_FAIL(IMF_ERR_USAGE, "bad model shape k=%d users=%lld items=%lld", k, (long long)nusers,
+             (long long)nitems);
+  imf_model *m = calloc(1, sizeof *m);
+  if (!m) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_status st = IMF_OK;
+  size_t ku, ki;
+  m->type = type;
+  m->k = m->kw = k;
+  m->with_bias = with_bias && type == IMF_MODEL_ALS;
+  m->nusers = nusers;
+  m->nitems = nitems;
+  m->lambda = m->lambda_bias = m->alpha = NAN;
+  IMF_TRY(imf_mul_size(rows(nusers), (size_t)k, &ku), fail);
+  IMF_TRY(imf_mul_size(rows(nitems), (size_t)k, &ki), fail);
+  IMF_TRY(imf_alloc(&m->P, ku, sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&m->Q, ki, sizeof(float)), fail);
+  if (m->with_bias) {
+    IMF_TRY(imf_alloc(&m->bu, rows(nusers), sizeof(float)), fail);
+    IMF_TRY(imf_alloc(&m->bi, rows(nitems), sizeof(float)), fail);
+  }
+  if (type == IMF_MODEL_BPMF) {
+    IMF_TRY(imf_alloc(&m->chain.U, ku, sizeof(float)), fail);
+    IMF_TRY(imf_alloc(&m->chain.V, ki, sizeof(float)), fail);
+    IMF_TRY(imf_alloc(&m->chain.mu_u, (size_t)k, sizeof(double)), fail);
+    IMF_TRY(imf_alloc(&m->chain.mu_v, (size_t)k, sizeof(double)), fail);
+    IMF_TRY(imf_alloc(&m->chain.Lam_u, (size_t)k * k, sizeof(double)), fail);
+    IMF_TRY(imf_alloc(&m->chain.Lam_v, (size_t)k * k, sizeof(double)), fail);
+    for (int a = 0; a < k; a++) m->chain.Lam_u[a * k + a] = m->chain.Lam_v[a * k + a] = 1.0;
+  }
+  *out = m;
+  return IMF_OK;
+fail:
+  imf_model_destroy(&m);
+  return st;
+}
+
+static imf_status dup(void *dst, const void *src, size_t n, size_t size) {
+  *(void **)dst = NULL;
+  if (!src) return IMF_OK;
+  IMF_CHECK(imf_alloc(dst, n, size));
+  memcpy(*(void **)dst, src, n * size);
+  return IMF_OK;
+}
+
+imf_status imf_model_copy(const imf_model *s, imf_model **out) {
+  *out = NULL;
+  imf_model *m = calloc(1, sizeof *m);
+  if (!m) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  *m = *s;
+  memset(&m->chain, 0, sizeof m->chain);
+  m->P = m->Q = m->bu = m->bi = NULL;
+  m->history = NULL;
+  m->chain.sweeps = s->chain.sweeps;
+  imf_status st = IMF_OK;
+  size_t k = (size_t)s->k, kw = (size_t)s->kw;
+  IMF_TRY(dup(&m->P, s->P, rows(s->nusers) * kw, sizeof(float)), fail);
+  IMF_TRY(dup(&m->Q, s->Q, rows(s->nitems) * kw, sizeof(float)), fail);
+  IMF_TRY(dup(&m->bu, s->bu, rows(s->nusers), sizeof(float)), fail);
+  IMF_TRY(dup(&m->bi, s->bi, rows(s->nitems), sizeof(float)), fail);
+  IMF_TRY(dup(&m->chain.U, s->chain.U, rows(s->nusers) * k, sizeof(float)), fail);
+  IMF_TRY(dup(&m->chain.V, s->chain.V, rows(s->nitems) * k, sizeof(float)), fail);
+  IMF_TRY(dup(&m->chain.mu_u, s->chain.mu_u, k, sizeof(double)), fail);
+  IMF_TRY(dup(&m->chain.mu_v, s->chain.mu_v, k, sizeof(double)), fail);
+  IMF_TRY(dup(&m->chain.Lam_u, s->chain.Lam_u, k * k, sizeof(double)), fail);
+  IMF_TRY(dup(&m->chain.Lam_v, s->chain.Lam_v, k * k, sizeof(double)), fail);
+  m->cap_history = s->nhistory;
+  if (s->nhistory)
+    IMF_TRY(dup(&m->history, s->history, (size_t)s->nhistory, sizeof *s->history), fail);
+  *out = m;
+  return IMF_OK;
+fail:
+  imf_model_destroy(&m);
+  return st;
+}
+
+/* Grow one row-major array from n0 to n1 rows of width w (zero fill). */
+static imf_status grow_rows(void *pp, int64_t n0, int64_t n1, size_t w, size_t size) {
+  void **p = (void **)pp;
+  if (!*p) return IMF_OK;
+  void *q;
+  size_t cells;
+  IMF_CHECK(imf_mul_size(rows(n1), w, &cells));
+  IMF_CHECK(imf_alloc(&q, cells, size));
+  if (n0 > 0) memcpy(q, *p, (size_t)n0 * w * size);
+  free(*p);
+  *p = q;
+  return IMF_OK;
+}
+
+imf_status imf_model_grow(imf_model *m, int64_t nusers, int64_t nitems) {
+  if (nusers < m->nusers || nitems < m->nitems)
+    IMF_FAIL(IMF_ERR_USAGE, "a model cannot shrink (%lld users, %lld items -> %lld, %lld)",
+             (long long)m->nusers, (long long)m->nitems, (long long)nusers, (long long)nitems);
+  IMF_CHECK(grow_rows(&m->P, m->nusers, nusers, (size_t)m->kw, sizeof(float)));
+  IMF_CHECK(grow_rows(&m->bu, m->nusers, nusers, 1, sizeof(float)));
+  IMF_CHECK(grow_rows(&m->chain.U, m->nusers, nusers, (size_t)m->k, sizeof(float)));
+  m->nusers = nusers;
+  IMF_CHECK(grow_rows(&m->Q, m->nitems, nitems, (size_t)m->kw, sizeof(float)));
+  IMF_CHECK(grow_rows(&m->bi, m->nitems, nitems, 1, sizeof(float)));
+  IMF_CHECK(grow_rows(&m->chain.V, m->nitems, nitems, (size_t)m->k, sizeof(float)));
+  m->nitems = nitems;
+  return IMF_OK;
+}
+
+imf_status imf_model_set_kw(imf_model *m, int kw) {
+  if (kw <= 0) IMF_FAIL(IMF_ERR_USAGE, "bad factor width %d", kw);
+  if (kw == m->kw) return IMF_OK;
+  float *P = NULL, *Q = NULL;
+  size_t nu, ni;
+  IMF_CHECK(imf_mul_size(rows(m->nusers), (size_t)kw, &nu));
+  IMF_CHECK(imf_mul_size(rows(m->nitems), (size_t)kw, &ni));
+  IMF_CHECK(imf_alloc(&P, nu, sizeof(float)));
+  imf_status st = imf_alloc(&Q, ni, sizeof(float));
+  if (st != IMF_OK) {
+    imf_free(&P);
+    return st;
+  }
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  m->P = P;
+  m->Q = Q;
+  m->kw = kw;
+  return IMF_OK;
+}
+
+imf_status imf_model_push_history(imf_model *m, const imf_sweep_metrics *h) {
+  if (m->nhistory == m->cap_history) {
+    int64_t cap = m->cap_history ? 2 * m->cap_history : 16;
+    IMF_CHECK(imf_realloc(&m->history, (size_t)cap, sizeof *m->history));
+    m->cap_history = cap;
+  }
+  m->history[m->nhistory++] = *h;
+  return IMF_OK;
+}
+
+double imf_model_dot(const imf_model *m, int64_t u, int64_t i) {
+  const float *p = m->P + (size_t)u * (size_t)m->kw, *q = m->Q + (size_t)i * (size_t)m->kw;
+  double s = 0;
+  for (int a = 0; a < m->kw; a++) s += (double)p[a] * (double)q[a];
+  return s;
+}
+
+double imf_model_predict(const imf_model *m, int64_t u, int64_t i) {
+  int ku = u >= 0 && u < m->nusers, ki = i >= 0 && i < m->nitems;
+  double r = m->mu;
+  if (m->with_bias) {
+    if (ku) r += m->bu[u];
+    if (ki) r += m->bi[i];
+  }
+  if (ku && ki) r += imf_model_dot(m, u, i);
+  return r;
+}
+
+int64_t imf_model_bytes(const imf_model *m) {
+  int64_t b = (m->nusers + m->nitems) * (int64_t)m->kw * 4;
+  if (m->with_bias) b += (m->nusers + m->nitems) * 4;
+  if (m->chain.U) b += (m->nusers + m->nitems) * (int64_t)m->k * 4 + 2 * (int64_t)m->k * (m->k + 1) * 8;
+  return b;
+}

@@ -1,0 +1,737 @@
+/* train.c - the distributed training engine (see train.h): explicit ALS-WR with biases,
+ * implicit ALS and BPMF, one sweep at a time, over the two-way partition of partition.h.
+ *
+ * Each half-sweep every rank solves its own block of rows with imf_rowsolve against the
+ * replicated other side, then the block is replicated with MPI_Allgatherv (exchange.c). Row
+ * results depend only on the row's sorted ratings and the replicated factors, every global sum
+ * goes through the fixed-chunk deterministic sums of exchange.c, and every random draw comes
+ * from a counter-based stream keyed on (seed, sweep, side, row): the factors are bitwise
+ * identical on any number of ranks.
+ *
+ * ---- Communication and memory (for docs/DESIGN.md) ----
+ * Notation: U users, I items, R training ratings, P ranks, k factors, C = IMF_DET_CHUNK = 4096,
+ * S = BPMF samples kept (<= IMF_BPMF_MAX_SAMPLES), kw = k (ALS, iALS) or k*S (BPMF).
+ *
+ * Bytes received per rank per sweep:
+ *   factor exchange     4 k (U + I) (P-1)/P           (ALS adds 4 (U + I) (P-1)/P for biases)
+ *   iALS Gram matrices  8 k^2 (ceil(U/C) + ceil(I/C))  (each rank gets every chunk's partial)
+ *   BPMF hyper stats    8 (k + k^2) (ceil(U/C) + ceil(I/C))
+ *   metrics             8 m (ceil(U/C) + ceil(I/C) + at most 2 C P straddling rows), m <= 4
+ *   stop checks         2 integer Allreduce
+ * Over the whole job the factor exchange moves about 4 k (U + I) (P-1) bytes per sweep (each
+ * rank receives everything it does not own), which dominates unless k is tiny. The
+ * partition (once) moves every rating twice: 12 bytes each (user, item, value).
+ *
+ * Memory per rank:
+ *   model (replicated)   4 kw (U + I)  + 4 (U + I) biases (ALS) + 4 k (U + I) BPMF chain
+ *   partition            8 R/P by user + 8 R/P by item + 8 R_val/P + 16 (U + I)/P row data
+ *                        + 16 (U + I) replicated row counts
+ *   solve scratch        4 (k + 1) (U + I)/P  + the row-solve workspace (a few k^2)
+ *   partition build      transient 2 x 12 bytes per local rating (send and receive buffers)
+ */
+#include "train.h"
+#include "config.h"
+#include "error.h"
+#include "exchange.h"
+#include "log.h"
+#include "rng.h"
+#include "rowsolve.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PH_PARTITION, PH_INIT, PH_STATS, PH_SOLVE, PH_EXCHANGE, PH_METRICS, PH_STOP, NPH };
+static const char *const ph_name[NPH] = {"partition", "init", "gram/hyper", "solve",
+                                         "exchange", "metrics", "stop-check"};
+
+struct imf_trainer {
+  MPI_Comm comm;
+  int rank, nranks;
+  const imf_partition *part;
+  imf_model *m;
+  imf_model_type type;
+  int k;
+  double lambda, lambda_bias, alpha, tol;
+  int64_t iterations;
+  uint64_t seed;
+  int use_cg, cg_steps;
+  float *Xu, *Bu, *Xi, *Bi; /* this rank's block of new rows (and biases) before the exchange */
+  double *GQ, *GP;          /* iALS: Gram matrices of Q and P (k x k) */
+  int GQ_valid;             /* GQ is the Gram of the current Q */
+  imf_rowsolve_ws *ws;
+  int (*should_stop)(void *ctx);
+  void *stop_ctx;
+  int stopped, converged;
+  double ph[NPH];
+  int64_t calls[NPH];
+};
+
+/* ---------------------------------------------------------------- small dense helpers */
+
+/* Lower Cholesky factor in place (row-major n x n, upper part zeroed). */
+static imf_status cholesky(double *A, int n) {
+  for (int j = 0; j < n; j++) {
+    double d = A[j * n + j];
+    for (int c = 0; c < j; c++) d -= A[j * n + c] * A[j * n + c];
+    if (!(d > 0)) IMF_FAIL(IMF_ERR_RUNTIME, "BPMF: hyperparameter matrix not positive definite");
+    d = sqrt(d);
+    A[j * n + j] = d;
+    for (int i = j + 1; i < n; i++) {
+      double s = A[i * n + j];
+      for (int c = 0; c < j; c++) s -= A[i * n + c] * A[j * n + c];
+      A[i * n + j] = s / d;
+    }
+    for (int c = j + 1; c < n; c++) A[j * n + c] = 0.0;
+  }
+  return IMF_OK;
+}
+
+/* Solve L^T x = b (L lower, row-major) in place. */
+static void solve_lt(const double *L, int n, double *x) {
+  for (int i = n - 1; i >= 0; i--) {
+    double s = x[i];
+    for (int j = i + 1; j < n; j++) s -= L[j * n + i] * x[j];
+    x[i] = s / L[i * n + i];
+  }
+}
+
+/* ---------------------------------------------------------------- deterministic row sums */
+
+typedef struct {
+  const float *X;
+  int k;
+} rows_ctx;
+
+/* Upper triangle of sum x x^T over rows lo..hi-1 (iALS Gram). */
+static void gram_chunk(void *vctx, int64_t lo, int64_t hi, double *acc) {
+  const rows_ctx *c = vctx;
+  int k = c->k;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = c->X + (size_t)r * (size_t)k;
+    for (int a = 0; a < k; a++) {
+      double xa = x[a];
+      for (int b = a; b < k; b++) acc[a * k + b] += xa * (double)x[b];
+    }
+  }
+}
+
+/* [sum x, upper triangle of sum x x^T] over rows lo..hi-1 (BPMF hyperparameter statistics). */
+static void stats_chunk(void *vctx, int64_t lo, int64_t hi, double *acc) {
+  const rows_ctx *c = vctx;
+  int k = c->k;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = c->X + (size_t)r * (size_t)k;
+    for (int a = 0; a < k; a++) {
+      double xa = x[a];
+      acc[a] += xa;
+      for (int b = a; b < k; b++) acc[k + a * k + b] += xa * (double)x[b];
+    }
+  }
+}
+
+static void mirror(double *G, int k) {
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < a; b++) G[a * k + b] = G[b * k + a];
+}
+
+static imf_status gram(imf_trainer *t, const float *X, int64_t n, double *G) {
+  rows_ctx c = {X, t->k};
+  IMF_CHECK(imf_det_sum_chunks(t->comm, n, t->k * t->k, gram_chunk, &c, G));
+  mirror(G, t->k);
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static double tic(void) { return imf_wtime(); }
+static void toc(imf_trainer *t, int ph, double t0) {
+  t->ph[ph] += imf_wtime() - t0;
+  t->calls[ph]++;
+}
+
+/* ---------------------------------------------------------------- BPMF hyperparameters */
+
+/* Draw (mu, Lambda) of one side from its Normal-Wishart conditional given the current sample
+ * X (n x k): with mu0 = 0, beta0, nu0 = k, W0 = I and s = sum x, T = sum x x^T,
+ *   beta* = beta0 + n, nu* = k + n, mu* = s / beta*, (W*)^-1 = I + T - s s^T / beta*,
+ *   Lambda ~ Wishart(W*, nu*)  (Bartlett: Lambda = L A A^T L^T, L L^T = W*),
+ *   mu ~ N(mu*, (beta* Lambda)^-1).
+ * The draws use the stream (2, sweep, side, row = all ones): the same on every rank. */
+static imf_status sample_hyper(imf_trainer *t, int side, uint32_t sweep) {
+  imf_model *m = t->m;
+  int k = t->k;
+  const float *X = side ? m->chain.V : m->chain.U;
+  int64_t n = side ? m->nitems : m->nusers;
+  double *mu = side ? m->chain.mu_v : m->chain.mu_u, *Lam = side ? m->chain.Lam_v : m->chain.Lam_u;
+  imf_status st = IMF_OK;
+  double *s = NULL, *W = NULL, *A = NULL, *M = NULL, *z = NULL;
+  size_t kk = (size_t)k * (size_t)k;
+  IMF_TRY(imf_alloc(&s, (size_t)k + kk, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&W, kk, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&A, kk, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&M, kk, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&z, (size_t)k, sizeof(double)), done);
+  rows_ctx c = {X, k};
+  IMF_TRY(imf_det_sum_chunks(t->comm, n, k + k * k, stats_chunk, &c, s), done);
+  double *T = s + k;
+  mirror(T, k);
+  double bstar = IMF_BPMF_BETA0 + (double)n, nustar = (double)k + (double)n;
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < k; b++) W[a * k + b] = (a == b ? 1.0 : 0.0) + T[a * k + b] - s[a] * s[b] / bstar;
+  for (int a = 0; a < k; a++) /* exact symmetry against rounding in the line above */
+    for (int b = 0; b < a; b++) W[a * k + b] = W[b * k + a];
+  IMF_TRY(cholesky(W, k), done); /* (W*)^-1 = C C^T, so L = C^-T */
+  imf_rng g;
+  imf_rng_init(&g, t->seed, imf_rng_stream(2, sweep, (uint32_t)side, UINT64_MAX));
+  for (int i = 0; i < k; i++) {
+    A[i * k + i] = sqrt(2.0 * imf_rng_gamma(&g, 0.5 * (nustar - (double)i)));
+    for (int j = 0; j < i; j++) A[i * k + j] = imf_rng_normal(&g);
+  }
+  /* M = C^-T A, column by column */
+  for (int j = 0; j < k; j++) {
+    for (int i = 0; i < k; i++) z[i] = A[i * k + j];
+    solve_lt(W, k, z);
+    for (int i = 0; i < k; i++) M[i * k + j] = z[i];
+  }
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < k; b++) {
+      double v = 0;
+      for (int j = 0; j < k; j++) v += M[a * k + j] * M[b * k + j];
+      Lam[a * k + b] = v;
+    }
+  /* mu = mu* + R^-T z with R R^T = beta* Lambda */
+  for (size_t j = 0; j < kk; j++) A[j] = bstar * Lam[j];
+  IMF_TRY(cholesky(A, k), done);
+  for (int i = 0; i < k; i++) z[i] = imf_rng_normal(&g);
+  solve_lt(A, k, z);
+  for (int i = 0; i < k; i++) mu[i] = s[i] / bstar + z[i];
+done:
+  imf_free(&s);
+  imf_free(&W);
+  imf_free(&A);
+  imf_free(&M);
+  imf_free(&z);
+  return st;
+}
+
+/* Fold the current chain sample into the prediction average: P = [P sqrt(S/(S+1)), U/sqrt(S+1)]
+ * so that P[u].Q[i] stays the mean of the S+1 samples' dot products. */
+static imf_status add_sample(imf_trainer *t) {
+  imf_model *m = t->m;
+  int k = t->k, S = m->nsamples, kw0 = m->kw, kw1 = k * (S + 1);
+  if (S == 0) { /* during burn-in P, Q mirror the chain; the first sample is exactly it */
+    m->nsamples = 1;
+    return IMF_OK;
+  }
+  double a = sqrt((double)S / (double)(S + 1)), b = 1.0 / sqrt((double)(S + 1));
+  float *nw[2] = {NULL, NULL};
+  for (int side = 0; side < 2; side++) {
+    int64_t n = side ? m->nitems : m->nusers;
+    imf_status st = imf_alloc(&nw[side], (size_t)(n ? n : 1) * (size_t)kw1, sizeof(float));
+    if (st != IMF_OK) {
+      imf_free(&nw[0]);
+      return st;
+    }
+    const float *old = side ? m->Q : m->P, *cur = side ? m->chain.V : m->chain.U;
+    for (int64_t r = 0; r < n; r++) {
+      float *dst = nw[side] + (size_t)r * (size_t)kw1;
+      const float *o = old + (size_t)r * (size_t)kw0, *c = cur + (size_t)r * (size_t)k;
+      for (int j = 0; j < kw0; j++) dst[j] = (float)((double)o[j] * a);
+      for (int j = 0; j < k; j++) dst[kw0 + j] = (float)((double)c[j] * b);
+    }
+  }
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  m->P = nw[0];
+  m->Q = nw[1];
+  m->kw = kw1;
+  m->nsamples = S + 1;
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- create / destroy */
+
+static void init_rows(float *X, int64_t n, int k, uint64_t seed, uint32_t side) {
+  for (int64_t r = 0; r < n; r++) {
+    imf_rng g;
+    imf_rng_init(&g, seed, imf_rng_stream(0, 0, side, (uint64_t)r));
+    for (int a = 0; a < k; a++) X[(size_t)r * (size_t)k + (size_t)a] = (float)(0.1 * imf_rng_normal(&g));
+  }
+}
+
+void imf_trainer_destroy(imf_trainer **pt) {
+  if (!pt || !*pt) return;
+  imf_trainer *t = *pt;
+  imf_model_destroy(&t->m);
+  imf_free(&t->Xu);
+  imf_free(&t->Bu);
+  imf_free(&t->Xi);
+  imf_free(&t->Bi);
+  imf_free(&t->GQ);
+  imf_free(&t->GP);
+  imf_rowsolve_ws_destroy(&t->ws);
+  if (t->comm != MPI_COMM_NULL) MPI_Comm_free(&t->comm);
+  free(t);
+  *pt = NULL;
+}
+
+/* Global mean of the training ratings: per-user sums in user order, chunked (exchange.h). */
+static imf_status global_mean(imf_trainer *t, double *mu) {
+  const imf_partition *p = t->part;
+  const imf_csr *c = &p->by_user;
+  int64_t nr = c->hi - c->lo;
+  double *v = NULL, sum = 0;
+  IMF_CHECK(imf_alloc(&v, (size_t)(nr ? nr : 1), sizeof(double)));
+  for (int64_t r = 0; r < nr; r++)
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) v[r] += c->val[j];
+  imf_status st = imf_det_sum_rows(t->comm, p->user_start, v, 1, &sum);
+  imf_free(&v);
+  *mu = p->nnz_train > 0 ? sum / (double)p->nnz_train : 0.0;
+  return st;
+}
+
+imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_partition *part,
+                            imf_trainer **out) {
+  *out = NULL;
+  double t0 = tic();
+  imf_trainer *t = calloc(1, sizeof *t);
+  if (!t) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  t->comm = MPI_COMM_NULL;
+  imf_status st = IMF_OK;
+  {
+    int e = MPI_Comm_dup(comm, &t->comm);
+    if (e != MPI_SUCCESS) {
+      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Comm_dup");
+      goto fail;
+    }
+  }
+  MPI_Comm_rank(t->comm, &t->rank);
+  MPI_Comm_size(t->comm, &t->nranks);
+  t->part = part;
+  if (part->nranks != t->nranks) {
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "partition built for %d ranks, communicator has %d",
+                       part->nranks, t->nranks);
+    goto fail;
+  }
+  IMF_TRY(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type), fail);
+  int64_t k = imf_cfg_int(cfg, "model.k");
+  if (k < 1 || k > 4096) {
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.k = %lld out of range [1, 4096]", (long long)k);
+    goto fail;
+  }
+  t->k = (int)k;
+  t->lambda = imf_cfg_double(cfg, "model.lambda");
+  t->lambda_bias = imf_cfg_double(cfg, "model.lambda_bias");
+  t->alpha = imf_cfg_double(cfg, "model.alpha");
+  t->tol = imf_cfg_double(cfg, "model.tol");
+  t->iterations = imf_cfg_int(cfg, "model.iterations");
+  t->seed = (uint64_t)imf_cfg_int(cfg, "model.seed");
+  t->use_cg = !strcmp(imf_cfg_str(cfg, "model.solver"), "cg");
+  t->cg_steps = (int)imf_cfg_int(cfg, "model.cg_steps");
+  int64_t burn_in = imf_cfg_int(cfg, "model.burn_in");
+  if (!(t->lambda >= 0) || !(t->lambda_bias >= 0) || !(t->alpha >= 0) || t->iterations < 0 ||
+      burn_in < 0 || t->cg_steps < 1) {
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
+                       "bad model hyperparameters (lambda, lambda_bias, alpha >= 0; iterations, "
+                       "burn_in >= 0; cg_steps >= 1)");
+    goto fail;
+  }
+  if (t->type == IMF_MODEL_BPMF && t->iterations > 0 && burn_in >= t->iterations) {
+    imf_warn("model.burn_in = %lld leaves no samples of model.iterations = %lld; using burn-in %lld",
+             (long long)burn_in, (long long)t->iterations, (long long)(t->iterations / 2));
+    burn_in = t->iterations / 2;
+  }
+  {
+    double vf = imf_cfg_double(cfg, "model.validation_fraction");
+    if (vf != part->holdout_fraction || (vf > 0 && (uint64_t)imf_cfg_int(cfg, "model.seed") != part->holdout_seed))
+      imf_warn("the partition's validation set (fraction %g) differs from model.validation_fraction = %g "
+               "and model.seed; using the partition's", part->holdout_fraction, vf);
+  }
+  IMF_TRY(imf_model_create(t->type, t->k, part->nusers, part->nitems, t->type == IMF_MODEL_ALS, &t->m), fail);
+  imf_model *m = t->m;
+  m->lambda = t->lambda;
+  m->lambda_bias = t->lambda_bias;
+  m->alpha = t->alpha;
+  m->seed = t->seed;
+  if (t->type == IMF_MODEL_BPMF) {
+    int64_t post = t->iterations - burn_in;
+    m->burn_in = burn_in;
+    m->max_samples = IMF_BPMF_MAX_SAMPLES;
+    m->thin = post > 0 ? (post + IMF_BPMF_MAX_SAMPLES - 1) / IMF_BPMF_MAX_SAMPLES : 1;
+    init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
+    init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
+    memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
+    memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+  } else {
+    init_rows(m->P, m->nusers, t->k, t->seed, 0);
+    init_rows(m->Q, m->nitems, t->k, t->seed, 1);
+  }
+  if (t->type != IMF_MODEL_IALS) IMF_TRY(global_mean(t, &m->mu), fail);
+  int64_t nu = part->by_user.hi - part->by_user.lo, ni = part->by_item.hi - part->by_item.lo;
+  IMF_TRY(imf_alloc(&t->Xu, (size_t)(nu ? nu : 1) * (size_t)t->k, sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Xi, (size_t)(ni ? ni : 1) * (size_t)t->k, sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Bu, (size_t)(nu ? nu : 1), sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Bi, (size_t)(ni ? ni : 1), sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->GQ, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
+  IMF_TRY(imf_alloc(&t->GP, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
+  IMF_TRY(imf_rowsolve_ws_create(t->k, &t->ws), fail);
+  t->ph[PH_PARTITION] = part->seconds;
+  t->calls[PH_PARTITION] = 1;
+  toc(t, PH_INIT, t0);
+fail:
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) imf_trainer_destroy(&t);
+  *out = t;
+  return st;
+}
+
+void imf_trainer_set_stop_hook(imf_trainer *t, int (*should_stop)(void *ctx), void *ctx) {
+  t->should_stop = should_stop;
+  t->stop_ctx = ctx;
+}
+
+imf_model *imf_trainer_model(imf_trainer *t) { return t->m; }
+int imf_trainer_stopped(const imf_trainer *t) { return t->stopped; }
+int imf_trainer_converged(const imf_trainer *t) { return t->converged; }
+int imf_trainer_done(const imf_trainer *t) {
+  return t->stopped || t->converged || t->m->iteration >= t->iterations;
+}
+
+static void copy_rows(float *dst, int dk, const float *src, int sk, int64_t n, int w) {
+  for (int64_t r = 0; r < n; r++)
+    memcpy(dst + (size_t)r * (size_t)dk, src + (size_t)r * (size_t)sk, (size_t)w * sizeof(float));
+}
+
+imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
+  imf_model *m = t->m;
+  imf_status st = IMF_OK;
+  if (s->type != m->type || s->k != m->k)
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "saved model is %s k=%d, training %s k=%d",
+                       imf_model_type_name(s->type), s->k, imf_model_type_name(m->type), m->k);
+  else if (s->nusers > m->nusers || s->nitems > m->nitems)
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                       "saved model has more users or items (%lld x %lld) than the data (%lld x %lld)",
+                       (long long)s->nusers, (long long)s->nitems, (long long)m->nusers, (long long)m->nitems);
+  IMF_CHECK(imf_agree(t->comm, st));
+  int exact = s->nusers == m->nusers && s->nitems == m->nitems;
+  int k = m->k;
+  t->GQ_valid = 0;
+  if (m->type == IMF_MODEL_BPMF) {
+    copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
+    copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
+    if (exact) {
+      memcpy(m->chain.mu_u, s->chain.mu_u, (size_t)k * sizeof(double));
+      memcpy(m->chain.mu_v, s->chain.mu_v, (size_t)k * sizeof(double));
+      memcpy(m->chain.Lam_u, s->chain.Lam_u, (size_t)k * k * sizeof(double));
+      memcpy(m->chain.Lam_v, s->chain.Lam_v, (size_t)k * k * sizeof(double));
+      m->chain.sweeps = s->chain.sweeps;
+      m->burn_in = s->burn_in;
+      m->thin = s->thin > 0 ? s->thin : m->thin;
+      m->max_samples = s->max_samples > 0 ? s->max_samples : m->max_samples;
+      IMF_CHECK(imf_agree(t->comm, imf_model_set_kw(m, s->kw)));
+      memcpy(m->P, s->P, (size_t)s->nusers * (size_t)s->kw * sizeof(float));
+      memcpy(m->Q, s->Q, (size_t)s->nitems * (size_t)s->kw * sizeof(float));
+      m->nsamples = s->nsamples;
+    } else {
+      IMF_CHECK(imf_agree(t->comm, imf_model_set_kw(m, k)));
+      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)k * sizeof(float));
+      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)k * sizeof(float));
+      m->nsamples = 0;
+      m->chain.sweeps = 0;
+    }
+  } else {
+    copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
+    copy_rows(m->Q, k, s->Q, s->kw, s->nitems, k);
+    if (m->with_bias && s->bu && s->bi) {
+      memcpy(m->bu, s->bu, (size_t)s->nusers * sizeof(float));
+      memcpy(m->bi, s->bi, (size_t)s->nitems * sizeof(float));
+    }
+  }
+  m->nhistory = 0;
+  m->iteration = 0;
+  if (exact) {
+    m->iteration = s->iteration;
+    for (int64_t j = 0; j < s->nhistory; j++) IMF_CHECK(imf_agree(t->comm, imf_model_push_history(m, &s->history[j])));
+  }
+  t->stopped = t->converged = 0;
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- one half-sweep */
+
+static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
+  const imf_partition *p = t->part;
+  const imf_csr *c = side ? &p->by_item : &p->by_user;
+  imf_model *m = t->m;
+  int k = t->k;
+  int64_t nloc = c->hi - c->lo;
+  float *X = side ? t->Xi : t->Xu, *B = side ? t->Bi : t->Bu;
+  imf_row_params prm;
+  memset(&prm, 0, sizeof prm);
+  prm.k = k;
+  prm.seed = t->seed;
+  prm.sweep = sweep;
+  prm.side = (uint32_t)side;
+  prm.lambda = t->lambda;
+  prm.lambda_bias = t->lambda_bias;
+  imf_other_side other = {side ? m->nusers : m->nitems, NULL, NULL};
+  switch (t->type) {
+  case IMF_MODEL_ALS:
+    prm.kind = IMF_ROW_ALS;
+    prm.with_bias = 1;
+    prm.mu = m->mu;
+    other.Y = side ? m->P : m->Q;
+    other.bias = side ? m->bu : m->bi;
+    break;
+  case IMF_MODEL_IALS:
+    prm.kind = IMF_ROW_IALS;
+    prm.alpha = t->alpha;
+    prm.use_cg = t->use_cg;
+    prm.cg_steps = t->cg_steps;
+    prm.YtY = side ? t->GP : t->GQ;
+    other.Y = side ? m->P : m->Q;
+    /* warm start for CG: the current rows */
+    memcpy(X, (side ? m->Q : m->P) + (size_t)c->lo * (size_t)k, (size_t)nloc * (size_t)k * sizeof(float));
+    break;
+  case IMF_MODEL_BPMF:
+    prm.kind = IMF_ROW_BPMF;
+    prm.mu = m->mu;
+    prm.prior_mean = side ? m->chain.mu_v : m->chain.mu_u;
+    prm.prior_prec = side ? m->chain.Lam_v : m->chain.Lam_u;
+    prm.beta = IMF_BPMF_BETA;
+    other.Y = side ? m->chain.U : m->chain.V;
+    break;
+  }
+  imf_row_batch rows = {nloc, c->row_id, c->ptr, c->idx, c->val};
+  if (nloc == 0) return IMF_OK;
+  return imf_rowsolve(&prm, &rows, &other, X, t->type == IMF_MODEL_ALS ? B : NULL, t->ws);
+}
+
+static imf_status exchange_half(imf_trainer *t, int side) {
+  imf_model *m = t->m;
+  const int64_t *start = side ? t->part->item_start : t->part->user_start;
+  float *dst;
+  if (t->type == IMF_MODEL_BPMF) dst = side ? m->chain.V : m->chain.U;
+  else dst = side ? m->Q : m->P;
+  IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Xi : t->Xu, dst, t->k));
+  if (t->type == IMF_MODEL_ALS)
+    IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+  return IMF_OK;
+}
+
+static int check_stop(imf_trainer *t) {
+  if (!t->should_stop) return 0;
+  double t0 = tic();
+  int s = t->should_stop(t->stop_ctx) != 0;
+  toc(t, PH_STOP, t0);
+  return s;
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static double sqnorm(const float *x, int k) {
+  double s = 0;
+  for (int a = 0; a < k; a++) s += (double)x[a] * (double)x[a];
+  return s;
+}
+
+/* Loss and validation errors, each a deterministic sum of per-row terms. Per user:
+ * [loss terms, squared training error, validation squared error, validation absolute error];
+ * per item: [loss terms]. ALS loss: sum (r - pred)^2 + lambda (sum n_u |p_u|^2 + sum n_i
+ * |q_i|^2) + lambda_bias (|bu|^2 + |bi|^2). iALS: sum over all pairs c (pref - p.q)^2 +
+ * lambda (|P|^2 + |Q|^2), with the unobserved pairs' part tr(P^T P Q^T Q) from the Grams. */
+static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
+  const imf_partition *p = t->part;
+  imf_model *m = t->m;
+  int k = t->k;
+  const imf_csr *cu = &p->by_user, *ch = &p->holdout, *ci = &p->by_item;
+  int64_t nu = cu->hi - cu->lo, ni = ci->hi - ci->lo;
+  double *vu = NULL, *vi = NULL, su[4], si[1];
+  imf_status st = IMF_OK;
+  IMF_TRY(imf_alloc(&vu, (size_t)(nu ? nu : 1) * 4, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&vi, (size_t)(ni ? ni : 1), sizeof(double)), done);
+  for (int64_t r = 0; r < nu; r++) {
+    int64_t u = cu->lo + r;
+    double loss = 0, sq = 0, vsq = 0, vabs = 0;
+    for (int64_t j = cu->ptr[r]; j < cu->ptr[r + 1]; j++) {
+      if (t->type == IMF_MODEL_IALS) {
+        double s = imf_model_dot(m, u, cu->idx[j]), c = 1.0 + t->alpha * cu->val[j];
+        loss += c * (1.0 - s) * (1.0 - s) - s * s;
+      } else {
+        double e = (double)cu->val[j] - imf_model_predict(m, u, cu->idx[j]);
+        sq += e * e;
+      }
+    }
+    if (t->type == IMF_MODEL_ALS)
+      loss = sq + t->lambda * (double)p->user_count[u] * sqnorm(m->P + (size_t)u * (size_t)k, k) +
+             t->lambda_bias * (double)m->bu[u] * (double)m->bu[u];
+    else if (t->type == IMF_MODEL_IALS)
+      loss += t->lambda * sqnorm(m->P + (size_t)u * (size_t)k, k);
+    if (t->type != IMF_MODEL_IALS)
+      for (int64_t j = ch->ptr[r]; j < ch->ptr[r + 1]; j++) {
+        double e = (double)ch->val[j] - imf_model_predict(m, u, ch->idx[j]);
+        vsq += e * e;
+        vabs += fabs(e);
+      }
+    vu[4 * r] = loss;
+    vu[4 * r + 1] = sq;
+    vu[4 * r + 2] = vsq;
+    vu[4 * r + 3] = vabs;
+  }
+  for (int64_t r = 0; r < ni; r++) {
+    int64_t i = ci->lo + r;
+    if (t->type == IMF_MODEL_ALS)
+      vi[r] = t->lambda * (double)p->item_count[i] * sqnorm(m->Q + (size_t)i * (size_t)k, k) +
+              t->lambda_bias * (double)m->bi[i] * (double)m->bi[i];
+    else if (t->type == IMF_MODEL_IALS)
+      vi[r] = t->lambda * sqnorm(m->Q + (size_t)i * (size_t)k, k);
+  }
+  IMF_TRY(imf_det_sum_rows(t->comm, p->user_start, vu, 4, su), done);
+  IMF_TRY(imf_det_sum_rows(t->comm, p->item_start, vi, 1, si), done);
+  double ntr = (double)p->nnz_train, nval = (double)p->nnz_holdout;
+  h->val_rmse = h->val_mae = NAN;
+  if (t->type == IMF_MODEL_IALS) {
+    /* GP is the Gram of the current P (item half); the Gram of the new Q serves the loss now
+     * and the next user half. */
+    double t1 = tic();
+    IMF_TRY(gram(t, m->Q, m->nitems, t->GQ), done);
+    t->GQ_valid = 1;
+    toc(t, PH_STATS, t1);
+    double tr = 0;
+    for (int a = 0; a < k; a++)
+      for (int b = 0; b < k; b++) tr += t->GP[a * k + b] * t->GQ[b * k + a];
+    h->train_loss = su[0] + si[0] + tr;
+  } else {
+    h->train_loss = t->type == IMF_MODEL_ALS ? su[0] + si[0] : (ntr > 0 ? sqrt(su[1] / ntr) : NAN);
+    if (nval > 0) {
+      h->val_rmse = sqrt(su[2] / nval);
+      h->val_mae = su[3] / nval;
+    }
+  }
+  h->train_rmse = ntr > 0 && t->type != IMF_MODEL_IALS ? sqrt(su[1] / ntr) : NAN;
+done:
+  imf_free(&vu);
+  imf_free(&vi);
+  return st;
+}
+
+/* ---------------------------------------------------------------- the sweep */
+
+imf_status imf_trainer_sweep(imf_trainer *t) {
+  imf_model *m = t->m;
+  double tsweep = tic(), t0;
+  uint32_t sweep = (uint32_t)(m->iteration + 1);
+  imf_status st = IMF_OK;
+  t->stopped = 0;
+
+  for (int side = 0; side < 2; side++) {
+    t0 = tic();
+    if (t->type == IMF_MODEL_BPMF) st = sample_hyper(t, side, sweep);
+    else if (t->type == IMF_MODEL_IALS && side == 0 && !t->GQ_valid) st = gram(t, m->Q, m->nitems, t->GQ);
+    else if (t->type == IMF_MODEL_IALS && side == 1) st = gram(t, m->P, m->nusers, t->GP);
+    IMF_CHECK(imf_agree(t->comm, st));
+    toc(t, PH_STATS, t0);
+
+    t0 = tic();
+    st = solve_half(t, side, sweep);
+    toc(t, PH_SOLVE, t0);
+    IMF_CHECK(imf_agree(t->comm, st));
+
+    if (side == 0 && check_stop(t)) {
+      /* Discard the user half: the model stays at the last completed sweep. */
+      t->stopped = 1;
+      imf_info("stop requested: sweep %u abandoned after its user half", sweep);
+      return IMF_OK;
+    }
+    t0 = tic();
+    st = exchange_half(t, side);
+    toc(t, PH_EXCHANGE, t0);
+    IMF_CHECK(imf_agree(t->comm, st));
+    if (t->type == IMF_MODEL_IALS && side == 1) t->GQ_valid = 0;
+  }
+
+  m->iteration++;
+  if (t->type == IMF_MODEL_BPMF) {
+    m->chain.sweeps++;
+    int64_t s = m->chain.sweeps;
+    int keep = s > m->burn_in && (s - m->burn_in - 1) % m->thin == 0 && m->nsamples < m->max_samples;
+    if (m->nsamples == 0) { /* burn-in: P, Q show the current sample */
+      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
+      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+    }
+    if (keep) IMF_CHECK(imf_agree(t->comm, add_sample(t)));
+  }
+
+  t0 = tic();
+  imf_sweep_metrics h;
+  memset(&h, 0, sizeof h);
+  st = compute_metrics(t, &h);
+  toc(t, PH_METRICS, t0);
+  IMF_CHECK(imf_agree(t->comm, st));
+  h.iteration = m->iteration;
+  h.seconds = imf_wtime() - tsweep;
+
+  /* Early stopping on validation RMSE (explicit ALS), or on the relative decrease of the
+   * training loss (implicit ALS, which has no rating scale to validate against). BPMF's
+   * estimate is an average over the chain and is not stopped early. */
+  if (t->tol > 0 && m->nhistory > 0) {
+    const imf_sweep_metrics *prev = &m->history[m->nhistory - 1];
+    if (t->type == IMF_MODEL_ALS && isfinite(h.val_rmse) && isfinite(prev->val_rmse))
+      t->converged = prev->val_rmse - h.val_rmse < t->tol;
+    else if (t->type == IMF_MODEL_IALS && isfinite(prev->train_loss) && prev->train_loss != 0)
+      t->converged = (prev->train_loss - h.train_loss) / fabs(prev->train_loss) < t->tol;
+  }
+  IMF_CHECK(imf_agree(t->comm, imf_model_push_history(m, &h)));
+  double rate = h.seconds > 0 ? (double)t->part->nnz_train / h.seconds : 0;
+  if (t->type == IMF_MODEL_IALS)
+    imf_info("sweep %3lld  loss %.6g  %.3fs  %.3g ratings/s", (long long)h.iteration, h.train_loss,
+             h.seconds, rate);
+  else if (t->type == IMF_MODEL_BPMF)
+    imf_info("sweep %3lld  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  samples %d  %.3fs  %.3g ratings/s",
+             (long long)h.iteration, h.train_loss, h.val_rmse, h.val_mae, m->nsamples, h.seconds, rate);
+  else
+    imf_info("sweep %3lld  loss %.6g  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  %.3fs  %.3g ratings/s",
+             (long long)h.iteration, h.train_loss, h.train_rmse, h.val_rmse, h.val_mae, h.seconds, rate);
+  if (t->converged) imf_info("converged: improvement below model.tol = %g", t->tol);
+  if (check_stop(t)) t->stopped = 1;
+  return IMF_OK;
+}
+
+imf_status imf_trainer_run(imf_trainer *t) {
+  while (!imf_trainer_done(t)) IMF_CHECK(imf_trainer_sweep(t));
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- -log_view style table */
+
+imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
+  double mn[NPH + 1], mx[NPH + 1], sum[NPH + 1], v[NPH + 1], tot = 0;
+  for (int j = 0; j < NPH; j++) {
+    v[j] = t->ph[j];
+    tot += t->ph[j];
+  }
+  v[NPH] = tot;
+  IMF_MPI(MPI_Reduce(v, mn, NPH + 1, MPI_DOUBLE, MPI_MIN, 0, t->comm));
+  IMF_MPI(MPI_Reduce(v, mx, NPH + 1, MPI_DOUBLE, MPI_MAX, 0, t->comm));
+  IMF_MPI(MPI_Reduce(v, sum, NPH + 1, MPI_DOUBLE, MPI_SUM, 0, t->comm));
+  imf_rowsolve_stats rs;
+  imf_rowsolve_ws_stats(t->ws, &rs);
+  double flops = rs.gram_flops, gsec = rs.gram_seconds, fsum = 0, gmax = 0;
+  IMF_MPI(MPI_Reduce(&flops, &fsum, 1, MPI_DOUBLE, MPI_SUM, 0, t->comm));
+  IMF_MPI(MPI_Reduce(&gsec, &gmax, 1, MPI_DOUBLE, MPI_MAX, 0, t->comm));
+  if (t->rank != 0) return IMF_OK;
+  fprintf(out, "training phases over %d ranks (seconds per rank)\n", t->nranks);
+  fprintf(out, "%-12s %8s %10s %10s %10s %8s\n", "phase", "calls", "min", "avg", "max", "max/avg");
+  for (int j = 0; j <= NPH; j++) {
+    double avg = sum[j] / t->nranks;
+    fprintf(out, "%-12s %8lld %10.4f %10.4f %10.4f %8.2f\n", j < NPH ? ph_name[j] : "total",
+            j < NPH ? (long long)t->calls[j] : (long long)t->m->iteration, mn[j], avg, mx[j],
+            avg > 0 ? mx[j] / avg : 1.0);
+  }
+  fprintf(out, "row-solve Gram: %.3g flop in total, %.3g Gflop/s per rank at the slowest\n", fsum,
+          gmax > 0 ? fsum / t->nranks / gmax * 1e-9 : 0.0);
+  fprintf(out, "model %s k=%d: %.1f MiB replicated per rank; partition %.1f MiB on rank 0\n",
+          imf_model_type_name(t->type), t->k, (double)imf_model_bytes(t->m) / 1048576.0,
+          (double)imf_partition_bytes(t->part) / 1048576.0);
+  return IMF_OK;
+}

@@ -1,0 +1,70 @@
+/* train.h - the distributed, in-memory training engine: ALS-WR with biases, implicit ALS and
+ * BPMF (Gibbs sampling) over a partition (partition.h), producing a replicated imf_model
+ * (model.h). The store, checkpoints and the CLI drive it:
+ *
+ *   imf_partition_build(comm, &local, nusers, nitems, cfg validation_fraction, cfg seed, &part);
+ *   imf_train_create(comm, cfg, part, &t);
+ *   if (checkpoint) imf_trainer_resume(t, saved_model);
+ *   imf_trainer_set_stop_hook(t, my_stop, ctx);        // collective check, e.g. Allreduce MAX
+ *   while (!imf_trainer_done(t)) {
+ *     imf_trainer_sweep(t);
+ *     if (imf_trainer_stopped(t)) break;               // model is at the last whole sweep
+ *     maybe_checkpoint(imf_trainer_model(t));
+ *   }
+ *   imf_trainer_log_view(t, stderr);
+ *
+ * Every function is collective over the trainer's communicator. Results are bitwise identical
+ * for the same data, configuration and seed on any number of ranks.
+ */
+#ifndef IMF_TRAIN_H
+#define IMF_TRAIN_H
+#include "model.h"
+#include "partition.h"
+#include <stdio.h>
+
+/* Posterior samples BPMF keeps for its prediction average (thinned evenly over the sweeps
+ * after burn-in): the model's factor width is k times this at most. */
+#define IMF_BPMF_MAX_SAMPLES 8
+/* Fixed BPMF constants (Salakhutdinov & Mnih 2008): observation precision and the
+ * Normal-Wishart hyperprior mu0 = 0, beta0, nu0 = k, W0 = I. */
+#define IMF_BPMF_BETA 2.0
+#define IMF_BPMF_BETA0 2.0
+
+typedef struct imf_trainer imf_trainer;
+
+/* Reads model.type (als|ials|bpmf), k, lambda, lambda_bias, alpha, iterations, burn_in, tol,
+ * seed, solver, cg_steps. The validation set is the partition's holdout (build the partition
+ * with model.validation_fraction and model.seed). Initialises the factors from the
+ * counter-based generator (stream (0, sweep 0, side, row)) and computes the global mean.
+ * The partition must outlive the trainer. */
+imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_partition *part,
+                            imf_trainer **out);
+void imf_trainer_destroy(imf_trainer **t);
+
+/* Called collectively at each half-sweep boundary (after the user half's solve, and at the end
+ * of a sweep); a nonzero return on any rank must be returned on every rank (implement it with
+ * an integer MPI_Allreduce MAX). A stop after the user half discards that half: the model stays
+ * exactly at the last completed sweep, so a checkpoint of it resumes bitwise identically. */
+void imf_trainer_set_stop_hook(imf_trainer *t, int (*should_stop)(void *ctx), void *ctx);
+
+/* Continue from a saved model state (same type and k). With the same nusers/nitems it is an
+ * exact resume: factors, biases, iteration, BPMF chain and samples, history. With more users or
+ * items it is a warm start for grown data: known rows are copied, new rows keep their fresh
+ * initialisation, iteration and history start over. */
+imf_status imf_trainer_resume(imf_trainer *t, const imf_model *state);
+
+/* One full sweep: user half (solve + exchange), item half, metrics, one progress line. */
+imf_status imf_trainer_sweep(imf_trainer *t);
+/* Sweeps until model.iterations, early stop or the stop hook. */
+imf_status imf_trainer_run(imf_trainer *t);
+int imf_trainer_done(const imf_trainer *t);      /* iterations reached, converged or stopped */
+int imf_trainer_stopped(const imf_trainer *t);   /* the stop hook fired */
+int imf_trainer_converged(const imf_trainer *t); /* early stopping (model.tol) fired */
+
+/* The model, owned by the trainer (valid until destroy; replicated on every rank). */
+imf_model *imf_trainer_model(imf_trainer *t);
+
+/* Per-phase timers (partition, init, gram/hyper, solve, exchange, metrics, stop-check) as a
+ * min/avg/max-over-ranks table, printed on rank 0. Collective. */
+imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out);
+#endif

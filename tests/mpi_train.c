@@ -1,0 +1,486 @@
+/* mpi_train.c - the distributed training engine: bitwise determinism across rank counts (each
+ * run is compared with the same training on MPI_COMM_SELF of rank 0), resume after a stop,
+ * and model quality on planted data (ALS, BPMF, implicit ALS). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "partition.h"
+#include "rng.h"
+#include "train.h"
+
+static int rank_, size_;
+
+/* ---------------------------------------------------------------- data */
+
+typedef struct {
+  int64_t nu, ni;
+  imf_ratings all;  /* every rating, same on every rank */
+  imf_ratings mine; /* rating j on rank j mod P */
+} dataset;
+
+static void split(dataset *d) {
+  memset(&d->mine, 0, sizeof d->mine);
+  for (int64_t j = 0; j < d->all.n; j++)
+    if (j % size_ == rank_)
+      assert_int_equal(imf_ratings_push(&d->mine, d->all.user[j], d->all.item[j], d->all.value[j], IMF_NO_TIME), IMF_OK);
+}
+
+static void free_data(dataset *d) {
+  imf_ratings_free(&d->all);
+  imf_ratings_free(&d->mine);
+}
+
+/* Planted rank-3 model with biases: r = 3 + bu + bi + u.v + noise, n distinct (user, item). */
+static void planted(int64_t nu, int64_t ni, int64_t n, double noise, uint64_t seed, dataset *d) {
+  memset(d, 0, sizeof *d);
+  d->nu = nu;
+  d->ni = ni;
+  const int K = 3;
+  double *U = malloc((size_t)(nu * K) * sizeof(double)), *V = malloc((size_t)(ni * K) * sizeof(double));
+  double *bu = malloc((size_t)nu * sizeof(double)), *bi = malloc((size_t)ni * sizeof(double));
+  imf_rng g;
+  imf_rng_init(&g, seed, 11);
+  for (int64_t j = 0; j < nu * K; j++) U[j] = 0.6 * imf_rng_normal(&g);
+  for (int64_t j = 0; j < ni * K; j++) V[j] = 0.6 * imf_rng_normal(&g);
+  for (int64_t j = 0; j < nu; j++) bu[j] = 0.3 * imf_rng_normal(&g);
+  for (int64_t j = 0; j < ni; j++) bi[j] = 0.3 * imf_rng_normal(&g);
+  uint8_t *seen = calloc((size_t)(nu * ni), 1);
+  while (d->all.n < n) {
+    int32_t u = (int32_t)(imf_rng_uniform(&g) * (double)nu), i = (int32_t)(imf_rng_uniform(&g) * (double)ni);
+    if (seen[u * ni + i]) continue;
+    seen[u * ni + i] = 1;
+    double r = 3 + bu[u] + bi[i] + noise * imf_rng_normal(&g);
+    for (int a = 0; a < K; a++) r += U[u * K + a] * V[i * K + a];
+    assert_int_equal(imf_ratings_push(&d->all, u, i, (float)r, IMF_NO_TIME), IMF_OK);
+  }
+  free(seen);
+  free(U);
+  free(V);
+  free(bu);
+  free(bi);
+  split(d);
+}
+
+/* Implicit data: each user's positives are its top-`pos` items under a planted rank-3 score. */
+static void implicit_planted(int64_t nu, int64_t ni, int pos, dataset *d) {
+  memset(d, 0, sizeof *d);
+  d->nu = nu;
+  d->ni = ni;
+  const int K = 3;
+  double *U = malloc((size_t)(nu * K) * sizeof(double)), *V = malloc((size_t)(ni * K) * sizeof(double));
+  double *s = malloc((size_t)ni * sizeof(double));
+  imf_rng g;
+  imf_rng_init(&g, 5, 12);
+  for (int64_t j = 0; j < nu * K; j++) U[j] = imf_rng_normal(&g);
+  for (int64_t j = 0; j < ni * K; j++) V[j] = imf_rng_normal(&g);
+  for (int64_t u = 0; u < nu; u++) {
+    for (int64_t i = 0; i < ni; i++) {
+      s[i] = 0;
+      for (int a = 0; a < K; a++) s[i] += U[u * K + a] * V[i * K + a];
+    }
+    for (int64_t i = 0; i < ni; i++) {
+      int above = 0;
+      for (int64_t j = 0; j < ni; j++) above += s[j] > s[i] || (s[j] == s[i] && j < i);
+      if (above < pos) assert_int_equal(imf_ratings_push(&d->all, (int32_t)u, (int32_t)i, 1.0f, IMF_NO_TIME), IMF_OK);
+    }
+  }
+  free(U);
+  free(V);
+  free(s);
+  split(d);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static imf_config *config(const char *const *sets) {
+  imf_config *c;
+  assert_int_equal(imf_config_create(&c), IMF_OK);
+  for (; *sets; sets++) assert_int_equal(imf_config_set(c, *sets), IMF_OK);
+  return c;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t j = 0; j < n; j++) h = (h ^ b[j]) * 0x100000001B3ULL;
+  return h;
+}
+
+/* 64-bit hash of every factor byte of the model (and the BPMF chain). */
+static uint64_t model_hash(const imf_model *m) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  h = fnv(h, m->P, (size_t)(m->nusers * m->kw) * 4);
+  h = fnv(h, m->Q, (size_t)(m->nitems * m->kw) * 4);
+  if (m->bu) h = fnv(h, m->bu, (size_t)m->nusers * 4);
+  if (m->bi) h = fnv(h, m->bi, (size_t)m->nitems * 4);
+  if (m->chain.U) {
+    h = fnv(h, m->chain.U, (size_t)(m->nusers * m->k) * 4);
+    h = fnv(h, m->chain.V, (size_t)(m->nitems * m->k) * 4);
+    h = fnv(h, m->chain.Lam_u, (size_t)(m->k * m->k) * 8);
+    h = fnv(h, m->chain.Lam_v, (size_t)(m->k * m->k) * 8);
+    h = fnv(h, m->chain.mu_u, (size_t)m->k * 8);
+    h = fnv(h, m->chain.mu_v, (size_t)m->k * 8);
+  }
+  h = fnv(h, &m->mu, sizeof m->mu);
+  for (int64_t j = 0; j < m->nhistory; j++) { /* metrics too, except wall time */
+    h = fnv(h, &m->history[j].train_loss, 8);
+    h = fnv(h, &m->history[j].val_rmse, 8);
+    h = fnv(h, &m->history[j].val_mae, 8);
+  }
+  return h;
+}
+
+/* Train on comm with `local` ratings; return the model (caller destroys) and the partition. */
+static imf_model *train(MPI_Comm comm, const imf_ratings *local, int64_t nu, int64_t ni,
+                        const imf_config *cfg, int sweeps, imf_partition **part_out) {
+  imf_partition *part;
+  assert_int_equal(imf_partition_build(comm, local, nu, ni, imf_cfg_double(cfg, "model.validation_fraction"),
+                                       (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), IMF_OK);
+  imf_trainer *t;
+  assert_int_equal(imf_train_create(comm, cfg, part, &t), IMF_OK);
+  for (int s = 0; s < sweeps && !imf_trainer_converged(t); s++) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  imf_model *m;
+  assert_int_equal(imf_model_copy(imf_trainer_model(t), &m), IMF_OK);
+  if (getenv("IMF_TEST_VERBOSE")) assert_int_equal(imf_trainer_log_view(t, stderr), IMF_OK);
+  imf_trainer_destroy(&t);
+  if (part_out) *part_out = part;
+  else imf_partition_destroy(&part);
+  return m;
+}
+
+/* Same data, config and seed on all ranks of WORLD and on rank 0 alone: identical bits. */
+static void check_determinism(const dataset *d, const char *const *sets, int sweeps) {
+  imf_config *cfg = config(sets);
+  imf_model *m = train(MPI_COMM_WORLD, &d->mine, d->nu, d->ni, cfg, sweeps, NULL);
+  uint64_t hw = model_hash(m), hs = 0;
+  if (rank_ == 0) {
+    imf_model *s = train(MPI_COMM_SELF, &d->all, d->nu, d->ni, cfg, sweeps, NULL);
+    hs = model_hash(s);
+    assert_int_equal(s->kw, m->kw);
+    imf_model_destroy(&s);
+  }
+  /* every rank holds the same replicated model */
+  uint64_t h0 = hw;
+  MPI_Bcast(&h0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&hs, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  if (rank_ == 0) fprintf(stderr, "[determinism] %s on %d ranks: %016llx, on 1 rank: %016llx\n",
+                          sets[0], size_, (unsigned long long)h0, (unsigned long long)hs);
+  assert_true(hw == h0);
+  assert_true(hw == hs);
+  imf_model_destroy(&m);
+  imf_config_destroy(&cfg);
+}
+
+static void test_determinism_als(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 5000, 0.1, 1, &d);
+  const char *sets[] = {"model.type=als", "model.k=4", "model.seed=7", "model.validation_fraction=0.1", NULL};
+  check_determinism(&d, sets, 5);
+  free_data(&d);
+}
+
+static void test_determinism_bpmf(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 5000, 0.1, 1, &d);
+  const char *sets[] = {"model.type=bpmf", "model.k=4", "model.iterations=8", "model.burn_in=3",
+                        "model.validation_fraction=0.1", NULL};
+  check_determinism(&d, sets, 8);
+  free_data(&d);
+}
+
+static void test_determinism_ials(void **state) {
+  (void)state;
+  dataset d;
+  implicit_planted(200, 100, 20, &d);
+  const char *chol[] = {"model.type=ials", "model.k=4", "model.lambda=0.1", "model.alpha=5", NULL};
+  check_determinism(&d, chol, 4);
+  const char *cg[] = {"model.type=ials", "model.k=4", "model.solver=cg", "model.cg_steps=3", NULL};
+  check_determinism(&d, cg, 4);
+  free_data(&d);
+}
+
+/* More rows than one deterministic-sum chunk (4096) on both sides, many empty rows: the chunk
+ * partials straddle rank boundaries. */
+static void test_determinism_large(void **state) {
+  (void)state;
+  dataset d;
+  planted(9000, 5000, 40000, 0.3, 3, &d);
+  const char *als[] = {"model.type=als", "model.k=4", "model.validation_fraction=0.05", NULL};
+  check_determinism(&d, als, 3);
+  const char *ials[] = {"model.type=ials", "model.k=4", NULL};
+  check_determinism(&d, ials, 2);
+  const char *bpmf[] = {"model.type=bpmf", "model.k=4", "model.iterations=3", "model.burn_in=1",
+                        "model.validation_fraction=0.05", NULL};
+  check_determinism(&d, bpmf, 3);
+  free_data(&d);
+}
+
+/* ---------------------------------------------------------------- stop and resume */
+
+typedef struct {
+  int calls, stop_at;
+} stopper;
+
+static int stop_hook(void *ctx) {
+  stopper *s = ctx;
+  int mine = ++s->calls == s->stop_at, any = 0;
+  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return any;
+}
+
+/* Stopping at a half-sweep boundary and resuming from the model gives the same bits as an
+ * uninterrupted run. Call 5 is the user-half check of sweep 3 (calls alternate mid/end). */
+static void check_resume(const dataset *d, const char *const *sets, int sweeps) {
+  imf_config *cfg = config(sets);
+  imf_model *ref = train(MPI_COMM_WORLD, &d->mine, d->nu, d->ni, cfg, sweeps, NULL);
+  imf_partition *part;
+  assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d->mine, d->nu, d->ni,
+                                       imf_cfg_double(cfg, "model.validation_fraction"),
+                                       (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), IMF_OK);
+  imf_trainer *t;
+  assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+  stopper s = {0, 5};
+  imf_trainer_set_stop_hook(t, stop_hook, &s);
+  while (!imf_trainer_stopped(t)) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  assert_int_equal(imf_trainer_model(t)->iteration, 2);
+  imf_model *saved;
+  assert_int_equal(imf_model_copy(imf_trainer_model(t), &saved), IMF_OK);
+  imf_trainer_destroy(&t);
+  assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+  assert_int_equal(imf_trainer_resume(t, saved), IMF_OK);
+  while (imf_trainer_model(t)->iteration < sweeps) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  assert_true(model_hash(imf_trainer_model(t)) == model_hash(ref));
+  imf_trainer_destroy(&t);
+  imf_model_destroy(&saved);
+  imf_model_destroy(&ref);
+  imf_partition_destroy(&part);
+  imf_config_destroy(&cfg);
+}
+
+/* Warm start on grown data: a model of the first users and items seeds a trainer over more. */
+static void test_warm_start(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 5000, 0.1, 1, &d);
+  const char *sets[] = {"model.type=als", "model.k=4", NULL};
+  imf_config *cfg = config(sets);
+  imf_ratings small;
+  memset(&small, 0, sizeof small);
+  for (int64_t j = 0; j < d.mine.n; j++)
+    if (d.mine.user[j] < 150 && d.mine.item[j] < 80)
+      imf_ratings_push(&small, d.mine.user[j], d.mine.item[j], d.mine.value[j], IMF_NO_TIME);
+  imf_model *old = train(MPI_COMM_WORLD, &small, 150, 80, cfg, 4, NULL);
+  imf_partition *part;
+  assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, 200, 100, 0, 42, &part), IMF_OK);
+  imf_trainer *t;
+  assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+  assert_int_equal(imf_trainer_resume(t, old), IMF_OK);
+  imf_model *m = imf_trainer_model(t);
+  assert_int_equal(m->iteration, 0);
+  assert_memory_equal(m->P, old->P, 150 * 4 * sizeof(float));
+  assert_memory_equal(m->Q, old->Q, 80 * 4 * sizeof(float));
+  assert_memory_equal(m->bu, old->bu, 150 * sizeof(float));
+  assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  assert_true(m->history[0].train_rmse < 0.5);
+  /* a model of another type or k is refused */
+  imf_model *other;
+  assert_int_equal(imf_model_create(IMF_MODEL_ALS, 5, 10, 10, 1, &other), IMF_OK);
+  assert_int_equal(imf_trainer_resume(t, other), IMF_ERR_INPUT);
+  imf_model_destroy(&other);
+  imf_trainer_destroy(&t);
+  imf_partition_destroy(&part);
+  imf_model_destroy(&old);
+  imf_ratings_free(&small);
+  imf_config_destroy(&cfg);
+  free_data(&d);
+}
+
+static void test_resume(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 5000, 0.1, 1, &d);
+  const char *als[] = {"model.type=als", "model.k=4", "model.validation_fraction=0.1", NULL};
+  check_resume(&d, als, 5);
+  const char *bpmf[] = {"model.type=bpmf", "model.k=4", "model.iterations=6", "model.burn_in=2", NULL};
+  check_resume(&d, bpmf, 6);
+  free_data(&d);
+  implicit_planted(200, 100, 20, &d);
+  const char *ials[] = {"model.type=ials", "model.k=4", "model.solver=cg", NULL};
+  check_resume(&d, ials, 5);
+  free_data(&d);
+}
+
+/* ---------------------------------------------------------------- quality */
+
+static void test_als_quality(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 5000, 0.1, 1, &d);
+  const char *sets[] = {"model.type=als", "model.k=3", "model.lambda=0.02", "model.lambda_bias=1",
+                        "model.validation_fraction=0.1", NULL};
+  imf_config *cfg = config(sets);
+  imf_model *m = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cfg, 12, NULL);
+  for (int64_t j = 1; j < m->nhistory; j++) /* exact block minimisation: loss never rises */
+    assert_true(m->history[j].train_loss <= m->history[j - 1].train_loss * (1 + 1e-6));
+  assert_true(m->history[m->nhistory - 1].train_loss < 0.5 * m->history[0].train_loss);
+  double tr = m->history[m->nhistory - 1].train_rmse, va = m->history[m->nhistory - 1].val_rmse;
+  if (rank_ == 0) fprintf(stderr, "[als] train rmse %.4f val rmse %.4f\n", tr, va);
+  assert_true(tr < 0.15);
+  assert_true(va < 0.3);
+  /* cold rows: unknown user gets mu + bi, unknown item mu + bu */
+  assert_true(imf_model_predict(m, -1, 3) == m->mu + m->bi[3]);
+  assert_true(imf_model_predict(m, 4, m->nitems) == m->mu + m->bu[4]);
+  assert_true(imf_model_predict(m, -1, -1) == m->mu);
+  imf_model_destroy(&m);
+  imf_config_destroy(&cfg);
+  free_data(&d);
+}
+
+static void test_bpmf_vs_als(void **state) {
+  (void)state;
+  dataset d;
+  planted(200, 100, 3000, 0.6, 2, &d);
+  const char *als[] = {"model.type=als", "model.k=8", "model.lambda=0.05", "model.validation_fraction=0.15", NULL};
+  const char *bpmf[] = {"model.type=bpmf", "model.k=8", "model.iterations=40", "model.burn_in=10",
+                        "model.validation_fraction=0.15", NULL};
+  imf_config *ca = config(als), *cb = config(bpmf);
+  imf_model *ma = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, ca, 15, NULL);
+  imf_model *mb = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cb, 40, NULL);
+  double ra = ma->history[ma->nhistory - 1].val_rmse, rb = mb->history[mb->nhistory - 1].val_rmse;
+  if (rank_ == 0) fprintf(stderr, "[bpmf vs als] val rmse ALS %.4f BPMF %.4f (%d samples, kw %d)\n", ra, rb,
+                          mb->nsamples, mb->kw);
+  assert_int_equal(mb->nsamples, IMF_BPMF_MAX_SAMPLES);
+  assert_int_equal(mb->kw, mb->k * mb->nsamples);
+  assert_true(rb < ra + 0.02);
+  imf_model_destroy(&ma);
+  imf_model_destroy(&mb);
+  imf_config_destroy(&ca);
+  imf_config_destroy(&cb);
+  free_data(&d);
+}
+
+static void test_ials_ranking(void **state) {
+  (void)state;
+  dataset d;
+  implicit_planted(200, 100, 15, &d);
+  const char *sets[] = {"model.type=ials", "model.k=6", "model.lambda=0.1", "model.alpha=10",
+                        "model.validation_fraction=0.1", NULL};
+  imf_config *cfg = config(sets);
+  imf_partition *part;
+  imf_model *m = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cfg, 10, &part);
+  /* each held-out positive against 20 random items the user has not interacted with */
+  int64_t wins[2] = {0, 0};
+  imf_rng g;
+  imf_rng_init(&g, 1, (uint64_t)rank_);
+  const imf_csr *h = &part->holdout, *tr = &part->by_user;
+  for (int64_t r = 0; r < h->hi - h->lo; r++) {
+    int64_t u = h->lo + r;
+    for (int64_t j = h->ptr[r]; j < h->ptr[r + 1]; j++) {
+      double sp = imf_model_predict(m, u, h->idx[j]);
+      for (int c = 0; c < 20;) {
+        int32_t i = (int32_t)(imf_rng_uniform(&g) * (double)d.ni);
+        int rated = 0;
+        for (int64_t q = tr->ptr[r]; q < tr->ptr[r + 1]; q++) rated |= tr->idx[q] == i;
+        for (int64_t q = h->ptr[r]; q < h->ptr[r + 1]; q++) rated |= h->idx[q] == i;
+        if (rated) continue;
+        wins[0] += sp > imf_model_predict(m, u, i);
+        wins[1]++;
+        c++;
+      }
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, wins, 2, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  double auc = (double)wins[0] / (double)wins[1];
+  if (rank_ == 0) fprintf(stderr, "[ials] held-out AUC %.4f over %lld pairs\n", auc, (long long)wins[1]);
+  assert_true(wins[1] > 1000);
+  assert_true(auc > 0.85);
+  for (int64_t j = 1; j < m->nhistory; j++)
+    assert_true(m->history[j].train_loss <= m->history[j - 1].train_loss * (1 + 1e-6));
+  imf_model_destroy(&m);
+  imf_partition_destroy(&part);
+  imf_config_destroy(&cfg);
+  free_data(&d);
+}
+
+/* The classic tiny case: 10 users x 5 items, binary, K = 2 converges (implicit ALS). */
+static void test_ials_tiny(void **state) {
+  (void)state;
+  static const char *rows[10] = {"11000", "01100", "00110", "00011", "10001",
+                                 "11100", "00111", "10101", "01010", "11111"};
+  dataset d;
+  memset(&d, 0, sizeof d);
+  d.nu = 10;
+  d.ni = 5;
+  for (int u = 0; u < 10; u++)
+    for (int i = 0; i < 5; i++)
+      if (rows[u][i] == '1') imf_ratings_push(&d.all, u, i, 1.0f, IMF_NO_TIME);
+  split(&d);
+  const char *sets[] = {"model.type=ials", "model.k=2", "model.lambda=0.1", "model.alpha=2",
+                        "model.tol=1e-7", "model.iterations=200", NULL};
+  imf_config *cfg = config(sets);
+  imf_model *m = train(MPI_COMM_WORLD, &d.mine, 10, 5, cfg, 200, NULL);
+  const imf_sweep_metrics *last = &m->history[m->nhistory - 1];
+  if (rank_ == 0) fprintf(stderr, "[ials tiny] %lld sweeps, loss %.6f\n", (long long)m->nhistory, last->train_loss);
+  assert_true(m->nhistory < 200); /* converged before the sweep limit */
+  assert_true(isfinite(last->train_loss));
+  for (int64_t j = 1; j < m->nhistory; j++)
+    assert_true(m->history[j].train_loss <= m->history[j - 1].train_loss * (1 + 1e-9));
+  /* observed pairs score higher on average than unobserved ones */
+  double so = 0, su = 0;
+  int no = 0, nun = 0;
+  for (int u = 0; u < 10; u++)
+    for (int i = 0; i < 5; i++) {
+      if (rows[u][i] == '1') so += imf_model_predict(m, u, i), no++;
+      else su += imf_model_predict(m, u, i), nun++;
+    }
+  assert_true(so / no > su / nun + 0.3);
+  imf_model_destroy(&m);
+  imf_config_destroy(&cfg);
+  free_data(&d);
+}
+
+/* More ranks than users: one user, every other rank owns nothing, training still works. */
+static void test_tiny_more_ranks(void **state) {
+  (void)state;
+  dataset d;
+  memset(&d, 0, sizeof d);
+  d.nu = 1;
+  d.ni = 2;
+  imf_ratings_push(&d.all, 0, 0, 4.0f, IMF_NO_TIME);
+  imf_ratings_push(&d.all, 0, 1, 2.0f, IMF_NO_TIME);
+  split(&d);
+  for (int type = 0; type < 3; type++) {
+    const char *als[] = {type == 0 ? "model.type=als" : type == 1 ? "model.type=ials" : "model.type=bpmf",
+                         "model.k=2", "model.iterations=4", "model.burn_in=1", NULL};
+    check_determinism(&d, als, 4);
+  }
+  free_data(&d);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  imf_log_setup(rank_, getenv("IMF_TEST_VERBOSE") == NULL, IMF_LOG_TEXT);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_determinism_als),  cmocka_unit_test(test_determinism_bpmf),
+      cmocka_unit_test(test_determinism_ials), cmocka_unit_test(test_determinism_large),
+      cmocka_unit_test(test_resume),           cmocka_unit_test(test_warm_start),
+      cmocka_unit_test(test_als_quality),      cmocka_unit_test(test_bpmf_vs_als),
+      cmocka_unit_test(test_ials_ranking),     cmocka_unit_test(test_ials_tiny),
+      cmocka_unit_test(test_tiny_more_ranks),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  MPI_Finalize();
+  return rc;
+}
