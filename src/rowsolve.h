@@ -1,10 +1,11 @@
 /* rowsolve.h - "solve these rows against the fixed other side": the one numerical kernel that
  * training (ALS-WR, implicit ALS, BPMF), fold-in updates and the held-out-users evaluation all
  * use. For each row it gathers the other side's factor rows it rated, accumulates the Gram
- * matrix with BLAS (ssyrk on the gathered rows), and either solves the regularised normal
- * equations (Cholesky, or a few warm-started CG steps for implicit ALS) or, for BPMF, draws
- * from the Gaussian conditional. Per-row work is independent of the rank count and of which
- * other rows are solved in the same call, so results are bitwise reproducible. */
+ * matrix (ssyrk on the gathered rows, or an equivalent AVX2 kernel; see rowsolve.c), and
+ * either solves the regularised normal equations (Cholesky, or a few warm-started CG steps
+ * for implicit ALS) or, for BPMF, draws from the Gaussian conditional. Per-row work is
+ * independent of the rank count and of which other rows are solved in the same call, so
+ * results are bitwise reproducible. */
 #ifndef IMF_ROWSOLVE_H
 #define IMF_ROWSOLVE_H
 #include "incremf.h"
@@ -62,4 +63,14 @@ void imf_rowsolve_ws_destroy(imf_rowsolve_ws **ws);
  * x = 0 and bias 0 (ALS), or a draw from the prior (BPMF). Non-finite results are an error. */
 imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, const imf_other_side *other,
                         float *X, float *bias_out, imf_rowsolve_ws *ws);
+
+/* Cumulative counters of a workspace (for logs and the benchmark). gram_flops counts
+ * n * d * (d + 1) per row of n ratings, d = k (+1 with biases), as BLAS counts ssyrk;
+ * gram_seconds is the time spent gathering factor rows and accumulating Gram matrices. */
+typedef struct {
+  int64_t rows, ratings;
+  double gram_flops, gram_seconds, total_seconds;
+} imf_rowsolve_stats;
+void imf_rowsolve_ws_stats(const imf_rowsolve_ws *ws, imf_rowsolve_stats *out);
+void imf_rowsolve_ws_reset_stats(imf_rowsolve_ws *ws);
 #endif

@@ -1,0 +1,544 @@
+/* rowsolve.c - the shared row solver (see rowsolve.h): for each row, gather the other side's
+ * factor rows it rated, accumulate the Gram matrix, and solve the regularised normal equations
+ * (ALS-WR with biases, implicit ALS by Cholesky or warm-started CG) or draw from the BPMF
+ * Gaussian conditional.
+ *
+ * Numerics: factor rows are float, so the Gram of a chunk of gathered rows is accumulated in
+ * float (the only O(n k^2) step: an AVX2/FMA register-tiled kernel on x86, which beats
+ * OpenBLAS ssyrk at these small shapes, else cblas_ssyrk), and each chunk's Gram is added into
+ * a double matrix; everything after that (regulariser, LAPACKE dpotrf/dpotrs, right-hand
+ * sides) is double. Chunking bounds both the workspace and the float accumulation length.
+ *
+ * Determinism: every decision (chunk boundaries, BLAS or hand loop) depends only on the row's
+ * own ratings, and each row is computed from scratch in the same workspace buffers (always
+ * 64-byte aligned), so a row gives bitwise-identical results whether solved alone or inside
+ * any batch, on any rank. */
+#include "rowsolve.h"
+#include "error.h"
+#include "rng.h"
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define IMF_HAVE_X86_KERNEL 1
+#endif
+
+/* Rows per Gram-kernel call: long enough for the kernel to reach its peak, short enough that the float
+ * accumulation stays accurate and the gather buffer stays in L2. */
+#define IMF_ROW_CHUNK 1024
+/* Chunks of at most this many rows would use the double hand loop instead of the float Gram
+ * kernel. Measured with `bench_rowsolve fixed`: the AVX2 kernel wins even at n = 1 (the hand
+ * loop is scalar), so only rows with negative implicit weights take the hand loop. */
+#ifndef IMF_ROW_TINY
+#define IMF_ROW_TINY 0
+#endif
+/* Gathered rows are prefetched this many ratings ahead: the other side's rows are scattered,
+ * and without prefetching the gather's cache misses cost more than the Gram itself. */
+#define IMF_ROW_PREFETCH 8
+
+struct imf_rowsolve_ws {
+  int k;          /* latent factors this workspace was sized for */
+  int ld;         /* float stride of a gathered row: k + 1 rounded up to 16 (64 bytes) */
+  int64_t cap;    /* rows the gather buffers hold */
+  float *F;       /* cap x ld gathered (possibly scaled) factor rows */
+  double *w;      /* cap: per-gathered-row weight (hand loop and CG) */
+  float *G;       /* (k+1) x ld float Gram of one chunk */
+  double *A;      /* (k+1)^2 double system, column-major lower triangle */
+  double *rhs;    /* k+1 */
+  double *x;      /* k+1: the row being solved, in double */
+  double *v1, *v2, *v3, *v4; /* k+1 each: CG vectors / random draw */
+  imf_rowsolve_stats stats;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void free_k_buffers(imf_rowsolve_ws *ws) {
+  imf_free(&ws->G);
+  imf_free(&ws->A);
+  imf_free(&ws->rhs);
+  imf_free(&ws->x);
+  imf_free(&ws->v1);
+  imf_free(&ws->v2);
+  imf_free(&ws->v3);
+  imf_free(&ws->v4);
+  imf_free(&ws->F);
+  imf_free(&ws->w);
+  ws->cap = 0;
+}
+
+/* (Re)size everything that depends on k; the gather buffers start at one chunk. */
+static imf_status setup_k(imf_rowsolve_ws *ws, int k) {
+  if (k < 1 || k > 65535) IMF_FAIL(IMF_ERR_USAGE, "row solver: bad number of factors k=%d", k);
+  free_k_buffers(ws);
+  ws->k = k;
+  ws->ld = ((k + 1) + 15) & ~15;
+  size_t d = (size_t)k + 1;
+  IMF_CHECK(imf_alloc(&ws->G, d, (size_t)ws->ld * sizeof(float)));
+  IMF_CHECK(imf_alloc(&ws->A, d * d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->rhs, d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->x, d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->v1, d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->v2, d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->v3, d, sizeof(double)));
+  IMF_CHECK(imf_alloc(&ws->v4, d, sizeof(double)));
+  return IMF_OK;
+}
+
+static imf_status ensure_rows(imf_rowsolve_ws *ws, int64_t rows) {
+  if (rows <= ws->cap) return IMF_OK;
+  int64_t cap = ws->cap ? ws->cap : IMF_ROW_CHUNK;
+  while (cap < rows) cap *= 2;
+  imf_free(&ws->F);
+  imf_free(&ws->w);
+  ws->cap = 0;
+  size_t n;
+  IMF_CHECK(imf_mul_size((size_t)cap, (size_t)ws->ld, &n));
+  IMF_CHECK(imf_alloc(&ws->F, n, sizeof(float)));
+  IMF_CHECK(imf_alloc(&ws->w, (size_t)cap, sizeof(double)));
+  ws->cap = cap;
+  return IMF_OK;
+}
+
+imf_status imf_rowsolve_ws_create(int k, imf_rowsolve_ws **out) {
+  *out = NULL;
+  imf_rowsolve_ws *ws;
+  IMF_CHECK(imf_alloc(&ws, 1, sizeof *ws));
+  imf_status st = setup_k(ws, k);
+  if (st == IMF_OK) st = ensure_rows(ws, IMF_ROW_CHUNK);
+  if (st != IMF_OK) {
+    imf_rowsolve_ws_destroy(&ws);
+    return st;
+  }
+  *out = ws;
+  return IMF_OK;
+}
+
+void imf_rowsolve_ws_destroy(imf_rowsolve_ws **ws) {
+  if (!ws || !*ws) return;
+  free_k_buffers(*ws);
+  imf_free(ws);
+}
+
+void imf_rowsolve_ws_stats(const imf_rowsolve_ws *ws, imf_rowsolve_stats *out) {
+  *out = ws->stats;
+}
+
+void imf_rowsolve_ws_reset_stats(imf_rowsolve_ws *ws) {
+  memset(&ws->stats, 0, sizeof ws->stats);
+}
+
+/* The per-rating target t (right-hand side coefficient) and Gram weight w of each kind. */
+static inline void target_weight(const imf_row_params *p, const imf_other_side *o, int32_t j,
+                                 float r, double *t, double *w) {
+  switch (p->kind) {
+  case IMF_ROW_ALS:
+    *t = (double)r - p->mu - (p->with_bias && o->bias ? (double)o->bias[j] : 0.0);
+    *w = 1.0;
+    break;
+  case IMF_ROW_IALS:
+    *w = p->alpha * (double)r;
+    *t = 1.0 + *w;
+    break;
+  default: /* BPMF: beta is applied to the whole sum afterwards */
+    *t = (double)r - p->mu;
+    *w = 1.0;
+    break;
+  }
+}
+
+/* Which float Gram kernel this process uses: fixed for the process, so a row's result never
+ * depends on the batch. The AVX2 kernel beats OpenBLAS ssyrk by 1.2-2x at these shapes (few
+ * hundred rows, k <= 128: ssyrk's packing dominates); elsewhere ssyrk. */
+static int use_avx2_kernel(void) {
+#ifdef IMF_HAVE_X86_KERNEL
+  static int have = -1; /* a benign race: every thread computes the same value */
+  if (have < 0) {
+    __builtin_cpu_init();
+    have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return have;
+#else
+  return 0;
+#endif
+}
+
+/* rhs += t * y in double, element by element (separate multiply and add, so the vector and
+ * scalar versions agree bit for bit). */
+#ifdef IMF_HAVE_X86_KERNEL
+__attribute__((target("avx2"))) static void axpy_f2d_avx2(int k, double t, const float *y,
+                                                          double *rhs) {
+  const __m256d tv = _mm256_set1_pd(t);
+  int c = 0;
+  for (; c + 4 <= k; c += 4) {
+    __m256d yv = _mm256_cvtps_pd(_mm_loadu_ps(y + c));
+    _mm256_storeu_pd(rhs + c, _mm256_add_pd(_mm256_loadu_pd(rhs + c), _mm256_mul_pd(tv, yv)));
+  }
+  for (; c < k; c++) rhs[c] += t * (double)y[c];
+}
+#endif
+
+static void axpy_f2d(int k, double t, const float *y, double *rhs) {
+#ifdef IMF_HAVE_X86_KERNEL
+  if (use_avx2_kernel()) {
+    axpy_f2d_avx2(k, t, y, rhs);
+    return;
+  }
+#endif
+  for (int c = 0; c < k; c++) rhs[c] += t * (double)y[c];
+}
+
+/* Gather m ratings starting at position j0 of the row into F (row i at F + i*ld), adding
+ * t * [y; 1] to rhs (in rating order, double). scaled: store sqrt(w) * y for ssyrk (w >= 0);
+ * otherwise store y and keep w for the hand loop / CG. bias_col: append the constant feature. */
+static imf_status gather(const imf_row_params *p, const imf_other_side *o, const int32_t *idx,
+                         const float *val, int64_t m, int scaled, int bias_col, int64_t row,
+                         imf_rowsolve_ws *ws) {
+  const int k = p->k, ld = ws->ld;
+  double *rhs = ws->rhs;
+  for (int64_t i = 0; i < m; i++) {
+    int32_t j = idx[i];
+    if (j < 0 || (int64_t)j >= o->n)
+      IMF_FAIL(IMF_ERR_INPUT, "row solver: row %lld rates other-side row %d, outside [0, %lld)",
+               (long long)row, (int)j, (long long)o->n);
+    double t, w;
+    target_weight(p, o, j, val[i], &t, &w);
+    if (i + IMF_ROW_PREFETCH < m) {
+      int32_t jp = idx[i + IMF_ROW_PREFETCH];
+      if (jp >= 0 && (int64_t)jp < o->n) {
+        const char *q = (const char *)(o->Y + (size_t)jp * (size_t)k);
+        for (size_t off = 0; off < (size_t)k * sizeof(float); off += 64) __builtin_prefetch(q + off, 0, 2);
+      }
+    }
+    const float *y = o->Y + (size_t)j * (size_t)k;
+    float *f = ws->F + (size_t)i * (size_t)ld;
+    if (scaled && w != 1.0) {
+      float s = (float)sqrt(w);
+      for (int c = 0; c < k; c++) f[c] = s * y[c];
+      if (bias_col) f[k] = s;
+    } else {
+      memcpy(f, y, (size_t)k * sizeof(float));
+      if (bias_col) f[k] = 1.0f;
+    }
+    ws->w[i] = w;
+    axpy_f2d(k, t, y, rhs);
+    if (bias_col) rhs[k] += t;
+  }
+  return IMF_OK;
+}
+
+/* A (d x d, column-major lower: element (b, a), b >= a, at A[a*d + b]) += w_i f_i f_i^T for
+ * the m unscaled gathered rows, in double. */
+static void hand_gram(imf_rowsolve_ws *ws, int d, int64_t m) {
+  for (int64_t i = 0; i < m; i++) {
+    const float *f = ws->F + (size_t)i * (size_t)ws->ld;
+    double wi = ws->w[i];
+    for (int a = 0; a < d; a++) {
+      double fa = wi * (double)f[a];
+      double *Aa = ws->A + (size_t)a * (size_t)d;
+      for (int b = a; b < d; b++) Aa[b] += fa * (double)f[b];
+    }
+  }
+}
+
+#ifdef IMF_HAVE_X86_KERNEL
+/* C (row-major, upper triangle, stride ldc) = F^T F over the m gathered rows, d columns.
+ * Register tiles of 6 rows x 16 columns read straight from the gathered rows (no packing):
+ * for each j, 2 vector loads and 6 broadcasts feed 12 fused multiply-adds. Each element is
+ * one chain fma(f_ja, f_jb, acc) over j = 0..m-1 - the same order for any tile shape or
+ * vector width. Reads columns up to d rounded up to 16 (within ld; their results are
+ * discarded), and clamps row indices past d to d - 1 (results discarded too). */
+__attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld, int64_t m,
+                                                           int d, float *C, int ldc) {
+  for (int a0 = 0; a0 < d; a0 += 6) {
+    int ai[6];
+    for (int i = 0; i < 6; i++) ai[i] = a0 + i < d ? a0 + i : d - 1;
+    for (int b0 = a0 & ~15; b0 < d; b0 += 16) {
+      __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+      const float *f = F;
+      for (int64_t j = 0; j < m; j++, f += ld) {
+        __m256 y0 = _mm256_load_ps(f + b0), y1 = _mm256_load_ps(f + b0 + 8), s;
+        s = _mm256_broadcast_ss(f + ai[0]);
+        c00 = _mm256_fmadd_ps(s, y0, c00);
+        c01 = _mm256_fmadd_ps(s, y1, c01);
+        s = _mm256_broadcast_ss(f + ai[1]);
+        c10 = _mm256_fmadd_ps(s, y0, c10);
+        c11 = _mm256_fmadd_ps(s, y1, c11);
+        s = _mm256_broadcast_ss(f + ai[2]);
+        c20 = _mm256_fmadd_ps(s, y0, c20);
+        c21 = _mm256_fmadd_ps(s, y1, c21);
+        s = _mm256_broadcast_ss(f + ai[3]);
+        c30 = _mm256_fmadd_ps(s, y0, c30);
+        c31 = _mm256_fmadd_ps(s, y1, c31);
+        s = _mm256_broadcast_ss(f + ai[4]);
+        c40 = _mm256_fmadd_ps(s, y0, c40);
+        c41 = _mm256_fmadd_ps(s, y1, c41);
+        s = _mm256_broadcast_ss(f + ai[5]);
+        c50 = _mm256_fmadd_ps(s, y0, c50);
+        c51 = _mm256_fmadd_ps(s, y1, c51);
+      }
+      const __m256 cc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+      for (int i = 0; i < 6 && a0 + i < d; i++) {
+        _mm256_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0, cc[2 * i]);
+        _mm256_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0 + 8, cc[2 * i + 1]);
+      }
+    }
+  }
+}
+#endif
+
+static void gram_f32(const imf_rowsolve_ws *ws, int64_t m, int d) {
+#ifdef IMF_HAVE_X86_KERNEL
+  if (use_avx2_kernel()) {
+    gram_avx2(ws->F, ws->ld, m, d, ws->G, ws->ld);
+    return;
+  }
+#endif
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0f, ws->F, ws->ld, 0.0f,
+              ws->G, ws->ld);
+}
+
+/* Accumulate the row's weighted Gram (into A, lower) and right-hand side (into rhs), both
+ * zeroed first, chunk by chunk. */
+static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, const int32_t *idx,
+                             const float *val, int64_t n, int d, int64_t row, imf_rowsolve_ws *ws) {
+  const int bias_col = d > p->k;
+  memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
+  memset(ws->rhs, 0, (size_t)d * sizeof(double));
+  for (int64_t j0 = 0; j0 < n; j0 += IMF_ROW_CHUNK) {
+    int64_t m = n - j0 < IMF_ROW_CHUNK ? n - j0 : IMF_ROW_CHUNK;
+    int hand = m <= IMF_ROW_TINY;
+    /* A negative implicit weight has no real square root: such a chunk (not expected with
+     * implicit data, but possible) takes the exact hand loop. */
+    if (!hand && p->kind == IMF_ROW_IALS)
+      for (int64_t i = 0; i < m; i++)
+        if (!(p->alpha * (double)val[j0 + i] >= 0.0)) {
+          hand = 1;
+          break;
+        }
+    IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, row, ws));
+    if (hand) {
+      hand_gram(ws, d, m);
+    } else {
+      const int ld = ws->ld;
+      gram_f32(ws, m, d);
+      /* Row-major upper (a, b >= a) is column-major lower at A[a*d + b]. */
+      for (int a = 0; a < d; a++) {
+        const float *g = ws->G + (size_t)a * (size_t)ld;
+        double *Aa = ws->A + (size_t)a * (size_t)d;
+        for (int b = a; b < d; b++) Aa[b] += (double)g[b];
+      }
+    }
+  }
+  return IMF_OK;
+}
+
+/* Cholesky of A (d x d, lower, column-major) in place. */
+static imf_status cholesky(double *A, int d, int64_t row) {
+  lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', d, A, d);
+  if (info > 0)
+    IMF_FAIL(IMF_ERR_RUNTIME,
+             "row solver: the system of row %lld is not positive definite (pivot %d); "
+             "check the regularisation and the input factors for NaN/Inf",
+             (long long)row, (int)info);
+  if (info < 0) IMF_FAIL(IMF_ERR_RUNTIME, "row solver: dpotrf argument %d invalid", (int)-info);
+  return IMF_OK;
+}
+
+static imf_status chol_solve(const double *L, int d, double *b, int64_t row) {
+  lapack_int info = LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'L', d, 1, L, d, b, d);
+  if (info != 0) IMF_FAIL(IMF_ERR_RUNTIME, "row solver: dpotrs failed for row %lld (%d)",
+                          (long long)row, (int)info);
+  return IMF_OK;
+}
+
+/* out = (YtY + lambda I + sum_i w_i y_i y_i^T) v, matrix-free over the n gathered rows. */
+static void ials_apply(const imf_row_params *p, const imf_rowsolve_ws *ws, int64_t n,
+                       const double *v, double *out) {
+  const int k = p->k;
+  for (int a = 0; a < k; a++) {
+    const double *ya = p->YtY + (size_t)a * (size_t)k;
+    double s = 0.0;
+    for (int b = 0; b < k; b++) s += ya[b] * v[b];
+    out[a] = s + p->lambda * v[a];
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const float *f = ws->F + (size_t)i * (size_t)ws->ld;
+    double dot = 0.0;
+    for (int c = 0; c < k; c++) dot += (double)f[c] * v[c];
+    dot *= ws->w[i];
+    for (int c = 0; c < k; c++) out[c] += dot * (double)f[c];
+  }
+}
+
+static double dotd(const double *a, const double *b, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+/* cg_steps conjugate-gradient iterations on the implicit-ALS system from x (as the `implicit`
+ * library does); x in/out. */
+static imf_status ials_cg(const imf_row_params *p, const int32_t *idx, const float *val,
+                          const imf_other_side *o, int64_t n, int64_t row, double *x,
+                          imf_rowsolve_ws *ws) {
+  const int k = p->k;
+  IMF_CHECK(ensure_rows(ws, n));
+  memset(ws->rhs, 0, (size_t)k * sizeof(double));
+  IMF_CHECK(gather(p, o, idx, val, n, 0, 0, row, ws));
+  double *r = ws->v2, *pp = ws->v3, *Ap = ws->v4;
+  ials_apply(p, ws, n, x, Ap);
+  for (int c = 0; c < k; c++) r[c] = ws->rhs[c] - Ap[c];
+  memcpy(pp, r, (size_t)k * sizeof(double));
+  double rsold = dotd(r, r, k);
+  for (int it = 0; it < p->cg_steps; it++) {
+    if (rsold < 1e-20) break; /* converged; also keeps 0/0 out of alpha */
+    ials_apply(p, ws, n, pp, Ap);
+    double pAp = dotd(pp, Ap, k);
+    if (!(pAp > 0.0))
+      IMF_FAIL(IMF_ERR_RUNTIME, "row solver: implicit-ALS system of row %lld is not positive "
+               "definite (p'Ap = %g in CG step %d)", (long long)row, pAp, it + 1);
+    double alpha = rsold / pAp;
+    for (int c = 0; c < k; c++) {
+      x[c] += alpha * pp[c];
+      r[c] -= alpha * Ap[c];
+    }
+    double rsnew = dotd(r, r, k);
+    double beta = rsnew / rsold;
+    for (int c = 0; c < k; c++) pp[c] = r[c] + beta * pp[c];
+    rsold = rsnew;
+  }
+  return IMF_OK;
+}
+
+static imf_status check_params(const imf_row_params *p, const imf_row_batch *rows,
+                               const imf_other_side *o, const float *X, const float *bias_out,
+                               const imf_rowsolve_ws *ws) {
+  if (!p || !rows || !o || !ws) IMF_FAIL(IMF_ERR_USAGE, "row solver: NULL argument");
+  if (p->kind != IMF_ROW_ALS && p->kind != IMF_ROW_IALS && p->kind != IMF_ROW_BPMF)
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: unknown kind %d", (int)p->kind);
+  if (p->k < 1) IMF_FAIL(IMF_ERR_USAGE, "row solver: bad number of factors k=%d", p->k);
+  if (rows->nrows < 0) IMF_FAIL(IMF_ERR_USAGE, "row solver: negative row count");
+  if (rows->nrows > 0 && (!rows->ptr || !X))
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: missing row pointers or output factors");
+  if (o->n > 0 && !o->Y) IMF_FAIL(IMF_ERR_USAGE, "row solver: missing other-side factors");
+  if (p->kind == IMF_ROW_ALS && p->with_bias && !bias_out && rows->nrows > 0)
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: with_bias needs bias_out");
+  if (p->kind == IMF_ROW_IALS && !p->YtY)
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: implicit ALS needs YtY");
+  if (p->kind == IMF_ROW_IALS && p->use_cg && p->cg_steps < 1)
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: use_cg needs cg_steps >= 1 (got %d)", p->cg_steps);
+  if (p->kind == IMF_ROW_BPMF && (!p->prior_mean || !p->prior_prec))
+    IMF_FAIL(IMF_ERR_USAGE, "row solver: BPMF needs prior_mean and prior_prec");
+  return IMF_OK;
+}
+
+/* Solve one row into x (k doubles) and *b; x holds the current factors on entry (CG start). */
+static imf_status solve_row(const imf_row_params *p, const imf_row_batch *rows,
+                            const imf_other_side *o, int64_t r, int64_t row, double *x,
+                            double *b, imf_rowsolve_ws *ws) {
+  const int k = p->k;
+  const int64_t beg = rows->ptr[r], n = rows->ptr[r + 1] - beg;
+  if (n < 0) IMF_FAIL(IMF_ERR_INPUT, "row solver: row %lld has a negative rating count",
+                      (long long)row);
+  const int32_t *idx = rows->idx + beg;
+  const float *val = rows->val + beg;
+  *b = 0.0;
+  if (n == 0 && p->kind != IMF_ROW_BPMF) {
+    memset(x, 0, (size_t)k * sizeof(double));
+    return IMF_OK;
+  }
+  if (p->kind == IMF_ROW_IALS && p->use_cg) {
+    return ials_cg(p, idx, val, o, n, row, x, ws); /* never forms the Gram */
+  }
+  const int d = (p->kind == IMF_ROW_ALS && p->with_bias) ? k + 1 : k;
+  double t0 = now_s();
+  IMF_CHECK(accumulate(p, o, idx, val, n, d, row, ws));
+  ws->stats.gram_seconds += now_s() - t0;
+  ws->stats.gram_flops += (double)n * d * (d + 1);
+  double *A = ws->A, *rhs = ws->rhs;
+  switch (p->kind) {
+  case IMF_ROW_ALS: {
+    double reg = p->lambda * (double)n;
+    for (int a = 0; a < k; a++) A[(size_t)a * d + a] += reg;
+    if (d > k) A[(size_t)k * d + k] += p->lambda_bias;
+    break;
+  }
+  case IMF_ROW_IALS:
+    for (int a = 0; a < k; a++) {
+      const double *ya = p->YtY + (size_t)a * k;
+      double *Aa = A + (size_t)a * k;
+      for (int c = a; c < k; c++) Aa[c] += ya[c];
+      Aa[a] += p->lambda;
+    }
+    break;
+  default: /* BPMF: Lambda = prior_prec + beta * Gram, rhs = beta * sum r y + prec * mean */
+    for (int a = 0; a < k; a++) {
+      const double *pa = p->prior_prec + (size_t)a * k;
+      double *Aa = A + (size_t)a * k;
+      for (int c = a; c < k; c++) Aa[c] = p->beta * Aa[c] + pa[c];
+      double s = 0.0;
+      for (int c = 0; c < k; c++) s += pa[c] * p->prior_mean[c];
+      rhs[a] = p->beta * rhs[a] + s;
+    }
+    break;
+  }
+  IMF_CHECK(cholesky(A, d, row));
+  IMF_CHECK(chol_solve(A, d, rhs, row));
+  memcpy(x, rhs, (size_t)k * sizeof(double));
+  if (d > k) *b = rhs[k];
+  if (p->kind == IMF_ROW_BPMF) {
+    /* x = mean + L^-T z: covariance L^-T L^-1 = Lambda^-1. */
+    imf_rng g;
+    imf_rng_init(&g, p->seed, imf_rng_stream(1, p->sweep, p->side, (uint64_t)row));
+    double *z = ws->v1;
+    for (int c = 0; c < k; c++) z[c] = imf_rng_normal(&g);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, k, A, k, z, 1);
+    for (int c = 0; c < k; c++) x[c] += z[c];
+  }
+  return IMF_OK;
+}
+
+imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, const imf_other_side *other,
+                        float *X, float *bias_out, imf_rowsolve_ws *ws) {
+  IMF_CHECK(check_params(p, rows, other, X, bias_out, ws));
+  if (p->k != ws->k) {
+    IMF_CHECK(setup_k(ws, p->k));
+    IMF_CHECK(ensure_rows(ws, IMF_ROW_CHUNK));
+  }
+  const int k = p->k;
+  double t0 = now_s();
+  double *x = ws->x;
+  imf_status st = IMF_OK;
+  for (int64_t r = 0; r < rows->nrows; r++) {
+    const int64_t row = rows->row_id ? rows->row_id[r] : r;
+    float *xr = X + (size_t)r * (size_t)k;
+    for (int c = 0; c < k; c++) x[c] = (double)xr[c];
+    double b = 0.0;
+    IMF_TRY(solve_row(p, rows, other, r, row, x, &b, ws), done);
+    int finite = isfinite((float)b);
+    for (int c = 0; c < k; c++) {
+      xr[c] = (float)x[c];
+      finite &= isfinite(xr[c]);
+    }
+    if (!finite) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                         "row solver: non-finite factors for row %lld (%lld ratings)",
+                         (long long)row, (long long)(rows->ptr[r + 1] - rows->ptr[r]));
+      goto done;
+    }
+    if (bias_out) bias_out[r] = (float)b;
+    ws->stats.rows++;
+    ws->stats.ratings += rows->ptr[r + 1] - rows->ptr[r];
+  }
+done:
+  ws->stats.total_seconds += now_s() - t0;
+  return st;
+}
