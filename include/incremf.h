@@ -88,6 +88,32 @@ imf_status imf_append(MPI_Comm comm, const imf_config *cfg, const char *store_di
                       const char *input, const char *rejects_path, imf_ingest_report *report);
 imf_status imf_store_inspect(MPI_Comm comm, const char *store_dir, imf_store_info *info);
 
+/* ---- training ---- */
+typedef struct {
+  int resume;             /* continue the model directory's run checkpoint when there is one */
+  int break_lock;         /* take the model directory's lock even from another host */
+  const char *test_path;  /* optional test file: RMSE/MAE reported at the end */
+} imf_train_opts;
+
+typedef struct {
+  int64_t version;        /* model version written (0 when stopped before the end) */
+  int64_t iterations;     /* sweeps completed */
+  int stopped;            /* stopped by a signal: a run checkpoint was written */
+  double seconds;
+  double val_rmse, val_mae;   /* last sweep's validation figures (NaN without validation) */
+  double test_rmse, test_mae; /* NaN without a test file */
+  int64_t test_n, test_cold;
+} imf_train_report;
+
+/* Train a model on a store into a model directory (a new version made current). Returns
+ * IMF_ERR_REQUEUE after writing a run checkpoint when a stop was requested. */
+imf_status imf_train(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                     const imf_train_opts *opts, imf_train_report *report);
+/* SIGTERM and SIGUSR1 set a flag that stops training at the next half-sweep boundary. */
+imf_status imf_install_stop_signals(void);
+/* The same from code (async-signal-safe). */
+void imf_request_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -83,6 +83,8 @@ static const key_def KEYS[] = {
     {"model.alpha", T_DOUBLE, "10", NULL, "implicit ALS confidence: c = 1 + alpha * r"},
     {"model.iterations", T_INT, "15", NULL, "sweeps (ALS) or samples incl. burn-in (BPMF)"},
     {"model.burn_in", T_INT, "20", NULL, "BPMF sweeps discarded before averaging"},
+    {"model.samples", T_INT, "32", NULL,
+     "BPMF: posterior samples averaged for prediction (thinned evenly after burn-in)"},
     {"model.tol", T_DOUBLE, "0", NULL, "stop when validation RMSE improves less than this; 0 = off"},
     {"model.seed", T_INT, "42", NULL, "seed of the counter-based random streams"},
     {"model.solver", T_ENUM, "cholesky", "cholesky|cg", "row solver for implicit ALS"},

@@ -77,14 +77,10 @@ imf_status imf_agree(MPI_Comm comm, imf_status local) {
   memcpy(msg, imf_errmsg, sizeof msg);
   MPI_Bcast(&code, 1, MPI_INT, first, comm);
   MPI_Bcast(msg, IMF_ERRMSG, MPI_CHAR, first, comm);
-  if (rank != first) {
-    msg[IMF_ERRMSG - 1] = '\0';
-    snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", msg, first);
-  } else if (size > 1) {
-    char tmp[IMF_ERRMSG];
-    snprintf(tmp, sizeof tmp, "%s", imf_errmsg);
-    snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", tmp, first);
-  }
+  msg[IMF_ERRMSG - 1] = '\0';
+  /* name the failing rank once, however many agreements the error passes through */
+  if (strstr(msg, " [rank ")) snprintf(imf_errmsg, sizeof imf_errmsg, "%s", msg);
+  else snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", msg, first);
   return (imf_status)code;
 }
 

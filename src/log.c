@@ -16,6 +16,7 @@ void imf_log_setup(int rank, int quiet, imf_log_format fmt) {
 }
 int imf_log_is_json(void) { return log_fmt == IMF_LOG_JSON; }
 int imf_log_rank(void) { return log_rank; }
+int imf_log_quiet(void) { return log_quiet; }
 
 void imf_json_string(FILE *f, const char *s) {
   fputc('"', f);

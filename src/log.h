@@ -9,6 +9,7 @@ typedef enum { IMF_LOG_TEXT = 0, IMF_LOG_JSON } imf_log_format;
 void imf_log_setup(int rank, int quiet, imf_log_format fmt);
 int imf_log_is_json(void);
 int imf_log_rank(void);
+int imf_log_quiet(void);
 /* Informational line on rank 0 (stderr), unless quiet. */
 void imf_info(const char *fmt, ...) IMF_PRINTF(1, 2);
 /* Warning on rank 0 (stderr), even when quiet. */

@@ -356,8 +356,10 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
     m->burn_in = burn_in;
-    m->max_samples = IMF_BPMF_MAX_SAMPLES;
-    m->thin = post > 0 ? (post + IMF_BPMF_MAX_SAMPLES - 1) / IMF_BPMF_MAX_SAMPLES : 1;
+    int64_t S = imf_cfg_int(cfg, "model.samples");
+    if (S < 1) S = 1;
+    m->max_samples = (int)S;
+    m->thin = post > 0 ? (post + S - 1) / S : 1;
     init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
     init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
     memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
@@ -557,6 +559,14 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
       if (t->type == IMF_MODEL_IALS) {
         double s = imf_model_dot(m, u, cu->idx[j]), c = 1.0 + t->alpha * cu->val[j];
         loss += c * (1.0 - s) * (1.0 - s) - s * s;
+      } else if (t->type == IMF_MODEL_BPMF) {
+        /* the current chain sample (k wide), not the k*S-wide average: the training error is
+         * a progress signal, and this keeps the metric cost independent of S */
+        const float *x = m->chain.U + (size_t)u * (size_t)k, *y = m->chain.V + (size_t)cu->idx[j] * (size_t)k;
+        double d = 0;
+        for (int a = 0; a < k; a++) d += (double)x[a] * (double)y[a];
+        double e = (double)cu->val[j] - (m->mu + d);
+        sq += e * e;
       } else {
         double e = (double)cu->val[j] - imf_model_predict(m, u, cu->idx[j]);
         sq += e * e;
@@ -683,15 +693,17 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
   }
   IMF_CHECK(imf_agree(t->comm, imf_model_push_history(m, &h)));
   double rate = h.seconds > 0 ? (double)t->part->nnz_train / h.seconds : 0;
+  /* ETA from this sweep's time: sweeps cost the same, give or take the metrics */
+  double eta = h.seconds * (double)(t->iterations > h.iteration ? t->iterations - h.iteration : 0);
   if (t->type == IMF_MODEL_IALS)
-    imf_info("sweep %3lld  loss %.6g  %.3fs  %.3g ratings/s", (long long)h.iteration, h.train_loss,
-             h.seconds, rate);
+    imf_info("sweep %3lld  loss %.6g  %.3fs  %.3g ratings/s  eta %.0fs", (long long)h.iteration, h.train_loss,
+             h.seconds, rate, eta);
   else if (t->type == IMF_MODEL_BPMF)
-    imf_info("sweep %3lld  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  samples %d  %.3fs  %.3g ratings/s",
-             (long long)h.iteration, h.train_loss, h.val_rmse, h.val_mae, m->nsamples, h.seconds, rate);
+    imf_info("sweep %3lld  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  samples %d  %.3fs  %.3g ratings/s  eta %.0fs",
+             (long long)h.iteration, h.train_loss, h.val_rmse, h.val_mae, m->nsamples, h.seconds, rate, eta);
   else
-    imf_info("sweep %3lld  loss %.6g  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  %.3fs  %.3g ratings/s",
-             (long long)h.iteration, h.train_loss, h.train_rmse, h.val_rmse, h.val_mae, h.seconds, rate);
+    imf_info("sweep %3lld  loss %.6g  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  %.3fs  %.3g ratings/s  eta %.0fs",
+             (long long)h.iteration, h.train_loss, h.train_rmse, h.val_rmse, h.val_mae, h.seconds, rate, eta);
   if (t->converged) imf_info("converged: improvement below model.tol = %g", t->tol);
   if (check_stop(t)) t->stopped = 1;
   return IMF_OK;

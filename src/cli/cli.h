@@ -34,5 +34,7 @@ int imf_cmd_prepare(imf_cli *cli, int argc, char **argv);
 int imf_cmd_append(imf_cli *cli, int argc, char **argv);
 int imf_cmd_inspect(imf_cli *cli, int argc, char **argv);
 int imf_cmd_synth(imf_cli *cli, int argc, char **argv);
-extern const char IMF_USAGE_PREPARE[], IMF_USAGE_APPEND[], IMF_USAGE_INSPECT[], IMF_USAGE_SYNTH[];
+int imf_cmd_train(imf_cli *cli, int argc, char **argv);
+extern const char IMF_USAGE_PREPARE[], IMF_USAGE_APPEND[], IMF_USAGE_INSPECT[], IMF_USAGE_SYNTH[],
+    IMF_USAGE_TRAIN[];
 #endif

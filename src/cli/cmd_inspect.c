@@ -1,20 +1,137 @@
-/* cmd_inspect.c - `incremf inspect PATH`: what a data store holds (model checkpoints are added
- * by the training work). */
+/* cmd_inspect.c - `incremf inspect PATH`: what a data store, a model checkpoint file or a model
+ * directory holds. */
 #include "cli.h"
+#include "modeldir.h"
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char IMF_USAGE_INSPECT[] =
     "usage: incremf inspect PATH [--json]\n"
     "\n"
-    "Print what a data store directory holds: users, items, ratings, batches, rating scale,\n"
-    "time range, normalisation and content digest. --json prints one object with at least the\n"
-    "keys users, items, ratings, batches.\n";
+    "Print what PATH holds. A data store directory: users, items, ratings, batches, rating\n"
+    "scale, time range, normalisation and content digest (--json keys: users, items, ratings,\n"
+    "batches). A model checkpoint file (.h5) or a model directory (its current version): type,\n"
+    "k, users, items, iteration, history length, the store digest and batches the model has\n"
+    "seen, the configuration and the OpenBLAS core (--json keys: users, items, k, type,\n"
+    "iteration, ...).\n";
 
 static void num_or_null(double v) {
   if (isnan(v)) printf("null");
   else printf("%g", v);
+}
+
+static void json_num(const char *key, double v) {
+  printf(",\"%s\":", key);
+  num_or_null(v);
+}
+
+/* (rank 0) A model checkpoint's attributes; version > 0 when it is a model directory's current
+ * version. */
+static void print_model(const imf_cli *cli, const char *path, const char *file, int64_t version,
+                        int64_t nversions, int run_pending, const imf_ckpt_info *in) {
+  if (cli->json) {
+    printf("{\"kind\":\"%s\",\"path\":", version ? "model_dir" : "model");
+    imf_json_string(stdout, path);
+    if (version) {
+      printf(",\"current_version\":%lld,\"versions\":%lld,\"run_checkpoint\":%s,\"file\":",
+             (long long)version, (long long)nversions, run_pending ? "true" : "false");
+      imf_json_string(stdout, file);
+    }
+    printf(",\"type\":\"%s\",\"k\":%d,\"kw\":%d,\"users\":%lld,\"items\":%lld,"
+           "\"iteration\":%lld,\"history\":%lld,\"with_bias\":%s",
+           imf_model_type_name(in->type), in->k, in->kw, (long long)in->nusers,
+           (long long)in->nitems, (long long)in->iteration, (long long)in->nhistory,
+           in->with_bias ? "true" : "false");
+    json_num("mu", in->mu);
+    json_num("lambda", in->lambda);
+    json_num("lambda_bias", in->lambda_bias);
+    json_num("alpha", in->alpha);
+    if (in->type == IMF_MODEL_BPMF)
+      printf(",\"nsamples\":%lld,\"chain_sweeps\":%lld", (long long)in->nsamples,
+             (long long)in->chain_sweeps);
+    printf(",\"store_digest\":\"%s\",\"batches_seen\":%lld,\"checkpoint_kind\":\"%s\","
+           "\"openblas_core\":",
+           in->store_digest, (long long)in->batches_seen, in->kind);
+    imf_json_string(stdout, in->openblas_core);
+    printf(",\"created\":\"%s\",\"incremf_version\":", in->created);
+    imf_json_string(stdout, in->incremf_version);
+    printf(",\"content_sha256\":\"%s\",\"config\":", in->content_sha256);
+    imf_json_string(stdout, in->config ? in->config : "");
+    printf("}\n");
+    return;
+  }
+  if (version) {
+    printf("model directory %s\n", path);
+    printf("  current    v%06lld (%lld version%s)%s\n", (long long)version, (long long)nversions,
+           nversions == 1 ? "" : "s", run_pending ? "; an unfinished run can be resumed" : "");
+    printf("  file       %s\n", file);
+  } else {
+    printf("model checkpoint %s (%s)\n", path, in->kind);
+  }
+  printf("  type       %s\n  k          %d", imf_model_type_name(in->type), in->k);
+  if (in->kw != in->k) printf(" (%lld samples, width %d)", (long long)in->nsamples, in->kw);
+  printf("\n  users      %lld\n  items      %lld\n  iteration  %lld\n  history    %lld sweeps\n",
+         (long long)in->nusers, (long long)in->nitems, (long long)in->iteration,
+         (long long)in->nhistory);
+  printf("  store      %s (%lld batches seen)\n", in->store_digest[0] ? in->store_digest : "(none)",
+         (long long)in->batches_seen);
+  printf("  openblas   %s\n  created    %s by incremf %s\n  digest     %s\n", in->openblas_core,
+         in->created, in->incremf_version, in->content_sha256);
+  printf("  config\n");
+  const char *c = in->config ? in->config : "";
+  while (*c) {
+    const char *e = strchr(c, '\n');
+    int len = e ? (int)(e - c) : (int)strlen(c);
+    if (len) printf("    %.*s\n", len, c);
+    c += len + (e ? 1 : 0);
+  }
+}
+
+/* What PATH is: 0 store (or anything else: the store code reports it), 1 checkpoint file,
+ * 2 model directory. Rank 0 looks; everyone gets the answer. */
+static int path_kind(const imf_cli *cli, const char *path) {
+  int kind = 0;
+  if (cli->rank == 0) {
+    struct stat sb;
+    char cur[4200];
+    snprintf(cur, sizeof cur, "%s/CURRENT", path);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) kind = 1;
+    else if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && access(cur, F_OK) == 0) kind = 2;
+  }
+  MPI_Bcast(&kind, 1, MPI_INT, 0, cli->comm);
+  return kind;
+}
+
+static int inspect_model(imf_cli *cli, const char *path, int kind) {
+  imf_status st = IMF_OK;
+  imf_ckpt_info info;
+  memset(&info, 0, sizeof info);
+  char file[4400];
+  snprintf(file, sizeof file, "%s", path);
+  int64_t version = 0, nversions = 0;
+  int run_pending = 0;
+  if (kind == 2) {
+    imf_modeldir *md = NULL;
+    st = imf_modeldir_open(cli->comm, path, 0, 0, 0, &md);
+    if (st == IMF_OK) st = imf_modeldir_current(md, file, sizeof file, &version);
+    int64_t *vs = NULL;
+    if (st == IMF_OK) st = imf_modeldir_list_versions(md, &vs, &nversions);
+    free(vs);
+    if (st == IMF_OK) run_pending = access(imf_modeldir_run_checkpoint(md), F_OK) == 0;
+    imf_modeldir_close(&md);
+    /* already agreed inside the collective calls */
+    if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
+  }
+  if (cli->rank == 0) st = imf_checkpoint_info(file, &info);
+  st = imf_agree(cli->comm, st);
+  if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
+  if (cli->rank == 0) print_model(cli, path, file, version, nversions, run_pending, &info);
+  imf_ckpt_info_free(&info);
+  return 0;
 }
 
 int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
@@ -27,6 +144,8 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
   }
   if (st == IMF_OK && !path) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "inspect needs a PATH");
   if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
+  int kind = path_kind(cli, path);
+  if (kind) return inspect_model(cli, path, kind);
   imf_store_info info;
   st = imf_store_inspect(cli->comm, path, &info);
   if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);

@@ -9,10 +9,11 @@ static const imf_command COMMANDS[] = {
     {"prepare", "ingest and clean a rating file into a new data store", IMF_USAGE_PREPARE, imf_cmd_prepare},
     {"append", "add a new batch of ratings to a data store", IMF_USAGE_APPEND, imf_cmd_append},
     {"inspect", "show what a data store or model checkpoint holds", IMF_USAGE_INSPECT, imf_cmd_inspect},
+    {"train", "train a model (ALS, implicit ALS, BPMF) on a store, with checkpoints", IMF_USAGE_TRAIN, imf_cmd_train},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 /* Reserved for the subcommands later work adds; named here so scripts get a clear message. */
-static const char *RESERVED[] = {"train", "update", "evaluate", "recommend", "status", "rollback",
+static const char *RESERVED[] = {"update", "evaluate", "recommend", "status", "rollback",
                                  "tune", "prune", "forget"};
 
 static void usage(FILE *out) {

@@ -1,0 +1,1121 @@
+/* checkpoint.c - model checkpoints on parallel HDF5 (checkpoint.h).
+ *
+ * Writing: every rank writes its own contiguous block of rows of each factor array with
+ * collective MPI-IO (the model is replicated, so the split is only about sharing the I/O);
+ * small arrays (ids, history, BPMF hyperparameters) come from rank 0 while the others take
+ * part with empty selections. The file is written to PATH.tmp and renamed over PATH only once
+ * complete and synced, so a kill leaves the previous checkpoint in place.
+ *
+ * Reading: rank 0 first opens the file serially and checks its attributes (so a missing,
+ * foreign, truncated or newer file gives one clear message before anyone allocates), then all
+ * ranks read their blocks collectively and allgather them. Rank 0 recomputes the content
+ * digest over everything read; a mismatch fails the read on every rank, so garbage factors are
+ * never returned.
+ *
+ * Arrays move in rounds of at most io_chunk bytes per rank and call: HDF5 and MPI count in int
+ * in places, and this keeps arrays past 2^31 bytes (or elements) working. */
+#include "checkpoint.h"
+#include "error.h"
+#include "log.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IMF_VERSION
+#define IMF_VERSION "unknown"
+#endif
+
+#define DEFAULT_IO_CHUNK ((int64_t)1 << 30)
+static int64_t io_chunk = DEFAULT_IO_CHUNK;
+
+void imf_checkpoint_set_io_chunk(int64_t bytes) { io_chunk = bytes > 0 ? bytes : DEFAULT_IO_CHUNK; }
+
+void imf_ckpt_meta_free(imf_ckpt_meta *meta) {
+  if (!meta) return;
+  free(meta->config);
+  imf_idlist_free(&meta->users);
+  imf_idlist_free(&meta->items);
+  memset(meta, 0, sizeof *meta);
+}
+
+void imf_ckpt_info_free(imf_ckpt_info *info) {
+  if (!info) return;
+  free(info->config);
+  memset(info, 0, sizeof *info);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HDF5 plumbing                                                                              */
+
+static char h5_msg[512];
+
+static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)data;
+  if (n == 0) snprintf(h5_msg, sizeof h5_msg, "%s (%s)", e->desc ? e->desc : "?", e->func_name);
+  return 0;
+}
+
+/* The innermost HDF5 error description, for messages; clears HDF5's stack. */
+static const char *h5_reason(void) {
+  snprintf(h5_msg, sizeof h5_msg, "HDF5 error");
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, NULL);
+  H5Eclear2(H5E_DEFAULT);
+  return h5_msg;
+}
+
+/* Failures become one-line imf errors naming the file; HDF5's own stack dump would bury them. */
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static imf_status fsync_path(const char *path, int is_dir) {
+  int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot open %s to sync it: %s", path, strerror(errno));
+  if (fsync(fd) != 0 && !(is_dir && (errno == EINVAL || errno == EROFS))) {
+    int e = errno;
+    close(fd);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", path, strerror(e));
+  }
+  close(fd);
+  return IMF_OK;
+}
+
+static void parent_dir(const char *path, char *out, size_t cap) {
+  snprintf(out, cap, "%s", path);
+  char *s = strrchr(out, '/');
+  if (!s) snprintf(out, cap, ".");
+  else if (s == out) out[1] = '\0';
+  else *s = '\0';
+}
+
+static int env_fault(const char *name) {
+  const char *f = getenv("IMF_FAULT");
+  return f && strcmp(f, name) == 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* content digest                                                                             */
+
+/* Values enter the digest little-endian, whatever the host, so that the digest of a file is
+ * the same everywhere (and can be recomputed from Python; see docs/FORMAT.md). */
+static void put_le(EVP_MD_CTX *c, const void *p, size_t n, size_t esize) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  const unsigned char *b = p;
+  unsigned char tmp[4096];
+  size_t per = sizeof tmp / esize;
+  for (size_t i = 0; i < n; i += per) {
+    size_t m = n - i < per ? n - i : per;
+    for (size_t j = 0; j < m; j++)
+      for (size_t q = 0; q < esize; q++) tmp[j * esize + q] = b[(i + j) * esize + esize - 1 - q];
+    EVP_DigestUpdate(c, tmp, m * esize);
+  }
+#else
+  if (n) EVP_DigestUpdate(c, p, n * esize);
+#endif
+}
+static void put_u64(EVP_MD_CTX *c, uint64_t v) { put_le(c, &v, 1, 8); }
+static void put_f64(EVP_MD_CTX *c, double v) { put_le(c, &v, 1, 8); }
+/* An array: its element count, then its elements. */
+static void put_arr(EVP_MD_CTX *c, const void *p, int64_t n, size_t esize) {
+  put_u64(c, (uint64_t)n);
+  if (n > 0) put_le(c, p, (size_t)n, esize);
+}
+
+static const int64_t zero_off = 0;
+static const int64_t *ids_off(const imf_idlist *l) { return l->off ? l->off : &zero_off; }
+
+/* The history columns: /history/NAME holds field NAME of every imf_sweep_metrics row. */
+static const struct {
+  const char *name;
+  size_t offset;
+  int is_int;
+} HIST[] = {{"/history/iteration", offsetof(imf_sweep_metrics, iteration), 1},
+            {"/history/train_loss", offsetof(imf_sweep_metrics, train_loss), 0},
+            {"/history/train_rmse", offsetof(imf_sweep_metrics, train_rmse), 0},
+            {"/history/val_rmse", offsetof(imf_sweep_metrics, val_rmse), 0},
+            {"/history/val_mae", offsetof(imf_sweep_metrics, val_mae), 0},
+            {"/history/seconds", offsetof(imf_sweep_metrics, seconds), 0}};
+#define NHIST ((int)(sizeof HIST / sizeof HIST[0]))
+/* A field added to imf_sweep_metrics must get its column here, or checkpoints would drop it. */
+_Static_assert(sizeof(imf_sweep_metrics) == NHIST * 8, "imf_sweep_metrics changed: update HIST");
+
+/* The scalars that shape the model, in the order the digest takes them. */
+static void put_header(EVP_MD_CTX *c, const imf_ckpt_info *h) {
+  static const char tag[] = "incremf-model/1";
+  EVP_DigestUpdate(c, tag, sizeof tag); /* with its NUL */
+  const int64_t iv[] = {(int64_t)h->type, h->k,          h->kw,          h->with_bias,
+                        h->has_chain,     h->nusers,     h->nitems,      h->iteration,
+                        h->nsamples,      h->max_samples, h->burn_in,    h->thin,
+                        h->chain_sweeps,  h->nhistory,   h->nuser_ids,   h->nitem_ids};
+  for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) put_u64(c, (uint64_t)iv[i]);
+  put_u64(c, h->seed);
+  put_f64(c, h->mu);
+  put_f64(c, h->lambda);
+  put_f64(c, h->lambda_bias);
+  put_f64(c, h->alpha);
+}
+
+static imf_status model_digest(const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u,
+                               const imf_idlist *it, char hex[65]) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(c);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot start a sha256 digest");
+  }
+  int64_t k = m->k, kw = m->kw;
+  put_header(c, h);
+  put_arr(c, m->P, m->nusers * kw, 4);
+  put_arr(c, m->Q, m->nitems * kw, 4);
+  if (m->with_bias) {
+    put_arr(c, m->bu, m->nusers, 4);
+    put_arr(c, m->bi, m->nitems, 4);
+  }
+  if (h->has_chain) {
+    put_arr(c, m->chain.U, m->nusers * k, 4);
+    put_arr(c, m->chain.V, m->nitems * k, 4);
+    put_arr(c, m->chain.mu_u, k, 8);
+    put_arr(c, m->chain.mu_v, k, 8);
+    put_arr(c, m->chain.Lam_u, k * k, 8);
+    put_arr(c, m->chain.Lam_v, k * k, 8);
+  }
+  /* history column by column, as stored */
+  put_u64(c, (uint64_t)m->nhistory);
+  for (int j = 0; j < NHIST; j++)
+    for (int64_t r = 0; r < m->nhistory; r++)
+      put_le(c, (const char *)&m->history[r] + HIST[j].offset, 1, 8);
+  const imf_idlist *ls[2] = {u, it};
+  for (int s = 0; s < 2; s++) {
+    const int64_t *off = ids_off(ls[s]);
+    put_arr(c, off, ls[s]->n + 1, 8);
+    put_arr(c, ls[s]->blob, off[ls[s]->n], 1);
+  }
+  unsigned char md[32];
+  unsigned int len = 0;
+  int ok = EVP_DigestFinal_ex(c, md, &len) == 1;
+  EVP_MD_CTX_free(c);
+  if (!ok) IMF_FAIL(IMF_ERR_RUNTIME, "cannot finish a sha256 digest");
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* arrays in rounds                                                                           */
+
+/* Which rows of an array a rank writes (and reads): its block, or everything on rank 0. */
+typedef enum { OWN_BLOCK, OWN_ROOT } owner;
+
+typedef struct {
+  MPI_Comm comm;
+  int rank, size;
+  hid_t f, dxpl;
+  const char *path;
+} io_ctx;
+
+static void own_rows(const io_ctx *c, owner own, int r, int64_t n, int64_t *lo, int64_t *hi) {
+  if (own == OWN_ROOT) {
+    *lo = 0;
+    *hi = r == 0 ? n : 0;
+  } else {
+    *lo = n * r / c->size;
+    *hi = n * (r + 1) / c->size;
+  }
+}
+
+/* Rows per round and number of rounds: the same on every rank (computed from n, not from the
+ * rank's own share), since each round is one collective call. */
+static void rounds_of(const io_ctx *c, owner own, int64_t n, size_t rowbytes, int64_t *per,
+                      int64_t *rounds) {
+  int64_t maxblock = own == OWN_ROOT ? n : (n + c->size - 1) / c->size;
+  int64_t p = io_chunk / (int64_t)rowbytes;
+  if (p < 1) p = 1;
+  *per = p;
+  *rounds = (maxblock + p - 1) / p;
+}
+
+/* Hyperslab selection of rows [r0, r0+cnt) of an n x ncols (or 1-d) dataset, and the matching
+ * memory space; cnt == 0 selects nothing on both. */
+static herr_t select_rows(hid_t fs, int nd, int64_t r0, int64_t cnt, int64_t ncols, hid_t *ms) {
+  hsize_t off[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)cnt, (hsize_t)ncols};
+  hsize_t mdim[2] = {cnt ? (hsize_t)cnt : 1, (hsize_t)ncols};
+  *ms = H5Screate_simple(nd, mdim, NULL);
+  if (*ms < 0) return -1;
+  if (cnt) return H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, count, NULL);
+  if (H5Sselect_none(fs) < 0) return -1;
+  return H5Sselect_none(*ms);
+}
+
+/* Collective: create dataset `name` (nd = 1: n elements; nd = 2: n x ncols) and write this
+ * rank's rows of buf (the whole array, row-major). */
+static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t mtype,
+                           size_t esize, int nd, int64_t n, int64_t ncols, const void *buf,
+                           owner own) {
+  hsize_t dims[2] = {(hsize_t)n, (hsize_t)ncols};
+  hid_t fs = H5Screate_simple(nd, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  /* Every element gets written: skip the fill pass. */
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = fs < 0 ? -1 : H5Dcreate2(c->f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
+  if (d < 0) h5_reason();
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  if (d < 0) {
+    if (fs >= 0) H5Sclose(fs);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, h5_msg);
+  }
+  herr_t e = 0;
+  size_t rowbytes = esize * (size_t)ncols;
+  int64_t lo, hi, per, rounds;
+  own_rows(c, own, c->rank, n, &lo, &hi);
+  rounds_of(c, own, n, rowbytes, &per, &rounds);
+  static const char dummy[64];
+  for (int64_t t = 0; t < rounds && e >= 0; t++) {
+    int64_t a = lo + t * per, b = a + per < hi ? a + per : hi, cnt = b > a ? b - a : 0;
+    hid_t ms = -1;
+    e = select_rows(fs, nd, a, cnt, ncols, &ms);
+    const void *p = cnt ? (const char *)buf + (size_t)a * rowbytes : (const void *)dummy;
+    if (e >= 0) e = H5Dwrite(d, mtype, ms, fs, c->dxpl, p);
+    if (e < 0) h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
+    if (ms >= 0) H5Sclose(ms);
+  }
+  H5Sclose(fs);
+  if (H5Dclose(d) < 0 && e >= 0) {
+    e = -1;
+    h5_reason();
+  }
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, h5_msg);
+  return IMF_OK;
+}
+
+/* Collective: share the rows each rank read (OWN_BLOCK: allgather; OWN_ROOT: broadcast). */
+static imf_status share_rows(const io_ctx *c, owner own, void *buf, int64_t n, size_t rowbytes) {
+  if (n == 0 || c->size == 1) return IMF_OK;
+  if (rowbytes > INT_MAX || n > INT_MAX)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: array of %lld rows of %zu bytes is past the MPI limits",
+             c->path, (long long)n, rowbytes);
+  int64_t per, rounds;
+  rounds_of(c, own, n, rowbytes, &per, &rounds);
+  MPI_Datatype rowt;
+  IMF_MPI(MPI_Type_contiguous((int)rowbytes, MPI_BYTE, &rowt));
+  IMF_MPI(MPI_Type_commit(&rowt));
+  int *cnt = NULL, *disp = NULL;
+  imf_status st = imf_alloc(&cnt, (size_t)c->size, sizeof *cnt);
+  if (st == IMF_OK) st = imf_alloc(&disp, (size_t)c->size, sizeof *disp);
+  for (int64_t t = 0; t < rounds && st == IMF_OK; t++) {
+    int rc;
+    if (own == OWN_ROOT) {
+      int64_t a = t * per, b = a + per < n ? a + per : n;
+      rc = MPI_Bcast((char *)buf + (size_t)a * rowbytes, (int)(b - a), rowt, 0, c->comm);
+    } else {
+      for (int r = 0; r < c->size; r++) {
+        int64_t lo, hi;
+        own_rows(c, own, r, n, &lo, &hi);
+        int64_t a = lo + t * per, b = a + per < hi ? a + per : hi;
+        cnt[r] = b > a ? (int)(b - a) : 0;
+        disp[r] = b > a ? (int)a : 0;
+      }
+      rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, disp, rowt, c->comm);
+    }
+    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "sharing checkpoint rows");
+  }
+  imf_free(&cnt);
+  imf_free(&disp);
+  MPI_Type_free(&rowt);
+  return st;
+}
+
+/* Collective: read dataset `name` (shape checked against n [x ncols]) into buf (the whole
+ * array): each rank reads its rows, then they are shared so every rank has everything. */
+static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_t esize, int nd,
+                           int64_t n, int64_t ncols, void *buf, owner own) {
+  imf_status st = IMF_OK;
+  hid_t d = H5Dopen2(c->f, name, H5P_DEFAULT);
+  hid_t fs = d < 0 ? -1 : H5Dget_space(d);
+  if (fs < 0) {
+    h5_reason();
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing",
+                       c->path, name);
+  } else {
+    hsize_t dims[2] = {0, 0};
+    int got = H5Sget_simple_extent_ndims(fs);
+    if (got == nd) H5Sget_simple_extent_dims(fs, dims, NULL);
+    if (got != nd || dims[0] != (hsize_t)n || (nd == 2 && dims[1] != (hsize_t)ncols))
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s is corrupt: dataset %s does not have the shape its attributes say",
+                         c->path, name);
+  }
+  st = imf_agree(c->comm, st);
+  size_t rowbytes = esize * (size_t)ncols;
+  if (st == IMF_OK && n > 0) {
+    herr_t e = 0;
+    int64_t lo, hi, per, rounds;
+    own_rows(c, own, c->rank, n, &lo, &hi);
+    rounds_of(c, own, n, rowbytes, &per, &rounds);
+    char dummy[64];
+    for (int64_t t = 0; t < rounds && e >= 0; t++) {
+      int64_t a = lo + t * per, b = a + per < hi ? a + per : hi, cnt = b > a ? b - a : 0;
+      hid_t ms = -1;
+      e = select_rows(fs, nd, a, cnt, ncols, &ms);
+      void *p = cnt ? (char *)buf + (size_t)a * rowbytes : (void *)dummy;
+      if (e >= 0) e = H5Dread(d, mtype, ms, fs, c->dxpl, p);
+      if (e < 0) h5_reason();
+      if (ms >= 0) H5Sclose(ms);
+    }
+    if (e < 0)
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s",
+                         c->path, name, h5_msg);
+    st = imf_agree(c->comm, st);
+    if (st == IMF_OK) st = share_rows(c, own, buf, n, rowbytes);
+  }
+  if (fs >= 0) H5Sclose(fs);
+  if (d >= 0) H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* attributes                                                                                 */
+
+static imf_status attr_put(hid_t f, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                           const char *path) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, mtype, v);
+  if (e < 0) h5_reason();
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  return IMF_OK;
+}
+static imf_status attr_i64(hid_t f, const char *name, int64_t v, const char *path) {
+  return attr_put(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path);
+}
+static imf_status attr_f64(hid_t f, const char *name, double v, const char *path) {
+  return attr_put(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, path);
+}
+static imf_status attr_str(hid_t f, const char *name, const char *v, const char *path) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(v) + 1);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
+  imf_status st = attr_put(f, name, t, t, v, path);
+  H5Tclose(t);
+  return st;
+}
+
+/* Reading attributes: 1 = read, 0 = absent, -1 = unreadable. */
+static int attr_get_num(hid_t f, const char *name, hid_t mtype, void *v) {
+  if (H5Aexists(f, name) <= 0) return 0;
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t sp = H5Aget_space(a);
+  int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, mtype, v) >= 0;
+  if (sp >= 0) H5Sclose(sp);
+  H5Aclose(a);
+  return ok ? 1 : -1;
+}
+
+/* A string attribute (fixed or variable length), malloc'd into *out. */
+static int attr_get_str(hid_t f, const char *name, char **out) {
+  *out = NULL;
+  if (H5Aexists(f, name) <= 0) return 0;
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t ft = H5Aget_type(a);
+  int ok = 0;
+  if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+    if (H5Tis_variable_str(ft) > 0) {
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, H5T_VARIABLE);
+      char *s = NULL;
+      if (H5Aread(a, mt, &s) >= 0 && s) {
+        *out = strdup(s);
+        ok = *out != NULL;
+        H5free_memory(s);
+      }
+      H5Tclose(mt);
+    } else {
+      size_t sz = H5Tget_size(ft);
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, sz + 1);
+      H5Tset_strpad(mt, H5T_STR_NULLTERM);
+      char *s = calloc(sz + 2, 1);
+      if (s && H5Aread(a, mt, s) >= 0) {
+        *out = s;
+        ok = 1;
+      } else free(s);
+      H5Tclose(mt);
+    }
+  }
+  if (ft >= 0) H5Tclose(ft);
+  H5Aclose(a);
+  return ok ? 1 : -1;
+}
+
+/* Length of a 1-d dataset, or -1. */
+static int64_t dset_len(hid_t f, const char *name) {
+  if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return -1;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) return -1;
+  hid_t sp = H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  int64_t n = -1;
+  if (sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1) {
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    n = (int64_t)dims[0];
+  }
+  if (sp >= 0) H5Sclose(sp);
+  H5Dclose(d);
+  return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* header: the attributes, plus the id blob sizes a reader needs before it reads              */
+
+typedef struct {
+  imf_ckpt_info info; /* config == NULL while broadcast */
+  int64_t ublob, iblob;
+} header;
+
+static void copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
+
+#define NOT_CKPT(path) \
+  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not an incremf model checkpoint", path)
+#define CORRUPT(path, what) \
+  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: %s", path, what)
+
+/* (local, serial HDF5) Open path and read its attributes, checking that they describe a model
+ * this build can read. */
+static imf_status header_read(const char *path, header *h) {
+  memset(h, 0, sizeof *h);
+  imf_ckpt_info *in = &h->info;
+  h5_quiet();
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    if (errno == ENOENT) IMF_FAIL(IMF_ERR_NOTFOUND, "%s does not exist", path);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot access %s: %s", path, strerror(errno));
+  }
+  if (S_ISDIR(sb.st_mode))
+    IMF_FAIL(IMF_ERR_INPUT, "%s is a directory, not a model checkpoint file", path);
+  if (access(path, R_OK) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot read %s: %s", path, strerror(errno));
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    h5_reason();
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+  }
+  imf_status st = IMF_OK;
+  char *s = NULL;
+  int rc = attr_get_str(f, "format", &s);
+  if (rc != 1 || strcmp(s, IMF_CKPT_FORMAT) != 0) {
+    st = NOT_CKPT(path);
+    goto out;
+  }
+  free(s);
+  s = NULL;
+  rc = attr_get_num(f, "format_version", H5T_NATIVE_INT64, &in->format_version);
+  if (rc != 1) {
+    st = NOT_CKPT(path);
+    goto out;
+  }
+  if (in->format_version > IMF_CKPT_FORMAT_VERSION) {
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                       "%s was written by a newer incremf (model format %lld); upgrade incremf",
+                       path, (long long)in->format_version);
+    goto out;
+  }
+  if (in->format_version < 1) {
+    st = CORRUPT(path, "bad format_version");
+    goto out;
+  }
+  {
+    int64_t k = 0, kw = 0, wb = 0, hc = 0;
+    struct {
+      const char *name;
+      int64_t *v;
+    } iv[] = {{"k", &k},
+              {"kw", &kw},
+              {"with_bias", &wb},
+              {"has_chain", &hc},
+              {"nusers", &in->nusers},
+              {"nitems", &in->nitems},
+              {"iteration", &in->iteration},
+              {"nsamples", &in->nsamples},
+              {"max_samples", &in->max_samples},
+              {"burn_in", &in->burn_in},
+              {"thin", &in->thin},
+              {"chain_sweeps", &in->chain_sweeps},
+              {"batches_seen", &in->batches_seen}};
+    struct {
+      const char *name;
+      double *v;
+    } dv[] = {{"mu", &in->mu}, {"lambda", &in->lambda}, {"lambda_bias", &in->lambda_bias},
+              {"alpha", &in->alpha}};
+    struct {
+      const char *name;
+      char *v;
+      size_t cap;
+    } sv[] = {{"store_digest", in->store_digest, sizeof in->store_digest},
+              {"content_sha256", in->content_sha256, sizeof in->content_sha256},
+              {"kind", in->kind, sizeof in->kind},
+              {"openblas_core", in->openblas_core, sizeof in->openblas_core},
+              {"created", in->created, sizeof in->created},
+              {"incremf_version", in->incremf_version, sizeof in->incremf_version}};
+    char what[128];
+    for (size_t i = 0; i < sizeof iv / sizeof iv[0] && st == IMF_OK; i++)
+      if (attr_get_num(f, iv[i].name, H5T_NATIVE_INT64, iv[i].v) != 1) {
+        snprintf(what, sizeof what, "attribute %s is missing or unreadable", iv[i].name);
+        st = CORRUPT(path, what);
+      }
+    for (size_t i = 0; i < sizeof dv / sizeof dv[0] && st == IMF_OK; i++)
+      if (attr_get_num(f, dv[i].name, H5T_NATIVE_DOUBLE, dv[i].v) != 1) {
+        snprintf(what, sizeof what, "attribute %s is missing or unreadable", dv[i].name);
+        st = CORRUPT(path, what);
+      }
+    if (st == IMF_OK && attr_get_num(f, "seed", H5T_NATIVE_UINT64, &in->seed) != 1)
+      st = CORRUPT(path, "attribute seed is missing or unreadable");
+    for (size_t i = 0; i < sizeof sv / sizeof sv[0] && st == IMF_OK; i++) {
+      if (attr_get_str(f, sv[i].name, &s) != 1) {
+        snprintf(what, sizeof what, "attribute %s is missing or unreadable", sv[i].name);
+        st = CORRUPT(path, what);
+      } else copy_str(sv[i].v, sv[i].cap, s);
+      free(s);
+      s = NULL;
+    }
+    if (st == IMF_OK && attr_get_str(f, "type", &s) != 1)
+      st = CORRUPT(path, "attribute type is missing or unreadable");
+    if (st == IMF_OK) {
+      if (!strcmp(s, "als")) in->type = IMF_MODEL_ALS;
+      else if (!strcmp(s, "ials")) in->type = IMF_MODEL_IALS;
+      else if (!strcmp(s, "bpmf")) in->type = IMF_MODEL_BPMF;
+      else st = CORRUPT(path, "unknown model type");
+    }
+    free(s);
+    s = NULL;
+    if (st == IMF_OK && attr_get_str(f, "config", &in->config) != 1)
+      st = CORRUPT(path, "attribute config is missing or unreadable");
+    if (st != IMF_OK) goto out;
+    /* shapes a reader can trust before allocating */
+    if (k < 1 || k > 1 << 20 || kw < k || kw % k != 0 || kw > INT_MAX || in->nusers < 0 ||
+        in->nitems < 0 || in->nusers > INT32_MAX || in->nitems > INT32_MAX ||
+        (wb && in->type != IMF_MODEL_ALS) || (hc && in->type != IMF_MODEL_BPMF) ||
+        (kw != k && in->type != IMF_MODEL_BPMF)) {
+      st = CORRUPT(path, "its model shape attributes are inconsistent");
+      goto out;
+    }
+    in->k = (int)k;
+    in->kw = (int)kw;
+    in->with_bias = wb != 0;
+    in->has_chain = hc != 0;
+  }
+  in->nhistory = dset_len(f, "/history/iteration");
+  int64_t uoff = dset_len(f, "/ids/user_off"), ioff = dset_len(f, "/ids/item_off");
+  h->ublob = dset_len(f, "/ids/user_blob");
+  h->iblob = dset_len(f, "/ids/item_blob");
+  if (in->nhistory < 0 || uoff < 1 || ioff < 1 || h->ublob < 0 || h->iblob < 0) {
+    st = CORRUPT(path, "the history or id datasets are missing");
+    goto out;
+  }
+  in->nuser_ids = uoff - 1;
+  in->nitem_ids = ioff - 1;
+  if ((in->nuser_ids != 0 && in->nuser_ids != in->nusers) ||
+      (in->nitem_ids != 0 && in->nitem_ids != in->nitems))
+    st = CORRUPT(path, "its id lists do not match the model's users and items");
+out:
+  free(s);
+  if (st != IMF_OK) {
+    free(in->config);
+    in->config = NULL;
+  }
+  H5Eclear2(H5E_DEFAULT);
+  H5Fclose(f);
+  return st;
+}
+
+imf_status imf_checkpoint_info(const char *path, imf_ckpt_info *info) {
+  header h;
+  IMF_CHECK(header_read(path, &h));
+  *info = h.info;
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* write                                                                                      */
+
+/* (local) What the writer checks before touching the file. */
+static imf_status check_input(const char *path, const imf_model *m, const imf_ckpt_meta *meta) {
+  if (!m || !meta) IMF_FAIL(IMF_ERR_RUNTIME, "checkpoint write without a model or its meta");
+  if (strlen(path) > 4000) IMF_FAIL(IMF_ERR_USAGE, "checkpoint path too long: %.64s...", path);
+  if (m->k < 1 || m->kw < m->k || m->kw % m->k != 0 || m->nusers < 0 || m->nitems < 0 ||
+      m->nusers > INT32_MAX || m->nitems > INT32_MAX || !m->P || !m->Q ||
+      (m->with_bias && (!m->bu || !m->bi)) || m->nhistory < 0 || (m->nhistory && !m->history))
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write a malformed model (k=%d kw=%d)", path, m->k,
+             m->kw);
+  if (m->chain.U && (!m->chain.V || !m->chain.mu_u || !m->chain.mu_v || !m->chain.Lam_u ||
+                     !m->chain.Lam_v))
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write an incomplete BPMF chain state", path);
+  if (meta->kind[0] && strcmp(meta->kind, "run") && strcmp(meta->kind, "version"))
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: checkpoint kind '%s' is neither run nor version", path, meta->kind);
+  const imf_idlist *ls[2] = {&meta->users, &meta->items};
+  const int64_t want[2] = {m->nusers, m->nitems};
+  for (int s = 0; s < 2; s++) {
+    const imf_idlist *l = ls[s];
+    if (l->n != 0 && l->n != want[s])
+      IMF_FAIL(IMF_ERR_RUNTIME, "%s: %lld %s ids for a model of %lld %s", path, (long long)l->n,
+               s ? "item" : "user", (long long)want[s], s ? "items" : "users");
+    if (l->n && (!l->off || !l->blob || l->off[0] != 0))
+      IMF_FAIL(IMF_ERR_RUNTIME, "%s: malformed id list", path);
+    for (int64_t j = 0; j < l->n; j++)
+      if (l->off[j + 1] < l->off[j]) IMF_FAIL(IMF_ERR_RUNTIME, "%s: malformed id list", path);
+  }
+  return IMF_OK;
+}
+
+static void fill_header(header *h, const imf_model *m, const imf_ckpt_meta *meta) {
+  memset(h, 0, sizeof *h);
+  imf_ckpt_info *in = &h->info;
+  in->format_version = IMF_CKPT_FORMAT_VERSION;
+  in->type = m->type;
+  in->k = m->k;
+  in->kw = m->kw;
+  in->with_bias = m->with_bias != 0;
+  in->has_chain = m->chain.U != NULL;
+  in->nusers = m->nusers;
+  in->nitems = m->nitems;
+  in->mu = m->mu;
+  in->lambda = m->lambda;
+  in->lambda_bias = m->lambda_bias;
+  in->alpha = m->alpha;
+  in->seed = m->seed;
+  in->iteration = m->iteration;
+  in->nsamples = m->nsamples;
+  in->max_samples = m->max_samples;
+  in->burn_in = m->burn_in;
+  in->thin = m->thin;
+  in->chain_sweeps = m->chain.sweeps;
+  in->nhistory = m->nhistory;
+  in->nuser_ids = meta->users.n;
+  in->nitem_ids = meta->items.n;
+  in->batches_seen = meta->batches_seen;
+  copy_str(in->store_digest, sizeof in->store_digest, meta->store_digest);
+  copy_str(in->kind, sizeof in->kind, meta->kind[0] ? meta->kind : "run");
+  const char *core = openblas_get_corename();
+  copy_str(in->openblas_core, sizeof in->openblas_core,
+           meta->openblas_core[0] ? meta->openblas_core : core ? core : "unknown");
+  copy_str(in->incremf_version, sizeof in->incremf_version,
+           meta->incremf_version[0] ? meta->incremf_version : IMF_VERSION);
+  if (meta->created[0]) copy_str(in->created, sizeof in->created, meta->created);
+  else {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(in->created, sizeof in->created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  h->ublob = ids_off(&meta->users)[meta->users.n];
+  h->iblob = ids_off(&meta->items)[meta->items.n];
+}
+
+/* Broadcast a malloc'd string from rank 0 (chunked: MPI counts are int). */
+static imf_status bcast_str(MPI_Comm comm, int rank, char **s) {
+  int64_t len = rank == 0 ? (int64_t)strlen(*s ? *s : "") : 0;
+  IMF_MPI(MPI_Bcast(&len, 1, MPI_INT64_T, 0, comm));
+  imf_status st = IMF_OK;
+  if (rank == 0 && !*s) st = imf_alloc(s, 1, 1);
+  if (rank != 0) {
+    *s = NULL;
+    st = imf_alloc(s, (size_t)len + 1, 1);
+  }
+  IMF_CHECK(imf_agree(comm, st));
+  const int64_t chunk = (int64_t)1 << 30;
+  for (int64_t o = 0; o < len; o += chunk) {
+    int n = (int)(len - o < chunk ? len - o : chunk);
+    IMF_MPI(MPI_Bcast(*s + o, n, MPI_CHAR, 0, comm));
+  }
+  return IMF_OK;
+}
+
+static hid_t fapl_mpio(MPI_Comm comm) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return fapl;
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  /* Metadata in collective mode: every rank sees the same attributes without N reads. */
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
+  /* The 1.8 file format: checksummed metadata, and attributes past 64 KiB (a long config). */
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  return fapl;
+}
+
+/* Write the attributes (identical on every rank: metadata writes are collective). */
+static imf_status write_attrs(hid_t f, const imf_ckpt_info *in, const char *config, const char *p) {
+  IMF_CHECK(attr_str(f, "format", IMF_CKPT_FORMAT, p));
+  IMF_CHECK(attr_i64(f, "format_version", in->format_version, p));
+  IMF_CHECK(attr_str(f, "type", imf_model_type_name(in->type), p));
+  const struct {
+    const char *name;
+    int64_t v;
+  } iv[] = {{"k", in->k},
+            {"kw", in->kw},
+            {"with_bias", in->with_bias},
+            {"has_chain", in->has_chain},
+            {"nusers", in->nusers},
+            {"nitems", in->nitems},
+            {"iteration", in->iteration},
+            {"nsamples", in->nsamples},
+            {"max_samples", in->max_samples},
+            {"burn_in", in->burn_in},
+            {"thin", in->thin},
+            {"chain_sweeps", in->chain_sweeps},
+            {"batches_seen", in->batches_seen}};
+  for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) IMF_CHECK(attr_i64(f, iv[i].name, iv[i].v, p));
+  IMF_CHECK(attr_f64(f, "mu", in->mu, p));
+  IMF_CHECK(attr_f64(f, "lambda", in->lambda, p));
+  IMF_CHECK(attr_f64(f, "lambda_bias", in->lambda_bias, p));
+  IMF_CHECK(attr_f64(f, "alpha", in->alpha, p));
+  IMF_CHECK(attr_put(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &in->seed, p));
+  IMF_CHECK(attr_str(f, "config", config, p));
+  IMF_CHECK(attr_str(f, "store_digest", in->store_digest, p));
+  IMF_CHECK(attr_str(f, "kind", in->kind, p));
+  IMF_CHECK(attr_str(f, "openblas_core", in->openblas_core, p));
+  IMF_CHECK(attr_str(f, "created", in->created, p));
+  IMF_CHECK(attr_str(f, "incremf_version", in->incremf_version, p));
+  IMF_CHECK(attr_str(f, "content_sha256", in->content_sha256, p));
+  return IMF_OK;
+}
+
+/* History columns (what /history stores), 8 bytes per cell. */
+typedef struct {
+  char *col[NHIST];
+} hist_cols;
+
+static void hist_free(hist_cols *h) {
+  for (int j = 0; j < NHIST; j++) imf_free(&h->col[j]);
+}
+static imf_status hist_alloc(hist_cols *h, int64_t n) {
+  memset(h, 0, sizeof *h);
+  imf_status st = IMF_OK;
+  for (int j = 0; j < NHIST && st == IMF_OK; j++) st = imf_alloc(&h->col[j], (size_t)(n ? n : 1), 8);
+  if (st != IMF_OK) hist_free(h);
+  return st;
+}
+/* Between the rows of the model and the columns of the file. */
+static void hist_to_cols(const imf_model *m, hist_cols *h) {
+  for (int j = 0; j < NHIST; j++)
+    for (int64_t r = 0; r < m->nhistory; r++)
+      memcpy(h->col[j] + 8 * r, (const char *)&m->history[r] + HIST[j].offset, 8);
+}
+static void hist_from_cols(imf_model *m, const hist_cols *h) {
+  for (int j = 0; j < NHIST; j++)
+    for (int64_t r = 0; r < m->nhistory; r++)
+      memcpy((char *)&m->history[r] + HIST[j].offset, h->col[j] + 8 * r, 8);
+}
+
+imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model *m,
+                                const imf_ckpt_meta *meta) {
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  h5_quiet();
+  imf_status st = check_input(path, m, meta);
+  IMF_CHECK(imf_agree(comm, st));
+
+  /* Rank 0's header and config are the file's: attribute values must agree on every rank,
+   * and the digest (over the replicated model) is computed once. */
+  header h;
+  fill_header(&h, m, meta);
+  if (rank == 0) st = model_digest(&h.info, m, &meta->users, &meta->items, h.info.content_sha256);
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  char *config = rank == 0 ? strdup(meta->config ? meta->config : "") : NULL;
+  if (rank == 0 && !config) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_TRY(bcast_str(comm, rank, &config), out_free);
+  /* Every rank checks its replica has the shape rank 0 describes (a divergent replica would
+   * otherwise write rows of a different shape). */
+  if (h.info.nusers != m->nusers || h.info.nitems != m->nitems || h.info.kw != m->kw ||
+      h.info.k != m->k || h.info.has_chain != (m->chain.U != NULL) ||
+      h.info.with_bias != (m->with_bias != 0))
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                       "%s: the model differs in shape between ranks", path);
+  hist_cols hc = {0};
+  if (st == IMF_OK) st = hist_alloc(&hc, m->nhistory);
+  IMF_TRY(imf_agree(comm, st), out_free);
+  hist_to_cols(m, &hc);
+
+  char tmp[4200], dir[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  parent_dir(path, dir, sizeof dir);
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (f < 0) h5_reason();
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, h5_msg);
+  /* H5Fcreate is collective and fails alike everywhere; agree anyway before more collectives */
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) {
+    if (f >= 0) H5Fclose(f);
+    goto out_hist;
+  }
+  {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), tmp};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
+    const hid_t F32 = H5T_IEEE_F32LE, F64 = H5T_IEEE_F64LE, NF = H5T_NATIVE_FLOAT,
+                ND = H5T_NATIVE_DOUBLE;
+#define W(expr)                                                                               \
+  do {                                                                                        \
+    st = imf_agree(comm, (expr));                                                             \
+    if (st != IMF_OK) goto close_file;                                                        \
+  } while (0)
+    W(put_rows(&c, "/factors/P", F32, NF, 4, 2, nu, kw, m->P, OWN_BLOCK));
+    W(put_rows(&c, "/factors/Q", F32, NF, 4, 2, ni, kw, m->Q, OWN_BLOCK));
+    if (h.info.with_bias) {
+      W(put_rows(&c, "/bias/user", F32, NF, 4, 1, nu, 1, m->bu, OWN_BLOCK));
+      W(put_rows(&c, "/bias/item", F32, NF, 4, 1, ni, 1, m->bi, OWN_BLOCK));
+    }
+    if (h.info.has_chain) {
+      W(put_rows(&c, "/bpmf/U", F32, NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK));
+      W(put_rows(&c, "/bpmf/V", F32, NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK));
+      W(put_rows(&c, "/bpmf/mu_u", F64, ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT));
+      W(put_rows(&c, "/bpmf/mu_v", F64, ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT));
+      W(put_rows(&c, "/bpmf/Lam_u", F64, ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT));
+      W(put_rows(&c, "/bpmf/Lam_v", F64, ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT));
+    }
+    int64_t nh = h.info.nhistory;
+    for (int j = 0; j < NHIST; j++)
+      W(put_rows(&c, HIST[j].name, HIST[j].is_int ? H5T_STD_I64LE : F64,
+                 HIST[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc.col[j], OWN_ROOT));
+    const imf_idlist *ls[2] = {&meta->users, &meta->items};
+    const char *bn[2] = {"/ids/user_blob", "/ids/item_blob"}, *on[2] = {"/ids/user_off", "/ids/item_off"};
+    const int64_t nids[2] = {h.info.nuser_ids, h.info.nitem_ids}, blob[2] = {h.ublob, h.iblob};
+    for (int s = 0; s < 2; s++) {
+      W(put_rows(&c, bn[s], H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ls[s]->blob, OWN_ROOT));
+      W(put_rows(&c, on[s], H5T_STD_I64LE, H5T_NATIVE_INT64, 8, 1, nids[s] + 1, 1, ids_off(ls[s]),
+                 OWN_ROOT));
+    }
+    W(write_attrs(f, &h.info, config, tmp));
+    /* The MPI-IO driver syncs only on an explicit flush (not on close): this makes every
+     * rank's part durable, not only what rank 0 can fsync. */
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", tmp, h5_reason());
+    W(st);
+#undef W
+  close_file:
+    H5Pclose(c.dxpl);
+    if (H5Fclose(f) < 0 && st == IMF_OK)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, h5_reason());
+    st = imf_agree(comm, st);
+  }
+  if (st != IMF_OK) {
+    if (rank == 0) unlink(tmp);
+    goto out_hist;
+  }
+  /* ---- the file is complete under its tmp name: make it durable, then take the name ---- */
+  if (rank == 0) {
+    st = fsync_path(tmp, 0);
+    /* Testing hook: a crash after the file is complete and before it replaces the previous
+     * one (the tmp file stays, as a crash would leave it). */
+    if (st == IMF_OK && env_fault("checkpoint-before-rename"))
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                         "injected fault (IMF_FAULT=checkpoint-before-rename): %s not renamed to %s",
+                         tmp, path);
+    else if (st == IMF_OK && rename(tmp, path) != 0) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp,
+                         path, strerror(errno));
+      unlink(tmp);
+    }
+    if (st == IMF_OK) st = fsync_path(dir, 1);
+  }
+  st = imf_agree(comm, st);
+out_hist:
+  hist_free(&hc);
+out_free:
+  free(config);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* read                                                                                       */
+
+static imf_status model_from_header(const imf_ckpt_info *in, imf_model **out) {
+  imf_model *m = NULL;
+  IMF_CHECK(imf_model_create(in->type, in->k, in->nusers, in->nitems, in->with_bias, &m));
+  imf_status st = imf_model_set_kw(m, in->kw);
+  if (st == IMF_OK && in->nhistory > 0) {
+    st = imf_alloc(&m->history, (size_t)in->nhistory, sizeof *m->history);
+    m->cap_history = m->nhistory = in->nhistory;
+  }
+  if (st != IMF_OK) {
+    imf_model_destroy(&m);
+    return st;
+  }
+  if (!in->has_chain) { /* created for every BPMF model; absent when the writer had none */
+    imf_free(&m->chain.U);
+    imf_free(&m->chain.V);
+    imf_free(&m->chain.mu_u);
+    imf_free(&m->chain.mu_v);
+    imf_free(&m->chain.Lam_u);
+    imf_free(&m->chain.Lam_v);
+  }
+  m->mu = in->mu;
+  m->lambda = in->lambda;
+  m->lambda_bias = in->lambda_bias;
+  m->alpha = in->alpha;
+  m->seed = in->seed;
+  m->iteration = in->iteration;
+  m->nsamples = (int)in->nsamples;
+  m->max_samples = (int)in->max_samples;
+  m->burn_in = in->burn_in;
+  m->thin = in->thin;
+  m->chain.sweeps = in->chain_sweeps;
+  *out = m;
+  return IMF_OK;
+}
+
+static imf_status idlist_alloc(imf_idlist *l, int64_t n, int64_t bytes) {
+  memset(l, 0, sizeof *l);
+  l->n = n;
+  imf_status st = imf_alloc(&l->off, (size_t)n + 1, sizeof *l->off);
+  if (st == IMF_OK) st = imf_alloc(&l->blob, (size_t)bytes + 1, 1);
+  if (st != IMF_OK) imf_idlist_free(l);
+  return st;
+}
+
+static imf_status idlist_valid(const imf_idlist *l, int64_t bytes, const char *path) {
+  if (l->off[0] != 0 || l->off[l->n] != bytes)
+    IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: an id offset list does not match its blob", path);
+  for (int64_t j = 0; j < l->n; j++)
+    if (l->off[j + 1] < l->off[j])
+      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: an id offset list is not increasing", path);
+  return IMF_OK;
+}
+
+imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
+                               imf_ckpt_meta *meta) {
+  *out = NULL;
+  if (meta) memset(meta, 0, sizeof *meta);
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  h5_quiet();
+  header h;
+  memset(&h, 0, sizeof h);
+  imf_status st = IMF_OK;
+  if (rank == 0) st = header_read(path, &h);
+  IMF_CHECK(imf_agree(comm, st));
+  char *config = h.info.config;
+  h.info.config = NULL;
+  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  imf_model *m = NULL;
+  imf_idlist ids[2];
+  memset(ids, 0, sizeof ids);
+  hist_cols hc = {0};
+  IMF_TRY(bcast_str(comm, rank, &config), out);
+  const imf_ckpt_info *in = &h.info;
+  st = model_from_header(in, &m);
+  if (st == IMF_OK) st = idlist_alloc(&ids[0], in->nuser_ids, h.ublob);
+  if (st == IMF_OK) st = idlist_alloc(&ids[1], in->nitem_ids, h.iblob);
+  if (st == IMF_OK) st = hist_alloc(&hc, in->nhistory);
+  IMF_TRY(imf_agree(comm, st), out);
+
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) {
+    h5_reason();
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                       "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+  }
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) {
+    if (f >= 0) H5Fclose(f);
+    goto out;
+  }
+  {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), path};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
+    const hid_t NF = H5T_NATIVE_FLOAT, ND = H5T_NATIVE_DOUBLE;
+#define R(expr)                                                                               \
+  do {                                                                                        \
+    st = (expr);                                                                              \
+    if (st != IMF_OK) goto close_file;                                                        \
+  } while (0)
+    R(get_rows(&c, "/factors/P", NF, 4, 2, nu, kw, m->P, OWN_BLOCK));
+    R(get_rows(&c, "/factors/Q", NF, 4, 2, ni, kw, m->Q, OWN_BLOCK));
+    if (in->with_bias) {
+      R(get_rows(&c, "/bias/user", NF, 4, 1, nu, 1, m->bu, OWN_BLOCK));
+      R(get_rows(&c, "/bias/item", NF, 4, 1, ni, 1, m->bi, OWN_BLOCK));
+    }
+    if (in->has_chain) {
+      R(get_rows(&c, "/bpmf/U", NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK));
+      R(get_rows(&c, "/bpmf/V", NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK));
+      R(get_rows(&c, "/bpmf/mu_u", ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT));
+      R(get_rows(&c, "/bpmf/mu_v", ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT));
+      R(get_rows(&c, "/bpmf/Lam_u", ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT));
+      R(get_rows(&c, "/bpmf/Lam_v", ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT));
+    }
+    int64_t nh = in->nhistory;
+    for (int j = 0; j < NHIST; j++)
+      R(get_rows(&c, HIST[j].name, HIST[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc.col[j],
+                 OWN_ROOT));
+    const char *bn[2] = {"/ids/user_blob", "/ids/item_blob"}, *on[2] = {"/ids/user_off", "/ids/item_off"};
+    const int64_t blob[2] = {h.ublob, h.iblob};
+    for (int s = 0; s < 2; s++) {
+      R(get_rows(&c, bn[s], H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ids[s].blob, OWN_ROOT));
+      R(get_rows(&c, on[s], H5T_NATIVE_INT64, 8, 1, ids[s].n + 1, 1, ids[s].off, OWN_ROOT));
+    }
+#undef R
+  close_file:
+    H5Pclose(c.dxpl);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+  }
+  IMF_TRY(st, out);
+  hist_from_cols(m, &hc);
+  /* Everyone holds everything now; one rank checking the digest suffices. */
+  if (rank == 0) {
+    st = idlist_valid(&ids[0], h.ublob, path);
+    if (st == IMF_OK) st = idlist_valid(&ids[1], h.iblob, path);
+    char hex[65];
+    if (st == IMF_OK) st = model_digest(in, m, &ids[0], &ids[1], hex);
+    if (st == IMF_OK && strcmp(hex, in->content_sha256) != 0)
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s is corrupt: its content digest does not match (restore an earlier "
+                         "version with `incremf rollback`)", path);
+  }
+  IMF_TRY(imf_agree(comm, st), out);
+  if (meta) {
+    meta->config = config;
+    config = NULL;
+    copy_str(meta->store_digest, sizeof meta->store_digest, in->store_digest);
+    meta->batches_seen = in->batches_seen;
+    meta->users = ids[0];
+    meta->items = ids[1];
+    memset(ids, 0, sizeof ids);
+    copy_str(meta->kind, sizeof meta->kind, in->kind);
+    copy_str(meta->openblas_core, sizeof meta->openblas_core, in->openblas_core);
+    copy_str(meta->created, sizeof meta->created, in->created);
+    copy_str(meta->incremf_version, sizeof meta->incremf_version, in->incremf_version);
+  }
+  *out = m;
+  m = NULL;
+out:
+  imf_model_destroy(&m);
+  imf_idlist_free(&ids[0]);
+  imf_idlist_free(&ids[1]);
+  hist_free(&hc);
+  free(config);
+  return st;
+}

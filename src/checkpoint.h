@@ -1,0 +1,69 @@
+/* checkpoint.h - a model (model.h) and what travels with it, stored as one HDF5 file written
+ * collectively with MPI-IO and replaced atomically; read back on any number of ranks.
+ * Layout and the content digest: docs/FORMAT.md, "Model checkpoints". */
+#ifndef IMF_CHECKPOINT_H
+#define IMF_CHECKPOINT_H
+#include "model.h"
+#include "ratings.h"
+
+#define IMF_CKPT_FORMAT "incremf-model"
+#define IMF_CKPT_FORMAT_VERSION 1
+
+/* What is stored next to the factors. */
+typedef struct {
+  char *config;            /* effective configuration as INI text (imf_config_dump); malloc'd,
+                              NULL is stored as "" */
+  char store_digest[65];   /* content digest of the store the model was trained on ("" none) */
+  int64_t batches_seen;    /* store batches the model has seen */
+  imf_idlist users, items; /* raw ids of the dense indices: n == nusers / nitems, or n == 0
+                              when the model carries no ids */
+  char kind[16];           /* "run" (resumable training checkpoint) or "version" */
+  char openblas_core[64];  /* CPU kernel the factors were computed with (rounding may differ
+                              on another one); "" = this process's, filled by the writer */
+  char created[32];        /* ISO-8601 UTC; "" = now, filled by the writer */
+  char incremf_version[32];/* "" = this build's, filled by the writer */
+} imf_ckpt_meta;
+/* Frees config and the id lists and zeroes the struct. NULL-safe. */
+void imf_ckpt_meta_free(imf_ckpt_meta *meta);
+
+/* The root attributes of a checkpoint, for `inspect` and for checks before a full read. */
+typedef struct {
+  int64_t format_version;
+  imf_model_type type;
+  int k, kw, with_bias, has_chain;
+  int64_t nusers, nitems;
+  double mu, lambda, lambda_bias, alpha;
+  uint64_t seed;
+  int64_t iteration, nsamples, max_samples, burn_in, thin, chain_sweeps;
+  int64_t nhistory;        /* length of /history */
+  int64_t nuser_ids, nitem_ids;
+  int64_t batches_seen;
+  char store_digest[65], content_sha256[65];
+  char kind[16], openblas_core[64], created[32], incremf_version[32];
+  char *config;            /* malloc'd INI text */
+} imf_ckpt_info;
+void imf_ckpt_info_free(imf_ckpt_info *info);
+
+/* Collective. Write m (replicated: identical on every rank) and meta to path: each rank writes
+ * its block of rows, the file goes to path.tmp, is closed and synced, then renamed over path.
+ * On any failure (or a kill) the previous file at path is untouched; the status is the same on
+ * every rank. Test hook: IMF_FAULT=checkpoint-before-rename fails after the tmp file is
+ * complete and before the rename. */
+imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model *m,
+                                const imf_ckpt_meta *meta);
+
+/* Collective. Read a checkpoint written on any number of ranks; every rank gets the whole model
+ * and meta (meta may be NULL). The content digest is verified: a damaged, truncated, foreign or
+ * newer-format file is a one-line IMF_ERR_INPUT, a missing file IMF_ERR_NOTFOUND. */
+imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
+                               imf_ckpt_meta *meta);
+
+/* (local) The attributes of a checkpoint (serial HDF5, no digest check): the same errors as
+ * imf_checkpoint_read for missing, foreign and newer files. */
+imf_status imf_checkpoint_info(const char *path, imf_ckpt_info *info);
+
+/* (local) For tests: the largest number of bytes one rank moves in one HDF5 or MPI call (larger
+ * arrays go in rounds, which is what keeps counts past 2^31 bytes working). 0 restores the
+ * default (1 GiB). */
+void imf_checkpoint_set_io_chunk(int64_t bytes);
+#endif

@@ -1,0 +1,44 @@
+/* modeldir.h - the model directory (`--model DIR`): numbered, immutable model versions, a
+ * CURRENT pointer replaced atomically, the resumable checkpoint of an unfinished run, the
+ * per-iteration training log and the writer lock.
+ *
+ *   DIR/versions/v000001.h5 ...   model versions (checkpoint.h files of kind "version")
+ *   DIR/run/checkpoint.h5         latest checkpoint of an unfinished `train` (kind "run")
+ *   DIR/CURRENT                   "v000003.h5\n": the version that serves
+ *   DIR/LOCK                      writer lock (lock.h)
+ *   DIR/train.jsonl               per-iteration JSON lines, appended by the trainer
+ *
+ * All functions are collective over the directory's communicator unless marked (local). */
+#ifndef IMF_MODELDIR_H
+#define IMF_MODELDIR_H
+#include "checkpoint.h"
+
+typedef struct imf_modeldir imf_modeldir;
+
+/* Open DIR. create: make DIR, versions/ and run/ when missing (otherwise a directory that is
+ * not a model directory is IMF_ERR_NOTFOUND). writable: take the writer lock (IMF_ERR_LOCKED
+ * when another live writer holds it; break_lock takes any lock). */
+imf_status imf_modeldir_open(MPI_Comm comm, const char *dir, int create, int writable,
+                             int break_lock, imf_modeldir **out);
+/* Release the lock (if held) and free. NULL-safe. */
+void imf_modeldir_close(imf_modeldir **md);
+
+/* The current version: its file's path and number. IMF_ERR_NOTFOUND (version 0, path "") when
+ * no version was committed yet; IMF_ERR_INPUT when CURRENT is garbled or names a missing file. */
+imf_status imf_modeldir_current(imf_modeldir *md, char *path, size_t cap, int64_t *version);
+/* Write m as the next version (kind "version"; meta->kind is set) and make it current. A crash
+ * between the two steps leaves CURRENT naming the previous complete version. */
+imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
+                               int64_t *version);
+/* Make an existing version current (rollback). Needs the lock. */
+imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version);
+/* The version numbers present in versions/, ascending (malloc'd; rank 0's view, broadcast). */
+imf_status imf_modeldir_list_versions(imf_modeldir *md, int64_t **versions, int64_t *n);
+
+/* (local) Paths. */
+const char *imf_modeldir_path(const imf_modeldir *md);
+const char *imf_modeldir_run_checkpoint(const imf_modeldir *md);
+const char *imf_modeldir_log_path(const imf_modeldir *md);
+/* (local) DIR/versions/vNNNNNN.h5 of a version number. */
+void imf_modeldir_version_path(const imf_modeldir *md, int64_t version, char *path, size_t cap);
+#endif
