@@ -65,6 +65,9 @@ static int holder_alive(const lock_owner *o) {
   char *rp = strrchr(buf, ')'); /* comm may contain spaces: fields resume after the last ')' */
   unsigned long long start_ticks = 0;
   if (!rp) return 1;
+  /* a zombie (killed, not yet reaped — common in containers whose init does not reap) holds
+   * nothing: it is dead for our purposes */
+  if (rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X')) return 0;
   /* after ") " come fields 3..; starttime is field 22 */
   char *tok = rp + 2;
   for (int field = 3; field < 22 && tok; field++) {
