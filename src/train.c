@@ -10,7 +10,7 @@
  *
  * ---- Communication and memory (for docs/DESIGN.md) ----
  * Notation: U users, I items, R training ratings, P ranks, k factors, C = IMF_DET_CHUNK = 4096,
- * S = BPMF samples kept (<= IMF_BPMF_MAX_SAMPLES), kw = k (ALS, iALS) or k*S (BPMF).
+ * S = BPMF samples kept (model.samples), kw = k (ALS, iALS) or k*S (BPMF).
  *
  * Bytes received per rank per sweep:
  *   factor exchange     4 k (U + I) (P-1)/P           (ALS adds 4 (U + I) (P-1)/P for biases)

@@ -22,9 +22,6 @@
 #include "partition.h"
 #include <stdio.h>
 
-/* Posterior samples BPMF keeps for its prediction average (thinned evenly over the sweeps
- * after burn-in): the model's factor width is k times this at most. */
-#define IMF_BPMF_MAX_SAMPLES 8
 /* Fixed BPMF constants (Salakhutdinov & Mnih 2008): observation precision and the
  * Normal-Wishart hyperprior mu0 = 0, beta0, nu0 = k, W0 = I. */
 #define IMF_BPMF_BETA 2.0
