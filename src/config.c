@@ -92,6 +92,8 @@ static const key_def KEYS[] = {
     {"model.validation_fraction", T_DOUBLE, "0", NULL,
      "share of training ratings carved out for early stopping"},
     {"model.checkpoint_every", T_INT, "5", NULL, "write a run checkpoint every N sweeps; 0 = end only"},
+    /* update and model maintenance keys (update.*, holdout) go below this line */
+    /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

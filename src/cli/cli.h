@@ -35,6 +35,15 @@ int imf_cmd_append(imf_cli *cli, int argc, char **argv);
 int imf_cmd_inspect(imf_cli *cli, int argc, char **argv);
 int imf_cmd_synth(imf_cli *cli, int argc, char **argv);
 int imf_cmd_train(imf_cli *cli, int argc, char **argv);
+int imf_cmd_update(imf_cli *cli, int argc, char **argv);
+int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv);
+int imf_cmd_recommend(imf_cli *cli, int argc, char **argv);
+int imf_cmd_status(imf_cli *cli, int argc, char **argv);
+int imf_cmd_rollback(imf_cli *cli, int argc, char **argv);
+int imf_cmd_prune(imf_cli *cli, int argc, char **argv);
+int imf_cmd_forget(imf_cli *cli, int argc, char **argv);
+int imf_cmd_tune(imf_cli *cli, int argc, char **argv);
 extern const char IMF_USAGE_PREPARE[], IMF_USAGE_APPEND[], IMF_USAGE_INSPECT[], IMF_USAGE_SYNTH[],
-    IMF_USAGE_TRAIN[];
+    IMF_USAGE_TRAIN[], IMF_USAGE_UPDATE[], IMF_USAGE_EVALUATE[], IMF_USAGE_RECOMMEND[], IMF_USAGE_STATUS[],
+    IMF_USAGE_ROLLBACK[], IMF_USAGE_PRUNE[], IMF_USAGE_FORGET[], IMF_USAGE_TUNE[];
 #endif

@@ -10,12 +10,16 @@ static const imf_command COMMANDS[] = {
     {"append", "add a new batch of ratings to a data store", IMF_USAGE_APPEND, imf_cmd_append},
     {"inspect", "show what a data store or model checkpoint holds", IMF_USAGE_INSPECT, imf_cmd_inspect},
     {"train", "train a model (ALS, implicit ALS, BPMF) on a store, with checkpoints", IMF_USAGE_TRAIN, imf_cmd_train},
+    {"update", "fold new batches into the current model; promote only if not worse", IMF_USAGE_UPDATE, imf_cmd_update},
+    {"evaluate", "rating and ranking metrics, split protocols, cross-validation", IMF_USAGE_EVALUATE, imf_cmd_evaluate},
+    {"recommend", "top-N items for a user or for everyone; similar items", IMF_USAGE_RECOMMEND, imf_cmd_recommend},
+    {"status", "model versions, lineage and drift; --check for cron", IMF_USAGE_STATUS, imf_cmd_status},
+    {"rollback", "make an earlier model version current", IMF_USAGE_ROLLBACK, imf_cmd_rollback},
+    {"prune", "delete old model versions", IMF_USAGE_PRUNE, imf_cmd_prune},
+    {"forget", "remove a user's ratings and factors (right to be forgotten)", IMF_USAGE_FORGET, imf_cmd_forget},
+    {"tune", "hyperparameter search with cross-validation over rank groups", IMF_USAGE_TUNE, imf_cmd_tune},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
-/* Reserved for the subcommands later work adds; named here so scripts get a clear message. */
-static const char *RESERVED[] = {"update", "evaluate", "recommend", "status", "rollback",
-                                 "tune", "prune", "forget"};
-
 static void usage(FILE *out) {
   fprintf(out,
           "usage: incremf COMMAND [options]   (under mpirun -n P, or as a plain process)\n\n"
@@ -74,16 +78,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCOMMANDS; i++)
     if (!strcmp(argv[1], COMMANDS[i].name)) cmd = &COMMANDS[i];
   if (!cmd) {
-    int reserved = 0;
-    for (size_t i = 0; i < sizeof RESERVED / sizeof RESERVED[0]; i++)
-      if (!strcmp(argv[1], RESERVED[i])) reserved = 1;
     if (cli.rank == 0) {
-      if (reserved)
-        fprintf(stderr, "incremf: '%s' is not available in this version yet\n", argv[1]);
-      else {
-        fprintf(stderr, "incremf: unknown command '%s'\n\n", argv[1]);
-        usage(stderr);
-      }
+      fprintf(stderr, "incremf: unknown command '%s'\n\n", argv[1]);
+      usage(stderr);
     }
     MPI_Finalize();
     return 2;
