@@ -103,6 +103,7 @@ typedef struct {
   double val_rmse, val_mae;   /* last sweep's validation figures (NaN without validation) */
   double test_rmse, test_mae; /* NaN without a test file */
   int64_t test_n, test_cold;
+  int64_t peak_rss_max;       /* bytes, max over ranks */
 } imf_train_report;
 
 /* Train a model on a store into a model directory (a new version made current). Returns

@@ -219,7 +219,12 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   IMF_TRY(imf_modeldir_commit(md, m, &meta, &rep->version), out);
   t_ckpt += imf_wtime() - tc;
   if (rank == 0) unlink(ckpt);
+  {
+    int64_t rss = imf_peak_rss();
+    IMF_MPI(MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, comm));
+  }
   if (!imf_log_quiet()) {
+    imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
     IMF_TRY(imf_trainer_log_view(t, stderr), out);
     imf_info("checkpoint writes: %.2f s", t_ckpt);
   }

@@ -53,8 +53,8 @@ int imf_cmd_train(imf_cli *cli, int argc, char **argv) {
     jnum("val_mae", r.val_mae);
     jnum("test_rmse", r.test_rmse);
     jnum("test_mae", r.test_mae);
-    printf(",\"test_n\":%lld,\"test_cold\":%lld,\"seconds\":%.3f}\n", (long long)r.test_n, (long long)r.test_cold,
-           r.seconds);
+    printf(",\"test_n\":%lld,\"test_cold\":%lld,\"seconds\":%.3f,\"peak_rss_max\":%lld}\n", (long long)r.test_n,
+           (long long)r.test_cold, r.seconds, (long long)r.peak_rss_max);
   }
   if (st != IMF_OK) return imf_cli_fail(cli, "train", st);
   imf_info("train: version %lld written to %s after %lld sweeps in %.1f s", (long long)r.version, model,
