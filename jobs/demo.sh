@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh - the built-in demo on 2 ranks, no download needed: synthesize a rating data set,
-# prepare a store from the first part, land the rest as a new batch, inspect the result.
+# prepare a store from the first part, train a model, land the rest as a new batch, inspect.
 # Usage: jobs/demo.sh [BUILD_DIR] [WORK_DIR]      (defaults: build, a fresh temporary dir)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-build="${1:-$here/build}"
+build="$(cd "${1:-$here/build}" && pwd)"
 work="${2:-$(mktemp -d /tmp/incremf-demo.XXXXXX)}"
 bin="$build/incremf"
 np="${IMF_DEMO_RANKS:-2}"
@@ -27,13 +27,17 @@ step "2. prepare the data store from initial.csv (rejects go to rejects.tsv)"
 run prepare --config "$cfg" --input initial.csv --data store --rejects rejects.tsv
 echo "first rejects:"; sed -n 2,4p rejects.tsv
 
-step "3. land a new batch"
+step "3. train an ALS model on it (2 ranks; checkpoints in model/)"
+run train --config "$cfg" --data store --model model
+
+step "4. land a new batch"
 run append --config "$cfg" --input batch2.csv --data store --rejects rejects2.tsv
 
-step "4. the same file again is refused (exit 3)"
+step "5. the same file again is refused (exit 3)"
 set +e; run append --config "$cfg" --input batch2.csv --data store --quiet; rc=$?; set -e
 echo "exit code $rc"
 
-step "5. inspect the store"
+step "6. inspect the store and the model"
 run inspect store
+run inspect model
 echo; echo "demo finished; files in $work"

@@ -91,7 +91,7 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
   return IMF_OK;
 }
 
-imf_status imf_alloc(void *pptr, size_t n, size_t size) {
+imf_status imf_alloc_nz(void *pptr, size_t n, size_t size) {
   size_t bytes;
   IMF_CHECK(imf_mul_size(n, size, &bytes));
   size_t rounded = (bytes + 63) & ~(size_t)63;
@@ -99,8 +99,14 @@ imf_status imf_alloc(void *pptr, size_t n, size_t size) {
   if (rounded == 0) rounded = 64;
   void *p = aligned_alloc(64, rounded);
   if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
-  memset(p, 0, rounded);
   *(void **)pptr = p;
+  return IMF_OK;
+}
+
+imf_status imf_alloc(void *pptr, size_t n, size_t size) {
+  IMF_CHECK(imf_alloc_nz(pptr, n, size));
+  size_t bytes = n * size;
+  memset(*(void **)pptr, 0, bytes ? bytes : 1);
   return IMF_OK;
 }
 

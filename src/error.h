@@ -50,6 +50,8 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out);
 /* malloc/calloc/realloc that fail with a recorded message instead of returning NULL silently.
  * Buffers are 64-byte aligned (imf_alloc) so BLAS and vector loops run at full speed. */
 imf_status imf_alloc(void *pptr, size_t n, size_t size);   /* *(void**)pptr = aligned, zeroed */
+imf_status imf_alloc_nz(void *pptr, size_t n, size_t size); /* aligned, not zeroed: for buffers
+                                                              the caller fills completely */
 imf_status imf_realloc(void *pptr, size_t n, size_t size); /* not aligned beyond malloc's */
 void imf_free(void *pptr);                                 /* frees *(void**)pptr, sets NULL */
 

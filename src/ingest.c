@@ -63,6 +63,10 @@ typedef struct {
   int64_t piece_rec0, piece_rej0, piece_u0, piece_i0;
   int64_t line_base;      /* global line number of the first line of the current round */
   char *scratch;
+  int32_t last_user;      /* one-entry cache of the previous line's user (-1: none) */
+  size_t last_user_len;
+  char last_user_str[64];
+  int64_t size_hint;      /* expected records on this rank, to size the buffer once */
 } ingest_ctx;
 
 static imf_status push_reject(ingest_ctx *c, int64_t line, int reason, const char *text, size_t len) {
@@ -134,12 +138,23 @@ static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
     }
     if (kind == IMF_LINE_OK) {
       if (c->nrec == c->caprec) {
-        int64_t nc = c->caprec ? c->caprec * 2 : 65536;
+        int64_t nc = c->caprec ? c->caprec + c->caprec / 2 : (c->size_hint > 65536 ? c->size_hint : 65536);
         IMF_CHECK(imf_realloc(&c->rec, (size_t)nc, sizeof *c->rec));
         c->caprec = nc;
       }
       rec_t *x = &c->rec[c->nrec];
-      IMF_CHECK(intern(c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
+      /* files grouped by user (MovieLens .dat, sorted CSVs) repeat the previous user: skip
+       * the hash lookup then */
+      if (c->last_user >= 0 && r.user_len == c->last_user_len && memcmp(r.user, c->last_user_str, r.user_len) == 0) {
+        x->user = c->last_user;
+      } else {
+        IMF_CHECK(intern(c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
+        if (r.user_len <= sizeof c->last_user_str) {
+          memcpy(c->last_user_str, r.user, r.user_len);
+          c->last_user_len = r.user_len;
+          c->last_user = x->user;
+        } else c->last_user = -1;
+      }
       IMF_CHECK(intern(c->litems, &c->ifirst, &c->capifirst, r.item, r.item_len, line, &x->item));
       x->value = (float)(r.has_rating ? r.rating : 1.0);
       x->pad = 0;
@@ -203,7 +218,7 @@ static imf_status read_range(ingest_ctx *c, imf_reader *rd, int64_t lo, int64_t 
   if (lo >= hi) return IMF_OK;
   char *buf = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_alloc(&buf, chunk + 1, 1));
+  IMF_CHECK(imf_alloc_nz(&buf, chunk + 1, 1));
   int64_t pos = lo;
   if (lo > 0) {
     /* Skip the tail of a line that started before lo: it belongs to the previous rank. */
@@ -575,7 +590,7 @@ static imf_status redistribute(ingest_ctx *c, int64_t nusers) {
     acc += cnt64[r];
   }
   IMF_TRY(imf_agree(c->comm, st), done);
-  IMF_TRY(imf_alloc(&out, (size_t)c->nrec + 1, sizeof *out), done);
+  IMF_TRY(imf_alloc_nz(&out, (size_t)c->nrec + 1, sizeof *out), done);
   for (int r = 0; r < c->size; r++) pos[r] = sdisp[r];
   for (int64_t j = 0; j < c->nrec; j++) out[pos[owner_of(c->rec[j].user, nusers, c->size)]++] = c->rec[j];
   imf_free(&c->rec);
@@ -586,7 +601,7 @@ static imf_status redistribute(ingest_ctx *c, int64_t nusers) {
     rdisp[r] = (int)rtotal;
     rtotal += rcount[r];
   }
-  if (st == IMF_OK) st = imf_alloc(&in, (size_t)rtotal + 1, sizeof *in);
+  if (st == IMF_OK) st = imf_alloc_nz(&in, (size_t)rtotal + 1, sizeof *in);
   IMF_TRY(imf_agree(c->comm, st), done);
   IMF_MPI(MPI_Alltoallv(out, scount, sdisp, rt, in, rcount, rdisp, rt, c->comm));
   c->rec = in;
@@ -622,7 +637,7 @@ static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi) {
   IMF_CHECK(imf_alloc(&start, (size_t)nu + 2, sizeof *start));
   for (int64_t j = 0; j < c->nrec; j++) start[c->rec[j].user - ulo + 1]++;
   for (int64_t u = 0; u < nu; u++) start[u + 1] += start[u];
-  IMF_TRY(imf_alloc(&tmp, (size_t)c->nrec + 1, sizeof *tmp), done);
+  IMF_TRY(imf_alloc_nz(&tmp, (size_t)c->nrec + 1, sizeof *tmp), done);
   for (int64_t j = 0; j < c->nrec; j++) tmp[start[c->rec[j].user - ulo]++] = c->rec[j];
   imf_free(&c->rec);
   c->rec = tmp;
@@ -946,7 +961,7 @@ done:
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
                            const char *rejects_path, imf_idmap *users, imf_idmap *items,
                            imf_batch *out) {
-  ingest_ctx c = {.comm = comm, .path = path};
+  ingest_ctx c = {.comm = comm, .path = path, .last_user = -1};
   imf_status st = IMF_OK;
   imf_reader *rd = NULL;
   int32_t *umap = NULL, *imap = NULL;
@@ -978,6 +993,7 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   if (sn.compression == IMF_COMP_NONE) {
     int64_t data = sn.size - sn.header_bytes;
     int64_t lo = sn.header_bytes + data * c.rank / c.size, hi = sn.header_bytes + data * (c.rank + 1) / c.size;
+    c.size_hint = (hi - lo) / 20 + 1024; /* rating lines are rarely shorter than 20 bytes */
     st = read_range(&c, rd, lo, hi, chunk);
     IMF_TRY(imf_agree(comm, st), done);
     IMF_TRY(close_piece(&c), done);

@@ -429,10 +429,17 @@ static int next_line(const char *sample, size_t len, size_t *pos, const char **s
   return 1;
 }
 
-/* Binary if any NUL, or if more than 30% of the bytes are neither printable ASCII, whitespace,
- * nor part of a well-formed UTF-8 sequence. */
+/* Binary if the first line holds a NUL, if NULs are more than 0.1% of the sample, or if more
+ * than 30% of the bytes are neither printable ASCII, whitespace, nor part of a well-formed UTF-8
+ * sequence. A stray NUL in an otherwise textual file is not binary: its line is rejected alone
+ * (reason "binary"), so one damaged line never condemns a whole file. */
 static int looks_binary(const char *sample, size_t len) {
-  if (memchr(sample, '\0', len)) return 1;
+  const char *nl = memchr(sample, '\n', len);
+  size_t first = nl ? (size_t)(nl - sample) : len;
+  if (memchr(sample, '\0', first)) return 1;
+  size_t nuls = 0;
+  for (size_t i = 0; i < len; i++) nuls += sample[i] == '\0';
+  if (nuls * 1000 > len) return 1;
   const unsigned char *s = (const unsigned char *)sample;
   size_t bad = 0;
   for (size_t i = 0; i < len;) {

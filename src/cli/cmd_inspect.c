@@ -81,13 +81,19 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
          (long long)in->batches_seen);
   printf("  openblas   %s\n  created    %s by incremf %s\n  digest     %s\n", in->openblas_core,
          in->created, in->incremf_version, in->content_sha256);
-  printf("  config\n");
-  const char *c = in->config ? in->config : "";
-  while (*c) {
-    const char *e = strchr(c, '\n');
-    int len = e ? (int)(e - c) : (int)strlen(c);
-    if (len) printf("    %.*s\n", len, c);
-    c += len + (e ? 1 : 0);
+  /* the model section only: the full configuration is in --json ("config") */
+  const char *c = in->config ? strstr(in->config, "[model]") : NULL;
+  if (c) {
+    printf("  config     ");
+    c = strchr(c, '\n');
+    while (c && *++c && *c != '[') {
+      const char *e = strchr(c, '\n');
+      int len = e ? (int)(e - c) : (int)strlen(c);
+      if (len) printf("%.*s; ", len, c);
+      c = e;
+      if (!c) break;
+    }
+    printf("\n");
   }
 }
 

@@ -11,7 +11,8 @@ export OPENBLAS_NUM_THREADS=1
 [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/imf-bench-prepare.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-mpirun -n 2 "$bin" synth --out big.csv --ratings "$n" --users 2000000 --items 200000 --seed 3 --quiet
+mpirun -n 2 "$bin" synth --out big.csv --ratings "$n" --users 2000000 --items 200000 --seed 3 \
+  --set synth.user_skew=0.5 --set synth.item_skew=0.6 --quiet
 bytes=$(stat -c %s big.csv)
 cat big.csv > /dev/null   # into the page cache
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
