@@ -1,10 +1,21 @@
-/* evaluate.c - RMSE/MAE of a model on a test file. The file is small next to the training data
- * and the model is replicated, so rank 0 scores it alone and broadcasts the figures. */
+/* evaluate.c - RMSE/MAE of a model on a test file (imf_eval_file: the file is small next to the
+ * training data and the model is replicated, so rank 0 scores it alone and broadcasts), and the
+ * `evaluate` command: split protocols (split.h), in-memory retraining (train.h), fold-in of
+ * held-out users (rowsolve.h) and distributed rating + ranking metrics (metrics.h, topk.h).
+ * Every rank scores the users of its own range; only sums and one item coverage vector are
+ * reduced. */
 #include "evaluate.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "error.h"
+#include "log.h"
+#include "modeldir.h"
 #include "parse.h"
+#include "partition.h"
 #include "reader.h"
+#include "rowsolve.h"
+#include "topk.h"
+#include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,4 +113,644 @@ imf_status imf_eval_file(MPI_Comm comm, const imf_config *cfg, const imf_model *
   IMF_CHECK(imf_agree(comm, st));
   IMF_MPI(MPI_Bcast(out, (int)sizeof *out, MPI_BYTE, 0, comm));
   return IMF_OK;
+}
+
+/* ======================= ranking and rating metrics over user blocks ======================= */
+
+static int cmp_by_user_item(const void *a, const void *b, void *ctx) {
+  const imf_ratings *r = ctx;
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  if (r->user[x] != r->user[y]) return r->user[x] < r->user[y] ? -1 : 1;
+  if (r->item[x] != r->item[y]) return r->item[x] < r->item[y] ? -1 : 1;
+  return (x > y) - (x < y);
+}
+
+#define EVAL_CHUNK 1024
+
+imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
+                          const float *xbias, const int64_t *tptr, const int32_t *tidx,
+                          const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+  double t0 = imf_wtime();
+  memset(out, 0, sizeof *out);
+  out->nk = o->nk;
+  imf_status st = IMF_OK;
+  const int kw = m->kw, K = o->ks[o->nk - 1];
+  int64_t *perm = NULL, *eptr = NULL;
+  int32_t *rel = NULL, *eidx = NULL, *titems = NULL, *minpos = NULL;
+  float *Xc = NULL, *xbc = NULL, *tscores = NULL;
+  int *tcount = NULL;
+  int64_t *ulist = NULL, *rlo = NULL, *rhi = NULL;
+  imf_rank_sums sums[IMF_MAX_CUTOFFS];
+  memset(sums, 0, sizeof sums);
+  for (int a = 0; a < o->nk; a++) sums[a].k = o->ks[a];
+  double acc[4] = {0, 0, 0, 0}; /* se, ae, n, cold */
+  int64_t ucount[2] = {0, 0};   /* ranked, cold */
+  size_t nt = (size_t)(test->n ? test->n : 1);
+  IMF_TRY(imf_alloc(&perm, nt, sizeof *perm), out);
+  IMF_TRY(imf_alloc(&rel, nt, sizeof *rel), out);
+  IMF_TRY(imf_alloc(&ulist, nt, sizeof *ulist), out);
+  IMF_TRY(imf_alloc(&rlo, nt, sizeof *rlo), out);
+  IMF_TRY(imf_alloc(&rhi, nt, sizeof *rhi), out);
+  IMF_TRY(imf_alloc(&minpos, (size_t)(m->nitems ? m->nitems : 1), sizeof *minpos), out);
+  for (int64_t i = 0; i < m->nitems; i++) minpos[i] = INT32_MAX;
+  for (int64_t j = 0; j < test->n; j++) perm[j] = j;
+  qsort_r(perm, (size_t)test->n, sizeof *perm, cmp_by_user_item, (void *)test);
+
+  /* Rating metrics, and the relevant items of each user (sorted, as the metrics want). */
+  int64_t nusers_eval = 0, nrel_all = 0;
+  for (int64_t a = 0; a < test->n;) {
+    int64_t u = test->user[perm[a]], b = a;
+    if (u < ulo || u >= uhi) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "test user %lld outside this rank's users [%lld, %lld)",
+                         (long long)u, (long long)ulo, (long long)uhi);
+      goto out;
+    }
+    int known_u = X ? 1 : u < m->nusers;
+    int has_train = tptr[u - ulo + 1] > tptr[u - ulo];
+    const float *xr = X ? X + (u - ulo) * kw : (known_u ? m->P + u * kw : NULL);
+    double xb = X ? (xbias ? xbias[u - ulo] : 0) : (known_u && m->bu ? m->bu[u] : 0);
+    int64_t r0 = nrel_all;
+    for (; b < test->n && test->user[perm[b]] == u; b++) {
+      int64_t j = perm[b], i = test->item[j];
+      double v = test->value[j];
+      int known_i = i < m->nitems;
+      if (o->rating_metrics) {
+        double p;
+        if (known_u && known_i) {
+          double d = 0;
+          for (int c = 0; c < kw; c++) d += (double)xr[c] * (double)m->Q[i * kw + c];
+          p = m->mu + xb + (m->bi ? m->bi[i] : 0) + d;
+        } else if (known_u) {
+          p = m->mu + xb;
+        } else {
+          p = imf_model_predict(m, -1, known_i ? i : -1);
+        }
+        if (!isnan(o->clip_lo) && p < o->clip_lo) p = o->clip_lo;
+        if (!isnan(o->clip_hi) && p > o->clip_hi) p = o->clip_hi;
+        acc[0] += (p - v) * (p - v);
+        acc[1] += fabs(p - v);
+        acc[2] += 1;
+        acc[3] += !known_u || !known_i || !has_train;
+      }
+      if (known_i && (isnan(o->threshold) || v >= o->threshold)) {
+        if (nrel_all == r0 || rel[nrel_all - 1] != (int32_t)i) rel[nrel_all++] = (int32_t)i;
+      }
+    }
+    if (nrel_all > r0) {
+      if (!known_u || !has_train) {
+        ucount[1]++;
+        nrel_all = r0;
+      } else {
+        ulist[nusers_eval] = u;
+        rlo[nusers_eval] = r0;
+        rhi[nusers_eval] = nrel_all;
+        nusers_eval++;
+      }
+    }
+    a = b;
+  }
+  ucount[0] = nusers_eval;
+
+  /* Ranking: chunks of users through the top-K kernel. */
+  if (nusers_eval > 0 && m->nitems > 0) {
+    IMF_TRY(imf_alloc(&Xc, (size_t)EVAL_CHUNK * (size_t)(kw ? kw : 1), sizeof *Xc), out);
+    IMF_TRY(imf_alloc(&xbc, EVAL_CHUNK, sizeof *xbc), out);
+    IMF_TRY(imf_alloc(&eptr, EVAL_CHUNK + 1, sizeof *eptr), out);
+    IMF_TRY(imf_alloc(&titems, (size_t)EVAL_CHUNK * (size_t)K, sizeof *titems), out);
+    IMF_TRY(imf_alloc(&tscores, (size_t)EVAL_CHUNK * (size_t)K, sizeof *tscores), out);
+    IMF_TRY(imf_alloc(&tcount, EVAL_CHUNK, sizeof *tcount), out);
+    for (int64_t c0 = 0; c0 < nusers_eval; c0 += EVAL_CHUNK) {
+      int64_t nc = nusers_eval - c0 < EVAL_CHUNK ? nusers_eval - c0 : EVAL_CHUNK, ne = 0;
+      for (int64_t a = 0; a < nc; a++) {
+        int64_t u = ulist[c0 + a];
+        ne += tptr[u - ulo + 1] - tptr[u - ulo];
+      }
+      IMF_TRY(imf_realloc(&eidx, (size_t)(ne ? ne : 1), sizeof *eidx), out);
+      eptr[0] = 0;
+      for (int64_t a = 0; a < nc; a++) {
+        int64_t u = ulist[c0 + a], l = u - ulo;
+        memcpy(Xc + a * kw, X ? X + l * kw : m->P + u * kw, sizeof(float) * (size_t)kw);
+        xbc[a] = X ? (xbias ? xbias[l] : 0.0f) : (m->bu ? m->bu[u] : 0.0f);
+        int64_t len = tptr[l + 1] - tptr[l];
+        memcpy(eidx + eptr[a], tidx + tptr[l], sizeof(int32_t) * (size_t)len);
+        eptr[a + 1] = eptr[a] + len;
+      }
+      imf_topk_query q = {nc, kw, Xc, xbc, m->nitems, m->Q, m->bi, m->mu, eptr, eidx};
+      IMF_TRY(imf_topk(&q, K, titems, tscores, tcount, NULL), out);
+      for (int64_t a = 0; a < nc; a++) {
+        int64_t e = c0 + a;
+        for (int kk = 0; kk < o->nk; kk++)
+          imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[e], rhi[e] - rlo[e], o->ks[kk], &sums[kk]);
+        for (int j = 0; j < tcount[a]; j++)
+          if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
+      }
+    }
+  }
+out:
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) {
+    double s[7 * IMF_MAX_CUTOFFS];
+    for (int a = 0; a < o->nk; a++) {
+      s[7 * a + 0] = sums[a].precision;
+      s[7 * a + 1] = sums[a].recall;
+      s[7 * a + 2] = sums[a].f1;
+      s[7 * a + 3] = sums[a].ndcg;
+      s[7 * a + 4] = sums[a].ap;
+      s[7 * a + 5] = sums[a].hit;
+      s[7 * a + 6] = sums[a].users;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, s, 7 * o->nk, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Allreduce(MPI_IN_PLACE, acc, 4, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Allreduce(MPI_IN_PLACE, ucount, 2, MPI_INT64_T, MPI_SUM, comm);
+    if (m->nitems > 0) MPI_Allreduce(MPI_IN_PLACE, minpos, (int)m->nitems, MPI_INT32_T, MPI_MIN, comm);
+    for (int a = 0; a < o->nk; a++) {
+      imf_rank_sums g = {o->ks[a], s[7 * a], s[7 * a + 1], s[7 * a + 2], s[7 * a + 3], s[7 * a + 4], s[7 * a + 5], s[7 * a + 6]};
+      int64_t covered = 0;
+      for (int64_t i = 0; i < m->nitems; i++) covered += minpos[i] < o->ks[a];
+      imf_rank_means_of(&g, m->nitems > 0 ? (double)covered / (double)m->nitems : NAN, &out->rank[a]);
+    }
+    out->n_ratings = (int64_t)acc[2];
+    out->n_cold = (int64_t)acc[3];
+    out->rmse = o->rating_metrics && acc[2] > 0 ? sqrt(acc[0] / acc[2]) : NAN;
+    out->mae = o->rating_metrics && acc[2] > 0 ? acc[1] / acc[2] : NAN;
+    out->users_ranked = ucount[0];
+    out->users_cold = ucount[1];
+    out->seconds = imf_wtime() - t0;
+  }
+  imf_free(&perm);
+  imf_free(&rel);
+  imf_free(&ulist);
+  imf_free(&rlo);
+  imf_free(&rhi);
+  imf_free(&minpos);
+  imf_free(&Xc);
+  imf_free(&xbc);
+  imf_free(&eptr);
+  free(eidx);
+  imf_free(&titems);
+  imf_free(&tscores);
+  imf_free(&tcount);
+  return st;
+}
+
+int imf_metrics_list(const imf_metrics *r, char names[][32], double *values) {
+  int n = 0;
+  snprintf(names[n], 32, "rmse");
+  values[n++] = r->rmse;
+  snprintf(names[n], 32, "mae");
+  values[n++] = r->mae;
+  static const char *nm[7] = {"precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage"};
+  for (int a = 0; a < r->nk; a++) {
+    const imf_rank_means *q = &r->rank[a];
+    const double v[7] = {q->precision, q->recall, q->f1, q->ndcg, q->map, q->hit_rate, q->coverage};
+    for (int j = 0; j < 7; j++) {
+      snprintf(names[n], 32, "%s@%d", nm[j], q->k);
+      values[n++] = v[j];
+    }
+  }
+  return n;
+}
+
+/* ============================ protocols: train, fold in, score ============================ */
+
+/* CSR over users [ulo, uhi) of the union of up to two rating sets (each sorted by (user, item),
+ * users of the two sets disjoint or interleaved: rows are merged and re-sorted). */
+static int cmp_i32(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return (x > y) - (x < y);
+}
+static imf_status build_csr(int64_t ulo, int64_t uhi, const imf_ratings *a, const imf_ratings *b, int64_t **ptr,
+                            int32_t **idx) {
+  int64_t n = uhi - ulo, tot = a->n + (b ? b->n : 0);
+  IMF_CHECK(imf_alloc(ptr, (size_t)n + 1, sizeof **ptr));
+  IMF_CHECK(imf_alloc(idx, (size_t)(tot ? tot : 1), sizeof **idx));
+  int64_t *p = *ptr;
+  const imf_ratings *src[2] = {a, b};
+  for (int s = 0; s < 2; s++)
+    if (src[s])
+      for (int64_t j = 0; j < src[s]->n; j++) p[src[s]->user[j] - ulo + 1]++;
+  for (int64_t r = 0; r < n; r++) p[r + 1] += p[r];
+  int64_t *fill = NULL;
+  IMF_CHECK(imf_alloc(&fill, (size_t)(n ? n : 1), sizeof *fill));
+  for (int s = 0; s < 2; s++)
+    if (src[s])
+      for (int64_t j = 0; j < src[s]->n; j++) {
+        int64_t r = src[s]->user[j] - ulo;
+        (*idx)[p[r] + fill[r]++] = src[s]->item[j];
+      }
+  imf_free(&fill);
+  if (b)
+    for (int64_t r = 0; r < n; r++) qsort(*idx + p[r], (size_t)(p[r + 1] - p[r]), sizeof(int32_t), cmp_i32);
+  return IMF_OK;
+}
+
+static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const imf_model *m, double lo, double hi,
+                            imf_eval_opts *o) {
+  memset(o, 0, sizeof *o);
+  IMF_CHECK(imf_parse_cutoffs(cutoffs ? cutoffs : imf_cfg_str(cfg, "eval.k"), o->ks, &o->nk));
+  o->threshold = m->type == IMF_MODEL_IALS ? NAN : imf_cfg_double(cfg, "eval.relevance_threshold");
+  o->clip_lo = lo;
+  o->clip_hi = hi;
+  o->rating_metrics = m->type != IMF_MODEL_IALS;
+  return IMF_OK;
+}
+
+/* Train a model in memory on this rank's share of the training ratings (no validation carve). */
+static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratings *train, int64_t nu, int64_t ni,
+                           imf_model **out) {
+  imf_partition *part = NULL;
+  imf_trainer *t = NULL;
+  imf_status st = IMF_OK;
+  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease"))
+    IMF_FAIL(IMF_ERR_USAGE, "model.type = ease is not available in this version");
+  IMF_TRY(imf_partition_build(comm, train, nu, ni, 0.0, (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), done);
+  IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
+  IMF_TRY(imf_trainer_run(t), done);
+  IMF_TRY(imf_model_copy(imf_trainer_model(t), out), done);
+done:
+  imf_trainer_destroy(&t);
+  imf_partition_destroy(&part);
+  return st;
+}
+
+/* Fold in the users of `foldin` (this rank's held-out users) against the fixed item side with
+ * the training row solver: X and xb get their rows (others keep the model's rows). */
+static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *foldin, float *X, float *xb) {
+  if (foldin->n == 0) return IMF_OK;
+  if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
+    IMF_FAIL(IMF_ERR_USAGE, "the held-out-users protocol folds users in with ALS or implicit ALS; not with bpmf");
+  imf_status st = IMF_OK;
+  int64_t *ptr = NULL, *rid = NULL;
+  float *Xr = NULL, *br = NULL;
+  double *YtY = NULL;
+  imf_rowsolve_ws *ws = NULL;
+  int k = m->k;
+  int64_t nr = 0;
+  for (int64_t j = 0; j < foldin->n; j++)
+    if (j == 0 || foldin->user[j] != foldin->user[j - 1]) nr++;
+  IMF_TRY(imf_alloc(&ptr, (size_t)nr + 1, sizeof *ptr), out);
+  IMF_TRY(imf_alloc(&rid, (size_t)nr, sizeof *rid), out);
+  IMF_TRY(imf_alloc(&Xr, (size_t)nr * (size_t)k, sizeof *Xr), out);
+  IMF_TRY(imf_alloc(&br, (size_t)nr, sizeof *br), out);
+  int64_t r = -1;
+  for (int64_t j = 0; j < foldin->n; j++) {
+    if (j == 0 || foldin->user[j] != foldin->user[j - 1]) {
+      r++;
+      rid[r] = foldin->user[j];
+      ptr[r] = j;
+    }
+  }
+  ptr[nr] = foldin->n;
+  imf_row_params p;
+  memset(&p, 0, sizeof p);
+  p.k = k;
+  p.mu = m->mu;
+  p.lambda = m->lambda;
+  p.lambda_bias = m->lambda_bias;
+  p.alpha = m->alpha;
+  if (m->type == IMF_MODEL_IALS) {
+    p.kind = IMF_ROW_IALS;
+    IMF_TRY(imf_alloc(&YtY, (size_t)k * (size_t)k, sizeof *YtY), out);
+    for (int64_t i = 0; i < m->nitems; i++) {
+      const float *y = m->Q + i * k;
+      for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++) YtY[a * k + b] += (double)y[a] * (double)y[b];
+    }
+    p.YtY = YtY;
+  } else {
+    p.kind = IMF_ROW_ALS;
+    p.with_bias = m->with_bias;
+  }
+  imf_row_batch batch = {nr, rid, ptr, foldin->item, foldin->value};
+  imf_other_side other = {m->nitems, m->Q, m->bi};
+  IMF_TRY(imf_rowsolve_ws_create(k, &ws), out);
+  IMF_TRY(imf_rowsolve(&p, &batch, &other, Xr, m->with_bias ? br : NULL, ws), out);
+  for (r = 0; r < nr; r++) {
+    memcpy(X + (rid[r] - ulo) * k, Xr + r * k, sizeof(float) * (size_t)k);
+    xb[rid[r] - ulo] = m->with_bias ? br[r] : 0.0f;
+  }
+out:
+  imf_rowsolve_ws_destroy(&ws);
+  imf_free(&ptr);
+  imf_free(&rid);
+  imf_free(&Xr);
+  imf_free(&br);
+  imf_free(&YtY);
+  return st;
+}
+
+/* Score model m on this rank's test ratings; training (and fold-in) ratings are excluded. With
+ * foldin non-empty the held-out users are folded in first. */
+static imf_status score_split(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const imf_ratings *train,
+                              const imf_ratings *foldin, const imf_ratings *test, const imf_eval_opts *o,
+                              imf_metrics *res) {
+  int64_t *ptr = NULL;
+  int32_t *idx = NULL;
+  float *X = NULL, *xb = NULL;
+  imf_status st = IMF_OK;
+  int64_t nb = uhi - ulo;
+  IMF_TRY(build_csr(ulo, uhi, train, foldin, &ptr, &idx), out);
+  if (foldin) {
+    /* the block's own factor rows, with the folded-in users replaced */
+    IMF_TRY(imf_alloc(&X, (size_t)(nb ? nb : 1) * (size_t)m->kw, sizeof *X), out);
+    IMF_TRY(imf_alloc(&xb, (size_t)(nb ? nb : 1), sizeof *xb), out);
+    for (int64_t u = ulo; u < uhi && u < m->nusers; u++) {
+      memcpy(X + (u - ulo) * m->kw, m->P + u * m->kw, sizeof(float) * (size_t)m->kw);
+      xb[u - ulo] = m->bu ? m->bu[u] : 0.0f;
+    }
+    IMF_TRY(fold_in(m, ulo, foldin, X, xb), out);
+  }
+out:
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) st = imf_eval_block(comm, m, ulo, uhi, X, xb, ptr, idx, test, o, res);
+  imf_free(&ptr);
+  imf_free(&idx);
+  imf_free(&X);
+  imf_free(&xb);
+  return st;
+}
+
+static void summarise(imf_eval_report *rep) {
+  int n = rep->nfolds;
+  double vals[IMF_EVAL_MAX_FOLDS][IMF_EVAL_MAX_NAMES];
+  for (int f = 0; f < n; f++) rep->nmetrics = imf_metrics_list(&rep->fold[f], rep->names, vals[f]);
+  for (int j = 0; j < rep->nmetrics; j++) {
+    double s = 0, ss = 0;
+    for (int f = 0; f < n; f++) s += vals[f][j];
+    double mean = s / n;
+    for (int f = 0; f < n; f++) ss += (vals[f][j] - mean) * (vals[f][j] - mean);
+    rep->mean[j] = mean;
+    rep->sd[j] = n > 1 ? sqrt(ss / (n - 1)) : 0;
+  }
+}
+
+/* Implicit evaluation: keep ratings >= eval.binarize as interactions of value 1. */
+static void binarize(const imf_config *cfg, imf_dataset *d) {
+  double thr = imf_cfg_double(cfg, "eval.binarize");
+  if (isnan(thr)) return;
+  int64_t w = 0;
+  for (int64_t j = 0; j < d->r.n; j++) {
+    if (!(d->r.value[j] >= thr)) continue;
+    d->r.user[w] = d->r.user[j];
+    d->r.item[w] = d->r.item[j];
+    d->r.value[w] = 1.0f;
+    d->r.time[w] = d->r.time[j];
+    w++;
+  }
+  d->r.n = w;
+}
+
+/* One split of a dataset: train on its training part, score the test part. */
+static imf_status run_split(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, const imf_split_spec *sp,
+                            const char *cutoffs, double lo, double hi, imf_metrics *res) {
+  imf_ratings train = {0}, foldin = {0}, test = {0};
+  imf_model *m = NULL;
+  imf_status st = IMF_OK;
+  double t0 = imf_wtime();
+  IMF_TRY(imf_split(comm, d, sp, &train, &foldin, &test), out);
+  IMF_TRY(train_on(comm, cfg, &train, d->nusers, d->nitems, &m), out);
+  imf_eval_opts o;
+  st = opts_from(cfg, cutoffs, m, lo, hi, &o);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(score_split(comm, m, d->ulo, d->uhi, &train, sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL, &test,
+                      &o, res), out);
+  res->seconds = imf_wtime() - t0;
+out:
+  imf_ratings_free(&train);
+  imf_ratings_free(&foldin);
+  imf_ratings_free(&test);
+  imf_model_destroy(&m);
+  return st;
+}
+
+imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds, imf_eval_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  if (folds < 2 || folds > IMF_EVAL_MAX_FOLDS) IMF_FAIL(IMF_ERR_USAGE, "folds must be 2..%d, got %d", IMF_EVAL_MAX_FOLDS, folds);
+  double t0 = imf_wtime();
+  snprintf(rep->protocol, sizeof rep->protocol, "kfold");
+  imf_split_spec sp = {.kind = IMF_SPLIT_FOLD, .seed = (uint64_t)imf_cfg_int(cfg, "eval.seed"), .nfolds = folds};
+  double lo = d->scale_min, hi = d->scale_max;
+  for (int f = 0; f < folds; f++) {
+    sp.fold = f;
+    IMF_CHECK(run_split(comm, cfg, d, &sp, NULL, lo, hi, &rep->fold[f]));
+  }
+  rep->nfolds = folds;
+  summarise(rep);
+  rep->seconds = imf_wtime() - t0;
+  return IMF_OK;
+}
+
+static imf_status protocol_kind(const char *name, imf_split_kind *k) {
+  static const struct {
+    const char *n;
+    imf_split_kind k;
+  } T[] = {{"random", IMF_SPLIT_RANDOM},     {"leave-k-out", IMF_SPLIT_LEAVE_K},
+           {"temporal", IMF_SPLIT_TEMPORAL}, {"standing", IMF_SPLIT_STANDING},
+           {"kfold", IMF_SPLIT_FOLD},        {"heldout-users", IMF_SPLIT_HELDOUT_USERS}};
+  for (size_t j = 0; j < sizeof T / sizeof T[0]; j++)
+    if (!strcmp(name, T[j].n)) {
+      *k = T[j].k;
+      return IMF_OK;
+    }
+  IMF_FAIL(IMF_ERR_USAGE, "unknown protocol '%s' (test, standing, random, leave-k-out, temporal, kfold, heldout-users)",
+           name);
+}
+
+/* Expand "DIR/u%d.base" for fold f (1-based, as the MovieLens files are numbered). */
+static imf_status fold_path(const char *pat, int f, char *out, size_t cap) {
+  const char *p = strstr(pat, "%d");
+  if (!p || strstr(p + 2, "%")) IMF_FAIL(IMF_ERR_USAGE, "--fold-files patterns need exactly one %%d, got '%s'", pat);
+  snprintf(out, cap, "%.*s%d%s", (int)(p - pat), pat, f, p + 2);
+  return IMF_OK;
+}
+
+/* The official folds: fold f trains on BASE(f) and tests on TEST(f); ids are numbered over the
+ * base file first, so test-only ids are cold. */
+static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *sp, int f,
+                                 imf_metrics *res) {
+  char pats[2][4096], base[4096], test[4096];
+  const char *comma = strchr(sp->fold_files, ',');
+  if (!comma) IMF_FAIL(IMF_ERR_USAGE, "--fold-files wants BASE_PATTERN,TEST_PATTERN (e.g. d/u%%d.base,d/u%%d.test)");
+  snprintf(pats[0], sizeof pats[0], "%.*s", (int)(comma - sp->fold_files), sp->fold_files);
+  snprintf(pats[1], sizeof pats[1], "%s", comma + 1);
+  IMF_CHECK(fold_path(pats[0], f, base, sizeof base));
+  IMF_CHECK(fold_path(pats[1], f, test, sizeof test));
+  imf_dataset tr, te;
+  imf_model *m = NULL;
+  imf_status st = IMF_OK;
+  double t0 = imf_wtime();
+  memset(&te, 0, sizeof te);
+  IMF_CHECK(imf_dataset_from_file(comm, cfg, base, NULL, NULL, &tr));
+  int64_t nu0 = tr.nusers, ni0 = tr.nitems;
+  IMF_TRY(imf_dataset_from_file(comm, cfg, test, tr.users, tr.items, &te), out);
+  /* one layout over all ids for both parts */
+  IMF_TRY(imf_dataset_relayout(comm, &tr, te.nusers, te.nitems), out);
+  binarize(cfg, &tr);
+  binarize(cfg, &te);
+  IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m), out);
+  /* test ratings of ids unseen in training stay (cold), rank with the model's rows only */
+  imf_eval_opts o;
+  st = opts_from(cfg, sp->cutoffs, m, imf_cfg_double(cfg, "clean.scale_min"), imf_cfg_double(cfg, "clean.scale_max"), &o);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(score_split(comm, m, tr.ulo, tr.uhi, &tr.r, NULL, &te.r, &o, res), out);
+  res->seconds = imf_wtime() - t0;
+out:
+  imf_model_destroy(&m);
+  imf_dataset_free(&te);
+  imf_dataset_free(&tr);
+  return st;
+}
+
+/* The model's own id maps (dense index = position in the checkpoint's id lists). */
+static imf_status model_idmaps(const imf_ckpt_meta *meta, imf_idmap **u, imf_idmap **i) {
+  IMF_CHECK(imf_idmap_create(u));
+  IMF_CHECK(imf_idmap_create(i));
+  IMF_CHECK(imf_idmap_add_list(*u, &meta->users));
+  IMF_CHECK(imf_idmap_add_list(*i, &meta->items));
+  return IMF_OK;
+}
+
+/* Keep only ratings of users and items the model knows (a store may have grown since). */
+static void restrict_to_model(imf_ratings *r, const imf_model *m) {
+  int64_t w = 0;
+  for (int64_t j = 0; j < r->n; j++) {
+    if (r->user[j] >= m->nusers || r->item[j] >= m->nitems) continue;
+    r->user[w] = r->user[j];
+    r->item[w] = r->item[j];
+    r->value[w] = r->value[j];
+    r->time[w] = r->time[j];
+    w++;
+  }
+  r->n = w;
+}
+
+static const char *EVAL_KEYS[] = {"eval.k", "eval.relevance_threshold", "eval.binarize", "eval.test_fraction",
+                                  "eval.leave_k", "eval.folds", "eval.seed", "eval.heldout_users",
+                                  "eval.foldin_fraction", "eval.min_user_ratings"};
+
+/* The current version of a model directory with its configuration; the eval.* keys of the
+ * command line win over the stored ones. */
+static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *dir, imf_model **m, imf_ckpt_meta *meta,
+                             imf_config *cfg) {
+  imf_modeldir *md = NULL;
+  char path[4096];
+  int64_t ver;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_modeldir_open(comm, dir, 0, 0, 0, &md));
+  IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
+  IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
+  if (meta->config && *meta->config) IMF_TRY(imf_config_load_string(cfg, meta->config, path), out);
+  for (size_t j = 0; j < sizeof EVAL_KEYS / sizeof EVAL_KEYS[0]; j++) {
+    const char *v;
+    char as[512];
+    IMF_TRY(imf_config_get_str(cli, EVAL_KEYS[j], &v), out);
+    snprintf(as, sizeof as, "%s=%s", EVAL_KEYS[j], v);
+    IMF_TRY(imf_config_set(cfg, as), out);
+  }
+out:
+  imf_modeldir_close(&md);
+  return st;
+}
+
+imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spec *sp, imf_eval_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  double t0 = imf_wtime();
+  imf_status st = IMF_OK;
+  imf_config *cfg = NULL;
+  imf_model *m = NULL;
+  imf_ckpt_meta meta;
+  imf_dataset d, te;
+  imf_idmap *mu = NULL, *mi = NULL;
+  imf_ratings train = {0}, test = {0};
+  memset(&meta, 0, sizeof meta);
+  memset(&d, 0, sizeof d);
+  memset(&te, 0, sizeof te);
+  const char *proto = sp->protocol ? sp->protocol
+                      : sp->test_path ? "test"
+                      : (sp->folds > 0 || sp->fold_files) ? "kfold"
+                                                          : "random";
+  snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
+  IMF_CHECK(imf_config_create(&cfg));
+  {
+    char *text = imf_config_dump(cli);
+    if (!text) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+    st = imf_config_load_string(cfg, text, "configuration");
+    free(text);
+    IMF_TRY(st, out);
+  }
+  if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &m, &meta, cfg), out);
+  imf_eval_opts o;
+  if (!strcmp(proto, "test") || !strcmp(proto, "standing")) {
+    if (!m || !sp->store)
+      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --model DIR and --data STORE "
+                            "(the store supplies the training items excluded from the rankings)", proto), out);
+    IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
+    restrict_to_model(&d.r, m);
+    IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &o), out);
+    if (!strcmp(proto, "test")) {
+      if (!sp->test_path) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol test needs --test FILE"), out);
+      IMF_TRY(model_idmaps(&meta, &mu, &mi), out);
+      IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
+      IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
+      IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
+    } else {
+      /* The standing holdout of the model's training: the validation carve-out it was trained
+       * without (model.validation_fraction, model.seed of its own configuration). */
+      double frac = imf_cfg_double(cfg, "model.validation_fraction");
+      if (!(frac > 0))
+        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "the model was trained without a standing holdout "
+                              "(model.validation_fraction = 0): use another protocol"), out);
+      imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = (uint64_t)imf_cfg_int(cfg, "model.seed"), .fraction = frac};
+      IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
+      IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
+    }
+    rep->nfolds = 1;
+    rep->fold[0].seconds = imf_wtime() - t0;
+  } else if (!strcmp(proto, "kfold") && sp->fold_files) {
+    int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
+    if (folds < 1 || folds > IMF_EVAL_MAX_FOLDS) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "bad --folds %d", folds), out);
+    for (int f = 0; f < folds; f++) {
+      IMF_TRY(run_fold_files(comm, cfg, sp, f + 1, &rep->fold[f]), out);
+      imf_info("fold %d/%d done in %.1f s", f + 1, folds, rep->fold[f].seconds);
+    }
+    rep->nfolds = folds;
+  } else {
+    imf_split_kind kind = IMF_SPLIT_RANDOM;
+    IMF_TRY(protocol_kind(proto, &kind), out);
+    if (sp->store) IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
+    else if (sp->input) IMF_TRY(imf_dataset_from_file(comm, cfg, sp->input, NULL, NULL, &d), out);
+    else IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --data STORE or --input FILE", proto), out);
+    binarize(cfg, &d);
+    imf_split_spec ss = {.kind = kind,
+                         .seed = (uint64_t)imf_cfg_int(cfg, "eval.seed"),
+                         .fraction = kind == IMF_SPLIT_HELDOUT_USERS ? imf_cfg_double(cfg, "eval.heldout_users")
+                                                                     : imf_cfg_double(cfg, "eval.test_fraction"),
+                         .leave_k = imf_cfg_int(cfg, "eval.leave_k"),
+                         .foldin_fraction = imf_cfg_double(cfg, "eval.foldin_fraction"),
+                         .min_user_ratings = imf_cfg_int(cfg, "eval.min_user_ratings")};
+    if (kind == IMF_SPLIT_STANDING)
+      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol standing needs --model DIR and --data STORE"), out);
+    if (kind == IMF_SPLIT_FOLD) {
+      int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
+      IMF_TRY(imf_eval_cv(comm, cfg, &d, folds, rep), out);
+      snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
+    } else {
+      IMF_TRY(run_split(comm, cfg, &d, &ss, sp->cutoffs, d.scale_min, d.scale_max, &rep->fold[0]), out);
+      rep->nfolds = 1;
+    }
+  }
+  summarise(rep);
+  IMF_TRY(imf_parse_cutoffs(sp->cutoffs ? sp->cutoffs : imf_cfg_str(cfg, "eval.k"), rep->ks, &rep->nk), out);
+  rep->seconds = imf_wtime() - t0;
+out:
+  imf_ratings_free(&train);
+  imf_ratings_free(&test);
+  imf_dataset_free(&d);
+  imf_dataset_free(&te);
+  imf_idmap_destroy(&mu);
+  imf_idmap_destroy(&mi);
+  imf_ckpt_meta_free(&meta);
+  imf_model_destroy(&m);
+  imf_config_destroy(&cfg);
+  return st;
 }

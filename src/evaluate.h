@@ -1,10 +1,15 @@
-/* evaluate.h - how good a model is on held-out ratings. This first piece scores a given test
- * file (any input format) with the model's predictions; ranking metrics, split protocols and
- * cross-validation build on it. */
+/* evaluate.h - how good a model is on held-out ratings: RMSE/MAE of a test file
+ * (imf_eval_file, used by `train --test`), and the full `evaluate`: rating and ranking metrics
+ * (metrics.h, definitions in docs/METRICS.md) of a model or of a configuration retrained on the
+ * training part of a split protocol (split.h), single split or k-fold, distributed by user
+ * ranges with the top-K kernel of topk.h. */
 #ifndef IMF_EVALUATE_H
 #define IMF_EVALUATE_H
 #include "idmap.h"
+#include "metrics.h"
 #include "model.h"
+#include "ratings.h"
+#include "split.h"
 
 typedef struct {
   double rmse, mae;
@@ -20,4 +25,71 @@ typedef struct {
 imf_status imf_eval_file(MPI_Comm comm, const imf_config *cfg, const imf_model *m, const imf_idmap *users,
                          const imf_idmap *items, const char *path, double clip_lo, double clip_hi,
                          imf_eval_result *out);
+
+/* ---- rating and ranking metrics of a model over distributed test ratings ---- */
+typedef struct {
+  int nk, ks[IMF_MAX_CUTOFFS]; /* cut-offs, ascending */
+  double threshold;            /* relevant: value >= threshold; NaN: every held-out item */
+  double clip_lo, clip_hi;     /* prediction clipping for RMSE/MAE (NaN: none) */
+  int rating_metrics;          /* compute RMSE/MAE (0 for implicit models: NaN) */
+} imf_eval_opts;
+
+typedef struct {
+  double rmse, mae;
+  int64_t n_ratings, n_cold;    /* test ratings scored; of which user or item unseen */
+  int nk;
+  imf_rank_means rank[IMF_MAX_CUTOFFS];
+  int64_t users_ranked;         /* users with >= 1 relevant held-out item and training data */
+  int64_t users_cold;           /* users with relevant items but no training (or fold-in) data */
+  double seconds;               /* training + scoring wall time */
+} imf_metrics;
+
+/* Collective. Each rank passes the users [ulo, uhi) (a contiguous range; ranges of all ranks
+ * need not cover anything in particular): their factors X ((uhi-ulo) x m->kw) and biases xbias
+ * (NULL: the model's own rows P[u], bu[u]; users >= m->nusers are then cold), the CSR of their
+ * training items (tptr: uhi-ulo+1 offsets, tidx sorted per row; excluded from the ranking and
+ * a user with an empty row is cold) and their test ratings (any order). */
+imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
+                          const float *xbias, const int64_t *tptr, const int32_t *tidx,
+                          const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out);
+
+/* Flat list of a result's metrics under their JSON names ("rmse", "mae", "precision@10", ...,
+ * "coverage@10"); returns the count (at most IMF_EVAL_MAX_NAMES). */
+#define IMF_EVAL_MAX_NAMES (2 + 7 * IMF_MAX_CUTOFFS)
+int imf_metrics_list(const imf_metrics *r, char names[][32], double *values);
+
+/* ---- the `evaluate` command ---- */
+#define IMF_EVAL_MAX_FOLDS 32
+typedef struct {
+  const char *store;       /* --data STORE */
+  const char *model;       /* --model DIR: its current version (protocols test and standing);
+                              other protocols retrain with its configuration */
+  const char *input;       /* --input FILE: a ratings file instead of a store */
+  const char *test_path;   /* --test FILE: score this file */
+  const char *fold_files;  /* --fold-files "BASE%d,TEST%d": official folds (e.g. u%d.base) */
+  const char *protocol;    /* --protocol NAME or NULL (test with --test, folds with --folds,
+                              otherwise random) */
+  int folds;               /* --folds N (0: none) */
+  const char *cutoffs;     /* --k LIST or NULL (eval.k) */
+} imf_eval_spec;
+
+typedef struct {
+  char protocol[32];
+  int nfolds;                           /* 1 for a single split */
+  imf_metrics fold[IMF_EVAL_MAX_FOLDS];
+  int nmetrics;
+  char names[IMF_EVAL_MAX_NAMES][32];
+  double mean[IMF_EVAL_MAX_NAMES], sd[IMF_EVAL_MAX_NAMES]; /* sd: sample (n-1), 0 for n = 1 */
+  int ks[IMF_MAX_CUTOFFS], nk;
+  double seconds;
+} imf_eval_report;
+
+/* Collective. Runs the protocol of spec (cfg: eval.* keys, and the model.* keys used when
+ * retraining without --model). */
+imf_status imf_evaluate(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *spec, imf_eval_report *rep);
+
+/* Collective. k-fold cross-validation of one configuration on an in-memory dataset (used by
+ * tune: the split hashes depend on eval.seed only). */
+imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds,
+                       imf_eval_report *rep);
 #endif

@@ -1,0 +1,393 @@
+/* recommend.c - the queries of `incremf recommend` (see recommend.h). The model is replicated;
+ * the store is read by user range, so `--all` needs no communication beyond the file offsets,
+ * and a single-user query reads only that user's ratings. The HDF5 output lives here rather
+ * than in store.c/checkpoint.c because it is a plain results file, not part of a store. */
+#include "recommend.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "modeldir.h"
+#include "split.h"
+#include "store.h"
+#include "topk.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r) {
+  memset(r, 0, sizeof *r);
+  r->comm = comm;
+  imf_modeldir *md = NULL;
+  char path[4096];
+  int64_t ver;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md));
+  IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
+  IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
+  if (r->meta.users.n != r->m->nusers || r->meta.items.n != r->m->nitems)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s carries no raw ids: cannot recommend by id", path), out);
+  IMF_TRY(imf_idmap_create(&r->users), out);
+  IMF_TRY(imf_idmap_create(&r->items), out);
+  IMF_TRY(imf_idmap_add_list(r->users, &r->meta.users), out);
+  IMF_TRY(imf_idmap_add_list(r->items, &r->meta.items), out);
+  if (store_dir) snprintf(r->store, sizeof r->store, "%s", store_dir);
+out:
+  imf_modeldir_close(&md);
+  return st;
+}
+
+void imf_recommender_close(imf_recommender *r) {
+  imf_model_destroy(&r->m);
+  imf_ckpt_meta_free(&r->meta);
+  imf_idmap_destroy(&r->users);
+  imf_idmap_destroy(&r->items);
+}
+
+void imf_rec_list_free(imf_rec_list *l) {
+  free(l->items);
+  free(l->scores);
+  memset(l, 0, sizeof *l);
+}
+
+static imf_status list_alloc(imf_rec_list *l, int n) {
+  memset(l, 0, sizeof *l);
+  IMF_CHECK(imf_realloc(&l->items, (size_t)(n > 0 ? n : 1), sizeof *l->items));
+  IMF_CHECK(imf_realloc(&l->scores, (size_t)(n > 0 ? n : 1), sizeof *l->scores));
+  return IMF_OK;
+}
+
+/* The ratings of users [lo, hi) on this rank (model's users and items only). */
+static imf_status read_range(imf_recommender *r, int64_t lo, int64_t hi, imf_ratings *out) {
+  memset(out, 0, sizeof *out);
+  if (!r->store[0]) {
+    imf_warn("no --data STORE given: items the users already rated are not excluded");
+    return IMF_OK;
+  }
+  imf_store *s = NULL;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_store_open(r->comm, r->store, IMF_STORE_READ, 0, &s));
+  if (strcmp(imf_store_digest(s), r->meta.store_digest) != 0 && r->meta.store_digest[0])
+    imf_warn("the store has changed since the model was trained: its newest ratings are excluded too");
+  IMF_TRY(imf_store_read_ratings(s, lo, hi, out), out);
+  int64_t w = 0;
+  for (int64_t j = 0; j < out->n; j++)
+    if (out->user[j] < r->m->nusers && out->item[j] < r->m->nitems) {
+      out->user[w] = out->user[j];
+      out->item[w++] = out->item[j];
+    }
+  out->n = w;
+out:
+  imf_store_close(&s);
+  return st;
+}
+
+static imf_status popular(imf_recommender *r, int top, imf_rec_list *out) {
+  int64_t lo, hi, ni = r->m->nitems;
+  imf_ratings rt = {0};
+  int64_t *cnt = NULL;
+  int32_t *ids = NULL;
+  float *sc = NULL;
+  imf_status st = IMF_OK;
+  imf_user_range(r->comm, r->m->nusers, &lo, &hi);
+  IMF_CHECK(read_range(r, lo, hi, &rt));
+  IMF_TRY(imf_alloc(&cnt, (size_t)(ni ? ni : 1), sizeof *cnt), out);
+  for (int64_t j = 0; j < rt.n; j++) cnt[rt.item[j]]++;
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)ni, MPI_INT64_T, MPI_SUM, r->comm));
+  IMF_TRY(imf_alloc(&ids, (size_t)(ni ? ni : 1), sizeof *ids), out);
+  IMF_TRY(imf_alloc(&sc, (size_t)(ni ? ni : 1), sizeof *sc), out);
+  for (int64_t i = 0; i < ni; i++) {
+    ids[i] = (int32_t)i;
+    sc[i] = (float)cnt[i];
+  }
+  imf_topk_sort(ids, sc, (int)ni);
+  int n = top < ni ? top : (int)ni;
+  IMF_TRY(list_alloc(out, n), out);
+  memcpy(out->items, ids, sizeof *ids * (size_t)n);
+  memcpy(out->scores, sc, sizeof *sc * (size_t)n);
+  out->n = n;
+  out->fallback = 1;
+out:
+  imf_ratings_free(&rt);
+  imf_free(&cnt);
+  imf_free(&ids);
+  imf_free(&sc);
+  return st;
+}
+
+imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int fallback_popular, imf_rec_list *out) {
+  memset(out, 0, sizeof *out);
+  if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  int64_t u = imf_idmap_find(r->users, user, strlen(user));
+  if (u < 0) {
+    if (fallback_popular) return popular(r, top, out);
+    IMF_FAIL(IMF_ERR_NOTFOUND, "unknown user '%s': the model has no such user (%lld users); use --fallback popular "
+             "for the most popular items", user, (long long)r->m->nusers);
+  }
+  int rank;
+  MPI_Comm_rank(r->comm, &rank);
+  imf_ratings rt = {0};
+  imf_status st = IMF_OK;
+  /* rank 0 reads this one user's ratings; the others take part in the collective read */
+  IMF_CHECK(read_range(r, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &rt));
+  if (rank == 0) {
+    int64_t ptr[2] = {0, rt.n};
+    const imf_model *m = r->m;
+    float xb = m->bu ? m->bu[u] : 0.0f;
+    imf_topk_query q = {1, m->kw, m->P + u * m->kw, &xb, m->nitems, m->Q, m->bi, m->mu, ptr, rt.item};
+    int cnt = 0;
+    st = list_alloc(out, top);
+    if (st == IMF_OK) st = imf_topk(&q, top, out->items, out->scores, &cnt, NULL);
+    out->n = cnt;
+  }
+  imf_ratings_free(&rt);
+  return imf_agree(r->comm, st);
+}
+
+imf_status imf_recommend_items(imf_recommender *r, const char *user, const char *const *item_ids, int n,
+                               imf_rec_list *out, int *unknown) {
+  int64_t u = imf_idmap_find(r->users, user, strlen(user));
+  if (u < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown user '%s': the model has no such user", user);
+  IMF_CHECK(list_alloc(out, n));
+  for (int j = 0; j < n; j++) {
+    int64_t i = imf_idmap_find(r->items, item_ids[j], strlen(item_ids[j]));
+    unknown[j] = i < 0;
+    out->items[j] = (int32_t)(i < 0 ? -1 - j : i); /* unknown: -1 - position in the request */
+    out->scores[j] = (float)imf_model_predict(r->m, u, i);
+  }
+  out->n = n;
+  imf_topk_sort(out->items, out->scores, n);
+  return IMF_OK;
+}
+
+imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, imf_rec_list *out) {
+  const imf_model *m = r->m;
+  int64_t it = imf_idmap_find(r->items, item, strlen(item));
+  if (it < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item);
+  float *Qn = NULL;
+  imf_status st = IMF_OK;
+  int kw = m->kw;
+  IMF_CHECK(imf_alloc(&Qn, (size_t)(m->nitems ? m->nitems : 1) * (size_t)(kw ? kw : 1), sizeof *Qn));
+  for (int64_t i = 0; i < m->nitems; i++) {
+    double s = 0;
+    for (int c = 0; c < kw; c++) s += (double)m->Q[i * kw + c] * m->Q[i * kw + c];
+    float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (int c = 0; c < kw; c++) Qn[i * kw + c] = m->Q[i * kw + c] * inv;
+  }
+  int64_t ptr[2] = {0, 1};
+  int32_t self = (int32_t)it;
+  imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self};
+  int cnt = 0;
+  IMF_TRY(list_alloc(out, top), done);
+  IMF_TRY(imf_topk(&q, top, out->items, out->scores, &cnt, NULL), done);
+  out->n = cnt;
+done:
+  imf_free(&Qn);
+  return st;
+}
+
+/* ---- --all ---- */
+
+static imf_status buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) IMF_PRINTF(4, 5);
+static imf_status buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0) IMF_FAIL(IMF_ERR_RUNTIME, "formatting failed");
+    if ((size_t)n < *cap - *len) {
+      *len += (size_t)n;
+      return IMF_OK;
+    }
+    size_t nc = *cap * 2 + (size_t)n + 1024;
+    IMF_CHECK(imf_realloc(buf, nc, 1));
+    *cap = nc;
+  }
+}
+
+static imf_status write_csv(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top,
+                            const int32_t *items, const float *scores, const int *count) {
+  int rank;
+  MPI_Comm_rank(r->comm, &rank);
+  char *buf = NULL;
+  size_t len = 0, cap = 1 << 16;
+  imf_status st = IMF_OK;
+  IMF_TRY(imf_realloc(&buf, cap, 1), out);
+  if (rank == 0) IMF_TRY(buf_printf(&buf, &len, &cap, "user,rank,item,score\n"), out);
+  for (int64_t u = lo; u < hi; u++) {
+    size_t ul, il;
+    const char *uid = imf_idmap_get(r->users, u, &ul);
+    for (int j = 0; j < count[u - lo]; j++) {
+      const char *iid = imf_idmap_get(r->items, items[(u - lo) * top + j], &il);
+      IMF_TRY(buf_printf(&buf, &len, &cap, "%.*s,%d,%.*s,%.7g\n", (int)ul, uid, j + 1, (int)il, iid,
+                         scores[(u - lo) * top + j]), out);
+    }
+  }
+out:
+  st = imf_agree(r->comm, st);
+  if (st != IMF_OK) {
+    free(buf);
+    return st;
+  }
+  long long mine = (long long)len, off = 0;
+  MPI_Exscan(&mine, &off, 1, MPI_LONG_LONG, MPI_SUM, r->comm);
+  if (rank == 0) off = 0;
+  MPI_File fh;
+  int rc = MPI_File_open(r->comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+  if (rc != MPI_SUCCESS) {
+    free(buf);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+  }
+  rc = MPI_File_set_size(fh, 0);
+  for (size_t done = 0; rc == MPI_SUCCESS && done < len;) {
+    int chunk = (int)(len - done > (1u << 30) ? (1u << 30) : len - done);
+    rc = MPI_File_write_at(fh, (MPI_Offset)(off + (long long)done), buf + done, chunk, MPI_CHAR, MPI_STATUS_IGNORE);
+    done += (size_t)chunk;
+  }
+  MPI_File_close(&fh);
+  free(buf);
+  st = rc == MPI_SUCCESS ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path);
+  return imf_agree(r->comm, st);
+}
+
+static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top, const int32_t *items,
+                           const float *scores) {
+  int rank;
+  MPI_Comm_rank(r->comm, &rank);
+  const imf_model *m = r->m;
+  int64_t L = 1;
+  for (int64_t u = 0; u < m->nusers; u++) {
+    size_t l;
+    imf_idmap_get(r->users, u, &l);
+    if ((int64_t)l > L) L = (int64_t)l;
+  }
+  for (int64_t i = 0; i < m->nitems; i++) {
+    size_t l;
+    imf_idmap_get(r->items, i, &l);
+    if ((int64_t)l > L) L = (int64_t)l;
+  }
+  char *ids = NULL;
+  int64_t nmine = hi - lo, nid = nmine > m->nitems ? nmine : m->nitems;
+  IMF_CHECK(imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1));
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, r->comm, MPI_INFO_NULL);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  if (f < 0) {
+    imf_free(&ids);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+  }
+  int bad = 0;
+  hid_t dx = H5Pcreate(H5P_DATASET_XFER);
+  H5Pset_dxpl_mpio(dx, H5FD_MPIO_COLLECTIVE);
+  hid_t str = H5Tcopy(H5T_C_S1);
+  H5Tset_size(str, (size_t)L);
+  H5Tset_strpad(str, H5T_STR_NULLPAD);
+  /* /items, /scores: users x top; /user_ids: users */
+  hsize_t dims[2] = {(hsize_t)m->nusers, (hsize_t)top}, start[2] = {(hsize_t)lo, 0}, cnt[2] = {(hsize_t)nmine, (hsize_t)top};
+  const char *names[3] = {"items", "scores", "user_ids"};
+  hid_t types[3] = {H5T_NATIVE_INT32, H5T_NATIVE_FLOAT, str};
+  for (int u = 0; u < nmine; u++) {
+    size_t l;
+    const char *s = imf_idmap_get(r->users, lo + u, &l);
+    memcpy(ids + (size_t)u * (size_t)L, s, l);
+  }
+  const void *bufs[3] = {items, scores, ids};
+  for (int d = 0; d < 3; d++) {
+    int rk = d == 2 ? 1 : 2;
+    hid_t fs = H5Screate_simple(rk, dims, NULL);
+    hid_t ds = H5Dcreate2(f, names[d], types[d], fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ms = H5Screate_simple(rk, cnt, NULL);
+    if (nmine > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    else {
+      H5Sselect_none(fs);
+      H5Sselect_none(ms);
+    }
+    if (ds < 0 || H5Dwrite(ds, types[d], ms, fs, dx, bufs[d]) < 0) bad = 1;
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (ds >= 0) H5Dclose(ds);
+  }
+  /* /item_ids: written by rank 0 */
+  {
+    memset(ids, 0, (size_t)(nid ? nid : 1) * (size_t)L);
+    for (int64_t i = 0; i < m->nitems; i++) {
+      size_t l;
+      const char *s = imf_idmap_get(r->items, i, &l);
+      memcpy(ids + (size_t)i * (size_t)L, s, l);
+    }
+    hsize_t di = (hsize_t)m->nitems;
+    hid_t fs = H5Screate_simple(1, &di, NULL);
+    hid_t ds = H5Dcreate2(f, "item_ids", str, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ms = H5Screate_simple(1, &di, NULL);
+    if (rank != 0) {
+      H5Sselect_none(fs);
+      H5Sselect_none(ms);
+    }
+    if (ds < 0 || H5Dwrite(ds, str, ms, fs, dx, ids) < 0) bad = 1;
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (ds >= 0) H5Dclose(ds);
+  }
+  H5Tclose(str);
+  H5Pclose(dx);
+  if (H5Fclose(f) < 0) bad = 1;
+  imf_free(&ids);
+  imf_status st = bad ? imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path) : IMF_OK;
+  return imf_agree(r->comm, st);
+}
+
+imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_rec_all_stats *stats) {
+  if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  const imf_model *m = r->m;
+  double t0 = imf_wtime();
+  int64_t lo, hi;
+  imf_user_range(r->comm, m->nusers, &lo, &hi);
+  imf_ratings rt = {0};
+  int64_t *ptr = NULL;
+  int32_t *items = NULL;
+  float *scores = NULL;
+  int *count = NULL;
+  imf_status st = IMF_OK;
+  double gemm = 0, ts = 0, tw = 0;
+  IMF_CHECK(read_range(r, lo, hi, &rt));
+  int64_t n = hi - lo;
+  IMF_TRY(imf_alloc(&ptr, (size_t)n + 1, sizeof *ptr), out);
+  for (int64_t j = 0; j < rt.n; j++) ptr[rt.user[j] - lo + 1]++;
+  for (int64_t u = 0; u < n; u++) ptr[u + 1] += ptr[u];
+  IMF_TRY(imf_alloc(&items, (size_t)(n ? n : 1) * (size_t)top, sizeof *items), out);
+  IMF_TRY(imf_alloc(&scores, (size_t)(n ? n : 1) * (size_t)top, sizeof *scores), out);
+  IMF_TRY(imf_alloc(&count, (size_t)(n ? n : 1), sizeof *count), out);
+  ts = imf_wtime();
+  imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr, rt.item};
+  IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
+  ts = imf_wtime() - ts;
+out:
+  st = imf_agree(r->comm, st);
+  if (st == IMF_OK) {
+    tw = imf_wtime();
+    size_t pl = strlen(path);
+    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, path, lo, hi, top, items, scores);
+    else st = write_csv(r, path, lo, hi, top, items, scores, count);
+    tw = imf_wtime() - tw;
+  }
+  if (stats) {
+    double loc[2] = {ts, gemm}, mx[2];
+    MPI_Allreduce(loc, mx, 2, MPI_DOUBLE, MPI_MAX, r->comm);
+    stats->users = m->nusers;
+    stats->score_seconds = mx[0];
+    stats->gemm_seconds = mx[1];
+    stats->write_seconds = tw;
+    stats->seconds = imf_wtime() - t0;
+  }
+  imf_ratings_free(&rt);
+  imf_free(&ptr);
+  imf_free(&items);
+  imf_free(&scores);
+  imf_free(&count);
+  return st;
+}

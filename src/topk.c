@@ -1,0 +1,154 @@
+/* topk.c - tiled GEMM scoring with a bounded min-heap per user (see topk.h). The heap holds the
+ * K best (score, item) pairs seen so far with the worst at the root, so the common case — a
+ * candidate worse than the root — costs one comparison. Scores compared are P.Q + bi (the
+ * user's constant mu + bu is added once at the end: it does not change the order). */
+#include "topk.h"
+#include "error.h"
+#include "log.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* a is worse than b */
+static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
+  return sa < sb || (sa == sb && ia > ib);
+}
+
+static void sift_down(int32_t *it, float *sc, int n, int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, w = i;
+    if (l < n && worse(sc[l], it[l], sc[w], it[w])) w = l;
+    if (r < n && worse(sc[r], it[r], sc[w], it[w])) w = r;
+    if (w == i) return;
+    float ts = sc[i];
+    sc[i] = sc[w];
+    sc[w] = ts;
+    int32_t ti = it[i];
+    it[i] = it[w];
+    it[w] = ti;
+    i = w;
+  }
+}
+
+static void sift_up(int32_t *it, float *sc, int i) {
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!worse(sc[i], it[i], sc[p], it[p])) return;
+    float ts = sc[i];
+    sc[i] = sc[p];
+    sc[p] = ts;
+    int32_t ti = it[i];
+    it[i] = it[p];
+    it[p] = ti;
+    i = p;
+  }
+}
+
+typedef struct {
+  float s;
+  int32_t i;
+} pair;
+
+static int cmp_pair(const void *a, const void *b) {
+  const pair *x = a, *y = b;
+  if (x->s != y->s) return x->s > y->s ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+void imf_topk_sort(int32_t *items, float *scores, int n) {
+  pair stackbuf[256];
+  pair *p = n <= 256 ? stackbuf : malloc(sizeof(pair) * (size_t)n);
+  if (!p) { /* insertion sort fallback: never fails */
+    for (int a = 1; a < n; a++)
+      for (int b = a; b > 0 && worse(scores[b - 1], items[b - 1], scores[b], items[b]); b--) {
+        float ts = scores[b]; scores[b] = scores[b - 1]; scores[b - 1] = ts;
+        int32_t ti = items[b]; items[b] = items[b - 1]; items[b - 1] = ti;
+      }
+    return;
+  }
+  for (int j = 0; j < n; j++) p[j] = (pair){scores[j], items[j]};
+  qsort(p, (size_t)n, sizeof *p, cmp_pair);
+  for (int j = 0; j < n; j++) {
+    scores[j] = p[j].s;
+    items[j] = p[j].i;
+  }
+  if (p != stackbuf) free(p);
+}
+
+imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *scores, int *count,
+                    double *gemm_seconds) {
+  if (K < 1) IMF_FAIL(IMF_ERR_USAGE, "top-K needs K >= 1, got %d", K);
+  if (gemm_seconds) *gemm_seconds = 0;
+  int64_t nr = q->nrows;
+  for (int64_t r = 0; r < nr * K; r++) {
+    items[r] = -1;
+    scores[r] = NAN;
+  }
+  for (int64_t r = 0; r < nr; r++) count[r] = 0;
+  if (nr == 0 || q->ny == 0) return IMF_OK;
+  float *C = NULL;
+  int64_t *ep = NULL;
+  imf_status st = IMF_OK;
+  IMF_TRY(imf_alloc(&C, (size_t)IMF_TOPK_TILE_USERS * IMF_TOPK_TILE_ITEMS, sizeof(float)), out);
+  IMF_TRY(imf_alloc(&ep, IMF_TOPK_TILE_USERS, sizeof(int64_t)), out);
+  const int kw = q->kw;
+  for (int64_t u0 = 0; u0 < nr; u0 += IMF_TOPK_TILE_USERS) {
+    int tu = (int)(nr - u0 < IMF_TOPK_TILE_USERS ? nr - u0 : IMF_TOPK_TILE_USERS);
+    for (int a = 0; a < tu; a++) ep[a] = q->excl_ptr ? q->excl_ptr[u0 + a] : 0;
+    for (int64_t i0 = 0; i0 < q->ny; i0 += IMF_TOPK_TILE_ITEMS) {
+      int ti = (int)(q->ny - i0 < IMF_TOPK_TILE_ITEMS ? q->ny - i0 : IMF_TOPK_TILE_ITEMS);
+      double tg = gemm_seconds ? imf_wtime() : 0;
+      if (kw > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tu, ti, kw, 1.0f, q->X + u0 * kw, kw,
+                    q->Y + i0 * kw, kw, 0.0f, C, ti);
+      else
+        memset(C, 0, sizeof(float) * (size_t)tu * (size_t)ti);
+      if (gemm_seconds) *gemm_seconds += imf_wtime() - tg;
+      for (int a = 0; a < tu; a++) {
+        int64_t r = u0 + a;
+        int32_t *hi = items + r * K;
+        float *hs = scores + r * K;
+        int n = count[r];
+        const float *row = C + (size_t)a * ti;
+        int64_t e = ep[a], eend = q->excl_ptr ? q->excl_ptr[r + 1] : 0;
+        const int32_t *ex = q->excl_idx;
+        for (int j = 0; j < ti; j++) {
+          int32_t item = (int32_t)(i0 + j);
+          float s = row[j];
+          if (q->ybias) s += q->ybias[item];
+          if (n == K && !(s > hs[0])) {
+            /* cheap reject; equal scores fall through to the exact tie rule below */
+            if (!(s == hs[0] && item < hi[0])) continue;
+          }
+          if (s != s) continue; /* NaN never ranks */
+          while (e < eend && ex[e] < item) e++;
+          if (e < eend && ex[e] == item) continue;
+          if (n < K) {
+            hi[n] = item;
+            hs[n] = s;
+            sift_up(hi, hs, n);
+            n++;
+          } else {
+            hi[0] = item;
+            hs[0] = s;
+            sift_down(hi, hs, K, 0);
+          }
+        }
+        count[r] = n;
+        ep[a] = e;
+      }
+    }
+    for (int a = 0; a < tu; a++) {
+      int64_t r = u0 + a;
+      float add = (float)(q->base + (q->xbias ? q->xbias[r] : 0.0));
+      imf_topk_sort(items + r * K, scores + r * K, count[r]);
+      for (int j = 0; j < count[r]; j++) scores[r * K + j] += add;
+    }
+  }
+out:
+  imf_free(&C);
+  imf_free(&ep);
+  return st;
+}
