@@ -115,6 +115,55 @@ imf_status imf_install_stop_signals(void);
 /* The same from code (async-signal-safe). */
 void imf_request_stop(void);
 
+/* ---- incremental update and model maintenance (docs/FORMAT.md, "Model registry") ---- */
+typedef struct {
+  const char *input;      /* append this file to the store first (NULL: none) */
+  const char *strategy;   /* fold-in | warm | retrain | auto; NULL: update.strategy */
+  int break_lock;         /* take the model directory's lock even from another host */
+} imf_update_opts;
+
+typedef struct {
+  int64_t appended_batch;      /* batch created from opts->input (0: none) */
+  int64_t parent;              /* the champion (the version current before the update) */
+  int64_t version;             /* the challenger's version (0: nothing to do) */
+  int64_t current;             /* the version current afterwards */
+  int64_t batches_seen, new_batches, new_ratings;
+  char requested[16];          /* strategy asked for */
+  char strategy[16];           /* strategy that built the challenger */
+  char decision[16];           /* promoted | rejected | up-to-date */
+  double champion_rmse, challenger_rmse; /* on the standing holdout */
+  double champion_new_rmse, challenger_new_rmse; /* on the held-out ratings of the new batches */
+  double newest_rmse, drift_baseline;    /* drift signal: champion on the new batches, history */
+  int drift;
+  int64_t eval_n, eval_new_n;
+  double seconds, build_seconds;         /* whole update; building the challenger(s) */
+  char note[1024];             /* escalations and reasons */
+} imf_update_report;
+
+/* Fold every batch the current model has not seen into a challenger, judge champion and
+ * challenger on the standing holdout, write the challenger as a new version and make it current
+ * only if it is not worse beyond update.tolerance. A kept champion is IMF_OK (decision
+ * "rejected"). */
+imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                      const imf_update_opts *opts, imf_update_report *report);
+
+/* Print the lineage of a model directory (a table, or with json one object whose "versions"
+ * array has one entry per version) on rank 0's out. store_dir may be NULL (the store recorded in
+ * the registry is used for staleness). *stale: the store has batches the current version has not
+ * seen; *drifting: the last update detected drift that no warm/retrain answered. */
+imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *store_dir, int json, FILE *out,
+                            int *stale, int *drifting);
+/* Make version `to` current (to <= 0: the current version's parent). */
+imf_status imf_rollback(MPI_Comm comm, const char *model_dir, int64_t to, int break_lock, int64_t *from,
+                        int64_t *now);
+/* Delete all but the newest `keep` versions, never the current one or its parent. */
+imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int break_lock, int64_t *removed);
+/* Right to be forgotten: drop the user's ratings from the store (a tombstone), zero its row in
+ * every kept version, refresh the items its ratings touched, record the deletion (without the
+ * id) in the lineage. */
+imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                      const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten);
+
 #ifdef __cplusplus
 }
 #endif

@@ -144,6 +144,8 @@ static void remove_strays(const imf_modeldir *md) {
   char p[PATHCAP * 2], vd[PATHCAP];
   snprintf(p, sizeof p, "%s/CURRENT.tmp", md->dir);
   unlink(p);
+  snprintf(p, sizeof p, "%s/registry.jsonl.tmp", md->dir);
+  unlink(p);
   snprintf(vd, sizeof vd, "%s/versions", md->dir);
   DIR *d = opendir(vd);
   if (!d) return;
@@ -326,6 +328,36 @@ imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_me
   IMF_CHECK(imf_agree(md->comm, st));
   *version = next;
   return IMF_OK;
+}
+
+imf_status imf_modeldir_write_version(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
+                                      int64_t *version) {
+  *version = 0;
+  IMF_CHECK(imf_agree(md->comm, need_lock(md, "write a version")));
+  int64_t *all = NULL, n = 0;
+  IMF_CHECK(imf_modeldir_list_versions(md, &all, &n));
+  int64_t next = n ? all[n - 1] + 1 : 1;
+  free(all);
+  char vp[PATHCAP];
+  imf_modeldir_version_path(md, next, vp, sizeof vp);
+  snprintf(meta->kind, sizeof meta->kind, "version");
+  IMF_CHECK(imf_checkpoint_write(md->comm, vp, m, meta));
+  *version = next;
+  return IMF_OK;
+}
+
+imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version) {
+  IMF_CHECK(imf_agree(md->comm, need_lock(md, "remove a version")));
+  imf_status st = IMF_OK;
+  if (md->rank == 0) {
+    char vp[PATHCAP];
+    imf_modeldir_version_path(md, version, vp, sizeof vp);
+    if (unlink(vp) != 0 && errno != ENOENT)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot remove %s: %s", vp, strerror(errno));
+    else
+      st = fsync_dir(md->dir);
+  }
+  return imf_agree(md->comm, st);
 }
 
 imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version) {

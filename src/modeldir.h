@@ -7,6 +7,8 @@
  *   DIR/CURRENT                   "v000003.h5\n": the version that serves
  *   DIR/LOCK                      writer lock (lock.h)
  *   DIR/train.jsonl               per-iteration JSON lines, appended by the trainer
+ *   DIR/registry.jsonl            lineage: one JSON line per train/update/rollback/prune/forget
+ *                                 (registry.h)
  *
  * All functions are collective over the directory's communicator unless marked (local). */
 #ifndef IMF_MODELDIR_H
@@ -30,6 +32,12 @@ imf_status imf_modeldir_current(imf_modeldir *md, char *path, size_t cap, int64_
  * between the two steps leaves CURRENT naming the previous complete version. */
 imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
                                int64_t *version);
+/* Write m as the next version without making it current (a challenger: update decides
+ * afterwards whether to switch CURRENT with imf_modeldir_set_current). Needs the lock. */
+imf_status imf_modeldir_write_version(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
+                                      int64_t *version);
+/* Delete a version file (prune). The caller makes sure it is not the current one. */
+imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version);
 /* Make an existing version current (rollback). Needs the lock. */
 imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version);
 /* The version numbers present in versions/, ascending (malloc'd; rank 0's view, broadcast). */

@@ -48,6 +48,13 @@ typedef struct {
   int64_t users, items;
   int64_t nbatches;
   batch_meta *b;
+  /* standing holdout (docs/FORMAT.md): fraction 0 = none recorded */
+  double holdout_fraction;
+  int64_t holdout_seed;
+  /* users removed by `forget` (dense indices, ascending): their ratings are filtered from every
+   * read; the batch files are never rewritten */
+  int64_t nforgotten;
+  int64_t *forgotten;
 } manifest;
 
 struct imf_store {
@@ -356,6 +363,13 @@ static imf_status manifest_text(const manifest *m, char **text, size_t *len) {
   fprintf(f, "normalize %s\n", m->normalize);
   put_double(f, "scale_min", m->scale_min);
   put_double(f, "scale_max", m->scale_max);
+  if (m->holdout_fraction > 0)
+    fprintf(f, "holdout_fraction %.17g\nholdout_seed %lld\n", m->holdout_fraction, (long long)m->holdout_seed);
+  if (m->nforgotten > 0) {
+    fputs("forgotten ", f);
+    for (int64_t j = 0; j < m->nforgotten; j++) fprintf(f, "%s%lld", j ? "," : "", (long long)m->forgotten[j]);
+    fputc('\n', f);
+  }
   fprintf(f, "users %lld\nitems %lld\nratings %lld\nbatches %lld\n", (long long)m->users,
           (long long)m->items, (long long)effective_ratings(m), (long long)m->nbatches);
   for (int64_t k = 0; k < m->nbatches; k++) {
@@ -511,6 +525,24 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
     } else if (strcmp(k, "users") == 0) bad = parse_i64(v, &m->users);
     else if (strcmp(k, "items") == 0) bad = parse_i64(v, &m->items);
     else if (strcmp(k, "batches") == 0) bad = parse_i64(v, &declared);
+    else if (strcmp(k, "holdout_fraction") == 0) {
+      char *e;
+      m->holdout_fraction = strtod(v, &e);
+      bad = e == v || *e || !(m->holdout_fraction >= 0 && m->holdout_fraction < 1);
+    } else if (strcmp(k, "holdout_seed") == 0) bad = parse_i64(v, &m->holdout_seed);
+    else if (strcmp(k, "forgotten") == 0) {
+      int64_t n = 1;
+      for (const char *c = v; *c; c++) n += *c == ',';
+      free(m->forgotten);
+      m->forgotten = malloc((size_t)n * sizeof *m->forgotten);
+      m->nforgotten = 0;
+      if (!m->forgotten) bad = 1;
+      char *sv2 = NULL;
+      for (char *tok = strtok_r((char *)v, ",", &sv2); tok && !bad; tok = strtok_r(NULL, ",", &sv2)) {
+        if (parse_i64(tok, &m->forgotten[m->nforgotten]) || m->forgotten[m->nforgotten] < 0) bad = 1;
+        else m->nforgotten++;
+      }
+    }
     else if (strcmp(k, "batch") == 0) {
       if (m->nbatches == cap) {
         cap = cap ? cap * 2 : 16;
@@ -545,6 +577,9 @@ done:
     free(m->b);
     m->b = NULL;
     m->nbatches = 0;
+    free(m->forgotten);
+    m->forgotten = NULL;
+    m->nforgotten = 0;
   }
   return st;
 }
@@ -555,6 +590,11 @@ static void store_digest_update(imf_store *s) {
   unsigned n = 0;
   EVP_DigestInit_ex(c, EVP_sha256(), NULL);
   for (int64_t k = 0; k < s->m.nbatches; k++) sha_put(c, s->m.b[k].digest, 64);
+  /* a store with forgotten users is other data: the digest says so (unchanged without) */
+  if (s->m.nforgotten > 0) {
+    sha_put(c, "forgotten", 9);
+    for (int64_t j = 0; j < s->m.nforgotten; j++) sha_put_u64(c, (uint64_t)s->m.forgotten[j]);
+  }
   EVP_DigestFinal_ex(c, d, &n);
   EVP_MD_CTX_free(c);
   hexify(d, n, s->digest);
@@ -616,9 +656,11 @@ static imf_status manifest_load(imf_store *s) {
   st = imf_agree(s->comm, st);
   if (st != IMF_OK) {
     free(m.b);
+    free(m.forgotten);
     goto out;
   }
   free(s->m.b);
+  free(s->m.forgotten);
   s->m = m;
   store_digest_update(s);
 out:
@@ -679,6 +721,7 @@ void imf_store_close(imf_store **sp) {
   imf_store *s = *sp;
   if (s->lock) imf_lock_release(&s->lock);
   free(s->m.b);
+  free(s->m.forgotten);
   MPI_Comm_free(&s->comm);
   free(s);
   *sp = NULL;
@@ -720,6 +763,13 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
   snprintf(m.normalize, sizeof m.normalize, "%s", norm ? norm : "none");
   m.scale_min = cfg ? imf_cfg_double(cfg, "clean.scale_min") : NAN;
   m.scale_max = cfg ? imf_cfg_double(cfg, "clean.scale_max") : NAN;
+  m.holdout_fraction = cfg ? imf_cfg_double(cfg, "holdout.fraction") : 0;
+  m.holdout_seed = cfg ? imf_cfg_int(cfg, "holdout.seed") : 0;
+  if (!(m.holdout_fraction >= 0 && m.holdout_fraction < 1)) {
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "holdout.fraction = %g must be in [0, 1)",
+                       m.holdout_fraction);
+    goto fail;
+  }
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
@@ -1036,6 +1086,10 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
           }
           v = (float)(sum / (double)(b - a));
         }
+      }
+      if (imf_store_is_forgotten(s, all.user[j])) {
+        a = b;
+        continue;
       }
       res.user[res.n] = all.user[j];
       res.item[res.n] = all.item[j];
@@ -1645,4 +1699,102 @@ out:
   imf_free(&iu);
   imf_free(&ip);
   return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* standing holdout, single batches, forgotten users (update and forget)                      */
+
+int imf_store_holdout(const imf_store *s, double *fraction, uint64_t *seed) {
+  *fraction = s->m.holdout_fraction;
+  *seed = (uint64_t)s->m.holdout_seed;
+  return s->m.holdout_fraction > 0;
+}
+
+int64_t imf_store_batch_rows(const imf_store *s, int64_t k) {
+  return k >= 1 && k <= s->m.nbatches ? s->m.b[k - 1].rows : 0;
+}
+
+int imf_store_is_forgotten(const imf_store *s, int64_t user) {
+  int64_t lo = 0, hi = s->m.nforgotten;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (s->m.forgotten[mid] < user) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < s->m.nforgotten && s->m.forgotten[lo] == user;
+}
+
+imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out) {
+  memset(out, 0, sizeof *out);
+  if (k < 1 || k > s->m.nbatches)
+    IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no batch %lld", s->dir, (long long)k);
+  imf_status st = IMF_OK;
+  imf_ratings r = {0};
+  batch_h h;
+  char path[4200];
+  batch_path(s, k, path, sizeof path, 0);
+  IMF_CHECK(batch_h_open(s, k, &h));
+  hid_t coll = dxpl_make(1);
+  hsize_t R = h.nrows;
+  hsize_t r0 = R * (hsize_t)s->rank / (hsize_t)s->size, r1 = R * (hsize_t)(s->rank + 1) / (hsize_t)s->size;
+  hsize_t n = r1 - r0;
+  st = imf_ratings_reserve(&r, (int64_t)n + 1);
+  if (st != IMF_OK) n = r0 = 0;
+  st = imf_agree(s->comm, st);
+  if (st == IMF_OK) {
+    imf_status rs[4];
+    rs[0] = read_range(h.user, H5T_NATIVE_INT32, r0, n, r.user, coll, path, "/ratings/user");
+    rs[1] = read_range(h.item, H5T_NATIVE_INT32, r0, n, r.item, coll, path, "/ratings/item");
+    rs[2] = read_range(h.value, H5T_NATIVE_FLOAT, r0, n, r.value, coll, path, "/ratings/value");
+    rs[3] = read_range(h.time, H5T_NATIVE_INT64, r0, n, r.time, coll, path, "/ratings/time");
+    for (int q = 3; q >= 0; q--)
+      if (rs[q] != IMF_OK) st = rs[q];
+    st = imf_agree(s->comm, st);
+  }
+  H5Pclose(coll);
+  batch_h_close(&h);
+  if (st != IMF_OK) {
+    imf_ratings_free(&r);
+    return st;
+  }
+  r.n = 0;
+  for (hsize_t j = 0; j < n; j++) {
+    if (imf_store_is_forgotten(s, r.user[j])) continue;
+    r.user[r.n] = r.user[j];
+    r.item[r.n] = r.item[j];
+    r.value[r.n] = r.value[j];
+    r.time[r.n] = r.time[j];
+    r.n++;
+  }
+  *out = r;
+  return IMF_OK;
+}
+
+imf_status imf_store_forget_user(imf_store *s, int64_t user) {
+  imf_status st = IMF_OK;
+  if (s->mode != IMF_STORE_WRITE || (s->rank == 0 && !s->lock))
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: forget needs the store opened for writing", s->dir);
+  else if (user < 0 || user >= s->m.users)
+    st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "user index %lld is not in the store", (long long)user);
+  IMF_CHECK(imf_agree(s->comm, st));
+  if (imf_store_is_forgotten(s, user)) return IMF_OK;
+  int64_t *f = malloc((size_t)(s->m.nforgotten + 1) * sizeof *f);
+  st = f ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  IMF_CHECK(imf_agree(s->comm, st));
+  int64_t n = 0;
+  for (int64_t j = 0; j < s->m.nforgotten && s->m.forgotten[j] < user; j++) f[n++] = s->m.forgotten[j];
+  f[n++] = user;
+  for (int64_t j = n - 1; j < s->m.nforgotten; j++) f[n++] = s->m.forgotten[j];
+  manifest m = s->m;
+  m.forgotten = f;
+  m.nforgotten = n;
+  st = manifest_commit(s, &m);
+  if (st != IMF_OK) {
+    free(f);
+    return st;
+  }
+  free(s->m.forgotten);
+  s->m = m;
+  store_digest_update(s);
+  return IMF_OK;
 }

@@ -64,4 +64,20 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
 imf_status imf_store_get_info(imf_store *s, imf_store_info *info);
 /* (local) Content digest: sha256 over the batches' content digests (ratings, ids), in order. */
 const char *imf_store_digest(const imf_store *s);
+
+/* (local) The standing holdout recorded at prepare (holdout.fraction, holdout.seed): returns 1
+ * when the store has one (fraction > 0). A rating (u, i) is held out iff
+ * imf_is_holdout(seed, fraction, u, i) — independent of batches and rank counts. */
+int imf_store_holdout(const imf_store *s, double *fraction, uint64_t *seed);
+/* (local) Rows of batch k as written (before forgotten users are filtered). */
+int64_t imf_store_batch_rows(const imf_store *s, int64_t k);
+/* The ratings of batch k alone (as stored, without resolving pairs against other batches),
+ * each rank a contiguous share of its rows; forgotten users' rows are dropped. */
+imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out);
+/* (local) 1 when `forget` removed this user index. */
+int imf_store_is_forgotten(const imf_store *s, int64_t user);
+/* Right to be forgotten: record user index `user` in the manifest's `forgotten` tombstone
+ * (atomic manifest replace; batch files are not rewritten) so that every read drops its
+ * ratings. Needs IMF_STORE_WRITE. The store digest changes. */
+imf_status imf_store_forget_user(imf_store *s, int64_t user);
 #endif

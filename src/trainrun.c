@@ -16,6 +16,7 @@
 #include "log.h"
 #include "modeldir.h"
 #include "partition.h"
+#include "registry.h"
 #include "store.h"
 #include "train.h"
 
@@ -141,8 +142,18 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
   IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), out);
   double t_read = imf_wtime() - tr;
-  IMF_TRY(imf_partition_build(comm, &local, nu, ni, imf_cfg_double(cfg, "model.validation_fraction"),
-                              (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), out);
+  /* The store's standing holdout (recorded at prepare) is never trained on and is the
+   * validation set; a store without one falls back to model.validation_fraction. */
+  double hfrac = imf_cfg_double(cfg, "model.validation_fraction");
+  uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
+  if (imf_store_holdout(s, &hfrac, &hseed)) {
+    char set[64];
+    snprintf(set, sizeof set, "model.validation_fraction=%.17g", hfrac);
+    IMF_TRY(imf_config_set(cfg, set), out);
+    imf_info("standing holdout of the store: fraction %g (seed %llu) held out of training", hfrac,
+             (unsigned long long)hseed);
+  }
+  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
   imf_ratings_free(&local);
   imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
            (long long)nu, (long long)ni, (long long)part->nnz_train, (long long)part->nnz_holdout, t_read,
@@ -216,7 +227,32 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   double tc = imf_wtime();
   imf_ckpt_meta_free(&meta);
   IMF_TRY(make_meta(cfg, s, users, items, "version", &meta), out);
-  IMF_TRY(imf_modeldir_commit(md, m, &meta, &rep->version), out);
+  {
+    /* lineage: the version current before this one is its parent */
+    char cur[4400];
+    int64_t parent = 0;
+    if (imf_modeldir_current(md, cur, sizeof cur, &parent) != IMF_OK) {
+      parent = 0;
+      imf_err_clear();
+    }
+    int64_t next = 0;
+    IMF_TRY(imf_modeldir_write_version(md, m, &meta, &next), out);
+    imf_registry_record rec;
+    imf_registry_record_init(&rec);
+    snprintf(rec.event, sizeof rec.event, "train");
+    snprintf(rec.strategy, sizeof rec.strategy, "train");
+    snprintf(rec.decision, sizeof rec.decision, "trained");
+    rec.version = next;
+    rec.parent = parent;
+    rec.batches_seen = meta.batches_seen;
+    rec.challenger_rmse = rep->val_rmse;
+    rec.eval_n = part->nnz_holdout;
+    rec.seconds = imf_wtime() - t0;
+    if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
+    IMF_TRY(imf_registry_append(comm, imf_modeldir_path(md), &rec), out);
+    IMF_TRY(imf_modeldir_set_current(md, next), out);
+    rep->version = next;
+  }
   t_ckpt += imf_wtime() - tc;
   if (rank == 0) unlink(ckpt);
   {

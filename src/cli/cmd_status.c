@@ -1,8 +1,37 @@
-/* cmd_status.c - `incremf status` (placeholder until implemented). */
+/* cmd_status.c - `incremf status`: the model directory's lineage; --check for cron and Slurm. */
 #include "cli.h"
-const char IMF_USAGE_STATUS[] = "usage: incremf status ... (not available in this version yet)\n";
+#include <string.h>
+
+const char IMF_USAGE_STATUS[] =
+    "usage: incremf status --model DIR [--data STORE] [--check] [--json]\n"
+    "\n"
+    "Print every version of DIR with its parent, strategy, decision, batches seen, the champion's\n"
+    "and challenger's holdout RMSE, creation time and wall time (* marks the current version);\n"
+    "--json prints one object whose \"versions\" array holds one entry per version.\n"
+    "  --data STORE  the store to check staleness against (default: the one in the lineage)\n"
+    "  --check       exit 5 when the current version is stale (STORE has batches it has not seen)\n"
+    "                or drifting (the last update detected drift that no warm/retrain answered)\n";
+
 int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return imf_cli_fail(cli, "status", imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "'status' is not available in this version yet"));
+  const char *store = NULL, *model = NULL;
+  int check = 0;
+  imf_status st = IMF_OK;
+  for (int i = 1; i < argc && st == IMF_OK; i++) {
+    if (!strcmp(argv[i], "--data")) st = imf_cli_value(argc, argv, &i, &store);
+    else if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
+    else if (!strcmp(argv[i], "--check")) check = 1;
+    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf status --help)", argv[i]);
+  }
+  if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "status needs --model DIR");
+  if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
+  int stale = 0, drifting = 0;
+  st = imf_model_status(cli->comm, model, store, cli->json, stdout, &stale, &drifting);
+  if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
+  if (check && (stale || drifting)) {
+    if (cli->rank == 0)
+      fprintf(stderr, "incremf status: %s%s%s\n", stale ? "stale (the store has batches the current version has not seen)" : "",
+              stale && drifting ? "; " : "", drifting ? "drifting" : "");
+    return imf_exit_code(IMF_ERR_STALE);
+  }
+  return 0;
 }

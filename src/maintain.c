@@ -1,0 +1,360 @@
+/* maintain.c - model directory maintenance: `status` (the lineage as a table or JSON, and the
+ * stale/drifting check for cron and Slurm), `rollback`, `prune` and `forget`. Each mutating
+ * operation holds the directory's writer lock and records itself in the registry (registry.h);
+ * switching versions is always the atomic CURRENT replace of modeldir.c. */
+#include "checkpoint.h"
+#include "config.h"
+#include "error.h"
+#include "idmap.h"
+#include "log.h"
+#include "modeldir.h"
+#include "partition.h"
+#include "registry.h"
+#include "store.h"
+#include "update.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void fnum(FILE *f, double v, const char *fmt) {
+  if (isfinite(v)) fprintf(f, fmt, v);
+  else fprintf(f, "%9s", "-");
+}
+
+/* The version current before `v` in the lineage: its record's parent, else the next lower file. */
+static int64_t parent_of(const imf_registry_record *recs, int64_t n, const int64_t *vs, int64_t nv, int64_t v) {
+  const imf_registry_record *r = imf_registry_find(recs, n, v);
+  if (r) return r->parent;
+  int64_t best = 0;
+  for (int64_t j = 0; j < nv; j++)
+    if (vs[j] < v && vs[j] > best) best = vs[j];
+  return best;
+}
+
+imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *store_dir, int json, FILE *out,
+                            int *stale, int *drifting) {
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  imf_registry_record *recs = NULL;
+  int64_t nrec = 0, *vs = NULL, nv = 0, cur = 0, store_batches = -1;
+  imf_store *s = NULL;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *stale = *drifting = 0;
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md), done);
+  IMF_TRY(imf_registry_load(comm, model_dir, &recs, &nrec), done);
+  IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
+  char cpath[4400];
+  st = imf_modeldir_current(md, cpath, sizeof cpath, &cur);
+  if (st == IMF_ERR_NOTFOUND) {
+    imf_err_clear();
+    st = IMF_OK;
+    cur = 0;
+  }
+  IMF_TRY(st, done);
+  /* Staleness needs the store: the one given, else the one recorded in the lineage. */
+  const char *sd = store_dir;
+  for (int64_t j = nrec - 1; j >= 0 && !sd; j--)
+    if (recs[j].store[0]) sd = recs[j].store;
+  if (sd) {
+    st = imf_store_open(comm, sd, IMF_STORE_READ, 0, &s);
+    if (st == IMF_OK) store_batches = imf_store_nbatches(s);
+    else if (!store_dir) { /* a moved store is not an error of `status` */
+      imf_warn("cannot open the store %s recorded in the lineage: staleness not checked", sd);
+      imf_err_clear();
+      st = IMF_OK;
+    }
+    IMF_TRY(st, done);
+  }
+  int64_t cur_seen = -1;
+  if (rank == 0) {
+    /* per-version facts from the version files themselves (local reads of the attributes) */
+    if (json) fprintf(out, "{\"model\":"), imf_json_string(out, model_dir),
+                  fprintf(out, ",\"current\":%lld,\"store_batches\":%lld,\"versions\":[", (long long)cur,
+                          (long long)store_batches);
+    else
+      fprintf(out, "%-3s %7s %7s %-8s %-10s %7s %9s %10s %-14s %8s  %s\n", "", "version", "parent", "strategy", "decision",
+              "batches", "champion", "challenger", "created", "seconds", "note");
+    for (int64_t j = 0; j < nv; j++) {
+      int64_t v = vs[j];
+      char vp[4400];
+      imf_modeldir_version_path(md, v, vp, sizeof vp);
+      imf_ckpt_info info;
+      int64_t seen = -1;
+      char created[32] = "";
+      if (imf_checkpoint_info(vp, &info) == IMF_OK) {
+        seen = info.batches_seen;
+        snprintf(created, sizeof created, "%s", info.created);
+        imf_ckpt_info_free(&info);
+      } else
+        imf_err_clear();
+      if (v == cur) cur_seen = seen;
+      const imf_registry_record *r = imf_registry_find(recs, nrec, v);
+      imf_registry_record none;
+      imf_registry_record_init(&none);
+      if (!r) {
+        snprintf(none.strategy, sizeof none.strategy, "?");
+        snprintf(none.decision, sizeof none.decision, "unrecorded");
+        none.parent = parent_of(recs, nrec, vs, nv, v);
+        r = &none;
+      }
+      if (json) {
+        fprintf(out, "%s{\"version\":%lld,\"current\":%s,\"batches_seen\":%lld,\"created\":", j ? "," : "", (long long)v,
+                v == cur ? "true" : "false", (long long)seen);
+        imf_json_string(out, created);
+        fprintf(out, ",\"record\":");
+        imf_registry_write_json(out, r);
+        fputc('}', out);
+      } else {
+        fprintf(out, "%-3s %7lld %7lld %-8s %-10s %7lld ", v == cur ? "*" : "", (long long)v, (long long)r->parent,
+                r->strategy, r->decision, (long long)seen);
+        fnum(out, r->champion_rmse, "%9.5f");
+        fputc(' ', out);
+        fnum(out, r->challenger_rmse, "%10.5f");
+        fprintf(out, " %-14.14s ", created[0] ? created + 5 : "-");
+        fnum(out, r->seconds, "%8.2f");
+        fprintf(out, "  %s%s\n", r->drift ? "[drift] " : "", r->note);
+      }
+    }
+    /* drifting: the last update saw drift and nothing answered it with warm/retrain */
+    for (int64_t j = nrec - 1; j >= 0; j--) {
+      if (strcmp(recs[j].event, "update")) continue;
+      *drifting = recs[j].drift && !(!strcmp(recs[j].decision, "promoted") && strcmp(recs[j].strategy, "fold-in"));
+      break;
+    }
+    *stale = store_batches >= 0 && cur_seen >= 0 && store_batches > cur_seen;
+    if (json) {
+      fprintf(out, "],\"events\":[");
+      int first = 1;
+      for (int64_t j = 0; j < nrec; j++) {
+        if (!strcmp(recs[j].event, "train") || !strcmp(recs[j].event, "update")) continue;
+        if (!first) fputc(',', out);
+        first = 0;
+        imf_registry_write_json(out, &recs[j]);
+      }
+      fprintf(out, "],\"stale\":%s,\"drifting\":%s}\n", *stale ? "true" : "false", *drifting ? "true" : "false");
+    } else {
+      for (int64_t j = 0; j < nrec; j++)
+        if (strcmp(recs[j].event, "train") && strcmp(recs[j].event, "update"))
+          fprintf(out, "event: %s %s (version %lld, before %lld) %s\n", recs[j].created, recs[j].event,
+                  (long long)recs[j].version, (long long)recs[j].parent, recs[j].note);
+      fprintf(out, "current: %lld; store batches: %lld, seen by current: %lld%s%s\n", (long long)cur,
+              (long long)store_batches, (long long)cur_seen, *stale ? "; STALE" : "", *drifting ? "; DRIFTING" : "");
+    }
+    fflush(out);
+  }
+  int flags[2] = {*stale, *drifting};
+  MPI_Bcast(flags, 2, MPI_INT, 0, comm);
+  *stale = flags[0];
+  *drifting = flags[1];
+done:
+  imf_store_close(&s);
+  imf_free(&recs);
+  free(vs);
+  imf_modeldir_close(&md);
+  return st;
+}
+
+imf_status imf_rollback(MPI_Comm comm, const char *model_dir, int64_t to, int break_lock, int64_t *from,
+                        int64_t *now) {
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  imf_registry_record *recs = NULL;
+  int64_t nrec = 0, *vs = NULL, nv = 0;
+  *from = *now = 0;
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, break_lock, &md), done);
+  IMF_TRY(imf_registry_load(comm, model_dir, &recs, &nrec), done);
+  IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
+  char cpath[4400];
+  IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, from), done);
+  if (to <= 0) {
+    to = parent_of(recs, nrec, vs, nv, *from);
+    if (to <= 0)
+      IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
+                            "version %lld has no parent to roll back to (give --to V)", (long long)*from), done);
+  }
+  IMF_TRY(imf_modeldir_set_current(md, to), done);
+  *now = to;
+  imf_registry_record rec;
+  imf_registry_record_init(&rec);
+  snprintf(rec.event, sizeof rec.event, "rollback");
+  snprintf(rec.decision, sizeof rec.decision, "current");
+  rec.version = to;
+  rec.parent = *from;
+  snprintf(rec.note, sizeof rec.note, "rollback from version %lld to %lld", (long long)*from, (long long)to);
+  IMF_TRY(imf_registry_append(comm, model_dir, &rec), done);
+  imf_info("rollback: version %lld is current again (was %lld)", (long long)to, (long long)*from);
+done:
+  imf_free(&recs);
+  free(vs);
+  imf_modeldir_close(&md);
+  return st;
+}
+
+imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int break_lock, int64_t *removed) {
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  imf_registry_record *recs = NULL;
+  int64_t nrec = 0, *vs = NULL, nv = 0, cur = 0;
+  *removed = 0;
+  if (keep < 0) IMF_FAIL(IMF_ERR_USAGE, "--keep must be >= 0");
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, break_lock, &md), done);
+  IMF_TRY(imf_registry_load(comm, model_dir, &recs, &nrec), done);
+  IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
+  char cpath[4400];
+  IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &cur), done);
+  int64_t par = parent_of(recs, nrec, vs, nv, cur);
+  char note[1024] = "removed";
+  for (int64_t j = 0; j < nv - keep; j++) { /* vs ascending: the oldest nv - keep */
+    int64_t v = vs[j];
+    if (v == cur || v == par) continue;
+    IMF_TRY(imf_modeldir_remove_version(md, v), done);
+    (*removed)++;
+    size_t l = strlen(note);
+    if (l + 24 < sizeof note) snprintf(note + l, sizeof note - l, " v%lld", (long long)v);
+  }
+  if (*removed > 0) {
+    imf_registry_record rec;
+    imf_registry_record_init(&rec);
+    snprintf(rec.event, sizeof rec.event, "prune");
+    snprintf(rec.decision, sizeof rec.decision, "pruned");
+    rec.version = cur;
+    rec.parent = par;
+    snprintf(rec.note, sizeof rec.note, "%s (kept the newest %lld, current %lld, its parent %lld)", note,
+             (long long)keep, (long long)cur, (long long)par);
+    IMF_TRY(imf_registry_append(comm, model_dir, &rec), done);
+  }
+  imf_info("prune: %lld versions removed (current %lld and its parent %lld kept)", (long long)*removed, (long long)cur,
+           (long long)par);
+done:
+  imf_free(&recs);
+  free(vs);
+  imf_modeldir_close(&md);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------ forget */
+
+imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                      const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten) {
+  (void)cfg;
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  imf_store *s = NULL;
+  imf_idmap *users = NULL, *items = NULL;
+  imf_ratings local = {0};
+  imf_partition *part = NULL;
+  unsigned char *ti = NULL;
+  int64_t *vs = NULL, nv = 0;
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  *ratings_removed = *versions_rewritten = 0;
+  double t0 = imf_wtime();
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, break_lock, &md), done);
+  IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_WRITE, break_lock, &s), done);
+  IMF_TRY(imf_idmap_create(&users), done);
+  IMF_TRY(imf_idmap_create(&items), done);
+  IMF_TRY(imf_store_load_idmaps(s, users, items), done);
+  int64_t u = imf_idmap_find(users, user_id, strlen(user_id));
+  if (u < 0 || imf_store_is_forgotten(s, u))
+    IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+  int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
+  /* The items the user rated (from its own rows only: the user index locates them). */
+  IMF_TRY(imf_alloc(&ti, (size_t)(ni ? ni : 1), 1), done);
+  {
+    imf_ratings mine = {0};
+    IMF_TRY(imf_store_read_ratings(s, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &mine), done);
+    for (int64_t j = 0; j < mine.n; j++) ti[mine.item[j]] = 1;
+    int64_t n = mine.n;
+    imf_ratings_free(&mine);
+    IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
+    IMF_MPI(MPI_Bcast(ti, (int)ni, MPI_UNSIGNED_CHAR, 0, comm));
+    *ratings_removed = n;
+  }
+  /* 1. the store: a tombstone in the manifest (atomic); every later read drops the user */
+  IMF_TRY(imf_store_forget_user(s, u), done);
+  /* 2. every kept version: zero the user's row, refresh the touched items without it */
+  IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), done);
+  double hfrac = 0;
+  uint64_t hseed = 0;
+  imf_store_holdout(s, &hfrac, &hseed);
+  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), done);
+  imf_ratings_free(&local);
+  IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
+  for (int64_t j = 0; j < nv; j++) {
+    char vp[4400];
+    imf_modeldir_version_path(md, vs[j], vp, sizeof vp);
+    imf_model *m = NULL;
+    imf_ckpt_meta meta = {0};
+    IMF_TRY(imf_checkpoint_read(comm, vp, &m, &meta), done);
+    if (u < m->nusers) {
+      memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
+      if (m->bu) m->bu[u] = 0;
+      if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
+      if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
+        st = imf_foldin_side(comm, part, m, 1, ti, NULL);
+      else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
+        imf_model *g = NULL;
+        st = imf_model_copy(m, &g);
+        if (st == IMF_OK) st = imf_model_grow(g, nu, ni);
+        st = imf_agree(comm, st);
+        if (st == IMF_OK) st = imf_foldin_side(comm, part, g, 1, ti, NULL);
+        if (st == IMF_OK) {
+          int k = m->kw;
+          for (int64_t i = 0; i < m->nitems; i++)
+            if (ti[i]) {
+              memcpy(m->Q + (size_t)i * (size_t)k, g->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
+              if (m->bi) m->bi[i] = g->bi[i];
+            }
+        }
+        imf_model_destroy(&g);
+      }
+      /* the id itself goes too: an empty id in the version's id list */
+      if (st == IMF_OK && meta.users.n > u) {
+        int64_t a = meta.users.off[u], b = meta.users.off[u + 1], len = b - a;
+        memmove(meta.users.blob + a, meta.users.blob + b, (size_t)(meta.users.off[meta.users.n] - b));
+        for (int64_t q = u + 1; q <= meta.users.n; q++) meta.users.off[q] -= len;
+      }
+      snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
+      meta.created[0] = '\0';
+      if (st == IMF_OK) st = imf_checkpoint_write(comm, vp, m, &meta);
+      if (st == IMF_OK) (*versions_rewritten)++;
+    }
+    imf_model_destroy(&m);
+    imf_ckpt_meta_free(&meta);
+    IMF_TRY(imf_agree(comm, st), done);
+  }
+  {
+    imf_registry_record rec;
+    imf_registry_record_init(&rec);
+    snprintf(rec.event, sizeof rec.event, "forget");
+    snprintf(rec.decision, sizeof rec.decision, "forgotten");
+    char cp[4400];
+    int64_t cur = 0;
+    if (imf_modeldir_current(md, cp, sizeof cp, &cur) != IMF_OK) imf_err_clear();
+    rec.version = cur;
+    rec.seconds = imf_wtime() - t0;
+    snprintf(rec.note, sizeof rec.note, "one user forgotten: %lld ratings removed from the store, %lld versions "
+             "rewritten, %lld items refreshed", (long long)*ratings_removed, (long long)*versions_rewritten,
+             0LL);
+    int64_t nitem = 0;
+    for (int64_t i = 0; i < ni; i++) nitem += ti[i];
+    snprintf(rec.note, sizeof rec.note, "one user forgotten: %lld ratings removed from the store, %lld versions "
+             "rewritten, %lld items refreshed", (long long)*ratings_removed, (long long)*versions_rewritten,
+             (long long)nitem);
+    IMF_TRY(imf_registry_append(comm, model_dir, &rec), done);
+  }
+done:
+  imf_free(&ti);
+  free(vs);
+  imf_ratings_free(&local);
+  imf_partition_destroy(&part);
+  imf_idmap_destroy(&users);
+  imf_idmap_destroy(&items);
+  imf_store_close(&s);
+  imf_modeldir_close(&md);
+  return st;
+}

@@ -1,0 +1,267 @@
+/* registry.c - the model directory's lineage file (registry.h): JSON lines written and read
+ * here only. The reader is deliberately small: it understands exactly the objects this file
+ * writes (flat, string and number values), which is all the registry ever holds. */
+#include "registry.h"
+#include "error.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void imf_registry_record_init(imf_registry_record *r) {
+  memset(r, 0, sizeof *r);
+  r->champion_rmse = r->challenger_rmse = r->newest_rmse = r->drift_baseline = NAN;
+  r->seconds = NAN;
+}
+
+void imf_registry_path(const char *model_dir, char *path, size_t cap) {
+  snprintf(path, cap, "%s/registry.jsonl", model_dir);
+}
+
+static void jnum(FILE *f, const char *k, double v) {
+  if (isfinite(v)) fprintf(f, ",\"%s\":%.9g", k, v);
+  else fprintf(f, ",\"%s\":null", k);
+}
+static void jstr(FILE *f, const char *k, const char *v) {
+  fprintf(f, ",\"%s\":", k);
+  imf_json_string(f, v);
+}
+
+void imf_registry_write_json(FILE *f, const imf_registry_record *r) {
+  fprintf(f, "{\"event\":");
+  imf_json_string(f, r->event);
+  fprintf(f, ",\"version\":%lld,\"parent\":%lld,\"batches_seen\":%lld", (long long)r->version,
+          (long long)r->parent, (long long)r->batches_seen);
+  jstr(f, "requested", r->requested);
+  jstr(f, "strategy", r->strategy);
+  jstr(f, "decision", r->decision);
+  jnum(f, "champion_rmse", r->champion_rmse);
+  jnum(f, "challenger_rmse", r->challenger_rmse);
+  jnum(f, "newest_rmse", r->newest_rmse);
+  jnum(f, "drift_baseline", r->drift_baseline);
+  fprintf(f, ",\"drift\":%s,\"new_batches\":%lld,\"new_ratings\":%lld,\"eval_n\":%lld", r->drift ? "true" : "false",
+          (long long)r->new_batches, (long long)r->new_ratings, (long long)r->eval_n);
+  jnum(f, "seconds", r->seconds);
+  jstr(f, "created", r->created);
+  jstr(f, "store", r->store);
+  jstr(f, "note", r->note);
+  fputc('}', f);
+}
+
+/* ---- reading: find "key": in a line and decode the value */
+
+static const char *jfind(const char *line, const char *key) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  const char *p = strstr(line, pat);
+  return p ? p + strlen(pat) : NULL;
+}
+static double jget_num(const char *line, const char *key) {
+  const char *p = jfind(line, key);
+  if (!p || !strncmp(p, "null", 4)) return NAN;
+  char *e;
+  double v = strtod(p, &e);
+  return e == p ? NAN : v;
+}
+static int64_t jget_int(const char *line, const char *key) {
+  const char *p = jfind(line, key);
+  return p ? (int64_t)strtoll(p, NULL, 10) : 0;
+}
+static void jget_str(const char *line, const char *key, char *out, size_t cap) {
+  out[0] = '\0';
+  const char *p = jfind(line, key);
+  if (!p || *p != '"') return;
+  size_t n = 0;
+  for (p++; *p && *p != '"'; p++) {
+    char c = *p;
+    if (c == '\\' && p[1]) {
+      p++;
+      switch (*p) {
+      case 'n': c = '\n'; break;
+      case 't': c = '\t'; break;
+      case 'r': c = '\r'; break;
+      case 'u': {
+        unsigned x = 0;
+        if (sscanf(p + 1, "%4x", &x) == 1) p += 4;
+        c = (char)(x < 128 ? x : '?');
+        break;
+      }
+      default: c = *p;
+      }
+    }
+    if (n + 1 < cap) out[n++] = c;
+  }
+  out[n] = '\0';
+}
+
+static int parse_line(const char *line, imf_registry_record *r) {
+  imf_registry_record_init(r);
+  if (line[0] != '{' || !jfind(line, "event") || !jfind(line, "version")) return -1;
+  jget_str(line, "event", r->event, sizeof r->event);
+  r->version = jget_int(line, "version");
+  r->parent = jget_int(line, "parent");
+  r->batches_seen = jget_int(line, "batches_seen");
+  jget_str(line, "requested", r->requested, sizeof r->requested);
+  jget_str(line, "strategy", r->strategy, sizeof r->strategy);
+  jget_str(line, "decision", r->decision, sizeof r->decision);
+  r->champion_rmse = jget_num(line, "champion_rmse");
+  r->challenger_rmse = jget_num(line, "challenger_rmse");
+  r->newest_rmse = jget_num(line, "newest_rmse");
+  r->drift_baseline = jget_num(line, "drift_baseline");
+  const char *d = jfind(line, "drift");
+  r->drift = d && !strncmp(d, "true", 4);
+  r->new_batches = jget_int(line, "new_batches");
+  r->new_ratings = jget_int(line, "new_ratings");
+  r->eval_n = jget_int(line, "eval_n");
+  r->seconds = jget_num(line, "seconds");
+  jget_str(line, "created", r->created, sizeof r->created);
+  jget_str(line, "store", r->store, sizeof r->store);
+  jget_str(line, "note", r->note, sizeof r->note);
+  return 0;
+}
+
+/* (rank 0) The whole file, or an empty string when there is none. */
+static imf_status slurp(const char *path, char **text, int64_t *len) {
+  *text = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (errno != ENOENT) IMF_FAIL(IMF_ERR_RUNTIME, "cannot read %s: %s", path, strerror(errno));
+    IMF_CHECK(imf_alloc(text, 1, 1));
+    return IMF_OK;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  imf_status st = imf_alloc(text, (size_t)(n > 0 ? n : 0) + 1, 1);
+  if (st == IMF_OK && n > 0 && fread(*text, 1, (size_t)n, f) != (size_t)n)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot read %s", path);
+  fclose(f);
+  if (st != IMF_OK) imf_free(text);
+  else *len = n > 0 ? n : 0;
+  return st;
+}
+
+static imf_status write_atomic(const char *dir, const char *path, const char *text, size_t len) {
+  char tmp[4600];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, text + off, len - off);
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(e));
+    }
+    off += (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    unlink(tmp);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", tmp, strerror(errno));
+  }
+  const char *fault = getenv("IMF_FAULT");
+  if (fault && !strcmp(fault, "registry-before-rename"))
+    IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=registry-before-rename): %s written, not renamed", tmp);
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s: %s", tmp, strerror(e));
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return IMF_OK;
+}
+
+imf_status imf_registry_append(MPI_Comm comm, const char *model_dir, imf_registry_record *r) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (!r->created[0]) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(r->created, sizeof r->created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  imf_status st = IMF_OK;
+  if (rank == 0) {
+    char path[4400];
+    imf_registry_path(model_dir, path, sizeof path);
+    char *old = NULL, *buf = NULL;
+    int64_t n = 0;
+    size_t len = 0;
+    st = slurp(path, &old, &n);
+    if (st == IMF_OK) {
+      FILE *f = open_memstream(&buf, &len);
+      if (!f) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+      else {
+        fwrite(old, 1, (size_t)n, f);
+        if (n > 0 && old[n - 1] != '\n') fputc('\n', f); /* never glue onto a torn line */
+        imf_registry_write_json(f, r);
+        fputc('\n', f);
+        fclose(f);
+        st = write_atomic(model_dir, path, buf, len);
+      }
+    }
+    imf_free(&old);
+    free(buf);
+  }
+  return imf_agree(comm, st);
+}
+
+imf_status imf_registry_load(MPI_Comm comm, const char *model_dir, imf_registry_record **recs, int64_t *nrec) {
+  *recs = NULL;
+  *nrec = 0;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  char *text = NULL;
+  int64_t len = 0;
+  imf_status st = IMF_OK;
+  if (rank == 0) {
+    char path[4400];
+    imf_registry_path(model_dir, path, sizeof path);
+    st = slurp(path, &text, &len);
+  }
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_MPI(MPI_Bcast(&len, 1, MPI_INT64_T, 0, comm));
+  if (rank != 0) st = imf_alloc(&text, (size_t)len + 1, 1);
+  IMF_CHECK(imf_agree(comm, st));
+  if (len > 0 && len < INT32_MAX) MPI_Bcast(text, (int)len, MPI_CHAR, 0, comm);
+  text[len] = '\0';
+  int64_t lines = 1;
+  for (int64_t j = 0; j < len; j++) lines += text[j] == '\n';
+  imf_registry_record *r = NULL;
+  st = imf_alloc(&r, (size_t)lines, sizeof *r);
+  if (st != IMF_OK) {
+    imf_free(&text);
+    return st;
+  }
+  int64_t n = 0, lineno = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    lineno++;
+    if (parse_line(line, &r[n]) == 0) n++;
+    else imf_warn("%s/registry.jsonl line %lld does not parse; skipped", model_dir, (long long)lineno);
+  }
+  imf_free(&text);
+  *recs = r;
+  *nrec = n;
+  return IMF_OK;
+}
+
+const imf_registry_record *imf_registry_find(const imf_registry_record *recs, int64_t n, int64_t version) {
+  for (int64_t j = n - 1; j >= 0; j--)
+    if (recs[j].version == version && (!strcmp(recs[j].event, "train") || !strcmp(recs[j].event, "update")))
+      return &recs[j];
+  return NULL;
+}

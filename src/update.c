@@ -1,0 +1,600 @@
+/* update.c - `incremf update`: keep a model fresh as batches land (update.h, incremf.h).
+ *
+ * Sequence: [append --input to the store] -> champion = CURRENT version -> the batches it has not
+ * seen (batches_seen < store batches) -> read the store, split off the standing holdout (a hash
+ * of (seed, user, item) recorded in the store, so champion and challenger are judged on the same
+ * ratings and no held-out rating is ever trained on) -> challenger by fold-in, warm or retrain
+ * (auto escalates) -> both judged on the holdout -> the challenger is written as a new version;
+ * its registry record; CURRENT switched only when it is promoted.
+ *
+ * Crash safety comes from the order of those last steps: the version file is complete before
+ * the registry names it, and CURRENT (one atomic rename) is switched last, so a kill at any
+ * moment leaves CURRENT on a complete version; the store is only ever appended to (atomic
+ * manifest), and a batch the current version has not seen is simply folded in by the next
+ * update. Test hooks: IMF_FAULT=update-after-version / update-before-current fail there, and
+ * IMF_KILL_AT=after-append|after-read|after-version|after-registry|after-current SIGKILLs every
+ * rank there. */
+#include "update.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "error.h"
+#include "exchange.h"
+#include "idmap.h"
+#include "log.h"
+#include "modeldir.h"
+#include "registry.h"
+#include "rowsolve.h"
+#include "store.h"
+#include "train.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { S_FOLD = 0, S_WARM = 1, S_RETRAIN = 2 };
+static const char *const SNAME[3] = {"fold-in", "warm", "retrain"};
+
+static void kill_point(const char *name) {
+  const char *k = getenv("IMF_KILL_AT");
+  if (k && !strcmp(k, name)) {
+    fflush(NULL);
+    kill(getpid(), SIGKILL);
+  }
+}
+static imf_status fault_point(const char *name) {
+  const char *f = getenv("IMF_FAULT");
+  if (f && !strcmp(f, name)) IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=%s)", name);
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------ fold-in */
+
+static void gram_all(const float *Y, int64_t n, int k, double *G) {
+  memset(G, 0, (size_t)k * (size_t)k * sizeof *G);
+  for (int64_t r = 0; r < n; r++) {
+    const float *y = Y + (size_t)r * (size_t)k;
+    for (int a = 0; a < k; a++)
+      for (int b = 0; b < k; b++) G[a * k + b] += (double)y[a] * (double)y[b];
+  }
+}
+
+imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
+                           const unsigned char *touched, int64_t *nsolved) {
+  const imf_csr *c = side ? &p->by_item : &p->by_user;
+  float *self = side ? m->Q : m->P;
+  int k = m->k, nr, rank;
+  MPI_Comm_size(comm, &nr);
+  MPI_Comm_rank(comm, &rank);
+  imf_status st = IMF_OK;
+  if (m->type == IMF_MODEL_BPMF || m->kw != k)
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "fold-in needs an ALS or implicit ALS model");
+  IMF_CHECK(imf_agree(comm, st));
+  int64_t nloc = c->hi - c->lo, nt = 0, nnz = 0;
+  for (int64_t r = 0; r < nloc; r++)
+    if (touched[c->lo + r]) {
+      nt++;
+      nnz += c->ptr[r + 1] - c->ptr[r];
+    }
+  int64_t *row_id = NULL, *ptr = NULL;
+  int32_t *idx = NULL;
+  float *val = NULL, *X = NULL, *B = NULL, *allX = NULL, *allB = NULL;
+  int64_t *allid = NULL;
+  double *G = NULL;
+  int *cnt = NULL, *dsp = NULL;
+  imf_rowsolve_ws *ws = NULL;
+  IMF_TRY(imf_alloc(&row_id, (size_t)nt + 1, sizeof *row_id), done);
+  IMF_TRY(imf_alloc(&ptr, (size_t)nt + 1, sizeof *ptr), done);
+  IMF_TRY(imf_alloc(&idx, (size_t)nnz + 1, sizeof *idx), done);
+  IMF_TRY(imf_alloc(&val, (size_t)nnz + 1, sizeof *val), done);
+  IMF_TRY(imf_alloc(&X, ((size_t)nt + 1) * (size_t)k, sizeof *X), done);
+  IMF_TRY(imf_alloc(&B, (size_t)nt + 1, sizeof *B), done);
+  for (int64_t r = 0, t = 0; r < nloc; r++) {
+    if (!touched[c->lo + r]) continue;
+    int64_t a = c->ptr[r], b = c->ptr[r + 1];
+    row_id[t] = c->lo + r;
+    memcpy(idx + ptr[t], c->idx + a, (size_t)(b - a) * sizeof *idx);
+    memcpy(val + ptr[t], c->val + a, (size_t)(b - a) * sizeof *val);
+    ptr[t + 1] = ptr[t] + (b - a);
+    memcpy(X + (size_t)t * (size_t)k, self + (size_t)(c->lo + r) * (size_t)k, (size_t)k * sizeof *X);
+    t++;
+  }
+  imf_row_params prm;
+  memset(&prm, 0, sizeof prm);
+  prm.k = k;
+  prm.seed = m->seed;
+  prm.side = (uint32_t)side;
+  prm.lambda = m->lambda;
+  prm.lambda_bias = m->lambda_bias;
+  imf_other_side other = {side ? m->nusers : m->nitems, side ? m->P : m->Q, NULL};
+  if (m->type == IMF_MODEL_ALS) {
+    prm.kind = IMF_ROW_ALS;
+    prm.with_bias = m->with_bias;
+    prm.mu = m->mu;
+    other.bias = side ? m->bu : m->bi;
+  } else {
+    prm.kind = IMF_ROW_IALS;
+    prm.alpha = m->alpha;
+    IMF_TRY(imf_alloc(&G, (size_t)k * (size_t)k, sizeof *G), done);
+    gram_all(other.Y, other.n, k, G); /* O(n k^2) on replicated factors; no communication */
+    prm.YtY = G;
+  }
+  IMF_TRY(imf_rowsolve_ws_create(k, &ws), done);
+  if (nt > 0) {
+    imf_row_batch rows = {nt, row_id, ptr, idx, val};
+    IMF_TRY(imf_rowsolve(&prm, &rows, &other, X, m->with_bias ? B : NULL, ws), done);
+  }
+done:
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) goto out;
+  /* Replicate the solved rows: every rank's (row id, factors, bias). */
+  int mine = (int)nt;
+  IMF_TRY(imf_alloc(&cnt, (size_t)nr, sizeof *cnt), out);
+  IMF_TRY(imf_alloc(&dsp, (size_t)nr + 1, sizeof *dsp), out);
+  IMF_MPI(MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm));
+  int64_t tot = 0;
+  for (int r = 0; r < nr; r++) {
+    dsp[r] = (int)tot;
+    tot += cnt[r];
+  }
+  IMF_TRY(imf_alloc(&allid, (size_t)tot + 1, sizeof *allid), out);
+  IMF_TRY(imf_alloc(&allB, (size_t)tot + 1, sizeof *allB), out);
+  IMF_TRY(imf_alloc(&allX, ((size_t)tot + 1) * (size_t)k, sizeof *allX), out);
+  IMF_MPI(MPI_Allgatherv(row_id, mine, MPI_INT64_T, allid, cnt, dsp, MPI_INT64_T, comm));
+  IMF_MPI(MPI_Allgatherv(B, mine, MPI_FLOAT, allB, cnt, dsp, MPI_FLOAT, comm));
+  {
+    MPI_Datatype rowt;
+    MPI_Type_contiguous(k, MPI_FLOAT, &rowt);
+    MPI_Type_commit(&rowt);
+    int e = MPI_Allgatherv(X, mine, rowt, allX, cnt, dsp, rowt, comm);
+    MPI_Type_free(&rowt);
+    if (e != MPI_SUCCESS) IMF_TRY(imf_err_mpi(e, __FILE__, __LINE__, "MPI_Allgatherv"), out);
+  }
+  float *bias = side ? m->bi : m->bu;
+  for (int64_t j = 0; j < tot; j++) {
+    memcpy(self + (size_t)allid[j] * (size_t)k, allX + (size_t)j * (size_t)k, (size_t)k * sizeof(float));
+    if (bias) bias[allid[j]] = allB[j];
+  }
+  if (nsolved) *nsolved = tot;
+out:
+  imf_free(&row_id);
+  imf_free(&ptr);
+  imf_free(&idx);
+  imf_free(&val);
+  imf_free(&X);
+  imf_free(&B);
+  imf_free(&G);
+  imf_free(&cnt);
+  imf_free(&dsp);
+  imf_free(&allid);
+  imf_free(&allB);
+  imf_free(&allX);
+  imf_rowsolve_ws_destroy(&ws);
+  return imf_agree(comm, st);
+}
+
+/* ------------------------------------------------------------------------------ judging */
+
+imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
+                            double *rmse_a, double *rmse_b, int64_t *n) {
+  const imf_csr *h = &p->holdout;
+  int64_t nu = h->hi - h->lo;
+  double *v = NULL, sum[2] = {0, 0};
+  IMF_CHECK(imf_alloc(&v, (size_t)(nu ? nu : 1) * 2, sizeof *v));
+  for (int64_t r = 0; r < nu; r++) {
+    int64_t u = h->lo + r;
+    for (int64_t j = h->ptr[r]; j < h->ptr[r + 1]; j++) {
+      double ea = (double)h->val[j] - imf_model_predict(a, u, h->idx[j]);
+      v[2 * r] += ea * ea;
+      if (b) {
+        double eb = (double)h->val[j] - imf_model_predict(b, u, h->idx[j]);
+        v[2 * r + 1] += eb * eb;
+      }
+    }
+  }
+  imf_status st = imf_det_sum_rows(comm, p->user_start, v, 2, sum);
+  imf_free(&v);
+  IMF_CHECK(st);
+  double cntd = (double)p->nnz_holdout;
+  *rmse_a = cntd > 0 ? sqrt(sum[0] / cntd) : NAN;
+  if (rmse_b) *rmse_b = cntd > 0 && b ? sqrt(sum[1] / cntd) : NAN;
+  if (n) *n = p->nnz_holdout;
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------ challengers */
+
+typedef struct {
+  MPI_Comm comm;
+  const imf_config *cfg;      /* the champion's configuration */
+  const imf_partition *part;
+  const imf_model *champ;
+  const unsigned char *tu, *ti;
+  int64_t warm_sweeps;
+} build_ctx;
+
+static imf_status build_foldin(build_ctx *b, imf_model **out) {
+  imf_model *m = NULL;
+  *out = NULL;
+  imf_status st = imf_model_copy(b->champ, &m);
+  if (st == IMF_OK) st = imf_model_grow(m, b->part->nusers, b->part->nitems);
+  IMF_CHECK(imf_agree(b->comm, st));
+  if (m->type != IMF_MODEL_BPMF) {
+    int64_t su = 0, si = 0;
+    st = imf_foldin_side(b->comm, b->part, m, 0, b->tu, &su);
+    if (st == IMF_OK) st = imf_foldin_side(b->comm, b->part, m, 1, b->ti, &si);
+    if (st == IMF_OK) imf_info("fold-in: %lld users, then %lld items re-solved against their full history", (long long)su, (long long)si);
+  }
+  if (st != IMF_OK) imf_model_destroy(&m);
+  *out = m;
+  return st;
+}
+
+/* Sweeps of the trainer from `start` (same shape as the data: exact resume, so a BPMF chain
+ * continues from the champion's last sample) or from scratch (start == NULL). */
+static imf_status run_trainer(build_ctx *b, const imf_model *start, imf_model **out) {
+  *out = NULL;
+  imf_status st = IMF_OK;
+  imf_config *c = NULL;
+  imf_trainer *t = NULL;
+  char *text = imf_config_dump(b->cfg);
+  if (!text) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  st = imf_config_create(&c);
+  if (st == IMF_OK) st = imf_config_load_string(c, text, "the champion's configuration");
+  free(text);
+  if (st == IMF_OK && start) {
+    char set[96];
+    snprintf(set, sizeof set, "model.iterations=%lld", (long long)(start->iteration + b->warm_sweeps));
+    st = imf_config_set(c, set);
+    if (st == IMF_OK) st = imf_config_set(c, "model.tol=0");
+  }
+  IMF_TRY(imf_agree(b->comm, st), out);
+  IMF_TRY(imf_train_create(b->comm, c, b->part, &t), out);
+  if (start) IMF_TRY(imf_trainer_resume(t, start), out);
+  IMF_TRY(imf_trainer_run(t), out);
+  IMF_TRY(imf_agree(b->comm, imf_model_copy(imf_trainer_model(t), out)), out);
+out:
+  imf_trainer_destroy(&t);
+  imf_config_destroy(&c);
+  return st;
+}
+
+static imf_status build(build_ctx *b, int strategy, imf_model **out) {
+  *out = NULL;
+  if (strategy == S_RETRAIN) return run_trainer(b, NULL, out);
+  imf_model *f = NULL;
+  IMF_CHECK(build_foldin(b, &f));
+  if (strategy == S_FOLD) {
+    *out = f;
+    return IMF_OK;
+  }
+  /* warm: new rows start from their fold-in solution */
+  imf_status st = run_trainer(b, f, out);
+  imf_model_destroy(&f);
+  return st;
+}
+
+/* Why a challenger may never be promoted, or NULL: non-finite factors, or a training loss that
+ * diverged over the sweeps of this update (from `from` on in its history). */
+static const char *unfit(const imf_model *m, int64_t from) {
+  size_t np = (size_t)m->nusers * (size_t)m->kw, nq = (size_t)m->nitems * (size_t)m->kw;
+  for (size_t j = 0; j < np; j++)
+    if (!isfinite(m->P[j])) return "non-finite user factors";
+  for (size_t j = 0; j < nq; j++)
+    if (!isfinite(m->Q[j])) return "non-finite item factors";
+  if (m->bu)
+    for (int64_t j = 0; j < m->nusers; j++)
+      if (!isfinite(m->bu[j])) return "non-finite user biases";
+  if (m->bi)
+    for (int64_t j = 0; j < m->nitems; j++)
+      if (!isfinite(m->bi[j])) return "non-finite item biases";
+  if (from < m->nhistory) {
+    double first = m->history[from].train_loss, last = m->history[m->nhistory - 1].train_loss;
+    if (m->type != IMF_MODEL_IALS) {
+      first = m->history[from].train_rmse;
+      last = m->history[m->nhistory - 1].train_rmse;
+    }
+    if (!isfinite(last)) return "non-finite training loss";
+    if (isfinite(first) && last > 1.5 * fabs(first) + 1e-12) return "diverging training loss";
+  }
+  return NULL;
+}
+
+static void note_add(char *note, size_t cap, const char *fmt, ...) IMF_PRINTF(3, 4);
+static void note_add(char *note, size_t cap, const char *fmt, ...) {
+  size_t l = strlen(note);
+  if (l + 3 >= cap) return;
+  if (l) {
+    strcat(note, "; ");
+    l += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(note + l, cap - l, fmt, ap);
+  va_end(ap);
+}
+
+static int parse_strategy(const char *s) {
+  for (int j = 0; j < 3; j++)
+    if (!strcmp(s, SNAME[j])) return j;
+  return !strcmp(s, "auto") ? 3 : -1;
+}
+
+/* ------------------------------------------------------------------------------ update */
+
+imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                      const imf_update_opts *o, imf_update_report *rep) {
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  imf_store *s = NULL;
+  imf_model *champ = NULL, *chall = NULL;
+  imf_ckpt_meta cmeta = {0}, meta = {0};
+  imf_config *cfgc = NULL;
+  imf_idmap *users = NULL, *items = NULL;
+  imf_ratings local = {0}, fresh = {0}, one = {0};
+  imf_partition *part = NULL;
+  unsigned char *tu = NULL, *ti = NULL;
+  imf_registry_record *hist = NULL;
+  int64_t nhist = 0;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  memset(rep, 0, sizeof *rep);
+  rep->champion_rmse = rep->challenger_rmse = rep->champion_new_rmse = rep->challenger_new_rmse = NAN;
+  rep->newest_rmse = rep->drift_baseline = NAN;
+  double t0 = imf_wtime();
+
+  const char *req = o->strategy ? o->strategy : imf_cfg_str(cfg, "update.strategy");
+  int want = parse_strategy(req);
+  if (want < 0) IMF_FAIL(IMF_ERR_USAGE, "unknown update strategy '%s' (fold-in, warm, retrain or auto)", req);
+  snprintf(rep->requested, sizeof rep->requested, "%s", req);
+  double tol = imf_cfg_double(cfg, "update.tolerance"), share_max = imf_cfg_double(cfg, "update.auto_share");
+  double drift_thr = imf_cfg_double(cfg, "update.drift_threshold");
+  int64_t window = imf_cfg_int(cfg, "update.drift_window"), warm_every = imf_cfg_int(cfg, "update.auto_warm_every");
+
+  /* One writer: the model directory's lock for the whole update (append takes the store's). */
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
+  if (o->input) {
+    imf_ingest_report irep;
+    IMF_TRY(imf_append(comm, cfg, store_dir, o->input, NULL, &irep), out);
+    rep->appended_batch = irep.batch;
+    imf_info("appended %s as batch %lld (%lld ratings)", o->input, (long long)irep.batch, (long long)irep.stored);
+    kill_point("after-append");
+  }
+  char cpath[4400];
+  IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
+  IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
+  IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
+  int64_t nb = imf_store_nbatches(s), seen = cmeta.batches_seen;
+  rep->current = rep->parent;
+  rep->batches_seen = seen;
+  if (seen > nb)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                          "version %lld has seen %lld batches but %s has only %lld: is this the store it was trained on?",
+                          (long long)rep->parent, (long long)seen, store_dir, (long long)nb), out);
+  if (seen == nb) {
+    snprintf(rep->decision, sizeof rep->decision, "up-to-date");
+    imf_info("version %lld has seen all %lld batches of %s: nothing to update", (long long)rep->parent, (long long)nb,
+             store_dir);
+    rep->seconds = imf_wtime() - t0;
+    goto out;
+  }
+  rep->new_batches = nb - seen;
+  IMF_TRY(imf_config_create(&cfgc), out);
+  IMF_TRY(imf_config_load_string(cfgc, cmeta.config ? cmeta.config : "", cpath), out);
+
+  /* Data and the standing holdout. */
+  IMF_TRY(imf_idmap_create(&users), out);
+  IMF_TRY(imf_idmap_create(&items), out);
+  IMF_TRY(imf_store_load_idmaps(s, users, items), out);
+  int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
+  if (champ->nusers > nu || champ->nitems > ni)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "version %lld has more users or items than %s",
+                          (long long)rep->parent, store_dir), out);
+  {
+    int size;
+    MPI_Comm_size(comm, &size);
+    IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), out);
+  }
+  double hfrac = imf_cfg_double(cfgc, "model.validation_fraction");
+  uint64_t hseed = (uint64_t)imf_cfg_int(cfgc, "model.seed");
+  if (!imf_store_holdout(s, &hfrac, &hseed) && !(hfrac > 0))
+    imf_warn("%s has no standing holdout (prepare with holdout.fraction > 0): champion and challenger cannot be "
+             "compared, the challenger is promoted unjudged", store_dir);
+  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
+  imf_ratings_free(&local);
+  kill_point("after-read");
+
+  /* The new batches: rows they touch, the champion's error on them (drift), their holdout. */
+  IMF_TRY(imf_alloc(&tu, (size_t)(nu ? nu : 1), 1), out);
+  IMF_TRY(imf_alloc(&ti, (size_t)(ni ? ni : 1), 1), out);
+  double sums[3] = {0, 0, 0}; /* champion sq. error on known rows, their count, new ratings */
+  for (int64_t k = seen + 1; k <= nb; k++) {
+    IMF_TRY(imf_store_read_batch(s, k, &one), out);
+    IMF_TRY(imf_ratings_reserve(&fresh, fresh.n + one.n + 1), out);
+    for (int64_t j = 0; j < one.n; j++) {
+      int32_t u = one.user[j], i = one.item[j];
+      tu[u] = ti[i] = 1;
+      if (u < champ->nusers && i < champ->nitems) {
+        double e = (double)one.value[j] - imf_model_predict(champ, u, i);
+        sums[0] += e * e;
+        sums[1] += 1;
+      }
+      if (hfrac > 0 && imf_is_holdout(hseed, hfrac, u, i)) {
+        fresh.user[fresh.n] = u;
+        fresh.item[fresh.n] = i;
+        fresh.value[fresh.n] = one.value[j];
+        fresh.time[fresh.n] = one.time[j];
+        fresh.n++;
+      }
+    }
+    sums[2] += (double)one.n;
+    imf_ratings_free(&one);
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, tu, (int)nu, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, ti, (int)ni, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, comm));
+  rep->new_ratings = (int64_t)sums[2];
+  rep->newest_rmse = sums[1] > 0 ? sqrt(sums[0] / sums[1]) : NAN;
+
+  /* Drift: the champion's error on the newest data against the history of that error. */
+  IMF_TRY(imf_registry_load(comm, model_dir, &hist, &nhist), out);
+  {
+    double acc = 0;
+    int64_t used = 0, foldins = 0, counting = 1;
+    for (int64_t j = nhist - 1; j >= 0; j--) {
+      if (strcmp(hist[j].event, "update") && strcmp(hist[j].event, "train")) continue;
+      if (counting) {
+        if (!strcmp(hist[j].event, "update") && !strcmp(hist[j].strategy, "fold-in") &&
+            !strcmp(hist[j].decision, "promoted"))
+          foldins++;
+        else if (!strcmp(hist[j].decision, "promoted") || !strcmp(hist[j].event, "train"))
+          counting = 0;
+      }
+      if (!strcmp(hist[j].event, "update") && isfinite(hist[j].newest_rmse) && used < window) {
+        acc += hist[j].newest_rmse;
+        used++;
+      }
+    }
+    if (used >= 2) rep->drift_baseline = acc / (double)used;
+    rep->drift = isfinite(rep->drift_baseline) && isfinite(rep->newest_rmse) &&
+                 rep->newest_rmse > rep->drift_baseline * (1.0 + drift_thr);
+    if (rep->drift)
+      imf_warn("drift: version %lld's RMSE on the new batches is %.5f, %.1f%% above its history (%.5f over %lld updates; "
+               "update.drift_threshold = %g)", (long long)rep->parent, rep->newest_rmse,
+               100.0 * (rep->newest_rmse / rep->drift_baseline - 1.0), rep->drift_baseline, (long long)used, drift_thr);
+    /* The strategy to start with. */
+    int strat = want == 3 ? S_FOLD : want;
+    double share = (double)rep->new_ratings / (double)(part->nnz_train + part->nnz_holdout > 0 ? part->nnz_train + part->nnz_holdout : 1);
+    if (want == 3) {
+      if (share > share_max) {
+        strat = S_WARM;
+        note_add(rep->note, sizeof rep->note, "auto: new data is %.1f%% of all ratings > update.auto_share %.1f%%: warm",
+                 100 * share, 100 * share_max);
+      }
+      if (rep->drift && strat < S_WARM) {
+        strat = S_WARM;
+        note_add(rep->note, sizeof rep->note, "auto: drift detected: warm");
+      }
+      if (warm_every > 0 && foldins + 1 >= warm_every && strat < S_WARM) {
+        strat = S_WARM;
+        note_add(rep->note, sizeof rep->note, "auto: %lld fold-ins in a row (update.auto_warm_every = %lld): warm",
+                 (long long)foldins, (long long)warm_every);
+      }
+    }
+    if (strat == S_FOLD && champ->type == IMF_MODEL_BPMF) {
+      strat = S_WARM;
+      note_add(rep->note, sizeof rep->note, "BPMF has no fold-in: the chain continues (warm)");
+    }
+    build_ctx bc = {comm, cfgc, part, champ, tu, ti, imf_cfg_int(cfg, "update.warm_sweeps")};
+    if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;
+    const char *why = NULL;
+    int promote = 0;
+    for (;;) {
+      double tb = imf_wtime();
+      imf_model_destroy(&chall);
+      imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)", SNAME[strat],
+               (long long)rep->parent, (long long)rep->new_batches, (long long)rep->new_ratings);
+      IMF_TRY(build(&bc, strat, &chall), out);
+      rep->build_seconds += imf_wtime() - tb;
+      snprintf(rep->strategy, sizeof rep->strategy, "%s", SNAME[strat]);
+      IMF_TRY(imf_holdout_rmse(comm, part, champ, chall, &rep->champion_rmse, &rep->challenger_rmse, &rep->eval_n), out);
+      why = unfit(chall, strat == S_RETRAIN ? 0 : champ->nhistory);
+      int worse = isfinite(rep->champion_rmse) &&
+                  !(rep->challenger_rmse <= rep->champion_rmse * (1.0 + tol));
+      promote = !why && !worse;
+      imf_info("%s challenger: holdout RMSE %.5f vs champion %.5f over %lld ratings (tolerance %g)%s%s", SNAME[strat],
+               rep->challenger_rmse, rep->champion_rmse, (long long)rep->eval_n, tol, why ? ": " : "", why ? why : "");
+      if (promote || want != 3 || strat == S_RETRAIN) break;
+      note_add(rep->note, sizeof rep->note, "auto: %s challenger %s (%.5f vs %.5f): %s", SNAME[strat],
+               why ? why : "worse than the champion beyond the tolerance", rep->challenger_rmse, rep->champion_rmse,
+               SNAME[strat + 1]);
+      imf_warn("auto: escalating from %s to %s", SNAME[strat], SNAME[strat + 1]);
+      strat++;
+    }
+    if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
+    snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
+  }
+  /* The newest held-out ratings alone (reported; the decision used the whole holdout). */
+  {
+    double v[3] = {0, 0, (double)fresh.n};
+    for (int64_t j = 0; j < fresh.n; j++) {
+      double a = (double)fresh.value[j] - imf_model_predict(champ, fresh.user[j], fresh.item[j]);
+      double b = (double)fresh.value[j] - imf_model_predict(chall, fresh.user[j], fresh.item[j]);
+      v[0] += a * a;
+      v[1] += b * b;
+    }
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm));
+    rep->eval_new_n = (int64_t)v[2];
+    if (v[2] > 0) {
+      rep->champion_new_rmse = sqrt(v[0] / v[2]);
+      rep->challenger_new_rmse = sqrt(v[1] / v[2]);
+    }
+  }
+
+  /* Commit: version file, then its record, then (promoted only) CURRENT. */
+  meta.config = cmeta.config ? strdup(cmeta.config) : NULL;
+  snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
+  meta.batches_seen = nb;
+  IMF_TRY(imf_idmap_tail(users, 0, &meta.users), out);
+  IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
+  IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
+  kill_point("after-version");
+  IMF_TRY(imf_agree(comm, fault_point("update-after-version")), out);
+  {
+    imf_registry_record rec;
+    imf_registry_record_init(&rec);
+    snprintf(rec.event, sizeof rec.event, "update");
+    rec.version = rep->version;
+    rec.parent = rep->parent;
+    rec.batches_seen = nb;
+    snprintf(rec.requested, sizeof rec.requested, "%s", rep->requested);
+    snprintf(rec.strategy, sizeof rec.strategy, "%s", rep->strategy);
+    snprintf(rec.decision, sizeof rec.decision, "%s", rep->decision);
+    rec.champion_rmse = rep->champion_rmse;
+    rec.challenger_rmse = rep->challenger_rmse;
+    rec.newest_rmse = rep->newest_rmse;
+    rec.drift_baseline = rep->drift_baseline;
+    rec.drift = rep->drift;
+    rec.new_batches = rep->new_batches;
+    rec.new_ratings = rep->new_ratings;
+    rec.eval_n = rep->eval_n;
+    rec.seconds = imf_wtime() - t0;
+    if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
+    snprintf(rec.note, sizeof rec.note, "%s", rep->note);
+    IMF_TRY(imf_registry_append(comm, model_dir, &rec), out);
+  }
+  kill_point("after-registry");
+  IMF_TRY(imf_agree(comm, fault_point("update-before-current")), out);
+  if (!strcmp(rep->decision, "promoted")) {
+    IMF_TRY(imf_modeldir_set_current(md, rep->version), out);
+    rep->current = rep->version;
+    kill_point("after-current");
+    imf_info("promoted: version %lld (%s) is current (holdout RMSE %.5f, champion %.5f)", (long long)rep->version,
+             rep->strategy, rep->challenger_rmse, rep->champion_rmse);
+  } else {
+    imf_warn("champion kept: version %lld stays current; the challenger is kept as rejected version %lld (%s)",
+             (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");
+  }
+  rep->seconds = imf_wtime() - t0;
+out:
+  imf_free(&tu);
+  imf_free(&ti);
+  imf_free(&hist);
+  imf_ratings_free(&local);
+  imf_ratings_free(&fresh);
+  imf_ratings_free(&one);
+  imf_partition_destroy(&part);
+  imf_idmap_destroy(&users);
+  imf_idmap_destroy(&items);
+  imf_config_destroy(&cfgc);
+  imf_ckpt_meta_free(&cmeta);
+  imf_ckpt_meta_free(&meta);
+  imf_model_destroy(&champ);
+  imf_model_destroy(&chall);
+  imf_store_close(&s);
+  imf_modeldir_close(&md);
+  return st;
+}

@@ -1,0 +1,22 @@
+/* update.h - incremental updates of a model version (`incremf update`, imf_update in
+ * incremf.h): the fold-in kernel (touched rows re-solved against the fixed other side with the
+ * row solver of rowsolve.h), the warm and retrain strategies on the trainer of train.h, the
+ * champion/challenger judgement on the store's standing holdout, and drift. `forget` reuses the
+ * fold-in kernel to refresh the items a forgotten user had rated. */
+#ifndef IMF_UPDATE_H
+#define IMF_UPDATE_H
+#include "model.h"
+#include "partition.h"
+
+/* Collective. Re-solve the rows of one side (0 users, 1 items) whose flag in `touched` (length
+ * nusers or nitems, the same on every rank) is set, each against its full training history in
+ * the partition and the other side's current factors; the results are replicated into m. ALS and
+ * implicit ALS (BPMF has no fold-in: update uses warm). *nsolved: rows solved (all ranks). */
+imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
+                           const unsigned char *touched, int64_t *nsolved);
+
+/* Collective. RMSE of models a and b (b may be NULL) on the partition's holdout ratings, bitwise
+ * independent of the rank count; NaN when there are none. */
+imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
+                            double *rmse_a, double *rmse_b, int64_t *n);
+#endif
