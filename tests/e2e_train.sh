@@ -53,10 +53,11 @@ check "resumed on 3 ranks: factors identical to the uninterrupted run" test "$(f
 check "run checkpoint removed after the version" test ! -e m1/run/checkpoint.h5
 
 # A real signal: SIGUSR1 to mpirun (forwarded to the ranks) during a long run.
-rm -rf m2 full2; run 2 train --data st --model full2 --set model.type=bpmf --set model.k=8 --set model.iterations=40 \
+# (long enough that the signal lands mid-run even on a loaded machine)
+rm -rf m2 full2; run 2 train --data st --model full2 --set model.type=bpmf --set model.k=8 --set model.iterations=300 \
   --set model.burn_in=10 --set model.samples=4 --quiet
 ( exec "$mpiexec" --oversubscribe -n 2 "$bin" train --data st --model m2 --set model.type=bpmf --set model.k=8 \
-  --set model.iterations=40 --set model.burn_in=10 --set model.samples=4 --quiet ) & pid=$!
+  --set model.iterations=300 --set model.burn_in=10 --set model.samples=4 --quiet ) & pid=$!
 for i in $(seq 100); do [ -s m2/train.jsonl ] && [ "$(wc -l < m2/train.jsonl)" -ge 3 ] && break; sleep 0.1; done
 kill -USR1 $pid; wait $pid; rc=$?
 check "SIGUSR1: exit 75 (requeue)" test $rc -eq 75
