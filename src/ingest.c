@@ -36,6 +36,11 @@ typedef struct {
 } rec_t;
 
 typedef struct {
+  int32_t *slot; /* value -> local index + 1 (0: not seen) */
+  int64_t cap;
+} direct_t;
+
+typedef struct {
   int64_t line;
   int reason;
   char *raw; /* malloc'd, escaped */
@@ -63,9 +68,7 @@ typedef struct {
   int64_t piece_rec0, piece_rej0, piece_u0, piece_i0;
   int64_t line_base;      /* global line number of the first line of the current round */
   char *scratch;
-  int32_t last_user;      /* one-entry cache of the previous line's user (-1: none) */
-  size_t last_user_len;
-  char last_user_str[64];
+  direct_t du, di;        /* direct lookup of numeric ids (see intern_fast) */
   int64_t size_hint;      /* expected records on this rank, to size the buffer once */
 } ingest_ctx;
 
@@ -117,6 +120,45 @@ static imf_status intern(imf_idmap *m, int64_t **first, int64_t *cap, const char
   return IMF_OK;
 }
 
+/* Ids that are canonical decimal numbers (no sign, no leading zero, at most 8 digits) — most
+ * real data sets — are looked up in a direct array indexed by their value instead of the string
+ * hash table: one memory access instead of a hash, a probe chain and a compare. The string is
+ * still interned on first sight, so numbering and the stored ids are exactly as for any string
+ * ("0104257" is not canonical and takes the string path, staying distinct from "104257"). */
+#define DIRECT_MAX (1 << 24)
+
+static int canonical_number(const char *s, size_t len, int64_t *v) {
+  if (len == 0 || len > 8 || (s[0] == '0' && len > 1)) return 0;
+  int64_t x = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned d = (unsigned)(unsigned char)s[i] - '0';
+    if (d > 9) return 0;
+    x = x * 10 + d;
+  }
+  *v = x;
+  return 1;
+}
+
+static imf_status intern_fast(direct_t *d, imf_idmap *m, int64_t **first, int64_t *cap, const char *s,
+                              size_t len, int64_t line, int32_t *out) {
+  int64_t v;
+  if (!canonical_number(s, len, &v) || v >= DIRECT_MAX) return intern(m, first, cap, s, len, line, out);
+  if (v >= d->cap) {
+    int64_t nc = d->cap ? d->cap : 65536;
+    while (nc <= v) nc *= 2;
+    IMF_CHECK(imf_realloc(&d->slot, (size_t)nc, sizeof *d->slot));
+    memset(d->slot + d->cap, 0, (size_t)(nc - d->cap) * sizeof *d->slot);
+    d->cap = nc;
+  }
+  if (d->slot[v]) {
+    *out = d->slot[v] - 1;
+    return IMF_OK;
+  }
+  IMF_CHECK(intern(m, first, cap, s, len, line, out));
+  d->slot[v] = *out + 1;
+  return IMF_OK;
+}
+
 /* Parse every complete line of buf[0..len) (len includes the final '\n' of the last line, or
  * the last line runs to len at end of input). */
 static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
@@ -143,19 +185,8 @@ static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
         c->caprec = nc;
       }
       rec_t *x = &c->rec[c->nrec];
-      /* files grouped by user (MovieLens .dat, sorted CSVs) repeat the previous user: skip
-       * the hash lookup then */
-      if (c->last_user >= 0 && r.user_len == c->last_user_len && memcmp(r.user, c->last_user_str, r.user_len) == 0) {
-        x->user = c->last_user;
-      } else {
-        IMF_CHECK(intern(c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
-        if (r.user_len <= sizeof c->last_user_str) {
-          memcpy(c->last_user_str, r.user, r.user_len);
-          c->last_user_len = r.user_len;
-          c->last_user = x->user;
-        } else c->last_user = -1;
-      }
-      IMF_CHECK(intern(c->litems, &c->ifirst, &c->capifirst, r.item, r.item_len, line, &x->item));
+      IMF_CHECK(intern_fast(&c->du, c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
+      IMF_CHECK(intern_fast(&c->di, c->litems, &c->ifirst, &c->capifirst, r.item, r.item_len, line, &x->item));
       x->value = (float)(r.has_rating ? r.rating : 1.0);
       x->pad = 0;
       x->time = r.has_time ? r.time : IMF_NO_TIME;
@@ -890,6 +921,8 @@ static void first_rejects(ingest_ctx *c, char *out, size_t cap) {
 }
 
 static void ctx_free(ingest_ctx *c) {
+  imf_free(&c->du.slot);
+  imf_free(&c->di.slot);
   imf_free(&c->rec);
   for (int64_t j = 0; j < c->nrej; j++) free(c->rej[j].raw);
   imf_free(&c->rej);
@@ -961,7 +994,7 @@ done:
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
                            const char *rejects_path, imf_idmap *users, imf_idmap *items,
                            imf_batch *out) {
-  ingest_ctx c = {.comm = comm, .path = path, .last_user = -1};
+  ingest_ctx c = {.comm = comm, .path = path};
   imf_status st = IMF_OK;
   imf_reader *rd = NULL;
   int32_t *umap = NULL, *imap = NULL;
@@ -1014,6 +1047,8 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   imf_free(&imap);
   imf_idmap_destroy(&c.lusers);
   imf_idmap_destroy(&c.litems);
+  imf_free(&c.du.slot);
+  imf_free(&c.di.slot);
   imf_free(&c.ufirst);
   imf_free(&c.ifirst);
 
