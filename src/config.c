@@ -124,8 +124,9 @@ static const key_def KEYS[] = {
     {"eval.min_user_ratings", T_INT, "5", NULL, "held-out-users protocol: users with fewer ratings are never held out"},
     {"recommend.top", T_INT, "10", NULL, "items per user for recommend (--top wins)"},
     {"tune.folds", T_INT, "5", NULL, "cross-validation folds inside tune (--folds wins)"},
-    {"tune.groups", T_INT, "0", NULL, "rank groups training candidates concurrently; 0 = one per rank"},
-    {"tune.metric", T_STR, "rmse", NULL, "metric tune minimises (rmse, mae) or maximises (e.g. ndcg@10)"},
+    {"tune.groups", T_INT, "0", NULL, "rank groups training candidates concurrently; 0 = one per rank (--groups wins)"},
+    {"tune.metric", T_STR, "auto", NULL,
+     "metric tune minimises (rmse, mae) or maximises (e.g. ndcg@10); auto = rmse, or ndcg@K (first eval.k) for ials"},
     {"tune.seed", T_INT, "1", NULL, "seed of --random sampling from the grid"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])

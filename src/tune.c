@@ -1,0 +1,423 @@
+/* tune.c - `incremf tune`: grid or random search over model.* keys, each candidate scored by
+ * k-fold cross-validation on the training store (imf_eval_cv), candidates spread over groups of
+ * ranks (see tune.h for the layout and why the results do not depend on it). */
+#include "tune.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- the grid */
+
+typedef struct {
+  char **v[IMF_TUNE_MAX_KEYS];
+  int n[IMF_TUNE_MAX_KEYS];
+} grid_values;
+
+static void grid_free(grid_values *g, int nkeys) {
+  for (int k = 0; k < nkeys; k++) {
+    for (int j = 0; j < g->n[k]; j++) free(g->v[k][j]);
+    free(g->v[k]);
+    g->v[k] = NULL;
+    g->n[k] = 0;
+  }
+}
+
+static imf_status copy_config(const imf_config *src, imf_config **dst) {
+  IMF_CHECK(imf_config_create(dst));
+  char *text = imf_config_dump(src);
+  if (!text) {
+    imf_config_destroy(dst);
+    IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  }
+  imf_status st = imf_config_load_string(*dst, text, "configuration");
+  free(text);
+  if (st != IMF_OK) imf_config_destroy(dst);
+  return st;
+}
+
+/* One "key=v1,v2,..." term into rep->key[nkeys] and g. Every value is tried on scratch, so a
+ * bad grid is refused before any training starts. */
+static imf_status parse_term(imf_config *scratch, const char *term, imf_tune_report *rep, grid_values *g) {
+  const char *eq = strchr(term, '=');
+  if (!eq || eq == term) IMF_FAIL(IMF_ERR_USAGE, "--grid: '%s' is not key=value,value,...", term);
+  char key[64];
+  size_t kl = (size_t)(eq - term);
+  const char *pre = memchr(term, '.', kl) ? "" : "model.";
+  if (kl + strlen(pre) >= sizeof key) IMF_FAIL(IMF_ERR_USAGE, "--grid: key too long in '%s'", term);
+  snprintf(key, sizeof key, "%s%.*s", pre, (int)kl, term);
+  if (strncmp(key, "model.", 6) != 0)
+    IMF_FAIL(IMF_ERR_USAGE, "--grid: '%s' is not a model.* key (only model keys can be tuned)", key);
+  const char *probe;
+  if (imf_config_get_str(scratch, key, &probe) != IMF_OK)
+    IMF_FAIL(IMF_ERR_USAGE, "--grid: unknown configuration key '%s' (see `incremf help config`)", key);
+  for (int k = 0; k < rep->nkeys; k++)
+    if (!strcmp(rep->key[k], key)) IMF_FAIL(IMF_ERR_USAGE, "--grid: key '%s' listed twice", key);
+  if (rep->nkeys == IMF_TUNE_MAX_KEYS) IMF_FAIL(IMF_ERR_USAGE, "--grid: more than %d keys", IMF_TUNE_MAX_KEYS);
+  int ki = rep->nkeys;
+  const char *p = eq + 1;
+  if (!*p) IMF_FAIL(IMF_ERR_USAGE, "--grid: empty value list for '%s'", key);
+  for (;;) {
+    const char *c = strchr(p, ',');
+    size_t vl = c ? (size_t)(c - p) : strlen(p);
+    if (vl == 0) IMF_FAIL(IMF_ERR_USAGE, "--grid: empty value in the list of '%s'", key);
+    char *val = strndup(p, vl);
+    if (!val) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    char as[512];
+    snprintf(as, sizeof as, "%s=%s", key, val);
+    imf_status st = imf_config_set(scratch, as);
+    if (st == IMF_OK)
+      for (int j = 0; j < g->n[ki]; j++)
+        if (!strcmp(g->v[ki][j], val)) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
+                                                            "--grid: value '%s' listed twice for '%s'", val, key);
+    if (st == IMF_OK) st = imf_realloc(&g->v[ki], (size_t)g->n[ki] + 1, sizeof *g->v[ki]);
+    if (st != IMF_OK) {
+      free(val);
+      if (g->n[ki] == 0) {
+        free(g->v[ki]);
+        g->v[ki] = NULL;
+      }
+      return st;
+    }
+    g->v[ki][g->n[ki]++] = val;
+    if (!c) break;
+    p = c + 1;
+  }
+  snprintf(rep->key[ki], sizeof rep->key[ki], "%s", key);
+  rep->nkeys++;
+  return IMF_OK;
+}
+
+/* Terms are separated by white space or ';' (a shell-friendly alternative). */
+static imf_status parse_grid(const imf_config *cfg, const char *grid, imf_tune_report *rep, grid_values *g) {
+  imf_config *scratch = NULL;
+  IMF_CHECK(copy_config(cfg, &scratch));
+  imf_status st = IMF_OK;
+  char *text = strdup(grid ? grid : "");
+  if (!text) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+  char *save = NULL;
+  for (char *t = strtok_r(text, " \t\n;", &save); t; t = strtok_r(NULL, " \t\n;", &save))
+    IMF_TRY(parse_term(scratch, t, rep, g), out);
+  if (rep->nkeys == 0) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--grid is empty: give key=v1,v2 ..."), out);
+out:
+  free(text);
+  imf_config_destroy(&scratch);
+  return st;
+}
+
+/* splitmix64: the --random draw depends on tune.seed only (same candidates on any rank count). */
+static uint64_t mix64(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/* The candidates: grid indices in mixed radix (last key fastest), all of them or a seeded draw
+ * without replacement (partial Fisher-Yates), kept in grid order so the table reads naturally. */
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+static imf_status pick_candidates(const imf_tune_report *rep, const grid_values *g, int random, uint64_t seed,
+                                  int64_t **idx, int *n) {
+  int64_t total = 1;
+  for (int k = 0; k < rep->nkeys; k++) {
+    total *= g->n[k];
+    if (total > IMF_TUNE_MAX_CONFIGS)
+      IMF_FAIL(IMF_ERR_USAGE, "--grid expands to more than %d configurations", IMF_TUNE_MAX_CONFIGS);
+  }
+  IMF_CHECK(imf_alloc(idx, (size_t)total, sizeof **idx));
+  for (int64_t c = 0; c < total; c++) (*idx)[c] = c;
+  int64_t want = random > 0 && random < total ? random : total;
+  if (random > total) imf_warn("--random %d: the grid has only %lld configurations; trying them all", random, (long long)total);
+  if (want < total) {
+    uint64_t s = seed;
+    for (int64_t c = 0; c < want; c++) {
+      int64_t j = c + (int64_t)(mix64(&s) % (uint64_t)(total - c));
+      int64_t t = (*idx)[c];
+      (*idx)[c] = (*idx)[j];
+      (*idx)[j] = t;
+    }
+    qsort(*idx, (size_t)want, sizeof **idx, cmp_i64);
+  }
+  *n = (int)want;
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- the metric */
+
+static int is_lower_better(const char *name) { return !strcmp(name, "rmse") || !strcmp(name, "mae"); }
+
+/* The metric names imf_eval_cv reports under cfg's eval.k (same for every candidate), and the
+ * metric tune.metric picks: auto = rmse for explicit models, ndcg@K (first cut-off) for
+ * implicit ALS; a grid mixing the two must name one. */
+static imf_status choose_metric(const imf_config *cfg, const imf_tune_report *rep, const grid_values *g,
+                                imf_tune_report *out) {
+  imf_metrics dummy;
+  memset(&dummy, 0, sizeof dummy);
+  int ks[IMF_MAX_CUTOFFS];
+  IMF_CHECK(imf_parse_cutoffs(imf_cfg_str(cfg, "eval.k"), ks, &dummy.nk));
+  for (int a = 0; a < dummy.nk; a++) dummy.rank[a].k = ks[a];
+  double vals[IMF_EVAL_MAX_NAMES];
+  out->nmetrics = imf_metrics_list(&dummy, out->names, vals);
+  const char *want = imf_cfg_str(cfg, "tune.metric");
+  char buf[32];
+  if (!strcmp(want, "auto")) {
+    int implicit = 0, explicit_ = 0, typed = 0;
+    for (int k = 0; k < rep->nkeys; k++)
+      if (!strcmp(rep->key[k], "model.type")) {
+        typed = 1;
+        for (int j = 0; j < g->n[k]; j++) {
+          if (!strcmp(g->v[k][j], "ials")) implicit = 1;
+          else explicit_ = 1;
+        }
+      }
+    if (!typed) {
+      implicit = !strcmp(imf_cfg_str(cfg, "model.type"), "ials");
+      explicit_ = !implicit;
+    }
+    if (implicit && explicit_)
+      IMF_FAIL(IMF_ERR_USAGE, "--grid mixes implicit (ials) and explicit model types: set tune.metric "
+               "(e.g. --set tune.metric=ndcg@%d)", ks[0]);
+    if (implicit) snprintf(buf, sizeof buf, "ndcg@%d", ks[0]);
+    else snprintf(buf, sizeof buf, "rmse");
+    want = buf;
+  }
+  out->metric_index = -1;
+  for (int j = 0; j < out->nmetrics; j++)
+    if (!strcmp(out->names[j], want)) out->metric_index = j;
+  if (out->metric_index < 0)
+    IMF_FAIL(IMF_ERR_USAGE, "tune.metric '%s' is not a reported metric (rmse, mae, or e.g. ndcg@K with K in eval.k = %s)",
+             want, imf_cfg_str(cfg, "eval.k"));
+  snprintf(out->metric, sizeof out->metric, "%s", want);
+  out->maximise = !is_lower_better(want);
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- the search */
+
+/* The effective configuration of candidate c: cfg with the candidate's grid values set. */
+static imf_status candidate_config(const imf_config *cfg, const imf_tune_report *rep, int c, imf_config **out) {
+  IMF_CHECK(copy_config(cfg, out));
+  for (int k = 0; k < rep->nkeys; k++) {
+    char as[512];
+    snprintf(as, sizeof as, "%s=%s", rep->key[k], rep->rows[c].value[k]);
+    imf_status st = imf_config_set(*out, as);
+    if (st != IMF_OK) {
+      imf_config_destroy(out);
+      return st;
+    }
+  }
+  return IMF_OK;
+}
+
+/* Implicit evaluation as `evaluate` does it: keep ratings >= eval.binarize, set to 1. */
+static void binarize(const imf_config *cfg, imf_dataset *d) {
+  double thr = imf_cfg_double(cfg, "eval.binarize");
+  if (isnan(thr)) return;
+  int64_t w = 0;
+  for (int64_t j = 0; j < d->r.n; j++) {
+    if (!(d->r.value[j] >= thr)) continue;
+    d->r.user[w] = d->r.user[j];
+    d->r.item[w] = d->r.item[j];
+    d->r.value[w] = 1.0f;
+    d->r.time[w] = d->r.time[j];
+    w++;
+  }
+  d->r.n = w;
+}
+
+/* This group's share: candidates g, g + G, g + 2G, ... Metrics land in buf (row-major:
+ * mean[nm], sd[nm], seconds per candidate), zeros elsewhere. */
+static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, const imf_tune_spec *sp,
+                            imf_tune_report *rep, double *buf, int stride) {
+  imf_dataset d;
+  memset(&d, 0, sizeof d);
+  imf_status st = IMF_OK;
+  imf_config *cc = NULL;
+  imf_eval_report *er = NULL;
+  int grank;
+  MPI_Comm_rank(gcomm, &grank);
+  if (group >= rep->nconfigs) return IMF_OK; /* more groups than candidates: nothing to do */
+  IMF_TRY(imf_alloc(&er, 1, sizeof *er), out);
+  IMF_TRY(imf_dataset_from_store(gcomm, sp->store, &d), out);
+  binarize(cfg, &d);
+  for (int c = group; c < rep->nconfigs; c += rep->ngroups) {
+    IMF_TRY(candidate_config(cfg, rep, c, &cc), out);
+    /* the per-sweep lines of every fold of every candidate would drown the table: silence
+     * them, one line per candidate instead */
+    int quiet = imf_log_quiet();
+    imf_log_setup(imf_log_rank(), 1, imf_log_is_json() ? IMF_LOG_JSON : IMF_LOG_TEXT);
+    st = imf_eval_cv(gcomm, cc, &d, rep->nfolds, er);
+    imf_log_setup(imf_log_rank(), quiet, imf_log_is_json() ? IMF_LOG_JSON : IMF_LOG_TEXT);
+    IMF_TRY(st, out);
+    imf_config_destroy(&cc);
+    if (grank == 0) {
+      double *row = buf + (size_t)c * (size_t)stride;
+      for (int j = 0; j < rep->nmetrics; j++) {
+        row[j] = er->mean[j];
+        row[rep->nmetrics + j] = er->sd[j];
+      }
+      row[2 * rep->nmetrics] = er->seconds;
+      row[2 * rep->nmetrics + 1] = group + 1; /* 1-based so that 0 means "not run here" */
+    }
+    char label[512];
+    imf_tune_label(rep, c, label, sizeof label);
+    imf_info("candidate %d/%d (%s): %s = %.5f ± %.5f in %.1f s", c + 1, rep->nconfigs, label, rep->metric,
+             er->mean[rep->metric_index], er->sd[rep->metric_index], er->seconds);
+  }
+out:
+  imf_config_destroy(&cc);
+  imf_free(&er);
+  imf_dataset_free(&d);
+  return st;
+}
+
+imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *sp, imf_tune_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  double t0 = imf_wtime();
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  grid_values g;
+  memset(&g, 0, sizeof g);
+  int64_t *idx = NULL;
+  double *buf = NULL;
+  MPI_Comm gcomm = MPI_COMM_NULL;
+  imf_config *best = NULL;
+  imf_status st = IMF_OK;
+
+  /* Everything up to the split is a deterministic function of the arguments, identical on
+   * every rank, so a bad grid fails everywhere without an agreement round. */
+  if (!sp->store) IMF_FAIL(IMF_ERR_USAGE, "tune needs --data STORE (the training ratings)");
+  IMF_TRY(parse_grid(cfg, sp->grid, rep, &g), out);
+  IMF_TRY(choose_metric(cfg, rep, &g, rep), out);
+  rep->nfolds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "tune.folds");
+  if (rep->nfolds < 2 || rep->nfolds > IMF_EVAL_MAX_FOLDS)
+    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "tune needs 2..%d folds, got %d", IMF_EVAL_MAX_FOLDS,
+                          rep->nfolds), out);
+  if (sp->random < 0) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--random must be positive"), out);
+  IMF_TRY(pick_candidates(rep, &g, sp->random, (uint64_t)imf_cfg_int(cfg, "tune.seed"), &idx, &rep->nconfigs), out);
+  IMF_TRY(imf_alloc(&rep->rows, (size_t)rep->nconfigs, sizeof *rep->rows), out);
+  for (int c = 0; c < rep->nconfigs; c++) {
+    int64_t r = idx[c];
+    for (int k = rep->nkeys - 1; k >= 0; k--) {
+      rep->rows[c].value[k] = strdup(g.v[k][r % g.n[k]]);
+      if (!rep->rows[c].value[k]) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+      r /= g.n[k];
+    }
+  }
+  int groups = sp->groups > 0 ? sp->groups : (int)imf_cfg_int(cfg, "tune.groups");
+  if (groups <= 0 || groups > size) groups = size;
+  rep->ngroups = groups;
+  imf_info("tune: %d configurations x %d folds, %d group%s of ranks, choosing on %s", rep->nconfigs, rep->nfolds,
+           groups, groups > 1 ? "s" : "", rep->metric);
+
+  /* Contiguous blocks of ranks per group (sizes differ by at most one). */
+  int group = (int)((int64_t)rank * groups / size);
+  IMF_MPI(MPI_Comm_split(comm, group, rank, &gcomm));
+  int stride = 2 * rep->nmetrics + 2;
+  IMF_TRY(imf_alloc(&buf, (size_t)rep->nconfigs * (size_t)stride, sizeof *buf), out);
+  st = run_group(gcomm, group, cfg, sp, rep, buf, stride);
+  IMF_TRY(imf_agree(comm, st), out);
+  /* exactly one rank (its group's leader) holds each candidate's numbers, others add zeros, so
+   * the sum is exact and independent of the grouping */
+  {
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, rep->nconfigs * stride, MPI_DOUBLE, MPI_SUM, comm);
+    if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce"), out);
+  }
+  rep->best = -1;
+  for (int c = 0; c < rep->nconfigs; c++) {
+    imf_tune_row *r = &rep->rows[c];
+    const double *row = buf + (size_t)c * (size_t)stride;
+    memcpy(r->mean, row, sizeof(double) * (size_t)rep->nmetrics);
+    memcpy(r->sd, row + rep->nmetrics, sizeof(double) * (size_t)rep->nmetrics);
+    r->seconds = row[2 * rep->nmetrics];
+    r->group = (int)row[2 * rep->nmetrics + 1] - 1;
+    double v = r->mean[rep->metric_index];
+    if (!isfinite(v)) continue;
+    /* strict comparison: ties go to the earlier candidate in grid order */
+    if (rep->best < 0 || (rep->maximise ? v > rep->rows[rep->best].mean[rep->metric_index]
+                                        : v < rep->rows[rep->best].mean[rep->metric_index]))
+      rep->best = c;
+  }
+  if (rep->best < 0)
+    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "no candidate produced a finite %s (too few ratings?)",
+                          rep->metric), out);
+  IMF_TRY(candidate_config(cfg, rep, rep->best, &best), out);
+  rep->best_ini = imf_config_dump(best);
+  if (!rep->best_ini) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+  rep->seconds = imf_wtime() - t0;
+out:
+  if (gcomm != MPI_COMM_NULL) MPI_Comm_free(&gcomm);
+  imf_config_destroy(&best);
+  imf_free(&buf);
+  imf_free(&idx);
+  grid_free(&g, IMF_TUNE_MAX_KEYS);
+  if (st != IMF_OK) imf_tune_report_free(rep);
+  return st;
+}
+
+void imf_tune_report_free(imf_tune_report *rep) {
+  if (rep->rows)
+    for (int c = 0; c < rep->nconfigs; c++)
+      for (int k = 0; k < rep->nkeys; k++) free(rep->rows[c].value[k]);
+  imf_free(&rep->rows);
+  free(rep->best_ini);
+  rep->best_ini = NULL;
+}
+
+/* ---------------------------------------------------------------- output */
+
+void imf_tune_label(const imf_tune_report *rep, int row, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (int k = 0; k < rep->nkeys && len < cap; k++) {
+    const char *key = rep->key[k] + (strncmp(rep->key[k], "model.", 6) ? 0 : 6);
+    int n = snprintf(out + len, cap - len, "%s%s=%s", k ? " " : "", key, rep->rows[row].value[k]);
+    if (n < 0) break;
+    len += (size_t)n;
+  }
+}
+
+static void csv_num(FILE *f, double v) {
+  if (isfinite(v)) fprintf(f, ",%.6g", v);
+  else fputs(",", f);
+}
+
+imf_status imf_tune_write_table(const imf_tune_report *rep, const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  for (int k = 0; k < rep->nkeys; k++) fprintf(f, "%s%s", k ? "," : "", rep->key[k] + 6);
+  for (int j = 0; j < rep->nmetrics; j++) fprintf(f, ",%s_mean,%s_sd", rep->names[j], rep->names[j]);
+  fprintf(f, ",seconds,best\n");
+  for (int c = 0; c < rep->nconfigs; c++) {
+    for (int k = 0; k < rep->nkeys; k++) fprintf(f, "%s%s", k ? "," : "", rep->rows[c].value[k]);
+    for (int j = 0; j < rep->nmetrics; j++) {
+      csv_num(f, rep->rows[c].mean[j]);
+      csv_num(f, rep->rows[c].sd[j]);
+    }
+    fprintf(f, ",%.3f,%d\n", rep->rows[c].seconds, c == rep->best);
+  }
+  if (fclose(f) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  return IMF_OK;
+}
+
+imf_status imf_tune_write_best(const imf_tune_report *rep, const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  char label[1024];
+  imf_tune_label(rep, rep->best, label, sizeof label);
+  fprintf(f, "; written by incremf tune: best of %d configurations by %d-fold cross-validation\n", rep->nconfigs,
+          rep->nfolds);
+  fprintf(f, "; %s, %s = %.6g ± %.6g\n", label, rep->metric, rep->rows[rep->best].mean[rep->metric_index],
+          rep->rows[rep->best].sd[rep->metric_index]);
+  fputs(rep->best_ini, f);
+  if (fclose(f) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  return IMF_OK;
+}
