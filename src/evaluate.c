@@ -5,6 +5,7 @@
  * Every rank scores the users of its own range; only sums and one item coverage vector are
  * reduced. */
 #include "evaluate.h"
+#include "store.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "error.h"
@@ -694,13 +695,18 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
       IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
       IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
     } else {
-      /* The standing holdout of the model's training: the validation carve-out it was trained
-       * without (model.validation_fraction, model.seed of its own configuration). */
+      /* The store's standing holdout (recorded at prepare), which train and update never train
+       * on; a store without one falls back to the model's own validation carve-out. */
       double frac = imf_cfg_double(cfg, "model.validation_fraction");
+      uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
+      imf_store *hs = NULL;
+      IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
+      imf_store_holdout(hs, &frac, &hseed);
+      imf_store_close(&hs);
       if (!(frac > 0))
-        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "the model was trained without a standing holdout "
-                              "(model.validation_fraction = 0): use another protocol"), out);
-      imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = (uint64_t)imf_cfg_int(cfg, "model.seed"), .fraction = frac};
+        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "neither the store nor the model has a standing "
+                              "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
+      imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
       IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
       IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
     }

@@ -16,7 +16,7 @@ const char IMF_USAGE_EVALUATE[] =
     "f1@K, ndcg@K, map@K, hit_rate@K, coverage@K); definitions in docs/METRICS.md. Items a user\n"
     "has in training are never ranked. Protocols:\n"
     "  test           --test FILE scored with DIR's current version (ids through its id maps)\n"
-    "  standing       the model's own validation carve-out (model.validation_fraction)\n"
+    "  standing       the store's standing holdout (holdout.fraction at prepare), never trained on\n"
     "  random         eval.test_fraction of the ratings, by hash      } the configuration is\n"
     "  leave-k-out    eval.leave_k ratings of every user              } retrained on the rest\n"
     "  temporal       the newest eval.test_fraction of the ratings    } (DIR's configuration\n"
