@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh - the built-in demo on 2 ranks, no download needed: synthesize a rating data set,
-# prepare a store from the first part, train a model, land the rest as a new batch, inspect.
+# prepare a store, train a model, land the rest as a new batch and update the model, evaluate,
+# recommend, and show the model's lineage.
 # Usage: jobs/demo.sh [BUILD_DIR] [WORK_DIR]      (defaults: build, a fresh temporary dir)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,14 +31,20 @@ echo "first rejects:"; sed -n 2,4p rejects.tsv
 step "3. train an ALS model on it (2 ranks; checkpoints in model/)"
 run train --config "$cfg" --data store --model model
 
-step "4. land a new batch"
-run append --config "$cfg" --input batch2.csv --data store --rejects rejects2.tsv
+step "4. land a new batch: update appends it, folds it in and promotes only if not worse"
+run update --config "$cfg" --data store --model model --input batch2.csv --strategy auto
 
 step "5. the same file again is refused (exit 3)"
 set +e; run append --config "$cfg" --input batch2.csv --data store --quiet; rc=$?; set -e
 echo "exit code $rc"
 
-step "6. inspect the store and the model"
-run inspect store
-run inspect model
+step "6. evaluate the current model on the store's standing holdout"
+run evaluate --config "$cfg" --data store --model model --protocol standing --k 10
+
+step "7. recommend: user 1's top 5, and the items most like item 1"
+run recommend --data store --model model --user 1 --top 5 --fallback popular
+run recommend --model model --similar 1 --top 5
+
+step "8. status: the model's versions and lineage"
+run status --model model --data store
 echo; echo "demo finished; files in $work"
