@@ -16,6 +16,7 @@
  * in places, and this keeps arrays past 2^31 bytes (or elements) working. */
 #include "checkpoint.h"
 #include "error.h"
+#include "fsio.h"
 #include "log.h"
 
 #include <cblas.h>
@@ -59,44 +60,10 @@ void imf_ckpt_info_free(imf_ckpt_info *info) {
 /* ------------------------------------------------------------------------------------------ */
 /* HDF5 plumbing                                                                              */
 
-static char h5_msg[512];
 
-static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
-  (void)data;
-  if (n == 0) snprintf(h5_msg, sizeof h5_msg, "%s (%s)", e->desc ? e->desc : "?", e->func_name);
-  return 0;
-}
 
-/* The innermost HDF5 error description, for messages; clears HDF5's stack. */
-static const char *h5_reason(void) {
-  snprintf(h5_msg, sizeof h5_msg, "HDF5 error");
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, NULL);
-  H5Eclear2(H5E_DEFAULT);
-  return h5_msg;
-}
 
-/* Failures become one-line imf errors naming the file; HDF5's own stack dump would bury them. */
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-static imf_status fsync_path(const char *path, int is_dir) {
-  int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot open %s to sync it: %s", path, strerror(errno));
-  if (fsync(fd) != 0 && !(is_dir && (errno == EINVAL || errno == EROFS))) {
-    int e = errno;
-    close(fd);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", path, strerror(e));
-  }
-  close(fd);
-  return IMF_OK;
-}
-
-static void parent_dir(const char *path, char *out, size_t cap) {
-  snprintf(out, cap, "%s", path);
-  char *s = strrchr(out, '/');
-  if (!s) snprintf(out, cap, ".");
-  else if (s == out) out[1] = '\0';
-  else *s = '\0';
-}
 
 static int env_fault(const char *name) {
   const char *f = getenv("IMF_FAULT");
@@ -268,12 +235,12 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t d = fs < 0 ? -1 : H5Dcreate2(c->f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
-  if (d < 0) h5_reason();
+  if (d < 0) imf_h5_reason();
   H5Pclose(lcpl);
   H5Pclose(dcpl);
   if (d < 0) {
     if (fs >= 0) H5Sclose(fs);
-    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, h5_msg);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, imf_h5_last());
   }
   herr_t e = 0;
   size_t rowbytes = esize * (size_t)ncols;
@@ -287,15 +254,15 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
     e = select_rows(fs, nd, a, cnt, ncols, &ms);
     const void *p = cnt ? (const char *)buf + (size_t)a * rowbytes : (const void *)dummy;
     if (e >= 0) e = H5Dwrite(d, mtype, ms, fs, c->dxpl, p);
-    if (e < 0) h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
+    if (e < 0) imf_h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
     if (ms >= 0) H5Sclose(ms);
   }
   H5Sclose(fs);
   if (H5Dclose(d) < 0 && e >= 0) {
     e = -1;
-    h5_reason();
+    imf_h5_reason();
   }
-  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, h5_msg);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
   return IMF_OK;
 }
 
@@ -344,7 +311,7 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
   hid_t d = H5Dopen2(c->f, name, H5P_DEFAULT);
   hid_t fs = d < 0 ? -1 : H5Dget_space(d);
   if (fs < 0) {
-    h5_reason();
+    imf_h5_reason();
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing",
                        c->path, name);
   } else {
@@ -370,13 +337,13 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
       e = select_rows(fs, nd, a, cnt, ncols, &ms);
       void *p = cnt ? (char *)buf + (size_t)a * rowbytes : (void *)dummy;
       if (e >= 0) e = H5Dread(d, mtype, ms, fs, c->dxpl, p);
-      if (e < 0) h5_reason();
+      if (e < 0) imf_h5_reason();
       if (ms >= 0) H5Sclose(ms);
     }
     if (e < 0)
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                          "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s",
-                         c->path, name, h5_msg);
+                         c->path, name, imf_h5_last());
     st = imf_agree(c->comm, st);
     if (st == IMF_OK) st = share_rows(c, own, buf, n, rowbytes);
   }
@@ -394,10 +361,10 @@ static imf_status attr_put(hid_t f, const char *name, hid_t ftype, hid_t mtype, 
   hid_t sp = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
   herr_t e = a < 0 ? -1 : H5Awrite(a, mtype, v);
-  if (e < 0) h5_reason();
+  if (e < 0) imf_h5_reason();
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
-  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, imf_h5_last());
   return IMF_OK;
 }
 static imf_status attr_i64(hid_t f, const char *name, int64_t v, const char *path) {
@@ -501,7 +468,7 @@ static void copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap
 static imf_status header_read(const char *path, header *h) {
   memset(h, 0, sizeof *h);
   imf_ckpt_info *in = &h->info;
-  h5_quiet();
+  imf_h5_quiet();
   struct stat sb;
   if (stat(path, &sb) != 0) {
     if (errno == ENOENT) IMF_FAIL(IMF_ERR_NOTFOUND, "%s does not exist", path);
@@ -512,7 +479,7 @@ static imf_status header_read(const char *path, header *h) {
   if (access(path, R_OK) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot read %s: %s", path, strerror(errno));
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
-    h5_reason();
+    imf_h5_reason();
     IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
   }
   imf_status st = IMF_OK;
@@ -826,7 +793,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   int rank, size;
   IMF_MPI(MPI_Comm_rank(comm, &rank));
   IMF_MPI(MPI_Comm_size(comm, &size));
-  h5_quiet();
+  imf_h5_quiet();
   imf_status st = check_input(path, m, meta);
   IMF_CHECK(imf_agree(comm, st));
 
@@ -855,12 +822,12 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
 
   char tmp[4200], dir[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  parent_dir(path, dir, sizeof dir);
+  imf_parent_dir(path, dir, sizeof dir);
   hid_t fapl = fapl_mpio(comm);
   hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  if (f < 0) h5_reason();
+  if (f < 0) imf_h5_reason();
   if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, h5_msg);
+  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, imf_h5_last());
   /* H5Fcreate is collective and fails alike everywhere; agree anyway before more collectives */
   st = imf_agree(comm, st);
   if (st != IMF_OK) {
@@ -908,13 +875,13 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
     /* The MPI-IO driver syncs only on an explicit flush (not on close): this makes every
      * rank's part durable, not only what rank 0 can fsync. */
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", tmp, h5_reason());
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", tmp, imf_h5_reason());
     W(st);
 #undef W
   close_file:
     H5Pclose(c.dxpl);
     if (H5Fclose(f) < 0 && st == IMF_OK)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, h5_reason());
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
     st = imf_agree(comm, st);
   }
   if (st != IMF_OK) {
@@ -923,7 +890,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   }
   /* ---- the file is complete under its tmp name: make it durable, then take the name ---- */
   if (rank == 0) {
-    st = fsync_path(tmp, 0);
+    st = imf_fsync_path(tmp, 0);
     /* Testing hook: a crash after the file is complete and before it replaces the previous
      * one (the tmp file stays, as a crash would leave it). */
     if (st == IMF_OK && env_fault("checkpoint-before-rename"))
@@ -935,7 +902,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
                          path, strerror(errno));
       unlink(tmp);
     }
-    if (st == IMF_OK) st = fsync_path(dir, 1);
+    if (st == IMF_OK) st = imf_fsync_path(dir, 1);
   }
   st = imf_agree(comm, st);
 out_hist:
@@ -1008,7 +975,7 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
   int rank, size;
   IMF_MPI(MPI_Comm_rank(comm, &rank));
   IMF_MPI(MPI_Comm_size(comm, &size));
-  h5_quiet();
+  imf_h5_quiet();
   header h;
   memset(&h, 0, sizeof h);
   imf_status st = IMF_OK;
@@ -1033,7 +1000,7 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
   hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
   if (fapl >= 0) H5Pclose(fapl);
   if (f < 0) {
-    h5_reason();
+    imf_h5_reason();
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                        "%s is not a readable HDF5 file (truncated or corrupt?)", path);
   }

@@ -9,6 +9,7 @@
  * and broadcasts; the status is agreed so every rank sees the same outcome. */
 #include "modeldir.h"
 #include "error.h"
+#include "fsio.h"
 #include "lock.h"
 #include "log.h"
 
@@ -62,17 +63,6 @@ static int64_t parse_version_name(const char *name) {
   return strcmp(back, name) == 0 ? (int64_t)v : 0;
 }
 
-static imf_status fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot open %s to sync it: %s", dir, strerror(errno));
-  if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-    int e = errno;
-    close(fd);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", dir, strerror(e));
-  }
-  close(fd);
-  return IMF_OK;
-}
 
 /* (rank 0) Replace DIR/CURRENT atomically. */
 static imf_status write_current(const imf_modeldir *md, int64_t version) {
@@ -100,7 +90,7 @@ static imf_status write_current(const imf_modeldir *md, int64_t version) {
     unlink(tmp);
     IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, fin, strerror(e));
   }
-  return fsync_dir(md->dir);
+  return imf_fsync_path(md->dir, 1);
 }
 
 /* (rank 0) Version numbers in versions/, ascending. */
@@ -355,7 +345,7 @@ imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version) {
     if (unlink(vp) != 0 && errno != ENOENT)
       st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot remove %s: %s", vp, strerror(errno));
     else
-      st = fsync_dir(md->dir);
+      st = imf_fsync_path(md->dir, 1);
   }
   return imf_agree(md->comm, st);
 }

@@ -8,6 +8,7 @@
 #include "store.h"
 #include "config.h"
 #include "error.h"
+#include "fsio.h"
 #include "lock.h"
 #include "log.h"
 
@@ -99,17 +100,6 @@ static int path_exists(const char *p) {
   return stat(p, &st) == 0;
 }
 
-static imf_status fsync_path(const char *path, int is_dir) {
-  int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot open %s to sync it: %s", path, strerror(errno));
-  if (fsync(fd) != 0 && !(is_dir && (errno == EINVAL || errno == EROFS))) {
-    int e = errno;
-    close(fd);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", path, strerror(e));
-  }
-  close(fd);
-  return IMF_OK;
-}
 
 /* (local) Write text to dir/name atomically: name.tmp, fsync, rename, fsync the directory. */
 static imf_status replace_file(const char *dir, const char *name, const char *text, size_t len) {
@@ -142,7 +132,7 @@ static imf_status replace_file(const char *dir, const char *name, const char *te
     unlink(tmp);
     IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, fin, strerror(e));
   }
-  return fsync_path(dir, 1);
+  return imf_fsync_path(dir, 1);
 }
 
 /* Broadcast a malloc'd byte buffer from root (chunked: MPI counts are int). */
@@ -167,34 +157,11 @@ static imf_status bcast_bytes(MPI_Comm comm, int root, char **buf, int64_t *len)
 /* ------------------------------------------------------------------------------------------ */
 /* HDF5 plumbing                                                                              */
 
-static char h5_msg[512];
 
-static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
-  (void)data;
-  if (n == 0) snprintf(h5_msg, sizeof h5_msg, "%s (%s)", e->desc ? e->desc : "?", e->func_name);
-  return 0;
-}
 
-/* The innermost HDF5 error description, for messages; clears the HDF5 stack. */
-static const char *h5_reason(void) {
-  snprintf(h5_msg, sizeof h5_msg, "HDF5 error");
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, NULL);
-  H5Eclear2(H5E_DEFAULT);
-  return h5_msg;
-}
-
-static void h5_quiet(void) {
-  /* Errors are reported through imf_status with the file name; HDF5's own stack dump on
-   * stderr would only bury that message. */
-  static int done = 0;
-  if (!done) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    done = 1;
-  }
-}
 
 #define H5_FAIL(what, path) \
-  IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot %s: %s", (path), (what), h5_reason())
+  IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot %s: %s", (path), (what), imf_h5_reason())
 
 static void batch_path(const imf_store *s, int64_t k, char *out, size_t cap, int tmp) {
   snprintf(out, cap, "%s/batch-%06lld.h5%s", s->dir, (long long)k, tmp ? ".tmp" : "");
@@ -204,19 +171,19 @@ static void batch_path(const imf_store *s, int64_t k, char *out, size_t cap, int
 static imf_status batch_open(const imf_store *s, int64_t k, hid_t *fid) {
   char path[4200];
   batch_path(s, k, path, sizeof path, 0);
-  h5_quiet();
+  imf_h5_quiet();
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0) H5_FAIL("create a file access list", path);
   H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL);
   H5Pset_all_coll_metadata_ops(fapl, 1);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (f < 0) h5_reason();
+  if (f < 0) imf_h5_reason();
   H5Pclose(fapl);
   if (f < 0) {
     if (!path_exists(path))
       IMF_FAIL(IMF_ERR_INPUT, "%s is missing: the store is damaged (restore it or re-run prepare)",
                path);
-    IMF_FAIL(IMF_ERR_INPUT, "%s: cannot open as HDF5: %s", path, h5_msg);
+    IMF_FAIL(IMF_ERR_INPUT, "%s: cannot open as HDF5: %s", path, imf_h5_last());
   }
   /* The content digest attribute ties the file to the manifest entry. */
   char dig[80] = "";
@@ -284,7 +251,7 @@ static imf_status read_range(hid_t d, hid_t mtype, hsize_t off, hsize_t cnt, voi
   }
   char dummy[16];
   if (e >= 0) e = H5Dread(d, mtype, ms, fs, dxpl, buf ? buf : dummy);
-  const char *why = e < 0 ? h5_reason() : ""; /* before the next call clears the stack */
+  const char *why = e < 0 ? imf_h5_reason() : ""; /* before the next call clears the stack */
   H5Sclose(ms);
   H5Sclose(fs);
   if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot read %s: %s", path, name, why);
@@ -701,7 +668,7 @@ static imf_status store_new(MPI_Comm comm, const char *dir, int mode, imf_store 
   size_t l = strlen(s->dir);
   while (l > 1 && s->dir[l - 1] == '/') s->dir[--l] = '\0';
   s->m.scale_min = s->m.scale_max = NAN;
-  h5_quiet();
+  imf_h5_quiet();
   *out = s;
   return IMF_OK;
 }
@@ -860,7 +827,7 @@ static imf_status read_idlist(hid_t f, const char *path, const char *kind, imf_i
   memset(l, 0, sizeof *l);
   if (db < 0 || dof < 0) {
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
-                       db < 0 ? nb : no, h5_reason());
+                       db < 0 ? nb : no, imf_h5_reason());
     goto out;
   }
   IMF_TRY(dset_len(db, path, nb, &nbytes), out);
@@ -912,7 +879,7 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
       /* One reader and a broadcast: the id lists are small next to the ratings, and this spares
        * the file system N identical reads. */
       hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-      if (f < 0) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open: %s", path, h5_reason());
+      if (f < 0) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open: %s", path, imf_h5_reason());
       else {
         st = read_idlist(f, path, "user", &lu);
         if (st == IMF_OK) st = read_idlist(f, path, "item", &li);
@@ -968,7 +935,7 @@ static imf_status batch_h_open(const imf_store *s, int64_t k, batch_h *h) {
     *ds[i].d = H5Dopen2(h->f, ds[i].name, H5P_DEFAULT);
     if (*ds[i].d < 0) {
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
-                         ds[i].name, h5_reason());
+                         ds[i].name, imf_h5_reason());
       break;
     }
   }
@@ -1285,12 +1252,12 @@ static imf_status count_superseded(imf_store *s, const imf_batch *b, int64_t *ou
         }
       }
       if (e >= 0) e = H5Dread(h.item, H5T_NATIVE_INT32, ms, fs, coll, items);
-      if (e < 0) h5_reason();
+      if (e < 0) imf_h5_reason();
       H5Sclose(ms);
       H5Sclose(fs);
       if (e < 0)
         st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot read /ratings/item: %s",
-                           path, h5_msg);
+                           path, imf_h5_last());
     }
     if (st == IMF_OK) {
       /* Walk matches in row order; in union mode the buffer holds the runs back to back. */
@@ -1372,12 +1339,12 @@ static imf_status write_dset(hid_t f, const char *name, hid_t ftype, hid_t mtype
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t d = H5Dcreate2(f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
-  if (d < 0) h5_reason();
+  if (d < 0) imf_h5_reason();
   H5Pclose(lcpl);
   H5Pclose(dcpl);
   if (d < 0) {
     H5Sclose(fs);
-    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", path, name, h5_msg);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", path, name, imf_h5_last());
   }
   herr_t e = 0;
   if (total > 0) {
@@ -1390,17 +1357,17 @@ static imf_status write_dset(hid_t f, const char *name, hid_t ftype, hid_t mtype
     }
     static const char dummy[16];
     if (e >= 0) e = H5Dwrite(d, mtype, ms, fs, dxpl, cnt ? buf : dummy);
-    if (e < 0) h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
+    if (e < 0) imf_h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
     H5Sclose(ms);
   }
   H5Sclose(fs);
   if (e >= 0 && H5Dclose(d) < 0) {
     e = -1;
-    h5_reason();
+    imf_h5_reason();
   } else if (e < 0) {
     H5Dclose(d);
   }
-  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", path, name, h5_msg);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", path, name, imf_h5_last());
   return IMF_OK;
 }
 
@@ -1408,10 +1375,10 @@ static imf_status attr_i64(hid_t f, const char *name, const int64_t *v, hsize_t 
   hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
   hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
   herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
-  if (e < 0) h5_reason();
+  if (e < 0) imf_h5_reason();
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
-  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, imf_h5_last());
   return IMF_OK;
 }
 
@@ -1422,11 +1389,11 @@ static imf_status attr_str(hid_t f, const char *name, const char *v, const char 
   H5Tset_strpad(t, H5T_STR_NULLTERM);
   hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
   herr_t e = a < 0 ? -1 : H5Awrite(a, t, v);
-  if (e < 0) h5_reason();
+  if (e < 0) imf_h5_reason();
   if (a >= 0) H5Aclose(a);
   H5Tclose(t);
   H5Sclose(sp);
-  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, h5_msg);
+  if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write attribute %s: %s", path, name, imf_h5_last());
   return IMF_OK;
 }
 
@@ -1582,10 +1549,10 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   H5Pset_all_coll_metadata_ops(fapl, 1);
   H5Pset_coll_metadata_write(fapl, 1);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  if (f < 0) h5_reason();
+  if (f < 0) imf_h5_reason();
   H5Pclose(fapl);
   if (f < 0) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, h5_msg);
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, imf_h5_last());
     goto out; /* H5Fcreate is collective: every rank failed alike */
   }
   hid_t coll = dxpl_make(1);
@@ -1646,7 +1613,7 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
 close_file:
   H5Pclose(coll);
   if (H5Fclose(f) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, h5_reason());
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
   st = imf_agree(s->comm, st);
   if (st != IMF_OK) {
     if (s->rank == 0) unlink(tmp);
@@ -1654,11 +1621,11 @@ close_file:
   }
   /* ---- make the file durable under its final name; the batch is not committed yet ---- */
   if (s->rank == 0) {
-    st = fsync_path(tmp, 0);
+    st = imf_fsync_path(tmp, 0);
     if (st == IMF_OK && rename(tmp, fin) != 0)
       st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp,
                          fin, strerror(errno));
-    if (st == IMF_OK) st = fsync_path(s->dir, 1);
+    if (st == IMF_OK) st = imf_fsync_path(s->dir, 1);
     /* Testing hook: IMF_FAULT=store-before-manifest simulates a crash after the batch file is
      * in place but before the manifest names it (the fault-injection tests check that the
      * previous store is what remains). */
