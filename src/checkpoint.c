@@ -566,6 +566,7 @@ static imf_status header_read(const char *path, header *h) {
       if (!strcmp(s, "als")) in->type = IMF_MODEL_ALS;
       else if (!strcmp(s, "ials")) in->type = IMF_MODEL_IALS;
       else if (!strcmp(s, "bpmf")) in->type = IMF_MODEL_BPMF;
+      else if (!strcmp(s, "ease")) in->type = IMF_MODEL_EASE;
       else st = CORRUPT(path, "unknown model type");
     }
     free(s);

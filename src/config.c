@@ -93,6 +93,8 @@ static const key_def KEYS[] = {
      "share of training ratings carved out for early stopping"},
     {"model.checkpoint_every", T_INT, "5", NULL, "write a run checkpoint every N sweeps; 0 = end only"},
     /* update and model maintenance keys (update.*, holdout) go below this line */
+    {"model.ease_lambda", T_DOUBLE, "200", NULL,
+     "EASE: L2 weight lambda of G = X^T X + lambda I (Steck 2019 used 200-1000; must be > 0)"},
     {"holdout.fraction", T_DOUBLE, "0.1", NULL,
      "standing holdout recorded in the store at prepare: a rating is held out of training iff "
      "hash(seed, user, item) < fraction (0 = none)"},

@@ -8,6 +8,7 @@
 #include "store.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "ease.h"
 #include "error.h"
 #include "log.h"
 #include "modeldir.h"
@@ -349,10 +350,12 @@ static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const im
                             imf_eval_opts *o) {
   memset(o, 0, sizeof *o);
   IMF_CHECK(imf_parse_cutoffs(cutoffs ? cutoffs : imf_cfg_str(cfg, "eval.k"), o->ks, &o->nk));
-  o->threshold = m->type == IMF_MODEL_IALS ? NAN : imf_cfg_double(cfg, "eval.relevance_threshold");
+  /* implicit-feedback models (iALS, EASE) score preferences: every test rating is relevant */
+  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE;
+  o->threshold = implicit ? NAN : imf_cfg_double(cfg, "eval.relevance_threshold");
   o->clip_lo = lo;
   o->clip_hi = hi;
-  o->rating_metrics = m->type != IMF_MODEL_IALS;
+  o->rating_metrics = !implicit;
   return IMF_OK;
 }
 
@@ -362,8 +365,8 @@ static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratin
   imf_partition *part = NULL;
   imf_trainer *t = NULL;
   imf_status st = IMF_OK;
-  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease"))
-    IMF_FAIL(IMF_ERR_USAGE, "model.type = ease is not available in this version");
+  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease")) /* one ScaLAPACK solve, no sweeps (ease.h) */
+    return imf_ease_model(comm, train, nu, ni, imf_cfg_double(cfg, "model.ease_lambda"), out);
   IMF_TRY(imf_partition_build(comm, train, nu, ni, 0.0, (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), done);
   IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
   IMF_TRY(imf_trainer_run(t), done);
@@ -378,6 +381,15 @@ done:
  * the training row solver: X and xb get their rows (others keep the model's rows). */
 static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *foldin, float *X, float *xb) {
   if (foldin->n == 0) return IMF_OK;
+  if (m->type == IMF_MODEL_EASE) {
+    /* an EASE user row is the user's binarized ratings: folding in is writing them */
+    for (int64_t j = 0; j < foldin->n; j++) {
+      float *x = X + (foldin->user[j] - ulo) * m->kw;
+      if (foldin->item[j] >= 0 && foldin->item[j] < m->kw) x[foldin->item[j]] = 1.0f;
+      xb[foldin->user[j] - ulo] = 0.0f;
+    }
+    return IMF_OK;
+  }
   if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
     IMF_FAIL(IMF_ERR_USAGE, "the held-out-users protocol folds users in with ALS or implicit ALS; not with bpmf");
   imf_status st = IMF_OK;

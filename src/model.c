@@ -11,6 +11,7 @@ const char *imf_model_type_name(imf_model_type t) {
   case IMF_MODEL_ALS: return "als";
   case IMF_MODEL_IALS: return "ials";
   case IMF_MODEL_BPMF: return "bpmf";
+  case IMF_MODEL_EASE: return "ease";
   }
   return "?";
 }

@@ -11,6 +11,9 @@
  *    the average of the S samples' predictions. Before the first kept sample, kw = k and P, Q hold
  *    the current chain sample. The chain state (current sample and hyperparameters) is kept
  *    separately so that a run can resume where it stopped.
+ *  - EASE (ease.h): no biases, mu = 0, kw = k = nitems; P = the binarized user rows X, Q = B^T of
+ *    the item-item weights B, so that P[u].Q[i] = (X B)[u,i]. Replicated nitems^2: small
+ *    catalogues only. Not folded in or updated by sweeps (update and fold-in refuse it).
  *
  * Arrays are row-major, 64-byte aligned (imf_alloc) and owned by the model.
  */
@@ -19,11 +22,12 @@
 #include "incremf.h"
 #include <stdint.h>
 
-typedef enum { IMF_MODEL_ALS = 0, IMF_MODEL_IALS = 1, IMF_MODEL_BPMF = 2 } imf_model_type;
+typedef enum { IMF_MODEL_ALS = 0, IMF_MODEL_IALS = 1, IMF_MODEL_BPMF = 2, IMF_MODEL_EASE = 3 } imf_model_type;
 
-/* "als", "ials", "bpmf" (the model.type config values). */
+/* "als", "ials", "bpmf", "ease" (the model.type config values). */
 const char *imf_model_type_name(imf_model_type t);
-/* IMF_ERR_USAGE for anything else (including "ease", which is not a factor model). */
+/* The types the sweep trainer (train.c) runs: IMF_ERR_USAGE for anything else (including
+ * "ease", which is solved in one step by ease.c, not by sweeps). */
 imf_status imf_model_type_parse(const char *name, imf_model_type *out);
 
 /* One row of the per-sweep history. NaN marks a metric that was not computed (no validation

@@ -503,6 +503,8 @@ static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
     prm.beta = IMF_BPMF_BETA;
     other.Y = side ? m->chain.U : m->chain.V;
     break;
+  case IMF_MODEL_EASE: /* never here: imf_model_type_parse refuses it, ease.c solves it */
+    IMF_FAIL(IMF_ERR_USAGE, "EASE is not trained by sweeps");
   }
   imf_row_batch rows = {nloc, c->row_id, c->ptr, c->idx, c->val};
   if (nloc == 0) return IMF_OK;

@@ -7,9 +7,13 @@
  * flag. The trainer asks at every half-sweep boundary whether to stop, and the ranks agree with
  * an integer MPI_Allreduce MAX, so all stop at the same sweep, write one run checkpoint and
  * return IMF_ERR_REQUEUE (exit 75). `train --resume` continues from it on any rank count and
- * finishes bitwise identical to an uninterrupted run. */
+ * finishes bitwise identical to an uninterrupted run.
+ *
+ * model.type = ease is not swept: ease.c solves it in one step on a ScaLAPACK grid (no run
+ * checkpoints, no stop points) and the version holds it in factor form (model.h). */
 #include "checkpoint.h"
 #include "config.h"
+#include "ease.h"
 #include "error.h"
 #include "evaluate.h"
 #include "idmap.h"
@@ -92,7 +96,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   imf_ratings local = {0};
   imf_partition *part = NULL;
   imf_trainer *t = NULL;
-  imf_model *saved = NULL;
+  imf_model *saved = NULL, *em = NULL;
   imf_config *cfg = NULL;
   imf_ckpt_meta meta = {0}, rmeta = {0};
   FILE *log = NULL;
@@ -131,8 +135,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     if (o->resume) imf_info("no run checkpoint in %s: starting a new run", model_dir);
     else if (have_ckpt) imf_info("discarding the unfinished run checkpoint %s (use --resume to continue it)", ckpt);
   }
-  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease"))
-    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.type = ease is not available in this version"), out);
+  const int ease = !strcmp(imf_cfg_str(cfg, "model.type"), "ease");
 
   /* Data: every rank reads the ratings of its contiguous user range. */
   double tr = imf_wtime();
@@ -153,54 +156,85 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     imf_info("standing holdout of the store: fraction %g (seed %llu) held out of training", hfrac,
              (unsigned long long)hseed);
   }
-  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
-  imf_ratings_free(&local);
-  imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
-           (long long)nu, (long long)ni, (long long)part->nnz_train, (long long)part->nnz_holdout, t_read,
-           part->seconds);
-  IMF_TRY(imf_train_create(comm, cfg, part, &t), out);
-  if (saved) IMF_TRY(imf_trainer_resume(t, saved), out);
-  stop_ctx sc = {comm};
-  imf_trainer_set_stop_hook(t, stop_hook, &sc);
-
-  int64_t every = imf_cfg_int(cfg, "model.checkpoint_every");
-  int64_t stop_after = getenv("IMF_STOP_AFTER_SWEEP") ? atoll(getenv("IMF_STOP_AFTER_SWEEP")) : -1;
-  if (rank == 0) {
-    log = fopen(imf_modeldir_log_path(md), saved ? "a" : "w");
-    if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
-  }
+  int64_t nholdout = 0;
   double t_ckpt = 0;
-  while (!imf_trainer_done(t)) {
-    double ts = imf_wtime();
-    IMF_TRY(imf_trainer_sweep(t), out);
-    const imf_model *m = imf_trainer_model(t);
-    if (imf_trainer_stopped(t)) break;
-    if (m->nhistory > 0) {
-      const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
-      double secs = imf_wtime() - ts;
-      double rps = secs > 0 ? (double)part->nnz_train / secs : 0;
-      if (log) {
-        log_sweep(log, h, rps);
-        fflush(log);
+  if (ease) {
+    /* X is the training ratings only: the standing holdout is never trained on */
+    int64_t w = 0;
+    for (int64_t j = 0; j < local.n; j++) {
+      if (hfrac > 0 && imf_is_holdout(hseed, hfrac, local.user[j], local.item[j])) {
+        nholdout++;
+        continue;
+      }
+      local.user[w] = local.user[j];
+      local.item[w] = local.item[j];
+      local.value[w] = local.value[j];
+      if (local.time) local.time[w] = local.time[j];
+      w++;
+    }
+    local.n = w;
+    int64_t cnt[2] = {w, nholdout};
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_INT64_T, MPI_SUM, comm));
+    nholdout = cnt[1];
+    double lambda = imf_cfg_double(cfg, "model.ease_lambda");
+    imf_info("data: %lld users, %lld items, %lld training + %lld held-out ratings (read %.2f s); EASE, lambda %g",
+             (long long)nu, (long long)ni, (long long)cnt[0], (long long)nholdout, t_read, lambda);
+    IMF_TRY(imf_ease_model(comm, &local, nu, ni, lambda, &em), out);
+    imf_ratings_free(&local);
+    if (rank == 0) {
+      log = fopen(imf_modeldir_log_path(md), "w");
+      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
+      else log_sweep(log, &em->history[0], em->history[0].seconds > 0 ? (double)cnt[0] / em->history[0].seconds : 0);
+    }
+  } else {
+    IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
+    imf_ratings_free(&local);
+    imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
+             (long long)nu, (long long)ni, (long long)part->nnz_train, (long long)part->nnz_holdout, t_read,
+             part->seconds);
+    IMF_TRY(imf_train_create(comm, cfg, part, &t), out);
+    if (saved) IMF_TRY(imf_trainer_resume(t, saved), out);
+    stop_ctx sc = {comm};
+    imf_trainer_set_stop_hook(t, stop_hook, &sc);
+
+    int64_t every = imf_cfg_int(cfg, "model.checkpoint_every");
+    int64_t stop_after = getenv("IMF_STOP_AFTER_SWEEP") ? atoll(getenv("IMF_STOP_AFTER_SWEEP")) : -1;
+    if (rank == 0) {
+      log = fopen(imf_modeldir_log_path(md), saved ? "a" : "w");
+      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
+    }
+    while (!imf_trainer_done(t)) {
+      double ts = imf_wtime();
+      IMF_TRY(imf_trainer_sweep(t), out);
+      const imf_model *m = imf_trainer_model(t);
+      if (imf_trainer_stopped(t)) break;
+      if (m->nhistory > 0) {
+        const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
+        double secs = imf_wtime() - ts;
+        double rps = secs > 0 ? (double)part->nnz_train / secs : 0;
+        if (log) {
+          log_sweep(log, h, rps);
+          fflush(log);
+        }
+      }
+      /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
+      if (stop_after >= 0 && m->iteration >= stop_after) stop_requested = 1;
+      if (every > 0 && m->iteration % every == 0 && !imf_trainer_done(t)) {
+        double tc = imf_wtime();
+        imf_ckpt_meta_free(&meta);
+        IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
+        IMF_TRY(imf_checkpoint_write(comm, ckpt, m, &meta), out);
+        t_ckpt += imf_wtime() - tc;
       }
     }
-    /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
-    if (stop_after >= 0 && m->iteration >= stop_after) stop_requested = 1;
-    if (every > 0 && m->iteration % every == 0 && !imf_trainer_done(t)) {
-      double tc = imf_wtime();
-      imf_ckpt_meta_free(&meta);
-      IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
-      IMF_TRY(imf_checkpoint_write(comm, ckpt, m, &meta), out);
-      t_ckpt += imf_wtime() - tc;
-    }
   }
-  const imf_model *m = imf_trainer_model(t);
+  const imf_model *m = ease ? em : imf_trainer_model(t);
   rep->iterations = m->iteration;
   if (m->nhistory > 0) {
     rep->val_rmse = m->history[m->nhistory - 1].val_rmse;
     rep->val_mae = m->history[m->nhistory - 1].val_mae;
   }
-  if (imf_trainer_stopped(t)) {
+  if (!ease && imf_trainer_stopped(t)) {
     double tc = imf_wtime();
     imf_ckpt_meta_free(&meta);
     IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
@@ -246,7 +280,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     rec.parent = parent;
     rec.batches_seen = meta.batches_seen;
     rec.challenger_rmse = rep->val_rmse;
-    rec.eval_n = part->nnz_holdout;
+    rec.eval_n = ease ? nholdout : part->nnz_holdout;
     rec.seconds = imf_wtime() - t0;
     if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
     IMF_TRY(imf_registry_append(comm, imf_modeldir_path(md), &rec), out);
@@ -261,7 +295,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   }
   if (!imf_log_quiet()) {
     imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
-    IMF_TRY(imf_trainer_log_view(t, stderr), out);
+    if (!ease) IMF_TRY(imf_trainer_log_view(t, stderr), out);
     imf_info("checkpoint writes: %.2f s", t_ckpt);
   }
   rep->seconds = imf_wtime() - t0;
@@ -273,6 +307,7 @@ out:
   imf_partition_destroy(&part);
   imf_ratings_free(&local);
   imf_model_destroy(&saved);
+  imf_model_destroy(&em);
   imf_idmap_destroy(&users);
   imf_idmap_destroy(&items);
   imf_config_destroy(&cfg);

@@ -356,6 +356,23 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
 
   /* One writer: the model directory's lock for the whole update (append takes the store's). */
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
+  {
+    /* EASE (ease.h) has no fold-in or warm sweeps: refuse before the store is touched. Errors
+     * here (no version yet, ...) are reported by the full read below. */
+    char cp[4400];
+    int64_t v = 0;
+    imf_ckpt_info ci;
+    memset(&ci, 0, sizeof ci);
+    int is_ease = 0;
+    if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK)
+      is_ease = ci.type == IMF_MODEL_EASE;
+    imf_ckpt_info_free(&ci);
+    imf_err_clear();
+    if (is_ease)
+      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
+                            "%s holds an EASE model, which update cannot fold in or warm-start: retrain it with "
+                            "`incremf train --set model.type=ease`", model_dir), out);
+  }
   if (o->input) {
     imf_ingest_report irep;
     IMF_TRY(imf_append(comm, cfg, store_dir, o->input, NULL, &irep), out);
