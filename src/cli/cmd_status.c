@@ -1,9 +1,10 @@
 /* cmd_status.c - `incremf status`: the model directory's lineage; --check for cron and Slurm. */
 #include "cli.h"
+#include "plot.h"
 #include <string.h>
 
 const char IMF_USAGE_STATUS[] =
-    "usage: incremf status --model DIR [--data STORE] [--check] [--json]\n"
+    "usage: incremf status --model DIR [--data STORE] [--check] [--json] [--plot FILE.png]\n"
     "\n"
     "Print every version of DIR with its parent, strategy, decision, batches seen, the champion's\n"
     "and challenger's holdout RMSE, creation time and wall time (* marks the current version);\n"
@@ -13,12 +14,13 @@ const char IMF_USAGE_STATUS[] =
     "                or drifting (the last update detected drift that no warm/retrain answered)\n";
 
 int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
-  const char *store = NULL, *model = NULL;
+  const char *store = NULL, *model = NULL, *plot = NULL;
   int check = 0;
   imf_status st = IMF_OK;
   for (int i = 1; i < argc && st == IMF_OK; i++) {
     if (!strcmp(argv[i], "--data")) st = imf_cli_value(argc, argv, &i, &store);
     else if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
+    else if (!strcmp(argv[i], "--plot")) st = imf_cli_value(argc, argv, &i, &plot);
     else if (!strcmp(argv[i], "--check")) check = 1;
     else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf status --help)", argv[i]);
   }
@@ -27,6 +29,10 @@ int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
   int stale = 0, drifting = 0;
   st = imf_model_status(cli->comm, model, store, cli->json, stdout, &stale, &drifting);
   if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
+  if (plot) {
+    st = imf_status_plot(cli->comm, model, plot);
+    if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
+  }
   if (check && (stale || drifting)) {
     if (cli->rank == 0)
       fprintf(stderr, "incremf status: %s%s%s\n", stale ? "stale (the store has batches the current version has not seen)" : "",

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# e2e_install.sh - the installed library is usable: `cmake --install` into a temporary prefix,
+# then a small C program is built against it with pkg-config (shared and static) and with
+# find_package(incremf) (incremf::incremf and incremf::incremf_static), and run.
+set -uo pipefail
+bin="${IMF_BIN:?}"
+build="$(cd "$(dirname "$bin")" && pwd)"
+[ -f "$build/cmake_install.cmake" ] || { echo "skip: $build is not a CMake build directory"; exit 77; }
+command -v pkg-config >/dev/null || { echo "skip: no pkg-config"; exit 77; }
+if grep -q '^INCREMF_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  echo "skip: a sanitizer build; a plain program cannot link its libincremf"; exit 77
+fi
+tmp=$(mktemp -d /tmp/imf-e2e-install.XXXXXX)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+fail=0; pass=0
+ok() { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+cd "$tmp"
+prefix="$tmp/prefix"
+cmake --install "$build" --prefix "$prefix" > install.log 2>&1; rc=$?
+check "cmake --install into a temporary prefix" test $rc -eq 0
+check "header installed" test -f "$prefix/include/incremf.h"
+pc=$(find "$prefix" -name incremf.pc | head -1)
+cfgfile=$(find "$prefix" -name incremfConfig.cmake | head -1)
+check "incremf.pc installed" test -n "$pc"
+check "incremfConfig.cmake installed" test -n "$cfgfile"
+libdir=$(dirname "$(find "$prefix" -name 'libincremf.so*' | head -1)")
+
+mkdir app
+cat > app/app.c <<'CEOF'
+#include <incremf.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+  MPI_Init(NULL, NULL);
+  imf_config *cfg = NULL;
+  int64_t k = 0;
+  if (imf_config_create(&cfg) != IMF_OK) return 1;
+  if (imf_config_set(cfg, "model.k=17") != IMF_OK) return 2;
+  if (imf_config_get_int(cfg, "model.k", &k) != IMF_OK || k != 17) return 3;
+  imf_status bad = imf_config_set(cfg, "model.no_such_key=1");
+  imf_config_destroy(&cfg);
+  printf("k=%lld bad=%s exit=%d requeue=%d\n", (long long)k, imf_status_name(bad), imf_exit_code(bad),
+         imf_exit_code(IMF_ERR_REQUEUE));
+  MPI_Finalize();
+  return 0;
+}
+CEOF
+cat > app/CMakeLists.txt <<'CEOF'
+cmake_minimum_required(VERSION 3.18)
+project(imfapp LANGUAGES C)
+find_package(incremf 0.1 REQUIRED)
+add_executable(app_shared app.c)
+target_link_libraries(app_shared PRIVATE incremf::incremf)
+if(TARGET incremf::incremf_static)
+  add_executable(app_static app.c)
+  target_link_libraries(app_static PRIVATE incremf::incremf_static)
+endif()
+CEOF
+want="k=17 bad=usage error exit=2 requeue=75"
+runapp() { LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@" 2>&1; }
+
+# pkg-config: shared, then static
+export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+check "pkg-config finds incremf $(pkg-config --modversion incremf 2>/dev/null)" pkg-config --exists incremf
+cc -o app_pc app/app.c $(pkg-config --cflags --libs incremf) > pc.log 2>&1; rc=$?
+check "pkg-config: builds (shared)" test $rc -eq 0
+[ $rc -eq 0 ] || cat pc.log
+out=$(runapp ./app_pc)
+check "pkg-config: runs against the installed libincremf.so ($out)" test "$out" = "$want"
+check "pkg-config: linked to the installed library" bash -c "LD_LIBRARY_PATH='$libdir' ldd ./app_pc | grep -q '$libdir/libincremf.so'"
+cc -o app_pcs app/app.c $(pkg-config --cflags incremf) "$libdir/libincremf.a" \
+  $(pkg-config --static --libs incremf | sed 's/-lincremf//') > pcs.log 2>&1; rc=$?
+check "pkg-config --static: builds against libincremf.a" test $rc -eq 0
+[ $rc -eq 0 ] || cat pcs.log
+out=$(./app_pcs 2>&1)
+check "pkg-config --static: runs ($out)" test "$out" = "$want"
+
+# find_package(incremf)
+cmake -S app -B appbuild -DCMAKE_PREFIX_PATH="$prefix" > fp.log 2>&1 && cmake --build appbuild >> fp.log 2>&1; rc=$?
+check "find_package(incremf): configures and builds" test $rc -eq 0
+[ $rc -eq 0 ] || cat fp.log
+out=$(runapp appbuild/app_shared)
+check "find_package: incremf::incremf runs ($out)" test "$out" = "$want"
+check "find_package: incremf::incremf_static built" test -x appbuild/app_static
+out=$(appbuild/app_static 2>&1)
+check "find_package: incremf::incremf_static runs ($out)" test "$out" = "$want"
+check "the shared target's interface has no PkgConfig:: targets" bash -c "! grep -q 'PkgConfig::' '$(dirname "$cfgfile")/incremfTargets.cmake'"
+echo "e2e_install: $pass passed, $fail failed"
+[ $fail -eq 0 ]
