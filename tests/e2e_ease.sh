@@ -9,11 +9,7 @@ bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
 tmp=$(mktemp -d /tmp/imf-e2e-ease.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+. "$(dirname "$0")/e2elib.sh"
 cd "$tmp"
 run 2 synth --out r.csv --users 300 --items 150 --ratings 9000 --seed 5 --quiet
 run 2 prepare --input r.csv --data st --set clean.scale_min=1 --set clean.scale_max=5 --quiet

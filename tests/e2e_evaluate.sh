@@ -8,11 +8,7 @@ bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
 tmp=$(mktemp -d /tmp/imf-e2e-eval.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+. "$(dirname "$0")/e2elib.sh"
 jget() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 cd "$tmp"
 run 2 synth --out all.csv --users 400 --items 300 --ratings 30000 --seed 11 --quiet

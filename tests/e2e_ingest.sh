@@ -9,11 +9,7 @@ data="${IMF_TEST_DATA:?}"
 shared="${IMF_SHARED_DATA:-}"
 tmp=$(mktemp -d /tmp/imf-e2e-ingest.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+. "$(dirname "$0")/e2elib.sh"
 jget() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 cd "$tmp"

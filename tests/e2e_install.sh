@@ -12,10 +12,7 @@ if grep -q '^INCREMF_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
 fi
 tmp=$(mktemp -d /tmp/imf-e2e-install.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+. "$(dirname "$0")/e2elib.sh"
 cd "$tmp"
 prefix="$tmp/prefix"
 cmake --install "$build" --prefix "$prefix" > install.log 2>&1; rc=$?

@@ -8,10 +8,7 @@ bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 jobs="$(cd "$(dirname "$0")/../jobs" && pwd)"
 tmp=$(mktemp -d /tmp/imf-e2e-jobs.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+. "$(dirname "$0")/e2elib.sh"
 export INCREMF="$bin" MPIRUN="$mpiexec" OPENBLAS_NUM_THREADS=1
 cd "$tmp"
 

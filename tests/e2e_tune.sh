@@ -10,11 +10,7 @@ PY=/usr/bin/python3
 export OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d /tmp/imf-e2e-tune.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+. "$(dirname "$0")/e2elib.sh"
 cd "$tmp"
 sc="--set clean.scale_min=1 --set clean.scale_max=5"
 run 2 synth --out all.csv --users 300 --items 200 --ratings 15000 --seed 5 --quiet

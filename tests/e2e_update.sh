@@ -10,11 +10,7 @@ bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
 tmp=$(mktemp -d /tmp/imf-e2e-update.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-fail=0; pass=0
-ok() { pass=$((pass+1)); echo "ok   $*"; }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-run() { local np="$1"; shift; "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+. "$(dirname "$0")/e2elib.sh"
 cur() { cat "$1/CURRENT" 2>/dev/null | tr -d '\n'; }
 loadable() { run 1 inspect "$1/versions/$(cur "$1")" --quiet >/dev/null 2>&1; }
 cd "$tmp"
