@@ -46,5 +46,10 @@ run recommend --data store --model model --user 1 --top 5 --fallback popular
 run recommend --model model --similar 1 --top 5
 
 step "8. status: the model's versions and lineage"
-run status --model model --data store
+if command -v gnuplot >/dev/null; then
+  run status --model model --data store --plot status.png
+  echo "plot of the metric history: $work/status.png"
+else
+  run status --model model --data store
+fi
 echo; echo "demo finished; files in $work"
