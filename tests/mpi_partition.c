@@ -98,22 +98,25 @@ static void check_partition(int64_t nu, int64_t ni, int64_t n, double frac) {
   assert_int_equal(p->nnz_holdout, c[2]);
   if (frac > 0) assert_true(c[2] > 0);
 
-  /* blocks: contiguous, cover everything, balanced to within one row's count of total/P */
+  /* blocks: contiguous, cover everything, balanced to within a row's weight (ratings plus
+   * IMF_ROW_COST) of total/P */
   for (int side = 0; side < 2; side++) {
     const int64_t *st = side ? p->item_start : p->user_start, *cnt = side ? p->item_count : p->user_count;
     int64_t nrows = side ? ni : nu, maxrow = 0, total = 0;
     assert_int_equal(st[0], 0);
     assert_int_equal(st[size_], nrows);
+    int64_t wtotal = 0;
     for (int64_t r = 0; r < nrows; r++) {
       total += cnt[r];
-      if (cnt[r] > maxrow) maxrow = cnt[r];
+      wtotal += cnt[r] + IMF_ROW_COST;
+      if (cnt[r] + IMF_ROW_COST > maxrow) maxrow = cnt[r] + IMF_ROW_COST;
     }
     assert_int_equal(total, c[1]);
     for (int r = 0; r < size_; r++) {
       assert_true(st[r] <= st[r + 1]);
       int64_t blk = 0;
-      for (int64_t x = st[r]; x < st[r + 1]; x++) blk += cnt[x];
-      assert_true(blk <= total / size_ + 2 * maxrow + 1);
+      for (int64_t x = st[r]; x < st[r + 1]; x++) blk += cnt[x] + IMF_ROW_COST;
+      assert_true(blk <= wtotal / size_ + 2 * maxrow + 1);
       for (int64_t x = st[r]; x < st[r + 1]; x++) assert_int_equal(imf_block_owner(st, size_, x), r);
     }
     const imf_csr *cc = side ? &p->by_item : &p->by_user;
