@@ -5,6 +5,7 @@
  * Every rank scores the users of its own range; only sums and one item coverage vector are
  * reduced. */
 #include "evaluate.h"
+#include "ingest.h"
 #include "store.h"
 #include "checkpoint.h"
 #include "config.h"
@@ -30,18 +31,9 @@ static imf_status score_file(const imf_config *cfg, const imf_model *m, const im
   char *buf = NULL, *scratch = NULL;
   imf_status st = IMF_OK;
   imf_parse_opts o;
-  memset(&o, 0, sizeof o);
-  IMF_CHECK(imf_format_from_name(imf_cfg_str(cfg, "input.format"), &o.format));
-  const char *hdr = imf_cfg_str(cfg, "input.header");
-  o.header = !strcmp(hdr, "auto") ? -1 : !strcmp(hdr, "yes");
-  const char *d = imf_cfg_str(cfg, "input.delimiter");
-  o.delim = !strcmp(d, "tab") ? '\t' : d[0];
-  o.user_col = (int)imf_cfg_int(cfg, "input.user_col");
-  o.item_col = (int)imf_cfg_int(cfg, "input.item_col");
-  o.rating_col = (int)imf_cfg_int(cfg, "input.rating_col");
-  o.time_col = (int)imf_cfg_int(cfg, "input.time_col");
-  o.max_id_len = (size_t)imf_cfg_int(cfg, "input.max_id_length");
-  o.max_line_len = (size_t)imf_cfg_int(cfg, "input.max_line_length");
+  IMF_CHECK(imf_parse_opts_from_config(cfg, &o));
+  /* a test rating is scored whatever its value: no scale rejection or clipping here */
+  o.clip = 0;
   o.scale_min = o.scale_max = NAN;
   size_t cap = (size_t)1 << 22, have = 0;
   if (cap < o.max_line_len + 2) cap = o.max_line_len + 2;
@@ -498,7 +490,7 @@ static void summarise(imf_eval_report *rep) {
 }
 
 /* Implicit evaluation: keep ratings >= eval.binarize as interactions of value 1. */
-static void binarize(const imf_config *cfg, imf_dataset *d) {
+void imf_eval_binarize(const imf_config *cfg, imf_dataset *d) {
   double thr = imf_cfg_double(cfg, "eval.binarize");
   if (isnan(thr)) return;
   int64_t w = 0;
@@ -598,8 +590,8 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_TRY(imf_dataset_from_file(comm, cfg, test, tr.users, tr.items, &te), out);
   /* one layout over all ids for both parts */
   IMF_TRY(imf_dataset_relayout(comm, &tr, te.nusers, te.nitems), out);
-  binarize(cfg, &tr);
-  binarize(cfg, &te);
+  imf_eval_binarize(cfg, &tr);
+  imf_eval_binarize(cfg, &te);
   IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m), out);
   /* test ratings of ids unseen in training stay (cold), rank with the model's rows only */
   imf_eval_opts o;
@@ -738,7 +730,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     if (sp->store) IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
     else if (sp->input) IMF_TRY(imf_dataset_from_file(comm, cfg, sp->input, NULL, NULL, &d), out);
     else IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --data STORE or --input FILE", proto), out);
-    binarize(cfg, &d);
+    imf_eval_binarize(cfg, &d);
     imf_split_spec ss = {.kind = kind,
                          .seed = (uint64_t)imf_cfg_int(cfg, "eval.seed"),
                          .fraction = kind == IMF_SPLIT_HELDOUT_USERS ? imf_cfg_double(cfg, "eval.heldout_users")

@@ -955,12 +955,8 @@ typedef struct {
   char sha[65];
 } sniff_t;
 
-static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
-  imf_reader *rd = NULL;
-  char *sample = NULL;
-  imf_status st = IMF_OK;
-  memset(s, 0, sizeof *s);
-  imf_parse_opts *o = &s->opts;
+imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o) {
+  memset(o, 0, sizeof *o);
   IMF_CHECK(imf_format_from_name(imf_cfg_str(cfg, "input.format"), &o->format));
   const char *hdr = imf_cfg_str(cfg, "input.header");
   o->header = !strcmp(hdr, "auto") ? -1 : !strcmp(hdr, "yes");
@@ -981,6 +977,16 @@ static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
   if (!isnan(o->scale_min) && !isnan(o->scale_max) && o->scale_min > o->scale_max)
     IMF_FAIL(IMF_ERR_USAGE, "clean.scale_min (%g) is above clean.scale_max (%g)", o->scale_min, o->scale_max);
   o->clip = !strcmp(imf_cfg_str(cfg, "clean.out_of_range"), "clip");
+  return IMF_OK;
+}
+
+static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
+  imf_reader *rd = NULL;
+  char *sample = NULL;
+  imf_status st = IMF_OK;
+  memset(s, 0, sizeof *s);
+  imf_parse_opts *o = &s->opts;
+  IMF_CHECK(imf_parse_opts_from_config(cfg, o));
   IMF_CHECK(imf_reader_open(path, &rd));
   s->compression = (int)imf_reader_compression(rd);
   s->size = imf_reader_file_size(rd);

@@ -8,6 +8,7 @@
 #ifndef IMF_INGEST_H
 #define IMF_INGEST_H
 #include "idmap.h"
+#include "parse.h"
 #include "store.h"
 
 /* users/items: the store's id maps (replicated; new ids are appended to them). dup_policy:
@@ -15,6 +16,9 @@
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
                            const char *rejects_path, imf_idmap *users, imf_idmap *items,
                            imf_batch *out);
+/* The [input] and [clean] keys as parse options (format, header, delimiter, columns, limits,
+ * scale); usage errors for inconsistent values. Detection fills in the rest per file. */
+imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o);
 /* Print the report's summary lines via imf_info (rank 0). */
 void imf_ingest_print_report(const imf_ingest_report *r, const char *path);
 #endif

@@ -303,20 +303,10 @@ imf_status imf_modeldir_list_versions(imf_modeldir *md, int64_t **versions, int6
 
 imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
                                int64_t *version) {
-  *version = 0;
-  IMF_CHECK(imf_agree(md->comm, need_lock(md, "commit a version")));
-  int64_t *all = NULL, n = 0;
-  IMF_CHECK(imf_modeldir_list_versions(md, &all, &n));
-  int64_t next = n ? all[n - 1] + 1 : 1;
-  free(all);
-  char vp[PATHCAP];
-  imf_modeldir_version_path(md, next, vp, sizeof vp);
-  snprintf(meta->kind, sizeof meta->kind, "version");
-  IMF_CHECK(imf_checkpoint_write(md->comm, vp, m, meta));
+  IMF_CHECK(imf_modeldir_write_version(md, m, meta, version));
   imf_status st = IMF_OK;
-  if (md->rank == 0) st = write_current(md, next);
+  if (md->rank == 0) st = write_current(md, *version);
   IMF_CHECK(imf_agree(md->comm, st));
-  *version = next;
   return IMF_OK;
 }
 

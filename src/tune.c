@@ -216,22 +216,6 @@ static imf_status candidate_config(const imf_config *cfg, const imf_tune_report 
   return IMF_OK;
 }
 
-/* Implicit evaluation as `evaluate` does it: keep ratings >= eval.binarize, set to 1. */
-static void binarize(const imf_config *cfg, imf_dataset *d) {
-  double thr = imf_cfg_double(cfg, "eval.binarize");
-  if (isnan(thr)) return;
-  int64_t w = 0;
-  for (int64_t j = 0; j < d->r.n; j++) {
-    if (!(d->r.value[j] >= thr)) continue;
-    d->r.user[w] = d->r.user[j];
-    d->r.item[w] = d->r.item[j];
-    d->r.value[w] = 1.0f;
-    d->r.time[w] = d->r.time[j];
-    w++;
-  }
-  d->r.n = w;
-}
-
 /* This group's share: candidates g, g + G, g + 2G, ... Metrics land in buf (row-major:
  * mean[nm], sd[nm], seconds per candidate), zeros elsewhere. */
 static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, const imf_tune_spec *sp,
@@ -246,7 +230,7 @@ static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, co
   if (group >= rep->nconfigs) return IMF_OK; /* more groups than candidates: nothing to do */
   IMF_TRY(imf_alloc(&er, 1, sizeof *er), out);
   IMF_TRY(imf_dataset_from_store(gcomm, sp->store, &d), out);
-  binarize(cfg, &d);
+  imf_eval_binarize(cfg, &d);
   for (int c = group; c < rep->nconfigs; c += rep->ngroups) {
     IMF_TRY(candidate_config(cfg, rep, c, &cc), out);
     /* the per-sweep lines of every fold of every candidate would drown the table: silence
