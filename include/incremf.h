@@ -138,6 +138,10 @@ typedef struct {
   int64_t eval_n, eval_new_n;
   double seconds, build_seconds;         /* whole update; building the challenger(s) */
   char note[1024];             /* escalations and reasons */
+  /* EASE is judged by a ranking metric on the standing holdout instead of RMSE (its scores are
+   * not ratings): its name ("ndcg@10"; "" for the RMSE-judged models) and both values. */
+  char metric[16];
+  double champion_score, challenger_score;
 } imf_update_report;
 
 /* Fold every batch the current model has not seen into a challenger, judge champion and

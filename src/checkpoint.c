@@ -166,6 +166,15 @@ static imf_status model_digest(const imf_ckpt_info *h, const imf_model *m, const
     put_arr(c, off, ls[s]->n + 1, 8);
     put_arr(c, ls[s]->blob, off[ls[s]->n], 1);
   }
+  /* The EASE state (only when present, so the digests of other files are unchanged): its order
+   * and the order-free hashes of its matrices, which a reader checks what it reads against. */
+  if (h->ease_items > 0) {
+    static const char etag[] = "ease";
+    EVP_DigestUpdate(c, etag, sizeof etag);
+    put_u64(c, (uint64_t)h->ease_items);
+    EVP_DigestUpdate(c, h->ease_gram_hash, 32);
+    EVP_DigestUpdate(c, h->ease_b_hash, 32);
+  }
   unsigned char md[32];
   unsigned int len = 0;
   int ok = EVP_DigestFinal_ex(c, md, &len) == 1;
@@ -354,6 +363,135 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* EASE matrices: block-cyclic parts as strided hyperslabs                                    */
+
+/* An n x n matrix M of the EASE state is stored as dataset D (n x n, f64) with D[j][i] = M(i, j):
+ * row j of the dataset is column j of M (Fortran order; for B that is Q's row j, B^T). Then a
+ * rank's local part — column-major, lld = mloc — is, column after column, exactly the row-major
+ * order of its selection in the file: file dimension 0 (j) takes its column blocks, starting at
+ * mycol * nb with stride npcol * nb, dimension 1 (i) its row blocks, starting at myrow * nb with
+ * stride nprow * nb, every block nb x nb. Only the matrix's last block row/column can be short
+ * (n mod nb), and only the rank owning it has it: the selection is the union of up to four
+ * regular hyperslabs (full x full, full x short, short x full, short x short blocks). Rounds of
+ * local columns (a multiple of nb) keep each call under io_chunk bytes. */
+static herr_t select_bc(hid_t fs, const imf_ease_layout *L, int lc0, int lc1) {
+  if (H5Sselect_none(fs) < 0) return -1;
+  if (L->mloc <= 0 || lc1 <= lc0) return 0;
+  const hsize_t nb = (hsize_t)L->nb;
+  int fR = L->mloc / L->nb, pR = L->mloc % L->nb;
+  int lb0 = lc0 / L->nb, ncols = lc1 - lc0, fC = ncols / L->nb, pC = ncols % L->nb;
+  hsize_t j0 = ((hsize_t)lb0 * (hsize_t)L->npcol + (hsize_t)L->mycol) * nb, i0 = (hsize_t)L->myrow * nb;
+  hsize_t jp = ((hsize_t)(lb0 + fC) * (hsize_t)L->npcol + (hsize_t)L->mycol) * nb;
+  hsize_t ip = ((hsize_t)fR * (hsize_t)L->nprow + (hsize_t)L->myrow) * nb;
+  const hsize_t sj = (hsize_t)L->npcol * nb, si = (hsize_t)L->nprow * nb;
+  struct {
+    hsize_t start[2], stride[2], count[2], block[2];
+    int on;
+  } part[4] = {{{j0, i0}, {sj, si}, {(hsize_t)fC, (hsize_t)fR}, {nb, nb}, fC > 0 && fR > 0},
+               {{j0, ip}, {sj, (hsize_t)(pR ? pR : 1)}, {(hsize_t)fC, 1}, {nb, (hsize_t)pR}, fC > 0 && pR > 0},
+               {{jp, i0}, {(hsize_t)(pC ? pC : 1), si}, {1, (hsize_t)fR}, {(hsize_t)pC, nb}, pC > 0 && fR > 0},
+               {{jp, ip}, {(hsize_t)(pC ? pC : 1), (hsize_t)(pR ? pR : 1)}, {1, 1}, {(hsize_t)pC, (hsize_t)pR},
+                pC > 0 && pR > 0}};
+  int first = 1;
+  for (int k = 0; k < 4; k++) {
+    if (!part[k].on) continue;
+    if (H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, part[k].start, part[k].stride,
+                            part[k].count, part[k].block) < 0)
+      return -1;
+    first = 0;
+  }
+  return 0;
+}
+
+/* Local columns per round (a multiple of nb, the same on every rank) and the number of rounds. */
+static imf_status bc_rounds(const io_ctx *c, const imf_ease_layout *L, int *per, int *rounds) {
+  int mx[2] = {L->mloc, L->nloc};
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_INT, MPI_MAX, c->comm));
+  int64_t colbytes = 8 * (int64_t)(mx[0] > 0 ? mx[0] : 1);
+  int64_t blocks = io_chunk / (colbytes * L->nb);
+  if (blocks < 1) blocks = 1;
+  if (blocks * L->nb > mx[1]) blocks = (mx[1] + L->nb - 1) / L->nb;
+  if (blocks < 1) blocks = 1;
+  *per = (int)(blocks * L->nb);
+  *rounds = (mx[1] + *per - 1) / *per;
+  return IMF_OK;
+}
+
+/* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. */
+static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L, double *local, int write,
+                              const char *name) {
+  int per = 0, rounds = 0;
+  IMF_CHECK(bc_rounds(c, L, &per, &rounds));
+  hid_t fs = H5Dget_space(d);
+  herr_t e = fs < 0 ? -1 : 0;
+  static double dummy[1];
+  for (int t = 0; t < rounds && e >= 0; t++) {
+    int lc0 = t * per, lc1 = lc0 + per < L->nloc ? lc0 + per : L->nloc;
+    int have = L->mloc > 0 && lc1 > lc0;
+    hsize_t mdim[2] = {have ? (hsize_t)(lc1 - lc0) : 1, have ? (hsize_t)L->mloc : 1};
+    hid_t ms = H5Screate_simple(2, mdim, NULL);
+    e = ms < 0 ? -1 : select_bc(fs, L, lc0, lc1);
+    if (e >= 0 && !have) e = H5Sselect_none(ms);
+    double *p = have ? local + (size_t)lc0 * (size_t)L->lld : dummy;
+    if (e >= 0) e = write ? H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p)
+                          : H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p);
+    if (e < 0) imf_h5_reason();
+    if (ms >= 0) H5Sclose(ms);
+  }
+  if (fs >= 0) H5Sclose(fs);
+  if (e < 0) {
+    if (write) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s", c->path, name,
+             imf_h5_last());
+  }
+  return IMF_OK;
+}
+
+/* Collective: create dataset `name` (n x n f64, contiguous) and write every rank's blocks. */
+static imf_status put_bc(const io_ctx *c, const char *name, const imf_ease *e, double *local) {
+  imf_ease_layout L;
+  imf_ease_get_layout(e, &L);
+  hsize_t dims[2] = {(hsize_t)L.n, (hsize_t)L.n};
+  hid_t fs = H5Screate_simple(2, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = fs < 0 ? -1 : H5Dcreate2(c->f, name, H5T_IEEE_F64LE, fs, lcpl, dcpl, H5P_DEFAULT);
+  if (d < 0) imf_h5_reason();
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  if (fs >= 0) H5Sclose(fs);
+  if (d < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, imf_h5_last());
+  imf_status st = bc_transfer(c, d, &L, local, 1, name);
+  if (H5Dclose(d) < 0 && st == IMF_OK)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot write dataset %s: %s", c->path, name,
+                       imf_h5_reason());
+  return st;
+}
+
+/* Collective: read every rank's blocks of dataset `name` (checked to be n x n). */
+static imf_status get_bc(const io_ctx *c, const char *name, const imf_ease *e, double *local) {
+  imf_ease_layout L;
+  imf_ease_get_layout(e, &L);
+  imf_status st = IMF_OK;
+  hid_t d = H5Dopen2(c->f, name, H5P_DEFAULT);
+  hid_t fs = d < 0 ? -1 : H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  if (fs < 0 || H5Sget_simple_extent_ndims(fs) != 2 || H5Sget_simple_extent_dims(fs, dims, NULL) < 0 ||
+      dims[0] != (hsize_t)L.n || dims[1] != (hsize_t)L.n)
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing or not %lld x %lld",
+                       c->path, name, (long long)L.n, (long long)L.n);
+  if (fs >= 0) H5Sclose(fs);
+  st = imf_agree(c->comm, st);
+  if (st == IMF_OK) st = imf_agree(c->comm, bc_transfer(c, d, &L, local, 0, name));
+  if (d >= 0) H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* attributes                                                                                 */
 
 static imf_status attr_put(hid_t f, const char *name, hid_t ftype, hid_t mtype, const void *v,
@@ -459,7 +597,8 @@ typedef struct {
 static void copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
 
 #define NOT_CKPT(path) \
-  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not an incremf model checkpoint", path)
+  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not an incremf model checkpoint (an HDF5 " \
+                "file from another program?): give a file written by incremf train or update", path)
 #define CORRUPT(path, what) \
   imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: %s", path, what)
 
@@ -598,8 +737,29 @@ static imf_status header_read(const char *path, header *h) {
   in->nuser_ids = uoff - 1;
   in->nitem_ids = ioff - 1;
   if ((in->nuser_ids != 0 && in->nuser_ids != in->nusers) ||
-      (in->nitem_ids != 0 && in->nitem_ids != in->nitems))
+      (in->nitem_ids != 0 && in->nitem_ids != in->nitems)) {
     st = CORRUPT(path, "its id lists do not match the model's users and items");
+    goto out;
+  }
+  /* EASE state (optional: files written before it, and other model types, have none) */
+  if (attr_get_num(f, "ease_items", H5T_NATIVE_INT64, &in->ease_items) < 0 ||
+      attr_get_str(f, "ease_gram_hash", &s) < 0) {
+    st = CORRUPT(path, "its EASE attributes are unreadable");
+    goto out;
+  }
+  copy_str(in->ease_gram_hash, sizeof in->ease_gram_hash, s);
+  free(s);
+  s = NULL;
+  if (attr_get_str(f, "ease_b_hash", &s) < 0) {
+    st = CORRUPT(path, "its EASE attributes are unreadable");
+    goto out;
+  }
+  copy_str(in->ease_b_hash, sizeof in->ease_b_hash, s);
+  in->ease_has_gram = strlen(in->ease_gram_hash) == 32;
+  in->ease_has_b = strlen(in->ease_b_hash) == 32;
+  if (in->ease_items < 0 || (in->ease_items > 0 && (in->type != IMF_MODEL_EASE || in->ease_items != in->nitems ||
+                                                    !in->ease_has_gram)))
+    st = CORRUPT(path, "its EASE attributes do not match the model");
 out:
   free(s);
   if (st != IMF_OK) {
@@ -633,6 +793,9 @@ static imf_status check_input(const char *path, const imf_model *m, const imf_ck
   if (m->chain.U && (!m->chain.V || !m->chain.mu_u || !m->chain.mu_v || !m->chain.Lam_u ||
                      !m->chain.Lam_v))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write an incomplete BPMF chain state", path);
+  if (meta->ease && (m->type != IMF_MODEL_EASE || imf_ease_nitems(meta->ease) != m->nitems ||
+                     !imf_ease_gram(meta->ease)))
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE state (its Gram matrix, of the model's items) does not fit the model", path);
   if (meta->kind[0] && strcmp(meta->kind, "run") && strcmp(meta->kind, "version"))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: checkpoint kind '%s' is neither run nor version", path, meta->kind);
   const imf_idlist *ls[2] = {&meta->users, &meta->items};
@@ -759,6 +922,11 @@ static imf_status write_attrs(hid_t f, const imf_ckpt_info *in, const char *conf
   IMF_CHECK(attr_str(f, "created", in->created, p));
   IMF_CHECK(attr_str(f, "incremf_version", in->incremf_version, p));
   IMF_CHECK(attr_str(f, "content_sha256", in->content_sha256, p));
+  if (in->ease_items > 0) {
+    IMF_CHECK(attr_i64(f, "ease_items", in->ease_items, p));
+    IMF_CHECK(attr_str(f, "ease_gram_hash", in->ease_gram_hash, p));
+    IMF_CHECK(attr_str(f, "ease_b_hash", in->ease_b_hash, p));
+  }
   return IMF_OK;
 }
 
@@ -802,6 +970,15 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
    * and the digest (over the replicated model) is computed once. */
   header h;
   fill_header(&h, m, meta);
+  if (meta->ease) { /* collective: the hashes enter the digest */
+    h.info.ease_items = m->nitems;
+    IMF_CHECK(imf_ease_hash(meta->ease, 0, h.info.ease_gram_hash));
+    h.info.ease_has_gram = 1;
+    if (imf_ease_b(meta->ease)) {
+      IMF_CHECK(imf_ease_hash(meta->ease, 1, h.info.ease_b_hash));
+      h.info.ease_has_b = 1;
+    }
+  }
   if (rank == 0) st = model_digest(&h.info, m, &meta->users, &meta->items, h.info.content_sha256);
   IMF_CHECK(imf_agree(comm, st));
   IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
@@ -824,6 +1001,16 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   char tmp[4200], dir[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   imf_parent_dir(path, dir, sizeof dir);
+  if (rank == 0) { /* a full disk is refused before HDF5 starts (see imf_fs_need_space) */
+    double rows = (double)(m->nusers + m->nitems);
+    double need = 4.0 * rows * (double)m->kw + (m->with_bias ? 4.0 * rows : 0.0) +
+                  (m->chain.U ? 4.0 * rows * (double)m->k + 16.0 * (double)m->k * (double)(m->k + 1) : 0.0) +
+                  48.0 * (double)m->nhistory + (double)h.ublob + (double)h.iblob +
+                  8.0 * (double)(meta->users.n + meta->items.n + 2) + (double)strlen(config) +
+                  (meta->ease ? 16.0 * (double)m->nitems * (double)m->nitems : 0.0) + 65536.0;
+    st = imf_fs_need_space(dir, tmp, need);
+  }
+  IMF_TRY(imf_agree(comm, st), out_hist);
   hid_t fapl = fapl_mpio(comm);
   hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (f < 0) imf_h5_reason();
@@ -871,6 +1058,10 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
       W(put_rows(&c, bn[s], H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ls[s]->blob, OWN_ROOT));
       W(put_rows(&c, on[s], H5T_STD_I64LE, H5T_NATIVE_INT64, 8, 1, nids[s] + 1, 1, ids_off(ls[s]),
                  OWN_ROOT));
+    }
+    if (meta->ease) {
+      W(put_bc(&c, "/ease/gram", meta->ease, imf_ease_gram(meta->ease)));
+      if (h.info.ease_has_b) W(put_bc(&c, "/ease/BT", meta->ease, imf_ease_b(meta->ease)));
     }
     W(write_attrs(f, &h.info, config, tmp));
     /* The MPI-IO driver syncs only on an explicit flush (not on close): this makes every
@@ -1085,5 +1276,68 @@ out:
   imf_idlist_free(&ids[1]);
   hist_free(&hc);
   free(config);
+  return st;
+}
+
+imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out) {
+  *out = NULL;
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  imf_h5_quiet();
+  header h;
+  memset(&h, 0, sizeof h);
+  imf_status st = IMF_OK;
+  if (rank == 0) st = header_read(path, &h);
+  IMF_CHECK(imf_agree(comm, st));
+  free(h.info.config);
+  h.info.config = NULL;
+  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  const imf_ckpt_info *in = &h.info;
+  if (in->type != IMF_MODEL_EASE || in->ease_items <= 0)
+    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE state (%s; a version written before incremf stored the Gram matrix "
+             "must be retrained)", path, in->type != IMF_MODEL_EASE ? "not an EASE model" : "no /ease group");
+  if (((want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram) || ((want & IMF_CKPT_EASE_B) && !in->ease_has_b))
+    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE %s", path, (want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram ? "Gram matrix" : "B");
+  imf_ease *e = NULL;
+  IMF_CHECK(imf_ease_create(comm, in->ease_items, in->lambda, grid, &e));
+  if (!(want & IMF_CKPT_EASE_GRAM)) imf_ease_drop_gram(e);
+  if (want & IMF_CKPT_EASE_B) st = imf_ease_alloc_b(e);
+  IMF_TRY(imf_agree(comm, st), fail);
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) {
+    imf_h5_reason();
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+  }
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) {
+    if (f >= 0) H5Fclose(f);
+    goto fail;
+  }
+  {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), path};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    if (want & IMF_CKPT_EASE_GRAM) st = get_bc(&c, "/ease/gram", e, imf_ease_gram(e));
+    if (st == IMF_OK && (want & IMF_CKPT_EASE_B)) st = get_bc(&c, "/ease/BT", e, imf_ease_b(e));
+    H5Pclose(c.dxpl);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+  }
+  IMF_TRY(st, fail);
+  for (int which = 0; which < 2; which++) {
+    if (!(want & (which ? IMF_CKPT_EASE_B : IMF_CKPT_EASE_GRAM))) continue;
+    char hex[33];
+    IMF_TRY(imf_ease_hash(e, which, hex), fail);
+    if (strcmp(hex, which ? in->ease_b_hash : in->ease_gram_hash) != 0)
+      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                            "%s is corrupt: its EASE %s does not match its hash (restore an earlier version with "
+                            "`incremf rollback`)", path, which ? "B" : "Gram matrix"), fail);
+  }
+  *out = e;
+  return IMF_OK;
+fail:
+  imf_ease_destroy(&e);
   return st;
 }

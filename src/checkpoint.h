@@ -3,6 +3,7 @@
  * Layout and the content digest: docs/FORMAT.md, "Model checkpoints". */
 #ifndef IMF_CHECKPOINT_H
 #define IMF_CHECKPOINT_H
+#include "ease.h"
 #include "model.h"
 #include "ratings.h"
 
@@ -22,6 +23,10 @@ typedef struct {
                               on another one); "" = this process's, filled by the writer */
   char created[32];        /* ISO-8601 UTC; "" = now, filled by the writer */
   char incremf_version[32];/* "" = this build's, filled by the writer */
+  imf_ease *ease;          /* write only, borrowed (never freed here): an EASE model's
+                              distributed state, on the writer's communicator, stored as /ease
+                              (its Gram matrix, and B when solved). NULL: none. A read leaves it
+                              NULL (imf_checkpoint_read_ease) */
 } imf_ckpt_meta;
 /* Frees config and the id lists and zeroes the struct. NULL-safe. */
 void imf_ckpt_meta_free(imf_ckpt_meta *meta);
@@ -41,6 +46,9 @@ typedef struct {
   char store_digest[65], content_sha256[65];
   char kind[16], openblas_core[64], created[32], incremf_version[32];
   char *config;            /* malloc'd INI text */
+  int64_t ease_items;      /* order of the stored EASE state (0: none) */
+  int ease_has_gram, ease_has_b;
+  char ease_gram_hash[33], ease_b_hash[33]; /* imf_ease_hash of each ("" absent) */
 } imf_ckpt_info;
 void imf_ckpt_info_free(imf_ckpt_info *info);
 
@@ -57,6 +65,17 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
  * newer-format file is a one-line IMF_ERR_INPUT, a missing file IMF_ERR_NOTFOUND. */
 imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
                                imf_ckpt_meta *meta);
+
+/* What imf_checkpoint_read_ease loads. */
+#define IMF_CKPT_EASE_GRAM 1
+#define IMF_CKPT_EASE_B 2
+/* Collective. The EASE state stored with a model (what `want` names: its Gram matrix and/or B)
+ * on a new BLACS grid of comm's ranks (grid: IMF_EASE_GRID_SQUARE or IMF_EASE_GRID_COLUMNS),
+ * whatever rank count or grid wrote it: each rank reads only its own blocks, as strided
+ * hyperslabs of the global matrices. Each matrix read is checked against its order-free hash
+ * attribute, which the content digest covers (imf_checkpoint_read verifies that). IMF_ERR_INPUT
+ * when the file holds no EASE state or not what `want` names. */
+imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out);
 
 /* (local) The attributes of a checkpoint (serial HDF5, no digest check): the same errors as
  * imf_checkpoint_read for missing, foreign and newer files. */

@@ -10,12 +10,18 @@
  * that the cyclic layout balances the triangular work of potrf/potri over the grid (with
  * n = 2000 and 4 ranks each rank still holds ~8 x 8 blocks).
  *
+ * Updates: the Gram matrix is X^T X without the ridge (integers, exact in double), so a change of
+ * users' rows is an exact integer difference (imf_ease_add_delta) and growing by items appends
+ * zero rows and columns; lambda I is added to a copy at each solve.
+ *
  * ScaLAPACK and BLACS have no C header: the prototypes below follow the Fortran convention
  * (every argument by pointer, one hidden size_t length per character argument, appended). */
 #include "ease.h"
 #include "error.h"
+#include "exchange.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,14 +47,18 @@ struct imf_ease {
   int handle, ctx;            /* BLACS system handle and grid context */
   int nprow, npcol, myrow, mycol;
   int n, nb;                  /* global order, block size */
-  int mloc, nloc;             /* local rows and columns of the distributed matrices */
+  int mloc, nloc, lld;        /* local rows, columns, leading dimension (max(1, mloc)) */
   int desc[9];
-  double *A;                  /* local part of B (column-major, lld = max(1, mloc)) */
+  int *grid_of_rank;          /* (row, col) of every rank of comm, 2 per rank */
+  int *rank_at;               /* rank of comm at grid position row * npcol + col */
+  double lambda;
+  double *G;                  /* local part of the Gram matrix X^T X (no ridge), or NULL */
+  double *A;                  /* local part of B, or NULL before a solve */
   double t_assemble, t_potrf, t_potri;
 };
 
 /* Global index of local index l on process coordinate p of np (block-cyclic, source 0). */
-static int64_t l2g(int l, int nb, int p, int np) { return ((int64_t)(l / nb) * np + p) * nb + l % nb; }
+static int64_t l2g(int l, int nb, int p, int np) { return imf_ease_l2g(l, nb, p, np); }
 /* Local index of global index g (on its owner (g / nb) % np). */
 static int g2l(int64_t g, int nb, int np) { return (int)((g / ((int64_t)nb * np)) * nb + g % nb); }
 
@@ -62,11 +72,14 @@ static imf_status allreduce_chunks(MPI_Comm comm, void *buf, size_t n, MPI_Datat
   return IMF_OK;
 }
 
-static imf_status reduce_chunks(MPI_Comm comm, const double *send, double *recv, size_t n, int root) {
+/* Sum of every rank's buf into root's acc (acc += the others' bufs; the root's own part is
+ * already in acc), in chunks whose counts fit an int. */
+static imf_status reduce_into(MPI_Comm comm, const double *buf, double *acc, size_t n, int root, int rank) {
   const size_t chunk = (size_t)1 << 26;
   for (size_t o = 0; o < n; o += chunk) {
     size_t c = n - o < chunk ? n - o : chunk;
-    IMF_MPI(MPI_Reduce(send + o, recv ? recv + o : NULL, (int)c, MPI_DOUBLE, MPI_SUM, root, comm));
+    if (rank == root) IMF_MPI(MPI_Reduce(MPI_IN_PLACE, acc + o, (int)c, MPI_DOUBLE, MPI_SUM, root, comm));
+    else IMF_MPI(MPI_Reduce(buf + o, NULL, (int)c, MPI_DOUBLE, MPI_SUM, root, comm));
   }
   return IMF_OK;
 }
@@ -124,6 +137,9 @@ void imf_ease_destroy(imf_ease **pe) {
   if (!pe || !*pe) return;
   imf_ease *e = *pe;
   imf_free(&e->A);
+  imf_free(&e->G);
+  free(e->grid_of_rank);
+  free(e->rank_at);
   /* Only the grid is released: Cblacs_exit would tear BLACS down for the rest of the process
    * (and with 0 also MPI). The system handle is freed after its grid. */
   if (e->ctx >= 0) Cblacs_gridexit(e->ctx);
@@ -143,63 +159,49 @@ void imf_ease_times(const imf_ease *e, double *assemble_s, double *potrf_s, doub
   *potri_s = e->t_potri;
 }
 
-/* G = X^T X into e->A (lambda I is added by the caller). For each destination rank in turn, every rank builds the
- * contributions of its own users to that rank's local blocks and MPI_Reduce sums them there:
- * at most two local-sized arrays per rank at any time, and the counts are integers, so the sum
- * is exact and independent of the reduction order (and of the rank count). */
-static imf_status assemble(imf_ease *e, const imf_ratings *local, const int *grid_of_rank) {
-  imf_status st = IMF_OK;
-  int size, rank, n = e->n, nb = e->nb;
-  MPI_Comm_size(e->comm, &size);
-  MPI_Comm_rank(e->comm, &rank);
-  int64_t nr = 0, *ptr = NULL;
-  int32_t *idx = NULL, *rl = NULL, *cl = NULL;
-  double *buf = NULL;
-  st = user_rows(local, n, &nr, &ptr, &idx);
-  size_t maxloc = 0;
-  for (int d = 0; d < size; d++) {
-    int pr = grid_of_rank[2 * d], pc = grid_of_rank[2 * d + 1], zero = 0;
-    size_t c = (size_t)numroc_(&n, &nb, &pr, &zero, &e->nprow) * (size_t)numroc_(&n, &nb, &pc, &zero, &e->npcol);
-    if (c > maxloc) maxloc = c;
-  }
-  if (st == IMF_OK) st = imf_alloc_nz(&buf, maxloc > 0 ? maxloc : 1, sizeof *buf);
-  if (st == IMF_OK) st = imf_alloc(&rl, (size_t)n, sizeof *rl);
-  if (st == IMF_OK) st = imf_alloc(&cl, (size_t)n, sizeof *cl);
-  IMF_TRY(imf_agree(e->comm, st), out);
-  for (int d = 0; d < size; d++) {
-    int pr = grid_of_rank[2 * d], pc = grid_of_rank[2 * d + 1], zero = 0;
-    int ml = numroc_(&n, &nb, &pr, &zero, &e->nprow), nl = numroc_(&n, &nb, &pc, &zero, &e->npcol);
-    size_t cnt = (size_t)ml * (size_t)nl;
-    memset(buf, 0, cnt * sizeof *buf);
-    for (int64_t r = 0; r < nr; r++) {
-      int nrow = 0, ncol = 0; /* the user's items in the destination's rows and columns */
-      for (int64_t j = ptr[r]; j < ptr[r + 1]; j++) {
-        int64_t i = idx[j];
-        if ((i / nb) % e->nprow == pr) rl[nrow++] = g2l(i, nb, e->nprow);
-        if ((i / nb) % e->npcol == pc) cl[ncol++] = g2l(i, nb, e->npcol);
-      }
-      for (int b = 0; b < ncol; b++) {
-        double *col = buf + (size_t)cl[b] * (size_t)ml;
-        for (int a = 0; a < nrow; a++) col[rl[a]] += 1.0;
-      }
-    }
-    IMF_TRY(reduce_chunks(e->comm, buf, d == rank ? e->A : NULL, cnt, d), out);
-  }
-out:
-  imf_free(&buf);
-  imf_free(&rl);
-  imf_free(&cl);
-  imf_free(&ptr);
-  imf_free(&idx);
-  return st;
+int64_t imf_ease_nitems(const imf_ease *e) { return e->n; }
+double imf_ease_lambda(const imf_ease *e) { return e->lambda; }
+double *imf_ease_gram(imf_ease *e) { return e->G; }
+double *imf_ease_b(imf_ease *e) { return e->A; }
+
+void imf_ease_get_layout(const imf_ease *e, imf_ease_layout *l) {
+  l->n = e->n;
+  l->nb = e->nb;
+  l->nprow = e->nprow;
+  l->npcol = e->npcol;
+  l->myrow = e->myrow;
+  l->mycol = e->mycol;
+  l->mloc = e->mloc;
+  l->nloc = e->nloc;
+  l->lld = e->lld;
 }
 
-imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems, double lambda, imf_ease **out) {
+static size_t cells(const imf_ease *e) { return (size_t)e->lld * (size_t)(e->nloc > 0 ? e->nloc : 1); }
+
+/* Local sizes and the descriptor for the current order n. Local index -> global index does not
+ * depend on n (only on nb and the grid), which is what makes growing a copy of local blocks. */
+static imf_status set_layout(imf_ease *e) {
+  int zero = 0, info = 0;
+  e->mloc = numroc_(&e->n, &e->nb, &e->myrow, &zero, &e->nprow);
+  e->nloc = numroc_(&e->n, &e->nb, &e->mycol, &zero, &e->npcol);
+  e->lld = e->mloc > 1 ? e->mloc : 1;
+  descinit_(e->desc, &e->n, &e->n, &e->nb, &e->nb, &zero, &zero, &e->ctx, &e->lld, &info);
+  if (info != 0) IMF_FAIL(IMF_ERR_RUNTIME, "descinit failed (info %d)", info);
+  return IMF_OK;
+}
+
+imf_status imf_ease_alloc_b(imf_ease *e) {
+  if (e->A) return IMF_OK;
+  return imf_alloc(&e->A, cells(e), sizeof *e->A);
+}
+
+void imf_ease_drop_gram(imf_ease *e) { imf_free(&e->G); }
+
+imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
   *out = NULL;
   imf_status st = IMF_OK;
-  int size, rank;
+  int size;
   IMF_MPI(MPI_Comm_size(comm, &size));
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
   if (nitems < 1 || nitems > 1000000)
     IMF_FAIL(IMF_ERR_USAGE, "EASE needs 1 to 10^6 items (got %lld)", (long long)nitems);
   if (!(lambda > 0) || !isfinite(lambda))
@@ -211,12 +213,11 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
   e->handle = e->ctx = -1;
   e->n = (int)nitems;
   e->nb = IMF_EASE_NB;
-  int *grid_of_rank = NULL;
-  double *T = NULL, *dg = NULL;
-
+  e->lambda = lambda;
   e->nprow = 1;
-  for (int p = 1; (int64_t)p * p <= size; p++)
-    if (size % p == 0) e->nprow = p;
+  if (grid != IMF_EASE_GRID_COLUMNS)
+    for (int p = 1; (int64_t)p * p <= size; p++)
+      if (size % p == 0) e->nprow = p;
   e->npcol = size / e->nprow;
   e->handle = Csys2blacs_handle(comm);
   e->ctx = e->handle;
@@ -228,33 +229,315 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
                        e->npcol, gr, gc);
   IMF_TRY(imf_agree(comm, st), fail);
   /* where each rank sits on the grid (the BLACS mapping, not assumed) */
-  IMF_TRY(imf_alloc(&grid_of_rank, 2 * (size_t)size, sizeof *grid_of_rank), fail);
-  int mine[2] = {e->myrow, e->mycol};
-  IMF_MPI(MPI_Allgather(mine, 2, MPI_INT, grid_of_rank, 2, MPI_INT, comm));
-
-  int zero = 0, one = 1, info = 0;
-  e->mloc = numroc_(&e->n, &e->nb, &e->myrow, &zero, &e->nprow);
-  e->nloc = numroc_(&e->n, &e->nb, &e->mycol, &zero, &e->npcol);
-  int lld = e->mloc > 1 ? e->mloc : 1;
-  descinit_(e->desc, &e->n, &e->n, &e->nb, &e->nb, &zero, &zero, &e->ctx, &lld, &info);
-  if (info != 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "descinit failed (info %d)", info);
-  size_t cells = (size_t)lld * (size_t)(e->nloc > 0 ? e->nloc : 1);
-  if (st == IMF_OK) st = imf_alloc(&e->A, cells, sizeof *e->A);
-  if (st == IMF_OK) st = imf_alloc(&T, cells, sizeof *T);
-  if (st == IMF_OK) st = imf_alloc(&dg, (size_t)e->n, sizeof *dg);
+  e->grid_of_rank = malloc(2 * (size_t)size * sizeof *e->grid_of_rank);
+  e->rank_at = malloc((size_t)size * sizeof *e->rank_at);
+  if (!e->grid_of_rank || !e->rank_at) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
   IMF_TRY(imf_agree(comm, st), fail);
+  int mine[2] = {e->myrow, e->mycol};
+  IMF_MPI(MPI_Allgather(mine, 2, MPI_INT, e->grid_of_rank, 2, MPI_INT, comm));
+  for (int r = 0; r < size; r++) e->rank_at[e->grid_of_rank[2 * r] * e->npcol + e->grid_of_rank[2 * r + 1]] = r;
+  st = set_layout(e);
+  if (st == IMF_OK) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
+  IMF_TRY(imf_agree(comm, st), fail);
+  *out = e;
+  return IMF_OK;
+fail:
+  imf_ease_destroy(&e);
+  return st;
+}
 
-  IMF_MPI(MPI_Barrier(comm));
+/* Gram += w * sum of x_r^T x_r over this rank's CSR rows. For each destination rank in turn,
+ * every rank builds the contributions of its own rows to that rank's local blocks and
+ * MPI_Reduce sums them there (the destination adds its own straight into its Gram): at most one
+ * local-sized buffer per rank, and the counts are integers, so the sum is exact and independent
+ * of the reduction order (and of the rank count). */
+static imf_status assemble_rows(imf_ease *e, int64_t nr, const int64_t *ptr, const int32_t *idx, double w) {
+  imf_status st = IMF_OK;
+  int size, rank, n = e->n, nb = e->nb;
+  MPI_Comm_size(e->comm, &size);
+  MPI_Comm_rank(e->comm, &rank);
+  int32_t *rl = NULL, *cl = NULL;
+  double *buf = NULL;
+  size_t maxloc = 0;
+  for (int d = 0; d < size; d++) {
+    int pr = e->grid_of_rank[2 * d], pc = e->grid_of_rank[2 * d + 1], zero = 0;
+    size_t c = (size_t)numroc_(&n, &nb, &pr, &zero, &e->nprow) * (size_t)numroc_(&n, &nb, &pc, &zero, &e->npcol);
+    if (d != rank && c > maxloc) maxloc = c;
+  }
+  st = imf_alloc_nz(&buf, maxloc > 0 ? maxloc : 1, sizeof *buf);
+  if (st == IMF_OK) st = imf_alloc(&rl, (size_t)n, sizeof *rl);
+  if (st == IMF_OK) st = imf_alloc(&cl, (size_t)n, sizeof *cl);
+  if (st == IMF_OK && !e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: the Gram matrix was dropped");
+  IMF_TRY(imf_agree(e->comm, st), out);
+  for (int d = 0; d < size; d++) {
+    int pr = e->grid_of_rank[2 * d], pc = e->grid_of_rank[2 * d + 1], zero = 0;
+    int ml = numroc_(&n, &nb, &pr, &zero, &e->nprow), nl = numroc_(&n, &nb, &pc, &zero, &e->npcol);
+    size_t cnt = (size_t)ml * (size_t)nl;
+    double *dst = d == rank ? e->G : buf; /* lld == ml whenever ml > 0 */
+    if (d != rank) memset(buf, 0, cnt * sizeof *buf);
+    for (int64_t r = 0; r < nr; r++) {
+      int nrow = 0, ncol = 0; /* the row's items in the destination's rows and columns */
+      for (int64_t j = ptr[r]; j < ptr[r + 1]; j++) {
+        int64_t i = idx[j];
+        if ((i / nb) % e->nprow == pr) rl[nrow++] = g2l(i, nb, e->nprow);
+        if ((i / nb) % e->npcol == pc) cl[ncol++] = g2l(i, nb, e->npcol);
+      }
+      for (int b = 0; b < ncol; b++) {
+        double *col = dst + (size_t)cl[b] * (size_t)ml;
+        for (int a = 0; a < nrow; a++) col[rl[a]] += w;
+      }
+    }
+    IMF_TRY(reduce_into(e->comm, buf, e->G, cnt, d, rank), out);
+  }
+out:
+  imf_free(&buf);
+  imf_free(&rl);
+  imf_free(&cl);
+  return st;
+}
+
+imf_status imf_ease_add_ratings(imf_ease *e, const imf_ratings *local) {
+  int64_t nr = 0, *ptr = NULL;
+  int32_t *idx = NULL;
+  imf_status st = user_rows(local, e->n, &nr, &ptr, &idx);
+  IMF_TRY(imf_agree(e->comm, st), out);
+  IMF_MPI(MPI_Barrier(e->comm));
   double t0 = MPI_Wtime();
-  IMF_TRY(assemble(e, local, grid_of_rank), fail);
+  IMF_TRY(assemble_rows(e, nr, ptr, idx, 1.0), out);
+  IMF_MPI(MPI_Barrier(e->comm));
+  e->t_assemble += MPI_Wtime() - t0;
+out:
+  imf_free(&ptr);
+  imf_free(&idx);
+  return st;
+}
+
+/* ---- sparse Gram updates ---- */
+
+typedef struct {
+  int32_t i, j, w;
+} gentry;
+
+/* A row's change split into kept (old and new), added (new only) and removed (old only) items;
+ * scratch holds room for old + new items. Returns the entries the change produces. */
+static int64_t row_split(const int32_t *o, int64_t no, const int32_t *nw, int64_t nn, int32_t *scratch, int32_t **K,
+                         int64_t *nk, int32_t **A, int64_t *na, int32_t **D, int64_t *nd) {
+  *K = scratch;
+  int64_t a = 0, b = 0, k = 0;
+  /* kept first, then added and removed behind them (sizes bounded by no + nn in all) */
+  while (a < no && b < nn) {
+    if (o[a] == nw[b]) scratch[k++] = o[a], a++, b++;
+    else if (o[a] < nw[b]) a++;
+    else b++;
+  }
+  *nk = k;
+  *A = scratch + k;
+  int64_t x = 0;
+  for (a = 0, b = 0; b < nn; b++) {
+    while (a < no && o[a] < nw[b]) a++;
+    if (a >= no || o[a] != nw[b]) (*A)[x++] = nw[b];
+  }
+  *na = x;
+  *D = *A + x;
+  int64_t y = 0;
+  for (a = 0, b = 0; a < no; a++) {
+    while (b < nn && nw[b] < o[a]) b++;
+    if (b >= nn || nw[b] != o[a]) (*D)[y++] = o[a];
+  }
+  *nd = y;
+  return 2 * k * x + x * x + 2 * k * y + y * y;
+}
+
+static int owner(const imf_ease *e, int64_t i, int64_t j) {
+  return e->rank_at[((i / e->nb) % e->nprow) * e->npcol + (j / e->nb) % e->npcol];
+}
+
+/* The entries of one row's change: counted into cnt (buf == NULL) or written at pos[owner]. */
+static void row_emit(const imf_ease *e, const int32_t *K, int64_t nk, const int32_t *A, int64_t na, const int32_t *D,
+                     int64_t nd, int64_t *cnt, gentry *buf, int64_t *pos) {
+  const int32_t *S[2] = {A, D};
+  const int64_t ns[2] = {na, nd};
+  for (int s = 0; s < 2; s++) {
+    int32_t w = s == 0 ? 1 : -1;
+    for (int64_t x = 0; x < ns[s]; x++) {
+      int32_t p = S[s][x];
+      for (int64_t y = 0; y < nk; y++) {
+        int32_t q = K[y];
+        int o1 = owner(e, p, q), o2 = owner(e, q, p);
+        if (buf) {
+          buf[pos[o1]++] = (gentry){p, q, w};
+          buf[pos[o2]++] = (gentry){q, p, w};
+        } else {
+          cnt[o1]++;
+          cnt[o2]++;
+        }
+      }
+      for (int64_t y = 0; y < ns[s]; y++) {
+        int32_t q = S[s][y];
+        int o1 = owner(e, p, q);
+        if (buf) buf[pos[o1]++] = (gentry){p, q, w};
+        else cnt[o1]++;
+      }
+    }
+  }
+}
+
+imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, const int32_t *oidx,
+                              const int64_t *nptr, const int32_t *nidx, int64_t *entries) {
+  imf_status st = IMF_OK;
+  int size, rank;
+  MPI_Comm_size(e->comm, &size);
+  MPI_Comm_rank(e->comm, &rank);
+  int64_t *cnt = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *pos = NULL;
+  int32_t *scratch = NULL;
+  gentry *sbuf = NULL, *rbuf = NULL;
+  int64_t maxrow = 0, total = 0;
+  MPI_Datatype et = MPI_DATATYPE_NULL;
+  double t0 = MPI_Wtime();
+  for (int64_t r = 0; r < nrows && st == IMF_OK; r++) {
+    int64_t len = (optr[r + 1] - optr[r]) + (nptr[r + 1] - nptr[r]);
+    if (len > maxrow) maxrow = len;
+    for (int64_t j = optr[r]; j < optr[r + 1]; j++)
+      if (oidx[j] < 0 || oidx[j] >= e->n || (j > optr[r] && oidx[j] <= oidx[j - 1]))
+        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE update: an old row is not ascending items < %d", e->n);
+    for (int64_t j = nptr[r]; j < nptr[r + 1]; j++)
+      if (nidx[j] < 0 || nidx[j] >= e->n || (j > nptr[r] && nidx[j] <= nidx[j - 1]))
+        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE update: a new row is not ascending items < %d", e->n);
+  }
+  if (st == IMF_OK && !e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: the Gram matrix was dropped");
+  if (st == IMF_OK) st = imf_alloc(&scratch, (size_t)(maxrow ? maxrow : 1), sizeof *scratch);
+  IMF_TRY(imf_agree(e->comm, st), out);
+  for (int64_t r = 0; r < nrows; r++) {
+    int32_t *K, *A, *D;
+    int64_t nk, na, nd;
+    int64_t c = row_split(oidx + optr[r], optr[r + 1] - optr[r], nidx + nptr[r], nptr[r + 1] - nptr[r], scratch, &K,
+                          &nk, &A, &na, &D, &nd);
+    total += c;
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT64_T, MPI_SUM, e->comm));
+  if (entries) *entries = total;
+  /* A change touching most of the matrix is cheaper as two dense passes (-old, +new): the same
+   * exact integers either way. */
+  if ((double)total * sizeof(gentry) > (double)e->n * (double)e->n * sizeof(double)) {
+    IMF_TRY(assemble_rows(e, nrows, optr, oidx, -1.0), out);
+    IMF_TRY(assemble_rows(e, nrows, nptr, nidx, 1.0), out);
+    goto out;
+  }
+  /* Rounds of rows with at most `limit` entries (a single larger row goes alone). */
+  const int64_t limit = (int64_t)1 << 22;
+  IMF_TRY(imf_alloc(&cnt, (size_t)size, sizeof *cnt), out);
+  IMF_TRY(imf_alloc(&sd, (size_t)size, sizeof *sd), out);
+  IMF_TRY(imf_alloc(&rc, (size_t)size, sizeof *rc), out);
+  IMF_TRY(imf_alloc(&rd, (size_t)size, sizeof *rd), out);
+  IMF_TRY(imf_alloc(&pos, (size_t)size, sizeof *pos), out);
+  IMF_MPI(MPI_Type_contiguous(3, MPI_INT32_T, &et));
+  IMF_MPI(MPI_Type_commit(&et));
+  int64_t r0 = 0;
+  for (;;) {
+    int64_t r1 = r0, tot = 0;
+    memset(cnt, 0, (size_t)size * sizeof *cnt);
+    while (r1 < nrows) {
+      int32_t *K, *A, *D;
+      int64_t nk, na, nd;
+      int64_t c = row_split(oidx + optr[r1], optr[r1 + 1] - optr[r1], nidx + nptr[r1], nptr[r1 + 1] - nptr[r1], scratch,
+                            &K, &nk, &A, &na, &D, &nd);
+      if (tot > 0 && tot + c > limit) break;
+      row_emit(e, K, nk, A, na, D, nd, cnt, NULL, NULL);
+      tot += c;
+      r1++;
+    }
+    for (int d = 0; d < size; d++) sd[d] = pos[d] = d ? sd[d - 1] + cnt[d - 1] : 0;
+    st = imf_realloc(&sbuf, (size_t)(tot ? tot : 1), sizeof *sbuf);
+    if (st == IMF_OK)
+      for (int64_t r = r0; r < r1; r++) {
+        int32_t *K, *A, *D;
+        int64_t nk, na, nd;
+        row_split(oidx + optr[r], optr[r + 1] - optr[r], nidx + nptr[r], nptr[r + 1] - nptr[r], scratch, &K, &nk, &A,
+                  &na, &D, &nd);
+        row_emit(e, K, nk, A, na, D, nd, NULL, sbuf, pos);
+      }
+    IMF_TRY(imf_agree(e->comm, st), out);
+    IMF_MPI(MPI_Alltoall(cnt, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, e->comm));
+    int64_t rtot = 0;
+    for (int d = 0; d < size; d++) {
+      rd[d] = rtot;
+      rtot += rc[d];
+    }
+    IMF_TRY(imf_agree(e->comm, imf_realloc(&rbuf, (size_t)(rtot ? rtot : 1), sizeof *rbuf)), out);
+    IMF_TRY(imf_alltoallv64(e->comm, sbuf, cnt, sd, rbuf, rc, rd, et), out);
+    for (int64_t x = 0; x < rtot; x++) {
+      int li = g2l(rbuf[x].i, e->nb, e->nprow), lj = g2l(rbuf[x].j, e->nb, e->npcol);
+      e->G[(size_t)lj * (size_t)e->lld + (size_t)li] += (double)rbuf[x].w;
+    }
+    r0 = r1;
+    int more = r0 < nrows;
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &more, 1, MPI_INT, MPI_MAX, e->comm));
+    if (!more) break;
+  }
+out:
+  e->t_assemble += MPI_Wtime() - t0;
+  if (et != MPI_DATATYPE_NULL) MPI_Type_free(&et);
+  imf_free(&cnt);
+  imf_free(&sd);
+  imf_free(&rc);
+  imf_free(&rd);
+  imf_free(&pos);
+  imf_free(&scratch);
+  free(sbuf);
+  free(rbuf);
+  return st;
+}
+
+imf_status imf_ease_grow(imf_ease *e, int64_t n2) {
+  if (n2 < e->n || n2 > 1000000)
+    IMF_FAIL(IMF_ERR_USAGE, "EASE: cannot resize %d items to %lld", e->n, (long long)n2);
+  if (n2 == e->n) return IMF_OK;
+  imf_status st = IMF_OK;
+  int oldm = e->mloc, oldn = e->nloc, oldl = e->lld, oldorder = e->n;
+  double *G = NULL;
+  e->n = (int)n2;
+  st = set_layout(e);
+  if (st == IMF_OK && e->G) st = imf_alloc(&G, cells(e), sizeof *G);
+  st = imf_agree(e->comm, st);
+  if (st != IMF_OK) {
+    e->n = oldorder;
+    set_layout(e);
+    imf_free(&G);
+    return st;
+  }
+  if (e->G) {
+    for (int lj = 0; lj < oldn; lj++)
+      memcpy(G + (size_t)lj * (size_t)e->lld, e->G + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *G);
+    imf_free(&e->G);
+    e->G = G;
+  }
+  imf_free(&e->A);
+  return IMF_OK;
+}
+
+imf_status imf_ease_solve(imf_ease *e, int keep_gram) {
+  imf_status st = IMF_OK;
+  MPI_Comm comm = e->comm;
+  double *T = NULL, *dg = NULL;
+  int one = 1, info = 0, lld = e->lld;
+  size_t c = cells(e);
+  if (!e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no Gram matrix to solve");
+  if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, c, sizeof *e->A);
+  if (st == IMF_OK && keep_gram) st = imf_alloc_nz(&T, c, sizeof *T);
+  if (st == IMF_OK) st = imf_alloc(&dg, (size_t)e->n, sizeof *dg);
+  IMF_TRY(imf_agree(comm, st), out);
+  /* A = G + lambda I */
+  memcpy(e->A, e->G, c * sizeof *e->A);
   for (int lj = 0; lj < e->nloc; lj++) {
     int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
-    if ((j / e->nb) % e->nprow == e->myrow) e->A[(size_t)lj * (size_t)lld + (size_t)g2l(j, e->nb, e->nprow)] += lambda;
+    if ((j / e->nb) % e->nprow == e->myrow) e->A[(size_t)lj * (size_t)lld + (size_t)g2l(j, e->nb, e->nprow)] += e->lambda;
+  }
+  if (!keep_gram) { /* the Gram's memory becomes the transpose buffer */
+    T = e->G;
+    e->G = NULL;
   }
   IMF_MPI(MPI_Barrier(comm));
   double t1 = MPI_Wtime();
-  e->t_assemble = t1 - t0;
-
   /* P = G^-1: only the lower triangle is computed (and referenced) */
   pdpotrf_("L", &e->n, e->A, &one, &one, e->desc, &info, 1);
   int worst = 0, ainfo = info < 0 ? -info : info;
@@ -262,15 +545,14 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
   if (worst != 0)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                           "pdpotrf failed (info %d): X^T X + %g I is not numerically positive definite", worst,
-                          lambda), fail);
+                          e->lambda), out);
   IMF_MPI(MPI_Barrier(comm));
   double t2 = MPI_Wtime();
   e->t_potrf = t2 - t1;
   pdpotri_("L", &e->n, e->A, &one, &one, e->desc, &info, 1);
   ainfo = info < 0 ? -info : info;
   IMF_MPI(MPI_Allreduce(&ainfo, &worst, 1, MPI_INT, MPI_MAX, comm));
-  if (worst != 0)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "pdpotri failed (info %d)", worst), fail);
+  if (worst != 0) IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "pdpotri failed (info %d)", worst), out);
   IMF_MPI(MPI_Barrier(comm));
   e->t_potri = MPI_Wtime() - t2;
 
@@ -288,7 +570,7 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
     }
   }
   /* diag(P) replicated (n doubles: the only replicated piece of the solve) */
-  IMF_TRY(allreduce_chunks(comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM), fail);
+  IMF_TRY(allreduce_chunks(comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM), out);
   /* B = I - P diagMat(1/diag(P)): B_ij = -P_ij / P_jj off the diagonal, diag(B) = 0 exactly */
   for (int lj = 0; lj < e->nloc; lj++) {
     int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
@@ -299,50 +581,117 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
       e->A[at] = i == j ? 0.0 : -e->A[at] * s;
     }
   }
+out:
   imf_free(&T);
   imf_free(&dg);
-  imf_free(&grid_of_rank);
+  if (st != IMF_OK) imf_free(&e->A);
+  return st;
+}
+
+imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems, double lambda, imf_ease **out) {
+  *out = NULL;
+  imf_ease *e = NULL;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e));
+  IMF_TRY(imf_ease_add_ratings(e, local), fail);
+  IMF_TRY(imf_ease_solve(e, 0), fail);
   *out = e;
   return IMF_OK;
 fail:
-  imf_free(&T);
-  imf_free(&dg);
-  imf_free(&grid_of_rank);
   imf_ease_destroy(&e);
   return st;
 }
 
-imf_status imf_ease_gather_cols(imf_ease *e, int64_t j0, int64_t j1, double *out) {
+static imf_status gather_local(imf_ease *e, const double *src, int64_t j0, int64_t j1, double *out) {
   if (j0 < 0 || j1 > e->n || j0 > j1) IMF_FAIL(IMF_ERR_USAGE, "bad column range [%lld, %lld)", (long long)j0, (long long)j1);
+  imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
+  IMF_CHECK(imf_agree(e->comm, st));
   size_t n = (size_t)e->n, cnt = n * (size_t)(j1 - j0);
   memset(out, 0, cnt * sizeof *out);
-  int lld = e->mloc > 1 ? e->mloc : 1;
   for (int lj = 0; lj < e->nloc; lj++) {
     int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
     if (j < j0 || j >= j1) continue;
     for (int li = 0; li < e->mloc; li++)
-      out[(size_t)(j - j0) * n + (size_t)l2g(li, e->nb, e->myrow, e->nprow)] = e->A[(size_t)lj * (size_t)lld + (size_t)li];
+      out[(size_t)(j - j0) * n + (size_t)l2g(li, e->nb, e->myrow, e->nprow)] = src[(size_t)lj * (size_t)e->lld + (size_t)li];
   }
   /* one owner per entry, zeros elsewhere: the sum is exact */
   return allreduce_chunks(e->comm, out, cnt, MPI_DOUBLE, sizeof *out, MPI_SUM);
 }
 
+imf_status imf_ease_gather_cols(imf_ease *e, int64_t j0, int64_t j1, double *out) {
+  return gather_local(e, e->A, j0, j1, out);
+}
+imf_status imf_ease_gather_gram_cols(imf_ease *e, int64_t j0, int64_t j1, double *out) {
+  return gather_local(e, e->G, j0, j1, out);
+}
+
+static uint64_t fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
+  const double *src = which ? e->A : e->G;
+  imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
+  IMF_CHECK(imf_agree(e->comm, st));
+  uint64_t lane[2] = {0, 0};
+  for (int lj = 0; lj < e->nloc; lj++) {
+    uint64_t j = (uint64_t)l2g(lj, e->nb, e->mycol, e->npcol);
+    for (int li = 0; li < e->mloc; li++) {
+      uint64_t i = (uint64_t)l2g(li, e->nb, e->myrow, e->nprow), v;
+      double x = src[(size_t)lj * (size_t)e->lld + (size_t)li];
+      memcpy(&v, &x, sizeof v);
+      uint64_t key = i * (uint64_t)e->n + j;
+      lane[0] += fmix64(fmix64(key + 0x243f6a8885a308d3ULL) ^ v);
+      lane[1] += fmix64((key * 0x9e3779b97f4a7c15ULL) ^ fmix64(v + 0x13198a2e03707344ULL));
+    }
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, lane, 2, MPI_UINT64_T, MPI_SUM, e->comm));
+  snprintf(hex, 33, "%016llx%016llx", (unsigned long long)lane[0], (unsigned long long)lane[1]);
+  return IMF_OK;
+}
+
+imf_status imf_ease_fill_q(imf_ease *e, imf_model *m) {
+  imf_status st = IMF_OK;
+  if (m->nitems != e->n || m->kw != e->n)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: a model of %lld items for a state of %d",
+                       (long long)m->nitems, e->n);
+  IMF_CHECK(imf_agree(e->comm, st));
+  size_t n = (size_t)e->n;
+  int64_t cols = (int64_t)(((size_t)1 << 24) / n);
+  if (cols < 1) cols = 1;
+  if (cols > e->n) cols = e->n;
+  double *buf = NULL;
+  IMF_CHECK(imf_agree(e->comm, imf_alloc_nz(&buf, n * (size_t)cols, sizeof *buf)));
+  /* Q = B^T row-major is B column-major: gather B a slab of columns at a time */
+  for (int64_t j0 = 0; j0 < e->n; j0 += cols) {
+    int64_t j1 = j0 + cols < e->n ? j0 + cols : e->n;
+    IMF_TRY(imf_ease_gather_cols(e, j0, j1, buf), out);
+    for (size_t c = 0; c < (size_t)(j1 - j0) * n; c++) m->Q[(size_t)j0 * n + c] = (float)buf[c];
+  }
+out:
+  imf_free(&buf);
+  return st;
+}
+
 imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nusers, int64_t nitems, double lambda,
-                          imf_model **out) {
+                          imf_model **out, imf_ease **state) {
   *out = NULL;
+  if (state) *state = NULL;
   imf_status st = IMF_OK;
   imf_ease *e = NULL;
   imf_model *m = NULL;
-  double *buf = NULL;
   double t0 = MPI_Wtime();
   if (nitems < 1) IMF_FAIL(IMF_ERR_INPUT, "EASE needs at least one item");
-  IMF_CHECK(imf_ease_fit(comm, local, nitems, lambda, &e));
+  IMF_CHECK(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e));
+  IMF_TRY(imf_ease_add_ratings(e, local), out);
+  IMF_TRY(imf_ease_solve(e, state != NULL), out);
   size_t n = (size_t)nitems;
-  int64_t cols = (int64_t)(((size_t)1 << 24) / n);
-  if (cols < 1) cols = 1;
-  if (cols > nitems) cols = nitems;
   st = imf_model_create(IMF_MODEL_EASE, (int)nitems, nusers, nitems, 0, &m);
-  if (st == IMF_OK) st = imf_alloc_nz(&buf, n * (size_t)cols, sizeof *buf);
   if (st == IMF_OK) {
     /* P = X: each rank its own users' rows, the rest 0; MAX merges them */
     for (int64_t j = 0; j < local->n; j++) {
@@ -357,12 +706,7 @@ imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nuser
   }
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(allreduce_chunks(comm, m->P, (size_t)nusers * n, MPI_FLOAT, sizeof(float), MPI_MAX), out);
-  /* Q = B^T row-major is B column-major: gather B a slab of columns at a time */
-  for (int64_t j0 = 0; j0 < nitems; j0 += cols) {
-    int64_t j1 = j0 + cols < nitems ? j0 + cols : nitems;
-    IMF_TRY(imf_ease_gather_cols(e, j0, j1, buf), out);
-    for (size_t c = 0; c < (size_t)(j1 - j0) * n; c++) m->Q[(size_t)j0 * n + c] = (float)buf[c];
-  }
+  IMF_TRY(imf_ease_fill_q(e, m), out);
   m->mu = 0;
   m->lambda = lambda;
   m->iteration = 1;
@@ -371,9 +715,230 @@ imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nuser
   IMF_TRY(imf_model_push_history(m, &h), out);
   *out = m;
   m = NULL;
+  if (state) {
+    *state = e;
+    e = NULL;
+  }
 out:
-  imf_free(&buf);
   imf_model_destroy(&m);
   imf_ease_destroy(&e);
+  return st;
+}
+
+/* ---- distributed scoring ---- */
+
+void Cpdgemr2d(int m, int n, double *a, int ia, int ja, int *desca, double *b, int ib, int jb, int *descb,
+               int gcontext);
+
+imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out) {
+  *out = NULL;
+  imf_status st = e->A ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no B to redistribute");
+  IMF_CHECK(imf_agree(e->comm, st));
+  imf_ease *c = NULL;
+  IMF_CHECK(imf_ease_create(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
+  imf_ease_drop_gram(c);
+  IMF_TRY(imf_agree(e->comm, imf_ease_alloc_b(c)), fail);
+  /* ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
+   * every process of both, as the routine requires) */
+  Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
+  *out = c;
+  return IMF_OK;
+fail:
+  imf_ease_destroy(&c);
+  return st;
+}
+
+/* Candidates of one user, kept in a bounded min-heap: the root is the worst kept (lowest score,
+ * then highest item), so that the final order — score descending, item ascending — does not
+ * depend on the order columns are visited in. */
+typedef struct {
+  double s;
+  int32_t i;
+} cand;
+static int worse(cand a, cand b) { return a.s < b.s || (a.s == b.s && a.i > b.i); }
+static void heap_push(cand *h, int *n, int K, cand c) {
+  if (*n < K) {
+    int x = (*n)++;
+    h[x] = c;
+    while (x > 0 && worse(h[x], h[(x - 1) / 2])) {
+      cand t = h[x];
+      h[x] = h[(x - 1) / 2];
+      h[(x - 1) / 2] = t;
+      x = (x - 1) / 2;
+    }
+    return;
+  }
+  if (!worse(h[0], c)) return;
+  h[0] = c;
+  for (int x = 0;;) {
+    int l = 2 * x + 1, r = l + 1, w = x;
+    if (l < *n && worse(h[l], h[w])) w = l;
+    if (r < *n && worse(h[r], h[w])) w = r;
+    if (w == x) break;
+    cand t = h[x];
+    h[x] = h[w];
+    h[w] = t;
+    x = w;
+  }
+}
+static int cand_cmp(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  if (x->i < 0 || y->i < 0) return (x->i < 0) - (y->i < 0); /* padding last */
+  if (x->s != y->s) return x->s > y->s ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+#define EASE_TILE 256
+#define EASE_COLS 256
+
+/* This rank's K best columns for each of nt users (x rows and exclusions as CSR, offsets from
+ * 0); out: nt x K candidates, best first, padded with item -1. score(u, j) = sum over the items i
+ * of x_u, ascending, of B(i, j), in double: the same value on any grid and rank count. */
+static imf_status score_local(const imf_ease *e, int64_t nt, const int64_t *xp, const int32_t *xi, const int64_t *ep,
+                              const int32_t *ei, int K, cand *out) {
+  cand *heap = NULL;
+  int *hn = NULL;
+  double *S = NULL;
+  int64_t *epos = NULL;
+  imf_status st = imf_alloc(&heap, (size_t)(nt ? nt : 1) * (size_t)K, sizeof *heap);
+  if (st == IMF_OK) st = imf_alloc(&hn, (size_t)(nt ? nt : 1), sizeof *hn);
+  if (st == IMF_OK) st = imf_alloc_nz(&S, (size_t)(nt ? nt : 1) * EASE_COLS, sizeof *S);
+  if (st == IMF_OK) st = imf_alloc(&epos, (size_t)(nt ? nt : 1), sizeof *epos);
+  if (st != IMF_OK) goto out;
+  for (int64_t t = 0; t < nt; t++) epos[t] = ep ? ep[t] : 0;
+  for (int c0 = 0; c0 < e->nloc; c0 += EASE_COLS) {
+    int nc = e->nloc - c0 < EASE_COLS ? e->nloc - c0 : EASE_COLS;
+    /* a chunk of columns stays in cache while every user of the tile sums over it */
+    for (int c = 0; c < nc; c++) {
+      const double *col = e->A + (size_t)(c0 + c) * (size_t)e->lld;
+      for (int64_t t = 0; t < nt; t++) {
+        double s = 0;
+        for (int64_t q = xp[t]; q < xp[t + 1]; q++) s += col[xi[q]];
+        S[(size_t)t * EASE_COLS + (size_t)c] = s;
+      }
+    }
+    for (int64_t t = 0; t < nt; t++)
+      for (int c = 0; c < nc; c++) {
+        int32_t j = (int32_t)l2g(c0 + c, e->nb, e->mycol, e->npcol);
+        if (ep) { /* exclusions ascending; local columns visit ascending global items */
+          while (epos[t] < ep[t + 1] && ei[epos[t]] < j) epos[t]++;
+          if (epos[t] < ep[t + 1] && ei[epos[t]] == j) continue;
+        }
+        heap_push(heap + (size_t)t * (size_t)K, &hn[t], K, (cand){S[(size_t)t * EASE_COLS + (size_t)c], j});
+      }
+  }
+  for (int64_t t = 0; t < nt; t++) {
+    cand *h = heap + (size_t)t * (size_t)K, *o = out + (size_t)t * (size_t)K;
+    qsort(h, (size_t)hn[t], sizeof *h, cand_cmp);
+    for (int j = 0; j < K; j++) o[j] = j < hn[t] ? h[j] : (cand){-INFINITY, -1};
+  }
+out:
+  imf_free(&heap);
+  imf_free(&hn);
+  imf_free(&S);
+  imf_free(&epos);
+  return st;
+}
+
+imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xptr, const int32_t *xidx,
+                         const int64_t *eptr, const int32_t *eidx, int K, int32_t *items, float *scores, int *count) {
+  imf_status st = IMF_OK;
+  int size, rank;
+  MPI_Comm_size(e->comm, &size);
+  MPI_Comm_rank(e->comm, &rank);
+  int64_t *tp = NULL, *tq = NULL;
+  int32_t *ti = NULL, *tj = NULL;
+  cand *mine = NULL, *all = NULL, *mrg = NULL;
+  MPI_Datatype ct = MPI_DATATYPE_NULL;
+  if (!e->A || e->nprow != 1 || K < 1)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE scoring needs B on a 1 x P grid and K >= 1");
+  if (st == IMF_OK) st = imf_alloc(&tp, EASE_TILE + 1, sizeof *tp);
+  if (st == IMF_OK) st = imf_alloc(&tq, EASE_TILE + 1, sizeof *tq);
+  if (st == IMF_OK) st = imf_alloc(&mine, (size_t)EASE_TILE * (size_t)K, sizeof *mine);
+  if (st == IMF_OK) st = imf_alloc(&all, (size_t)size * EASE_TILE * (size_t)K, sizeof *all);
+  if (st == IMF_OK) st = imf_alloc(&mrg, (size_t)size * (size_t)K, sizeof *mrg);
+  IMF_TRY(imf_agree(e->comm, st), out);
+  {
+    int bl[2] = {1, 1};
+    MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
+    MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
+    IMF_MPI(MPI_Type_create_struct(2, bl, dl, ty, &tmp));
+    IMF_MPI(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ct));
+    MPI_Type_free(&tmp);
+    IMF_MPI(MPI_Type_commit(&ct));
+  }
+  /* own: every source rank's rows in turn (each rank scores its columns for them and the
+   * candidates go back to the source); shared: one pass, candidates to everyone */
+  for (int src = 0; src < (own ? size : 1); src++) {
+    int64_t n = nrows;
+    if (own) IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, src, e->comm));
+    for (int64_t t0 = 0; t0 < n; t0 += EASE_TILE) {
+      int64_t nt = n - t0 < EASE_TILE ? n - t0 : EASE_TILE;
+      const int64_t *xp = tp, *ep;
+      const int32_t *xi, *ei;
+      int64_t sz[3] = {0, 0, eptr != NULL};
+      if (!own || rank == src) {
+        for (int64_t t = 0; t <= nt; t++) {
+          tp[t] = xptr[t0 + t] - xptr[t0];
+          tq[t] = eptr ? eptr[t0 + t] - eptr[t0] : 0;
+        }
+        sz[0] = tp[nt];
+        sz[1] = tq[nt];
+      }
+      if (own) IMF_MPI(MPI_Bcast(sz, 3, MPI_INT64_T, src, e->comm));
+      if (own && rank != src) {
+        st = imf_realloc(&ti, (size_t)(sz[0] ? sz[0] : 1), sizeof *ti);
+        if (st == IMF_OK) st = imf_realloc(&tj, (size_t)(sz[1] ? sz[1] : 1), sizeof *tj);
+        IMF_TRY(imf_agree(e->comm, st), out);
+        xi = ti;
+        ei = tj;
+      } else {
+        IMF_TRY(imf_agree(e->comm, IMF_OK), out);
+        xi = xidx + xptr[t0];
+        ei = eptr ? eidx + eptr[t0] : NULL;
+      }
+      if (own) {
+        IMF_MPI(MPI_Bcast(tp, (int)nt + 1, MPI_INT64_T, src, e->comm));
+        IMF_MPI(MPI_Bcast((void *)xi, (int)sz[0], MPI_INT32_T, src, e->comm));
+        if (sz[2]) {
+          IMF_MPI(MPI_Bcast(tq, (int)nt + 1, MPI_INT64_T, src, e->comm));
+          IMF_MPI(MPI_Bcast((void *)ei, (int)sz[1], MPI_INT32_T, src, e->comm));
+        }
+      }
+      ep = sz[2] ? tq : NULL;
+      st = score_local(e, nt, xp, xi, ep, sz[2] ? ei : NULL, K, mine);
+      IMF_TRY(imf_agree(e->comm, st), out);
+      int cnt = (int)(nt * K);
+      if (own) IMF_MPI(MPI_Gather(mine, cnt, ct, all, cnt, ct, src, e->comm));
+      else IMF_MPI(MPI_Allgather(mine, cnt, ct, all, cnt, ct, e->comm));
+      if (own && rank != src) continue;
+      /* merge: each user's P x K candidates, best K */
+      for (int64_t t = 0; t < nt; t++) {
+        int c = 0; /* user t's candidates of every rank (gather layout: rank, user, K) */
+        for (int r = 0; r < size; r++)
+          for (int j = 0; j < K; j++) {
+            cand x = all[((size_t)r * (size_t)nt + (size_t)t) * (size_t)K + (size_t)j];
+            if (x.i >= 0) mrg[c++] = x;
+          }
+        qsort(mrg, (size_t)c, sizeof *mrg, cand_cmp);
+        int64_t row = t0 + t;
+        int k = c < K ? c : K;
+        for (int j = 0; j < K; j++) {
+          items[row * K + j] = j < k ? mrg[j].i : -1;
+          scores[row * K + j] = j < k ? (float)mrg[j].s : NAN;
+        }
+        count[row] = k;
+      }
+    }
+  }
+out:
+  if (ct != MPI_DATATYPE_NULL) MPI_Type_free(&ct);
+  imf_free(&tp);
+  imf_free(&tq);
+  free(ti);
+  free(tj);
+  imf_free(&mine);
+  imf_free(&all);
+  imf_free(&mrg);
   return st;
 }

@@ -2,13 +2,22 @@
  *
  * X is the binarized user x item matrix (every stored rating -> 1). With G = X^T X + lambda I
  * and P = G^-1, the item-item weights are B = I - P diagMat(1/diag(P)) with diag(B) = 0, and the
- * scores of user u are x_u B. G, P and B live in a 2-D block-cyclic distribution on a BLACS
- * process grid over all ranks of the communicator; no rank ever holds the whole of G or P.
+ * scores of user u are x_u B. The Gram matrix X^T X (without the ridge: it is the sufficient
+ * statistic, kept exact in integers), P and B live in a 2-D block-cyclic distribution on a BLACS
+ * process grid over all ranks of the communicator; no rank ever holds the whole of any of them.
  *
- * How it fits: train (trainrun.c) and evaluate (evaluate.c) turn B into a replicated imf_model
- * of type IMF_MODEL_EASE with P = X (kw = nitems) and Q = B^T, so that P_u . Q_i = (X B)_{u,i}
- * and every scoring path (topk.h, recommend, evaluate) works unchanged. That replicated form
- * costs nitems^2 floats per rank: valid for small catalogues only (see docs/DESIGN.md, EASE).
+ * State (imf_ease): the Gram matrix and, after a solve, B. The Gram matrix is updated in place
+ * when users' rows change (imf_ease_add_delta: the exact integer difference of their outer
+ * products, sent to the owning blocks), grown for new items (imf_ease_grow: zero rows and
+ * columns; the ridge is added at every solve, so a new item gets lambda on the diagonal) and
+ * re-solved (imf_ease_solve). checkpoint.c stores both matrices in a model version as
+ * block-cyclic hyperslabs of the global matrices (docs/FORMAT.md, "EASE state").
+ *
+ * How it fits: train (trainrun.c), update (update.c) and evaluate (evaluate.c) also turn B into a
+ * replicated imf_model of type IMF_MODEL_EASE with P = X (kw = nitems) and Q = B^T, so that
+ * P_u . Q_i = (X B)_{u,i} and every scoring path (topk.h) works unchanged. That replicated form
+ * costs nitems^2 floats per rank; the distributed scorer (imf_ease_topk) needs only the rank's
+ * column blocks of B (see docs/DESIGN.md, EASE).
  */
 #ifndef IMF_EASE_H
 #define IMF_EASE_H
@@ -21,24 +30,107 @@
 
 typedef struct imf_ease imf_ease;
 
-/* Collective over comm. local: this rank's ratings (any users; each rank its own, no user on two
- * ranks is required only for speed — contributions are summed), items in [0, nitems). A
- * repeated (user, item) pair counts once. Fails with IMF_ERR_INPUT when G is not positive
- * definite (lambda <= 0 and an item nobody rated). */
-imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems, double lambda, imf_ease **out);
+/* Grid shapes: SQUARE is nprow x npcol with nprow the largest divisor of the rank count not
+ * above its square root (the solve's layout); COLUMNS is 1 x P, every rank holding whole
+ * columns (the scoring layout: x_u B for a rank's columns needs no reduction). */
+#define IMF_EASE_GRID_SQUARE 0
+#define IMF_EASE_GRID_COLUMNS 1
+
+/* Collective: an empty state for nitems items on a BLACS grid over comm: Gram matrix 0, no B.
+ * IMF_ERR_USAGE for lambda <= 0 (G = X^T X + lambda I must be positive definite) or nitems
+ * outside [1, 10^6]. */
+imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out);
 void imf_ease_destroy(imf_ease **e);
+
+/* Collective: Gram += X^T X of this rank's ratings (any users; a repeated (user, item) pair
+ * counts once; a user's ratings must all be on one rank). Dense: every rank reduces a full local
+ * block to its owner, O(n^2) traffic: for building from scratch. */
+imf_status imf_ease_add_ratings(imf_ease *e, const imf_ratings *local);
+
+/* Collective: Gram += sum over this rank's rows r of (new_r^T new_r - old_r^T old_r), rows as
+ * CSR of distinct ascending item indices (< nitems; a row may be empty: a removed user). Only the
+ * difference is formed — with K = old & new, A = new - old, D = old - new:
+ * K^T A + A^T K + A^T A - K^T D - D^T K - D^T D — so the traffic follows the change, not the
+ * rows; the entries go to their owners with MPI_Alltoallv, in rounds. Integer counts in double:
+ * the result is exactly the Gram of the new rows. *entries (may be NULL): entries sent, all
+ * ranks. */
+imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *old_ptr, const int32_t *old_idx,
+                              const int64_t *new_ptr, const int32_t *new_idx, int64_t *entries);
+
+/* Collective: grow to n2 >= nitems items; the new rows and columns of the Gram are 0 (their
+ * ridge comes with the solve). B is dropped (solve again). */
+imf_status imf_ease_grow(imf_ease *e, int64_t n2);
+
+/* Collective: B from Gram + lambda I (pdpotrf, pdpotri, symmetrize, scale). keep_gram = 0 lets
+ * the Gram's memory be reused (it is gone afterwards): peak 2 local matrices instead of 3.
+ * IMF_ERR_INPUT when G is not numerically positive definite. */
+imf_status imf_ease_solve(imf_ease *e, int keep_gram);
+
+/* Collective. imf_ease_create + imf_ease_add_ratings + imf_ease_solve(e, 0): B only. */
+imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems, double lambda, imf_ease **out);
 
 /* (local) Grid shape and the seconds spent in assembly, pdpotrf and pdpotri (rank's own). */
 void imf_ease_grid(const imf_ease *e, int *nprow, int *npcol);
 void imf_ease_times(const imf_ease *e, double *assemble_s, double *potrf_s, double *potri_s);
+int64_t imf_ease_nitems(const imf_ease *e);
+double imf_ease_lambda(const imf_ease *e);
 
-/* Collective: columns [j0, j1) of B, column-major (B(i, j) at out[(j - j0) * nitems + i]),
- * replicated on every rank. Memory: nitems * (j1 - j0) doubles. */
+/* (local) Where this rank's part of the global n x n matrices is: local element (li, lj) at
+ * local[lj * lld + li] is global (l2g(li, myrow, nprow), l2g(lj, mycol, npcol)), where global
+ * block b of nb rows/columns sits on process row/column b mod nprow/npcol. lld = mloc when
+ * mloc > 0. */
+typedef struct {
+  int64_t n;
+  int nb, nprow, npcol, myrow, mycol, mloc, nloc, lld;
+} imf_ease_layout;
+void imf_ease_get_layout(const imf_ease *e, imf_ease_layout *l);
+static inline int64_t imf_ease_l2g(int l, int nb, int p, int np) {
+  return ((int64_t)(l / nb) * np + p) * nb + l % nb;
+}
+/* (local) The local parts: Gram (NULL once dropped) and B (NULL before a solve). */
+double *imf_ease_gram(imf_ease *e);
+double *imf_ease_b(imf_ease *e);
+/* (local) Allocate B (zero) for a reader to fill; drop the Gram. */
+imf_status imf_ease_alloc_b(imf_ease *e);
+void imf_ease_drop_gram(imf_ease *e);
+
+/* Collective: columns [j0, j1) of B (which = 1) or of the Gram (which = 0), column-major (M(i, j)
+ * at out[(j - j0) * nitems + i]), replicated on every rank. Memory: nitems * (j1 - j0) doubles. */
 imf_status imf_ease_gather_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
+imf_status imf_ease_gather_gram_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
+
+/* Collective: an order-free digest of the Gram (which = 0) or B (which = 1): two 64-bit lanes
+ * of sum over elements of a hash of (global row, global column, value bits), mod 2^64, as 32
+ * hex characters. The same on any grid and rank count (the checkpoint's integrity check). */
+imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]);
+
+/* Collective: fill m->Q (nitems x nitems, m->kw == nitems) with B^T, gathered a slab of columns
+ * at a time. */
+imf_status imf_ease_fill_q(imf_ease *e, imf_model *m);
 
 /* Collective: a replicated EASE model from this rank's ratings of users [ulo, uhi) (ranges
  * disjoint over ranks, covering [0, nusers)): type IMF_MODEL_EASE, k = kw = nitems, P = X,
- * Q = B^T, mu = 0, no biases, lambda recorded. */
+ * Q = B^T, mu = 0, no biases, lambda recorded. state: NULL, or receives the distributed state
+ * (Gram kept, B) for the version file. */
 imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nusers, int64_t nitems, double lambda,
-                          imf_model **out);
+                          imf_model **out, imf_ease **state);
+
+/* ---- distributed scoring (B in the COLUMNS layout: no rank holds all of B) ---- */
+
+/* Collective: B of e (any grid) redistributed onto a 1 x P grid of the same ranks (ScaLAPACK's
+ * Cpdgemr2d), in a new state without a Gram matrix. */
+imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out);
+
+/* Collective; e holds B on a 1 x P grid (every rank whole columns: imf_ease_to_columns, or
+ * imf_checkpoint_read_ease with IMF_EASE_GRID_COLUMNS). Top K of nrows users: user t's row of X
+ * is xidx[xptr[t] .. xptr[t+1]) and the items never returned are eidx[eptr[t] .. eptr[t+1])
+ * (both ascending; eptr NULL: none excluded). Each rank scores its own columns — score(u, j) =
+ * sum over the items i of x_u, ascending, of B(i, j), in double, so a score is the same on any
+ * rank count — keeps its K best per user, and the candidates are merged into each user's top K
+ * (score descending, then item ascending; padded with -1 / NaN; count[t] kept). own = 0: every
+ * rank passes the same users and gets every result; own = 1: each rank passes its own users
+ * (any number) and gets its own results back, the rows travelling to the other ranks by
+ * broadcast, a tile at a time. Memory per rank: its columns of B plus tile x K x P candidates. */
+imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xptr, const int32_t *xidx,
+                         const int64_t *eptr, const int32_t *eidx, int K, int32_t *items, float *scores, int *count);
 #endif

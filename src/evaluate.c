@@ -121,9 +121,23 @@ static int cmp_by_user_item(const void *a, const void *b, void *ctx) {
 
 #define EVAL_CHUNK 1024
 
+/* EASE with its distributed state `ease` (B on a 1 x P grid): every user's X row is their
+ * training row (tptr/tidx: training plus fold-in items, which are also the items excluded), so
+ * X and xbias are unused and the ranking is one collective imf_ease_topk over all ranks' users
+ * (each rank scores its own columns of B; no rank holds B whole). */
+static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                             const float *X, const float *xbias, const int64_t *tptr, const int32_t *tidx,
+                             const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out);
+
 imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
                           const float *xbias, const int64_t *tptr, const int32_t *tidx,
                           const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+  return eval_block(comm, m, NULL, ulo, uhi, X, xbias, tptr, tidx, test, o, out);
+}
+
+static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                             const float *X, const float *xbias, const int64_t *tptr, const int32_t *tidx,
+                             const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
   double t0 = imf_wtime();
   memset(out, 0, sizeof *out);
   out->nk = o->nk;
@@ -159,9 +173,9 @@ imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_
                          (long long)u, (long long)ulo, (long long)uhi);
       goto out;
     }
-    int known_u = X ? 1 : u < m->nusers;
+    int known_u = X || ease ? 1 : u < m->nusers;
     int has_train = tptr[u - ulo + 1] > tptr[u - ulo];
-    const float *xr = X ? X + (u - ulo) * kw : (known_u ? m->P + u * kw : NULL);
+    const float *xr = X ? X + (u - ulo) * kw : (known_u && !ease ? m->P + u * kw : NULL);
     double xb = X ? (xbias ? xbias[u - ulo] : 0) : (known_u && m->bu ? m->bu[u] : 0);
     int64_t r0 = nrel_all;
     for (; b < test->n && test->user[perm[b]] == u; b++) {
@@ -205,8 +219,9 @@ imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_
   }
   ucount[0] = nusers_eval;
 
-  /* Ranking: chunks of users through the top-K kernel. */
-  if (nusers_eval > 0 && m->nitems > 0) {
+  /* Ranking: chunks of users through the top-K kernel (EASE's distributed kernel: below, where
+   * every rank takes part). */
+  if (!ease && nusers_eval > 0 && m->nitems > 0) {
     IMF_TRY(imf_alloc(&Xc, (size_t)EVAL_CHUNK * (size_t)(kw ? kw : 1), sizeof *Xc), out);
     IMF_TRY(imf_alloc(&xbc, EVAL_CHUNK, sizeof *xbc), out);
     IMF_TRY(imf_alloc(&eptr, EVAL_CHUNK + 1, sizeof *eptr), out);
@@ -242,6 +257,34 @@ imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_
   }
 out:
   st = imf_agree(comm, st);
+  if (st == IMF_OK && ease) {
+    /* every rank's users at once; each rank scores its columns of B for all of them */
+    int64_t ne = 0;
+    for (int64_t a = 0; a < nusers_eval; a++) ne += tptr[ulist[a] - ulo + 1] - tptr[ulist[a] - ulo];
+    int64_t nn = nusers_eval ? nusers_eval : 1;
+    st = imf_realloc(&eptr, (size_t)nn + 1, sizeof *eptr);
+    if (st == IMF_OK) st = imf_realloc(&eidx, (size_t)(ne ? ne : 1), sizeof *eidx);
+    if (st == IMF_OK) st = imf_realloc(&titems, (size_t)nn * (size_t)K, sizeof *titems);
+    if (st == IMF_OK) st = imf_realloc(&tscores, (size_t)nn * (size_t)K, sizeof *tscores);
+    if (st == IMF_OK) st = imf_realloc(&tcount, (size_t)nn, sizeof *tcount);
+    if (st == IMF_OK) {
+      eptr[0] = 0;
+      for (int64_t a = 0; a < nusers_eval; a++) {
+        int64_t l = ulist[a] - ulo, len = tptr[l + 1] - tptr[l];
+        memcpy(eidx + eptr[a], tidx + tptr[l], sizeof(int32_t) * (size_t)len);
+        eptr[a + 1] = eptr[a] + len;
+      }
+    }
+    st = imf_agree(comm, st);
+    if (st == IMF_OK) st = imf_ease_topk(ease, 1, nusers_eval, eptr, eidx, eptr, eidx, K, titems, tscores, tcount);
+    if (st == IMF_OK)
+      for (int64_t a = 0; a < nusers_eval; a++) {
+        for (int kk = 0; kk < o->nk; kk++)
+          imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[a], rhi[a] - rlo[a], o->ks[kk], &sums[kk]);
+        for (int j = 0; j < tcount[a]; j++)
+          if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
+      }
+  }
   if (st == IMF_OK) {
     double s[7 * IMF_MAX_CUTOFFS];
     for (int a = 0; a < o->nk; a++) {
@@ -351,14 +394,27 @@ static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const im
   return IMF_OK;
 }
 
-/* Train a model in memory on this rank's share of the training ratings (no validation carve). */
+/* Train a model in memory on this rank's share of the training ratings (no validation carve).
+ * EASE: one ScaLAPACK solve (ease.h); *ease receives B redistributed to a 1 x P grid for the
+ * distributed scorer, and *out is only a handle (type, users, items; k = 1): B is never
+ * replicated. */
 static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratings *train, int64_t nu, int64_t ni,
-                           imf_model **out) {
+                           imf_model **out, imf_ease **ease) {
   imf_partition *part = NULL;
   imf_trainer *t = NULL;
   imf_status st = IMF_OK;
-  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease")) /* one ScaLAPACK solve, no sweeps (ease.h) */
-    return imf_ease_model(comm, train, nu, ni, imf_cfg_double(cfg, "model.ease_lambda"), out);
+  *ease = NULL;
+  if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease")) {
+    imf_ease *e = NULL;
+    IMF_CHECK(imf_ease_fit(comm, train, ni, imf_cfg_double(cfg, "model.ease_lambda"), &e));
+    st = imf_ease_to_columns(e, ease);
+    imf_ease_destroy(&e);
+    IMF_CHECK(st);
+    st = imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nu, ni, 0, out));
+    if (st == IMF_OK) (*out)->lambda = imf_cfg_double(cfg, "model.ease_lambda");
+    else imf_ease_destroy(ease);
+    return st;
+  }
   IMF_TRY(imf_partition_build(comm, train, nu, ni, 0.0, (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), done);
   IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
   IMF_TRY(imf_trainer_run(t), done);
@@ -446,16 +502,16 @@ out:
 
 /* Score model m on this rank's test ratings; training (and fold-in) ratings are excluded. With
  * foldin non-empty the held-out users are folded in first. */
-static imf_status score_split(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const imf_ratings *train,
-                              const imf_ratings *foldin, const imf_ratings *test, const imf_eval_opts *o,
-                              imf_metrics *res) {
+static imf_status score_split(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                              const imf_ratings *train, const imf_ratings *foldin, const imf_ratings *test,
+                              const imf_eval_opts *o, imf_metrics *res) {
   int64_t *ptr = NULL;
   int32_t *idx = NULL;
   float *X = NULL, *xb = NULL;
   imf_status st = IMF_OK;
   int64_t nb = uhi - ulo;
   IMF_TRY(build_csr(ulo, uhi, train, foldin, &ptr, &idx), out);
-  if (foldin) {
+  if (foldin && !ease) { /* EASE's distributed scorer takes the rows of the CSR: no X */
     /* the block's own factor rows, with the folded-in users replaced */
     IMF_TRY(imf_alloc(&X, (size_t)(nb ? nb : 1) * (size_t)m->kw, sizeof *X), out);
     IMF_TRY(imf_alloc(&xb, (size_t)(nb ? nb : 1), sizeof *xb), out);
@@ -467,7 +523,7 @@ static imf_status score_split(MPI_Comm comm, const imf_model *m, int64_t ulo, in
   }
 out:
   st = imf_agree(comm, st);
-  if (st == IMF_OK) st = imf_eval_block(comm, m, ulo, uhi, X, xb, ptr, idx, test, o, res);
+  if (st == IMF_OK) st = eval_block(comm, m, ease, ulo, uhi, X, xb, ptr, idx, test, o, res);
   imf_free(&ptr);
   imf_free(&idx);
   imf_free(&X);
@@ -510,21 +566,23 @@ static imf_status run_split(MPI_Comm comm, const imf_config *cfg, const imf_data
                             const char *cutoffs, double lo, double hi, imf_metrics *res) {
   imf_ratings train = {0}, foldin = {0}, test = {0};
   imf_model *m = NULL;
+  imf_ease *ease = NULL;
   imf_status st = IMF_OK;
   double t0 = imf_wtime();
   IMF_TRY(imf_split(comm, d, sp, &train, &foldin, &test), out);
-  IMF_TRY(train_on(comm, cfg, &train, d->nusers, d->nitems, &m), out);
+  IMF_TRY(train_on(comm, cfg, &train, d->nusers, d->nitems, &m, &ease), out);
   imf_eval_opts o;
   st = opts_from(cfg, cutoffs, m, lo, hi, &o);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(score_split(comm, m, d->ulo, d->uhi, &train, sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL, &test,
-                      &o, res), out);
+  IMF_TRY(score_split(comm, m, ease, d->ulo, d->uhi, &train, sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL,
+                      &test, &o, res), out);
   res->seconds = imf_wtime() - t0;
 out:
   imf_ratings_free(&train);
   imf_ratings_free(&foldin);
   imf_ratings_free(&test);
   imf_model_destroy(&m);
+  imf_ease_destroy(&ease);
   return st;
 }
 
@@ -582,6 +640,7 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_CHECK(fold_path(pats[1], f, test, sizeof test));
   imf_dataset tr, te;
   imf_model *m = NULL;
+  imf_ease *ease = NULL;
   imf_status st = IMF_OK;
   double t0 = imf_wtime();
   memset(&te, 0, sizeof te);
@@ -592,15 +651,16 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_TRY(imf_dataset_relayout(comm, &tr, te.nusers, te.nitems), out);
   imf_eval_binarize(cfg, &tr);
   imf_eval_binarize(cfg, &te);
-  IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m), out);
+  IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m, &ease), out);
   /* test ratings of ids unseen in training stay (cold), rank with the model's rows only */
   imf_eval_opts o;
   st = opts_from(cfg, sp->cutoffs, m, imf_cfg_double(cfg, "clean.scale_min"), imf_cfg_double(cfg, "clean.scale_max"), &o);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(score_split(comm, m, tr.ulo, tr.uhi, &tr.r, NULL, &te.r, &o, res), out);
+  IMF_TRY(score_split(comm, m, ease, tr.ulo, tr.uhi, &tr.r, NULL, &te.r, &o, res), out);
   res->seconds = imf_wtime() - t0;
 out:
   imf_model_destroy(&m);
+  imf_ease_destroy(&ease);
   imf_dataset_free(&te);
   imf_dataset_free(&tr);
   return st;
@@ -616,6 +676,35 @@ static imf_status model_idmaps(const imf_ckpt_meta *meta, imf_idmap **u, imf_idm
 }
 
 /* Keep only ratings of users and items the model knows (a store may have grown since). */
+/* (local) The model's dense indices must mean what they mean in the store: its id lists are a
+ * prefix of the store's (an id `forget` removed is empty in the model). A store that only grew
+ * since training is fine (stale: the new users and items are left out); any other store holds
+ * other data, and scoring the model against it would pair wrong rows with wrong ratings. */
+static imf_status check_model_store(const char *model_dir, const char *store_dir, const imf_ckpt_meta *meta,
+                                    const imf_dataset *d, int64_t mnu, int64_t mni) {
+  const imf_idlist *l[2] = {&meta->users, &meta->items};
+  const imf_idmap *sm[2] = {d->users, d->items};
+  for (int s = 0; s < 2; s++) {
+    int64_t bad = l[s]->n > imf_idmap_size(sm[s]) ? imf_idmap_size(sm[s]) : -1;
+    for (int64_t j = 0; j < l[s]->n && bad < 0; j++) {
+      size_t len = 0, ml = (size_t)(l[s]->off[j + 1] - l[s]->off[j]);
+      const char *id = imf_idmap_get(sm[s], j, &len);
+      if (ml && (ml != len || memcmp(id, l[s]->blob + l[s]->off[j], len) != 0)) bad = j;
+    }
+    if (bad >= 0)
+      IMF_FAIL(IMF_ERR_INPUT,
+               "the model in %s was trained on other data than the store %s (their %s ids differ from "
+               "index %lld on; the model's store digest is %.12s...): give --data the store it was trained "
+               "on, or train a model on this one", model_dir, store_dir, s ? "item" : "user", (long long)bad,
+               meta->store_digest);
+  }
+  if (d->nusers > mnu || d->nitems > mni)
+    imf_warn("the store %s has users or items the model has not seen (%lld users, %lld items; the model "
+             "knows %lld, %lld): their ratings are left out (run update)", store_dir, (long long)d->nusers,
+             (long long)d->nitems, (long long)mnu, (long long)mni);
+  return IMF_OK;
+}
+
 static void restrict_to_model(imf_ratings *r, const imf_model *m) {
   int64_t w = 0;
   for (int64_t j = 0; j < r->n; j++) {
@@ -636,7 +725,7 @@ static const char *EVAL_KEYS[] = {"eval.k", "eval.relevance_threshold", "eval.bi
 /* The current version of a model directory with its configuration; the eval.* keys of the
  * command line win over the stored ones. */
 static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *dir, imf_model **m, imf_ckpt_meta *meta,
-                             imf_config *cfg) {
+                             imf_config *cfg, imf_ease **ease) {
   imf_modeldir *md = NULL;
   char path[4096];
   int64_t ver;
@@ -644,6 +733,16 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
   IMF_CHECK(imf_modeldir_open(comm, dir, 0, 0, 0, &md));
   IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
   IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
+  {
+    /* an EASE version scores with its B read block-cyclically (each rank its columns); one
+     * written before B was stored scores with its replicated Q */
+    imf_ckpt_info ci;
+    imf_status is = imf_checkpoint_info(path, &ci);
+    int has_b = is == IMF_OK && ci.ease_has_b;
+    if (is == IMF_OK) imf_ckpt_info_free(&ci);
+    IMF_TRY(imf_agree(comm, is), out);
+    if (has_b) IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, ease), out);
+  }
   if (meta->config && *meta->config) IMF_TRY(imf_config_load_string(cfg, meta->config, path), out);
   for (size_t j = 0; j < sizeof EVAL_KEYS / sizeof EVAL_KEYS[0]; j++) {
     const char *v;
@@ -663,6 +762,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
   imf_status st = IMF_OK;
   imf_config *cfg = NULL;
   imf_model *m = NULL;
+  imf_ease *ease = NULL; /* an EASE version's B on a 1 x P grid (distributed scoring) */
   imf_ckpt_meta meta;
   imf_dataset d, te;
   imf_idmap *mu = NULL, *mi = NULL;
@@ -683,13 +783,14 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     free(text);
     IMF_TRY(st, out);
   }
-  if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &m, &meta, cfg), out);
+  if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &m, &meta, cfg, &ease), out);
   imf_eval_opts o;
   if (!strcmp(proto, "test") || !strcmp(proto, "standing")) {
     if (!m || !sp->store)
       IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --model DIR and --data STORE "
                             "(the store supplies the training items excluded from the rankings)", proto), out);
     IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
+    IMF_TRY(check_model_store(sp->model, sp->store, &meta, &d, m->nusers, m->nitems), out);
     restrict_to_model(&d.r, m);
     IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &o), out);
     if (!strcmp(proto, "test")) {
@@ -697,7 +798,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
       IMF_TRY(model_idmaps(&meta, &mu, &mi), out);
       IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
       IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
-      IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
+      IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
     } else {
       /* The store's standing holdout (recorded at prepare), which train and update never train
        * on; a store without one falls back to the model's own validation carve-out. */
@@ -706,13 +807,17 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
       imf_store *hs = NULL;
       IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
       imf_store_holdout(hs, &frac, &hseed);
+      if (meta.store_digest[0] && strcmp(meta.store_digest, imf_store_digest(hs)) != 0)
+        imf_warn("the store %s has changed since the model was trained (it has seen %lld of %lld batches): "
+                 "the model is stale (run update)", sp->store, (long long)meta.batches_seen,
+                 (long long)imf_store_nbatches(hs));
       imf_store_close(&hs);
       if (!(frac > 0))
         IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "neither the store nor the model has a standing "
                               "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
       imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
       IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
-      IMF_TRY(score_split(comm, m, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
+      IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
     }
     rep->nfolds = 1;
     rep->fold[0].seconds = imf_wtime() - t0;
@@ -761,6 +866,7 @@ out:
   imf_idmap_destroy(&mi);
   imf_ckpt_meta_free(&meta);
   imf_model_destroy(&m);
+  imf_ease_destroy(&ease);
   imf_config_destroy(&cfg);
   return st;
 }

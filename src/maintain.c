@@ -4,8 +4,10 @@
  * switching versions is always the atomic CURRENT replace of modeldir.c. */
 #include "checkpoint.h"
 #include "config.h"
+#include "ease.h"
 #include "error.h"
 #include "idmap.h"
+#include "split.h"
 #include "log.h"
 #include "modeldir.h"
 #include "partition.h"
@@ -110,9 +112,10 @@ imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *st
       } else {
         fprintf(out, "%-3s %7lld %7lld %-8s %-10s %7lld ", v == cur ? "*" : "", (long long)v, (long long)r->parent,
                 r->strategy, r->decision, (long long)seen);
-        fnum(out, r->champion_rmse, "%9.5f");
+        /* an EASE update's figures are its ranking metric (named in the note), not RMSE */
+        fnum(out, r->metric[0] ? r->champion_score : r->champion_rmse, "%9.5f");
         fputc(' ', out);
-        fnum(out, r->challenger_rmse, "%10.5f");
+        fnum(out, r->metric[0] ? r->challenger_score : r->challenger_rmse, "%10.5f");
         fprintf(out, " %-14.14s ", created[0] ? created + 5 : "-");
         fnum(out, r->seconds, "%8.2f");
         fprintf(out, "  %s%s\n", r->drift ? "[drift] " : "", r->note);
@@ -168,7 +171,14 @@ imf_status imf_rollback(MPI_Comm comm, const char *model_dir, int64_t to, int br
   IMF_TRY(imf_registry_load(comm, model_dir, &recs, &nrec), done);
   IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
   char cpath[4400];
-  IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, from), done);
+  st = imf_modeldir_current(md, cpath, sizeof cpath, from);
+  if (st == IMF_ERR_INPUT && to > 0) { /* a dangling or garbled CURRENT: --to V is the repair */
+    imf_warn("%s; making version %lld current", imf_last_error(), (long long)to);
+    imf_err_clear();
+    st = IMF_OK;
+    *from = 0;
+  }
+  IMF_TRY(st, done);
   if (to <= 0) {
     to = parent_of(recs, nrec, vs, nv, *from);
     if (to <= 0)
@@ -237,6 +247,65 @@ done:
 
 /* ------------------------------------------------------------------------------ forget */
 
+/* EASE: user u's row leaves the version's Gram matrix — its outer product is subtracted exactly
+ * (imf_ease_add_delta with an empty new row) — then B is re-solved, Q refreshed and the row of
+ * X (= P) zeroed. A version written before the Gram matrix was stored gets one from its own X
+ * (the rows of P without u). *out: the state to store with the rewritten version. */
+static imf_status forget_ease(MPI_Comm comm, const char *vp, imf_model *m, int64_t u, imf_ease **out) {
+  imf_status st = IMF_OK;
+  imf_ease *e = NULL;
+  imf_ckpt_info info;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *out = NULL;
+  int64_t n = m->nitems;
+  float *row = m->P + (size_t)u * (size_t)m->kw;
+  imf_status ist = imf_checkpoint_info(vp, &info);
+  int has_gram = ist == IMF_OK && info.ease_has_gram;
+  if (ist == IMF_OK) imf_ckpt_info_free(&info);
+  IMF_CHECK(imf_agree(comm, ist));
+  if (has_gram) {
+    int64_t optr[2] = {0, 0}, nptr[2] = {0, 0};
+    int32_t *oidx = NULL;
+    st = imf_alloc(&oidx, (size_t)(n ? n : 1), sizeof *oidx);
+    for (int64_t i = 0; st == IMF_OK && i < n; i++)
+      if (row[i] != 0.0f) oidx[optr[1]++] = (int32_t)i;
+    if (imf_agree(comm, st) == IMF_OK) st = imf_checkpoint_read_ease(comm, vp, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e);
+    else st = IMF_ERR_NOMEM;
+    /* one row, on rank 0 (every rank holds the replicated model) */
+    if (st == IMF_OK) st = imf_ease_add_delta(e, rank == 0 ? 1 : 0, optr, oidx, nptr, oidx, NULL);
+    imf_free(&oidx);
+    memset(row, 0, (size_t)m->kw * sizeof(float));
+  } else {
+    memset(row, 0, (size_t)m->kw * sizeof(float));
+    imf_ratings x = {0};
+    int64_t lo, hi;
+    imf_user_range(comm, m->nusers, &lo, &hi);
+    for (int64_t v = lo; v < hi && st == IMF_OK; v++)
+      for (int64_t i = 0; i < n && st == IMF_OK; i++)
+        if (m->P[(size_t)v * (size_t)n + (size_t)i] != 0.0f) st = imf_ratings_push(&x, (int32_t)v, (int32_t)i, 1.0f, IMF_NO_TIME);
+    st = imf_agree(comm, st);
+    if (st == IMF_OK) st = imf_ease_create(comm, n, m->lambda, IMF_EASE_GRID_SQUARE, &e);
+    if (st == IMF_OK) st = imf_ease_add_ratings(e, &x);
+    imf_ratings_free(&x);
+  }
+  if (st == IMF_OK) st = imf_ease_solve(e, 1);
+  if (st == IMF_OK) st = imf_ease_fill_q(e, m);
+  if (st == IMF_OK) *out = e;
+  else imf_ease_destroy(&e);
+  return st;
+}
+
+
+/* Whether a version still holds user u: its id (forget empties it), or for a version without
+ * ids a nonzero row. */
+static int version_holds_user(const imf_model *m, const imf_ckpt_meta *meta, int64_t u) {
+  if (meta->users.n > u) return meta->users.off[u + 1] > meta->users.off[u];
+  for (int64_t c = 0; c < m->kw; c++)
+    if (m->P[(size_t)u * (size_t)m->kw + (size_t)c] != 0.0f) return 1;
+  return m->bu && m->bu[u] != 0.0f;
+}
+
 imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                       const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten) {
   (void)cfg;
@@ -259,14 +328,20 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
   IMF_TRY(imf_idmap_create(&items), done);
   IMF_TRY(imf_store_load_idmaps(s, users, items), done);
   int64_t u = imf_idmap_find(users, user_id, strlen(user_id));
-  if (u < 0 || imf_store_is_forgotten(s, u))
+  if (u < 0)
     IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+  /* A forget killed after its store tombstone (step 1) but before every version was rewritten:
+   * the rerun finishes the versions that still hold the user, with the user's ratings read past
+   * the tombstone. With no such version left, the user is not there any more (below). */
+  const int again = imf_store_is_forgotten(s, u);
   int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
   /* The items the user rated (from its own rows only: the user index locates them). */
   IMF_TRY(imf_alloc(&ti, (size_t)(ni ? ni : 1), 1), done);
   {
     imf_ratings mine = {0};
-    IMF_TRY(imf_store_read_ratings(s, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &mine), done);
+    IMF_TRY((again ? imf_store_read_ratings_unfiltered : imf_store_read_ratings)(s, rank == 0 ? u : 0,
+                                                                                 rank == 0 ? u + 1 : 0, &mine),
+            done);
     for (int64_t j = 0; j < mine.n; j++) ti[mine.item[j]] = 1;
     int64_t n = mine.n;
     imf_ratings_free(&mine);
@@ -290,27 +365,33 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_model *m = NULL;
     imf_ckpt_meta meta = {0};
     IMF_TRY(imf_checkpoint_read(comm, vp, &m, &meta), done);
-    if (u < m->nusers) {
-      memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
-      if (m->bu) m->bu[u] = 0;
-      if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
-      if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
-        st = imf_foldin_side(comm, part, m, 1, ti, NULL);
-      else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
-        imf_model *g = NULL;
-        st = imf_model_copy(m, &g);
-        if (st == IMF_OK) st = imf_model_grow(g, nu, ni);
-        st = imf_agree(comm, st);
-        if (st == IMF_OK) st = imf_foldin_side(comm, part, g, 1, ti, NULL);
-        if (st == IMF_OK) {
-          int k = m->kw;
-          for (int64_t i = 0; i < m->nitems; i++)
-            if (ti[i]) {
-              memcpy(m->Q + (size_t)i * (size_t)k, g->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
-              if (m->bi) m->bi[i] = g->bi[i];
-            }
+    imf_ease *es = NULL;
+    if (u < m->nusers && (!again || version_holds_user(m, &meta, u))) {
+      if (m->type == IMF_MODEL_EASE) { /* no factors to fold: the Gram matrix loses the row */
+        st = forget_ease(comm, vp, m, u, &es);
+        meta.ease = es;
+      } else {
+        memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
+        if (m->bu) m->bu[u] = 0;
+        if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
+        if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
+          st = imf_foldin_side(comm, part, m, 1, ti, NULL);
+        else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
+          imf_model *g = NULL;
+          st = imf_model_copy(m, &g);
+          if (st == IMF_OK) st = imf_model_grow(g, nu, ni);
+          st = imf_agree(comm, st);
+          if (st == IMF_OK) st = imf_foldin_side(comm, part, g, 1, ti, NULL);
+          if (st == IMF_OK) {
+            int k = m->kw;
+            for (int64_t i = 0; i < m->nitems; i++)
+              if (ti[i]) {
+                memcpy(m->Q + (size_t)i * (size_t)k, g->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
+                if (m->bi) m->bi[i] = g->bi[i];
+              }
+          }
+          imf_model_destroy(&g);
         }
-        imf_model_destroy(&g);
       }
       /* the id itself goes too: an empty id in the version's id list */
       if (st == IMF_OK && meta.users.n > u) {
@@ -323,10 +404,13 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
       if (st == IMF_OK) st = imf_checkpoint_write(comm, vp, m, &meta);
       if (st == IMF_OK) (*versions_rewritten)++;
     }
+    imf_ease_destroy(&es);
     imf_model_destroy(&m);
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);
   }
+  if (again && *versions_rewritten == 0)
+    IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
   {
     imf_registry_record rec;
     imf_registry_record_init(&rec);

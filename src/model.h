@@ -13,7 +13,8 @@
  *    separately so that a run can resume where it stopped.
  *  - EASE (ease.h): no biases, mu = 0, kw = k = nitems; P = the binarized user rows X, Q = B^T of
  *    the item-item weights B, so that P[u].Q[i] = (X B)[u,i]. Replicated nitems^2: small
- *    catalogues only. Not folded in or updated by sweeps (update and fold-in refuse it).
+ *    catalogues only. Not folded in or updated by sweeps: update changes its Gram matrix, which
+ *    the version stores next to it (ease.h, checkpoint.h), and re-solves.
  *
  * Arrays are row-major, 64-byte aligned (imf_alloc) and owned by the model.
  */

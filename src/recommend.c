@@ -28,6 +28,15 @@ imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char
   IMF_CHECK(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md));
   IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
   IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
+  if (r->m->type == IMF_MODEL_EASE) {
+    /* B read block-cyclically on a 1 x P grid: each rank its own columns */
+    imf_ckpt_info ci;
+    imf_status is = imf_checkpoint_info(path, &ci);
+    int has_b = is == IMF_OK && ci.ease_has_b;
+    if (is == IMF_OK) imf_ckpt_info_free(&ci);
+    IMF_TRY(imf_agree(comm, is), out);
+    if (has_b) IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &r->ease), out);
+  }
   if (r->meta.users.n != r->m->nusers || r->meta.items.n != r->m->nitems)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s carries no raw ids: cannot recommend by id", path), out);
   IMF_TRY(imf_idmap_create(&r->users), out);
@@ -42,6 +51,7 @@ out:
 
 void imf_recommender_close(imf_recommender *r) {
   imf_model_destroy(&r->m);
+  imf_ease_destroy(&r->ease);
   imf_ckpt_meta_free(&r->meta);
   imf_idmap_destroy(&r->users);
   imf_idmap_destroy(&r->items);
@@ -83,6 +93,22 @@ static imf_status read_range(imf_recommender *r, int64_t lo, int64_t hi, imf_rat
 out:
   imf_store_close(&s);
   return st;
+}
+
+/* EASE: the X rows (= P, binary) of users [lo, hi) as CSR (xp: hi - lo + 1 offsets; *xi malloc'd). */
+static imf_status ease_rows(const imf_model *m, int64_t lo, int64_t hi, int64_t *xp, int32_t **xi) {
+  int64_t n = m->nitems, nz = 0;
+  for (int64_t u = lo; u < hi; u++)
+    for (int64_t i = 0; i < n; i++) nz += m->P[(size_t)u * (size_t)n + (size_t)i] != 0.0f;
+  *xi = malloc((size_t)(nz ? nz : 1) * sizeof **xi);
+  if (!*xi) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  xp[0] = 0;
+  for (int64_t u = lo, w = 0; u < hi; u++) {
+    for (int64_t i = 0; i < n; i++)
+      if (m->P[(size_t)u * (size_t)n + (size_t)i] != 0.0f) (*xi)[w++] = (int32_t)i;
+    xp[u - lo + 1] = w;
+  }
+  return IMF_OK;
 }
 
 static imf_status popular(imf_recommender *r, int top, imf_rec_list *out) {
@@ -133,6 +159,20 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
   imf_status st = IMF_OK;
   /* rank 0 reads this one user's ratings; the others take part in the collective read */
   IMF_CHECK(read_range(r, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &rt));
+  if (r->ease) { /* EASE: rank 0's one row, scored by every rank on its columns of B */
+    int64_t xp[2] = {0, 0}, ep[2] = {0, rank == 0 ? rt.n : 0};
+    int32_t *xi = NULL;
+    int cnt = 0;
+    st = ease_rows(r->m, u, rank == 0 ? u + 1 : u, xp, &xi);
+    if (st == IMF_OK && rank == 0) st = list_alloc(out, top);
+    st = imf_agree(r->comm, st);
+    if (st == IMF_OK)
+      st = imf_ease_topk(r->ease, 1, rank == 0 ? 1 : 0, xp, xi, ep, rt.item, top, out->items, out->scores, &cnt);
+    out->n = cnt;
+    free(xi);
+    imf_ratings_free(&rt);
+    return st;
+  }
   if (rank == 0) {
     int64_t ptr[2] = {0, rt.n};
     const imf_model *m = r->m;
@@ -363,8 +403,21 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
   IMF_TRY(imf_alloc(&scores, (size_t)(n ? n : 1) * (size_t)top, sizeof *scores), out);
   IMF_TRY(imf_alloc(&count, (size_t)(n ? n : 1), sizeof *count), out);
   ts = imf_wtime();
-  imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr, rt.item};
-  IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
+  if (r->ease) { /* EASE: every rank's users, each rank scoring its columns of B for all of them */
+    int64_t *xp = NULL;
+    int32_t *xi = NULL;
+    st = imf_alloc(&xp, (size_t)n + 1, sizeof *xp);
+    if (st == IMF_OK) st = ease_rows(m, lo, hi, xp, &xi);
+    st = imf_agree(r->comm, st);
+    if (st == IMF_OK) st = imf_ease_topk(r->ease, 1, n, xp, xi, ptr, rt.item, top, items, scores, count);
+    imf_free(&xp);
+    free(xi);
+    IMF_TRY(st, out);
+  } else {
+    imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr,
+                        rt.item};
+    IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
+  }
   ts = imf_wtime() - ts;
 out:
   st = imf_agree(r->comm, st);

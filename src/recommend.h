@@ -2,7 +2,8 @@
  * raw id maps) plus the training items of the store it was trained on (so that what a user
  * already rated is never recommended), and the queries: one user's top N, top N for every user
  * written in parallel (CSV or HDF5, each rank writing its own users), scores of given items,
- * and the nearest items of an item (cosine in factor space). Scoring uses topk.h. */
+ * and the nearest items of an item (cosine in factor space). Scoring uses topk.h; an EASE
+ * version's top N uses its distributed B (ease.h, imf_ease_topk). */
 #ifndef IMF_RECOMMEND_H
 #define IMF_RECOMMEND_H
 #include "checkpoint.h"
@@ -15,6 +16,8 @@ typedef struct {
   imf_ckpt_meta meta;
   imf_idmap *users, *items; /* the model's raw ids */
   char store[4096];         /* "" when none: nothing is excluded */
+  imf_ease *ease;           /* EASE version with a stored B: B on a 1 x P grid, each rank its
+                               columns; --user and --all score with it (imf_ease_topk) */
 } imf_recommender;
 
 /* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */

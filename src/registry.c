@@ -18,6 +18,7 @@ void imf_registry_record_init(imf_registry_record *r) {
   memset(r, 0, sizeof *r);
   r->champion_rmse = r->challenger_rmse = r->newest_rmse = r->drift_baseline = NAN;
   r->seconds = NAN;
+  r->champion_score = r->challenger_score = NAN;
 }
 
 void imf_registry_path(const char *model_dir, char *path, size_t cap) {
@@ -51,6 +52,11 @@ void imf_registry_write_json(FILE *f, const imf_registry_record *r) {
   jstr(f, "created", r->created);
   jstr(f, "store", r->store);
   jstr(f, "note", r->note);
+  if (r->metric[0]) {
+    jstr(f, "metric", r->metric);
+    jnum(f, "champion_score", r->champion_score);
+    jnum(f, "challenger_score", r->challenger_score);
+  }
   fputc('}', f);
 }
 
@@ -87,9 +93,21 @@ static void jget_str(const char *line, const char *key, char *out, size_t cap) {
       case 't': c = '\t'; break;
       case 'r': c = '\r'; break;
       case 'u': {
+        /* up to 4 hex digits, never past the end of the line (sscanf("%4x") could stop
+         * early, and skipping 4 bytes then ran past the terminator) */
         unsigned x = 0;
-        if (sscanf(p + 1, "%4x", &x) == 1) p += 4;
-        c = (char)(x < 128 ? x : '?');
+        int k = 0;
+        for (; k < 4; k++) {
+          char h = p[1 + k];
+          unsigned d = h >= '0' && h <= '9'   ? (unsigned)(h - '0')
+                       : h >= 'a' && h <= 'f' ? (unsigned)(h - 'a' + 10)
+                       : h >= 'A' && h <= 'F' ? (unsigned)(h - 'A' + 10)
+                                              : 16u;
+          if (d > 15) break;
+          x = x * 16 + d;
+        }
+        p += k;
+        c = (char)(k == 4 && x < 128 ? x : '?');
         break;
       }
       default: c = *p;
@@ -123,6 +141,9 @@ static int parse_line(const char *line, imf_registry_record *r) {
   jget_str(line, "created", r->created, sizeof r->created);
   jget_str(line, "store", r->store, sizeof r->store);
   jget_str(line, "note", r->note, sizeof r->note);
+  jget_str(line, "metric", r->metric, sizeof r->metric);
+  r->champion_score = jget_num(line, "champion_score");
+  r->challenger_score = jget_num(line, "challenger_score");
   return 0;
 }
 

@@ -31,6 +31,9 @@ typedef struct {
   char created[32];      /* ISO-8601 UTC; filled on append when empty */
   char store[1024];      /* store directory (absolute) the version was built from */
   char note[1024];       /* escalations, reasons, pruned versions (free text) */
+  char metric[16];       /* "" (judged by RMSE), or the ranking metric an EASE update was
+                            judged by ("ndcg@10"; higher is better) */
+  double champion_score, challenger_score; /* that metric on the standing holdout (NaN: none) */
 } imf_registry_record;
 
 /* A record with every number NaN / 0 and strings empty. */

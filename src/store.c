@@ -167,6 +167,51 @@ static void batch_path(const imf_store *s, int64_t k, char *out, size_t cap, int
   snprintf(out, cap, "%s/batch-%06lld.h5%s", s->dir, (long long)k, tmp ? ".tmp" : "");
 }
 
+/* A string attribute of an open file ("" when absent or unreadable). */
+static void read_attr_text(hid_t f, const char *name, char *buf, size_t cap) {
+  buf[0] = '\0';
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  if (a >= 0) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, cap);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    if (H5Aread(a, t, buf) < 0) buf[0] = '\0';
+    buf[cap - 1] = '\0';
+    H5Tclose(t);
+    H5Aclose(a);
+  }
+  H5Eclear2(H5E_DEFAULT);
+}
+
+/* What a batch file claims to be: an incremf batch, of a format this reader knows, with the
+ * content digest the manifest names for it. One line saying what is wrong and what to do. */
+static imf_status batch_check(hid_t f, const char *path, const char *want_digest) {
+  char fmt[64], dig[80];
+  read_attr_text(f, "format", fmt, sizeof fmt);
+  if (strcmp(fmt, "incremf-batch") != 0)
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s is not an incremf batch file (an HDF5 file from another program?): the store is "
+             "damaged; restore that file from a backup or re-run prepare", path);
+  int64_t fv = 0;
+  hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+  if (a < 0 || H5Aread(a, H5T_NATIVE_INT64, &fv) < 0) fv = 0;
+  if (a >= 0) H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
+  if (fv > BATCH_FORMAT_VERSION)
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s was written by a newer incremf (batch format %lld; this one reads up to %d): "
+             "upgrade incremf", path, (long long)fv, BATCH_FORMAT_VERSION);
+  if (fv < 1)
+    IMF_FAIL(IMF_ERR_INPUT, "%s has no valid format_version: the store is damaged; restore that "
+             "file from a backup or re-run prepare", path);
+  read_attr_text(f, "content_digest", dig, sizeof dig);
+  if (strcmp(dig, want_digest) != 0)
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s does not match the manifest (content digest differs): the store is damaged; "
+             "restore that file from a backup or re-run prepare", path);
+  return IMF_OK;
+}
+
 /* Collective open of a batch file for reading, checking it is the batch the manifest names. */
 static imf_status batch_open(const imf_store *s, int64_t k, hid_t *fid) {
   char path[4200];
@@ -183,25 +228,14 @@ static imf_status batch_open(const imf_store *s, int64_t k, hid_t *fid) {
     if (!path_exists(path))
       IMF_FAIL(IMF_ERR_INPUT, "%s is missing: the store is damaged (restore it or re-run prepare)",
                path);
-    IMF_FAIL(IMF_ERR_INPUT, "%s: cannot open as HDF5: %s", path, imf_h5_last());
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): the store "
+             "is damaged; restore that file from a backup or re-run prepare", path);
   }
-  /* The content digest attribute ties the file to the manifest entry. */
-  char dig[80] = "";
-  hid_t a = H5Aopen(f, "content_digest", H5P_DEFAULT);
-  if (a >= 0) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, sizeof dig);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    if (H5Aread(a, t, dig) < 0) dig[0] = '\0';
-    H5Tclose(t);
-    H5Aclose(a);
-  }
-  H5Eclear2(H5E_DEFAULT);
-  if (strcmp(dig, s->m.b[k - 1].digest) != 0) {
+  /* The format and content digest attributes tie the file to the manifest entry. */
+  imf_status cst = batch_check(f, path, s->m.b[k - 1].digest);
+  if (cst != IMF_OK) {
     H5Fclose(f);
-    IMF_FAIL(IMF_ERR_INPUT,
-             "%s does not match the manifest (content digest differs): the store is damaged",
-             path);
+    return cst;
   }
   *fid = f;
   return IMF_OK;
@@ -635,6 +669,31 @@ out:
   return st;
 }
 
+/* (rank 0) 1 when dir/MANIFEST is a valid manifest that names no batch and no forgotten user:
+ * the empty store prepare commits before its first batch, left behind when that prepare was
+ * killed or failed (a full disk). prepare replaces it instead of refusing the directory. */
+static int manifest_names_no_batch(const char *dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/MANIFEST", dir);
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  char text[16384];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  int more = fgetc(f) != EOF;
+  fclose(f);
+  if (more) return 0; /* an empty store's manifest is a few hundred bytes */
+  text[n] = '\0';
+  manifest m;
+  if (manifest_parse(dir, text, n, &m) != IMF_OK) {
+    imf_err_clear();
+    return 0;
+  }
+  int empty = m.nbatches == 0 && m.nforgotten == 0;
+  free(m.b);
+  free(m.forgotten);
+  return empty;
+}
+
 /* Rank 0 writes the manifest; all ranks agree on the outcome. */
 static imf_status manifest_commit(imf_store *s, const manifest *m) {
   imf_status st = IMF_OK;
@@ -707,7 +766,7 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
                          s->dir, strerror(errno));
     else if (stat(s->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s exists and is not a directory", s->dir);
-    else if (path_exists(mp))
+    else if (path_exists(mp) && !manifest_names_no_batch(s->dir))
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                          "%s already holds an incremf store (MANIFEST exists): use append, or "
                          "choose a new directory", s->dir);
@@ -717,7 +776,10 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
   if (s->rank == 0 && path_exists(s->dir)) {
     char mp[4200];
     snprintf(mp, sizeof mp, "%s/MANIFEST", s->dir);
-    if (path_exists(mp)) /* created by a racing writer between our check and the lock */
+    if (path_exists(mp) && manifest_names_no_batch(s->dir))
+      imf_info("%s holds an empty store (a prepare that was killed or failed before its batch was "
+               "committed): replacing it", s->dir);
+    else if (path_exists(mp)) /* created by a racing writer between our check and the lock */
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                          "%s already holds an incremf store (MANIFEST exists)", s->dir);
   }
@@ -878,10 +940,18 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
     if (s->rank == 0) {
       /* One reader and a broadcast: the id lists are small next to the ratings, and this spares
        * the file system N identical reads. */
+      imf_h5_quiet();
       hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-      if (f < 0) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open: %s", path, imf_h5_reason());
-      else {
-        st = read_idlist(f, path, "user", &lu);
+      if (f < 0) {
+        imf_h5_reason();
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                           path_exists(path) ? "%s is not a readable HDF5 file (truncated or corrupt?): the "
+                                               "store is damaged; restore that file from a backup or re-run prepare"
+                                             : "%s is missing: the store is damaged (restore it or re-run prepare)",
+                           path);
+      } else {
+        st = batch_check(f, path, s->m.b[k - 1].digest);
+        if (st == IMF_OK) st = read_idlist(f, path, "user", &lu);
         if (st == IMF_OK) st = read_idlist(f, path, "item", &li);
         H5Fclose(f);
       }
@@ -970,6 +1040,23 @@ static imf_status user_rows(const batch_h *h, int64_t lo, int64_t hi, hid_t ind,
   return IMF_OK;
 }
 
+/* Rows read from batch k must name users of [ulo, uhi) and items that batch k knows: HDF5 does
+ * not checksum raw data, and a flipped bit must not reach the callers (who index arrays by
+ * user and item) as an index out of bounds. (local) */
+static imf_status check_rows(const imf_store *s, int64_t k, const imf_ratings *r, int64_t from,
+                             int64_t n, int64_t ulo, int64_t uhi, const char *path) {
+  const batch_meta *b = &s->m.b[k - 1];
+  if (uhi > b->users_after) uhi = b->users_after;
+  if (ulo < 0) ulo = 0;
+  for (int64_t j = from; j < from + n; j++)
+    if (r->user[j] < ulo || r->user[j] >= uhi || r->item[j] < 0 || r->item[j] >= b->items_after)
+      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: a rating names user %d and item %d, outside the "
+               "batch's %lld users and %lld items: restore that file from a backup or re-run "
+               "prepare", path, r->user[j], r->item[j], (long long)b->users_after,
+               (long long)b->items_after);
+  return IMF_OK;
+}
+
 typedef struct {
   const imf_ratings *r;
   const int32_t *tag;
@@ -1014,6 +1101,7 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
       rs[3] = read_range(h.time, H5T_NATIVE_INT64, r0, n, all.time + all.n, coll, path, "/ratings/time");
       for (int q = 3; q >= 0; q--)
         if (rs[q] != IMF_OK) st = rs[q];
+      if (st == IMF_OK) st = check_rows(s, k, &all, all.n, (int64_t)n, user_lo, user_hi, path);
       st = imf_agree(s->comm, st);
     }
     batch_h_close(&h);
@@ -1544,6 +1632,14 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   char tmp[4200], fin[4200];
   batch_path(s, k, tmp, sizeof tmp, 1);
   batch_path(s, k, fin, sizeof fin, 0);
+  if (s->rank == 0) { /* a full disk is refused before HDF5 starts (see imf_fs_need_space) */
+    const imf_idlist *u0 = &b->new_users, *i0 = &b->new_items;
+    double need = 20.0 * (double)total + 12.0 * (double)du_total + 16.0 * (double)(u0->n + i0->n) +
+                  (double)(u0->off ? u0->off[u0->n] : 0) + (double)(i0->off ? i0->off[i0->n] : 0) +
+                  65536.0 + 4096.0; /* HDF5 metadata; the manifest after it */
+    st = imf_fs_need_space(s->dir, tmp, need);
+  }
+  IMF_TRY(imf_agree(s->comm, st), out);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL);
   H5Pset_all_coll_metadata_ops(fapl, 1);
@@ -1716,6 +1812,7 @@ imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out) {
     rs[3] = read_range(h.time, H5T_NATIVE_INT64, r0, n, r.time, coll, path, "/ratings/time");
     for (int q = 3; q >= 0; q--)
       if (rs[q] != IMF_OK) st = rs[q];
+    if (st == IMF_OK) st = check_rows(s, k, &r, 0, (int64_t)n, 0, INT64_MAX, path);
     st = imf_agree(s->comm, st);
   }
   H5Pclose(coll);
@@ -1735,6 +1832,15 @@ imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out) {
   }
   *out = r;
   return IMF_OK;
+}
+
+imf_status imf_store_read_ratings_unfiltered(imf_store *s, int64_t user_lo, int64_t user_hi,
+                                             imf_ratings *out) {
+  int64_t nf = s->m.nforgotten;
+  s->m.nforgotten = 0; /* imf_store_is_forgotten finds nobody while the list is hidden */
+  imf_status st = imf_store_read_ratings(s, user_lo, user_hi, out);
+  s->m.nforgotten = nf;
+  return st;
 }
 
 imf_status imf_store_forget_user(imf_store *s, int64_t user) {

@@ -10,7 +10,9 @@
  * finishes bitwise identical to an uninterrupted run.
  *
  * model.type = ease is not swept: ease.c solves it in one step on a ScaLAPACK grid (no run
- * checkpoints, no stop points) and the version holds it in factor form (model.h). */
+ * checkpoints, no stop points) and the version holds it in factor form (model.h) plus its
+ * distributed state (the Gram matrix X^T X and B, written block-cyclically: update adds to the
+ * Gram matrix instead of rebuilding it). */
 #include "checkpoint.h"
 #include "config.h"
 #include "ease.h"
@@ -97,6 +99,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   imf_partition *part = NULL;
   imf_trainer *t = NULL;
   imf_model *saved = NULL, *em = NULL;
+  imf_ease *es = NULL; /* EASE: the distributed Gram matrix and B, stored with the version */
   imf_config *cfg = NULL;
   imf_ckpt_meta meta = {0}, rmeta = {0};
   FILE *log = NULL;
@@ -117,7 +120,19 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   IMF_MPI(MPI_Bcast(&have_ckpt, 1, MPI_INT, 0, comm));
   IMF_TRY(imf_config_create(&cfg), out);
   if (o->resume && have_ckpt) {
-    IMF_TRY(imf_checkpoint_read(comm, ckpt, &saved, &rmeta), out);
+    st = imf_checkpoint_read(comm, ckpt, &saved, &rmeta);
+    if (st == IMF_ERR_INPUT) { /* say what to do with a bad run checkpoint (not a version: no rollback) */
+      char why[1024];
+      snprintf(why, sizeof why, "%s", imf_last_error());
+      char *cut = strstr(why, " (restore an earlier"); /* advice for versions */
+      if (!cut) cut = strrchr(why, '(');                  /* else the " (file.c:line)" suffix */
+      if (cut && *cut == '(' && cut > why && cut[-1] == ' ') cut--;
+      if (cut) *cut = '\0';
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s; the run cannot resume from it: delete %s and train again without --resume",
+                         why, ckpt);
+    }
+    IMF_TRY(st, out);
     if (strcmp(rmeta.store_digest, imf_store_digest(s)) != 0 || rmeta.batches_seen != imf_store_nbatches(s))
       IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                             "%s was started on other data (store digest %.12s..., %lld batches; the store now has "
@@ -179,7 +194,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     double lambda = imf_cfg_double(cfg, "model.ease_lambda");
     imf_info("data: %lld users, %lld items, %lld training + %lld held-out ratings (read %.2f s); EASE, lambda %g",
              (long long)nu, (long long)ni, (long long)cnt[0], (long long)nholdout, t_read, lambda);
-    IMF_TRY(imf_ease_model(comm, &local, nu, ni, lambda, &em), out);
+    IMF_TRY(imf_ease_model(comm, &local, nu, ni, lambda, &em, &es), out);
     imf_ratings_free(&local);
     if (rank == 0) {
       log = fopen(imf_modeldir_log_path(md), "w");
@@ -261,6 +276,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   double tc = imf_wtime();
   imf_ckpt_meta_free(&meta);
   IMF_TRY(make_meta(cfg, s, users, items, "version", &meta), out);
+  meta.ease = es;
   {
     /* lineage: the version current before this one is its parent */
     char cur[4400];
@@ -308,6 +324,7 @@ out:
   imf_ratings_free(&local);
   imf_model_destroy(&saved);
   imf_model_destroy(&em);
+  imf_ease_destroy(&es);
   imf_idmap_destroy(&users);
   imf_idmap_destroy(&items);
   imf_config_destroy(&cfg);

@@ -17,7 +17,9 @@
 #include "update.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "ease.h"
 #include "error.h"
+#include "evaluate.h"
 #include "exchange.h"
 #include "idmap.h"
 #include "log.h"
@@ -323,6 +325,126 @@ static int parse_strategy(const char *s) {
   return !strcmp(s, "auto") ? 3 : -1;
 }
 
+/* ------------------------------------------------------------------------------ EASE */
+
+/* An EASE champion's challenger. The Gram matrix X^T X is a sufficient statistic: it is read
+ * from the champion's version file (each rank its own blocks, on this run's grid), grown to the
+ * store's items (new rows and columns 0; the ridge lambda I comes with the solve, so a new item
+ * gets lambda on its diagonal), and changed by exactly the difference of the rows that changed —
+ * every user of this rank's partition block whose training row (binarized, standing holdout
+ * excluded) differs from the champion's X row: new interactions add, a forgotten user's row
+ * subtracts, a superseded rating of a pair already present changes nothing. Then it is
+ * re-solved. The Gram matrix is never rebuilt from all data. Every update strategy means this
+ * for EASE (recorded as strategy "gram"). */
+static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partition *p, const imf_model *champ,
+                             imf_model **out, imf_ease **state, int64_t *changed, int64_t *entries) {
+  imf_status st = IMF_OK;
+  imf_ease *e = NULL;
+  imf_model *m = NULL;
+  int64_t *optr = NULL, *nptr = NULL;
+  int32_t *oidx = NULL, *nidx = NULL;
+  *out = NULL;
+  *state = NULL;
+  double t0 = imf_wtime();
+  const imf_csr *c = &p->by_user;
+  int64_t nu = p->nusers, ni = p->nitems, nloc = c->hi - c->lo, n0 = champ->nitems;
+  IMF_TRY(imf_checkpoint_read_ease(comm, cpath, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e), out);
+  IMF_TRY(imf_ease_grow(e, ni), out);
+  /* the changed rows of this rank's users: (old, new) as CSR */
+  int64_t no = 0;
+  for (int64_t r = 0; r < nloc; r++) {
+    int64_t u = c->lo + r;
+    if (u < champ->nusers)
+      for (int64_t i = 0; i < n0; i++) no += champ->P[(size_t)u * (size_t)n0 + (size_t)i] != 0.0f;
+  }
+  st = imf_alloc(&optr, (size_t)nloc + 1, sizeof *optr);
+  if (st == IMF_OK) st = imf_alloc(&nptr, (size_t)nloc + 1, sizeof *nptr);
+  if (st == IMF_OK) st = imf_alloc(&oidx, (size_t)(no ? no : 1), sizeof *oidx);
+  if (st == IMF_OK) st = imf_alloc(&nidx, (size_t)(c->nnz ? c->nnz : 1), sizeof *nidx);
+  IMF_TRY(imf_agree(comm, st), out);
+  int64_t nr = 0;
+  for (int64_t r = 0; r < nloc; r++) {
+    int64_t u = c->lo + r, o0 = optr[nr], w0 = nptr[nr], wo = o0, wn = w0;
+    if (u < champ->nusers)
+      for (int64_t i = 0; i < n0; i++)
+        if (champ->P[(size_t)u * (size_t)n0 + (size_t)i] != 0.0f) oidx[wo++] = (int32_t)i;
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++)
+      if (wn == w0 || nidx[wn - 1] != c->idx[j]) nidx[wn++] = c->idx[j];
+    int same = wo - o0 == wn - w0 && !memcmp(oidx + o0, nidx + w0, (size_t)(wo - o0) * sizeof *oidx);
+    if (same) continue; /* the slot is reused by the next row */
+    nr++;
+    optr[nr] = wo;
+    nptr[nr] = wn;
+  }
+  int64_t g = nr;
+  IMF_MPI(MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm));
+  IMF_TRY(imf_ease_add_delta(e, nr, optr, oidx, nptr, nidx, entries), out);
+  IMF_TRY(imf_ease_solve(e, 1), out);
+  /* the replicated model: P = the new X, Q = B^T */
+  st = imf_model_create(IMF_MODEL_EASE, (int)ni, nu, ni, 0, &m);
+  if (st == IMF_OK)
+    for (int64_t r = 0; r < nloc; r++)
+      for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) m->P[(size_t)(c->lo + r) * (size_t)ni + (size_t)c->idx[j]] = 1.0f;
+  IMF_TRY(imf_agree(comm, st), out);
+  {
+    const size_t tot = (size_t)nu * (size_t)ni, chunk = (size_t)1 << 26;
+    for (size_t o = 0; o < tot; o += chunk)
+      IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, m->P + o, (int)(tot - o < chunk ? tot - o : chunk), MPI_FLOAT, MPI_MAX, comm));
+  }
+  IMF_TRY(imf_ease_fill_q(e, m), out);
+  m->mu = 0;
+  m->lambda = champ->lambda;
+  m->seed = champ->seed;
+  m->iteration = champ->iteration + 1;
+  for (int64_t j = 0; j < champ->nhistory; j++) IMF_TRY(imf_model_push_history(m, &champ->history[j]), out);
+  imf_sweep_metrics h = {.iteration = m->iteration, .train_loss = NAN, .train_rmse = NAN, .val_rmse = NAN,
+                         .val_mae = NAN, .seconds = imf_wtime() - t0};
+  IMF_TRY(imf_model_push_history(m, &h), out);
+  *out = m;
+  m = NULL;
+  *state = e;
+  e = NULL;
+out:
+  imf_free(&optr);
+  imf_free(&nptr);
+  imf_free(&oidx);
+  imf_free(&nidx);
+  imf_model_destroy(&m);
+  imf_ease_destroy(&e);
+  return st;
+}
+
+/* Collective: NDCG@K (K: the first of the champion's eval.k) of model m on the standing holdout of
+ * the partition: each user's held-out items are the relevant ones, their training items are
+ * never ranked (EASE scores are preferences, not ratings: RMSE would not judge them). */
+static imf_status ease_holdout_ndcg(MPI_Comm comm, const imf_config *cfg, const imf_partition *p, const imf_model *m,
+                                    double *ndcg, char *metric, size_t cap) {
+  imf_eval_opts o;
+  memset(&o, 0, sizeof o);
+  int ks[IMF_MAX_CUTOFFS], nk = 0;
+  IMF_CHECK(imf_parse_cutoffs(imf_cfg_str(cfg, "eval.k"), ks, &nk));
+  o.nk = 1;
+  o.ks[0] = ks[0];
+  o.threshold = o.clip_lo = o.clip_hi = NAN;
+  o.rating_metrics = 0;
+  snprintf(metric, cap, "ndcg@%d", ks[0]);
+  const imf_csr *h = &p->holdout;
+  imf_ratings test = {0};
+  imf_status st = imf_ratings_reserve(&test, h->nnz + 1);
+  for (int64_t r = 0; st == IMF_OK && r < h->hi - h->lo; r++)
+    for (int64_t j = h->ptr[r]; j < h->ptr[r + 1]; j++)
+      st = imf_ratings_push(&test, (int32_t)(h->lo + r), h->idx[j], h->val[j], IMF_NO_TIME);
+  imf_metrics res;
+  if (imf_agree(comm, st) == IMF_OK)
+    st = imf_eval_block(comm, m, p->by_user.lo, p->by_user.hi, NULL, NULL, p->by_user.ptr, p->by_user.idx, &test, &o,
+                        &res);
+  else st = IMF_ERR_NOMEM;
+  imf_ratings_free(&test);
+  IMF_CHECK(st);
+  *ndcg = res.users_ranked > 0 ? res.rank[0].ndcg : NAN;
+  return IMF_OK;
+}
+
 /* ------------------------------------------------------------------------------ update */
 
 imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
@@ -331,6 +453,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   imf_modeldir *md = NULL;
   imf_store *s = NULL;
   imf_model *champ = NULL, *chall = NULL;
+  imf_ease *ease_state = NULL; /* EASE: the challenger's Gram matrix and B, stored with it */
   imf_ckpt_meta cmeta = {0}, meta = {0};
   imf_config *cfgc = NULL;
   imf_idmap *users = NULL, *items = NULL;
@@ -344,6 +467,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   memset(rep, 0, sizeof *rep);
   rep->champion_rmse = rep->challenger_rmse = rep->champion_new_rmse = rep->challenger_new_rmse = NAN;
   rep->newest_rmse = rep->drift_baseline = NAN;
+  rep->champion_score = rep->challenger_score = NAN;
   double t0 = imf_wtime();
 
   const char *req = o->strategy ? o->strategy : imf_cfg_str(cfg, "update.strategy");
@@ -357,21 +481,22 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   /* One writer: the model directory's lock for the whole update (append takes the store's). */
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
   {
-    /* EASE (ease.h) has no fold-in or warm sweeps: refuse before the store is touched. Errors
-     * here (no version yet, ...) are reported by the full read below. */
+    /* An EASE version must carry its Gram matrix (versions written before it was stored do
+     * not): refuse before the store is touched. Errors here (no version yet, ...) are reported
+     * by the full read below. */
     char cp[4400];
     int64_t v = 0;
     imf_ckpt_info ci;
     memset(&ci, 0, sizeof ci);
-    int is_ease = 0;
+    int no_gram = 0;
     if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK)
-      is_ease = ci.type == IMF_MODEL_EASE;
+      no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram;
     imf_ckpt_info_free(&ci);
     imf_err_clear();
-    if (is_ease)
+    if (no_gram)
       IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                            "%s holds an EASE model, which update cannot fold in or warm-start: retrain it with "
-                            "`incremf train --set model.type=ease`", model_dir), out);
+                            "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
+                            "retrain it once with `incremf train --set model.type=ease`", model_dir), out);
   }
   if (o->input) {
     imf_ingest_report irep;
@@ -383,6 +508,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   char cpath[4400];
   IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
   IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
+  const int is_ease = champ->type == IMF_MODEL_EASE;
   IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
   int64_t nb = imf_store_nbatches(s), seen = cmeta.batches_seen;
   rep->current = rep->parent;
@@ -434,7 +560,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     for (int64_t j = 0; j < one.n; j++) {
       int32_t u = one.user[j], i = one.item[j];
       tu[u] = ti[i] = 1;
-      if (u < champ->nusers && i < champ->nitems) {
+      if (u < champ->nusers && i < champ->nitems && !is_ease) { /* EASE scores are not ratings: no drift */
         double e = (double)one.value[j] - imf_model_predict(champ, u, i);
         sums[0] += e * e;
         sums[1] += 1;
@@ -458,7 +584,30 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
 
   /* Drift: the champion's error on the newest data against the history of that error. */
   IMF_TRY(imf_registry_load(comm, model_dir, &hist, &nhist), out);
-  {
+  if (is_ease) {
+    /* EASE: any strategy is "update the Gram matrix and re-solve"; judged by NDCG on the holdout */
+    double tb = imf_wtime();
+    int64_t changed = 0, entries = 0;
+    IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &changed, &entries), out);
+    rep->build_seconds = imf_wtime() - tb;
+    snprintf(rep->strategy, sizeof rep->strategy, "gram");
+    note_add(rep->note, sizeof rep->note,
+             "EASE: Gram matrix updated with the rows of %lld changed users (%lld entries) and re-solved "
+             "(requested %s: every strategy does this for EASE)", (long long)changed, (long long)entries, req);
+    IMF_TRY(ease_holdout_ndcg(comm, cfgc, part, champ, &rep->champion_score, rep->metric, sizeof rep->metric), out);
+    IMF_TRY(ease_holdout_ndcg(comm, cfgc, part, chall, &rep->challenger_score, rep->metric, sizeof rep->metric), out);
+    rep->eval_n = part->nnz_holdout;
+    const char *why = unfit(chall, chall->nhistory);
+    int worse = isfinite(rep->champion_score) && !(rep->challenger_score >= rep->champion_score * (1.0 - tol));
+    int promote = !why && !worse;
+    imf_info("gram challenger: holdout %s %.5f vs champion %.5f over %lld ratings (tolerance %g)%s%s", rep->metric,
+             rep->challenger_score, rep->champion_score, (long long)rep->eval_n, tol, why ? ": " : "", why ? why : "");
+    if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
+    else if (worse)
+      note_add(rep->note, sizeof rep->note, "%s %.5f worse than the champion's %.5f beyond the tolerance", rep->metric,
+               rep->challenger_score, rep->champion_score);
+    snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
+  } else {
     double acc = 0;
     int64_t used = 0, foldins = 0, counting = 1;
     for (int64_t j = nhist - 1; j >= 0; j--) {
@@ -534,8 +683,9 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
     snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
   }
-  /* The newest held-out ratings alone (reported; the decision used the whole holdout). */
-  {
+  /* The newest held-out ratings alone (reported; the decision used the whole holdout). EASE
+   * scores are not ratings: no RMSE. */
+  if (!is_ease) {
     double v[3] = {0, 0, (double)fresh.n};
     for (int64_t j = 0; j < fresh.n; j++) {
       double a = (double)fresh.value[j] - imf_model_predict(champ, fresh.user[j], fresh.item[j]);
@@ -555,6 +705,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   meta.config = cmeta.config ? strdup(cmeta.config) : NULL;
   snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
   meta.batches_seen = nb;
+  meta.ease = ease_state;
   IMF_TRY(imf_idmap_tail(users, 0, &meta.users), out);
   IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
   IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
@@ -581,6 +732,9 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     rec.seconds = imf_wtime() - t0;
     if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
     snprintf(rec.note, sizeof rec.note, "%s", rep->note);
+    snprintf(rec.metric, sizeof rec.metric, "%s", rep->metric);
+    rec.champion_score = rep->champion_score;
+    rec.challenger_score = rep->challenger_score;
     IMF_TRY(imf_registry_append(comm, model_dir, &rec), out);
   }
   kill_point("after-registry");
@@ -611,6 +765,7 @@ out:
   imf_ckpt_meta_free(&meta);
   imf_model_destroy(&champ);
   imf_model_destroy(&chall);
+  imf_ease_destroy(&ease_state);
   imf_store_close(&s);
   imf_modeldir_close(&md);
   return st;

@@ -1,7 +1,15 @@
 /* mpi_ease.c - EASE on ScaLAPACK (ease.h): the item-item matrix B computed on the block-cyclic
  * grid of P ranks (each rank contributing only its own users to G) matches a serial LAPACKE
  * computation on the full G (dpotrf + dpotri, same formula) to 1e-8 relative; repeated and
- * unsorted pairs count once; the replicated model form (P = X, Q = B^T) scores X B. Run by
+ * unsorted pairs count once; the replicated model form (P = X, Q = B^T) scores X B. Updates: a
+ * Gram matrix grown for new items and changed by the difference of changed rows (added and
+ * removed interactions, new users, a user emptied) equals X^T X of the new data bitwise, on the
+ * sparse and on the dense path, and its re-solve matches serial B. Checkpoints: the state
+ * written on 2 ranks (1 under np1) reads back bitwise on the world communicator (1, 2 or 3
+ * ranks) and on a single rank, in both grid shapes; a changed element fails its hash. Scoring:
+ * B redistributed to 1 x P (bitwise the same B) gives each user's top K of x_u B over the items
+ * they have not got — checked against serial scores — the same whether each rank passes its own
+ * users or all of them. Run by
  * CTest at 1, 2, 3 ranks (1x1, 1x2, 1x3 grids); by hand at 4 ranks for a 2x2 grid. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +20,11 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "ease.h"
 #include "split.h"
+#include "testutil.h"
+#include <hdf5.h>
 
 /* x[u * ni + i] = 1 with probability dens (a hash, so the same matrix on every rank) */
 static double *random_x(int64_t nu, int64_t ni, double dens, uint64_t seed) {
@@ -84,7 +95,7 @@ static void check_case(int64_t nu, int64_t ni, double dens, double lambda, int m
 
   /* the replicated model scores X B */
   imf_model *m = NULL;
-  assert_int_equal(imf_ease_model(MPI_COMM_WORLD, &r, nu, ni, lambda, &m), IMF_OK);
+  assert_int_equal(imf_ease_model(MPI_COMM_WORLD, &r, nu, ni, lambda, &m, NULL), IMF_OK);
   assert_int_equal(m->type, IMF_MODEL_EASE);
   assert_int_equal(m->kw, (int)ni);
   assert_false(m->with_bias);
@@ -126,10 +137,291 @@ static void test_bad_lambda(void **state) {
   assert_null(e);
 }
 
+/* ---- incremental Gram updates: exactly the Gram of all data ---- */
+
+/* The users' rows of a binary matrix as CSR (rows lo..hi-1; rows >= nu are empty). */
+static void rows_csr(const double *x, int64_t nu, int64_t ni, int64_t lo, int64_t hi, int64_t **ptr, int32_t **idx) {
+  *ptr = calloc((size_t)(hi - lo + 1), sizeof **ptr);
+  *idx = calloc((size_t)((hi - lo) * ni + 1), sizeof **idx);
+  int64_t w = 0;
+  for (int64_t u = lo; u < hi; u++) {
+    if (u < nu)
+      for (int64_t i = 0; i < ni; i++)
+        if (x[u * ni + i] != 0) (*idx)[w++] = (int32_t)i;
+    (*ptr)[u - lo + 1] = w;
+  }
+}
+
+/* Serial X^T X (column-major, no ridge). */
+static double *serial_gram(const double *x, int64_t nu, int64_t ni) {
+  double *g = calloc((size_t)(ni * ni), sizeof *g);
+  for (int64_t u = 0; u < nu; u++)
+    for (int64_t j = 0; j < ni; j++)
+      if (x[u * ni + j] != 0)
+        for (int64_t i = 0; i < ni; i++) g[j * ni + i] += x[u * ni + i];
+  return g;
+}
+
+/* old: nu0 x ni0; new: nu1 x ni1 where rows change by `mode`: 0 a few added and removed
+ * interactions (the sparse path), 1 every row replaced (the dense path). New users and items. */
+static void check_update(int64_t nu0, int64_t ni0, int64_t nu1, int64_t ni1, int mode) {
+  double *x0 = random_x(nu0, ni0, 0.1, 21), *x1 = calloc((size_t)(nu1 * ni1), sizeof *x1);
+  for (int64_t u = 0; u < nu1; u++)
+    for (int64_t i = 0; i < ni1; i++) {
+      double old = u < nu0 && i < ni0 ? x0[u * ni0 + i] : 0.0, h = imf_split_u01(99, u, i);
+      double v = mode ? (h < 0.12 ? 1.0 : 0.0) : old;
+      if (!mode && u % 3 == 0 && h < 0.02) v = 1.0 - v;          /* some rows gain and lose items */
+      if (!mode && (u >= nu0 || i >= ni0) && h < 0.05) v = 1.0;  /* new users, new items */
+      if (!mode && u == 7) v = 0.0;                                /* a forgotten user */
+      x1[u * ni1 + i] = v;
+    }
+  int64_t lo, hi;
+  imf_user_range(MPI_COMM_WORLD, nu1, &lo, &hi);
+  imf_ratings r0;
+  local_ratings(x0, ni0, lo < nu0 ? lo : nu0, hi < nu0 ? hi : nu0, 0, &r0);
+  imf_ease *e = NULL;
+  assert_int_equal(imf_ease_create(MPI_COMM_WORLD, ni0, 10.0, IMF_EASE_GRID_SQUARE, &e), IMF_OK);
+  assert_int_equal(imf_ease_add_ratings(e, &r0), IMF_OK);
+  assert_int_equal(imf_ease_grow(e, ni1), IMF_OK);
+  int64_t *optr, *nptr, entries = -1;
+  int32_t *oidx, *nidx;
+  rows_csr(x0, nu0, ni0, lo, hi, &optr, &oidx);
+  rows_csr(x1, nu1, ni1, lo, hi, &nptr, &nidx);
+  assert_int_equal(imf_ease_add_delta(e, hi - lo, optr, oidx, nptr, nidx, &entries), IMF_OK);
+  assert_true(entries > 0);
+  double *ref = serial_gram(x1, nu1, ni1), *got = calloc((size_t)(ni1 * ni1), sizeof *got);
+  assert_int_equal(imf_ease_gather_gram_cols(e, 0, ni1, got), IMF_OK);
+  for (int64_t j = 0; j < ni1 * ni1; j++) assert_true(got[j] == ref[j]); /* bitwise: integer sums */
+  /* and the same as a Gram built from the new data alone */
+  imf_ratings r1;
+  local_ratings(x1, ni1, lo, hi, 1, &r1);
+  imf_ease *f = NULL;
+  double *fresh = calloc((size_t)(ni1 * ni1), sizeof *fresh);
+  assert_int_equal(imf_ease_create(MPI_COMM_WORLD, ni1, 10.0, IMF_EASE_GRID_SQUARE, &f), IMF_OK);
+  assert_int_equal(imf_ease_add_ratings(f, &r1), IMF_OK);
+  assert_int_equal(imf_ease_gather_gram_cols(f, 0, ni1, fresh), IMF_OK);
+  assert_memory_equal(got, fresh, (size_t)(ni1 * ni1) * sizeof *got);
+  /* the re-solve (Gram kept) matches the serial B of the new data */
+  assert_int_equal(imf_ease_solve(e, 1), IMF_OK);
+  assert_non_null(imf_ease_gram(e));
+  double *bref = serial_b(x1, nu1, ni1, 10.0), *b = calloc((size_t)(ni1 * ni1), sizeof *b);
+  assert_int_equal(imf_ease_gather_cols(e, 0, ni1, b), IMF_OK);
+  double maxref = 0, maxdiff = 0;
+  for (int64_t j = 0; j < ni1 * ni1; j++) {
+    if (fabs(bref[j]) > maxref) maxref = fabs(bref[j]);
+    if (fabs(bref[j] - b[j]) > maxdiff) maxdiff = fabs(bref[j] - b[j]);
+  }
+  assert_true(maxdiff <= 1e-8 * maxref);
+  imf_ease_destroy(&e);
+  imf_ease_destroy(&f);
+  imf_ratings_free(&r0);
+  imf_ratings_free(&r1);
+  free(optr), free(oidx), free(nptr), free(nidx);
+  free(x0), free(x1), free(ref), free(got), free(fresh), free(bref), free(b);
+}
+
+static void test_update_sparse(void **state) {
+  (void)state;
+  check_update(200, 130, 230, 150, 0);
+}
+
+static void test_update_dense(void **state) {
+  (void)state;
+  check_update(120, 70, 120, 90, 1);
+}
+
+/* ---- the state in a checkpoint: written on 2 ranks (or 1), read on 1, 2 or 3 ---- */
+
+static void test_checkpoint_any_ranks(void **state) {
+  (void)state;
+  int rank, size;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const char *dir = tu_tmpdir("ease-ckpt");
+  char path[600];
+  snprintf(path, sizeof path, "%s/v.h5", dir);
+  const int64_t nu = 260, ni = 203; /* 4 blocks of 64, the last one short */
+  double *x = random_x(nu, ni, 0.1, 5);
+  double *gram = calloc((size_t)(ni * ni), sizeof *gram), *b = calloc((size_t)(ni * ni), sizeof *b);
+  MPI_Comm w;
+  int writers = size < 2 ? size : 2;
+  MPI_Comm_split(MPI_COMM_WORLD, rank < writers ? 0 : MPI_UNDEFINED, rank, &w);
+  if (w != MPI_COMM_NULL) {
+    int64_t lo, hi;
+    imf_user_range(w, nu, &lo, &hi);
+    imf_ratings r;
+    local_ratings(x, ni, lo, hi, 0, &r);
+    imf_model *m = NULL;
+    imf_ease *e = NULL;
+    assert_int_equal(imf_ease_model(w, &r, nu, ni, 25.0, &m, &e), IMF_OK);
+    assert_int_equal(imf_ease_gather_gram_cols(e, 0, ni, gram), IMF_OK);
+    assert_int_equal(imf_ease_gather_cols(e, 0, ni, b), IMF_OK);
+    imf_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.kind, sizeof meta.kind, "version");
+    meta.ease = e;
+    assert_int_equal(imf_checkpoint_write(w, path, m, &meta), IMF_OK);
+    imf_ease_destroy(&e);
+    imf_model_destroy(&m);
+    imf_ratings_free(&r);
+    MPI_Comm_free(&w);
+  }
+  MPI_Bcast(gram, (int)(ni * ni), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(b, (int)(ni * ni), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  /* the model reads (its digest covers the state's hashes) */
+  imf_model *m = NULL;
+  imf_ckpt_meta meta;
+  imf_ckpt_info info;
+  assert_int_equal(imf_checkpoint_read(MPI_COMM_WORLD, path, &m, &meta), IMF_OK);
+  assert_null(meta.ease);
+  imf_ckpt_meta_free(&meta);
+  imf_model_destroy(&m);
+  assert_int_equal(imf_checkpoint_info(path, &info), IMF_OK);
+  assert_int_equal(info.ease_items, ni);
+  assert_true(info.ease_has_gram && info.ease_has_b);
+  imf_ckpt_info_free(&info);
+  /* on every rank count and both grids, and on one rank alone: the same matrices, bitwise */
+  MPI_Comm one;
+  MPI_Comm_split(MPI_COMM_WORLD, rank, 0, &one);
+  MPI_Comm comms[2] = {MPI_COMM_WORLD, one};
+  double *got = calloc((size_t)(ni * ni), sizeof *got);
+  for (int c = 0; c < 2; c++)
+    for (int grid = 0; grid < 2; grid++) {
+      imf_ease *e = NULL;
+      assert_int_equal(imf_checkpoint_read_ease(comms[c], path, IMF_CKPT_EASE_GRAM | IMF_CKPT_EASE_B, grid, &e), IMF_OK);
+      int pr, pc;
+      imf_ease_grid(e, &pr, &pc);
+      int csize;
+      MPI_Comm_size(comms[c], &csize);
+      assert_int_equal(pr * pc, csize);
+      if (grid == IMF_EASE_GRID_COLUMNS) assert_int_equal(pr, 1);
+      assert_int_equal(imf_ease_gather_gram_cols(e, 0, ni, got), IMF_OK);
+      assert_memory_equal(got, gram, (size_t)(ni * ni) * sizeof *got);
+      assert_int_equal(imf_ease_gather_cols(e, 0, ni, got), IMF_OK);
+      assert_memory_equal(got, b, (size_t)(ni * ni) * sizeof *got);
+      imf_ease_destroy(&e);
+    }
+  /* B only: no Gram held */
+  imf_ease *e = NULL;
+  assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &e), IMF_OK);
+  assert_null(imf_ease_gram(e));
+  imf_ease_destroy(&e);
+  MPI_Comm_free(&one);
+  MPI_Barrier(MPI_COMM_WORLD);
+  /* a flipped element of the stored Gram is caught by its hash */
+  if (rank == 0) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/ease/gram", H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d);
+    hsize_t at[2] = {5, 9}, one1[2] = {1, 1};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, at, NULL, one1, NULL);
+    hid_t ms = H5Screate_simple(2, one1, NULL);
+    double v = 12345.0;
+    H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, &v);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(d), H5Fclose(f);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e),
+                   IMF_ERR_INPUT);
+  assert_null(e);
+  free(x), free(gram), free(b), free(got);
+}
+
+/* ---- distributed scoring: each rank its columns of B, a top-K merge ---- */
+
+static void test_topk_distributed(void **state) {
+  (void)state;
+  const int64_t nu = 150, ni = 203;
+  const int K = 10;
+  int rank, size;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  double *x = random_x(nu, ni, 0.08, 31), *ref = serial_b(x, nu, ni, 20.0);
+  int64_t lo, hi;
+  imf_user_range(MPI_COMM_WORLD, nu, &lo, &hi);
+  imf_ratings r;
+  local_ratings(x, ni, lo, hi, 0, &r);
+  imf_ease *e = NULL, *c = NULL;
+  assert_int_equal(imf_ease_fit(MPI_COMM_WORLD, &r, ni, 20.0, &e), IMF_OK);
+  assert_int_equal(imf_ease_to_columns(e, &c), IMF_OK);
+  int pr, pc;
+  imf_ease_grid(c, &pr, &pc);
+  assert_int_equal(pr, 1);
+  assert_int_equal(pc, size);
+  /* B after the redistribution is B */
+  double *b1 = calloc((size_t)(ni * ni), sizeof *b1), *b2 = calloc((size_t)(ni * ni), sizeof *b2);
+  assert_int_equal(imf_ease_gather_cols(e, 0, ni, b1), IMF_OK);
+  assert_int_equal(imf_ease_gather_cols(c, 0, ni, b2), IMF_OK);
+  assert_memory_equal(b1, b2, (size_t)(ni * ni) * sizeof *b1);
+  int64_t *ptr, *aptr;
+  int32_t *idx, *aidx;
+  rows_csr(x, nu, ni, lo, hi, &ptr, &idx);
+  rows_csr(x, nu, ni, 0, nu, &aptr, &aidx);
+  int64_t mine = hi - lo;
+  int32_t *it = calloc((size_t)((mine ? mine : 1) * K), sizeof *it), *ait = calloc((size_t)(nu * K), sizeof *ait);
+  float *sc = calloc((size_t)((mine ? mine : 1) * K), sizeof *sc), *asc = calloc((size_t)(nu * K), sizeof *asc);
+  int *cn = calloc((size_t)(mine ? mine : 1), sizeof *cn), *acn = calloc((size_t)nu, sizeof *acn);
+  /* own rows (own = 1), and every user on every rank (own = 0): the same answers, bitwise */
+  assert_int_equal(imf_ease_topk(c, 1, mine, ptr, idx, ptr, idx, K, it, sc, cn), IMF_OK);
+  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, aptr, aidx, K, ait, asc, acn), IMF_OK);
+  assert_memory_equal(it, ait + lo * K, (size_t)(mine * K) * sizeof *it);
+  assert_memory_equal(sc, asc + lo * K, (size_t)(mine * K) * sizeof *sc);
+  double *s = calloc((size_t)ni, sizeof *s);
+  for (int64_t u = 0; u < nu; u++) {
+    /* the serial scores; the K-th best among the items the user has not got */
+    int nfree = 0;
+    for (int64_t j = 0; j < ni; j++) {
+      s[j] = 0;
+      for (int64_t i = 0; i < ni; i++) s[j] += x[u * ni + i] * ref[j * ni + i];
+      nfree += x[u * ni + j] == 0;
+    }
+    int want = nfree < K ? nfree : K;
+    assert_int_equal(acn[u], want);
+    double kth = INFINITY;
+    {
+      double *v = calloc((size_t)ni, sizeof *v);
+      int nv = 0;
+      for (int64_t j = 0; j < ni; j++)
+        if (x[u * ni + j] == 0) v[nv++] = s[j];
+      for (int a = 0; a < want; a++) { /* selection of the want-th largest */
+        int best = a;
+        for (int q = a + 1; q < nv; q++)
+          if (v[q] > v[best]) best = q;
+        double tmp = v[a];
+        v[a] = v[best];
+        v[best] = tmp;
+      }
+      kth = want > 0 ? v[want - 1] : INFINITY;
+      free(v);
+    }
+    for (int j = 0; j < want; j++) {
+      int32_t item = ait[u * K + j];
+      assert_true(item >= 0 && item < ni);
+      assert_true(x[u * ni + item] == 0); /* never an item the user has */
+      for (int q = 0; q < j; q++) assert_true(ait[u * K + q] != item);
+      if (j > 0) assert_true(asc[u * K + j] <= asc[u * K + j - 1]);
+      assert_true(fabs(asc[u * K + j] - s[item]) <= 1e-5 * (1 + fabs(s[item])));
+      assert_true(s[item] >= kth - 1e-9 * (1 + fabs(kth))); /* a true top-K item (up to ties) */
+    }
+    for (int j = want; j < K; j++) assert_int_equal(ait[u * K + j], -1);
+  }
+  /* no exclusions: the user's own items may come back */
+  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, NULL, NULL, K, ait, asc, acn), IMF_OK);
+  for (int64_t u = 0; u < nu; u++) assert_int_equal(acn[u], K);
+  imf_ease_destroy(&e);
+  imf_ease_destroy(&c);
+  imf_ratings_free(&r);
+  free(x), free(ref), free(b1), free(b2), free(ptr), free(idx), free(aptr), free(aidx);
+  free(it), free(ait), free(sc), free(asc), free(cn), free(acn), free(s);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_serial), cmocka_unit_test(test_several_blocks),
-                                     cmocka_unit_test(test_repeated_unsorted), cmocka_unit_test(test_bad_lambda)};
+                                     cmocka_unit_test(test_repeated_unsorted), cmocka_unit_test(test_bad_lambda),
+                                     cmocka_unit_test(test_update_sparse), cmocka_unit_test(test_update_dense),
+                                     cmocka_unit_test(test_checkpoint_any_ranks),
+                                     cmocka_unit_test(test_topk_distributed)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();
   return rc;

@@ -53,6 +53,9 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
     if (in->type == IMF_MODEL_BPMF)
       printf(",\"nsamples\":%lld,\"chain_sweeps\":%lld", (long long)in->nsamples,
              (long long)in->chain_sweeps);
+    if (in->type == IMF_MODEL_EASE) /* the distributed state stored with it (docs/FORMAT.md) */
+      printf(",\"ease_items\":%lld,\"ease_gram\":%s,\"ease_b\":%s", (long long)in->ease_items,
+             in->ease_has_gram ? "true" : "false", in->ease_has_b ? "true" : "false");
     printf(",\"store_digest\":\"%s\",\"batches_seen\":%lld,\"checkpoint_kind\":\"%s\","
            "\"openblas_core\":",
            in->store_digest, (long long)in->batches_seen, in->kind);
@@ -79,6 +82,10 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
          (long long)in->nhistory);
   printf("  store      %s (%lld batches seen)\n", in->store_digest[0] ? in->store_digest : "(none)",
          (long long)in->batches_seen);
+  if (in->type == IMF_MODEL_EASE)
+    printf("  ease       %s\n", in->ease_items > 0 ? (in->ease_has_b ? "Gram matrix and B stored (block-cyclic)"
+                                                                      : "Gram matrix stored (block-cyclic)")
+                                                    : "no stored Gram matrix (update refuses it: retrain)");
   printf("  openblas   %s\n  created    %s by incremf %s\n  digest     %s\n", in->openblas_core,
          in->created, in->incremf_version, in->content_sha256);
   /* the model section only: the full configuration is in --json ("config") */

@@ -15,6 +15,9 @@ const char IMF_USAGE_UPDATE[] =
     "                retrain: from scratch with the champion's configuration; auto (default,\n"
     "                update.strategy): fold-in, escalating to warm, then retrain, when the new data\n"
     "                exceeds update.auto_share, drift is detected, or the challenger is worse\n"
+    "EASE models: every strategy updates the stored Gram matrix X^T X with the changed users' rows\n"
+    "                and re-solves (recorded as strategy \"gram\"); judged by NDCG@K (K: the first\n"
+    "                eval.k) on the standing holdout instead of RMSE.\n"
     "The challenger is judged with the champion on the store's standing holdout; it becomes the\n"
     "current version only if its RMSE is within update.tolerance of the champion's (and its factors\n"
     "are finite, its loss not diverging). Otherwise it is kept as a rejected version and the\n"
@@ -57,6 +60,11 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
       jnum("challenger_new_rmse", r.challenger_new_rmse);
       jnum("newest_rmse", r.newest_rmse);
       jnum("drift_baseline", r.drift_baseline);
+      if (r.metric[0]) {
+        printf(",\"metric\":\"%s\"", r.metric);
+        jnum("champion_score", r.champion_score);
+        jnum("challenger_score", r.challenger_score);
+      }
       printf(",\"drift\":%s,\"eval_n\":%lld,\"eval_new_n\":%lld,\"seconds\":%.4f,\"build_seconds\":%.4f,\"note\":",
              r.drift ? "true" : "false", (long long)r.eval_n, (long long)r.eval_new_n, r.seconds, r.build_seconds);
       imf_json_string(stdout, r.note);
@@ -64,6 +72,11 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
     } else if (!strcmp(r.decision, "up-to-date")) {
       printf("update: up to date (version %lld has seen all %lld batches)\n", (long long)r.current,
              (long long)r.batches_seen);
+    } else if (r.metric[0]) {
+      printf("update: %s %s challenger version %lld (parent %lld): holdout %s %.5f vs champion %.5f; current is "
+             "version %lld%s%s\n",
+             r.decision, r.strategy, (long long)r.version, (long long)r.parent, r.metric, r.challenger_score,
+             r.champion_score, (long long)r.current, r.note[0] ? "; " : "", r.note);
     } else {
       printf("update: %s %s challenger version %lld (parent %lld): holdout RMSE %.5f vs champion %.5f; current is "
              "version %lld%s%s\n",
