@@ -7,6 +7,7 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 imf_status imf_fsync_path(const char *path, int is_dir) {
@@ -19,6 +20,17 @@ imf_status imf_fsync_path(const char *path, int is_dir) {
   }
   close(fd);
   return IMF_OK;
+}
+
+imf_status imf_fs_need_space(const char *dir, const char *file, double need) {
+  struct statvfs v;
+  if (statvfs(dir, &v) != 0) return IMF_OK; /* cannot tell: let the write report it */
+  /* root may use the blocks reserved for it */
+  double avail = (double)(geteuid() == 0 ? v.f_bfree : v.f_bavail) * (double)v.f_frsize;
+  if (avail >= need) return IMF_OK;
+  IMF_FAIL(IMF_ERR_RUNTIME,
+           "not enough space to write %s: about %.0f kB needed, %.0f kB free on the file system "
+           "of %s (free some space, then rerun)", file, need / 1e3, avail / 1e3, dir);
 }
 
 void imf_parent_dir(const char *path, char *out, size_t cap) {

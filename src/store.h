@@ -76,6 +76,10 @@ int64_t imf_store_batch_rows(const imf_store *s, int64_t k);
 imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out);
 /* (local) 1 when `forget` removed this user index. */
 int imf_store_is_forgotten(const imf_store *s, int64_t user);
+/* imf_store_read_ratings with forgotten users' ratings kept: the rerun of a `forget` that was
+ * killed after its tombstone needs the items that user had rated. */
+imf_status imf_store_read_ratings_unfiltered(imf_store *s, int64_t user_lo, int64_t user_hi,
+                                             imf_ratings *out);
 /* Right to be forgotten: record user index `user` in the manifest's `forgotten` tombstone
  * (atomic manifest replace; batch files are not rewritten) so that every read drops its
  * ratings. Needs IMF_STORE_WRITE. The store digest changes. */
