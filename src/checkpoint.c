@@ -619,7 +619,8 @@ static imf_status header_read(const char *path, header *h) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
     imf_h5_reason();
-    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): restore it from "
+             "a copy, or give a file written by incremf train or update", path);
   }
   imf_status st = IMF_OK;
   char *s = NULL;
@@ -760,6 +761,19 @@ static imf_status header_read(const char *path, header *h) {
   if (in->ease_items < 0 || (in->ease_items > 0 && (in->type != IMF_MODEL_EASE || in->ease_items != in->nitems ||
                                                     !in->ease_has_gram)))
     st = CORRUPT(path, "its EASE attributes do not match the model");
+  /* Everything a reader allocates from these numbers is stored in the file, uncompressed
+   * (contiguous datasets, every element written): a header that promises more than the file
+   * holds is corrupt, and must not make the reader allocate (and zero) gigabytes for a file of
+   * a few kilobytes. */
+  if (st == IMF_OK) {
+    double rows = (double)in->nusers + (double)in->nitems, k = in->k;
+    double need = rows * in->kw * 4.0 + (in->with_bias ? rows * 4.0 : 0.0) +
+                  (in->has_chain ? rows * k * 4.0 + 16.0 * k * (1.0 + k) : 0.0) +
+                  8.0 * NHIST * (double)in->nhistory + (double)h->ublob + (double)h->iblob +
+                  8.0 * ((double)in->nuser_ids + (double)in->nitem_ids);
+    if (need > (double)sb.st_size)
+      st = CORRUPT(path, "its attributes promise more data than the file holds");
+  }
 out:
   free(s);
   if (st != IMF_OK) {

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,9 @@ static const key_def KEYS[] = {
     {"update.drift_threshold", T_DOUBLE, "0.1", NULL,
      "drift: the champion's RMSE on the newest batch exceeds the mean of its history by this share"},
     {"update.drift_window", T_INT, "5", NULL, "drift: number of earlier updates averaged into the history"},
+    {"update.foldin_read", T_ENUM, "touched", "touched|full",
+     "fold-in reads only the touched users' and items' histories through the store's indexes "
+     "(touched), or the whole store (full: the reference path)"},
     /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
     {"eval.relevance_threshold", T_DOUBLE_OR_NONE, "4", NULL,
@@ -187,15 +191,51 @@ static int enum_ok(const char *choices, const char *v) {
   return 0;
 }
 
+/* Longest value: imf_config_dump writes "name = value" lines that checkpoints store and
+ * `train --resume`, `update`, `evaluate` and `tune` load back with libinih, whose lines end at
+ * INI_MAX_LINE (200) bytes; the longest name is 19 bytes. */
+#define IMF_CFG_MAX_VALUE 160
+
 static imf_status check_value(int i, const char *v, const char *origin) {
   const key_def *k = &KEYS[i];
   int64_t iv;
   double dv;
   int bv;
+  /* Only values that read back unchanged from the dumped INI text: not too long, no control
+   * characters (a newline would inject lines), no " ;" (libinih starts a comment there). */
+  size_t vn = strlen(v);
+  if (vn > IMF_CFG_MAX_VALUE)
+    IMF_FAIL(IMF_ERR_USAGE, "%s: %s: value of %zu bytes is too long (at most %d)", origin, k->key, vn,
+             IMF_CFG_MAX_VALUE);
+  for (size_t j = 0; j < vn; j++)
+    if ((unsigned char)v[j] < 0x20 || v[j] == 0x7f)
+      IMF_FAIL(IMF_ERR_USAGE, "%s: %s: the value holds a control character (byte 0x%02x)", origin, k->key,
+               (unsigned char)v[j]);
+  if (strstr(v, " ;"))
+    IMF_FAIL(IMF_ERR_USAGE, "%s: %s: ' ;' is not allowed in a value (it starts a comment in INI files), got '%s'",
+             origin, k->key, v);
   switch (k->type) {
   case T_INT:
     if (!parse_i64(v, &iv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be an integer, got '%s'", origin, k->key, v);
     if (iv < 0) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must not be negative, got '%s'", origin, k->key, v);
+    { /* the documented limits of the keys that size buffers or shapes (README: Limits), and
+       * the keys read into an int, which must not wrap */
+      static const struct {
+        const char *key;
+        int64_t lo, hi;
+      } range[] = {{"input.max_line_length", 1, 1 << 30}, {"input.max_id_length", 1, 65536}, {"model.k", 1, 4096},
+                   {"input.user_col", 0, INT32_MAX},       {"input.item_col", 0, INT32_MAX},
+                   {"input.rating_col", 0, INT32_MAX},     {"input.time_col", 0, INT32_MAX},
+                   {"model.cg_steps", 0, INT32_MAX},       {"synth.rank", 0, INT32_MAX},
+                   {"eval.folds", 0, INT32_MAX},           {"tune.folds", 0, INT32_MAX},
+                   {"tune.groups", 0, INT32_MAX},          {"recommend.top", 0, INT32_MAX},
+                   /* BPMF keeps kw = k * (samples + 1) floats per row, an int: 4096 * 524287 < 2^31 */
+                   {"model.samples", 0, INT32_MAX / 4096 - 1}};
+      for (size_t r = 0; r < sizeof range / sizeof range[0]; r++)
+        if (!strcmp(k->key, range[r].key) && (iv < range[r].lo || iv > range[r].hi))
+          IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be in [%lld, %lld], got '%s'", origin, k->key,
+                   (long long)range[r].lo, (long long)range[r].hi, v);
+    }
     break;
   case T_DOUBLE:
     if (!parse_dbl(v, &dv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be a finite number, got '%s'", origin, k->key, v);
@@ -308,7 +348,13 @@ imf_status imf_config_set(imf_config *cfg, const char *assignment) {
   while (n > 0 && isspace((unsigned char)key[n - 1])) key[--n] = '\0';
   const char *v = eq + 1;
   while (isspace((unsigned char)*v)) v++;
-  return set_value(cfg, key, v, "--set");
+  size_t vn = strlen(v);
+  while (vn > 0 && isspace((unsigned char)v[vn - 1])) vn--;
+  char val[IMF_CFG_MAX_VALUE + 2];
+  if (vn > IMF_CFG_MAX_VALUE) vn = IMF_CFG_MAX_VALUE + 1; /* check_value reports it */
+  memcpy(val, v, vn);
+  val[vn] = '\0';
+  return set_value(cfg, key, val, "--set");
 }
 
 static imf_status lookup(const imf_config *cfg, const char *key, int *idx) {
@@ -393,6 +439,10 @@ char *imf_config_dump(const imf_config *cfg) {
       n = snprintf(line, sizeof line, "%s[%s]\n", len ? "\n" : "", section);
     }
     n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
+    if (n >= (int)sizeof line) { /* snprintf truncated (values are checked to fit: not reached) */
+      free(out);
+      return NULL;
+    }
     if (len + (size_t)n + 1 > cap) {
       while (len + (size_t)n + 1 > cap) cap *= 2;
       char *p = realloc(out, cap);

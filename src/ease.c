@@ -31,6 +31,7 @@ void Cfree_blacs_system_handle(int handle);
 void Cblacs_gridinit(int *context, const char *order, int nprow, int npcol);
 void Cblacs_gridinfo(int context, int *nprow, int *npcol, int *myrow, int *mycol);
 void Cblacs_gridexit(int context);
+void Cblacs_freebuff(int context, int wait);
 /* ScaLAPACK tools and drivers (Fortran) */
 int numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
 void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb, const int *irsrc,
@@ -141,8 +142,14 @@ void imf_ease_destroy(imf_ease **pe) {
   free(e->grid_of_rank);
   free(e->rank_at);
   /* Only the grid is released: Cblacs_exit would tear BLACS down for the rest of the process
-   * (and with 0 also MPI). The system handle is freed after its grid. */
-  if (e->ctx >= 0) Cblacs_gridexit(e->ctx);
+   * (and with 0 also MPI). The system handle is freed after its grid. Cblacs_freebuff(, 1)
+   * first completes BLACS's outstanding asynchronous sends (every one is matched by then: the
+   * ScaLAPACK calls returned on every rank) and frees its buffers; a pending send request
+   * would keep the grid's communicator alive past Cblacs_gridexit, a leak per grid. */
+  if (e->ctx >= 0) {
+    Cblacs_freebuff(e->ctx, 1);
+    Cblacs_gridexit(e->ctx);
+  }
   if (e->handle >= 0) Cfree_blacs_system_handle(e->handle);
   free(e);
   *pe = NULL;

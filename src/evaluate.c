@@ -153,6 +153,7 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
   for (int a = 0; a < o->nk; a++) sums[a].k = o->ks[a];
   double acc[4] = {0, 0, 0, 0}; /* se, ae, n, cold */
   int64_t ucount[2] = {0, 0};   /* ranked, cold */
+  int64_t nusers_eval = 0, nrel_all = 0; /* before the first goto: `out` reads nusers_eval */
   size_t nt = (size_t)(test->n ? test->n : 1);
   IMF_TRY(imf_alloc(&perm, nt, sizeof *perm), out);
   IMF_TRY(imf_alloc(&rel, nt, sizeof *rel), out);
@@ -165,7 +166,6 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
   qsort_r(perm, (size_t)test->n, sizeof *perm, cmp_by_user_item, (void *)test);
 
   /* Rating metrics, and the relevant items of each user (sorted, as the metrics want). */
-  int64_t nusers_eval = 0, nrel_all = 0;
   for (int64_t a = 0; a < test->n;) {
     int64_t u = test->user[perm[a]], b = a;
     if (u < ulo || u >= uhi) {

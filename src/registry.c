@@ -19,6 +19,7 @@ void imf_registry_record_init(imf_registry_record *r) {
   r->champion_rmse = r->challenger_rmse = r->newest_rmse = r->drift_baseline = NAN;
   r->seconds = NAN;
   r->champion_score = r->challenger_score = NAN;
+  r->holdout_sse = NAN;
 }
 
 void imf_registry_path(const char *model_dir, char *path, size_t cap) {
@@ -57,6 +58,9 @@ void imf_registry_write_json(FILE *f, const imf_registry_record *r) {
     jnum(f, "champion_score", r->champion_score);
     jnum(f, "challenger_score", r->challenger_score);
   }
+  if (isfinite(r->holdout_sse))
+    fprintf(f, ",\"holdout_sse\":%.17g,\"holdout_n\":%lld,\"holdout_forgotten\":%lld", r->holdout_sse,
+            (long long)r->holdout_n, (long long)r->holdout_forgotten);
   fputc('}', f);
 }
 
@@ -144,6 +148,9 @@ static int parse_line(const char *line, imf_registry_record *r) {
   jget_str(line, "metric", r->metric, sizeof r->metric);
   r->champion_score = jget_num(line, "champion_score");
   r->challenger_score = jget_num(line, "challenger_score");
+  r->holdout_sse = jget_num(line, "holdout_sse");
+  r->holdout_n = jget_int(line, "holdout_n");
+  r->holdout_forgotten = jget_int(line, "holdout_forgotten");
   return 0;
 }
 

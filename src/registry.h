@@ -34,6 +34,12 @@ typedef struct {
   char metric[16];       /* "" (judged by RMSE), or the ranking metric an EASE update was
                             judged by ("ndcg@10"; higher is better) */
   double champion_score, challenger_score; /* that metric on the standing holdout (NaN: none) */
+  /* The written version's own squared error summed over the standing holdout and the number of
+   * held-out ratings (exact: %.17g), with the store's count of forgotten users at the time;
+   * holdout_sse NaN when not measured. A later fold-in that reads only the touched rows judges
+   * from these (docs/FORMAT.md, "Model registry"). */
+  double holdout_sse;
+  int64_t holdout_n, holdout_forgotten;
 } imf_registry_record;
 
 /* A record with every number NaN / 0 and strings empty. */

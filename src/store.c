@@ -8,6 +8,7 @@
 #include "store.h"
 #include "config.h"
 #include "error.h"
+#include "exchange.h"
 #include "fsio.h"
 #include "lock.h"
 #include "log.h"
@@ -1540,6 +1541,122 @@ static void remove_strays(const imf_store *s) {
   closedir(d);
 }
 
+/* The per-item index of a batch (docs/FORMAT.md, /index/item*): every row position (global,
+ * 0-based) is sent to the owner of its item's block (items split evenly over the ranks), which
+ * sorts them by item with a stable counting sort (arrival order is position order: ranks are
+ * received in rank order and each sends its rows in order). Out: this rank's distinct items
+ * (ascending), their row offsets into /index/item_pos (global; the last rank also gets the
+ * closing offset at iptr[*ndi]) and its share of /index/item_pos; the global offsets of both
+ * shares and the global count of distinct items. Collective. */
+typedef struct {
+  int32_t *item;
+  int64_t *ptr, *pos;
+  int64_t ndi, npos, di_off, pos_off, di_total;
+} item_index;
+
+static void item_index_free(item_index *x) {
+  imf_free(&x->item);
+  imf_free(&x->ptr);
+  imf_free(&x->pos);
+}
+
+static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t row0, int64_t nitems,
+                                   item_index *x) {
+  memset(x, 0, sizeof *x);
+  int P = s->size;
+  imf_status st = IMF_OK;
+  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *fill = NULL, *cnt = NULL;
+  int64_t *sbuf = NULL, *rbuf = NULL;
+  int64_t lo = nitems * s->rank / P, hi = nitems * (s->rank + 1) / P, nr = 0;
+  MPI_Datatype pt = MPI_DATATYPE_NULL;
+  st = imf_alloc(&sc, (size_t)P, sizeof *sc);
+  if (st == IMF_OK) st = imf_alloc(&sd, (size_t)P, sizeof *sd);
+  if (st == IMF_OK) st = imf_alloc(&rc, (size_t)P, sizeof *rc);
+  if (st == IMF_OK) st = imf_alloc(&rd, (size_t)P, sizeof *rd);
+  if (st == IMF_OK) st = imf_alloc(&fill, (size_t)P, sizeof *fill);
+  if (st == IMF_OK) st = imf_alloc(&sbuf, 2 * (size_t)r->n + 2, sizeof *sbuf);
+  IMF_TRY(imf_agree(s->comm, st), out);
+  /* owner of item i: the r with lo(r) <= i < hi(r), lo(r) = nitems * r / P */
+  for (int64_t j = 0; j < r->n; j++) {
+    int o = nitems ? (int)((int64_t)r->item[j] * P / nitems) : 0;
+    if (o >= P) o = P - 1;
+    while (o + 1 < P && nitems * (o + 1) / P <= r->item[j]) o++;
+    while (o > 0 && nitems * o / P > r->item[j]) o--;
+    sc[o]++;
+  }
+  for (int q = 1; q < P; q++) sd[q] = sd[q - 1] + sc[q - 1];
+  memcpy(fill, sd, (size_t)P * sizeof *fill);
+  for (int64_t j = 0; j < r->n; j++) {
+    int o = nitems ? (int)((int64_t)r->item[j] * P / nitems) : 0;
+    if (o >= P) o = P - 1;
+    while (o + 1 < P && nitems * (o + 1) / P <= r->item[j]) o++;
+    while (o > 0 && nitems * o / P > r->item[j]) o--;
+    sbuf[2 * fill[o]] = r->item[j];
+    sbuf[2 * fill[o] + 1] = row0 + j;
+    fill[o]++;
+  }
+  if (MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Alltoall failed (item index)");
+  IMF_TRY(imf_agree(s->comm, st), out);
+  for (int q = 0; q < P; q++) {
+    rd[q] = nr;
+    nr += rc[q];
+  }
+  st = imf_alloc(&rbuf, 2 * (size_t)nr + 2, sizeof *rbuf);
+  if (st == IMF_OK && MPI_Type_contiguous(2, MPI_INT64_T, &pt) != MPI_SUCCESS)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Type_contiguous failed");
+  if (st == IMF_OK) MPI_Type_commit(&pt);
+  IMF_TRY(imf_agree(s->comm, st), out);
+  IMF_TRY(imf_alltoallv64(s->comm, sbuf, sc, sd, rbuf, rc, rd, pt), out);
+  /* stable counting sort by item over [lo, hi) */
+  int64_t w = hi - lo;
+  st = imf_alloc(&cnt, (size_t)w + 1, sizeof *cnt);
+  if (st == IMF_OK) st = imf_alloc(&x->pos, (size_t)nr + 1, sizeof *x->pos);
+  for (int64_t j = 0; st == IMF_OK && j < nr; j++) {
+    int64_t i = rbuf[2 * j];
+    if (i < lo || i >= hi) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "item index: item %lld sent to the wrong rank", (long long)i);
+    else cnt[i - lo + 1]++;
+  }
+  IMF_TRY(imf_agree(s->comm, st), out);
+  for (int64_t q = 0; q < w; q++) {
+    if (cnt[q + 1]) x->ndi++;
+    cnt[q + 1] += cnt[q];
+  }
+  for (int64_t j = 0; j < nr; j++) x->pos[cnt[rbuf[2 * j] - lo]++] = rbuf[2 * j + 1];
+  x->npos = nr;
+  IMF_MPI(MPI_Exscan(&nr, &x->pos_off, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  IMF_MPI(MPI_Exscan(&x->ndi, &x->di_off, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  if (s->rank == 0) x->pos_off = x->di_off = 0;
+  IMF_MPI(MPI_Allreduce(&x->ndi, &x->di_total, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  st = imf_alloc(&x->item, (size_t)x->ndi + 1, sizeof *x->item);
+  if (st == IMF_OK) st = imf_alloc(&x->ptr, (size_t)x->ndi + 2, sizeof *x->ptr);
+  if (st == IMF_OK) {
+    /* after the scatter cnt[q] is the end of item lo+q; its start is the previous end */
+    int64_t q2 = 0, prev = 0;
+    for (int64_t q = 0; q < w; q++) {
+      if (cnt[q] > prev) {
+        x->item[q2] = (int32_t)(lo + q);
+        x->ptr[q2++] = x->pos_off + prev;
+      }
+      prev = cnt[q];
+    }
+    x->ptr[q2] = x->pos_off + nr; /* the closing offset (written by the last rank only) */
+  }
+  IMF_TRY(imf_agree(s->comm, st), out);
+out:
+  if (pt != MPI_DATATYPE_NULL) MPI_Type_free(&pt);
+  imf_free(&sc);
+  imf_free(&sd);
+  imf_free(&rc);
+  imf_free(&rd);
+  imf_free(&fill);
+  imf_free(&cnt);
+  imf_free(&sbuf);
+  imf_free(&rbuf);
+  if (st != IMF_OK) item_index_free(x);
+  return st;
+}
+
 imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   imf_status st = check_batch(s, b);
   IMF_CHECK(imf_agree(s->comm, st));
@@ -1573,6 +1690,8 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   if (s->rank == 0) du_off = 0;
   IMF_MPI(MPI_Allreduce(&du, &du_total, 1, MPI_INT64_T, MPI_SUM, s->comm));
   int last_rank = s->rank == s->size - 1;
+  item_index ix;
+  memset(&ix, 0, sizeof ix);
   int32_t *iu = NULL;
   int64_t *ip = NULL;
   st = imf_alloc(&iu, (size_t)du + 1, sizeof *iu);
@@ -1590,6 +1709,7 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
 
   int64_t superseded = 0;
   IMF_TRY(count_superseded(s, b, &superseded), out);
+  IMF_TRY(item_index_build(s, r, row0, b->items_before + b->new_items.n, &ix), out);
   char digest[65];
   IMF_TRY(batch_digest(s->comm, b, row0, total, digest), out);
   int64_t tl[2] = {INT64_MAX, INT64_MAX}, tg[2]; /* min time, -(max time) */
@@ -1634,7 +1754,7 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   batch_path(s, k, fin, sizeof fin, 0);
   if (s->rank == 0) { /* a full disk is refused before HDF5 starts (see imf_fs_need_space) */
     const imf_idlist *u0 = &b->new_users, *i0 = &b->new_items;
-    double need = 20.0 * (double)total + 12.0 * (double)du_total + 16.0 * (double)(u0->n + i0->n) +
+    double need = 28.0 * (double)total + 12.0 * (double)(du_total + ix.di_total) + 16.0 * (double)(u0->n + i0->n) +
                   (double)(u0->off ? u0->off[u0->n] : 0) + (double)(i0->off ? i0->off[i0->n] : 0) +
                   65536.0 + 4096.0; /* HDF5 metadata; the manifest after it */
     st = imf_fs_need_space(s->dir, tmp, need);
@@ -1644,6 +1764,10 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   H5Pset_fapl_mpio(fapl, s->comm, MPI_INFO_NULL);
   H5Pset_all_coll_metadata_ops(fapl, 1);
   H5Pset_coll_metadata_write(fapl, 1);
+  /* The 1.8 file format: checksummed metadata, so a damaged batch file is refused by HDF5's
+   * checksums instead of being decoded (HDF5 1.10's decoders overrun buffers on some corrupt
+   * object headers: tests/fuzz). */
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (f < 0) imf_h5_reason();
   H5Pclose(fapl);
@@ -1670,6 +1794,12 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   W(write_dset(f, "/index/user", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)du_total, (hsize_t)du_off, (hsize_t)du, iu, coll, tmp));
   W(write_dset(f, "/index/user_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)du_total + 1, (hsize_t)du_off,
                (hsize_t)du + (last_rank ? 1 : 0), ip, coll, tmp));
+  W(write_dset(f, "/index/item", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)ix.di_total, (hsize_t)ix.di_off,
+               (hsize_t)ix.ndi, ix.item, coll, tmp));
+  W(write_dset(f, "/index/item_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)ix.di_total + 1, (hsize_t)ix.di_off,
+               (hsize_t)ix.ndi + (last_rank ? 1 : 0), ix.ptr, coll, tmp));
+  W(write_dset(f, "/index/item_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)total, (hsize_t)ix.pos_off,
+               (hsize_t)ix.npos, ix.pos, coll, tmp));
   /* id lists are replicated on every rank: rank 0 writes them, the others take part */
   W(write_dset(f, "/ids/user_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, ublob, 0, r0 ? ublob : 0, nu->blob, coll, tmp));
   W(write_dset(f, "/ids/user_off", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)nu->n + 1, 0, r0 ? (hsize_t)nu->n + 1 : 0, uoff, coll, tmp));
@@ -1761,6 +1891,7 @@ close_file:
 out:
   imf_free(&iu);
   imf_free(&ip);
+  item_index_free(&ix);
   return st;
 }
 
@@ -1870,4 +2001,388 @@ imf_status imf_store_forget_user(imf_store *s, int64_t user) {
   s->m = m;
   store_digest_update(s);
   return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* histories of chosen users and items (fold-in)                                              */
+
+int64_t imf_store_nforgotten(const imf_store *s) { return s->m.nforgotten; }
+
+/* One raw row of a history: batch `tag`, slot = the row's position in the caller's user or
+ * item list. */
+typedef struct {
+  int32_t u, i;
+  float v;
+  int32_t tag, slot, pad;
+  int64_t t;
+} hrow;
+
+typedef struct {
+  hrow *r;
+  int64_t n, cap;
+} hrows;
+
+static imf_status hrows_push(hrows *h, const hrow *x) {
+  if (h->n == h->cap) {
+    int64_t c = h->cap ? 2 * h->cap : 1024;
+    IMF_CHECK(imf_realloc(&h->r, (size_t)c, sizeof *h->r));
+    h->cap = c;
+  }
+  h->r[h->n++] = *x;
+  return IMF_OK;
+}
+
+/* The store's duplicate rule over rows g[0..n) of one pair in batch order (as
+ * imf_store_read_ratings resolves them). */
+static void resolve_pair(const hrow *g, int64_t n, int policy, float *v, int64_t *t) {
+  *v = g[0].v;
+  *t = g[0].t;
+  if (n < 2) return;
+  if (policy == 0) {
+    for (int64_t c = 1; c < n; c++)
+      if (g[c].t >= *t) {
+        *t = g[c].t;
+        *v = g[c].v;
+      }
+  } else if (policy == 2) {
+    double sum = 0;
+    for (int64_t c = 0; c < n; c++) {
+      sum += g[c].v;
+      if (g[c].t > *t) *t = g[c].t;
+    }
+    *v = (float)(sum / (double)n);
+  }
+}
+
+/* Order rows by (slot, other index, batch) with two stable counting sorts (rows arrive in batch
+ * order): by the other index (item for users' histories, user for items'), then by slot; then
+ * resolve the pairs. */
+static imf_status hrows_resolve(const imf_store *s, hrows *h, int64_t nslots, int by_item, int64_t seen,
+                                imf_ratings *out, float **old) {
+  memset(out, 0, sizeof *out);
+  *old = NULL;
+  int64_t *cnt = NULL, nother = by_item ? s->m.users : s->m.items;
+  hrow *tmp = NULL;
+  imf_status st = imf_alloc(&cnt, (size_t)(nslots > nother ? nslots : nother) + 2, sizeof *cnt);
+  if (st == IMF_OK) st = imf_alloc_nz(&tmp, (size_t)h->n + 1, sizeof *tmp);
+  if (st == IMF_OK) st = imf_ratings_reserve(out, h->n + 1);
+  if (st == IMF_OK) st = imf_alloc_nz(old, (size_t)h->n + 1, sizeof **old);
+  if (st != IMF_OK) goto done;
+  for (int64_t j = 0; j < h->n; j++) cnt[(by_item ? h->r[j].u : h->r[j].i) + 1]++;
+  for (int64_t q = 0; q < nother; q++) cnt[q + 1] += cnt[q];
+  for (int64_t j = 0; j < h->n; j++) tmp[cnt[by_item ? h->r[j].u : h->r[j].i]++] = h->r[j];
+  memset(cnt, 0, ((size_t)nslots + 1) * sizeof *cnt);
+  for (int64_t j = 0; j < h->n; j++) cnt[tmp[j].slot + 1]++;
+  for (int64_t q = 0; q < nslots; q++) cnt[q + 1] += cnt[q];
+  for (int64_t j = 0; j < h->n; j++) h->r[cnt[tmp[j].slot]++] = tmp[j];
+  imf_free(&tmp);
+  tmp = h->r;
+  int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
+  for (int64_t a = 0; a < h->n;) {
+    int64_t b = a + 1;
+    while (b < h->n && tmp[b].slot == tmp[a].slot) b++;
+    for (int64_t c = a; c < b;) {
+      int64_t e = c + 1;
+      while (e < b && tmp[e].u == tmp[c].u && tmp[e].i == tmp[c].i) e++;
+      if (!imf_store_is_forgotten(s, tmp[c].u)) {
+        float v;
+        int64_t t, m = 0;
+        resolve_pair(tmp + c, e - c, policy, &v, &t);
+        while (c + m < e && tmp[c + m].tag <= seen) m++;
+        float ov = NAN;
+        if (m > 0) {
+          int64_t ot;
+          resolve_pair(tmp + c, m, policy, &ov, &ot);
+        }
+        out->user[out->n] = tmp[c].u;
+        out->item[out->n] = tmp[c].i;
+        out->value[out->n] = v;
+        out->time[out->n] = t;
+        (*old)[out->n] = ov;
+        out->n++;
+      }
+      c = e;
+    }
+    a = b;
+  }
+done:
+  imf_free(&cnt);
+  if (tmp != h->r) imf_free(&tmp);
+  if (st != IMF_OK) {
+    imf_ratings_free(out);
+    imf_free(old);
+  }
+  return st;
+}
+
+#define HIST_CHUNK ((hsize_t)1 << 20) /* rows per read */
+#define HIST_GAP ((hsize_t)16384)     /* rows between two needed runs still read through */
+
+typedef struct {
+  hsize_t a, b;
+} hrun;
+
+static int cmp_i64(const void *pa, const void *pb) {
+  int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+  return (a > b) - (a < b);
+}
+
+imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t nu, const int32_t *items,
+                                    int64_t ni, int64_t seen, imf_ratings *uh, float **old_u, imf_ratings *ih,
+                                    float **old_i) {
+  memset(uh, 0, sizeof *uh);
+  memset(ih, 0, sizeof *ih);
+  *old_u = *old_i = NULL;
+  imf_status st = IMF_OK;
+  int32_t *uslot = NULL, *islot = NULL, *su = NULL, *cu = NULL;
+  int64_t *sp = NULL, *cp = NULL, *pos = NULL, *pbuf = NULL;
+  hrun *ur = NULL, *ir = NULL, *runs = NULL;
+  int32_t *bu = NULL, *bi = NULL;
+  float *bv = NULL;
+  int64_t *bt = NULL;
+  hrows HU = {0}, HI = {0};
+  hid_t ind = dxpl_make(0);
+  int64_t NU = s->m.users, NI = s->m.items;
+  /* read buffers: never more than the largest batch (imf_alloc_nz: no zeroing pass) */
+  size_t chunk = 1;
+  for (int64_t k = 0; k < s->m.nbatches; k++)
+    if ((size_t)s->m.b[k].rows > chunk) chunk = (size_t)s->m.b[k].rows;
+  if (chunk > HIST_CHUNK) chunk = HIST_CHUNK;
+  st = imf_alloc_nz(&uslot, (size_t)NU + 1, sizeof *uslot);
+  if (st == IMF_OK) st = imf_alloc_nz(&islot, (size_t)NI + 1, sizeof *islot);
+  if (st == IMF_OK) st = imf_alloc_nz(&bu, chunk, sizeof *bu);
+  if (st == IMF_OK) st = imf_alloc_nz(&bi, chunk, sizeof *bi);
+  if (st == IMF_OK) st = imf_alloc_nz(&bv, chunk, sizeof *bv);
+  if (st == IMF_OK) st = imf_alloc_nz(&bt, chunk, sizeof *bt);
+  if (st == IMF_OK) st = imf_alloc_nz(&pbuf, chunk, sizeof *pbuf);
+  if (st == IMF_OK) {
+    for (int64_t j = 0; j < NU; j++) uslot[j] = -1;
+    for (int64_t j = 0; j < NI; j++) islot[j] = -1;
+    for (int64_t j = 0; j < nu && st == IMF_OK; j++)
+      if (users[j] < 0 || users[j] >= NU || (j && users[j] <= users[j - 1]))
+        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "read_histories: users not ascending in range");
+      else uslot[users[j]] = (int32_t)j;
+    for (int64_t j = 0; j < ni && st == IMF_OK; j++)
+      if (items[j] < 0 || items[j] >= NI || (j && items[j] <= items[j - 1]))
+        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "read_histories: items not ascending in range");
+      else islot[items[j]] = (int32_t)j;
+  }
+  for (int64_t k = 1; k <= s->m.nbatches; k++) {
+    IMF_TRY(imf_agree(s->comm, st), done);
+    char path[4200];
+    batch_path(s, k, path, sizeof path, 0);
+    batch_h h;
+    IMF_TRY(batch_h_open(s, k, &h), done);
+    hid_t di = -1, dp = -1, dq = -1;
+    hsize_t dn = 0;
+    int has = H5Lexists(h.f, "/index/item_pos", H5P_DEFAULT) > 0;
+    H5Eclear2(H5E_DEFAULT);
+    if (!has)
+      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s has no per-item index (written before incremf "
+                         "stored one)", path);
+    else {
+      di = H5Dopen2(h.f, "/index/item", H5P_DEFAULT);
+      dp = H5Dopen2(h.f, "/index/item_ptr", H5P_DEFAULT);
+      dq = H5Dopen2(h.f, "/index/item_pos", H5P_DEFAULT);
+      if (di < 0 || dp < 0 || dq < 0)
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open its item index: %s", path, imf_h5_reason());
+      if (st == IMF_OK) st = dset_len(di, path, "/index/item", &dn);
+    }
+    st = imf_agree(s->comm, st); /* from here on every rank reads independently */
+    int64_t nur = 0, nir = 0, npos = 0;
+    hsize_t need = 0;
+    /* this rank's users in the batch: their row ranges */
+    if (st == IMF_OK && nu > 0 && h.nindex > 0) {
+      hsize_t pa = 0, pb = 0;
+      st = lower_bound(h.iuser, h.nindex, users[0], ind, path, &pa);
+      if (st == IMF_OK) st = lower_bound(h.iuser, h.nindex, (int64_t)users[nu - 1] + 1, ind, path, &pb);
+      hsize_t ns = pb > pa ? pb - pa : 0;
+      if (st == IMF_OK && ns > 0) {
+        st = imf_realloc(&su, ns, sizeof *su);
+        if (st == IMF_OK) st = imf_realloc(&sp, ns + 1, sizeof *sp);
+        if (st == IMF_OK) st = imf_realloc(&ur, ns, sizeof *ur);
+        if (st == IMF_OK) st = read_range(h.iuser, H5T_NATIVE_INT32, pa, ns, su, ind, path, "/index/user");
+        if (st == IMF_OK) st = read_range(h.iptr, H5T_NATIVE_INT64, pa, ns + 1, sp, ind, path, "/index/user_ptr");
+        for (hsize_t q = 0; st == IMF_OK && q < ns; q++) {
+          if (su[q] < 0 || su[q] >= NU || uslot[su[q]] < 0) continue;
+          if (sp[q] < 0 || sp[q + 1] < sp[q] || (hsize_t)sp[q + 1] > h.nrows) {
+            st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/user_ptr is inconsistent", path);
+            break;
+          }
+          if (sp[q + 1] == sp[q]) continue;
+          ur[nur].a = (hsize_t)sp[q];
+          ur[nur++].b = (hsize_t)sp[q + 1];
+          need += (hsize_t)(sp[q + 1] - sp[q]);
+        }
+      }
+    }
+    /* this rank's items in the batch: their ranges of /index/item_pos */
+    if (st == IMF_OK && ni > 0 && dn > 0) {
+      hsize_t pa = 0, pb = 0;
+      st = lower_bound(di, dn, items[0], ind, path, &pa);
+      if (st == IMF_OK) st = lower_bound(di, dn, (int64_t)items[ni - 1] + 1, ind, path, &pb);
+      hsize_t ns = pb > pa ? pb - pa : 0;
+      if (st == IMF_OK && ns > 0) {
+        st = imf_realloc(&cu, ns, sizeof *cu);
+        if (st == IMF_OK) st = imf_realloc(&cp, ns + 1, sizeof *cp);
+        if (st == IMF_OK) st = imf_realloc(&ir, ns, sizeof *ir);
+        if (st == IMF_OK) st = read_range(di, H5T_NATIVE_INT32, pa, ns, cu, ind, path, "/index/item");
+        if (st == IMF_OK) st = read_range(dp, H5T_NATIVE_INT64, pa, ns + 1, cp, ind, path, "/index/item_ptr");
+        for (hsize_t q = 0; st == IMF_OK && q < ns; q++) {
+          if (cu[q] < 0 || cu[q] >= NI || islot[cu[q]] < 0) continue;
+          if (cp[q] < 0 || cp[q + 1] < cp[q] || (hsize_t)cp[q + 1] > h.nrows) {
+            st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/item_ptr is inconsistent", path);
+            break;
+          }
+          if (cp[q + 1] == cp[q]) continue;
+          if (nir > 0 && ir[nir - 1].b == (hsize_t)cp[q]) ir[nir - 1].b = (hsize_t)cp[q + 1];
+          else {
+            ir[nir].a = (hsize_t)cp[q];
+            ir[nir++].b = (hsize_t)cp[q + 1];
+          }
+          need += (hsize_t)(cp[q + 1] - cp[q]);
+        }
+      }
+    }
+    /* The rows to read: when they are a good share of the batch, all of it (one pass);
+     * otherwise the user ranges and the item rows located through /index/item_pos, read in
+     * runs (gaps under HIST_GAP rows are read through). */
+    int64_t nruns = 0;
+    if (st == IMF_OK && need > 0) {
+      if (need * 4 >= h.nrows) {
+        st = imf_realloc(&runs, 1, sizeof *runs);
+        if (st == IMF_OK) {
+          runs[0].a = 0;
+          runs[0].b = h.nrows;
+          nruns = 1;
+        }
+      } else {
+        int64_t ipos = 0;
+        for (int64_t q = 0; q < nir; q++) ipos += (int64_t)(ir[q].b - ir[q].a);
+        st = imf_realloc(&pos, (size_t)ipos + 1, sizeof *pos);
+        /* item positions, read in grouped runs of /index/item_pos */
+        for (int64_t q = 0; st == IMF_OK && q < nir;) {
+          hsize_t g0 = ir[q].a, g1 = ir[q].b;
+          int64_t qe = q + 1;
+          while (qe < nir && ir[qe].a <= g1 + HIST_GAP && ir[qe].b - g0 <= chunk) g1 = ir[qe++].b;
+          if (g1 - g0 > chunk) { /* one long range: in pieces */
+            for (hsize_t a = g0; st == IMF_OK && a < g1; a += chunk) {
+              hsize_t c = g1 - a < chunk ? g1 - a : chunk;
+              st = read_range(dq, H5T_NATIVE_INT64, a, c, pos + npos, ind, path, "/index/item_pos");
+              npos += (int64_t)c;
+            }
+          } else {
+            st = read_range(dq, H5T_NATIVE_INT64, g0, g1 - g0, pbuf, ind, path, "/index/item_pos");
+            for (int64_t x = q; st == IMF_OK && x < qe; x++) {
+              memcpy(pos + npos, pbuf + (ir[x].a - g0), (size_t)(ir[x].b - ir[x].a) * sizeof *pos);
+              npos += (int64_t)(ir[x].b - ir[x].a);
+            }
+          }
+          q = qe;
+        }
+        for (int64_t x = 0; st == IMF_OK && x < npos; x++)
+          if (pos[x] < 0 || (hsize_t)pos[x] >= h.nrows)
+            st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/item_pos is inconsistent", path);
+        if (st == IMF_OK) qsort(pos, (size_t)npos, sizeof *pos, cmp_i64);
+        /* merge user ranges (ascending, disjoint) and item positions (ascending) into runs */
+        if (st == IMF_OK) st = imf_realloc(&runs, (size_t)(nur + npos) + 1, sizeof *runs);
+        int64_t a = 0, b = 0;
+        while (st == IMF_OK && (a < nur || b < npos)) {
+          hrun r;
+          if (b >= npos || (a < nur && ur[a].a <= (hsize_t)pos[b])) r = ur[a++];
+          else {
+            r.a = (hsize_t)pos[b++];
+            r.b = r.a + 1;
+          }
+          if (nruns > 0 && r.a <= runs[nruns - 1].b) {
+            if (r.b > runs[nruns - 1].b) runs[nruns - 1].b = r.b;
+          } else runs[nruns++] = r;
+        }
+      }
+    }
+    /* room for this batch's rows (need_u + need_i bounds them): one growth, not many */
+    if (st == IMF_OK && nruns > 0) {
+      int64_t nu_need = 0;
+      for (int64_t q = 0; q < nur; q++) nu_need += (int64_t)(ur[q].b - ur[q].a);
+      int64_t ni_need = (int64_t)need - nu_need;
+      if (HU.n + nu_need > HU.cap) {
+        st = imf_realloc(&HU.r, (size_t)(HU.n + nu_need), sizeof *HU.r);
+        if (st == IMF_OK) HU.cap = HU.n + nu_need;
+      }
+      if (st == IMF_OK && HI.n + ni_need > HI.cap) {
+        st = imf_realloc(&HI.r, (size_t)(HI.n + ni_need), sizeof *HI.r);
+        if (st == IMF_OK) HI.cap = HI.n + ni_need;
+      }
+    }
+    /* read the runs in groups and keep the rows of this rank's users and items */
+    for (int64_t q = 0; st == IMF_OK && q < nruns;) {
+      hsize_t g0 = runs[q].a, g1 = runs[q].b;
+      int64_t qe = q + 1;
+      while (qe < nruns && runs[qe].a <= g1 + HIST_GAP && runs[qe].b - g0 <= chunk) g1 = runs[qe++].b;
+      for (hsize_t a = g0; st == IMF_OK && a < g1; a += chunk) {
+        hsize_t c = g1 - a < chunk ? g1 - a : chunk;
+        st = read_range(h.user, H5T_NATIVE_INT32, a, c, bu, ind, path, "/ratings/user");
+        if (st == IMF_OK) st = read_range(h.item, H5T_NATIVE_INT32, a, c, bi, ind, path, "/ratings/item");
+        if (st == IMF_OK) st = read_range(h.value, H5T_NATIVE_FLOAT, a, c, bv, ind, path, "/ratings/value");
+        if (st == IMF_OK) st = read_range(h.time, H5T_NATIVE_INT64, a, c, bt, ind, path, "/ratings/time");
+        for (int64_t x = q; st == IMF_OK && x < qe; x++) {
+          hsize_t r0 = runs[x].a > a ? runs[x].a : a, r1 = runs[x].b < a + c ? runs[x].b : a + c;
+          for (hsize_t p = r0; p < r1 && st == IMF_OK; p++) {
+            hsize_t o = p - a;
+            int32_t u = bu[o], i = bi[o];
+            if (u < 0 || u >= s->m.b[k - 1].users_after || i < 0 || i >= s->m.b[k - 1].items_after) {
+              st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: a rating names user %d and item "
+                                 "%d, outside the batch's users and items: restore that file from a backup or "
+                                 "re-run prepare", path, u, i);
+              break;
+            }
+            hrow hr = {u, i, bv[o], (int32_t)k, 0, 0, bt[o]};
+            if (uslot[u] >= 0) {
+              hr.slot = uslot[u];
+              st = hrows_push(&HU, &hr);
+            }
+            if (st == IMF_OK && islot[i] >= 0) {
+              hr.slot = islot[i];
+              st = hrows_push(&HI, &hr);
+            }
+          }
+        }
+      }
+      q = qe;
+    }
+    if (di >= 0) H5Dclose(di);
+    if (dp >= 0) H5Dclose(dp);
+    if (dq >= 0) H5Dclose(dq);
+    batch_h_close(&h);
+  }
+  IMF_TRY(imf_agree(s->comm, st), done);
+  st = hrows_resolve(s, &HU, nu, 0, seen, uh, old_u);
+  if (st == IMF_OK) st = hrows_resolve(s, &HI, ni, 1, seen, ih, old_i);
+done:
+  H5Pclose(ind);
+  imf_free(&uslot);
+  imf_free(&islot);
+  imf_free(&su);
+  imf_free(&cu);
+  imf_free(&sp);
+  imf_free(&cp);
+  imf_free(&pos);
+  imf_free(&pbuf);
+  imf_free(&ur);
+  imf_free(&ir);
+  imf_free(&runs);
+  imf_free(&bu);
+  imf_free(&bi);
+  imf_free(&bv);
+  imf_free(&bt);
+  imf_free(&HU.r);
+  imf_free(&HI.r);
+  st = imf_agree(s->comm, st);
+  if (st != IMF_OK) {
+    imf_ratings_free(uh);
+    imf_ratings_free(ih);
+    imf_free(old_u);
+    imf_free(old_i);
+  }
+  return st;
 }

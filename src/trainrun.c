@@ -23,6 +23,7 @@
 #include "modeldir.h"
 #include "partition.h"
 #include "registry.h"
+#include "update.h"
 #include "store.h"
 #include "train.h"
 
@@ -297,6 +298,18 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     rec.batches_seen = meta.batches_seen;
     rec.challenger_rmse = rep->val_rmse;
     rec.eval_n = ease ? nholdout : part->nnz_holdout;
+    {
+      /* the version's own holdout SSE: a later fold-in judges from it (update.c) */
+      double fr, sse[2];
+      uint64_t sd;
+      int64_t hn = 0;
+      if (!ease && imf_store_holdout(s, &fr, &sd)) {
+        IMF_TRY(imf_holdout_sse(comm, part, m, NULL, sse, &hn), out);
+        rec.holdout_sse = sse[0];
+        rec.holdout_n = hn;
+        rec.holdout_forgotten = imf_store_nforgotten(s);
+      }
+    }
     rec.seconds = imf_wtime() - t0;
     if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
     IMF_TRY(imf_registry_append(comm, imf_modeldir_path(md), &rec), out);

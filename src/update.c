@@ -64,46 +64,29 @@ static void gram_all(const float *Y, int64_t n, int k, double *G) {
   }
 }
 
-imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
-                           const unsigned char *touched, int64_t *nsolved) {
-  const imf_csr *c = side ? &p->by_item : &p->by_user;
+/* Solve rows row_id[0..nt) of one side (0 users, 1 items) of m, row t with training ratings
+ * idx/val[ptr[t] .. ptr[t+1]) (other-side indices, ascending), against the other side's current
+ * factors, and replicate every rank's results into m. Per-row results do not depend on which
+ * rank solves a row or what else it solves (rowsolve.h), so any split of the rows over the ranks
+ * gives bitwise the same model. Collective. */
+static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt, const int64_t *row_id,
+                              const int64_t *ptr, const int32_t *idx, const float *val, int64_t *nsolved) {
   float *self = side ? m->Q : m->P;
-  int k = m->k, nr, rank;
+  int k = m->k, nr;
   MPI_Comm_size(comm, &nr);
-  MPI_Comm_rank(comm, &rank);
   imf_status st = IMF_OK;
   if (m->type == IMF_MODEL_BPMF || m->kw != k)
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "fold-in needs an ALS or implicit ALS model");
   IMF_CHECK(imf_agree(comm, st));
-  int64_t nloc = c->hi - c->lo, nt = 0, nnz = 0;
-  for (int64_t r = 0; r < nloc; r++)
-    if (touched[c->lo + r]) {
-      nt++;
-      nnz += c->ptr[r + 1] - c->ptr[r];
-    }
-  int64_t *row_id = NULL, *ptr = NULL;
-  int32_t *idx = NULL;
-  float *val = NULL, *X = NULL, *B = NULL, *allX = NULL, *allB = NULL;
+  float *X = NULL, *B = NULL, *allX = NULL, *allB = NULL;
   int64_t *allid = NULL;
   double *G = NULL;
   int *cnt = NULL, *dsp = NULL;
   imf_rowsolve_ws *ws = NULL;
-  IMF_TRY(imf_alloc(&row_id, (size_t)nt + 1, sizeof *row_id), done);
-  IMF_TRY(imf_alloc(&ptr, (size_t)nt + 1, sizeof *ptr), done);
-  IMF_TRY(imf_alloc(&idx, (size_t)nnz + 1, sizeof *idx), done);
-  IMF_TRY(imf_alloc(&val, (size_t)nnz + 1, sizeof *val), done);
   IMF_TRY(imf_alloc(&X, ((size_t)nt + 1) * (size_t)k, sizeof *X), done);
   IMF_TRY(imf_alloc(&B, (size_t)nt + 1, sizeof *B), done);
-  for (int64_t r = 0, t = 0; r < nloc; r++) {
-    if (!touched[c->lo + r]) continue;
-    int64_t a = c->ptr[r], b = c->ptr[r + 1];
-    row_id[t] = c->lo + r;
-    memcpy(idx + ptr[t], c->idx + a, (size_t)(b - a) * sizeof *idx);
-    memcpy(val + ptr[t], c->val + a, (size_t)(b - a) * sizeof *val);
-    ptr[t + 1] = ptr[t] + (b - a);
-    memcpy(X + (size_t)t * (size_t)k, self + (size_t)(c->lo + r) * (size_t)k, (size_t)k * sizeof *X);
-    t++;
-  }
+  for (int64_t t = 0; t < nt; t++)
+    memcpy(X + (size_t)t * (size_t)k, self + (size_t)row_id[t] * (size_t)k, (size_t)k * sizeof *X);
   imf_row_params prm;
   memset(&prm, 0, sizeof prm);
   prm.k = k;
@@ -162,10 +145,6 @@ done:
   }
   if (nsolved) *nsolved = tot;
 out:
-  imf_free(&row_id);
-  imf_free(&ptr);
-  imf_free(&idx);
-  imf_free(&val);
   imf_free(&X);
   imf_free(&B);
   imf_free(&G);
@@ -178,10 +157,55 @@ out:
   return imf_agree(comm, st);
 }
 
+imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
+                           const unsigned char *touched, int64_t *nsolved) {
+  const imf_csr *c = side ? &p->by_item : &p->by_user;
+  int64_t nloc = c->hi - c->lo, nt = 0, nnz = 0;
+  for (int64_t r = 0; r < nloc; r++)
+    if (touched[c->lo + r]) {
+      nt++;
+      nnz += c->ptr[r + 1] - c->ptr[r];
+    }
+  int64_t *row_id = NULL, *ptr = NULL;
+  int32_t *idx = NULL;
+  float *val = NULL;
+  imf_status st = imf_alloc(&row_id, (size_t)nt + 1, sizeof *row_id);
+  if (st == IMF_OK) st = imf_alloc(&ptr, (size_t)nt + 1, sizeof *ptr);
+  if (st == IMF_OK) st = imf_alloc(&idx, (size_t)nnz + 1, sizeof *idx);
+  if (st == IMF_OK) st = imf_alloc(&val, (size_t)nnz + 1, sizeof *val);
+  if (st == IMF_OK)
+    for (int64_t r = 0, t = 0; r < nloc; r++) {
+      if (!touched[c->lo + r]) continue;
+      int64_t a = c->ptr[r], b = c->ptr[r + 1];
+      row_id[t] = c->lo + r;
+      memcpy(idx + ptr[t], c->idx + a, (size_t)(b - a) * sizeof *idx);
+      memcpy(val + ptr[t], c->val + a, (size_t)(b - a) * sizeof *val);
+      ptr[t + 1] = ptr[t] + (b - a);
+      t++;
+    }
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) st = foldin_rows(comm, m, side, nt, row_id, ptr, idx, val, nsolved);
+  imf_free(&row_id);
+  imf_free(&ptr);
+  imf_free(&idx);
+  imf_free(&val);
+  return st;
+}
+
 /* ------------------------------------------------------------------------------ judging */
 
 imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
                             double *rmse_a, double *rmse_b, int64_t *n) {
+  double sse[2];
+  IMF_CHECK(imf_holdout_sse(comm, p, a, b, sse, n));
+  double cntd = (double)p->nnz_holdout;
+  *rmse_a = cntd > 0 ? sqrt(sse[0] / cntd) : NAN;
+  if (rmse_b) *rmse_b = cntd > 0 && b ? sqrt(sse[1] / cntd) : NAN;
+  return IMF_OK;
+}
+
+imf_status imf_holdout_sse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
+                           double sse[2], int64_t *n) {
   const imf_csr *h = &p->holdout;
   int64_t nu = h->hi - h->lo;
   double *v = NULL, sum[2] = {0, 0};
@@ -200,9 +224,8 @@ imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_mod
   imf_status st = imf_det_sum_rows(comm, p->user_start, v, 2, sum);
   imf_free(&v);
   IMF_CHECK(st);
-  double cntd = (double)p->nnz_holdout;
-  *rmse_a = cntd > 0 ? sqrt(sum[0] / cntd) : NAN;
-  if (rmse_b) *rmse_b = cntd > 0 && b ? sqrt(sum[1] / cntd) : NAN;
+  sse[0] = sum[0];
+  sse[1] = b ? sum[1] : NAN;
   if (n) *n = p->nnz_holdout;
   return IMF_OK;
 }
@@ -445,6 +468,163 @@ static imf_status ease_holdout_ndcg(MPI_Comm comm, const imf_config *cfg, const 
   return IMF_OK;
 }
 
+/* ------------------------------------------------------------------------------ reading */
+
+/* The whole store, every rank its user range, into a partition (once). */
+static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni, double hfrac, uint64_t hseed,
+                            imf_partition **part) {
+  if (*part) return IMF_OK;
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  imf_ratings local = {0};
+  IMF_CHECK(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local));
+  imf_status st = imf_partition_build(comm, &local, nu, ni, hfrac, hseed, part);
+  imf_ratings_free(&local);
+  IMF_CHECK(st);
+  kill_point("after-read");
+  return IMF_OK;
+}
+
+/* This rank's share of the flagged rows: the r-th of P contiguous pieces of the ascending list
+ * of flagged indices (local). */
+static imf_status my_share(const unsigned char *flag, int64_t n, int rank, int size, int32_t **out, int64_t *nout) {
+  int64_t tot = 0;
+  for (int64_t j = 0; j < n; j++) tot += flag[j] != 0;
+  int64_t a = tot * rank / size, b = tot * (rank + 1) / size, q = 0, w = 0;
+  IMF_CHECK(imf_alloc(out, (size_t)(b - a) + 1, sizeof **out));
+  for (int64_t j = 0; j < n && q < b; j++)
+    if (flag[j]) {
+      if (q >= a) (*out)[w++] = (int32_t)j;
+      q++;
+    }
+  *nout = w;
+  return IMF_OK;
+}
+
+/* Training rows (standing holdout removed) of a history sorted by (row, column) as CSR over
+ * the listed rows (ascending); by_item: the row is the item, the column the user. */
+static imf_status history_csr(const imf_ratings *h, const int32_t *rows, int64_t nrows, int by_item, uint64_t hseed,
+                              double hfrac, int64_t **row_id, int64_t **ptr, int32_t **idx, float **val) {
+  IMF_CHECK(imf_alloc(row_id, (size_t)nrows + 1, sizeof **row_id));
+  IMF_CHECK(imf_alloc(ptr, (size_t)nrows + 1, sizeof **ptr));
+  IMF_CHECK(imf_alloc_nz(idx, (size_t)h->n + 1, sizeof **idx));
+  IMF_CHECK(imf_alloc_nz(val, (size_t)h->n + 1, sizeof **val));
+  int64_t j = 0, w = 0;
+  for (int64_t r = 0; r < nrows; r++) {
+    (*row_id)[r] = rows[r];
+    for (; j < h->n && (by_item ? h->item[j] : h->user[j]) == rows[r]; j++) {
+      if (imf_is_holdout(hseed, hfrac, h->user[j], h->item[j])) continue;
+      (*idx)[w] = by_item ? h->user[j] : h->item[j];
+      (*val)[w++] = h->value[j];
+    }
+    (*ptr)[r + 1] = w;
+  }
+  if (j != h->n) IMF_FAIL(IMF_ERR_RUNTIME, "fold-in: a history row outside the requested rows");
+  return IMF_OK;
+}
+
+/* Fold-in that reads only what the new batches touch (update.foldin_read = touched): the
+ * touched users (tu) and items (ti) are split over the ranks, their full histories read through
+ * the store's per-user and per-item indexes (imf_store_read_histories), the users re-solved
+ * against the champion's item factors, then the items against the updated user factors — the
+ * same rows, ratings (standing holdout removed) and order as imf_foldin_side on the whole
+ * partition, so the model is bitwise the same.
+ *
+ * Judging without the whole holdout: the challenger differs from the champion only on touched
+ * rows, and a held-out pair whose value changed has a touched user and item. With H_old the
+ * holdout the champion was recorded on (c_sse = its SSE, c_n = its count) and A the held-out
+ * pairs of touched users or items (taken from the touched users' histories, and from the
+ * touched items' histories for untouched users),
+ *   SSE_champion   = c_sse - sum_{A in H_old} e_champion(old value)^2 + sum_A e_champion(value)^2
+ *   SSE_challenger = c_sse - sum_{A in H_old} e_champion(old value)^2 + sum_A e_challenger(value)^2
+ *   n              = c_n   - |A in H_old| + |A|
+ * (old value: the pair's value over the batches the champion had seen). sse[0], sse[1], *n:
+ * these totals over the whole current holdout. */
+static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *champ, int64_t seen,
+                                 const unsigned char *tu, const unsigned char *ti, int64_t nu, int64_t ni, double hfrac,
+                                 uint64_t hseed, double c_sse, int64_t c_n, imf_model **out, double sse[2], int64_t *n) {
+  *out = NULL;
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  imf_status st = IMF_OK;
+  int32_t *mu = NULL, *mi = NULL, *idx = NULL;
+  int64_t nmu = 0, nmi = 0, *row_id = NULL, *ptr = NULL;
+  float *ou = NULL, *oi = NULL, *val = NULL;
+  imf_ratings uh = {0}, ih = {0};
+  imf_model *m = NULL;
+  double t0 = imf_wtime();
+  st = my_share(tu, nu, rank, size, &mu, &nmu);
+  if (st == IMF_OK) st = my_share(ti, ni, rank, size, &mi, &nmi);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ou, &ih, &oi), out);
+  double t_read = imf_wtime() - t0;
+  kill_point("after-read");
+  st = imf_model_copy(champ, &m);
+  if (st == IMF_OK) st = imf_model_grow(m, nu, ni);
+  IMF_TRY(imf_agree(comm, st), out);
+  int64_t su = 0, si = 0;
+  st = history_csr(&uh, mu, nmu, 0, hseed, hfrac, &row_id, &ptr, &idx, &val);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(foldin_rows(comm, m, 0, nmu, row_id, ptr, idx, val, &su), out);
+  imf_free(&row_id);
+  imf_free(&ptr);
+  imf_free(&idx);
+  imf_free(&val);
+  st = history_csr(&ih, mi, nmi, 1, hseed, hfrac, &row_id, &ptr, &idx, &val);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(foldin_rows(comm, m, 1, nmi, row_id, ptr, idx, val, &si), out);
+  {
+    /* sub_champ, sub_n, add_champ, add_chall, add_n */
+    double v[5] = {0, 0, 0, 0, 0}, hist[2] = {(double)uh.n, (double)ih.n};
+    for (int side = 0; side < 2; side++) {
+      const imf_ratings *h = side ? &ih : &uh;
+      const float *old = side ? oi : ou;
+      for (int64_t j = 0; j < h->n; j++) {
+        int32_t u = h->user[j], i = h->item[j];
+        if (side && tu[u]) continue; /* counted with the user */
+        if (!imf_is_holdout(hseed, hfrac, u, i)) continue;
+        if (isfinite(old[j])) {
+          double e = (double)old[j] - imf_model_predict(champ, u, i);
+          v[0] += e * e;
+          v[1] += 1;
+        }
+        double a = (double)h->value[j] - imf_model_predict(champ, u, i);
+        double b = (double)h->value[j] - imf_model_predict(m, u, i);
+        v[2] += a * a;
+        v[3] += b * b;
+        v[4] += 1;
+      }
+    }
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, comm));
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 2, MPI_DOUBLE, MPI_SUM, comm));
+    sse[0] = c_sse - v[0] + v[2];
+    sse[1] = c_sse - v[0] + v[3];
+    *n = c_n - (int64_t)v[1] + (int64_t)v[4];
+    if (sse[0] < 0) sse[0] = 0; /* rounding of the difference */
+    if (sse[1] < 0) sse[1] = 0;
+    imf_info("fold-in (touched read): %lld users, then %lld items re-solved against their full history "
+             "(%.0f + %.0f ratings read in %.2f s); judged on %lld held-out ratings of touched rows of %lld",
+             (long long)su, (long long)si, hist[0], hist[1], t_read, (long long)v[4], (long long)*n);
+  }
+  *out = m;
+  m = NULL;
+out:
+  imf_free(&mu);
+  imf_free(&mi);
+  imf_free(&ou);
+  imf_free(&oi);
+  imf_free(&row_id);
+  imf_free(&ptr);
+  imf_free(&idx);
+  imf_free(&val);
+  imf_ratings_free(&uh);
+  imf_ratings_free(&ih);
+  imf_model_destroy(&m);
+  return st;
+}
+
 /* ------------------------------------------------------------------------------ update */
 
 imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
@@ -462,6 +642,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   unsigned char *tu = NULL, *ti = NULL;
   imf_registry_record *hist = NULL;
   int64_t nhist = 0;
+  double hold_sse = NAN; /* the written version's holdout SSE and count (registry) */
+  int64_t hold_n = 0;
   int rank;
   MPI_Comm_rank(comm, &rank);
   memset(rep, 0, sizeof *rep);
@@ -536,19 +718,15 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   if (champ->nusers > nu || champ->nitems > ni)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "version %lld has more users or items than %s",
                           (long long)rep->parent, store_dir), out);
-  {
-    int size;
-    MPI_Comm_size(comm, &size);
-    IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), out);
-  }
   double hfrac = imf_cfg_double(cfgc, "model.validation_fraction");
   uint64_t hseed = (uint64_t)imf_cfg_int(cfgc, "model.seed");
-  if (!imf_store_holdout(s, &hfrac, &hseed) && !(hfrac > 0))
+  const int store_holdout = imf_store_holdout(s, &hfrac, &hseed);
+  if (!store_holdout && !(hfrac > 0))
     imf_warn("%s has no standing holdout (prepare with holdout.fraction > 0): champion and challenger cannot be "
              "compared, the challenger is promoted unjudged", store_dir);
-  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
-  imf_ratings_free(&local);
-  kill_point("after-read");
+  /* The whole store (every rank its user range) is read into a partition only when a strategy
+   * needs it: warm, retrain, EASE, or fold-in with update.foldin_read = full (or without the
+   * indexes and the cached holdout error the touched read needs; see foldin_touched). */
 
   /* The new batches: rows they touch, the champion's error on them (drift), their holdout. */
   IMF_TRY(imf_alloc(&tu, (size_t)(nu ? nu : 1), 1), out);
@@ -588,6 +766,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     /* EASE: any strategy is "update the Gram matrix and re-solve"; judged by NDCG on the holdout */
     double tb = imf_wtime();
     int64_t changed = 0, entries = 0;
+    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
     IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &changed, &entries), out);
     rep->build_seconds = imf_wtime() - tb;
     snprintf(rep->strategy, sizeof rep->strategy, "gram");
@@ -633,7 +812,33 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
                100.0 * (rep->newest_rmse / rep->drift_baseline - 1.0), rep->drift_baseline, (long long)used, drift_thr);
     /* The strategy to start with. */
     int strat = want == 3 ? S_FOLD : want;
-    double share = (double)rep->new_ratings / (double)(part->nnz_train + part->nnz_holdout > 0 ? part->nnz_train + part->nnz_holdout : 1);
+    /* Fold-in from the touched rows' histories alone needs the per-item index in every batch
+     * (checked when reading) and the champion's holdout error recorded for the data it has
+     * seen (its registry record: holdout_sse, holdout_n, with the store's forgotten users then
+     * as now); otherwise, or with update.foldin_read = full, the whole store is read. */
+    int touched = 0;
+    double c_sse = NAN;
+    int64_t c_n = 0;
+    if (!strcmp(imf_cfg_str(cfg, "update.foldin_read"), "touched") && champ->type != IMF_MODEL_BPMF && store_holdout) {
+      const imf_registry_record *cr = imf_registry_find(hist, nhist, rep->parent);
+      if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == seen &&
+          cr->holdout_forgotten == imf_store_nforgotten(s)) {
+        touched = 1;
+        c_sse = cr->holdout_sse;
+        c_n = cr->holdout_n;
+      } else
+        imf_info("fold-in reads the whole store: version %lld has no recorded holdout error for the data it has seen",
+                 (long long)rep->parent);
+    }
+    if (!touched || want == S_WARM || want == S_RETRAIN) IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
+    double total_ratings = 0;
+    if (part) total_ratings = (double)(part->nnz_train + part->nnz_holdout);
+    else {
+      imf_store_info info;
+      IMF_TRY(imf_store_get_info(s, &info), out);
+      total_ratings = (double)info.ratings; /* the manifest's effective count (forgotten users included) */
+    }
+    double share = (double)rep->new_ratings / (total_ratings > 0 ? total_ratings : 1);
     if (want == 3) {
       if (share > share_max) {
         strat = S_WARM;
@@ -654,7 +859,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
       strat = S_WARM;
       note_add(rep->note, sizeof rep->note, "BPMF has no fold-in: the chain continues (warm)");
     }
-    build_ctx bc = {comm, cfgc, part, champ, tu, ti, imf_cfg_int(cfg, "update.warm_sweeps")};
+    build_ctx bc = {comm, cfgc, NULL, champ, tu, ti, imf_cfg_int(cfg, "update.warm_sweeps")};
     if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;
     const char *why = NULL;
     int promote = 0;
@@ -663,10 +868,31 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
       imf_model_destroy(&chall);
       imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)", SNAME[strat],
                (long long)rep->parent, (long long)rep->new_batches, (long long)rep->new_ratings);
-      IMF_TRY(build(&bc, strat, &chall), out);
+      double sse[2] = {NAN, NAN};
+      int64_t hn = 0;
+      if (strat == S_FOLD && touched) {
+        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &chall, sse, &hn);
+        if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
+          imf_info("fold-in reads the whole store: %s", imf_last_error());
+          imf_err_clear();
+          st = IMF_OK;
+          touched = 0;
+        }
+        IMF_TRY(st, out);
+      }
+      if (!chall) {
+        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
+        bc.part = part;
+        IMF_TRY(build(&bc, strat, &chall), out);
+        IMF_TRY(imf_holdout_sse(comm, part, champ, chall, sse, &hn), out);
+      }
       rep->build_seconds += imf_wtime() - tb;
       snprintf(rep->strategy, sizeof rep->strategy, "%s", SNAME[strat]);
-      IMF_TRY(imf_holdout_rmse(comm, part, champ, chall, &rep->champion_rmse, &rep->challenger_rmse, &rep->eval_n), out);
+      rep->eval_n = hn;
+      rep->champion_rmse = hn > 0 ? sqrt(sse[0] / (double)hn) : NAN;
+      rep->challenger_rmse = hn > 0 ? sqrt(sse[1] / (double)hn) : NAN;
+      hold_sse = sse[1];
+      hold_n = hn;
       why = unfit(chall, strat == S_RETRAIN ? 0 : champ->nhistory);
       int worse = isfinite(rep->champion_rmse) &&
                   !(rep->challenger_rmse <= rep->champion_rmse * (1.0 + tol));
@@ -735,6 +961,11 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     snprintf(rec.metric, sizeof rec.metric, "%s", rep->metric);
     rec.champion_score = rep->champion_score;
     rec.challenger_score = rep->challenger_score;
+    if (!is_ease && store_holdout && isfinite(hold_sse)) {
+      rec.holdout_sse = hold_sse;
+      rec.holdout_n = hold_n;
+      rec.holdout_forgotten = imf_store_nforgotten(s);
+    }
     IMF_TRY(imf_registry_append(comm, model_dir, &rec), out);
   }
   kill_point("after-registry");

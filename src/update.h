@@ -19,4 +19,9 @@ imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, 
  * independent of the rank count; NaN when there are none. */
 imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
                             double *rmse_a, double *rmse_b, int64_t *n);
+/* Collective. The same as sums of squared errors (sse[1] NaN when b is NULL): what a version
+ * records in the registry (holdout_sse) so that a later fold-in can judge from the touched rows
+ * alone. */
+imf_status imf_holdout_sse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
+                           double sse[2], int64_t *n);
 #endif

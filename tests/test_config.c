@@ -22,6 +22,14 @@ static void test_defaults_and_set(void **state) {
   assert_int_equal(imf_config_set(c, "model.k=abc"), IMF_ERR_USAGE);
   assert_int_equal(imf_config_set(c, "model.type=foo"), IMF_ERR_USAGE);
   assert_int_equal(imf_config_set(c, "model.k"), IMF_ERR_USAGE);
+  /* documented limits (README: Limits) are checked when set, with the range in the message */
+  assert_int_equal(imf_config_set(c, "model.k=4097"), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "model.k must be in [1, 4096]"));
+  assert_int_equal(imf_config_set(c, "model.k=0"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_set(c, "model.k=4096"), IMF_OK);
+  assert_int_equal(imf_config_set(c, "input.max_line_length=0"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_set(c, "input.max_id_length=65537"), IMF_ERR_USAGE);
+  assert_int_equal(imf_cfg_int(c, "model.k"), 4096);
   assert_int_equal(imf_config_set(c, "clean.scale_min=0.5"), IMF_OK);
   assert_true(imf_cfg_double(c, "clean.scale_min") == 0.5);
   imf_config_destroy(&c);

@@ -12,6 +12,9 @@
 #           the target size of the headline numbers)
 # Every challenger is promoted for fold-in/warm/retrain (update.tolerance=1e9: each strategy
 # carries its own model); auto keeps the default tolerance and escalates by itself.
+# Environment: IMF_REPLAY_STRATEGIES (default "retrain fold-in warm auto"; "fold-in-full" is the
+# fold-in with update.foldin_read=full, the whole-store read, for comparison; retrain is always
+# run: it is the reference), IMF_REPLAY_BATCHES (how many of the 10 batches to land, default 10).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$here/build}" && pwd)"; set_="${2:-ml100k}"; nsyn="${3:-200000}"; np="${4:-2}"
@@ -60,39 +63,43 @@ for l in open(path, 'rb'):
 print('%.6f' % np.sqrt(se / n))
 PYEOF
 }
-strategies="retrain fold-in warm auto"
+strategies="${IMF_REPLAY_STRATEGIES:-retrain fold-in warm auto}"
+case " $strategies " in *" retrain "*) ;; *) strategies="retrain $strategies" ;; esac
+nbatch="${IMF_REPLAY_BATCHES:-10}"
 for s in $strategies; do
   cp -r st0 "st-$s"
   run train --data "st-$s" --model "m-$s" $model --quiet
 done
 : > rows.txt
-for b in $(seq 1 10); do
+for b in $(seq 1 "$nbatch"); do
   for s in $strategies; do
     rmse=$(score "m-$s" b$b.csv)
     tol="--set update.tolerance=1e9"; [ $s = auto ] && tol=""
-    out=$(run update --data "st-$s" --model "m-$s" --input b$b.csv --strategy $s $tol --set input.header=no --quiet --json)
+    strat=$s; extra=""; [ $s = fold-in-full ] && { strat=fold-in; extra="--set update.foldin_read=full"; }
+    out=$(run update --data "st-$s" --model "m-$s" --input b$b.csv --strategy $strat $tol $extra --set input.header=no --quiet --json)
     secs=$(echo "$out" | $PY -c "import json,sys; d=json.load(sys.stdin); print('%.4f %s %s' % (d['seconds'], d['strategy'], d['decision']))")
     echo "$b $s $rmse $secs" >> rows.txt
   done
 done
-$PY - "$set_" <<'PYEOF'
+$PY - "$set_" "$strategies" <<'PYEOF'
 import sys
+S = sys.argv[2].split()
 rows = [l.split() for l in open('rows.txt')]
 R = {(int(r[0]), r[1]): (float(r[2]), float(r[3]), r[4], r[5]) for r in rows}
 print('temporal replay on %s: RMSE = prequential RMSE of the model on batch b before it lands;' % sys.argv[1])
 print('seconds = wall time of `update --input b` (append + update)')
-print('%5s %-8s %9s %8s %9s %9s  %s' % ('batch', 'strategy', 'seconds', 'x_retrain', 'rmse', 'gap', 'used/decision'))
+print('%5s %-12s %9s %8s %9s %9s  %s' % ('batch', 'strategy', 'seconds', 'x_retrain', 'rmse', 'gap', 'used/decision'))
 tot = {}
-for b in range(1, 11):
+for b in range(1, max(k[0] for k in R) + 1):
     rr, rs = R[(b, 'retrain')][0], R[(b, 'retrain')][1]
-    for s in ('retrain', 'fold-in', 'warm', 'auto'):
+    for s in S:
         rm, sec, used, dec = R[(b, s)]
         t = tot.setdefault(s, [0.0, 0.0, 0.0, 0])
         t[0] += sec; t[1] += rm; t[2] = max(t[2], (rm / rr - 1) * 100); t[3] += 1
-        print('%5d %-8s %9.3f %8.3f %9.5f %+8.3f%%  %s/%s' % (b, s, sec, sec / rs, rm, (rm / rr - 1) * 100, used, dec))
+        print('%5d %-12s %9.3f %8.3f %9.5f %+8.3f%%  %s/%s' % (b, s, sec, sec / rs, rm, (rm / rr - 1) * 100, used, dec))
 print('total:')
-print('%-8s %9s %8s %9s %12s' % ('strategy', 'seconds', 'x_retrain', 'mean_rmse', 'worst_gap'))
-for s in ('retrain', 'fold-in', 'warm', 'auto'):
+print('%-12s %9s %8s %9s %12s' % ('strategy', 'seconds', 'x_retrain', 'mean_rmse', 'worst_gap'))
+for s in S:
     t = tot[s]
-    print('%-8s %9.3f %8.3f %9.5f %+11.3f%%' % (s, t[0], t[0] / tot['retrain'][0], t[1] / t[3], t[2]))
+    print('%-12s %9.3f %8.3f %9.5f %+11.3f%%' % (s, t[0], t[0] / tot['retrain'][0], t[1] / t[3], t[2]))
 PYEOF
