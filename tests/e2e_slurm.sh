@@ -28,17 +28,6 @@ if ! slurm_up "$tmp/slurm"; then
 fi
 echo "Slurm up: $(sinfo -h -o '%P %D %t %c cpus' | head -1), SLURM_CONF=$SLURM_CONF"
 
-fact() { $PY - "$1" <<'PYEOF'
-import h5py, hashlib, sys, os
-d = sys.argv[1]
-cur = open(os.path.join(d, "CURRENT")).read().strip()
-f = h5py.File(os.path.join(d, "versions", cur), "r")
-h = hashlib.sha256()
-for k in ("factors/P", "factors/Q", "bias/user", "bias/item"):
-    if k in f: h.update(f[k][()].tobytes())
-print(h.hexdigest())
-PYEOF
-}
 show_job() { echo "--- job $1: $(slurm_state "$1")"; cat "$tmp"/*-"$1".out 2>/dev/null | tail -20; }
 
 export INCREMF="$bin" OPENBLAS_NUM_THREADS=1

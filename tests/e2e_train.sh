@@ -9,18 +9,6 @@ PY=/usr/bin/python3
 tmp=$(mktemp -d /tmp/imf-e2e-train.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/e2elib.sh"
-# sha256 of the current version's factors and biases (what "bitwise identical" means)
-fact() { $PY - "$1" <<'PYEOF'
-import h5py, hashlib, sys, os
-d = sys.argv[1]
-cur = open(os.path.join(d, "CURRENT")).read().strip()
-f = h5py.File(os.path.join(d, "versions", cur), "r")
-h = hashlib.sha256()
-for k in ("factors/P", "factors/Q", "bias/user", "bias/item"):
-    if k in f: h.update(f[k][()].tobytes())
-print(h.hexdigest())
-PYEOF
-}
 cd "$tmp"
 run 2 synth --out r.csv --users 300 --items 200 --ratings 20000 --seed 5 --quiet
 run 2 prepare --input r.csv --data st --set clean.scale_min=1 --set clean.scale_max=5 --quiet

@@ -13,3 +13,16 @@ run() {
   [ $rc -ne 86 ] || bad "sanitizer report (exit 86) from: incremf $*"
   return $rc
 }
+# sha256 of the current version's factors and biases of model directory $1 (what "bitwise
+# identical" means in the end-to-end tests)
+fact() { /usr/bin/python3 - "$1" <<'PYEOF'
+import h5py, hashlib, sys, os
+d = sys.argv[1]
+cur = open(os.path.join(d, "CURRENT")).read().strip()
+f = h5py.File(os.path.join(d, "versions", cur), "r")
+h = hashlib.sha256()
+for k in ("factors/P", "factors/Q", "bias/user", "bias/item"):
+    if k in f: h.update(f[k][()].tobytes())
+print(h.hexdigest())
+PYEOF
+}
