@@ -134,6 +134,9 @@ static const key_def KEYS[] = {
     {"tune.metric", T_STR, "auto", NULL,
      "metric tune minimises (rmse, mae) or maximises (e.g. ndcg@10); auto = rmse, or ndcg@K (first eval.k) for ials"},
     {"tune.seed", T_INT, "1", NULL, "seed of --random sampling from the grid"},
+    {"tune.schedule", T_ENUM, "dynamic", "dynamic|static",
+     "candidates to groups: dynamic (the next free group takes the next candidate, costliest first) "
+     "or static (round-robin in that order); the results are the same"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

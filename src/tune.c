@@ -216,10 +216,124 @@ static imf_status candidate_config(const imf_config *cfg, const imf_tune_report 
   return IMF_OK;
 }
 
-/* This group's share: candidates g, g + G, g + 2G, ... Metrics land in buf (row-major:
- * mean[nm], sd[nm], seconds per candidate), zeros elsewhere. */
+/* Relative cost of a candidate, only to order the work (costliest first, so that the last
+ * candidates handed out are the cheap ones and the groups finish close together). A sweep solves
+ * k x k normal equations built from k^2 terms per rating, so iterations x k^2 (x k/64 for the
+ * solves, which matter at large k); implicit ALS and BPMF add a constant factor; EASE is one
+ * n^3 solve, whatever k: treated as costliest. Ties keep grid order. */
+static double candidate_cost(const imf_config *cc) {
+  const char *type = imf_cfg_str(cc, "model.type");
+  if (!strcmp(type, "ease")) return HUGE_VAL;
+  double k = (double)imf_cfg_int(cc, "model.k"), it = (double)imf_cfg_int(cc, "model.iterations");
+  double f = !strcmp(type, "bpmf") ? 1.5 : !strcmp(type, "ials") ? 1.3 : 1.0;
+  return f * it * k * k * (1.0 + k / 64.0);
+}
+
+typedef struct {
+  int c;
+  double cost;
+} cost_rank;
+
+static int by_cost_desc(const void *a, const void *b) {
+  const cost_rank *x = a, *y = b;
+  if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+  return (x->c > y->c) - (x->c < y->c);
+}
+
+/* The order candidates are handed out in (costliest first). Same on every rank. */
+static imf_status work_order(const imf_config *cfg, const imf_tune_report *rep, int **order) {
+  cost_rank *cr = NULL;
+  imf_config *cc = NULL;
+  imf_status st = IMF_OK;
+  *order = NULL;
+  IMF_TRY(imf_alloc(&cr, (size_t)rep->nconfigs, sizeof *cr), out);
+  IMF_TRY(imf_alloc(order, (size_t)rep->nconfigs, sizeof **order), out);
+  for (int c = 0; c < rep->nconfigs; c++) {
+    IMF_TRY(candidate_config(cfg, rep, c, &cc), out);
+    cr[c].c = c;
+    cr[c].cost = candidate_cost(cc);
+    imf_config_destroy(&cc);
+  }
+  qsort(cr, (size_t)rep->nconfigs, sizeof *cr, by_cost_desc);
+  for (int c = 0; c < rep->nconfigs; c++) (*order)[c] = cr[c].c;
+out:
+  imf_config_destroy(&cc);
+  imf_free(&cr);
+  if (st != IMF_OK) imf_free(order);
+  return st;
+}
+
+/* Who runs what. static: group g takes positions g, g + G, g + 2G, ... of the work order.
+ * dynamic: a counter in an MPI window on rank 0 of the whole communicator; a group's leader
+ * takes the next position with MPI_Fetch_and_op (passive target: nobody waits for a
+ * coordinator) and broadcasts it to its group, so a group that is slowed down (by a costlier
+ * candidate, a busier node, a noisy neighbour) simply takes fewer. On one node Open MPI's osc/sm
+ * does the fetch-and-add with a shared-memory atomic; across nodes a network with RMA atomics
+ * (UCX) does it in hardware, otherwise the target's progress engine serves it, which can make a
+ * leader wait until rank 0 enters MPI: use tune.schedule = static there. Which group ran a
+ * candidate never changes its numbers (the folds depend on eval.seed only). */
+typedef struct {
+  int dynamic, group, ngroups, leader, locked;
+  int64_t next; /* static: the next position */
+  MPI_Win win;
+  int64_t *counter;
+} scheduler;
+
+static imf_status sched_open(MPI_Comm comm, int dynamic, int group, int ngroups, int leader, scheduler *s) {
+  memset(s, 0, sizeof *s);
+  s->win = MPI_WIN_NULL;
+  s->dynamic = dynamic;
+  s->group = group;
+  s->ngroups = ngroups;
+  s->leader = leader;
+  s->next = group;
+  if (!dynamic) return IMF_OK;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  IMF_MPI(MPI_Win_allocate(rank == 0 ? (MPI_Aint)sizeof(int64_t) : 0, (int)sizeof(int64_t), MPI_INFO_NULL, comm,
+                           &s->counter, &s->win));
+  if (rank == 0) {
+    IMF_MPI(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, s->win));
+    *s->counter = 0;
+    IMF_MPI(MPI_Win_unlock(0, s->win));
+  }
+  IMF_MPI(MPI_Barrier(comm)); /* the counter is 0 before anyone takes from it */
+  if (leader) {
+    IMF_MPI(MPI_Win_lock_all(0, s->win));
+    s->locked = 1;
+  }
+  return IMF_OK;
+}
+
+/* Collective over the group: the next work position for this group (>= n: none left). */
+static imf_status sched_next(scheduler *s, MPI_Comm gcomm, int64_t *pos) {
+  if (!s->dynamic) {
+    *pos = s->next;
+    s->next += s->ngroups;
+    return IMF_OK;
+  }
+  int64_t one = 1, got = 0;
+  if (s->leader) {
+    IMF_MPI(MPI_Fetch_and_op(&one, &got, MPI_INT64_T, 0, 0, MPI_SUM, s->win));
+    IMF_MPI(MPI_Win_flush(0, s->win));
+  }
+  IMF_MPI(MPI_Bcast(&got, 1, MPI_INT64_T, 0, gcomm));
+  *pos = got;
+  return IMF_OK;
+}
+
+/* Collective over the whole communicator (every rank calls it once, whatever happened). */
+static void sched_close(scheduler *s) {
+  if (s->locked) MPI_Win_unlock_all(s->win);
+  s->locked = 0;
+  if (s->win != MPI_WIN_NULL) MPI_Win_free(&s->win);
+}
+
+/* This group's share of the candidates (sched_next). Metrics land in buf (row-major: mean[nm],
+ * sd[nm], seconds, group + 1 per candidate), zeros elsewhere. A failing group stops taking work;
+ * the others finish the rest. */
 static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, const imf_tune_spec *sp,
-                            imf_tune_report *rep, double *buf, int stride) {
+                            imf_tune_report *rep, const int *order, scheduler *sch, double *buf, int stride) {
   imf_dataset d;
   memset(&d, 0, sizeof d);
   imf_status st = IMF_OK;
@@ -231,7 +345,11 @@ static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, co
   IMF_TRY(imf_alloc(&er, 1, sizeof *er), out);
   IMF_TRY(imf_dataset_from_store(gcomm, sp->store, &d), out);
   imf_eval_binarize(cfg, &d);
-  for (int c = group; c < rep->nconfigs; c += rep->ngroups) {
+  for (;;) {
+    int64_t pos = rep->nconfigs;
+    IMF_TRY(sched_next(sch, gcomm, &pos), out);
+    if (pos >= rep->nconfigs) break;
+    int c = order[pos];
     IMF_TRY(candidate_config(cfg, rep, c, &cc), out);
     /* the per-sweep lines of every fold of every candidate would drown the table: silence
      * them, one line per candidate instead */
@@ -271,7 +389,11 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
   grid_values g;
   memset(&g, 0, sizeof g);
   int64_t *idx = NULL;
+  int *order = NULL;
   double *buf = NULL;
+  scheduler sch;
+  memset(&sch, 0, sizeof sch);
+  sch.win = MPI_WIN_NULL;
   MPI_Comm gcomm = MPI_COMM_NULL;
   imf_config *best = NULL;
   imf_status st = IMF_OK;
@@ -299,15 +421,24 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
   int groups = sp->groups > 0 ? sp->groups : (int)imf_cfg_int(cfg, "tune.groups");
   if (groups <= 0 || groups > size) groups = size;
   rep->ngroups = groups;
-  imf_info("tune: %d configurations x %d folds, %d group%s of ranks, choosing on %s", rep->nconfigs, rep->nfolds,
-           groups, groups > 1 ? "s" : "", rep->metric);
+  const int dynamic = !strcmp(imf_cfg_str(cfg, "tune.schedule"), "dynamic");
+  imf_info("tune: %d configurations x %d folds, %d group%s of ranks (%s schedule), choosing on %s", rep->nconfigs,
+           rep->nfolds, groups, groups > 1 ? "s" : "", dynamic ? "dynamic" : "static", rep->metric);
+  IMF_TRY(work_order(cfg, rep, &order), out);
 
   /* Contiguous blocks of ranks per group (sizes differ by at most one). */
   int group = (int)((int64_t)rank * groups / size);
   IMF_MPI(MPI_Comm_split(comm, group, rank, &gcomm));
   int stride = 2 * rep->nmetrics + 2;
   IMF_TRY(imf_alloc(&buf, (size_t)rep->nconfigs * (size_t)stride, sizeof *buf), out);
-  st = run_group(gcomm, group, cfg, sp, rep, buf, stride);
+  {
+    int grank;
+    MPI_Comm_rank(gcomm, &grank);
+    st = sched_open(comm, dynamic && groups > 1, group, groups, grank == 0, &sch);
+    IMF_TRY(imf_agree(comm, st), out);
+  }
+  st = run_group(gcomm, group, cfg, sp, rep, order, &sch, buf, stride);
+  sched_close(&sch);
   IMF_TRY(imf_agree(comm, st), out);
   /* exactly one rank (its group's leader) holds each candidate's numbers, others add zeros, so
    * the sum is exact and independent of the grouping */
@@ -339,6 +470,7 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
   rep->seconds = imf_wtime() - t0;
 out:
   if (gcomm != MPI_COMM_NULL) MPI_Comm_free(&gcomm);
+  imf_free(&order);
   imf_config_destroy(&best);
   imf_free(&buf);
   imf_free(&idx);

@@ -4,12 +4,15 @@
  * never influence the choice.
  *
  * Parallelism: the ranks are split (MPI_Comm_split) into tune.groups groups of contiguous ranks
- * (0 = one rank per group). Every group loads the store on its own communicator and takes the
- * candidates round-robin (candidate c runs on group c mod groups: static, no master, good when
- * candidates cost about the same). Each candidate's metrics come from one group only, and the
- * fold hashes depend on eval.seed only, so with equal group sizes the table does not depend on
- * how many groups there are. Results are summed into rank 0 (every other rank contributes
- * zeros for that candidate). */
+ * (0 = one rank per group). Every group loads the store on its own communicator and takes
+ * candidates, costliest first (a rough cost: iterations x k^2): with tune.schedule = dynamic
+ * (default) the next free group takes the next candidate from a counter in an MPI window
+ * (MPI_Fetch_and_op, passive target: no coordinator rank), so groups finish close together even
+ * when candidates or ranks differ in speed; with static, group g takes positions g, g + G, ...
+ * of that order. Each candidate's metrics come from one group only, and the fold hashes depend
+ * on eval.seed only, so with equal group sizes the table does not depend on how many groups
+ * there are or which group ran what. Results are summed into every rank (every other rank
+ * contributes zeros for that candidate). */
 #ifndef IMF_TUNE_H
 #define IMF_TUNE_H
 #include "evaluate.h"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e_tune.sh - `incremf tune` through the real binary: a 4-configuration grid with 2-fold
 # cross-validation on a tiny synthetic store gives the same table and the same best
-# configuration on 1 rank, on 2 ranks (two groups) and on 2 ranks in one group; the best.ini
+# configuration on 1 rank, on 2 ranks (two groups, dynamic and static schedule; both groups take
+# work) and on 2 ranks in one group; the best.ini
 # trains with `train --config`; --random draws the same candidates on any rank count; bad grids
 # are usage errors (exit 2) naming the problem.
 set -uo pipefail
@@ -20,7 +21,13 @@ common="--data st $sc --set model.iterations=4 --folds 2 --quiet"
 run 1 tune $common --grid "$grid" --out b1.ini --table t1.csv --json > j1.json; rc1=$?
 run 2 tune $common --grid "$grid" --out b2.ini --table t2.csv --json > j2.json; rc2=$?
 run 2 tune $common --grid "$grid" --groups 1 --out bg.ini --table tg.csv --json > jg.json; rcg=$?
-check "tune: exit 0 on 1 rank, 2 ranks, 2 ranks in one group" test "$rc1$rc2$rcg" = 000
+run 3 tune $common --grid "$grid" --set tune.schedule=static --out bs.ini --table ts.csv --json > js.json; rcs=$?
+check "tune: exit 0 on 1 rank, 2 ranks, 2 ranks in one group, 3 ranks static" test "$rc1$rc2$rcg$rcs" = 0000
+check "dynamic schedule (2 groups): every candidate run once, by a valid group; static (3 groups): costliest first, round-robin" $PY -c "
+import json; d=json.load(open('j2.json')); g=[r['group'] for r in d['results']]
+assert len(g)==4 and set(g) <= {0,1}, g
+s=json.load(open('js.json')); order=sorted(range(4), key=lambda c: (-s['results'][c]['config']['k'], c))
+assert [s['results'][c]['group'] for c in order]==[0,1,2,0], [(c, s['results'][c]['group']) for c in order]"
 check "tune --json: best, configs, folds, metric, results" $PY -c "
 import json; a=json.load(open('j1.json'))
 assert a['configs']==4 and a['folds']==2 and a['metric']=='rmse' and len(a['results'])==4, a
@@ -32,10 +39,10 @@ b=json.load(open('j2.json')); assert b['groups']==2, b['groups']"
 strip() { $PY -c "
 import csv,sys; rows=list(csv.reader(open(sys.argv[1]))); i=rows[0].index('seconds')
 print('\n'.join(','.join(r[:i]+r[i+1:]) for r in rows))" "$1"; }
-for t in t1 t2 tg; do strip $t.csv > $t.nosec 2>/dev/null; done
-check "same table on 1 rank, 2 groups and 1 group of 2 ranks" \
-  bash -c "cmp -s t1.nosec t2.nosec && cmp -s t1.nosec tg.nosec && [ \$(wc -l < t1.nosec) -eq 5 ]"
-check "same best.ini on every grouping" bash -c "cmp -s b1.ini b2.ini && cmp -s b1.ini bg.ini"
+for t in t1 t2 tg ts; do strip $t.csv > $t.nosec 2>/dev/null; done
+check "same table on 1 rank, 2 groups, 1 group of 2 ranks, 3 groups static" \
+  bash -c "cmp -s t1.nosec t2.nosec && cmp -s t1.nosec tg.nosec && cmp -s t1.nosec ts.nosec && [ \$(wc -l < t1.nosec) -eq 5 ]"
+check "same best.ini on every grouping" bash -c "cmp -s b1.ini b2.ini && cmp -s b1.ini bg.ini && grep -v '^schedule' bs.ini | cmp -s - <(grep -v '^schedule' b1.ini)"
 check "best.ini holds the best grid values" $PY -c "
 import json,configparser; a=json.load(open('j1.json')); c=configparser.ConfigParser(comment_prefixes=(';',))
 c.read('b1.ini'); m=c['model']
