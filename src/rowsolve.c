@@ -294,23 +294,97 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
 }
 #endif
 
-static void gram_f32(const imf_rowsolve_ws *ws, int64_t m, int d) {
+#ifdef IMF_HAVE_X86_KERNEL
+/* Column col of C (rows 0..col, stride ldc) = F^T f_col over the m gathered rows: the ALS bias
+ * column (the constant feature). Done apart from gram_avx2 because as one more column of the
+ * kernel it would cost a whole 16-wide tile column on every row tile — 30% of the kernel's work
+ * at k = 64 — for k + 1 useful dot products. Each element is the same chain fma(f_ja, f_jcol,
+ * acc) over j = 0..m-1 as the kernel's, so the result does not depend on which code made it.
+ * Reads rows up to col rounded up to 8 (within ld). */
+__attribute__((target("avx2,fma"))) static void gram_col_avx2(const float *F, int ld, int64_t m,
+                                                               int col, float *C, int ldc) {
+  /* up to 8 vectors of rows at a time, each its own accumulator (one chain would wait on the
+   * fma latency at every j) */
+  for (int a0 = 0; a0 <= col; a0 += 64) {
+    int nv = (col - a0) / 8 + 1;
+    if (nv > 8) nv = 8;
+    __m256 acc[8];
+    for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_ps();
+    const float *f = F;
+    for (int64_t j = 0; j < m; j++, f += ld) {
+      const __m256 s = _mm256_broadcast_ss(f + col);
+      for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(_mm256_load_ps(f + a0 + 8 * v), s, acc[v]);
+    }
+    for (int v = 0; v < nv; v++) {
+      float out[8] __attribute__((aligned(32)));
+      _mm256_store_ps(out, acc[v]);
+      for (int i = 0; i < 8 && a0 + 8 * v + i <= col; i++) C[(size_t)(a0 + 8 * v + i) * (size_t)ldc + col] = out[i];
+    }
+  }
+}
+#endif
+
+/* G (row-major upper, stride ld) = F^T F of m gathered rows, d columns; with bias_col the last
+ * column is the constant feature. */
+static void gram_f32(const imf_rowsolve_ws *ws, int64_t m, int d, int bias_col) {
 #ifdef IMF_HAVE_X86_KERNEL
   if (use_avx2_kernel()) {
-    gram_avx2(ws->F, ws->ld, m, d, ws->G, ws->ld);
+    if (bias_col && d > 1) {
+      /* the k x k block first: its last tile may spill into column k, which the bias column
+       * then overwrites */
+      gram_avx2(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
+      gram_col_avx2(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
+    } else {
+      gram_avx2(ws->F, ws->ld, m, d, ws->G, ws->ld);
+    }
     return;
   }
 #endif
+  (void)bias_col;
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0f, ws->F, ws->ld, 0.0f,
               ws->G, ws->ld);
 }
 
-/* Accumulate the row's weighted Gram (into A, lower) and right-hand side (into rhs), both
- * zeroed first, chunk by chunk. */
+/* A's lower triangle (column-major: A[a*d + b], b >= a) = or += the float Gram G (row-major
+ * upper, stride ld). Assigning the first chunk saves zeroing all of A (d^2 doubles per row, as
+ * much memory traffic as the Gram kernel's output): only the lower triangle is ever read
+ * (dpotrf/dpotrs/dtrsv with 'L'). */
+#ifdef IMF_HAVE_X86_KERNEL
+__attribute__((target("avx2"))) static void gram_to_double_avx2(const float *G, int ld, int d, double *A, int add) {
+  for (int a = 0; a < d; a++) {
+    const float *g = G + (size_t)a * (size_t)ld;
+    double *Aa = A + (size_t)a * (size_t)d;
+    int b = a;
+    if (add)
+      for (; b + 4 <= d; b += 4)
+        _mm256_storeu_pd(Aa + b, _mm256_add_pd(_mm256_loadu_pd(Aa + b), _mm256_cvtps_pd(_mm_loadu_ps(g + b))));
+    else
+      for (; b + 4 <= d; b += 4) _mm256_storeu_pd(Aa + b, _mm256_cvtps_pd(_mm_loadu_ps(g + b)));
+    for (; b < d; b++) Aa[b] = add ? Aa[b] + (double)g[b] : (double)g[b];
+  }
+}
+#endif
+
+static void gram_to_double(const imf_rowsolve_ws *ws, int d, int add) {
+#ifdef IMF_HAVE_X86_KERNEL
+  if (use_avx2_kernel()) {
+    gram_to_double_avx2(ws->G, ws->ld, d, ws->A, add);
+    return;
+  }
+#endif
+  for (int a = 0; a < d; a++) {
+    const float *g = ws->G + (size_t)a * (size_t)ws->ld;
+    double *Aa = ws->A + (size_t)a * (size_t)d;
+    for (int b = a; b < d; b++) Aa[b] = add ? Aa[b] + (double)g[b] : (double)g[b];
+  }
+}
+
+/* Accumulate the row's weighted Gram (into A's lower triangle) and right-hand side (into rhs)
+ * from scratch, chunk by chunk. */
 static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, const int32_t *idx,
                              const float *val, int64_t n, int d, int64_t row, imf_rowsolve_ws *ws) {
   const int bias_col = d > p->k;
-  memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
+  int have = 0; /* A holds a chunk's Gram already */
   memset(ws->rhs, 0, (size_t)d * sizeof(double));
   for (int64_t j0 = 0; j0 < n; j0 += IMF_ROW_CHUNK) {
     int64_t m = n - j0 < IMF_ROW_CHUNK ? n - j0 : IMF_ROW_CHUNK;
@@ -325,18 +399,15 @@ static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, c
         }
     IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, row, ws));
     if (hand) {
+      if (!have) memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
       hand_gram(ws, d, m);
     } else {
-      const int ld = ws->ld;
-      gram_f32(ws, m, d);
-      /* Row-major upper (a, b >= a) is column-major lower at A[a*d + b]. */
-      for (int a = 0; a < d; a++) {
-        const float *g = ws->G + (size_t)a * (size_t)ld;
-        double *Aa = ws->A + (size_t)a * (size_t)d;
-        for (int b = a; b < d; b++) Aa[b] += (double)g[b];
-      }
+      gram_f32(ws, m, d, bias_col);
+      gram_to_double(ws, d, have);
     }
+    have = 1;
   }
+  if (!have) memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double)); /* no ratings (BPMF) */
   return IMF_OK;
 }
 
