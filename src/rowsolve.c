@@ -19,6 +19,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -41,7 +42,7 @@
 
 struct imf_rowsolve_ws {
   int k;          /* latent factors this workspace was sized for */
-  int ld;         /* float stride of a gathered row: k + 1 rounded up to 16 (64 bytes) */
+  int ld;         /* float stride of a gathered row: k + 1 rounded up to 16 (32 with AVX-512) */
   int64_t cap;    /* rows the gather buffers hold */
   float *F;       /* cap x ld gathered (possibly scaled) factor rows */
   double *w;      /* cap: per-gathered-row weight (hand loop and CG) */
@@ -52,6 +53,9 @@ struct imf_rowsolve_ws {
   double *v1, *v2, *v3, *v4; /* k+1 each: CG vectors / random draw */
   imf_rowsolve_stats stats;
 };
+
+static int use_avx2_kernel(void);
+static int use_avx512_kernel(void);
 
 static double now_s(void) {
   struct timespec ts;
@@ -78,7 +82,9 @@ static imf_status setup_k(imf_rowsolve_ws *ws, int k) {
   if (k < 1 || k > 65535) IMF_FAIL(IMF_ERR_USAGE, "row solver: bad number of factors k=%d", k);
   free_k_buffers(ws);
   ws->k = k;
-  ws->ld = ((k + 1) + 15) & ~15;
+  /* the AVX-512 kernel reads and writes 32-column tiles, which must stay inside a row */
+  const int align = use_avx512_kernel() ? 32 : 16;
+  ws->ld = ((k + 1) + align - 1) & ~(align - 1);
   size_t d = (size_t)k + 1;
   IMF_CHECK(imf_alloc(&ws->G, d, (size_t)ws->ld * sizeof(float)));
   IMF_CHECK(imf_alloc(&ws->A, d * d, sizeof(double)));
@@ -162,6 +168,26 @@ static int use_avx2_kernel(void) {
   if (have < 0) {
     __builtin_cpu_init();
     have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return have;
+#else
+  return 0;
+#endif
+}
+
+/* Whether the Gram kernel may use 512-bit vectors (AVX-512F): twice the lanes per fused
+ * multiply-add where the core has them (OpenBLAS's sgemm uses them too, so without this the
+ * kernel would be measured against a limit it cannot reach). Every element is still the same
+ * chain of fmas as in the AVX2 kernel, so the choice never changes a result. */
+static int use_avx512_kernel(void) {
+#ifdef IMF_HAVE_X86_KERNEL
+  static int have = -1; /* a benign race, as above */
+  if (have < 0) {
+    __builtin_cpu_init();
+    /* IMF_GRAM_KERNEL=avx2 keeps the 256-bit kernel: for side-by-side benchmarks and the
+     * test that both kernels give the same factors */
+    const char *e = getenv("IMF_GRAM_KERNEL");
+    have = use_avx2_kernel() && __builtin_cpu_supports("avx512f") && !(e && !strcmp(e, "avx2"));
   }
   return have;
 #else
@@ -295,6 +321,59 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
 #endif
 
 #ifdef IMF_HAVE_X86_KERNEL
+/* gram_avx2 with 512-bit vectors: register tiles of 8 rows x 32 columns (16 accumulators of the
+ * 32 zmm registers; per j 2 vector loads and 8 broadcasts feed 16 fmas). Same element chains,
+ * so bitwise the AVX2 kernel's result. Reads and writes columns up to d rounded up to 32
+ * (ld and ldc are multiples of 32 when this kernel is in use). */
+__attribute__((target("avx512f"))) static void gram_avx512(const float *F, int ld, int64_t m,
+                                                            int d, float *C, int ldc) {
+  for (int a0 = 0; a0 < d; a0 += 8) {
+    int ai[8];
+    for (int i = 0; i < 8; i++) ai[i] = a0 + i < d ? a0 + i : d - 1;
+    for (int b0 = a0 & ~31; b0 < d; b0 += 32) {
+      __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+             c61 = c00, c70 = c00, c71 = c00;
+      const float *f = F;
+      for (int64_t j = 0; j < m; j++, f += ld) {
+        __m512 y0 = _mm512_load_ps(f + b0), y1 = _mm512_load_ps(f + b0 + 16), s;
+        s = _mm512_set1_ps(f[ai[0]]);
+        c00 = _mm512_fmadd_ps(s, y0, c00);
+        c01 = _mm512_fmadd_ps(s, y1, c01);
+        s = _mm512_set1_ps(f[ai[1]]);
+        c10 = _mm512_fmadd_ps(s, y0, c10);
+        c11 = _mm512_fmadd_ps(s, y1, c11);
+        s = _mm512_set1_ps(f[ai[2]]);
+        c20 = _mm512_fmadd_ps(s, y0, c20);
+        c21 = _mm512_fmadd_ps(s, y1, c21);
+        s = _mm512_set1_ps(f[ai[3]]);
+        c30 = _mm512_fmadd_ps(s, y0, c30);
+        c31 = _mm512_fmadd_ps(s, y1, c31);
+        s = _mm512_set1_ps(f[ai[4]]);
+        c40 = _mm512_fmadd_ps(s, y0, c40);
+        c41 = _mm512_fmadd_ps(s, y1, c41);
+        s = _mm512_set1_ps(f[ai[5]]);
+        c50 = _mm512_fmadd_ps(s, y0, c50);
+        c51 = _mm512_fmadd_ps(s, y1, c51);
+        s = _mm512_set1_ps(f[ai[6]]);
+        c60 = _mm512_fmadd_ps(s, y0, c60);
+        c61 = _mm512_fmadd_ps(s, y1, c61);
+        s = _mm512_set1_ps(f[ai[7]]);
+        c70 = _mm512_fmadd_ps(s, y0, c70);
+        c71 = _mm512_fmadd_ps(s, y1, c71);
+      }
+      const __m512 cc[16] = {c00, c01, c10, c11, c20, c21, c30, c31,
+                             c40, c41, c50, c51, c60, c61, c70, c71};
+      for (int i = 0; i < 8 && a0 + i < d; i++) {
+        _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0, cc[2 * i]);
+        _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0 + 16, cc[2 * i + 1]);
+      }
+    }
+  }
+}
+#endif
+
+#ifdef IMF_HAVE_X86_KERNEL
 /* Column col of C (rows 0..col, stride ldc) = F^T f_col over the m gathered rows: the ALS bias
  * column (the constant feature). Done apart from gram_avx2 because as one more column of the
  * kernel it would cost a whole 16-wide tile column on every row tile — 30% of the kernel's work
@@ -329,13 +408,15 @@ __attribute__((target("avx2,fma"))) static void gram_col_avx2(const float *F, in
 static void gram_f32(const imf_rowsolve_ws *ws, int64_t m, int d, int bias_col) {
 #ifdef IMF_HAVE_X86_KERNEL
   if (use_avx2_kernel()) {
+    void (*kernel)(const float *, int, int64_t, int, float *, int) =
+        use_avx512_kernel() ? gram_avx512 : gram_avx2;
     if (bias_col && d > 1) {
       /* the k x k block first: its last tile may spill into column k, which the bias column
        * then overwrites */
-      gram_avx2(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
+      kernel(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
       gram_col_avx2(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
     } else {
-      gram_avx2(ws->F, ws->ld, m, d, ws->G, ws->ld);
+      kernel(ws->F, ws->ld, m, d, ws->G, ws->ld);
     }
     return;
   }

@@ -6,6 +6,8 @@
 # rank receives every factor row it does not own) and peak memory per rank.
 # Usage: tests/bench/bench_train.sh [BUILD_DIR] [RATINGS] [SWEEPS] [RANKS...]
 #        (defaults: build 10000000 3 "1 2"; on a 16-core machine pass "1 2 4 8 16")
+#        KERNELS="avx2 auto" runs each row with the AVX2 Gram kernel and with the default one
+#        (AVX-512 where the CPU has it) side by side; default "auto" only.
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"; n="${2:-10000000}"; sweeps="${3:-3}"; shift 3 2>/dev/null || true
 ranks="${*:-1 2}"
@@ -22,12 +24,14 @@ rm -f r.csv
 read -r U I R < <(mpirun -n 1 "$bin" inspect st --json --quiet | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["users"], d["items"], d["ratings"])')
 sg=$("$build/tests/bench_sgemm" 1024 | awk '{print $2}')
 printf "data: %d users, %d items, %d ratings; %d sweeps per run; same-run sgemm %.1f GFLOP/s (one core)\n\n" $U $I $R $sweeps $sg
-printf "%4s %5s %12s %10s %12s %8s %14s %12s %10s\n" k ranks "s/sweep" speedup "gram GF/s" "% sgemm" "MB moved/sweep" "peak MB/rank" "ratings/s"
+kernels="${KERNELS:-auto}"
+printf "%6s %4s %5s %12s %10s %12s %8s %14s %12s %10s\n" kernel k ranks "s/sweep" speedup "gram GF/s" "% sgemm" "MB moved/sweep" "peak MB/rank" "ratings/s"
 for k in 32 64 128; do
+ for kern in $kernels; do
   base=""
   for np in $ranks; do
     rm -rf m
-    err=$(mpirun --oversubscribe -n $np "$bin" train --data st --model m --set model.type=als --set model.k=$k \
+    err=$(IMF_GRAM_KERNEL=$kern mpirun --oversubscribe -n $np "$bin" train --data st --model m --set model.type=als --set model.k=$k \
           --set model.iterations=$sweeps --set model.checkpoint_every=0 2>&1 >/dev/null)
     spw=$(/usr/bin/python3 -c "
 import json; s=[json.loads(l)['seconds'] for l in open('m/train.jsonl')][1:] or [0]
@@ -38,6 +42,7 @@ s.sort(); print(s[len(s)//2])")
     mb=$(/usr/bin/python3 -c "print(4*$k*($U+$I)*($np-1)/1e6)")
     /usr/bin/python3 -c "
 spw=$spw; base=$base; gf=float('${gf:-0}'); sg=$sg
-print('%4d %5d %12.3f %10.2f %12.1f %7.0f%% %14.1f %12s %10.3g' % ($k, $np, spw, base/spw if spw else 0, gf, 100*gf/sg, $mb, '${rss:-?}', $R/spw if spw else 0))"
+print('%6s %4d %5d %12.3f %10.2f %12.1f %7.0f%% %14.1f %12s %10.3g' % ('$kern', $k, $np, spw, base/spw if spw else 0, gf, 100*gf/sg, $mb, '${rss:-?}', $R/spw if spw else 0))"
   done
+ done
 done
