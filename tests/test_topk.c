@@ -1,8 +1,9 @@
 /* test_topk.c - the tiled top-K kernel against a brute-force ranking: every user's K best items
  * (score descending, ties by lower item index, excluded items never, NaN never) must equal a full
  * sort of the same float scores. Factors are quantised to a few levels so that ties are common,
- * item counts are not multiples of the 16-item skip blocks or the 2048-item tiles, and K ranges
- * from 1 to more than the candidates left. */
+ * item counts are not multiples of the 16-item skip blocks or the 512-item tiles, and K
+ * ranges from 1 to more than the candidates left. The tests run twice: with the scan this CPU
+ * picks (32-wide with AVX-512) and with IMF_TOPK_BLOCK=16 (the 16-wide scan). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,5 +91,8 @@ int main(void) {
       cmocka_unit_test(test_no_bias_no_excl), cmocka_unit_test(test_across_tiles),
       cmocka_unit_test(test_k_exceeds),     cmocka_unit_test(test_zero_factors),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  setenv("IMF_TOPK_BLOCK", "16", 1);
+  failed += cmocka_run_group_tests(tests, NULL, NULL);
+  return failed;
 }
