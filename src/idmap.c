@@ -83,6 +83,7 @@ static imf_status grow_slots(imf_idmap *m) {
   int64_t *slot = calloc((size_t)ns, sizeof *slot);
   if (!slot) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing the id table");
   for (int64_t j = 0; j < m->n; j++) {
+    if (m->off[j + 1] == m->off[j]) continue; /* a hole (below): holds an index, found by no id */
     int64_t p = (int64_t)(m->hash[j] & (uint64_t)(ns - 1));
     while (slot[p]) p = (p + 1) & (ns - 1);
     slot[p] = j + 1;
@@ -135,10 +136,31 @@ const char *imf_idmap_get(const imf_idmap *m, int64_t index, size_t *len) {
   return m->blob + m->off[index];
 }
 
+/* An empty id in a list is a hole: `forget` empties a user's id in model versions, and input
+ * ids are never empty (the parser rejects an empty field), so it keeps its index (the indices
+ * after it stay dense) but no lookup finds it, and several may occur. */
+static imf_status add_hole(imf_idmap *m) {
+  if (m->n >= INT32_MAX) IMF_FAIL(IMF_ERR_INPUT, "more than %d distinct ids (documented limit)", INT32_MAX);
+  if (m->n + 2 > m->off_cap) {
+    int64_t nc = m->off_cap * 2;
+    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
+    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
+    m->off_cap = nc;
+  }
+  m->hash[m->n] = 0;
+  m->n++;
+  m->off[m->n] = m->blob_len;
+  return IMF_OK;
+}
+
 imf_status imf_idmap_add_list(imf_idmap *m, const imf_idlist *l) {
   for (int64_t j = 0; j < l->n; j++) {
     int64_t idx;
     int added;
+    if (l->off[j + 1] == l->off[j]) {
+      IMF_CHECK(add_hole(m));
+      continue;
+    }
     IMF_CHECK(imf_idmap_insert(m, l->blob + l->off[j], (size_t)(l->off[j + 1] - l->off[j]), &idx, &added));
     if (!added) {
       IMF_FAIL(IMF_ERR_INPUT, "id list holds the id '%.*s' twice", (int)(l->off[j + 1] - l->off[j]),
@@ -169,6 +191,7 @@ void imf_idmap_truncate(imf_idmap *m, int64_t n) {
   m->blob_len = m->off[n];
   memset(m->slot, 0, (size_t)m->nslot * sizeof *m->slot);
   for (int64_t j = 0; j < n; j++) {
+    if (m->off[j + 1] == m->off[j]) continue; /* a hole */
     int64_t p = (int64_t)(m->hash[j] & (uint64_t)(m->nslot - 1));
     while (m->slot[p]) p = (p + 1) & (m->nslot - 1);
     m->slot[p] = j + 1;

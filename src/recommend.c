@@ -419,6 +419,18 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
     IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
   }
   ts = imf_wtime() - ts;
+  /* A forgotten user (an empty id in the version) gets no list: no CSV lines, an empty HDF5 row. */
+  for (int64_t u = 0; u < n && st == IMF_OK; u++) {
+    size_t l;
+    imf_idmap_get(r->users, lo + u, &l);
+    if (l == 0) {
+      count[u] = 0;
+      for (int j = 0; j < top; j++) {
+        items[u * top + j] = -1;
+        scores[u * top + j] = NAN;
+      }
+    }
+  }
 out:
   st = imf_agree(r->comm, st);
   if (st == IMF_OK) {

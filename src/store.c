@@ -2008,6 +2008,24 @@ imf_status imf_store_forget_user(imf_store *s, int64_t user) {
 
 int64_t imf_store_nforgotten(const imf_store *s) { return s->m.nforgotten; }
 
+imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_idlist *out) {
+  IMF_CHECK(imf_idmap_tail(users, 0, out));
+  /* the forgotten list is sorted: one pass moves the kept ids down over the emptied ones */
+  int64_t f = 0, w = 0;
+  for (int64_t j = 0; j < out->n; j++) {
+    int64_t a = out->off[j], b = out->off[j + 1];
+    out->off[j] = w;
+    while (f < s->m.nforgotten && s->m.forgotten[f] < j) f++;
+    if (f < s->m.nforgotten && s->m.forgotten[f] == j) continue;
+    memmove(out->blob + w, out->blob + a, (size_t)(b - a));
+    w += b - a;
+  }
+  out->off[out->n] = w;
+  return IMF_OK;
+}
+
+
+
 /* One raw row of a history: batch `tag`, slot = the row's position in the caller's user or
  * item list. */
 typedef struct {

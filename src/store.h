@@ -95,6 +95,10 @@ int64_t imf_store_nforgotten(const imf_store *s);
 imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t nu, const int32_t *items,
                                     int64_t ni, int64_t seen, imf_ratings *uh, float **old_u, imf_ratings *ih,
                                     float **old_i);
+/* The user id list a model version records (all of `users`, the store's id map), with the ids
+ * of forgotten users emptied: a version written after a `forget` (by train or update) must not
+ * bring the id back. */
+imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_idlist *out);
 /* Right to be forgotten: record user index `user` in the manifest's `forgotten` tombstone
  * (atomic manifest replace; batch files are not rewritten) so that every read drops its
  * ratings. Needs IMF_STORE_WRITE. The store digest changes. */

@@ -84,7 +84,7 @@ static imf_status make_meta(const imf_config *cfg, imf_store *s, imf_idmap *user
   if (!meta->config) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
   snprintf(meta->store_digest, sizeof meta->store_digest, "%s", imf_store_digest(s));
   meta->batches_seen = imf_store_nbatches(s);
-  IMF_CHECK(imf_idmap_tail(users, 0, &meta->users));
+  IMF_CHECK(imf_store_user_ids(s, users, &meta->users));
   IMF_CHECK(imf_idmap_tail(items, 0, &meta->items));
   snprintf(meta->kind, sizeof meta->kind, "%s", kind);
   return IMF_OK;

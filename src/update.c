@@ -932,7 +932,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
   meta.batches_seen = nb;
   meta.ease = ease_state;
-  IMF_TRY(imf_idmap_tail(users, 0, &meta.users), out);
+  IMF_TRY(imf_store_user_ids(s, users, &meta.users), out);
   IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
   IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
   kill_point("after-version");

@@ -161,6 +161,40 @@ import sys; sys.exit(0 if not np.any(f['factors/P'][()][$idx]) and '$u' not in i
 run 2 forget --data st --model m --user "$u" --quiet 2>/dev/null; rc=$?
 check "forget twice: not found (exit 3)" test $rc -eq 3
 check "forget: the version still loads" loadable m
+# A second forgotten user, then versions written later (an update, a fresh train): neither id
+# comes back in any version, both users get no recommendations, the others still do.
+u2=$(sed -n 5p base.csv | cut -d, -f1)
+[ "$u2" = "$u" ] && u2=$(sed -n 40p base.csv | cut -d, -f1)
+run 2 forget --data st --model m --user "$u2" --quiet
+check "forget a second user: exit 0" test $? -eq 0
+$PY - <<'PYEOF'
+lines = open('base.csv').read().splitlines()
+out = [lines[0]]
+for l in lines[2000:2400]:
+    a, i, r, t = l.split(',')
+    out.append('%s,%s,%d,%d' % (a, i, int(float(r)) % 5 + 1, int(t) + 2 * 10**7))
+open('bf.csv', 'w').write('\n'.join(out) + '\n')
+PYEOF
+run 2 update --data st --model m --input bf.csv --strategy fold-in --set update.tolerance=1e9 --quiet
+check "update after two forgets: exit 0" test $? -eq 0
+rm -rf mf; run 2 train --data st --model mf --quiet
+check "train after two forgets: exit 0" test $? -eq 0
+check "no version of either model holds a forgotten id" $PY - "$u" "$u2" m/versions/*.h5 mf/versions/*.h5 <<'PYEOF'
+import h5py, sys
+gone = {sys.argv[1].encode(), sys.argv[2].encode()}
+for v in sys.argv[3:]:
+    f = h5py.File(v, 'r'); off = f['ids/user_off'][()]; b = f['ids/user_blob'][()].tobytes()
+    ids = {b[off[j]:off[j+1]] for j in range(len(off) - 1)}
+    if ids & gone: sys.exit('%s holds a forgotten id' % v)
+PYEOF
+run 2 recommend --model m --data st --all --out fall.csv --top 5 --quiet
+check "recommend --all: no list for the forgotten users, one for the others" $PY - "$u" "$u2" <<'PYEOF'
+import sys
+users = {l.split(',')[0] for l in open('fall.csv') if l.strip()}
+sys.exit(0 if not users & {sys.argv[1], sys.argv[2], ''} and len(users) > 100 else 1)
+PYEOF
+run 1 recommend --model m --data st --user "$(sed -n 3p base.csv | cut -d, -f1)" --top 3 --quiet > /dev/null
+check "recommend --user for a remaining user after two forgets" test $? -eq 0
 
 # 9. fold-in reading only the touched rows (update.foldin_read=touched, the default) gives
 # bitwise the model of the full-read fold-in (update.foldin_read=full) and the same judgement,
