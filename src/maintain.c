@@ -328,8 +328,12 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
   IMF_TRY(imf_idmap_create(&items), done);
   IMF_TRY(imf_store_load_idmaps(s, users, items), done);
   int64_t u = imf_idmap_find(users, user_id, strlen(user_id));
-  if (u < 0)
+  if (u < 0) {
+    /* not there (any more): finish the erasure a killed forget may have left half done */
+    int64_t rr = 0, rf = 0;
+    IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
     IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+  }
   /* A forget killed after its store tombstone (step 1) but before every version was rewritten:
    * the rerun finishes the versions that still hold the user, with the user's ratings read past
    * the tombstone. With no such version left, the user is not there any more (below). */
@@ -409,8 +413,11 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);
   }
-  if (again && *versions_rewritten == 0)
+  if (again && *versions_rewritten == 0) {
+    int64_t rr = 0, rf = 0;
+    IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
     IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+  }
   {
     imf_registry_record rec;
     imf_registry_record_init(&rec);
@@ -430,6 +437,13 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
              "rewritten, %lld items refreshed", (long long)*ratings_removed, (long long)*versions_rewritten,
              (long long)nitem);
     IMF_TRY(imf_registry_append(comm, model_dir, &rec), done);
+  }
+  /* 3. last, the erasure itself: the rows and the raw id leave the batch files (after the
+   * versions, because a rerun of a forget killed before them reads the rows past the tombstone) */
+  {
+    int64_t rr = 0, rf = 0;
+    IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
+    imf_info("forget: %lld rows and the raw id erased from %lld batch files", (long long)rr, (long long)rf);
   }
 done:
   imf_free(&ti);

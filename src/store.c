@@ -2004,6 +2004,302 @@ imf_status imf_store_forget_user(imf_store *s, int64_t user) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* scrub: physical erasure of forgotten users                                                 */
+
+/* The tombstone hides a forgotten user's rows from every read; scrubbing takes them, and the
+ * user's raw id, out of the batch files themselves. Each affected batch file is rewritten from
+ * scratch by rank 0 (a fresh file: rewriting datasets in place would leave the old bytes in
+ * HDF5's free space) as batch-k.h5.tmp, fsynced and renamed over the original, so a kill
+ * leaves every file either as it was or scrubbed, and a rerun finishes the job. The batch
+ * keeps its content_digest (the identity of the batch as appended: the store digest, which
+ * already covers the tombstone list, does not change) and counts what was taken out in the
+ * root attribute `scrubbed_rows`. Files are visited from the newest: a user's id lives in the
+ * batch that introduced them, older than or equal to every batch holding their rows, so an
+ * interrupted scrub leaves the id (and a rerun of `forget --user ID` can still find it) until
+ * the user's last file is done. */
+
+typedef struct {
+  hid_t dst;
+  int failed;
+} scrub_attr_ctx;
+
+static herr_t scrub_copy_attr(hid_t loc, const char *name, const H5A_info_t *info, void *op) {
+  (void)info;
+  scrub_attr_ctx *c = op;
+  if (!strcmp(name, "scrubbed_rows")) return 0; /* rewritten with the new total */
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  hid_t t = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+  hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  size_t sz = t >= 0 ? H5Tget_size(t) : 0;
+  void *buf = (n >= 0 && sz > 0 && H5Tis_variable_str(t) <= 0) ? calloc(n > 0 ? (size_t)n : 1, sz) : NULL;
+  herr_t e = -1;
+  if (buf && H5Aread(a, t, buf) >= 0) {
+    hid_t b = H5Acreate2(c->dst, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (b >= 0) {
+      e = H5Awrite(b, t, buf);
+      H5Aclose(b);
+    }
+  }
+  free(buf);
+  if (sp >= 0) H5Sclose(sp);
+  if (t >= 0) H5Tclose(t);
+  if (a >= 0) H5Aclose(a);
+  if (e < 0) {
+    imf_h5_reason();
+    c->failed = 1;
+    return -1;
+  }
+  return 0;
+}
+
+/* Read a whole 1-D dataset of `n` elements (n from the file) into a new buffer. */
+static imf_status scrub_read(hid_t f, const char *path, const char *name, hid_t mtype, size_t esz, void **buf,
+                             hsize_t *n) {
+  *buf = NULL;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) IMF_FAIL(IMF_ERR_INPUT, "%s: no dataset %s: %s", path, name, imf_h5_reason());
+  imf_status st = dset_len(d, path, name, n);
+  if (st == IMF_OK) st = imf_alloc_nz(buf, (size_t)(*n ? *n : 1), esz);
+  if (st == IMF_OK) st = read_range(d, mtype, 0, *n, *buf, H5P_DEFAULT, path, name);
+  H5Dclose(d);
+  if (st != IMF_OK) imf_free(buf);
+  return st;
+}
+
+static int is_forgotten_sorted(const int64_t *f, int64_t nf, int64_t u) {
+  int64_t lo = 0, hi = nf;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (f[mid] < u) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < nf && f[lo] == u;
+}
+
+/* Rank 0: scrub batch k if it holds rows or a non-empty id of a forgotten user. */
+static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *rewritten) {
+  const int64_t *fg = s->m.forgotten, nf = s->m.nforgotten;
+  const int64_t ubefore = k > 1 ? s->m.b[k - 2].users_after : 0;
+  char path[4200], tmp[4200];
+  batch_path(s, k, path, sizeof path, 0);
+  batch_path(s, k, tmp, sizeof tmp, 1);
+  *removed = 0;
+  *rewritten = 0;
+  imf_status st = IMF_OK;
+  int32_t *ru = NULL, *ri = NULL, *iu = NULL, *ii = NULL;
+  float *rv = NULL;
+  int64_t *rt = NULL, *ip = NULL, *uoff = NULL, *iptr = NULL, *ipos = NULL, *ioff = NULL;
+  uint8_t *ublob = NULL, *iblob = NULL;
+  hid_t f = -1, g = -1;
+  hsize_t R = 0, U = 0, np = 0, nuoff = 0, nublob = 0, nioff = 0, niblob = 0, tmpn = 0;
+  imf_h5_quiet();
+  f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    imf_h5_reason();
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): the store is damaged", path);
+  }
+  IMF_TRY(batch_check(f, path, s->m.b[k - 1].digest), out);
+  /* what is there to take out: index entries of forgotten users, ids still present */
+  IMF_TRY(scrub_read(f, path, "/index/user", H5T_NATIVE_INT32, 4, (void **)&iu, &U), out);
+  IMF_TRY(scrub_read(f, path, "/index/user_ptr", H5T_NATIVE_INT64, 8, (void **)&ip, &np), out);
+  IMF_TRY(scrub_read(f, path, "/ids/user_off", H5T_NATIVE_INT64, 8, (void **)&uoff, &nuoff), out);
+  if (np != U + 1 || nuoff < 1) {
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: inconsistent user index or id list", path);
+    goto out;
+  }
+  int64_t drop_rows = 0, drop_ids = 0;
+  for (hsize_t x = 0; x < U; x++)
+    if (is_forgotten_sorted(fg, nf, iu[x])) drop_rows += ip[x + 1] - ip[x];
+  for (hsize_t j = 0; j + 1 < nuoff; j++)
+    if (uoff[j + 1] > uoff[j] && is_forgotten_sorted(fg, nf, ubefore + (int64_t)j)) drop_ids++;
+  if (drop_rows == 0 && drop_ids == 0) goto out;
+
+  /* the rows (sorted by user: each user's rows are one run), the ids */
+  IMF_TRY(scrub_read(f, path, "/ratings/user", H5T_NATIVE_INT32, 4, (void **)&ru, &R), out);
+  IMF_TRY(scrub_read(f, path, "/ratings/item", H5T_NATIVE_INT32, 4, (void **)&ri, &tmpn), out);
+  if (tmpn != R) goto bad;
+  IMF_TRY(scrub_read(f, path, "/ratings/value", H5T_NATIVE_FLOAT, 4, (void **)&rv, &tmpn), out);
+  if (tmpn != R) goto bad;
+  IMF_TRY(scrub_read(f, path, "/ratings/time", H5T_NATIVE_INT64, 8, (void **)&rt, &tmpn), out);
+  if (tmpn != R) goto bad;
+  IMF_TRY(scrub_read(f, path, "/ids/user_blob", H5T_NATIVE_UINT8, 1, (void **)&ublob, &nublob), out);
+  IMF_TRY(scrub_read(f, path, "/ids/item_off", H5T_NATIVE_INT64, 8, (void **)&ioff, &nioff), out);
+  IMF_TRY(scrub_read(f, path, "/ids/item_blob", H5T_NATIVE_UINT8, 1, (void **)&iblob, &niblob), out);
+  if ((hsize_t)ip[U] != R || (hsize_t)uoff[nuoff - 1] > nublob) goto bad;
+  const int has_item_index = H5Lexists(f, "/index/item_pos", H5P_DEFAULT) > 0;
+  int64_t old_scrubbed = 0;
+  {
+    hid_t a = H5Aopen(f, "scrubbed_rows", H5P_DEFAULT);
+    if (a >= 0) {
+      if (H5Aread(a, H5T_NATIVE_INT64, &old_scrubbed) < 0) old_scrubbed = 0;
+      H5Aclose(a);
+    }
+    H5Eclear2(H5E_DEFAULT);
+  }
+  /* compact rows and the user index in place */
+  int64_t w = 0, wu = 0;
+  for (hsize_t x = 0; x < U; x++) {
+    int64_t a = ip[x], b = ip[x + 1];
+    if (a < 0 || b < a || (hsize_t)b > R) goto bad;
+    if (is_forgotten_sorted(fg, nf, iu[x])) continue;
+    int32_t uu = iu[x];
+    ip[wu] = w;
+    iu[wu++] = uu;
+    for (int64_t r = a; r < b; r++, w++) {
+      ru[w] = ru[r];
+      ri[w] = ri[r];
+      rv[w] = rv[r];
+      rt[w] = rt[r];
+    }
+  }
+  ip[wu] = w;
+  /* forgotten ids become empty (holes: the indices after them stay where they are) */
+  int64_t wb = 0;
+  for (hsize_t j = 0; j + 1 < nuoff; j++) {
+    int64_t a = uoff[j], b = uoff[j + 1];
+    uoff[j] = wb;
+    if (is_forgotten_sorted(fg, nf, ubefore + (int64_t)j)) continue;
+    memmove(ublob + wb, ublob + a, (size_t)(b - a));
+    wb += b - a;
+  }
+  uoff[nuoff - 1] = wb;
+  /* the per-item index from the kept rows: a stable counting sort of positions by item (within
+   * an item ascending by position, i.e. by user), as the writer builds it */
+  int64_t ndi = 0;
+  if (has_item_index && w > 0) {
+    int32_t maxi = 0;
+    for (int64_t r = 0; r < w; r++) {
+      if (ri[r] < 0) goto bad;
+      if (ri[r] > maxi) maxi = ri[r];
+    }
+    int64_t *cnt = NULL;
+    IMF_TRY(imf_alloc(&cnt, (size_t)maxi + 2, sizeof *cnt), out);
+    for (int64_t r = 0; r < w; r++) cnt[ri[r] + 1]++;
+    for (int32_t i = 0; i <= maxi; i++) ndi += cnt[i + 1] > 0;
+    st = imf_alloc_nz(&ii, (size_t)(ndi ? ndi : 1), sizeof *ii);
+    if (st == IMF_OK) st = imf_alloc_nz(&iptr, (size_t)ndi + 1, sizeof *iptr);
+    if (st == IMF_OK) st = imf_alloc_nz(&ipos, (size_t)w, sizeof *ipos);
+    if (st != IMF_OK) {
+      imf_free(&cnt);
+      goto out;
+    }
+    for (int32_t i = 0; i <= maxi; i++) cnt[i + 1] += cnt[i]; /* cnt[i]: where item i starts */
+    int64_t q = 0;
+    for (int32_t i = 0; i <= maxi; i++)
+      if (cnt[i + 1] > cnt[i]) {
+        ii[q] = i;
+        iptr[q++] = cnt[i];
+      }
+    iptr[ndi] = w;
+    for (int64_t r = 0; r < w; r++) ipos[cnt[ri[r]]++] = r;
+    imf_free(&cnt);
+  } else if (has_item_index) {
+    IMF_TRY(imf_alloc(&iptr, 1, sizeof *iptr), out);
+  }
+  H5Fclose(f);
+  f = -1;
+
+  /* the new file, from scratch */
+  IMF_TRY(imf_fs_need_space(s->dir, tmp, (double)w * 28.0 + (double)(wb + niblob) + 1e6), out);
+  g = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot create %s: %s", tmp, imf_h5_reason());
+    goto out;
+  }
+  {
+    hid_t src = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    scrub_attr_ctx c = {g, 0};
+    hsize_t idx = 0;
+    if (src < 0 || H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, &idx, scrub_copy_attr, &c) < 0) c.failed = 1;
+    if (src >= 0) H5Fclose(src);
+    if (c.failed) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot copy the attributes of %s: %s", tmp, path,
+                         imf_h5_last());
+      goto out;
+    }
+  }
+  int64_t total_scrubbed = old_scrubbed + (int64_t)R - w;
+  IMF_TRY(attr_i64(g, "scrubbed_rows", &total_scrubbed, 1, tmp), out);
+  const hid_t P = H5P_DEFAULT;
+#define SW(name, ft, mt, n, buf) IMF_TRY(write_dset(g, name, ft, mt, (hsize_t)(n), 0, (hsize_t)(n), buf, P, tmp), out)
+  SW("/ratings/user", H5T_STD_I32LE, H5T_NATIVE_INT32, w, ru);
+  SW("/ratings/item", H5T_STD_I32LE, H5T_NATIVE_INT32, w, ri);
+  SW("/ratings/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w, rv);
+  SW("/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, w, rt);
+  SW("/index/user", H5T_STD_I32LE, H5T_NATIVE_INT32, wu, iu);
+  SW("/index/user_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, wu + 1, ip);
+  if (has_item_index) {
+    SW("/index/item", H5T_STD_I32LE, H5T_NATIVE_INT32, ndi, ii);
+    SW("/index/item_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ndi + 1, iptr);
+    SW("/index/item_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, w, ipos);
+  }
+  SW("/ids/user_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, wb, ublob);
+  SW("/ids/user_off", H5T_STD_I64LE, H5T_NATIVE_INT64, nuoff, uoff);
+  SW("/ids/item_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, niblob, iblob);
+  SW("/ids/item_off", H5T_STD_I64LE, H5T_NATIVE_INT64, nioff, ioff);
+#undef SW
+  if (H5Fclose(g) < 0) {
+    g = -1;
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot close %s: %s", tmp, imf_h5_reason());
+    goto out;
+  }
+  g = -1;
+  IMF_TRY(imf_fsync_path(tmp, 0), out);
+  if (rename(tmp, path) != 0) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    goto out;
+  }
+  IMF_TRY(imf_fsync_path(s->dir, 1), out);
+  *removed = (int64_t)R - w;
+  *rewritten = 1;
+  goto out;
+bad:
+  st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: datasets of inconsistent lengths: the store is damaged",
+                     path);
+out:
+  if (f >= 0) H5Fclose(f);
+  if (g >= 0) {
+    H5Fclose(g);
+    unlink(tmp);
+  }
+  imf_free(&ru);
+  imf_free(&ri);
+  imf_free(&rv);
+  imf_free(&rt);
+  imf_free(&iu);
+  imf_free(&ip);
+  imf_free(&uoff);
+  imf_free(&ublob);
+  imf_free(&ioff);
+  imf_free(&iblob);
+  imf_free(&ii);
+  imf_free(&iptr);
+  imf_free(&ipos);
+  return st;
+}
+
+imf_status imf_store_scrub(imf_store *s, int64_t *rows_removed, int64_t *files_rewritten) {
+  imf_status st = IMF_OK;
+  int64_t tot[2] = {0, 0};
+  if (s->mode != IMF_STORE_WRITE || (s->rank == 0 && !s->lock))
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: scrubbing needs the store opened for writing", s->dir);
+  IMF_CHECK(imf_agree(s->comm, st));
+  if (s->rank == 0 && s->m.nforgotten > 0)
+    for (int64_t k = s->m.nbatches; k >= 1 && st == IMF_OK; k--) {
+      int64_t rem = 0;
+      int rw = 0;
+      st = scrub_batch(s, k, &rem, &rw);
+      tot[0] += rem;
+      tot[1] += rw;
+    }
+  IMF_CHECK(imf_agree(s->comm, st));
+  IMF_MPI(MPI_Bcast(tot, 2, MPI_INT64_T, 0, s->comm));
+  *rows_removed = tot[0];
+  *files_rewritten = tot[1];
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* histories of chosen users and items (fold-in)                                              */
 
 int64_t imf_store_nforgotten(const imf_store *s) { return s->m.nforgotten; }

@@ -99,8 +99,13 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
  * of forgotten users emptied: a version written after a `forget` (by train or update) must not
  * bring the id back. */
 imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_idlist *out);
+/* Physical erasure of every forgotten user (collective, needs IMF_STORE_WRITE): rank 0
+ * rewrites each batch file that still holds their rows or raw ids without them (fresh file,
+ * fsync, atomic rename; the content digest and the store digest stay). Idempotent: a file
+ * already clean is left alone. Reports rows taken out and files rewritten (every rank). */
+imf_status imf_store_scrub(imf_store *s, int64_t *rows_removed, int64_t *files_rewritten);
 /* Right to be forgotten: record user index `user` in the manifest's `forgotten` tombstone
- * (atomic manifest replace; batch files are not rewritten) so that every read drops its
- * ratings. Needs IMF_STORE_WRITE. The store digest changes. */
+ * (atomic manifest replace; batch files are not rewritten here: imf_store_scrub erases) so
+ * that every read drops its ratings. Needs IMF_STORE_WRITE. The store digest changes. */
 imf_status imf_store_forget_user(imf_store *s, int64_t user);
 #endif

@@ -162,7 +162,7 @@ if [ -n "$shim" ]; then
   points append before:batch-000002.h5 after:batch-000002.h5 before:MANIFEST after:MANIFEST
   points train after:checkpoint.h5:1 before:v000001.h5 after:v000001.h5 after:registry.jsonl after:CURRENT
   points rollback before:CURRENT after:CURRENT after:registry.jsonl
-  points forget after:MANIFEST after:v000001.h5 after:v000002.h5 after:registry.jsonl
+  points forget after:MANIFEST after:v000001.h5 after:v000002.h5 after:registry.jsonl before:batch-000001.h5 after:batch-000001.h5
 fi
 # (after-append needs update --input, whose rerun is refused once the file is in the store: the
 # append's own kills cover that step)

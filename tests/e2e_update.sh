@@ -167,11 +167,13 @@ u2=$(sed -n 5p base.csv | cut -d, -f1)
 [ "$u2" = "$u" ] && u2=$(sed -n 40p base.csv | cut -d, -f1)
 run 2 forget --data st --model m --user "$u2" --quiet
 check "forget a second user: exit 0" test $? -eq 0
-$PY - <<'PYEOF'
+$PY - "$u" "$u2" <<'PYEOF'
+import sys
 lines = open('base.csv').read().splitlines()
 out = [lines[0]]
 for l in lines[2000:2400]:
     a, i, r, t = l.split(',')
+    if a in sys.argv[1:]: continue   # (a forgotten id that comes back is a new user: tested below)
     out.append('%s,%s,%d,%d' % (a, i, int(float(r)) % 5 + 1, int(t) + 2 * 10**7))
 open('bf.csv', 'w').write('\n'.join(out) + '\n')
 PYEOF
@@ -195,6 +197,38 @@ sys.exit(0 if not users & {sys.argv[1], sys.argv[2], ''} and len(users) > 100 el
 PYEOF
 run 1 recommend --model m --data st --user "$(sed -n 3p base.csv | cut -d, -f1)" --top 3 --quiet > /dev/null
 check "recommend --user for a remaining user after two forgets" test $? -eq 0
+# Erasure: no batch file holds a row or the raw id of either forgotten user any more (rewritten
+# files, `scrubbed_rows` counting what left), and every index still describes its rows.
+check "forget erased the rows and raw ids from the batch files" $PY - "$u" "$u2" st <<'PYEOF'
+import h5py, glob, sys, numpy as np
+gone = {sys.argv[1].encode(), sys.argv[2].encode()}
+idx, scrubbed = set(), 0
+files = sorted(glob.glob(sys.argv[3] + '/batch-*.h5'))
+before = 0
+for p in files:   # the forgotten indices: their ids are now empty, in the batch that introduced them
+    f = h5py.File(p, 'r'); off = f['ids/user_off'][()]; b = f['ids/user_blob'][()].tobytes()
+    ids = [b[off[j]:off[j+1]] for j in range(len(off) - 1)]
+    if set(ids) & gone: sys.exit('%s still holds a forgotten id' % p)
+    idx |= {before + j for j, x in enumerate(ids) if x == b''}
+    before += len(ids)
+if len(idx) != 2: sys.exit('expected 2 emptied ids, found %d' % len(idx))
+for p in files:
+    f = h5py.File(p, 'r'); u = f['ratings/user'][()]; it = f['ratings/item'][()]
+    if set(np.unique(u).tolist()) & idx: sys.exit('%s still holds rows of a forgotten user' % p)
+    iu, ip = f['index/user'][()], f['index/user_ptr'][()]
+    if ip[-1] != len(u) or any(np.any(u[ip[x]:ip[x+1]] != iu[x]) for x in range(len(iu))): sys.exit('%s: user index' % p)
+    if 'index/item_pos' in f:
+        ii, iq, pos = f['index/item'][()], f['index/item_ptr'][()], f['index/item_pos'][()]
+        if sorted(pos.tolist()) != list(range(len(u))) or any(np.any(it[pos[iq[x]:iq[x+1]]] != ii[x]) for x in range(len(ii))):
+            sys.exit('%s: item index' % p)
+    scrubbed += int(f.attrs.get('scrubbed_rows', 0))
+if scrubbed == 0: sys.exit('no scrubbed_rows recorded')
+PYEOF
+nu0=$($PY -c "import json,sys; print(json.load(sys.stdin)['users'])" < <("$bin" inspect st --json --quiet))
+printf 'user,item,rating,timestamp\n%s,%s,4,%d\n' "$u" "$(sed -n 2p base.csv | cut -d, -f2)" 2100000000 > back.csv
+run 2 append --data st --input back.csv --quiet
+nu1=$($PY -c "import json,sys; print(json.load(sys.stdin)['users'])" < <("$bin" inspect st --json --quiet))
+check "a forgotten id that comes back is a new user ($nu0 -> $nu1)" test "$nu1" -eq $((nu0 + 1))
 
 # 9. fold-in reading only the touched rows (update.foldin_read=touched, the default) gives
 # bitwise the model of the full-read fold-in (update.foldin_read=full) and the same judgement,
