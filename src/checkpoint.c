@@ -174,6 +174,14 @@ static imf_status model_digest(const imf_ckpt_info *h, const imf_model *m, const
     put_u64(c, (uint64_t)h->ease_items);
     EVP_DigestUpdate(c, h->ease_gram_hash, 32);
     EVP_DigestUpdate(c, h->ease_b_hash, 32);
+    /* X stored sparse: its entry count and order-free hash (absent from the older replicated
+     * form, whose X is P and digested above) */
+    if (h->ease_has_x) {
+      static const char xtag[] = "ease-x";
+      EVP_DigestUpdate(c, xtag, sizeof xtag);
+      put_u64(c, (uint64_t)h->ease_x_nnz);
+      EVP_DigestUpdate(c, h->ease_x_hash, 32);
+    }
   }
   unsigned char md[32];
   unsigned int len = 0;
@@ -491,6 +499,110 @@ static imf_status get_bc(const io_ctx *c, const char *name, const imf_ease *e, d
   return st;
 }
 
+/* EASE X: sparse rows as two 1-d datasets                                                   */
+
+/* Collective: create 1-d dataset `name` of n elements (contiguous, no fill pass). */
+static imf_status create_1d(const io_ctx *c, const char *name, hid_t ftype, int64_t n, hid_t *out) {
+  hsize_t dims = (hsize_t)n;
+  hid_t fs = H5Screate_simple(1, &dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  *out = fs < 0 ? -1 : H5Dcreate2(c->f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
+  if (*out < 0) imf_h5_reason();
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  if (fs >= 0) H5Sclose(fs);
+  if (*out < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, imf_h5_last());
+  return IMF_OK;
+}
+
+/* Collective: elements [start, start + cnt) of 1-d dataset d to/from buf, in rounds of at most
+ * io_chunk bytes per rank (the same number of rounds on every rank; cnt may be 0). */
+static imf_status io_1d(const io_ctx *c, hid_t d, hid_t mtype, size_t esize, int64_t start, int64_t cnt, void *buf,
+                        int write, const char *name) {
+  int64_t per = io_chunk / (int64_t)esize, rounds;
+  if (per < 1) per = 1;
+  rounds = (cnt + per - 1) / per;
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, c->comm));
+  hid_t fs = H5Dget_space(d);
+  herr_t e = fs < 0 ? -1 : 0;
+  static char dummy[16];
+  for (int64_t t = 0; t < rounds && e >= 0; t++) {
+    int64_t a = t * per, b = a + per < cnt ? a + per : cnt, n = b > a ? b - a : 0;
+    hsize_t mdim = n ? (hsize_t)n : 1, off = (hsize_t)(start + a), count = (hsize_t)n;
+    hid_t ms = H5Screate_simple(1, &mdim, NULL);
+    e = ms < 0 ? -1 : 0;
+    if (e >= 0 && n) e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &count, NULL);
+    if (e >= 0 && !n) e = H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0 ? -1 : 0;
+    void *p = n ? (char *)buf + (size_t)a * esize : (void *)dummy;
+    if (e >= 0) e = write ? H5Dwrite(d, mtype, ms, fs, c->dxpl, p) : H5Dread(d, mtype, ms, fs, c->dxpl, p);
+    if (e < 0) imf_h5_reason();
+    if (ms >= 0) H5Sclose(ms);
+  }
+  if (fs >= 0) H5Sclose(fs);
+  if (e < 0) {
+    if (write) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
+    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s", c->path, name,
+             imf_h5_last());
+  }
+  return IMF_OK;
+}
+
+/* Collective: X as CSR over all users: /ease/x_ptr (i64, nusers + 1; row u's items are
+ * x_idx[x_ptr[u] .. x_ptr[u + 1])) and /ease/x_idx (i32, nnz). Each rank writes its rows' offsets
+ * (shifted by the entries of the rows before its range) and its entries; rank 0 the final
+ * offset. The ranges were checked to cover [0, nusers) once. */
+static imf_status put_x(const io_ctx *c, const imf_ease_rows *x, int64_t nusers, int64_t nnz) {
+  imf_status st = IMF_OK;
+  int64_t nr = x->hi - x->lo, mine[2] = {x->lo, nr > 0 ? x->ptr[nr] : 0}, off = 0;
+  int64_t *all = NULL, *gp = NULL;
+  hid_t d = -1;
+  st = imf_alloc(&all, 2 * (size_t)c->size, sizeof *all);
+  if (st == IMF_OK) st = imf_alloc(&gp, (size_t)(nr > 0 ? nr : 1), sizeof *gp);
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->comm));
+  for (int r = 0; r < c->size; r++)
+    if (all[2 * r] < x->lo) off += all[2 * r + 1];
+  for (int64_t r = 0; r < nr; r++) gp[r] = off + x->ptr[r];
+  IMF_TRY(imf_agree(c->comm, create_1d(c, "/ease/x_ptr", H5T_STD_I64LE, nusers + 1, &d)), out);
+  st = io_1d(c, d, H5T_NATIVE_INT64, 8, x->lo, nr, gp, 1, "/ease/x_ptr");
+  IMF_TRY(imf_agree(c->comm, st), out);
+  st = io_1d(c, d, H5T_NATIVE_INT64, 8, nusers, c->rank == 0 ? 1 : 0, &nnz, 1, "/ease/x_ptr");
+  IMF_TRY(imf_agree(c->comm, st), out);
+  H5Dclose(d);
+  d = -1;
+  IMF_TRY(imf_agree(c->comm, create_1d(c, "/ease/x_idx", H5T_STD_I32LE, nnz, &d)), out);
+  st = io_1d(c, d, H5T_NATIVE_INT32, 4, off, mine[1], x->idx, 1, "/ease/x_idx");
+  st = imf_agree(c->comm, st);
+out:
+  if (d >= 0 && H5Dclose(d) < 0 && st == IMF_OK)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot write the EASE X: %s", c->path, imf_h5_reason());
+  imf_free(&all);
+  imf_free(&gp);
+  return st;
+}
+
+/* (local) Open 1-d dataset `name` and check its length; -1 (with an error raised) otherwise. */
+static hid_t open_1d(const io_ctx *c, const char *name, int64_t n, imf_status *st) {
+  hid_t d = H5Dopen2(c->f, name, H5P_DEFAULT);
+  hid_t fs = d < 0 ? -1 : H5Dget_space(d);
+  hsize_t dims = 0;
+  int ok = fs >= 0 && H5Sget_simple_extent_ndims(fs) == 1 && H5Sget_simple_extent_dims(fs, &dims, NULL) >= 0 &&
+           dims == (hsize_t)n;
+  if (fs >= 0) H5Sclose(fs);
+  if (!ok) {
+    if (d >= 0) H5Dclose(d);
+    H5Eclear2(H5E_DEFAULT);
+    *st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing or not of %lld elements",
+                        c->path, name, (long long)n);
+    return -1;
+  }
+  return d;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* attributes                                                                                 */
 
@@ -756,11 +868,25 @@ static imf_status header_read(const char *path, header *h) {
     goto out;
   }
   copy_str(in->ease_b_hash, sizeof in->ease_b_hash, s);
+  free(s);
+  s = NULL;
+  if (attr_get_str(f, "ease_x_hash", &s) < 0 ||
+      attr_get_num(f, "ease_x_nnz", H5T_NATIVE_INT64, &in->ease_x_nnz) < 0) {
+    st = CORRUPT(path, "its EASE attributes are unreadable");
+    goto out;
+  }
+  copy_str(in->ease_x_hash, sizeof in->ease_x_hash, s);
   in->ease_has_gram = strlen(in->ease_gram_hash) == 32;
   in->ease_has_b = strlen(in->ease_b_hash) == 32;
+  in->ease_has_x = strlen(in->ease_x_hash) == 32;
   if (in->ease_items < 0 || (in->ease_items > 0 && (in->type != IMF_MODEL_EASE || in->ease_items != in->nitems ||
                                                     !in->ease_has_gram)))
     st = CORRUPT(path, "its EASE attributes do not match the model");
+  /* sparse X: only with the EASE state, next to placeholder factors; at most nusers x nitems ones */
+  if (st == IMF_OK && (in->ease_x_nnz < 0 || (!in->ease_has_x && in->ease_x_nnz != 0) ||
+                       (in->ease_has_x && (in->ease_items <= 0 || in->k != 1 || in->kw != 1 ||
+                                           (double)in->ease_x_nnz > (double)in->nusers * (double)in->nitems))))
+    st = CORRUPT(path, "its EASE X attributes do not match the model");
   /* Everything a reader allocates from these numbers is stored in the file, uncompressed
    * (contiguous datasets, every element written): a header that promises more than the file
    * holds is corrupt, and must not make the reader allocate (and zero) gigabytes for a file of
@@ -770,7 +896,8 @@ static imf_status header_read(const char *path, header *h) {
     double need = rows * in->kw * 4.0 + (in->with_bias ? rows * 4.0 : 0.0) +
                   (in->has_chain ? rows * k * 4.0 + 16.0 * k * (1.0 + k) : 0.0) +
                   8.0 * NHIST * (double)in->nhistory + (double)h->ublob + (double)h->iblob +
-                  8.0 * ((double)in->nuser_ids + (double)in->nitem_ids);
+                  8.0 * ((double)in->nuser_ids + (double)in->nitem_ids) +
+                  (in->ease_has_x ? 8.0 * ((double)in->nusers + 1.0) + 4.0 * (double)in->ease_x_nnz : 0.0);
     if (need > (double)sb.st_size)
       st = CORRUPT(path, "its attributes promise more data than the file holds");
   }
@@ -810,6 +937,18 @@ static imf_status check_input(const char *path, const imf_model *m, const imf_ck
   if (meta->ease && (m->type != IMF_MODEL_EASE || imf_ease_nitems(meta->ease) != m->nitems ||
                      !imf_ease_gram(meta->ease)))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE state (its Gram matrix, of the model's items) does not fit the model", path);
+  if (meta->ease_x) {
+    const imf_ease_rows *x = meta->ease_x;
+    if (!meta->ease || m->k != 1 || m->kw != 1 || x->lo < 0 || x->hi < x->lo || x->hi > m->nusers || !x->ptr ||
+        x->ptr[0] != 0)
+      IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE X rows [%lld, %lld) do not fit the model (handle of k = 1 with its "
+               "state, %lld users)", path, (long long)x->lo, (long long)x->hi, (long long)m->nusers);
+    for (int64_t r = 0; r < x->hi - x->lo; r++)
+      for (int64_t q = x->ptr[r]; q < x->ptr[r + 1]; q++)
+        if (x->idx[q] < 0 || x->idx[q] >= m->nitems || (q > x->ptr[r] && x->idx[q] <= x->idx[q - 1]))
+          IMF_FAIL(IMF_ERR_RUNTIME, "%s: EASE X row %lld is not ascending items below %lld", path,
+                   (long long)(x->lo + r), (long long)m->nitems);
+  }
   if (meta->kind[0] && strcmp(meta->kind, "run") && strcmp(meta->kind, "version"))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: checkpoint kind '%s' is neither run nor version", path, meta->kind);
   const imf_idlist *ls[2] = {&meta->users, &meta->items};
@@ -940,6 +1079,10 @@ static imf_status write_attrs(hid_t f, const imf_ckpt_info *in, const char *conf
     IMF_CHECK(attr_i64(f, "ease_items", in->ease_items, p));
     IMF_CHECK(attr_str(f, "ease_gram_hash", in->ease_gram_hash, p));
     IMF_CHECK(attr_str(f, "ease_b_hash", in->ease_b_hash, p));
+    if (in->ease_has_x) {
+      IMF_CHECK(attr_i64(f, "ease_x_nnz", in->ease_x_nnz, p));
+      IMF_CHECK(attr_str(f, "ease_x_hash", in->ease_x_hash, p));
+    }
   }
   return IMF_OK;
 }
@@ -992,6 +1135,11 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
       IMF_CHECK(imf_ease_hash(meta->ease, 1, h.info.ease_b_hash));
       h.info.ease_has_b = 1;
     }
+    if (meta->ease_x) {
+      IMF_CHECK(imf_ease_rows_cover(comm, meta->ease_x->lo, meta->ease_x->hi, m->nusers));
+      IMF_CHECK(imf_ease_rows_hash(comm, meta->ease_x, m->nitems, &h.info.ease_x_nnz, h.info.ease_x_hash));
+      h.info.ease_has_x = 1;
+    }
   }
   if (rank == 0) st = model_digest(&h.info, m, &meta->users, &meta->items, h.info.content_sha256);
   IMF_CHECK(imf_agree(comm, st));
@@ -1021,7 +1169,8 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
                   (m->chain.U ? 4.0 * rows * (double)m->k + 16.0 * (double)m->k * (double)(m->k + 1) : 0.0) +
                   48.0 * (double)m->nhistory + (double)h.ublob + (double)h.iblob +
                   8.0 * (double)(meta->users.n + meta->items.n + 2) + (double)strlen(config) +
-                  (meta->ease ? 16.0 * (double)m->nitems * (double)m->nitems : 0.0) + 65536.0;
+                  (meta->ease ? 16.0 * (double)m->nitems * (double)m->nitems : 0.0) +
+                  (h.info.ease_has_x ? 8.0 * (double)(m->nusers + 1) + 4.0 * (double)h.info.ease_x_nnz : 0.0) + 65536.0;
     st = imf_fs_need_space(dir, tmp, need);
   }
   IMF_TRY(imf_agree(comm, st), out_hist);
@@ -1076,6 +1225,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
     if (meta->ease) {
       W(put_bc(&c, "/ease/gram", meta->ease, imf_ease_gram(meta->ease)));
       if (h.info.ease_has_b) W(put_bc(&c, "/ease/BT", meta->ease, imf_ease_b(meta->ease)));
+      if (h.info.ease_has_x) W(put_x(&c, meta->ease_x, m->nusers, h.info.ease_x_nnz));
     }
     W(write_attrs(f, &h.info, config, tmp));
     /* The MPI-IO driver syncs only on an explicit flush (not on close): this makes every
@@ -1353,5 +1503,164 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
   return IMF_OK;
 fail:
   imf_ease_destroy(&e);
+  return st;
+}
+
+/* (local) Rows of x: items in [0, nitems), strictly ascending. */
+static int rows_valid(const imf_ease_rows *x, int64_t nitems) {
+  for (int64_t r = 0; r < x->hi - x->lo; r++)
+    for (int64_t q = x->ptr[r]; q < x->ptr[r + 1]; q++)
+      if (x->idx[q] < 0 || x->idx[q] >= nitems || (q > x->ptr[r] && x->idx[q] <= x->idx[q - 1])) return 0;
+  return 1;
+}
+
+/* Collective: rows [clo, chi) of X from the replicated form's /factors/P (nusers x nitems f32),
+ * a round of rows at a time, into x (whose range contains [clo, chi)). */
+static imf_status x_from_factors(const io_ctx *c, int64_t nitems, int64_t clo, int64_t chi, imf_ease_rows *x) {
+  imf_status st = IMF_OK;
+  hid_t d = H5Dopen2(c->f, "/factors/P", H5P_DEFAULT);
+  hid_t fs = d < 0 ? -1 : H5Dget_space(d);
+  float *buf = NULL;
+  int64_t per = io_chunk / (4 * nitems), rounds, cap = 0, w = 0;
+  if (per < 1) per = 1;
+  rounds = (chi - clo + per - 1) / per;
+  if (fs < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset /factors/P is missing", c->path);
+  }
+  if (st == IMF_OK) st = imf_alloc_nz(&buf, (size_t)(per < chi - clo ? per : (chi > clo ? chi - clo : 1)) * (size_t)nitems,
+                                      sizeof *buf);
+  IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, c->comm));
+  for (int64_t t = 0; t < rounds; t++) {
+    int64_t a = clo + t * per, b = a + per < chi ? a + per : chi, cnt = b > a ? b - a : 0;
+    hid_t ms = -1;
+    herr_t e = select_rows(fs, 2, a, cnt, nitems, &ms);
+    if (e >= 0) e = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, c->dxpl, buf);
+    if (e < 0) imf_h5_reason();
+    if (ms >= 0) H5Sclose(ms);
+    if (e < 0)
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?): "
+                         "reading /factors/P: %s", c->path, imf_h5_last());
+    for (int64_t u = a; u < b && st == IMF_OK; u++) {
+      const float *row = buf + (size_t)(u - a) * (size_t)nitems;
+      for (int64_t i = 0; i < nitems && st == IMF_OK; i++) {
+        if (row[i] == 0.0f) continue;
+        if (w == cap) {
+          cap = cap ? 2 * cap : 1024;
+          st = imf_realloc(&x->idx, (size_t)cap, sizeof *x->idx);
+        }
+        if (st == IMF_OK) x->idx[w++] = (int32_t)i;
+      }
+      x->ptr[u - x->lo + 1] = w;
+    }
+    IMF_TRY(imf_agree(c->comm, st), out);
+  }
+  for (int64_t u = chi; u < x->hi; u++) x->ptr[u - x->lo + 1] = w;
+out:
+  imf_free(&buf);
+  if (fs >= 0) H5Sclose(fs);
+  if (d >= 0) H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return st;
+}
+
+imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t lo, int64_t hi, imf_ease_rows *out) {
+  memset(out, 0, sizeof *out);
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  imf_h5_quiet();
+  header h;
+  memset(&h, 0, sizeof h);
+  imf_status st = IMF_OK;
+  if (rank == 0) st = header_read(path, &h);
+  IMF_CHECK(imf_agree(comm, st));
+  free(h.info.config);
+  h.info.config = NULL;
+  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  const imf_ckpt_info *in = &h.info;
+  const int legacy = !in->ease_has_x;
+  if (in->type != IMF_MODEL_EASE || (legacy && in->kw != in->nitems))
+    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE X (%s)", path,
+             in->type != IMF_MODEL_EASE ? "not an EASE model" : "neither sparse nor in factor form");
+  IMF_CHECK(imf_agree(comm, hi < lo ? imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "bad user range [%lld, %lld)",
+                                                     (long long)lo, (long long)hi)
+                                     : IMF_OK));
+  const int64_t N = in->nusers, ni = in->nitems, nnz = in->ease_x_nnz;
+  IMF_CHECK(imf_ease_rows_cover(comm, lo, hi, N));
+  int64_t clo = lo < 0 ? 0 : lo > N ? N : lo, chi = hi < 0 ? 0 : hi > N ? N : hi;
+  if (chi < clo) chi = clo;
+  out->lo = lo;
+  out->hi = hi;
+  int64_t *gp = NULL;
+  st = imf_alloc(&out->ptr, (size_t)(hi - lo) + 1, sizeof *out->ptr);
+  if (st == IMF_OK && !legacy) st = imf_alloc(&gp, (size_t)(chi - clo) + 1, sizeof *gp);
+  IMF_TRY(imf_agree(comm, st), fail);
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) {
+    imf_h5_reason();
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+  }
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) {
+    if (f >= 0) H5Fclose(f);
+    goto fail;
+  }
+  {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), path};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    if (legacy) {
+      st = x_from_factors(&c, ni, clo, chi, out);
+    } else {
+      hid_t dp = open_1d(&c, "/ease/x_ptr", N + 1, &st), dx = -1;
+      if (st == IMF_OK) dx = open_1d(&c, "/ease/x_idx", nnz, &st);
+      st = imf_agree(comm, st);
+      /* the rows' offsets (one more than the rows: neighbours read a shared boundary) */
+      if (st == IMF_OK) st = imf_agree(comm, io_1d(&c, dp, H5T_NATIVE_INT64, 8, clo, chi - clo + 1, gp, 0, "/ease/x_ptr"));
+      int64_t base = gp ? gp[0] : 0, cnt = gp ? gp[chi - clo] - gp[0] : 0;
+      if (st == IMF_OK) {
+        int ok = base >= 0 && gp[chi - clo] <= nnz && (clo > 0 || base == 0) && (chi < N || gp[chi - clo] == nnz);
+        for (int64_t r = 0; r < chi - clo && ok; r++) ok = gp[r] <= gp[r + 1];
+        if (!ok) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: the offsets of its EASE X are "
+                                    "not increasing from 0 to ease_x_nnz", path);
+        if (st == IMF_OK) st = imf_alloc_nz(&out->idx, (size_t)(cnt > 0 ? cnt : 1), sizeof *out->idx);
+        st = imf_agree(comm, st);
+      }
+      if (st == IMF_OK)
+        st = imf_agree(comm, io_1d(&c, dx, H5T_NATIVE_INT32, 4, base, cnt, out->idx, 0, "/ease/x_idx"));
+      if (st == IMF_OK) {
+        for (int64_t u = lo; u < hi; u++)
+          out->ptr[u - lo + 1] = u < clo ? 0 : u < chi ? gp[u - clo + 1] - base : cnt;
+      }
+      if (dp >= 0) H5Dclose(dp);
+      if (dx >= 0) H5Dclose(dx);
+    }
+    H5Pclose(c.dxpl);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+  }
+  IMF_TRY(st, fail);
+  if (!legacy) {
+    st = rows_valid(out, ni) ? IMF_OK
+                             : imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: a row of its EASE X is "
+                                             "not ascending items below %lld", path, (long long)ni);
+    IMF_TRY(imf_agree(comm, st), fail);
+    char hex[33];
+    int64_t got = 0;
+    IMF_TRY(imf_ease_rows_hash(comm, out, ni, &got, hex), fail);
+    if (got != nnz || strcmp(hex, in->ease_x_hash) != 0)
+      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                            "%s is corrupt: its EASE X does not match its hash (restore an earlier version with "
+                            "`incremf rollback`)", path), fail);
+  }
+  if (!out->idx) IMF_TRY(imf_agree(comm, imf_alloc(&out->idx, 1, sizeof *out->idx)), fail);
+  imf_free(&gp);
+  return IMF_OK;
+fail:
+  imf_free(&gp);
+  imf_ease_rows_free(out);
   return st;
 }

@@ -27,6 +27,11 @@ typedef struct {
                               distributed state, on the writer's communicator, stored as /ease
                               (its Gram matrix, and B when solved). NULL: none. A read leaves it
                               NULL (imf_checkpoint_read_ease) */
+  const imf_ease_rows *ease_x; /* write only, borrowed: an EASE model's binarized X, this rank's
+                              rows (the writer's ranks' ranges cover [0, nusers) once), stored
+                              sparse as /ease/x_ptr, /ease/x_idx; needs `ease`. NULL: none (the
+                              replicated form of older versions, P = X, is then what m holds).
+                              A read leaves it NULL (imf_checkpoint_read_ease_x) */
 } imf_ckpt_meta;
 /* Frees config and the id lists and zeroes the struct. NULL-safe. */
 void imf_ckpt_meta_free(imf_ckpt_meta *meta);
@@ -49,6 +54,10 @@ typedef struct {
   int64_t ease_items;      /* order of the stored EASE state (0: none) */
   int ease_has_gram, ease_has_b;
   char ease_gram_hash[33], ease_b_hash[33]; /* imf_ease_hash of each ("" absent) */
+  int ease_has_x;          /* X stored sparse (/ease/x_ptr, /ease/x_idx); the factors are then
+                              k = kw = 1 placeholders */
+  int64_t ease_x_nnz;      /* entries of X (ones), when ease_has_x */
+  char ease_x_hash[33];    /* imf_ease_rows_hash of X ("" absent) */
 } imf_ckpt_info;
 void imf_ckpt_info_free(imf_ckpt_info *info);
 
@@ -76,6 +85,15 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
  * attribute, which the content digest covers (imf_checkpoint_read verifies that). IMF_ERR_INPUT
  * when the file holds no EASE state or not what `want` names. */
 imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out);
+
+/* Collective. Rows [lo, hi) of an EASE version's X on this rank (rows past nusers are empty);
+ * the ranks' ranges must cover [0, nusers) once (IMF_ERR_USAGE otherwise). X stored sparse: each
+ * rank reads its rows' slices of /ease/x_ptr and /ease/x_idx, checks them (ascending items below
+ * nitems, offsets consistent) and the whole against ease_x_hash and ease_x_nnz (the content digest
+ * covers both: imf_checkpoint_read verifies that). A version in the older replicated form (no
+ * sparse X, kw = nitems): the rows are read from /factors/P (which imf_checkpoint_read verified
+ * through the digest). IMF_ERR_INPUT for a file that is not an EASE model or is damaged. */
+imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t lo, int64_t hi, imf_ease_rows *out);
 
 /* (local) The attributes of a checkpoint (serial HDF5, no digest check): the same errors as
  * imf_checkpoint_read for missing, foreign and newer files. */

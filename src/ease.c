@@ -641,6 +641,12 @@ static uint64_t fmix64(uint64_t k) {
   return k;
 }
 
+/* One element of an order-free hash (docs/FORMAT.md, "EASE state"). */
+static void hash_add(uint64_t lane[2], uint64_t key, uint64_t v) {
+  lane[0] += fmix64(fmix64(key + 0x243f6a8885a308d3ULL) ^ v);
+  lane[1] += fmix64((key * 0x9e3779b97f4a7c15ULL) ^ fmix64(v + 0x13198a2e03707344ULL));
+}
+
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
   const double *src = which ? e->A : e->G;
   imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
@@ -652,9 +658,7 @@ imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
       uint64_t i = (uint64_t)l2g(li, e->nb, e->myrow, e->nprow), v;
       double x = src[(size_t)lj * (size_t)e->lld + (size_t)li];
       memcpy(&v, &x, sizeof v);
-      uint64_t key = i * (uint64_t)e->n + j;
-      lane[0] += fmix64(fmix64(key + 0x243f6a8885a308d3ULL) ^ v);
-      lane[1] += fmix64((key * 0x9e3779b97f4a7c15ULL) ^ fmix64(v + 0x13198a2e03707344ULL));
+      hash_add(lane, i * (uint64_t)e->n + j, v);
     }
   }
   IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, lane, 2, MPI_UINT64_T, MPI_SUM, e->comm));
@@ -662,71 +666,159 @@ imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
   return IMF_OK;
 }
 
-imf_status imf_ease_fill_q(imf_ease *e, imf_model *m) {
-  imf_status st = IMF_OK;
-  if (m->nitems != e->n || m->kw != e->n)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: a model of %lld items for a state of %d",
-                       (long long)m->nitems, e->n);
-  IMF_CHECK(imf_agree(e->comm, st));
-  size_t n = (size_t)e->n;
-  int64_t cols = (int64_t)(((size_t)1 << 24) / n);
-  if (cols < 1) cols = 1;
-  if (cols > e->n) cols = e->n;
-  double *buf = NULL;
-  IMF_CHECK(imf_agree(e->comm, imf_alloc_nz(&buf, n * (size_t)cols, sizeof *buf)));
-  /* Q = B^T row-major is B column-major: gather B a slab of columns at a time */
-  for (int64_t j0 = 0; j0 < e->n; j0 += cols) {
-    int64_t j1 = j0 + cols < e->n ? j0 + cols : e->n;
-    IMF_TRY(imf_ease_gather_cols(e, j0, j1, buf), out);
-    for (size_t c = 0; c < (size_t)(j1 - j0) * n; c++) m->Q[(size_t)j0 * n + c] = (float)buf[c];
-  }
-out:
-  imf_free(&buf);
-  return st;
+/* ---- X: sparse user rows ---- */
+
+void imf_ease_rows_free(imf_ease_rows *x) {
+  if (!x) return;
+  imf_free(&x->ptr);
+  free(x->idx);
+  memset(x, 0, sizeof *x);
 }
 
-imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nusers, int64_t nitems, double lambda,
-                          imf_model **out, imf_ease **state) {
+static int cmp_i32(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return (x > y) - (x < y);
+}
+
+imf_status imf_ease_rows_from(const imf_ratings *r, int64_t lo, int64_t hi, int64_t nitems, imf_ease_rows *x) {
+  memset(x, 0, sizeof *x);
+  if (hi < lo) IMF_FAIL(IMF_ERR_USAGE, "bad user range [%lld, %lld)", (long long)lo, (long long)hi);
+  for (int64_t j = 0; j < r->n; j++)
+    if (r->user[j] < lo || r->user[j] >= hi || r->item[j] < 0 || r->item[j] >= nitems)
+      IMF_FAIL(IMF_ERR_INPUT, "rating (%lld, %lld) outside users [%lld, %lld) x %lld items", (long long)r->user[j],
+               (long long)r->item[j], (long long)lo, (long long)hi, (long long)nitems);
+  int64_t n = hi - lo;
+  imf_status st = imf_alloc(&x->ptr, (size_t)n + 1, sizeof *x->ptr);
+  if (st == IMF_OK) st = imf_alloc(&x->idx, (size_t)(r->n ? r->n : 1), sizeof *x->idx);
+  int64_t *fill = NULL;
+  if (st == IMF_OK) st = imf_alloc(&fill, (size_t)(n ? n : 1), sizeof *fill);
+  if (st != IMF_OK) {
+    imf_ease_rows_free(x);
+    return st;
+  }
+  x->lo = lo;
+  x->hi = hi;
+  for (int64_t j = 0; j < r->n; j++) x->ptr[r->user[j] - lo + 1]++;
+  for (int64_t u = 0; u < n; u++) x->ptr[u + 1] += x->ptr[u];
+  for (int64_t j = 0; j < r->n; j++) {
+    int64_t u = r->user[j] - lo;
+    x->idx[x->ptr[u] + fill[u]++] = r->item[j];
+  }
+  imf_free(&fill);
+  /* sort each row, drop repeats, compact */
+  int64_t w = 0;
+  for (int64_t u = 0; u < n; u++) {
+    int64_t a = x->ptr[u], b = x->ptr[u + 1];
+    int sorted = 1;
+    for (int64_t q = a + 1; q < b && sorted; q++) sorted = x->idx[q - 1] <= x->idx[q];
+    if (!sorted) qsort(x->idx + a, (size_t)(b - a), sizeof *x->idx, cmp_i32);
+    x->ptr[u] = w;
+    for (int64_t q = a; q < b; q++)
+      if (q == a || x->idx[q] != x->idx[q - 1]) x->idx[w++] = x->idx[q];
+  }
+  x->ptr[n] = w;
+  return IMF_OK;
+}
+
+void imf_ease_rows_clear(imf_ease_rows *x, int64_t u) {
+  if (u < x->lo || u >= x->hi) return;
+  int64_t r = u - x->lo, n = x->hi - x->lo, len = x->ptr[r + 1] - x->ptr[r];
+  if (!len) return;
+  memmove(x->idx + x->ptr[r], x->idx + x->ptr[r + 1], (size_t)(x->ptr[n] - x->ptr[r + 1]) * sizeof *x->idx);
+  for (int64_t q = r + 1; q <= n; q++) x->ptr[q] -= len;
+}
+
+imf_status imf_ease_rows_hash(MPI_Comm comm, const imf_ease_rows *x, int64_t nitems, int64_t *nnz, char hex[33]) {
+  uint64_t lane[2] = {0, 0}, one;
+  double v1 = 1.0;
+  memcpy(&one, &v1, sizeof one);
+  int64_t n = x->hi - x->lo, cnt = n > 0 ? x->ptr[n] : 0;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t q = x->ptr[r]; q < x->ptr[r + 1]; q++)
+      hash_add(lane, (uint64_t)(x->lo + r) * (uint64_t)nitems + (uint64_t)x->idx[q], one);
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, lane, 2, MPI_UINT64_T, MPI_SUM, comm));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &cnt, 1, MPI_INT64_T, MPI_SUM, comm));
+  *nnz = cnt;
+  snprintf(hex, 33, "%016llx%016llx", (unsigned long long)lane[0], (unsigned long long)lane[1]);
+  return IMF_OK;
+}
+
+static int cmp_range(const void *a, const void *b) {
+  const int64_t *x = a, *y = b;
+  return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+imf_status imf_ease_rows_cover(MPI_Comm comm, int64_t lo, int64_t hi, int64_t n) {
+  int size;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  int64_t mine[2] = {lo < 0 ? 0 : lo > n ? n : lo, hi < 0 ? 0 : hi > n ? n : hi};
+  if (mine[1] < mine[0]) mine[1] = mine[0];
+  int64_t *all = malloc(2 * (size_t)size * sizeof *all);
+  if (!all) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  int rc = MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, comm);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    return imf_err_mpi(rc, __FILE__, __LINE__, "gathering row ranges");
+  }
+  qsort(all, (size_t)size, 2 * sizeof *all, cmp_range);
+  int64_t at = 0;
+  int ok = 1;
+  for (int r = 0; r < size && ok; r++) {
+    if (all[2 * r + 1] == all[2 * r]) continue; /* empty */
+    ok = all[2 * r] == at;
+    at = all[2 * r + 1];
+  }
+  free(all);
+  if (!ok || at != n)
+    IMF_FAIL(IMF_ERR_USAGE, "EASE: the ranks' user ranges do not cover [0, %lld) once each", (long long)n);
+  return IMF_OK;
+}
+
+imf_status imf_ease_handle(imf_model *m) {
+  if (m->kw == 1 && m->k == 1) return IMF_OK;
+  IMF_CHECK(imf_model_set_kw(m, 1));
+  m->k = 1;
+  return IMF_OK;
+}
+
+imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t ulo, int64_t uhi, int64_t nusers,
+                          int64_t nitems, double lambda, imf_model **out, imf_ease **state, imf_ease_rows *x) {
   *out = NULL;
   if (state) *state = NULL;
+  if (x) memset(x, 0, sizeof *x);
   imf_status st = IMF_OK;
   imf_ease *e = NULL;
   imf_model *m = NULL;
+  imf_ease_rows rows = {0};
   double t0 = MPI_Wtime();
   if (nitems < 1) IMF_FAIL(IMF_ERR_INPUT, "EASE needs at least one item");
-  IMF_CHECK(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e));
+  if (x) {
+    st = imf_ease_rows_from(local, ulo, uhi, nitems, &rows);
+    IMF_CHECK(imf_agree(comm, st));
+    IMF_TRY(imf_ease_rows_cover(comm, ulo, uhi, nusers), out);
+  }
+  IMF_TRY(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e), out);
   IMF_TRY(imf_ease_add_ratings(e, local), out);
   IMF_TRY(imf_ease_solve(e, state != NULL), out);
-  size_t n = (size_t)nitems;
-  st = imf_model_create(IMF_MODEL_EASE, (int)nitems, nusers, nitems, 0, &m);
-  if (st == IMF_OK) {
-    /* P = X: each rank its own users' rows, the rest 0; MAX merges them */
-    for (int64_t j = 0; j < local->n; j++) {
-      int64_t u = local->user[j], i = local->item[j];
-      if (u < 0 || u >= nusers || i < 0 || i >= nitems) {
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "rating (%lld, %lld) outside the %lld x %lld matrix",
-                           (long long)u, (long long)i, (long long)nusers, (long long)nitems);
-        break;
-      }
-      m->P[(size_t)u * n + (size_t)i] = 1.0f;
-    }
-  }
-  IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(allreduce_chunks(comm, m->P, (size_t)nusers * n, MPI_FLOAT, sizeof(float), MPI_MAX), out);
-  IMF_TRY(imf_ease_fill_q(e, m), out);
+  IMF_TRY(imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nusers, nitems, 0, &m)), out);
   m->mu = 0;
   m->lambda = lambda;
   m->iteration = 1;
   imf_sweep_metrics h = {.iteration = 1, .train_loss = NAN, .train_rmse = NAN, .val_rmse = NAN, .val_mae = NAN,
                          .seconds = MPI_Wtime() - t0};
-  IMF_TRY(imf_model_push_history(m, &h), out);
+  IMF_TRY(imf_agree(comm, imf_model_push_history(m, &h)), out);
   *out = m;
   m = NULL;
   if (state) {
     *state = e;
     e = NULL;
   }
+  if (x) {
+    *x = rows;
+    memset(&rows, 0, sizeof rows);
+  }
 out:
+  imf_ease_rows_free(&rows);
   imf_model_destroy(&m);
   imf_ease_destroy(&e);
   return st;
@@ -948,4 +1040,99 @@ out:
   imf_free(&all);
   imf_free(&mrg);
   return st;
+}
+
+/* ---- single rows and item-item similarity on the 1 x P grid ---- */
+
+imf_status imf_ease_score_items(imf_ease *e, int64_t nx, const int32_t *x, int n, const int32_t *items, double *out) {
+  imf_status st = e->A && e->nprow == 1 ? IMF_OK
+                                         : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE scoring needs B on a 1 x P grid");
+  for (int64_t q = 0; q < nx && st == IMF_OK; q++)
+    if (x[q] < 0 || x[q] >= e->n)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: item %d of a row outside [0, %d)", (int)x[q], e->n);
+  IMF_CHECK(imf_agree(e->comm, st));
+  for (int j = 0; j < n; j++) {
+    out[j] = 0.0;
+    int64_t it = items[j];
+    if (it < 0 || it >= e->n || (it / e->nb) % e->npcol != e->mycol) continue;
+    const double *col = e->A + (size_t)g2l(it, e->nb, e->npcol) * (size_t)e->lld;
+    double s = 0; /* the sum score_local forms, in the same order */
+    for (int64_t q = 0; q < nx; q++) s += col[x[q]];
+    out[j] = s;
+  }
+  /* one owner per item, zeros elsewhere: the sum is exact */
+  if (n > 0) IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, out, n, MPI_DOUBLE, MPI_SUM, e->comm));
+  return IMF_OK;
+}
+
+imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float *scores, int *count) {
+  int size;
+  MPI_Comm_size(e->comm, &size);
+  imf_status st = e->A && e->nprow == 1 && K >= 1 && t >= 0 && t < e->n
+                      ? IMF_OK
+                      : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE similar needs B on a 1 x P grid, K >= 1 "
+                                      "and an item of the model");
+  double *ct = NULL;
+  cand *heap = NULL, *all = NULL;
+  MPI_Datatype ctype = MPI_DATATYPE_NULL;
+  if (st == IMF_OK) st = imf_alloc_nz(&ct, (size_t)e->n, sizeof *ct);
+  if (st == IMF_OK) st = imf_alloc(&heap, (size_t)K, sizeof *heap);
+  if (st == IMF_OK) st = imf_alloc(&all, (size_t)size * (size_t)K, sizeof *all);
+  IMF_TRY(imf_agree(e->comm, st), out);
+  int tc = (int)((t / e->nb) % e->npcol);
+  if (tc == e->mycol)
+    memcpy(ct, e->A + (size_t)g2l(t, e->nb, e->npcol) * (size_t)e->lld, (size_t)e->n * sizeof *ct);
+  IMF_MPI(MPI_Bcast(ct, e->n, MPI_DOUBLE, e->rank_at[tc], e->comm));
+  double nt = 0;
+  for (int i = 0; i < e->n; i++) nt += ct[i] * ct[i];
+  nt = sqrt(nt);
+  int hn = 0;
+  for (int lj = 0; lj < e->nloc; lj++) {
+    int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+    if (j == t) continue;
+    const double *col = e->A + (size_t)lj * (size_t)e->lld;
+    double dot = 0, nj = 0;
+    for (int i = 0; i < e->n; i++) {
+      dot += col[i] * ct[i];
+      nj += col[i] * col[i];
+    }
+    double s = nt > 0 && nj > 0 ? dot / (nt * sqrt(nj)) : 0.0;
+    heap_push(heap, &hn, K, (cand){s, (int32_t)j});
+  }
+  qsort(heap, (size_t)hn, sizeof *heap, cand_cmp);
+  for (int j = hn; j < K; j++) heap[j] = (cand){-INFINITY, -1};
+  {
+    int bl[2] = {1, 1};
+    MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
+    MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
+    IMF_MPI(MPI_Type_create_struct(2, bl, dl, ty, &tmp));
+    IMF_MPI(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ctype));
+    MPI_Type_free(&tmp);
+    IMF_MPI(MPI_Type_commit(&ctype));
+  }
+  IMF_MPI(MPI_Allgather(heap, K, ctype, all, K, ctype, e->comm));
+  qsort(all, (size_t)size * (size_t)K, sizeof *all, cand_cmp); /* padding sorts last */
+  int c = 0;
+  for (int j = 0; j < K; j++) {
+    int ok = all[j].i >= 0;
+    items[j] = ok ? all[j].i : -1;
+    scores[j] = ok ? (float)all[j].s : NAN;
+    c += ok;
+  }
+  *count = c;
+out:
+  if (ctype != MPI_DATATYPE_NULL) MPI_Type_free(&ctype);
+  imf_free(&ct);
+  imf_free(&heap);
+  imf_free(&all);
+  return st;
+}
+
+imf_status imf_ease_b_finite(imf_ease *e, int *finite) {
+  int ok = e->A != NULL;
+  for (int lj = 0; lj < e->nloc && ok; lj++)
+    for (int li = 0; li < e->mloc && ok; li++) ok = isfinite(e->A[(size_t)lj * (size_t)e->lld + (size_t)li]);
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, e->comm));
+  *finite = ok;
+  return IMF_OK;
 }

@@ -13,11 +13,15 @@
  * re-solved (imf_ease_solve). checkpoint.c stores both matrices in a model version as
  * block-cyclic hyperslabs of the global matrices (docs/FORMAT.md, "EASE state").
  *
- * How it fits: train (trainrun.c), update (update.c) and evaluate (evaluate.c) also turn B into a
- * replicated imf_model of type IMF_MODEL_EASE with P = X (kw = nitems) and Q = B^T, so that
- * P_u . Q_i = (X B)_{u,i} and every scoring path (topk.h) works unchanged. That replicated form
- * costs nitems^2 floats per rank; the distributed scorer (imf_ease_topk) needs only the rank's
- * column blocks of B (see docs/DESIGN.md, EASE).
+ * How it fits: a version stores B and the Gram matrix (checkpoint.c, block-cyclic) and X — the
+ * binarized user rows — sparse (imf_ease_rows, CSR by user, each rank a range of users); its
+ * imf_model is only a handle of type IMF_MODEL_EASE (k = kw = 1, P and Q zero placeholders: users,
+ * items, lambda, history). Scoring — recommend --user/--all/--items, --similar, evaluate and the
+ * update gate — uses B on a 1 x P grid (imf_ease_topk, imf_ease_score_items, imf_ease_similar):
+ * each rank holds whole columns of B and no rank ever holds all of it (see docs/DESIGN.md, EASE).
+ * Versions written before X was stored sparse carry the replicated factor form instead (P = X,
+ * Q = B^T, kw = nitems); they still load (imf_checkpoint_read_ease_x reads their X from P), and
+ * imf_ease_handle drops the replicated arrays once B is read.
  */
 #ifndef IMF_EASE_H
 #define IMF_EASE_H
@@ -95,7 +99,8 @@ imf_status imf_ease_alloc_b(imf_ease *e);
 void imf_ease_drop_gram(imf_ease *e);
 
 /* Collective: columns [j0, j1) of B (which = 1) or of the Gram (which = 0), column-major (M(i, j)
- * at out[(j - j0) * nitems + i]), replicated on every rank. Memory: nitems * (j1 - j0) doubles. */
+ * at out[(j - j0) * nitems + i]), replicated on every rank. Memory: nitems * (j1 - j0) doubles.
+ * For tests and benchmarks only: no command gathers B. */
 imf_status imf_ease_gather_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
 imf_status imf_ease_gather_gram_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
 
@@ -104,16 +109,43 @@ imf_status imf_ease_gather_gram_cols(imf_ease *e, int64_t j0, int64_t j1, double
  * hex characters. The same on any grid and rank count (the checkpoint's integrity check). */
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]);
 
-/* Collective: fill m->Q (nitems x nitems, m->kw == nitems) with B^T, gathered a slab of columns
- * at a time. */
-imf_status imf_ease_fill_q(imf_ease *e, imf_model *m);
+/* ---- X: the binarized user rows a version stores next to B ---- */
 
-/* Collective: a replicated EASE model from this rank's ratings of users [ulo, uhi) (ranges
- * disjoint over ranks, covering [0, nusers)): type IMF_MODEL_EASE, k = kw = nitems, P = X,
- * Q = B^T, mu = 0, no biases, lambda recorded. state: NULL, or receives the distributed state
- * (Gram kept, B) for the version file. */
-imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t nusers, int64_t nitems, double lambda,
-                          imf_model **out, imf_ease **state);
+/* Rows [lo, hi) of X as CSR: row u's items (distinct, ascending) are idx[ptr[u - lo] ..
+ * ptr[u - lo + 1]), ptr[0] = 0. Over the ranks of a communicator the ranges are disjoint and,
+ * clipped to [0, nusers), cover [0, nusers) (each rank may hold any range, also an empty one). */
+typedef struct {
+  int64_t lo, hi;
+  int64_t *ptr; /* hi - lo + 1 offsets */
+  int32_t *idx;
+} imf_ease_rows;
+void imf_ease_rows_free(imf_ease_rows *x);
+
+/* (local) Rows [lo, hi) of X from ratings of those users (a repeated pair counts once, any
+ * order). IMF_ERR_INPUT for a user outside [lo, hi) or an item outside [0, nitems). */
+imf_status imf_ease_rows_from(const imf_ratings *r, int64_t lo, int64_t hi, int64_t nitems, imf_ease_rows *x);
+
+/* (local) Empty row u of x (nothing when u is outside [lo, hi)). */
+void imf_ease_rows_clear(imf_ease_rows *x, int64_t u);
+
+/* Collective, over ranks whose ranges cover [0, nusers): the order-free hash of X (imf_ease_hash's
+ * lanes over its ones: key u * nitems + i, value 1.0) and its number of entries. */
+imf_status imf_ease_rows_hash(MPI_Comm comm, const imf_ease_rows *x, int64_t nitems, int64_t *nnz, char hex[33]);
+
+/* Collective: whether the ranges [lo, hi) of the ranks, clipped to [0, n), are disjoint and
+ * cover [0, n) (IMF_ERR_USAGE otherwise, the same on every rank). */
+imf_status imf_ease_rows_cover(MPI_Comm comm, int64_t lo, int64_t hi, int64_t n);
+
+/* (local) Make an EASE model a handle: P and Q become zero placeholders of width k = kw = 1 (a
+ * version read in the replicated form drops its nusers x nitems and nitems^2 arrays). */
+imf_status imf_ease_handle(imf_model *m);
+
+/* Collective: an EASE model from this rank's ratings of users [ulo, uhi) (ranges disjoint over
+ * ranks, covering [0, nusers)): the handle (type IMF_MODEL_EASE, k = kw = 1, mu = 0, no biases,
+ * lambda recorded, one history row). state: NULL, or receives the distributed state (Gram kept,
+ * B) for the version file; x: NULL, or receives this rank's rows [ulo, uhi) of X. */
+imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t ulo, int64_t uhi, int64_t nusers,
+                          int64_t nitems, double lambda, imf_model **out, imf_ease **state, imf_ease_rows *x);
 
 /* ---- distributed scoring (B in the COLUMNS layout: no rank holds all of B) ---- */
 
@@ -133,4 +165,20 @@ imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out);
  * broadcast, a tile at a time. Memory per rank: its columns of B plus tile x K x P candidates. */
 imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xptr, const int32_t *xidx,
                          const int64_t *eptr, const int32_t *eidx, int K, int32_t *items, float *scores, int *count);
+
+/* Collective; e holds B on a 1 x P grid; every rank passes the same row x (nx items, ascending,
+ * < nitems) and the same n items. out[j] = score(x, items[j]) summed exactly as imf_ease_topk
+ * sums it (so it equals the score a top-K list shows), 0 for an item outside [0, nitems); on
+ * every rank. Each item's column is summed by its owner alone. */
+imf_status imf_ease_score_items(imf_ease *e, int64_t nx, const int32_t *x, int n, const int32_t *items, double *out);
+
+/* Collective; e holds B on a 1 x P grid. The K items whose columns of B are nearest to column t
+ * by cosine (dot products and norms in double, in ascending row order; a zero column scores 0),
+ * t itself excluded: score descending, then item ascending, padded with -1 / NaN; *count kept;
+ * on every rank. Column t travels by one broadcast from its owner; each rank scores its own
+ * columns and keeps its K best; the candidates are merged. */
+imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float *scores, int *count);
+
+/* Collective: *finite = 1 when every element of B is finite (0 on every rank otherwise). */
+imf_status imf_ease_b_finite(imf_ease *e, int *finite);
 #endif

@@ -121,30 +121,38 @@ static int cmp_by_user_item(const void *a, const void *b, void *ctx) {
 
 #define EVAL_CHUNK 1024
 
-/* EASE with its distributed state `ease` (B on a 1 x P grid): every user's X row is their
- * training row (tptr/tidx: training plus fold-in items, which are also the items excluded), so
- * X and xbias are unused and the ranking is one collective imf_ease_topk over all ranks' users
- * (each rank scores its own columns of B; no rank holds B whole). */
+/* EASE with its distributed state `ease` (B on a 1 x P grid): every user's X row is xptr/xidx
+ * (NULL: their training row tptr/tidx: training plus fold-in items, which are also the items
+ * excluded), X and xbias are unused and the ranking is one collective imf_ease_topk over all
+ * ranks' users (each rank scores its own columns of B; no rank holds B whole). */
 static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
-                             const float *X, const float *xbias, const int64_t *tptr, const int32_t *tidx,
-                             const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out);
+                             const float *X, const float *xbias, const int64_t *xptr, const int32_t *xidx,
+                             const int64_t *tptr, const int32_t *tidx, const imf_ratings *test,
+                             const imf_eval_opts *o, imf_metrics *out);
 
 imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
                           const float *xbias, const int64_t *tptr, const int32_t *tidx,
                           const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
-  return eval_block(comm, m, NULL, ulo, uhi, X, xbias, tptr, tidx, test, o, out);
+  return eval_block(comm, m, NULL, ulo, uhi, X, xbias, NULL, NULL, tptr, tidx, test, o, out);
+}
+
+imf_status imf_eval_block_ease(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                               const int64_t *xptr, const int32_t *xidx, const int64_t *tptr, const int32_t *tidx,
+                               const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+  return eval_block(comm, m, ease, ulo, uhi, NULL, NULL, xptr, xidx, tptr, tidx, test, o, out);
 }
 
 static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
-                             const float *X, const float *xbias, const int64_t *tptr, const int32_t *tidx,
-                             const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+                             const float *X, const float *xbias, const int64_t *xptr, const int32_t *xidx,
+                             const int64_t *tptr, const int32_t *tidx, const imf_ratings *test,
+                             const imf_eval_opts *o, imf_metrics *out) {
   double t0 = imf_wtime();
   memset(out, 0, sizeof *out);
   out->nk = o->nk;
   imf_status st = IMF_OK;
   const int kw = m->kw, K = o->ks[o->nk - 1];
-  int64_t *perm = NULL, *eptr = NULL;
-  int32_t *rel = NULL, *eidx = NULL, *titems = NULL, *minpos = NULL;
+  int64_t *perm = NULL, *eptr = NULL, *qptr = NULL;
+  int32_t *rel = NULL, *eidx = NULL, *qidx = NULL, *titems = NULL, *minpos = NULL;
   float *Xc = NULL, *xbc = NULL, *tscores = NULL;
   int *tcount = NULL;
   int64_t *ulist = NULL, *rlo = NULL, *rhi = NULL;
@@ -173,7 +181,7 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
                          (long long)u, (long long)ulo, (long long)uhi);
       goto out;
     }
-    int known_u = X || ease ? 1 : u < m->nusers;
+    int known_u = X ? 1 : u < m->nusers;
     int has_train = tptr[u - ulo + 1] > tptr[u - ulo];
     const float *xr = X ? X + (u - ulo) * kw : (known_u && !ease ? m->P + u * kw : NULL);
     double xb = X ? (xbias ? xbias[u - ulo] : 0) : (known_u && m->bu ? m->bu[u] : 0);
@@ -259,11 +267,16 @@ out:
   st = imf_agree(comm, st);
   if (st == IMF_OK && ease) {
     /* every rank's users at once; each rank scores its columns of B for all of them */
-    int64_t ne = 0;
-    for (int64_t a = 0; a < nusers_eval; a++) ne += tptr[ulist[a] - ulo + 1] - tptr[ulist[a] - ulo];
+    int64_t ne = 0, nq = 0;
+    for (int64_t a = 0; a < nusers_eval; a++) {
+      ne += tptr[ulist[a] - ulo + 1] - tptr[ulist[a] - ulo];
+      if (xptr) nq += xptr[ulist[a] - ulo + 1] - xptr[ulist[a] - ulo];
+    }
     int64_t nn = nusers_eval ? nusers_eval : 1;
     st = imf_realloc(&eptr, (size_t)nn + 1, sizeof *eptr);
     if (st == IMF_OK) st = imf_realloc(&eidx, (size_t)(ne ? ne : 1), sizeof *eidx);
+    if (st == IMF_OK && xptr) st = imf_alloc(&qptr, (size_t)nn + 1, sizeof *qptr);
+    if (st == IMF_OK && xptr) st = imf_alloc(&qidx, (size_t)(nq ? nq : 1), sizeof *qidx);
     if (st == IMF_OK) st = imf_realloc(&titems, (size_t)nn * (size_t)K, sizeof *titems);
     if (st == IMF_OK) st = imf_realloc(&tscores, (size_t)nn * (size_t)K, sizeof *tscores);
     if (st == IMF_OK) st = imf_realloc(&tcount, (size_t)nn, sizeof *tcount);
@@ -273,10 +286,17 @@ out:
         int64_t l = ulist[a] - ulo, len = tptr[l + 1] - tptr[l];
         memcpy(eidx + eptr[a], tidx + tptr[l], sizeof(int32_t) * (size_t)len);
         eptr[a + 1] = eptr[a] + len;
+        if (xptr) {
+          int64_t xl = xptr[l + 1] - xptr[l];
+          memcpy(qidx + qptr[a], xidx + xptr[l], sizeof(int32_t) * (size_t)xl);
+          qptr[a + 1] = qptr[a] + xl;
+        }
       }
     }
     st = imf_agree(comm, st);
-    if (st == IMF_OK) st = imf_ease_topk(ease, 1, nusers_eval, eptr, eidx, eptr, eidx, K, titems, tscores, tcount);
+    if (st == IMF_OK)
+      st = imf_ease_topk(ease, 1, nusers_eval, xptr ? qptr : eptr, xptr ? qidx : eidx, eptr, eidx, K, titems, tscores,
+                         tcount);
     if (st == IMF_OK)
       for (int64_t a = 0; a < nusers_eval; a++) {
         for (int kk = 0; kk < o->nk; kk++)
@@ -324,6 +344,8 @@ out:
   imf_free(&xbc);
   imf_free(&eptr);
   free(eidx);
+  imf_free(&qptr);
+  imf_free(&qidx);
   imf_free(&titems);
   imf_free(&tscores);
   imf_free(&tcount);
@@ -523,7 +545,7 @@ static imf_status score_split(MPI_Comm comm, const imf_model *m, imf_ease *ease,
   }
 out:
   st = imf_agree(comm, st);
-  if (st == IMF_OK) st = eval_block(comm, m, ease, ulo, uhi, X, xb, ptr, idx, test, o, res);
+  if (st == IMF_OK) st = eval_block(comm, m, ease, ulo, uhi, X, xb, NULL, NULL, ptr, idx, test, o, res);
   imf_free(&ptr);
   imf_free(&idx);
   imf_free(&X);
@@ -734,14 +756,17 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
   IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
   IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
   {
-    /* an EASE version scores with its B read block-cyclically (each rank its columns); one
-     * written before B was stored scores with its replicated Q */
+    /* an EASE version scores with its B read block-cyclically (each rank its columns) and the
+     * store's training rows as X; one written before B was stored scores with its replicated Q */
     imf_ckpt_info ci;
     imf_status is = imf_checkpoint_info(path, &ci);
     int has_b = is == IMF_OK && ci.ease_has_b;
     if (is == IMF_OK) imf_ckpt_info_free(&ci);
     IMF_TRY(imf_agree(comm, is), out);
-    if (has_b) IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, ease), out);
+    if (has_b) {
+      IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, ease), out);
+      IMF_TRY(imf_agree(comm, imf_ease_handle(*m)), out); /* the replicated form, if any, is not used */
+    }
   }
   if (meta->config && *meta->config) IMF_TRY(imf_config_load_string(cfg, meta->config, path), out);
   for (size_t j = 0; j < sizeof EVAL_KEYS / sizeof EVAL_KEYS[0]; j++) {

@@ -5,6 +5,7 @@
  * ranges with the top-K kernel of topk.h. */
 #ifndef IMF_EVALUATE_H
 #define IMF_EVALUATE_H
+#include "ease.h"
 #include "idmap.h"
 #include "metrics.h"
 #include "model.h"
@@ -52,6 +53,13 @@ typedef struct {
 imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
                           const float *xbias, const int64_t *tptr, const int32_t *tidx,
                           const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out);
+
+/* Collective. The same for an EASE model m (a handle: users, items) scored from B on a 1 x P grid
+ * (ease, imf_ease_topk): a user's row of X is xptr/xidx (uhi-ulo+1 offsets, items ascending,
+ * below m->nitems; NULL: the training row tptr/tidx itself); users >= m->nusers are cold. */
+imf_status imf_eval_block_ease(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                               const int64_t *xptr, const int32_t *xidx, const int64_t *tptr, const int32_t *tidx,
+                               const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out);
 
 /* Flat list of a result's metrics under their JSON names ("rmse", "mae", "precision@10", ...,
  * "coverage@10"); returns the count (at most IMF_EVAL_MAX_NAMES). */

@@ -248,59 +248,57 @@ done:
 /* ------------------------------------------------------------------------------ forget */
 
 /* EASE: user u's row leaves the version's Gram matrix — its outer product is subtracted exactly
- * (imf_ease_add_delta with an empty new row) — then B is re-solved, Q refreshed and the row of
- * X (= P) zeroed. A version written before the Gram matrix was stored gets one from its own X
- * (the rows of P without u). *out: the state to store with the rewritten version. */
-static imf_status forget_ease(MPI_Comm comm, const char *vp, imf_model *m, int64_t u, imf_ease **out) {
+ * (imf_ease_add_delta with an empty new row, on the rank holding the row) — then B is re-solved
+ * and the row of X emptied. X is read sparse, each rank a range of users (from P in a version of
+ * the older replicated form, which is rewritten in the sparse form: m becomes a handle). A
+ * version written before the Gram matrix was stored gets one from its own X without u. *out: the
+ * state, *x: this rank's rows of X, to store with the rewritten version. */
+static imf_status forget_ease(MPI_Comm comm, const char *vp, imf_model *m, int64_t u, imf_ease **out,
+                              imf_ease_rows *x) {
   imf_status st = IMF_OK;
   imf_ease *e = NULL;
   imf_ckpt_info info;
-  int rank;
-  MPI_Comm_rank(comm, &rank);
   *out = NULL;
-  int64_t n = m->nitems;
-  float *row = m->P + (size_t)u * (size_t)m->kw;
+  int64_t n = m->nitems, lo, hi;
   imf_status ist = imf_checkpoint_info(vp, &info);
   int has_gram = ist == IMF_OK && info.ease_has_gram;
   if (ist == IMF_OK) imf_ckpt_info_free(&info);
   IMF_CHECK(imf_agree(comm, ist));
+  imf_user_range(comm, m->nusers, &lo, &hi);
+  IMF_CHECK(imf_checkpoint_read_ease_x(comm, vp, lo, hi, x));
   if (has_gram) {
-    int64_t optr[2] = {0, 0}, nptr[2] = {0, 0};
-    int32_t *oidx = NULL;
-    st = imf_alloc(&oidx, (size_t)(n ? n : 1), sizeof *oidx);
-    for (int64_t i = 0; st == IMF_OK && i < n; i++)
-      if (row[i] != 0.0f) oidx[optr[1]++] = (int32_t)i;
-    if (imf_agree(comm, st) == IMF_OK) st = imf_checkpoint_read_ease(comm, vp, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e);
-    else st = IMF_ERR_NOMEM;
-    /* one row, on rank 0 (every rank holds the replicated model) */
-    if (st == IMF_OK) st = imf_ease_add_delta(e, rank == 0 ? 1 : 0, optr, oidx, nptr, oidx, NULL);
-    imf_free(&oidx);
-    memset(row, 0, (size_t)m->kw * sizeof(float));
+    int mine = u >= lo && u < hi;
+    int64_t optr[2] = {0, mine ? x->ptr[u - lo + 1] - x->ptr[u - lo] : 0}, nptr[2] = {0, 0};
+    const int32_t *oidx = mine ? x->idx + x->ptr[u - lo] : x->idx;
+    st = imf_checkpoint_read_ease(comm, vp, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e);
+    if (st == IMF_OK) st = imf_ease_add_delta(e, mine ? 1 : 0, optr, oidx, nptr, oidx, NULL);
+    imf_ease_rows_clear(x, u);
   } else {
-    memset(row, 0, (size_t)m->kw * sizeof(float));
-    imf_ratings x = {0};
-    int64_t lo, hi;
-    imf_user_range(comm, m->nusers, &lo, &hi);
+    imf_ease_rows_clear(x, u);
+    imf_ratings r = {0};
     for (int64_t v = lo; v < hi && st == IMF_OK; v++)
-      for (int64_t i = 0; i < n && st == IMF_OK; i++)
-        if (m->P[(size_t)v * (size_t)n + (size_t)i] != 0.0f) st = imf_ratings_push(&x, (int32_t)v, (int32_t)i, 1.0f, IMF_NO_TIME);
+      for (int64_t q = x->ptr[v - lo]; q < x->ptr[v - lo + 1] && st == IMF_OK; q++)
+        st = imf_ratings_push(&r, (int32_t)v, x->idx[q], 1.0f, IMF_NO_TIME);
     st = imf_agree(comm, st);
     if (st == IMF_OK) st = imf_ease_create(comm, n, m->lambda, IMF_EASE_GRID_SQUARE, &e);
-    if (st == IMF_OK) st = imf_ease_add_ratings(e, &x);
-    imf_ratings_free(&x);
+    if (st == IMF_OK) st = imf_ease_add_ratings(e, &r);
+    imf_ratings_free(&r);
   }
   if (st == IMF_OK) st = imf_ease_solve(e, 1);
-  if (st == IMF_OK) st = imf_ease_fill_q(e, m);
+  if (st == IMF_OK) st = imf_agree(comm, imf_ease_handle(m));
   if (st == IMF_OK) *out = e;
-  else imf_ease_destroy(&e);
+  else {
+    imf_ease_destroy(&e);
+    imf_ease_rows_free(x);
+  }
   return st;
 }
-
 
 /* Whether a version still holds user u: its id (forget empties it), or for a version without
  * ids a nonzero row. */
 static int version_holds_user(const imf_model *m, const imf_ckpt_meta *meta, int64_t u) {
   if (meta->users.n > u) return meta->users.off[u + 1] > meta->users.off[u];
+  if (m->type == IMF_MODEL_EASE && m->kw == 1) return 1; /* X is not in m: taking the row out again is harmless */
   for (int64_t c = 0; c < m->kw; c++)
     if (m->P[(size_t)u * (size_t)m->kw + (size_t)c] != 0.0f) return 1;
   return m->bu && m->bu[u] != 0.0f;
@@ -370,10 +368,12 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_ckpt_meta meta = {0};
     IMF_TRY(imf_checkpoint_read(comm, vp, &m, &meta), done);
     imf_ease *es = NULL;
+    imf_ease_rows ex = {0};
     if (u < m->nusers && (!again || version_holds_user(m, &meta, u))) {
       if (m->type == IMF_MODEL_EASE) { /* no factors to fold: the Gram matrix loses the row */
-        st = forget_ease(comm, vp, m, u, &es);
+        st = forget_ease(comm, vp, m, u, &es, &ex);
         meta.ease = es;
+        meta.ease_x = &ex;
       } else {
         memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
         if (m->bu) m->bu[u] = 0;
@@ -409,6 +409,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
       if (st == IMF_OK) (*versions_rewritten)++;
     }
     imf_ease_destroy(&es);
+    imf_ease_rows_free(&ex);
     imf_model_destroy(&m);
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);

@@ -11,10 +11,13 @@
  *    the average of the S samples' predictions. Before the first kept sample, kw = k and P, Q hold
  *    the current chain sample. The chain state (current sample and hyperparameters) is kept
  *    separately so that a run can resume where it stopped.
- *  - EASE (ease.h): no biases, mu = 0, kw = k = nitems; P = the binarized user rows X, Q = B^T of
- *    the item-item weights B, so that P[u].Q[i] = (X B)[u,i]. Replicated nitems^2: small
- *    catalogues only. Not folded in or updated by sweeps: update changes its Gram matrix, which
- *    the version stores next to it (ease.h, checkpoint.h), and re-solves.
+ *  - EASE (ease.h): a handle only — no biases, mu = 0, k = kw = 1, P and Q zero placeholders.
+ *    The model is B (item-item weights, distributed over the ranks, never replicated) and the
+ *    binarized user rows X (sparse, each rank its users), which the version stores next to it
+ *    (ease.h, checkpoint.h); every score comes from them (imf_ease_topk and friends). Versions
+ *    of the older replicated form (kw = nitems, P = X, Q = B^T) read as such, and become a
+ *    handle (imf_ease_handle) once their B is read. Not folded in or updated by sweeps: update
+ *    changes its Gram matrix and re-solves.
  *
  * Arrays are row-major, 64-byte aligned (imf_alloc) and owned by the model.
  */

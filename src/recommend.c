@@ -35,7 +35,15 @@ imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char
     int has_b = is == IMF_OK && ci.ease_has_b;
     if (is == IMF_OK) imf_ckpt_info_free(&ci);
     IMF_TRY(imf_agree(comm, is), out);
-    if (has_b) IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &r->ease), out);
+    if (has_b) {
+      /* and X sparse, each rank its users' rows (from P in a version of the replicated form,
+       * whose nusers x nitems and nitems^2 arrays are dropped then) */
+      int64_t lo, hi;
+      IMF_TRY(imf_checkpoint_read_ease(comm, path, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &r->ease), out);
+      imf_user_range(comm, r->m->nusers, &lo, &hi);
+      IMF_TRY(imf_checkpoint_read_ease_x(comm, path, lo, hi, &r->x), out);
+      IMF_TRY(imf_agree(comm, imf_ease_handle(r->m)), out);
+    }
   }
   if (r->meta.users.n != r->m->nusers || r->meta.items.n != r->m->nitems)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s carries no raw ids: cannot recommend by id", path), out);
@@ -52,6 +60,7 @@ out:
 void imf_recommender_close(imf_recommender *r) {
   imf_model_destroy(&r->m);
   imf_ease_destroy(&r->ease);
+  imf_ease_rows_free(&r->x);
   imf_ckpt_meta_free(&r->meta);
   imf_idmap_destroy(&r->users);
   imf_idmap_destroy(&r->items);
@@ -95,19 +104,24 @@ out:
   return st;
 }
 
-/* EASE: the X rows (= P, binary) of users [lo, hi) as CSR (xp: hi - lo + 1 offsets; *xi malloc'd). */
-static imf_status ease_rows(const imf_model *m, int64_t lo, int64_t hi, int64_t *xp, int32_t **xi) {
-  int64_t n = m->nitems, nz = 0;
-  for (int64_t u = lo; u < hi; u++)
-    for (int64_t i = 0; i < n; i++) nz += m->P[(size_t)u * (size_t)n + (size_t)i] != 0.0f;
-  *xi = malloc((size_t)(nz ? nz : 1) * sizeof **xi);
-  if (!*xi) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
-  xp[0] = 0;
-  for (int64_t u = lo, w = 0; u < hi; u++) {
-    for (int64_t i = 0; i < n; i++)
-      if (m->P[(size_t)u * (size_t)n + (size_t)i] != 0.0f) (*xi)[w++] = (int32_t)i;
-    xp[u - lo + 1] = w;
-  }
+/* EASE, collective: user u's row of X on every rank (broadcast by the rank that holds it);
+ * *xi malloc'd. */
+static imf_status ease_row(imf_recommender *r, int64_t u, int64_t *nx, int32_t **xi) {
+  int rank, size;
+  MPI_Comm_rank(r->comm, &rank);
+  MPI_Comm_size(r->comm, &size);
+  *xi = NULL;
+  int own = u >= r->x.lo && u < r->x.hi ? rank : size, owner;
+  IMF_MPI(MPI_Allreduce(&own, &owner, 1, MPI_INT, MPI_MIN, r->comm));
+  if (owner == size) IMF_FAIL(IMF_ERR_RUNTIME, "EASE: no rank holds the row of user %lld", (long long)u);
+  int64_t n = own == rank ? r->x.ptr[u - r->x.lo + 1] - r->x.ptr[u - r->x.lo] : 0;
+  IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, owner, r->comm));
+  *xi = malloc((size_t)(n ? n : 1) * sizeof **xi);
+  imf_status st = *xi ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  IMF_CHECK(imf_agree(r->comm, st));
+  if (rank == owner) memcpy(*xi, r->x.idx + r->x.ptr[u - r->x.lo], (size_t)n * sizeof **xi);
+  IMF_MPI(MPI_Bcast(*xi, (int)n, MPI_INT32_T, owner, r->comm));
+  *nx = n;
   return IMF_OK;
 }
 
@@ -160,10 +174,11 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
   /* rank 0 reads this one user's ratings; the others take part in the collective read */
   IMF_CHECK(read_range(r, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &rt));
   if (r->ease) { /* EASE: rank 0's one row, scored by every rank on its columns of B */
-    int64_t xp[2] = {0, 0}, ep[2] = {0, rank == 0 ? rt.n : 0};
+    int64_t xp[2] = {0, 0}, ep[2] = {0, rank == 0 ? rt.n : 0}, nx = 0;
     int32_t *xi = NULL;
     int cnt = 0;
-    st = ease_rows(r->m, u, rank == 0 ? u + 1 : u, xp, &xi);
+    st = ease_row(r, u, &nx, &xi);
+    xp[1] = rank == 0 ? nx : 0;
     if (st == IMF_OK && rank == 0) st = list_alloc(out, top);
     st = imf_agree(r->comm, st);
     if (st == IMF_OK)
@@ -189,6 +204,7 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
 
 imf_status imf_recommend_items(imf_recommender *r, const char *user, const char *const *item_ids, int n,
                                imf_rec_list *out, int *unknown) {
+  memset(out, 0, sizeof *out);
   int64_t u = imf_idmap_find(r->users, user, strlen(user));
   if (u < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown user '%s': the model has no such user", user);
   IMF_CHECK(list_alloc(out, n));
@@ -198,6 +214,22 @@ imf_status imf_recommend_items(imf_recommender *r, const char *user, const char 
     out->items[j] = (int32_t)(i < 0 ? -1 - j : i); /* unknown: -1 - position in the request */
     out->scores[j] = (float)imf_model_predict(r->m, u, i);
   }
+  if (r->ease) { /* EASE: each item's score from its column of B, summed by the rank holding it */
+    int64_t nx = 0;
+    int32_t *xi = NULL;
+    double *s = NULL;
+    imf_status st = ease_row(r, u, &nx, &xi);
+    if (st == IMF_OK) st = imf_agree(r->comm, imf_alloc(&s, (size_t)(n ? n : 1), sizeof *s));
+    if (st == IMF_OK) st = imf_ease_score_items(r->ease, nx, xi, n, out->items, s);
+    for (int j = 0; j < n && st == IMF_OK; j++)
+      if (out->items[j] >= 0) out->scores[j] = (float)s[j];
+    free(xi);
+    imf_free(&s);
+    if (st != IMF_OK) {
+      imf_rec_list_free(out);
+      return st;
+    }
+  }
   out->n = n;
   imf_topk_sort(out->items, out->scores, n);
   return IMF_OK;
@@ -205,8 +237,21 @@ imf_status imf_recommend_items(imf_recommender *r, const char *user, const char 
 
 imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, imf_rec_list *out) {
   const imf_model *m = r->m;
+  int rank;
+  MPI_Comm_rank(r->comm, &rank);
+  memset(out, 0, sizeof *out);
   int64_t it = imf_idmap_find(r->items, item, strlen(item));
   if (it < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item);
+  if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  IMF_CHECK(list_alloc(out, top));
+  if (r->ease) { /* EASE: cosine of B's columns, each rank its own (ease.h) */
+    int cnt = 0;
+    imf_status st = imf_ease_similar(r->ease, it, top, out->items, out->scores, &cnt);
+    out->n = cnt;
+    if (st != IMF_OK) imf_rec_list_free(out);
+    return st;
+  }
+  if (rank != 0) return IMF_OK; /* the replicated factors: rank 0 alone */
   float *Qn = NULL;
   imf_status st = IMF_OK;
   int kw = m->kw;
@@ -221,7 +266,6 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
   int32_t self = (int32_t)it;
   imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self};
   int cnt = 0;
-  IMF_TRY(list_alloc(out, top), done);
   IMF_TRY(imf_topk(&q, top, out->items, out->scores, &cnt, NULL), done);
   out->n = cnt;
 done:
@@ -404,14 +448,10 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
   IMF_TRY(imf_alloc(&count, (size_t)(n ? n : 1), sizeof *count), out);
   ts = imf_wtime();
   if (r->ease) { /* EASE: every rank's users, each rank scoring its columns of B for all of them */
-    int64_t *xp = NULL;
-    int32_t *xi = NULL;
-    st = imf_alloc(&xp, (size_t)n + 1, sizeof *xp);
-    if (st == IMF_OK) st = ease_rows(m, lo, hi, xp, &xi);
+    st = r->x.lo == lo && r->x.hi == hi ? IMF_OK
+                                        : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: X rows of other users");
     st = imf_agree(r->comm, st);
-    if (st == IMF_OK) st = imf_ease_topk(r->ease, 1, n, xp, xi, ptr, rt.item, top, items, scores, count);
-    imf_free(&xp);
-    free(xi);
+    if (st == IMF_OK) st = imf_ease_topk(r->ease, 1, n, r->x.ptr, r->x.idx, ptr, rt.item, top, items, scores, count);
     IMF_TRY(st, out);
   } else {
     imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr,

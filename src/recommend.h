@@ -3,7 +3,8 @@
  * already rated is never recommended), and the queries: one user's top N, top N for every user
  * written in parallel (CSV or HDF5, each rank writing its own users), scores of given items,
  * and the nearest items of an item (cosine in factor space). Scoring uses topk.h; an EASE
- * version's top N uses its distributed B (ease.h, imf_ease_topk). */
+ * version is scored from B on a 1 x P grid (each rank whole columns, no rank all of B) and its
+ * sparse X (each rank its users' rows): imf_ease_topk, imf_ease_score_items, imf_ease_similar. */
 #ifndef IMF_RECOMMEND_H
 #define IMF_RECOMMEND_H
 #include "checkpoint.h"
@@ -17,7 +18,8 @@ typedef struct {
   imf_idmap *users, *items; /* the model's raw ids */
   char store[4096];         /* "" when none: nothing is excluded */
   imf_ease *ease;           /* EASE version with a stored B: B on a 1 x P grid, each rank its
-                               columns; --user and --all score with it (imf_ease_topk) */
+                               columns; every query scores with it (m is then only a handle) */
+  imf_ease_rows x;          /* with ease: this rank's rows of X (imf_user_range's users) */
 } imf_recommender;
 
 /* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */
@@ -36,11 +38,13 @@ void imf_rec_list_free(imf_rec_list *l);
 /* Collective; result on rank 0. An unknown user is IMF_ERR_NOTFOUND unless fallback_popular,
  * which returns the most rated items of the store (the model's items only). */
 imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int fallback_popular, imf_rec_list *out);
-/* Local (rank 0 calls it): the predicted scores of the given raw item ids for a user, best
- * first (unknown items score by the cold-row rule and are marked in *unknown). */
+/* Collective (every rank passes the same arguments); result on rank 0: the predicted scores of
+ * the given raw item ids for a user, best first (unknown items score by the cold-row rule and are
+ * marked in *unknown). */
 imf_status imf_recommend_items(imf_recommender *r, const char *user, const char *const *item_ids, int n,
                                imf_rec_list *out, int *unknown_user);
-/* Local: the top items nearest to an item by cosine of their factor rows (itself excluded). */
+/* Collective; result on rank 0: the top items nearest to an item by cosine of their factor rows
+ * (EASE: of their columns of B), itself excluded. */
 imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, imf_rec_list *out);
 
 /* Collective: top N of every user the model knows, written to path — CSV ("user,rank,item,

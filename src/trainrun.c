@@ -101,6 +101,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   imf_trainer *t = NULL;
   imf_model *saved = NULL, *em = NULL;
   imf_ease *es = NULL; /* EASE: the distributed Gram matrix and B, stored with the version */
+  imf_ease_rows ex = {0}; /* EASE: this rank's rows of X, stored sparse with the version */
   imf_config *cfg = NULL;
   imf_ckpt_meta meta = {0}, rmeta = {0};
   FILE *log = NULL;
@@ -195,7 +196,8 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     double lambda = imf_cfg_double(cfg, "model.ease_lambda");
     imf_info("data: %lld users, %lld items, %lld training + %lld held-out ratings (read %.2f s); EASE, lambda %g",
              (long long)nu, (long long)ni, (long long)cnt[0], (long long)nholdout, t_read, lambda);
-    IMF_TRY(imf_ease_model(comm, &local, nu, ni, lambda, &em, &es), out);
+    IMF_TRY(imf_ease_model(comm, &local, nu * rank / size, nu * (rank + 1) / size, nu, ni, lambda, &em, &es, &ex),
+            out);
     imf_ratings_free(&local);
     if (rank == 0) {
       log = fopen(imf_modeldir_log_path(md), "w");
@@ -262,7 +264,9 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
                        (long long)m->iteration);
     goto out;
   }
-  if (o->test_path) {
+  if (o->test_path && ease) /* the model is a handle: its scores come from B (evaluate --model) */
+    imf_warn("--test %s: EASE scores are preferences, not ratings: no test RMSE (use evaluate --model)", o->test_path);
+  if (o->test_path && !ease) {
     imf_eval_result er;
     imf_store_info info;
     IMF_TRY(imf_store_get_info(s, &info), out);
@@ -278,6 +282,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   imf_ckpt_meta_free(&meta);
   IMF_TRY(make_meta(cfg, s, users, items, "version", &meta), out);
   meta.ease = es;
+  if (ease) meta.ease_x = &ex;
   {
     /* lineage: the version current before this one is its parent */
     char cur[4400];
@@ -338,6 +343,7 @@ out:
   imf_model_destroy(&saved);
   imf_model_destroy(&em);
   imf_ease_destroy(&es);
+  imf_ease_rows_free(&ex);
   imf_idmap_destroy(&users);
   imf_idmap_destroy(&items);
   imf_config_destroy(&cfg);

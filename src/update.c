@@ -355,12 +355,15 @@ static int parse_strategy(const char *s) {
  * store's items (new rows and columns 0; the ridge lambda I comes with the solve, so a new item
  * gets lambda on its diagonal), and changed by exactly the difference of the rows that changed —
  * every user of this rank's partition block whose training row (binarized, standing holdout
- * excluded) differs from the champion's X row: new interactions add, a forgotten user's row
- * subtracts, a superseded rating of a pair already present changes nothing. Then it is
- * re-solved. The Gram matrix is never rebuilt from all data. Every update strategy means this
- * for EASE (recorded as strategy "gram"). */
+ * excluded) differs from the champion's X row (read sparse, each rank its block's rows): new
+ * interactions add, a forgotten user's row subtracts, a superseded rating of a pair already
+ * present changes nothing. Then it is re-solved. The Gram matrix is never rebuilt from all data.
+ * Every update strategy means this for EASE (recorded as strategy "gram"). *out: the challenger's
+ * handle; *state its Gram matrix and B; oldx, newx: the champion's and the challenger's X rows of
+ * this rank's block. */
 static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partition *p, const imf_model *champ,
-                             imf_model **out, imf_ease **state, int64_t *changed, int64_t *entries) {
+                             imf_model **out, imf_ease **state, imf_ease_rows *oldx, imf_ease_rows *newx,
+                             int64_t *changed, int64_t *entries) {
   imf_status st = IMF_OK;
   imf_ease *e = NULL;
   imf_model *m = NULL;
@@ -368,53 +371,48 @@ static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partiti
   int32_t *oidx = NULL, *nidx = NULL;
   *out = NULL;
   *state = NULL;
+  memset(newx, 0, sizeof *newx);
   double t0 = imf_wtime();
   const imf_csr *c = &p->by_user;
-  int64_t nu = p->nusers, ni = p->nitems, nloc = c->hi - c->lo, n0 = champ->nitems;
+  int64_t nu = p->nusers, ni = p->nitems, nloc = c->hi - c->lo;
   IMF_TRY(imf_checkpoint_read_ease(comm, cpath, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e), out);
   IMF_TRY(imf_ease_grow(e, ni), out);
-  /* the changed rows of this rank's users: (old, new) as CSR */
-  int64_t no = 0;
-  for (int64_t r = 0; r < nloc; r++) {
-    int64_t u = c->lo + r;
-    if (u < champ->nusers)
-      for (int64_t i = 0; i < n0; i++) no += champ->P[(size_t)u * (size_t)n0 + (size_t)i] != 0.0f;
+  IMF_TRY(imf_checkpoint_read_ease_x(comm, cpath, c->lo, c->hi, oldx), out);
+  /* the new X: the block's training rows without repeats */
+  st = imf_alloc(&newx->ptr, (size_t)nloc + 1, sizeof *newx->ptr);
+  if (st == IMF_OK) st = imf_alloc(&newx->idx, (size_t)(c->nnz ? c->nnz : 1), sizeof *newx->idx);
+  IMF_TRY(imf_agree(comm, st), out);
+  newx->lo = c->lo;
+  newx->hi = c->hi;
+  for (int64_t r = 0, w = 0; r < nloc; r++) {
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++)
+      if (w == newx->ptr[r] || newx->idx[w - 1] != c->idx[j]) newx->idx[w++] = c->idx[j];
+    newx->ptr[r + 1] = w;
   }
+  /* the changed rows: (old, new) as CSR */
+  int64_t no = oldx->ptr[nloc], nn = newx->ptr[nloc];
   st = imf_alloc(&optr, (size_t)nloc + 1, sizeof *optr);
   if (st == IMF_OK) st = imf_alloc(&nptr, (size_t)nloc + 1, sizeof *nptr);
   if (st == IMF_OK) st = imf_alloc(&oidx, (size_t)(no ? no : 1), sizeof *oidx);
-  if (st == IMF_OK) st = imf_alloc(&nidx, (size_t)(c->nnz ? c->nnz : 1), sizeof *nidx);
+  if (st == IMF_OK) st = imf_alloc(&nidx, (size_t)(nn ? nn : 1), sizeof *nidx);
   IMF_TRY(imf_agree(comm, st), out);
   int64_t nr = 0;
   for (int64_t r = 0; r < nloc; r++) {
-    int64_t u = c->lo + r, o0 = optr[nr], w0 = nptr[nr], wo = o0, wn = w0;
-    if (u < champ->nusers)
-      for (int64_t i = 0; i < n0; i++)
-        if (champ->P[(size_t)u * (size_t)n0 + (size_t)i] != 0.0f) oidx[wo++] = (int32_t)i;
-    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++)
-      if (wn == w0 || nidx[wn - 1] != c->idx[j]) nidx[wn++] = c->idx[j];
-    int same = wo - o0 == wn - w0 && !memcmp(oidx + o0, nidx + w0, (size_t)(wo - o0) * sizeof *oidx);
-    if (same) continue; /* the slot is reused by the next row */
+    int64_t lo_ = oldx->ptr[r + 1] - oldx->ptr[r], ln = newx->ptr[r + 1] - newx->ptr[r];
+    const int32_t *ro = oldx->idx + oldx->ptr[r], *rn = newx->idx + newx->ptr[r];
+    if (lo_ == ln && !memcmp(ro, rn, (size_t)ln * sizeof *ro)) continue;
+    memcpy(oidx + optr[nr], ro, (size_t)lo_ * sizeof *ro);
+    memcpy(nidx + nptr[nr], rn, (size_t)ln * sizeof *rn);
+    optr[nr + 1] = optr[nr] + lo_;
+    nptr[nr + 1] = nptr[nr] + ln;
     nr++;
-    optr[nr] = wo;
-    nptr[nr] = wn;
   }
   int64_t g = nr;
   IMF_MPI(MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm));
   IMF_TRY(imf_ease_add_delta(e, nr, optr, oidx, nptr, nidx, entries), out);
   IMF_TRY(imf_ease_solve(e, 1), out);
-  /* the replicated model: P = the new X, Q = B^T */
-  st = imf_model_create(IMF_MODEL_EASE, (int)ni, nu, ni, 0, &m);
-  if (st == IMF_OK)
-    for (int64_t r = 0; r < nloc; r++)
-      for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) m->P[(size_t)(c->lo + r) * (size_t)ni + (size_t)c->idx[j]] = 1.0f;
-  IMF_TRY(imf_agree(comm, st), out);
-  {
-    const size_t tot = (size_t)nu * (size_t)ni, chunk = (size_t)1 << 26;
-    for (size_t o = 0; o < tot; o += chunk)
-      IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, m->P + o, (int)(tot - o < chunk ? tot - o : chunk), MPI_FLOAT, MPI_MAX, comm));
-  }
-  IMF_TRY(imf_ease_fill_q(e, m), out);
+  /* the challenger's handle */
+  IMF_TRY(imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nu, ni, 0, &m)), out);
   m->mu = 0;
   m->lambda = champ->lambda;
   m->seed = champ->seed;
@@ -437,11 +435,12 @@ out:
   return st;
 }
 
-/* Collective: NDCG@K (K: the first of the champion's eval.k) of model m on the standing holdout of
- * the partition: each user's held-out items are the relevant ones, their training items are
- * never ranked (EASE scores are preferences, not ratings: RMSE would not judge them). */
+/* Collective: NDCG@K (K: the first of the champion's eval.k) of EASE model m — B on a 1 x P grid,
+ * x its X rows of this rank's block — on the standing holdout of the partition: each user's
+ * held-out items are the relevant ones, their training items are never ranked (EASE scores are
+ * preferences, not ratings: RMSE would not judge them). */
 static imf_status ease_holdout_ndcg(MPI_Comm comm, const imf_config *cfg, const imf_partition *p, const imf_model *m,
-                                    double *ndcg, char *metric, size_t cap) {
+                                    imf_ease *b, const imf_ease_rows *x, double *ndcg, char *metric, size_t cap) {
   imf_eval_opts o;
   memset(&o, 0, sizeof o);
   int ks[IMF_MAX_CUTOFFS], nk = 0;
@@ -459,13 +458,37 @@ static imf_status ease_holdout_ndcg(MPI_Comm comm, const imf_config *cfg, const 
       st = imf_ratings_push(&test, (int32_t)(h->lo + r), h->idx[j], h->val[j], IMF_NO_TIME);
   imf_metrics res;
   if (imf_agree(comm, st) == IMF_OK)
-    st = imf_eval_block(comm, m, p->by_user.lo, p->by_user.hi, NULL, NULL, p->by_user.ptr, p->by_user.idx, &test, &o,
-                        &res);
+    st = imf_eval_block_ease(comm, m, b, p->by_user.lo, p->by_user.hi, x->ptr, x->idx, p->by_user.ptr,
+                             p->by_user.idx, &test, &o, &res);
   else st = IMF_ERR_NOMEM;
   imf_ratings_free(&test);
   IMF_CHECK(st);
   *ndcg = res.users_ranked > 0 ? res.rank[0].ndcg : NAN;
   return IMF_OK;
+}
+
+/* Collective: the gate's figures for an EASE update, one B on the scoring grid at a time: the
+ * champion's read from its version (each rank its columns), then the challenger's redistributed
+ * from the solve's grid. *why: "non-finite item-item weights" when the challenger's B is not
+ * finite (never promoted). */
+static imf_status ease_scores(MPI_Comm comm, const imf_config *cfg, const char *cpath, const imf_partition *p,
+                              const imf_model *champ, const imf_ease_rows *oldx, const imf_model *chall,
+                              imf_ease *state, const imf_ease_rows *newx, imf_update_report *rep, const char **why) {
+  imf_ease *b = NULL;
+  imf_status st = IMF_OK;
+  int finite = 1;
+  *why = NULL;
+  IMF_TRY(imf_ease_b_finite(state, &finite), out);
+  if (!finite) *why = "non-finite item-item weights";
+  IMF_TRY(imf_checkpoint_read_ease(comm, cpath, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &b), out);
+  IMF_TRY(ease_holdout_ndcg(comm, cfg, p, champ, b, oldx, &rep->champion_score, rep->metric, sizeof rep->metric), out);
+  imf_ease_destroy(&b);
+  IMF_TRY(imf_ease_to_columns(state, &b), out);
+  IMF_TRY(ease_holdout_ndcg(comm, cfg, p, chall, b, newx, &rep->challenger_score, rep->metric, sizeof rep->metric),
+          out);
+out:
+  imf_ease_destroy(&b);
+  return st;
 }
 
 /* ------------------------------------------------------------------------------ reading */
@@ -634,6 +657,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   imf_store *s = NULL;
   imf_model *champ = NULL, *chall = NULL;
   imf_ease *ease_state = NULL; /* EASE: the challenger's Gram matrix and B, stored with it */
+  imf_ease_rows ease_old = {0}, ease_new = {0}; /* EASE: the champion's and challenger's X rows */
   imf_ckpt_meta cmeta = {0}, meta = {0};
   imf_config *cfgc = NULL;
   imf_idmap *users = NULL, *items = NULL;
@@ -691,6 +715,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
   IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
   const int is_ease = champ->type == IMF_MODEL_EASE;
+  /* EASE: the model is a handle; a version of the replicated form drops its arrays here */
+  if (is_ease) IMF_TRY(imf_agree(comm, imf_ease_handle(champ)), out);
   IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
   int64_t nb = imf_store_nbatches(s), seen = cmeta.batches_seen;
   rep->current = rep->parent;
@@ -767,16 +793,16 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     double tb = imf_wtime();
     int64_t changed = 0, entries = 0;
     IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
-    IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &changed, &entries), out);
+    IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries), out);
     rep->build_seconds = imf_wtime() - tb;
     snprintf(rep->strategy, sizeof rep->strategy, "gram");
     note_add(rep->note, sizeof rep->note,
              "EASE: Gram matrix updated with the rows of %lld changed users (%lld entries) and re-solved "
              "(requested %s: every strategy does this for EASE)", (long long)changed, (long long)entries, req);
-    IMF_TRY(ease_holdout_ndcg(comm, cfgc, part, champ, &rep->champion_score, rep->metric, sizeof rep->metric), out);
-    IMF_TRY(ease_holdout_ndcg(comm, cfgc, part, chall, &rep->challenger_score, rep->metric, sizeof rep->metric), out);
+    const char *why = NULL;
+    IMF_TRY(ease_scores(comm, cfgc, cpath, part, champ, &ease_old, chall, ease_state, &ease_new, rep, &why), out);
     rep->eval_n = part->nnz_holdout;
-    const char *why = unfit(chall, chall->nhistory);
+    if (!why) why = unfit(chall, chall->nhistory);
     int worse = isfinite(rep->champion_score) && !(rep->challenger_score >= rep->champion_score * (1.0 - tol));
     int promote = !why && !worse;
     imf_info("gram challenger: holdout %s %.5f vs champion %.5f over %lld ratings (tolerance %g)%s%s", rep->metric,
@@ -932,6 +958,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
   meta.batches_seen = nb;
   meta.ease = ease_state;
+  if (is_ease) meta.ease_x = &ease_new;
   IMF_TRY(imf_store_user_ids(s, users, &meta.users), out);
   IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
   IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
@@ -997,6 +1024,8 @@ out:
   imf_model_destroy(&champ);
   imf_model_destroy(&chall);
   imf_ease_destroy(&ease_state);
+  imf_ease_rows_free(&ease_old);
+  imf_ease_rows_free(&ease_new);
   imf_store_close(&s);
   imf_modeldir_close(&md);
   return st;

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # e2e_ease.sh - `incremf train --set model.type=ease` through the real binary: the version holds
-# P = X (binary training rows, standing holdout excluded) and Q = B^T with B computed from X
-# exactly as numpy does (G = X^T X + lambda I, B = I - P diagMat(1/diag P), diag 0) on 1, 2, 3
-# and 4 ranks (grids 1x1, 1x2, 1x3, 2x2); inspect, recommend and the held-out-users evaluation
-# work on it; lambda <= 0 is refused. update (3 ranks, on a version trained on 4) adds the new
+# X (binary training rows, standing holdout excluded) sparse (/ease/x_ptr, /ease/x_idx) and B
+# (/ease/BT) computed from X exactly as numpy does (G = X^T X + lambda I, B = I - P diagMat(1/diag
+# P), diag 0) on 1, 2, 3 and 4 ranks (grids 1x1, 1x2, 1x3, 2x2), and no replicated X or B^T (the
+# factors are 1-wide placeholders); inspect, recommend (--user, --all, --items, --similar: numpy's
+# answers, the same on 1, 2 and 4 ranks) and the held-out-users evaluation work on it; a version
+# in the older replicated form (P = X, Q = B^T; made with h5py, digest recomputed) still loads
+# and answers the same; lambda <= 0 is refused. update (3 ranks, on a version trained on 4) adds the new
 # batch's rows to the stored Gram matrix and re-solves: the Gram equals a fresh train's on all data
 # (1 rank) bitwise, and is unchanged by superseded ratings; forget subtracts a user's row from every
 # version's Gram, equal to a fresh train without the user.
@@ -14,22 +17,75 @@ tmp=$(mktemp -d /tmp/imf-e2e-ease.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/e2elib.sh"
 cd "$tmp"
+# eh.py: X and B of a version in either layout, its ids, its digest (docs/FORMAT.md), and the
+# older replicated layout made from the sparse one
+cat > eh.py <<'PYEOF'
+import h5py, numpy as np, hashlib, struct, os, shutil
+def current(d): return os.path.join(d, "versions", open(os.path.join(d, "CURRENT")).read().strip())
+def X(f):
+    if "ease/x_ptr" in f:
+        p, ix = f["ease/x_ptr"][()], f["ease/x_idx"][()]
+        x = np.zeros((len(p) - 1, int(f.attrs["nitems"])))
+        for u in range(len(p) - 1): x[u, ix[p[u]:p[u + 1]]] = 1.0
+        return x
+    return f["factors/P"][()].astype(np.float64)
+def B(f): return f["ease/BT"][()].T
+def ids(f, s):
+    blob, off = f["ids/%s_blob" % s][()].tobytes(), f["ids/%s_off" % s][()]
+    return [blob[off[j]:off[j + 1]].decode() for j in range(len(off) - 1)]
+def digest(f):
+    a = f.attrs; h = hashlib.sha256(b"incremf-model/1\0"); nh = len(f["history/iteration"])
+    ty = {"als": 0, "ials": 1, "bpmf": 2, "ease": 3}[a["type"].decode()]
+    for v in [ty, a["k"], a["kw"], a["with_bias"], a["has_chain"], a["nusers"], a["nitems"], a["iteration"],
+              a["nsamples"], a["max_samples"], a["burn_in"], a["thin"], a["chain_sweeps"], nh,
+              len(f["ids/user_off"]) - 1, len(f["ids/item_off"]) - 1]:
+        h.update(struct.pack("<q", int(v)))
+    h.update(struct.pack("<Q", int(a["seed"])))
+    for k in ["mu", "lambda", "lambda_bias", "alpha"]: h.update(struct.pack("<d", float(a[k])))
+    def arr(n, dt):
+        x = f[n][...].astype(dt); h.update(struct.pack("<Q", x.size)); h.update(x.tobytes())
+    arr("factors/P", "<f4"); arr("factors/Q", "<f4")
+    h.update(struct.pack("<Q", nh)); h.update(f["history/iteration"][...].astype("<i8").tobytes())
+    for n in ["train_loss", "train_rmse", "val_rmse", "val_mae", "seconds"]:
+        h.update(f["history/" + n][...].astype("<f8").tobytes())
+    for s in ["user", "item"]: arr("ids/%s_off" % s, "<i8"); arr("ids/%s_blob" % s, "u1")
+    if a.get("ease_items", 0) > 0:
+        h.update(b"ease\0"); h.update(struct.pack("<q", int(a["ease_items"])))
+        for k in ["ease_gram_hash", "ease_b_hash"]: h.update(a[k].ljust(32, b"\0"))
+        if len(a.get("ease_x_hash", b"")) == 32:
+            h.update(b"ease-x\0"); h.update(struct.pack("<q", int(a["ease_x_nnz"]))); h.update(a["ease_x_hash"])
+    return h.hexdigest()
+def to_legacy(src, dst):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        x, bt, n = X(f), f["ease/BT"][()], int(f.attrs["nitems"])
+        for k in ["factors/P", "factors/Q", "ease/x_ptr", "ease/x_idx"]: del f[k]
+        f["factors/P"] = x.astype("<f4"); f["factors/Q"] = bt.astype("<f4")
+        f.attrs["k"] = np.int64(n); f.attrs["kw"] = np.int64(n)
+        del f.attrs["ease_x_nnz"]; del f.attrs["ease_x_hash"]
+        f.attrs["content_sha256"] = np.bytes_(digest(f))
+PYEOF
+export PYTHONPATH="$tmp"
 run 2 synth --out r.csv --users 300 --items 150 --ratings 9000 --seed 5 --quiet
 run 2 prepare --input r.csv --data st --set clean.scale_min=1 --set clean.scale_max=5 --quiet
 
-# The version against numpy: X binary, X excludes the standing holdout (10%), Q = B^T.
+# The version against numpy: X binary, X excludes the standing holdout (10%), B = numpy's B of X;
+# stored sparse, with 1-wide placeholder factors (no replicated X or B^T), digest as documented.
 verify() { $PY - "$1" "$2" "$3" <<'PYEOF'
-import h5py, numpy as np, sys, os
+import h5py, numpy as np, sys, eh
 d, lam, stored = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-f = h5py.File(os.path.join(d, "versions", open(os.path.join(d, "CURRENT")).read().strip()), "r")
-X = f["factors/P"][()].astype(np.float64); Q = f["factors/Q"][()].astype(np.float64)
-assert set(np.unique(X)) <= {0.0, 1.0}, "P is not binary"
+f = h5py.File(eh.current(d), "r")
+assert f["factors/P"].shape == (f.attrs["nusers"], 1) and f["factors/Q"].shape == (f.attrs["nitems"], 1)
+assert not f["factors/P"][()].any() and not f["factors/Q"][()].any() and f.attrs["k"] == f.attrs["kw"] == 1
+assert f["ease/x_ptr"].dtype == np.int64 and f["ease/x_idx"].dtype == np.int32
+X = eh.X(f)
+assert X.sum() == f.attrs["ease_x_nnz"] == len(f["ease/x_idx"])
 assert 0.85 * stored < X.sum() < 0.95 * stored, X.sum()  # minus the 10% standing holdout
 P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
 B = -P / np.diag(P)[None, :]; np.fill_diagonal(B, 0.0)
-err = np.abs(Q - B.T).max() / np.abs(B).max()
-assert err < 1e-5, err
-print(np.abs(Q).sum())
+err = np.abs(eh.B(f) - B).max() / np.abs(B).max()
+assert err < 1e-8, err
+assert eh.digest(f) == f.attrs["content_sha256"].decode()
 PYEOF
 }
 stored=$(run 1 inspect st --json --quiet | $PY -c "import json,sys; print(json.load(sys.stdin)['ratings'])")
@@ -37,37 +93,64 @@ nusers=$(run 1 inspect st --json --quiet | $PY -c "import json,sys; print(json.l
 for np in 1 2 3 4; do
   rm -rf m; run $np train --data st --model m --set model.type=ease --set model.ease_lambda=50 --quiet || bad "train ease at $np ranks"
   s=$(verify m 50 "$stored"); rc=$?
-  check "ease at $np ranks: P = X, Q = B^T of numpy's B (1e-5)" test $rc -eq 0
+  check "ease at $np ranks: X sparse, B = numpy's B (1e-8), no replicated X or B^T, digest as documented" test $rc -eq 0
 done
 run 1 inspect m --json --quiet > i.json
-check "inspect: type ease, kw = items, no biases, mu 0, Gram matrix and B stored" $PY -c "
-import json; d=json.load(open('i.json')); assert d['type']=='ease' and d['kw']==d['items']==150 and d['with_bias'] is False and d['mu']==0 and d['ease_items']==150 and d['ease_gram'] and d['ease_b'], d"
+check "inspect: type ease, kw = 1, no biases, mu 0, Gram matrix, B and sparse X stored" $PY -c "
+import json; d=json.load(open('i.json')); assert d['type']=='ease' and d['kw']==1 and d['items']==150 and d['with_bias'] is False and d['mu']==0 and d['ease_items']==150 and d['ease_gram'] and d['ease_b'] and d['ease_x'] and d['ease_x_nnz']>0, d"
 u=$(sed -n 2p r.csv | cut -d, -f1)
 run 2 recommend --model m --data st --user "$u" --top 10 --json --quiet > rec.json
 check "recommend: 10 items, none the user rated" $PY -c "
 import json, csv; d=json.load(open('rec.json'))
 rated={r['item'] for r in csv.DictReader(open('r.csv')) if r['user']=='$u'}
 assert len(d['items'])==10 and not rated & {x['item'] for x in d['items']}, d"
-run 3 recommend --model m --data st --all --out all.csv --top 5 --quiet
-check "recommend --all on 3 ranks" test "$(tail -n +2 all.csv | wc -l)" -eq $((5 * nusers))
-# scoring with B distributed (each rank its columns, then a top-K merge): the same on any rank count
-run 1 recommend --model m --data st --all --out all1.csv --top 5 --quiet
-check "recommend --all: 1 rank and 3 ranks write the same lines" cmp -s all.csv all1.csv
-check "recommend --user: numpy's top 10 of x_u B over the items the user has not rated" $PY - m "$u" <<'PYEOF'
-import h5py, numpy as np, json, sys, os, csv
+i1=$(sed -n 3p r.csv | cut -d, -f2); i2=$(sed -n 40p r.csv | cut -d, -f2)
+# recommend answers (B on a 1 x P grid, X sparse): the same on 1, 2 and 4 ranks, all of them
+# answers DIR TAG NP: --all, --user, --items, --similar into TAG.*
+answers() {
+  run "$3" recommend --model "$1" --data st --all --out "$2.all.csv" --top 5 --quiet &&
+  run "$3" recommend --model "$1" --data st --user "$u" --top 10 --json --quiet > "$2.user.json" &&
+  run "$3" recommend --model "$1" --user "$u" --items "$i1,$i2,nosuch" --json --quiet > "$2.items.json" &&
+  run "$3" recommend --model "$1" --similar "$i1" --top 8 --json --quiet > "$2.sim.json"
+}
+for np in 1 2 4; do answers m a$np $np || bad "recommend on $np ranks"; done
+check "recommend --all on 4 ranks: 5 lines per user" test "$(tail -n +2 a4.all.csv | wc -l)" -eq $((5 * nusers))
+for t in all.csv user.json items.json sim.json; do
+  check "recommend ${t%.*}: 1, 2 and 4 ranks give the same answer" eval "cmp -s a1.$t a2.$t && cmp -s a1.$t a4.$t"
+done
+check "recommend --user, --items, --similar: numpy's answers from X and B" $PY - m "$u" <<'PYEOF'
+import h5py, numpy as np, json, sys, csv, eh
 d, u = sys.argv[1], sys.argv[2]
-f = h5py.File(os.path.join(d, "versions", open(os.path.join(d, "CURRENT")).read().strip()), "r")
-blob, off = f["ids/user_blob"][()].tobytes(), f["ids/user_off"][()]
-users = [blob[off[j]:off[j + 1]].decode() for j in range(len(off) - 1)]
-blob, off = f["ids/item_blob"][()].tobytes(), f["ids/item_off"][()]
-items = [blob[off[j]:off[j + 1]].decode() for j in range(len(off) - 1)]
-B = f["ease/BT"][()].T; x = f["factors/P"][()][users.index(u)].astype(np.float64)
+f = h5py.File(eh.current(d), "r")
+users, items = eh.ids(f, "user"), eh.ids(f, "item")
+B = eh.B(f); x = eh.X(f)[users.index(u)]
 s = x @ B
 rated = {items.index(r["item"]) for r in csv.DictReader(open("r.csv")) if r["user"] == u}
 order = [j for j in np.argsort(-s, kind="stable") if j not in rated][:10]
-got = [items.index(e["item"]) for e in json.load(open("rec.json"))["items"]]
+got = [items.index(e["item"]) for e in json.load(open("a2.user.json"))["items"]]
 assert got == order, (got, order)
+it = json.load(open("a2.items.json"))["items"]
+assert [e["item"] for e in it if e.get("unknown")] == ["nosuch"], it
+for e in it:
+    if not e.get("unknown"): assert abs(e["score"] - s[items.index(e["item"])]) <= 1e-5 * (1 + abs(s[items.index(e["item"])])), e
+t = items.index(json.load(open("a2.sim.json"))["similar_to"])
+n = np.linalg.norm(B, axis=0); c = (B.T @ B[:, t]) / (n * n[t]); c[t] = -np.inf
+want = list(np.argsort(-c, kind="stable")[:8])
+sim = json.load(open("a2.sim.json"))["items"]
+assert [items.index(e["item"]) for e in sim] == want, ([items.index(e["item"]) for e in sim], want)
+assert all(abs(e["score"] - c[items.index(e["item"])]) < 1e-6 for e in sim)
 PYEOF
+# a version in the older replicated form (P = X, Q = B^T as f32, no sparse X) still loads: the
+# same answers (--items scores through the same sums), evaluate and update work on it
+rm -rf old; cp -r m old
+$PY -c "import eh; eh.to_legacy(eh.current('m'), eh.current('old'))"
+run 1 inspect old --json --quiet > oi.json
+check "older layout: inspect shows the replicated form (kw = items, no sparse X)" $PY -c "
+import json; d=json.load(open('oi.json')); assert d['kw']==150 and not d['ease_x'] and d['ease_b'], d"
+answers old o2 2 || bad "recommend on the older layout"
+for t in all.csv user.json items.json sim.json; do
+  check "older layout: recommend ${t%.*} the same as the sparse layout's" cmp -s a1.$t o2.$t
+done
 run 2 evaluate --input r.csv --set model.type=ease --set model.ease_lambda=50 --set eval.binarize=4 \
   --protocol heldout-users --k 20,50 --json --quiet > ho.json
 check "held-out users (EASE): recall@20 > 0, no rating metrics" $PY -c "
@@ -77,25 +160,29 @@ run 1 evaluate --data st --model m --protocol standing --k 10 --json --quiet > s
 run 3 evaluate --data st --model m --protocol standing --k 10 --json --quiet > st3.json
 check "evaluate --model (standing): the same figures on 1 and 3 ranks" $PY -c "
 import json; a=json.load(open('st1.json')); b=json.load(open('st3.json')); assert a['ndcg@10']>0 and a['ndcg@10']==b['ndcg@10'] and a['recall@10']==b['recall@10'], (a, b)"
+run 2 evaluate --data st --model old --protocol standing --k 10 --json --quiet > sto.json
+check "older layout: evaluate --model (standing) gives the same figures" $PY -c "
+import json; a=json.load(open('st1.json')); b=json.load(open('sto.json')); assert a['ndcg@10']==b['ndcg@10'] and a['recall@10']==b['recall@10'], (a, b)"
+echo "version file: $(stat -c %s "$($PY -c "import eh; print(eh.current('m'))")") bytes sparse, $(stat -c %s "$($PY -c "import eh; print(eh.current('old'))")") bytes in the older replicated layout"
 run 2 train --data st --model bad --set model.type=ease --set model.ease_lambda=0 --quiet 2>/dev/null; rc=$?
 check "lambda = 0 refused" test $rc -ne 0
 # ---- update: the Gram matrix is a sufficient statistic, updated and re-solved, never rebuilt ----
 # gram FILE_A FILE_B: /ease/gram equal bitwise; equal to X^T X of the version's X; B of the
 # version = numpy's B of that X (1e-5).
 gram() { $PY - "$1" "$2" "$3" <<'PYEOF'
-import h5py, numpy as np, sys
+import h5py, numpy as np, sys, eh
 a, b, lam = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
 Ga, Gb = a["ease/gram"][()], b["ease/gram"][()]
 assert Ga.shape == Gb.shape and np.array_equal(Ga, Gb), (Ga.shape, Gb.shape, np.abs(Ga - Gb).max())
-X = a["factors/P"][()].astype(np.float64)
-assert np.array_equal(X, b["factors/P"][()].astype(np.float64)), "X differs"
+X = eh.X(a)
+assert np.array_equal(X, eh.X(b)), "X differs"
 assert np.array_equal(X.T @ X, Ga), "gram is not X^T X"
 n = X.shape[1]
 assert a.attrs["ease_items"] == n and a["ease/BT"].shape == (n, n)
 P = np.linalg.inv(Ga + lam * np.eye(n)); B = -P / np.diag(P)[None, :]; np.fill_diagonal(B, 0.0)
 for f in (a, b):
     assert np.abs(f["ease/BT"][()].T - B).max() <= 1e-8 * np.abs(B).max()
-    assert np.abs(f["factors/Q"][()] - B.T).max() <= 1e-5 * np.abs(B).max()
+    assert f["factors/P"].shape[1] == 1 and eh.digest(f) == f.attrs["content_sha256"].decode()
 PYEOF
 }
 ver() { $PY -c "import json,sys; print('%s/versions/v%06d.h5' % (sys.argv[1], json.load(open(sys.argv[2]))['version']))" "$@"; }
@@ -107,6 +194,23 @@ check "update of an EASE model (trained on 4 ranks) on 3 ranks" test $rc -eq 0
 check "update: strategy gram, judged by ndcg on the holdout" $PY -c "
 import json; d=json.load(open('u2.json')); assert d['strategy']=='gram' and d['metric'].startswith('ndcg@') and d['challenger_score']>0 and d['champion_score']>0 and d['decision']=='promoted', d"
 v2=$(ver m u2.json)
+# update then recommend: the promoted version answers from its own X and B (numpy), on 1 and 4 ranks
+answers m n1 1 && answers m n4 4 || bad "recommend after update"
+check "after update: recommend answers the same on 1 and 4 ranks" eval "cmp -s n1.all.csv n4.all.csv && cmp -s n1.user.json n4.user.json && cmp -s n1.items.json n4.items.json && cmp -s n1.sim.json n4.sim.json"
+check "after update: recommend --user is numpy's top 10 of the new version" $PY - m "$u" <<'PYEOF'
+import h5py, numpy as np, json, sys, csv, eh
+d, u = sys.argv[1], sys.argv[2]
+f = h5py.File(eh.current(d), "r")
+users, items = eh.ids(f, "user"), eh.ids(f, "item")
+s = eh.X(f)[users.index(u)] @ eh.B(f)
+rated = {items.index(r["item"]) for fn in ("r.csv", "r2.csv") for r in csv.DictReader(open(fn)) if r["user"] == u}
+order = [j for j in np.argsort(-s, kind="stable") if j not in rated][:10]
+got = [items.index(e["item"]) for e in json.load(open("n1.user.json"))["items"]]
+assert got == order, (got, order)
+PYEOF
+# the older layout updates too (its X read from P); the challenger is written sparse
+run 2 update --data st --model old --set update.tolerance=1 --json --quiet > uo.json; rc=$?
+check "older layout: update works and writes the sparse layout, the same Gram and X as from the sparse champion" eval "test $rc -eq 0 && gram $v2 \$(ver old uo.json) 50"
 rm -rf fresh; run 1 train --data st --model fresh --set model.type=ease --set model.ease_lambda=50 --quiet
 check "updated Gram (3 ranks) == Gram of a fresh train on all data (1 rank), bitwise; B = numpy's" gram "$v2" fresh/versions/v000001.h5 50
 # superseded ratings: pairs already present, new values -> X and the Gram do not change
@@ -126,8 +230,8 @@ check "forget on an EASE model directory" test $rc -eq 0
 rm -rf fresh2; run 3 train --data st --model fresh2 --set model.type=ease --set model.ease_lambda=50 --quiet
 check "after forget: the version's Gram == a fresh train's without the user, bitwise" gram "$v3" fresh2/versions/v000001.h5 50
 check "after forget: the first version (fewer items) lost the user's row too" $PY -c "
-import h5py, numpy as np; f=h5py.File('m/versions/v000001.h5','r'); X=f['factors/P'][()].astype(np.float64)
-assert np.array_equal(X.T @ X, f['ease/gram'][()])"
+import h5py, numpy as np, eh; f=h5py.File('m/versions/v000001.h5','r'); X=eh.X(f)
+assert np.array_equal(X.T @ X, f['ease/gram'][()]) and 'ease/x_ptr' in f"
 run 1 status --model m --json --quiet > s.json
 check "status: the gram updates in the lineage" $PY -c "
 import json; d=json.load(open('s.json')); s=[v['record']['strategy'] for v in d['versions']]; assert s==['train','gram','gram'], s"

@@ -1,12 +1,16 @@
 /* mpi_ease.c - EASE on ScaLAPACK (ease.h): the item-item matrix B computed on the block-cyclic
  * grid of P ranks (each rank contributing only its own users to G) matches a serial LAPACKE
  * computation on the full G (dpotrf + dpotri, same formula) to 1e-8 relative; repeated and
- * unsorted pairs count once; the replicated model form (P = X, Q = B^T) scores X B. Updates: a
+ * unsorted pairs count once; the model is a handle (k = 1) with X as sparse rows, and from B on a
+ * 1 x P grid single rows score as x B (imf_ease_score_items) and items' nearest columns of B by
+ * cosine (imf_ease_similar) match serial computations. Updates: a
  * Gram matrix grown for new items and changed by the difference of changed rows (added and
  * removed interactions, new users, a user emptied) equals X^T X of the new data bitwise, on the
  * sparse and on the dense path, and its re-solve matches serial B. Checkpoints: the state
  * written on 2 ranks (1 under np1) reads back bitwise on the world communicator (1, 2 or 3
- * ranks) and on a single rank, in both grid shapes; a changed element fails its hash. Scoring:
+ * ranks) and on a single rank, in both grid shapes; a changed element fails its hash; X stored
+ * sparse reads back on any ranges of users (and from P in a version of the older replicated
+ * form), a changed index fails its hash, ranges that do not cover the users are refused. Scoring:
  * B redistributed to 1 x P (bitwise the same B) gives each user's top K of x_u B over the items
  * they have not got — checked against serial scores — the same whether each rank passes its own
  * users or all of them. Run by
@@ -93,19 +97,86 @@ static void check_case(int64_t nu, int64_t ni, double dens, double lambda, int m
   for (int64_t i = 0; i < ni; i++) assert_true(b[i * ni + i] == 0.0);
   imf_ease_destroy(&e);
 
-  /* the replicated model scores X B */
+  /* the model is a handle; X comes as this rank's sparse rows */
   imf_model *m = NULL;
-  assert_int_equal(imf_ease_model(MPI_COMM_WORLD, &r, nu, ni, lambda, &m, NULL), IMF_OK);
+  imf_ease *st = NULL, *c = NULL;
+  imf_ease_rows xr;
+  assert_int_equal(imf_ease_model(MPI_COMM_WORLD, &r, lo, hi, nu, ni, lambda, &m, &st, &xr), IMF_OK);
   assert_int_equal(m->type, IMF_MODEL_EASE);
-  assert_int_equal(m->kw, (int)ni);
+  assert_int_equal(m->k, 1);
+  assert_int_equal(m->kw, 1);
+  assert_int_equal(m->nusers, nu);
+  assert_int_equal(m->nitems, ni);
   assert_false(m->with_bias);
   assert_true(m->mu == 0);
-  for (int64_t u = 0; u < nu; u += 37)
-    for (int64_t i = 0; i < ni; i += 5) {
+  assert_int_equal(xr.lo, lo);
+  assert_int_equal(xr.hi, hi);
+  for (int64_t u = lo; u < hi; u++) {
+    int64_t q = xr.ptr[u - lo];
+    for (int64_t i = 0; i < ni; i++)
+      if (x[u * ni + i] != 0) assert_int_equal(xr.idx[q++], (int32_t)i);
+    assert_int_equal(q, xr.ptr[u - lo + 1]);
+  }
+  /* from B on 1 x P: one row's scores (x B, every rank the same row), and nearest columns */
+  assert_int_equal(imf_ease_to_columns(st, &c), IMF_OK);
+  int32_t *items = calloc((size_t)ni + 2, sizeof *items), *xi = calloc((size_t)ni, sizeof *xi);
+  double *sc = calloc((size_t)ni + 2, sizeof *sc);
+  for (int64_t i = 0; i < ni; i++) items[i] = (int32_t)(ni - 1 - i);
+  items[ni] = -1;
+  items[ni + 1] = (int32_t)ni;
+  for (int64_t u = 0; u < nu; u += 37) {
+    int64_t nx = 0;
+    for (int64_t i = 0; i < ni; i++)
+      if (x[u * ni + i] != 0) xi[nx++] = (int32_t)i;
+    assert_int_equal(imf_ease_score_items(c, nx, xi, (int)ni + 2, items, sc), IMF_OK);
+    for (int64_t j = 0; j < ni; j++) {
+      int64_t i = items[j];
       double s = 0;
-      for (int64_t j = 0; j < ni; j++) s += x[u * ni + j] * ref[i * ni + j];
-      assert_true(fabs(imf_model_predict(m, u, i) - s) <= 1e-5 * (1 + fabs(s)));
+      for (int64_t q = 0; q < ni; q++) s += x[u * ni + q] * ref[i * ni + q];
+      assert_true(fabs(sc[j] - s) <= 1e-8 * (1 + fabs(s)));
     }
+    assert_true(sc[ni] == 0 && sc[ni + 1] == 0);
+  }
+  const int K = 7;
+  int32_t sit[7];
+  float ssc[7];
+  int cnt = 0;
+  double *cs = calloc((size_t)ni, sizeof *cs);
+  for (int64_t t = 0; t < ni; t += ni / 3) {
+    assert_int_equal(imf_ease_similar(c, t, K, sit, ssc, &cnt), IMF_OK);
+    assert_int_equal(cnt, K);
+    double nt = 0;
+    for (int64_t q = 0; q < ni; q++) nt += ref[t * ni + q] * ref[t * ni + q];
+    for (int64_t j = 0; j < ni; j++) {
+      double d = 0, nj = 0;
+      for (int64_t q = 0; q < ni; q++) {
+        d += ref[j * ni + q] * ref[t * ni + q];
+        nj += ref[j * ni + q] * ref[j * ni + q];
+      }
+      cs[j] = j == t ? -INFINITY : d / (sqrt(nt) * sqrt(nj));
+    }
+    double kth = INFINITY; /* the K-th largest serial cosine */
+    for (int a = 0; a < K; a++) {
+      double best = -INFINITY;
+      for (int64_t j = 0; j < ni; j++)
+        if (cs[j] > best && cs[j] < kth) best = cs[j];
+      kth = best;
+    }
+    for (int a = 0; a < K; a++) {
+      assert_true(sit[a] >= 0 && sit[a] < ni && sit[a] != t);
+      for (int q = 0; q < a; q++) assert_true(sit[q] != sit[a]);
+      if (a > 0) assert_true(ssc[a] <= ssc[a - 1]);
+      assert_true(fabs(ssc[a] - cs[sit[a]]) <= 1e-6);
+      assert_true(cs[sit[a]] >= kth - 1e-9);
+    }
+  }
+  free(cs);
+  free(items);
+  free(xi);
+  free(sc);
+  imf_ease_destroy(&c);
+  imf_ease_destroy(&st);
+  imf_ease_rows_free(&xr);
   imf_model_destroy(&m);
   imf_ratings_free(&r);
   free(b);
@@ -240,6 +311,8 @@ static void test_checkpoint_any_ranks(void **state) {
   const char *dir = tu_tmpdir("ease-ckpt");
   char path[600];
   snprintf(path, sizeof path, "%s/v.h5", dir);
+  char legacy[640];
+  snprintf(legacy, sizeof legacy, "%s/old.h5", dir);
   const int64_t nu = 260, ni = 203; /* 4 blocks of 64, the last one short */
   double *x = random_x(nu, ni, 0.1, 5);
   double *gram = calloc((size_t)(ni * ni), sizeof *gram), *b = calloc((size_t)(ni * ni), sizeof *b);
@@ -251,18 +324,29 @@ static void test_checkpoint_any_ranks(void **state) {
     imf_user_range(w, nu, &lo, &hi);
     imf_ratings r;
     local_ratings(x, ni, lo, hi, 0, &r);
-    imf_model *m = NULL;
+    imf_model *m = NULL, *old = NULL;
     imf_ease *e = NULL;
-    assert_int_equal(imf_ease_model(w, &r, nu, ni, 25.0, &m, &e), IMF_OK);
+    imf_ease_rows xr;
+    assert_int_equal(imf_ease_model(w, &r, lo, hi, nu, ni, 25.0, &m, &e, &xr), IMF_OK);
     assert_int_equal(imf_ease_gather_gram_cols(e, 0, ni, gram), IMF_OK);
     assert_int_equal(imf_ease_gather_cols(e, 0, ni, b), IMF_OK);
     imf_ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
     snprintf(meta.kind, sizeof meta.kind, "version");
     meta.ease = e;
+    meta.ease_x = &xr;
     assert_int_equal(imf_checkpoint_write(w, path, m, &meta), IMF_OK);
+    /* the older replicated form: P = X, Q = B^T (kw = items), no sparse X */
+    assert_int_equal(imf_model_create(IMF_MODEL_EASE, (int)ni, nu, ni, 0, &old), IMF_OK);
+    for (int64_t c = 0; c < nu * ni; c++) old->P[c] = (float)x[c];
+    for (int64_t c = 0; c < ni * ni; c++) old->Q[c] = (float)b[c]; /* Q's row i = B's column i */
+    old->lambda = 25.0;
+    meta.ease_x = NULL;
+    assert_int_equal(imf_checkpoint_write(w, legacy, old, &meta), IMF_OK);
     imf_ease_destroy(&e);
+    imf_ease_rows_free(&xr);
     imf_model_destroy(&m);
+    imf_model_destroy(&old);
     imf_ratings_free(&r);
     MPI_Comm_free(&w);
   }
@@ -278,8 +362,46 @@ static void test_checkpoint_any_ranks(void **state) {
   imf_model_destroy(&m);
   assert_int_equal(imf_checkpoint_info(path, &info), IMF_OK);
   assert_int_equal(info.ease_items, ni);
-  assert_true(info.ease_has_gram && info.ease_has_b);
+  assert_true(info.ease_has_gram && info.ease_has_b && info.ease_has_x);
+  assert_int_equal(info.k, 1);
+  assert_int_equal(info.kw, 1);
+  int64_t ones = 0;
+  for (int64_t c = 0; c < nu * ni; c++) ones += x[c] != 0;
+  assert_int_equal(info.ease_x_nnz, ones);
   imf_ckpt_info_free(&info);
+  assert_int_equal(imf_checkpoint_info(legacy, &info), IMF_OK);
+  assert_true(info.ease_has_gram && info.ease_has_b && !info.ease_has_x && info.kw == ni);
+  imf_ckpt_info_free(&info);
+  /* X on any ranges of users: this rank's, the ranks in reverse order, past the last user; and
+   * from P in the replicated form */
+  {
+    int64_t rng[3][2];
+    imf_user_range(MPI_COMM_WORLD, nu, &rng[0][0], &rng[0][1]);
+    rng[1][0] = nu * (size - 1 - rank) / size;
+    rng[1][1] = nu * (size - rank) / size;
+    rng[2][0] = rng[0][0];
+    rng[2][1] = rank == size - 1 ? nu + 50 : rng[0][1];
+    for (int v = 0; v < 4; v++) {
+      const int64_t *g = rng[v < 3 ? v : 0];
+      imf_ease_rows xr;
+      assert_int_equal(imf_checkpoint_read_ease_x(MPI_COMM_WORLD, v < 3 ? path : legacy, g[0], g[1], &xr), IMF_OK);
+      assert_int_equal(xr.lo, g[0]);
+      assert_int_equal(xr.hi, g[1]);
+      for (int64_t u = g[0]; u < g[1]; u++) {
+        int64_t q = xr.ptr[u - g[0]];
+        for (int64_t i = 0; u < nu && i < ni; i++)
+          if (x[u * ni + i] != 0) assert_int_equal(xr.idx[q++], (int32_t)i);
+        assert_int_equal(q, xr.ptr[u - g[0] + 1]);
+      }
+      imf_ease_rows_free(&xr);
+    }
+    /* ranges that leave users out are refused everywhere */
+    imf_ease_rows xr;
+    if (size > 1) {
+      assert_int_equal(imf_checkpoint_read_ease_x(MPI_COMM_WORLD, path, 0, rank == 0 ? nu - 1 : 0, &xr), IMF_ERR_USAGE);
+      assert_null(xr.ptr);
+    }
+  }
   /* on every rank count and both grids, and on one rank alone: the same matrices, bitwise */
   MPI_Comm one;
   MPI_Comm_split(MPI_COMM_WORLD, rank, 0, &one);
@@ -324,6 +446,28 @@ static void test_checkpoint_any_ranks(void **state) {
   assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e),
                    IMF_ERR_INPUT);
   assert_null(e);
+  /* a changed index of the stored X is caught by its hash */
+  {
+    imf_ease_rows xr;
+    int64_t lo, hi;
+    imf_user_range(MPI_COMM_WORLD, nu, &lo, &hi);
+    if (rank == 0) {
+      hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+      hid_t d = H5Dopen2(f, "/ease/x_idx", H5P_DEFAULT);
+      hid_t fs = H5Dget_space(d);
+      hsize_t at = 3, one1 = 1;
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &one1, NULL);
+      hid_t ms = H5Screate_simple(1, &one1, NULL);
+      int32_t cur = 0, nv;
+      H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, &cur);
+      nv = cur + 1; /* the row stays ascending unless the next item is cur + 1: still a different X */
+      H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, &nv);
+      H5Sclose(ms), H5Sclose(fs), H5Dclose(d), H5Fclose(f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    assert_int_equal(imf_checkpoint_read_ease_x(MPI_COMM_WORLD, path, lo, hi, &xr), IMF_ERR_INPUT);
+    assert_null(xr.ptr);
+  }
   free(x), free(gram), free(b), free(got);
 }
 

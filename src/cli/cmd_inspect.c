@@ -54,8 +54,9 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
       printf(",\"nsamples\":%lld,\"chain_sweeps\":%lld", (long long)in->nsamples,
              (long long)in->chain_sweeps);
     if (in->type == IMF_MODEL_EASE) /* the distributed state stored with it (docs/FORMAT.md) */
-      printf(",\"ease_items\":%lld,\"ease_gram\":%s,\"ease_b\":%s", (long long)in->ease_items,
-             in->ease_has_gram ? "true" : "false", in->ease_has_b ? "true" : "false");
+      printf(",\"ease_items\":%lld,\"ease_gram\":%s,\"ease_b\":%s,\"ease_x\":%s,\"ease_x_nnz\":%lld",
+             (long long)in->ease_items, in->ease_has_gram ? "true" : "false", in->ease_has_b ? "true" : "false",
+             in->ease_has_x ? "true" : "false", (long long)in->ease_x_nnz);
     printf(",\"store_digest\":\"%s\",\"batches_seen\":%lld,\"checkpoint_kind\":\"%s\","
            "\"openblas_core\":",
            in->store_digest, (long long)in->batches_seen, in->kind);
@@ -82,10 +83,13 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
          (long long)in->nhistory);
   printf("  store      %s (%lld batches seen)\n", in->store_digest[0] ? in->store_digest : "(none)",
          (long long)in->batches_seen);
-  if (in->type == IMF_MODEL_EASE)
-    printf("  ease       %s\n", in->ease_items > 0 ? (in->ease_has_b ? "Gram matrix and B stored (block-cyclic)"
-                                                                      : "Gram matrix stored (block-cyclic)")
-                                                    : "no stored Gram matrix (update refuses it: retrain)");
+  if (in->type == IMF_MODEL_EASE) {
+    printf("  ease       %s", in->ease_items > 0 ? (in->ease_has_b ? "Gram matrix and B stored (block-cyclic)"
+                                                                    : "Gram matrix stored (block-cyclic)")
+                                                  : "no stored Gram matrix (update refuses it: retrain)");
+    if (in->ease_has_x) printf("; X sparse (%lld entries)\n", (long long)in->ease_x_nnz);
+    else printf("; X in the replicated factor form (P = X, Q = B^T: an older layout)\n");
+  }
   printf("  openblas   %s\n  created    %s by incremf %s\n  digest     %s\n", in->openblas_core,
          in->created, in->incremf_version, in->content_sha256);
   /* the model section only: the full configuration is in --json ("config") */

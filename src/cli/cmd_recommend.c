@@ -18,7 +18,8 @@ const char IMF_USAGE_RECOMMEND[] =
     "                 lines user,rank,item,score, or HDF5 for a name ending in .h5 (/items and\n"
     "                 /scores users x N, /user_ids, /item_ids)\n"
     "  --items LIST   the predicted scores of these items for the user, best first (re-ranking)\n"
-    "  --similar ITEM the N items nearest to ITEM by cosine of the item factors\n"
+    "  --similar ITEM the N items nearest to ITEM by cosine of the item factors (EASE: of\n"
+    "                 the items' columns of B)\n"
     "  --top N        list length (default recommend.top)\n";
 
 static void print_list(imf_cli *cli, imf_recommender *r, const char *what, const char *id, const imf_rec_list *l,
@@ -97,7 +98,7 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
                  top, (long long)s.users, out, s.score_seconds, s.gemm_seconds, s.write_seconds);
     }
   } else if (similar) {
-    if (cli->rank == 0) st = imf_recommend_similar(&r, similar, top, &l);
+    st = imf_recommend_similar(&r, similar, top, &l); /* collective: EASE scores on every rank */
     st = imf_agree(cli->comm, st);
     if (st == IMF_OK) print_list(cli, &r, "similar_to", similar, &l, NULL, NULL);
   } else if (items) {
@@ -106,7 +107,7 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
     char *req[4096];
     int n = 0, unknown[4096];
     for (char *t = strtok_r(copy, ",", &save); t && n < 4096; t = strtok_r(NULL, ",", &save)) req[n++] = t;
-    if (cli->rank == 0) st = imf_recommend_items(&r, user, (const char *const *)req, n, &l, unknown);
+    st = imf_recommend_items(&r, user, (const char *const *)req, n, &l, unknown); /* collective */
     st = imf_agree(cli->comm, st);
     if (st == IMF_OK) print_list(cli, &r, "user", user, &l, unknown, req);
     free(copy);

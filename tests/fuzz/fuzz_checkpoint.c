@@ -1,7 +1,8 @@
 /* fuzz_checkpoint.c - the model checkpoint loader (src/checkpoint.c). The input is the bytes
  * of a checkpoint file, written to a scratch file and loaded twice: imf_checkpoint_info (serial
  * HDF5, attributes only: what `inspect`, `status` and `rollback` use) and imf_checkpoint_read
- * (MPI-IO, the whole model, content digest checked). Seeds are real model versions and run
+ * (MPI-IO, the whole model, content digest checked), then, for an EASE model that read,
+ * imf_checkpoint_read_ease_x (its sparse X, or X from P in the older replicated form). Seeds are real model versions and run
  * checkpoints (ALS, implicit ALS, BPMF, EASE) made by gen_seeds.sh; the custom mutator damages
  * them the way disks and killed jobs do: bit flips, overwritten words, zeroed ranges,
  * truncations, appended junk. Since HDF5 checksums its metadata, flips mostly stop in HDF5;
@@ -75,6 +76,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t j = 0; j < meta.users.n; j++) FZ_ASSERT(meta.users.off[j] <= meta.users.off[j + 1], "user ids");
     for (int64_t j = 0; j < meta.items.n; j++) FZ_ASSERT(meta.items.off[j] <= meta.items.off[j + 1], "item ids");
     (void)sum;
+    if (m->type == IMF_MODEL_EASE) { /* X: sparse rows checked against their hash, or from P */
+      imf_ease_rows x;
+      int64_t nu = m->nusers, ni = m->nitems;
+      st = imf_checkpoint_read_ease_x(MPI_COMM_WORLD, path, 0, nu, &x);
+      if (st == IMF_OK) {
+        FZ_ASSERT(x.lo == 0 && x.hi == nu && x.ptr[0] == 0, "X rows [%lld, %lld)", (long long)x.lo, (long long)x.hi);
+        for (int64_t u = 0; u < nu; u++) {
+          FZ_ASSERT(x.ptr[u] <= x.ptr[u + 1], "X offsets decrease at row %lld", (long long)u);
+          for (int64_t q = x.ptr[u]; q < x.ptr[u + 1]; q++)
+            FZ_ASSERT(x.idx[q] >= 0 && x.idx[q] < ni && (q == x.ptr[u] || x.idx[q] > x.idx[q - 1]),
+                      "X row %lld not ascending items below %lld", (long long)u, (long long)ni);
+        }
+        imf_ease_rows_free(&x);
+      } else {
+        FZ_ASSERT(x.ptr == NULL, "failed X read returned rows");
+        FZ_ASSERT(!bad_status(st), "imf_checkpoint_read_ease_x status %d", (int)st);
+      }
+    }
     imf_model_destroy(&m);
     imf_ckpt_meta_free(&meta);
   } else {
