@@ -1041,6 +1041,20 @@ static hid_t fapl_mpio(MPI_Comm comm) {
   return fapl;
 }
 
+/* Collective read-only open of a checkpoint for the EASE readers; every rank gets the same status. */
+static imf_status open_ro(MPI_Comm comm, const char *path, hid_t *out) {
+  imf_status st = IMF_OK;
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) {
+    imf_h5_reason();
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+  }
+  *out = f;
+  return imf_agree(comm, st);
+}
+
 /* Write the attributes (identical on every rank: metadata writes are collective). */
 static imf_status write_attrs(hid_t f, const imf_ckpt_info *in, const char *config, const char *p) {
   IMF_CHECK(attr_str(f, "format", IMF_CKPT_FORMAT, p));
@@ -1468,14 +1482,8 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
   if (!(want & IMF_CKPT_EASE_GRAM)) imf_ease_drop_gram(e);
   if (want & IMF_CKPT_EASE_B) st = imf_ease_alloc_b(e);
   IMF_TRY(imf_agree(comm, st), fail);
-  hid_t fapl = fapl_mpio(comm);
-  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0) {
-    imf_h5_reason();
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
-  }
-  st = imf_agree(comm, st);
+  hid_t f = -1;
+  st = open_ro(comm, path, &f);
   if (st != IMF_OK) {
     if (f >= 0) H5Fclose(f);
     goto fail;
@@ -1597,14 +1605,8 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
   st = imf_alloc(&out->ptr, (size_t)(hi - lo) + 1, sizeof *out->ptr);
   if (st == IMF_OK && !legacy) st = imf_alloc(&gp, (size_t)(chi - clo) + 1, sizeof *gp);
   IMF_TRY(imf_agree(comm, st), fail);
-  hid_t fapl = fapl_mpio(comm);
-  hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0) {
-    imf_h5_reason();
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
-  }
-  st = imf_agree(comm, st);
+  hid_t f = -1;
+  st = open_ro(comm, path, &f);
   if (st != IMF_OK) {
     if (f >= 0) H5Fclose(f);
     goto fail;

@@ -94,6 +94,18 @@ static imf_status grow_slots(imf_idmap *m) {
   return IMF_OK;
 }
 
+/* Room for one more entry (an id or a hole). */
+static imf_status grow_entries(imf_idmap *m) {
+  if (m->n >= INT32_MAX) IMF_FAIL(IMF_ERR_INPUT, "more than %d distinct ids (documented limit)", INT32_MAX);
+  if (m->n + 2 > m->off_cap) {
+    int64_t nc = m->off_cap * 2;
+    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
+    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
+    m->off_cap = nc;
+  }
+  return IMF_OK;
+}
+
 imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *index, int *added) {
   uint64_t h = hash_bytes(id, len);
   int64_t r = probe(m, id, len, h);
@@ -102,13 +114,7 @@ imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *i
     if (added) *added = 0;
     return IMF_OK;
   }
-  if (m->n >= INT32_MAX) IMF_FAIL(IMF_ERR_INPUT, "more than %d distinct ids (documented limit)", INT32_MAX);
-  if (m->n + 2 > m->off_cap) {
-    int64_t nc = m->off_cap * 2;
-    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
-    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
-    m->off_cap = nc;
-  }
+  IMF_CHECK(grow_entries(m));
   if (m->blob_len + (int64_t)len > m->blob_cap) {
     int64_t nc = m->blob_cap * 2;
     while (nc < m->blob_len + (int64_t)len) nc *= 2;
@@ -140,13 +146,7 @@ const char *imf_idmap_get(const imf_idmap *m, int64_t index, size_t *len) {
  * ids are never empty (the parser rejects an empty field), so it keeps its index (the indices
  * after it stay dense) but no lookup finds it, and several may occur. */
 static imf_status add_hole(imf_idmap *m) {
-  if (m->n >= INT32_MAX) IMF_FAIL(IMF_ERR_INPUT, "more than %d distinct ids (documented limit)", INT32_MAX);
-  if (m->n + 2 > m->off_cap) {
-    int64_t nc = m->off_cap * 2;
-    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
-    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
-    m->off_cap = nc;
-  }
+  IMF_CHECK(grow_entries(m));
   m->hash[m->n] = 0;
   m->n++;
   m->off[m->n] = m->blob_len;

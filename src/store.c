@@ -2076,19 +2076,8 @@ static imf_status scrub_read(hid_t f, const char *path, const char *name, hid_t 
   return st;
 }
 
-static int is_forgotten_sorted(const int64_t *f, int64_t nf, int64_t u) {
-  int64_t lo = 0, hi = nf;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (f[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < nf && f[lo] == u;
-}
-
 /* Rank 0: scrub batch k if it holds rows or a non-empty id of a forgotten user. */
 static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *rewritten) {
-  const int64_t *fg = s->m.forgotten, nf = s->m.nforgotten;
   const int64_t ubefore = k > 1 ? s->m.b[k - 2].users_after : 0;
   char path[4200], tmp[4200];
   batch_path(s, k, path, sizeof path, 0);
@@ -2119,9 +2108,9 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   }
   int64_t drop_rows = 0, drop_ids = 0;
   for (hsize_t x = 0; x < U; x++)
-    if (is_forgotten_sorted(fg, nf, iu[x])) drop_rows += ip[x + 1] - ip[x];
+    if (imf_store_is_forgotten(s, iu[x])) drop_rows += ip[x + 1] - ip[x];
   for (hsize_t j = 0; j + 1 < nuoff; j++)
-    if (uoff[j + 1] > uoff[j] && is_forgotten_sorted(fg, nf, ubefore + (int64_t)j)) drop_ids++;
+    if (uoff[j + 1] > uoff[j] && imf_store_is_forgotten(s, ubefore + (int64_t)j)) drop_ids++;
   if (drop_rows == 0 && drop_ids == 0) goto out;
 
   /* the rows (sorted by user: each user's rows are one run), the ids */
@@ -2151,7 +2140,7 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   for (hsize_t x = 0; x < U; x++) {
     int64_t a = ip[x], b = ip[x + 1];
     if (a < 0 || b < a || (hsize_t)b > R) goto bad;
-    if (is_forgotten_sorted(fg, nf, iu[x])) continue;
+    if (imf_store_is_forgotten(s, iu[x])) continue;
     int32_t uu = iu[x];
     ip[wu] = w;
     iu[wu++] = uu;
@@ -2168,7 +2157,7 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   for (hsize_t j = 0; j + 1 < nuoff; j++) {
     int64_t a = uoff[j], b = uoff[j + 1];
     uoff[j] = wb;
-    if (is_forgotten_sorted(fg, nf, ubefore + (int64_t)j)) continue;
+    if (imf_store_is_forgotten(s, ubefore + (int64_t)j)) continue;
     memmove(ublob + wb, ublob + a, (size_t)(b - a));
     wb += b - a;
   }
