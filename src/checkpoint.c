@@ -1457,20 +1457,27 @@ out:
   return st;
 }
 
+/* Rank 0 reads the header (the config text left out), every rank gets it. */
+static imf_status header_bcast(MPI_Comm comm, int rank, const char *path, header *h) {
+  imf_h5_quiet();
+  memset(h, 0, sizeof *h);
+  imf_status st = IMF_OK;
+  if (rank == 0) st = header_read(path, h);
+  IMF_CHECK(imf_agree(comm, st));
+  free(h->info.config);
+  h->info.config = NULL;
+  IMF_MPI(MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, comm));
+  return IMF_OK;
+}
+
 imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out) {
   *out = NULL;
   int rank, size;
   IMF_MPI(MPI_Comm_rank(comm, &rank));
   IMF_MPI(MPI_Comm_size(comm, &size));
-  imf_h5_quiet();
   header h;
-  memset(&h, 0, sizeof h);
   imf_status st = IMF_OK;
-  if (rank == 0) st = header_read(path, &h);
-  IMF_CHECK(imf_agree(comm, st));
-  free(h.info.config);
-  h.info.config = NULL;
-  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  IMF_CHECK(header_bcast(comm, rank, path, &h));
   const imf_ckpt_info *in = &h.info;
   if (in->type != IMF_MODEL_EASE || in->ease_items <= 0)
     IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE state (%s; a version written before incremf stored the Gram matrix "
@@ -1578,15 +1585,9 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
   int rank, size;
   IMF_MPI(MPI_Comm_rank(comm, &rank));
   IMF_MPI(MPI_Comm_size(comm, &size));
-  imf_h5_quiet();
   header h;
-  memset(&h, 0, sizeof h);
   imf_status st = IMF_OK;
-  if (rank == 0) st = header_read(path, &h);
-  IMF_CHECK(imf_agree(comm, st));
-  free(h.info.config);
-  h.info.config = NULL;
-  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  IMF_CHECK(header_bcast(comm, rank, path, &h));
   const imf_ckpt_info *in = &h.info;
   const int legacy = !in->ease_has_x;
   if (in->type != IMF_MODEL_EASE || (legacy && in->kw != in->nitems))
