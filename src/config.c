@@ -30,7 +30,7 @@ static const key_def KEYS[] = {
      "input format; auto detects from the name and the first lines"},
     {"input.header", T_ENUM, "auto", "auto|yes|no", "whether the first line is a header"},
     {"input.delimiter", T_STR, "", NULL,
-     "field delimiter for csv/tsv (one character, or 'tab'); empty = by format"},
+     "field delimiter for csv/tsv (one character, 'tab' or 'semicolon'); empty = by format"},
     {"input.user_col", T_INT, "1", NULL, "1-based column of the user id"},
     {"input.item_col", T_INT, "2", NULL, "1-based column of the item id"},
     {"input.rating_col", T_INT, "3", NULL,
@@ -205,7 +205,10 @@ static imf_status check_value(int i, const char *v, const char *origin) {
   double dv;
   int bv;
   /* Only values that read back unchanged from the dumped INI text: not too long, no control
-   * characters (a newline would inject lines), no " ;" (libinih starts a comment there). */
+   * characters (a newline would inject lines), no " ;" and no leading ';' (libinih starts a
+   * comment at a ';' after a blank, and the dump writes "name = value": `--set
+   * input.delimiter=;` was dumped into the checkpoint as "delimiter = ;" and read back by
+   * `train --resume`, `update` and `evaluate` as an empty value, i.e. "by format"). */
   size_t vn = strlen(v);
   if (vn > IMF_CFG_MAX_VALUE)
     IMF_FAIL(IMF_ERR_USAGE, "%s: %s: value of %zu bytes is too long (at most %d)", origin, k->key, vn,
@@ -217,6 +220,11 @@ static imf_status check_value(int i, const char *v, const char *origin) {
   if (strstr(v, " ;"))
     IMF_FAIL(IMF_ERR_USAGE, "%s: %s: ' ;' is not allowed in a value (it starts a comment in INI files), got '%s'",
              origin, k->key, v);
+  if (v[0] == ';')
+    IMF_FAIL(IMF_ERR_USAGE,
+             "%s: %s: a value may not start with ';' (after 'name =' it starts a comment in INI files), got '%s'%s",
+             origin, k->key, v,
+             !strcmp(k->key, "input.delimiter") ? "; for a semicolon delimiter write 'semicolon'" : "");
   switch (k->type) {
   case T_INT:
     if (!parse_i64(v, &iv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be an integer, got '%s'", origin, k->key, v);

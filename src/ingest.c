@@ -961,9 +961,10 @@ imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o) 
   const char *hdr = imf_cfg_str(cfg, "input.header");
   o->header = !strcmp(hdr, "auto") ? -1 : !strcmp(hdr, "yes");
   const char *d = imf_cfg_str(cfg, "input.delimiter");
-  if (strlen(d) > 1 && strcmp(d, "tab"))
-    IMF_FAIL(IMF_ERR_USAGE, "input.delimiter must be one character or 'tab', got '%s'", d);
-  o->delim = !strcmp(d, "tab") ? '\t' : d[0];
+  /* 'semicolon': a ';' cannot be written as an INI value (config.c, check_value) */
+  if (strlen(d) > 1 && strcmp(d, "tab") && strcmp(d, "semicolon"))
+    IMF_FAIL(IMF_ERR_USAGE, "input.delimiter must be one character, 'tab' or 'semicolon', got '%s'", d);
+  o->delim = !strcmp(d, "tab") ? '\t' : !strcmp(d, "semicolon") ? ';' : d[0];
   o->user_col = (int)imf_cfg_int(cfg, "input.user_col");
   o->item_col = (int)imf_cfg_int(cfg, "input.item_col");
   o->rating_col = (int)imf_cfg_int(cfg, "input.rating_col");

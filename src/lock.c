@@ -85,8 +85,10 @@ static int holder_alive(const lock_owner *o) {
   long hz = sysconf(_SC_CLK_TCK);
   if (btime < 0 || hz <= 0) return 1;
   long long started = btime + (long long)(start_ticks / (unsigned long long)hz);
-  /* 2 s of slack: btime and the tick count are coarse. */
-  return started <= o->since + 2;
+  /* 2 s of slack: btime and the tick count are coarse. (Subtracted from our own time, not added
+   * to the file's: a LOCK claiming a time near INT64_MAX made `since + 2` overflow, found by
+   * tests/fuzz, store: regressions/store/lock-since-int64-max.fz.) */
+  return started - 2 <= o->since;
 }
 
 static imf_status create_excl(const char *path, const char *line, int *exists) {

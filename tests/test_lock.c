@@ -100,6 +100,22 @@ static void test_reused_pid_is_stale(void **state) {
   imf_lock_release(&l);
 }
 
+static void test_since_at_the_limits(void **state) {
+  (void)state;
+  /* a live pid's lock claiming a time at the end of int64 (garbled, or written by a broken clock):
+   * the holder started before it, so the lock is held — no overflow on the way (the comparison
+   * used to add its slack to this number; UBSan, and a lock taken over after the wrap) */
+  const char *p = lockpath();
+  write_lock(p, host, (long)getppid(), 9223372036854775807LL);
+  imf_lock *l = NULL;
+  assert_int_equal(imf_lock_acquire(p, 0, &l), IMF_ERR_LOCKED);
+  assert_non_null(strstr(imf_last_error(), "(another writer is running)"));
+  /* and at the other end: a holder that started after its lock's time is not the holder */
+  write_lock(p, host, (long)getppid(), -9223372036854775807LL - 1);
+  assert_int_equal(imf_lock_acquire(p, 0, &l), IMF_OK);
+  imf_lock_release(&l);
+}
+
 static void test_other_host(void **state) {
   (void)state;
   const char *p = lockpath();
@@ -131,7 +147,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fresh_and_release), cmocka_unit_test(test_stale_dead_pid),
       cmocka_unit_test(test_live_pid_refused),  cmocka_unit_test(test_reused_pid_is_stale),
-      cmocka_unit_test(test_other_host),        cmocka_unit_test(test_garbled_and_not_ours),
+      cmocka_unit_test(test_since_at_the_limits), cmocka_unit_test(test_other_host),        cmocka_unit_test(test_garbled_and_not_ours),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
