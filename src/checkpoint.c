@@ -425,6 +425,14 @@ static imf_status bc_rounds(const io_ctx *c, const imf_ease_layout *L, int *per,
   return IMF_OK;
 }
 
+/* The status of a collective transfer of dataset `name` (e < 0: it failed on this rank). */
+static imf_status io_status(const io_ctx *c, int write, const char *name, herr_t e) {
+  if (e >= 0) return IMF_OK;
+  if (write) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
+  IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s", c->path, name,
+           imf_h5_last());
+}
+
 /* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. */
 static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L, double *local, int write,
                               const char *name) {
@@ -447,12 +455,7 @@ static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L
     if (ms >= 0) H5Sclose(ms);
   }
   if (fs >= 0) H5Sclose(fs);
-  if (e < 0) {
-    if (write) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
-    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s", c->path, name,
-             imf_h5_last());
-  }
-  return IMF_OK;
+  return io_status(c, write, name, e);
 }
 
 /* Collective: create dataset `name` (n x n f64, contiguous) and write every rank's blocks. */
@@ -543,12 +546,7 @@ static imf_status io_1d(const io_ctx *c, hid_t d, hid_t mtype, size_t esize, int
     if (ms >= 0) H5Sclose(ms);
   }
   if (fs >= 0) H5Sclose(fs);
-  if (e < 0) {
-    if (write) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name, imf_h5_last());
-    IMF_FAIL(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s", c->path, name,
-             imf_h5_last());
-  }
-  return IMF_OK;
+  return io_status(c, write, name, e);
 }
 
 /* Collective: X as CSR over all users: /ease/x_ptr (i64, nusers + 1; row u's items are

@@ -2141,9 +2141,8 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
     int64_t a = ip[x], b = ip[x + 1];
     if (a < 0 || b < a || (hsize_t)b > R) goto bad;
     if (imf_store_is_forgotten(s, iu[x])) continue;
-    int32_t uu = iu[x];
     ip[wu] = w;
-    iu[wu++] = uu;
+    iu[wu++] = iu[x];
     for (int64_t r = a; r < b; r++, w++) {
       ru[w] = ru[r];
       ri[w] = ri[r];
@@ -2195,10 +2194,7 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   } else if (has_item_index) {
     IMF_TRY(imf_alloc(&iptr, 1, sizeof *iptr), out);
   }
-  H5Fclose(f);
-  f = -1;
-
-  /* the new file, from scratch */
+  /* the new file, from scratch, with the old one's root attributes */
   IMF_TRY(imf_fs_need_space(s->dir, tmp, (double)w * 28.0 + (double)(wb + niblob) + 1e6), out);
   g = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0) {
@@ -2206,11 +2202,11 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
     goto out;
   }
   {
-    hid_t src = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     scrub_attr_ctx c = {g, 0};
     hsize_t idx = 0;
-    if (src < 0 || H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, &idx, scrub_copy_attr, &c) < 0) c.failed = 1;
-    if (src >= 0) H5Fclose(src);
+    if (H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &idx, scrub_copy_attr, &c) < 0) c.failed = 1;
+    H5Fclose(f);
+    f = -1;
     if (c.failed) {
       st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot copy the attributes of %s: %s", tmp, path,
                          imf_h5_last());

@@ -29,6 +29,15 @@ def vhash(path):
     return _h[path]
 
 
+def batch_rows(path):
+    """A batch file's ratings and user ids (what `forget` erases from it)."""
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        for k in ("ratings/user", "ratings/item", "ratings/value", "ids/user_off", "ids/user_blob"):
+            h.update(f[k][()].tobytes())
+    return h.hexdigest()
+
+
 def jload(p):
     try:
         with open(p) as f:
@@ -217,6 +226,13 @@ def judge(c):
                        ", ".join(v for v in sorted(set(v2) | set(FG_after)) if v2.get(v) != FG_after.get(v)))
         if len(events(s2, "forget")) > 1:
             why.append("forget recorded twice")
+        # the erasure (forget's last step) finished: every batch file's rows and user ids are
+        # those of the uninterrupted forget (in particular, no row and no id of the user remain)
+        for ref in sorted(glob.glob(os.path.join(fx, "st_fg", "batch-*.h5"))):
+            got = os.path.join(c["dir"], "st", os.path.basename(ref))
+            if not os.path.exists(got) or batch_rows(got) != batch_rows(ref):
+                why.append("after the rerun %s is not the erased batch of the uninterrupted forget" %
+                           os.path.basename(ref))
         c["recorded"] = len(events(s2, "forget")) == 1
     # the lock: a kill leaves LOCK behind; the rerun takes it over (exit 4 never)
     if c["lock"] == "1" and rr == 0:
