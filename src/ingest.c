@@ -433,6 +433,7 @@ typedef struct {
   int64_t line;
   int64_t off;  /* into the gathered blob */
   int64_t len;
+  int64_t pos;  /* place in the gathered order, to send the index back */
 } newid_t;
 
 static int cmp_newid(const void *a, const void *b) {
@@ -440,29 +441,53 @@ static int cmp_newid(const void *a, const void *b) {
   return (x->line > y->line) - (x->line < y->line);
 }
 
-/* Returns in *map the global index of every local id (replicated map `global` grows). */
+/* Returns in *map the global index of every local id (replicated map `global` grows).
+ *
+ * Each rank interns ids in line order, so its list of unknown ids is already sorted by first
+ * line; rank 0 only sorts the gathered lists when they interleave (pieces of a compressed
+ * stream), not for byte ranges, where rank r's lines all precede rank r+1's. Rank 0 sends each
+ * rank the global indices of its ids in the order it sent them, so no rank looks an id up twice;
+ * on one rank nothing is gathered, sorted or broadcast at all. */
 static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *first, imf_idmap *global,
                              int32_t **map_out) {
   imf_status st = IMF_OK;
   int64_t nl = imf_idmap_size(local);
-  int32_t *map = NULL;
+  int32_t *map = NULL, *gidx = NULL, *mygidx = NULL;
   char *sendbuf = NULL, *recvbuf = NULL, *blob = NULL;
-  int *rcounts = NULL, *rdispls = NULL;
+  int *rcounts = NULL, *rdispls = NULL, *icounts = NULL, *idispls = NULL;
   newid_t *ids = NULL;
   int64_t *offs = NULL;
-  IMF_CHECK(imf_alloc(&map, (size_t)nl + 1, sizeof *map));
+  IMF_CHECK(imf_alloc_nz(&map, (size_t)nl + 1, sizeof *map));
+  if (c->size == 1) {
+    /* local order is first-appearance order: insert as they come */
+    for (int64_t j = 0; j < nl; j++) {
+      size_t len;
+      const char *s = imf_idmap_get(local, j, &len);
+      int64_t idx;
+      int added;
+      IMF_TRY(imf_idmap_insert(global, s, len, &idx, &added), out);
+      map[j] = (int32_t)idx;
+    }
+    *map_out = map;
+    return IMF_OK;
+  }
   /* serialise unknown ids: [int64 line][int64 len][bytes] */
   size_t bytes = 0;
+  int64_t nunk = 0;
   for (int64_t j = 0; j < nl; j++) {
     size_t len;
     const char *s = imf_idmap_get(local, j, &len);
     int64_t g = imf_idmap_find(global, s, len);
     map[j] = (int32_t)g;
-    if (g < 0) bytes += 16 + len;
+    if (g < 0) {
+      bytes += 16 + len;
+      nunk++;
+    }
   }
   if (bytes > (size_t)INT32_MAX)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: too many new ids on one rank (%zu bytes)", c->path, bytes), out);
-  IMF_TRY(imf_alloc(&sendbuf, bytes + 1, 1), out);
+  IMF_TRY(imf_alloc_nz(&sendbuf, bytes + 1, 1), out);
+  IMF_TRY(imf_alloc_nz(&mygidx, (size_t)nunk + 1, sizeof *mygidx), out);
   {
     size_t o = 0;
     for (int64_t j = 0; j < nl; j++) {
@@ -475,15 +500,18 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       o += 16 + len;
     }
   }
-  int mine = (int)bytes;
+  int mine = (int)bytes, myn = (int)nunk;
   int root = c->rank == 0;
   if (root) {
     IMF_TRY(imf_alloc(&rcounts, (size_t)c->size, sizeof *rcounts), out);
     IMF_TRY(imf_alloc(&rdispls, (size_t)c->size, sizeof *rdispls), out);
+    IMF_TRY(imf_alloc(&icounts, (size_t)c->size, sizeof *icounts), out);
+    IMF_TRY(imf_alloc(&idispls, (size_t)c->size, sizeof *idispls), out);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
   IMF_MPI(MPI_Gather(&mine, 1, MPI_INT, rcounts, 1, MPI_INT, 0, c->comm));
-  int64_t total = 0;
+  IMF_MPI(MPI_Gather(&myn, 1, MPI_INT, icounts, 1, MPI_INT, 0, c->comm));
+  int64_t total = 0, itotal = 0;
   if (root) {
     for (int r = 0; r < c->size; r++) {
       if (total + rcounts[r] > INT32_MAX) {
@@ -492,8 +520,12 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       }
       rdispls[r] = (int)total;
       total += rcounts[r];
+      idispls[r] = (int)itotal;
+      itotal += icounts[r];
     }
-    if (st == IMF_OK) st = imf_alloc(&recvbuf, (size_t)total + 1, 1);
+    if (st == IMF_OK) st = imf_alloc_nz(&recvbuf, (size_t)total + 1, 1);
+    if (st == IMF_OK) st = imf_alloc_nz(&ids, (size_t)itotal + 1, sizeof *ids);
+    if (st == IMF_OK) st = imf_alloc_nz(&gidx, (size_t)itotal + 1, sizeof *gidx);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
   IMF_MPI(MPI_Gatherv(sendbuf, mine, MPI_CHAR, recvbuf, rcounts, rdispls, MPI_CHAR, 0, c->comm));
@@ -501,33 +533,30 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
   int64_t before = imf_idmap_size(global);
   int64_t nnew = 0, blob_len = 0;
   if (root) {
-    int64_t n = 0, cap = 1024;
-    st = imf_alloc(&ids, (size_t)cap, sizeof *ids);
-    for (int64_t o = 0; st == IMF_OK && o < total;) {
+    int64_t n = 0;
+    int sorted = 1;
+    for (int64_t o = 0; o < total && n < itotal;) {
       int64_t hdr[2];
       memcpy(hdr, recvbuf + o, 16);
-      if (n == cap) {
-        cap *= 2;
-        st = imf_realloc(&ids, (size_t)cap, sizeof *ids);
-        if (st != IMF_OK) break;
-      }
       ids[n].line = hdr[0];
       ids[n].len = hdr[1];
       ids[n].off = o + 16;
+      ids[n].pos = n;
+      if (n > 0 && hdr[0] < ids[n - 1].line) sorted = 0;
       n++;
       o += 16 + hdr[1];
     }
-    if (st == IMF_OK) {
-      qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
-      for (int64_t j = 0; j < n && st == IMF_OK; j++) {
-        int64_t idx;
-        int added;
-        st = imf_idmap_insert(global, recvbuf + ids[j].off, (size_t)ids[j].len, &idx, &added);
-      }
+      if (!sorted) qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
+    for (int64_t j = 0; j < n && st == IMF_OK; j++) {
+      int64_t idx;
+      int added;
+      st = imf_idmap_insert(global, recvbuf + ids[j].off, (size_t)ids[j].len, &idx, &added);
+      gidx[ids[j].pos] = (int32_t)idx;
     }
     nnew = imf_idmap_size(global) - before;
   }
   IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Scatterv(gidx, icounts, idispls, MPI_INT32_T, mygidx, myn, MPI_INT32_T, 0, c->comm));
   IMF_MPI(MPI_Bcast(&nnew, 1, MPI_INT64_T, 0, c->comm));
   if (root) {
     size_t l0, l1;
@@ -536,8 +565,9 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     blob_len = nnew ? (int64_t)((s1 + l1) - s0) : 0;
   }
   IMF_MPI(MPI_Bcast(&blob_len, 1, MPI_INT64_T, 0, c->comm));
-  IMF_TRY(imf_alloc(&offs, (size_t)nnew + 1, sizeof *offs), out);
-  IMF_TRY(imf_alloc(&blob, (size_t)blob_len + 1, 1), out);
+  IMF_TRY(imf_alloc_nz(&offs, (size_t)nnew + 1, sizeof *offs), out);
+  IMF_TRY(imf_alloc_nz(&blob, (size_t)blob_len + 1, 1), out);
+  offs[0] = 0;
   if (root && nnew) {
     size_t l0;
     const char *s0 = imf_idmap_get(global, before, &l0);
@@ -561,20 +591,20 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     st = imf_idmap_add_list(global, &l);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
-  for (int64_t j = 0; j < nl; j++) {
-    if (map[j] >= 0) continue;
-    size_t len;
-    const char *s = imf_idmap_get(local, j, &len);
-    map[j] = (int32_t)imf_idmap_find(global, s, len);
-  }
+  for (int64_t j = 0, k = 0; j < nl; j++)
+    if (map[j] < 0) map[j] = mygidx[k++];
   *map_out = map;
   map = NULL;
 out:
   imf_free(&map);
+  imf_free(&gidx);
+  imf_free(&mygidx);
   imf_free(&sendbuf);
   imf_free(&recvbuf);
   imf_free(&rcounts);
   imf_free(&rdispls);
+  imf_free(&icounts);
+  imf_free(&idispls);
   imf_free(&ids);
   imf_free(&offs);
   imf_free(&blob);
