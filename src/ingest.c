@@ -529,9 +529,10 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
   }
   IMF_TRY(imf_agree(c->comm, st), out);
   IMF_MPI(MPI_Gatherv(sendbuf, mine, MPI_CHAR, recvbuf, rcounts, rdispls, MPI_CHAR, 0, c->comm));
-  /* rank 0: order by first line, insert; then broadcast the new id list */
-  int64_t before = imf_idmap_size(global);
-  int64_t nnew = 0, blob_len = 0;
+  /* rank 0 orders the unknown ids by first line (an id seen on several ranks appears once per
+   * rank) and broadcasts that list; every rank then inserts it in the same order at the same
+   * time, so the replicated maps agree and no rank waits for another's inserts. */
+  int64_t nlist = 0, blob_len = 0;
   if (root) {
     int64_t n = 0;
     int sorted = 1;
@@ -546,51 +547,37 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       n++;
       o += 16 + hdr[1];
     }
-      if (!sorted) qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
-    for (int64_t j = 0; j < n && st == IMF_OK; j++) {
-      int64_t idx;
-      int added;
-      st = imf_idmap_insert(global, recvbuf + ids[j].off, (size_t)ids[j].len, &idx, &added);
-      gidx[ids[j].pos] = (int32_t)idx;
-    }
-    nnew = imf_idmap_size(global) - before;
+    if (!sorted) qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
+    nlist = n;
+    for (int64_t j = 0; j < n; j++) blob_len += ids[j].len;
   }
-  IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Scatterv(gidx, icounts, idispls, MPI_INT32_T, mygidx, myn, MPI_INT32_T, 0, c->comm));
-  IMF_MPI(MPI_Bcast(&nnew, 1, MPI_INT64_T, 0, c->comm));
-  if (root) {
-    size_t l0, l1;
-    const char *s0 = nnew ? imf_idmap_get(global, before, &l0) : NULL;
-    const char *s1 = nnew ? imf_idmap_get(global, before + nnew - 1, &l1) : NULL;
-    blob_len = nnew ? (int64_t)((s1 + l1) - s0) : 0;
-  }
-  IMF_MPI(MPI_Bcast(&blob_len, 1, MPI_INT64_T, 0, c->comm));
-  IMF_TRY(imf_alloc_nz(&offs, (size_t)nnew + 1, sizeof *offs), out);
+  int64_t hdr2[2] = {nlist, blob_len};
+  IMF_MPI(MPI_Bcast(hdr2, 2, MPI_INT64_T, 0, c->comm));
+  nlist = hdr2[0];
+  blob_len = hdr2[1];
+  IMF_TRY(imf_alloc_nz(&offs, (size_t)nlist + 1, sizeof *offs), out);
   IMF_TRY(imf_alloc_nz(&blob, (size_t)blob_len + 1, 1), out);
   offs[0] = 0;
-  if (root && nnew) {
-    size_t l0;
-    const char *s0 = imf_idmap_get(global, before, &l0);
-    memcpy(blob, s0, (size_t)blob_len);
-    for (int64_t j = 0; j < nnew; j++) {
-      size_t l;
-      const char *s = imf_idmap_get(global, before + j, &l);
-      offs[j] = s - s0;
-      offs[j + 1] = offs[j] + (int64_t)l;
+  if (root)
+    for (int64_t j = 0; j < nlist; j++) {
+      memcpy(blob + offs[j], recvbuf + ids[j].off, (size_t)ids[j].len);
+      offs[j + 1] = offs[j] + ids[j].len;
     }
-  }
-  if (nnew) {
-    IMF_MPI(MPI_Bcast(offs, (int)(nnew + 1), MPI_INT64_T, 0, c->comm));
+  if (nlist) {
+    IMF_MPI(MPI_Bcast(offs, (int)(nlist + 1), MPI_INT64_T, 0, c->comm));
     for (int64_t o = 0; o < blob_len; o += (1 << 30)) {
       int n = (int)((blob_len - o) < (1 << 30) ? (blob_len - o) : (1 << 30));
       IMF_MPI(MPI_Bcast(blob + o, n, MPI_CHAR, 0, c->comm));
     }
   }
-  if (!root) {
-    imf_idlist l = {nnew, offs, blob};
-    st = imf_idmap_add_list(global, &l);
+  for (int64_t j = 0; j < nlist && st == IMF_OK; j++) {
+    int64_t idx;
+    int added;
+    st = imf_idmap_insert(global, blob + offs[j], (size_t)(offs[j + 1] - offs[j]), &idx, &added);
+    if (root) gidx[ids[j].pos] = (int32_t)idx;
   }
   IMF_TRY(imf_agree(c->comm, st), out);
+  IMF_MPI(MPI_Scatterv(gidx, icounts, idispls, MPI_INT32_T, mygidx, myn, MPI_INT32_T, 0, c->comm));
   for (int64_t j = 0, k = 0; j < nl; j++)
     if (map[j] < 0) map[j] = mygidx[k++];
   *map_out = map;
