@@ -159,11 +159,60 @@ static imf_status intern_fast(direct_t *d, imf_idmap *m, int64_t **first, int64_
   return IMF_OK;
 }
 
+/* Records parsed but not yet numbered. Their ids are looked up in batches: the direct slots of
+ * a whole batch are prefetched first, because the lookup is a cache miss into a table of
+ * megabytes (users of a large file) and it was most of the parsing time when done one line at
+ * a time. Only ids that point into the input buffer can wait; quoted ids live in scratch and
+ * are numbered at once. */
+#define PEND_MAX 32
+typedef struct {
+  const char *u, *i;
+  size_t ul, il;
+  float value;
+  int64_t time, line;
+} pend_t;
+
+static void prefetch_slot(const direct_t *d, const char *s, size_t len) {
+  int64_t v;
+  if (canonical_number(s, len, &v) && v < d->cap) __builtin_prefetch(&d->slot[v]);
+}
+
+static imf_status push_record(ingest_ctx *c, const char *u, size_t ul, const char *i, size_t il, float value,
+                              int64_t time, int64_t line) {
+  if (c->nrec == c->caprec) {
+    int64_t nc = c->caprec ? c->caprec + c->caprec / 2 : (c->size_hint > 65536 ? c->size_hint : 65536);
+    IMF_CHECK(imf_realloc(&c->rec, (size_t)nc, sizeof *c->rec));
+    c->caprec = nc;
+  }
+  rec_t *x = &c->rec[c->nrec];
+  IMF_CHECK(intern_fast(&c->du, c->lusers, &c->ufirst, &c->capufirst, u, ul, line, &x->user));
+  IMF_CHECK(intern_fast(&c->di, c->litems, &c->ifirst, &c->capifirst, i, il, line, &x->item));
+  x->value = value;
+  x->pad = 0;
+  x->time = time;
+  x->line = line;
+  c->nrec++;
+  return IMF_OK;
+}
+
+static imf_status flush_pending(ingest_ctx *c, pend_t *p, int *np) {
+  for (int k = 0; k < *np; k++) {
+    prefetch_slot(&c->du, p[k].u, p[k].ul);
+    prefetch_slot(&c->di, p[k].i, p[k].il);
+  }
+  for (int k = 0; k < *np; k++)
+    IMF_CHECK(push_record(c, p[k].u, p[k].ul, p[k].i, p[k].il, p[k].value, p[k].time, p[k].line));
+  *np = 0;
+  return IMF_OK;
+}
+
 /* Parse every complete line of buf[0..len) (len includes the final '\n' of the last line, or
  * the last line runs to len at end of input). */
 static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
   const char *p = buf, *end = buf + len;
   const imf_parse_opts *o = &c->opts;
+  pend_t pend[PEND_MAX];
+  int np = 0;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *le = nl ? nl : end;
@@ -179,19 +228,17 @@ static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
       kind = imf_parse_line(o, p, ll, INT64_MAX, c->scratch, &r, &why);
     }
     if (kind == IMF_LINE_OK) {
-      if (c->nrec == c->caprec) {
-        int64_t nc = c->caprec ? c->caprec + c->caprec / 2 : (c->size_hint > 65536 ? c->size_hint : 65536);
-        IMF_CHECK(imf_realloc(&c->rec, (size_t)nc, sizeof *c->rec));
-        c->caprec = nc;
+      float value = (float)(r.has_rating ? r.rating : 1.0);
+      int64_t time = r.has_time ? r.time : IMF_NO_TIME;
+      uintptr_t b0 = (uintptr_t)buf, b1 = (uintptr_t)end, pu = (uintptr_t)r.user, pi = (uintptr_t)r.item;
+      int in_buf = pu >= b0 && pu < b1 && pi >= b0 && pi < b1;
+      if (in_buf) {
+        pend[np++] = (pend_t){r.user, r.item, r.user_len, r.item_len, value, time, line};
+        if (np == PEND_MAX) IMF_CHECK(flush_pending(c, pend, &np));
+      } else {
+        IMF_CHECK(flush_pending(c, pend, &np));
+        IMF_CHECK(push_record(c, r.user, r.user_len, r.item, r.item_len, value, time, line));
       }
-      rec_t *x = &c->rec[c->nrec];
-      IMF_CHECK(intern_fast(&c->du, c->lusers, &c->ufirst, &c->capufirst, r.user, r.user_len, line, &x->user));
-      IMF_CHECK(intern_fast(&c->di, c->litems, &c->ifirst, &c->capifirst, r.item, r.item_len, line, &x->item));
-      x->value = (float)(r.has_rating ? r.rating : 1.0);
-      x->pad = 0;
-      x->time = r.has_time ? r.time : IMF_NO_TIME;
-      x->line = line;
-      c->nrec++;
     } else if (kind == IMF_LINE_HEADER) {
       /* a comment line inside the data (Matrix Market '%'): reported as header; slot 0 of
        * rejected_by (reason "none") is free to count them */
@@ -201,7 +248,7 @@ static imf_status parse_lines(ingest_ctx *c, const char *buf, size_t len) {
     }
     p = nl ? nl + 1 : end;
   }
-  return IMF_OK;
+  return flush_pending(c, pend, &np);
 }
 
 /* End of a piece: shift this piece's local line indices to global line numbers. */
