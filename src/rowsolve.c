@@ -36,21 +36,25 @@
 #ifndef IMF_ROW_TINY
 #define IMF_ROW_TINY 0
 #endif
-/* Gathered rows are prefetched this many ratings ahead: the other side's rows are scattered,
- * and without prefetching the gather's cache misses cost more than the Gram itself. */
+/* Gathered rows are prefetched this many ratings ahead, across row boundaries: the other
+ * side's rows are scattered, and without prefetching the gather's cache misses cost more than
+ * the Gram itself. (Longer distances measured slower here; so did handing the Gram kernel the
+ * next chunk's lines to prefetch between its fmas, by 10%.) */
 #define IMF_ROW_PREFETCH 8
 
 struct imf_rowsolve_ws {
   int k;          /* latent factors this workspace was sized for */
-  int ld;         /* float stride of a gathered row: k + 1 rounded up to 16 (32 with AVX-512) */
+  int ld;         /* float stride of a gathered row: k + 2 rounded up to 16 (32 with AVX-512) */
   int64_t cap;    /* rows the gather buffers hold */
   float *F;       /* cap x ld gathered (possibly scaled) factor rows */
   double *w;      /* cap: per-gathered-row weight (hand loop and CG) */
   float *G;       /* (k+1) x ld float Gram of one chunk */
+  float *T;       /* k+1: one chunk's right-hand side from the fused target column */
   double *A;      /* (k+1)^2 double system, column-major lower triangle */
   double *rhs;    /* k+1 */
   double *x;      /* k+1: the row being solved, in double */
   double *v1, *v2, *v3, *v4; /* k+1 each: CG vectors / random draw */
+  const int32_t *idx_end; /* end of the batch's ratings: prefetching runs across rows */
   imf_rowsolve_stats stats;
 };
 
@@ -65,6 +69,7 @@ static double now_s(void) {
 
 static void free_k_buffers(imf_rowsolve_ws *ws) {
   imf_free(&ws->G);
+  imf_free(&ws->T);
   imf_free(&ws->A);
   imf_free(&ws->rhs);
   imf_free(&ws->x);
@@ -84,9 +89,11 @@ static imf_status setup_k(imf_rowsolve_ws *ws, int k) {
   ws->k = k;
   /* the AVX-512 kernel reads and writes 32-column tiles, which must stay inside a row */
   const int align = use_avx512_kernel() ? 32 : 16;
-  ws->ld = ((k + 1) + align - 1) & ~(align - 1);
+  /* room for the bias column k and the target column k + 1 */
+  ws->ld = ((k + 2) + align - 1) & ~(align - 1);
   size_t d = (size_t)k + 1;
   IMF_CHECK(imf_alloc(&ws->G, d, (size_t)ws->ld * sizeof(float)));
+  IMF_CHECK(imf_alloc(&ws->T, d, sizeof(float)));
   IMF_CHECK(imf_alloc(&ws->A, d * d, sizeof(double)));
   IMF_CHECK(imf_alloc(&ws->rhs, d, sizeof(double)));
   IMF_CHECK(imf_alloc(&ws->x, d, sizeof(double)));
@@ -195,6 +202,10 @@ static int use_avx512_kernel(void) {
 #endif
 }
 
+/* Whether the Gram kernels can form the right-hand side from a target column (x86 only; the
+ * ssyrk fallback forms the Gram alone). */
+static int can_fuse_rhs(void) { return use_avx2_kernel(); }
+
 /* rhs += t * y in double, element by element (separate multiply and add, so the vector and
  * scalar versions agree bit for bit). */
 #ifdef IMF_HAVE_X86_KERNEL
@@ -222,10 +233,13 @@ static void axpy_f2d(int k, double t, const float *y, double *rhs) {
 
 /* Gather m ratings starting at position j0 of the row into F (row i at F + i*ld), adding
  * t * [y; 1] to rhs (in rating order, double). scaled: store sqrt(w) * y for ssyrk (w >= 0);
- * otherwise store y and keep w for the hand loop / CG. bias_col: append the constant feature. */
+ * otherwise store y and keep w for the hand loop / CG. bias_col: append the constant feature.
+ * tcol >= 0 (explicit kinds, where every w is 1): store t in column tcol instead of adding to
+ * rhs, so that the column kernel forms the right-hand side with the bias column in one pass
+ * (the separate double axpy was a fifth of the accumulation's time at k = 64). */
 static imf_status gather(const imf_row_params *p, const imf_other_side *o, const int32_t *idx,
-                         const float *val, int64_t m, int scaled, int bias_col, int64_t row,
-                         imf_rowsolve_ws *ws) {
+                         const float *val, int64_t m, int scaled, int bias_col, int tcol,
+                         int64_t row, imf_rowsolve_ws *ws) {
   const int k = p->k, ld = ws->ld;
   double *rhs = ws->rhs;
   for (int64_t i = 0; i < m; i++) {
@@ -235,12 +249,12 @@ static imf_status gather(const imf_row_params *p, const imf_other_side *o, const
                (long long)row, (int)j, (long long)o->n);
     double t, w;
     target_weight(p, o, j, val[i], &t, &w);
-    if (i + IMF_ROW_PREFETCH < m) {
+    if (idx + i + IMF_ROW_PREFETCH < ws->idx_end) {
       int32_t jp = idx[i + IMF_ROW_PREFETCH];
       if (jp >= 0 && (int64_t)jp < o->n) {
         const char *q = (const char *)(o->Y + (size_t)jp * (size_t)k);
         for (size_t off = 0; off < (size_t)k * sizeof(float); off += 64) __builtin_prefetch(q + off, 0, 2);
-      }
+          }
     }
     const float *y = o->Y + (size_t)j * (size_t)k;
     float *f = ws->F + (size_t)i * (size_t)ld;
@@ -253,6 +267,10 @@ static imf_status gather(const imf_row_params *p, const imf_other_side *o, const
       if (bias_col) f[k] = 1.0f;
     }
     ws->w[i] = w;
+    if (tcol >= 0) {
+      f[tcol] = (float)t;
+      continue;
+    }
     axpy_f2d(k, t, y, rhs);
     if (bias_col) rhs[k] += t;
   }
@@ -321,107 +339,152 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
 #endif
 
 #ifdef IMF_HAVE_X86_KERNEL
+/* One 8-row register tile of the AVX-512 kernel: rows ai[0..7] against NV (1 or 2) 16-column
+ * vectors from column b0; per j NV vector loads and 8 broadcasts feed 8 NV fmas. */
+#define IMF_TILE512(NV)                                                                          \
+  do {                                                                                           \
+    __m512 c0[8], c1[8];                                                                         \
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) c0[i] = c1[i] = _mm512_setzero_ps();                             \
+    const float *f = F;                                                                          \
+    for (int64_t j = 0; j < m; j++, f += ld) {                                                   \
+      const __m512 y0 = _mm512_load_ps(f + b0);                                                  \
+      const __m512 y1 = (NV) > 1 ? _mm512_load_ps(f + b0 + 16) : y0;                             \
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                                    \
+        const __m512 s = _mm512_set1_ps(f[ai[i]]);                                               \
+        c0[i] = _mm512_fmadd_ps(s, y0, c0[i]);                                                   \
+        if ((NV) > 1) c1[i] = _mm512_fmadd_ps(s, y1, c1[i]);                                     \
+      }                                                                                          \
+    }                                                                                            \
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                     \
+      if (a0 + i >= d) break;                                                                    \
+      _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0, c0[i]);                           \
+      if ((NV) > 1) _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0 + 16, c1[i]);        \
+    }                                                                                            \
+  } while (0)
+
 /* gram_avx2 with 512-bit vectors: register tiles of 8 rows x 32 columns (16 accumulators of the
- * 32 zmm registers; per j 2 vector loads and 8 broadcasts feed 16 fmas). Same element chains,
- * so bitwise the AVX2 kernel's result. Reads and writes columns up to d rounded up to 32
- * (ld and ldc are multiples of 32 when this kernel is in use). */
+ * 32 zmm registers; per j 2 vector loads and 8 broadcasts feed 16 fmas). Where half of a tile
+ * would lie wholly below the diagonal or past column d, the tile is 8 x 16 instead: at k = 64
+ * that cuts the kernel's fmas from 192 to 160 per gathered row (130 are needed). Same element
+ * chains, so bitwise the AVX2 kernel's result. Reads and writes columns up to d rounded up to
+ * 16 (ld and ldc are multiples of 32 when this kernel is in use). */
 __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int ld, int64_t m,
                                                             int d, float *C, int ldc) {
+  const int dv = (d + 15) & ~15; /* columns covered by whole vectors */
+
   for (int a0 = 0; a0 < d; a0 += 8) {
     int ai[8];
     for (int i = 0; i < 8; i++) ai[i] = a0 + i < d ? a0 + i : d - 1;
-    for (int b0 = a0 & ~31; b0 < d; b0 += 32) {
-      __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-             c61 = c00, c70 = c00, c71 = c00;
-      const float *f = F;
-      for (int64_t j = 0; j < m; j++, f += ld) {
-        __m512 y0 = _mm512_load_ps(f + b0), y1 = _mm512_load_ps(f + b0 + 16), s;
-        s = _mm512_set1_ps(f[ai[0]]);
-        c00 = _mm512_fmadd_ps(s, y0, c00);
-        c01 = _mm512_fmadd_ps(s, y1, c01);
-        s = _mm512_set1_ps(f[ai[1]]);
-        c10 = _mm512_fmadd_ps(s, y0, c10);
-        c11 = _mm512_fmadd_ps(s, y1, c11);
-        s = _mm512_set1_ps(f[ai[2]]);
-        c20 = _mm512_fmadd_ps(s, y0, c20);
-        c21 = _mm512_fmadd_ps(s, y1, c21);
-        s = _mm512_set1_ps(f[ai[3]]);
-        c30 = _mm512_fmadd_ps(s, y0, c30);
-        c31 = _mm512_fmadd_ps(s, y1, c31);
-        s = _mm512_set1_ps(f[ai[4]]);
-        c40 = _mm512_fmadd_ps(s, y0, c40);
-        c41 = _mm512_fmadd_ps(s, y1, c41);
-        s = _mm512_set1_ps(f[ai[5]]);
-        c50 = _mm512_fmadd_ps(s, y0, c50);
-        c51 = _mm512_fmadd_ps(s, y1, c51);
-        s = _mm512_set1_ps(f[ai[6]]);
-        c60 = _mm512_fmadd_ps(s, y0, c60);
-        c61 = _mm512_fmadd_ps(s, y1, c61);
-        s = _mm512_set1_ps(f[ai[7]]);
-        c70 = _mm512_fmadd_ps(s, y0, c70);
-        c71 = _mm512_fmadd_ps(s, y1, c71);
-      }
-      const __m512 cc[16] = {c00, c01, c10, c11, c20, c21, c30, c31,
-                             c40, c41, c50, c51, c60, c61, c70, c71};
-      for (int i = 0; i < 8 && a0 + i < d; i++) {
-        _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0, cc[2 * i]);
-        _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0 + 16, cc[2 * i + 1]);
-      }
+    for (int t0 = a0 & ~31; t0 < d; t0 += 32) {
+      int b0 = t0, end = t0 + 32 < dv ? t0 + 32 : dv;
+      if (a0 >= t0 + 16) b0 = t0 + 16; /* the tile's left half is below the diagonal */
+      if (end - b0 > 16) IMF_TILE512(2);
+      else IMF_TILE512(1);
     }
   }
 }
+#undef IMF_TILE512
 #endif
 
 #ifdef IMF_HAVE_X86_KERNEL
-/* Column col of C (rows 0..col, stride ldc) = F^T f_col over the m gathered rows: the ALS bias
- * column (the constant feature). Done apart from gram_avx2 because as one more column of the
- * kernel it would cost a whole 16-wide tile column on every row tile — 30% of the kernel's work
- * at k = 64 — for k + 1 useful dot products. Each element is the same chain fma(f_ja, f_jcol,
- * acc) over j = 0..m-1 as the kernel's, so the result does not depend on which code made it.
- * Reads rows up to col rounded up to 8 (within ld). */
-__attribute__((target("avx2,fma"))) static void gram_col_avx2(const float *F, int ld, int64_t m,
-                                                               int col, float *C, int ldc) {
-  /* up to 8 vectors of rows at a time, each its own accumulator (one chain would wait on the
-   * fma latency at every j) */
-  for (int a0 = 0; a0 <= col; a0 += 64) {
-    int nv = (col - a0) / 8 + 1;
-    if (nv > 8) nv = 8;
-    __m256 acc[8];
-    for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_ps();
-    const float *f = F;
-    for (int64_t j = 0; j < m; j++, f += ld) {
-      const __m256 s = _mm256_broadcast_ss(f + col);
-      for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(_mm256_load_ps(f + a0 + 8 * v), s, acc[v]);
-    }
-    for (int v = 0; v < nv; v++) {
-      float out[8] __attribute__((aligned(32)));
-      _mm256_store_ps(out, acc[v]);
-      for (int i = 0; i < 8 && a0 + 8 * v + i <= col; i++) C[(size_t)(a0 + 8 * v + i) * (size_t)ldc + col] = out[i];
-    }
+/* The extra columns of F besides the k x k block, for rows 0..d-1: the ALS bias column cb (the
+ * constant feature; its Gram column goes to C's column cb, stride ldc) and the target column
+ * ct (the ratings' targets; its dot products, the right-hand side, go to tout). Either may be
+ * -1. Done apart from the tile kernel because as more columns of it they would cost a whole
+ * tile column on every row tile for d useful dot products each. Every element is one chain
+ * fma(f_ja, f_jc, acc) over j = 0..m-1, the same as the tile kernels', so the result does not
+ * depend on which code made it. Reads rows up to d rounded up to 8 (AVX2) or 16 (AVX-512),
+ * within ld. */
+#define IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, NV)                                        \
+  do {                                                                                           \
+    VEC ab[NV], at[NV];                                                                          \
+    _Pragma("GCC unroll 8") for (int v = 0; v < (NV); v++) ab[v] = at[v] = ZERO();                                       \
+    const float *f = F;                                                                          \
+    if (cb >= 0 && ct >= 0) {                                                                    \
+      for (int64_t j = 0; j < m; j++, f += ld) {                                                 \
+        const VEC sb = SET1(f[cb]), st = SET1(f[ct]);                                            \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NV); v++) {                                                         \
+          const VEC x = LOAD(f + a0 + (W) * v);                                                  \
+          ab[v] = FMA(x, sb, ab[v]);                                                             \
+          at[v] = FMA(x, st, at[v]);                                                             \
+        }                                                                                        \
+      }                                                                                          \
+    } else {                                                                                     \
+      const int c = cb >= 0 ? cb : ct;                                                           \
+      for (int64_t j = 0; j < m; j++, f += ld) {                                                 \
+        const VEC sc = SET1(f[c]);                                                               \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NV); v++) ab[v] = FMA(LOAD(f + a0 + (W) * v), sc, ab[v]);            \
+      }                                                                                          \
+      if (cb < 0)                                                                                \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NV); v++) at[v] = ab[v];                                            \
+    }                                                                                            \
+    _Pragma("GCC unroll 8") for (int v = 0; v < (NV); v++) {                                                             \
+      float ob[W] __attribute__((aligned(64))), ot[W] __attribute__((aligned(64)));               \
+      STORE(ob, ab[v]);                                                                          \
+      STORE(ot, at[v]);                                                                          \
+      for (int i = 0; i < (W) && a0 + (W) * v + i < d; i++) {                                    \
+        const int a = a0 + (W) * v + i;                                                          \
+        if (cb >= 0) C[(size_t)a * (size_t)ldc + cb] = ob[i];                                    \
+        if (ct >= 0) tout[a] = ot[i];                                                            \
+      }                                                                                          \
+    }                                                                                            \
+  } while (0)
+
+#define IMF_COLS_SWITCH(VEC, W, LOAD, SET1, FMA, ZERO, STORE)                                     \
+  for (int a0 = 0; a0 < d; a0 += 8 * (W)) {                                                      \
+    int nv = (d - a0 + (W) - 1) / (W);                                                           \
+    switch (nv > 8 ? 8 : nv) {                                                                   \
+    case 1: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 1); break;                            \
+    case 2: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 2); break;                            \
+    case 3: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 3); break;                            \
+    case 4: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 4); break;                            \
+    case 5: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 5); break;                            \
+    case 6: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 6); break;                            \
+    case 7: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 7); break;                            \
+    default: IMF_COLS(VEC, W, LOAD, SET1, FMA, ZERO, STORE, 8); break;                           \
+    }                                                                                            \
   }
+
+__attribute__((target("avx2,fma"))) static void gram_cols_avx2(const float *F, int ld, int64_t m,
+                                                                int d, int cb, int ct, float *C,
+                                                                int ldc, float *tout) {
+  IMF_COLS_SWITCH(__m256, 8, _mm256_load_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_setzero_ps,
+                  _mm256_store_ps)
 }
+
+__attribute__((target("avx512f"))) static void gram_cols_avx512(const float *F, int ld, int64_t m,
+                                                                 int d, int cb, int ct, float *C,
+                                                                 int ldc, float *tout) {
+  IMF_COLS_SWITCH(__m512, 16, _mm512_load_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_setzero_ps,
+                  _mm512_store_ps)
+}
+#undef IMF_COLS_SWITCH
+#undef IMF_COLS
 #endif
 
 /* G (row-major upper, stride ld) = F^T F of m gathered rows, d columns; with bias_col the last
- * column is the constant feature. */
-static void gram_f32(const imf_rowsolve_ws *ws, int64_t m, int d, int bias_col) {
+ * column is the constant feature. fused: column d of F holds the targets, and tout (d floats)
+ * receives their dot products with columns 0..d-1 (the chunk's right-hand side); only where
+ * can_fuse_rhs(). */
+static void gram_f32(imf_rowsolve_ws *ws, int64_t m, int d, int bias_col, int fused,
+                     float *tout) {
 #ifdef IMF_HAVE_X86_KERNEL
   if (use_avx2_kernel()) {
-    void (*kernel)(const float *, int, int64_t, int, float *, int) =
-        use_avx512_kernel() ? gram_avx512 : gram_avx2;
-    if (bias_col && d > 1) {
-      /* the k x k block first: its last tile may spill into column k, which the bias column
-       * then overwrites */
-      kernel(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
-      gram_col_avx2(ws->F, ws->ld, m, d - 1, ws->G, ws->ld);
-    } else {
-      kernel(ws->F, ws->ld, m, d, ws->G, ws->ld);
-    }
+    const int avx512 = use_avx512_kernel();
+    void (*kernel)(const float *, int, int64_t, int, float *, int) = avx512 ? gram_avx512 : gram_avx2;
+    void (*cols)(const float *, int, int64_t, int, int, int, float *, int, float *) =
+        avx512 ? gram_cols_avx512 : gram_cols_avx2;
+    /* the k x k block first: its last tile may spill into the extra columns, whose Gram
+     * column the column kernel then overwrites */
+    const int kd = bias_col ? d - 1 : d;
+    if (kd > 0) kernel(ws->F, ws->ld, m, kd, ws->G, ws->ld);
+    if (bias_col || fused) cols(ws->F, ws->ld, m, d, bias_col ? d - 1 : -1, fused ? d : -1, ws->G, ws->ld, tout);
     return;
   }
 #endif
   (void)bias_col;
+  (void)fused;
+  (void)tout;
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0f, ws->F, ws->ld, 0.0f,
               ws->G, ws->ld);
 }
@@ -478,13 +541,17 @@ static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, c
           hand = 1;
           break;
         }
-    IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, row, ws));
+    /* explicit kinds (every weight 1) form the right-hand side in the column kernel */
+    const int fused = !hand && p->kind != IMF_ROW_IALS && can_fuse_rhs();
+    IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, fused ? d : -1, row, ws));
     if (hand) {
       if (!have) memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
       hand_gram(ws, d, m);
     } else {
-      gram_f32(ws, m, d, bias_col);
+      gram_f32(ws, m, d, bias_col, fused, ws->T);
       gram_to_double(ws, d, have);
+      if (fused)
+        for (int a = 0; a < d; a++) ws->rhs[a] += (double)ws->T[a];
     }
     have = 1;
   }
@@ -544,7 +611,7 @@ static imf_status ials_cg(const imf_row_params *p, const int32_t *idx, const flo
   const int k = p->k;
   IMF_CHECK(ensure_rows(ws, n));
   memset(ws->rhs, 0, (size_t)k * sizeof(double));
-  IMF_CHECK(gather(p, o, idx, val, n, 0, 0, row, ws));
+  IMF_CHECK(gather(p, o, idx, val, n, 0, 0, -1, row, ws));
   double *r = ws->v2, *pp = ws->v3, *Ap = ws->v4;
   ials_apply(p, ws, n, x, Ap);
   for (int c = 0; c < k; c++) r[c] = ws->rhs[c] - Ap[c];
@@ -668,6 +735,7 @@ imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, cons
   const int k = p->k;
   double t0 = now_s();
   double *x = ws->x;
+  ws->idx_end = rows->nrows > 0 ? rows->idx + rows->ptr[rows->nrows] : NULL;
   imf_status st = IMF_OK;
   for (int64_t r = 0; r < rows->nrows; r++) {
     const int64_t row = rows->row_id ? rows->row_id[r] : r;

@@ -20,8 +20,10 @@
 #include "rowsolve.h"
 
 #define NROWS 20000
-#define NOTHER 20000
 #define RUNS 5
+/* other-side rows: 20k by default (a 5 MB table at k = 64); IMF_BENCH_OTHER=200000 makes the
+ * gather miss the way the item half-sweep of a 200k-user set does */
+static int64_t NOTHER = 20000;
 
 static double now_s(void) {
   struct timespec ts;
@@ -117,29 +119,47 @@ static float *make_factors(int64_t n, int k) {
   return Y;
 }
 
+static float *g_bias_out; /* row biases when the table runs with biases */
 static void run_or_die(const imf_row_params *p, const rowset *s, const imf_other_side *o, float *X,
                        imf_rowsolve_ws *ws) {
-  if (imf_rowsolve(p, &s->b, o, X, NULL, ws) != IMF_OK) {
+  if (imf_rowsolve(p, &s->b, o, X, p->with_bias ? g_bias_out : NULL, ws) != IMF_OK) {
     fprintf(stderr, "bench_rowsolve: %s\n", imf_last_error());
     exit(1);
   }
 }
 
 static void table(void) {
-  printf("row solver, explicit ALS-WR (no bias), %d rows x other side %d, power-law counts, "
-         "1 thread, median of %d\n", NROWS, NOTHER, RUNS);
+  /* IMF_BENCH_KS="64" runs only those k; IMF_BENCH_BIAS=1 solves with biases (d = k + 1, as
+   * `train` does for ALS) */
+  const char *eks = getenv("IMF_BENCH_KS"), *ebias = getenv("IMF_BENCH_BIAS");
+  const int bias = ebias && atoi(ebias) > 0;
+  printf("row solver, explicit ALS-WR (%s), %d rows x other side %lld, power-law counts, "
+         "1 thread, median of %d\n", bias ? "with biases" : "no bias", NROWS, (long long)NOTHER, RUNS);
   printf("%4s %8s %9s %10s %11s %11s %10s %7s %7s\n", "k", "mean n", "seconds", "rows/s",
          "gram GF/s", "whole GF/s", "sgemm GF/s", "gram%", "whole%");
   rowset s = make_rows(NROWS, -1, 7);
   double mean_n = (double)s.ptr[NROWS] / NROWS;
-  const int ks[3] = {32, 64, 128};
-  for (int t = 0; t < 3; t++) {
+  int ks[8] = {32, 64, 128}, nk = 3;
+  if (eks) {
+    nk = 0;
+    for (char *e = (char *)eks; *e && nk < 8;) {
+      long v = strtol(e, &e, 10);
+      if (v > 0) ks[nk++] = (int)v;
+      while (*e == ' ' || *e == ',') e++;
+      if (*e && (*e < '0' || *e > '9')) break;
+    }
+  }
+  for (int t = 0; t < nk; t++) {
     int k = ks[t];
     float *Y = make_factors(NOTHER, k), *X = xalloc((size_t)NROWS * k, sizeof(float));
-    imf_other_side o = {NOTHER, Y, NULL};
-    imf_row_params p = {.kind = IMF_ROW_ALS, .k = k, .mu = 3.0, .lambda = 0.05};
+    float *bo = xalloc(NOTHER, sizeof(float)), *bu = xalloc(NROWS, sizeof(float));
+    for (int64_t i = 0; i < NOTHER; i++) bo[i] = (float)(0.01 * (double)(i % 17));
+    imf_other_side o = {NOTHER, Y, bias ? bo : NULL};
+    imf_row_params p = {.kind = IMF_ROW_ALS, .k = k, .mu = 3.0, .lambda = 0.05, .with_bias = bias,
+                        .lambda_bias = 0.05};
     imf_rowsolve_ws *ws;
     if (imf_rowsolve_ws_create(k, &ws) != IMF_OK) exit(1);
+    g_bias_out = bu;
     run_or_die(&p, &s, &o, X, ws); /* warm-up: caches, workspace growth */
     double tot[RUNS], gram[RUNS], sg[RUNS], flops = 0;
     for (int r = 0; r < RUNS; r++) {
@@ -160,6 +180,8 @@ static void table(void) {
     imf_rowsolve_ws_destroy(&ws);
     imf_free(&Y);
     imf_free(&X);
+    imf_free(&bo);
+    imf_free(&bu);
   }
   free_rows(&s);
   imf_free(&gA);
@@ -208,6 +230,8 @@ static void fixed_counts(void) {
 
 int main(int argc, char **argv) {
   openblas_set_num_threads(1);
+  const char *eo = getenv("IMF_BENCH_OTHER");
+  if (eo && atoll(eo) > 0) NOTHER = atoll(eo);
   printf("%s\n", openblas_get_config());
   if (argc > 1 && strcmp(argv[1], "fixed") == 0) fixed_counts();
   else table();
