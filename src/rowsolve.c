@@ -50,6 +50,7 @@ struct imf_rowsolve_ws {
   double *w;      /* cap: per-gathered-row weight (hand loop and CG) */
   float *G;       /* (k+1) x ld float Gram of one chunk */
   float *T;       /* k+1: one chunk's right-hand side from the fused target column */
+  float *Bc;      /* k+1: one chunk's Gram column of the constant feature */
   double *A;      /* (k+1)^2 double system, column-major lower triangle */
   double *rhs;    /* k+1 */
   double *x;      /* k+1: the row being solved, in double */
@@ -70,6 +71,7 @@ static double now_s(void) {
 static void free_k_buffers(imf_rowsolve_ws *ws) {
   imf_free(&ws->G);
   imf_free(&ws->T);
+  imf_free(&ws->Bc);
   imf_free(&ws->A);
   imf_free(&ws->rhs);
   imf_free(&ws->x);
@@ -94,6 +96,7 @@ static imf_status setup_k(imf_rowsolve_ws *ws, int k) {
   size_t d = (size_t)k + 1;
   IMF_CHECK(imf_alloc(&ws->G, d, (size_t)ws->ld * sizeof(float)));
   IMF_CHECK(imf_alloc(&ws->T, d, sizeof(float)));
+  IMF_CHECK(imf_alloc(&ws->Bc, d, sizeof(float)));
   IMF_CHECK(imf_alloc(&ws->A, d * d, sizeof(double)));
   IMF_CHECK(imf_alloc(&ws->rhs, d, sizeof(double)));
   IMF_CHECK(imf_alloc(&ws->x, d, sizeof(double)));
@@ -254,6 +257,7 @@ static imf_status gather(const imf_row_params *p, const imf_other_side *o, const
       if (jp >= 0 && (int64_t)jp < o->n) {
         const char *q = (const char *)(o->Y + (size_t)jp * (size_t)k);
         for (size_t off = 0; off < (size_t)k * sizeof(float); off += 64) __builtin_prefetch(q + off, 0, 2);
+        if (o->bias) __builtin_prefetch(o->bias + jp, 0, 2);
           }
     }
     const float *y = o->Y + (size_t)j * (size_t)k;
@@ -345,36 +349,62 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
   do {                                                                                           \
     __m512 c0[8], c1[8];                                                                         \
     _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) c0[i] = c1[i] = _mm512_setzero_ps();                             \
-    const float *f = F;                                                                          \
-    for (int64_t j = 0; j < m; j++, f += ld) {                                                   \
-      const __m512 y0 = _mm512_load_ps(f + b0);                                                  \
-      const __m512 y1 = (NV) > 1 ? _mm512_load_ps(f + b0 + 16) : y0;                             \
-      _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                                    \
-        const __m512 s = _mm512_set1_ps(f[ai[i]]);                                               \
+    const float *fy = F + b0, *fs = F + a0;                                                      \
+    for (int64_t j = 0; j < m; j++, fy += ld, fs += ld) {                                        \
+      const __m512 y0 = _mm512_load_ps(fy);                                                      \
+      const __m512 y1 = (NV) > 1 ? _mm512_load_ps(fy + 16) : y0;                                 \
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                      \
+        const __m512 s = _mm512_set1_ps(fs[i]);                                                  \
         c0[i] = _mm512_fmadd_ps(s, y0, c0[i]);                                                   \
         if ((NV) > 1) c1[i] = _mm512_fmadd_ps(s, y1, c1[i]);                                     \
       }                                                                                          \
     }                                                                                            \
     _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                     \
       if (a0 + i >= d) break;                                                                    \
-      _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0, c0[i]);                           \
-      if ((NV) > 1) _mm512_store_ps(C + (size_t)(a0 + i) * (size_t)ldc + b0 + 16, c1[i]);        \
+      double *Ar = A + (size_t)(a0 + i) * (size_t)lda;                                           \
+      store_row_pd(Ar, b0, a0 + i, d, c0[i], add);                                               \
+      if ((NV) > 1) store_row_pd(Ar, b0 + 16, a0 + i, d, c1[i], add);                            \
     }                                                                                            \
   } while (0)
+
+/* the first n lanes of 16 (n clamped to 0..16) */
+__attribute__((target("avx512f"))) static inline __mmask16 lanes16(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Row a of A (Ar = A + a * lda) at columns b0..b0+15 = or += the 16 floats of c in double,
+ * only where a <= column < d (the part of the row the solver reads). */
+__attribute__((target("avx512f"))) static inline void store_row_pd(double *Ar, int b0, int a,
+                                                                   int d, __m512 c, int add) {
+  const __mmask16 mk = (__mmask16)(lanes16(d - b0) & ~lanes16(a - b0));
+  if (!mk) return;
+  const __mmask8 ml = (__mmask8)(mk & 0xFF), mh = (__mmask8)(mk >> 8);
+  __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(c));
+  __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
+  if (add) {
+    lo = _mm512_add_pd(_mm512_maskz_loadu_pd(ml, Ar + b0), lo);
+    hi = _mm512_add_pd(_mm512_maskz_loadu_pd(mh, Ar + b0 + 8), hi);
+  }
+  _mm512_mask_storeu_pd(Ar + b0, ml, lo);
+  _mm512_mask_storeu_pd(Ar + b0 + 8, mh, hi);
+}
 
 /* gram_avx2 with 512-bit vectors: register tiles of 8 rows x 32 columns (16 accumulators of the
  * 32 zmm registers; per j 2 vector loads and 8 broadcasts feed 16 fmas). Where half of a tile
  * would lie wholly below the diagonal or past column d, the tile is 8 x 16 instead: at k = 64
  * that cuts the kernel's fmas from 192 to 160 per gathered row (130 are needed). Same element
- * chains, so bitwise the AVX2 kernel's result. Reads and writes columns up to d rounded up to
- * 16 (ld and ldc are multiples of 32 when this kernel is in use). */
+ * chains, so bitwise the AVX2 kernel's result. Unlike it, the tiles go straight into the
+ * double system A (row-major upper, stride lda: the solver's column-major lower), assigned or
+ * (add) added, only where column >= row and < d: that saves the float Gram's round trip
+ * through memory, a tenth of the accumulation at k = 64. Reads columns up to d rounded up to
+ * 16 (ld is a multiple of 32 when this kernel is in use). */
 __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int ld, int64_t m,
-                                                            int d, float *C, int ldc) {
+                                                            int d, double *A, int lda, int add) {
   const int dv = (d + 15) & ~15; /* columns covered by whole vectors */
 
+  /* rows a0..a0+7 of a tile are broadcast from constant offsets (no clamping at d: the last
+   * tile's rows past d read columns inside the row's ld, and their results are dropped) */
   for (int a0 = 0; a0 < d; a0 += 8) {
-    int ai[8];
-    for (int i = 0; i < 8; i++) ai[i] = a0 + i < d ? a0 + i : d - 1;
     for (int t0 = a0 & ~31; t0 < d; t0 += 32) {
       int b0 = t0, end = t0 + 32 < dv ? t0 + 32 : dv;
       if (a0 >= t0 + 16) b0 = t0 + 16; /* the tile's left half is below the diagonal */
@@ -388,9 +418,9 @@ __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int l
 
 #ifdef IMF_HAVE_X86_KERNEL
 /* The extra columns of F besides the k x k block, for rows 0..d-1: the ALS bias column cb (the
- * constant feature; its Gram column goes to C's column cb, stride ldc) and the target column
+ * constant feature) and the target column
  * ct (the ratings' targets; its dot products, the right-hand side, go to tout). Either may be
- * -1. Done apart from the tile kernel because as more columns of it they would cost a whole
+ * -1; the bias column's dot products go to bout. Done apart from the tile kernel because as more columns of it they would cost a whole
  * tile column on every row tile for d useful dot products each. Every element is one chain
  * fma(f_ja, f_jc, acc) over j = 0..m-1, the same as the tile kernels', so the result does not
  * depend on which code made it. Reads rows up to d rounded up to 8 (AVX2) or 16 (AVX-512),
@@ -424,7 +454,7 @@ __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int l
       STORE(ot, at[v]);                                                                          \
       for (int i = 0; i < (W) && a0 + (W) * v + i < d; i++) {                                    \
         const int a = a0 + (W) * v + i;                                                          \
-        if (cb >= 0) C[(size_t)a * (size_t)ldc + cb] = ob[i];                                    \
+        if (cb >= 0) bout[a] = ob[i];                                                            \
         if (ct >= 0) tout[a] = ot[i];                                                            \
       }                                                                                          \
     }                                                                                            \
@@ -446,15 +476,15 @@ __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int l
   }
 
 __attribute__((target("avx2,fma"))) static void gram_cols_avx2(const float *F, int ld, int64_t m,
-                                                                int d, int cb, int ct, float *C,
-                                                                int ldc, float *tout) {
+                                                                int d, int cb, int ct, float *bout,
+                                                                float *tout) {
   IMF_COLS_SWITCH(__m256, 8, _mm256_load_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_setzero_ps,
                   _mm256_store_ps)
 }
 
 __attribute__((target("avx512f"))) static void gram_cols_avx512(const float *F, int ld, int64_t m,
-                                                                 int d, int cb, int ct, float *C,
-                                                                 int ldc, float *tout) {
+                                                                 int d, int cb, int ct, float *bout,
+                                                                 float *tout) {
   IMF_COLS_SWITCH(__m512, 16, _mm512_load_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_setzero_ps,
                   _mm512_store_ps)
 }
@@ -462,31 +492,45 @@ __attribute__((target("avx512f"))) static void gram_cols_avx512(const float *F, 
 #undef IMF_COLS
 #endif
 
-/* G (row-major upper, stride ld) = F^T F of m gathered rows, d columns; with bias_col the last
- * column is the constant feature. fused: column d of F holds the targets, and tout (d floats)
- * receives their dot products with columns 0..d-1 (the chunk's right-hand side); only where
- * can_fuse_rhs(). */
-static void gram_f32(imf_rowsolve_ws *ws, int64_t m, int d, int bias_col, int fused,
-                     float *tout) {
+/* The Gram of m gathered rows, d columns (with bias_col the last is the constant feature):
+ * with AVX-512 straight into the double system A (assigned, or added when add), returning 1;
+ * otherwise into G (row-major upper, stride ld), returning 0, and the caller converts. fused:
+ * column d of F holds the targets, and tout (d floats) receives their dot products with
+ * columns 0..d-1 (the chunk's right-hand side); only where can_fuse_rhs(). */
+static int gram_f32(imf_rowsolve_ws *ws, int64_t m, int d, int bias_col, int fused, int add,
+                    float *tout) {
 #ifdef IMF_HAVE_X86_KERNEL
   if (use_avx2_kernel()) {
     const int avx512 = use_avx512_kernel();
-    void (*kernel)(const float *, int, int64_t, int, float *, int) = avx512 ? gram_avx512 : gram_avx2;
-    void (*cols)(const float *, int, int64_t, int, int, int, float *, int, float *) =
-        avx512 ? gram_cols_avx512 : gram_cols_avx2;
-    /* the k x k block first: its last tile may spill into the extra columns, whose Gram
-     * column the column kernel then overwrites */
     const int kd = bias_col ? d - 1 : d;
-    if (kd > 0) kernel(ws->F, ws->ld, m, kd, ws->G, ws->ld);
-    if (bias_col || fused) cols(ws->F, ws->ld, m, d, bias_col ? d - 1 : -1, fused ? d : -1, ws->G, ws->ld, tout);
-    return;
+    if (avx512) {
+      if (kd > 0) gram_avx512(ws->F, ws->ld, m, kd, ws->A, d, add);
+      if (bias_col || fused)
+        gram_cols_avx512(ws->F, ws->ld, m, d, bias_col ? d - 1 : -1, fused ? d : -1, ws->Bc, tout);
+      if (bias_col)
+        for (int a = 0; a < d; a++) {
+          double *e = ws->A + (size_t)a * (size_t)d + (size_t)(d - 1);
+          *e = add ? *e + (double)ws->Bc[a] : (double)ws->Bc[a];
+        }
+      return 1;
+    }
+    /* the k x k block first: its last tile may spill into the extra columns, whose Gram
+     * column is then written over */
+    if (kd > 0) gram_avx2(ws->F, ws->ld, m, kd, ws->G, ws->ld);
+    if (bias_col || fused)
+      gram_cols_avx2(ws->F, ws->ld, m, d, bias_col ? d - 1 : -1, fused ? d : -1, ws->Bc, tout);
+    if (bias_col)
+      for (int a = 0; a < d; a++) ws->G[(size_t)a * (size_t)ws->ld + (size_t)(d - 1)] = ws->Bc[a];
+    return 0;
   }
 #endif
   (void)bias_col;
   (void)fused;
+  (void)add;
   (void)tout;
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0f, ws->F, ws->ld, 0.0f,
               ws->G, ws->ld);
+  return 0;
 }
 
 /* A's lower triangle (column-major: A[a*d + b], b >= a) = or += the float Gram G (row-major
@@ -548,8 +592,8 @@ static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, c
       if (!have) memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
       hand_gram(ws, d, m);
     } else {
-      gram_f32(ws, m, d, bias_col, fused, ws->T);
-      gram_to_double(ws, d, have);
+      const int direct = gram_f32(ws, m, d, bias_col, fused, have, ws->T);
+      if (!direct) gram_to_double(ws, d, have);
       if (fused)
         for (int a = 0; a < d; a++) ws->rhs[a] += (double)ws->T[a];
     }
