@@ -41,6 +41,11 @@
  * the Gram itself. (Longer distances measured slower here; so did handing the Gram kernel the
  * next chunk's lines to prefetch between its fmas, by 10%.) */
 #define IMF_ROW_PREFETCH 8
+/* The kernel's copy of the next chunk (see plan_ahead) prefetches this many rows ahead of it:
+ * a copy whose load misses the cache would otherwise stall the kernel's retirement. */
+#ifndef IMF_AHEAD_PREFETCH
+#define IMF_AHEAD_PREFETCH 32
+#endif
 
 struct imf_rowsolve_ws {
   int k;          /* latent factors this workspace was sized for */
@@ -56,8 +61,28 @@ struct imf_rowsolve_ws {
   double *x;      /* k+1: the row being solved, in double */
   double *v1, *v2, *v3, *v4; /* k+1 each: CG vectors / random draw */
   const int32_t *idx_end; /* end of the batch's ratings: prefetching runs across rows */
+  /* the gather-ahead (AVX-512 explicit path, see plan_ahead): F2 receives the next chunk's
+   * rows while the kernel runs on F; pre_beg is that chunk's position in the batch (-1: none) */
+  float *F2;
+  int64_t pre_beg, pre_m, pre_n;
+  const imf_row_batch *batch; /* the batch being solved and the row in it */
+  int64_t cur_r;
   imf_rowsolve_stats stats;
 };
+
+/* The chunk the AVX-512 kernel gathers between its fmas (see plan_ahead): row i of dst
+ * (stride ld) = the other side's row pidx[i] (k floats), the constant feature in column k
+ * (bias_col) and the target in column tcol, exactly as gather() writes them. */
+typedef struct {
+  float *dst;
+  int64_t n;
+  int k, bias_col, tcol;
+  const int32_t *pidx, *pend; /* the chunk's indices; the batch's end (prefetching runs on) */
+  const float *val;           /* the chunk's ratings */
+  const float *Y, *bias;      /* bias: the other side's biases when the target subtracts them */
+  int64_t ny;
+  double mu;
+} copy_job;
 
 static int use_avx2_kernel(void);
 static int use_avx512_kernel(void);
@@ -80,7 +105,9 @@ static void free_k_buffers(imf_rowsolve_ws *ws) {
   imf_free(&ws->v3);
   imf_free(&ws->v4);
   imf_free(&ws->F);
+  imf_free(&ws->F2);
   imf_free(&ws->w);
+  ws->pre_beg = -1;
   ws->cap = 0;
 }
 
@@ -112,11 +139,14 @@ static imf_status ensure_rows(imf_rowsolve_ws *ws, int64_t rows) {
   int64_t cap = ws->cap ? ws->cap : IMF_ROW_CHUNK;
   while (cap < rows) cap *= 2;
   imf_free(&ws->F);
+  imf_free(&ws->F2);
   imf_free(&ws->w);
+  ws->pre_beg = -1;
   ws->cap = 0;
   size_t n;
   IMF_CHECK(imf_mul_size((size_t)cap, (size_t)ws->ld, &n));
   IMF_CHECK(imf_alloc(&ws->F, n, sizeof(float)));
+  IMF_CHECK(imf_alloc(&ws->F2, n, sizeof(float)));
   IMF_CHECK(imf_alloc(&ws->w, (size_t)cap, sizeof(double)));
   ws->cap = cap;
   return IMF_OK;
@@ -351,6 +381,14 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
     _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) c0[i] = c1[i] = _mm512_setzero_ps();                             \
     const float *fy = F + b0, *fs = F + a0;                                                      \
     for (int64_t j = 0; j < m; j++, fy += ld, fs += ld) {                                        \
+      if (--gap == 0) {                                                                          \
+        gap = stride;                                                                            \
+        if (ci < cn) {                                                                           \
+          ahead(cj, ci);                                                                         \
+          copy_one(cj, ci, ld);                                                                  \
+          ci++;                                                                                  \
+        }                                                                                        \
+      }                                                                                          \
       const __m512 y0 = _mm512_load_ps(fy);                                                      \
       const __m512 y1 = (NV) > 1 ? _mm512_load_ps(fy + 16) : y0;                                 \
       _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {                                      \
@@ -370,6 +408,40 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *F, int ld
 /* the first n lanes of 16 (n clamped to 0..16) */
 __attribute__((target("avx512f"))) static inline __mmask16 lanes16(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* the cache lines of a factor row of k floats, into L2 */
+static inline void prefetch_row(const float *y, int k) {
+  const uintptr_t q = (uintptr_t)y, e = q + (uintptr_t)k * sizeof(float);
+  for (uintptr_t l = q & ~(uintptr_t)63; l < e; l += 64) __builtin_prefetch((const void *)l, 0, 2);
+}
+
+/* prefetch the row (and bias) IMF_AHEAD_PREFETCH ratings after the copy's row ci */
+static inline void ahead(const copy_job *cj, int64_t ci) {
+  const int32_t *q = cj->pidx + ci + IMF_AHEAD_PREFETCH;
+  if (q < cj->pend && *q >= 0 && (int64_t)*q < cj->ny) {
+    prefetch_row(cj->Y + (size_t)*q * (size_t)cj->k, cj->k);
+    if (cj->bias) __builtin_prefetch(cj->bias + *q, 0, 2);
+  }
+}
+
+/* dst[0..k-1] = src[0..k-1] (dst's columns past k untouched) */
+__attribute__((target("avx512f"))) static inline void copy_row(float *dst, const float *src, int k) {
+  int c = 0;
+  for (; c + 16 <= k; c += 16) _mm512_storeu_ps(dst + c, _mm512_loadu_ps(src + c));
+  if (c < k) {
+    const __mmask16 mk = lanes16(k - c);
+    _mm512_mask_storeu_ps(dst + c, mk, _mm512_maskz_loadu_ps(mk, src + c));
+  }
+}
+
+/* row ci of the copy job, as gather() writes it */
+__attribute__((target("avx512f"))) static inline void copy_one(const copy_job *cj, int64_t ci, int ld) {
+  const int32_t j = cj->pidx[ci];
+  float *f = cj->dst + (size_t)ci * (size_t)ld;
+  copy_row(f, cj->Y + (size_t)j * (size_t)cj->k, cj->k);
+  if (cj->bias_col) f[cj->k] = 1.0f;
+  f[cj->tcol] = (float)((double)cj->val[ci] - cj->mu - (cj->bias ? (double)cj->bias[j] : 0.0));
 }
 
 /* Row a of A (Ar = A + a * lda) at columns b0..b0+15 = or += the 16 floats of c in double,
@@ -399,8 +471,19 @@ __attribute__((target("avx512f"))) static inline void store_row_pd(double *Ar, i
  * through memory, a tenth of the accumulation at k = 64. Reads columns up to d rounded up to
  * 16 (ld is a multiple of 32 when this kernel is in use). */
 __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int ld, int64_t m,
-                                                            int d, double *A, int lda, int add) {
+                                                            int d, double *A, int lda, int add,
+                                                            copy_job *cj) {
   const int dv = (d + 15) & ~15; /* columns covered by whole vectors */
+  /* the copy job's rows, spread evenly over the kernel's steps */
+  int64_t ci = 0, cn = cj ? cj->n : 0, stride = 1, gap = 1;
+  if (cn > 0) {
+    int64_t steps = 0;
+    for (int a0 = 0; a0 < d; a0 += 8)
+      for (int t0 = a0 & ~31; t0 < d; t0 += 32) steps += m;
+    stride = gap = steps / cn > 1 ? steps / cn : 1;
+  } else {
+    gap = INT64_MAX;
+  }
 
   /* rows a0..a0+7 of a tile are broadcast from constant offsets (no clamping at d: the last
    * tile's rows past d read columns inside the row's ld, and their results are dropped) */
@@ -412,6 +495,7 @@ __attribute__((target("avx512f"))) static void gram_avx512(const float *F, int l
       else IMF_TILE512(1);
     }
   }
+  for (; ci < cn; ci++) copy_one(cj, ci, ld);
 }
 #undef IMF_TILE512
 #endif
@@ -498,13 +582,15 @@ __attribute__((target("avx512f"))) static void gram_cols_avx512(const float *F, 
  * column d of F holds the targets, and tout (d floats) receives their dot products with
  * columns 0..d-1 (the chunk's right-hand side); only where can_fuse_rhs(). */
 static int gram_f32(imf_rowsolve_ws *ws, int64_t m, int d, int bias_col, int fused, int add,
-                    float *tout) {
+                    float *tout, copy_job *cj) {
 #ifdef IMF_HAVE_X86_KERNEL
   if (use_avx2_kernel()) {
     const int avx512 = use_avx512_kernel();
     const int kd = bias_col ? d - 1 : d;
     if (avx512) {
-      if (kd > 0) gram_avx512(ws->F, ws->ld, m, kd, ws->A, d, add);
+      if (kd > 0) gram_avx512(ws->F, ws->ld, m, kd, ws->A, d, add, cj);
+      else if (cj)
+        for (int64_t i = 0; i < cj->n; i++) copy_one(cj, i, ws->ld);
       if (bias_col || fused)
         gram_cols_avx512(ws->F, ws->ld, m, d, bias_col ? d - 1 : -1, fused ? d : -1, ws->Bc, tout);
       if (bias_col)
@@ -528,6 +614,7 @@ static int gram_f32(imf_rowsolve_ws *ws, int64_t m, int d, int bias_col, int fus
   (void)fused;
   (void)add;
   (void)tout;
+  (void)cj;
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, (int)m, 1.0f, ws->F, ws->ld, 0.0f,
               ws->G, ws->ld);
   return 0;
@@ -567,6 +654,40 @@ static void gram_to_double(const imf_rowsolve_ws *ws, int d, int add) {
   }
 }
 
+/* The gather-ahead. Copying the other side's rows into F is a stream of random reads (L3 or
+ * DRAM misses when that side is large): done in its own loop every miss stalls it, and it
+ * cost half as much as the Gram kernel at k = 64 however far ahead it prefetched. The kernel
+ * is bound by its fmas instead, so it copies the next chunk's rows (into F2) between them,
+ * where the out-of-order core overlaps the misses with the arithmetic. The next chunk is the
+ * rest of this row or the next row's first chunk. This finds that chunk and checks its
+ * indices; returns its rows (0: none, e.g. after the last row, or an index out of range, which
+ * the plain gather then reports). */
+static int64_t plan_ahead(imf_rowsolve_ws *ws, const imf_row_params *p, const imf_other_side *o,
+                          int64_t q, int d, int bias_col) {
+  ws->pre_beg = -1;
+  const imf_row_batch *b = ws->batch;
+  if (!b) return 0;
+  const int64_t r = ws->cur_r;
+  int64_t m2;
+  if (q < b->ptr[r + 1]) {
+    m2 = b->ptr[r + 1] - q;
+  } else {
+    if (r + 1 >= b->nrows) return 0;
+    q = b->ptr[r + 1];
+    m2 = b->ptr[r + 2] - q;
+    if (m2 <= 0) return 0;
+  }
+  if (m2 > IMF_ROW_CHUNK) m2 = IMF_ROW_CHUNK;
+  for (int64_t i = 0; i < m2; i++)
+    if (b->idx[q + i] < 0 || (int64_t)b->idx[q + i] >= o->n) return 0;
+  (void)p;
+  (void)d;
+  (void)bias_col;
+  ws->pre_beg = q;
+  ws->pre_m = m2;
+  return m2;
+}
+
 /* Accumulate the row's weighted Gram (into A's lower triangle) and right-hand side (into rhs)
  * from scratch, chunk by chunk. */
 static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, const int32_t *idx,
@@ -587,12 +708,31 @@ static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, c
         }
     /* explicit kinds (every weight 1) form the right-hand side in the column kernel */
     const int fused = !hand && p->kind != IMF_ROW_IALS && can_fuse_rhs();
-    IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, fused ? d : -1, row, ws));
+    copy_job cj = {0}, *cjp = NULL;
+    if (fused && use_avx512_kernel() && ws->batch) {
+      const int64_t g = ws->batch->ptr[ws->cur_r] + j0; /* this chunk's position in the batch */
+      if (ws->pre_beg == g && ws->pre_m == m) { /* gathered during the last kernel call */
+        float *t = ws->F;
+        ws->F = ws->F2;
+        ws->F2 = t;
+      } else {
+        IMF_CHECK(gather(p, o, idx + j0, val + j0, m, 1, bias_col, d, row, ws));
+      }
+      const int64_t nn = plan_ahead(ws, p, o, g + m, d, bias_col);
+      if (nn > 0) {
+        const float *bias = p->kind == IMF_ROW_ALS && p->with_bias ? o->bias : NULL;
+        cj = (copy_job){ws->F2, nn, p->k, bias_col, d, ws->batch->idx + ws->pre_beg, ws->idx_end,
+                        ws->batch->val + ws->pre_beg, o->Y, bias, o->n, p->mu};
+        cjp = &cj;
+      }
+    } else {
+      IMF_CHECK(gather(p, o, idx + j0, val + j0, m, !hand, bias_col, fused ? d : -1, row, ws));
+    }
     if (hand) {
       if (!have) memset(ws->A, 0, (size_t)d * (size_t)d * sizeof(double));
       hand_gram(ws, d, m);
     } else {
-      const int direct = gram_f32(ws, m, d, bias_col, fused, have, ws->T);
+      const int direct = gram_f32(ws, m, d, bias_col, fused, have, ws->T, cjp);
       if (!direct) gram_to_double(ws, d, have);
       if (fused)
         for (int a = 0; a < d; a++) ws->rhs[a] += (double)ws->T[a];
@@ -780,12 +920,15 @@ imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, cons
   double t0 = now_s();
   double *x = ws->x;
   ws->idx_end = rows->nrows > 0 ? rows->idx + rows->ptr[rows->nrows] : NULL;
+  ws->batch = rows;
+  ws->pre_beg = -1;
   imf_status st = IMF_OK;
   for (int64_t r = 0; r < rows->nrows; r++) {
     const int64_t row = rows->row_id ? rows->row_id[r] : r;
     float *xr = X + (size_t)r * (size_t)k;
     for (int c = 0; c < k; c++) x[c] = (double)xr[c];
     double b = 0.0;
+    ws->cur_r = r;
     IMF_TRY(solve_row(p, rows, other, r, row, x, &b, ws), done);
     int finite = isfinite((float)b);
     for (int c = 0; c < k; c++) {
@@ -803,6 +946,8 @@ imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, cons
     ws->stats.ratings += rows->ptr[r + 1] - rows->ptr[r];
   }
 done:
+  ws->batch = NULL;
+  ws->pre_beg = -1;
   ws->stats.total_seconds += now_s() - t0;
   return st;
 }
