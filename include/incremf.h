@@ -38,6 +38,13 @@ int imf_exit_code(imf_status s);
 /* The message of the most recent error on this rank ("file:line: reason"). */
 const char *imf_last_error(void);
 
+/* Process setup to call before MPI_Init: defaults the MPI library settings incremf relies on,
+ * leaving any the user set alone. Today one: Open MPI's shared-file-pointer component "sm"
+ * is disabled (OMPI_MCA_sharedfp=^sm). It names a POSIX semaphore after the file's base name
+ * only, and a process killed while holding it (SIGKILL, a Slurm time limit) leaves it locked
+ * in /dev/shm, so every later 2-rank open of any file with that name, in any directory,
+ * waits forever. incremf never uses shared file pointers. */
+void imf_preinit(void);
 /* Library setup: pins OpenBLAS to one thread per rank and records versions. Call after
  * MPI_Init. */
 imf_status imf_initialize(MPI_Comm comm);

@@ -3,6 +3,7 @@
 #include <H5public.h>
 #include <cblas.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -88,6 +89,8 @@ int64_t imf_peak_rss(void) {
 
 static char build_info[1024];
 
+void imf_preinit(void) { setenv("OMPI_MCA_sharedfp", "^sm", 0); }
+
 imf_status imf_initialize(MPI_Comm comm) {
   /* One BLAS thread per rank: ranks are the parallelism; threads would oversubscribe cores. */
   openblas_set_num_threads(1);
@@ -105,3 +108,39 @@ imf_status imf_initialize(MPI_Comm comm) {
 }
 
 const char *imf_build_info(void) { return build_info; }
+
+/* OpenBLAS's DYNAMIC_ARCH picks its kernels from CPUID; under some hypervisors it misreads an
+ * AVX-512 CPU as a 2004 Prescott and runs sgemm/potrf at a quarter of the machine's speed.
+ * We cannot fix that from inside (the core is chosen when the library loads), but we can say
+ * so and name the environment variable that does. */
+const char *imf_blas_core_advice(void) {
+  static char msg[256];
+#if defined(__x86_64__) && defined(__GNUC__)
+  const char *forced = getenv("OPENBLAS_CORETYPE");
+  if (forced && *forced) return NULL; /* the user chose; they know */
+  const char *core = openblas_get_corename();
+  if (!core) return NULL;
+  static const char *vector_cores[] = {"haswell", "zen", "skylakex", "cooperlake",
+                                       "sapphirerapids", "excavator"};
+  char lc[64];
+  size_t i = 0;
+  for (; core[i] && i + 1 < sizeof lc; i++)
+    lc[i] = (char)((core[i] >= 'A' && core[i] <= 'Z') ? core[i] + 32 : core[i]);
+  lc[i] = '\0';
+  for (size_t j = 0; j < sizeof vector_cores / sizeof *vector_cores; j++)
+    if (strcmp(lc, vector_cores[j]) == 0) return NULL;
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return NULL;
+  const char *want = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+                         ? "SkylakeX"
+                         : "Haswell";
+  snprintf(msg, sizeof msg,
+           "OpenBLAS chose its '%s' kernels on a CPU with %s; BLAS/LAPACK will run several times "
+           "slower than it can; set OPENBLAS_CORETYPE=%s in the job's environment",
+           core, strcmp(want, "SkylakeX") == 0 ? "AVX-512" : "AVX2/FMA", want);
+  return msg;
+#else
+  return NULL;
+#endif
+}

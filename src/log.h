@@ -19,6 +19,8 @@ void imf_json_escape(FILE *f, const char *s);
 void imf_json_string(FILE *f, const char *s);
 /* Wall clock in seconds. */
 double imf_wtime(void);
+/* A warning to print when OpenBLAS runs kernels older than the CPU supports; NULL when fine. */
+const char *imf_blas_core_advice(void);
 /* Peak resident set size of this process in bytes (VmHWM). */
 int64_t imf_peak_rss(void);
 #endif

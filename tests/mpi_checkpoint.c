@@ -462,6 +462,7 @@ static void test_modeldir(void **state) {
 }
 
 int main(int argc, char **argv) {
+  imf_preinit();
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nprocs);

@@ -560,6 +560,7 @@ static void test_topk_distributed(void **state) {
 }
 
 int main(int argc, char **argv) {
+  imf_preinit();
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_serial), cmocka_unit_test(test_several_blocks),
                                      cmocka_unit_test(test_repeated_unsorted), cmocka_unit_test(test_bad_lambda),

@@ -210,6 +210,7 @@ static void test_det_sums(void **state) {
 }
 
 int main(int argc, char **argv) {
+  imf_preinit();
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);

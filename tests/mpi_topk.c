@@ -59,6 +59,7 @@ static void test_ranks_agree(void **state) {
 }
 
 int main(int argc, char **argv) {
+  imf_preinit();
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_ranks_agree)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,7 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
   int provided;
+  imf_preinit();
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   imf_cli cli = {.comm = MPI_COMM_WORLD};
   MPI_Comm_rank(cli.comm, &cli.rank);
@@ -97,6 +98,8 @@ int main(int argc, char **argv) {
     if (cli.rank == 0) fputs(cmd->usage, stdout);
   } else {
     imf_info("incremf %s on %d rank%s: %s", cmd->name, cli.size, cli.size == 1 ? "" : "s", imf_build_info());
+    const char *advice = imf_blas_core_advice();
+    if (advice && !imf_log_quiet()) imf_warn("%s", advice); /* advice, not an error: --quiet hides it */
     rc = cmd->run(&cli, sargc, sargv);
   }
   imf_config_destroy(&cli.cfg);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 int main(int argc, char **argv) {
+  imf_preinit();
   MPI_Init(&argc, &argv);
   int rank, size;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -90,6 +90,7 @@ void fz_init_mpi(int *argc, char ***argv) {
   __lsan_disable();
   int inited = 0;
   MPI_Initialized(&inited);
+  if (!inited) imf_preinit();
   if (!inited && MPI_Init(argc, argv) != MPI_SUCCESS) {
     fprintf(stderr, "fuzz: MPI_Init failed\n");
     exit(1);
