@@ -18,6 +18,8 @@
 #   MPIRUN   the MPI launcher (default: mpirun); MPIRUN_ARGS extra launcher options
 #            (default: --oversubscribe)
 #   OPENBLAS_NUM_THREADS  default 1 (one BLAS thread per rank)
+#   OPENBLAS_CORETYPE     passed through; set it (SkylakeX, Haswell) when incremf warns that
+#                         OpenBLAS picked older kernels than the CPU has (README)
 # Arguments: TRAIN_ARGS are passed to `incremf train` (e.g. --set model.k=64).
 # When run as root, OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1 are set for Open MPI.
 # Exit code: that of the first step that failed (README: exit codes); 75 = training was stopped by

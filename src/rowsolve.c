@@ -4,7 +4,7 @@
  * Gaussian conditional.
  *
  * Numerics: factor rows are float, so the Gram of a chunk of gathered rows is accumulated in
- * float (the only O(n k^2) step: an AVX2/FMA register-tiled kernel on x86, which beats
+ * float (the only O(n k^2) step: an AVX-512 or AVX2/FMA register-tiled kernel on x86 (docs/DESIGN.md), which beats
  * OpenBLAS ssyrk at these small shapes, else cblas_ssyrk), and each chunk's Gram is added into
  * a double matrix; everything after that (regulariser, LAPACKE dpotrf/dpotrs, right-hand
  * sides) is double. Chunking bounds both the workspace and the float accumulation length.

@@ -9,7 +9,7 @@
 #        KERNELS="avx2 auto" runs each row with the AVX2 Gram kernel and with the default one
 #        (AVX-512 where the CPU has it) side by side; default "auto" only.
 set -euo pipefail
-build="$(cd "${1:-build}" && pwd)"; n="${2:-10000000}"; sweeps="${3:-3}"; shift 3 2>/dev/null || true
+build="$(cd "${1:-build}" && pwd)"; n="${2:-10000000}"; sweeps="${3:-3}"; shift $(( $# < 3 ? $# : 3 ))
 ranks="${*:-1 2}"
 bin="$build/incremf"
 export OPENBLAS_NUM_THREADS=1
@@ -24,6 +24,11 @@ rm -f r.csv
 read -r U I R < <(mpirun -n 1 "$bin" inspect st --json --quiet | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["users"], d["items"], d["ratings"])')
 # the sgemm limit is the median of 3 measurements (single ones varied 133-163 GFLOP/s here)
 sg=$(for r in 1 2 3; do "$build/tests/bench_sgemm" 1024 | awk '{print $2}'; done | sort -g | sed -n 2p)
+# the sgemm limit depends on which kernels OpenBLAS picked: under some hypervisors 0.3.21 picks
+# Prescott on an AVX-512 CPU (sgemm ~30 instead of ~140 GFLOP/s); incremf warns, and
+# OPENBLAS_CORETYPE=SkylakeX (or Haswell) fixes it for both columns
+core=$("$bin" --version 2>/dev/null | sed -n 's/.*(core \([^)]*\)).*/\1/p')
+printf "OpenBLAS core %s%s\n" "$core" "${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}"
 printf "data: %d users, %d items, %d ratings; %d sweeps per run; same-run sgemm %.1f GFLOP/s (one core)\n\n" $U $I $R $sweeps $sg
 kernels="${KERNELS:-auto}"
 printf "%6s %4s %5s %12s %10s %12s %8s %14s %12s %10s\n" kernel k ranks "s/sweep" speedup "gram GF/s" "% sgemm" "MB moved/sweep" "peak MB/rank" "ratings/s"
