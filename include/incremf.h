@@ -39,11 +39,12 @@ int imf_exit_code(imf_status s);
 const char *imf_last_error(void);
 
 /* Process setup to call before MPI_Init: defaults the MPI library settings incremf relies on,
- * leaving any the user set alone. Today one: Open MPI's shared-file-pointer component "sm"
- * is disabled (OMPI_MCA_sharedfp=^sm). It names a POSIX semaphore after the file's base name
- * only, and a process killed while holding it (SIGKILL, a Slurm time limit) leaves it locked
- * in /dev/shm, so every later 2-rank open of any file with that name, in any directory,
- * waits forever. incremf never uses shared file pointers. */
+ * leaving any the user set alone. Today: Open MPI's MPI-IO is ROMIO, not ompio
+ * (OMPI_MCA_io=^ompio). ompio opens a shared file pointer with every file: "sm" by a POSIX
+ * semaphore named after the file's base name only, which a process killed while holding it
+ * (SIGKILL, a Slurm time limit) leaves locked in /dev/shm, so every later 2-rank open of any
+ * file with that name waits forever; the other components leave side files next to the file.
+ * incremf never uses shared file pointers. */
 void imf_preinit(void);
 /* Library setup: pins OpenBLAS to one thread per rank and records versions. Call after
  * MPI_Init. */

@@ -89,7 +89,15 @@ int64_t imf_peak_rss(void) {
 
 static char build_info[1024];
 
-void imf_preinit(void) { setenv("OMPI_MCA_sharedfp", "^sm", 0); }
+/* Open MPI's own MPI-IO (ompio) opens a shared file pointer with every file: "sm" by a
+ * semaphore named after the file's base name (a killed holder leaves it locked: every later
+ * open of that name hangs), "lockedfile" and "individual" by side files next to the file (a
+ * killed process leaves them in the store or model directory). ROMIO has neither; incremf
+ * never uses shared file pointers. Settings the user made are kept. */
+void imf_preinit(void) {
+  setenv("OMPI_MCA_io", "^ompio", 0);
+  setenv("OMPI_MCA_sharedfp", "^sm", 0); /* for a user who asks for ompio anyway */
+}
 
 imf_status imf_initialize(MPI_Comm comm) {
   /* One BLAS thread per rank: ranks are the parallelism; threads would oversubscribe cores. */

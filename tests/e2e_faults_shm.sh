@@ -4,10 +4,11 @@
 # the base name of the file being opened (/dev/shm/sem.OMPIO_batch-000002.h5) and waits on it in
 # every multi-rank MPI_File_open; a process SIGKILLed while holding it leaves it at 0, and from
 # then on every 2-rank open of any file of that name, in any directory, blocks forever (seen
-# here: a fault-injection test's kill hung the next 2-rank `update`). incremf disables that
-# component before MPI_Init (imf_preinit); this plants the stale semaphore (a glibc sem_t of
+# here: a fault-injection test's kill hung the next 2-rank `update`). imf_preinit, before
+# MPI_Init, selects ROMIO instead of ompio (OMPI_MCA_io=^ompio); this plants the stale semaphore (a glibc sem_t of
 # 32 zero bytes: count 0, no waiters) and runs 2-rank `train` and `update` that open
-# batch-000002.h5 and the checkpoint files, with a bound.
+# batch-000002.h5 and the checkpoint files, with a bound. (ROMIO has no shared-file-pointer
+# state at open; ompio's other components create side files next to every file they open.)
 fault_here=$(cd "$(dirname "$0")" && pwd)
 . "$fault_here/fault/faultlib.sh"
 [ -d /dev/shm ] && [ -w /dev/shm ] || { echo "skip: no writable /dev/shm"; exit 77; }
