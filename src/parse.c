@@ -119,6 +119,13 @@ static inline int parse_i64(const char *s, size_t n, int64_t *out) {
   if (p == e) return 0;
   uint64_t lim = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
   uint64_t v = 0;
+  if (e - p <= 18) { /* below 10^18 < 2^63: no digit can overflow, so no division per digit */
+    for (; p < e; p++) {
+      unsigned d = (unsigned)(*p - '0');
+      if (d >= 10) return 0;
+      v = v * 10 + d;
+    }
+  }
   for (; p < e; p++) {
     unsigned d = (unsigned)(*p - '0');
     if (d >= 10) return 0;
@@ -383,6 +390,128 @@ imf_line_kind imf_parse_line(const imf_parse_opts *o, const char *line, size_t l
 reject:
   *why = r;
   return IMF_LINE_REJECT;
+}
+
+/* ---- the common line, in one pass ---- */
+
+/* One field of a simple line: from *pp up to the delimiter or the end of the line. Returns 0 at
+ * a delimiter (*pp then points past it), 1 at the end of the line (*eol is the '\n' or `end`;
+ * a '\r' right before it is not part of the field), -1 when the field holds anything the
+ * general parser would treat specially (a space it trims, a quote, a control character). */
+/* Eight bytes at a time: a word with the high bit of every byte that is below 0x21 (controls,
+ * space), or equal to b. Exact at the lowest flagged byte, which is all that is used (a borrow
+ * can only flag bytes above a true one). */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGH 0x8080808080808080ull
+static inline uint64_t swar_below21(uint64_t w) { return (w - SWAR_ONES * 0x21) & ~w & SWAR_HIGH; }
+static inline uint64_t swar_eq(uint64_t w, unsigned char b) {
+  uint64_t x = w ^ (SWAR_ONES * b);
+  return (x - SWAR_ONES) & ~x & SWAR_HIGH;
+}
+
+/* One field of a simple line: from *pp up to the delimiter or the end of the line. Returns 0 at
+ * a delimiter (*pp then points past it), 1 at the end of the line (*eol is the '\n' or `end`;
+ * a '\r' right before it is not part of the field), -1 when the field holds anything the
+ * general parser would treat specially (a space it trims, a quote, a control character). */
+static inline int simple_field(const char **pp, const char *end, char delim, int quotes, const char **fs,
+                               size_t *fn, const char **eol) {
+  const char *p = *pp, *s = p;
+  for (;;) {
+    while (end - p >= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      uint64_t m = swar_below21(w) | swar_eq(w, (unsigned char)delim) | (quotes ? swar_eq(w, '"') : 0);
+      if (m) {
+        p += __builtin_ctzll(m) >> 3;
+        break;
+      }
+      p += 8;
+    }
+    if (end - p < 8)
+      while (p < end && !((unsigned char)*p == (unsigned char)delim || (unsigned char)*p <= 0x20 || (quotes && *p == '"')))
+        p++;
+    if (p == end) break;
+    unsigned char ch = (unsigned char)*p;
+    if (ch == (unsigned char)delim) {
+      *fs = s;
+      *fn = (size_t)(p - s);
+      *pp = p + 1;
+      return 0;
+    }
+    if (ch == '\n' || (ch == '\r' && (p + 1 == end || p[1] == '\n'))) break;
+    return -1;
+  }
+  *fs = s;
+  *fn = (size_t)(p - s);
+  *eol = p < end && *p == '\r' ? p + 1 : p;
+  return 1;
+}
+
+int imf_parse_line_simple(const imf_parse_opts *o, const char *line, const char *end, imf_record *rec,
+                          const char **eol) {
+  if (o->format != IMF_FMT_CSV && o->format != IMF_FMT_TSV && o->format != IMF_FMT_ML100K) return 0;
+  char delim = o->delim ? o->delim : o->format == IMF_FMT_CSV ? ',' : '\t';
+  int quotes = o->format == IMF_FMT_CSV;
+  const int cols[F_N] = {o->user_col, o->item_col, o->rating_col, o->time_col};
+  int maxcol = 0;
+  for (int k = 0; k < F_N; k++)
+    if (cols[k] > maxcol) maxcol = cols[k];
+  /* the usual layout, user,item[,rating[,time]] in that order, maps column c to field c-1 */
+  int direct = cols[F_USER] == 1 && cols[F_ITEM] == 2 && (cols[F_RATING] == 3 || (cols[F_RATING] == 0 && cols[F_TIME] == 0)) &&
+               (cols[F_TIME] == 4 || cols[F_TIME] == 0);
+  const char *fp[F_N] = {0}, *p = line, *e = NULL;
+  size_t fl[F_N] = {0};
+  for (int col = 1; col <= maxcol; col++) {
+    const char *s;
+    size_t n;
+    int t = simple_field(&p, end, delim, quotes, &s, &n, &e);
+    if (t < 0 || n == 0) return 0;
+    if (direct) {
+      fp[col - 1] = s;
+      fl[col - 1] = n;
+    } else {
+      for (int k = 0; k < F_N; k++)
+        if (cols[k] == col) {
+          fp[k] = s;
+          fl[k] = n;
+        }
+    }
+    if (t == 1) {
+      if (col < maxcol) return 0; /* a missing column: the general parser decides */
+      break;
+    }
+    if (col == maxcol) { /* columns past the last one used: only a NUL byte matters there */
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      e = nl ? nl : end;
+      if (memchr(p, '\0', (size_t)(e - p))) return 0;
+    }
+  }
+  if (e == NULL || (o->max_line_len && (size_t)(e - line) > o->max_line_len)) return 0;
+  if (o->max_id_len && (fl[F_USER] > o->max_id_len || fl[F_ITEM] > o->max_id_len)) return 0;
+  if (o->rating_col > 0) {
+    double v;
+    if (parse_rating(fp[F_RATING], fl[F_RATING], &v) != IMF_REJ_NONE) return 0;
+    if (v < o->scale_min || v > o->scale_max) return 0;
+    rec->rating = v;
+    rec->has_rating = 1;
+  } else {
+    rec->rating = 1.0;
+    rec->has_rating = 0;
+  }
+  rec->time = 0;
+  rec->has_time = 0;
+  if (o->time_col > 0) {
+    if (!parse_i64(fp[F_TIME], fl[F_TIME], &rec->time)) return 0;
+    rec->has_time = 1;
+  }
+  rec->user = fp[F_USER];
+  rec->user_len = fl[F_USER];
+  rec->item = fp[F_ITEM];
+  rec->item_len = fl[F_ITEM];
+  rec->clipped = 0;
+  /* the line ends at its '\n' (a '\r' before it belongs to the line) */
+  *eol = e < end && *e == '\r' ? e + 1 : e;
+  return 1;
 }
 
 /* ---- detection ---- */

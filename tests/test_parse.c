@@ -578,6 +578,74 @@ static void test_format_names(void **state) {
   assert_non_null(strstr(imf_last_error(), "auto|csv|tsv|dat|ml100k|mtx|libmf"));
 }
 
+/* The one-pass fast path (imf_parse_line_simple) takes exactly the plain lines and gives what
+ * imf_parse_line gives; everything else is left to imf_parse_line. Each case: format, delimiter,
+ * the line (as it stands in the buffer, with its '\n' or without at end of input), whether the
+ * fast path must take it. */
+static void test_fast_path(void **state) {
+  (void)state;
+  const struct {
+    imf_format fmt;
+    char delim;
+    const char *text;
+    int fast;
+    size_t len; /* 0: strlen(text) */
+  } cases[] = {
+      {IMF_FMT_CSV, ',', "1,2,3.5,100\n", 1},
+      {IMF_FMT_CSV, ',', "1,2,3.5,100", 1},            /* last line, no newline */
+      {IMF_FMT_CSV, ',', "1,2,3.5,100\r\n", 1},        /* CRLF */
+      {IMF_FMT_CSV, ',', "u7,0104257,4,-5\n", 1},      /* string ids, negative time */
+      {IMF_FMT_CSV, ',', "1,2,3.5,100,extra,cols\n", 1},
+      {IMF_FMT_CSV, ';', "1;2;3.5;100\n", 1},
+      {IMF_FMT_TSV, '\t', "1\t2\t3.5\t100\n", 1},
+      {IMF_FMT_ML100K, '\t', "196\t242\t3\t881250949\n", 1},
+      {IMF_FMT_TSV, '\t', "\"a\"\t2\t3\t1\n", 1},      /* a quote is data in TSV */
+      {IMF_FMT_CSV, ',', "1,2,3.5\n", 0},              /* no time column: the general parser */
+      {IMF_FMT_CSV, ',', "1, 2,3.5,100\n", 0},         /* a space to trim */
+      {IMF_FMT_CSV, ',', "\"1\",2,3.5,100\n", 0},      /* quoted */
+      {IMF_FMT_CSV, ',', "1,,3.5,100\n", 0},           /* empty field */
+      {IMF_FMT_CSV, ',', "1,2,nan,100\n", 0},
+      {IMF_FMT_CSV, ',', "1,2,7,100\n", 0},            /* out of the 1..5 scale */
+      {IMF_FMT_CSV, ',', "1,2,3,x\n", 0},              /* bad time */
+      {IMF_FMT_CSV, ',', "1,2,3,100,a\0b\n", 0, 14},   /* NUL in an extra column */
+      {IMF_FMT_CSV, ',', "1,2,3,100\r\r\n", 0},
+      {IMF_FMT_CSV, ',', "\n", 0},
+      {IMF_FMT_CSV, ',', "1\x01,2,3,100\n", 0},
+      {IMF_FMT_CSV, ',', "123456789,2,3,100\n", 0},    /* id over max_id_len 8 */
+      {IMF_FMT_DAT, ':', "1::2::3::100\n", 0},         /* other formats: never */
+      {IMF_FMT_LIBMF, ' ', "1 2 3\n", 0},
+  };
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    imf_parse_opts o = defopts();
+    o.format = cases[t].fmt;
+    o.delim = cases[t].delim;
+    o.header = 0;
+    o.max_id_len = 8;
+    o.scale_min = 1, o.scale_max = 5;
+    if (o.format == IMF_FMT_LIBMF) o.time_col = 0;
+    size_t n = cases[t].len ? cases[t].len : strlen(cases[t].text);
+    const char *line = cases[t].text, *end = line + n, *eol = NULL;
+    imf_record fr;
+    int took = imf_parse_line_simple(&o, line, end, &fr, &eol);
+    if (took != cases[t].fast) fail_msg("case %zu (%s): fast path %s", t, cases[t].text, took ? "took it" : "declined");
+    if (!took) continue;
+    const char *nl = memchr(line, '\n', n);
+    size_t len = (size_t)((nl ? nl : end) - line);
+    assert_ptr_equal(eol, line + len);
+    imf_record gr;
+    imf_reject_reason why;
+    assert_int_equal(imf_parse_line(&o, line, len, INT64_MAX, g_scratch, &gr, &why), IMF_LINE_OK);
+    assert_ptr_equal(fr.user, gr.user);
+    assert_int_equal(fr.user_len, gr.user_len);
+    assert_ptr_equal(fr.item, gr.item);
+    assert_int_equal(fr.item_len, gr.item_len);
+    assert_true(fr.rating == gr.rating && fr.has_rating == gr.has_rating);
+    assert_int_equal(fr.time, gr.time);
+    assert_int_equal(fr.has_time, gr.has_time);
+    assert_int_equal(fr.clipped, 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_csv_fixture),         cmocka_unit_test(test_header_csv_fixture),
@@ -588,6 +656,7 @@ int main(void) {
       cmocka_unit_test(test_header_lines),        cmocka_unit_test(test_detect_names),
       cmocka_unit_test(test_detect_content),      cmocka_unit_test(test_detect_header),
       cmocka_unit_test(test_detect_binary_empty), cmocka_unit_test(test_format_names),
+      cmocka_unit_test(test_fast_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,6 +103,22 @@ static void parse_all(const imf_parse_opts *o, const uint8_t *data, size_t size,
     default:
       FZ_ASSERT(0, "imf_parse_line returned %d", (int)k);
     }
+    /* the one-pass fast path of ingest must agree with imf_parse_line on every line it takes */
+    imf_record fr;
+    const char *feol = NULL;
+    if (imf_parse_line_simple(o, line, line + len, &fr, &feol)) {
+      imf_record gr;
+      imf_reject_reason gw;
+      FZ_ASSERT(imf_parse_line(o, line, len, INT64_MAX, scratch, &gr, &gw) == IMF_LINE_OK,
+                "the fast path took a line imf_parse_line does not accept (reason %d)", (int)gw);
+      FZ_ASSERT(feol == line + len, "the fast path ended the line at %td of %zu", feol - line, len);
+      FZ_ASSERT(fr.user == gr.user && fr.user_len == gr.user_len && fr.item == gr.item && fr.item_len == gr.item_len,
+                "the fast path split the ids differently");
+      FZ_ASSERT(!memcmp(&fr.rating, &gr.rating, sizeof fr.rating) && fr.has_rating == gr.has_rating &&
+                    fr.time == gr.time && fr.has_time == gr.has_time && fr.clipped == gr.clipped,
+                "the fast path read rating/time differently: %g/%lld vs %g/%lld", fr.rating, (long long)fr.time,
+                gr.rating, (long long)gr.time);
+    }
     free(line);
     free(scratch);
     if (!nl) break;
