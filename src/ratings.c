@@ -1,11 +1,43 @@
 /* ratings.c - growable struct-of-arrays rating buffers and id lists. */
 #include "ratings.h"
 #include "error.h"
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+int imf_ratings_adopt(imf_ratings *r, void *buf, size_t bytes, int64_t cap) {
+  if (!buf || cap < 0 || r->cap || r->block) return 0;
+  size_t n = (size_t)cap, t = up64(n * 8), u = up64(n * 4);
+  if (n > SIZE_MAX / 16 || t + 3 * u > bytes) return 0;
+  char *b = buf; /* time first: the 8-byte elements keep the buffer's alignment */
+  r->time = (int64_t *)(void *)b;
+  r->user = (int32_t *)(void *)(b + t);
+  r->item = (int32_t *)(void *)(b + t + u);
+  r->value = (float *)(void *)(b + t + 2 * u);
+  r->block = buf;
+  r->cap = cap;
+  r->n = 0;
+  return 1;
+}
 
 imf_status imf_ratings_reserve(imf_ratings *r, int64_t cap) {
   if (cap <= r->cap) return IMF_OK;
   if (cap < 0) IMF_FAIL(IMF_ERR_NOMEM, "negative rating count");
+  if (r->block) { /* growing out of an adopted buffer: arrays of their own from here on */
+    imf_ratings g = {0};
+    IMF_CHECK(imf_ratings_reserve(&g, cap));
+    size_t k = (size_t)r->n;
+    memcpy(g.user, r->user, k * sizeof *g.user);
+    memcpy(g.item, r->item, k * sizeof *g.item);
+    memcpy(g.value, r->value, k * sizeof *g.value);
+    memcpy(g.time, r->time, k * sizeof *g.time);
+    g.n = r->n;
+    imf_free(&r->block);
+    *r = g;
+    return IMF_OK;
+  }
   size_t n = (size_t)cap;
   IMF_CHECK(imf_realloc(&r->user, n, sizeof *r->user));
   IMF_CHECK(imf_realloc(&r->item, n, sizeof *r->item));
@@ -26,6 +58,12 @@ imf_status imf_ratings_push(imf_ratings *r, int32_t u, int32_t i, float v, int64
 }
 
 void imf_ratings_free(imf_ratings *r) {
+  if (r->block) {
+    imf_free(&r->block);
+    r->user = r->item = NULL;
+    r->value = NULL;
+    r->time = NULL;
+  }
   imf_free(&r->user);
   imf_free(&r->item);
   imf_free(&r->value);
