@@ -99,84 +99,7 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
 #define IMF_HUGE_BYTES ((size_t)8 << 20)
 #define IMF_HUGE_ALIGN ((size_t)2 << 20)
 
-/* Freed huge buffers are kept for the next huge allocation they fit: a command's stages
- * allocate and free a few buffers of hundreds of megabytes each in turn (prepare: the parsed
- * records, the buffers of the exchange between ranks, the sort's scratch), and mapping fresh
- * pages means the kernel zeroes each of them at first touch: a fifth of `prepare`, measured.
- * A kept buffer is reused for a request of at least half its size (so it wastes at most half);
- * a request that none fits releases every kept buffer before it maps a new one, so the peak
- * memory of a command never grows by what is kept. Off under AddressSanitizer, which must see
- * every free to catch a use after it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define IMF_BIG_KEEP 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define IMF_BIG_KEEP 0
-#endif
-#endif
-#ifndef IMF_BIG_KEEP
-#define IMF_BIG_KEEP 4
-#endif
-#if IMF_BIG_KEEP
-static struct {
-  void *p;
-  size_t bytes;
-} big_kept[IMF_BIG_KEEP];
-
-static void *big_take(size_t bytes) {
-  int best = -1;
-  for (int k = 0; k < IMF_BIG_KEEP; k++)
-    if (big_kept[k].p && big_kept[k].bytes >= bytes && big_kept[k].bytes / 2 <= bytes &&
-        (best < 0 || big_kept[k].bytes < big_kept[best].bytes))
-      best = k;
-  if (best >= 0) {
-    void *p = big_kept[best].p;
-    big_kept[best].p = NULL;
-    return p;
-  }
-  for (int k = 0; k < IMF_BIG_KEEP; k++) {
-    free(big_kept[k].p);
-    big_kept[k].p = NULL;
-  }
-  return NULL;
-}
-
-/* 1 when p was kept (a buffer of big_alloc's: huge-page aligned and huge) */
-static int big_keep(void *p) {
-  if (!p || ((uintptr_t)p & (IMF_HUGE_ALIGN - 1)) != 0) return 0;
-  size_t bytes = malloc_usable_size(p);
-  if (bytes < IMF_HUGE_BYTES) return 0;
-  int slot = -1;
-  for (int k = 0; k < IMF_BIG_KEEP; k++)
-    if (!big_kept[k].p) {
-      slot = k;
-      break;
-    }
-  if (slot < 0) { /* full: the smallest goes, unless it is this one */
-    slot = 0;
-    for (int k = 1; k < IMF_BIG_KEEP; k++)
-      if (big_kept[k].bytes < big_kept[slot].bytes) slot = k;
-    if (big_kept[slot].bytes >= bytes) return 0;
-    free(big_kept[slot].p);
-  }
-  big_kept[slot].p = p;
-  big_kept[slot].bytes = bytes;
-  return 1;
-}
-#else
-static void *big_take(size_t bytes) {
-  (void)bytes;
-  return NULL;
-}
-static int big_keep(void *p) {
-  (void)p;
-  return 0;
-}
-#endif
-
 static void *big_alloc(size_t bytes) {
-  void *kept = big_take(bytes);
-  if (kept) return kept;
   void *p = NULL;
   if (posix_memalign(&p, IMF_HUGE_ALIGN, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
@@ -214,7 +137,7 @@ imf_status imf_realloc(void *pptr, size_t n, size_t size) {
     void *p = big_alloc(bytes);
     if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", bytes);
     if (old) memcpy(p, old, have < bytes ? have : bytes);
-    if (!big_keep(old)) free(old);
+    free(old);
     *(void **)pptr = p;
     return IMF_OK;
   }
@@ -226,6 +149,6 @@ imf_status imf_realloc(void *pptr, size_t n, size_t size) {
 
 void imf_free(void *pptr) {
   void **p = (void **)pptr;
-  if (!big_keep(*p)) free(*p);
+  free(*p);
   *p = NULL;
 }
