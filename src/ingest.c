@@ -179,9 +179,20 @@ typedef struct {
   int64_t time, line;
 } pend_t;
 
+/* A prefetch the compiler cannot drop: gcc 12 deleted every __builtin_prefetch of this file as
+ * dead code (the loops that only compute addresses to prefetch went with them), so the slot
+ * loads below stalled on every miss: 86-92% of intern_fast's samples in `perf annotate`. */
+static inline void prefetch_keep(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
 static void prefetch_slot(const direct_t *d, const char *s, size_t len) {
   int64_t v;
-  if (canonical_number(s, len, &v) && v < d->cap) __builtin_prefetch(&d->slot[v]);
+  if (canonical_number(s, len, &v) && v < d->cap) prefetch_keep(&d->slot[v]);
 }
 
 static imf_status push_record(ingest_ctx *c, const char *u, size_t ul, const char *i, size_t il, float value,
