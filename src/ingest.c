@@ -762,27 +762,63 @@ static int cmp_item_line(const void *a, const void *b) {
   return (x->line > y->line) - (x->line < y->line);
 }
 
-/* Sort this rank's records by (user, item, line) in two stable counting-sort passes (by item,
- * then by user: a least-significant-digit radix sort with items and users as the digits), each
- * O(records + ids), instead of a comparison sort per user (heavy users made qsort a sixth of
- * `prepare`). Records arrive in line order except across the pieces of different ranks, so runs
- * of the same (user, item) are put in line order afterwards; they are short (duplicates). Users
- * of this rank lie in [ulo, uhi); item indices in [0, nitems). */
+/* One stable counting pass on the digit (key >> shift) & (2^bits - 1) of each record's key, the
+ * item or the user's offset from `base`. */
+static void radix_pass(const rec_t *src, rec_t *dst, int64_t n, int by_user, int32_t base, int shift, int bits,
+                       int64_t *cnt) {
+  uint32_t nb = 1u << bits, mask = nb - 1;
+  memset(cnt, 0, ((size_t)nb + 1) * sizeof *cnt);
+#define DIGIT(r) ((((uint32_t)(by_user ? (r).user - base : (r).item)) >> shift) & mask)
+  for (int64_t j = 0; j < n; j++) cnt[DIGIT(src[j]) + 1]++;
+  for (uint32_t d = 0; d < nb; d++) cnt[d + 1] += cnt[d];
+  for (int64_t j = 0; j < n; j++) dst[cnt[DIGIT(src[j])]++] = src[j];
+#undef DIGIT
+}
+
+static int bits_for(int64_t values) { /* bits to tell `values` keys apart */
+  int b = 0;
+  while (b < 62 && ((int64_t)1 << b) < values) b++;
+  return b;
+}
+
+/* Sort this rank's records by (user, item, line): a least-significant-digit radix sort, items
+ * then users as the keys, in stable counting passes of at most RADIX_BITS bits each. A pass
+ * over all of a key at once (one bucket per user: 2M buckets for a 1 GB file) scatters every
+ * record to a different cache line; with 2048 buckets the write fronts stay in cache, and four
+ * short passes beat two long ones (42M ratings on one rank: sort 4.4-5.9 s -> 3.1-4.0 s, much of
+ * what is left being the kernel zeroing the scratch buffer's fresh pages). (A comparison sort per user
+ * was tried before: heavy users made qsort a sixth of `prepare`.) Records arrive in line order
+ * except across the pieces of different ranks, so runs of the same (user, item) are put in line
+ * order afterwards; they are short (duplicates). Users of this rank lie in [ulo, uhi); item
+ * indices in [0, nitems). The result is in c->rec; the other buffer is kept in c->spare. */
+#define RADIX_BITS 11
 static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi, int64_t nitems) {
   int64_t nu = uhi - ulo, n = c->nrec;
   int64_t *cnt = NULL;
   rec_t *tmp = NULL;
   imf_status st = IMF_OK;
-  int64_t span = nu > nitems ? nu : nitems;
-  IMF_CHECK(imf_alloc(&cnt, (size_t)span + 2, sizeof *cnt));
+  IMF_CHECK(imf_alloc(&cnt, ((size_t)1 << RADIX_BITS) + 1, sizeof *cnt));
   IMF_TRY(imf_alloc_nz(&tmp, (size_t)n + 1, sizeof *tmp), done);
-  for (int64_t j = 0; j < n; j++) cnt[c->rec[j].item + 1]++;
-  for (int64_t i = 0; i < nitems; i++) cnt[i + 1] += cnt[i];
-  for (int64_t j = 0; j < n; j++) tmp[cnt[c->rec[j].item]++] = c->rec[j];
-  memset(cnt, 0, ((size_t)span + 2) * sizeof *cnt);
-  for (int64_t j = 0; j < n; j++) cnt[tmp[j].user - ulo + 1]++;
-  for (int64_t u = 0; u < nu; u++) cnt[u + 1] += cnt[u];
-  for (int64_t j = 0; j < n; j++) c->rec[cnt[tmp[j].user - ulo]++] = tmp[j];
+  rec_t *src = c->rec, *dst = tmp;
+  for (int key = 0; key < 2; key++) { /* items first, users last (most significant) */
+    int by_user = key == 1, bits = bits_for(by_user ? nu : nitems);
+    int passes = (bits + RADIX_BITS - 1) / RADIX_BITS;
+    for (int q = 0; q < passes; q++) {
+      int lo = bits * q / passes, hi = bits * (q + 1) / passes;
+      radix_pass(src, dst, n, by_user, (int32_t)ulo, lo, hi - lo, cnt);
+      rec_t *t = src;
+      src = dst;
+      dst = t;
+    }
+  }
+  size_t tmp_bytes = ((size_t)n + 1) * sizeof *tmp;
+  if (src == tmp) { /* an odd number of passes: the sorted records are in the scratch buffer */
+    size_t rec_bytes = (size_t)c->caprec * sizeof *c->rec;
+    tmp = c->rec;
+    c->rec = src;
+    c->caprec = n + 1;
+    tmp_bytes = rec_bytes;
+  }
   for (int64_t j = 0; j < n;) {
     int64_t e = j + 1;
     while (e < n && c->rec[e].user == c->rec[j].user && c->rec[e].item == c->rec[j].item) e++;
@@ -797,14 +833,13 @@ static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi, int64_t 
     }
     j = e;
   }
+  /* already in memory: the batch's arrays go there (imf_ingest_file, 6.) */
+  imf_free(&c->spare);
+  c->spare = tmp;
+  c->spare_bytes = tmp_bytes;
+  tmp = NULL;
 done:
   imf_free(&cnt);
-  if (st == IMF_OK) { /* already in memory: the batch's arrays go there (imf_ingest_file, 6.) */
-    imf_free(&c->spare);
-    c->spare = tmp;
-    c->spare_bytes = ((size_t)n + 1) * sizeof *tmp;
-    tmp = NULL;
-  }
   imf_free(&tmp);
   return st;
 }
