@@ -70,8 +70,6 @@ typedef struct {
   char *scratch;
   direct_t du, di;        /* direct lookup of numeric ids (see intern_fast) */
   int64_t size_hint;      /* expected records on this rank, to size the buffer once */
-  void *spare;            /* the sort's scratch buffer, kept for the batch's arrays */
-  size_t spare_bytes;
 } ingest_ctx;
 
 static imf_status push_reject(ingest_ctx *c, int64_t line, int reason, const char *text, size_t len) {
@@ -781,67 +779,170 @@ static int bits_for(int64_t values) { /* bits to tell `values` keys apart */
   return b;
 }
 
-/* Sort this rank's records by (user, item, line): a least-significant-digit radix sort, items
- * then users as the keys, in stable counting passes of at most RADIX_BITS bits each. A pass
- * over all of a key at once (one bucket per user: 2M buckets for a 1 GB file) scatters every
- * record to a different cache line; with 2048 buckets the write fronts stay in cache, and four
- * short passes beat two long ones (42M ratings on one rank: sort 4.4-5.9 s -> 3.1-4.0 s, much of
- * what is left being the kernel zeroing the scratch buffer's fresh pages). (A comparison sort per user
- * was tried before: heavy users made qsort a sixth of `prepare`.) Records arrive in line order
- * except across the pieces of different ranks, so runs of the same (user, item) are put in line
- * order afterwards; they are short (duplicates). Users of this rank lie in [ulo, uhi); item
- * indices in [0, nitems). The result is in c->rec; the other buffer is kept in c->spare. */
+/* One level of an in-place most-significant-digit radix sort on the users (American flag
+ * sort): the top `b` of `nbits` bits above `lowbit` of (user - base) pick one of 2^b buckets,
+ * each record is carried to its bucket's next free place (picking up the record there), then
+ * each bucket is sorted on the remaining bits one level down. Records of one bucket agree on
+ * every bit above. */
 #define RADIX_BITS 11
+typedef struct {
+  int64_t cnt[(1 << RADIX_BITS) + 1], head[1 << RADIX_BITS];
+} flag_level;
+
+static void flag_sort_users(rec_t *r, int64_t n, int32_t base, int lowbit, int nbits, flag_level *lv) {
+  if (n < 2 || nbits <= 0) return;
+  if (n <= 32) { /* small: insertion sort by user */
+    for (int64_t a = 1; a < n; a++) {
+      rec_t x = r[a];
+      int64_t q = a;
+      while (q > 0 && r[q - 1].user > x.user) {
+        r[q] = r[q - 1];
+        q--;
+      }
+      r[q] = x;
+    }
+    return;
+  }
+  int b = nbits < RADIX_BITS ? nbits : RADIX_BITS, shift = lowbit + nbits - b;
+  uint32_t nb = 1u << b, mask = nb - 1;
+  int64_t *cnt = lv->cnt, *head = lv->head;
+#define DIGIT(x) ((((uint32_t)((x).user - base)) >> shift) & mask)
+  memset(cnt, 0, ((size_t)nb + 1) * sizeof *cnt);
+  for (int64_t j = 0; j < n; j++) cnt[DIGIT(r[j]) + 1]++;
+  for (uint32_t d = 0; d < nb; d++) {
+    cnt[d + 1] += cnt[d];
+    head[d] = cnt[d];
+  }
+  for (uint32_t d = 0; d < nb; d++)
+    while (head[d] < cnt[d + 1]) {
+      rec_t x = r[head[d]];
+      uint32_t dd = DIGIT(x);
+      while (dd != d) {
+        rec_t y = r[head[dd]];
+        r[head[dd]++] = x;
+        x = y;
+        dd = DIGIT(x);
+      }
+      r[head[d]++] = x;
+    }
+#undef DIGIT
+  if (nbits > b)
+    for (uint32_t d = 0; d < nb; d++) flag_sort_users(r + cnt[d], cnt[d + 1] - cnt[d], base, lowbit, nbits - b, lv + 1);
+}
+
+/* Sort this rank's records by (user, item, line) in place: no scratch buffer of the records'
+ * size, whose fresh pages the kernel would have to zero (on this project's VMs that was most of
+ * the sort's time, and the scratch buffer set the peak memory of `prepare`). The users by an
+ * in-place radix sort in 2048-bucket levels; then each user's ratings by (item, line): short
+ * runs by insertion, long ones (heavy users) by stable radix passes on the item through a
+ * scratch buffer of the longest run, after which runs of the same (user, item) are put in line
+ * order (duplicates; short). Line numbers are unique, so the order is total: the same for any
+ * algorithm and rank count. Users of this rank lie in [ulo, uhi); items in [0, nitems).
+ * (Earlier: a comparison sort per user made qsort a sixth of `prepare`; then a stable
+ * least-significant-digit sort through a scratch copy of all records.) */
 static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi, int64_t nitems) {
   int64_t nu = uhi - ulo, n = c->nrec;
+  flag_level *lv = NULL;
   int64_t *cnt = NULL;
-  rec_t *tmp = NULL;
+  rec_t *run = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_alloc(&cnt, ((size_t)1 << RADIX_BITS) + 1, sizeof *cnt));
-  IMF_TRY(imf_alloc_nz(&tmp, (size_t)n + 1, sizeof *tmp), done);
-  rec_t *src = c->rec, *dst = tmp;
-  for (int key = 0; key < 2; key++) { /* items first, users last (most significant) */
-    int by_user = key == 1, bits = bits_for(by_user ? nu : nitems);
-    int passes = (bits + RADIX_BITS - 1) / RADIX_BITS;
-    for (int q = 0; q < passes; q++) {
-      int lo = bits * q / passes, hi = bits * (q + 1) / passes;
-      radix_pass(src, dst, n, by_user, (int32_t)ulo, lo, hi - lo, cnt);
+  IMF_CHECK(imf_alloc_nz(&lv, 4, sizeof *lv)); /* 31 bits of users: at most 3 levels */
+  flag_sort_users(c->rec, n, (int32_t)ulo, 0, bits_for(nu), lv);
+  int64_t longest = 0;
+  for (int64_t j = 0, e; j < n; j = e) {
+    for (e = j + 1; e < n && c->rec[e].user == c->rec[j].user;) e++;
+    if (e - j > longest) longest = e - j;
+  }
+  int ibits = bits_for(nitems), ipasses = (ibits + RADIX_BITS - 1) / RADIX_BITS;
+  if (longest > 48) {
+    IMF_TRY(imf_alloc(&cnt, ((size_t)1 << RADIX_BITS) + 1, sizeof *cnt), done);
+    IMF_TRY(imf_alloc_nz(&run, (size_t)longest, sizeof *run), done);
+  }
+  for (int64_t j = 0, e; j < n; j = e) {
+    for (e = j + 1; e < n && c->rec[e].user == c->rec[j].user;) e++;
+    rec_t *r = c->rec + j;
+    int64_t m = e - j;
+    if (m <= 48) {
+      for (int64_t a = 1; a < m; a++) {
+        rec_t x = r[a];
+        int64_t q = a;
+        while (q > 0 && cmp_item_line(&r[q - 1], &x) > 0) {
+          r[q] = r[q - 1];
+          q--;
+        }
+        r[q] = x;
+      }
+      continue;
+    }
+    rec_t *src = r, *dst = run;
+    for (int q = 0; q < ipasses; q++) {
+      int lo = ibits * q / ipasses, hi = ibits * (q + 1) / ipasses;
+      radix_pass(src, dst, m, 0, 0, lo, hi - lo, cnt);
       rec_t *t = src;
       src = dst;
       dst = t;
     }
-  }
-  size_t tmp_bytes = ((size_t)n + 1) * sizeof *tmp;
-  if (src == tmp) { /* an odd number of passes: the sorted records are in the scratch buffer */
-    size_t rec_bytes = (size_t)c->caprec * sizeof *c->rec;
-    tmp = c->rec;
-    c->rec = src;
-    c->caprec = n + 1;
-    tmp_bytes = rec_bytes;
-  }
-  for (int64_t j = 0; j < n;) {
-    int64_t e = j + 1;
-    while (e < n && c->rec[e].user == c->rec[j].user && c->rec[e].item == c->rec[j].item) e++;
-    for (int64_t a = j + 1; a < e; a++) { /* insertion sort by line of a duplicate run */
-      rec_t x = c->rec[a];
-      int64_t q = a;
-      while (q > j && cmp_item_line(&c->rec[q - 1], &x) > 0) {
-        c->rec[q] = c->rec[q - 1];
-        q--;
+    if (src != r) memcpy(r, src, (size_t)m * sizeof *r);
+    for (int64_t k = 0, f; k < m; k = f) { /* same item: by line */
+      for (f = k + 1; f < m && r[f].item == r[k].item;) f++;
+      for (int64_t a = k + 1; a < f; a++) {
+        rec_t x = r[a];
+        int64_t q = a;
+        while (q > k && r[q - 1].line > x.line) {
+          r[q] = r[q - 1];
+          q--;
+        }
+        r[q] = x;
       }
-      c->rec[q] = x;
     }
-    j = e;
   }
-  /* already in memory: the batch's arrays go there (imf_ingest_file, 6.) */
-  imf_free(&c->spare);
-  c->spare = tmp;
-  c->spare_bytes = tmp_bytes;
-  tmp = NULL;
 done:
+  imf_free(&lv);
   imf_free(&cnt);
-  imf_free(&tmp);
+  imf_free(&run);
   return st;
+}
+
+/* The records, sorted and merged, become the batch's struct of arrays inside their own buffer,
+ * without a byte of fresh memory (the kernel zeroing fresh pages costs more than these passes):
+ * each 32-byte record is packed to 20 bytes at 20j (moving down: record j is read before any
+ * write reaches it), user, item and value are unpacked into the free tail [20n, 32n), and the
+ * times moved down to [0, 8n) (again never past what is still to be read). */
+static imf_status records_to_batch(ingest_ctx *c, imf_ratings *out, int64_t *tmin, int64_t *tmax) {
+  int64_t n = c->nrec;
+  *tmin = INT64_MAX, *tmax = INT64_MIN;
+  for (int64_t j = 0; j < n; j++)
+    if (c->rec[j].time != IMF_NO_TIME) {
+      if (c->rec[j].time < *tmin) *tmin = c->rec[j].time;
+      if (c->rec[j].time > *tmax) *tmax = c->rec[j].time;
+    }
+  if (n == 0) return imf_ratings_reserve(out, 1); /* (a rank with no users) */
+  char *b = (char *)c->rec;
+  for (int64_t j = 0; j < n; j++) {
+    rec_t x = c->rec[j];
+    char *p = b + 20 * j;
+    memcpy(p, &x.user, 4);
+    memcpy(p + 4, &x.item, 4);
+    memcpy(p + 8, &x.value, 4);
+    memcpy(p + 12, &x.time, 8);
+  }
+  int32_t *user = (int32_t *)(void *)(b + 20 * n), *item = user + n;
+  float *value = (float *)(void *)(item + n);
+  for (int64_t j = 0; j < n; j++) {
+    memcpy(&user[j], b + 20 * j, 4);
+    memcpy(&item[j], b + 20 * j + 4, 4);
+    memcpy(&value[j], b + 20 * j + 8, 4);
+  }
+  int64_t *time = (int64_t *)(void *)b;
+  for (int64_t j = 0; j < n; j++) {
+    int64_t t;
+    memcpy(&t, b + 20 * j + 12, 8);
+    time[j] = t;
+  }
+  imf_ratings_own(out, c->rec, user, item, value, time, n, n);
+  c->rec = NULL; /* the buffer is the batch's now */
+  c->nrec = c->caprec = 0;
+  return IMF_OK;
 }
 
 typedef enum { DUP_LATEST, DUP_FIRST, DUP_MEAN } dup_policy;
@@ -1079,7 +1180,6 @@ static void first_rejects(ingest_ctx *c, char *out, size_t cap) {
 }
 
 static void ctx_free(ingest_ctx *c) {
-  imf_free(&c->spare);
   imf_free(&c->du.slot);
   imf_free(&c->di.slot);
   imf_free(&c->rec);
@@ -1274,24 +1374,10 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s holds no usable ratings (%lld lines read, rejects: %s)",
                           path, (long long)rep->lines_read, first), done);
 
-  /* 6. the batch: struct of arrays in canonical (user, item) order, laid out in the sort's
-   * scratch buffer when it is large enough (it is, but for a handful of ratings): its pages
-   * are already mapped, and fresh ones cost more to fault in than this copy (the batch is
-   * 20 bytes a rating; a scratch record 32) */
-  if (imf_ratings_adopt(&out->r, c.spare, c.spare_bytes, c.nrec + 1)) c.spare = NULL;
-  else IMF_TRY(imf_ratings_reserve(&out->r, c.nrec + 1), done);
-  int64_t tmin = INT64_MAX, tmax = INT64_MIN;
-  for (int64_t j = 0; j < c.nrec; j++) {
-    out->r.user[j] = c.rec[j].user;
-    out->r.item[j] = c.rec[j].item;
-    out->r.value[j] = c.rec[j].value;
-    out->r.time[j] = c.rec[j].time;
-    if (c.rec[j].time != IMF_NO_TIME) {
-      if (c.rec[j].time < tmin) tmin = c.rec[j].time;
-      if (c.rec[j].time > tmax) tmax = c.rec[j].time;
-    }
-  }
-  out->r.n = c.nrec;
+  /* 6. the batch: struct of arrays in canonical (user, item) order, in the records' buffer */
+  int64_t tmin, tmax;
+  st = records_to_batch(&c, &out->r, &tmin, &tmax);
+  IMF_TRY(imf_agree(comm, st), done);
   IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmin, 1, MPI_INT64_T, MPI_MIN, comm));
   IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPI_INT64_T, MPI_MAX, comm));
   out->time_min = tmin == INT64_MAX ? IMF_NO_TIME : tmin;

@@ -5,21 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
-
-int imf_ratings_adopt(imf_ratings *r, void *buf, size_t bytes, int64_t cap) {
-  if (!buf || cap < 0 || r->cap || r->block) return 0;
-  size_t n = (size_t)cap, t = up64(n * 8), u = up64(n * 4);
-  if (n > SIZE_MAX / 16 || t + 3 * u > bytes) return 0;
-  char *b = buf; /* time first: the 8-byte elements keep the buffer's alignment */
-  r->time = (int64_t *)(void *)b;
-  r->user = (int32_t *)(void *)(b + t);
-  r->item = (int32_t *)(void *)(b + t + u);
-  r->value = (float *)(void *)(b + t + 2 * u);
-  r->block = buf;
+void imf_ratings_own(imf_ratings *r, void *block, int32_t *user, int32_t *item, float *value, int64_t *time,
+                     int64_t n, int64_t cap) {
+  r->block = block;
+  r->user = user;
+  r->item = item;
+  r->value = value;
+  r->time = time;
+  r->n = n;
   r->cap = cap;
-  r->n = 0;
-  return 1;
 }
 
 imf_status imf_ratings_reserve(imf_ratings *r, int64_t cap) {

@@ -13,15 +13,16 @@ typedef struct {
   float *value;
   int64_t *time;
   void *block; /* NULL: the four arrays are allocations of their own; else they lie in this one
-                  (imf_ratings_adopt), which imf_ratings_free frees */
+                  (imf_ratings_own), which imf_ratings_free frees */
 } imf_ratings;
 
 imf_status imf_ratings_reserve(imf_ratings *r, int64_t cap);
-/* Lay out room for cap ratings inside an existing buffer of `bytes` bytes (64-byte aligned, from
- * imf_alloc), which the ratings then own: a stage that already holds a large scratch buffer
- * hands it on instead of the ratings touching fresh memory. Returns 0, owning nothing, when the
- * buffer is too small; r must be empty. */
-int imf_ratings_adopt(imf_ratings *r, void *buf, size_t bytes, int64_t cap);
+/* Hand over one buffer (from imf_alloc) that already holds the four arrays of n ratings, with
+ * room for cap: the ratings own it from here on (imf_ratings_free frees it; growing past cap
+ * moves them to arrays of their own). A stage that built a batch inside its own large buffer
+ * passes it on instead of copying it into fresh memory. r must be empty. */
+void imf_ratings_own(imf_ratings *r, void *block, int32_t *user, int32_t *item, float *value, int64_t *time,
+                     int64_t n, int64_t cap);
 imf_status imf_ratings_push(imf_ratings *r, int32_t u, int32_t i, float v, int64_t t);
 void imf_ratings_free(imf_ratings *r);
 
