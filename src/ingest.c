@@ -526,6 +526,47 @@ static int cmp_newid(const void *a, const void *b) {
   return (x->line > y->line) - (x->line < y->line);
 }
 
+/* Order the gathered new ids by line when each rank's list (nseg consecutive runs of the given
+ * lengths) is in line order already, as every rank's first appearances are: pairwise merges,
+ * O(n log P), instead of a sort of the whole list (for 2.2M new ids of a 1 GB file on 2 ranks
+ * qsort took a large part of the numbering, which every rank waits for). Lines are unique
+ * (a line brings at most one new id per map), so the order is the same as the sort's.
+ * Returns 0, having changed nothing, when a run is not in order or memory is short. */
+static int merge_newid_runs(newid_t *ids, int64_t n, const int *lens, int nseg) {
+  int64_t *bound = malloc(((size_t)nseg + 1) * sizeof *bound);
+  newid_t *tmp = malloc(((size_t)n + 1) * sizeof *tmp);
+  if (!bound || !tmp) {
+    free(bound);
+    free(tmp);
+    return 0;
+  }
+  bound[0] = 0;
+  for (int r = 0; r < nseg; r++) bound[r + 1] = bound[r] + lens[r];
+  int ok = bound[nseg] == n;
+  for (int r = 0; ok && r < nseg; r++)
+    for (int64_t j = bound[r] + 1; ok && j < bound[r + 1]; j++) ok = ids[j - 1].line < ids[j].line;
+  newid_t *a = ids, *b = tmp;
+  while (ok && nseg > 1) {
+    int w = 0;
+    for (int r = 0; r < nseg; r += 2) {
+      int64_t lo = bound[r], mid = bound[r + 1], hi = r + 1 < nseg ? bound[r + 2] : mid, i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) b[k++] = a[i].line < a[j].line ? a[i++] : a[j++];
+      while (i < mid) b[k++] = a[i++];
+      while (j < hi) b[k++] = a[j++];
+      bound[w++] = lo;
+      bound[w] = hi;
+    }
+    nseg = w;
+    newid_t *t = a;
+    a = b;
+    b = t;
+  }
+  if (ok && a != ids) memcpy(ids, a, (size_t)n * sizeof *ids);
+  free(bound);
+  free(tmp);
+  return ok;
+}
+
 /* Returns in *map the global index of every local id (replicated map `global` grows).
  *
  * Each rank interns ids in line order, so its list of unknown ids is already sorted by first
@@ -632,7 +673,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       n++;
       o += 16 + hdr[1];
     }
-    if (!sorted) qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
+    if (!sorted && !merge_newid_runs(ids, n, icounts, c->size)) qsort(ids, (size_t)n, sizeof *ids, cmp_newid);
     nlist = n;
     for (int64_t j = 0; j < n; j++) blob_len += ids[j].len;
   }
