@@ -164,12 +164,8 @@ static imf_status intern_fast(direct_t *d, imf_idmap *m, int64_t **first, int64_
  * megabytes (users of a large file) and it was most of the parsing time when done one line at
  * a time. Only ids that point into the input buffer can wait; quoted ids live in scratch and
  * are numbered at once. */
-#ifndef PEND_MAX
 #define PEND_MAX 64
-#endif
-#ifndef PEND_AHEAD
-#define PEND_AHEAD 8
-#endif
+#define PEND_AHEAD 8 /* records between a slot's prefetch and its lookup */
 typedef struct {
   const char *u, *i;
   size_t ul, il;
@@ -212,8 +208,7 @@ static imf_status push_record(ingest_ctx *c, const char *u, size_t ul, const cha
 }
 
 static imf_status flush_pending(ingest_ctx *c, pend_t *p, int *np) {
-  /* A fixed distance ahead rather than the whole batch at once: a core tracks only so many
-   * outstanding misses, and prefetches issued past that are dropped. */
+  /* prefetched a fixed distance ahead of the lookups rather than the whole batch at once */
   enum { AHEAD = PEND_AHEAD };
   for (int k = 0; k < *np && k < AHEAD; k++) {
     prefetch_slot(&c->du, p[k].u, p[k].ul);
@@ -801,17 +796,29 @@ static int cmp_item_line(const void *a, const void *b) {
   return (x->line > y->line) - (x->line < y->line);
 }
 
-/* One stable counting pass on the digit (key >> shift) & (2^bits - 1) of each record's key, the
- * item or the user's offset from `base`. */
-static void radix_pass(const rec_t *src, rec_t *dst, int64_t n, int by_user, int32_t base, int shift, int bits,
-                       int64_t *cnt) {
+/* One stable counting pass on the digit (item >> shift) & (2^bits - 1) of each record. */
+static void radix_pass_item(const rec_t *src, rec_t *dst, int64_t n, int shift, int bits, int64_t *cnt) {
   uint32_t nb = 1u << bits, mask = nb - 1;
   memset(cnt, 0, ((size_t)nb + 1) * sizeof *cnt);
-#define DIGIT(r) ((((uint32_t)(by_user ? (r).user - base : (r).item)) >> shift) & mask)
+#define DIGIT(r) ((((uint32_t)(r).item) >> shift) & mask)
   for (int64_t j = 0; j < n; j++) cnt[DIGIT(src[j]) + 1]++;
   for (uint32_t d = 0; d < nb; d++) cnt[d + 1] += cnt[d];
   for (int64_t j = 0; j < n; j++) dst[cnt[DIGIT(src[j])]++] = src[j];
 #undef DIGIT
+}
+
+/* Insertion sort by (item, line): for a user's few ratings, and to finish a heavy user's once
+ * they are in item order (then only repeated pairs are out of line order, and this costs a pass). */
+static void insertion_item_line(rec_t *r, int64_t m) {
+  for (int64_t a = 1; a < m; a++) {
+    rec_t x = r[a];
+    int64_t q = a;
+    while (q > 0 && cmp_item_line(&r[q - 1], &x) > 0) {
+      r[q] = r[q - 1];
+      q--;
+    }
+    r[q] = x;
+  }
 }
 
 static int bits_for(int64_t values) { /* bits to tell `values` keys apart */
@@ -896,46 +903,25 @@ static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi, int64_t 
   }
   int ibits = bits_for(nitems), ipasses = (ibits + RADIX_BITS - 1) / RADIX_BITS;
   if (longest > 48) {
-    IMF_TRY(imf_alloc(&cnt, ((size_t)1 << RADIX_BITS) + 1, sizeof *cnt), done);
+    IMF_TRY(imf_alloc_nz(&cnt, ((size_t)1 << RADIX_BITS) + 1, sizeof *cnt), done);
     IMF_TRY(imf_alloc_nz(&run, (size_t)longest, sizeof *run), done);
   }
   for (int64_t j = 0, e; j < n; j = e) {
     for (e = j + 1; e < n && c->rec[e].user == c->rec[j].user;) e++;
     rec_t *r = c->rec + j;
     int64_t m = e - j;
-    if (m <= 48) {
-      for (int64_t a = 1; a < m; a++) {
-        rec_t x = r[a];
-        int64_t q = a;
-        while (q > 0 && cmp_item_line(&r[q - 1], &x) > 0) {
-          r[q] = r[q - 1];
-          q--;
-        }
-        r[q] = x;
+    if (m > 48) { /* a heavy user: into item order by radix passes first */
+      rec_t *src = r, *dst = run;
+      for (int q = 0; q < ipasses; q++) {
+        int lo = ibits * q / ipasses, hi = ibits * (q + 1) / ipasses;
+        radix_pass_item(src, dst, m, lo, hi - lo, cnt);
+        rec_t *t = src;
+        src = dst;
+        dst = t;
       }
-      continue;
+      if (src != r) memcpy(r, src, (size_t)m * sizeof *r);
     }
-    rec_t *src = r, *dst = run;
-    for (int q = 0; q < ipasses; q++) {
-      int lo = ibits * q / ipasses, hi = ibits * (q + 1) / ipasses;
-      radix_pass(src, dst, m, 0, 0, lo, hi - lo, cnt);
-      rec_t *t = src;
-      src = dst;
-      dst = t;
-    }
-    if (src != r) memcpy(r, src, (size_t)m * sizeof *r);
-    for (int64_t k = 0, f; k < m; k = f) { /* same item: by line */
-      for (f = k + 1; f < m && r[f].item == r[k].item;) f++;
-      for (int64_t a = k + 1; a < f; a++) {
-        rec_t x = r[a];
-        int64_t q = a;
-        while (q > k && r[q - 1].line > x.line) {
-          r[q] = r[q - 1];
-          q--;
-        }
-        r[q] = x;
-      }
-    }
+    insertion_item_line(r, m);
   }
 done:
   imf_free(&lv);

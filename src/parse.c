@@ -394,10 +394,6 @@ reject:
 
 /* ---- the common line, in one pass ---- */
 
-/* One field of a simple line: from *pp up to the delimiter or the end of the line. Returns 0 at
- * a delimiter (*pp then points past it), 1 at the end of the line (*eol is the '\n' or `end`;
- * a '\r' right before it is not part of the field), -1 when the field holds anything the
- * general parser would treat specially (a space it trims, a quote, a control character). */
 /* Eight bytes at a time: a word with the high bit of every byte that is below 0x21 (controls,
  * space), or equal to b. Exact at the lowest flagged byte, which is all that is used (a borrow
  * can only flag bytes above a true one). */
