@@ -94,6 +94,56 @@ s2=$(IMF_SUPERSEDE_WINDOW=5 run 2 append --input rerate.csv --data sbig2 --json 
 check "superseded = Python's count of pairs already stored ($s1 = $(cat rerate.expect))" test "$s1" = "$(cat rerate.expect)"
 check "superseded with tiny read windows is the same ($s2)" test "$s2" = "$s1"
 
+# The stored batch against Python, row for row: sorted by (user, item), one row per pair, the
+# duplicate policy applied (latest by time with ties to the later line, first, mean), on 1, 2 and
+# 3 ranks. The file has users with far more than 48 ratings (the sort's radix path for heavy
+# users) and repeated pairs at equal, earlier and later times, placed after their first line.
+/usr/bin/python3 - <<'PYEOF'
+import random
+random.seed(11)
+lines = open('big.csv').read().splitlines()
+rows = [l.split(',') for l in lines[1:]]
+extra = []
+for n, (u, i, r, t) in enumerate(random.sample(rows, 3000)):
+    dt = (0, -5, 5)[n % 3]
+    extra.append('%s,%s,%d,%d' % (u, i, (int(float(r)) + n) % 5 + 1, int(t) + dt))
+body = lines[1:] + extra
+random.shuffle(body)
+open('dups.csv', 'w').write('\n'.join([lines[0]] + body) + '\n')
+PYEOF
+cat > dups_check.py <<'PYEOF'
+import sys, h5py, numpy as np
+store, policy = sys.argv[1], sys.argv[2]
+rows = [l.split(',') for l in open('dups.csv').read().splitlines()[1:]]
+f = h5py.File(store + '/batch-000001.h5', 'r')
+def ids(k):
+    blob, off = f['ids/%s_blob' % k][()].tobytes().decode(), f['ids/%s_off' % k][()]
+    return {blob[off[j]:off[j + 1]]: j for j in range(len(off) - 1)}
+um, im = ids('user'), ids('item')
+per = {}
+for line, (u, i, r, t) in enumerate(rows):
+    per.setdefault((um[u], im[i]), []).append((int(t), line, np.float32(float(r))))
+exp = []
+for (u, i), g in sorted(per.items()):
+    if policy == 'latest': t, _, v = max(g, key=lambda x: (x[0], x[1]))
+    elif policy == 'first': t, _, v = min(g, key=lambda x: x[1])
+    else: t, v = max(x[0] for x in g), np.float32(sum(float(x[2]) for x in g) / len(g))
+    exp.append((u, i, v, t))
+got = list(zip(f['ratings/user'][()], f['ratings/item'][()], f['ratings/value'][()], f['ratings/time'][()]))
+heavy = max(np.bincount(f['ratings/user'][()]))
+bad = [k for k, (a, b) in enumerate(zip(got, exp)) if tuple(a) != tuple(b)]
+print('%d rows, %d expected, heaviest user %d ratings, %d differ%s' % (len(got), len(exp), heavy, len(bad),
+      ' (first at row %d: %s vs %s)' % (bad[0], got[bad[0]], exp[bad[0]]) if bad else ''))
+sys.exit(0 if len(got) == len(exp) and not bad and heavy > 48 else 1)
+PYEOF
+for pol in latest first mean; do
+  for np in 1 2 3; do
+    rm -rf sdup; run $np prepare --input dups.csv --data sdup --set clean.duplicates=$pol --quiet
+    check "np=$np duplicates=$pol: the batch is Python's, row for row ($(/usr/bin/python3 dups_check.py sdup $pol))" \
+      /usr/bin/python3 dups_check.py sdup $pol
+  done
+done
+
 # Killed append (injected crash after the batch file, before the manifest): store unchanged.
 IMF_FAULT=store-before-manifest run 1 append --input "$data/small.csv" --data s1 --quiet 2>/dev/null
 check "a crashed append exits non-zero" test $? -ne 0
