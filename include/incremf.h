@@ -150,6 +150,10 @@ typedef struct {
    * not ratings): its name ("ndcg@10"; "" for the RMSE-judged models) and both values. */
   char metric[16];
   double champion_score, challenger_score;
+  /* Where the time went (seconds, rank 0's clock): appending --input; loading the champion, the
+   * store's id maps and the new batches; reading ratings (the touched rows' histories, or the
+   * whole store), part of build_seconds; writing the version, its record and CURRENT. */
+  double append_seconds, load_seconds, read_seconds, write_seconds;
 } imf_update_report;
 
 /* Fold every batch the current model has not seen into a challenger, judge champion and

@@ -495,8 +495,9 @@ out:
 
 /* The whole store, every rank its user range, into a partition (once). */
 static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni, double hfrac, uint64_t hseed,
-                            imf_partition **part) {
+                            imf_partition **part, double *secs) {
   if (*part) return IMF_OK;
+  const double t0 = imf_wtime();
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -505,6 +506,7 @@ static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni,
   imf_status st = imf_partition_build(comm, &local, nu, ni, hfrac, hseed, part);
   imf_ratings_free(&local);
   IMF_CHECK(st);
+  *secs += imf_wtime() - t0;
   kill_point("after-read");
   return IMF_OK;
 }
@@ -566,7 +568,8 @@ static imf_status history_csr(const imf_ratings *h, const int32_t *rows, int64_t
  * these totals over the whole current holdout. */
 static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *champ, int64_t seen,
                                  const unsigned char *tu, const unsigned char *ti, int64_t nu, int64_t ni, double hfrac,
-                                 uint64_t hseed, double c_sse, int64_t c_n, imf_model **out, double sse[2], int64_t *n) {
+                                 uint64_t hseed, double c_sse, int64_t c_n, imf_model **out, double sse[2], int64_t *n,
+                                 double *read_secs) {
   *out = NULL;
   int rank, size;
   MPI_Comm_rank(comm, &rank);
@@ -583,6 +586,7 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ou, &ih, &oi), out);
   double t_read = imf_wtime() - t0;
+  *read_secs += t_read;
   kill_point("after-read");
   st = imf_model_copy(champ, &m);
   if (st == IMF_OK) st = imf_model_grow(m, nu, ni);
@@ -705,12 +709,15 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
                             "retrain it once with `incremf train --set model.type=ease`", model_dir), out);
   }
   if (o->input) {
+    const double ta = imf_wtime();
     imf_ingest_report irep;
     IMF_TRY(imf_append(comm, cfg, store_dir, o->input, NULL, &irep), out);
     rep->appended_batch = irep.batch;
     imf_info("appended %s as batch %lld (%lld ratings)", o->input, (long long)irep.batch, (long long)irep.stored);
+    rep->append_seconds = imf_wtime() - ta;
     kill_point("after-append");
   }
+  const double tl = imf_wtime();
   char cpath[4400];
   IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
   IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
@@ -788,11 +795,12 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
 
   /* Drift: the champion's error on the newest data against the history of that error. */
   IMF_TRY(imf_registry_load(comm, model_dir, &hist, &nhist), out);
+  rep->load_seconds = imf_wtime() - tl;
   if (is_ease) {
     /* EASE: any strategy is "update the Gram matrix and re-solve"; judged by NDCG on the holdout */
     double tb = imf_wtime();
     int64_t changed = 0, entries = 0;
-    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
+    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
     IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries), out);
     rep->build_seconds = imf_wtime() - tb;
     snprintf(rep->strategy, sizeof rep->strategy, "gram");
@@ -856,7 +864,11 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         imf_info("fold-in reads the whole store: version %lld has no recorded holdout error for the data it has seen",
                  (long long)rep->parent);
     }
-    if (!touched || want == S_WARM || want == S_RETRAIN) IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
+    if (!touched || want == S_WARM || want == S_RETRAIN) {
+      const double tr = imf_wtime(); /* the read counts as building, as inside the loop below */
+      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
+      rep->build_seconds += imf_wtime() - tr;
+    }
     double total_ratings = 0;
     if (part) total_ratings = (double)(part->nnz_train + part->nnz_holdout);
     else {
@@ -897,7 +909,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
       double sse[2] = {NAN, NAN};
       int64_t hn = 0;
       if (strat == S_FOLD && touched) {
-        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &chall, sse, &hn);
+        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &chall, sse, &hn,
+                            &rep->read_seconds);
         if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
           imf_info("fold-in reads the whole store: %s", imf_last_error());
           imf_err_clear();
@@ -907,7 +920,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         IMF_TRY(st, out);
       }
       if (!chall) {
-        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part), out);
+        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
         bc.part = part;
         IMF_TRY(build(&bc, strat, &chall), out);
         IMF_TRY(imf_holdout_sse(comm, part, champ, chall, sse, &hn), out);
@@ -954,6 +967,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   }
 
   /* Commit: version file, then its record, then (promoted only) CURRENT. */
+  const double tw = imf_wtime();
   meta.config = cmeta.config ? strdup(cmeta.config) : NULL;
   snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
   meta.batches_seen = nb;
@@ -1007,7 +1021,11 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_warn("champion kept: version %lld stays current; the challenger is kept as rejected version %lld (%s)",
              (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");
   }
+  rep->write_seconds = imf_wtime() - tw;
   rep->seconds = imf_wtime() - t0;
+  imf_info("update took %.2f s: append %.2f, load %.2f, read ratings %.2f, solve and judge %.2f, write %.2f",
+           rep->seconds, rep->append_seconds, rep->load_seconds, rep->read_seconds,
+           rep->build_seconds - rep->read_seconds, rep->write_seconds);
 out:
   imf_free(&tu);
   imf_free(&ti);

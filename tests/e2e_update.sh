@@ -41,6 +41,12 @@ run 2 update --data st --model m --input b1.csv --strategy fold-in --quiet --jso
 check "update --input fold-in: exit 0" test $rc -eq 0
 check "update promoted the fold-in challenger" grep -q '"decision":"promoted"' u1.json
 check "CURRENT is version 2" test "$(cur m)" = v000002.h5
+check "update --json: the phases are timed, each within the whole" $PY -c "
+import json; d=json.load(open('u1.json')); s=d['seconds']
+ph=[d[k] for k in ('append_seconds','load_seconds','read_seconds','write_seconds','build_seconds')]
+assert d['append_seconds'] > 0 and d['read_seconds'] > 0 and d['write_seconds'] > 0, d
+assert all(0 <= x <= s for x in ph), d
+assert d['read_seconds'] <= d['build_seconds'] and d['append_seconds'] + d['load_seconds'] + d['build_seconds'] + d['write_seconds'] <= s * 1.001 + 1e-3, d"
 run 2 update --data st --model m --input b1.csv --quiet 2>/dev/null; rc=$?
 check "the same file again is refused (exit 3)" test $rc -eq 3
 run 2 update --data st --model m --quiet --json > u2.json
@@ -91,6 +97,9 @@ import json; d=json.load(open('s.json')); v=d['versions']; assert [x['version'] 
 # 4. warm, retrain, auto
 run 2 update --data st --model m --strategy warm --json --quiet > u4.json
 check "warm update promoted" grep -q '"strategy":"warm".*' u4.json
+check "warm update --json: the whole-store read is timed within the build" $PY -c "
+import json; d=json.load(open('u4.json'))
+assert 0 < d['read_seconds'] <= d['build_seconds'] <= d['seconds'] and d['append_seconds'] == 0, d"
 check "warm: version 4 current" test "$(cur m)" = v000004.h5
 run 2 append --input b3.csv --data st --quiet
 run 2 update --data st --model m --strategy auto --set update.auto_share=0.0001 --json --quiet > u5.json

@@ -65,8 +65,11 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
         jnum("champion_score", r.champion_score);
         jnum("challenger_score", r.challenger_score);
       }
-      printf(",\"drift\":%s,\"eval_n\":%lld,\"eval_new_n\":%lld,\"seconds\":%.4f,\"build_seconds\":%.4f,\"note\":",
+      printf(",\"drift\":%s,\"eval_n\":%lld,\"eval_new_n\":%lld,\"seconds\":%.4f,\"build_seconds\":%.4f",
              r.drift ? "true" : "false", (long long)r.eval_n, (long long)r.eval_new_n, r.seconds, r.build_seconds);
+      printf(",\"append_seconds\":%.4f,\"load_seconds\":%.4f,\"read_seconds\":%.4f,\"write_seconds\":%.4f",
+             r.append_seconds, r.load_seconds, r.read_seconds, r.write_seconds);
+      printf(",\"note\":");
       imf_json_string(stdout, r.note);
       printf("}\n");
     } else if (!strcmp(r.decision, "up-to-date")) {

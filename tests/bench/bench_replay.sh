@@ -4,7 +4,8 @@
 # strategy (fold-in, warm, auto, retrain) carries its own model through all 10 batches through
 # `incremf update --input`; before a batch lands, the strategy's current model is scored on it
 # (prequential). One row per batch and strategy: update seconds, ratio to the retrain's seconds,
-# RMSE on the batch before it landed, gap to the retrain's RMSE; then the totals.
+# RMSE on the batch before it landed, gap to the retrain's RMSE; then the totals and where each
+# strategy's time went (append, load, read ratings, solve, write: `update --json`'s phase keys).
 #
 # Usage: tests/bench/bench_replay.sh [BUILD_DIR] [ml100k|synth] [SYNTH_RATINGS] [RANKS]
 #   ml100k: ../shared/data/ml-100k/u.data.xz (IMF_SHARED_DATA overrides ../shared/data)
@@ -77,7 +78,7 @@ for b in $(seq 1 "$nbatch"); do
     tol="--set update.tolerance=1e9"; [ $s = auto ] && tol=""
     strat=$s; extra=""; [ $s = fold-in-full ] && { strat=fold-in; extra="--set update.foldin_read=full"; }
     out=$(run update --data "st-$s" --model "m-$s" --input b$b.csv --strategy $strat $tol $extra --set input.header=no --quiet --json)
-    secs=$(echo "$out" | $PY -c "import json,sys; d=json.load(sys.stdin); print('%.4f %s %s' % (d['seconds'], d['strategy'], d['decision']))")
+    secs=$(echo "$out" | $PY -c "import json,sys; d=json.load(sys.stdin); print('%.4f %s %s %.4f %.4f %.4f %.4f %.4f' % (d['seconds'], d['strategy'], d['decision'], d['append_seconds'], d['load_seconds'], d['read_seconds'], d['build_seconds'], d['write_seconds']))")
     echo "$b $s $rmse $secs" >> rows.txt
   done
 done
@@ -86,6 +87,11 @@ import sys
 S = sys.argv[2].split()
 rows = [l.split() for l in open('rows.txt')]
 R = {(int(r[0]), r[1]): (float(r[2]), float(r[3]), r[4], r[5]) for r in rows}
+PH = {}  # strategy -> summed phases: append, load, read, solve (build - read), write
+for r in rows:
+    a, l, rd, bd, w = map(float, r[6:11])
+    p = PH.setdefault(r[1], [0.0] * 5)
+    for j, x in enumerate((a, l, rd, bd - rd, w)): p[j] += x
 print('temporal replay on %s: RMSE = prequential RMSE of the model on batch b before it lands;' % sys.argv[1])
 print('seconds = wall time of `update --input b` (append + update)')
 print('%5s %-12s %9s %8s %9s %9s  %s' % ('batch', 'strategy', 'seconds', 'x_retrain', 'rmse', 'gap', 'used/decision'))
@@ -102,4 +108,8 @@ print('%-12s %9s %8s %9s %12s' % ('strategy', 'seconds', 'x_retrain', 'mean_rmse
 for s in S:
     t = tot[s]
     print('%-12s %9.3f %8.3f %9.5f %+11.3f%%' % (s, t[0], t[0] / tot['retrain'][0], t[1] / t[3], t[2]))
+print('where the time went (seconds, all batches; the rest of `seconds` is drift, the registry and judging):')
+print('%-12s %8s %8s %8s %8s %8s' % ('strategy', 'append', 'load', 'read', 'solve', 'write'))
+for s in S:
+    print('%-12s %8.2f %8.2f %8.2f %8.2f %8.2f' % ((s,) + tuple(PH[s])))
 PYEOF
