@@ -41,12 +41,12 @@ int imf_block_owner(const int64_t *start, int nranks, int64_t row) {
 
 /* Contiguous blocks of about equal work: block r starts at the first row whose prefix weight
  * is nearest to total * r / P. A row weighs its rating count plus IMF_ROW_COST: besides one Gram
- * update per rating, every row pays a Cholesky, its right-hand side and bookkeeping, which cost
- * as much as about 200 ratings' Gram updates at every k from 16 to 128 (both grow with k: the
- * Cholesky as k^3 but at a BLAS rate that grows with k too). Measured with the solve phase's
- * max/avg over 2 ranks (10M ratings, 200k users x 20k items): a weight of 16 left the rank with
- * the many light users 11-15% behind at k = 16-128; 200 brings it to 1.00-1.01. (Where the
- * blocks fall never changes the results, only who computes them.) */
+ * update per rating, every row pays a Cholesky, its substitutions and bookkeeping. Measured with
+ * the solve phase's max/avg over 2 ranks (10M ratings, 200k users x 20k items, k = 16-128): a
+ * weight of 16 left the rank with the many light users 11-15% behind; with LAPACK's dpotrf a row
+ * cost about 200 ratings (1.00-1.01 at every k), with the hand-written Cholesky about 100
+ * (1.00-1.03 at k = 16-64, 1.06 at k = 128, where 200 fits better). (Where the blocks fall never
+ * changes the results, only who computes them.) */
 static void balance(const int64_t *count, int64_t n, int P, int64_t *start) {
   int64_t total = 0;
   for (int64_t j = 0; j < n; j++) total += count[j] + IMF_ROW_COST;

@@ -17,7 +17,7 @@
 /* Rows [lo, hi) of one side in CSR form: row r (0-based in the block, global id lo + r) has
  * columns idx[ptr[r] .. ptr[r+1]) (other-side global indices) with values val[...]. */
 /* Work of one row beyond its ratings, in ratings (see balance() in partition.c). */
-#define IMF_ROW_COST 200
+#define IMF_ROW_COST 100
 
 typedef struct {
   int64_t lo, hi;

@@ -1,6 +1,7 @@
-/* test_metrics.c - the ranking metrics against hand-computed values (docs/METRICS.md), and the
+/* test_metrics.c - the ranking metrics against hand-computed values (docs/METRICS.md), the
  * tiled top-K kernel against a brute-force sort, on the 10-user x 5-item example with K = 2
- * factors and on a random case larger than one tile. */
+ * factors and on a random case larger than one tile, and the prediction dot product's fixed
+ * order of sums. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "metrics.h"
+#include "model.h"
 #include "topk.h"
 
 #define NEAR(a, b) assert_true(fabs((a) - (b)) < 1e-4)
@@ -163,8 +165,48 @@ static void test_topk_random(void **state) {
   free(X), free(Y), free(yb), free(xb), free(ptr), free(idx), free(items), free(scores), free(all), free(count);
 }
 
+/* imf_model_dot sums in 8 lanes (lane = index mod 8), then ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)),
+ * whichever code path (vector or plain C) the machine takes: every prediction, and so every
+ * metric and the determinism across rank counts, rests on that order. Widths around the vector
+ * width and values of mixed magnitude, where another order would round differently. */
+static void test_model_dot_order(void **state) {
+  (void)state;
+  static const int kws[] = {1, 3, 7, 8, 9, 16, 17, 40, 64, 71};
+  uint64_t x = 88172645463325252ull;
+  int differs = 0; /* how often the naive left-to-right sum disagrees: the check has teeth */
+  for (size_t t = 0; t < sizeof kws / sizeof kws[0]; t++) {
+    const int kw = kws[t];
+    imf_model *m = NULL;
+    assert_int_equal(imf_model_create(IMF_MODEL_ALS, kw, 3, 3, 0, &m), IMF_OK);
+    for (int64_t j = 0; j < 3 * (int64_t)kw; j++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      const double r = (double)(x >> 11) / 9007199254740992.0 - 0.5;
+      m->P[j] = (float)(r * (j % 5 == 0 ? 1e4 : 1.0));
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      m->Q[j] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.3);
+    }
+    for (int64_t u = 0; u < 3; u++)
+      for (int64_t i = 0; i < 3; i++) {
+        const float *p = m->P + u * kw, *q = m->Q + i * kw;
+        double l[8] = {0, 0, 0, 0, 0, 0, 0, 0}, naive = 0;
+        for (int a = 0; a < kw; a++) {
+          l[a % 8] += (double)p[a] * (double)q[a];
+          naive += (double)p[a] * (double)q[a];
+        }
+        const double want = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        const double got = imf_model_dot(m, u, i);
+        if (memcmp(&got, &want, sizeof got) != 0)
+          fail_msg("kw=%d (%lld,%lld): dot %.17g, the lane order gives %.17g", kw, (long long)u, (long long)i, got,
+                   want);
+        differs += naive != want;
+      }
+    imf_model_destroy(&m);
+  }
+  assert_true(differs > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_hand_cases), cmocka_unit_test(test_topk_tiny),
-                                     cmocka_unit_test(test_topk_random)};
+                                     cmocka_unit_test(test_topk_random), cmocka_unit_test(test_model_dot_order)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

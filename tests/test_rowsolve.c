@@ -138,49 +138,54 @@ static double *gram_of(const float *Y, int64_t n, int k) {
 static const int64_t kCounts[] = {0, 1, 2, 3, 4, 5, 7, 12, 30, 100, 1500, 1024, 1025, 0, 9};
 #define NCOUNTS ((int64_t)(sizeof kCounts / sizeof kCounts[0]))
 
+/* k = 6, and k = 40 and 71, whose systems (k + 1 with the bias) span two and three of the hand
+ * Cholesky's 32-row blocks, with partial vectors at their ends. */
 static void test_als_vs_reference(void **state) {
   (void)state;
-  const int k = 6;
-  const int64_t nother = 3000;
-  float *Y = make_factors(nother, k, 1, 0.5), *yb = make_factors(nother, 1, 2, 0.3);
-  csr c = make_rows(NCOUNTS, kCounts, nother, 3, 1.0, 5.0);
-  imf_other_side o = {nother, Y, yb};
-  imf_row_batch b = batch_of(&c);
-  imf_rowsolve_ws *ws;
-  assert_int_equal(imf_rowsolve_ws_create(k, &ws), IMF_OK);
-  float *X = calloc((size_t)c.nrows * k, sizeof(float)), *bias = calloc((size_t)c.nrows, sizeof(float));
-  for (int with_bias = 0; with_bias <= 1; with_bias++) {
-    imf_row_params p = {.kind = IMF_ROW_ALS, .k = k, .with_bias = with_bias, .mu = 3.2,
-                        .lambda = 0.05, .lambda_bias = 0.5};
-    for (int64_t i = 0; i < c.nrows * k; i++) X[i] = 123.0f; /* ignored on entry */
-    assert_int_equal(imf_rowsolve(&p, &b, &o, X, bias, ws), IMF_OK);
-    for (int64_t r = 0; r < c.nrows; r++) {
-      double z[16];
-      if (c.ptr[r + 1] == c.ptr[r]) {
-        for (int a = 0; a < k; a++) assert_true(X[r * k + a] == 0.0f);
-        assert_true(bias[r] == 0.0f);
-        continue;
+  static const int ks[] = {6, 40, 71};
+  for (int kk = 0; kk < 3; kk++) {
+    const int k = ks[kk];
+    const int64_t nother = 3000;
+    float *Y = make_factors(nother, k, 1, 0.5), *yb = make_factors(nother, 1, 2, 0.3);
+    csr c = make_rows(NCOUNTS, kCounts, nother, 3, 1.0, 5.0);
+    imf_other_side o = {nother, Y, yb};
+    imf_row_batch b = batch_of(&c);
+    imf_rowsolve_ws *ws;
+    assert_int_equal(imf_rowsolve_ws_create(k, &ws), IMF_OK);
+    float *X = calloc((size_t)c.nrows * k, sizeof(float)), *bias = calloc((size_t)c.nrows, sizeof(float));
+    for (int with_bias = 0; with_bias <= 1; with_bias++) {
+      imf_row_params p = {.kind = IMF_ROW_ALS, .k = k, .with_bias = with_bias, .mu = 3.2,
+                          .lambda = 0.05, .lambda_bias = 0.5};
+      for (int64_t i = 0; i < c.nrows * k; i++) X[i] = 123.0f; /* ignored on entry */
+      assert_int_equal(imf_rowsolve(&p, &b, &o, X, bias, ws), IMF_OK);
+      for (int64_t r = 0; r < c.nrows; r++) {
+        double z[80];
+        if (c.ptr[r + 1] == c.ptr[r]) {
+          for (int a = 0; a < k; a++) assert_true(X[r * k + a] == 0.0f);
+          assert_true(bias[r] == 0.0f);
+          continue;
+        }
+        als_reference(&c, r, Y, yb, k, with_bias, p.mu, p.lambda, p.lambda_bias, z);
+        double e = rel_err(z, X + r * k, k);
+        if (e > 1e-4) fail_msg("ALS k=%d bias=%d row %lld (n=%lld): rel err %g", k, with_bias, (long long)r,
+                               (long long)(c.ptr[r + 1] - c.ptr[r]), e);
+        if (with_bias) assert_true(fabs(bias[r] - z[k]) <= 1e-4 * (1.0 + fabs(z[k])));
+        else assert_true(bias[r] == 0.0f);
       }
-      als_reference(&c, r, Y, yb, k, with_bias, p.mu, p.lambda, p.lambda_bias, z);
-      double e = rel_err(z, X + r * k, k);
-      if (e > 1e-4) fail_msg("ALS bias=%d row %lld (n=%lld): rel err %g", with_bias, (long long)r,
-                             (long long)(c.ptr[r + 1] - c.ptr[r]), e);
-      if (with_bias) assert_true(fabs(bias[r] - z[k]) <= 1e-4 * (1.0 + fabs(z[k])));
-      else assert_true(bias[r] == 0.0f);
     }
+    imf_rowsolve_stats s;
+    imf_rowsolve_ws_stats(ws, &s);
+    assert_int_equal(s.rows, 2 * c.nrows);
+    assert_int_equal(s.ratings, 2 * c.nnz);
+    assert_true(s.gram_flops > 0 && s.total_seconds > 0);
+    free(X);
+    free(bias);
+    free(Y);
+    free(yb);
+    csr_free(&c);
+    imf_rowsolve_ws_destroy(&ws);
+    assert_null(ws);
   }
-  imf_rowsolve_stats s;
-  imf_rowsolve_ws_stats(ws, &s);
-  assert_int_equal(s.rows, 2 * c.nrows);
-  assert_int_equal(s.ratings, 2 * c.nnz);
-  assert_true(s.gram_flops > 0 && s.total_seconds > 0);
-  free(X);
-  free(bias);
-  free(Y);
-  free(yb);
-  csr_free(&c);
-  imf_rowsolve_ws_destroy(&ws);
-  assert_null(ws);
 }
 
 static void test_ials_cholesky_and_cg(void **state) {
