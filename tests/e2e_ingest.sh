@@ -97,7 +97,8 @@ check "superseded with tiny read windows is the same ($s2)" test "$s2" = "$s1"
 # The stored batch against Python, row for row: sorted by (user, item), one row per pair, the
 # duplicate policy applied (latest by time with ties to the later line, first, mean), on 1, 2 and
 # 3 ranks. The file has users with far more than 48 ratings (the sort's radix path for heavy
-# users) and repeated pairs at equal, earlier and later times, placed after their first line.
+# users) and repeated pairs at equal, earlier and later times, placed after their first line,
+# and one heavy user's pairs repeated 250 and 40 times.
 /usr/bin/python3 - <<'PYEOF'
 import random
 random.seed(11)
@@ -107,6 +108,15 @@ extra = []
 for n, (u, i, r, t) in enumerate(random.sample(rows, 3000)):
     dt = (0, -5, 5)[n % 3]
     extra.append('%s,%s,%d,%d' % (u, i, (int(float(r)) + n) % 5 + 1, int(t) + dt))
+# a heavy user repeating two of its pairs 250 and 40 times (a click log's pattern; over 32 repeats
+# the sort puts them in line order by qsort instead of insertion), times with many ties
+cnt = {}
+for u, i, r, t in rows: cnt[u] = cnt.get(u, 0) + 1
+hu = max(cnt, key=cnt.get)
+pairs = [(i, t) for u, i, r, t in rows if u == hu][:2]
+for (i, t), reps in zip(pairs, (250, 40)):
+    for n in range(reps):
+        extra.append('%s,%s,%d,%d' % (hu, i, n % 5 + 1, int(t) + n % 7 - 3))
 body = lines[1:] + extra
 random.shuffle(body)
 open('dups.csv', 'w').write('\n'.join([lines[0]] + body) + '\n')
