@@ -757,32 +757,86 @@ __attribute__((target("avx512f"))) static inline __mmask8 lanes8(int n) {
   return n >= 8 ? (__mmask8)0xFF : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1u);
 }
 
+/* column j of the factor from its updated values: the pivot's square root, the rest scaled */
+static inline int chol_finish(double *Aj, int j, int d) {
+  const double ajj = Aj[j];
+  if (!(ajj > 0)) return j + 1; /* not positive definite, or NaN */
+  const double ljj = sqrt(ajj), inv = 1.0 / ljj;
+  Aj[j] = ljj;
+  for (int i = j + 1; i < d; i++) Aj[i] *= inv;
+  return 0;
+}
+
+/* Columns j and j+1 together: each earlier column's rows are loaded once for both (the factor
+ * outgrows L1 from k = 64 on, and single columns were bound by L2 loads at k = 128), then
+ * column j is finished, its own term applied to column j+1, and that finished. Each element's
+ * chain is still p = 0, 1, ..., in order, so the result is that of one column at a time. Rows
+ * from j on in both columns: column j+1's row j lies in the upper triangle, never read. */
 __attribute__((target("avx512f"))) static int chol_avx512(double *A, int d) {
-  for (int j = 0; j < d; j++) {
-    double *Aj = A + (size_t)j * (size_t)d;
+  int j = 0;
+  for (; j + 1 < d; j += 2) {
+    double *Aj = A + (size_t)j * (size_t)d, *Ak = Aj + d;
     for (int i0 = j; i0 < d; i0 += 32) {
       const int n = d - i0;
       const __mmask8 m0 = lanes8(n), m1 = lanes8(n - 8), m2 = lanes8(n - 16), m3 = lanes8(n - 24);
       __m512d a0 = _mm512_maskz_loadu_pd(m0, Aj + i0), a1 = _mm512_maskz_loadu_pd(m1, Aj + i0 + 8),
               a2 = _mm512_maskz_loadu_pd(m2, Aj + i0 + 16), a3 = _mm512_maskz_loadu_pd(m3, Aj + i0 + 24);
+      __m512d c0 = _mm512_maskz_loadu_pd(m0, Ak + i0), c1 = _mm512_maskz_loadu_pd(m1, Ak + i0 + 8),
+              c2 = _mm512_maskz_loadu_pd(m2, Ak + i0 + 16), c3 = _mm512_maskz_loadu_pd(m3, Ak + i0 + 24);
       const double *Lp = A + i0;
       for (int p = 0; p < j; p++, Lp += d) {
-        const __m512d l = _mm512_set1_pd(Lp[j - i0]); /* L[j][p] */
-        a0 = _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m0, Lp), l, a0);
-        if (n > 8) a1 = _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m1, Lp + 8), l, a1);
-        if (n > 16) a2 = _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m2, Lp + 16), l, a2);
-        if (n > 24) a3 = _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m3, Lp + 24), l, a3);
+        const __m512d lj = _mm512_set1_pd(Lp[j - i0]), lk = _mm512_set1_pd(Lp[j + 1 - i0]);
+        const __m512d x0 = _mm512_maskz_loadu_pd(m0, Lp);
+        a0 = _mm512_fnmadd_pd(x0, lj, a0);
+        c0 = _mm512_fnmadd_pd(x0, lk, c0);
+        if (n > 8) {
+          const __m512d x1 = _mm512_maskz_loadu_pd(m1, Lp + 8);
+          a1 = _mm512_fnmadd_pd(x1, lj, a1);
+          c1 = _mm512_fnmadd_pd(x1, lk, c1);
+        }
+        if (n > 16) {
+          const __m512d x2 = _mm512_maskz_loadu_pd(m2, Lp + 16);
+          a2 = _mm512_fnmadd_pd(x2, lj, a2);
+          c2 = _mm512_fnmadd_pd(x2, lk, c2);
+        }
+        if (n > 24) {
+          const __m512d x3 = _mm512_maskz_loadu_pd(m3, Lp + 24);
+          a3 = _mm512_fnmadd_pd(x3, lj, a3);
+          c3 = _mm512_fnmadd_pd(x3, lk, c3);
+        }
       }
       _mm512_mask_storeu_pd(Aj + i0, m0, a0);
       _mm512_mask_storeu_pd(Aj + i0 + 8, m1, a1);
       _mm512_mask_storeu_pd(Aj + i0 + 16, m2, a2);
       _mm512_mask_storeu_pd(Aj + i0 + 24, m3, a3);
+      _mm512_mask_storeu_pd(Ak + i0, m0, c0);
+      _mm512_mask_storeu_pd(Ak + i0 + 8, m1, c1);
+      _mm512_mask_storeu_pd(Ak + i0 + 16, m2, c2);
+      _mm512_mask_storeu_pd(Ak + i0 + 24, m3, c3);
     }
-    const double ajj = Aj[j];
-    if (!(ajj > 0)) return j + 1; /* not positive definite, or NaN */
-    const double ljj = sqrt(ajj), inv = 1.0 / ljj;
-    Aj[j] = ljj;
-    for (int i = j + 1; i < d; i++) Aj[i] *= inv;
+    int info = chol_finish(Aj, j, d);
+    if (info) return info;
+    const __m512d lk = _mm512_set1_pd(Aj[j + 1]); /* column j's term in column j+1 */
+    for (int i0 = j + 1; i0 < d; i0 += 8) {
+      const __mmask8 m = lanes8(d - i0);
+      _mm512_mask_storeu_pd(Ak + i0, m, _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m, Aj + i0), lk,
+                                                         _mm512_maskz_loadu_pd(m, Ak + i0)));
+    }
+    info = chol_finish(Ak, j + 1, d);
+    if (info) return info;
+  }
+  for (; j < d; j++) { /* the last column of an odd d */
+    double *Aj = A + (size_t)j * (size_t)d;
+    for (int i0 = j; i0 < d; i0 += 8) {
+      const __mmask8 m = lanes8(d - i0);
+      __m512d a = _mm512_maskz_loadu_pd(m, Aj + i0);
+      const double *Lp = A + i0;
+      for (int p = 0; p < j; p++, Lp += d)
+        a = _mm512_fnmadd_pd(_mm512_maskz_loadu_pd(m, Lp), _mm512_set1_pd(Lp[j - i0]), a);
+      _mm512_mask_storeu_pd(Aj + i0, m, a);
+    }
+    const int info = chol_finish(Aj, j, d);
+    if (info) return info;
   }
   return 0;
 }
