@@ -750,7 +750,8 @@ static imf_status accumulate(const imf_row_params *p, const imf_other_side *o, c
  * rank, more than the Gram itself). Left-looking, column by column: column j of A (rows j..d-1,
  * contiguous) takes one fused multiply-subtract per earlier column p, in order p = 0..j-1, then
  * is scaled by 1/sqrt of its diagonal. Every element is that same chain of fmas in the AVX-512
- * and AVX2 versions (32 rows per block in both: 4 zmm or 8 ymm), so they agree bit for bit. */
+ * version (two columns at a time, 32 rows per block: 4 zmm each) and the AVX2 one (one column,
+ * 32 rows: 8 ymm), so they agree bit for bit. */
 #ifdef IMF_HAVE_X86_KERNEL
 /* the first n of 8 double lanes (n clamped to 0..8) */
 __attribute__((target("avx512f"))) static inline __mmask8 lanes8(int n) {
@@ -778,41 +779,27 @@ __attribute__((target("avx512f"))) static int chol_avx512(double *A, int d) {
     double *Aj = A + (size_t)j * (size_t)d, *Ak = Aj + d;
     for (int i0 = j; i0 < d; i0 += 32) {
       const int n = d - i0;
-      const __mmask8 m0 = lanes8(n), m1 = lanes8(n - 8), m2 = lanes8(n - 16), m3 = lanes8(n - 24);
-      __m512d a0 = _mm512_maskz_loadu_pd(m0, Aj + i0), a1 = _mm512_maskz_loadu_pd(m1, Aj + i0 + 8),
-              a2 = _mm512_maskz_loadu_pd(m2, Aj + i0 + 16), a3 = _mm512_maskz_loadu_pd(m3, Aj + i0 + 24);
-      __m512d c0 = _mm512_maskz_loadu_pd(m0, Ak + i0), c1 = _mm512_maskz_loadu_pd(m1, Ak + i0 + 8),
-              c2 = _mm512_maskz_loadu_pd(m2, Ak + i0 + 16), c3 = _mm512_maskz_loadu_pd(m3, Ak + i0 + 24);
+      __mmask8 m[4];
+      __m512d a[4], c[4];
+      _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) {
+        m[v] = lanes8(n - 8 * v);
+        a[v] = _mm512_maskz_loadu_pd(m[v], Aj + i0 + 8 * v);
+        c[v] = _mm512_maskz_loadu_pd(m[v], Ak + i0 + 8 * v);
+      }
       const double *Lp = A + i0;
       for (int p = 0; p < j; p++, Lp += d) {
         const __m512d lj = _mm512_set1_pd(Lp[j - i0]), lk = _mm512_set1_pd(Lp[j + 1 - i0]);
-        const __m512d x0 = _mm512_maskz_loadu_pd(m0, Lp);
-        a0 = _mm512_fnmadd_pd(x0, lj, a0);
-        c0 = _mm512_fnmadd_pd(x0, lk, c0);
-        if (n > 8) {
-          const __m512d x1 = _mm512_maskz_loadu_pd(m1, Lp + 8);
-          a1 = _mm512_fnmadd_pd(x1, lj, a1);
-          c1 = _mm512_fnmadd_pd(x1, lk, c1);
-        }
-        if (n > 16) {
-          const __m512d x2 = _mm512_maskz_loadu_pd(m2, Lp + 16);
-          a2 = _mm512_fnmadd_pd(x2, lj, a2);
-          c2 = _mm512_fnmadd_pd(x2, lk, c2);
-        }
-        if (n > 24) {
-          const __m512d x3 = _mm512_maskz_loadu_pd(m3, Lp + 24);
-          a3 = _mm512_fnmadd_pd(x3, lj, a3);
-          c3 = _mm512_fnmadd_pd(x3, lk, c3);
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) {
+          if (v > 0 && n <= 8 * v) break; /* past the block's last row */
+          const __m512d x = _mm512_maskz_loadu_pd(m[v], Lp + 8 * v);
+          a[v] = _mm512_fnmadd_pd(x, lj, a[v]);
+          c[v] = _mm512_fnmadd_pd(x, lk, c[v]);
         }
       }
-      _mm512_mask_storeu_pd(Aj + i0, m0, a0);
-      _mm512_mask_storeu_pd(Aj + i0 + 8, m1, a1);
-      _mm512_mask_storeu_pd(Aj + i0 + 16, m2, a2);
-      _mm512_mask_storeu_pd(Aj + i0 + 24, m3, a3);
-      _mm512_mask_storeu_pd(Ak + i0, m0, c0);
-      _mm512_mask_storeu_pd(Ak + i0 + 8, m1, c1);
-      _mm512_mask_storeu_pd(Ak + i0 + 16, m2, c2);
-      _mm512_mask_storeu_pd(Ak + i0 + 24, m3, c3);
+      _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) {
+        _mm512_mask_storeu_pd(Aj + i0 + 8 * v, m[v], a[v]);
+        _mm512_mask_storeu_pd(Ak + i0 + 8 * v, m[v], c[v]);
+      }
     }
     int info = chol_finish(Aj, j, d);
     if (info) return info;
@@ -865,11 +852,8 @@ __attribute__((target("avx2,fma"))) static int chol_avx2(double *A, int d) {
       }
       for (int v = 0; v < nv; v++) _mm256_maskstore_pd(Aj + i0 + 4 * v, mk[v], a[v]);
     }
-    const double ajj = Aj[j];
-    if (!(ajj > 0)) return j + 1;
-    const double ljj = sqrt(ajj), inv = 1.0 / ljj;
-    Aj[j] = ljj;
-    for (int i = j + 1; i < d; i++) Aj[i] *= inv;
+    const int info = chol_finish(Aj, j, d);
+    if (info) return info;
   }
   return 0;
 }
