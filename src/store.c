@@ -2340,28 +2340,48 @@ imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_id
 
 
 
-/* One raw row of a history: batch `tag`, slot = the row's position in the caller's user or
- * item list. */
+/* One raw row of a history, from batch `tag`. */
 typedef struct {
   int32_t u, i;
   float v;
-  int32_t tag, slot, pad;
+  int32_t tag;
   int64_t t;
 } hrow;
 
+/* The raw rows of one side (the users' or the items' histories), grouped by slot (the row's
+ * position in the caller's list): slot j's rows are r[start[j] .. start[j+1]), filled up to
+ * fill[j]. The store's indexes give every slot's row count before a row is read, so each row is
+ * placed once, where it belongs, in the order it is read (batch order). */
 typedef struct {
   hrow *r;
-  int64_t n, cap;
+  int64_t *start, *fill, nslots;
 } hrows;
 
-static imf_status hrows_push(hrows *h, const hrow *x) {
-  if (h->n == h->cap) {
-    int64_t c = h->cap ? 2 * h->cap : 1024;
-    IMF_CHECK(imf_realloc(&h->r, (size_t)c, sizeof *h->r));
-    h->cap = c;
+/* Room for slot counts cnt[0..n) (consumed); 0 = ok, else the allocation failed. */
+static imf_status hrows_place(hrows *h, const int64_t *cnt, int64_t n) {
+  IMF_CHECK(imf_alloc_nz(&h->start, (size_t)n + 1, sizeof *h->start));
+  IMF_CHECK(imf_alloc_nz(&h->fill, (size_t)n + 1, sizeof *h->fill));
+  h->nslots = n;
+  int64_t tot = 0;
+  for (int64_t j = 0; j < n; j++) {
+    h->start[j] = h->fill[j] = tot;
+    tot += cnt[j];
   }
-  h->r[h->n++] = *x;
+  h->start[n] = tot;
+  if (tot > 0) IMF_CHECK(imf_alloc_nz(&h->r, (size_t)tot, sizeof *h->r));
   return IMF_OK;
+}
+
+/* A row that is not where its batch's index put it (or is missing): a damaged store. */
+static imf_status index_disagrees(const char *path) {
+  return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: the ratings disagree with the per-user or per-item "
+                       "index: the store is damaged (restore it from a backup or re-run prepare)", path);
+}
+
+static void hrows_free(hrows *h) {
+  imf_free(&h->r);
+  imf_free(&h->start);
+  imf_free(&h->fill);
 }
 
 /* The store's duplicate rule over rows g[0..n) of one pair in batch order (as
@@ -2386,48 +2406,75 @@ static void resolve_pair(const hrow *g, int64_t n, int policy, float *v, int64_t
   }
 }
 
-/* Order rows by (slot, other index, batch) with two stable counting sorts (rows arrive in batch
- * order): by the other index (item for users' histories, user for items'), then by slot; then
- * resolve the pairs. */
-static imf_status hrows_resolve(const imf_store *s, hrows *h, int64_t nslots, int by_item, int64_t seen,
-                                imf_ratings *out, float **old) {
+/* Stable natural merge sort of g[0..n) by the other index (item for a user's history, user for
+ * an item's); scratch holds n rows. A slot's rows arrive as one ascending run per batch (a batch
+ * is sorted by (user, item) and holds a pair once), so this is a merge of a few runs, and
+ * nothing when the slot is in one batch; any order still sorts (a damaged file). */
+static void hrows_sort(hrow *g, int64_t n, int by_item, hrow *scratch) {
+#define HKEY(x) (by_item ? (x).u : (x).i)
+  int64_t nruns = 1;
+  for (int64_t j = 1; j < n; j++) nruns += HKEY(g[j]) < HKEY(g[j - 1]);
+  if (nruns <= 1) return;
+  hrow *src = g, *dst = scratch;
+  while (nruns > 1) {
+    int64_t out = 0, a = 0;
+    nruns = 0;
+    while (a < n) {
+      int64_t m = a + 1;
+      while (m < n && HKEY(src[m]) >= HKEY(src[m - 1])) m++;
+      int64_t e = m < n ? m + 1 : n;
+      while (e < n && HKEY(src[e]) >= HKEY(src[e - 1])) e++;
+      int64_t x = a, y = m; /* merge [a, m) and [m, e): ties from the left, so batch order holds */
+      while (x < m && y < e) dst[out++] = HKEY(src[y]) < HKEY(src[x]) ? src[y++] : src[x++];
+      while (x < m) dst[out++] = src[x++];
+      while (y < e) dst[out++] = src[y++];
+      nruns++;
+      a = e;
+    }
+    hrow *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != g) memcpy(g, src, (size_t)n * sizeof *g);
+#undef HKEY
+}
+
+/* Each slot's rows into (other index, batch) order, then the pairs resolved by the store's
+ * duplicate rule, into `out` (slot by slot) with each pair's value over the first `seen` batches
+ * in `old` (NaN when the pair is new). */
+static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64_t seen, imf_ratings *out,
+                                float **old) {
   memset(out, 0, sizeof *out);
   *old = NULL;
-  int64_t *cnt = NULL, nother = by_item ? s->m.users : s->m.items;
-  hrow *tmp = NULL;
-  imf_status st = imf_alloc(&cnt, (size_t)(nslots > nother ? nslots : nother) + 2, sizeof *cnt);
-  if (st == IMF_OK) st = imf_alloc_nz(&tmp, (size_t)h->n + 1, sizeof *tmp);
-  if (st == IMF_OK) st = imf_ratings_reserve(out, h->n + 1);
-  if (st == IMF_OK) st = imf_alloc_nz(old, (size_t)h->n + 1, sizeof **old);
+  const int64_t n = h->nslots > 0 ? h->start[h->nslots] : 0;
+  int64_t big = 0;
+  for (int64_t j = 0; j < h->nslots; j++)
+    if (h->start[j + 1] - h->start[j] > big) big = h->start[j + 1] - h->start[j];
+  hrow *scratch = NULL;
+  imf_status st = imf_alloc_nz(&scratch, (size_t)big + 1, sizeof *scratch);
+  if (st == IMF_OK) st = imf_ratings_reserve(out, n + 1);
+  if (st == IMF_OK) st = imf_alloc_nz(old, (size_t)n + 1, sizeof **old);
   if (st != IMF_OK) goto done;
-  for (int64_t j = 0; j < h->n; j++) cnt[(by_item ? h->r[j].u : h->r[j].i) + 1]++;
-  for (int64_t q = 0; q < nother; q++) cnt[q + 1] += cnt[q];
-  for (int64_t j = 0; j < h->n; j++) tmp[cnt[by_item ? h->r[j].u : h->r[j].i]++] = h->r[j];
-  memset(cnt, 0, ((size_t)nslots + 1) * sizeof *cnt);
-  for (int64_t j = 0; j < h->n; j++) cnt[tmp[j].slot + 1]++;
-  for (int64_t q = 0; q < nslots; q++) cnt[q + 1] += cnt[q];
-  for (int64_t j = 0; j < h->n; j++) h->r[cnt[tmp[j].slot]++] = tmp[j];
-  imf_free(&tmp);
-  tmp = h->r;
   int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
-  for (int64_t a = 0; a < h->n;) {
-    int64_t b = a + 1;
-    while (b < h->n && tmp[b].slot == tmp[a].slot) b++;
-    for (int64_t c = a; c < b;) {
+  for (int64_t j = 0; j < h->nslots; j++) {
+    hrow *g = h->r + h->start[j];
+    const int64_t b = h->start[j + 1] - h->start[j];
+    hrows_sort(g, b, by_item, scratch);
+    for (int64_t c = 0; c < b;) {
       int64_t e = c + 1;
-      while (e < b && tmp[e].u == tmp[c].u && tmp[e].i == tmp[c].i) e++;
-      if (!imf_store_is_forgotten(s, tmp[c].u)) {
+      while (e < b && g[e].u == g[c].u && g[e].i == g[c].i) e++;
+      if (!imf_store_is_forgotten(s, g[c].u)) {
         float v;
         int64_t t, m = 0;
-        resolve_pair(tmp + c, e - c, policy, &v, &t);
-        while (c + m < e && tmp[c + m].tag <= seen) m++;
+        resolve_pair(g + c, e - c, policy, &v, &t);
+        while (c + m < e && g[c + m].tag <= seen) m++;
         float ov = NAN;
         if (m > 0) {
           int64_t ot;
-          resolve_pair(tmp + c, m, policy, &ov, &ot);
+          resolve_pair(g + c, m, policy, &ov, &ot);
         }
-        out->user[out->n] = tmp[c].u;
-        out->item[out->n] = tmp[c].i;
+        out->user[out->n] = g[c].u;
+        out->item[out->n] = g[c].i;
         out->value[out->n] = v;
         out->time[out->n] = t;
         (*old)[out->n] = ov;
@@ -2435,11 +2482,9 @@ static imf_status hrows_resolve(const imf_store *s, hrows *h, int64_t nslots, in
       }
       c = e;
     }
-    a = b;
   }
 done:
-  imf_free(&cnt);
-  if (tmp != h->r) imf_free(&tmp);
+  imf_free(&scratch);
   if (st != IMF_OK) {
     imf_ratings_free(out);
     imf_free(old);
@@ -2453,6 +2498,13 @@ done:
 typedef struct {
   hsize_t a, b;
 } hrun;
+
+/* One batch's part of a history read: the row runs to read, and how many of their rows go to
+ * the users' and to the items' side. */
+typedef struct {
+  hrun *runs;
+  int64_t nruns, nu_need, ni_need;
+} hplan;
 
 static int cmp_i64(const void *pa, const void *pb) {
   int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
@@ -2473,6 +2525,8 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
   float *bv = NULL;
   int64_t *bt = NULL;
   hrows HU = {0}, HI = {0};
+  hplan *plans = NULL;
+  int64_t *cnt_u = NULL, *cnt_i = NULL; /* rows per slot, from the indexes */
   hid_t ind = dxpl_make(0);
   int64_t NU = s->m.users, NI = s->m.items;
   /* read buffers: never more than the largest batch (imf_alloc_nz: no zeroing pass) */
@@ -2487,6 +2541,9 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
   if (st == IMF_OK) st = imf_alloc_nz(&bv, chunk, sizeof *bv);
   if (st == IMF_OK) st = imf_alloc_nz(&bt, chunk, sizeof *bt);
   if (st == IMF_OK) st = imf_alloc_nz(&pbuf, chunk, sizeof *pbuf);
+  if (st == IMF_OK) st = imf_alloc(&plans, (size_t)s->m.nbatches + 1, sizeof *plans);
+  if (st == IMF_OK) st = imf_alloc(&cnt_u, (size_t)nu + 1, sizeof *cnt_u);
+  if (st == IMF_OK) st = imf_alloc(&cnt_i, (size_t)ni + 1, sizeof *cnt_i);
   if (st == IMF_OK) {
     for (int64_t j = 0; j < NU; j++) uslot[j] = -1;
     for (int64_t j = 0; j < NI; j++) islot[j] = -1;
@@ -2544,6 +2601,7 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
           if (sp[q + 1] == sp[q]) continue;
           ur[nur].a = (hsize_t)sp[q];
           ur[nur++].b = (hsize_t)sp[q + 1];
+          cnt_u[uslot[su[q]]] += sp[q + 1] - sp[q];
           need += (hsize_t)(sp[q + 1] - sp[q]);
         }
       }
@@ -2567,6 +2625,7 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
             break;
           }
           if (cp[q + 1] == cp[q]) continue;
+          cnt_i[islot[cu[q]]] += cp[q + 1] - cp[q];
           if (nir > 0 && ir[nir - 1].b == (hsize_t)cp[q]) ir[nir - 1].b = (hsize_t)cp[q + 1];
           else {
             ir[nir].a = (hsize_t)cp[q];
@@ -2632,25 +2691,41 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
         }
       }
     }
-    /* room for this batch's rows (need_u + need_i bounds them): one growth, not many */
-    if (st == IMF_OK && nruns > 0) {
-      int64_t nu_need = 0;
-      for (int64_t q = 0; q < nur; q++) nu_need += (int64_t)(ur[q].b - ur[q].a);
-      int64_t ni_need = (int64_t)need - nu_need;
-      if (HU.n + nu_need > HU.cap) {
-        st = imf_realloc(&HU.r, (size_t)(HU.n + nu_need), sizeof *HU.r);
-        if (st == IMF_OK) HU.cap = HU.n + nu_need;
-      }
-      if (st == IMF_OK && HI.n + ni_need > HI.cap) {
-        st = imf_realloc(&HI.r, (size_t)(HI.n + ni_need), sizeof *HI.r);
-        if (st == IMF_OK) HI.cap = HI.n + ni_need;
+    /* this batch's plan: the runs to read */
+    if (st == IMF_OK) {
+      hplan *pl = &plans[k - 1];
+      pl->nruns = nruns;
+      if (nruns > 0) {
+        pl->runs = runs; /* handed over */
+        runs = NULL;
       }
     }
+    if (di >= 0) H5Dclose(di);
+    if (dp >= 0) H5Dclose(dp);
+    if (dq >= 0) H5Dclose(dq);
+    batch_h_close(&h);
+  }
+  /* Room for every batch's rows at once, each slot's where it belongs (the indexes counted
+   * them): growing per batch copied the rows read so far into fresh pages each time, and two
+   * counting sorts through a second copy cost as much again — on a virtual machine, first
+   * touches of fresh pages were most of a fold-in's read. */
+  IMF_TRY(imf_agree(s->comm, st), done);
+  st = hrows_place(&HU, cnt_u, nu);
+  if (st == IMF_OK) st = hrows_place(&HI, cnt_i, ni);
+  for (int64_t k = 1; k <= s->m.nbatches; k++) {
+    IMF_TRY(imf_agree(s->comm, st), done);
+    const hplan *pl = &plans[k - 1];
+    const hrun *rr = pl->runs;
+    const int64_t nruns = pl->nruns;
+    char path[4200];
+    batch_path(s, k, path, sizeof path, 0);
+    batch_h h;
+    IMF_TRY(batch_h_open(s, k, &h), done);
     /* read the runs in groups and keep the rows of this rank's users and items */
     for (int64_t q = 0; st == IMF_OK && q < nruns;) {
-      hsize_t g0 = runs[q].a, g1 = runs[q].b;
+      hsize_t g0 = rr[q].a, g1 = rr[q].b;
       int64_t qe = q + 1;
-      while (qe < nruns && runs[qe].a <= g1 + HIST_GAP && runs[qe].b - g0 <= chunk) g1 = runs[qe++].b;
+      while (qe < nruns && rr[qe].a <= g1 + HIST_GAP && rr[qe].b - g0 <= chunk) g1 = rr[qe++].b;
       for (hsize_t a = g0; st == IMF_OK && a < g1; a += chunk) {
         hsize_t c = g1 - a < chunk ? g1 - a : chunk;
         st = read_range(h.user, H5T_NATIVE_INT32, a, c, bu, ind, path, "/ratings/user");
@@ -2658,7 +2733,7 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
         if (st == IMF_OK) st = read_range(h.value, H5T_NATIVE_FLOAT, a, c, bv, ind, path, "/ratings/value");
         if (st == IMF_OK) st = read_range(h.time, H5T_NATIVE_INT64, a, c, bt, ind, path, "/ratings/time");
         for (int64_t x = q; st == IMF_OK && x < qe; x++) {
-          hsize_t r0 = runs[x].a > a ? runs[x].a : a, r1 = runs[x].b < a + c ? runs[x].b : a + c;
+          hsize_t r0 = rr[x].a > a ? rr[x].a : a, r1 = rr[x].b < a + c ? rr[x].b : a + c;
           for (hsize_t p = r0; p < r1 && st == IMF_OK; p++) {
             hsize_t o = p - a;
             int32_t u = bu[o], i = bi[o];
@@ -2668,28 +2743,28 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
                                  "re-run prepare", path, u, i);
               break;
             }
-            hrow hr = {u, i, bv[o], (int32_t)k, 0, 0, bt[o]};
-            if (uslot[u] >= 0) {
-              hr.slot = uslot[u];
-              st = hrows_push(&HU, &hr);
+            const hrow hr = {u, i, bv[o], (int32_t)k, bt[o]};
+            const int32_t a1 = uslot[u], a2 = islot[i];
+            if ((a1 >= 0 && HU.fill[a1] >= HU.start[a1 + 1]) || (a2 >= 0 && HI.fill[a2] >= HI.start[a2 + 1])) {
+              st = index_disagrees(path);
+              break;
             }
-            if (st == IMF_OK && islot[i] >= 0) {
-              hr.slot = islot[i];
-              st = hrows_push(&HI, &hr);
-            }
+            if (a1 >= 0) HU.r[HU.fill[a1]++] = hr;
+            if (a2 >= 0) HI.r[HI.fill[a2]++] = hr;
           }
         }
       }
       q = qe;
     }
-    if (di >= 0) H5Dclose(di);
-    if (dp >= 0) H5Dclose(dp);
-    if (dq >= 0) H5Dclose(dq);
     batch_h_close(&h);
   }
+  for (int64_t j = 0; st == IMF_OK && j < nu; j++)
+    if (HU.fill[j] != HU.start[j + 1]) st = index_disagrees(s->dir);
+  for (int64_t j = 0; st == IMF_OK && j < ni; j++)
+    if (HI.fill[j] != HI.start[j + 1]) st = index_disagrees(s->dir);
   IMF_TRY(imf_agree(s->comm, st), done);
-  st = hrows_resolve(s, &HU, nu, 0, seen, uh, old_u);
-  if (st == IMF_OK) st = hrows_resolve(s, &HI, ni, 1, seen, ih, old_i);
+  st = hrows_resolve(s, &HU, 0, seen, uh, old_u);
+  if (st == IMF_OK) st = hrows_resolve(s, &HI, 1, seen, ih, old_i);
 done:
   H5Pclose(ind);
   imf_free(&uslot);
@@ -2707,8 +2782,13 @@ done:
   imf_free(&bi);
   imf_free(&bv);
   imf_free(&bt);
-  imf_free(&HU.r);
-  imf_free(&HI.r);
+  hrows_free(&HU);
+  hrows_free(&HI);
+  imf_free(&cnt_u);
+  imf_free(&cnt_i);
+  if (plans)
+    for (int64_t k = 0; k < s->m.nbatches; k++) imf_free(&plans[k].runs);
+  imf_free(&plans);
   st = imf_agree(s->comm, st);
   if (st != IMF_OK) {
     imf_ratings_free(uh);

@@ -302,6 +302,19 @@ run 2 update --data sO --model mO --input b3.csv --strategy fold-in --json 2> o.
 run 2 update --data sF --model mF --input b3.csv --strategy fold-in --set update.foldin_read=full --json --quiet > f_b3.json
 check "no per-item index: the full read is used" grep -q "reads the whole store" o.log
 check "no per-item index: the same model as the full read" same_model mO mF o.json f_b3.json
+# a batch whose per-user index disagrees with its rows (user 0's range one row too long, into
+# the next user's): the touched read names the damage (exit 3), CURRENT stays where it was
+cp -r sT sD; cp -r mT mD
+$PY -c "
+import h5py
+f = h5py.File('sD/batch-000001.h5', 'r+'); p = f['index/user_ptr']; p[1] = p[1] + 1
+"
+head -1 base.csv > bd.csv; grep -m1 "^$(sed -n 2p base.csv | cut -d, -f1)," base.csv | awk -F, -v OFS=, '{$3 = 1; $4 = 2100000001; print}' >> bd.csv
+vd=$(cur mD)
+run 2 update --data sD --model mD --input bd.csv --strategy fold-in --quiet 2> d.log; rc=$?
+check "an index that disagrees with the rows: exit 3 ($rc)" test $rc -eq 3
+check "... naming the damaged store" grep -q "disagree with the per-user or per-item index" d.log
+check "... CURRENT unchanged and loadable" sh -c "test '$(cur mD)' = '$vd'" && loadable mD
 
 echo "e2e_update: $pass passed, $fail failed"
 [ $fail -eq 0 ]
