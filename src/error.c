@@ -93,35 +93,57 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
   return IMF_OK;
 }
 
-/* Buffers this large go on 2 MiB boundaries with transparent huge pages requested: on the
- * virtual machines incremf runs on, first-touch page faults of 4 KiB pages cost more than the
- * parsing that fills them (measured: 16% of `prepare`). */
+/* Transparent huge pages, and for which buffers (IMF_HUGE_PAGES = hot | all | off; default hot).
+ * A huge page halves the TLB misses of an array swept many times (the training CSR and
+ * factors: a 2-rank sweep ~6% faster), but its first touch can cost far more than 4 KiB pages
+ * on a virtual machine whose host took back the free 2 MiB blocks (measured on a 2-vCPU KVM
+ * guest, 2026-12-06: 0.35-1.1 GB/s against 2.5 GB/s), and a buffer filled once and freed
+ * gains nothing from it: with every large buffer on huge pages, `prepare` on one rank took 20%
+ * longer and a fold-in's history read 70% longer. */
 #define IMF_HUGE_BYTES ((size_t)8 << 20)
 #define IMF_HUGE_ALIGN ((size_t)2 << 20)
 
-static void *big_alloc(size_t bytes) {
+static int huge_mode(void) { /* 0 off, 1 hot, 2 all */
+  static int mode = -1;
+  if (mode < 0) {
+    const char *e = getenv("IMF_HUGE_PAGES");
+    mode = !e || !*e || strcmp(e, "hot") == 0 ? 1 : strcmp(e, "all") == 0 ? 2 : strcmp(e, "off") == 0 ? 0 : 1;
+  }
+  return mode;
+}
+
+static void *big_alloc(size_t bytes, int hot) {
   void *p = NULL;
   if (posix_memalign(&p, IMF_HUGE_ALIGN, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-  madvise(p, bytes, MADV_HUGEPAGE);
+  if (huge_mode() > (hot ? 0 : 1)) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
   return p;
 }
 
-imf_status imf_alloc_nz(void *pptr, size_t n, size_t size) {
+static imf_status alloc_nz(void *pptr, size_t n, size_t size, int hot) {
   size_t bytes;
   IMF_CHECK(imf_mul_size(n, size, &bytes));
   size_t rounded = (bytes + 63) & ~(size_t)63;
   if (rounded < bytes) IMF_FAIL(IMF_ERR_NOMEM, "size overflow: %zu bytes", bytes);
   if (rounded == 0) rounded = 64;
-  void *p = rounded >= IMF_HUGE_BYTES ? big_alloc(rounded) : aligned_alloc(64, rounded);
+  void *p = rounded >= IMF_HUGE_BYTES ? big_alloc(rounded, hot) : aligned_alloc(64, rounded);
   if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
   *(void **)pptr = p;
   return IMF_OK;
 }
 
+imf_status imf_alloc_nz(void *pptr, size_t n, size_t size) { return alloc_nz(pptr, n, size, 0); }
+
 imf_status imf_alloc(void *pptr, size_t n, size_t size) {
-  IMF_CHECK(imf_alloc_nz(pptr, n, size));
+  IMF_CHECK(alloc_nz(pptr, n, size, 0));
+  size_t bytes = n * size;
+  memset(*(void **)pptr, 0, bytes ? bytes : 1);
+  return IMF_OK;
+}
+
+imf_status imf_alloc_hot(void *pptr, size_t n, size_t size) {
+  IMF_CHECK(alloc_nz(pptr, n, size, 1));
   size_t bytes = n * size;
   memset(*(void **)pptr, 0, bytes ? bytes : 1);
   return IMF_OK;
@@ -130,11 +152,12 @@ imf_status imf_alloc(void *pptr, size_t n, size_t size) {
 imf_status imf_realloc(void *pptr, size_t n, size_t size) {
   size_t bytes;
   IMF_CHECK(imf_mul_size(n, size, &bytes));
-  if (bytes >= IMF_HUGE_BYTES) {
-    /* grow into a huge-page buffer (see big_alloc); the old contents are copied */
+  if (bytes >= IMF_HUGE_BYTES && huge_mode() == 2) {
+    /* grow into a huge-page buffer (see big_alloc); the old contents are copied (otherwise
+     * realloc moves the pages without copying them) */
     void *old = *(void **)pptr;
     size_t have = old ? malloc_usable_size(old) : 0;
-    void *p = big_alloc(bytes);
+    void *p = big_alloc(bytes, 0);
     if (!p) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", bytes);
     if (old) memcpy(p, old, have < bytes ? have : bytes);
     free(old);

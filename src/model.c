@@ -66,8 +66,8 @@ imf_status imf_model_create(imf_model_type type, int k, int64_t nusers, int64_t 
   m->lambda = m->lambda_bias = m->alpha = NAN;
   IMF_TRY(imf_mul_size(rows(nusers), (size_t)k, &ku), fail);
   IMF_TRY(imf_mul_size(rows(nitems), (size_t)k, &ki), fail);
-  IMF_TRY(imf_alloc(&m->P, ku, sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&m->Q, ki, sizeof(float)), fail);
+  IMF_TRY(imf_alloc_hot(&m->P, ku, sizeof(float)), fail);
+  IMF_TRY(imf_alloc_hot(&m->Q, ki, sizeof(float)), fail);
   if (m->with_bias) {
     IMF_TRY(imf_alloc(&m->bu, rows(nusers), sizeof(float)), fail);
     IMF_TRY(imf_alloc(&m->bi, rows(nitems), sizeof(float)), fail);

@@ -126,8 +126,8 @@ static imf_status build_csr(wire_rating *w, int64_t n, int64_t lo, int64_t hi, c
   imf_free(&fill);
   for (int64_t r = 0; r < nr; r++)
     if (c->ptr[r + 1] - c->ptr[r] > 1) qsort(tmp + c->ptr[r], (size_t)(c->ptr[r + 1] - c->ptr[r]), sizeof *tmp, cmp_col);
-  st = imf_alloc(&c->idx, (size_t)(nnz ? nnz : 1), sizeof(int32_t));
-  if (st == IMF_OK) st = imf_alloc(&c->val, (size_t)(nnz ? nnz : 1), sizeof(float));
+  st = imf_alloc_hot(&c->idx, (size_t)(nnz ? nnz : 1), sizeof(int32_t));
+  if (st == IMF_OK) st = imf_alloc_hot(&c->val, (size_t)(nnz ? nnz : 1), sizeof(float));
   if (st == IMF_OK)
     for (int64_t j = 0; j < nnz; j++) {
       c->idx[j] = tmp[j].i;
