@@ -2439,24 +2439,34 @@ static void hrows_sort(hrow *g, int64_t n, int by_item, hrow *scratch) {
 #undef HKEY
 }
 
+void imf_history_free(imf_history *h) {
+  imf_free(&h->ptr);
+  imf_free(&h->other);
+  imf_free(&h->value);
+  imf_free(&h->old);
+  h->n = 0;
+}
+
 /* Each slot's rows into (other index, batch) order, then the pairs resolved by the store's
- * duplicate rule, into `out` (slot by slot) with each pair's value over the first `seen` batches
- * in `old` (NaN when the pair is new). */
-static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64_t seen, imf_ratings *out,
-                                float **old) {
+ * duplicate rule into `out`, slot by slot. */
+static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64_t seen, imf_history *out) {
   memset(out, 0, sizeof *out);
-  *old = NULL;
   const int64_t n = h->nslots > 0 ? h->start[h->nslots] : 0;
   int64_t big = 0;
   for (int64_t j = 0; j < h->nslots; j++)
     if (h->start[j + 1] - h->start[j] > big) big = h->start[j + 1] - h->start[j];
   hrow *scratch = NULL;
   imf_status st = imf_alloc_nz(&scratch, (size_t)big + 1, sizeof *scratch);
-  if (st == IMF_OK) st = imf_ratings_reserve(out, n + 1);
-  if (st == IMF_OK) st = imf_alloc_nz(old, (size_t)n + 1, sizeof **old);
+  if (st == IMF_OK) st = imf_alloc_nz(&out->ptr, (size_t)h->nslots + 1, sizeof *out->ptr);
+  if (st == IMF_OK) st = imf_alloc_nz(&out->other, (size_t)n + 1, sizeof *out->other);
+  if (st == IMF_OK) st = imf_alloc_nz(&out->value, (size_t)n + 1, sizeof *out->value);
+  if (st == IMF_OK) st = imf_alloc_nz(&out->old, (size_t)n + 1, sizeof *out->old);
   if (st != IMF_OK) goto done;
+  out->n = h->nslots;
   int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
+  int64_t w = 0;
   for (int64_t j = 0; j < h->nslots; j++) {
+    out->ptr[j] = w;
     hrow *g = h->r + h->start[j];
     const int64_t b = h->start[j + 1] - h->start[j];
     hrows_sort(g, b, by_item, scratch);
@@ -2473,22 +2483,17 @@ static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64
           int64_t ot;
           resolve_pair(g + c, m, policy, &ov, &ot);
         }
-        out->user[out->n] = g[c].u;
-        out->item[out->n] = g[c].i;
-        out->value[out->n] = v;
-        out->time[out->n] = t;
-        (*old)[out->n] = ov;
-        out->n++;
+        out->other[w] = by_item ? g[c].u : g[c].i;
+        out->value[w] = v;
+        out->old[w++] = ov;
       }
       c = e;
     }
   }
+  out->ptr[h->nslots] = w;
 done:
   imf_free(&scratch);
-  if (st != IMF_OK) {
-    imf_ratings_free(out);
-    imf_free(old);
-  }
+  if (st != IMF_OK) imf_history_free(out);
   return st;
 }
 
@@ -2512,11 +2517,9 @@ static int cmp_i64(const void *pa, const void *pb) {
 }
 
 imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t nu, const int32_t *items,
-                                    int64_t ni, int64_t seen, imf_ratings *uh, float **old_u, imf_ratings *ih,
-                                    float **old_i) {
+                                    int64_t ni, int64_t seen, imf_history *uh, imf_history *ih) {
   memset(uh, 0, sizeof *uh);
   memset(ih, 0, sizeof *ih);
-  *old_u = *old_i = NULL;
   imf_status st = IMF_OK;
   int32_t *uslot = NULL, *islot = NULL, *su = NULL, *cu = NULL;
   int64_t *sp = NULL, *cp = NULL, *pos = NULL, *pbuf = NULL;
@@ -2763,8 +2766,11 @@ imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t 
   for (int64_t j = 0; st == IMF_OK && j < ni; j++)
     if (HI.fill[j] != HI.start[j + 1]) st = index_disagrees(s->dir);
   IMF_TRY(imf_agree(s->comm, st), done);
-  st = hrows_resolve(s, &HU, 0, seen, uh, old_u);
-  if (st == IMF_OK) st = hrows_resolve(s, &HI, 1, seen, ih, old_i);
+  st = hrows_resolve(s, &HU, 0, seen, uh);
+  if (st == IMF_OK) {
+    hrows_free(&HU); /* its memory goes to the items' side */
+    st = hrows_resolve(s, &HI, 1, seen, ih);
+  }
 done:
   H5Pclose(ind);
   imf_free(&uslot);
@@ -2791,10 +2797,8 @@ done:
   imf_free(&plans);
   st = imf_agree(s->comm, st);
   if (st != IMF_OK) {
-    imf_ratings_free(uh);
-    imf_ratings_free(ih);
-    imf_free(old_u);
-    imf_free(old_i);
+    imf_history_free(uh);
+    imf_history_free(ih);
   }
   return st;
 }

@@ -82,19 +82,28 @@ imf_status imf_store_read_ratings_unfiltered(imf_store *s, int64_t user_lo, int6
                                              imf_ratings *out);
 /* (local) Number of users removed by `forget` so far. */
 int64_t imf_store_nforgotten(const imf_store *s);
+/* The resolved histories of a list of rows (users or items), row by row: row r's pairs are
+ * [ptr[r], ptr[r+1]), each with its column (`other`: the item of a user's history, the user
+ * of an item's), ascending; `value` is the pair's effective value over every batch, `old` over
+ * batches 1..seen only (NaN when those batches did not hold the pair). */
+typedef struct {
+  int64_t n; /* rows */
+  int64_t *ptr;
+  int32_t *other;
+  float *value, *old;
+} imf_history;
+void imf_history_free(imf_history *h);
+
 /* The full histories of chosen users and items, for fold-in: each rank passes its own users
  * and items (ascending, distinct; lists may be empty and may differ between ranks). *uh gets
  * every effective rating (all batches, repeated pairs resolved as imf_store_read_ratings does,
- * forgotten users dropped, the standing holdout NOT removed) of those users, sorted by (user,
- * item); *ih those of the items, sorted by (item, user). old_u / old_i (malloc'd, parallel to
- * uh / ih) hold each pair's effective value over batches 1..seen only, NaN when those batches
- * did not hold the pair. Rows are located through each batch's /index/user and /index/item*
- * (docs/FORMAT.md) and read in runs with independent transfers, so the cost grows with the
- * histories read, not with the store. IMF_ERR_NOTFOUND when a batch has no per-item index
- * (written before incremf stored one): the caller reads the whole store instead. */
+ * forgotten users dropped, the standing holdout NOT removed) of those users, *ih those of the
+ * items. Rows are located through each batch's /index/user and /index/item* (docs/FORMAT.md)
+ * and read in runs with independent transfers, so the cost grows with the histories read, not
+ * with the store. IMF_ERR_NOTFOUND when a batch has no per-item index (written before incremf
+ * stored one): the caller reads the whole store instead. */
 imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t nu, const int32_t *items,
-                                    int64_t ni, int64_t seen, imf_ratings *uh, float **old_u, imf_ratings *ih,
-                                    float **old_i);
+                                    int64_t ni, int64_t seen, imf_history *uh, imf_history *ih);
 /* The user id list a model version records (all of `users`, the store's id map), with the ids
  * of forgotten users emptied: a version written after a `forget` (by train or update) must not
  * bring the id back. */

@@ -527,25 +527,43 @@ static imf_status my_share(const unsigned char *flag, int64_t n, int rank, int s
   return IMF_OK;
 }
 
-/* Training rows (standing holdout removed) of a history sorted by (row, column) as CSR over
- * the listed rows (ascending); by_item: the row is the item, the column the user. */
-static imf_status history_csr(const imf_ratings *h, const int32_t *rows, int64_t nrows, int by_item, uint64_t hseed,
-                              double hfrac, int64_t **row_id, int64_t **ptr, int32_t **idx, float **val) {
-  IMF_CHECK(imf_alloc(row_id, (size_t)nrows + 1, sizeof **row_id));
-  IMF_CHECK(imf_alloc(ptr, (size_t)nrows + 1, sizeof **ptr));
-  IMF_CHECK(imf_alloc_nz(idx, (size_t)h->n + 1, sizeof **idx));
-  IMF_CHECK(imf_alloc_nz(val, (size_t)h->n + 1, sizeof **val));
-  int64_t j = 0, w = 0;
-  for (int64_t r = 0; r < nrows; r++) {
+/* A held-out pair of a touched row, kept for judging (see foldin_touched). */
+typedef struct {
+  int32_t u, i;
+  float value, old;
+} heldout;
+
+/* In place, row r of h being rows[r]: the pairs of the standing holdout leave each row (the
+ * rest keep their order, as the solver's CSR) and are appended to *held — except, in an item's
+ * history (by_item), those of a touched user (tu), already there from the user's. *row_id: the
+ * rows, as the solver takes them. */
+static imf_status history_split(imf_history *h, const int32_t *rows, int by_item, const unsigned char *tu,
+                                uint64_t hseed, double hfrac, heldout **held, int64_t *nheld, int64_t *cap,
+                                int64_t **row_id) {
+  IMF_CHECK(imf_alloc_nz(row_id, (size_t)h->n + 1, sizeof **row_id));
+  int64_t w = 0, a = h->ptr[0];
+  for (int64_t r = 0; r < h->n; r++) {
+    const int64_t b = h->ptr[r + 1];
     (*row_id)[r] = rows[r];
-    for (; j < h->n && (by_item ? h->item[j] : h->user[j]) == rows[r]; j++) {
-      if (imf_is_holdout(hseed, hfrac, h->user[j], h->item[j])) continue;
-      (*idx)[w] = by_item ? h->user[j] : h->item[j];
-      (*val)[w++] = h->value[j];
+    h->ptr[r] = w;
+    for (int64_t j = a; j < b; j++) {
+      const int32_t u = by_item ? h->other[j] : rows[r], i = by_item ? rows[r] : h->other[j];
+      if (!imf_is_holdout(hseed, hfrac, u, i)) {
+        h->other[w] = h->other[j];
+        h->value[w++] = h->value[j];
+        continue;
+      }
+      if (by_item && tu[u]) continue;
+      if (*nheld == *cap) {
+        int64_t c = *cap ? 2 * *cap : 4096;
+        IMF_CHECK(imf_realloc(held, (size_t)c, sizeof **held));
+        *cap = c;
+      }
+      (*held)[(*nheld)++] = (heldout){u, i, h->value[j], h->old[j]};
     }
-    (*ptr)[r + 1] = w;
+    a = b;
   }
-  if (j != h->n) IMF_FAIL(IMF_ERR_RUNTIME, "fold-in: a history row outside the requested rows");
+  h->ptr[h->n] = w;
   return IMF_OK;
 }
 
@@ -575,16 +593,17 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   imf_status st = IMF_OK;
-  int32_t *mu = NULL, *mi = NULL, *idx = NULL;
-  int64_t nmu = 0, nmi = 0, *row_id = NULL, *ptr = NULL;
-  float *ou = NULL, *oi = NULL, *val = NULL;
-  imf_ratings uh = {0}, ih = {0};
+  int32_t *mu = NULL, *mi = NULL;
+  int64_t nmu = 0, nmi = 0, *row_id = NULL, nheld = 0, cap = 0;
+  heldout *held = NULL;
+  imf_history uh = {0}, ih = {0};
   imf_model *m = NULL;
   double t0 = imf_wtime();
   st = my_share(tu, nu, rank, size, &mu, &nmu);
   if (st == IMF_OK) st = my_share(ti, ni, rank, size, &mi, &nmi);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ou, &ih, &oi), out);
+  IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ih), out);
+  double hist[2] = {(double)uh.ptr[uh.n], (double)ih.ptr[ih.n]};
   double t_read = imf_wtime() - t0;
   *read_secs += t_read;
   kill_point("after-read");
@@ -592,37 +611,29 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   if (st == IMF_OK) st = imf_model_grow(m, nu, ni);
   IMF_TRY(imf_agree(comm, st), out);
   int64_t su = 0, si = 0;
-  st = history_csr(&uh, mu, nmu, 0, hseed, hfrac, &row_id, &ptr, &idx, &val);
+  st = history_split(&uh, mu, 0, tu, hseed, hfrac, &held, &nheld, &cap, &row_id);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(foldin_rows(comm, m, 0, nmu, row_id, ptr, idx, val, &su), out);
+  IMF_TRY(foldin_rows(comm, m, 0, nmu, row_id, uh.ptr, uh.other, uh.value, &su), out);
   imf_free(&row_id);
-  imf_free(&ptr);
-  imf_free(&idx);
-  imf_free(&val);
-  st = history_csr(&ih, mi, nmi, 1, hseed, hfrac, &row_id, &ptr, &idx, &val);
+  imf_history_free(&uh);
+  st = history_split(&ih, mi, 1, tu, hseed, hfrac, &held, &nheld, &cap, &row_id);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(foldin_rows(comm, m, 1, nmi, row_id, ptr, idx, val, &si), out);
+  IMF_TRY(foldin_rows(comm, m, 1, nmi, row_id, ih.ptr, ih.other, ih.value, &si), out);
   {
     /* sub_champ, sub_n, add_champ, add_chall, add_n */
-    double v[5] = {0, 0, 0, 0, 0}, hist[2] = {(double)uh.n, (double)ih.n};
-    for (int side = 0; side < 2; side++) {
-      const imf_ratings *h = side ? &ih : &uh;
-      const float *old = side ? oi : ou;
-      for (int64_t j = 0; j < h->n; j++) {
-        int32_t u = h->user[j], i = h->item[j];
-        if (side && tu[u]) continue; /* counted with the user */
-        if (!imf_is_holdout(hseed, hfrac, u, i)) continue;
-        if (isfinite(old[j])) {
-          double e = (double)old[j] - imf_model_predict(champ, u, i);
-          v[0] += e * e;
-          v[1] += 1;
-        }
-        double a = (double)h->value[j] - imf_model_predict(champ, u, i);
-        double b = (double)h->value[j] - imf_model_predict(m, u, i);
-        v[2] += a * a;
-        v[3] += b * b;
-        v[4] += 1;
+    double v[5] = {0, 0, 0, 0, 0};
+    for (int64_t j = 0; j < nheld; j++) {
+      const heldout *x = &held[j];
+      if (isfinite(x->old)) {
+        double e = (double)x->old - imf_model_predict(champ, x->u, x->i);
+        v[0] += e * e;
+        v[1] += 1;
       }
+      double a = (double)x->value - imf_model_predict(champ, x->u, x->i);
+      double b = (double)x->value - imf_model_predict(m, x->u, x->i);
+      v[2] += a * a;
+      v[3] += b * b;
+      v[4] += 1;
     }
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, comm));
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 2, MPI_DOUBLE, MPI_SUM, comm));
@@ -640,14 +651,10 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
 out:
   imf_free(&mu);
   imf_free(&mi);
-  imf_free(&ou);
-  imf_free(&oi);
   imf_free(&row_id);
-  imf_free(&ptr);
-  imf_free(&idx);
-  imf_free(&val);
-  imf_ratings_free(&uh);
-  imf_ratings_free(&ih);
+  imf_free(&held);
+  imf_history_free(&uh);
+  imf_history_free(&ih);
   imf_model_destroy(&m);
   return st;
 }
