@@ -511,16 +511,18 @@ static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni,
   return IMF_OK;
 }
 
-/* This rank's share of the flagged rows: the r-th of P contiguous pieces of the ascending list
- * of flagged indices (local). */
+/* This rank's share of the flagged rows: every size-th of the ascending list of flagged
+ * indices, from the rank-th (local). Dealt out, not cut in pieces: ids are numbered by first
+ * appearance, so the oldest rows, with the longest histories, sit at the front — contiguous
+ * pieces gave rank 0 of 2 seven times rank 1's pairs on the 10M replay (dealt: within 2%). */
 static imf_status my_share(const unsigned char *flag, int64_t n, int rank, int size, int32_t **out, int64_t *nout) {
   int64_t tot = 0;
   for (int64_t j = 0; j < n; j++) tot += flag[j] != 0;
-  int64_t a = tot * rank / size, b = tot * (rank + 1) / size, q = 0, w = 0;
-  IMF_CHECK(imf_alloc(out, (size_t)(b - a) + 1, sizeof **out));
-  for (int64_t j = 0; j < n && q < b; j++)
+  IMF_CHECK(imf_alloc(out, (size_t)(tot / size) + 2, sizeof **out));
+  int64_t q = 0, w = 0;
+  for (int64_t j = 0; j < n; j++)
     if (flag[j]) {
-      if (q >= a) (*out)[w++] = (int32_t)j;
+      if (q % size == rank) (*out)[w++] = (int32_t)j;
       q++;
     }
   *nout = w;
@@ -636,15 +638,18 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
       v[4] += 1;
     }
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, comm));
+    double most = hist[0] + hist[1];
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 2, MPI_DOUBLE, MPI_SUM, comm));
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm));
     sse[0] = c_sse - v[0] + v[2];
     sse[1] = c_sse - v[0] + v[3];
     *n = c_n - (int64_t)v[1] + (int64_t)v[4];
     if (sse[0] < 0) sse[0] = 0; /* rounding of the difference */
     if (sse[1] < 0) sse[1] = 0;
     imf_info("fold-in (touched read): %lld users, then %lld items re-solved against their full history "
-             "(%.0f + %.0f ratings read in %.2f s); judged on %lld held-out ratings of touched rows of %lld",
-             (long long)su, (long long)si, hist[0], hist[1], t_read, (long long)v[4], (long long)*n);
+             "(%.0f + %.0f ratings read in %.2f s, the most on one rank %.2fx the mean); judged on %lld held-out "
+             "ratings of touched rows of %lld", (long long)su, (long long)si, hist[0], hist[1], t_read,
+             hist[0] + hist[1] > 0 ? most * size / (hist[0] + hist[1]) : 1.0, (long long)v[4], (long long)*n);
   }
   *out = m;
   m = NULL;
