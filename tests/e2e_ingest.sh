@@ -77,8 +77,20 @@ done
 # pair (and some new pairs) is appended on 2 ranks with the default read windows and with tiny
 # ones (IMF_SUPERSEDE_WINDOW=5: many windows, runs split across them).
 run 2 synth --out big.csv --users 500 --items 300 --ratings 20000 --seed 5 --quiet
-run 2 prepare --input big.csv --data sbig1 --quiet
+run 2 prepare --input big.csv --data sbig1 2> blocks.log
 cp -r sbig1 sbig2
+# the users go to the ranks in blocks of about equal ratings, not of equal user counts (ids number
+# users by first appearance, so the heavy ones come first: equal ranges gave rank 0 most of them)
+check "user blocks balanced by ratings ($(grep -o 'the fullest holds.*' blocks.log))" \
+  /usr/bin/python3 -c "
+import re, sys
+m = re.search(r'the fullest holds (\d+), ([0-9.]+)x the mean', open('blocks.log').read())
+sys.exit(0 if m and float(m.group(2)) <= 1.02 else 1)"
+check "... and the first half of the users holds more than half the ratings (so equal ranges would not)" \
+  /usr/bin/python3 -c "
+import h5py, numpy as np, sys
+f = h5py.File('sbig1/batch-000001.h5', 'r'); u = f['ratings/user'][()]
+sys.exit(0 if (u < (u.max() + 1) // 2).mean() > 0.55 else 1)"
 /usr/bin/python3 - <<'PYEOF'
 rows = [l.split(',') for l in open('big.csv').read().splitlines()[1:]]
 seen, out = set(), ['user,item,rating,timestamp']

@@ -5,9 +5,10 @@
 # Usage: tests/bench/bench_prepare.sh [BUILD_DIR] [RATINGS] [RUNS] [BASE_BUILD_DIR]
 #   (defaults: build 42000000 3). With BASE_BUILD_DIR, that build's prepare runs too, alternating
 #   with this one run by run, and the table gets its rows and the ratio of the two medians.
-# Prints a table of medians over RUNS runs, and the fresh transparent huge pages each prepare
-# faulted in (thp_fault_alloc of /proc/vmstat: memory the kernel zeroed for it; a measure of
-# memory traffic that the machine's noise does not move). Needs ~3 GB of free disk in $TMPDIR.
+# Prints a table of medians over RUNS runs, and the memory each prepare faulted in (from
+# /proc/vmstat, system-wide: 4 KiB for each page fault, 2 MiB for each transparent huge page;
+# mostly fresh memory the kernel zeroed for it, a measure of memory traffic that the machine's
+# noise does not move). Needs ~3 GB of free disk in $TMPDIR.
 set -euo pipefail
 build="${1:-build}"; n="${2:-42000000}"; runs="${3:-3}"; base="${4:-}"
 bin="$(cd "$build" && pwd)/incremf"
@@ -22,7 +23,7 @@ bytes=$(stat -c %s big.csv)
 cat big.csv > /dev/null   # into the page cache
 median() { sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 t() { local s e; s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
-thp() { awk '$1 == "thp_fault_alloc" {print $2}' /proc/vmstat 2>/dev/null || echo 0; }
+faulted() { awk '$1 == "thp_fault_alloc" {h = $2} $1 == "pgfault" {p = $2} END {printf "%.0f\n", (p - h) * 4 + h * 2048}' /proc/vmstat 2>/dev/null || echo 0; } # KiB
 declare -A sec rss hp
 kinds="p"; [ -z "$basebin" ] || kinds="p b"
 for r in $(seq "$runs"); do
@@ -32,9 +33,9 @@ for r in $(seq "$runs"); do
     for kind in $kinds; do
       b=$bin; [ "$kind" = p ] || b=$basebin
       rm -rf st
-      h0=$(thp)
+      h0=$(faulted)
       out=$(mpirun -n $np "$b" prepare --input big.csv --data st --quiet --json)
-      hp[$kind$np]=$(( ($(thp) - h0) * 2 ))
+      hp[$kind$np]=$(( ($(faulted) - h0) / 1024 ))
       sec[$kind$np]+="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])') "
       rss[$kind$np]=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_max"])')
       stored=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])')
@@ -42,7 +43,7 @@ for r in $(seq "$runs"); do
   done
 done
 printf "file: %s ratings, %.0f MB, median of %s runs\n\n" "$n" "$(echo "$bytes/1000000" | bc -l)" "$runs"
-printf "%-26s %10s %10s %14s %16s %14s\n" "what" "seconds" "MB/s" "peak RSS/rank" "RSS / final arr." "fresh THP MB"
+printf "%-26s %10s %10s %14s %16s %14s\n" "what" "seconds" "MB/s" "peak RSS/rank" "RSS / final arr." "faulted MB"
 rows="wc awk p1 p2"; [ -z "$basebin" ] || rows="wc awk p1 b1 p2 b2"
 for k in $rows; do
   m=$(echo ${sec[$k]} | tr ' ' '\n' | median)
