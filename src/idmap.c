@@ -14,7 +14,7 @@ struct imf_idmap {
   int64_t off_cap;
   char *blob;
   int64_t blob_len, blob_cap;
-  int64_t *slot;   /* index + 1, 0 = empty */
+  int64_t *slot;   /* index + 1 in the low 32 bits, the hash's high 32 bits above; 0 = empty */
   uint64_t *hash;  /* hash of each id, by index, to skip compares and rehash cheaply */
   int64_t nslot;   /* power of two */
 };
@@ -60,15 +60,22 @@ void imf_idmap_destroy(imf_idmap **m) {
 
 int64_t imf_idmap_size(const imf_idmap *m) { return m->n; }
 
+/* A slot carries the upper half of its id's hash, so a probe past another id's slot is decided
+ * in the table itself: on millions of ids each look at the id's hash, offsets and bytes was a
+ * cache miss (the numbering of a 1 GB file's 2.2M new ids took 0.84 s on each rank). */
+static inline int64_t slot_of(int64_t j, uint64_t h) { return (int64_t)((h >> 32) << 32) | (j + 1); }
+
 static int64_t probe(const imf_idmap *m, const char *id, size_t len, uint64_t h) {
   int64_t mask = m->nslot - 1, p = (int64_t)(h & (uint64_t)mask);
+  const uint64_t tag = h >> 32;
   for (;;) {
     int64_t s = m->slot[p];
     if (s == 0) return ~p; /* empty slot p */
-    int64_t j = s - 1;
-    if (m->hash[j] == h && (size_t)(m->off[j + 1] - m->off[j]) == len &&
-        memcmp(m->blob + m->off[j], id, len) == 0)
-      return j;
+    if ((uint64_t)s >> 32 == tag) {
+      int64_t j = (s & 0xffffffff) - 1;
+      if (m->hash[j] == h && (size_t)(m->off[j + 1] - m->off[j]) == len && memcmp(m->blob + m->off[j], id, len) == 0)
+        return j;
+    }
     p = (p + 1) & mask;
   }
 }
@@ -78,21 +85,22 @@ int64_t imf_idmap_find(const imf_idmap *m, const char *id, size_t len) {
   return r >= 0 ? r : -1;
 }
 
-static imf_status grow_slots(imf_idmap *m) {
-  int64_t ns = m->nslot * 2;
+static imf_status grow_slots_to(imf_idmap *m, int64_t ns) {
   int64_t *slot = calloc((size_t)ns, sizeof *slot);
   if (!slot) IMF_FAIL(IMF_ERR_NOMEM, "out of memory growing the id table");
   for (int64_t j = 0; j < m->n; j++) {
     if (m->off[j + 1] == m->off[j]) continue; /* a hole (below): holds an index, found by no id */
     int64_t p = (int64_t)(m->hash[j] & (uint64_t)(ns - 1));
     while (slot[p]) p = (p + 1) & (ns - 1);
-    slot[p] = j + 1;
+    slot[p] = slot_of(j, m->hash[j]);
   }
   free(m->slot);
   m->slot = slot;
   m->nslot = ns;
   return IMF_OK;
 }
+
+static imf_status grow_slots(imf_idmap *m) { return grow_slots_to(m, m->nslot * 2); }
 
 /* Room for one more entry (an id or a hole). */
 static imf_status grow_entries(imf_idmap *m) {
@@ -106,8 +114,7 @@ static imf_status grow_entries(imf_idmap *m) {
   return IMF_OK;
 }
 
-imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *index, int *added) {
-  uint64_t h = hash_bytes(id, len);
+static imf_status insert_hashed(imf_idmap *m, const char *id, size_t len, uint64_t h, int64_t *index, int *added) {
   int64_t r = probe(m, id, len, h);
   if (r >= 0) {
     *index = r;
@@ -126,10 +133,60 @@ imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *i
   int64_t j = m->n++;
   m->off[m->n] = m->blob_len;
   m->hash[j] = h;
-  m->slot[~r] = j + 1;
+  m->slot[~r] = slot_of(j, h);
   if (m->n * 2 > m->nslot) IMF_CHECK(grow_slots(m));
   *index = j;
   if (added) *added = 1;
+  return IMF_OK;
+}
+
+imf_status imf_idmap_insert(imf_idmap *m, const char *id, size_t len, int64_t *index, int *added) {
+  return insert_hashed(m, id, len, hash_bytes(id, len), index, added);
+}
+
+/* The table is far larger than the caches: each insert's first look at it is a miss, so a list
+ * is inserted with the slots of the ids INSERT_AHEAD places on requested in advance. */
+#define INSERT_AHEAD 16
+
+imf_status imf_idmap_insert_list(imf_idmap *m, const char *blob, const int64_t *off, int64_t n, int64_t *index,
+                                 int64_t *nadded) {
+  uint64_t h[INSERT_AHEAD];
+  *nadded = 0;
+  for (int64_t j = 0; j < n + INSERT_AHEAD; j++) {
+    if (j < n) {
+      const uint64_t x = hash_bytes(blob + off[j], (size_t)(off[j + 1] - off[j]));
+      h[j % INSERT_AHEAD] = x;
+      __builtin_prefetch(&m->slot[x & (uint64_t)(m->nslot - 1)], 0, 1);
+    }
+    const int64_t k = j - INSERT_AHEAD + 1;
+    if (k < 0) continue;
+    if (k >= n) break;
+    int added = 0;
+    IMF_CHECK(insert_hashed(m, blob + off[k], (size_t)(off[k + 1] - off[k]), h[k % INSERT_AHEAD], &index[k], &added));
+    *nadded += added;
+  }
+  return IMF_OK;
+}
+
+imf_status imf_idmap_insert_map(imf_idmap *m, const imf_idmap *src, int64_t *index, int64_t *nadded) {
+  return imf_idmap_insert_list(m, src->blob, src->off, src->n, index, nadded);
+}
+
+imf_status imf_idmap_reserve(imf_idmap *m, int64_t n, int64_t bytes) {
+  if (n < 0 || bytes < 0) IMF_FAIL(IMF_ERR_RUNTIME, "idmap reserve: negative size");
+  if (m->n + n + 2 > m->off_cap) {
+    int64_t nc = m->n + n + 2;
+    IMF_CHECK(imf_realloc(&m->off, (size_t)nc, sizeof *m->off));
+    IMF_CHECK(imf_realloc(&m->hash, (size_t)nc, sizeof *m->hash));
+    m->off_cap = nc;
+  }
+  if (m->blob_len + bytes > m->blob_cap) {
+    IMF_CHECK(imf_realloc(&m->blob, (size_t)(m->blob_len + bytes), 1));
+    m->blob_cap = m->blob_len + bytes;
+  }
+  int64_t ns = m->nslot;
+  while ((m->n + n) * 2 > ns) ns *= 2;
+  if (ns > m->nslot) IMF_CHECK(grow_slots_to(m, ns));
   return IMF_OK;
 }
 
@@ -194,6 +251,6 @@ void imf_idmap_truncate(imf_idmap *m, int64_t n) {
     if (m->off[j + 1] == m->off[j]) continue; /* a hole */
     int64_t p = (int64_t)(m->hash[j] & (uint64_t)(m->nslot - 1));
     while (m->slot[p]) p = (p + 1) & (m->nslot - 1);
-    m->slot[p] = j + 1;
+    m->slot[p] = slot_of(j, m->hash[j]);
   }
 }

@@ -590,14 +590,12 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
   IMF_CHECK(imf_alloc_nz(&map, (size_t)nl + 1, sizeof *map));
   if (c->size == 1) {
     /* local order is first-appearance order: insert as they come */
-    for (int64_t j = 0; j < nl; j++) {
-      size_t len;
-      const char *s = imf_idmap_get(local, j, &len);
-      int64_t idx;
-      int added;
-      IMF_TRY(imf_idmap_insert(global, s, len, &idx, &added), out);
-      map[j] = (int32_t)idx;
-    }
+    int64_t *idx = NULL, nadded = 0;
+    IMF_TRY(imf_alloc_nz(&idx, (size_t)nl + 1, sizeof *idx), out);
+    st = imf_idmap_insert_map(global, local, idx, &nadded);
+    for (int64_t j = 0; st == IMF_OK && j < nl; j++) map[j] = (int32_t)idx[j];
+    imf_free(&idx);
+    IMF_TRY(st, out);
     *map_out = map;
     return IMF_OK;
   }
@@ -700,11 +698,14 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       IMF_MPI(MPI_Bcast(blob + o, n, MPI_CHAR, 0, c->comm));
     }
   }
-  for (int64_t j = 0; j < nlist && st == IMF_OK; j++) {
-    int64_t idx;
-    int added;
-    st = imf_idmap_insert(global, blob + offs[j], (size_t)(offs[j + 1] - offs[j]), &idx, &added);
-    if (root) memcpy(recvbuf + ids[j].off - 16, &idx, sizeof idx); /* the line is no longer needed */
+  {
+    int64_t *idx = NULL, nadded = 0;
+    st = imf_idmap_reserve(global, nlist, blob_len);
+    if (st == IMF_OK) st = imf_alloc_nz(&idx, (size_t)nlist + 1, sizeof *idx);
+    if (st == IMF_OK) st = imf_idmap_insert_list(global, blob, offs, nlist, idx, &nadded);
+    if (st == IMF_OK && root) /* the line is no longer needed: the index takes its place */
+      for (int64_t j = 0; j < nlist; j++) memcpy(recvbuf + ids[j].off - 16, &idx[j], sizeof *idx);
+    imf_free(&idx);
   }
   if (root) /* the indices, in the gathered order */
     for (int64_t o = 0, n = 0; o < total && n < itotal; n++) {
