@@ -1570,13 +1570,17 @@ static void item_index_free(item_index *x) {
   imf_free(&x->pos);
 }
 
-/* The rank whose item block holds item i: the q with nitems*q/P <= i < nitems*(q+1)/P. */
-static int item_owner(int64_t i, int64_t nitems, int P) {
-  int q = nitems ? (int)(i * P / nitems) : 0;
-  if (q >= P) q = P - 1;
-  while (q + 1 < P && nitems * (q + 1) / P <= i) q++;
-  while (q > 0 && nitems * q / P > i) q--;
-  return q;
+/* The rank whose item block holds item i: the q with lo[q] <= i < lo[q+1], lo[q] = nitems*q/P
+ * (a search over the P+1 bounds: a division for each of a batch's rows, twice, was a visible
+ * part of the index build). */
+static int item_owner(int64_t i, const int64_t *lo, int P) {
+  int a = 0, b = P - 1;
+  while (a < b) {
+    const int m = (a + b + 1) / 2;
+    if (lo[m] <= i) a = m;
+    else b = m - 1;
+  }
+  return a;
 }
 
 /* What travels for one row: its item and its index on the sending rank (the receiver adds the
@@ -1593,14 +1597,17 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
   memset(x, 0, sizeof *x);
   int P = s->size;
   imf_status st = IMF_OK;
-  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *fill = NULL, *cnt = NULL, *row0s = NULL;
+  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *fill = NULL, *cnt = NULL, *row0s = NULL, *bounds = NULL;
   item_row *sbuf = NULL, *rbuf = NULL;
   int64_t lo = nitems * s->rank / P, hi = nitems * (s->rank + 1) / P, nr = r->n;
   MPI_Datatype pt = MPI_DATATYPE_NULL;
   if (r->n > INT32_MAX) /* (ingest refuses more than 2^31 ratings on one rank before this) */
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: more than 2^31 ratings on one rank; use more ranks", s->dir);
   if (st == IMF_OK && P > 1) {
-    st = imf_alloc(&sc, (size_t)P, sizeof *sc);
+    st = imf_alloc(&bounds, (size_t)P + 1, sizeof *bounds);
+    if (st == IMF_OK)
+      for (int q = 0; q <= P; q++) bounds[q] = nitems * q / P;
+    if (st == IMF_OK) st = imf_alloc(&sc, (size_t)P, sizeof *sc);
     if (st == IMF_OK) st = imf_alloc(&sd, (size_t)P, sizeof *sd);
     if (st == IMF_OK) st = imf_alloc(&rc, (size_t)P, sizeof *rc);
     if (st == IMF_OK) st = imf_alloc(&rd, (size_t)P, sizeof *rd);
@@ -1610,11 +1617,11 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
   }
   IMF_TRY(imf_agree(s->comm, st), out);
   if (P > 1) {
-    for (int64_t j = 0; j < r->n; j++) sc[item_owner(r->item[j], nitems, P)]++;
+    for (int64_t j = 0; j < r->n; j++) sc[item_owner(r->item[j], bounds, P)]++;
     for (int q = 1; q < P; q++) sd[q] = sd[q - 1] + sc[q - 1];
     memcpy(fill, sd, (size_t)P * sizeof *fill);
     for (int64_t j = 0; j < r->n; j++)
-      sbuf[fill[item_owner(r->item[j], nitems, P)]++] = (item_row){r->item[j], (int32_t)j};
+      sbuf[fill[item_owner(r->item[j], bounds, P)]++] = (item_row){r->item[j], (int32_t)j};
     if (MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS ||
         MPI_Allgather(&row0, 1, MPI_INT64_T, row0s, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS)
       st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Alltoall/MPI_Allgather failed (item index)");
@@ -1683,6 +1690,7 @@ out:
   imf_free(&rd);
   imf_free(&fill);
   imf_free(&row0s);
+  imf_free(&bounds);
   imf_free(&cnt);
   imf_free(&sbuf);
   imf_free(&rbuf);
