@@ -2236,7 +2236,14 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   }
   /* the new file, from scratch, with the old one's root attributes */
   IMF_TRY(imf_fs_need_space(s->dir, tmp, (double)w * 28.0 + (double)(wb + niblob) + 1e6), out);
-  g = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  {
+    /* checksummed metadata, as imf_store_write_batch writes it (a rewritten batch in the oldest
+     * format was unprotected against HDF5 1.10's decoders: tests/fuzz/README.md) */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    g = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+  }
   if (g < 0) {
     st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot create %s: %s", tmp, imf_h5_reason());
     goto out;

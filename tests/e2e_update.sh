@@ -169,6 +169,10 @@ ids = [b[off[j]:off[j+1]].decode() for j in range(len(off)-1)]
 import sys; sys.exit(0 if not np.any(f['factors/P'][()][$idx]) and '$u' not in ids else 1)"
 run 2 forget --data st --model m --user "$u" --quiet 2>/dev/null; rc=$?
 check "forget twice: not found (exit 3)" test $rc -eq 3
+check "forget: the rewritten batch files keep checksummed metadata (HDF5 superblock 2 or later)" $PY -c "
+import glob, sys
+v = [open(p, 'rb').read(9)[8] for p in glob.glob('st/batch-*.h5')]
+sys.exit(0 if v and min(v) >= 2 else 'superblock versions %s' % v)"
 check "forget: the version still loads" loadable m
 # A second forgotten user, then versions written later (an update, a fresh train): neither id
 # comes back in any version, both users get no recommendations, the others still do.

@@ -130,6 +130,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (imf_store_read_batch(s, k, &r) == IMF_OK) check_ratings(&r, 0, nu, ni, 0, "read_batch");
       imf_ratings_free(&r);
     }
+    /* a fold-in's read: the histories of every third user and item, through the indexes */
+    if (nu < (1 << 20) && ni < (1 << 20)) {
+      int32_t *us = malloc(((size_t)nu / 3 + 1) * sizeof *us), *is = malloc(((size_t)ni / 3 + 1) * sizeof *is);
+      int64_t nus = 0, nis = 0;
+      if (us && is) {
+        for (int64_t u = 0; u < nu; u += 3) us[nus++] = (int32_t)u;
+        for (int64_t i = 1; i < ni; i += 3) is[nis++] = (int32_t)i;
+        imf_history uh = {0}, ih = {0};
+        if (imf_store_read_histories(s, us, nus, is, nis, nb - 1, &uh, &ih) == IMF_OK) {
+          for (int side = 0; side < 2; side++) {
+            const imf_history *h = side ? &ih : &uh;
+            const int64_t rows = side ? nis : nus, cols = side ? nu : ni;
+            FZ_ASSERT(h->n == rows && h->ptr[0] == 0, "history of %lld rows for %lld asked", (long long)h->n,
+                      (long long)rows);
+            for (int64_t j = 0; j < h->n; j++) {
+              FZ_ASSERT(h->ptr[j + 1] >= h->ptr[j], "history ptr not ascending at row %lld", (long long)j);
+              for (int64_t x = h->ptr[j]; x < h->ptr[j + 1]; x++) {
+                FZ_ASSERT(h->other[x] >= 0 && h->other[x] < cols, "history column %d of %lld", h->other[x],
+                          (long long)cols);
+                FZ_ASSERT(x == h->ptr[j] || h->other[x] > h->other[x - 1], "history columns not ascending");
+              }
+            }
+          }
+        }
+        imf_history_free(&uh);
+        imf_history_free(&ih);
+      }
+      free(us);
+      free(is);
+    }
   }
   imf_store_close(&s);
   fz_h5_check();
