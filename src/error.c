@@ -103,13 +103,20 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
 #define IMF_HUGE_BYTES ((size_t)8 << 20)
 #define IMF_HUGE_ALIGN ((size_t)2 << 20)
 
-static int huge_mode(void) { /* 0 off, 1 hot, 2 all */
+/* 0 off, 1 hot, 2 all; -1: a value that is none of them (hot is used; the CLI warns) */
+static int huge_setting(void) {
+  const char *e = getenv("IMF_HUGE_PAGES");
+  return !e || !*e || strcmp(e, "hot") == 0 ? 1 : strcmp(e, "all") == 0 ? 2 : strcmp(e, "off") == 0 ? 0 : -1;
+}
+
+static int huge_mode(void) {
   static int mode = -1;
-  if (mode < 0) {
-    const char *e = getenv("IMF_HUGE_PAGES");
-    mode = !e || !*e || strcmp(e, "hot") == 0 ? 1 : strcmp(e, "all") == 0 ? 2 : strcmp(e, "off") == 0 ? 0 : 1;
-  }
+  if (mode < 0) mode = huge_setting() < 0 ? 1 : huge_setting();
   return mode;
+}
+
+const char *imf_huge_pages_advice(void) {
+  return huge_setting() < 0 ? "IMF_HUGE_PAGES is not hot, all or off: using hot" : NULL;
 }
 
 static void *big_alloc(size_t bytes, int hot) {
@@ -135,19 +142,16 @@ static imf_status alloc_nz(void *pptr, size_t n, size_t size, int hot) {
 
 imf_status imf_alloc_nz(void *pptr, size_t n, size_t size) { return alloc_nz(pptr, n, size, 0); }
 
-imf_status imf_alloc(void *pptr, size_t n, size_t size) {
-  IMF_CHECK(alloc_nz(pptr, n, size, 0));
+static imf_status alloc_zeroed(void *pptr, size_t n, size_t size, int hot) {
+  IMF_CHECK(alloc_nz(pptr, n, size, hot));
   size_t bytes = n * size;
   memset(*(void **)pptr, 0, bytes ? bytes : 1);
   return IMF_OK;
 }
 
-imf_status imf_alloc_hot(void *pptr, size_t n, size_t size) {
-  IMF_CHECK(alloc_nz(pptr, n, size, 1));
-  size_t bytes = n * size;
-  memset(*(void **)pptr, 0, bytes ? bytes : 1);
-  return IMF_OK;
-}
+imf_status imf_alloc(void *pptr, size_t n, size_t size) { return alloc_zeroed(pptr, n, size, 0); }
+
+imf_status imf_alloc_hot(void *pptr, size_t n, size_t size) { return alloc_zeroed(pptr, n, size, 1); }
 
 imf_status imf_realloc(void *pptr, size_t n, size_t size) {
   size_t bytes;

@@ -52,6 +52,8 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out);
 imf_status imf_alloc(void *pptr, size_t n, size_t size);   /* *(void**)pptr = aligned, zeroed */
 imf_status imf_alloc_nz(void *pptr, size_t n, size_t size); /* aligned, not zeroed: for buffers
                                                               the caller fills completely */
+/* A warning when IMF_HUGE_PAGES (hot | all | off, error.c) holds another value; NULL if not. */
+const char *imf_huge_pages_advice(void);
 imf_status imf_alloc_hot(void *pptr, size_t n, size_t size); /* zeroed, on huge pages: for arrays
                                                                swept many times (error.c) */
 imf_status imf_realloc(void *pptr, size_t n, size_t size); /* not aligned beyond malloc's */

@@ -707,7 +707,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       for (int64_t j = 0; j < nlist; j++) memcpy(recvbuf + ids[j].off - 16, &idx[j], sizeof *idx);
     imf_free(&idx);
   }
-  if (root) /* the indices, in the gathered order */
+  if (root && st == IMF_OK) /* the indices, in the gathered order */
     for (int64_t o = 0, n = 0; o < total && n < itotal; n++) {
       int64_t hdr[2];
       memcpy(hdr, recvbuf + o, 16);

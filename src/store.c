@@ -2382,7 +2382,7 @@ typedef struct {
   int64_t *start, *fill, nslots;
 } hrows;
 
-/* Room for slot counts cnt[0..n) (consumed); 0 = ok, else the allocation failed. */
+/* Room for n slots of cnt[0..n) rows each, every slot's fill at its start. */
 static imf_status hrows_place(hrows *h, const int64_t *cnt, int64_t n) {
   IMF_CHECK(imf_alloc_nz(&h->start, (size_t)n + 1, sizeof *h->start));
   IMF_CHECK(imf_alloc_nz(&h->fill, (size_t)n + 1, sizeof *h->fill));
@@ -2529,11 +2529,12 @@ typedef struct {
   hsize_t a, b;
 } hrun;
 
-/* One batch's part of a history read: the row runs to read, and how many of their rows go to
- * the users' and to the items' side. */
+/* One batch's part of a history read: the row runs to read (planned in a first pass over the
+ * batches, which also counts every slot's rows, then read in a second; each pass opens the
+ * batch files one at a time, since a store may hold more batches than a process may open). */
 typedef struct {
   hrun *runs;
-  int64_t nruns, nu_need, ni_need;
+  int64_t nruns;
 } hplan;
 
 static int cmp_i64(const void *pa, const void *pb) {

@@ -622,8 +622,8 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(foldin_rows(comm, m, 1, nmi, row_id, ih.ptr, ih.other, ih.value, &si), out);
   {
-    /* sub_champ, sub_n, add_champ, add_chall, add_n */
-    double v[5] = {0, 0, 0, 0, 0};
+    /* sub_champ, sub_n, add_champ, add_chall, add_n, then the pairs read (users', items') */
+    double v[7] = {0, 0, 0, 0, 0, hist[0], hist[1]};
     for (int64_t j = 0; j < nheld; j++) {
       const heldout *x = &held[j];
       if (isfinite(x->old)) {
@@ -637,10 +637,11 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
       v[3] += b * b;
       v[4] += 1;
     }
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, comm));
     double most = hist[0] + hist[1];
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, hist, 2, MPI_DOUBLE, MPI_SUM, comm));
+    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm));
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm));
+    hist[0] = v[5];
+    hist[1] = v[6];
     sse[0] = c_sse - v[0] + v[2];
     sse[1] = c_sse - v[0] + v[3];
     *n = c_n - (int64_t)v[1] + (int64_t)v[4];

@@ -78,6 +78,11 @@ done
 # ones (IMF_SUPERSEDE_WINDOW=5: many windows, runs split across them).
 run 2 synth --out big.csv --users 500 --items 300 --ratings 20000 --seed 5 --quiet
 run 2 prepare --input big.csv --data sbig1 2> blocks.log
+# the huge-page setting (src/error.c): a value that is none of hot, all, off is said, not ignored
+IMF_HUGE_PAGES=everywhere "$bin" inspect sbig1 --quiet > /dev/null 2> huge.log
+check "IMF_HUGE_PAGES with an unknown value: a warning naming it" grep -q "IMF_HUGE_PAGES is not hot, all or off" huge.log
+IMF_HUGE_PAGES=off "$bin" inspect sbig1 --quiet > /dev/null 2> huge.log
+check "IMF_HUGE_PAGES=off: no warning" test ! -s huge.log
 cp -r sbig1 sbig2
 # the users go to the ranks in blocks of about equal ratings, not of equal user counts (ids number
 # users by first appearance, so the heavy ones come first: equal ranges gave rank 0 most of them)

@@ -100,6 +100,7 @@ int main(int argc, char **argv) {
     imf_info("incremf %s on %d rank%s: %s", cmd->name, cli.size, cli.size == 1 ? "" : "s", imf_build_info());
     const char *advice = imf_blas_core_advice();
     if (advice && !imf_log_quiet()) imf_warn("%s", advice); /* advice, not an error: --quiet hides it */
+    if (imf_huge_pages_advice()) imf_warn("%s", imf_huge_pages_advice());
     rc = cmd->run(&cli, sargc, sargv);
   }
   imf_config_destroy(&cli.cfg);
