@@ -17,6 +17,19 @@
 
 #define IMF_DET_CHUNK 4096
 
+/* Owner rank of global index x (a user, an item, a row) given block boundaries
+ * start[0..nranks] (ascending; empty blocks allowed): the last r with start[r] <= x. Inline,
+ * since the exchanges call it once per rating they route. */
+static inline int imf_block_owner(const int64_t *start, int nranks, int64_t x) {
+  int lo = 0, hi = nranks - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (start[mid] <= x) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /* All-to-all exchange: to rank r send scount[r] elements of `type` starting at element
  * sdispl[r] of sbuf; receive rcount[r] at element rdispl[r] of rbuf. Collective. */
 imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scount,

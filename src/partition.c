@@ -27,18 +27,6 @@ int imf_is_holdout(uint64_t seed, double fraction, int64_t user, int64_t item) {
   return h < fraction;
 }
 
-int imf_block_owner(const int64_t *start, int nranks, int64_t row) {
-  int lo = 0, hi = nranks - 1; /* find the last r with start[r] <= row */
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (start[mid] <= row) lo = mid;
-    else hi = mid - 1;
-  }
-  /* empty blocks share their start with the next block: move on to the one that holds row */
-  while (lo < nranks - 1 && start[lo + 1] <= row) lo++;
-  return lo;
-}
-
 /* Contiguous blocks of about equal work: block r starts at the first row whose prefix weight
  * is nearest to total * r / P. A row weighs its rating count plus IMF_ROW_COST: besides one Gram
  * update per rating, every row pays a Cholesky, its substitutions and bookkeeping. Measured with

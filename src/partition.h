@@ -55,9 +55,6 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
                                imf_partition **out);
 void imf_partition_destroy(imf_partition **p);
 
-/* Owner rank of global row `row` given block boundaries start[0..nranks] (binary search; with
- * empty blocks the last rank whose block contains the row). */
-int imf_block_owner(const int64_t *start, int nranks, int64_t row);
 /* Bytes held by this rank's partition (for the memory report). */
 int64_t imf_partition_bytes(const imf_partition *p);
 #endif
