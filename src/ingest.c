@@ -15,6 +15,7 @@
 #include "ingest.h"
 #include "config.h"
 #include "error.h"
+#include "exchange.h"
 #include "log.h"
 #include "parse.h"
 #include "reader.h"
@@ -746,17 +747,7 @@ out:
  * USER_BUCKETS_PER_RANK x P buckets of user ids, weighed by the ratings every rank parsed. */
 #define USER_BUCKETS_PER_RANK 4096
 
-static int owner_of(int64_t u, const int64_t *ub, int size) {
-  int lo = 0, hi = size - 1; /* the last r with ub[r] <= u */
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (ub[mid] <= u) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-/* Collective: the user bounds ub[0..size] of the blocks (see owner_of). */
+/* Collective: the user bounds ub[0..size] of the blocks (see imf_block_owner). */
 static imf_status user_blocks(ingest_ctx *c, int64_t nusers, int64_t *ub) {
   const int64_t nb = nusers < (int64_t)USER_BUCKETS_PER_RANK * c->size ? (nusers > 0 ? nusers : 1)
                                                                        : (int64_t)USER_BUCKETS_PER_RANK * c->size;
@@ -764,7 +755,11 @@ static imf_status user_blocks(ingest_ctx *c, int64_t nusers, int64_t *ub) {
   ub[c->size] = nusers;
   if (c->size == 1) return IMF_OK;
   int64_t *w = NULL;
-  IMF_CHECK(imf_agree(c->comm, imf_alloc(&w, (size_t)nb, sizeof *w)));
+  imf_status st = imf_agree(c->comm, imf_alloc(&w, (size_t)nb, sizeof *w));
+  if (st != IMF_OK) {
+    imf_free(&w); /* the ranks whose allocation succeeded */
+    return st;
+  }
   for (int64_t j = 0; j < c->nrec; j++) w[c->rec[j].user * nb / nusers]++;
   if (MPI_Allreduce(MPI_IN_PLACE, w, (int)nb, MPI_INT64_T, MPI_SUM, c->comm) != MPI_SUCCESS) {
     imf_free(&w);
@@ -824,7 +819,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
   IMF_TRY(imf_alloc(&rdisp, (size_t)c->size, sizeof(int)), done);
   IMF_TRY(imf_alloc(&pos, (size_t)c->size, sizeof(int64_t)), done);
   int64_t *cnt64 = pos;
-  for (int64_t j = 0; j < c->nrec; j++) cnt64[owner_of(c->rec[j].user, ub, c->size)]++;
+  for (int64_t j = 0; j < c->nrec; j++) cnt64[imf_block_owner(ub, c->size, c->rec[j].user)]++;
   int64_t acc = 0;
   for (int r = 0; r < c->size; r++) {
     if (cnt64[r] > INT32_MAX || acc > INT32_MAX) {
@@ -844,7 +839,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
     for (int b = 0; b < c->size; b++) {
       const int64_t end = (int64_t)sdisp[b] + scount[b];
       while (pos[b] < end) {
-        const int o = owner_of(c->rec[pos[b]].user, ub, c->size);
+        const int o = imf_block_owner(ub, c->size, c->rec[pos[b]].user);
         if (o == b) pos[b]++;
         else {
           const rec_t t = c->rec[pos[o]];
@@ -1410,7 +1405,7 @@ done:
 
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
                            const char *rejects_path, imf_idmap *users, imf_idmap *items,
-                           imf_batch *out) {
+                           const imf_store *known, imf_batch *out) {
   ingest_ctx c = {.comm = comm, .path = path};
   imf_status st = IMF_OK;
   imf_reader *rd = NULL;
@@ -1427,6 +1422,13 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   IMF_CHECK(imf_agree(comm, st));
   IMF_MPI(MPI_Bcast(&sn, (int)sizeof sn, MPI_BYTE, 0, comm));
   c.opts = sn.opts;
+  /* A file the store already holds is refused before it is parsed: re-running an append job
+   * costs the hash, not the whole ingest. Every rank has the same manifest and sha256. */
+  int64_t have = known ? imf_store_find_sha256(known, sn.sha) : 0;
+  if (have > 0)
+    return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s is already in the store as batch %lld (same sha256 %.16s...); nothing was added", path,
+                         (long long)have, sn.sha);
   imf_info("%s: %s%s, %s, %lld header line%s, %.1f MB on disk", path, imf_format_name(c.opts.format),
            sn.compression ? " (compressed)" : "", c.opts.rating_col ? "explicit ratings" : "implicit (no rating column)",
            (long long)sn.header_lines, sn.header_lines == 1 ? "" : "s", (double)sn.size / 1e6);

@@ -12,10 +12,12 @@
 #include "store.h"
 
 /* users/items: the store's id maps (replicated; new ids are appended to them). dup_policy:
- * "latest", "first" or "mean". rejects_path may be NULL (rejects are then only counted). */
+ * "latest", "first" or "mean". rejects_path may be NULL (rejects are then only counted).
+ * known (may be NULL): the store the batch is for; a file whose sha256 it already holds is
+ * refused (IMF_ERR_INPUT) right after the hash, before it is parsed. */
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
                            const char *rejects_path, imf_idmap *users, imf_idmap *items,
-                           imf_batch *out);
+                           const imf_store *known, imf_batch *out);
 /* The [input] and [clean] keys as parse options (format, header, delimiter, columns, limits,
  * scale); usage errors for inconsistent values. Detection fills in the rest per file. */
 imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o);

@@ -18,17 +18,12 @@ static imf_status ingest_into(MPI_Comm comm, const imf_config *cfg, imf_store *s
   IMF_TRY(imf_idmap_create(&users), out);
   IMF_TRY(imf_idmap_create(&items), out);
   IMF_TRY(imf_store_load_idmaps(s, users, items), out);
-  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects, users, items, &b), out);
+  /* a file the store already holds is refused there, before it is parsed */
+  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects, users, items, s, &b), out);
   /* the batch carries its new ids: the maps are not needed to write it (and are a large part
    * of the memory a big batch takes) */
   imf_idmap_destroy(&users);
   imf_idmap_destroy(&items);
-  /* Refuse a file the store already holds, before anything is written. */
-  int64_t have = imf_store_find_sha256(s, b.report.sha256);
-  if (have > 0)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                          "%s is already in the store as batch %lld (same sha256 %.16s...); nothing was added",
-                          input, (long long)have, b.report.sha256), out);
   IMF_TRY(imf_store_write_batch(s, &b), out);
   *report = b.report;
 out:
@@ -48,7 +43,7 @@ imf_status imf_prepare(MPI_Comm comm, const imf_config *cfg, const char *store_d
   memset(report, 0, sizeof *report);
   IMF_TRY(imf_idmap_create(&users), out);
   IMF_TRY(imf_idmap_create(&items), out);
-  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects_path, users, items, &b), out);
+  IMF_TRY(imf_ingest_file(comm, cfg, input, rejects_path, users, items, NULL, &b), out);
   imf_idmap_destroy(&users); /* the batch carries its new ids (see ingest_into) */
   imf_idmap_destroy(&items);
   IMF_TRY(imf_store_create(comm, store_dir, cfg, &s), out);

@@ -171,7 +171,7 @@ imf_status imf_dataset_from_file(MPI_Comm comm, const imf_config *cfg, const cha
     U = d->users;
     I = d->items;
   }
-  IMF_TRY(imf_ingest_file(comm, cfg, path, NULL, U, I, &b), out);
+  IMF_TRY(imf_ingest_file(comm, cfg, path, NULL, U, I, NULL, &b), out);
   d->r = b.r;
   memset(&b.r, 0, sizeof b.r);
   d->nusers = imf_idmap_size(U);

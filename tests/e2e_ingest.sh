@@ -71,6 +71,10 @@ for np in 1 2; do
   run $np append --input delta.csv --data s$np --quiet 2>err.txt; rc=$?
   check "same file appended twice is refused with exit 3" test $rc -eq 3
   check "refusal names the batch" grep -q "already in the store as batch 2" err.txt
+  # refused after the hash, before the parse (whose phase line never comes), rejects file unwritten
+  run $np append --input delta.csv --data s$np --rejects rej_again.tsv 2>err.txt; rc=$?
+  check "the repeat is refused before it is parsed (exit $rc, no phase line, no rejects file)" \
+    test $rc -eq 3 -a -z "$(grep 'phases:' err.txt)" -a ! -e rej_again.tsv -a -n "$(grep 'already in the store' err.txt)"
 done
 
 # Superseded counts on a larger store, checked against Python: a file re-rating every 7th stored
@@ -84,6 +88,10 @@ check "IMF_HUGE_PAGES with an unknown value: a warning naming it" grep -q "IMF_H
 IMF_HUGE_PAGES=off "$bin" inspect sbig1 --quiet > /dev/null 2> huge.log
 check "IMF_HUGE_PAGES=off: no warning" test ! -s huge.log
 cp -r sbig1 sbig2
+# where the time goes: the ingest's phases and the batch write's, as the README documents them
+check "prepare logs its phases and the batch write's (checks, superseded, item index, digest, HDF5 write, fsync)" \
+  test -n "$(grep -E 'phases: read\+parse [0-9.]+ s, .*merge\+clean [0-9.]+ s' blocks.log)" -a \
+  -n "$(grep -E 'batch 1: checks and user index [0-9.]+ s, superseded [0-9.]+ s, item index [0-9.]+ s, digest [0-9.]+ s, HDF5 write [0-9.]+ s, fsync\+commit [0-9.]+ s' blocks.log)"
 # the users go to the ranks in blocks of about equal ratings, not of equal user counts (ids number
 # users by first appearance, so the heavy ones come first: equal ranges gave rank 0 most of them)
 check "user blocks balanced by ratings ($(grep -o 'the fullest holds.*' blocks.log))" \
