@@ -284,12 +284,26 @@ static imf_status read_range(hid_t d, hid_t mtype, hsize_t off, hsize_t cnt, voi
     e = H5Sselect_none(fs);
     if (e >= 0) e = H5Sselect_none(ms);
   }
+  /* An int64 read of a column stored in 4 bytes (timestamps, item positions) reads the 4-byte
+   * values into the front of the buffer and widens them in place: HDF5's own conversion would
+   * turn a collective transfer into independent ones, through a 1 MiB conversion buffer. */
+  int widen = 0;
+  if (e >= 0 && H5Tequal(mtype, H5T_NATIVE_INT64) > 0) { /* the same choice on every rank */
+    hid_t ft = H5Dget_type(d);
+    widen = ft >= 0 && H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) == 4 && H5Tget_sign(ft) == H5T_SGN_2;
+    if (ft >= 0) H5Tclose(ft);
+  }
   char dummy[16];
-  if (e >= 0) e = H5Dread(d, mtype, ms, fs, dxpl, buf ? buf : dummy);
+  if (e >= 0) e = H5Dread(d, widen ? H5T_NATIVE_INT32 : mtype, ms, fs, dxpl, buf ? buf : dummy);
   const char *why = e < 0 ? imf_h5_reason() : ""; /* before the next call clears the stack */
   H5Sclose(ms);
   H5Sclose(fs);
   if (e < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot read %s: %s", path, name, why);
+  if (widen && cnt && buf) {
+    const int32_t *src = buf;
+    int64_t *dst = buf;
+    for (hsize_t j = cnt; j-- > 0;) dst[j] = src[j]; /* from the top: nothing unread is overwritten */
+  }
   return IMF_OK;
 }
 
@@ -1251,6 +1265,11 @@ static hsize_t supersede_window(void) {
 
 static imf_status count_superseded(imf_store *s, const imf_batch *b, int64_t *out) {
   const imf_ratings *r = &b->r;
+  *out = 0;
+  /* A first batch, or one after batches without users, has nothing to supersede (the same on
+   * every rank: the manifest is replicated). Its buffers would be 13 bytes a row of zeroed
+   * memory: 0.5 s of a 42M-rating prepare. */
+  if (s->m.nbatches == 0 || b->users_before == 0) return IMF_OK;
   imf_status st = IMF_OK;
   unsigned char *flag = NULL;
   int32_t *tu = NULL, *items = NULL, *slice_u = NULL;
@@ -1262,9 +1281,12 @@ static imf_status count_superseded(imf_store *s, const imf_batch *b, int64_t *ou
   } *win = NULL;
   int64_t ntu = 0, local = 0;
   hid_t ind = dxpl_make(0), coll = dxpl_make(1);
+  int64_t nknown = 0; /* this rank's users of the batch known before it */
+  for (int64_t j = 0; j < r->n; j++)
+    nknown += r->user[j] < b->users_before && (j == 0 || r->user[j] != r->user[j - 1]);
   st = imf_alloc(&flag, (size_t)r->n + 1, 1);
-  if (st == IMF_OK) st = imf_alloc(&tu, (size_t)r->n + 1, sizeof *tu);
-  if (st == IMF_OK) st = imf_alloc(&tstart, (size_t)r->n + 2, sizeof *tstart);
+  if (st == IMF_OK) st = imf_alloc(&tu, (size_t)nknown + 1, sizeof *tu);
+  if (st == IMF_OK) st = imf_alloc(&tstart, (size_t)nknown + 2, sizeof *tstart);
   if (st == IMF_OK)
     for (int64_t j = 0; j < r->n; j++)
       if (r->user[j] < b->users_before && (j == 0 || r->user[j] != r->user[j - 1])) {
@@ -1571,19 +1593,6 @@ static void item_index_free(item_index *x) {
   imf_free(&x->pos);
 }
 
-/* The rank whose item block holds item i: the q with lo[q] <= i < lo[q+1], lo[q] = nitems*q/P
- * (a search over the P+1 bounds: a division for each of a batch's rows, twice, was a visible
- * part of the index build). */
-static int item_owner(int64_t i, const int64_t *lo, int P) {
-  int a = 0, b = P - 1;
-  while (a < b) {
-    const int m = (a + b + 1) / 2;
-    if (lo[m] <= i) a = m;
-    else b = m - 1;
-  }
-  return a;
-}
-
 /* What travels for one row: its item and its index on the sending rank (the receiver adds the
  * sender's first row). 8 bytes instead of an (item, global row) pair of int64s: on 10M
  * ratings the pairs, sent and received, were 320 MB of fresh pages, the largest allocation of
@@ -1607,6 +1616,8 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: more than 2^31 ratings on one rank; use more ranks", s->dir);
   if (st == IMF_OK && P > 1) {
     st = imf_alloc(&bounds, (size_t)P + 1, sizeof *bounds);
+    /* items split evenly; each row's owner is a search of these bounds (imf_block_owner): a
+     * division per row, twice, was a visible part of the index build */
     if (st == IMF_OK)
       for (int q = 0; q <= P; q++) bounds[q] = nitems * q / P;
     if (st == IMF_OK) st = imf_alloc(&sc, (size_t)P, sizeof *sc);
@@ -1619,11 +1630,11 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
   }
   IMF_TRY(imf_agree(s->comm, st), out);
   if (P > 1) {
-    for (int64_t j = 0; j < r->n; j++) sc[item_owner(r->item[j], bounds, P)]++;
+    for (int64_t j = 0; j < r->n; j++) sc[imf_block_owner(bounds, P, r->item[j])]++;
     for (int q = 1; q < P; q++) sd[q] = sd[q - 1] + sc[q - 1];
     memcpy(fill, sd, (size_t)P * sizeof *fill);
     for (int64_t j = 0; j < r->n; j++)
-      sbuf[fill[item_owner(r->item[j], bounds, P)]++] = (item_row){r->item[j], (int32_t)j};
+      sbuf[fill[imf_block_owner(bounds, P, r->item[j])]++] = (item_row){r->item[j], (int32_t)j};
     if (MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS ||
         MPI_Allgather(&row0, 1, MPI_INT64_T, row0s, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS)
       st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Alltoall/MPI_Allgather failed (item index)");
@@ -1704,6 +1715,7 @@ out:
 }
 
 imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
+  const double t0 = imf_wtime(); /* for the phase line at the end (where an append's time goes) */
   imf_status st = check_batch(s, b);
   IMF_CHECK(imf_agree(s->comm, st));
   const imf_ratings *r = &b->r;
@@ -1754,26 +1766,34 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   IMF_TRY(imf_agree(s->comm, st), out);
 
   int64_t superseded = 0;
+  const double t_uix = imf_wtime();
   IMF_TRY(count_superseded(s, b, &superseded), out);
-  /* Positions of a batch under 2^31 rows are stored in 4 bytes (every reader asks HDF5 for
-   * int64, which widens them): the batch file is 14% smaller, and writing it into the page
-   * cache (2.9 s of a 1.1 GB prepare, on one rank or two: ext4 takes one writer at a time)
-   * shrinks with it, as does the index's memory at prepare's peak. */
+  const double t_sup = imf_wtime();
+  /* Positions of a batch under 2^31 rows are stored in 4 bytes (every reader asks for int64 and
+   * read_range widens them): the batch file is 14% smaller, and writing it into the page cache
+   * (2.2-2.8 s of a 1.1 GB prepare, on one rank or two: ext4 takes one writer at a time) shrinks
+   * with it, as does the index's memory at prepare's peak. */
   IMF_TRY(item_index_build(s, r, row0, b->items_before + b->new_items.n, total <= INT32_MAX, &ix), out);
+  const double t_idx = imf_wtime();
   char digest[65];
   IMF_TRY(batch_digest(s->comm, b, row0, total, digest), out);
-  int64_t tl[2] = {INT64_MAX, INT64_MAX}, tg[2]; /* min time, -(max time) */
+  const double t_dig = imf_wtime();
+  int64_t tl[3] = {INT64_MAX, INT64_MAX, 0}, tg[3]; /* min time, -(max time), -(any missing) */
   for (int64_t j = 0; j < r->n; j++)
     if (r->time[j] != IMF_NO_TIME) {
       if (r->time[j] < tl[0]) tl[0] = r->time[j];
       if (-r->time[j] < tl[1]) tl[1] = -r->time[j];
-    }
-  if (MPI_Allreduce(tl, tg, 2, MPI_INT64_T, MPI_MIN, s->comm) != MPI_SUCCESS) {
+    } else tl[2] = -1;
+  if (MPI_Allreduce(tl, tg, 3, MPI_INT64_T, MPI_MIN, s->comm) != MPI_SUCCESS) {
     st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce failed (time range)");
     goto out;
   }
   b->time_min = tg[0] == INT64_MAX ? IMF_NO_TIME : tg[0];
   b->time_max = tg[1] == INT64_MAX ? IMF_NO_TIME : -tg[1];
+  /* Timestamps are stored in 4 bytes when every row has one that fits (Unix seconds do until
+   * 2038): like the positions above, readers ask for int64 and get them widened. The column is
+   * narrowed in place for the write and widened back after it, so no second copy is made. */
+  const int narrow_time = tg[2] == 0 && (total == 0 || (b->time_min >= INT32_MIN && b->time_max <= INT32_MAX));
 
   int64_t k = s->m.nbatches + 1;
   batch_meta bm;
@@ -1818,6 +1838,7 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
    * checksums instead of being decoded (HDF5 1.10's decoders overrun buffers on some corrupt
    * object headers: tests/fuzz). */
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  const double t_create = imf_wtime();
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (f < 0) imf_h5_reason();
   H5Pclose(fapl);
@@ -1840,7 +1861,14 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   W(write_dset(f, "/ratings/user", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)total, o, n, r->user, coll, tmp));
   W(write_dset(f, "/ratings/item", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)total, o, n, r->item, coll, tmp));
   W(write_dset(f, "/ratings/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, (hsize_t)total, o, n, r->value, coll, tmp));
-  W(write_dset(f, "/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)total, o, n, r->time, coll, tmp));
+  if (narrow_time) {
+    int32_t *t32 = (int32_t *)(void *)r->time; /* element j moves from byte 8j down to 4j */
+    for (int64_t j = 0; j < r->n; j++) t32[j] = (int32_t)r->time[j];
+    st = write_dset(f, "/ratings/time", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)total, o, n, t32, coll, tmp);
+    for (int64_t j = r->n - 1; j >= 0; j--) r->time[j] = t32[j]; /* from the top: nothing unread is overwritten */
+    W(st);
+  } else
+    W(write_dset(f, "/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)total, o, n, r->time, coll, tmp));
   W(write_dset(f, "/index/user", H5T_STD_I32LE, H5T_NATIVE_INT32, (hsize_t)du_total, (hsize_t)du_off, (hsize_t)du, iu, coll, tmp));
   W(write_dset(f, "/index/user_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, (hsize_t)du_total + 1, (hsize_t)du_off,
                (hsize_t)du + (last_rank ? 1 : 0), ip, coll, tmp));
@@ -1896,6 +1924,7 @@ close_file:
     if (s->rank == 0) unlink(tmp);
     goto out;
   }
+  const double t_h5 = imf_wtime();
   /* ---- make the file durable under its final name; the batch is not committed yet ---- */
   if (s->rank == 0) {
     st = imf_fsync_path(tmp, 0);
@@ -1935,6 +1964,9 @@ close_file:
     store_digest_update(s);
   }
   if (s->rank == 0) remove_strays(s);
+  imf_info("batch %lld: checks and user index %.2f s, superseded %.2f s, item index %.2f s, digest %.2f s, "
+           "HDF5 write %.2f s, fsync+commit %.2f s (rank 0's clock)", (long long)k, t_uix - t0, t_sup - t_uix,
+           t_idx - t_sup, t_dig - t_idx, t_h5 - t_create, imf_wtime() - t_h5);
   b->report.batch = k;
   b->report.superseded = superseded;
   b->report.new_users = bm.new_users;
@@ -2268,13 +2300,15 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   SW("/ratings/user", H5T_STD_I32LE, H5T_NATIVE_INT32, w, ru);
   SW("/ratings/item", H5T_STD_I32LE, H5T_NATIVE_INT32, w, ri);
   SW("/ratings/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w, rv);
-  SW("/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, w, rt);
+  int time_fits = 1; /* 4-byte timestamps and positions, as imf_store_write_batch decides */
+  for (int64_t j = 0; j < w && time_fits; j++) time_fits = rt[j] != IMF_NO_TIME && rt[j] >= INT32_MIN && rt[j] <= INT32_MAX;
+  SW("/ratings/time", time_fits ? H5T_STD_I32LE : H5T_STD_I64LE, H5T_NATIVE_INT64, w, rt);
   SW("/index/user", H5T_STD_I32LE, H5T_NATIVE_INT32, wu, iu);
   SW("/index/user_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, wu + 1, ip);
   if (has_item_index) {
     SW("/index/item", H5T_STD_I32LE, H5T_NATIVE_INT32, ndi, ii);
     SW("/index/item_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ndi + 1, iptr);
-    SW("/index/item_pos", H5T_STD_I64LE, H5T_NATIVE_INT64, w, ipos);
+    SW("/index/item_pos", w <= INT32_MAX ? H5T_STD_I32LE : H5T_STD_I64LE, H5T_NATIVE_INT64, w, ipos);
   }
   SW("/ids/user_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, wb, ublob);
   SW("/ids/user_off", H5T_STD_I64LE, H5T_NATIVE_INT64, nuoff, uoff);

@@ -279,6 +279,11 @@ for f in b1 b4 b2; do
   run $np_t update --data sT --model mT --input $f.csv --strategy fold-in --json 2> t_$f.log > t_$f.json
   run 2 update --data sF --model mF --input $f.csv --strategy fold-in --set update.foldin_read=full --json --quiet > f_$f.json
   check "touched fold-in ($f, $np_t ranks) took the touched read" grep -q "touched read" t_$f.log
+  # touched rows are dealt out every P-th (ids number rows by first appearance, so contiguous
+  # pieces gave rank 0 up to 7x the other's history): the busiest rank's share of the read
+  share=$(grep -o 'the most on one rank [0-9.]*x' t_$f.log | grep -o '[0-9.]*x' | tr -d x)
+  check "touched fold-in ($f, $np_t ranks): the busiest rank reads ${share}x the mean history (<= 1.3)" \
+    $PY -c "import sys; sys.exit(0 if 1.0 <= float('${share:-9}') <= 1.3 else 1)"
   check "touched fold-in ($f, $np_t ranks) = full-read fold-in (2 ranks): factors bitwise, same judgement" \
     same_model mT mF t_$f.json f_$f.json
   np_t=3

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <hdf5.h>
 #include "config.h"
 #include "error.h"
 #include "idmap.h"
@@ -233,6 +234,74 @@ static void test_digest_independent(void **state) {
   assert_string_equal(d[0], B1_DIGEST_PIN);
 }
 
+/* Bytes per stored timestamp in batch k of the store at dir (rank 0 reads, the others wait). */
+static int time_width(const char *dir, int k) {
+  int w = 0;
+  if (rank == 0) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/batch-%06d.h5", dir, k);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/ratings/time", H5P_DEFAULT);
+    hid_t t = H5Dget_type(d);
+    w = (int)H5Tget_size(t);
+    H5Tclose(t);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  MPI_Bcast(&w, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return w;
+}
+
+/* Timestamps are stored in 4 bytes only when every row has one within int32 (the bounds
+ * included), else in 8; reads give the same values either way, across batches of both widths
+ * (the latest-by-time policy compares them), and the writer hands the caller's rows back intact. */
+static void test_time_width(void **state) {
+  (void)state;
+  static const row E[] = {{0, 0, 1.0f, INT32_MIN}, {0, 1, 2.0f, INT32_MAX}, {1, 0, 3.0f, -7}};
+  static const row M[] = {{0, 0, 4.0f, (int64_t)INT32_MIN - 1}, {0, 1, 5.0f, 1700000000123LL}, {2, 2, 1.0f, 0}};
+  static const row WANT[] = {{0, 0, 1.0f, INT32_MIN}, {0, 1, 5.0f, 1700000000123LL}, {1, 0, 3.0f, -7}, {2, 2, 1.0f, 0}};
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("timewidth"));
+  imf_config *c = cfg_with("latest");
+  imf_store *s;
+  OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+  imf_batch b;
+  make_batch(&b, E, 3, 1, 2, 0, 0, 2, 2, 'e');
+  OK(imf_store_write_batch(s, &b));
+  for (int64_t j = 0; j < b.r.n; j++) /* narrowed for the write, widened back */
+    assert_true(b.r.time[j] == INT32_MIN || b.r.time[j] == INT32_MAX || b.r.time[j] == -7);
+  imf_batch_free(&b);
+  assert_int_equal(time_width(dir, 1), 4);
+  read_and_check(s, E, 3, 2);
+  make_batch(&b, M, 3, 2, 3, 2, 2, 1, 1, 'f');
+  OK(imf_store_write_batch(s, &b));
+  assert_int_equal(b.time_min, (int64_t)INT32_MIN - 1);
+  imf_batch_free(&b);
+  assert_int_equal(time_width(dir, 2), 8);
+  read_and_check(s, WANT, 4, 3);
+  imf_store_close(&s);
+  OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+  read_and_check(s, WANT, 4, 3);
+  imf_store_close(&s);
+  imf_config_destroy(&c);
+  /* B1 has a row without a time (8 bytes), B2 has times that fit (4): the policy tests above
+   * read across both */
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("timewidth2"));
+  c = cfg_with("latest");
+  OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+  make_batch(&b, B1, N1, 1, 4, 0, 0, 4, 5, 'a');
+  OK(imf_store_write_batch(s, &b));
+  imf_batch_free(&b);
+  make_batch(&b, B2, N2, 0, 5, 4, 5, 1, 1, 'b');
+  OK(imf_store_write_batch(s, &b));
+  imf_batch_free(&b);
+  assert_int_equal(time_width(dir, 1), 8);
+  assert_int_equal(time_width(dir, 2), 4);
+  read_and_check(s, LATEST, NR, 5);
+  imf_store_close(&s);
+  imf_config_destroy(&c);
+}
+
 /* More ranks than users: some ranks hold no rows at all. */
 static void test_tiny_batch(void **state) {
   (void)state;
@@ -440,6 +509,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_two_batches_policies),
       cmocka_unit_test(test_digest_independent),
       cmocka_unit_test(test_tiny_batch),
+      cmocka_unit_test(test_time_width),
       cmocka_unit_test(test_sparse_supersede),
       cmocka_unit_test(test_fault_lock_manifest),
   };
