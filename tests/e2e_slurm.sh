@@ -84,9 +84,12 @@ for i in $(seq 720); do
   st=$(slurm_state "$sig")
   case "$st" in COMPLETED|FAILED|CANCELLED|TIMEOUT) break ;; esac
   # Slurm holds a requeued batch job back for about two minutes (its BeginTime) before it is
-  # eligible again; a test need not wait for that.
+  # eligible again; a test need not wait for that, but it must wait out the second of the
+  # requeue: slurmd revoked the old run's credential at that time, and a credential issued in
+  # the same second counts as revoked (ctime <= revoked), so the relaunch fails and the job ends
+  # FAILED without running (seen once in CI under the sanitizer build's load).
   if [ "$st" = PENDING ] && [ "${restarts:-0}" -ge 1 ] && [ -z "${released:-}" ]; then
-    scontrol update JobId="$sig" StartTime=now >/dev/null 2>&1 && released=1
+    scontrol update JobId="$sig" StartTime=now+2 >/dev/null 2>&1 && released=1
   fi
   sleep 0.25
 done
@@ -97,7 +100,7 @@ check "signal: the job was requeued once (Restarts=1)" test "${restarts:-0}" -ge
 check "signal: the restarted job resumed from the checkpoint" grep -q 'restart 1' "$out"
 check "signal: the requeued job completed" test "$(slurm_state "$sig")" = COMPLETED
 check "signal: factors bitwise identical to the uninterrupted run" test -n "$(fact full)" -a "$(fact sig)" = "$(fact full)"
-[ "$(slurm_state "$sig")" = COMPLETED ] || show_job "$sig"
+[ "$(slurm_state "$sig")" = COMPLETED ] || { show_job "$sig"; grep -h "JobId=$sig\b\|job $sig\b\|StepId=$sig\." "$tmp"/slurm/log/*.log | tail -30; }
 
 # 3. two updates at once: one updates, the other refuses (locked); nothing corrupted.
 # Both are held, then released together so they start in the same scheduling pass; retrain makes
