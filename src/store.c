@@ -1055,9 +1055,10 @@ static imf_status user_rows(const batch_h *h, int64_t lo, int64_t hi, hid_t ind,
   return IMF_OK;
 }
 
-/* Rows read from batch k must name users of [ulo, uhi) and items that batch k knows: HDF5 does
- * not checksum raw data, and a flipped bit must not reach the callers (who index arrays by
- * user and item) as an index out of bounds. (local) */
+/* Rows read from batch k must name users of [ulo, uhi) and items that batch k knows, in the
+ * strict (user, item) order every batch is written in: HDF5 does not checksum raw data, and a
+ * flipped bit must not reach the callers as an index out of bounds, nor as a store whose ratings
+ * are out of order (a one-batch read is not re-sorted) or repeat a pair. (local) */
 static imf_status check_rows(const imf_store *s, int64_t k, const imf_ratings *r, int64_t from,
                              int64_t n, int64_t ulo, int64_t uhi, const char *path) {
   const batch_meta *b = &s->m.b[k - 1];
@@ -1069,7 +1070,41 @@ static imf_status check_rows(const imf_store *s, int64_t k, const imf_ratings *r
                "batch's %lld users and %lld items: restore that file from a backup or re-run "
                "prepare", path, r->user[j], r->item[j], (long long)b->users_after,
                (long long)b->items_after);
+  for (int64_t j = from + 1; j < from + n; j++)
+    if (r->user[j - 1] > r->user[j] || (r->user[j - 1] == r->user[j] && r->item[j - 1] >= r->item[j]))
+      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: its ratings are not in (user, item) order (user %d item %d "
+               "before user %d item %d): restore that file from a backup or re-run prepare", path,
+               r->user[j - 1], r->item[j - 1], r->user[j], r->item[j]);
   return IMF_OK;
+}
+
+/* Collective: check_rows sees the order inside each rank's share of a batch; this checks it
+ * across the seams between the shares (each non-empty share's last row against the next
+ * non-empty share's first), so that a corrupt batch is reported whatever the rank count. */
+static imf_status check_row_seams(const imf_store *s, const imf_ratings *r, int64_t n, const char *path) {
+  int32_t mine[5] = {n > 0, n ? r->user[0] : 0, n ? r->item[0] : 0, n ? r->user[n - 1] : 0, n ? r->item[n - 1] : 0};
+  int32_t *all = NULL;
+  IMF_CHECK(imf_agree(s->comm, imf_alloc(&all, (size_t)s->size * 5, sizeof *all)));
+  if (MPI_Allgather(mine, 5, MPI_INT32_T, all, 5, MPI_INT32_T, s->comm) != MPI_SUCCESS) {
+    imf_free(&all);
+    IMF_FAIL(IMF_ERR_RUNTIME, "MPI_Allgather failed (batch row order)");
+  }
+  int64_t prev = -1; /* the last non-empty share so far */
+  imf_status st = IMF_OK;
+  for (int q = 0; q < s->size && st == IMF_OK; q++) {
+    const int32_t *e = all + 5 * q;
+    if (!e[0]) continue;
+    if (prev >= 0) {
+      const int32_t *p = all + 5 * prev;
+      if (p[3] > e[1] || (p[3] == e[1] && p[4] >= e[2]))
+        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: its ratings are not in (user, item) "
+                           "order (user %d item %d before user %d item %d): restore that file from a backup or "
+                           "re-run prepare", path, p[3], p[4], e[1], e[2]);
+    }
+    prev = q;
+  }
+  imf_free(&all);
+  return st; /* the same verdict on every rank: all computed it from the same gathered ends */
 }
 
 typedef struct {
@@ -2029,6 +2064,7 @@ imf_status imf_store_read_batch(imf_store *s, int64_t k, imf_ratings *out) {
     if (st == IMF_OK) st = check_rows(s, k, &r, 0, (int64_t)n, 0, INT64_MAX, path);
     st = imf_agree(s->comm, st);
   }
+  if (st == IMF_OK && s->size > 1) st = check_row_seams(s, &r, (int64_t)n, path);
   H5Pclose(coll);
   batch_h_close(&h);
   if (st != IMF_OK) {
@@ -2526,8 +2562,9 @@ static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64
   int64_t w = 0;
   for (int64_t j = 0; j < h->nslots; j++) {
     out->ptr[j] = w;
-    hrow *g = h->r + h->start[j];
     const int64_t b = h->start[j + 1] - h->start[j];
+    if (b == 0) continue; /* h->r is NULL when no slot has a row: no pointer arithmetic on it */
+    hrow *g = h->r + h->start[j];
     hrows_sort(g, b, by_item, scratch);
     for (int64_t c = 0; c < b;) {
       int64_t e = c + 1;
