@@ -580,7 +580,19 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
       goto done;
     }
   }
-  if (declared != m->nbatches ||
+  /* Each batch numbers its new ids after the previous batch's: the counts chain exactly (a
+   * key lost to damage reads as 0 and breaks the chain, instead of shrinking the store's id
+   * range under rows that name ids past it). */
+  int chained = 1;
+  for (int64_t k = 0; k < m->nbatches && chained; k++) {
+    const batch_meta *b = &m->b[k];
+    const int64_t pu = k ? m->b[k - 1].users_after : 0, pi = k ? m->b[k - 1].items_after : 0;
+    /* pu, pi >= 0 here (the chain starts at 0 and only adds counts >= 0): no overflow */
+    chained = b->new_users >= 0 && b->new_items >= 0 && b->rows >= 0 && b->new_users <= INT64_MAX - pu &&
+              b->new_items <= INT64_MAX - pi && b->users_after == pu + b->new_users &&
+              b->items_after == pi + b->new_items;
+  }
+  if (declared != m->nbatches || !chained ||
       (m->nbatches > 0 && (m->b[m->nbatches - 1].users_after != m->users ||
                            m->b[m->nbatches - 1].items_after != m->items))) {
     st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,

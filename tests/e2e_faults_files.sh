@@ -93,8 +93,14 @@ cp -r st sx; rm sx/batch-000001.h5
 expect "a batch file missing" 3 "batch-000001.h5 is missing" "restore it or re-run prepare" inspect sx --quiet
 cp -r st sc; sed -i 's/^users /users 1/' sc/MANIFEST
 expect "a MANIFEST edited by hand" 3 "MANIFEST is corrupt \(checksum mismatch\)" "restore it or re-run prepare" inspect sc
+# damaged keys under a valid checksum (as the store fuzzer made them): the store's user total and
+# the batch's users_after unreadable, so both read as 0 and agree; the batch's id counts no
+# longer chain, and the store must not open with no users under rows that name some
+cp -r st sk
+{ sed -e 's/ users_after=/ usersWafter=/' -e 's/^users /uAsers /' -e '$d' st/MANIFEST > sk/M; echo "end $(sha256sum < sk/M | cut -c1-64)" >> sk/M; mv sk/M sk/MANIFEST; }
+expect "a MANIFEST with damaged keys" 3 "MANIFEST is inconsistent" "restore it or re-run prepare" inspect sk
 expect "a text file as a checkpoint" 3 "not a readable HDF5 file" "restore it from a copy, or give a file written by incremf" inspect text.h5
-class_done "a store batch swapped for another store's or missing, a MANIFEST edited by hand, a text file as a checkpoint" ""
+class_done "a store batch swapped for another store's or missing, a MANIFEST edited by hand or with damaged keys, a text file as a checkpoint" ""
 
 # --- a store whose content no longer matches the checkpoint
 IMF_STOP_AFTER_SWEEP=2 run 2 train --data st --model mg "${TSET[@]}" --quiet 2>/dev/null
