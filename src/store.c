@@ -1067,6 +1067,14 @@ static imf_status user_rows(const batch_h *h, int64_t lo, int64_t hi, hid_t ind,
   return IMF_OK;
 }
 
+/* Two consecutive rows of a batch, (u0, i0) then (u1, i1): strictly ascending, or the file is
+ * corrupt. (local) */
+static imf_status check_pair_order(const char *path, int32_t u0, int32_t i0, int32_t u1, int32_t i1) {
+  if (u0 < u1 || (u0 == u1 && i0 < i1)) return IMF_OK;
+  IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: its ratings are not in (user, item) order (user %d item %d "
+           "before user %d item %d): restore that file from a backup or re-run prepare", path, u0, i0, u1, i1);
+}
+
 /* Rows read from batch k must name users of [ulo, uhi) and items that batch k knows, in the
  * strict (user, item) order every batch is written in: HDF5 does not checksum raw data, and a
  * flipped bit must not reach the callers as an index out of bounds, nor as a store whose ratings
@@ -1076,17 +1084,14 @@ static imf_status check_rows(const imf_store *s, int64_t k, const imf_ratings *r
   const batch_meta *b = &s->m.b[k - 1];
   if (uhi > b->users_after) uhi = b->users_after;
   if (ulo < 0) ulo = 0;
-  for (int64_t j = from; j < from + n; j++)
+  for (int64_t j = from; j < from + n; j++) {
     if (r->user[j] < ulo || r->user[j] >= uhi || r->item[j] < 0 || r->item[j] >= b->items_after)
       IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: a rating names user %d and item %d, outside the "
                "batch's %lld users and %lld items: restore that file from a backup or re-run "
                "prepare", path, r->user[j], r->item[j], (long long)b->users_after,
                (long long)b->items_after);
-  for (int64_t j = from + 1; j < from + n; j++)
-    if (r->user[j - 1] > r->user[j] || (r->user[j - 1] == r->user[j] && r->item[j - 1] >= r->item[j]))
-      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: its ratings are not in (user, item) order (user %d item %d "
-               "before user %d item %d): restore that file from a backup or re-run prepare", path,
-               r->user[j - 1], r->item[j - 1], r->user[j], r->item[j]);
+    if (j > from) IMF_CHECK(check_pair_order(path, r->user[j - 1], r->item[j - 1], r->user[j], r->item[j]));
+  }
   return IMF_OK;
 }
 
@@ -1096,22 +1101,22 @@ static imf_status check_rows(const imf_store *s, int64_t k, const imf_ratings *r
 static imf_status check_row_seams(const imf_store *s, const imf_ratings *r, int64_t n, const char *path) {
   int32_t mine[5] = {n > 0, n ? r->user[0] : 0, n ? r->item[0] : 0, n ? r->user[n - 1] : 0, n ? r->item[n - 1] : 0};
   int32_t *all = NULL;
-  IMF_CHECK(imf_agree(s->comm, imf_alloc(&all, (size_t)s->size * 5, sizeof *all)));
+  imf_status st = imf_agree(s->comm, imf_alloc(&all, (size_t)s->size * 5, sizeof *all));
+  if (st != IMF_OK) {
+    imf_free(&all); /* the ranks whose allocation succeeded */
+    return st;
+  }
   if (MPI_Allgather(mine, 5, MPI_INT32_T, all, 5, MPI_INT32_T, s->comm) != MPI_SUCCESS) {
     imf_free(&all);
     IMF_FAIL(IMF_ERR_RUNTIME, "MPI_Allgather failed (batch row order)");
   }
   int64_t prev = -1; /* the last non-empty share so far */
-  imf_status st = IMF_OK;
   for (int q = 0; q < s->size && st == IMF_OK; q++) {
     const int32_t *e = all + 5 * q;
     if (!e[0]) continue;
     if (prev >= 0) {
       const int32_t *p = all + 5 * prev;
-      if (p[3] > e[1] || (p[3] == e[1] && p[4] >= e[2]))
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: its ratings are not in (user, item) "
-                           "order (user %d item %d before user %d item %d): restore that file from a backup or "
-                           "re-run prepare", path, p[3], p[4], e[1], e[2]);
+      st = check_pair_order(path, p[3], p[4], e[1], e[2]);
     }
     prev = q;
   }
