@@ -2,6 +2,7 @@
  * directory holds. */
 #include "cli.h"
 #include "modeldir.h"
+#include "scale.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -176,6 +177,17 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
     num_or_null(info.scale_min);
     printf(",\"scale_max\":");
     num_or_null(info.scale_max);
+    /* the observed value scale recorded at prepare/append (null: not recorded) */
+    printf(",\"value_min\":");
+    num_or_null(info.value_known ? info.value_min : NAN);
+    printf(",\"value_max\":");
+    num_or_null(info.value_known ? info.value_max : NAN);
+    printf(",\"value_step\":");
+    num_or_null(info.value_known ? info.value_step : NAN);
+    printf(",\"relevance_threshold_auto\":");
+    num_or_null(info.value_known ? imf_scale_auto_threshold(info.value_min, info.value_max,
+                                                            isnan(info.value_step) ? 0 : info.value_step)
+                                 : NAN);
     if (has_time) printf(",\"time_min\":%lld,\"time_max\":%lld", (long long)info.time_min, (long long)info.time_max);
     else printf(",\"time_min\":null,\"time_max\":null");
     printf(",\"normalize\":\"%s\",\"digest\":\"%s\"}\n", info.normalize, info.digest);
@@ -185,6 +197,13 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
            (long long)info.items, (long long)info.ratings, (long long)info.batches);
     if (isnan(info.scale_min) && isnan(info.scale_max)) printf("  scale      unbounded\n");
     else printf("  scale      %g .. %g\n", info.scale_min, info.scale_max);
+    if (!info.value_known) printf("  values     (not recorded: a batch predates the record)\n");
+    else {
+      char step[32] = "none";
+      if (!isnan(info.value_step)) snprintf(step, sizeof step, "%g", info.value_step);
+      printf("  values     %g .. %g, step %s (auto relevance threshold %g)\n", info.value_min, info.value_max, step,
+             imf_scale_auto_threshold(info.value_min, info.value_max, isnan(info.value_step) ? 0 : info.value_step));
+    }
     if (has_time) printf("  time       %lld .. %lld\n", (long long)info.time_min, (long long)info.time_max);
     else printf("  time       (no timestamps)\n");
     printf("  normalize  %s\n  digest     %s\n", info.normalize, info.digest);
