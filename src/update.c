@@ -786,10 +786,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   double sums[3] = {0, 0, 0}; /* champion sq. error on known rows, their count, new ratings */
   for (int64_t k = seen + 1; k <= nb; k++) {
     IMF_TRY(imf_store_read_batch(s, k, &one), out);
-    /* any new rating touches its rows (it may supersede a positive); drift and the newest
-     * holdout use the model's training values */
-    for (int64_t j = 0; j < one.n; j++) tu[one.user[j]] = ti[one.item[j]] = 1;
-    sums[2] += (double)one.n;
+    /* an implicit model sees the batch's positives only, with their training values (a
+     * rating below model.positive_threshold is as if it were not there: it touches no row) */
     imf_implicit_apply(&io, &one);
     IMF_TRY(imf_ratings_reserve(&fresh, fresh.n + one.n + 1), out);
     for (int64_t j = 0; j < one.n; j++) {
@@ -808,6 +806,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         fresh.n++;
       }
     }
+    sums[2] += (double)one.n;
     imf_ratings_free(&one);
   }
   IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, tu, (int)nu, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
