@@ -27,8 +27,8 @@ const char IMF_USAGE_EVALUATE[] =
     "                 (auto: 3/4 up the recorded scale, rounded up to its step: 4 on 1-5, 8 on 0-10)\n"
     "                 (implicit models: every held-out item)\n"
     "  --fold-files B,T  patterns with one %d, for folds 1..N (official MovieLens u1..u5)\n"
-    "  --json         one object: protocol, k, folds, every metric by plain key (mean over\n"
-    "                 folds), sd (per key), fold_results\n";
+    "  --json         one object: protocol, k, folds, relevance_threshold, every metric by\n"
+    "                 plain key (mean over folds), sd (per key), fold_results\n";
 
 static void jval(double v) {
   if (isfinite(v)) printf("%.6g", v);
