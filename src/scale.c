@@ -40,10 +40,7 @@ static double fgcd(double a, double b, double tol) {
 /* Fold one difference d >= 0 into the step g (g: 0 none yet, < 0 irregular). */
 static double step_add(double g, double d, double tol, double range) {
   if (g < 0 || d <= tol) return g;
-  if (g > 0) {
-    double r = fmod(d, g);
-    if (r <= tol || r >= g - tol) return g; /* the common case: d is on the grid already */
-  }
+  if (g > 0 && fabs(d - nearbyint(d / g) * g) <= tol) return g; /* the common case: on the grid */
   g = fgcd(g, d, tol);
   if (g <= tol || (range > 0 && range / g > MAX_LEVELS)) return -1;
   return g;
@@ -66,8 +63,14 @@ void imf_scale_of(const float *v, int64_t n, imf_scale *out) {
     if (v[j] < lo) lo = v[j];
     if (v[j] > hi) hi = v[j];
   }
-  double tol = tol_of(lo, hi), range = hi - lo, g = 0;
-  for (int64_t j = 0; j < n && g >= 0; j++) g = step_add(g, (double)v[j] - lo, tol, range);
+  double tol = tol_of(lo, hi), range = hi - lo, g = 0, ig = 0;
+  for (int64_t j = 0; j < n && g >= 0; j++) {
+    const double d = (double)v[j] - lo; /* >= 0 */
+    /* the common case, inline: on the grid already (q + 0.5 truncated: d >= 0, q < 2^62) */
+    if (g > 0 && fabs(d - (double)(int64_t)(d * ig + 0.5) * g) <= tol) continue;
+    g = step_add(g, d, tol, range);
+    ig = g > 0 ? 1.0 / g : 0;
+  }
   out->n = n;
   out->min = lo;
   out->max = hi;
