@@ -171,6 +171,9 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     char desc[160];
     imf_implicit_describe(&io, desc, sizeof desc);
     if (io.active) imf_info("implicit training data: %s", desc);
+    else if (!isnan(io.positive_threshold) || io.confidence != IMF_CONF_LINEAR)
+      imf_warn("model.positive_threshold and model.confidence apply to implicit models (ials, ease, pop): "
+               "ignored for %s", imf_cfg_str(cfg, "model.type"));
   }
   double t_read = imf_wtime() - tr;
   /* The store's standing holdout (recorded at prepare) is never trained on and is the
