@@ -44,6 +44,9 @@ check "batch line carries value_min/value_max/value_step" grep -q '^batch 1 .* v
 run 2 append --input s010.csv --data sthalf --quiet
 jh2=$(run 1 inspect sthalf --json 2>/dev/null)
 check "append combines: 0..10 step 0.5, batch 2 its own 0..10 step 1" test "$(echo "$jh2" | jget value_min),$(echo "$jh2" | jget value_max),$(echo "$jh2" | jget value_step)/$(grep -c '^batch 2 .*value_min=0 value_max=10 value_step=1$' sthalf/MANIFEST)" = "0,10,0.5/1"
+check "inspect --json batch_values: batch 1 0.5..5 step 0.5, batch 2 0..10 step 1" $PY -c "
+import json,sys; b=json.loads(sys.argv[1])['batch_values']
+sys.exit(0 if [(x['batch'],x['min'],x['max'],x['step']) for x in b]==[(1,0.5,5,0.5),(2,0,10,1)] else 1)" "$jh2"
 # a store written before the record: value keys removed, checksum redone
 cp -r st010 old010
 $PY - old010/MANIFEST <<'PYEOF'
