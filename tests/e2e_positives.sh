@@ -94,5 +94,10 @@ check "... and the two fold-in paths agree" test "$(fact f_thr)" = "$(fact n_thr
 run 2 update --data q_all --model g_thr --quiet; run 2 update --data q_pos --model g_pos --quiet
 check "EASE update keeps ease(threshold) == ease(filtered)" test "$(easeh g_thr)" = "$(easeh g_pos)"
 
+# evaluate: an implicit model's relevant held-out items are its positives
+ev() { run 1 evaluate --input all.csv $I --set model.iterations=2 "$@" --json --quiet | $PY -c 'import json,sys; v=json.loads(sys.stdin.read())["relevance_threshold"]; print("null" if v is None else v)'; }
+check "evaluate ials with positive_threshold=4: relevance_threshold 4" test "$(ev --set model.positive_threshold=4)" = 4
+check "evaluate ials without: every held-out item (null)" test "$(ev)" = null
+
 echo "e2e_positives: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

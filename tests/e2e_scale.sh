@@ -13,7 +13,7 @@
 #  3. recommend clips an explicit model's scores to the recorded scale (recommend.clip = scale,
 #     the default) and not with recommend.clip = none.
 #  4. MovieTweetings (0-10, $IMF_SHARED_DATA, skipped when absent): recorded 0..10 step 1, auto
-#     threshold 8.
+#     threshold 8; ml-latest-small: 0.5..5 step 0.5, auto threshold 4.
 set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
@@ -113,6 +113,14 @@ if [ -n "${IMF_SHARED_DATA:-}" ] && [ -f "$mt" ]; then
   check "MovieTweetings: recorded 0..10 step 1, auto threshold 8" test "$(echo "$jm" | jget value_min),$(echo "$jm" | jget value_max),$(echo "$jm" | jget value_step),$(echo "$jm" | jget relevance_threshold_auto)" = "0,10,1,8"
 else
   echo "skip MovieTweetings (IMF_SHARED_DATA absent)"
+fi
+ml="${IMF_SHARED_DATA:-}/ml-latest-small/ratings.csv.xz"
+if [ -n "${IMF_SHARED_DATA:-}" ] && [ -f "$ml" ]; then
+  run 2 prepare --input "$ml" --data mls --quiet
+  jl=$(run 1 inspect mls --json 2>/dev/null)
+  check "ml-latest-small: recorded 0.5..5 step 0.5, auto threshold 4" test "$(echo "$jl" | jget value_min),$(echo "$jl" | jget value_max),$(echo "$jl" | jget value_step),$(echo "$jl" | jget relevance_threshold_auto)" = "0.5,5,0.5,4"
+else
+  echo "skip ml-latest-small (IMF_SHARED_DATA absent)"
 fi
 
 echo "e2e_scale: $pass passed, $fail failed"
