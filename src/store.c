@@ -490,7 +490,7 @@ static int batch_scale_check(batch_meta *b, int have, double lo, double hi, doub
   if (have != 7) return -1;
   b->has_scale = 1;
   if (isnan(lo) && isnan(hi)) return step == 0 ? 0 : -1; /* no rows */
-  if (!(lo <= hi) || !(isnan(step) || step >= 0)) return -1;
+  if (!(lo <= hi) || !(isnan(step) || step >= 0) || (step > 0 && lo == hi)) return -1;
   b->scale.n = b->rows > 0 ? b->rows : 1;
   b->scale.min = lo;
   b->scale.max = hi;
