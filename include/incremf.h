@@ -71,6 +71,8 @@ typedef struct imf_store imf_store;
 typedef struct {
   int64_t users, items, ratings, batches;
   double scale_min, scale_max;        /* NaN when no scale is configured */
+  int value_known;                    /* the observed value scale is recorded (store.h) */
+  double value_min, value_max, value_step; /* observed; step NaN: no regular step */
   int64_t time_min, time_max;         /* INT64_MIN/INT64_MAX sentinels when no timestamps */
   char normalize[16];
   char digest[65];                    /* content digest (hex sha256) */

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE } key_type;
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE, T_DOUBLE_NONE_AUTO } key_type;
 
 typedef struct {
   const char *key;     /* "section.name" */
@@ -81,7 +81,12 @@ static const key_def KEYS[] = {
     {"model.k", T_INT, "32", NULL, "number of latent factors"},
     {"model.lambda", T_DOUBLE, "0.05", NULL, "factor regularisation (weighted by row count in ALS-WR)"},
     {"model.lambda_bias", T_DOUBLE, "5", NULL, "bias regularisation"},
-    {"model.alpha", T_DOUBLE, "10", NULL, "implicit ALS confidence: c = 1 + alpha * r"},
+    {"model.alpha", T_DOUBLE, "10", NULL, "implicit ALS confidence: c = 1 + alpha * r (see model.confidence)"},
+    {"model.positive_threshold", T_DOUBLE_OR_NONE, "none", NULL,
+     "ials/ease/pop: ratings below this are not positives (left out of training); none = every rating"},
+    {"model.confidence", T_ENUM, "linear", "linear|log|binary",
+     "ials/ease/pop training value of a positive r: r (c = 1 + alpha r), log(1 + r/epsilon), or 1 (c = 1 + alpha)"},
+    {"model.epsilon", T_DOUBLE, "1", NULL, "model.confidence = log: c = 1 + alpha * log(1 + r/epsilon); > 0"},
     {"model.iterations", T_INT, "15", NULL, "sweeps (ALS) or samples incl. burn-in (BPMF)"},
     {"model.burn_in", T_INT, "20", NULL, "BPMF sweeps discarded before averaging"},
     {"model.samples", T_INT, "32", NULL,
@@ -117,8 +122,9 @@ static const key_def KEYS[] = {
      "(touched), or the whole store (full: the reference path)"},
     /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
-    {"eval.relevance_threshold", T_DOUBLE_OR_NONE, "4", NULL,
-     "explicit data: a held-out rating >= this is relevant; none = every held-out item (implicit models: always every)"},
+    {"eval.relevance_threshold", T_DOUBLE_NONE_AUTO, "auto", NULL,
+     "explicit data: a held-out rating >= this is relevant; auto = min + 0.75 (max - min) of the recorded scale, "
+     "rounded up to its step (4 on 1-5, 8 on 0-10); none = every held-out item (implicit models: always every)"},
     {"eval.binarize", T_DOUBLE_OR_NONE, "none", NULL,
      "implicit evaluation: drop ratings below this before splitting and set the rest to 1"},
     {"eval.test_fraction", T_DOUBLE, "0.2", NULL, "random and temporal protocols: share of ratings held out"},
@@ -129,6 +135,8 @@ static const key_def KEYS[] = {
     {"eval.foldin_fraction", T_DOUBLE, "0.8", NULL, "held-out-users protocol: share of a user's items used to fold them in"},
     {"eval.min_user_ratings", T_INT, "5", NULL, "held-out-users protocol: users with fewer ratings are never held out"},
     {"recommend.top", T_INT, "10", NULL, "items per user for recommend (--top wins)"},
+    {"recommend.clip", T_ENUM, "scale", "scale|none",
+     "explicit models' predicted scores: clipped to the store's recorded value range (scale) or not (none)"},
     {"tune.folds", T_INT, "5", NULL, "cross-validation folds inside tune (--folds wins)"},
     {"tune.groups", T_INT, "0", NULL, "rank groups training candidates concurrently; 0 = one per rank (--groups wins)"},
     {"tune.metric", T_STR, "auto", NULL,
@@ -254,6 +262,10 @@ static imf_status check_value(int i, const char *v, const char *origin) {
   case T_DOUBLE_OR_NONE:
     if (strcmp(v, "none") && !parse_dbl(v, &dv))
       IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be a number or 'none', got '%s'", origin, k->key, v);
+    break;
+  case T_DOUBLE_NONE_AUTO: /* "auto" is resolved by its one reader (scale.c), never as a number */
+    if (strcmp(v, "none") && strcmp(v, "auto") && !parse_dbl(v, &dv))
+      IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be a number, 'auto' or 'none', got '%s'", origin, k->key, v);
     break;
   case T_BOOL:
     if (!parse_bool(v, &bv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be true or false, got '%s'", origin, k->key, v);

@@ -17,6 +17,7 @@
 #include "partition.h"
 #include "reader.h"
 #include "rowsolve.h"
+#include "scale.h"
 #include "topk.h"
 #include "train.h"
 
@@ -404,12 +405,15 @@ static imf_status build_csr(int64_t ulo, int64_t uhi, const imf_ratings *a, cons
 }
 
 static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const imf_model *m, double lo, double hi,
-                            imf_eval_opts *o) {
+                            const imf_dataset *d, imf_eval_opts *o) {
   memset(o, 0, sizeof *o);
   IMF_CHECK(imf_parse_cutoffs(cutoffs ? cutoffs : imf_cfg_str(cfg, "eval.k"), o->ks, &o->nk));
-  /* implicit-feedback models (iALS, EASE) score preferences: every test rating is relevant */
+  /* implicit-feedback models (iALS, EASE) score preferences: every test rating is relevant;
+   * explicit ones: eval.relevance_threshold, auto resolved against the data's scale (scale.h) */
   int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE;
-  o->threshold = implicit ? NAN : imf_cfg_double(cfg, "eval.relevance_threshold");
+  o->threshold = NAN;
+  if (!implicit) IMF_CHECK(imf_relevance_threshold_scale(cfg, d && d->values.n ? &d->values : NULL, &o->threshold));
+  else o->threshold = imf_cfg_double(cfg, "model.positive_threshold"); /* relevant = a positive */
   o->clip_lo = lo;
   o->clip_hi = hi;
   o->rating_metrics = !implicit;
@@ -546,6 +550,7 @@ static imf_status score_split(MPI_Comm comm, const imf_model *m, imf_ease *ease,
 out:
   st = imf_agree(comm, st);
   if (st == IMF_OK) st = eval_block(comm, m, ease, ulo, uhi, X, xb, NULL, NULL, ptr, idx, test, o, res);
+  res->relevance_threshold = o->threshold;
   imf_free(&ptr);
   imf_free(&idx);
   imf_free(&X);
@@ -592,9 +597,12 @@ static imf_status run_split(MPI_Comm comm, const imf_config *cfg, const imf_data
   imf_status st = IMF_OK;
   double t0 = imf_wtime();
   IMF_TRY(imf_split(comm, d, sp, &train, &foldin, &test), out);
+  /* an implicit model trains (and folds users in) on its positives and confidence values */
+  IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &train)), out);
+  IMF_TRY(imf_implicit_transform(cfg, &foldin), out);
   IMF_TRY(train_on(comm, cfg, &train, d->nusers, d->nitems, &m, &ease), out);
   imf_eval_opts o;
-  st = opts_from(cfg, cutoffs, m, lo, hi, &o);
+  st = opts_from(cfg, cutoffs, m, lo, hi, d, &o);
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(score_split(comm, m, ease, d->ulo, d->uhi, &train, sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL,
                       &test, &o, res), out);
@@ -673,10 +681,12 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_TRY(imf_dataset_relayout(comm, &tr, te.nusers, te.nitems), out);
   imf_eval_binarize(cfg, &tr);
   imf_eval_binarize(cfg, &te);
+  IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &tr.r)), out);
   IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m, &ease), out);
   /* test ratings of ids unseen in training stay (cold), rank with the model's rows only */
   imf_eval_opts o;
-  st = opts_from(cfg, sp->cutoffs, m, imf_cfg_double(cfg, "clean.scale_min"), imf_cfg_double(cfg, "clean.scale_max"), &o);
+  st = opts_from(cfg, sp->cutoffs, m, imf_cfg_double(cfg, "clean.scale_min"), imf_cfg_double(cfg, "clean.scale_max"),
+                 &tr, &o);
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(score_split(comm, m, ease, tr.ulo, tr.uhi, &tr.r, NULL, &te.r, &o, res), out);
   res->seconds = imf_wtime() - t0;
@@ -817,12 +827,15 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
     IMF_TRY(check_model_store(sp->model, sp->store, &meta, &d, m->nusers, m->nitems), out);
     restrict_to_model(&d.r, m);
-    IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &o), out);
+    IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &d, &o), out);
     if (!strcmp(proto, "test")) {
       if (!sp->test_path) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol test needs --test FILE"), out);
       IMF_TRY(model_idmaps(&meta, &mu, &mi), out);
       IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
       IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
+      /* the model's recorded positives (cfg: its configuration): an EASE user's row is its
+       * positives; the test ratings stay as they are (relevance compares their values) */
+      IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &d.r)), out);
       IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
     } else {
       /* The store's standing holdout (recorded at prepare), which train and update never train
@@ -842,6 +855,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
                               "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
       imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
       IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
+      IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &train)), out); /* as above: the model's positives */
       IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
     }
     rep->nfolds = 1;

@@ -43,6 +43,8 @@ typedef struct {
   int64_t users_ranked;         /* users with >= 1 relevant held-out item and training data */
   int64_t users_cold;           /* users with relevant items but no training (or fold-in) data */
   double seconds;               /* training + scoring wall time */
+  double relevance_threshold;   /* the threshold used (eval.relevance_threshold resolved; NaN: every
+                                   held-out item is relevant) */
 } imf_metrics;
 
 /* Collective. Each rank passes the users [ulo, uhi) (a contiguous range; ranges of all ranks

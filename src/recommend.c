@@ -57,6 +57,45 @@ out:
   return st;
 }
 
+imf_status imf_recommender_clip(imf_recommender *r, const imf_config *cfg, const char *store_dir) {
+  r->clip = 0;
+  r->clip_lo = r->clip_hi = NAN;
+  const int explicit_model = r->m->type == IMF_MODEL_ALS || r->m->type == IMF_MODEL_BPMF;
+  if (!explicit_model || strcmp(imf_cfg_str(cfg, "recommend.clip"), "scale") != 0) return IMF_OK;
+  double lo = NAN, hi = NAN, step;
+  if (store_dir) {
+    imf_store *s = NULL;
+    IMF_CHECK(imf_store_open(r->comm, store_dir, IMF_STORE_READ, 0, &s));
+    if (!imf_store_scale(s, &lo, &hi, &step)) imf_store_configured_scale(s, &lo, &hi);
+    imf_store_close(&s);
+  }
+  if ((isnan(lo) || isnan(hi)) && r->meta.config && *r->meta.config) {
+    /* the clean.scale_* keys the model was trained with */
+    imf_config *mc = NULL;
+    IMF_CHECK(imf_config_create(&mc));
+    imf_status st = imf_config_load_string(mc, r->meta.config, "the model's configuration");
+    if (st == IMF_OK) {
+      lo = imf_cfg_double(mc, "clean.scale_min");
+      hi = imf_cfg_double(mc, "clean.scale_max");
+    }
+    imf_config_destroy(&mc);
+    imf_err_clear(); /* an unreadable stored config only means no range */
+  }
+  r->clip_lo = lo;
+  r->clip_hi = hi;
+  r->clip = !isnan(lo) || !isnan(hi);
+  return IMF_OK;
+}
+
+/* Clip n scores to the recorded range (scale.h); a no-op unless imf_recommender_clip set one. */
+static void clip_scores(const imf_recommender *r, float *s, int64_t n) {
+  if (!r->clip) return;
+  for (int64_t j = 0; j < n; j++) {
+    if (!isnan(r->clip_lo) && s[j] < r->clip_lo) s[j] = (float)r->clip_lo;
+    if (!isnan(r->clip_hi) && s[j] > r->clip_hi) s[j] = (float)r->clip_hi;
+  }
+}
+
 void imf_recommender_close(imf_recommender *r) {
   imf_model_destroy(&r->m);
   imf_ease_destroy(&r->ease);
@@ -197,6 +236,7 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
     st = list_alloc(out, top);
     if (st == IMF_OK) st = imf_topk(&q, top, out->items, out->scores, &cnt, NULL);
     out->n = cnt;
+    if (st == IMF_OK) clip_scores(r, out->scores, cnt); /* after ranking: the order stays the model's */
   }
   imf_ratings_free(&rt);
   return imf_agree(r->comm, st);
@@ -231,6 +271,7 @@ imf_status imf_recommend_items(imf_recommender *r, const char *user, const char 
     }
   }
   out->n = n;
+  clip_scores(r, out->scores, n);
   imf_topk_sort(out->items, out->scores, n);
   return IMF_OK;
 }
@@ -457,6 +498,7 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
     imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr,
                         rt.item};
     IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
+    clip_scores(r, scores, n * top); /* after ranking: the order stays the model's */
   }
   ts = imf_wtime() - ts;
   /* A forgotten user (an empty id in the version) gets no list: no CSV lines, an empty HDF5 row. */

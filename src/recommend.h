@@ -20,11 +20,19 @@ typedef struct {
   imf_ease *ease;           /* EASE version with a stored B: B on a 1 x P grid, each rank its
                                columns; every query scores with it (m is then only a handle) */
   imf_ease_rows x;          /* with ease: this rank's rows of X (imf_user_range's users) */
+  double clip_lo, clip_hi;  /* explicit models' scores are clipped to these (NaN: not clipped;
+                               0, 0 as opened: imf_recommender_clip sets them) */
+  int clip;                 /* 1 once imf_recommender_clip set a range */
 } imf_recommender;
 
 /* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */
 imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r);
 void imf_recommender_close(imf_recommender *r);
+/* Collective. recommend.clip = scale (cfg): an explicit model's (als, bpmf) predicted scores are
+ * clipped to the value range recorded in the store (store_dir; may be NULL), else to the
+ * clean.scale_min/max the model was trained with, else not at all; none: never clipped.
+ * Implicit models' scores are preferences, not ratings: never clipped. */
+imf_status imf_recommender_clip(imf_recommender *r, const imf_config *cfg, const char *store_dir);
 
 /* A ranked list (rank 0's result; items are model item indices). */
 typedef struct {

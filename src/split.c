@@ -153,6 +153,12 @@ imf_status imf_dataset_from_store(MPI_Comm comm, const char *store_dir, imf_data
   IMF_TRY(imf_store_get_info(s, &info), out);
   d->scale_min = info.scale_min;
   d->scale_max = info.scale_max;
+  if (info.value_known) {
+    d->values.n = info.ratings > 0 ? info.ratings : 1;
+    d->values.min = info.value_min;
+    d->values.max = info.value_max;
+    d->values.step = isnan(info.value_step) ? -1 : info.value_step;
+  }
 out:
   imf_store_close(&s);
   return st;
@@ -178,6 +184,7 @@ imf_status imf_dataset_from_file(MPI_Comm comm, const imf_config *cfg, const cha
   d->nitems = imf_idmap_size(I);
   d->scale_min = imf_cfg_double(cfg, "clean.scale_min");
   d->scale_max = imf_cfg_double(cfg, "clean.scale_max");
+  IMF_TRY(imf_scale_reduce(comm, &d->r, &d->values), out); /* no store: measure the scale here */
   imf_user_range(comm, d->nusers, &d->ulo, &d->uhi);
   IMF_TRY(imf_ratings_to_owners(comm, &d->r, d->nusers), out);
 out:

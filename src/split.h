@@ -18,6 +18,7 @@
 #define IMF_SPLIT_H
 #include "idmap.h"
 #include "ratings.h"
+#include "scale.h"
 #include <mpi.h>
 
 typedef struct {
@@ -26,6 +27,8 @@ typedef struct {
   imf_ratings r;            /* their ratings, sorted by (user, item) */
   imf_idmap *users, *items; /* raw ids (replicated) */
   double scale_min, scale_max; /* rating scale (store's, or clean.scale_*; NaN: none) */
+  imf_scale values;            /* observed scale: the store's recorded one (n = 0: unknown), or
+                                  measured on a file's ratings */
 } imf_dataset;
 void imf_dataset_free(imf_dataset *d);
 

@@ -12,6 +12,7 @@
 #include "fsio.h"
 #include "lock.h"
 #include "log.h"
+#include "scale.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +42,10 @@ typedef struct {
   int64_t lines_read, header, stored, merged, rejected, superseded, new_users, new_items;
   int64_t rows; /* ratings written to the batch file (what the reads see) */
   int64_t users_after, items_after, time_min, time_max;
+  /* observed value scale of the batch's rows (scale.h): has_scale 0 for a batch written before
+   * incremf recorded it; scale.n is then 0 too */
+  int has_scale;
+  imf_scale scale;
 } batch_meta;
 
 typedef struct {
@@ -57,6 +62,9 @@ typedef struct {
    * read; the batch files are never rewritten */
   int64_t nforgotten;
   int64_t *forgotten;
+  /* the store's value scale: the batches' combined (scale_known 0 when a batch lacks one) */
+  int scale_known;
+  imf_scale scale;
 } manifest;
 
 struct imf_store {
@@ -361,6 +369,29 @@ static void put_time(FILE *f, const char *key, int64_t t) {
   else fprintf(f, " %s=%lld", key, (long long)t);
 }
 
+/* A batch's value scale: value_min/value_max (none: no rows), value_step (0: one distinct
+ * value; none: no regular step). */
+static void put_batch_scale(FILE *f, const imf_scale *sc) {
+  if (sc->n == 0) {
+    fputs(" value_min=none value_max=none value_step=0", f);
+    return;
+  }
+  fprintf(f, " value_min=%.17g value_max=%.17g", sc->min, sc->max);
+  if (sc->step >= 0) fprintf(f, " value_step=%.17g", sc->step);
+  else fputs(" value_step=none", f);
+}
+
+/* The store's scale from its batches' (in batch order: the same bytes give the same numbers). */
+static void manifest_scale(manifest *m) {
+  m->scale_known = m->nbatches > 0;
+  memset(&m->scale, 0, sizeof m->scale);
+  for (int64_t k = 0; k < m->nbatches; k++) {
+    if (!m->b[k].has_scale) m->scale_known = 0;
+    else imf_scale_merge(&m->scale, &m->b[k].scale);
+  }
+  if (!m->scale_known) memset(&m->scale, 0, sizeof m->scale);
+}
+
 static int64_t effective_ratings(const manifest *m) {
   int64_t r = 0;
   for (int64_t k = 0; k < m->nbatches; k++) r += m->b[k].rows - m->b[k].superseded;
@@ -386,6 +417,11 @@ static imf_status manifest_text(const manifest *m, char **text, size_t *len) {
     for (int64_t j = 0; j < m->nforgotten; j++) fprintf(f, "%s%lld", j ? "," : "", (long long)m->forgotten[j]);
     fputc('\n', f);
   }
+  if (m->scale_known && m->scale.n > 0) {
+    put_double(f, "value_min", m->scale.min);
+    put_double(f, "value_max", m->scale.max);
+    put_double(f, "value_step", m->scale.step >= 0 ? m->scale.step : NAN);
+  }
   fprintf(f, "users %lld\nitems %lld\nratings %lld\nbatches %lld\n", (long long)m->users,
           (long long)m->items, (long long)effective_ratings(m), (long long)m->nbatches);
   for (int64_t k = 0; k < m->nbatches; k++) {
@@ -402,6 +438,7 @@ static imf_status manifest_text(const manifest *m, char **text, size_t *len) {
             (long long)b->rows, (long long)b->users_after, (long long)b->items_after);
     put_time(f, "time_min", b->time_min);
     put_time(f, "time_max", b->time_max);
+    if (b->has_scale) put_batch_scale(f, &b->scale);
     fputc('\n', f);
   }
   if (fclose(f) != 0 || !buf) {
@@ -434,8 +471,37 @@ static int parse_i64(const char *v, int64_t *out) {
   return 0;
 }
 
+/* "none" -> NaN, else a finite number; -1 when malformed. */
+static int parse_dbl_none(const char *v, double *out) {
+  if (strcmp(v, "none") == 0) {
+    *out = NAN;
+    return 0;
+  }
+  char *e;
+  errno = 0;
+  *out = strtod(v, &e);
+  return errno || e == v || *e || !isfinite(*out) ? -1 : 0;
+}
+
+/* A batch line's value_min/value_max/value_step (all three or none of them: a batch written
+ * before incremf recorded its scale). */
+static int batch_scale_check(batch_meta *b, int have, double lo, double hi, double step) {
+  if (have == 0) return 0;
+  if (have != 7) return -1;
+  b->has_scale = 1;
+  if (isnan(lo) && isnan(hi)) return step == 0 ? 0 : -1; /* no rows */
+  if (!(lo <= hi) || !(isnan(step) || step >= 0) || (step > 0 && lo == hi)) return -1;
+  b->scale.n = b->rows > 0 ? b->rows : 1;
+  b->scale.min = lo;
+  b->scale.max = hi;
+  b->scale.step = isnan(step) ? -1 : step;
+  return 0;
+}
+
 static int parse_batch_line(char *line, batch_meta *b) {
   memset(b, 0, sizeof *b);
+  int have_scale = 0;
+  double vlo = NAN, vhi = NAN, vstep = NAN;
   b->time_min = b->time_max = IMF_NO_TIME;
   char *save = NULL;
   char *tok = strtok_r(line, " ", &save);
@@ -477,9 +543,15 @@ static int parse_batch_line(char *line, batch_meta *b) {
       if (strlen(v) != 64) return -1;
       memcpy(b->digest, v, 65);
       have |= 4;
+    } else if (strcmp(k, "value_min") == 0 || strcmp(k, "value_max") == 0 || strcmp(k, "value_step") == 0) {
+      int which = k[6] == 'm' && k[7] == 'i' ? 0 : k[6] == 'm' ? 1 : 2;
+      double *dst[3] = {&vlo, &vhi, &vstep};
+      if (parse_dbl_none(v, dst[which])) return -1;
+      have_scale |= 1 << which;
     }
     /* unknown keys: a later minor revision of format 1 may add some; ignore them */
   }
+  if (batch_scale_check(b, have_scale, vlo, vhi, vstep)) return -1;
   return have == 7 ? 0 : -1;
 }
 
@@ -516,6 +588,8 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
   int64_t declared = -1, cap = 0;
   char *save = NULL;
   int lineno = 0;
+  double vals[3] = {NAN, NAN, NAN}; /* the store's value_min/max/step lines, when present */
+  int have_vals = 0;
   for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     lineno++;
     if (lineno == 1) continue;
@@ -538,6 +612,10 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
       }
       if (k[6] == 'm' && k[7] == 'i') m->scale_min = x;
       else m->scale_max = x;
+    } else if (strcmp(k, "value_min") == 0 || strcmp(k, "value_max") == 0 || strcmp(k, "value_step") == 0) {
+      int which = k[6] == 'm' && k[7] == 'i' ? 0 : k[6] == 'm' ? 1 : 2;
+      bad = parse_dbl_none(v, &vals[which]);
+      have_vals |= 1 << which;
     } else if (strcmp(k, "users") == 0) bad = parse_i64(v, &m->users);
     else if (strcmp(k, "items") == 0) bad = parse_i64(v, &m->items);
     else if (strcmp(k, "batches") == 0) bad = parse_i64(v, &declared);
@@ -591,6 +669,14 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
     chained = b->new_users >= 0 && b->new_items >= 0 && b->rows >= 0 && b->new_users <= INT64_MAX - pu &&
               b->new_items <= INT64_MAX - pi && b->users_after == pu + b->new_users &&
               b->items_after == pi + b->new_items;
+  }
+  /* The store's scale is derived from the batches'; its lines, when written, must agree. */
+  manifest_scale(m);
+  if (have_vals) {
+    const int agree = have_vals == 7 && m->scale_known && m->scale.n > 0 && vals[0] == m->scale.min &&
+                      vals[1] == m->scale.max &&
+                      (m->scale.step >= 0 ? vals[2] == m->scale.step : isnan(vals[2]));
+    if (!agree) chained = 0;
   }
   if (declared != m->nbatches || !chained ||
       (m->nbatches > 0 && (m->b[m->nbatches - 1].users_after != m->users ||
@@ -859,6 +945,28 @@ fail:
 }
 
 int64_t imf_store_nbatches(const imf_store *s) { return s->m.nbatches; }
+
+int imf_store_scale(const imf_store *s, double *min, double *max, double *step) {
+  const int known = s->m.scale_known && s->m.scale.n > 0;
+  *min = known ? s->m.scale.min : NAN;
+  *max = known ? s->m.scale.max : NAN;
+  *step = known && s->m.scale.step > 0 ? s->m.scale.step : known && s->m.scale.step == 0 ? 0 : NAN;
+  return known;
+}
+
+int imf_store_batch_scale(const imf_store *s, int64_t k, double *min, double *max, double *step) {
+  const batch_meta *b = k >= 1 && k <= s->m.nbatches ? &s->m.b[k - 1] : NULL;
+  const int known = b && b->has_scale && b->scale.n > 0;
+  *min = known ? b->scale.min : NAN;
+  *max = known ? b->scale.max : NAN;
+  *step = known && b->scale.step > 0 ? b->scale.step : known && b->scale.step == 0 ? 0 : NAN;
+  return known;
+}
+
+void imf_store_configured_scale(const imf_store *s, double *min, double *max) {
+  *min = s->m.scale_min;
+  *max = s->m.scale_max;
+}
 int64_t imf_store_nusers(const imf_store *s) { return s->m.users; }
 int64_t imf_store_nitems(const imf_store *s) { return s->m.items; }
 const char *imf_store_duplicate_policy(const imf_store *s) { return s->m.duplicates; }
@@ -878,6 +986,7 @@ imf_status imf_store_get_info(imf_store *s, imf_store_info *info) {
   info->batches = s->m.nbatches;
   info->scale_min = s->m.scale_min;
   info->scale_max = s->m.scale_max;
+  info->value_known = imf_store_scale(s, &info->value_min, &info->value_max, &info->value_step);
   int64_t tmin = INT64_MAX, tmax = INT64_MIN;
   for (int64_t k = 0; k < s->m.nbatches; k++) {
     const batch_meta *b = &s->m.b[k];
@@ -1842,6 +1951,8 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   }
   b->time_min = tg[0] == INT64_MAX ? IMF_NO_TIME : tg[0];
   b->time_max = tg[1] == INT64_MAX ? IMF_NO_TIME : -tg[1];
+  imf_scale vscale; /* the observed value scale (min, max, step), recorded in the manifest */
+  IMF_TRY(imf_scale_reduce(s->comm, r, &vscale), out);
   /* Timestamps are stored in 4 bytes when every row has one that fits (Unix seconds do until
    * 2038): like the positions above, readers ask for int64 and get them widened. The column is
    * narrowed in place for the write and widened back after it, so no second copy is made. */
@@ -1869,6 +1980,8 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   bm.items_after = b->items_before + b->new_items.n;
   bm.time_min = b->time_min;
   bm.time_max = b->time_max;
+  bm.has_scale = 1;
+  bm.scale = vscale;
 
   /* ---- the batch file, written collectively to a .tmp name ---- */
   char tmp[4200], fin[4200];
@@ -2006,6 +2119,7 @@ close_file:
     m.nbatches = k;
     m.users = bm.users_after;
     m.items = bm.items_after;
+    manifest_scale(&m);
     st = manifest_commit(s, &m);
     if (st != IMF_OK) {
       free(nb);

@@ -40,6 +40,16 @@ void imf_store_close(imf_store **s);
 int64_t imf_store_nbatches(const imf_store *s);
 int64_t imf_store_nusers(const imf_store *s);
 int64_t imf_store_nitems(const imf_store *s);
+/* (local) The observed value scale recorded at prepare/append (docs/FORMAT.md "MANIFEST"): the
+ * minimum, maximum and step of every batch's values combined. Returns 1 when known; 0 (all
+ * NaN) for a store with a batch written before incremf recorded it, or without ratings. step:
+ * the regular step (> 0), 0 when every value is the same, NaN when the values are on no
+ * regular grid. */
+int imf_store_scale(const imf_store *s, double *min, double *max, double *step);
+/* (local) The same for batch k (1-based) alone. */
+int imf_store_batch_scale(const imf_store *s, int64_t k, double *min, double *max, double *step);
+/* (local) clean.scale_min/max recorded at creation (NaN: none). */
+void imf_store_configured_scale(const imf_store *s, double *min, double *max);
 /* (local) The duplicate policy recorded at creation: "latest", "first" or "mean". */
 const char *imf_store_duplicate_policy(const imf_store *s);
 /* (local) Batch number already holding a file with this sha256, or 0. */

@@ -24,6 +24,7 @@
 #include "partition.h"
 #include "registry.h"
 #include "update.h"
+#include "scale.h"
 #include "store.h"
 #include "train.h"
 
@@ -161,6 +162,19 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   IMF_TRY(imf_store_load_idmaps(s, users, items), out);
   int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
   IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), out);
+  {
+    /* implicit models train on their positives and confidence values (scale.h): the same
+     * transform update and evaluate apply, from the configuration recorded with the model */
+    imf_implicit_opts io;
+    IMF_TRY(imf_agree(comm, imf_implicit_opts_from(cfg, &io)), out);
+    imf_implicit_apply(&io, &local);
+    char desc[160];
+    imf_implicit_describe(&io, desc, sizeof desc);
+    if (io.active) imf_info("implicit training data: %s", desc);
+    else if (!isnan(io.positive_threshold) || io.confidence != IMF_CONF_LINEAR)
+      imf_warn("model.positive_threshold and model.confidence apply to implicit models (ials, ease, pop): "
+               "ignored for %s", imf_cfg_str(cfg, "model.type"));
+  }
   double t_read = imf_wtime() - tr;
   /* The store's standing holdout (recorded at prepare) is never trained on and is the
    * validation set; a store without one falls back to model.validation_fraction. */

@@ -26,6 +26,7 @@
 #include "modeldir.h"
 #include "registry.h"
 #include "rowsolve.h"
+#include "scale.h"
 #include "store.h"
 #include "train.h"
 
@@ -495,7 +496,7 @@ out:
 
 /* The whole store, every rank its user range, into a partition (once). */
 static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni, double hfrac, uint64_t hseed,
-                            imf_partition **part, double *secs) {
+                            const imf_implicit_opts *io, imf_partition **part, double *secs) {
   if (*part) return IMF_OK;
   const double t0 = imf_wtime();
   int rank, size;
@@ -503,6 +504,7 @@ static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni,
   MPI_Comm_size(comm, &size);
   imf_ratings local = {0};
   IMF_CHECK(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local));
+  imf_implicit_apply(io, &local); /* an implicit model's positives and confidence (scale.h) */
   imf_status st = imf_partition_build(comm, &local, nu, ni, hfrac, hseed, part);
   imf_ratings_free(&local);
   IMF_CHECK(st);
@@ -588,8 +590,8 @@ static imf_status history_split(imf_history *h, const int32_t *rows, int by_item
  * these totals over the whole current holdout. */
 static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *champ, int64_t seen,
                                  const unsigned char *tu, const unsigned char *ti, int64_t nu, int64_t ni, double hfrac,
-                                 uint64_t hseed, double c_sse, int64_t c_n, imf_model **out, double sse[2], int64_t *n,
-                                 double *read_secs) {
+                                 uint64_t hseed, double c_sse, int64_t c_n, const imf_implicit_opts *io, imf_model **out,
+                                 double sse[2], int64_t *n, double *read_secs) {
   *out = NULL;
   int rank, size;
   MPI_Comm_rank(comm, &rank);
@@ -605,6 +607,8 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   if (st == IMF_OK) st = my_share(ti, ni, rank, size, &mi, &nmi);
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ih), out);
+  imf_implicit_history(io, &uh); /* the same positives and values as load_full's partition */
+  imf_implicit_history(io, &ih);
   double hist[2] = {(double)uh.ptr[uh.n], (double)ih.ptr[ih.n]};
   double t_read = imf_wtime() - t0;
   *read_secs += t_read;
@@ -755,6 +759,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   rep->new_batches = nb - seen;
   IMF_TRY(imf_config_create(&cfgc), out);
   IMF_TRY(imf_config_load_string(cfgc, cmeta.config ? cmeta.config : "", cpath), out);
+  imf_implicit_opts io; /* from the champion's recorded configuration, never the command line */
+  IMF_TRY(imf_agree(comm, imf_implicit_opts_from(cfgc, &io)), out);
 
   /* Data and the standing holdout. */
   IMF_TRY(imf_idmap_create(&users), out);
@@ -780,6 +786,9 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   double sums[3] = {0, 0, 0}; /* champion sq. error on known rows, their count, new ratings */
   for (int64_t k = seen + 1; k <= nb; k++) {
     IMF_TRY(imf_store_read_batch(s, k, &one), out);
+    /* an implicit model sees the batch's positives only, with their training values (a
+     * rating below model.positive_threshold is as if it were not there: it touches no row) */
+    imf_implicit_apply(&io, &one);
     IMF_TRY(imf_ratings_reserve(&fresh, fresh.n + one.n + 1), out);
     for (int64_t j = 0; j < one.n; j++) {
       int32_t u = one.user[j], i = one.item[j];
@@ -813,7 +822,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     /* EASE: any strategy is "update the Gram matrix and re-solve"; judged by NDCG on the holdout */
     double tb = imf_wtime();
     int64_t changed = 0, entries = 0;
-    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
+    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
     IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries), out);
     rep->build_seconds = imf_wtime() - tb;
     snprintf(rep->strategy, sizeof rep->strategy, "gram");
@@ -879,7 +888,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     }
     if (!touched || want == S_WARM || want == S_RETRAIN) {
       const double tr = imf_wtime(); /* the read counts as building, as inside the loop below */
-      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
+      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
       rep->build_seconds += imf_wtime() - tr;
     }
     double total_ratings = 0;
@@ -922,7 +931,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
       double sse[2] = {NAN, NAN};
       int64_t hn = 0;
       if (strat == S_FOLD && touched) {
-        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &chall, sse, &hn,
+        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &io, &chall, sse, &hn,
                             &rep->read_seconds);
         if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
           imf_info("fold-in reads the whole store: %s", imf_last_error());
@@ -933,7 +942,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         IMF_TRY(st, out);
       }
       if (!chall) {
-        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &part, &rep->read_seconds), out);
+        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
         bc.part = part;
         IMF_TRY(build(&bc, strat, &chall), out);
         IMF_TRY(imf_holdout_sse(comm, part, champ, chall, sse, &hn), out);

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "error.h"
 #include "idmap.h"
+#include "scale.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -186,6 +187,17 @@ static void test_two_batches_policies(void **state) {
     assert_int_equal(info.time_max, 300);
     assert_string_equal(info.normalize, "none");
     assert_string_equal(info.digest, imf_store_digest(s));
+    /* the observed scale, measured over the ranks' shares: batch 1 in half steps, batch 2 in
+     * whole ones, the store's combined; the auto relevance threshold from it (scale.h) */
+    double lo, hi, step, thr = 0;
+    assert_int_equal(imf_store_batch_scale(s, 1, &lo, &hi, &step), 1);
+    assert_true(lo == 1 && hi == 5 && step == 0.5);
+    assert_int_equal(imf_store_batch_scale(s, 2, &lo, &hi, &step), 1);
+    assert_true(lo == 1 && hi == 5 && step == 1);
+    assert_int_equal(imf_store_scale(s, &lo, &hi, &step), 1);
+    assert_true(lo == 1 && hi == 5 && step == 0.5 && info.value_known && info.value_step == 0.5);
+    OK(imf_relevance_threshold(c, s, &thr));
+    assert_true(thr == 4);
     char sha[65];
     memset(sha, 'b', 64);
     sha[64] = '\0';

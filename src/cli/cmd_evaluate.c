@@ -24,10 +24,11 @@ const char IMF_USAGE_EVALUATE[] =
     "  heldout-users  eval.heldout_users of the users held out, folded}  --config/--set)\n"
     "                 in on eval.foldin_fraction of their items, scored on the rest\n"
     "  --k LIST       cut-offs (default eval.k); relevance: rating >= eval.relevance_threshold\n"
+    "                 (auto: 3/4 up the recorded scale, rounded up to its step: 4 on 1-5, 8 on 0-10)\n"
     "                 (implicit models: every held-out item)\n"
     "  --fold-files B,T  patterns with one %d, for folds 1..N (official MovieLens u1..u5)\n"
-    "  --json         one object: protocol, k, folds, every metric by plain key (mean over\n"
-    "                 folds), sd (per key), fold_results\n";
+    "  --json         one object: protocol, k, folds, relevance_threshold, every metric by\n"
+    "                 plain key (mean over folds), sd (per key), fold_results\n";
 
 static void jval(double v) {
   if (isfinite(v)) printf("%.6g", v);
@@ -61,7 +62,8 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
   if (cli->json) {
     printf("{\"protocol\":\"%s\",\"k\":[", r.protocol);
     for (int a = 0; a < r.nk; a++) printf("%s%d", a ? "," : "", r.ks[a]);
-    printf("],\"folds\":%d", r.nfolds);
+    printf("],\"folds\":%d,\"relevance_threshold\":", r.nfolds);
+    jval(r.fold[0].relevance_threshold);
     for (int j = 0; j < r.nmetrics; j++) {
       printf(",\"%s\":", r.names[j]);
       jval(r.mean[j]);
@@ -89,8 +91,10 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
     return 0;
   }
   /* table: one row per fold, then mean and sd */
-  printf("protocol %s, %d fold%s, %lld users ranked (fold 1)\n", r.protocol, r.nfolds, r.nfolds > 1 ? "s" : "",
-         (long long)r.fold[0].users_ranked);
+  char thr[64] = "none (every held-out item)";
+  if (isfinite(r.fold[0].relevance_threshold)) snprintf(thr, sizeof thr, ">= %g", r.fold[0].relevance_threshold);
+  printf("protocol %s, %d fold%s, %lld users ranked (fold 1), relevant: rating %s\n", r.protocol, r.nfolds,
+         r.nfolds > 1 ? "s" : "", (long long)r.fold[0].users_ranked, thr);
   printf("%-6s", "fold");
   for (int j = 0; j < r.nmetrics; j++)
     if (!strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@")) printf(" %13s", r.names[j]);

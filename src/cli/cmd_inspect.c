@@ -2,6 +2,7 @@
  * directory holds. */
 #include "cli.h"
 #include "modeldir.h"
+#include "scale.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,8 +14,10 @@ const char IMF_USAGE_INSPECT[] =
     "usage: incremf inspect PATH [--json]\n"
     "\n"
     "Print what PATH holds. A data store directory: users, items, ratings, batches, rating\n"
-    "scale, time range, normalisation and content digest (--json keys: users, items, ratings,\n"
-    "batches). A model checkpoint file (.h5) or a model directory (its current version): type,\n"
+    "scale, the observed values (min, max, step, per batch and combined, and the auto relevance\n"
+    "threshold they give), time range, normalisation and content digest (--json keys: users,\n"
+    "items, ratings, batches, value_min, value_max, value_step, relevance_threshold_auto,\n"
+    "batch_values). A model checkpoint file (.h5) or a model directory (its current version): type,\n"
     "k, users, items, iteration, history length, the store digest and batches the model has\n"
     "seen, the configuration and the OpenBLAS core (--json keys: users, items, k, type,\n"
     "iteration, ...).\n";
@@ -166,7 +169,21 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
   imf_store_info info;
   st = imf_store_inspect(cli->comm, path, &info);
   if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
-  if (cli->rank != 0) return 0;
+  /* each batch's recorded value scale (min, max, step; known) */
+  double(*bv)[4] = NULL;
+  int64_t nbv = 0;
+  imf_store *sv = NULL;
+  st = imf_store_open(cli->comm, path, IMF_STORE_READ, 0, &sv);
+  if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
+  nbv = imf_store_nbatches(sv);
+  bv = calloc((size_t)(nbv ? nbv : 1), sizeof *bv);
+  for (int64_t k = 0; bv && k < nbv; k++) bv[k][0] = imf_store_batch_scale(sv, k + 1, &bv[k][1], &bv[k][2], &bv[k][3]);
+  imf_store_close(&sv);
+  if (!bv) nbv = 0;
+  if (cli->rank != 0) {
+    free(bv);
+    return 0;
+  }
   int has_time = info.time_min != INT64_MIN && info.time_min != INT64_MAX;
   if (cli->json) {
     printf("{\"kind\":\"store\",\"path\":");
@@ -176,6 +193,28 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
     num_or_null(info.scale_min);
     printf(",\"scale_max\":");
     num_or_null(info.scale_max);
+    /* the observed value scale recorded at prepare/append (null: not recorded) */
+    printf(",\"value_min\":");
+    num_or_null(info.value_known ? info.value_min : NAN);
+    printf(",\"value_max\":");
+    num_or_null(info.value_known ? info.value_max : NAN);
+    printf(",\"value_step\":");
+    num_or_null(info.value_known ? info.value_step : NAN);
+    printf(",\"relevance_threshold_auto\":");
+    num_or_null(info.value_known ? imf_scale_auto_threshold(info.value_min, info.value_max,
+                                                            isnan(info.value_step) ? 0 : info.value_step)
+                                 : NAN);
+    printf(",\"batch_values\":[");
+    for (int64_t k = 0; k < nbv; k++) {
+      printf("%s{\"batch\":%lld,\"min\":", k ? "," : "", (long long)(k + 1));
+      num_or_null(bv[k][0] ? bv[k][1] : NAN);
+      printf(",\"max\":");
+      num_or_null(bv[k][0] ? bv[k][2] : NAN);
+      printf(",\"step\":");
+      num_or_null(bv[k][0] ? bv[k][3] : NAN);
+      printf("}");
+    }
+    printf("]");
     if (has_time) printf(",\"time_min\":%lld,\"time_max\":%lld", (long long)info.time_min, (long long)info.time_max);
     else printf(",\"time_min\":null,\"time_max\":null");
     printf(",\"normalize\":\"%s\",\"digest\":\"%s\"}\n", info.normalize, info.digest);
@@ -185,9 +224,22 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
            (long long)info.items, (long long)info.ratings, (long long)info.batches);
     if (isnan(info.scale_min) && isnan(info.scale_max)) printf("  scale      unbounded\n");
     else printf("  scale      %g .. %g\n", info.scale_min, info.scale_max);
+    if (!info.value_known) printf("  values     (not recorded: a batch predates the record)\n");
+    else {
+      char step[32] = "none";
+      if (!isnan(info.value_step)) snprintf(step, sizeof step, "%g", info.value_step);
+      printf("  values     %g .. %g, step %s (auto relevance threshold %g)\n", info.value_min, info.value_max, step,
+             imf_scale_auto_threshold(info.value_min, info.value_max, isnan(info.value_step) ? 0 : info.value_step));
+    }
+    for (int64_t k = 0; nbv > 1 && nbv <= 10 && k < nbv; k++) { /* more: --json batch_values */
+      if (!bv[k][0]) printf("    batch %-3lld (not recorded)\n", (long long)(k + 1));
+      else if (isnan(bv[k][3])) printf("    batch %-3lld %g .. %g, step none\n", (long long)(k + 1), bv[k][1], bv[k][2]);
+      else printf("    batch %-3lld %g .. %g, step %g\n", (long long)(k + 1), bv[k][1], bv[k][2], bv[k][3]);
+    }
     if (has_time) printf("  time       %lld .. %lld\n", (long long)info.time_min, (long long)info.time_max);
     else printf("  time       (no timestamps)\n");
     printf("  normalize  %s\n  digest     %s\n", info.normalize, info.digest);
   }
+  free(bv);
   return 0;
 }

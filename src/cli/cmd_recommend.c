@@ -84,6 +84,11 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
   imf_rec_list l = {0};
   st = imf_recommender_open(cli->comm, model, (items || similar) ? NULL : store, &r);
   if (st != IMF_OK) return imf_cli_fail(cli, "recommend", st);
+  st = imf_recommender_clip(&r, cli->cfg, store); /* recommend.clip: the store's recorded scale */
+  if (st != IMF_OK) {
+    imf_recommender_close(&r);
+    return imf_cli_fail(cli, "recommend", st);
+  }
   if (all) {
     imf_rec_all_stats s;
     st = imf_recommend_all(&r, out, top, &s);
