@@ -5,6 +5,7 @@
  * Every rank scores the users of its own range; only sums and one item coverage vector are
  * reduced. */
 #include "evaluate.h"
+#include "baseline.h"
 #include "ingest.h"
 #include "store.h"
 #include "checkpoint.h"
@@ -407,8 +408,9 @@ static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const im
                             imf_eval_opts *o) {
   memset(o, 0, sizeof *o);
   IMF_CHECK(imf_parse_cutoffs(cutoffs ? cutoffs : imf_cfg_str(cfg, "eval.k"), o->ks, &o->nk));
-  /* implicit-feedback models (iALS, EASE) score preferences: every test rating is relevant */
-  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE;
+  /* implicit-feedback models (iALS, EASE) score preferences, pop counts: every test rating is
+   * relevant, no rating metrics */
+  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE || m->type == IMF_MODEL_POP;
   o->threshold = implicit ? NAN : imf_cfg_double(cfg, "eval.relevance_threshold");
   o->clip_lo = lo;
   o->clip_hi = hi;
@@ -438,6 +440,10 @@ static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratin
     return st;
   }
   IMF_TRY(imf_partition_build(comm, train, nu, ni, 0.0, (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), done);
+  if (!strcmp(imf_cfg_str(cfg, "model.type"), "pop") || !strcmp(imf_cfg_str(cfg, "model.type"), "bias")) {
+    IMF_TRY(imf_baseline_fit(comm, cfg, part, out), done);
+    goto done;
+  }
   IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
   IMF_TRY(imf_trainer_run(t), done);
   IMF_TRY(imf_model_copy(imf_trainer_model(t), out), done);
@@ -458,6 +464,10 @@ static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *fo
       if (foldin->item[j] >= 0 && foldin->item[j] < m->kw) x[foldin->item[j]] = 1.0f;
       xb[foldin->user[j] - ulo] = 0.0f;
     }
+    return IMF_OK;
+  }
+  if (imf_baseline_type(m->type)) { /* pop: no user row; bias: the user's bias against bi */
+    imf_baseline_foldin(m, ulo, foldin, X, xb);
     return IMF_OK;
   }
   if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
