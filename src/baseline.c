@@ -25,6 +25,16 @@ double imf_baseline_pos_threshold(const imf_config *cfg) {
   return t;
 }
 
+double imf_baseline_pos_threshold_text(const char *config_text) {
+  imf_config *c = NULL;
+  double t = NAN;
+  if (config_text && imf_config_create(&c) == IMF_OK && imf_config_load_string(c, config_text, "version") == IMF_OK)
+    t = imf_baseline_pos_threshold(c);
+  imf_err_clear();
+  imf_config_destroy(&c);
+  return t;
+}
+
 /* bi of this rank's item block rows (into blk, indexed from part->by_item.lo), for the items
  * flagged in `touched` (NULL: all) below m->nitems: pop counts the positives, bias solves the
  * regularised item bias against m's replicated bu (a user beyond m->nusers has bias 0). */

@@ -41,4 +41,6 @@ imf_status imf_baseline_refresh_items(MPI_Comm comm, const imf_partition *part, 
 /* (local) pop's positive threshold of a configuration: model.positive_threshold where the key
  * exists and is set, else NaN (every training rating counts). */
 double imf_baseline_pos_threshold(const imf_config *cfg);
+/* (local) The same from a version's stored configuration text (NULL or unreadable: NaN). */
+double imf_baseline_pos_threshold_text(const char *config_text);
 #endif
