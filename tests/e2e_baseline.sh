@@ -96,6 +96,8 @@ assert [cnt[g[1]] for g in got]==want, ([cnt[g[1]] for g in got], want)
 assert all(abs(float(g[2])-cnt[g[1]])<1e-6 for g in got)"
 run 1 recommend --model mbias --data st --user 3 --top 5 $q > recb.txt; rc=$?
 check "recommend on bias: exit 0, 5 items" sh -c "test $rc -eq 0 && test \$(grep -c . recb.txt) -eq 5"
+run 1 recommend --model mp0 --similar 5 $q 2>/dev/null; rc=$?
+check "recommend --similar on pop (no item factors): usage error" test $rc -eq 2
 
 # ---- 5. update: every strategy retrains a baseline; --version N scores a kept version
 run 1 evaluate --data st0 --model mp0 --test other.csv --json $q > p_v1.json
