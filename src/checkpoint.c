@@ -817,6 +817,8 @@ static imf_status header_read(const char *path, header *h) {
       else if (!strcmp(s, "ials")) in->type = IMF_MODEL_IALS;
       else if (!strcmp(s, "bpmf")) in->type = IMF_MODEL_BPMF;
       else if (!strcmp(s, "ease")) in->type = IMF_MODEL_EASE;
+      else if (!strcmp(s, "pop")) in->type = IMF_MODEL_POP;
+      else if (!strcmp(s, "bias")) in->type = IMF_MODEL_BIAS;
       else st = CORRUPT(path, "unknown model type");
     }
     free(s);
@@ -827,7 +829,8 @@ static imf_status header_read(const char *path, header *h) {
     /* shapes a reader can trust before allocating */
     if (k < 1 || k > 1 << 20 || kw < k || kw % k != 0 || kw > INT_MAX || in->nusers < 0 ||
         in->nitems < 0 || in->nusers > INT32_MAX || in->nitems > INT32_MAX ||
-        (wb && in->type != IMF_MODEL_ALS) || (hc && in->type != IMF_MODEL_BPMF) ||
+        (wb && in->type != IMF_MODEL_ALS && in->type != IMF_MODEL_POP && in->type != IMF_MODEL_BIAS) ||
+        (!wb && (in->type == IMF_MODEL_POP || in->type == IMF_MODEL_BIAS)) || (hc && in->type != IMF_MODEL_BPMF) ||
         (kw != k && in->type != IMF_MODEL_BPMF)) {
       st = CORRUPT(path, "its model shape attributes are inconsistent");
       goto out;

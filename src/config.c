@@ -77,7 +77,8 @@ static const key_def KEYS[] = {
      "share of corrupt lines of every kind the cleaner handles"},
     {"synth.implicit", T_BOOL, "false", NULL, "emit no rating column (implicit feedback)"},
     /* model: training hyperparameters */
-    {"model.type", T_ENUM, "als", "als|bpmf|ials|ease", "model: ALS-WR, Bayesian MF, implicit ALS, EASE"},
+    {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",
+     "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},
     {"model.k", T_INT, "32", NULL, "number of latent factors"},
     {"model.lambda", T_DOUBLE, "0.05", NULL, "factor regularisation (weighted by row count in ALS-WR)"},
     {"model.lambda_bias", T_DOUBLE, "5", NULL, "bias regularisation"},

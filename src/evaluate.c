@@ -5,6 +5,7 @@
  * Every rank scores the users of its own range; only sums and one item coverage vector are
  * reduced. */
 #include "evaluate.h"
+#include "baseline.h"
 #include "ingest.h"
 #include "store.h"
 #include "checkpoint.h"
@@ -408,9 +409,10 @@ static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const im
                             const imf_dataset *d, imf_eval_opts *o) {
   memset(o, 0, sizeof *o);
   IMF_CHECK(imf_parse_cutoffs(cutoffs ? cutoffs : imf_cfg_str(cfg, "eval.k"), o->ks, &o->nk));
-  /* implicit-feedback models (iALS, EASE) score preferences: every test rating is relevant;
-   * explicit ones: eval.relevance_threshold, auto resolved against the data's scale (scale.h) */
-  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE;
+  /* implicit-feedback models (iALS, EASE) score preferences, pop counts: no rating metrics, and
+   * relevant = a positive (model.positive_threshold; none: every test rating); explicit ones:
+   * eval.relevance_threshold, auto resolved against the data's scale (scale.h) */
+  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE || m->type == IMF_MODEL_POP;
   o->threshold = NAN;
   if (!implicit) IMF_CHECK(imf_relevance_threshold_scale(cfg, d && d->values.n ? &d->values : NULL, &o->threshold));
   else o->threshold = imf_cfg_double(cfg, "model.positive_threshold"); /* relevant = a positive */
@@ -442,6 +444,10 @@ static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratin
     return st;
   }
   IMF_TRY(imf_partition_build(comm, train, nu, ni, 0.0, (uint64_t)imf_cfg_int(cfg, "model.seed"), &part), done);
+  if (!strcmp(imf_cfg_str(cfg, "model.type"), "pop") || !strcmp(imf_cfg_str(cfg, "model.type"), "bias")) {
+    IMF_TRY(imf_baseline_fit(comm, cfg, part, out), done);
+    goto done;
+  }
   IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
   IMF_TRY(imf_trainer_run(t), done);
   IMF_TRY(imf_model_copy(imf_trainer_model(t), out), done);
@@ -462,6 +468,10 @@ static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *fo
       if (foldin->item[j] >= 0 && foldin->item[j] < m->kw) x[foldin->item[j]] = 1.0f;
       xb[foldin->user[j] - ulo] = 0.0f;
     }
+    return IMF_OK;
+  }
+  if (imf_baseline_type(m->type)) { /* pop: no user row; bias: the user's bias against bi */
+    imf_baseline_foldin(m, ulo, foldin, X, xb);
     return IMF_OK;
   }
   if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
@@ -558,18 +568,74 @@ out:
   return st;
 }
 
-static void summarise(imf_eval_report *rep) {
-  int n = rep->nfolds;
+/* Mean and sample sd over n folds of each metric; the sd of one fold is NaN (printed as no
+ * "± sd" and as JSON null: one number has no spread). */
+static int summarise_folds(const imf_metrics *fold, int n, char names[][32], double *mean, double *sd) {
   double vals[IMF_EVAL_MAX_FOLDS][IMF_EVAL_MAX_NAMES];
-  for (int f = 0; f < n; f++) rep->nmetrics = imf_metrics_list(&rep->fold[f], rep->names, vals[f]);
-  for (int j = 0; j < rep->nmetrics; j++) {
+  int nm = 0;
+  for (int f = 0; f < n; f++) nm = imf_metrics_list(&fold[f], names, vals[f]);
+  for (int j = 0; j < nm; j++) {
     double s = 0, ss = 0;
     for (int f = 0; f < n; f++) s += vals[f][j];
-    double mean = s / n;
-    for (int f = 0; f < n; f++) ss += (vals[f][j] - mean) * (vals[f][j] - mean);
-    rep->mean[j] = mean;
-    rep->sd[j] = n > 1 ? sqrt(ss / (n - 1)) : 0;
+    double mu = s / n;
+    for (int f = 0; f < n; f++) ss += (vals[f][j] - mu) * (vals[f][j] - mu);
+    mean[j] = mu;
+    sd[j] = n > 1 ? sqrt(ss / (n - 1)) : NAN;
   }
+  return nm;
+}
+
+static void summarise(imf_eval_report *rep) {
+  rep->nmetrics = summarise_folds(rep->fold, rep->nfolds, rep->names, rep->mean, rep->sd);
+  char names[IMF_EVAL_MAX_NAMES][32];
+  for (int b = 0; b < rep->nbaselines; b++)
+    summarise_folds(rep->base[b].fold, rep->nfolds, names, rep->base[b].mean, rep->base[b].sd);
+}
+
+/* A copy of cfg with model.type = type (a baseline's configuration: its other model.* keys,
+ * model.lambda_bias, model.iterations, model.seed, are the run's). */
+static imf_status cfg_of_type(const imf_config *cfg, imf_model_type type, imf_config **out) {
+  char *text = imf_config_dump(cfg), set[64];
+  if (!text) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_status st = imf_config_create(out);
+  if (st == IMF_OK) st = imf_config_load_string(*out, text, "configuration");
+  free(text);
+  snprintf(set, sizeof set, "model.type=%s", imf_model_type_name(type));
+  if (st == IMF_OK) st = imf_config_set(*out, set);
+  if (st != IMF_OK) imf_config_destroy(out);
+  return st;
+}
+
+/* The --baseline rows of one split (fold `fold` of rep): each baseline is fitted on exactly the
+ * training ratings of that split (less a standing holdout hfrac/hseed where the model was trained
+ * without it; 0: none) over nu x ni rows, folded in and scored on the same test ratings with the
+ * model's options (same relevance and cut-offs; rating metrics for bias only, pop's scores are
+ * counts). No spec or no baselines: nothing. */
+static imf_status score_baselines(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *spec,
+                                  imf_eval_report *rep, int fold, int64_t ulo, int64_t uhi, int64_t nu, int64_t ni,
+                                  double hfrac, uint64_t hseed, const imf_ratings *train, const imf_ratings *foldin,
+                                  const imf_ratings *test, const imf_eval_opts *o) {
+  if (!spec || !rep) return IMF_OK;
+  rep->nbaselines = spec->nbaselines;
+  for (int b = 0; b < spec->nbaselines; b++) {
+    double t0 = imf_wtime();
+    imf_config *c = NULL;
+    imf_partition *part = NULL;
+    imf_model *bm = NULL;
+    rep->base[b].type = spec->baseline[b];
+    imf_status st = imf_agree(comm, cfg_of_type(cfg, spec->baseline[b], &c));
+    if (st == IMF_OK) st = imf_partition_build(comm, train, nu, ni, hfrac, hseed, &part);
+    if (st == IMF_OK) st = imf_baseline_fit(comm, c, part, &bm);
+    imf_eval_opts bo = *o;
+    bo.rating_metrics = spec->baseline[b] == IMF_MODEL_BIAS;
+    if (st == IMF_OK) st = score_split(comm, bm, NULL, ulo, uhi, train, foldin, test, &bo, &rep->base[b].fold[fold]);
+    if (st == IMF_OK) rep->base[b].fold[fold].seconds = imf_wtime() - t0;
+    imf_model_destroy(&bm);
+    imf_partition_destroy(&part);
+    imf_config_destroy(&c);
+    IMF_CHECK(st);
+  }
+  return IMF_OK;
 }
 
 /* Implicit evaluation: keep ratings >= eval.binarize as interactions of value 1. */
@@ -588,9 +654,11 @@ void imf_eval_binarize(const imf_config *cfg, imf_dataset *d) {
   d->r.n = w;
 }
 
-/* One split of a dataset: train on its training part, score the test part. */
+/* One split of a dataset: train on its training part, score the test part (and the --baseline
+ * rows of spec into fold `fold` of rep, when given). */
 static imf_status run_split(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, const imf_split_spec *sp,
-                            const char *cutoffs, double lo, double hi, imf_metrics *res) {
+                            const char *cutoffs, double lo, double hi, imf_metrics *res, const imf_eval_spec *spec,
+                            imf_eval_report *rep, int fold) {
   imf_ratings train = {0}, foldin = {0}, test = {0};
   imf_model *m = NULL;
   imf_ease *ease = NULL;
@@ -607,6 +675,8 @@ static imf_status run_split(MPI_Comm comm, const imf_config *cfg, const imf_data
   IMF_TRY(score_split(comm, m, ease, d->ulo, d->uhi, &train, sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL,
                       &test, &o, res), out);
   res->seconds = imf_wtime() - t0;
+  IMF_TRY(score_baselines(comm, cfg, spec, rep, fold, d->ulo, d->uhi, d->nusers, d->nitems, 0.0, 0, &train,
+                          sp->kind == IMF_SPLIT_HELDOUT_USERS ? &foldin : NULL, &test, &o), out);
 out:
   imf_ratings_free(&train);
   imf_ratings_free(&foldin);
@@ -616,8 +686,8 @@ out:
   return st;
 }
 
-imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds, imf_eval_report *rep) {
-  memset(rep, 0, sizeof *rep);
+static imf_status eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds,
+                          const imf_eval_spec *spec, imf_eval_report *rep) {
   if (folds < 2 || folds > IMF_EVAL_MAX_FOLDS) IMF_FAIL(IMF_ERR_USAGE, "folds must be 2..%d, got %d", IMF_EVAL_MAX_FOLDS, folds);
   double t0 = imf_wtime();
   snprintf(rep->protocol, sizeof rep->protocol, "kfold");
@@ -625,12 +695,18 @@ imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *
   double lo = d->scale_min, hi = d->scale_max;
   for (int f = 0; f < folds; f++) {
     sp.fold = f;
-    IMF_CHECK(run_split(comm, cfg, d, &sp, NULL, lo, hi, &rep->fold[f]));
+    IMF_CHECK(run_split(comm, cfg, d, &sp, spec ? spec->cutoffs : NULL, lo, hi, &rep->fold[f], spec, rep, f));
   }
   rep->nfolds = folds;
   summarise(rep);
   rep->seconds = imf_wtime() - t0;
   return IMF_OK;
+}
+
+imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds, imf_eval_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  rep->train_overlap = NAN;
+  return eval_cv(comm, cfg, d, folds, NULL, rep);
 }
 
 static imf_status protocol_kind(const char *name, imf_split_kind *k) {
@@ -660,7 +736,8 @@ static imf_status fold_path(const char *pat, int f, char *out, size_t cap) {
 /* The official folds: fold f trains on BASE(f) and tests on TEST(f); ids are numbered over the
  * base file first, so test-only ids are cold. */
 static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *sp, int f,
-                                 imf_metrics *res) {
+                                 imf_eval_report *rep) {
+  imf_metrics *res = &rep->fold[f - 1];
   char pats[2][4096], base[4096], test[4096];
   const char *comma = strchr(sp->fold_files, ',');
   if (!comma) IMF_FAIL(IMF_ERR_USAGE, "--fold-files wants BASE_PATTERN,TEST_PATTERN (e.g. d/u%%d.base,d/u%%d.test)");
@@ -690,6 +767,7 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(score_split(comm, m, ease, tr.ulo, tr.uhi, &tr.r, NULL, &te.r, &o, res), out);
   res->seconds = imf_wtime() - t0;
+  IMF_TRY(score_baselines(comm, cfg, sp, rep, f - 1, tr.ulo, tr.uhi, nu0, ni0, 0.0, 0, &tr.r, NULL, &te.r, &o), out);
 out:
   imf_model_destroy(&m);
   imf_ease_destroy(&ease);
@@ -754,16 +832,27 @@ static const char *EVAL_KEYS[] = {"eval.k", "eval.relevance_threshold", "eval.bi
                                   "eval.leave_k", "eval.folds", "eval.seed", "eval.heldout_users",
                                   "eval.foldin_fraction", "eval.min_user_ratings"};
 
-/* The current version of a model directory with its configuration; the eval.* keys of the
- * command line win over the stored ones. */
-static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *dir, imf_model **m, imf_ckpt_meta *meta,
-                             imf_config *cfg, imf_ease **ease) {
+/* The current version of a model directory (or the kept version *ver when *ver > 0: a missing
+ * one is IMF_ERR_NOTFOUND) with its configuration; the eval.* keys of the command line win over
+ * the stored ones. *ver receives the version read. */
+static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *dir, int64_t *ver, imf_model **m,
+                             imf_ckpt_meta *meta, imf_config *cfg, imf_ease **ease) {
   imf_modeldir *md = NULL;
   char path[4096];
-  int64_t ver;
   imf_status st = IMF_OK;
   IMF_CHECK(imf_modeldir_open(comm, dir, 0, 0, 0, &md));
-  IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
+  if (*ver > 0) {
+    int64_t *vs = NULL, nv = 0, found = 0;
+    IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), out);
+    for (int64_t j = 0; j < nv; j++) found |= vs[j] == *ver;
+    free(vs);
+    if (!found)
+      IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s has no version %lld (%lld kept: see incremf "
+                            "status --model %s)", dir, (long long)*ver, (long long)nv, dir), out);
+    imf_modeldir_version_path(md, *ver, path, sizeof path);
+  } else {
+    IMF_TRY(imf_modeldir_current(md, path, sizeof path, ver), out);
+  }
   IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
   {
     /* an EASE version scores with its B read block-cyclically (each rank its columns) and the
@@ -791,25 +880,134 @@ out:
   return st;
 }
 
+/* No flag is silently ignored: a combination the protocols do not use is a usage error naming
+ * both. */
+static imf_status check_spec(const imf_eval_spec *sp, const char *proto) {
+  const int fixed = !strcmp(proto, "test") || !strcmp(proto, "standing"); /* score --model, no retraining */
+  if (sp->store && sp->input) IMF_FAIL(IMF_ERR_USAGE, "--data and --input both name the data: give one");
+  if (sp->test_path && strcmp(proto, "test"))
+    IMF_FAIL(IMF_ERR_USAGE, "--test FILE does not apply to --protocol %s (it is the test protocol's file)", proto);
+  if (sp->fold_files && strcmp(proto, "kfold"))
+    IMF_FAIL(IMF_ERR_USAGE, "--fold-files does not apply to --protocol %s (it gives kfold's folds)", proto);
+  if (sp->fold_files && (sp->store || sp->input))
+    IMF_FAIL(IMF_ERR_USAGE, "--fold-files reads its own files: not with --%s", sp->store ? "data" : "input");
+  if (sp->folds > 0 && strcmp(proto, "kfold") && strcmp(proto, "heldout-users"))
+    IMF_FAIL(IMF_ERR_USAGE, "--folds %d does not apply to --protocol %s (only kfold and heldout-users have folds)",
+             sp->folds, proto);
+  if (sp->folds == 1 && !strcmp(proto, "heldout-users"))
+    IMF_FAIL(IMF_ERR_USAGE, "--folds 1 with --protocol heldout-users would hold out every user: give --folds N >= 2 "
+             "(or no --folds: eval.heldout_users of the users, once)");
+  if (fixed && sp->input)
+    IMF_FAIL(IMF_ERR_USAGE, "--input does not apply to --protocol %s (it scores --model against --data STORE)", proto);
+  if (sp->version && !sp->model) IMF_FAIL(IMF_ERR_USAGE, "--version %lld needs --model DIR", (long long)sp->version);
+  return IMF_OK;
+}
+
+/* (collective) The share of the test ratings whose (user, item) pair is in the training data:
+ * `store` (this rank's users, sorted like `test`) less the standing holdout hfrac/hseed. */
+static imf_status train_overlap(MPI_Comm comm, const imf_ratings *store, const imf_ratings *test, double hfrac,
+                                uint64_t hseed, imf_eval_report *rep) {
+  int64_t c[2] = {0, test->n};
+  for (int64_t a = 0, b = 0; a < test->n; a++) {
+    while (b < store->n && (store->user[b] < test->user[a] ||
+                            (store->user[b] == test->user[a] && store->item[b] < test->item[a])))
+      b++;
+    c[0] += b < store->n && store->user[b] == test->user[a] && store->item[b] == test->item[a] &&
+            !(hfrac > 0 && imf_is_holdout(hseed, hfrac, test->user[a], test->item[a]));
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, c, 2, MPI_INT64_T, MPI_SUM, comm));
+  rep->overlap_pairs = c[0];
+  rep->test_pairs = c[1];
+  rep->train_overlap = c[1] > 0 ? (double)c[0] / (double)c[1] : NAN;
+  return IMF_OK;
+}
+
+/* Protocols test and standing: the model m of --model against the store's data (the training
+ * items excluded from its rankings), its --baseline rows fitted on what m was trained on. */
+static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *sp, const char *proto,
+                              const imf_model *m, imf_ease *ease, const imf_ckpt_meta *meta, imf_eval_report *rep) {
+  imf_status st = IMF_OK;
+  imf_dataset d, te;
+  imf_idmap *mu = NULL, *mi = NULL;
+  imf_ratings train = {0}, test = {0};
+  imf_store *hs = NULL;
+  memset(&d, 0, sizeof d);
+  memset(&te, 0, sizeof te);
+  if (!m || !sp->store)
+    IMF_FAIL(IMF_ERR_USAGE, "protocol %s needs --model DIR and --data STORE (the store supplies the training items "
+             "excluded from the rankings)", proto);
+  IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
+  IMF_TRY(check_model_store(sp->model, sp->store, meta, &d, m->nusers, m->nitems), out);
+  restrict_to_model(&d.r, m);
+  imf_eval_opts o;
+  IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &d, &o), out);
+  /* The store's standing holdout (recorded at prepare), which train and update never train on;
+   * a store without one falls back to the model's own validation carve-out. */
+  double frac = imf_cfg_double(cfg, "model.validation_fraction");
+  uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
+  IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
+  imf_store_holdout(hs, &frac, &hseed);
+  if (!strcmp(proto, "test")) {
+    if (!sp->test_path) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol test needs --test FILE"), out);
+    IMF_TRY(model_idmaps(meta, &mu, &mi), out);
+    IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
+    IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
+    IMF_TRY(train_overlap(comm, &d.r, &te.r, frac, hseed, rep), out);
+    /* the model's recorded positives (cfg: its configuration): an EASE user's row is its
+     * positives; the test ratings stay as they are (relevance compares their values) */
+    IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &d.r)), out);
+    IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
+    if (rep->overlap_pairs > 0)
+      imf_warn("%.1f%% of the (user, item) pairs of %s (%lld of %lld) are in the training data of the model: their "
+               "scores are not a test", 100.0 * rep->train_overlap, sp->test_path, (long long)rep->overlap_pairs,
+               (long long)rep->test_pairs);
+    IMF_TRY(score_baselines(comm, cfg, sp, rep, 0, d.ulo, d.uhi, m->nusers, m->nitems, frac > 0 ? frac : 0.0, hseed,
+                            &d.r, NULL, &te.r, &o), out);
+  } else {
+    if (meta->store_digest[0] && strcmp(meta->store_digest, imf_store_digest(hs)) != 0)
+      imf_warn("the store %s has changed since the model was trained (it has seen %lld of %lld batches): "
+               "the model is stale (run update)", sp->store, (long long)meta->batches_seen,
+               (long long)imf_store_nbatches(hs));
+    if (!(frac > 0))
+      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "neither the store nor the model has a standing "
+                            "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
+    imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
+    IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
+    IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &train)), out); /* as above: the model's positives */
+    IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
+    IMF_TRY(score_baselines(comm, cfg, sp, rep, 0, d.ulo, d.uhi, m->nusers, m->nitems, 0.0, 0, &train, NULL, &test,
+                            &o), out);
+  }
+  rep->nfolds = 1;
+out:
+  imf_store_close(&hs);
+  imf_ratings_free(&train);
+  imf_ratings_free(&test);
+  imf_dataset_free(&d);
+  imf_dataset_free(&te);
+  imf_idmap_destroy(&mu);
+  imf_idmap_destroy(&mi);
+  return st;
+}
+
 imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spec *sp, imf_eval_report *rep) {
   memset(rep, 0, sizeof *rep);
+  rep->train_overlap = NAN;
   double t0 = imf_wtime();
   imf_status st = IMF_OK;
   imf_config *cfg = NULL;
   imf_model *m = NULL;
   imf_ease *ease = NULL; /* an EASE version's B on a 1 x P grid (distributed scoring) */
   imf_ckpt_meta meta;
-  imf_dataset d, te;
-  imf_idmap *mu = NULL, *mi = NULL;
-  imf_ratings train = {0}, test = {0};
+  imf_dataset d;
   memset(&meta, 0, sizeof meta);
   memset(&d, 0, sizeof d);
-  memset(&te, 0, sizeof te);
   const char *proto = sp->protocol ? sp->protocol
                       : sp->test_path ? "test"
                       : (sp->folds > 0 || sp->fold_files) ? "kfold"
                                                           : "random";
   snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
+  IMF_CHECK(check_spec(sp, proto));
   IMF_CHECK(imf_config_create(&cfg));
   {
     char *text = imf_config_dump(cli);
@@ -818,59 +1016,24 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     free(text);
     IMF_TRY(st, out);
   }
-  if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &m, &meta, cfg, &ease), out);
-  imf_eval_opts o;
+  rep->version = sp->version;
+  if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &rep->version, &m, &meta, cfg, &ease), out);
   if (!strcmp(proto, "test") || !strcmp(proto, "standing")) {
-    if (!m || !sp->store)
-      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --model DIR and --data STORE "
-                            "(the store supplies the training items excluded from the rankings)", proto), out);
-    IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
-    IMF_TRY(check_model_store(sp->model, sp->store, &meta, &d, m->nusers, m->nitems), out);
-    restrict_to_model(&d.r, m);
-    IMF_TRY(opts_from(cfg, sp->cutoffs, m, d.scale_min, d.scale_max, &d, &o), out);
-    if (!strcmp(proto, "test")) {
-      if (!sp->test_path) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol test needs --test FILE"), out);
-      IMF_TRY(model_idmaps(&meta, &mu, &mi), out);
-      IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
-      IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
-      /* the model's recorded positives (cfg: its configuration): an EASE user's row is its
-       * positives; the test ratings stay as they are (relevance compares their values) */
-      IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &d.r)), out);
-      IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &d.r, NULL, &te.r, &o, &rep->fold[0]), out);
-    } else {
-      /* The store's standing holdout (recorded at prepare), which train and update never train
-       * on; a store without one falls back to the model's own validation carve-out. */
-      double frac = imf_cfg_double(cfg, "model.validation_fraction");
-      uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
-      imf_store *hs = NULL;
-      IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
-      imf_store_holdout(hs, &frac, &hseed);
-      if (meta.store_digest[0] && strcmp(meta.store_digest, imf_store_digest(hs)) != 0)
-        imf_warn("the store %s has changed since the model was trained (it has seen %lld of %lld batches): "
-                 "the model is stale (run update)", sp->store, (long long)meta.batches_seen,
-                 (long long)imf_store_nbatches(hs));
-      imf_store_close(&hs);
-      if (!(frac > 0))
-        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "neither the store nor the model has a standing "
-                              "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
-      imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
-      IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
-      IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &train)), out); /* as above: the model's positives */
-      IMF_TRY(score_split(comm, m, ease, d.ulo, d.uhi, &train, NULL, &test, &o, &rep->fold[0]), out);
-    }
-    rep->nfolds = 1;
+    IMF_TRY(score_model(comm, cfg, sp, proto, m, ease, &meta, rep), out);
     rep->fold[0].seconds = imf_wtime() - t0;
   } else if (!strcmp(proto, "kfold") && sp->fold_files) {
     int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
     if (folds < 1 || folds > IMF_EVAL_MAX_FOLDS) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "bad --folds %d", folds), out);
     for (int f = 0; f < folds; f++) {
-      IMF_TRY(run_fold_files(comm, cfg, sp, f + 1, &rep->fold[f]), out);
+      IMF_TRY(run_fold_files(comm, cfg, sp, f + 1, rep), out);
       imf_info("fold %d/%d done in %.1f s", f + 1, folds, rep->fold[f].seconds);
     }
     rep->nfolds = folds;
   } else {
     imf_split_kind kind = IMF_SPLIT_RANDOM;
     IMF_TRY(protocol_kind(proto, &kind), out);
+    if (kind == IMF_SPLIT_STANDING)
+      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol standing needs --model DIR and --data STORE"), out);
     if (sp->store) IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
     else if (sp->input) IMF_TRY(imf_dataset_from_file(comm, cfg, sp->input, NULL, NULL, &d), out);
     else IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --data STORE or --input FILE", proto), out);
@@ -882,27 +1045,31 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
                          .leave_k = imf_cfg_int(cfg, "eval.leave_k"),
                          .foldin_fraction = imf_cfg_double(cfg, "eval.foldin_fraction"),
                          .min_user_ratings = imf_cfg_int(cfg, "eval.min_user_ratings")};
-    if (kind == IMF_SPLIT_STANDING)
-      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol standing needs --model DIR and --data STORE"), out);
     if (kind == IMF_SPLIT_FOLD) {
       int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
-      IMF_TRY(imf_eval_cv(comm, cfg, &d, folds, rep), out);
+      if (folds < 2 || folds > IMF_EVAL_MAX_FOLDS)
+        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "folds must be 2..%d, got %d", IMF_EVAL_MAX_FOLDS, folds), out);
+      IMF_TRY(eval_cv(comm, cfg, &d, folds, sp, rep), out);
       snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
     } else {
-      IMF_TRY(run_split(comm, cfg, &d, &ss, sp->cutoffs, d.scale_min, d.scale_max, &rep->fold[0]), out);
-      rep->nfolds = 1;
+      /* heldout-users --folds N: every eligible user is held out in exactly one of N folds */
+      int folds = kind == IMF_SPLIT_HELDOUT_USERS && sp->folds > 1 ? sp->folds : 1;
+      if (folds > IMF_EVAL_MAX_FOLDS)
+        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--folds %d: at most %d", folds, IMF_EVAL_MAX_FOLDS), out);
+      for (int f = 0; f < folds; f++) {
+        ss.fold = f;
+        ss.nfolds = folds > 1 ? folds : 0;
+        IMF_TRY(run_split(comm, cfg, &d, &ss, sp->cutoffs, d.scale_min, d.scale_max, &rep->fold[f], sp, rep, f), out);
+        if (folds > 1) imf_info("fold %d/%d done in %.1f s", f + 1, folds, rep->fold[f].seconds);
+      }
+      rep->nfolds = folds;
     }
   }
   summarise(rep);
   IMF_TRY(imf_parse_cutoffs(sp->cutoffs ? sp->cutoffs : imf_cfg_str(cfg, "eval.k"), rep->ks, &rep->nk), out);
   rep->seconds = imf_wtime() - t0;
 out:
-  imf_ratings_free(&train);
-  imf_ratings_free(&test);
   imf_dataset_free(&d);
-  imf_dataset_free(&te);
-  imf_idmap_destroy(&mu);
-  imf_idmap_destroy(&mi);
   imf_ckpt_meta_free(&meta);
   imf_model_destroy(&m);
   imf_ease_destroy(&ease);

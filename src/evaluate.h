@@ -79,9 +79,19 @@ typedef struct {
   const char *fold_files;  /* --fold-files "BASE%d,TEST%d": official folds (e.g. u%d.base) */
   const char *protocol;    /* --protocol NAME or NULL (test with --test, folds with --folds,
                               otherwise random) */
-  int folds;               /* --folds N (0: none) */
+  int folds;               /* --folds N (0: none); with heldout-users: N disjoint user folds */
   const char *cutoffs;     /* --k LIST or NULL (eval.k) */
+  int64_t version;         /* --version N: this kept version of --model DIR (0: CURRENT) */
+  int nbaselines;          /* --baseline pop|bias: rows fitted on each split's training part */
+  imf_model_type baseline[2];
 } imf_eval_spec;
+
+/* One --baseline row of the report: per fold and summarised like the model's. */
+typedef struct {
+  imf_model_type type;
+  imf_metrics fold[IMF_EVAL_MAX_FOLDS];
+  double mean[IMF_EVAL_MAX_NAMES], sd[IMF_EVAL_MAX_NAMES];
+} imf_eval_baseline;
 
 typedef struct {
   char protocol[32];
@@ -89,9 +99,15 @@ typedef struct {
   imf_metrics fold[IMF_EVAL_MAX_FOLDS];
   int nmetrics;
   char names[IMF_EVAL_MAX_NAMES][32];
-  double mean[IMF_EVAL_MAX_NAMES], sd[IMF_EVAL_MAX_NAMES]; /* sd: sample (n-1), 0 for n = 1 */
+  double mean[IMF_EVAL_MAX_NAMES], sd[IMF_EVAL_MAX_NAMES]; /* sd: sample (n-1), NaN for n = 1 */
   int ks[IMF_MAX_CUTOFFS], nk;
   double seconds;
+  int64_t version;              /* the version of --model scored (0: no --model) */
+  double train_overlap;         /* --test with --model: share of the file's (user, item) pairs in the
+                                   store's training data (NaN: not computed) */
+  int64_t overlap_pairs, test_pairs;
+  int nbaselines;
+  imf_eval_baseline base[2];
 } imf_eval_report;
 
 /* Collective. Runs the protocol of spec (cfg: eval.* keys, and the model.* keys used when

@@ -2,6 +2,7 @@
  * stale/drifting check for cron and Slurm), `rollback`, `prune` and `forget`. Each mutating
  * operation holds the directory's writer lock and records itself in the registry (registry.h);
  * switching versions is always the atomic CURRENT replace of modeldir.c. */
+#include "baseline.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "ease.h"
@@ -378,7 +379,9 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
         memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
         if (m->bu) m->bu[u] = 0;
         if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
-        if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
+        if (imf_baseline_type(m->type)) /* pop, bias: the touched items' biases recomputed without the user */
+          st = imf_baseline_refresh_items(comm, part, m, ti, imf_baseline_pos_threshold_text(meta.config));
+        else if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
           st = imf_foldin_side(comm, part, m, 1, ti, NULL);
         else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
           imf_model *g = NULL;

@@ -12,6 +12,8 @@ const char *imf_model_type_name(imf_model_type t) {
   case IMF_MODEL_IALS: return "ials";
   case IMF_MODEL_BPMF: return "bpmf";
   case IMF_MODEL_EASE: return "ease";
+  case IMF_MODEL_POP: return "pop";
+  case IMF_MODEL_BIAS: return "bias";
   }
   return "?";
 }
@@ -20,7 +22,9 @@ imf_status imf_model_type_parse(const char *name, imf_model_type *out) {
   if (!strcmp(name, "als")) *out = IMF_MODEL_ALS;
   else if (!strcmp(name, "ials")) *out = IMF_MODEL_IALS;
   else if (!strcmp(name, "bpmf")) *out = IMF_MODEL_BPMF;
-  else IMF_FAIL(IMF_ERR_USAGE, "model type '%s' is not a factor model (als|ials|bpmf)", name);
+  else if (!strcmp(name, "pop")) *out = IMF_MODEL_POP;
+  else if (!strcmp(name, "bias")) *out = IMF_MODEL_BIAS;
+  else IMF_FAIL(IMF_ERR_USAGE, "model type '%s' is not a factor model (als|ials|bpmf|pop|bias)", name);
   return IMF_OK;
 }
 
@@ -60,7 +64,7 @@ imf_status imf_model_create(imf_model_type type, int k, int64_t nusers, int64_t 
   size_t ku, ki;
   m->type = type;
   m->k = m->kw = k;
-  m->with_bias = with_bias && type == IMF_MODEL_ALS;
+  m->with_bias = with_bias && (type == IMF_MODEL_ALS || type == IMF_MODEL_POP || type == IMF_MODEL_BIAS);
   m->nusers = nusers;
   m->nitems = nitems;
   m->lambda = m->lambda_bias = m->alpha = NAN;

@@ -18,6 +18,8 @@
  *    of the older replicated form (kw = nitems, P = X, Q = B^T) read as such, and become a
  *    handle (imf_ease_handle) once their B is read. Not folded in or updated by sweeps: update
  *    changes its Gram matrix and re-solves.
+ *  - pop, bias (baseline.h): k = kw = 1, P = Q = 0, with_bias; pop: mu = 0, bu = 0, bi = the
+ *    item's count of positive training ratings; bias: mu + bu + bi, regularised.
  *
  * Arrays are row-major, 64-byte aligned (imf_alloc) and owned by the model.
  */
@@ -26,12 +28,20 @@
 #include "incremf.h"
 #include <stdint.h>
 
-typedef enum { IMF_MODEL_ALS = 0, IMF_MODEL_IALS = 1, IMF_MODEL_BPMF = 2, IMF_MODEL_EASE = 3 } imf_model_type;
+typedef enum {
+  IMF_MODEL_ALS = 0,
+  IMF_MODEL_IALS = 1,
+  IMF_MODEL_BPMF = 2,
+  IMF_MODEL_EASE = 3,
+  IMF_MODEL_POP = 4, /* baselines (baseline.h): k = kw = 1, P = Q = 0, scored by their biases */
+  IMF_MODEL_BIAS = 5
+} imf_model_type;
 
-/* "als", "ials", "bpmf", "ease" (the model.type config values). */
+/* "als", "ials", "bpmf", "ease", "pop", "bias" (the model.type config values). */
 const char *imf_model_type_name(imf_model_type t);
-/* The types the sweep trainer (train.c) runs: IMF_ERR_USAGE for anything else (including
- * "ease", which is solved in one step by ease.c, not by sweeps). */
+/* The types held in factor form: als, ials, bpmf (the sweep trainer, train.c) and pop, bias
+ * (baseline.c); IMF_ERR_USAGE for anything else (including "ease", which is solved in one step
+ * by ease.c and scored from its distributed state). */
 imf_status imf_model_type_parse(const char *name, imf_model_type *out);
 
 /* One row of the per-sweep history. NaN marks a metric that was not computed (no validation
@@ -56,7 +66,7 @@ typedef struct {
   imf_model_type type;
   int k;                 /* latent factors (per sample for BPMF) */
   int kw;                /* row stride of P and Q: k, or k * nsamples for BPMF */
-  int with_bias;         /* bu, bi present (explicit ALS) */
+  int with_bias;         /* bu, bi present (explicit ALS, pop, bias) */
   int64_t nusers, nitems;
   double mu;             /* global mean of the training ratings (0 for iALS) */
 

@@ -60,7 +60,7 @@ out:
 imf_status imf_recommender_clip(imf_recommender *r, const imf_config *cfg, const char *store_dir) {
   r->clip = 0;
   r->clip_lo = r->clip_hi = NAN;
-  const int explicit_model = r->m->type == IMF_MODEL_ALS || r->m->type == IMF_MODEL_BPMF;
+  const int explicit_model = r->m->type == IMF_MODEL_ALS || r->m->type == IMF_MODEL_BPMF || r->m->type == IMF_MODEL_BIAS;
   if (!explicit_model || strcmp(imf_cfg_str(cfg, "recommend.clip"), "scale") != 0) return IMF_OK;
   double lo = NAN, hi = NAN, step;
   if (store_dir) {
@@ -284,6 +284,8 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
   int64_t it = imf_idmap_find(r->items, item, strlen(item));
   if (it < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item);
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  if (m->type == IMF_MODEL_POP || m->type == IMF_MODEL_BIAS) /* zero factors: every cosine would be 0 */
+    IMF_FAIL(IMF_ERR_USAGE, "--similar: the %s baseline has no item factors to compare", imf_model_type_name(m->type));
   IMF_CHECK(list_alloc(out, top));
   if (r->ease) { /* EASE: cosine of B's columns, each rank its own (ease.h) */
     int cnt = 0;

@@ -284,7 +284,10 @@ imf_status imf_split(MPI_Comm comm, const imf_dataset *d, const imf_split_spec *
       }
       break;
     case IMF_SPLIT_HELDOUT_USERS:
-      if (n >= s->min_user_ratings && imf_split_u01(s->seed, u, -1) < s->fraction) {
+      /* with folds, the user's hash picks one of nfolds slices: the folds are disjoint and cover
+       * every eligible user */
+      if (n >= s->min_user_ratings && (s->nfolds > 1 ? (int)(imf_split_u01(s->seed, u, -1) * s->nfolds) == s->fold
+                                                     : imf_split_u01(s->seed, u, -1) < s->fraction)) {
         /* the user's items in hash order: the first ceil(foldin * n) fold them in */
         IMF_TRY(imf_realloc(&tmp, (size_t)n, sizeof *tmp), out);
         for (int64_t j = a; j < b; j++) tmp[j - a] = (hj){imf_split_u01(s->seed ^ 0x5bd1e995u, u, r->item[j]), j};

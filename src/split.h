@@ -64,7 +64,7 @@ typedef struct {
   uint64_t seed;
   double fraction;     /* random, temporal, standing: test share; heldout: share of users */
   int64_t leave_k;     /* leave-k-out */
-  int fold, nfolds;    /* fold */
+  int fold, nfolds;    /* fold; heldout with nfolds > 1: the users of user fold `fold` (fraction unused) */
   double foldin_fraction; /* heldout: share of a held-out user's items used to fold them in */
   int64_t min_user_ratings; /* heldout: users with fewer ratings are never held out */
 } imf_split_spec;

@@ -314,6 +314,11 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     goto fail;
   }
   IMF_TRY(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type), fail);
+  if (t->type == IMF_MODEL_POP || t->type == IMF_MODEL_BIAS) { /* fitted by baseline.c, not by sweeps */
+    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.type = %s is not trained by sweeps (baseline.h)",
+                       imf_model_type_name(t->type));
+    goto fail;
+  }
   int64_t k = imf_cfg_int(cfg, "model.k");
   if (k < 1 || k > 4096) {
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.k = %lld out of range [1, 4096]", (long long)k);
@@ -504,7 +509,9 @@ static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
     other.Y = side ? m->chain.U : m->chain.V;
     break;
   case IMF_MODEL_EASE: /* never here: imf_model_type_parse refuses it, ease.c solves it */
-    IMF_FAIL(IMF_ERR_USAGE, "EASE is not trained by sweeps");
+  case IMF_MODEL_POP:  /* never here: imf_train_create refuses them, baseline.c fits them */
+  case IMF_MODEL_BIAS:
+    IMF_FAIL(IMF_ERR_USAGE, "%s is not trained by sweeps", imf_model_type_name(t->type));
   }
   imf_row_batch rows = {nloc, c->row_id, c->ptr, c->idx, c->val};
   if (nloc == 0) return IMF_OK;

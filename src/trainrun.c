@@ -12,7 +12,11 @@
  * model.type = ease is not swept: ease.c solves it in one step on a ScaLAPACK grid (no run
  * checkpoints, no stop points) and the version holds it in factor form (model.h) plus its
  * distributed state (the Gram matrix X^T X and B, written block-cyclically: update adds to the
- * Gram matrix instead of rebuilding it). */
+ * Gram matrix instead of rebuilding it).
+ *
+ * model.type = pop | bias (baseline.h) is fitted in one pass (bias: model.iterations cheap
+ * sweeps) on the same partition, without run checkpoints or stop points either. */
+#include "baseline.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "ease.h"
@@ -154,6 +158,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     else if (have_ckpt) imf_info("discarding the unfinished run checkpoint %s (use --resume to continue it)", ckpt);
   }
   const int ease = !strcmp(imf_cfg_str(cfg, "model.type"), "ease");
+  const int base = !strcmp(imf_cfg_str(cfg, "model.type"), "pop") || !strcmp(imf_cfg_str(cfg, "model.type"), "bias");
 
   /* Data: every rank reads the ratings of its contiguous user range. */
   double tr = imf_wtime();
@@ -224,6 +229,15 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
              (long long)nu, (long long)ni, (long long)part->nnz_train, (long long)part->nnz_holdout, t_read,
              part->seconds);
+  }
+  if (base) {
+    IMF_TRY(imf_baseline_fit(comm, cfg, part, &em), out);
+    if (rank == 0) {
+      log = fopen(imf_modeldir_log_path(md), "w");
+      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
+      for (int64_t j = 0; log && j < em->nhistory; j++) log_sweep(log, &em->history[j], 0);
+    }
+  } else if (!ease) {
     IMF_TRY(imf_train_create(comm, cfg, part, &t), out);
     if (saved) IMF_TRY(imf_trainer_resume(t, saved), out);
     stop_ctx sc = {comm};
@@ -260,13 +274,13 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
       }
     }
   }
-  const imf_model *m = ease ? em : imf_trainer_model(t);
+  const imf_model *m = t ? imf_trainer_model(t) : em;
   rep->iterations = m->iteration;
   if (m->nhistory > 0) {
     rep->val_rmse = m->history[m->nhistory - 1].val_rmse;
     rep->val_mae = m->history[m->nhistory - 1].val_mae;
   }
-  if (!ease && imf_trainer_stopped(t)) {
+  if (t && imf_trainer_stopped(t)) {
     double tc = imf_wtime();
     imf_ckpt_meta_free(&meta);
     IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
@@ -278,9 +292,11 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
                        (long long)m->iteration);
     goto out;
   }
-  if (o->test_path && ease) /* the model is a handle: its scores come from B (evaluate --model) */
-    imf_warn("--test %s: EASE scores are preferences, not ratings: no test RMSE (use evaluate --model)", o->test_path);
-  if (o->test_path && !ease) {
+  const int ranking_only = ease || m->type == IMF_MODEL_POP; /* scores that are not ratings */
+  if (o->test_path && ranking_only) /* EASE: a handle, its scores come from B (evaluate --model) */
+    imf_warn("--test %s: %s scores are not ratings: no test RMSE (use evaluate --model)", o->test_path,
+             ease ? "EASE" : "pop");
+  if (o->test_path && !ranking_only) {
     imf_eval_result er;
     imf_store_info info;
     IMF_TRY(imf_store_get_info(s, &info), out);
@@ -343,7 +359,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   }
   if (!imf_log_quiet()) {
     imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
-    if (!ease) IMF_TRY(imf_trainer_log_view(t, stderr), out);
+    if (t) IMF_TRY(imf_trainer_log_view(t, stderr), out);
     imf_info("checkpoint writes: %.2f s", t_ckpt);
   }
   rep->seconds = imf_wtime() - t0;

@@ -15,6 +15,7 @@
  * IMF_KILL_AT=after-append|after-read|after-version|after-registry|after-current SIGKILLs every
  * rank there. */
 #include "update.h"
+#include "baseline.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "ease.h"
@@ -76,7 +77,7 @@ static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt,
   int k = m->k, nr;
   MPI_Comm_size(comm, &nr);
   imf_status st = IMF_OK;
-  if (m->type == IMF_MODEL_BPMF || m->kw != k)
+  if (m->type == IMF_MODEL_BPMF || m->kw != k || imf_baseline_type(m->type))
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "fold-in needs an ALS or implicit ALS model");
   IMF_CHECK(imf_agree(comm, st));
   float *X = NULL, *B = NULL, *allX = NULL, *allB = NULL;
@@ -290,6 +291,8 @@ out:
 
 static imf_status build(build_ctx *b, int strategy, imf_model **out) {
   *out = NULL;
+  if (imf_baseline_type(b->champ->type)) /* pop, bias: every strategy is an exact refit (cheap) */
+    return imf_baseline_fit(b->comm, b->cfg, b->part, out);
   if (strategy == S_RETRAIN) return run_trainer(b, NULL, out);
   imf_model *f = NULL;
   IMF_CHECK(build_foldin(b, &f));
@@ -918,6 +921,10 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     if (strat == S_FOLD && champ->type == IMF_MODEL_BPMF) {
       strat = S_WARM;
       note_add(rep->note, sizeof rep->note, "BPMF has no fold-in: the chain continues (warm)");
+    }
+    if (strat != S_RETRAIN && imf_baseline_type(champ->type)) {
+      strat = S_RETRAIN;
+      note_add(rep->note, sizeof rep->note, "%s: every strategy retrains (exact and cheap)", imf_model_type_name(champ->type));
     }
     build_ctx bc = {comm, cfgc, NULL, champ, tu, ti, imf_cfg_int(cfg, "update.warm_sweeps")};
     if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;

@@ -10,6 +10,7 @@ const char IMF_USAGE_TRAIN[] =
     "Train a matrix-factorization model on every rating of STORE over all MPI ranks and write\n"
     "it to DIR as a new model version (DIR/versions/vNNNNNN.h5), made current atomically.\n"
     "  model.type = als | ials | bpmf   (ALS-WR with biases, implicit ALS, Bayesian MF)\n"
+    "             | ease | pop | bias  (EASE; baselines: item popularity, mu + b_u + b_i)\n"
     "  other keys: model.k, lambda, lambda_bias, alpha, iterations, burn_in, tol, seed,\n"
     "  solver (cholesky|cg), cg_steps, validation_fraction, checkpoint_every (`incremf help config`)\n"
     "  --resume      continue DIR's unfinished run from its checkpoint (DIR/run/checkpoint.h5),\n"
