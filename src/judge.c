@@ -153,6 +153,7 @@ static imf_status gather_rows(MPI_Comm comm, const double *v, int64_t nloc, int 
   IMF_MPI(MPI_Gatherv(v, cnt, MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, 0, comm));
   *nall = tot / w;
 out:
+  if (st != IMF_OK) imf_free(all);
   imf_free(&counts);
   imf_free(&displs);
   return st;
