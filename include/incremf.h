@@ -164,7 +164,7 @@ typedef struct {
 
 /* Fold every batch the current model has not seen into a challenger, judge champion and
  * challenger on the standing holdout, write the challenger as a new version and make it current
- * only if it is not worse beyond update.tolerance. A kept champion is IMF_OK (decision
+ * only if it is not worse beyond update.tolerance by its metric (update.metric; src/judge.h). A kept champion is IMF_OK (decision
  * "rejected"). */
 imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                       const imf_update_opts *opts, imf_update_report *report);
