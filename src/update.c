@@ -4,7 +4,8 @@
  * seen (batches_seen < store batches) -> read the store, split off the standing holdout (a hash
  * of (seed, user, item) recorded in the store, so champion and challenger are judged on the same
  * ratings and no held-out rating is ever trained on) -> challenger by fold-in, warm or retrain
- * (auto escalates) -> both judged on the holdout -> the challenger is written as a new version;
+ * (auto escalates) -> both judged on the holdout by update.metric, user by user, with a paired
+ * interval (judge.h) -> the challenger is written as a new version;
  * its registry record; CURRENT switched only when it is promoted.
  *
  * Crash safety comes from the order of those last steps: the version file is complete before
@@ -13,7 +14,7 @@
  * manifest), and a batch the current version has not seen is simply folded in by the next
  * update. Test hooks: IMF_FAULT=update-after-version / update-before-current fail there, and
  * IMF_KILL_AT=after-append|after-read|after-version|after-registry|after-current SIGKILLs every
- * rank there. */
+ * rank there; IMF_TEST_CHALLENGER=worse|same|nan perturbs the challenger (imf_judge_test_hook). */
 #include "update.h"
 #include "checkpoint.h"
 #include "config.h"
