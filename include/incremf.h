@@ -148,10 +148,16 @@ typedef struct {
   int64_t eval_n, eval_new_n;
   double seconds, build_seconds;         /* whole update; building the challenger(s) */
   char note[1024];             /* escalations and reasons */
-  /* EASE is judged by a ranking metric on the standing holdout instead of RMSE (its scores are
-   * not ratings): its name ("ndcg@10"; "" for the RMSE-judged models) and both values. */
+  /* The judgement (update.metric; docs/METRICS.md, "Judging an update"): the metric's name
+   * ("rmse", "ndcg@10", ...), both models' scores on the same standing-holdout ratings (RMSE
+   * judgements: the holdout RMSEs, as champion_rmse/challenger_rmse), and the paired per-user
+   * differences d_u (positive = challenger better): their mean, 95% paired-bootstrap interval and
+   * user count (0: nothing judged). champion_rmse etc. stay NaN for ranking judgements. */
   char metric[16];
   double champion_score, challenger_score;
+  double diff_mean, diff_lo, diff_hi;
+  int64_t diff_users;
+  double newest_score; /* ranking judgements: the champion's metric on the new batches (drift) */
   /* Where the time went (seconds, rank 0's clock): appending --input; loading the champion, the
    * store's id maps and the new batches; reading ratings (the touched rows' histories, or the
    * whole store), part of build_seconds; writing the version, its record and CURRENT. */
@@ -160,7 +166,7 @@ typedef struct {
 
 /* Fold every batch the current model has not seen into a challenger, judge champion and
  * challenger on the standing holdout, write the challenger as a new version and make it current
- * only if it is not worse beyond update.tolerance. A kept champion is IMF_OK (decision
+ * only if it is not worse beyond update.tolerance by its metric (update.metric; src/judge.h). A kept champion is IMF_OK (decision
  * "rejected"). */
 imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                       const imf_update_opts *opts, imf_update_report *report);

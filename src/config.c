@@ -5,6 +5,7 @@
  * README and `incremf help config` are generated from the same table. */
 #include "config.h"
 #include "error.h"
+#include "judge.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -110,17 +111,23 @@ static const key_def KEYS[] = {
      "how update builds the challenger (auto: fold-in, escalating to warm, then retrain)"},
     {"update.warm_sweeps", T_INT, "2", NULL, "full sweeps of a warm update, started from the champion"},
     {"update.tolerance", T_DOUBLE, "0.005", NULL,
-     "promote the challenger unless its holdout RMSE exceeds the champion's by more than this share"},
+     "promote the challenger unless its holdout score (update.metric) is worse than the champion's by more "
+     "than this share of the champion's score"},
     {"update.auto_share", T_DOUBLE, "0.25", NULL,
      "auto: new ratings above this share of all ratings start with warm instead of fold-in"},
     {"update.auto_warm_every", T_INT, "0", NULL,
      "auto: a warm update after this many fold-ins in a row (0 = only when escalated)"},
     {"update.drift_threshold", T_DOUBLE, "0.1", NULL,
-     "drift: the champion's RMSE on the newest batch exceeds the mean of its history by this share"},
+     "drift: the champion's RMSE on the newest batch exceeds (a ranking metric: falls below) the mean "
+     "of its history by this share"},
     {"update.drift_window", T_INT, "5", NULL, "drift: number of earlier updates averaged into the history"},
     {"update.foldin_read", T_ENUM, "touched", "touched|full",
      "fold-in reads only the touched users' and items' histories through the store's indexes "
      "(touched), or the whole store (full: the reference path)"},
+    {"update.metric", T_STR, "auto", NULL,
+     "what update judges champion and challenger by: auto (rmse for als, bpmf and bias; ndcg@K with "
+     "K = update.k for every other type), rmse, ndcg@K, recall@K or map@K"},
+    {"update.k", T_INT, "10", NULL, "update.metric = auto: the cut-off K of the ranking metric"},
     /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
     {"eval.relevance_threshold", T_DOUBLE_NONE_AUTO, "auto", NULL,
@@ -250,7 +257,8 @@ static imf_status check_value(int i, const char *v, const char *origin) {
                    {"eval.folds", 0, INT32_MAX},           {"tune.folds", 0, INT32_MAX},
                    {"tune.groups", 0, INT32_MAX},          {"recommend.top", 0, INT32_MAX},
                    /* BPMF keeps kw = k * (samples + 1) floats per row, an int: 4096 * 524287 < 2^31 */
-                   {"model.samples", 0, INT32_MAX / 4096 - 1}};
+                   {"model.samples", 0, INT32_MAX / 4096 - 1},
+                   {"update.k", 1, 100000}};
       for (size_t r = 0; r < sizeof range / sizeof range[0]; r++)
         if (!strcmp(k->key, range[r].key) && (iv < range[r].lo || iv > range[r].hi))
           IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be in [%lld, %lld], got '%s'", origin, k->key,
@@ -276,6 +284,10 @@ static imf_status check_value(int i, const char *v, const char *origin) {
       IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be one of %s, got '%s'", origin, k->key, k->choices, v);
     break;
   case T_STR:
+    if (!strcmp(k->key, "update.metric") && !imf_judge_metric_parse(v, NULL, NULL))
+      IMF_FAIL(IMF_ERR_USAGE,
+               "%s: update.metric must be auto, rmse, ndcg@K, recall@K or map@K (K in 1..100000), got '%s'", origin,
+               v);
     break;
   }
   return IMF_OK;

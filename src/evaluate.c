@@ -123,6 +123,19 @@ static int cmp_by_user_item(const void *a, const void *b, void *ctx) {
 
 #define EVAL_CHUNK 1024
 
+/* The per-user output (imf_eval_opts.per_user): user u's metric at the first cut-off. */
+static void per_user_put(const imf_eval_opts *o, int64_t ulo, int64_t u, const int32_t *rec, int nrec,
+                         const int32_t *rel, int64_t nrel) {
+  if (!o->per_user) return;
+  imf_rank_sums t;
+  memset(&t, 0, sizeof t);
+  t.k = o->ks[0];
+  imf_rank_metrics_add(rec, nrec, rel, nrel, o->ks[0], &t);
+  o->per_user[u - ulo] = o->per_user_metric == IMF_PER_USER_RECALL ? t.recall
+                         : o->per_user_metric == IMF_PER_USER_AP   ? t.ap
+                                                                   : t.ndcg;
+}
+
 /* EASE with its distributed state `ease` (B on a 1 x P grid): every user's X row is xptr/xidx
  * (NULL: their training row tptr/tidx: training plus fold-in items, which are also the items
  * excluded), X and xbias are unused and the ranking is one collective imf_ease_topk over all
@@ -173,6 +186,7 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
   IMF_TRY(imf_alloc(&minpos, (size_t)(m->nitems ? m->nitems : 1), sizeof *minpos), out);
   for (int64_t i = 0; i < m->nitems; i++) minpos[i] = INT32_MAX;
   for (int64_t j = 0; j < test->n; j++) perm[j] = j;
+  for (int64_t r = 0; o->per_user && r < uhi - ulo; r++) o->per_user[r] = NAN;
   qsort_r(perm, (size_t)test->n, sizeof *perm, cmp_by_user_item, (void *)test);
 
   /* Rating metrics, and the relevant items of each user (sorted, as the metrics want). */
@@ -260,6 +274,7 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
         int64_t e = c0 + a;
         for (int kk = 0; kk < o->nk; kk++)
           imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[e], rhi[e] - rlo[e], o->ks[kk], &sums[kk]);
+        per_user_put(o, ulo, ulist[e], titems + a * K, tcount[a], rel + rlo[e], rhi[e] - rlo[e]);
         for (int j = 0; j < tcount[a]; j++)
           if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
       }
@@ -303,6 +318,7 @@ out:
       for (int64_t a = 0; a < nusers_eval; a++) {
         for (int kk = 0; kk < o->nk; kk++)
           imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[a], rhi[a] - rlo[a], o->ks[kk], &sums[kk]);
+        per_user_put(o, ulo, ulist[a], titems + a * K, tcount[a], rel + rlo[a], rhi[a] - rlo[a]);
         for (int j = 0; j < tcount[a]; j++)
           if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
       }

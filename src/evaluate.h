@@ -33,7 +33,12 @@ typedef struct {
   double threshold;            /* relevant: value >= threshold; NaN: every held-out item */
   double clip_lo, clip_hi;     /* prediction clipping for RMSE/MAE (NaN: none) */
   int rating_metrics;          /* compute RMSE/MAE (0 for implicit models: NaN) */
+  /* Optional per-user output (update's paired judgement, judge.h): NULL, or uhi-ulo entries set
+   * to each ranked user's per_user_metric at the first cut-off ks[0] (NaN: user not ranked). */
+  double *per_user;
+  int per_user_metric;         /* IMF_PER_USER_NDCG, _RECALL or _AP */
 } imf_eval_opts;
+enum { IMF_PER_USER_NDCG = 0, IMF_PER_USER_RECALL = 1, IMF_PER_USER_AP = 2 };
 
 typedef struct {
   double rmse, mae;

@@ -78,8 +78,9 @@ imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *st
                   fprintf(out, ",\"current\":%lld,\"store_batches\":%lld,\"versions\":[", (long long)cur,
                           (long long)store_batches);
     else
-      fprintf(out, "%-3s %7s %7s %-8s %-10s %7s %9s %10s %-14s %8s  %s\n", "", "version", "parent", "strategy", "decision",
-              "batches", "champion", "challenger", "created", "seconds", "note");
+      fprintf(out, "%-3s %7s %7s %-8s %-10s %7s %-10s %9s %10s %-30s %-14s %8s  %s\n", "", "version", "parent", "strategy",
+              "decision", "batches", "metric", "champion", "challenger", "diff [95% CI] users", "created", "seconds",
+              "note");
     for (int64_t j = 0; j < nv; j++) {
       int64_t v = vs[j];
       char vp[4400];
@@ -113,10 +114,20 @@ imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *st
       } else {
         fprintf(out, "%-3s %7lld %7lld %-8s %-10s %7lld ", v == cur ? "*" : "", (long long)v, (long long)r->parent,
                 r->strategy, r->decision, (long long)seen);
-        /* an EASE update's figures are its ranking metric (named in the note), not RMSE */
-        fnum(out, r->metric[0] ? r->champion_score : r->champion_rmse, "%9.5f");
+        /* each row's figures under the metric it was judged by (older records: RMSE, or an
+         * EASE update's ranking metric with an empty name) */
+        int by_score = r->metric[0] || isfinite(r->champion_score) || isfinite(r->challenger_score);
+        const char *mn = r->metric[0] ? r->metric : by_score ? "ranking" : "rmse";
+        if (!by_score && !isfinite(r->champion_rmse) && !isfinite(r->challenger_rmse)) mn = "-";
+        fprintf(out, "%-10.10s ", mn);
+        fnum(out, by_score ? r->champion_score : r->champion_rmse, "%9.5f");
         fputc(' ', out);
-        fnum(out, r->metric[0] ? r->challenger_score : r->challenger_rmse, "%10.5f");
+        fnum(out, by_score ? r->challenger_score : r->challenger_rmse, "%10.5f");
+        char diff[64] = "-";
+        if (r->diff_users > 0)
+          snprintf(diff, sizeof diff, "%+.4f [%+.4f, %+.4f] %lld", r->diff_mean, r->diff_lo, r->diff_hi,
+                   (long long)r->diff_users);
+        fprintf(out, " %-30s", diff);
         fprintf(out, " %-14.14s ", created[0] ? created + 5 : "-");
         fnum(out, r->seconds, "%8.2f");
         fprintf(out, "  %s%s\n", r->drift ? "[drift] " : "", r->note);

@@ -15,11 +15,12 @@
 #include <unistd.h>
 
 enum { K_TRAIN, K_FOLDIN, K_WARM, K_RETRAIN, K_REJECTED, K_OTHER, K_N };
-static const char *const kind_title[K_N] = {"trained", "fold-in", "warm", "retrain", "rejected challenger", "other"};
+static const char *const kind_title[K_N] = {"trained", "fold-in", "warm", "retrain", "rejected challenger",
+                                            "gram (EASE) / other"};
 /* gnuplot point types (png terminals): 7 filled circle, 9 filled triangle, 5 filled square,
  * 13 filled diamond, 2 cross, 6 open circle */
 static const int kind_pt[K_N] = {7, 9, 5, 13, 2, 6};
-static const char *const kind_color[K_N] = {"#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#7f7f7f"};
+static const char *const kind_color[K_N] = {"#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#d62728", "#17becf"};
 
 static int kind_of(const imf_registry_record *r) {
   if (!strcmp(r->decision, "rejected")) return K_REJECTED;
@@ -28,6 +29,24 @@ static int kind_of(const imf_registry_record *r) {
   if (!strcmp(r->strategy, "warm")) return K_WARM;
   if (!strcmp(r->strategy, "retrain")) return K_RETRAIN;
   return K_OTHER;
+}
+
+/* The metric a record was judged by: its name, "rmse" for records written before every update
+ * named it (their figures are champion_rmse / challenger_rmse). */
+static const char *rec_metric(const imf_registry_record *r) { return r->metric[0] ? r->metric : "rmse"; }
+
+/* Whether record r has a point on the metric's axis: *chall its (challenger's or trained
+ * model's) score, *champ the champion's score on the same ratings (NaN: none, as for train). */
+static int rec_scores(const imf_registry_record *r, const char *metric, double *champ, double *chall) {
+  if (strcmp(r->event, "train") && strcmp(r->event, "update")) return 0;
+  if (strcmp(rec_metric(r), metric)) {
+    /* a train record names no metric: its holdout RMSE belongs on an RMSE axis */
+    if (!(strcmp(metric, "rmse") == 0 && !strcmp(r->event, "train"))) return 0;
+  }
+  int by_score = r->metric[0] && (isfinite(r->champion_score) || isfinite(r->challenger_score));
+  *champ = by_score ? r->champion_score : r->champion_rmse;
+  *chall = by_score ? r->challenger_score : r->challenger_rmse;
+  return isfinite(*chall);
 }
 
 /* The executable gnuplot would be found as by execvp, or "" when there is none. */
@@ -239,8 +258,25 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
     goto done;
   }
 
-  /* versions.dat: one gnuplot data block (index) per kind: "version rmse" */
-  int64_t count[K_N] = {0};
+  /* the axis: the metric the latest update was judged by (rmse when none names one) */
+  const char *metric = "rmse";
+  for (int64_t j = nrec - 1; j >= 0; j--)
+    if (!strcmp(recs[j].event, "update")) {
+      metric = rec_metric(&recs[j]);
+      break;
+    }
+  char label[40];
+  {
+    size_t q = 0;
+    for (; metric[q] && metric[q] != '@' && q + 1 < sizeof label; q++)
+      label[q] = (char)(metric[q] >= 'a' && metric[q] <= 'z' ? metric[q] - 'a' + 'A' : metric[q]);
+    snprintf(label + q, sizeof label - q, "%s", metric + q);
+    for (char *c = label; *c; c++) /* only these characters reach the script */
+      if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '@')) *c = '_';
+  }
+  /* versions.dat: one gnuplot data block (index) per kind: "version score champion" (the
+   * champion's score on the same ratings, NaN for a trained version) */
+  int64_t count[K_N] = {0}, npairs = 0;
   double cur_rmse = NAN;
   FILE *f = fopen(vdat, "w");
   if (!f) {
@@ -254,15 +290,18 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
     for (int64_t j = 0; j < nrec; j++) {
       const imf_registry_record *r = &recs[j];
       if (strcmp(r->event, "train") && strcmp(r->event, "update")) continue;
-      if (imf_registry_find(recs, nrec, r->version) != r || kind_of(r) != k || !isfinite(r->challenger_rmse)) continue;
+      double champ = NAN, chall = NAN;
+      if (imf_registry_find(recs, nrec, r->version) != r || kind_of(r) != k || !rec_scores(r, metric, &champ, &chall))
+        continue;
       if (first) {
         if (nblock) fprintf(f, "\n\n");
         block[k] = nblock++;
         first = 0;
       }
-      fprintf(f, "%lld %.9g\n", (long long)r->version, r->challenger_rmse);
+      fprintf(f, "%lld %.9g %.9g\n", (long long)r->version, chall, champ);
       count[k]++;
-      if (r->version == cur) cur_rmse = r->challenger_rmse;
+      npairs += isfinite(champ);
+      if (r->version == cur) cur_rmse = chall;
     }
   }
   if (fclose(f) != 0) {
@@ -273,11 +312,12 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
   IMF_TRY(write_curve(logp, cdat, &crow), done);
   if (nblock == 0 && crow == 0) {
     st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
-                       "%s: nothing to plot (no version has a holdout RMSE and train.jsonl has no sweeps)", model_dir);
+                       "%s: nothing to plot (no version has a holdout %s and train.jsonl has no sweeps)", model_dir,
+                       label);
     goto done;
   }
   if (nblock == 0)
-    imf_warn("status --plot: no version has a holdout RMSE (holdout.fraction = 0 at prepare?): training curve only");
+    imf_warn("status --plot: no version has a holdout %s (holdout.fraction = 0 at prepare?): training curve only", label);
 
   /* the script: names only the files of the temporary directory; every other token is a
    * constant of this file or a number formatted here */
@@ -289,14 +329,26 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
   fprintf(f, "cd '%s'\n", dir); /* mkdtemp's name: TMPDIR (checked below) + fixed text */
   int panels = (nblock > 0) + (crow > 0);
   fprintf(f, "set terminal pngcairo size 1000,%d font 'sans,10'\nset output 'plot.png'\n", panels == 2 ? 900 : 500);
-  fprintf(f, "set datafile missing 'NaN'\nset grid\nset key outside right top\n");
+  /* noenhanced: '@' of "NDCG@10" is no markup */
+  fprintf(f, "set termoption noenhanced\nset datafile missing 'NaN'\nset grid\nset key outside right top\n");
   if (panels == 2) fprintf(f, "set multiplot layout 2,1\n");
   if (nblock > 0) {
-    fprintf(f, "set title 'holdout RMSE per model version (current: v%lld)'\n", (long long)cur);
-    fprintf(f, "set xlabel 'version'\nset ylabel 'holdout RMSE'\nset xtics 1\nset offsets 0.5, 0.5, 0, 0\n");
+    fprintf(f, "set title 'holdout %s of each update: champion (open) and challenger on the same ratings "
+               "(current: v%lld)'\n", label, (long long)cur);
+    fprintf(f, "set xlabel 'version'\nset ylabel 'holdout %s (%s)'\nset xtics 1\nset offsets 0.5, 0.5, 0, 0\n", label,
+            strcmp(metric, "rmse") ? "higher is better" : "lower is better");
     if (nver > 30) fprintf(f, "set xtics autofreq\n");
     fprintf(f, "plot ");
     int sep = 0;
+    if (npairs > 0) { /* each update: a segment from the champion's score to the challenger's */
+      for (int k = 0; k < K_N; k++) {
+        if (block[k] < 0) continue;
+        fprintf(f, "%s'versions.dat' index %d using 1:3:(0):($2-$3) with vectors nohead lw 1 lc rgb '#bbbbbb' notitle, "
+                   "\\\n     'versions.dat' index %d using 1:3 with points pt 6 ps 1.4 lc rgb '#555555' %s",
+                sep ? ", \\\n     " : "", block[k], block[k], sep ? "notitle" : "title 'champion'");
+        sep = 1;
+      }
+    }
     for (int k = 0; k < K_N; k++) {
       if (block[k] < 0) continue;
       fprintf(f, "%s'versions.dat' index %d using 1:2 with points pt %d ps 1.6 lc rgb '%s' title '%s (%lld)'",

@@ -20,6 +20,8 @@ void imf_registry_record_init(imf_registry_record *r) {
   r->seconds = NAN;
   r->champion_score = r->challenger_score = NAN;
   r->holdout_sse = NAN;
+  r->diff_mean = r->diff_lo = r->diff_hi = r->newest_score = NAN;
+  r->holdout_users = -1;
 }
 
 void imf_registry_path(const char *model_dir, char *path, size_t cap) {
@@ -58,9 +60,18 @@ void imf_registry_write_json(FILE *f, const imf_registry_record *r) {
     jnum(f, "champion_score", r->champion_score);
     jnum(f, "challenger_score", r->challenger_score);
   }
+  if (r->diff_users > 0) {
+    jnum(f, "diff_mean", r->diff_mean);
+    jnum(f, "diff_lo", r->diff_lo);
+    jnum(f, "diff_hi", r->diff_hi);
+    fprintf(f, ",\"diff_users\":%lld", (long long)r->diff_users);
+  }
+  if (isfinite(r->newest_score)) jnum(f, "newest_score", r->newest_score);
   if (isfinite(r->holdout_sse))
     fprintf(f, ",\"holdout_sse\":%.17g,\"holdout_n\":%lld,\"holdout_forgotten\":%lld", r->holdout_sse,
             (long long)r->holdout_n, (long long)r->holdout_forgotten);
+  if (isfinite(r->holdout_sse) && r->holdout_users >= 0)
+    fprintf(f, ",\"holdout_users\":%lld", (long long)r->holdout_users);
   fputc('}', f);
 }
 
@@ -151,6 +162,12 @@ static int parse_line(const char *line, imf_registry_record *r) {
   r->holdout_sse = jget_num(line, "holdout_sse");
   r->holdout_n = jget_int(line, "holdout_n");
   r->holdout_forgotten = jget_int(line, "holdout_forgotten");
+  r->diff_mean = jget_num(line, "diff_mean");
+  r->diff_lo = jget_num(line, "diff_lo");
+  r->diff_hi = jget_num(line, "diff_hi");
+  r->diff_users = jget_int(line, "diff_users");
+  r->newest_score = jget_num(line, "newest_score");
+  r->holdout_users = jfind(line, "holdout_users") ? jget_int(line, "holdout_users") : -1;
   return 0;
 }
 

@@ -31,9 +31,17 @@ typedef struct {
   char created[32];      /* ISO-8601 UTC; filled on append when empty */
   char store[1024];      /* store directory (absolute) the version was built from */
   char note[1024];       /* escalations, reasons, pruned versions (free text) */
-  char metric[16];       /* "" (judged by RMSE), or the ranking metric an EASE update was
-                            judged by ("ndcg@10"; higher is better) */
+  char metric[16];       /* what the update was judged by (update.metric, judge.h): "rmse" (lower
+                            is better) or a ranking metric such as "ndcg@10" (higher is better);
+                            "" in records written before every update named it (RMSE, or an
+                            EASE update's ranking metric when champion_score is set) */
   double champion_score, challenger_score; /* that metric on the standing holdout (NaN: none) */
+  /* The paired per-user comparison (judge.h): mean of d_u (positive = challenger better), its 95%
+   * interval and the number of users; NaN / 0 when not measured (and in older records). */
+  double diff_mean, diff_lo, diff_hi;
+  int64_t diff_users;
+  double newest_score;   /* ranking models: the champion's metric on the new batches (drift) */
+  int64_t holdout_users; /* users with >= 1 held-out rating (with holdout_sse; -1: not recorded) */
   /* The written version's own squared error summed over the standing holdout and the number of
    * held-out ratings (exact: %.17g), with the store's count of forgotten users at the time;
    * holdout_sse NaN when not measured. A later fold-in that reads only the touched rows judges

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "modeldir.h"
 #include "partition.h"
+#include "judge.h"
 #include "registry.h"
 #include "update.h"
 #include "scale.h"
@@ -343,6 +344,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
         rec.holdout_sse = sse[0];
         rec.holdout_n = hn;
         rec.holdout_forgotten = imf_store_nforgotten(s);
+        IMF_TRY(imf_judge_holdout_users(comm, part, &rec.holdout_users), out);
       }
     }
     rec.seconds = imf_wtime() - t0;

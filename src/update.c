@@ -4,7 +4,8 @@
  * seen (batches_seen < store batches) -> read the store, split off the standing holdout (a hash
  * of (seed, user, item) recorded in the store, so champion and challenger are judged on the same
  * ratings and no held-out rating is ever trained on) -> challenger by fold-in, warm or retrain
- * (auto escalates) -> both judged on the holdout -> the challenger is written as a new version;
+ * (auto escalates) -> both judged on the holdout by update.metric, user by user, with a paired
+ * interval (judge.h) -> the challenger is written as a new version;
  * its registry record; CURRENT switched only when it is promoted.
  *
  * Crash safety comes from the order of those last steps: the version file is complete before
@@ -13,7 +14,7 @@
  * manifest), and a batch the current version has not seen is simply folded in by the next
  * update. Test hooks: IMF_FAULT=update-after-version / update-before-current fail there, and
  * IMF_KILL_AT=after-append|after-read|after-version|after-registry|after-current SIGKILLs every
- * rank there. */
+ * rank there; IMF_TEST_CHALLENGER=worse|same|nan perturbs the challenger (imf_judge_test_hook). */
 #include "update.h"
 #include "baseline.h"
 #include "checkpoint.h"
@@ -23,6 +24,7 @@
 #include "evaluate.h"
 #include "exchange.h"
 #include "idmap.h"
+#include "judge.h"
 #include "log.h"
 #include "modeldir.h"
 #include "registry.h"
@@ -439,59 +441,56 @@ out:
   return st;
 }
 
-/* Collective: NDCG@K (K: the first of the champion's eval.k) of EASE model m — B on a 1 x P grid,
- * x its X rows of this rank's block — on the standing holdout of the partition: each user's
- * held-out items are the relevant ones, their training items are never ranked (EASE scores are
- * preferences, not ratings: RMSE would not judge them). */
-static imf_status ease_holdout_ndcg(MPI_Comm comm, const imf_config *cfg, const imf_partition *p, const imf_model *m,
-                                    imf_ease *b, const imf_ease_rows *x, double *ndcg, char *metric, size_t cap) {
-  imf_eval_opts o;
-  memset(&o, 0, sizeof o);
-  int ks[IMF_MAX_CUTOFFS], nk = 0;
-  IMF_CHECK(imf_parse_cutoffs(imf_cfg_str(cfg, "eval.k"), ks, &nk));
-  o.nk = 1;
-  o.ks[0] = ks[0];
-  o.threshold = o.clip_lo = o.clip_hi = NAN;
-  o.rating_metrics = 0;
-  snprintf(metric, cap, "ndcg@%d", ks[0]);
-  const imf_csr *h = &p->holdout;
-  imf_ratings test = {0};
-  imf_status st = imf_ratings_reserve(&test, h->nnz + 1);
-  for (int64_t r = 0; st == IMF_OK && r < h->hi - h->lo; r++)
-    for (int64_t j = h->ptr[r]; j < h->ptr[r + 1]; j++)
-      st = imf_ratings_push(&test, (int32_t)(h->lo + r), h->idx[j], h->val[j], IMF_NO_TIME);
-  imf_metrics res;
-  if (imf_agree(comm, st) == IMF_OK)
-    st = imf_eval_block_ease(comm, m, b, p->by_user.lo, p->by_user.hi, x->ptr, x->idx, p->by_user.ptr,
-                             p->by_user.idx, &test, &o, &res);
-  else st = IMF_ERR_NOMEM;
-  imf_ratings_free(&test);
-  IMF_CHECK(st);
-  *ndcg = res.users_ranked > 0 ? res.rank[0].ndcg : NAN;
-  return IMF_OK;
-}
-
-/* Collective: the gate's figures for an EASE update, one B on the scoring grid at a time: the
- * champion's read from its version (each rank its columns), then the challenger's redistributed
- * from the solve's grid. *why: "non-finite item-item weights" when the challenger's B is not
- * finite (never promoted). */
-static imf_status ease_scores(MPI_Comm comm, const imf_config *cfg, const char *cpath, const imf_partition *p,
-                              const imf_model *champ, const imf_ease_rows *oldx, const imf_model *chall,
-                              imf_ease *state, const imf_ease_rows *newx, imf_update_report *rep, const char **why) {
+/* Collective: the judgement of an EASE update by jm (a ranking metric), one B on the scoring
+ * grid at a time: the champion's read from its version (each rank its columns; its X rows oldx),
+ * then the challenger's redistributed from the solve's grid (newx); both on the standing holdout
+ * of the champion's items. *newest: the champion's metric on the new batches' held-out ratings
+ * `fresh` (drift). *why: "non-finite item-item weights" when the challenger's B is not finite
+ * (never promoted). */
+static imf_status ease_judge(MPI_Comm comm, const imf_judge_metric *jm, const char *cpath, const imf_partition *p,
+                             const imf_model *champ, const imf_ease_rows *oldx, const imf_model *chall,
+                             imf_ease *state, const imf_ease_rows *newx, const imf_ratings *fresh, imf_judgement *j,
+                             double *newest, const char **why) {
   imf_ease *b = NULL;
   imf_status st = IMF_OK;
   int finite = 1;
+  double *sa = NULL, *sb = NULL;
+  int64_t nloc = p->by_user.hi - p->by_user.lo;
   *why = NULL;
+  st = imf_alloc(&sa, (size_t)(nloc ? nloc : 1), sizeof *sa);
+  if (st == IMF_OK) st = imf_alloc(&sb, (size_t)(nloc ? nloc : 1), sizeof *sb);
+  IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(imf_ease_b_finite(state, &finite), out);
   if (!finite) *why = "non-finite item-item weights";
   IMF_TRY(imf_checkpoint_read_ease(comm, cpath, IMF_CKPT_EASE_B, IMF_EASE_GRID_COLUMNS, &b), out);
-  IMF_TRY(ease_holdout_ndcg(comm, cfg, p, champ, b, oldx, &rep->champion_score, rep->metric, sizeof rep->metric), out);
+  IMF_TRY(imf_judge_drift_score(comm, jm, p, champ, b, oldx, fresh, newest), out);
+  IMF_TRY(imf_judge_user_scores(comm, jm, p, champ, b, oldx, NULL, champ->nitems, sa), out);
   imf_ease_destroy(&b);
   IMF_TRY(imf_ease_to_columns(state, &b), out);
-  IMF_TRY(ease_holdout_ndcg(comm, cfg, p, chall, b, newx, &rep->challenger_score, rep->metric, sizeof rep->metric),
-          out);
+  IMF_TRY(imf_judge_user_scores(comm, jm, p, chall, b, newx, NULL, champ->nitems, sb), out);
+  IMF_TRY(imf_judge_pair_scores(comm, p, sa, sb, j), out);
 out:
+  imf_free(&sa);
+  imf_free(&sb);
   imf_ease_destroy(&b);
+  return st;
+}
+
+/* Collective: the ranking judgement of a factor-model challenger (jm a ranking metric) on the
+ * standing holdout of the champion's items (the users' current training items never ranked). */
+static imf_status rank_judge(MPI_Comm comm, const imf_judge_metric *jm, const imf_partition *p, const imf_model *champ,
+                             const imf_model *chall, imf_judgement *j) {
+  int64_t nloc = p->by_user.hi - p->by_user.lo;
+  double *sa = NULL, *sb = NULL;
+  imf_status st = imf_alloc(&sa, (size_t)(nloc ? nloc : 1), sizeof *sa);
+  if (st == IMF_OK) st = imf_alloc(&sb, (size_t)(nloc ? nloc : 1), sizeof *sb);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(imf_judge_user_scores(comm, jm, p, champ, NULL, NULL, NULL, champ->nitems, sa), out);
+  IMF_TRY(imf_judge_user_scores(comm, jm, p, chall, NULL, NULL, NULL, champ->nitems, sb), out);
+  IMF_TRY(imf_judge_pair_scores(comm, p, sa, sb, j), out);
+out:
+  imf_free(&sa);
+  imf_free(&sb);
   return st;
 }
 
@@ -593,8 +592,9 @@ static imf_status history_split(imf_history *h, const int32_t *rows, int by_item
  * these totals over the whole current holdout. */
 static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *champ, int64_t seen,
                                  const unsigned char *tu, const unsigned char *ti, int64_t nu, int64_t ni, double hfrac,
-                                 uint64_t hseed, double c_sse, int64_t c_n, const imf_implicit_opts *io, imf_model **out,
-                                 double sse[2], int64_t *n, double *read_secs) {
+                                 uint64_t hseed, double c_sse, int64_t c_n, int64_t c_users, const imf_implicit_opts *io,
+                                 imf_model **out, double sse[2], int64_t *n, imf_judgement *jd, int64_t *users_now,
+                                 double *read_secs) {
   *out = NULL;
   int rank, size;
   MPI_Comm_rank(comm, &rank);
@@ -603,6 +603,7 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   int32_t *mu = NULL, *mi = NULL;
   int64_t nmu = 0, nmi = 0, *row_id = NULL, nheld = 0, cap = 0;
   heldout *held = NULL;
+  double *quad = NULL; /* per held pair: user, item, d_u term, held out before (imf_judge_touched) */
   imf_history uh = {0}, ih = {0};
   imf_model *m = NULL;
   double t0 = imf_wtime();
@@ -631,6 +632,7 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
   {
     /* sub_champ, sub_n, add_champ, add_chall, add_n, then the pairs read (users', items') */
     double v[7] = {0, 0, 0, 0, 0, hist[0], hist[1]};
+    IMF_TRY(imf_agree(comm, imf_alloc(&quad, (size_t)(nheld ? nheld : 1) * 4, sizeof *quad)), out);
     for (int64_t j = 0; j < nheld; j++) {
       const heldout *x = &held[j];
       if (isfinite(x->old)) {
@@ -643,6 +645,10 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
       v[2] += a * a;
       v[3] += b * b;
       v[4] += 1;
+      quad[4 * j] = x->u;
+      quad[4 * j + 1] = x->i;
+      quad[4 * j + 2] = imf_judge_sq_gain(a, b);
+      quad[4 * j + 3] = isfinite(x->old);
     }
     double most = hist[0] + hist[1];
     IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm));
@@ -659,6 +665,9 @@ static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *c
              "ratings of touched rows of %lld", (long long)su, (long long)si, hist[0], hist[1], t_read,
              hist[0] + hist[1] > 0 ? most * size / (hist[0] + hist[1]) : 1.0, (long long)v[4], (long long)*n);
   }
+  IMF_TRY(imf_judge_touched(comm, quad, nheld, tu, c_users, jd, users_now), out);
+  jd->champion = *n > 0 ? sqrt(sse[0] / (double)*n) : NAN;
+  jd->challenger = *n > 0 ? sqrt(sse[1] / (double)*n) : NAN;
   *out = m;
   m = NULL;
 out:
@@ -666,6 +675,7 @@ out:
   imf_free(&mi);
   imf_free(&row_id);
   imf_free(&held);
+  imf_free(&quad);
   imf_history_free(&uh);
   imf_history_free(&ih);
   imf_model_destroy(&m);
@@ -698,6 +708,10 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   rep->champion_rmse = rep->challenger_rmse = rep->champion_new_rmse = rep->challenger_new_rmse = NAN;
   rep->newest_rmse = rep->drift_baseline = NAN;
   rep->champion_score = rep->challenger_score = NAN;
+  rep->diff_mean = rep->diff_lo = rep->diff_hi = rep->newest_score = NAN;
+  imf_judge_metric jm;
+  memset(&jm, 0, sizeof jm);
+  int64_t hold_users = -1; /* the written version's held-out users (registry, RMSE judgements) */
   double t0 = imf_wtime();
 
   const char *req = o->strategy ? o->strategy : imf_cfg_str(cfg, "update.strategy");
@@ -719,8 +733,16 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_ckpt_info ci;
     memset(&ci, 0, sizeof ci);
     int no_gram = 0;
-    if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK)
+    if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK) {
       no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram;
+      imf_model stub; /* update.metric against the model type, before the store is touched */
+      memset(&stub, 0, sizeof stub);
+      stub.type = ci.type;
+      if (imf_judge_metric_for(cfg, &stub, &jm) != IMF_OK) {
+        imf_ckpt_info_free(&ci);
+        IMF_TRY(IMF_ERR_USAGE, out);
+      }
+    }
     imf_ckpt_info_free(&ci);
     imf_err_clear();
     if (no_gram)
@@ -742,9 +764,13 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
   IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
   const int is_ease = champ->type == IMF_MODEL_EASE;
+  IMF_TRY(imf_judge_metric_for(cfg, champ, &jm), out);
+  const int ranking = jm.kind != IMF_JUDGE_RMSE;
+  snprintf(rep->metric, sizeof rep->metric, "%s", jm.name);
   /* EASE: the model is a handle; a version of the replicated form drops its arrays here */
   if (is_ease) IMF_TRY(imf_agree(comm, imf_ease_handle(champ)), out);
   IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
+  if (ranking) IMF_TRY(imf_agree(comm, imf_judge_relevance_threshold(cfg, champ, s, &jm.threshold)), out);
   int64_t nb = imf_store_nbatches(s), seen = cmeta.batches_seen;
   rep->current = rep->parent;
   rep->batches_seen = seen;
@@ -796,7 +822,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     for (int64_t j = 0; j < one.n; j++) {
       int32_t u = one.user[j], i = one.item[j];
       tu[u] = ti[i] = 1;
-      if (u < champ->nusers && i < champ->nitems && !is_ease) { /* EASE scores are not ratings: no drift */
+      if (u < champ->nusers && i < champ->nitems && !ranking) { /* ranking judgements: drift below */
         double e = (double)one.value[j] - imf_model_predict(champ, u, i);
         sums[0] += e * e;
         sums[1] += 1;
@@ -833,21 +859,22 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
              "EASE: Gram matrix updated with the rows of %lld changed users (%lld entries) and re-solved "
              "(requested %s: every strategy does this for EASE)", (long long)changed, (long long)entries, req);
     const char *why = NULL;
-    IMF_TRY(ease_scores(comm, cfgc, cpath, part, champ, &ease_old, chall, ease_state, &ease_new, rep, &why), out);
+    imf_judgement jd;
+    IMF_TRY(imf_judge_test_hook(champ, chall, ease_state), out);
+    IMF_TRY(ease_judge(comm, &jm, cpath, part, champ, &ease_old, chall, ease_state, &ease_new, &fresh, &jd,
+                       &rep->newest_score, &why), out);
+    imf_judge_drift(hist, nhist, &jm, window, drift_thr, rep);
     rep->eval_n = part->nnz_holdout;
     if (!why) why = unfit(chall, chall->nhistory);
-    int worse = isfinite(rep->champion_score) && !(rep->challenger_score >= rep->champion_score * (1.0 - tol));
-    int promote = !why && !worse;
-    imf_info("gram challenger: holdout %s %.5f vs champion %.5f over %lld ratings (tolerance %g)%s%s", rep->metric,
-             rep->challenger_score, rep->champion_score, (long long)rep->eval_n, tol, why ? ": " : "", why ? why : "");
+    int worse = 0, promote = imf_judge_verdict(&jm, &jd, tol, why, &worse);
+    imf_judge_report("gram", &jm, &jd, promote, why, rep);
     if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
     else if (worse)
       note_add(rep->note, sizeof rep->note, "%s %.5f worse than the champion's %.5f beyond the tolerance", rep->metric,
                rep->challenger_score, rep->champion_score);
     snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
   } else {
-    double acc = 0;
-    int64_t used = 0, foldins = 0, counting = 1;
+    int64_t foldins = 0, counting = 1;
     for (int64_t j = nhist - 1; j >= 0; j--) {
       if (strcmp(hist[j].event, "update") && strcmp(hist[j].event, "train")) continue;
       if (counting) {
@@ -857,18 +884,14 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         else if (!strcmp(hist[j].decision, "promoted") || !strcmp(hist[j].event, "train"))
           counting = 0;
       }
-      if (!strcmp(hist[j].event, "update") && isfinite(hist[j].newest_rmse) && used < window) {
-        acc += hist[j].newest_rmse;
-        used++;
-      }
     }
-    if (used >= 2) rep->drift_baseline = acc / (double)used;
-    rep->drift = isfinite(rep->drift_baseline) && isfinite(rep->newest_rmse) &&
-                 rep->newest_rmse > rep->drift_baseline * (1.0 + drift_thr);
-    if (rep->drift)
-      imf_warn("drift: version %lld's RMSE on the new batches is %.5f, %.1f%% above its history (%.5f over %lld updates; "
-               "update.drift_threshold = %g)", (long long)rep->parent, rep->newest_rmse,
-               100.0 * (rep->newest_rmse / rep->drift_baseline - 1.0), rep->drift_baseline, (long long)used, drift_thr);
+    if (ranking) { /* a ranking judgement ranks every held-out user's items: the whole store */
+      const double tr = imf_wtime();
+      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
+      rep->build_seconds += imf_wtime() - tr;
+      IMF_TRY(imf_judge_drift_score(comm, &jm, part, champ, NULL, NULL, &fresh, &rep->newest_score), out);
+    }
+    imf_judge_drift(hist, nhist, &jm, window, drift_thr, rep);
     /* The strategy to start with. */
     int strat = want == 3 ? S_FOLD : want;
     /* Fold-in from the touched rows' histories alone needs the per-item index in every batch
@@ -878,13 +901,17 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     int touched = 0;
     double c_sse = NAN;
     int64_t c_n = 0;
-    if (!strcmp(imf_cfg_str(cfg, "update.foldin_read"), "touched") && champ->type != IMF_MODEL_BPMF && store_holdout) {
+    int64_t c_users = -1;
+    /* (the test hook changes the challenger after it is built: judged on the whole store) */
+    if (!strcmp(imf_cfg_str(cfg, "update.foldin_read"), "touched") && champ->type != IMF_MODEL_BPMF && store_holdout &&
+        !ranking && !getenv("IMF_TEST_CHALLENGER")) {
       const imf_registry_record *cr = imf_registry_find(hist, nhist, rep->parent);
-      if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == seen &&
+      if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == seen && cr->holdout_users >= 0 &&
           cr->holdout_forgotten == imf_store_nforgotten(s)) {
         touched = 1;
         c_sse = cr->holdout_sse;
         c_n = cr->holdout_n;
+        c_users = cr->holdout_users;
       } else
         imf_info("fold-in reads the whole store: version %lld has no recorded holdout error for the data it has seen",
                  (long long)rep->parent);
@@ -936,10 +963,11 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
       imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)", SNAME[strat],
                (long long)rep->parent, (long long)rep->new_batches, (long long)rep->new_ratings);
       double sse[2] = {NAN, NAN};
-      int64_t hn = 0;
+      int64_t hn = 0, husers = -1;
+      imf_judgement jd;
       if (strat == S_FOLD && touched) {
-        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, &io, &chall, sse, &hn,
-                            &rep->read_seconds);
+        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, c_users, &io, &chall, sse,
+                            &hn, &jd, &husers, &rep->read_seconds);
         if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
           imf_info("fold-in reads the whole store: %s", imf_last_error());
           imf_err_clear();
@@ -952,34 +980,33 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
         bc.part = part;
         IMF_TRY(build(&bc, strat, &chall), out);
-        IMF_TRY(imf_holdout_sse(comm, part, champ, chall, sse, &hn), out);
+        IMF_TRY(imf_judge_test_hook(champ, chall, NULL), out);
+        if (ranking) IMF_TRY(rank_judge(comm, &jm, part, champ, chall, &jd), out);
+        else IMF_TRY(imf_judge_rmse(comm, part, champ, chall, &jd, sse, &hn, &husers), out);
       }
       rep->build_seconds += imf_wtime() - tb;
       snprintf(rep->strategy, sizeof rep->strategy, "%s", SNAME[strat]);
-      rep->eval_n = hn;
-      rep->champion_rmse = hn > 0 ? sqrt(sse[0] / (double)hn) : NAN;
-      rep->challenger_rmse = hn > 0 ? sqrt(sse[1] / (double)hn) : NAN;
+      rep->eval_n = ranking ? part->nnz_holdout : hn;
       hold_sse = sse[1];
       hold_n = hn;
+      hold_users = husers;
       why = unfit(chall, strat == S_RETRAIN ? 0 : champ->nhistory);
-      int worse = isfinite(rep->champion_rmse) &&
-                  !(rep->challenger_rmse <= rep->champion_rmse * (1.0 + tol));
-      promote = !why && !worse;
-      imf_info("%s challenger: holdout RMSE %.5f vs champion %.5f over %lld ratings (tolerance %g)%s%s", SNAME[strat],
-               rep->challenger_rmse, rep->champion_rmse, (long long)rep->eval_n, tol, why ? ": " : "", why ? why : "");
+      int worse = 0;
+      promote = imf_judge_verdict(&jm, &jd, tol, why, &worse);
+      imf_judge_report(SNAME[strat], &jm, &jd, promote, why, rep);
       if (promote || want != 3 || strat == S_RETRAIN) break;
-      note_add(rep->note, sizeof rep->note, "auto: %s challenger %s (%.5f vs %.5f): %s", SNAME[strat],
-               why ? why : "worse than the champion beyond the tolerance", rep->challenger_rmse, rep->champion_rmse,
-               SNAME[strat + 1]);
+      note_add(rep->note, sizeof rep->note, "auto: %s challenger %s (%s %.5f vs %.5f): %s", SNAME[strat],
+               why ? why : "worse than the champion beyond the tolerance", rep->metric, rep->challenger_score,
+               rep->champion_score, SNAME[strat + 1]);
       imf_warn("auto: escalating from %s to %s", SNAME[strat], SNAME[strat + 1]);
       strat++;
     }
     if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
     snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
   }
-  /* The newest held-out ratings alone (reported; the decision used the whole holdout). EASE
-   * scores are not ratings: no RMSE. */
-  if (!is_ease) {
+  /* The newest held-out ratings alone (reported; the decision used the whole holdout). Ranking
+   * judgements (EASE, iALS, ...): their scores are not ratings, no RMSE. */
+  if (!ranking) {
     double v[3] = {0, 0, (double)fresh.n};
     for (int64_t j = 0; j < fresh.n; j++) {
       double a = (double)fresh.value[j] - imf_model_predict(champ, fresh.user[j], fresh.item[j]);
@@ -1031,9 +1058,15 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     snprintf(rec.metric, sizeof rec.metric, "%s", rep->metric);
     rec.champion_score = rep->champion_score;
     rec.challenger_score = rep->challenger_score;
-    if (!is_ease && store_holdout && isfinite(hold_sse)) {
+    rec.diff_mean = rep->diff_mean;
+    rec.diff_lo = rep->diff_lo;
+    rec.diff_hi = rep->diff_hi;
+    rec.diff_users = rep->diff_users;
+    rec.newest_score = rep->newest_score;
+    if (!ranking && store_holdout && isfinite(hold_sse)) {
       rec.holdout_sse = hold_sse;
       rec.holdout_n = hold_n;
+      rec.holdout_users = hold_users;
       rec.holdout_forgotten = imf_store_nforgotten(s);
     }
     IMF_TRY(imf_registry_append(comm, model_dir, &rec), out);
@@ -1044,8 +1077,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     IMF_TRY(imf_modeldir_set_current(md, rep->version), out);
     rep->current = rep->version;
     kill_point("after-current");
-    imf_info("promoted: version %lld (%s) is current (holdout RMSE %.5f, champion %.5f)", (long long)rep->version,
-             rep->strategy, rep->challenger_rmse, rep->champion_rmse);
+    imf_info("promoted: version %lld (%s) is current (holdout %s %.5f, champion %.5f)", (long long)rep->version,
+             rep->strategy, rep->metric, rep->challenger_score, rep->champion_score);
   } else {
     imf_warn("champion kept: version %lld stays current; the challenger is kept as rejected version %lld (%s)",
              (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");

@@ -16,16 +16,29 @@ const char IMF_USAGE_UPDATE[] =
     "                update.strategy): fold-in, escalating to warm, then retrain, when the new data\n"
     "                exceeds update.auto_share, drift is detected, or the challenger is worse\n"
     "EASE models: every strategy updates the stored Gram matrix X^T X with the changed users' rows\n"
-    "                and re-solves (recorded as strategy \"gram\"); judged by NDCG@K (K: the first\n"
-    "                eval.k) on the standing holdout instead of RMSE.\n"
-    "The challenger is judged with the champion on the store's standing holdout; it becomes the\n"
-    "current version only if its RMSE is within update.tolerance of the champion's (and its factors\n"
-    "are finite, its loss not diverging). Otherwise it is kept as a rejected version and the\n"
-    "champion stays current: still exit 0, with the decision printed.\n";
+    "                and re-solves (recorded as strategy \"gram\").\n"
+    "The challenger is judged with the champion on the same ratings of the store's standing holdout\n"
+    "by update.metric (auto: RMSE for als, bpmf and bias; NDCG@update.k for ials, ease and the\n"
+    "others), user by user: the mean paired difference (positive = challenger better), its 95%\n"
+    "paired-bootstrap interval and the number of users are printed. It becomes the current version\n"
+    "unless it is worse than the champion by more than update.tolerance (a share of the champion's\n"
+    "score), its factors or weights are not finite, or its loss diverges. Otherwise it is kept as a\n"
+    "rejected version and the champion stays current: still exit 0, with the decision printed.\n";
 
 static void jnum(const char *key, double v) {
   if (isfinite(v)) printf(",\"%s\":%.6g", key, v);
   else printf(",\"%s\":null", key);
+}
+static void jfull(const char *key, double v) { /* all the digits (the interval is checked against them) */
+  if (isfinite(v)) printf(",\"%s\":%.17g", key, v);
+  else printf(",\"%s\":null", key);
+}
+
+/* "NDCG@10", "RMSE": the metric's name as the text line prints it */
+static void upper(const char *m, char *out, size_t cap) {
+  size_t j = 0;
+  for (; m[j] && m[j] != '@' && j + 1 < cap; j++) out[j] = (char)(m[j] >= 'a' && m[j] <= 'z' ? m[j] - 'a' + 'A' : m[j]);
+  snprintf(out + j, cap - j, "%s", m + j);
 }
 
 int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
@@ -62,8 +75,13 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
       jnum("drift_baseline", r.drift_baseline);
       if (r.metric[0]) {
         printf(",\"metric\":\"%s\"", r.metric);
-        jnum("champion_score", r.champion_score);
-        jnum("challenger_score", r.challenger_score);
+        jfull("champion_score", r.champion_score);
+        jfull("challenger_score", r.challenger_score);
+        jfull("diff_mean", r.diff_mean);
+        jfull("diff_lo", r.diff_lo);
+        jfull("diff_hi", r.diff_hi);
+        printf(",\"diff_users\":%lld", (long long)r.diff_users);
+        jnum("newest_score", r.newest_score);
       }
       printf(",\"drift\":%s,\"eval_n\":%lld,\"eval_new_n\":%lld,\"seconds\":%.4f,\"build_seconds\":%.4f",
              r.drift ? "true" : "false", (long long)r.eval_n, (long long)r.eval_new_n, r.seconds, r.build_seconds);
@@ -75,16 +93,18 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
     } else if (!strcmp(r.decision, "up-to-date")) {
       printf("update: up to date (version %lld has seen all %lld batches)\n", (long long)r.current,
              (long long)r.batches_seen);
-    } else if (r.metric[0]) {
-      printf("update: %s %s challenger version %lld (parent %lld): holdout %s %.5f vs champion %.5f; current is "
-             "version %lld%s%s\n",
-             r.decision, r.strategy, (long long)r.version, (long long)r.parent, r.metric, r.challenger_score,
-             r.champion_score, (long long)r.current, r.note[0] ? "; " : "", r.note);
     } else {
-      printf("update: %s %s challenger version %lld (parent %lld): holdout RMSE %.5f vs champion %.5f; current is "
-             "version %lld%s%s\n",
-             r.decision, r.strategy, (long long)r.version, (long long)r.parent, r.challenger_rmse, r.champion_rmse,
-             (long long)r.current, r.note[0] ? "; " : "", r.note);
+      char up[24];
+      upper(r.metric, up, sizeof up);
+      printf("update: %s %s challenger version %lld (parent %lld): holdout %s %.5g vs champion %.5g", r.decision,
+             r.strategy, (long long)r.version, (long long)r.parent, up, r.challenger_score, r.champion_score);
+      if (r.diff_users > 0)
+        printf(", diff %+.3g [95%% CI %+.3g, %+.3g] over %lld users (paired bootstrap%s)", r.diff_mean, r.diff_lo,
+               r.diff_hi, (long long)r.diff_users,
+               r.diff_users < 2                     ? ""
+               : r.diff_lo > 0 || r.diff_hi < 0 ? "; interval excludes 0"
+                                                : "; interval includes 0");
+      printf(" -> %s; current is version %lld%s%s\n", r.decision, (long long)r.current, r.note[0] ? "; " : "", r.note);
     }
     fflush(stdout);
   }
