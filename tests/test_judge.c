@@ -52,7 +52,7 @@ static void test_metric_for(void **state) {
   m.type = IMF_MODEL_IALS;
   assert_int_equal(imf_judge_metric_for(c, &m, &jm), IMF_OK);
   assert_string_equal(jm.name, "ndcg@10");
-  assert_true(isnan(jm.threshold)); /* implicit models: every held-out item is relevant */
+  assert_true(isnan(jm.threshold)); /* set by imf_judge_relevance_threshold once the store is open */
   assert_int_equal(imf_config_set(c, "update.k=20"), IMF_OK);
   m.type = IMF_MODEL_EASE;
   assert_int_equal(imf_judge_metric_for(c, &m, &jm), IMF_OK);
@@ -64,7 +64,14 @@ static void test_metric_for(void **state) {
   m.type = IMF_MODEL_ALS; /* an explicit model judged by a ranking metric: eval.relevance_threshold */
   assert_int_equal(imf_judge_metric_for(c, &m, &jm), IMF_OK);
   assert_string_equal(jm.name, "map@5");
-  assert_true(jm.threshold == 4.0);
+  /* the threshold is resolved once the store is open (auto: its recorded scale); a number wins */
+  assert_int_equal(imf_config_set(c, "eval.relevance_threshold=3.5"), IMF_OK);
+  double thr = NAN;
+  assert_int_equal(imf_judge_relevance_threshold(c, &m, NULL, &thr), IMF_OK);
+  assert_true(thr == 3.5);
+  m.type = IMF_MODEL_POP; /* implicit: the holdout holds its positives alone */
+  assert_int_equal(imf_judge_relevance_threshold(c, &m, NULL, &thr), IMF_OK);
+  assert_true(isnan(thr));
   imf_config_destroy(&c);
 }
 
