@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# e2e_accidents.sh - accidents real users have (issue 22), one section per class: input that
+# cannot be sought (FIFO, pipe, /dev/stdin, -), input that changes while it is read, outputs
+# that alias inputs, stores or models, huge sizes from the user, and values that used to be
+# silently accepted. Full disks are in e2e_faults_disk.sh. Small synthetic data, 2 ranks.
+set -uo pipefail
+bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
+tmp=$(mktemp -d /tmp/imf-e2e-accidents.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/e2elib.sh"
+cd "$tmp"
+# within a time limit: a hang is a failure, not a stuck test
+trun() { local np="$1"; shift; timeout 30 "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+mshas() { grep -o 'sha256=[0-9a-f]*' "$1/MANIFEST" | cut -d= -f2; }
+
+run 1 synth --out r.csv --users 200 --items 100 --ratings 5000 --seed 3 --quiet || bad "synth r.csv"
+run 1 synth --out r2.csv --users 200 --items 100 --ratings 3000 --seed 4 --quiet || bad "synth r2.csv"
+run 2 prepare --input r.csv --data ref --quiet || bad "prepare reference store"
+ref_digest=$(grep -o 'digest=[0-9a-f]*' ref/MANIFEST | head -1)
+
+# ---- 1. non-seekable input: read once by rank 0 and scattered -----------------------------
+mkfifo fifo
+(cat r.csv > fifo &)
+trun 2 prepare --input fifo --data sf --quiet; rc=$?
+check "prepare --input FIFO: exit 0 (was: hang)" test $rc -eq 0
+check "prepare --input FIFO: same batch as the plain file" \
+  test "$(grep -o 'digest=[0-9a-f]*' sf/MANIFEST 2>/dev/null | head -1)" = "$ref_digest"
+cat r.csv | trun 2 prepare --input /dev/stdin --data sp --quiet; rc=$?
+check "prepare --input /dev/stdin from a pipe: exit 0 (was: 0 lines read)" test $rc -eq 0
+check "prepare from a pipe: same batch, the sha256 of the bytes sent" \
+  test "$(grep -o 'digest=[0-9a-f]*' sp/MANIFEST 2>/dev/null | head -1)" = "$ref_digest" -a "$(mshas sp)" = "$(sha r.csv)"
+gzip -c r2.csv | trun 2 append --input - --data sp --quiet; rc=$?
+check "append --input - (gzip on a pipe): exit 0" test $rc -eq 0
+cat r.csv | trun 2 append --input - --data sp --quiet; rc=$?
+check "append of a pipe already in the store: exit 3 after the read" test $rc -eq 3
+run 2 train --data ref --model m --set model.iterations=3 --quiet || bad "train m"
+rm -f fifo; mkfifo fifo; (cat r2.csv > fifo &)
+out=$(trun 2 evaluate --data ref --model m --test fifo --json --quiet); rc=$?
+check "evaluate --test FIFO: exit 0 with an rmse" test $rc -eq 0 -a -n "$(echo "$out" | grep -o '"rmse"')"
+rm -f fifo; mkfifo fifo; (cat r.csv > fifo &)
+trun 2 evaluate --input fifo --set model.iterations=2 --json --quiet > /dev/null; rc=$?
+check "evaluate --input FIFO: exit 0" test $rc -eq 0
+rm -f fifo; mkfifo fifo; (cat r2.csv > fifo &)
+trun 2 update --data ref --model m --input fifo --quiet > /dev/null; rc=$?
+check "update --input FIFO: exit 0, batch 2 appended" test $rc -eq 0 -a "$(grep -c '^batch ' ref/MANIFEST)" -eq 2
+
+# ---- 2. input that changes while it is read: refused, nothing written ---------------------
+for np in 1 2; do
+  cp r.csv t.csv
+  IMF_FAULT=input_truncated trun $np prepare --input t.csv --data st$np --quiet 2> err; rc=$?
+  check "prepare of a CSV truncated while read ($np ranks): exit 3" test $rc -eq 3
+  check "... the message names the file and the change" grep -q "t.csv changed while it was read (its size" err
+  check "... no store written" test ! -e st$np
+done
+cp r.csv t.csv
+IMF_FAULT=input_touched trun 2 prepare --input t.csv --data st3 --quiet 2> err; rc=$?
+check "prepare of a CSV rewritten in place (mtime only): exit 3, no store" test $rc -eq 3 -a ! -e st3
+gzip -c r2.csv > t.csv.gz
+cp -r ref ref2
+IMF_FAULT=input_truncated trun 2 append --input t.csv.gz --data ref2 --quiet 2> err; rc=$?
+check "append of a .gz truncated while read: exit 3, manifest unchanged" \
+  cmp -s ref/MANIFEST ref2/MANIFEST
+check "... exit code 3" test $rc -eq 3
+
+echo "e2e_accidents: $pass passed, $fail failed"
+[ $fail -eq 0 ]
