@@ -16,6 +16,7 @@
 #include "config.h"
 #include "error.h"
 #include "exchange.h"
+#include "fsio.h"
 #include "log.h"
 #include "parse.h"
 #include "reader.h"
@@ -1275,6 +1276,7 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
     int64_t n = 0;
     for (int64_t q = 0; q < total; q++) n += rbuf[q] == '\n';
     int64_t *idx = NULL; /* pairs (line, offset) */
+    char tmp[4200];
     st = imf_alloc(&idx, (size_t)(2 * n + 2), sizeof *idx);
     FILE *f = NULL;
     if (st == IMF_OK) {
@@ -1287,8 +1289,9 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
         k++;
       }
       qsort(idx, (size_t)n, 2 * sizeof *idx, cmp_line);
-      f = fopen(rejects_path, "w");
-      if (!f) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write rejects file %s: %s", rejects_path, strerror(errno));
+      imf_output_tmpname(rejects_path, tmp, sizeof tmp); /* renamed when complete (fsio.h) */
+      f = fopen(tmp, "w");
+      if (!f) st = imf_output_write_error(rejects_path, errno);
     }
     if (st == IMF_OK) {
       fprintf(f, "# incremf rejects: source\tline\treason\traw text (tabs, newlines, backslashes escaped)\n");
@@ -1297,7 +1300,10 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
         const char *nl = memchr(s, '\n', (size_t)(total - idx[2 * k + 1]));
         fprintf(f, "%s\t%.*s\n", c->path, (int)(nl - s), s);
       }
-      if (fclose(f) != 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "error writing rejects file %s", rejects_path);
+      int e = ferror(f) ? (errno ? errno : EIO) : 0;
+      if (fclose(f) != 0 && !e) e = errno;
+      st = e ? imf_output_write_error(rejects_path, e) : imf_output_commit(tmp, rejects_path);
+      if (st != IMF_OK) unlink(tmp);
     }
     imf_free(&idx);
   }

@@ -5,6 +5,7 @@
 #include "recommend.h"
 #include "config.h"
 #include "error.h"
+#include "fsio.h"
 #include "log.h"
 #include "modeldir.h"
 #include "split.h"
@@ -476,8 +477,11 @@ out:
   if (st == IMF_OK) {
     tw = imf_wtime();
     size_t pl = strlen(path);
-    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, path, lo, hi, top, items, scores);
-    else st = write_csv(r, path, lo, hi, top, items, scores, count);
+    char tmp[4200]; /* written under a temporary name, renamed when complete (fsio.h) */
+    imf_output_tmpname_all(r->comm, path, tmp, sizeof tmp);
+    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, tmp, lo, hi, top, items, scores);
+    else st = write_csv(r, tmp, lo, hi, top, items, scores, count);
+    st = imf_output_finish_all(r->comm, st, tmp, path);
     tw = imf_wtime() - tw;
   }
   if (stats) {

@@ -63,5 +63,32 @@ check "append of a .gz truncated while read: exit 3, manifest unchanged" \
   cmp -s ref/MANIFEST ref2/MANIFEST
 check "... exit code 3" test $rc -eq 3
 
+# ---- 3. outputs that alias inputs, stores or models: refused (exit 2) before any write ------
+cp r.csv in.csv; ln -sf in.csv link.csv; ln -f in.csv hard.csv
+for o in in.csv ./link.csv hard.csv; do
+  trun 2 prepare --input in.csv --data sa --rejects "$o" --quiet 2> err; rc=$?
+  check "prepare --rejects $o (the input): exit 2, input intact, no store" \
+    test $rc -eq 2 -a "$(sha in.csv)" = "$(sha r.csv)" -a ! -e sa
+done
+cp ref/MANIFEST man.before
+trun 2 recommend --model m --data ref --all --out ref/MANIFEST --quiet 2> err; rc=$?
+check "recommend --all --out STORE/MANIFEST: exit 2, manifest untouched" test $rc -eq 2 && cmp -s man.before ref/MANIFEST
+trun 2 recommend --model m --data ref --all --out m/recs.h5 --quiet 2> err; rc=$?
+check "recommend --all --out MODEL/recs.h5: exit 2, nothing written" test $rc -eq 2 -a ! -e m/recs.h5
+trun 2 recommend --model m --all --out sp/recs.csv --quiet 2> err; rc=$?
+check "recommend --out inside another store (not on the command line): exit 2" test $rc -eq 2 -a ! -e sp/recs.csv
+trun 1 synth --out m/versions/x.csv --quiet 2> err; rc=$?
+check "synth --out inside a model directory: exit 2" test $rc -eq 2 -a ! -e m/versions/x.csv
+trun 2 status --model m --plot m/p.png 2> err; rc=$?
+check "status --plot inside the model directory: exit 2" test $rc -eq 2 -a ! -e m/p.png
+trun 2 tune --data ref --grid "model.rank=2" --folds 2 --out same.ini --table same.ini --quiet 2> err; rc=$?
+check "tune --table naming --out: exit 2" test $rc -eq 2 -a ! -e same.ini
+trun 2 recommend --model m --data ref --all --out recs.csv --top 3 --quiet; rc=$?
+check "recommend --all --out recs.csv: exit 0, no temporary file left" \
+  test $rc -eq 0 -a -s recs.csv -a -z "$(ls -A | grep '\.part$')"
+trun 2 prepare --input in.csv --data sb --rejects rej.tsv --quiet; rc=$?
+check "prepare --rejects rej.tsv: exit 0, rejects file complete, no temporary file" \
+  test $rc -eq 0 -a -s rej.tsv -a -z "$(ls -A | grep '\.part$')"
+
 echo "e2e_accidents: $pass passed, $fail failed"
 [ $fail -eq 0 ]

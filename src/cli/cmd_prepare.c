@@ -1,5 +1,6 @@
 /* cmd_prepare.c - `incremf prepare` and `incremf append`: raw ratings into the data store. */
 #include "cli.h"
+#include "fsio.h"
 #include "store.h"
 #include <string.h>
 
@@ -70,6 +71,10 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
   }
   if (st == IMF_OK && (!input || !store))
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "%s needs --input FILE and --data STORE", cmd);
+  if (st == IMF_OK && rejects) { /* never onto the input or into a store (fsio.h) */
+    const char *in[] = {input}, *dirs[] = {store};
+    st = imf_output_check_all(cli->comm, rejects, in, 1, dirs, 1);
+  }
   if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
   imf_ingest_report rep;
   double t0 = imf_wtime();

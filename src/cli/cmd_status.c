@@ -1,5 +1,6 @@
 /* cmd_status.c - `incremf status`: the model directory's lineage; --check for cron and Slurm. */
 #include "cli.h"
+#include "fsio.h"
 #include "plot.h"
 #include <string.h>
 
@@ -25,6 +26,10 @@ int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
     else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf status --help)", argv[i]);
   }
   if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "status needs --model DIR");
+  if (st == IMF_OK && plot) { /* never into the model or the store (fsio.h) */
+    const char *dirs[] = {model, store};
+    st = imf_output_check_all(cli->comm, plot, NULL, 0, dirs, 2);
+  }
   if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
   int stale = 0, drifting = 0;
   st = imf_model_status(cli->comm, model, store, cli->json, stdout, &stale, &drifting);
