@@ -71,6 +71,8 @@ const char *imf_h5_last(void) { return h5_msg; }
 
 /* ---- output files ---- */
 
+static int looks_full(const char *path);
+
 /* The path an output will have: realpath of the file when it exists, else of its existing parent
  * directory + its name. */
 static imf_status resolve_output(const char *path, char *out, size_t cap) {
@@ -208,9 +210,33 @@ imf_status imf_output_finish_all(MPI_Comm comm, imf_status st, const char *tmp, 
 imf_status imf_output_mpi_error(const char *path, int rc) {
   int cls = 0;
   MPI_Error_class(rc, &cls);
-  if (cls == MPI_ERR_NO_SPACE || cls == MPI_ERR_QUOTA) return imf_output_write_error(path, ENOSPC);
+  if (cls == MPI_ERR_NO_SPACE || cls == MPI_ERR_QUOTA || looks_full(path)) return imf_output_write_error(path, ENOSPC);
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, msg);
+}
+
+imf_status imf_output_need_space(const char *path, double need) {
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  return imf_fs_need_space(dir, path, need);
+}
+
+/* Did a write in path's directory fail for want of space? MPI-IO and HDF5 often say only
+ * "I/O error": a file system left with less than 1 MiB free is taken as the reason. */
+static int looks_full(const char *path) {
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  struct statvfs v;
+  if (statvfs(dir, &v) != 0) return 0;
+  double avail = (double)(geteuid() == 0 ? v.f_bfree : v.f_bavail) * (double)v.f_frsize;
+  return avail < 1048576.0;
+}
+
+imf_status imf_output_h5_error(const char *path) {
+  const char *why = imf_h5_last();
+  if ((why && (strstr(why, "No space") || strstr(why, "space left"))) || looks_full(path))
+    return imf_output_write_error(path, ENOSPC);
+  IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, why && *why ? why : "HDF5 error");
 }

@@ -49,6 +49,11 @@ imf_status imf_output_commit(const char *tmp, const char *path);
 imf_status imf_output_finish_all(MPI_Comm comm, imf_status st, const char *tmp, const char *path);
 /* An MPI-IO error code from writing path as one line; MPI_ERR_NO_SPACE/QUOTA say the disk is full. */
 imf_status imf_output_mpi_error(const char *path, int rc);
+/* (local) imf_fs_need_space for an output file, in its directory. */
+imf_status imf_output_need_space(const char *path, double need);
+/* The HDF5 error just captured (imf_h5_reason/imf_h5_last) from writing path, as one line; a
+ * reason saying so, or a file system left with almost no space, is reported as a full disk. */
+imf_status imf_output_h5_error(const char *path);
 /* An errno from a write as one line naming the file; ENOSPC/EDQUOT say the disk is full. */
 imf_status imf_output_write_error(const char *path, int err);
 #endif

@@ -294,7 +294,7 @@ static imf_status buf_printf(char **buf, size_t *len, size_t *cap, const char *f
   }
 }
 
-static imf_status write_csv(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top,
+static imf_status write_csv(imf_recommender *r, const char *path, const char *name, int64_t lo, int64_t hi, int top,
                             const int32_t *items, const float *scores, const int *count) {
   int rank;
   MPI_Comm_rank(r->comm, &rank);
@@ -318,14 +318,21 @@ out:
     free(buf);
     return st;
   }
-  long long mine = (long long)len, off = 0;
+  long long mine = (long long)len, off = 0, total = 0;
   MPI_Exscan(&mine, &off, 1, MPI_LONG_LONG, MPI_SUM, r->comm);
+  MPI_Allreduce(&mine, &total, 1, MPI_LONG_LONG, MPI_SUM, r->comm);
   if (rank == 0) off = 0;
+  /* a full disk is refused before the file is created (fsio.h) */
+  st = imf_agree(r->comm, rank == 0 ? imf_output_need_space(name, (double)total + 4096.0) : IMF_OK);
+  if (st != IMF_OK) {
+    free(buf);
+    return st;
+  }
   MPI_File fh;
   int rc = MPI_File_open(r->comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
   if (rc != MPI_SUCCESS) {
     free(buf);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+    return imf_agree(r->comm, imf_output_mpi_error(name, rc));
   }
   rc = MPI_File_set_size(fh, 0);
   for (size_t done = 0; rc == MPI_SUCCESS && done < len;) {
@@ -335,12 +342,12 @@ out:
   }
   MPI_File_close(&fh);
   free(buf);
-  st = rc == MPI_SUCCESS ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path);
+  st = rc == MPI_SUCCESS ? IMF_OK : imf_output_mpi_error(name, rc);
   return imf_agree(r->comm, st);
 }
 
-static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top, const int32_t *items,
-                           const float *scores) {
+static imf_status write_h5(imf_recommender *r, const char *path, const char *name, int64_t lo, int64_t hi, int top,
+                           const int32_t *items, const float *scores) {
   int rank;
   MPI_Comm_rank(r->comm, &rank);
   const imf_model *m = r->m;
@@ -357,14 +364,26 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
   }
   char *ids = NULL;
   int64_t nmine = hi - lo, nid = nmine > m->nitems ? nmine : m->nitems;
-  IMF_CHECK(imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1));
+  imf_status st = imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1);
+  /* A full disk is refused before the file is created; a write that fails later is agreed on
+   * after every dataset, with collective metadata, as the store's batch writer does: one rank
+   * failing alone left the other in H5Dwrite's allreduce for ever. */
+  double need = (double)m->nusers * ((double)top * 8.0 + (double)L) + (double)m->nitems * (double)L + 65536.0;
+  if (st == IMF_OK && rank == 0) st = imf_output_need_space(name, need);
+  st = imf_agree(r->comm, st);
+  if (st != IMF_OK) {
+    imf_free(&ids);
+    return st;
+  }
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, r->comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
   if (f < 0) {
     imf_free(&ids);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+    return imf_agree(r->comm, imf_output_h5_error(name));
   }
   int bad = 0;
   hid_t dx = H5Pcreate(H5P_DATASET_XFER);
@@ -396,9 +415,11 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
     H5Sclose(ms);
     H5Sclose(fs);
     if (ds >= 0) H5Dclose(ds);
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, r->comm);
+    if (bad) break;
   }
   /* /item_ids: written by rank 0 */
-  {
+  if (!bad) {
     memset(ids, 0, (size_t)(nid ? nid : 1) * (size_t)L);
     for (int64_t i = 0; i < m->nitems; i++) {
       size_t l;
@@ -420,9 +441,13 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
   }
   H5Tclose(str);
   H5Pclose(dx);
-  if (H5Fclose(f) < 0) bad = 1;
+  if (bad) imf_h5_reason(); /* the write's reason, before the close adds its own */
+  if (H5Fclose(f) < 0 && !bad) {
+    imf_h5_reason();
+    bad = 1;
+  }
   imf_free(&ids);
-  imf_status st = bad ? imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path) : IMF_OK;
+  st = bad ? imf_output_h5_error(name) : IMF_OK;
   return imf_agree(r->comm, st);
 }
 
@@ -479,8 +504,8 @@ out:
     size_t pl = strlen(path);
     char tmp[4200]; /* written under a temporary name, renamed when complete (fsio.h) */
     imf_output_tmpname_all(r->comm, path, tmp, sizeof tmp);
-    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, tmp, lo, hi, top, items, scores);
-    else st = write_csv(r, tmp, lo, hi, top, items, scores, count);
+    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, tmp, path, lo, hi, top, items, scores);
+    else st = write_csv(r, tmp, path, lo, hi, top, items, scores, count);
     st = imf_output_finish_all(r->comm, st, tmp, path);
     tw = imf_wtime() - tw;
   }
