@@ -17,6 +17,7 @@
 #include "error.h"
 #include "exchange.h"
 #include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "parse.h"
 #include "reader.h"
@@ -1491,6 +1492,7 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   IMF_TRY(imf_alloc(&c.scratch, c.opts.max_line_len + 16, 1), done);
   size_t chunk = (size_t)imf_cfg_int(cfg, "input.chunk_mb") << 20;
   if (chunk < c.opts.max_line_len + 2) chunk = c.opts.max_line_len + 2;
+  IMF_TRY(imf_agree(comm, imf_mem_guard("input.chunk_mb", 3.0 * (double)chunk)), done); /* guard.h */
   c.line_base = sn.header_lines;
   if (!sn.stream) {
     /* the other ranks open the file by name: it must still be the file rank 0 sniffed */

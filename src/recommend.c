@@ -6,6 +6,7 @@
 #include "config.h"
 #include "error.h"
 #include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "modeldir.h"
 #include "split.h"
@@ -162,6 +163,7 @@ out:
 imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int fallback_popular, imf_rec_list *out) {
   memset(out, 0, sizeof *out);
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   int64_t u = imf_idmap_find(r->users, user, strlen(user));
   if (u < 0) {
     if (fallback_popular) return popular(r, top, out);
@@ -244,6 +246,7 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
   int64_t it = imf_idmap_find(r->items, item, strlen(item));
   if (it < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item);
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   IMF_CHECK(list_alloc(out, top));
   if (r->ease) { /* EASE: cosine of B's columns, each rank its own (ease.h) */
     int cnt = 0;
@@ -453,10 +456,14 @@ static imf_status write_h5(imf_recommender *r, const char *path, const char *nam
 
 imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_rec_all_stats *stats) {
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   const imf_model *m = r->m;
   double t0 = imf_wtime();
   int64_t lo, hi;
   imf_user_range(r->comm, m->nusers, &lo, &hi);
+  char what[64]; /* lists (8 bytes an entry) and their CSV text (~40 bytes), checked before allocating */
+  snprintf(what, sizeof what, "recommend --all --top %d", top);
+  IMF_CHECK(imf_agree(r->comm, imf_mem_guard(what, (double)(hi - lo) * (double)top * 48.0)));
   imf_ratings rt = {0};
   int64_t *ptr = NULL;
   int32_t *items = NULL;

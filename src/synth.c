@@ -9,6 +9,7 @@
 #include "config.h"
 #include "error.h"
 #include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "rng.h"
 
@@ -216,7 +217,10 @@ static imf_status gen_init(gen *G, const imf_synth_opts *o) {
 
   const int64_t U = o->users, I = o->items;
   const size_t R = (size_t)o->rank;
-  imf_status st = IMF_OK;
+  /* every rank holds the planted model: (users + items) x (rank floats, 3 doubles), twice with drift */
+  imf_status st = imf_mem_guard("synth --users/--items/--rank",
+                                (double)(U + I) * ((double)R * 4.0 * (o->drift > 0 ? 2 : 1) + 32.0));
+  if (st != IMF_OK) return st;
   IMF_TRY(imf_alloc(&G->ucdf, (size_t)U, sizeof(double)), fail);
   IMF_TRY(imf_alloc(&G->uperm, (size_t)U, sizeof(int64_t)), fail);
   IMF_TRY(imf_alloc(&G->icdf, (size_t)I, sizeof(double)), fail);
