@@ -7,7 +7,8 @@ set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 tmp=$(mktemp -d /tmp/imf-e2e-accidents.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-. "$(dirname "$0")/e2elib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/e2elib.sh"
 cd "$tmp"
 # within a time limit: a hang is a failure, not a stuck test
 trun() { local np="$1"; shift; timeout 30 "$mpiexec" --oversubscribe -n "$np" "$bin" "$@"; }
@@ -107,6 +108,36 @@ check "synth with a planted model larger than memory: exit 2 before allocating, 
 trun 2 prepare --input r.csv --data sc --set input.chunk_mb=100000000 --quiet 2> err; rc=$?
 check "prepare --set input.chunk_mb=100000000: exit 2, names the key and memory, no store" \
   test $rc -eq 2 -a ! -e sc && grep -q "input.chunk_mb needs about" err
+
+# ---- 6. signals: the documented exit 75 wherever the signal lands ---------------------------
+# update: a real SIGTERM to rank 0 after the ratings were read; the ranks agree at the next safe
+# point, exit 75, release the lock, leave CURRENT alone
+cp -r ref su; cp -r m mu; cur=$(cat mu/CURRENT)
+IMF_SIGNAL_AT=after-read trun 2 update --data su --model mu --strategy fold-in --quiet > /dev/null 2> err; rc=$?
+check "update, SIGTERM to a rank mid-way: exit 75 (was: killed, 143), says so" test $rc -eq 75 && grep -q "stopped by a signal" err
+check "... CURRENT unchanged, no lock left" test "$(cat mu/CURRENT)" = "$cur" -a ! -e mu/LOCK
+trun 2 update --data su --model mu --strategy fold-in --quiet > /dev/null; rc=$?
+check "... the rerun promotes or rejects normally (exit 0)" test $rc -eq 0
+# train: a run long enough to be signalled after its first sweep (polling its log, no sleeps)
+run 1 synth --out long.csv --users 1500 --items 800 --ratings 60000 --seed 8 --quiet
+run 2 prepare --input long.csv --data sl --quiet
+LONG=(--set model.iterations=2000 --set model.checkpoint_every=0)
+started() { for i in $(seq 300); do [ -s "$1/train.jsonl" ] && return 0; sleep 0.1; done; return 1; }
+ranks_of() { pgrep -P "$1" -x incremf; }
+for how in "TERM ranks" "INT ranks" "USR1 mpirun"; do
+  set -- $how; rm -rf ml
+  "$mpiexec" --oversubscribe -n 2 "$bin" train --data sl --model ml "${LONG[@]}" --quiet > /dev/null 2>&1 & p=$!
+  started ml
+  if [ "$2" = ranks ]; then kill -s "$1" $(ranks_of $p) 2>/dev/null; else kill -s "$1" $p; fi
+  wait $p; rc=$?
+  check "train, SIG$1 to the $2: mpirun exits 75, run checkpoint written" test $rc -eq 75 -a -s ml/run/checkpoint.h5
+done
+# run-local.sh: SIGTERM to the script (which turns it into SIGUSR1 for mpirun, see README)
+rm -rf ml
+INCREMF="$bin" MPIRUN="$mpiexec" DATA=sl MODEL=ml NP=2 bash "$here/../jobs/run-local.sh" "${LONG[@]}" \
+  > rl.log 2>&1 & p=$!
+started ml; kill -TERM $p; wait $p; rc=$?
+check "run-local.sh, SIGTERM during train: exit 75 (was: 1), checkpoint written" test $rc -eq 75 -a -s ml/run/checkpoint.h5
 
 echo "e2e_accidents: $pass passed, $fail failed"
 [ $fail -eq 0 ]
