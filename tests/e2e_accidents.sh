@@ -139,5 +139,34 @@ INCREMF="$bin" MPIRUN="$mpiexec" DATA=sl MODEL=ml NP=2 bash "$here/../jobs/run-l
 started ml; kill -TERM $p; wait $p; rc=$?
 check "run-local.sh, SIGTERM during train: exit 75 (was: 1), checkpoint written" test $rc -eq 75 -a -s ml/run/checkpoint.h5
 
+# ---- 7. silent nonsense: refused up front, clear, nothing created --------------------------
+mkdir -p cfgdir
+trun 1 train --data ref --model mc --config cfgdir --quiet 2> err; rc=$?
+check "--config naming a directory: exit 2 (was: ignored), says so, no model dir" \
+  test $rc -eq 2 -a ! -e mc && grep -q "is a directory" err
+printf '[input]\nchunk_mb = 4\n[model\nk = 4\n' > open.ini
+trun 1 train --data ref --model mc --config open.ini --quiet 2> err; rc=$?
+check "unclosed [model header: exit 2 naming line 3 and the header" test $rc -eq 2 && grep -q "open.ini, line 3: section header '\[model'" err
+for kv in model.lambda=-1 model.iterations=0 holdout.fraction=1.5 model.ease_lambda=0; do
+  trun 1 train --data ref --model mc --set "$kv" --quiet 2> err; rc=$?
+  check "train --set $kv: exit 2 before any I/O, no model dir created" test $rc -eq 2 -a ! -e mc
+done
+trun 1 prepare --input r.csv --data sn --set model.lambda=-1 --quiet 2> err; rc=$?
+check "prepare --set model.lambda=-1: exit 2, no store created" test $rc -eq 2 -a ! -e sn
+trun 1 train --data nosuch --model me --quiet 2> /dev/null
+trun 1 status --model me --check > /dev/null 2> err; rc=$?
+check "status --check on the empty model dir a failed train left: exit 3 (was: 0)" test $rc -eq 3
+# version numbers: after rollback and prune --keep 0, the next update's number is new
+cp -r ref sv; cp -r m mv
+trun 2 update --data sv --model mv --input r.csv --strategy warm --set update.tolerance=1e9 --quiet > /dev/null 2>&1
+run 2 append --input long.csv --data sv --quiet
+trun 2 update --data sv --model mv --strategy warm --set update.tolerance=1e9 --quiet > /dev/null 2>&1
+trun 1 rollback --model mv --to 1 --quiet > /dev/null && trun 1 prune --model mv --keep 0 --quiet > /dev/null
+before=$(grep -o '"version":[0-9]*' mv/registry.jsonl | cut -d: -f2 | sort -n | tail -1)
+trun 2 update --data sv --model mv --strategy warm --set update.tolerance=1e9 --quiet > /dev/null; rc=$?
+cur=$(sed 's/^v0*//; s/\.h5$//' mv/CURRENT)
+check "update after rollback + prune --keep 0: a new version number ($cur > $before, was: reused)" \
+  test $rc -eq 0 -a "$cur" -gt "${before:-0}"
+
 echo "e2e_accidents: $pass passed, $fail failed"
 [ $fail -eq 0 ]
