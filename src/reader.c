@@ -338,7 +338,9 @@ imf_status imf_reader_peek(imf_reader *r, char *buf, size_t cap, size_t *got) {
   return IMF_OK;
 }
 
-int imf_reader_seekable(const imf_reader *r) { return S_ISREG(r->st0.st_mode); }
+/* `-` is read in sequence even when it is a redirected regular file: the other ranks' standard
+ * input is not this file. */
+int imf_reader_seekable(const imf_reader *r) { return S_ISREG(r->st0.st_mode) && strcmp(r->path, "-") != 0; }
 
 static void to_hex(const unsigned char *md, unsigned n, char *hex);
 

@@ -33,6 +33,9 @@ cat r.csv | trun 2 prepare --input /dev/stdin --data sp --quiet; rc=$?
 check "prepare --input /dev/stdin from a pipe: exit 0 (was: 0 lines read)" test $rc -eq 0
 check "prepare from a pipe: same batch, the sha256 of the bytes sent" \
   test "$(grep -o 'digest=[0-9a-f]*' sp/MANIFEST 2>/dev/null | head -1)" = "$ref_digest" -a "$(mshas sp)" = "$(sha r.csv)"
+trun 2 prepare --input - --data sr --quiet < r.csv; rc=$?
+check "prepare --input - redirected from a regular file: exit 0, same batch" \
+  test $rc -eq 0 -a "$(grep -o 'digest=[0-9a-f]*' sr/MANIFEST 2>/dev/null | head -1)" = "$ref_digest"
 gzip -c r2.csv | trun 2 append --input - --data sp --quiet; rc=$?
 check "append --input - (gzip on a pipe): exit 0" test $rc -eq 0
 cat r.csv | trun 2 append --input - --data sp --quiet; rc=$?

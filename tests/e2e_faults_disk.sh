@@ -168,9 +168,17 @@ for case in "recommend-h5 recs.h5" "recommend-csv recs.csv" "synth syn.csv" "syn
 done
 
 for name in prepare append train update rollback recommend-h5 recommend-csv synth synth-gz rejects; do
-  where=$(echo ${WHERE[$name]} | tr ' ' '\n' | sed 's/v00000[0-9]*\.h5/vN.h5/; s/batch-00000[0-9]*/batch-N/' | sort | uniq -c | awk '{gsub("_", " ", $2); printf "%s%s x%s", (NR>1?", ":""), $2, $1}')
-  record "disk full during \`$name\` (tmpfs, free space varied)" "${NCASE[$name]}" \
-    "${NOK[$name]:-0}/${NCASE[$name]} handled (failed at: $where): exit 1, one line naming the file; previous state intact; rerun with space = uninterrupted result"
+  where=$(echo ${WHERE[$name]} | tr ' ' '\n' | sed 's/v00000[0-9]*\.h5/vN.h5/; s/batch-00000[0-9]*/batch-N/; s/synth-[0-9]*/synth-PID/' | sort | uniq -c | awk '{gsub("_", " ", $2); printf "%s%s x%s", (NR>1?", ":""), $2, $1}')
+  case $name in
+    recommend-*|synth*|rejects) outcome_text="handled (failed at: $where): exit 1 on every rank within the 60 s bound, one line naming the file and the lack of space; nothing under the final name, no temporary file left" ;;
+    *) outcome_text="handled (failed at: $where): exit 1, one line naming the file; previous state intact; rerun with space = uninterrupted result" ;;
+  esac
+  case $name in
+    recommend-h5) label="recommend --all --out x.h5" ;; recommend-csv) label="recommend --all --out x.csv" ;;
+    synth) label="synth --out x.csv" ;; synth-gz) label="synth --out x.csv.gz" ;;
+    rejects) label="prepare --rejects" ;; *) label=$name ;;
+  esac
+  record "disk full during \`$label\` (tmpfs, free space varied)" "${NCASE[$name]}" "${NOK[$name]:-0}/${NCASE[$name]} $outcome_text"
 done
 echo "e2e_faults_disk: $pass passed, $fail failed ($(elapsed) s)"
 [ $fail -eq 0 ]
