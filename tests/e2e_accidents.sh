@@ -113,6 +113,9 @@ check "synth with a planted model larger than memory: exit 2 before allocating, 
 one prepare --input r.csv --data sc --set input.chunk_mb=100000000 --quiet 2> err; rc=$?
 check "prepare --set input.chunk_mb=100000000: exit 2, names the key and memory, no store" \
   test $rc -eq 2 -a ! -e sc && grep -q "input.chunk_mb needs about" err
+one train --data ref --model mk --set model.type=bpmf --set model.k=4096 --set model.samples=100000 --quiet 2> err; rc=$?
+check "train with model.k x model.samples larger than memory: exit 2 naming them, no version" \
+  test $rc -eq 2 -a ! -e mk/CURRENT && grep -q "model.k (and model.samples) needs about" err
 
 # ---- 6. signals: the documented exit 75 wherever the signal lands ---------------------------
 # update: a real SIGTERM to rank 0 after the ratings were read; the ranks agree at the next safe

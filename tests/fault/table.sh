@@ -61,7 +61,7 @@ acc "a rating file truncated or rewritten (mtime) while \`prepare\`/\`append\` r
   '^# ---- 2\.' '^# ---- 3\.' "exit 3 naming the file and what changed; no store written, the MANIFEST unchanged"
 acc "outputs aliasing an input (name, symlink, hard link) or inside a store/model (--rejects, recommend --out, synth --out, status --plot, tune --table)" \
   '^# ---- 3\.' '^# ---- 5\.' "exit 2 before any write; the input and the MANIFEST intact; successful outputs leave no temporary file"
-acc "sizes that multiply memory: --top 10000000, --k 100000, a planted model larger than memory, input.chunk_mb=100000000 (2 GB address-space limit)" \
+acc "sizes that multiply memory: --top 10000000, --k 100000, a planted model larger than memory, input.chunk_mb=100000000, model.k x model.samples (2 GB address-space limit)" \
   '^# ---- 5\.' '^# ---- 6\.' "lists capped at the item count (exit 0); the others exit 2 naming the option before allocating"
 acc "signals: SIGTERM to a rank during update; SIGTERM/SIGINT to the ranks and SIGUSR1 to mpirun during train; SIGTERM to run-local.sh" \
   '^# ---- 6\.' '^# ---- 7\.' "exit 75 everywhere; train's run checkpoint written; update's lock released and CURRENT untouched, the rerun completes"
