@@ -165,6 +165,11 @@ imf_status imf_output_check_all(MPI_Comm comm, const char *path, const char *con
 }
 
 void imf_output_tmpname(const char *path, char *out, size_t cap) {
+  struct stat sb; /* /dev/null, /dev/stderr, a FIFO: written in place, nothing to rename */
+  if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    snprintf(out, cap, "%s", path);
+    return;
+  }
   const char *slash = strrchr(path, '/');
   int dl = slash ? (int)(slash - path + 1) : 0;
   snprintf(out, cap, "%.*s.%s.%ld.part", dl, path, slash ? slash + 1 : path, (long)getpid());
@@ -184,7 +189,12 @@ imf_status imf_output_write_error(const char *path, int err) {
   IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(err));
 }
 
+void imf_output_discard(const char *tmp, const char *path) {
+  if (strcmp(tmp, path) != 0) unlink(tmp);
+}
+
 imf_status imf_output_commit(const char *tmp, const char *path) {
+  if (!strcmp(tmp, path)) return IMF_OK; /* not a regular file: written in place */
   imf_status st = imf_fsync_path(tmp, 0);
   if (st == IMF_OK && rename(tmp, path) != 0) st = imf_output_write_error(path, errno);
   if (st != IMF_OK) {
@@ -202,7 +212,7 @@ imf_status imf_output_finish_all(MPI_Comm comm, imf_status st, const char *tmp, 
   st = imf_agree(comm, st);
   if (rank == 0) {
     if (st == IMF_OK) st = imf_output_commit(tmp, path);
-    else unlink(tmp);
+    else imf_output_discard(tmp, path);
   }
   return imf_agree(comm, st);
 }

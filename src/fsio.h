@@ -38,12 +38,15 @@ imf_status imf_output_check(const char *path, const char *const inputs[], int ni
 imf_status imf_output_check_all(MPI_Comm comm, const char *path, const char *const inputs[], int ninputs,
                                 const char *const dirs[], int ndirs);
 /* The temporary name an output is written under: DIR/.BASE.PID.part, next to it (so the rename
- * is atomic) and hidden. Collective form: rank 0's pid, the same name on every rank. */
+ * is atomic) and hidden; an existing path that is not a regular file (/dev/null, a FIFO) is its
+ * own "temporary" name, written in place. Collective form: rank 0's pid, the same name on every rank. */
 void imf_output_tmpname(const char *path, char *out, size_t cap);
 void imf_output_tmpname_all(MPI_Comm comm, const char *path, char *out, size_t cap);
 /* (one rank) Make a complete temporary file the output: fsync, rename onto path, fsync the
  * directory. On failure the temporary file is removed and nothing is left under either name. */
 imf_status imf_output_commit(const char *tmp, const char *path);
+/* Remove a temporary output after a failure (nothing when the output is written in place). */
+void imf_output_discard(const char *tmp, const char *path);
 /* Collective, after a collective write to tmp whose local outcome is st: when every rank
  * succeeded rank 0 commits tmp as path, otherwise removes it; every rank returns the outcome. */
 imf_status imf_output_finish_all(MPI_Comm comm, imf_status st, const char *tmp, const char *path);

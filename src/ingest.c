@@ -1304,7 +1304,7 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
       int e = ferror(f) ? (errno ? errno : EIO) : 0;
       if (fclose(f) != 0 && !e) e = errno;
       st = e ? imf_output_write_error(rejects_path, e) : imf_output_commit(tmp, rejects_path);
-      if (st != IMF_OK) unlink(tmp);
+      if (st != IMF_OK) imf_output_discard(tmp, rejects_path);
     }
     imf_free(&idx);
   }

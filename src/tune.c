@@ -508,7 +508,7 @@ static imf_status close_output(FILE *f, const char *tmp, const char *path) {
   int e = ferror(f) ? (errno ? errno : EIO) : 0;
   if (fclose(f) != 0 && !e) e = errno;
   if (e) {
-    unlink(tmp);
+    imf_output_discard(tmp, path);
     return imf_output_write_error(path, e);
   }
   return imf_output_commit(tmp, path);
