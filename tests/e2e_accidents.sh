@@ -78,7 +78,7 @@ for o in in.csv ./link.csv hard.csv; do
 done
 cp ref/MANIFEST man.before
 one recommend --model m --data ref --all --out ref/MANIFEST --quiet 2> err; rc=$?
-check "recommend --all --out STORE/MANIFEST: exit 2, manifest untouched" test $rc -eq 2 && cmp -s man.before ref/MANIFEST
+cond() { test $rc -eq 2 && cmp -s man.before ref/MANIFEST; }; check "recommend --all --out STORE/MANIFEST: exit 2, manifest untouched" cond
 one recommend --model m --data ref --all --out m/recs.h5 --quiet 2> err; rc=$?
 check "recommend --all --out MODEL/recs.h5: exit 2, nothing written" test $rc -eq 2 -a ! -e m/recs.h5
 one recommend --model m --all --out sp/recs.csv --quiet 2> err; rc=$?
@@ -108,21 +108,18 @@ check "recommend --user --top 10000000: exit 0" test $rc -eq 0
 (ulimit -v 2000000; trun 2 evaluate --data ref --model m --test r2.csv --k 100000 --json --quiet > k.json); rc=$?
 check "evaluate --k 100000: exit 0" test $rc -eq 0
 one synth --out huge.csv --users 1000000000000 --items 1000000 --rank 1024 --quiet 2> err; rc=$?
-check "synth with a planted model larger than memory: exit 2 before allocating, says memory" \
-  test $rc -eq 2 -a ! -e huge.csv && grep -q "memory" err
+cond() { test $rc -eq 2 -a ! -e huge.csv && grep -q "memory" err; }; check "synth with a planted model larger than memory: exit 2 before allocating, says memory" cond
 one prepare --input r.csv --data sc --set input.chunk_mb=100000000 --quiet 2> err; rc=$?
-check "prepare --set input.chunk_mb=100000000: exit 2, names the key and memory, no store" \
-  test $rc -eq 2 -a ! -e sc && grep -q "input.chunk_mb needs about" err
+cond() { test $rc -eq 2 -a ! -e sc && grep -q "input.chunk_mb needs about" err; }; check "prepare --set input.chunk_mb=100000000: exit 2, names the key and memory, no store" cond
 one train --data ref --model mk --set model.type=bpmf --set model.k=4096 --set model.samples=100000 --quiet 2> err; rc=$?
-check "train with model.k x model.samples larger than memory: exit 2 naming them, no version" \
-  test $rc -eq 2 -a ! -e mk/CURRENT && grep -q "model.k (and model.samples) needs about" err
+cond() { test $rc -eq 2 -a ! -e mk/CURRENT && grep -q "model.k (and model.samples) needs about" err; }; check "train with model.k x model.samples larger than memory: exit 2 naming them, no version" cond
 
 # ---- 6. signals: the documented exit 75 wherever the signal lands ---------------------------
 # update: a real SIGTERM to rank 0 after the ratings were read; the ranks agree at the next safe
 # point, exit 75, release the lock, leave CURRENT alone
 cp -r ref su; cp -r m mu; cur=$(cat mu/CURRENT)
 IMF_SIGNAL_AT=after-read trun 2 update --data su --model mu --strategy fold-in --quiet > /dev/null 2> err; rc=$?
-check "update, SIGTERM to a rank mid-way: exit 75 (was: killed, 143), says so" test $rc -eq 75 && grep -q "stopped by a signal" err
+cond() { test $rc -eq 75 && grep -q "stopped by a signal" err; }; check "update, SIGTERM to a rank mid-way: exit 75 (was: killed, 143), says so" cond
 check "... CURRENT unchanged, no lock left" test "$(cat mu/CURRENT)" = "$cur" -a ! -e mu/LOCK
 trun 2 update --data su --model mu --strategy fold-in --quiet > /dev/null; rc=$?
 check "... the rerun promotes or rejects normally (exit 0)" test $rc -eq 0
@@ -150,11 +147,10 @@ check "run-local.sh, SIGTERM during train: exit 75 (was: 1), checkpoint written"
 # ---- 7. silent nonsense: refused up front, clear, nothing created --------------------------
 mkdir -p cfgdir
 one train --data ref --model mc --config cfgdir --quiet 2> err; rc=$?
-check "--config naming a directory: exit 2 (was: ignored), says so, no model dir" \
-  test $rc -eq 2 -a ! -e mc && grep -q "is a directory" err
+cond() { test $rc -eq 2 -a ! -e mc && grep -q "is a directory" err; }; check "--config naming a directory: exit 2 (was: ignored), says so, no model dir" cond
 printf '[input]\nchunk_mb = 4\n[model\nk = 4\n' > open.ini
 one train --data ref --model mc --config open.ini --quiet 2> err; rc=$?
-check "unclosed [model header: exit 2 naming line 3 and the header" test $rc -eq 2 && grep -q "open.ini, line 3: section header '\[model'" err
+cond() { test $rc -eq 2 && grep -q "open.ini, line 3: section header '\[model'" err; }; check "unclosed [model header: exit 2 naming line 3 and the header" cond
 for kv in model.lambda=-1 model.iterations=0 holdout.fraction=1.5 model.ease_lambda=0; do
   one train --data ref --model mc --set "$kv" --quiet 2> err; rc=$?
   check "train --set $kv: exit 2 before any I/O, no model dir created" test $rc -eq 2 -a ! -e mc
