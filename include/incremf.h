@@ -120,10 +120,14 @@ typedef struct {
  * IMF_ERR_REQUEUE after writing a run checkpoint when a stop was requested. */
 imf_status imf_train(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                      const imf_train_opts *opts, imf_train_report *report);
-/* SIGTERM and SIGUSR1 set a flag that stops training at the next half-sweep boundary. */
+/* SIGTERM, SIGINT and SIGUSR1 set a flag that stops training at the next half-sweep boundary
+ * (and update at its next safe point). */
 imf_status imf_install_stop_signals(void);
 /* The same from code (async-signal-safe). */
 void imf_request_stop(void);
+/* Collective safe point: IMF_ERR_REQUEUE (exit 75) on every rank when any rank was asked to
+ * stop, with a message saying that `what` stopped `where` and nothing was changed. */
+imf_status imf_stop_point(MPI_Comm comm, const char *what, const char *where);
 
 /* ---- incremental update and model maintenance (docs/FORMAT.md, "Model registry") ---- */
 typedef struct {

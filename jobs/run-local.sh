@@ -42,9 +42,24 @@ read -r -a mpi_extra <<< "$MPIRUN_ARGS"
 cfg=(); [ -n "$CONFIG" ] && cfg=(--config "$CONFIG")
 
 step() { printf '\n== %s\n' "$*"; }
+# SIGTERM/SIGINT to this script reach the step as SIGUSR1 through mpirun: Open MPI's mpirun
+# forwards SIGUSR1 to the ranks (which stop at a safe point and exit 75, and mpirun returns 75),
+# but answers its own SIGTERM/SIGINT by terminating the job and returning 1 (README: signals).
+child=""
+on_stop() { [ -n "$child" ] && kill -USR1 "$child" 2>/dev/null; true; }
+trap on_stop TERM INT
 run() {
   local rc=0
-  "$MPIRUN" "${mpi_extra[@]}" -n "$NP" "$INCREMF" "$@" || rc=$?
+  "$MPIRUN" "${mpi_extra[@]}" -n "$NP" "$INCREMF" "$@" &
+  child=$!
+  # a trapped signal interrupts `wait` (status > 128): wait again for the step's own status
+  while :; do
+    rc=0; wait "$child" || rc=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  # reaped between the interrupted wait and the check: bash still holds its status
+  if [ "$rc" -gt 128 ]; then local r2=0; wait "$child" 2>/dev/null || r2=$?; [ "$r2" -ne 127 ] && rc=$r2; fi
+  child=""
   if [ "$rc" -ne 0 ]; then
     case "$rc" in
       4) echo "run-local: $1 refused: locked by another writer (exit 4)" >&2 ;;

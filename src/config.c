@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE, T_DOUBLE_NONE_AUTO } key_type;
 
@@ -345,9 +346,36 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
   return c->st == IMF_OK;
 }
 
+/* A section header without its ']' makes libinih report the first line after it that the handler
+ * refuses, under the header's line number: found here first, with its own line. */
+static imf_status check_headers(FILE *f, const char *path) {
+  char line[512];
+  int no = 0;
+  while (fgets(line, sizeof line, f)) {
+    no++;
+    const char *p = line;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == '[' && !strchr(p, ']'))
+      IMF_FAIL(IMF_ERR_USAGE, "%s, line %d: section header '%.*s' has no closing ']'", path, no,
+               (int)strcspn(p, "\r\n"), p);
+  }
+  rewind(f);
+  return IMF_OK;
+}
+
 imf_status imf_config_load_file(imf_config *cfg, const char *path) {
   FILE *f = fopen(path, "r");
   if (!f) IMF_FAIL(IMF_ERR_NOTFOUND, "cannot open config file %s: %s", path, strerror(errno));
+  struct stat sb; /* a directory opens, reads as nothing, and was silently "an empty INI" */
+  if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    fclose(f);
+    IMF_FAIL(IMF_ERR_USAGE, "config file %s is a directory, not an INI file", path);
+  }
+  imf_status hs = check_headers(f, path);
+  if (hs != IMF_OK) {
+    fclose(f);
+    return hs;
+  }
   cfg_ini_ctx c = {cfg, path, IMF_OK};
   int rc = ini_parse_file(f, cfg_ini_handler, &c);
   fclose(f);
@@ -500,4 +528,32 @@ void imf_config_print_keys(FILE *out) {
     if (KEYS[i].type == T_ENUM) fprintf(out, " (%s)", KEYS[i].choices);
     fputc('\n', out);
   }
+}
+
+imf_status imf_config_validate(const imf_config *cfg) {
+  static const struct {
+    const char *key;
+    double lo, hi;
+    int lo_open, hi_open;
+  } rule[] = {{"model.lambda", 0, INFINITY, 0, 1},           {"model.lambda_bias", 0, INFINITY, 0, 1},
+              {"model.alpha", 0, INFINITY, 0, 1},            {"model.tol", 0, INFINITY, 0, 1},
+              {"model.iterations", 1, INFINITY, 0, 1},       {"model.cg_steps", 1, INFINITY, 0, 1},
+              {"model.ease_lambda", 0, INFINITY, 1, 1},      {"model.validation_fraction", 0, 1, 0, 1},
+              {"holdout.fraction", 0, 1, 0, 1},              {"clean.max_reject_fraction", 0, 1, 0, 0},
+              {"eval.test_fraction", 0, 1, 1, 1},            {"eval.heldout_users", 0, 1, 1, 1},
+              {"eval.foldin_fraction", 0, 1, 1, 1},          {"update.auto_share", 0, 1, 0, 0},
+              {"update.drift_threshold", 0, INFINITY, 0, 1}, {"update.warm_sweeps", 1, INFINITY, 0, 1},
+              {"model.epsilon", 0, INFINITY, 1, 1}};
+  for (size_t r = 0; r < sizeof rule / sizeof rule[0]; r++) {
+    double v = imf_cfg_double(cfg, rule[r].key);
+    int bad = rule[r].lo_open ? !(v > rule[r].lo) : !(v >= rule[r].lo);
+    bad = bad || (rule[r].hi_open ? !(v < rule[r].hi) : !(v <= rule[r].hi));
+    if (bad)
+      IMF_FAIL(IMF_ERR_USAGE, "%s = %g is out of range: it must be in %c%g, %g%c (nothing was read or written)",
+               rule[r].key, v, rule[r].lo_open ? '(' : '[', rule[r].lo, rule[r].hi, rule[r].hi_open ? ')' : ']');
+  }
+  double smin = imf_cfg_double(cfg, "clean.scale_min"), smax = imf_cfg_double(cfg, "clean.scale_max");
+  if (!isnan(smin) && !isnan(smax) && smin > smax)
+    IMF_FAIL(IMF_ERR_USAGE, "clean.scale_min (%g) is above clean.scale_max (%g)", smin, smax);
+  return IMF_OK;
 }

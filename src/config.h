@@ -13,6 +13,10 @@ int imf_cfg_bool(const imf_config *cfg, const char *key);
 const char *imf_cfg_str(const imf_config *cfg, const char *key);
 /* Print every known key with its default and help text (for `incremf help config`). */
 void imf_config_print_keys(FILE *out);
+/* Values that are each well-formed but mean nothing (a negative regularisation, zero sweeps,
+ * a fraction outside [0, 1), an empty scale): refused (exit 2) before any file is read or any
+ * directory created, by every command (cli/common.c), instead of after the data was read. */
+imf_status imf_config_validate(const imf_config *cfg);
 /* Copy: a config snapshot (e.g. the one stored in a checkpoint) loaded from INI text. */
 imf_status imf_config_load_string(imf_config *cfg, const char *ini_text, const char *origin);
 #endif

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "ease.h"
 #include "error.h"
+#include "guard.h"
 #include "log.h"
 #include "modeldir.h"
 #include "parse.h"
@@ -165,7 +166,8 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
   memset(out, 0, sizeof *out);
   out->nk = o->nk;
   imf_status st = IMF_OK;
-  const int kw = m->kw, K = o->ks[o->nk - 1];
+  /* a cut-off beyond the item count ranks every item: lists of at most nitems (guard.h) */
+  const int kw = m->kw, K = (int)imf_cap_count(o->ks[o->nk - 1], m->nitems);
   int64_t *perm = NULL, *eptr = NULL, *qptr = NULL;
   int32_t *rel = NULL, *eidx = NULL, *qidx = NULL, *titems = NULL, *minpos = NULL;
   float *Xc = NULL, *xbc = NULL, *tscores = NULL;

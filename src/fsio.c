@@ -7,6 +7,9 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -65,3 +68,185 @@ const char *imf_h5_reason(void) {
 }
 
 const char *imf_h5_last(void) { return h5_msg; }
+
+/* ---- output files ---- */
+
+static int looks_full(const char *path);
+
+/* The path an output will have: realpath of the file when it exists, else of its existing parent
+ * directory + its name. */
+static imf_status resolve_output(const char *path, char *out, size_t cap) {
+  char rp[PATH_MAX];
+  if (realpath(path, rp)) {
+    snprintf(out, cap, "%s", rp);
+    return IMF_OK;
+  }
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+    IMF_FAIL(IMF_ERR_USAGE, "output %s names a directory, not a file", path);
+  if (!realpath(dir, rp))
+    IMF_FAIL(IMF_ERR_USAGE, "output %s: its directory %s does not exist (%s)", path, dir, strerror(errno));
+  if ((size_t)snprintf(out, cap, "%s/%s", strcmp(rp, "/") ? rp : "", base) >= cap)
+    IMF_FAIL(IMF_ERR_USAGE, "output path too long: %s", path);
+  return IMF_OK;
+}
+
+/* Is `p` (resolved) equal to or below directory `d` (resolved)? */
+static int under(const char *p, const char *d) {
+  size_t n = strlen(d);
+  return strncmp(p, d, n) == 0 && (p[n] == '\0' || p[n] == '/' || (n == 1 && d[0] == '/'));
+}
+
+/* Is directory d an incremf store or model directory? Returns "store", "model directory" or NULL. */
+static const char *incremf_dir_kind(const char *d) {
+  char p[PATH_MAX + 512];
+  snprintf(p, sizeof p, "%s/MANIFEST", d);
+  FILE *f = fopen(p, "rb");
+  if (f) {
+    char head[16] = {0};
+    size_t k = fread(head, 1, 14, f);
+    fclose(f);
+    if (k == 14 && !memcmp(head, "incremf-store ", 14)) return "store";
+  }
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/versions", d);
+  int versions = stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+  snprintf(p, sizeof p, "%s/CURRENT", d);
+  if (versions && stat(p, &sb) == 0) return "model directory";
+  snprintf(p, sizeof p, "%s/registry.jsonl", d);
+  if (versions && stat(p, &sb) == 0) return "model directory";
+  return NULL;
+}
+
+imf_status imf_output_check(const char *path, const char *const inputs[], int ninputs, const char *const dirs[],
+                            int ndirs) {
+  if (!path || !*path) IMF_FAIL(IMF_ERR_USAGE, "empty output file name");
+  char out[PATH_MAX + 256], rp[PATH_MAX];
+  IMF_CHECK(resolve_output(path, out, sizeof out));
+  struct stat ob;
+  int exists = stat(path, &ob) == 0;
+  if (exists && S_ISDIR(ob.st_mode)) IMF_FAIL(IMF_ERR_USAGE, "output %s is a directory, not a file", path);
+  for (int k = 0; k < ninputs; k++) {
+    if (!inputs[k] || !*inputs[k] || !strcmp(inputs[k], "-")) continue;
+    struct stat ib;
+    int same = exists && stat(inputs[k], &ib) == 0 && ib.st_dev == ob.st_dev && ib.st_ino == ob.st_ino;
+    if (same || (realpath(inputs[k], rp) && !strcmp(rp, out)))
+      IMF_FAIL(IMF_ERR_USAGE, "output %s is the input %s: refused, it would destroy the input (nothing was "
+               "written; choose another output file)", path, inputs[k]);
+  }
+  for (int k = 0; k < ndirs; k++) {
+    if (!dirs[k] || !*dirs[k] || !realpath(dirs[k], rp)) continue;
+    if (under(out, rp))
+      IMF_FAIL(IMF_ERR_USAGE, "output %s lies inside %s, a store or model directory this command uses: refused "
+               "(nothing was written; write outputs outside stores and model directories)", path, dirs[k]);
+  }
+  /* any store or model directory above the output, named on this command line or not */
+  char d[PATH_MAX + 256];
+  snprintf(d, sizeof d, "%s", out);
+  for (char *s = strrchr(d, '/'); s; s = strrchr(d, '/')) {
+    if (s == d) break; /* "/" itself is nobody's store */
+    *s = '\0';
+    const char *kind = incremf_dir_kind(d);
+    if (kind)
+      IMF_FAIL(IMF_ERR_USAGE, "output %s lies inside the incremf %s %s: refused (nothing was written; write "
+               "outputs outside stores and model directories)", path, kind, d);
+  }
+  return IMF_OK;
+}
+
+imf_status imf_output_check_all(MPI_Comm comm, const char *path, const char *const inputs[], int ninputs,
+                                const char *const dirs[], int ndirs) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  imf_status st = rank == 0 ? imf_output_check(path, inputs, ninputs, dirs, ndirs) : IMF_OK;
+  return imf_agree(comm, st);
+}
+
+void imf_output_tmpname(const char *path, char *out, size_t cap) {
+  struct stat sb; /* /dev/null, /dev/stderr, a FIFO: written in place, nothing to rename */
+  if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    snprintf(out, cap, "%s", path);
+    return;
+  }
+  const char *slash = strrchr(path, '/');
+  int dl = slash ? (int)(slash - path + 1) : 0;
+  snprintf(out, cap, "%.*s.%s.%ld.part", dl, path, slash ? slash + 1 : path, (long)getpid());
+}
+
+void imf_output_tmpname_all(MPI_Comm comm, const char *path, char *out, size_t cap) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0) imf_output_tmpname(path, out, cap);
+  MPI_Bcast(out, (int)cap, MPI_CHAR, 0, comm);
+}
+
+imf_status imf_output_write_error(const char *path, int err) {
+  if (err == ENOSPC || err == EDQUOT)
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: no space left on the file system (%s); nothing was left under "
+             "that name (free some space, then rerun)", path, strerror(err));
+  IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(err));
+}
+
+void imf_output_discard(const char *tmp, const char *path) {
+  if (strcmp(tmp, path) != 0) unlink(tmp);
+}
+
+imf_status imf_output_commit(const char *tmp, const char *path) {
+  if (!strcmp(tmp, path)) return IMF_OK; /* not a regular file: written in place */
+  imf_status st = imf_fsync_path(tmp, 0);
+  if (st == IMF_OK && rename(tmp, path) != 0) st = imf_output_write_error(path, errno);
+  if (st != IMF_OK) {
+    unlink(tmp);
+    return st;
+  }
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  return imf_fsync_path(dir, 1);
+}
+
+imf_status imf_output_finish_all(MPI_Comm comm, imf_status st, const char *tmp, const char *path) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  st = imf_agree(comm, st);
+  if (rank == 0) {
+    if (st == IMF_OK) st = imf_output_commit(tmp, path);
+    else imf_output_discard(tmp, path);
+  }
+  return imf_agree(comm, st);
+}
+
+imf_status imf_output_mpi_error(const char *path, int rc) {
+  int cls = 0;
+  MPI_Error_class(rc, &cls);
+  if (cls == MPI_ERR_NO_SPACE || cls == MPI_ERR_QUOTA || looks_full(path)) return imf_output_write_error(path, ENOSPC);
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, msg);
+}
+
+imf_status imf_output_need_space(const char *path, double need) {
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  return imf_fs_need_space(dir, path, need);
+}
+
+/* Did a write in path's directory fail for want of space? MPI-IO and HDF5 often say only
+ * "I/O error": a file system left with less than 1 MiB free is taken as the reason. */
+static int looks_full(const char *path) {
+  char dir[PATH_MAX];
+  imf_parent_dir(path, dir, sizeof dir);
+  struct statvfs v;
+  if (statvfs(dir, &v) != 0) return 0;
+  double avail = (double)(geteuid() == 0 ? v.f_bfree : v.f_bavail) * (double)v.f_frsize;
+  return avail < 1048576.0;
+}
+
+imf_status imf_output_h5_error(const char *path) {
+  const char *why = imf_h5_last();
+  if ((why && (strstr(why, "No space") || strstr(why, "space left"))) || looks_full(path))
+    return imf_output_write_error(path, ENOSPC);
+  IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, why && *why ? why : "HDF5 error");
+}

@@ -16,6 +16,8 @@
 #include "config.h"
 #include "error.h"
 #include "exchange.h"
+#include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "parse.h"
 #include "reader.h"
@@ -24,7 +26,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SAMPLE_BYTES (256 * 1024)
 #define REJECT_RAW_MAX 1024
@@ -1272,6 +1277,7 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
     int64_t n = 0;
     for (int64_t q = 0; q < total; q++) n += rbuf[q] == '\n';
     int64_t *idx = NULL; /* pairs (line, offset) */
+    char tmp[4200];
     st = imf_alloc(&idx, (size_t)(2 * n + 2), sizeof *idx);
     FILE *f = NULL;
     if (st == IMF_OK) {
@@ -1284,8 +1290,9 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
         k++;
       }
       qsort(idx, (size_t)n, 2 * sizeof *idx, cmp_line);
-      f = fopen(rejects_path, "w");
-      if (!f) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write rejects file %s: %s", rejects_path, strerror(errno));
+      imf_output_tmpname(rejects_path, tmp, sizeof tmp); /* renamed when complete (fsio.h) */
+      f = fopen(tmp, "w");
+      if (!f) st = imf_output_write_error(rejects_path, errno);
     }
     if (st == IMF_OK) {
       fprintf(f, "# incremf rejects: source\tline\treason\traw text (tabs, newlines, backslashes escaped)\n");
@@ -1294,7 +1301,10 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
         const char *nl = memchr(s, '\n', (size_t)(total - idx[2 * k + 1]));
         fprintf(f, "%s\t%.*s\n", c->path, (int)(nl - s), s);
       }
-      if (fclose(f) != 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "error writing rejects file %s", rejects_path);
+      int e = ferror(f) ? (errno ? errno : EIO) : 0;
+      if (fclose(f) != 0 && !e) e = errno;
+      st = e ? imf_output_write_error(rejects_path, e) : imf_output_commit(tmp, rejects_path);
+      if (st != IMF_OK) imf_output_discard(tmp, rejects_path);
     }
     imf_free(&idx);
   }
@@ -1341,10 +1351,12 @@ static void ctx_free(ingest_ctx *c) {
 typedef struct {
   int ok;
   int compression;
+  int stream;  /* rank 0 reads it in sequence and scatters: compressed, or not a regular file */
   int64_t size;
   int64_t header_lines, header_bytes;
   imf_parse_opts opts;
-  char sha[65];
+  imf_file_id id; /* rank 0's open file: the other ranks' opens must be the same file */
+  char sha[65];   /* empty for a stream until it was read to its end */
 } sniff_t;
 
 imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o) {
@@ -1373,7 +1385,11 @@ imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o) 
   return IMF_OK;
 }
 
-static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
+/* Rank 0 opens the input once and keeps it open (*rdp): the sample is peeked, not read and
+ * re-read, so a FIFO or a pipe is consumed exactly once. A regular file is hashed here, from the
+ * same descriptor, so that a file already in the store costs the hash and not the whole ingest;
+ * a stream is hashed as it is read (imf_reader_stream_sha256 at its end). */
+static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s, imf_reader **rdp) {
   imf_reader *rd = NULL;
   char *sample = NULL;
   imf_status st = IMF_OK;
@@ -1382,25 +1398,59 @@ static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s) {
   IMF_CHECK(imf_parse_opts_from_config(cfg, o));
   IMF_CHECK(imf_reader_open(path, &rd));
   s->compression = (int)imf_reader_compression(rd);
+  s->stream = s->compression != IMF_COMP_NONE || !imf_reader_seekable(rd);
   s->size = imf_reader_file_size(rd);
+  imf_reader_file_id(rd, &s->id);
   IMF_TRY(imf_alloc(&sample, SAMPLE_BYTES + 1, 1), done);
   size_t n = 0;
-  while (n < SAMPLE_BYTES) {
-    size_t got = 0;
-    IMF_TRY(imf_reader_read(rd, sample + n, SAMPLE_BYTES - n, &got), done);
-    if (got == 0) break;
-    n += got;
-  }
+  IMF_TRY(imf_reader_peek(rd, sample, SAMPLE_BYTES, &n), done);
   IMF_TRY(imf_detect_format(path, sample, n, o), done);
   if (o->header < 0) o->header = 0;
   s->header_lines = o->header_lines;
   IMF_TRY(header_bytes(path, sample, n, s->header_lines, &s->header_bytes), done);
-  IMF_TRY(imf_sha256_file(path, s->sha), done);
+  if (imf_reader_seekable(rd)) IMF_TRY(imf_reader_sha256_prefix(rd, s->size, s->sha), done);
   s->ok = 1;
 done:
-  imf_reader_close(&rd);
+  if (st == IMF_OK) *rdp = rd;
+  else imf_reader_close(&rd);
   imf_free(&sample);
   return st;
+}
+
+/* A file the store already holds is refused before it is parsed where it can be hashed first:
+ * re-running an append job costs the hash, not the whole ingest. Every rank has the same
+ * manifest and sha256. */
+static imf_status refuse_known(const imf_store *known, const char *path, const char *sha) {
+  int64_t have = known && sha[0] ? imf_store_find_sha256(known, sha) : 0;
+  if (have > 0)
+    IMF_FAIL(IMF_ERR_INPUT, "%s is already in the store as batch %lld (same sha256 %.16s...); nothing was added", path,
+             (long long)have, sha);
+  return IMF_OK;
+}
+
+/* Test hook (tests/e2e_accidents.sh): another process changes the input after it was sniffed
+ * and hashed, while it is read: IMF_FAULT=input_truncated halves it, input_touched only moves
+ * its modification time. No timing needed to reproduce a file written while it is read. */
+static void fault_change_input(const char *path, int64_t size) {
+  const char *f = getenv("IMF_FAULT");
+  if (!f) return;
+  if (!strcmp(f, "input_truncated") && truncate(path, size / 2) != 0) imf_warn("IMF_FAULT: truncate failed");
+  if (!strcmp(f, "input_touched")) {
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {1, 0}};
+    if (utimensat(AT_FDCWD, path, ts, 0) != 0) imf_warn("IMF_FAULT: utimensat failed");
+  }
+}
+
+/* After the parse: every rank's file is still what rank 0 opened (size, mtime, inode, device),
+ * so the bytes parsed are the bytes hashed; a stream's digest (rank 0's) goes to every rank. */
+static imf_status finish_read(MPI_Comm comm, int rank, imf_reader *rd, sniff_t *sn, const imf_store *known,
+                              const char *path) {
+  imf_status st = IMF_OK;
+  if (rd) st = imf_reader_check_unchanged(rd, &sn->id);
+  if (st == IMF_OK && rank == 0 && sn->stream && !sn->sha[0]) st = imf_reader_stream_sha256(rd, sn->sha);
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_MPI(MPI_Bcast(sn->sha, (int)sizeof sn->sha, MPI_CHAR, 0, comm));
+  return sn->stream ? refuse_known(known, path, sn->sha) : IMF_OK;
 }
 
 imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *path,
@@ -1416,19 +1466,22 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   int64_t ubefore = imf_idmap_size(users), ibefore = imf_idmap_size(items);
   double t0 = imf_wtime();
 
-  /* 1. rank 0 sniffs: compression, format, header, sha256 */
+  /* 1. rank 0 sniffs: compression, format, header, sha256 (of a regular file) */
   sniff_t sn;
-  if (c.rank == 0) st = sniff(cfg, path, &sn);
-  IMF_CHECK(imf_agree(comm, st));
+  if (c.rank == 0) st = sniff(cfg, path, &sn, &rd);
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) {
+    imf_reader_close(&rd);
+    return st;
+  }
   IMF_MPI(MPI_Bcast(&sn, (int)sizeof sn, MPI_BYTE, 0, comm));
   c.opts = sn.opts;
-  /* A file the store already holds is refused before it is parsed: re-running an append job
-   * costs the hash, not the whole ingest. Every rank has the same manifest and sha256. */
-  int64_t have = known ? imf_store_find_sha256(known, sn.sha) : 0;
-  if (have > 0)
-    return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s is already in the store as batch %lld (same sha256 %.16s...); nothing was added", path,
-                         (long long)have, sn.sha);
+  if (c.rank == 0) fault_change_input(path, sn.size);
+  st = refuse_known(known, path, sn.sha);
+  if (st != IMF_OK) {
+    imf_reader_close(&rd);
+    return st;
+  }
   imf_info("%s: %s%s, %s, %lld header line%s, %.1f MB on disk", path, imf_format_name(c.opts.format),
            sn.compression ? " (compressed)" : "", c.opts.rating_col ? "explicit ratings" : "implicit (no rating column)",
            (long long)sn.header_lines, sn.header_lines == 1 ? "" : "s", (double)sn.size / 1e6);
@@ -1439,10 +1492,15 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   IMF_TRY(imf_alloc(&c.scratch, c.opts.max_line_len + 16, 1), done);
   size_t chunk = (size_t)imf_cfg_int(cfg, "input.chunk_mb") << 20;
   if (chunk < c.opts.max_line_len + 2) chunk = c.opts.max_line_len + 2;
+  IMF_TRY(imf_agree(comm, imf_mem_guard("input.chunk_mb", 3.0 * (double)chunk)), done); /* guard.h */
   c.line_base = sn.header_lines;
-  st = imf_reader_open(path, &rd);
-  IMF_TRY(imf_agree(comm, st), done);
-  if (sn.compression == IMF_COMP_NONE) {
+  if (!sn.stream) {
+    /* the other ranks open the file by name: it must still be the file rank 0 sniffed */
+    if (c.rank != 0) {
+      st = imf_reader_open(path, &rd);
+      if (st == IMF_OK) st = imf_reader_check_unchanged(rd, &sn.id);
+    }
+    IMF_TRY(imf_agree(comm, st), done);
     int64_t data = sn.size - sn.header_bytes;
     int64_t lo = sn.header_bytes + data * c.rank / c.size, hi = sn.header_bytes + data * (c.rank + 1) / c.size;
     c.size_hint = (hi - lo) / 20 + 1024; /* rating lines are rarely shorter than 20 bytes */
@@ -1452,6 +1510,7 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   } else {
     IMF_TRY(read_stream(&c, rd, sn.header_lines, chunk), done);
   }
+  IMF_TRY(finish_read(comm, c.rank, rd, &sn, known, path), done);
   imf_reader_close(&rd);
   double t_parse = imf_wtime();
 

@@ -12,6 +12,7 @@
 #include "fsio.h"
 #include "lock.h"
 #include "log.h"
+#include "registry.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -310,6 +311,21 @@ imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_me
   return IMF_OK;
 }
 
+/* A version number is never reused: after `rollback` and `prune --keep 0` the highest version
+ * file is gone but registry.jsonl still names it (and its numbers are what `rollback --to` and
+ * the lineage refer to), so the next number is past the registry's highest as well. */
+static imf_status after_registry(imf_modeldir *md, int64_t *next) {
+  imf_registry_record *recs = NULL;
+  int64_t nrec = 0;
+  IMF_CHECK(imf_registry_load(md->comm, md->dir, &recs, &nrec));
+  for (int64_t j = 0; j < nrec; j++) {
+    if (recs[j].version >= *next) *next = recs[j].version + 1;
+    if (recs[j].parent >= *next) *next = recs[j].parent + 1;
+  }
+  imf_free(&recs);
+  return IMF_OK;
+}
+
 imf_status imf_modeldir_write_version(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
                                       int64_t *version) {
   *version = 0;
@@ -318,6 +334,7 @@ imf_status imf_modeldir_write_version(imf_modeldir *md, const imf_model *m, imf_
   IMF_CHECK(imf_modeldir_list_versions(md, &all, &n));
   int64_t next = n ? all[n - 1] + 1 : 1;
   free(all);
+  IMF_CHECK(after_registry(md, &next));
   char vp[PATHCAP];
   imf_modeldir_version_path(md, next, vp, sizeof vp);
   snprintf(meta->kind, sizeof meta->kind, "version");

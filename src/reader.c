@@ -31,6 +31,10 @@ struct imf_reader {
   int done;   /* end of the decompressed stream reached */
   int failed; /* a decoder error was reported; further reads repeat it */
   int inited;
+  struct stat st0; /* at open: what imf_reader_check_unchanged compares with */
+  EVP_MD_CTX *sha; /* raw bytes read in sequence, for input that cannot be hashed beforehand */
+  char *pb;        /* bytes handed to imf_reader_peek, handed out again by the next reads */
+  size_t pb_len, pb_pos;
   z_stream z;
   lzma_stream lz;
   ZSTD_DStream *zs;
@@ -48,7 +52,8 @@ static const char *comp_name(imf_compression c) {
 
 /* Open for reading, refusing directories, with errors that name the file. */
 static imf_status open_input(const char *path, int *fd_out, struct stat *st) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* `-` is standard input (a copy of the descriptor, so that closing the reader leaves it) */
+  int fd = !strcmp(path, "-") ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3) : open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
     if (e == ENOENT || e == ENOTDIR)
@@ -81,6 +86,8 @@ static imf_status read_full(imf_reader *r, void *buf, size_t cap, size_t *got) {
     if (k == 0) break;
     n += (size_t)k;
   }
+  if (r->sha && n > 0 && EVP_DigestUpdate(r->sha, buf, n) != 1)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: sha256 update failed", r->path);
   *got = n;
   return IMF_OK;
 }
@@ -117,7 +124,13 @@ imf_status imf_reader_open(const char *path, imf_reader **out) {
     return st;
   }
   r->fd = fd;
+  r->st0 = sb;
   r->size = S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : 0;
+  r->sha = EVP_MD_CTX_new();
+  if (!r->sha || EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL) != 1) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot set up sha256 (OpenSSL)", path);
+    goto fail;
+  }
   IMF_TRY(imf_alloc(&r->path, strlen(path) + 1, 1), fail);
   memcpy(r->path, path, strlen(path) + 1);
   IMF_TRY(imf_alloc(&r->in, IMF_READER_INBUF, 1), fail);
@@ -265,7 +278,7 @@ static imf_status read_zstd(imf_reader *r, char *buf, size_t cap, size_t *got) {
   return IMF_OK;
 }
 
-imf_status imf_reader_read(imf_reader *r, char *buf, size_t cap, size_t *got) {
+static imf_status read_inner(imf_reader *r, char *buf, size_t cap, size_t *got) {
   *got = 0;
   if (r->failed)
     IMF_FAIL(IMF_ERR_INPUT, "%s: corrupt or truncated %s stream (read after an error)", r->path,
@@ -291,6 +304,135 @@ imf_status imf_reader_read(imf_reader *r, char *buf, size_t cap, size_t *got) {
   case IMF_COMP_XZ: return read_xz(r, buf, cap, got);
   default: return read_zstd(r, buf, cap, got);
   }
+}
+
+imf_status imf_reader_read(imf_reader *r, char *buf, size_t cap, size_t *got) {
+  *got = 0;
+  if (r->pb_pos < r->pb_len && cap > 0) { /* what a peek took first */
+    size_t h = r->pb_len - r->pb_pos < cap ? r->pb_len - r->pb_pos : cap;
+    memcpy(buf, r->pb + r->pb_pos, h);
+    r->pb_pos += h;
+    *got = h;
+    return IMF_OK;
+  }
+  return read_inner(r, buf, cap, got);
+}
+
+imf_status imf_reader_peek(imf_reader *r, char *buf, size_t cap, size_t *got) {
+  *got = 0;
+  if (r->pb_len > 0 || r->pb_pos > 0)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: the head of the input was already taken", r->path);
+  size_t n = 0;
+  while (n < cap) {
+    size_t k = 0;
+    IMF_CHECK(read_inner(r, buf + n, cap - n, &k));
+    if (k == 0) break;
+    n += k;
+  }
+  if (n > 0) {
+    IMF_CHECK(imf_alloc_nz(&r->pb, n, 1));
+    memcpy(r->pb, buf, n);
+    r->pb_len = n;
+  }
+  *got = n;
+  return IMF_OK;
+}
+
+/* `-` is read in sequence even when it is a redirected regular file: the other ranks' standard
+ * input is not this file. */
+int imf_reader_seekable(const imf_reader *r) { return S_ISREG(r->st0.st_mode) && strcmp(r->path, "-") != 0; }
+
+static void to_hex(const unsigned char *md, unsigned n, char *hex);
+
+imf_status imf_reader_stream_sha256(imf_reader *r, char hex[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  hex[0] = '\0';
+  EVP_MD_CTX *c = EVP_MD_CTX_new(); /* a copy: the running digest may go on */
+  if (!c || EVP_MD_CTX_copy_ex(c, r->sha) != 1 || EVP_DigestFinal_ex(c, md, &mdlen) != 1 || mdlen != 32) {
+    EVP_MD_CTX_free(c);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: sha256 final failed", r->path);
+  }
+  EVP_MD_CTX_free(c);
+  to_hex(md, mdlen, hex);
+  return IMF_OK;
+}
+
+void imf_reader_file_id(const imf_reader *r, imf_file_id *id) {
+  memset(id, 0, sizeof *id);
+  id->dev = (int64_t)r->st0.st_dev;
+  id->ino = (int64_t)r->st0.st_ino;
+  id->size = (int64_t)r->st0.st_size;
+  id->mtime_s = (int64_t)r->st0.st_mtim.tv_sec;
+  id->mtime_ns = (int64_t)r->st0.st_mtim.tv_nsec;
+}
+
+static int same_id(const struct stat *sb, const imf_file_id *w, const char **what) {
+  *what = (int64_t)sb->st_dev != w->dev || (int64_t)sb->st_ino != w->ino ? "it was replaced (another inode)"
+          : (int64_t)sb->st_size != w->size                              ? "its size changed"
+          : (int64_t)sb->st_mtim.tv_sec != w->mtime_s || (int64_t)sb->st_mtim.tv_nsec != w->mtime_ns
+              ? "its modification time changed"
+              : NULL;
+  return *what == NULL;
+}
+
+imf_status imf_reader_check_unchanged(const imf_reader *r, const imf_file_id *want) {
+  if (!S_ISREG(r->st0.st_mode)) return IMF_OK; /* a pipe's mtime moves with every write */
+  struct stat now;
+  const char *what = NULL;
+  if (fstat(r->fd, &now) != 0)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot stat: %s", r->path, strerror(errno));
+  if (same_id(&now, want, &what) && strcmp(r->path, "-") != 0) {
+    if (stat(r->path, &now) != 0) what = "it was removed or renamed";
+    else same_id(&now, want, &what);
+  }
+  if (what)
+    IMF_FAIL(IMF_ERR_INPUT, "%s changed while it was read (%s); refused, nothing was written: "
+             "let the file be complete before it is read", r->path, what);
+  return IMF_OK;
+}
+
+imf_status imf_reader_sha256_prefix(imf_reader *r, int64_t len, char hex[65]) {
+  imf_status st = IMF_OK;
+  hex[0] = '\0';
+  unsigned char *blk = NULL;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(ctx);
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot set up sha256 (OpenSSL)", r->path);
+  }
+  IMF_TRY(imf_alloc_nz(&blk, IMF_SHA_BLOCK, 1), done);
+  for (int64_t off = 0; off < len;) {
+    size_t want = len - off < (int64_t)IMF_SHA_BLOCK ? (size_t)(len - off) : IMF_SHA_BLOCK;
+    ssize_t k = pread(r->fd, blk, want, (off_t)off);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: read failed: %s", r->path, strerror(errno));
+      goto done;
+    }
+    if (k == 0) {
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "%s changed while it was read (it ends at byte %lld, %lld were there at open); refused, "
+                         "nothing was written", r->path, (long long)off, (long long)len);
+      goto done;
+    }
+    if (EVP_DigestUpdate(ctx, blk, (size_t)k) != 1) {
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 update failed", r->path);
+      goto done;
+    }
+    off += k;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 final failed", r->path);
+    goto done;
+  }
+  to_hex(md, mdlen, hex);
+done:
+  EVP_MD_CTX_free(ctx);
+  imf_free(&blk);
+  return st;
 }
 
 imf_status imf_reader_pread(imf_reader *r, char *buf, size_t cap, int64_t offset, size_t *got) {
@@ -322,6 +464,8 @@ void imf_reader_close(imf_reader **rp) {
     else if (r->comp == IMF_COMP_XZ) lzma_end(&r->lz);
   }
   if (r->zs) ZSTD_freeDStream(r->zs);
+  if (r->sha) EVP_MD_CTX_free(r->sha);
+  imf_free(&r->pb);
   if (r->fd >= 0) close(r->fd);
   imf_free(&r->in);
   imf_free(&r->path);

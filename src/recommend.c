@@ -5,6 +5,8 @@
 #include "recommend.h"
 #include "config.h"
 #include "error.h"
+#include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "modeldir.h"
 #include "split.h"
@@ -200,6 +202,7 @@ out:
 imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int fallback_popular, imf_rec_list *out) {
   memset(out, 0, sizeof *out);
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   int64_t u = imf_idmap_find(r->users, user, strlen(user));
   if (u < 0) {
     if (fallback_popular) return popular(r, top, out);
@@ -286,6 +289,7 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
   if (m->type == IMF_MODEL_POP || m->type == IMF_MODEL_BIAS) /* zero factors: every cosine would be 0 */
     IMF_FAIL(IMF_ERR_USAGE, "--similar: the %s baseline has no item factors to compare", imf_model_type_name(m->type));
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   IMF_CHECK(list_alloc(out, top));
   if (r->ease) { /* EASE: cosine of B's columns, each rank its own (ease.h) */
     int cnt = 0;
@@ -336,7 +340,7 @@ static imf_status buf_printf(char **buf, size_t *len, size_t *cap, const char *f
   }
 }
 
-static imf_status write_csv(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top,
+static imf_status write_csv(imf_recommender *r, const char *path, const char *name, int64_t lo, int64_t hi, int top,
                             const int32_t *items, const float *scores, const int *count) {
   int rank;
   MPI_Comm_rank(r->comm, &rank);
@@ -360,14 +364,21 @@ out:
     free(buf);
     return st;
   }
-  long long mine = (long long)len, off = 0;
+  long long mine = (long long)len, off = 0, total = 0;
   MPI_Exscan(&mine, &off, 1, MPI_LONG_LONG, MPI_SUM, r->comm);
+  MPI_Allreduce(&mine, &total, 1, MPI_LONG_LONG, MPI_SUM, r->comm);
   if (rank == 0) off = 0;
+  /* a full disk is refused before the file is created (fsio.h) */
+  st = imf_agree(r->comm, rank == 0 ? imf_output_need_space(name, (double)total + 4096.0) : IMF_OK);
+  if (st != IMF_OK) {
+    free(buf);
+    return st;
+  }
   MPI_File fh;
   int rc = MPI_File_open(r->comm, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
   if (rc != MPI_SUCCESS) {
     free(buf);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+    return imf_agree(r->comm, imf_output_mpi_error(name, rc));
   }
   rc = MPI_File_set_size(fh, 0);
   for (size_t done = 0; rc == MPI_SUCCESS && done < len;) {
@@ -377,12 +388,12 @@ out:
   }
   MPI_File_close(&fh);
   free(buf);
-  st = rc == MPI_SUCCESS ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path);
+  st = rc == MPI_SUCCESS ? IMF_OK : imf_output_mpi_error(name, rc);
   return imf_agree(r->comm, st);
 }
 
-static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int64_t hi, int top, const int32_t *items,
-                           const float *scores) {
+static imf_status write_h5(imf_recommender *r, const char *path, const char *name, int64_t lo, int64_t hi, int top,
+                           const int32_t *items, const float *scores) {
   int rank;
   MPI_Comm_rank(r->comm, &rank);
   const imf_model *m = r->m;
@@ -399,14 +410,26 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
   }
   char *ids = NULL;
   int64_t nmine = hi - lo, nid = nmine > m->nitems ? nmine : m->nitems;
-  IMF_CHECK(imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1));
+  imf_status st = imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1);
+  /* A full disk is refused before the file is created; a write that fails later is agreed on
+   * after every dataset, with collective metadata, as the store's batch writer does: one rank
+   * failing alone left the other in H5Dwrite's allreduce for ever. */
+  double need = (double)m->nusers * ((double)top * 8.0 + (double)L) + (double)m->nitems * (double)L + 65536.0;
+  if (st == IMF_OK && rank == 0) st = imf_output_need_space(name, need);
+  st = imf_agree(r->comm, st);
+  if (st != IMF_OK) {
+    imf_free(&ids);
+    return st;
+  }
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, r->comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
   if (f < 0) {
     imf_free(&ids);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s", path);
+    return imf_agree(r->comm, imf_output_h5_error(name));
   }
   int bad = 0;
   hid_t dx = H5Pcreate(H5P_DATASET_XFER);
@@ -438,9 +461,11 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
     H5Sclose(ms);
     H5Sclose(fs);
     if (ds >= 0) H5Dclose(ds);
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, r->comm);
+    if (bad) break;
   }
   /* /item_ids: written by rank 0 */
-  {
+  if (!bad) {
     memset(ids, 0, (size_t)(nid ? nid : 1) * (size_t)L);
     for (int64_t i = 0; i < m->nitems; i++) {
       size_t l;
@@ -462,18 +487,26 @@ static imf_status write_h5(imf_recommender *r, const char *path, int64_t lo, int
   }
   H5Tclose(str);
   H5Pclose(dx);
-  if (H5Fclose(f) < 0) bad = 1;
+  if (bad) imf_h5_reason(); /* the write's reason, before the close adds its own */
+  if (H5Fclose(f) < 0 && !bad) {
+    imf_h5_reason();
+    bad = 1;
+  }
   imf_free(&ids);
-  imf_status st = bad ? imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "writing %s failed", path) : IMF_OK;
+  st = bad ? imf_output_h5_error(name) : IMF_OK;
   return imf_agree(r->comm, st);
 }
 
 imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_rec_all_stats *stats) {
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   const imf_model *m = r->m;
   double t0 = imf_wtime();
   int64_t lo, hi;
   imf_user_range(r->comm, m->nusers, &lo, &hi);
+  char what[64]; /* lists (8 bytes an entry) and their CSV text (~40 bytes), checked before allocating */
+  snprintf(what, sizeof what, "recommend --all --top %d", top);
+  IMF_CHECK(imf_agree(r->comm, imf_mem_guard(what, (double)(hi - lo) * (double)top * 48.0)));
   imf_ratings rt = {0};
   int64_t *ptr = NULL;
   int32_t *items = NULL;
@@ -520,8 +553,11 @@ out:
   if (st == IMF_OK) {
     tw = imf_wtime();
     size_t pl = strlen(path);
-    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, path, lo, hi, top, items, scores);
-    else st = write_csv(r, path, lo, hi, top, items, scores, count);
+    char tmp[4200]; /* written under a temporary name, renamed when complete (fsio.h) */
+    imf_output_tmpname_all(r->comm, path, tmp, sizeof tmp);
+    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, tmp, path, lo, hi, top, items, scores);
+    else st = write_csv(r, tmp, path, lo, hi, top, items, scores, count);
+    st = imf_output_finish_all(r->comm, st, tmp, path);
     tw = imf_wtime() - tw;
   }
   if (stats) {

@@ -8,6 +8,8 @@
 #include "synth.h"
 #include "config.h"
 #include "error.h"
+#include "fsio.h"
+#include "guard.h"
 #include "log.h"
 #include "rng.h"
 
@@ -215,7 +217,10 @@ static imf_status gen_init(gen *G, const imf_synth_opts *o) {
 
   const int64_t U = o->users, I = o->items;
   const size_t R = (size_t)o->rank;
-  imf_status st = IMF_OK;
+  /* every rank holds the planted model: (users + items) x (rank floats, 3 doubles), twice with drift */
+  imf_status st = imf_mem_guard("synth --users/--items/--rank",
+                                (double)(U + I) * ((double)R * 4.0 * (o->drift > 0 ? 2 : 1) + 32.0));
+  if (st != IMF_OK) return st;
   IMF_TRY(imf_alloc(&G->ucdf, (size_t)U, sizeof(double)), fail);
   IMF_TRY(imf_alloc(&G->uperm, (size_t)U, sizeof(int64_t)), fail);
   IMF_TRY(imf_alloc(&G->icdf, (size_t)I, sizeof(double)), fail);
@@ -465,7 +470,7 @@ typedef struct {
 
 static imf_status sink_put(sink *S, size_t n) {
   if (n && fwrite(S->out, 1, n, S->f) != n)
-    IMF_FAIL(IMF_ERR_RUNTIME, "writing %s: %s", S->path, strerror(errno));
+    return imf_output_write_error(S->path, errno); /* a full disk says so (fsio.h) */
   S->written += (int64_t)n;
   return IMF_OK;
 }
@@ -477,7 +482,7 @@ static imf_status sink_open(sink *S, zkind kind, const char *path) {
   S->outcap = SINK_OUT;
   IMF_CHECK(imf_alloc(&S->out, S->outcap, 1));
   S->f = fopen(path, "wb");
-  if (!S->f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", path, strerror(errno));
+  if (!S->f) return imf_output_write_error(path, errno);
   if (kind == Z_GZIP) {
     if (deflateInit2(&S->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
       IMF_FAIL(IMF_ERR_RUNTIME, "zlib: deflateInit2 failed");
@@ -542,7 +547,7 @@ static imf_status sink_close(sink *S) {
     else ZSTD_freeCStream(S->zs);
   }
   if (S->f && fclose(S->f) != 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "closing %s: %s", S->path, strerror(errno));
+    st = imf_output_write_error(S->path, errno);
   S->f = NULL;
   S->inited = 0;
   imf_free(&S->out);
@@ -558,7 +563,7 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
   MPI_Comm_size(comm, &P);
   MPI_File fh;
   int rc = MPI_File_open(comm, tmp, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
-  imf_status st = rc == MPI_SUCCESS ? IMF_OK : imf_err_mpi(rc, __FILE__, __LINE__, "MPI_File_open");
+  imf_status st = rc == MPI_SUCCESS ? IMF_OK : imf_output_mpi_error(tmp, rc);
   st = imf_agree(comm, st);
   if (st != IMF_OK) {
     if (rc == MPI_SUCCESS) MPI_File_close(&fh);
@@ -584,13 +589,13 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
     }
     MPI_Status ms;
     rc = MPI_File_write_at_all(fh, off, B->b, (int)B->n, MPI_BYTE, &ms);
-    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_File_write_at_all");
+    if (rc != MPI_SUCCESS) st = imf_output_mpi_error(tmp, rc);
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     base += sum;
   }
   imf_free(&sizes);
   rc = MPI_File_close(&fh);
-  if (st == IMF_OK && rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_File_close");
+  if (st == IMF_OK && rc != MPI_SUCCESS) st = imf_output_mpi_error(tmp, rc);
   *total = (int64_t)base;
   return imf_agree(comm, st);
 }

@@ -32,6 +32,7 @@
 #include "train.h"
 #include "config.h"
 #include "error.h"
+#include "guard.h"
 #include "exchange.h"
 #include "log.h"
 #include "rng.h"
@@ -351,6 +352,12 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     if (vf != part->holdout_fraction || (vf > 0 && (uint64_t)imf_cfg_int(cfg, "model.seed") != part->holdout_seed))
       imf_warn("the partition's validation set (fraction %g) differs from model.validation_fraction = %g "
                "and model.seed; using the partition's", part->holdout_fraction, vf);
+  }
+  { /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row): model.k and
+     * model.samples multiply memory, checked before allocating (guard.h) */
+    double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)imf_cfg_int(cfg, "model.samples") + 1.0 : 1.0);
+    st = imf_mem_guard("model.k (and model.samples)", (double)(part->nusers + part->nitems) * kw * 4.0 * 2.0);
+    IMF_TRY(imf_agree(t->comm, st), fail);
   }
   IMF_TRY(imf_model_create(t->type, t->k, part->nusers, part->nitems, t->type == IMF_MODEL_ALS, &t->m), fail);
   imf_model *m = t->m;

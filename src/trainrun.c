@@ -55,7 +55,8 @@ imf_status imf_install_stop_signals(void) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+  /* SIGINT too: Ctrl-C, and what a launcher may turn its own SIGINT into (README: signals) */
+  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
     IMF_FAIL(IMF_ERR_RUNTIME, "cannot install signal handlers: %s", strerror(errno));
   return IMF_OK;
 }
@@ -69,6 +70,13 @@ static int stop_hook(void *p) {
   int mine = stop_requested ? 1 : 0, any = 0;
   MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
   return any;
+}
+
+imf_status imf_stop_point(MPI_Comm comm, const char *what, const char *where) {
+  stop_ctx c = {comm};
+  if (!stop_hook(&c)) return IMF_OK;
+  IMF_FAIL(IMF_ERR_REQUEUE, "%s stopped by a signal %s; the model directory was not changed and its lock is "
+           "released: run it again", what, where);
 }
 
 static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s) {

@@ -4,12 +4,14 @@
 #include "tune.h"
 #include "config.h"
 #include "error.h"
+#include "fsio.h"
 #include "log.h"
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- the grid */
 
@@ -501,14 +503,27 @@ void imf_tune_label(const imf_tune_report *rep, int row, char *out, size_t cap) 
   }
 }
 
+/* fclose an output written under tmp, and rename it onto path if every write went through. */
+static imf_status close_output(FILE *f, const char *tmp, const char *path) {
+  int e = ferror(f) ? (errno ? errno : EIO) : 0;
+  if (fclose(f) != 0 && !e) e = errno;
+  if (e) {
+    imf_output_discard(tmp, path);
+    return imf_output_write_error(path, e);
+  }
+  return imf_output_commit(tmp, path);
+}
+
 static void csv_num(FILE *f, double v) {
   if (isfinite(v)) fprintf(f, ",%.6g", v);
   else fputs(",", f);
 }
 
 imf_status imf_tune_write_table(const imf_tune_report *rep, const char *path) {
-  FILE *f = fopen(path, "w");
-  if (!f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  char tmp[4200]; /* renamed when complete (fsio.h) */
+  imf_output_tmpname(path, tmp, sizeof tmp);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return imf_output_write_error(path, errno);
   for (int k = 0; k < rep->nkeys; k++) fprintf(f, "%s%s", k ? "," : "", rep->key[k] + 6);
   for (int j = 0; j < rep->nmetrics; j++) fprintf(f, ",%s_mean,%s_sd", rep->names[j], rep->names[j]);
   fprintf(f, ",seconds,best\n");
@@ -520,13 +535,14 @@ imf_status imf_tune_write_table(const imf_tune_report *rep, const char *path) {
     }
     fprintf(f, ",%.3f,%d\n", rep->rows[c].seconds, c == rep->best);
   }
-  if (fclose(f) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
-  return IMF_OK;
+  return close_output(f, tmp, path);
 }
 
 imf_status imf_tune_write_best(const imf_tune_report *rep, const char *path) {
-  FILE *f = fopen(path, "w");
-  if (!f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
+  char tmp[4200]; /* renamed when complete (fsio.h) */
+  imf_output_tmpname(path, tmp, sizeof tmp);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return imf_output_write_error(path, errno);
   char label[1024];
   imf_tune_label(rep, rep->best, label, sizeof label);
   fprintf(f, "; written by incremf tune: best of %d configurations by %d-fold cross-validation\n", rep->nconfigs,
@@ -534,6 +550,5 @@ imf_status imf_tune_write_best(const imf_tune_report *rep, const char *path) {
   fprintf(f, "; %s, %s = %.6g ± %.6g\n", label, rep->metric, rep->rows[rep->best].mean[rep->metric_index],
           rep->rows[rep->best].sd[rep->metric_index]);
   fputs(rep->best_ini, f);
-  if (fclose(f) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
-  return IMF_OK;
+  return close_output(f, tmp, path);
 }

@@ -142,10 +142,43 @@ for f in 0 4096 8192; do
   [ $good = 1 ] && NOK[rollback]=$(( ${NOK[rollback]:-0} + 1 ))
 done
 
-for name in prepare append train update rollback; do
-  where=$(echo ${WHERE[$name]} | tr ' ' '\n' | sed 's/v00000[0-9]*\.h5/vN.h5/; s/batch-00000[0-9]*/batch-N/' | sort | uniq -c | awk '{gsub("_", " ", $2); printf "%s%s x%s", (NR>1?", ":""), $2, $1}')
-  record "disk full during \`$name\` (tmpfs, free space varied)" "${NCASE[$name]}" \
-    "${NOK[$name]:-0}/${NCASE[$name]} handled (failed at: $where): exit 1, one line naming the file; previous state intact; rerun with space = uninterrupted result"
+# other writers (issue 22): recommend --all (csv, h5), synth (plain, compressed), the rejects file.
+# Each fails within the time limit on every rank (a full disk once left recommend's h5 writer
+# spinning for ever), says so in one line naming the file, and leaves nothing under the final
+# name (outputs are written under a temporary name and renamed).
+run 2 synth --out bad.csv --users 400 --items 300 --ratings 5000 --corrupt 0.3 --seed 5 --quiet
+for case in "recommend-h5 recs.h5" "recommend-csv recs.csv" "synth syn.csv" "synth-gz syn.csv.gz" "rejects rej.tsv"; do
+  set -- $case; name=$1; out=$2
+  for f in 0 8192; do
+    rm -rf "$mnt"/* "$mnt"/.[!.]* 2>/dev/null; leave $f
+    case $name in
+      recommend-*) timeout 60 "$mpiexec" --oversubscribe -n 2 "$bin" recommend --model m1 --data st1 --all --top 50 --out "$mnt/$out" --quiet 2> err.txt ;;
+      synth*) timeout 60 "$mpiexec" --oversubscribe -n 2 "$bin" synth --out "$mnt/$out" --ratings 200000 --quiet 2> err.txt ;;
+      rejects) timeout 60 "$mpiexec" --oversubscribe -n 2 "$bin" prepare --input bad.csv --data stj --rejects "$mnt/$out" --max-reject-fraction 0.9 --quiet 2> err.txt ;;
+    esac
+    rc=$?
+    good=1
+    if outcome "$name" $rc err.txt; then
+      check "$name, $f B free: nothing under the final name, no temporary file" \
+        test ! -e "$mnt/$out" -a -z "$(ls -A "$mnt" | grep -v '^.fill$')" || good=0
+    else good=0; fi
+    rm -rf stj
+    [ $good = 1 ] && NOK[$name]=$(( ${NOK[$name]:-0} + 1 ))
+  done
+done
+
+for name in prepare append train update rollback recommend-h5 recommend-csv synth synth-gz rejects; do
+  where=$(echo ${WHERE[$name]} | tr ' ' '\n' | sed 's/v00000[0-9]*\.h5/vN.h5/; s/batch-00000[0-9]*/batch-N/; s/synth-[0-9]*/synth-PID/' | sort | uniq -c | awk '{gsub("_", " ", $2); printf "%s%s x%s", (NR>1?", ":""), $2, $1}')
+  case $name in
+    recommend-*|synth*|rejects) outcome_text="handled (failed at: $where): exit 1 on every rank within the 60 s bound, one line naming the file and the lack of space; nothing under the final name, no temporary file left" ;;
+    *) outcome_text="handled (failed at: $where): exit 1, one line naming the file; previous state intact; rerun with space = uninterrupted result" ;;
+  esac
+  case $name in
+    recommend-h5) label="recommend --all --out x.h5" ;; recommend-csv) label="recommend --all --out x.csv" ;;
+    synth) label="synth --out x.csv" ;; synth-gz) label="synth --out x.csv.gz" ;;
+    rejects) label="prepare --rejects" ;; *) label=$name ;;
+  esac
+  record "disk full during \`$label\` (tmpfs, free space varied)" "${NCASE[$name]}" "${NOK[$name]:-0}/${NCASE[$name]} $outcome_text"
 done
 echo "e2e_faults_disk: $pass passed, $fail failed ($(elapsed) s)"
 [ $fail -eq 0 ]

@@ -1,5 +1,6 @@
 /* cmd_prepare.c - `incremf prepare` and `incremf append`: raw ratings into the data store. */
 #include "cli.h"
+#include "fsio.h"
 #include "store.h"
 #include <string.h>
 
@@ -9,9 +10,12 @@ const char IMF_USAGE_PREPARE[] =
     "\n"
     "Parse, clean and number a rating file into a new data store (batch 1).\n"
     "  --input FILE       csv, tsv, MovieLens .dat or u.data, Matrix Market .mtx, LIBMF text;\n"
-    "                     optionally .gz/.xz/.zst compressed (format auto-detected)\n"
+    "                     optionally .gz/.xz/.zst compressed (format auto-detected); a FIFO,\n"
+    "                     a pipe or - (standard input) is read once by rank 0 and scattered;\n"
+    "                     a file that changes while it is read is refused (exit 3)\n"
     "  --data STORE       store directory to create (must not hold a store yet)\n"
-    "  --rejects FILE     write every rejected line: source, line, reason, raw text\n"
+    "  --rejects FILE     write every rejected line: source, line, reason, raw text (never\n"
+    "                     the input, never inside a store: exit 2; renamed when complete)\n"
     "  --format F         auto|csv|tsv|dat|ml100k|mtx|libmf (same as --set input.format=F)\n"
     "  --max-reject-fraction X   fail before writing if more lines are rejected (default 0.05)\n"
     "Cleaning and column options are the [input] and [clean] keys: `incremf help config`.\n"
@@ -70,6 +74,10 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
   }
   if (st == IMF_OK && (!input || !store))
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "%s needs --input FILE and --data STORE", cmd);
+  if (st == IMF_OK && rejects) { /* never onto the input or into a store (fsio.h) */
+    const char *in[] = {input}, *dirs[] = {store};
+    st = imf_output_check_all(cli->comm, rejects, in, 1, dirs, 1);
+  }
   if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
   imf_ingest_report rep;
   double t0 = imf_wtime();

@@ -1,5 +1,6 @@
 /* cmd_recommend.c - `incremf recommend`: top-N items, re-ranking, similar items. */
 #include "cli.h"
+#include "fsio.h"
 #include "config.h"
 #include "recommend.h"
 #include <stdlib.h>
@@ -79,6 +80,10 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
   if (st == IMF_OK && all && !out) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--all needs --out FILE");
   if (st == IMF_OK && fb && strcmp(fb, "popular"))
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--fallback supports 'popular' only, got '%s'", fb);
+  if (st == IMF_OK && out) { /* never into the model or the store (fsio.h) */
+    const char *dirs[] = {model, store};
+    st = imf_output_check_all(cli->comm, out, NULL, 0, dirs, 2);
+  }
   if (st != IMF_OK) return imf_cli_fail(cli, "recommend", st);
   imf_recommender r;
   imf_rec_list l = {0};

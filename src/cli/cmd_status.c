@@ -1,6 +1,9 @@
 /* cmd_status.c - `incremf status`: the model directory's lineage; --check for cron and Slurm. */
 #include "cli.h"
+#include "fsio.h"
 #include "plot.h"
+#include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 const char IMF_USAGE_STATUS[] =
@@ -25,6 +28,20 @@ int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
     else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf status --help)", argv[i]);
   }
   if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "status needs --model DIR");
+  if (st == IMF_OK && check) { /* --check on a directory without a current version is not "fine" */
+    char cur[4200];
+    snprintf(cur, sizeof cur, "%s/CURRENT", model);
+    int have = cli->rank == 0 ? access(cur, F_OK) == 0 : 0;
+    MPI_Bcast(&have, 1, MPI_INT, 0, cli->comm);
+    if (!have)
+      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
+                         "%s holds no current version (a train that failed or was stopped before its first "
+                         "version leaves it so): run train", model);
+  }
+  if (st == IMF_OK && plot) { /* never into the model or the store (fsio.h) */
+    const char *dirs[] = {model, store};
+    st = imf_output_check_all(cli->comm, plot, NULL, 0, dirs, 2);
+  }
   if (st != IMF_OK) return imf_cli_fail(cli, "status", st);
   int stale = 0, drifting = 0;
   st = imf_model_status(cli->comm, model, store, cli->json, stdout, &stale, &drifting);

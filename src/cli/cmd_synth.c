@@ -2,6 +2,7 @@
  * override the synth.* configuration keys, which come from --config/--set as for every
  * subcommand. */
 #include "cli.h"
+#include "fsio.h"
 #include "synth.h"
 #include <errno.h>
 #include <math.h>
@@ -129,6 +130,7 @@ int imf_cmd_synth(imf_cli *cli, int argc, char **argv) {
   const char *out = NULL;
   /* argv is the same on every rank, so a usage error is raised by all of them alike */
   imf_status st = parse_args(cli, argc, argv, &o, &out);
+  if (st == IMF_OK && out) st = imf_output_check_all(cli->comm, out, NULL, 0, NULL, 0); /* fsio.h */
   if (st != IMF_OK) return imf_cli_fail(cli, "synth", st);
   imf_synth_result res;
   st = imf_synth_write_ex(cli->comm, &o, out, &res);

@@ -1,6 +1,7 @@
 /* cmd_tune.c - `incremf tune`: hyper-parameter search by cross-validation (library: tune.h).
  * Parses the flags, runs imf_tune, prints the table (or --json) and writes the files on rank 0. */
 #include "cli.h"
+#include "fsio.h"
 #include "tune.h"
 #include <math.h>
 #include <stdlib.h>
@@ -117,6 +118,9 @@ int imf_cmd_tune(imf_cli *cli, int argc, char **argv) {
     }
   }
   if (st == IMF_OK && !sp.grid) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "tune needs --grid \"key=v1,v2 ...\"");
+  const char *dirs[] = {sp.store};
+  if (st == IMF_OK) st = imf_output_check_all(cli->comm, out, NULL, 0, dirs, 1); /* fsio.h */
+  if (st == IMF_OK && table) st = imf_output_check_all(cli->comm, table, &out, 1, dirs, 1);
   if (st != IMF_OK) return imf_cli_fail(cli, "tune", st);
   imf_tune_report r;
   st = imf_tune(cli->comm, cli->cfg, &sp, &r);

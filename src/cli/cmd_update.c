@@ -57,7 +57,8 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
     st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "update needs --data STORE and --model DIR");
   if (st != IMF_OK) return imf_cli_fail(cli, "update", st);
   imf_update_report r;
-  st = imf_update(cli->comm, cli->cfg, store, model, &o, &r);
+  st = imf_install_stop_signals(); /* SIGTERM/SIGINT/SIGUSR1: stop at a safe point, exit 75 */
+  if (st == IMF_OK) st = imf_update(cli->comm, cli->cfg, store, model, &o, &r);
   if (st != IMF_OK) return imf_cli_fail(cli, "update", st);
   if (cli->rank == 0) {
     if (cli->json) {

@@ -43,6 +43,7 @@ imf_status imf_cli_common(imf_cli *cli, int *argc, char **argv, int *help) {
   imf_log_setup(cli->rank, cli->quiet, strcmp(logfmt, "json") ? IMF_LOG_TEXT : IMF_LOG_JSON);
   if (config) IMF_CHECK(imf_config_load_file(cli->cfg, config));
   for (int i = 0; i < nsets; i++) IMF_CHECK(imf_config_set(cli->cfg, sets[i]));
+  IMF_CHECK(imf_config_validate(cli->cfg)); /* before any I/O (config.h) */
   return IMF_OK;
 }
 

@@ -53,6 +53,21 @@ older e2e_update "update killed at each step (IMF_KILL_AT) and failed at each st
   "$(( $(cnt_words e2e_update.sh '^for point in \(.*\); do$') + $(cnt_words e2e_update.sh '^for fault in \(.*\); do$') + 3 ))" \
   "CURRENT on a loadable version, the next update completes; exit 4 for a live lock, a stale one taken over"
 
+# issue 22's accidents (tests/e2e_accidents.sh, one section per class)
+acc() { older e2e_accidents "$1" "$(n_block e2e_accidents.sh "$2" "$3")" "$4"; }
+acc "non-seekable input: a FIFO, a pipe as /dev/stdin, \`-\` (a pipe, gzip, a redirected file), a pipe already in the store (prepare, append, evaluate --test/--input, update --input)" \
+  '^# ---- 1\.' '^# ---- 2\.' "read once by rank 0 and scattered: the same batch as the plain file, the sha256 of the bytes sent; a repeated pipe refused (exit 3) after its read"
+acc "a rating file truncated or rewritten (mtime) while \`prepare\`/\`append\` read it (plain, .gz; IMF_FAULT=input_truncated/input_touched)" \
+  '^# ---- 2\.' '^# ---- 3\.' "exit 3 naming the file and what changed; no store written, the MANIFEST unchanged"
+acc "outputs aliasing an input (name, symlink, hard link) or inside a store/model (--rejects, recommend --out, synth --out, status --plot, tune --table)" \
+  '^# ---- 3\.' '^# ---- 5\.' "exit 2 before any write; the input and the MANIFEST intact; successful outputs leave no temporary file"
+acc "sizes that multiply memory: --top 10000000, --k 100000, a planted model larger than memory, input.chunk_mb=100000000, model.k x model.samples (2 GB address-space limit)" \
+  '^# ---- 5\.' '^# ---- 6\.' "lists capped at the item count (exit 0); the others exit 2 naming the option before allocating"
+acc "signals: SIGTERM to a rank during update; SIGTERM/SIGINT to the ranks and SIGUSR1 to mpirun during train; SIGTERM to run-local.sh" \
+  '^# ---- 6\.' '^# ---- 7\.' "exit 75 everywhere; train's run checkpoint written; update's lock released and CURRENT untouched, the rerun completes"
+acc "silent nonsense: --config a directory, an unclosed [section, invalid values, status --check on an empty model dir, version numbers after rollback + prune --keep 0" \
+  '^# ---- 7\.' '^echo "e2e_accidents' "exit 2 before any I/O (no directory created), exit 3 for the empty model dir, a new version number"
+
 # ---- the table ----
 table=$(mktemp /tmp/imf-fault-table.XXXXXX.md)
 {
