@@ -134,6 +134,7 @@ typedef struct {
   const char *input;      /* append this file to the store first (NULL: none) */
   const char *strategy;   /* fold-in | warm | retrain | auto; NULL: update.strategy */
   int break_lock;         /* take the model directory's lock even from another host */
+  int adopt;              /* take over a model built from another store (same id numbering) */
 } imf_update_opts;
 
 typedef struct {

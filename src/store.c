@@ -698,12 +698,13 @@ done:
   return st;
 }
 
-static void store_digest_update(imf_store *s) {
+/* The store digest over the first nb batches (with the tombstone list as it is now) into hex. */
+static void digest_prefix(const imf_store *s, int64_t nb, char *hex) {
   EVP_MD_CTX *c = EVP_MD_CTX_new();
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned n = 0;
   EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-  for (int64_t k = 0; k < s->m.nbatches; k++) sha_put(c, s->m.b[k].digest, 64);
+  for (int64_t k = 0; k < nb; k++) sha_put(c, s->m.b[k].digest, 64);
   /* a store with forgotten users is other data: the digest says so (unchanged without) */
   if (s->m.nforgotten > 0) {
     sha_put(c, "forgotten", 9);
@@ -711,7 +712,23 @@ static void store_digest_update(imf_store *s) {
   }
   EVP_DigestFinal_ex(c, d, &n);
   EVP_MD_CTX_free(c);
-  hexify(d, n, s->digest);
+  hexify(d, n, hex);
+}
+
+static void store_digest_update(imf_store *s) { digest_prefix(s, s->m.nbatches, s->digest); }
+
+int imf_store_digest_matches(const imf_store *s, int64_t from, const char *digest) {
+  /* A version is stamped with the digest of the store it was built from (its first
+   * batches_seen batches); `forget` re-stamps every version with the whole store's digest of
+   * the moment, tombstones included. Either way some prefix of at least `from` batches, with
+   * today's tombstone list (a later forget re-stamps again), gives the stamp back. */
+  char hex[65];
+  if (from < 0) from = 0;
+  for (int64_t nb = from; nb <= s->m.nbatches; nb++) {
+    digest_prefix(s, nb, hex);
+    if (!strcmp(hex, digest)) return 1;
+  }
+  return 0;
 }
 
 /* Rank 0 reads the manifest; every rank parses the same broadcast bytes. */

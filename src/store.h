@@ -74,6 +74,11 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
 imf_status imf_store_get_info(imf_store *s, imf_store_info *info);
 /* (local) Content digest: sha256 over the batches' content digests (ratings, ids), in order. */
 const char *imf_store_digest(const imf_store *s);
+/* (local) 1 when `digest` (a model version's recorded store digest) is this store's digest over
+ * its first nb batches for some nb >= from (the batches the version has seen), with the current
+ * tombstone list: the version was built from this store, or from this store before later appends
+ * (a forget re-stamps versions with the digest of its moment). 0: another store's model. */
+int imf_store_digest_matches(const imf_store *s, int64_t from, const char *digest);
 
 /* (local) The standing holdout recorded at prepare (holdout.fraction, holdout.seed): returns 1
  * when the store has one (fraction > 0). A rating (u, i) is held out iff

@@ -688,6 +688,81 @@ out:
 
 /* ------------------------------------------------------------------------------ update */
 
+/* ------------------------------------------------------------------------------ lineage */
+
+/* Whether the current version of md was built from the store at store_dir (issue 22): its
+ * recorded store digest must be one of the store's states from the batches it has seen on
+ * (imf_store_digest_matches); a version without one (older files) passes. Checked before
+ * anything is appended. A foreign model is refused (IMF_ERR_INPUT, exit 3) unless `adopt`; then
+ * *adopting = 1 and adopt_ids checks, once the model is read, that its ids are the store's
+ * first ids in the same order (the only way its rows can mean the store's users and items).
+ * Errors reading the version are left to the full read. Collective. */
+static imf_status check_lineage(MPI_Comm comm, imf_modeldir *md, const char *store_dir, const char *model_dir,
+                                int adopt, int *adopting) {
+  char cp[4400];
+  int64_t v = 0;
+  imf_ckpt_info ci;
+  memset(&ci, 0, sizeof ci);
+  *adopting = 0;
+  if (imf_modeldir_current(md, cp, sizeof cp, &v) != IMF_OK || imf_checkpoint_info(cp, &ci) != IMF_OK) {
+    imf_ckpt_info_free(&ci);
+    imf_err_clear();
+    return IMF_OK;
+  }
+  imf_store *s = NULL;
+  imf_status st = imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s);
+  int ok = 1;
+  int64_t nb = 0;
+  if (st == IMF_OK) {
+    nb = imf_store_nbatches(s);
+    ok = !ci.store_digest[0] || imf_store_digest_matches(s, ci.batches_seen, ci.store_digest);
+  }
+  imf_store_close(&s);
+  if (st == IMF_OK && !ok) {
+    if (adopt) {
+      *adopting = 1;
+      imf_warn("--adopt: version %lld of %s was not built from %s (its store digest %.16s... is none of the store's "
+               "states): adopted, if its ids are the store's first ids", (long long)v, model_dir, store_dir,
+               ci.store_digest);
+    } else
+      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                         "version %lld of %s was not built from %s: its recorded store digest %.16s... is none of "
+                         "the store's states from batch %lld to %lld; nothing was changed (`incremf update --adopt` "
+                         "takes such a model over when its user and item ids are the store's first ids, in order)",
+                         (long long)v, model_dir, store_dir, ci.store_digest, (long long)ci.batches_seen,
+                         (long long)nb);
+  }
+  imf_ckpt_info_free(&ci);
+  return imf_agree(comm, st);
+}
+
+/* --adopt: the model's ids (meta) must be the store's first ids, in order. Local (the maps and
+ * the version's lists are the same on every rank). */
+static imf_status adopt_ids(const imf_ckpt_meta *meta, const imf_idmap *users, const imf_idmap *items,
+                            const imf_model *m) {
+  const imf_idlist *l[2] = {&meta->users, &meta->items};
+  const imf_idmap *map[2] = {users, items};
+  const int64_t n[2] = {m->nusers, m->nitems};
+  static const char *const side[2] = {"user", "item"};
+  for (int k = 0; k < 2; k++) {
+    if (l[k]->n != n[k] || imf_idmap_size(map[k]) < n[k])
+      IMF_FAIL(IMF_ERR_INPUT, "--adopt: the version's %s ids (%lld) cannot be matched to the store's (%lld)", side[k],
+               (long long)l[k]->n, (long long)imf_idmap_size(map[k]));
+    for (int64_t j = 0; j < n[k]; j++) {
+      size_t len = 0;
+      const char *id = imf_idmap_get(map[k], j, &len);
+      int64_t a = l[k]->off[j], b = l[k]->off[j + 1];
+      if ((size_t)(b - a) != len || memcmp(id, l[k]->blob + a, len) != 0)
+        IMF_FAIL(IMF_ERR_INPUT, "--adopt: %s %lld of the version is '%.*s' but the store's is '%.*s': the numbering "
+                 "differs, the model cannot be adopted", side[k], (long long)j, (int)(b - a), l[k]->blob + a,
+                 (int)len, id);
+    }
+  }
+  return IMF_OK;
+}
+
+/* ------------------------------------------------------------------------------ update */
+
 imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                       const imf_update_opts *o, imf_update_report *rep) {
   imf_status st = IMF_OK;
@@ -755,6 +830,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
                             "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
                             "retrain it once with `incremf train --set model.type=ease`", model_dir), out);
   }
+  int adopting = 0;
+  IMF_TRY(check_lineage(comm, md, store_dir, model_dir, o->adopt, &adopting), out);
   if (o->input) {
     const double ta = imf_wtime();
     imf_ingest_report irep;
@@ -777,7 +854,10 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   if (is_ease) IMF_TRY(imf_agree(comm, imf_ease_handle(champ)), out);
   IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
   if (ranking) IMF_TRY(imf_agree(comm, imf_judge_relevance_threshold(cfg, champ, s, &jm.threshold)), out);
-  int64_t nb = imf_store_nbatches(s), seen = cmeta.batches_seen;
+  /* an adopted model has seen none of this store's batches that can be checked: all are new */
+  int64_t nb = imf_store_nbatches(s), seen = adopting ? 0 : cmeta.batches_seen;
+  if (adopting)
+    note_add(rep->note, sizeof rep->note, "adopted: built from another store, every batch of %s folded in", store_dir);
   rep->current = rep->parent;
   rep->batches_seen = seen;
   if (seen > nb)
@@ -802,6 +882,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   IMF_TRY(imf_idmap_create(&items), out);
   IMF_TRY(imf_store_load_idmaps(s, users, items), out);
   int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
+  if (adopting) IMF_TRY(adopt_ids(&cmeta, users, items, champ), out);
   if (champ->nusers > nu || champ->nitems > ni)
     IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "version %lld has more users or items than %s",
                           (long long)rep->parent, store_dir), out);

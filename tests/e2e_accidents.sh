@@ -2,7 +2,8 @@
 # e2e_accidents.sh - accidents real users have (issue 22), one section per class: input that
 # cannot be sought (FIFO, pipe, /dev/stdin, -), input that changes while it is read, outputs
 # that alias inputs, stores or models, huge sizes from the user, and values that used to be
-# silently accepted. Full disks are in e2e_faults_disk.sh. Small synthetic data, 2 ranks.
+# silently accepted, a model updated on a store it was not built from. Full disks are in
+# e2e_faults_disk.sh. Small synthetic data, 2 ranks.
 set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 tmp=$(mktemp -d /tmp/imf-e2e-accidents.XXXXXX)
@@ -171,6 +172,35 @@ trun 2 update --data sv --model mv --strategy warm --set update.tolerance=1e9 --
 cur=$(sed 's/^v0*//; s/\.h5$//' mv/CURRENT)
 check "update after rollback + prune --keep 0: a new version number ($cur > $before, was: reused)" \
   test $rc -eq 0 -a "$cur" -gt "${before:-0}"
+
+# ---- 8. a model and a store that do not belong together: refused unless adopted ------------
+run 1 synth --out o.csv --users 150 --items 90 --ratings 3000 --seed 9 --quiet || bad "synth o.csv"
+run 2 prepare --input o.csv --data other --quiet || bad "prepare other"
+cp -r m mf; cp other/MANIFEST other.manifest
+trun 2 update --data other --model mf --input r2.csv --quiet > /dev/null 2> err; rc=$?
+check "update of a model trained on another store: exit 3 naming it (was: promoted, re-stamped)" \
+  test $rc -eq 3 -a -n "$(grep -o 'was not built from' err)"
+unchanged() { cmp -s other/MANIFEST other.manifest && [ "$(cat mf/CURRENT)" = "$(cat m/CURRENT)" ]; }
+check "... nothing appended to that store, CURRENT unchanged" unchanged
+trun 2 update --data other --model mf --adopt --quiet > /dev/null 2> err; rc=$?
+check "--adopt with other ids: exit 3 saying they do not match" \
+  test $rc -eq 3 -a -n "$(grep -oE 'numbering differs|cannot be matched' err)"
+# the same ids in the same order (a store prepared from the whole file, the model from its head)
+head -n 3001 r.csv > head.csv
+run 2 prepare --input head.csv --data hs --quiet || bad "prepare hs"
+run 2 train --data hs --model mh --set model.iterations=3 --quiet || bad "train mh"
+cp -r ref whole
+trun 2 update --data whole --model mh --quiet > /dev/null 2> err; rc=$?
+check "a model from a store prepared from the file's head, updated on the whole file's: exit 3" test $rc -eq 3
+trun 2 update --data whole --model mh --adopt --set update.tolerance=1e9 --quiet > /dev/null 2> err; rc=$?
+check "... with --adopt (its ids are the store's first ids): exit 0, a new current version" \
+  test $rc -eq 0 -a "$(cat mh/CURRENT)" != "v000001.h5"
+# its own store after forget (which re-stamps the versions) and an append: still its own
+cp -r ref rf; cp -r m mfg
+user=$(sed -n 2p r.csv | cut -d, -f1)
+run 2 forget --data rf --model mfg --user "$user" --quiet > /dev/null || bad "forget"
+trun 2 update --data rf --model mfg --input o.csv --set update.tolerance=1e9 --quiet > /dev/null 2> err; rc=$?
+check "its own store after forget and an append: update exit 0" test $rc -eq 0
 
 echo "e2e_accidents: $pass passed, $fail failed"
 [ $fail -eq 0 ]

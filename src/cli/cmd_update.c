@@ -6,7 +6,7 @@
 
 const char IMF_USAGE_UPDATE[] =
     "usage: incremf update --data STORE --model DIR [--input new.csv] [--strategy fold-in|warm|retrain|auto]\n"
-    "                      [--break-lock] [--config FILE.ini] [--set update.tolerance=0.005 ...] [--json]\n"
+    "                      [--break-lock] [--adopt] [--config FILE.ini] [--set update.tolerance=0.005 ...] [--json]\n"
     "\n"
     "Bring DIR's current model (the champion) up to date with every batch of STORE it has not seen.\n"
     "  --input FILE  first append FILE to STORE exactly as `append` does (refused if already there)\n"
@@ -23,7 +23,10 @@ const char IMF_USAGE_UPDATE[] =
     "paired-bootstrap interval and the number of users are printed. It becomes the current version\n"
     "unless it is worse than the champion by more than update.tolerance (a share of the champion's\n"
     "score), its factors or weights are not finite, or its loss diverges. Otherwise it is kept as a\n"
-    "rejected version and the champion stays current: still exit 0, with the decision printed.\n";
+    "rejected version and the champion stays current: still exit 0, with the decision printed.\n"
+    "A model built from another store (its recorded store digest is none of STORE's states) is\n"
+    "refused with exit 3 before anything is appended; --adopt takes it over when its user and item\n"
+    "ids are STORE's first ids in the same order (else exit 3).\n";
 
 static void jnum(const char *key, double v) {
   if (isfinite(v)) printf(",\"%s\":%.6g", key, v);
@@ -51,6 +54,7 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--input")) st = imf_cli_value(argc, argv, &i, &o.input);
     else if (!strcmp(argv[i], "--strategy")) st = imf_cli_value(argc, argv, &i, &o.strategy);
     else if (!strcmp(argv[i], "--break-lock")) o.break_lock = 1;
+    else if (!strcmp(argv[i], "--adopt")) o.adopt = 1;
     else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf update --help)", argv[i]);
   }
   if (st == IMF_OK && (!store || !model))
