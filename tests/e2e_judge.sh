@@ -199,7 +199,8 @@ check "after older registry lines: the next fold-in still judges (reads the whol
 import json; d = json.load(open('t5b.json')); assert d['metric'] == 'rmse' and d['diff_users'] > 0, d"
 
 # 6. drift on the ranking metric: newest_score against the mean of the previous updates'
-# (update.drift_threshold = -5: any finite history counts as a fall, to see the flag set)
+# (update.drift_threshold = 0: the flag must equal newest_score < drift_baseline, computed here;
+# negative thresholds are refused up front since issue 22)
 fresh s6; run 2 train --data s6 --model m6 $ials --set model.iterations=3 || bad "train ials 6"
 $PY - <<'PYEOF'
 lines = open('b1.csv').read().splitlines()
@@ -208,13 +209,16 @@ for j in range(3):
     open('c%d.csv' % j, 'w').write('\n'.join([hdr] + rows[j::3]) + '\n')
 PYEOF
 for j in 0 1 2; do
-  run 2 update --data s6 --model m6 --input c$j.csv --strategy fold-in --set update.drift_threshold=-5 --json --quiet > dr$j.json
+  run 2 update --data s6 --model m6 --input c$j.csv --strategy fold-in --set update.drift_threshold=0 --json --quiet > dr$j.json
 done
-check "ranking drift: newest_score recorded; flagged once two earlier updates give a history" $PY -c "
+check "ranking drift: newest_score recorded; flagged exactly when it falls below the history" $PY -c "
 import json; d = [json.load(open('dr%d.json' % j)) for j in range(3)]
 assert all(x['newest_score'] is not None and x['newest_score'] >= 0 for x in d), d
-assert d[0]['drift'] is False and d[1]['drift'] is False and d[2]['drift'] is True, [x['drift'] for x in d]
-assert d[2]['drift_baseline'] is not None and d[2]['newest_rmse'] is None, d[2]"
+assert d[0]['drift'] is False and d[1]['drift'] is False, [x['drift'] for x in d]
+assert d[2]['drift_baseline'] is not None and d[2]['newest_rmse'] is None, d[2]
+base = (d[0]['newest_score'] + d[1]['newest_score']) / 2
+assert abs(d[2]['drift_baseline'] - base) < 1e-6 * max(1, base), (d[2]['drift_baseline'], base)
+assert d[2]['drift'] is (d[2]['newest_score'] < d[2]['drift_baseline']), d[2]"
 
 echo "e2e_judge: $pass passed, $fail failed"
 [ $fail -eq 0 ]
