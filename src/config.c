@@ -115,6 +115,9 @@ static const key_def KEYS[] = {
     {"update.foldin_read", T_ENUM, "touched", "touched|full",
      "fold-in reads only the touched users' and items' histories through the store's indexes "
      "(touched), or the whole store (full: the reference path)"},
+    {"update.ease_woodbury_max_rank", T_STR, "auto", NULL,
+     "EASE update: a low-rank (Woodbury) update of the stored inverse when the change has at most this rank "
+     "(2 per changed user, 1 per new one), else a refactorisation; auto = items / 4 (measured crossover), 0 = never"},
     /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
     {"eval.relevance_threshold", T_DOUBLE_OR_NONE, "4", NULL,

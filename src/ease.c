@@ -55,6 +55,8 @@ struct imf_ease {
   double lambda;
   double *G;                  /* local part of the Gram matrix X^T X (no ridge), or NULL */
   double *A;                  /* local part of B, or NULL before a solve */
+  double *P;                  /* local part of P = (G + lambda I)^-1 (both triangles), or NULL:
+                                 kept by imf_ease_solve_p, updated by imf_ease_woodbury */
   double t_assemble, t_potrf, t_potri;
 };
 
@@ -139,6 +141,7 @@ void imf_ease_destroy(imf_ease **pe) {
   imf_ease *e = *pe;
   imf_free(&e->A);
   imf_free(&e->G);
+  imf_free(&e->P);
   free(e->grid_of_rank);
   free(e->rank_at);
   /* Only the grid is released: Cblacs_exit would tear BLACS down for the rest of the process
@@ -170,6 +173,12 @@ int64_t imf_ease_nitems(const imf_ease *e) { return e->n; }
 double imf_ease_lambda(const imf_ease *e) { return e->lambda; }
 double *imf_ease_gram(imf_ease *e) { return e->G; }
 double *imf_ease_b(imf_ease *e) { return e->A; }
+double *imf_ease_p(imf_ease *e) { return e->P; }
+MPI_Comm imf_ease_comm(const imf_ease *e) { return e->comm; }
+int imf_ease_legacy_format(void) {
+  const char *v = getenv("IMF_EASE_LEGACY_FORMAT");
+  return v && !strcmp(v, "1");
+}
 
 void imf_ease_get_layout(const imf_ease *e, imf_ease_layout *l) {
   l->n = e->n;
@@ -203,6 +212,18 @@ imf_status imf_ease_alloc_b(imf_ease *e) {
 }
 
 void imf_ease_drop_gram(imf_ease *e) { imf_free(&e->G); }
+void imf_ease_drop_p(imf_ease *e) { imf_free(&e->P); }
+
+imf_status imf_ease_alloc_p(imf_ease *e) {
+  if (e->P) return IMF_OK;
+  return imf_alloc(&e->P, cells(e), sizeof *e->P);
+}
+
+void imf_ease_round_b(imf_ease *e) {
+  if (!e->A) return;
+  size_t c = cells(e);
+  for (size_t x = 0; x < c; x++) e->A[x] = (double)(float)e->A[x];
+}
 
 imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
   *out = NULL;
@@ -317,6 +338,15 @@ out:
   imf_free(&ptr);
   imf_free(&idx);
   return st;
+}
+
+imf_status imf_ease_add_rows(imf_ease *e, int64_t nrows, const int64_t *ptr, const int32_t *idx) {
+  IMF_MPI(MPI_Barrier(e->comm));
+  double t0 = MPI_Wtime();
+  IMF_CHECK(assemble_rows(e, nrows, ptr, idx, 1.0));
+  IMF_MPI(MPI_Barrier(e->comm));
+  e->t_assemble += MPI_Wtime() - t0;
+  return IMF_OK;
 }
 
 /* ---- sparse Gram updates ---- */
@@ -501,37 +531,88 @@ imf_status imf_ease_grow(imf_ease *e, int64_t n2) {
   if (n2 == e->n) return IMF_OK;
   imf_status st = IMF_OK;
   int oldm = e->mloc, oldn = e->nloc, oldl = e->lld, oldorder = e->n;
-  double *G = NULL;
+  double *G = NULL, *P = NULL;
   e->n = (int)n2;
   st = set_layout(e);
   if (st == IMF_OK && e->G) st = imf_alloc(&G, cells(e), sizeof *G);
+  if (st == IMF_OK && e->P) st = imf_alloc(&P, cells(e), sizeof *P);
   st = imf_agree(e->comm, st);
   if (st != IMF_OK) {
     e->n = oldorder;
     set_layout(e);
     imf_free(&G);
+    imf_free(&P);
     return st;
   }
-  if (e->G) {
-    for (int lj = 0; lj < oldn; lj++)
-      memcpy(G + (size_t)lj * (size_t)e->lld, e->G + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *G);
+  for (int lj = 0; lj < oldn; lj++) {
+    if (G) memcpy(G + (size_t)lj * (size_t)e->lld, e->G + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *G);
+    if (P) memcpy(P + (size_t)lj * (size_t)e->lld, e->P + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *P);
+  }
+  if (G) {
     imf_free(&e->G);
     e->G = G;
+  }
+  if (P) {
+    /* (G + lambda I)^-1 of the grown matrix: the new items' rows and columns of G are 0, so
+     * the inverse is block diagonal with 1/lambda on their diagonal */
+    for (int lj = 0; lj < e->nloc; lj++) {
+      int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+      if (j >= oldorder && (j / e->nb) % e->nprow == e->myrow)
+        P[(size_t)lj * (size_t)e->lld + (size_t)g2l(j, e->nb, e->nprow)] = 1.0 / e->lambda;
+    }
+    imf_free(&e->P);
+    e->P = P;
   }
   imf_free(&e->A);
   return IMF_OK;
 }
 
-imf_status imf_ease_solve(imf_ease *e, int keep_gram) {
+imf_status imf_ease_solve(imf_ease *e, int keep_gram) { return imf_ease_solve_p(e, keep_gram, 0); }
+
+/* B = I - P diagMat(1/diag(P)) into e->A from the full symmetric P (src, local part; may be
+ * e->A itself): B_ij = -P_ij / P_jj off the diagonal, diag(B) = 0 exactly. diag(P) is the only
+ * replicated piece (n doubles, one owner per entry: the sum is exact). */
+static imf_status form_b(imf_ease *e, const double *src) {
+  double *dg = NULL;
+  int lld = e->lld;
+  IMF_CHECK(imf_agree(e->comm, imf_alloc(&dg, (size_t)e->n, sizeof *dg)));
+  for (int lj = 0; lj < e->nloc; lj++) {
+    int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+    if ((j / e->nb) % e->nprow == e->myrow) dg[j] = src[(size_t)lj * (size_t)lld + (size_t)g2l(j, e->nb, e->nprow)];
+  }
+  imf_status st = allreduce_chunks(e->comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM);
+  if (st == IMF_OK)
+    for (int lj = 0; lj < e->nloc; lj++) {
+      int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+      double s = 1.0 / dg[j];
+      for (int li = 0; li < e->mloc; li++) {
+        int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
+        size_t at = (size_t)lj * (size_t)lld + (size_t)li;
+        e->A[at] = i == j ? 0.0 : -src[at] * s;
+      }
+    }
+  imf_free(&dg);
+  return st;
+}
+
+imf_status imf_ease_b_from_p(imf_ease *e) {
+  imf_status st = e->P ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no P to form B from");
+  if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, cells(e), sizeof *e->A);
+  IMF_CHECK(imf_agree(e->comm, st));
+  return form_b(e, e->P);
+}
+
+imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p) {
   imf_status st = IMF_OK;
   MPI_Comm comm = e->comm;
-  double *T = NULL, *dg = NULL;
+  double *T = NULL;
   int one = 1, info = 0, lld = e->lld;
   size_t c = cells(e);
   if (!e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no Gram matrix to solve");
   if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, c, sizeof *e->A);
   if (st == IMF_OK && keep_gram) st = imf_alloc_nz(&T, c, sizeof *T);
-  if (st == IMF_OK) st = imf_alloc(&dg, (size_t)e->n, sizeof *dg);
+  if (st == IMF_OK && keep_p && !e->P) st = imf_alloc_nz(&e->P, c, sizeof *e->P);
+  if (st == IMF_OK && !keep_p) imf_free(&e->P);
   IMF_TRY(imf_agree(comm, st), out);
   /* A = G + lambda I */
   memcpy(e->A, e->G, c * sizeof *e->A);
@@ -573,25 +654,17 @@ imf_status imf_ease_solve(imf_ease *e, int keep_gram) {
       int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
       size_t at = (size_t)lj * (size_t)lld + (size_t)li;
       if (i < j) e->A[at] = T[at];
-      if (i == j) dg[i] = e->A[at];
     }
   }
-  /* diag(P) replicated (n doubles: the only replicated piece of the solve) */
-  IMF_TRY(allreduce_chunks(comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM), out);
-  /* B = I - P diagMat(1/diag(P)): B_ij = -P_ij / P_jj off the diagonal, diag(B) = 0 exactly */
-  for (int lj = 0; lj < e->nloc; lj++) {
-    int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
-    double s = 1.0 / dg[j];
-    for (int li = 0; li < e->mloc; li++) {
-      int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
-      size_t at = (size_t)lj * (size_t)lld + (size_t)li;
-      e->A[at] = i == j ? 0.0 : -e->A[at] * s;
-    }
-  }
+  /* P itself, for a later low-rank update (imf_ease_woodbury), before A becomes B */
+  if (keep_p) memcpy(e->P, e->A, c * sizeof *e->P);
+  IMF_TRY(form_b(e, e->A), out);
 out:
   imf_free(&T);
-  imf_free(&dg);
-  if (st != IMF_OK) imf_free(&e->A);
+  if (st != IMF_OK) {
+    imf_free(&e->A);
+    imf_free(&e->P);
+  }
   return st;
 }
 
@@ -648,7 +721,7 @@ static void hash_add(uint64_t lane[2], uint64_t key, uint64_t v) {
 }
 
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
-  const double *src = which ? e->A : e->G;
+  const double *src = which == 2 ? e->P : which ? e->A : e->G;
   imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
   IMF_CHECK(imf_agree(e->comm, st));
   uint64_t lane[2] = {0, 0};
@@ -799,7 +872,9 @@ imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t ulo, 
   }
   IMF_TRY(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e), out);
   IMF_TRY(imf_ease_add_ratings(e, local), out);
-  IMF_TRY(imf_ease_solve(e, state != NULL), out);
+  /* the version keeps B and (in a P file) P, the start of the next low-rank update */
+  IMF_TRY(imf_ease_solve_p(e, state != NULL && imf_ease_legacy_format(), state != NULL && !imf_ease_legacy_format()),
+          out);
   IMF_TRY(imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nusers, nitems, 0, &m)), out);
   m->mu = 0;
   m->lambda = lambda;

@@ -225,6 +225,8 @@ imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int bre
     size_t l = strlen(note);
     if (l + 24 < sizeof note) snprintf(note + l, sizeof note - l, " v%lld", (long long)v);
   }
+  /* EASE P files no kept version references */
+  IMF_TRY(imf_modeldir_gc_ease(md, 1, NULL), done);
   if (*removed > 0) {
     imf_registry_record rec;
     imf_registry_record_init(&rec);
