@@ -286,7 +286,8 @@ static imf_status forget_ease(MPI_Comm comm, const char *vp, imf_model *m, int64
     if (st == IMF_OK) st = imf_ease_add_ratings(e, &r);
     imf_ratings_free(&r);
   }
-  if (st == IMF_OK) st = imf_ease_solve(e, 1);
+  /* P kept for the rewritten version's P file (the next update's start) */
+  if (st == IMF_OK) st = imf_ease_solve_p(e, imf_ease_legacy_format(), !imf_ease_legacy_format());
   if (st == IMF_OK) st = imf_agree(comm, imf_ease_handle(m));
   if (st == IMF_OK) *out = e;
   else {
@@ -416,6 +417,8 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);
   }
+  /* EASE: P files computed with the user's row, referenced by no version now, go too */
+  IMF_TRY(imf_modeldir_gc_ease(md, 1, NULL), done);
   if (again && *versions_rewritten == 0) {
     int64_t rr = 0, rf = 0;
     IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
