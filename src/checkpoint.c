@@ -439,14 +439,23 @@ static imf_status io_status(const io_ctx *c, int write, const char *name, herr_t
            imf_h5_last());
 }
 
-/* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. */
+/* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. An f32
+ * dataset (B since 2026-12-07) goes through a float buffer of one round, converted here: HDF5's
+ * own conversion would turn the collective strided transfer into many small independent ones. */
 static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L, double *local, int write,
                               const char *name) {
   int per = 0, rounds = 0;
   IMF_CHECK(bc_rounds(c, L, &per, &rounds));
+  hid_t ft = H5Dget_type(d);
+  int f32 = ft >= 0 && H5Tget_class(ft) == H5T_FLOAT && H5Tget_size(ft) == 4;
+  if (ft >= 0) H5Tclose(ft);
+  float *fb = NULL;
+  imf_status st = f32 ? imf_alloc_nz(&fb, (size_t)per * (size_t)(L->mloc > 0 ? L->mloc : 1), sizeof *fb) : IMF_OK;
+  IMF_CHECK(imf_agree(c->comm, st));
   hid_t fs = H5Dget_space(d);
   herr_t e = fs < 0 ? -1 : 0;
   static double dummy[1];
+  static float fdummy[1];
   for (int t = 0; t < rounds && e >= 0; t++) {
     int lc0 = t * per, lc1 = lc0 + per < L->nloc ? lc0 + per : L->nloc;
     int have = L->mloc > 0 && lc1 > lc0;
@@ -455,12 +464,19 @@ static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L
     e = ms < 0 ? -1 : select_bc(fs, L, lc0, lc1);
     if (e >= 0 && !have) e = H5Sselect_none(ms);
     double *p = have ? local + (size_t)lc0 * (size_t)L->lld : dummy;
-    if (e >= 0) e = write ? H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p)
-                          : H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p);
+    size_t cnt = have ? (size_t)(lc1 - lc0) * (size_t)L->mloc : 0; /* lld == mloc when mloc > 0 */
+    if (f32 && write)
+      for (size_t x = 0; x < cnt; x++) fb[x] = (float)p[x];
+    void *buf = f32 ? (void *)(have ? fb : fdummy) : (void *)p;
+    hid_t mt = f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    if (e >= 0) e = write ? H5Dwrite(d, mt, ms, fs, c->dxpl, buf) : H5Dread(d, mt, ms, fs, c->dxpl, buf);
+    if (e >= 0 && f32 && !write)
+      for (size_t x = 0; x < cnt; x++) p[x] = (double)fb[x];
     if (e < 0) imf_h5_reason();
     if (ms >= 0) H5Sclose(ms);
   }
   if (fs >= 0) H5Sclose(fs);
+  imf_free(&fb);
   return io_status(c, write, name, e);
 }
 

@@ -534,8 +534,9 @@ imf_status imf_ease_grow(imf_ease *e, int64_t n2) {
   double *G = NULL, *P = NULL;
   e->n = (int)n2;
   st = set_layout(e);
-  if (st == IMF_OK && e->G) st = imf_alloc(&G, cells(e), sizeof *G);
-  if (st == IMF_OK && e->P) st = imf_alloc(&P, cells(e), sizeof *P);
+  /* not zeroed: every element is written below (one pass over memory instead of two) */
+  if (st == IMF_OK && e->G) st = imf_alloc_nz(&G, cells(e), sizeof *G);
+  if (st == IMF_OK && e->P) st = imf_alloc_nz(&P, cells(e), sizeof *P);
   st = imf_agree(e->comm, st);
   if (st != IMF_OK) {
     e->n = oldorder;
@@ -544,9 +545,16 @@ imf_status imf_ease_grow(imf_ease *e, int64_t n2) {
     imf_free(&P);
     return st;
   }
-  for (int lj = 0; lj < oldn; lj++) {
-    if (G) memcpy(G + (size_t)lj * (size_t)e->lld, e->G + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *G);
-    if (P) memcpy(P + (size_t)lj * (size_t)e->lld, e->P + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *P);
+  for (int lj = 0; lj < e->nloc; lj++) {
+    size_t keep = lj < oldn ? (size_t)oldm : 0, at = (size_t)lj * (size_t)e->lld, rest = (size_t)e->mloc - keep;
+    if (G) {
+      if (keep) memcpy(G + at, e->G + (size_t)lj * (size_t)oldl, keep * sizeof *G);
+      memset(G + at + keep, 0, rest * sizeof *G);
+    }
+    if (P) {
+      if (keep) memcpy(P + at, e->P + (size_t)lj * (size_t)oldl, keep * sizeof *P);
+      memset(P + at + keep, 0, rest * sizeof *P);
+    }
   }
   if (G) {
     imf_free(&e->G);
