@@ -45,6 +45,9 @@ check "version: B in f32, no Gram matrix, a P file named by its hash" $PY -c "
 import h5py, eu, os; p = eu.current('m'); f = h5py.File(p, 'r')
 assert f['ease/BT'].dtype.itemsize == 4 and 'ease/gram' not in f
 assert eu.pfiles('m') == sorted(eu.refs('m')) and len(eu.pfiles('m')) == 1, (eu.pfiles('m'), eu.refs('m'))"
+run 1 inspect m --json --quiet > i.json
+check "inspect --json: no Gram matrix, B, and ease_p_file naming the P file" $PY -c "
+import json, eu; d = json.load(open('i.json')); assert not d['ease_gram'] and d['ease_b'] and [d['ease_p_file']] == eu.pfiles('m'), d"
 n=$($PY -c "import h5py, eu; print(h5py.File(eu.current('m'), 'r').attrs['nitems'])")
 bytes=$(stat -c %s m/versions/v000001.h5)
 echo "n = $n items: version file $bytes bytes = $($PY -c "print(round($bytes / (4 * $n * $n), 4))") x 4n^2"
