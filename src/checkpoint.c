@@ -1588,8 +1588,8 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
   if (((want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram) || ((want & IMF_CKPT_EASE_B) && !in->ease_has_b))
     IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE %s", path, (want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram ? "Gram matrix" : "B");
   imf_ease *e = NULL;
-  IMF_CHECK(imf_ease_create(comm, in->ease_items, in->lambda, grid, &e));
-  if (!(want & IMF_CKPT_EASE_GRAM)) imf_ease_drop_gram(e);
+  IMF_CHECK(want & IMF_CKPT_EASE_GRAM ? imf_ease_create(comm, in->ease_items, in->lambda, grid, &e)
+                                      : imf_ease_create_empty(comm, in->ease_items, in->lambda, grid, &e));
   if (want & IMF_CKPT_EASE_B) st = imf_ease_alloc_b(e);
   IMF_TRY(imf_agree(comm, st), fail);
   hid_t f = -1;
@@ -1654,11 +1654,8 @@ imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid,
   free(fmt);
   free(hash);
   if (!ok) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s does not match %s (not its P file)", pp, path);
-  if (st == IMF_OK) st = imf_ease_create(comm, n, lambda, grid, &e);
-  if (st == IMF_OK) {
-    imf_ease_drop_gram(e);
-    st = imf_agree(comm, imf_ease_alloc_p(e));
-  }
+  if (st == IMF_OK) st = imf_ease_create_empty(comm, n, lambda, grid, &e);
+  if (st == IMF_OK) st = imf_agree(comm, imf_ease_alloc_p(e));
   if (st == IMF_OK) {
     io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), pp};
     H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);

@@ -206,9 +206,10 @@ static imf_status set_layout(imf_ease *e) {
   return IMF_OK;
 }
 
+/* not zeroed: a reader writes every element (one pass over the memory, not two) */
 imf_status imf_ease_alloc_b(imf_ease *e) {
   if (e->A) return IMF_OK;
-  return imf_alloc(&e->A, cells(e), sizeof *e->A);
+  return imf_alloc_nz(&e->A, cells(e), sizeof *e->A);
 }
 
 void imf_ease_drop_gram(imf_ease *e) { imf_free(&e->G); }
@@ -216,7 +217,7 @@ void imf_ease_drop_p(imf_ease *e) { imf_free(&e->P); }
 
 imf_status imf_ease_alloc_p(imf_ease *e) {
   if (e->P) return IMF_OK;
-  return imf_alloc(&e->P, cells(e), sizeof *e->P);
+  return imf_alloc_nz(&e->P, cells(e), sizeof *e->P);
 }
 
 void imf_ease_round_b(imf_ease *e) {
@@ -225,7 +226,15 @@ void imf_ease_round_b(imf_ease *e) {
   for (size_t x = 0; x < c; x++) e->A[x] = (double)(float)e->A[x];
 }
 
+static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, int gram, imf_ease **out);
 imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
+  return ease_create(comm, nitems, lambda, grid, 1, out);
+}
+imf_status imf_ease_create_empty(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
+  return ease_create(comm, nitems, lambda, grid, 0, out);
+}
+
+static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, int gram, imf_ease **out) {
   *out = NULL;
   imf_status st = IMF_OK;
   int size;
@@ -265,7 +274,7 @@ imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int gri
   IMF_MPI(MPI_Allgather(mine, 2, MPI_INT, e->grid_of_rank, 2, MPI_INT, comm));
   for (int r = 0; r < size; r++) e->rank_at[e->grid_of_rank[2 * r] * e->npcol + e->grid_of_rank[2 * r + 1]] = r;
   st = set_layout(e);
-  if (st == IMF_OK) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
+  if (st == IMF_OK && gram) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
   IMF_TRY(imf_agree(comm, st), fail);
   *out = e;
   return IMF_OK;
@@ -917,12 +926,16 @@ imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out) {
   imf_status st = e->A ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no B to redistribute");
   IMF_CHECK(imf_agree(e->comm, st));
   imf_ease *c = NULL;
-  IMF_CHECK(imf_ease_create(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
-  imf_ease_drop_gram(c);
-  IMF_TRY(imf_agree(e->comm, imf_ease_alloc_b(c)), fail);
-  /* ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
-   * every process of both, as the routine requires) */
-  Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
+  IMF_CHECK(imf_ease_create_empty(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
+  IMF_TRY(imf_agree(e->comm, imf_alloc_nz(&c->A, cells(c), sizeof *c->A)), fail); /* filled below */
+  /* Already 1 x P with every rank in the same column (a low-rank update's state, or the solve's
+   * grid on a prime rank count): the local parts are the same blocks, a copy. Otherwise
+   * ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
+   * every process of both, as the routine requires), several times slower. */
+  int same = e->nprow == 1 && e->npcol == c->npcol && e->mycol == c->mycol && e->nloc == c->nloc && e->lld == c->lld;
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, e->comm));
+  if (same) memcpy(c->A, e->A, cells(e) * sizeof *c->A);
+  else Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
   *out = c;
   return IMF_OK;
 fail:

@@ -44,6 +44,8 @@ typedef struct imf_ease imf_ease;
  * IMF_ERR_USAGE for lambda <= 0 (G = X^T X + lambda I must be positive definite) or nitems
  * outside [1, 10^6]. */
 imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out);
+/* Collective: the same without the Gram matrix's memory (readers, redistribution). */
+imf_status imf_ease_create_empty(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out);
 void imf_ease_destroy(imf_ease **e);
 
 /* Collective: Gram += X^T X of this rank's ratings (any users; a repeated (user, item) pair
@@ -80,7 +82,7 @@ imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p);
 
 /* ---- P: the inverse an update starts from (ease_lowrank.c) ---- */
 
-/* (local) The local part of P (NULL when not held); allocate it zeroed for a reader; drop it. */
+/* (local) The local part of P (NULL when not held); allocate it (not zeroed) for a reader; drop it. */
 double *imf_ease_p(imf_ease *e);
 imf_status imf_ease_alloc_p(imf_ease *e);
 void imf_ease_drop_p(imf_ease *e);
@@ -130,7 +132,7 @@ static inline int64_t imf_ease_l2g(int l, int nb, int p, int np) {
 /* (local) The local parts: Gram (NULL once dropped) and B (NULL before a solve). */
 double *imf_ease_gram(imf_ease *e);
 double *imf_ease_b(imf_ease *e);
-/* (local) Allocate B (zero) for a reader to fill; drop the Gram. */
+/* (local) Allocate B (not zeroed) for a reader to fill every element of; drop the Gram. */
 imf_status imf_ease_alloc_b(imf_ease *e);
 void imf_ease_drop_gram(imf_ease *e);
 

@@ -418,7 +418,10 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     IMF_TRY(imf_agree(comm, st), done);
   }
   /* EASE: P files computed with the user's row, referenced by no version now, go too */
-  IMF_TRY(imf_modeldir_gc_ease(md, 1, NULL), done);
+  if (imf_modeldir_gc_ease(md, 1, NULL) != IMF_OK) { /* the versions are rewritten: only warn */
+    imf_warn("EASE P files not collected (run `incremf prune`): %s", imf_last_error());
+    imf_err_clear();
+  }
   if (again && *versions_rewritten == 0) {
     int64_t rr = 0, rf = 0;
     IMF_TRY(imf_store_scrub(s, &rr, &rf), done);

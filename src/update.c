@@ -1076,7 +1076,10 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
              (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");
   }
   /* EASE: P files are kept for CURRENT and the newest version only (older ones refactorise) */
-  if (is_ease) IMF_TRY(imf_modeldir_gc_ease(md, 0, NULL), out);
+  if (is_ease && imf_modeldir_gc_ease(md, 0, NULL) != IMF_OK) { /* the update is done: only warn */
+    imf_warn("EASE P files not collected: %s", imf_last_error());
+    imf_err_clear();
+  }
   rep->write_seconds = imf_wtime() - tw;
   rep->seconds = imf_wtime() - t0;
   imf_info("update took %.2f s: append %.2f, load %.2f, read ratings %.2f, solve and judge %.2f, write %.2f",
