@@ -182,6 +182,12 @@ static imf_status model_digest(const imf_ckpt_info *h, const imf_model *m, const
       put_u64(c, (uint64_t)h->ease_x_nnz);
       EVP_DigestUpdate(c, h->ease_x_hash, 32);
     }
+    /* the P file referenced (absent from versions written before P files) */
+    if (h->ease_p_hash[0]) {
+      static const char ptag[] = "ease-p";
+      EVP_DigestUpdate(c, ptag, sizeof ptag);
+      EVP_DigestUpdate(c, h->ease_p_hash, 32);
+    }
   }
   unsigned char md[32];
   unsigned int len = 0;
@@ -433,14 +439,23 @@ static imf_status io_status(const io_ctx *c, int write, const char *name, herr_t
            imf_h5_last());
 }
 
-/* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. */
+/* Collective: transfer this rank's part `local` of an EASE matrix to/from dataset d. An f32
+ * dataset (B since 2026-12-07) goes through a float buffer of one round, converted here: HDF5's
+ * own conversion would turn the collective strided transfer into many small independent ones. */
 static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L, double *local, int write,
                               const char *name) {
   int per = 0, rounds = 0;
   IMF_CHECK(bc_rounds(c, L, &per, &rounds));
+  hid_t ft = H5Dget_type(d);
+  int f32 = ft >= 0 && H5Tget_class(ft) == H5T_FLOAT && H5Tget_size(ft) == 4;
+  if (ft >= 0) H5Tclose(ft);
+  float *fb = NULL;
+  imf_status st = f32 ? imf_alloc_nz(&fb, (size_t)per * (size_t)(L->mloc > 0 ? L->mloc : 1), sizeof *fb) : IMF_OK;
+  IMF_CHECK(imf_agree(c->comm, st));
   hid_t fs = H5Dget_space(d);
   herr_t e = fs < 0 ? -1 : 0;
   static double dummy[1];
+  static float fdummy[1];
   for (int t = 0; t < rounds && e >= 0; t++) {
     int lc0 = t * per, lc1 = lc0 + per < L->nloc ? lc0 + per : L->nloc;
     int have = L->mloc > 0 && lc1 > lc0;
@@ -449,17 +464,24 @@ static imf_status bc_transfer(const io_ctx *c, hid_t d, const imf_ease_layout *L
     e = ms < 0 ? -1 : select_bc(fs, L, lc0, lc1);
     if (e >= 0 && !have) e = H5Sselect_none(ms);
     double *p = have ? local + (size_t)lc0 * (size_t)L->lld : dummy;
-    if (e >= 0) e = write ? H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p)
-                          : H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, c->dxpl, p);
+    size_t cnt = have ? (size_t)(lc1 - lc0) * (size_t)L->mloc : 0; /* lld == mloc when mloc > 0 */
+    if (f32 && write)
+      for (size_t x = 0; x < cnt; x++) fb[x] = (float)p[x];
+    void *buf = f32 ? (void *)(have ? fb : fdummy) : (void *)p;
+    hid_t mt = f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    if (e >= 0) e = write ? H5Dwrite(d, mt, ms, fs, c->dxpl, buf) : H5Dread(d, mt, ms, fs, c->dxpl, buf);
+    if (e >= 0 && f32 && !write)
+      for (size_t x = 0; x < cnt; x++) p[x] = (double)fb[x];
     if (e < 0) imf_h5_reason();
     if (ms >= 0) H5Sclose(ms);
   }
   if (fs >= 0) H5Sclose(fs);
+  imf_free(&fb);
   return io_status(c, write, name, e);
 }
 
 /* Collective: create dataset `name` (n x n f64, contiguous) and write every rank's blocks. */
-static imf_status put_bc(const io_ctx *c, const char *name, const imf_ease *e, double *local) {
+static imf_status put_bc(const io_ctx *c, const char *name, hid_t ftype, const imf_ease *e, double *local) {
   imf_ease_layout L;
   imf_ease_get_layout(e, &L);
   hsize_t dims[2] = {(hsize_t)L.n, (hsize_t)L.n};
@@ -469,7 +491,7 @@ static imf_status put_bc(const io_ctx *c, const char *name, const imf_ease *e, d
   H5Pset_layout(dcpl, H5D_CONTIGUOUS);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
-  hid_t d = fs < 0 ? -1 : H5Dcreate2(c->f, name, H5T_IEEE_F64LE, fs, lcpl, dcpl, H5P_DEFAULT);
+  hid_t d = fs < 0 ? -1 : H5Dcreate2(c->f, name, ftype, fs, lcpl, dcpl, H5P_DEFAULT);
   if (d < 0) imf_h5_reason();
   H5Pclose(lcpl);
   H5Pclose(dcpl);
@@ -877,11 +899,25 @@ static imf_status header_read(const char *path, header *h) {
     goto out;
   }
   copy_str(in->ease_x_hash, sizeof in->ease_x_hash, s);
+  free(s);
+  s = NULL;
+  if (attr_get_str(f, "ease_p_hash", &s) < 0) {
+    st = CORRUPT(path, "its EASE attributes are unreadable");
+    goto out;
+  }
+  copy_str(in->ease_p_hash, sizeof in->ease_p_hash, s);
+  /* the file name follows from the hash (never a path taken from the file) */
+  if (strlen(in->ease_p_hash) == 32 && strspn(in->ease_p_hash, "0123456789abcdef") == 32)
+    snprintf(in->ease_p_file, sizeof in->ease_p_file, "ease-p-%s.h5", in->ease_p_hash);
+  else if (in->ease_p_hash[0]) {
+    st = CORRUPT(path, "its EASE P hash is malformed");
+    goto out;
+  }
   in->ease_has_gram = strlen(in->ease_gram_hash) == 32;
   in->ease_has_b = strlen(in->ease_b_hash) == 32;
   in->ease_has_x = strlen(in->ease_x_hash) == 32;
   if (in->ease_items < 0 || (in->ease_items > 0 && (in->type != IMF_MODEL_EASE || in->ease_items != in->nitems ||
-                                                    !in->ease_has_gram)))
+                                                    !(in->ease_has_gram || in->ease_has_b))))
     st = CORRUPT(path, "its EASE attributes do not match the model");
   /* sparse X: only with the EASE state, next to placeholder factors; at most nusers x nitems ones */
   if (st == IMF_OK && (in->ease_x_nnz < 0 || (!in->ease_has_x && in->ease_x_nnz != 0) ||
@@ -936,8 +972,9 @@ static imf_status check_input(const char *path, const imf_model *m, const imf_ck
                      !m->chain.Lam_v))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write an incomplete BPMF chain state", path);
   if (meta->ease && (m->type != IMF_MODEL_EASE || imf_ease_nitems(meta->ease) != m->nitems ||
-                     !imf_ease_gram(meta->ease)))
-    IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE state (its Gram matrix, of the model's items) does not fit the model", path);
+                     !(imf_ease_gram(meta->ease) || imf_ease_b(meta->ease))))
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE state (its B or Gram matrix, of the model's items) does not fit the model",
+             path);
   if (meta->ease_x) {
     const imf_ease_rows *x = meta->ease_x;
     if (!meta->ease || m->k != 1 || m->kw != 1 || x->lo < 0 || x->hi < x->lo || x->hi > m->nusers || !x->ptr ||
@@ -1094,6 +1131,7 @@ static imf_status write_attrs(hid_t f, const imf_ckpt_info *in, const char *conf
     IMF_CHECK(attr_i64(f, "ease_items", in->ease_items, p));
     IMF_CHECK(attr_str(f, "ease_gram_hash", in->ease_gram_hash, p));
     IMF_CHECK(attr_str(f, "ease_b_hash", in->ease_b_hash, p));
+    if (in->ease_p_hash[0]) IMF_CHECK(attr_str(f, "ease_p_hash", in->ease_p_hash, p));
     if (in->ease_has_x) {
       IMF_CHECK(attr_i64(f, "ease_x_nnz", in->ease_x_nnz, p));
       IMF_CHECK(attr_str(f, "ease_x_hash", in->ease_x_hash, p));
@@ -1129,6 +1167,64 @@ static void hist_from_cols(imf_model *m, const hist_cols *h) {
       memcpy((char *)&m->history[r] + HIST[j].offset, h->col[j] + 8 * r, 8);
 }
 
+/* The P file of an EASE state (docs/FORMAT.md, "EASE P file"): /P (n x n f64, block-cyclic as
+ * the version's matrices) and the attributes format, ease_items, lambda and ease_p_hash. */
+#define IMF_EASE_P_FORMAT "incremf-ease-p"
+
+/* Collective: write in->ease_p_file into the directory of version path vpath, unless a file of
+ * that name (content-addressed: the same P) is there already. tmp name, flush, fsync, rename,
+ * fsync of the directory, like a version. Test hook: IMF_FAULT=ease-p-before-rename. */
+static imf_status write_p_file(MPI_Comm comm, const char *vpath, const imf_ckpt_info *in, imf_ease *e) {
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  char dir[4200], path[4300], tmp[4310];
+  imf_parent_dir(vpath, dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/%s", dir, in->ease_p_file);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int have = rank == 0 && access(path, F_OK) == 0;
+  IMF_MPI(MPI_Bcast(&have, 1, MPI_INT, 0, comm));
+  if (have) return IMF_OK;
+  imf_status st = IMF_OK;
+  double n = (double)in->ease_items;
+  if (rank == 0) st = imf_fs_need_space(dir, tmp, 8.0 * n * n + 65536.0);
+  IMF_CHECK(imf_agree(comm, st));
+  hid_t fapl = fapl_mpio(comm);
+  hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (f < 0) imf_h5_reason();
+  if (fapl >= 0) H5Pclose(fapl);
+  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, imf_h5_last());
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), tmp};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    st = imf_agree(comm, put_bc(&c, "/P", H5T_IEEE_F64LE, e, imf_ease_p(e)));
+    if (st == IMF_OK) st = attr_str(f, "format", IMF_EASE_P_FORMAT, tmp);
+    if (st == IMF_OK) st = attr_i64(f, "ease_items", in->ease_items, tmp);
+    if (st == IMF_OK) st = attr_f64(f, "lambda", in->lambda, tmp);
+    if (st == IMF_OK) st = attr_str(f, "ease_p_hash", in->ease_p_hash, tmp);
+    if (st == IMF_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", tmp, imf_h5_reason());
+    st = imf_agree(comm, st);
+    H5Pclose(c.dxpl);
+  }
+  if (f >= 0 && H5Fclose(f) < 0 && st == IMF_OK)
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
+  st = imf_agree(comm, st);
+  if (rank == 0 && st == IMF_OK) {
+    st = imf_fsync_path(tmp, 0);
+    if (st == IMF_OK && env_fault("ease-p-before-rename"))
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
+                         "injected fault (IMF_FAULT=ease-p-before-rename): %s not renamed to %s", tmp, path);
+    else if (st == IMF_OK && rename(tmp, path) != 0)
+      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path,
+                         strerror(errno));
+    if (st == IMF_OK) st = imf_fsync_path(dir, 1);
+  }
+  if (rank == 0 && st != IMF_OK) unlink(tmp);
+  return imf_agree(comm, st);
+}
+
 imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model *m,
                                 const imf_ckpt_meta *meta) {
   int rank, size;
@@ -1142,13 +1238,22 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
    * and the digest (over the replicated model) is computed once. */
   header h;
   fill_header(&h, m, meta);
+  const int legacy = imf_ease_legacy_format();
   if (meta->ease) { /* collective: the hashes enter the digest */
     h.info.ease_items = m->nitems;
-    IMF_CHECK(imf_ease_hash(meta->ease, 0, h.info.ease_gram_hash));
-    h.info.ease_has_gram = 1;
+    if (legacy && imf_ease_gram(meta->ease)) {
+      IMF_CHECK(imf_ease_hash(meta->ease, 0, h.info.ease_gram_hash));
+      h.info.ease_has_gram = 1;
+    }
     if (imf_ease_b(meta->ease)) {
+      if (!legacy) imf_ease_round_b(meta->ease); /* stored in f32: hash what is stored */
       IMF_CHECK(imf_ease_hash(meta->ease, 1, h.info.ease_b_hash));
       h.info.ease_has_b = 1;
+    }
+    if (!legacy && imf_ease_p(meta->ease)) { /* the P file first: a version never names a missing one */
+      IMF_CHECK(imf_ease_hash(meta->ease, 2, h.info.ease_p_hash));
+      snprintf(h.info.ease_p_file, sizeof h.info.ease_p_file, "ease-p-%s.h5", h.info.ease_p_hash);
+      IMF_CHECK(write_p_file(comm, path, &h.info, meta->ease));
     }
     if (meta->ease_x) {
       IMF_CHECK(imf_ease_rows_cover(comm, meta->ease_x->lo, meta->ease_x->hi, m->nusers));
@@ -1184,7 +1289,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
                   (m->chain.U ? 4.0 * rows * (double)m->k + 16.0 * (double)m->k * (double)(m->k + 1) : 0.0) +
                   48.0 * (double)m->nhistory + (double)h.ublob + (double)h.iblob +
                   8.0 * (double)(meta->users.n + meta->items.n + 2) + (double)strlen(config) +
-                  (meta->ease ? 16.0 * (double)m->nitems * (double)m->nitems : 0.0) +
+                  (meta->ease ? (legacy ? 16.0 : 4.0) * (double)m->nitems * (double)m->nitems : 0.0) +
                   (h.info.ease_has_x ? 8.0 * (double)(m->nusers + 1) + 4.0 * (double)h.info.ease_x_nnz : 0.0) + 65536.0;
     st = imf_fs_need_space(dir, tmp, need);
   }
@@ -1238,8 +1343,8 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
                  OWN_ROOT));
     }
     if (meta->ease) {
-      W(put_bc(&c, "/ease/gram", meta->ease, imf_ease_gram(meta->ease)));
-      if (h.info.ease_has_b) W(put_bc(&c, "/ease/BT", meta->ease, imf_ease_b(meta->ease)));
+      if (h.info.ease_has_gram) W(put_bc(&c, "/ease/gram", F64, meta->ease, imf_ease_gram(meta->ease)));
+      if (h.info.ease_has_b) W(put_bc(&c, "/ease/BT", legacy ? F64 : F32, meta->ease, imf_ease_b(meta->ease)));
       if (h.info.ease_has_x) W(put_x(&c, meta->ease_x, m->nusers, h.info.ease_x_nnz));
     }
     W(write_attrs(f, &h.info, config, tmp));
@@ -1486,8 +1591,8 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
   if (((want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram) || ((want & IMF_CKPT_EASE_B) && !in->ease_has_b))
     IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE %s", path, (want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram ? "Gram matrix" : "B");
   imf_ease *e = NULL;
-  IMF_CHECK(imf_ease_create(comm, in->ease_items, in->lambda, grid, &e));
-  if (!(want & IMF_CKPT_EASE_GRAM)) imf_ease_drop_gram(e);
+  IMF_CHECK(want & IMF_CKPT_EASE_GRAM ? imf_ease_create(comm, in->ease_items, in->lambda, grid, &e)
+                                      : imf_ease_create_empty(comm, in->ease_items, in->lambda, grid, &e));
   if (want & IMF_CKPT_EASE_B) st = imf_ease_alloc_b(e);
   IMF_TRY(imf_agree(comm, st), fail);
   hid_t f = -1;
@@ -1520,6 +1625,59 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
 fail:
   imf_ease_destroy(&e);
   return st;
+}
+
+imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid, imf_ease **out) {
+  *out = NULL;
+  int rank, size;
+  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  header h;
+  IMF_CHECK(header_bcast(comm, rank, path, &h));
+  const imf_ckpt_info *in = &h.info;
+  if (in->type != IMF_MODEL_EASE || in->ease_items <= 0 || !in->ease_p_file[0])
+    IMF_FAIL(IMF_ERR_NOTFOUND, "%s references no EASE P file", path);
+  char dir[4200], pp[4300];
+  imf_parent_dir(path, dir, sizeof dir);
+  snprintf(pp, sizeof pp, "%s/%s", dir, in->ease_p_file);
+  int have = rank == 0 && access(pp, R_OK) == 0;
+  IMF_MPI(MPI_Bcast(&have, 1, MPI_INT, 0, comm));
+  if (!have) IMF_FAIL(IMF_ERR_NOTFOUND, "%s: its EASE P file %s is gone (pruned)", path, pp);
+  imf_status st = IMF_OK;
+  imf_ease *e = NULL;
+  hid_t f = -1;
+  IMF_CHECK(open_ro(comm, pp, &f));
+  int64_t n = 0;
+  double lambda = 0;
+  char *fmt = NULL, *hash = NULL;
+  int ok = attr_get_str(f, "format", &fmt) == 1 && attr_get_num(f, "ease_items", H5T_NATIVE_INT64, &n) == 1 &&
+           attr_get_num(f, "lambda", H5T_NATIVE_DOUBLE, &lambda) == 1 && attr_get_str(f, "ease_p_hash", &hash) == 1 &&
+           !strcmp(fmt, IMF_EASE_P_FORMAT) && n == in->ease_items && lambda == in->lambda &&
+           !strcmp(hash, in->ease_p_hash);
+  free(fmt);
+  free(hash);
+  if (!ok) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s does not match %s (not its P file)", pp, path);
+  if (st == IMF_OK) st = imf_ease_create_empty(comm, n, lambda, grid, &e);
+  if (st == IMF_OK) st = imf_agree(comm, imf_ease_alloc_p(e));
+  if (st == IMF_OK) {
+    io_ctx c = {comm, rank, size, f, H5Pcreate(H5P_DATASET_XFER), pp};
+    H5Pset_dxpl_mpio(c.dxpl, H5FD_MPIO_COLLECTIVE);
+    st = get_bc(&c, "/P", e, imf_ease_p(e));
+    H5Pclose(c.dxpl);
+  }
+  H5Fclose(f);
+  H5Eclear2(H5E_DEFAULT);
+  st = imf_agree(comm, st);
+  char hex[33];
+  if (st == IMF_OK) st = imf_ease_hash(e, 2, hex);
+  if (st == IMF_OK && strcmp(hex, in->ease_p_hash) != 0)
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: its P does not match its hash", pp);
+  if (st != IMF_OK) {
+    imf_ease_destroy(&e);
+    return st;
+  }
+  *out = e;
+  return IMF_OK;
 }
 
 /* (local) Rows of x: items in [0, nitems), strictly ascending. */

@@ -24,9 +24,13 @@ typedef struct {
   char created[32];        /* ISO-8601 UTC; "" = now, filled by the writer */
   char incremf_version[32];/* "" = this build's, filled by the writer */
   imf_ease *ease;          /* write only, borrowed (never freed here): an EASE model's
-                              distributed state, on the writer's communicator, stored as /ease
-                              (its Gram matrix, and B when solved). NULL: none. A read leaves it
-                              NULL (imf_checkpoint_read_ease) */
+                              distributed state, on the writer's communicator: B stored as
+                              /ease/BT in f32 (rounded in place first, imf_ease_round_b), and,
+                              when the state holds P, P in a P file next to the version
+                              (ease-p-<hash>.h5, written first with the same tmp/fsync/rename,
+                              shared by every version with the same P). The Gram matrix is not
+                              stored (IMF_EASE_LEGACY_FORMAT=1: f64 B and the Gram matrix, no
+                              P file, as before). NULL: none. A read leaves it NULL */
   const imf_ease_rows *ease_x; /* write only, borrowed: an EASE model's binarized X, this rank's
                               rows (the writer's ranks' ranges cover [0, nusers) once), stored
                               sparse as /ease/x_ptr, /ease/x_idx; needs `ease`. NULL: none (the
@@ -58,6 +62,9 @@ typedef struct {
                               k = kw = 1 placeholders */
   int64_t ease_x_nnz;      /* entries of X (ones), when ease_has_x */
   char ease_x_hash[33];    /* imf_ease_rows_hash of X ("" absent) */
+  char ease_p_file[48];    /* "ease-p-<ease_p_hash>.h5": the P file next to the version holding
+                              P = (X^T X + lambda I)^-1, where the next update starts ("" none) */
+  char ease_p_hash[33];    /* imf_ease_hash of that P ("" none) */
 } imf_ckpt_info;
 void imf_ckpt_info_free(imf_ckpt_info *info);
 
@@ -85,6 +92,12 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
  * attribute, which the content digest covers (imf_checkpoint_read verifies that). IMF_ERR_INPUT
  * when the file holds no EASE state or not what `want` names. */
 imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out);
+
+/* Collective. The P an EASE version references (its P file, in the version's directory) on a
+ * new grid of comm's ranks, checked against the version's ease_p_hash and lambda: a state
+ * holding P only. IMF_ERR_NOTFOUND when the version references none or the file is gone
+ * (pruned: update then refactorises), IMF_ERR_INPUT when it does not match. */
+imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid, imf_ease **out);
 
 /* Collective. Rows [lo, hi) of an EASE version's X on this rank (rows past nusers are empty);
  * the ranks' ranges must cover [0, nusers) once (IMF_ERR_USAGE otherwise). X stored sparse: each

@@ -129,6 +129,9 @@ static const key_def KEYS[] = {
      "what update judges champion and challenger by: auto (rmse for als, bpmf and bias; ndcg@K with "
      "K = update.k for every other type), rmse, ndcg@K, recall@K or map@K"},
     {"update.k", T_INT, "10", NULL, "update.metric = auto: the cut-off K of the ranking metric"},
+    {"update.ease_woodbury_max_rank", T_STR, "auto", NULL,
+     "EASE update: a low-rank (Woodbury) update of the stored inverse when the change has at most this rank "
+     "(2 per changed user, 1 per new one), else a refactorisation; auto = items / 4 (measured crossover), 0 = never"},
     /* evaluation, recommendation and tuning keys (eval.*, recommend.*, tune.*) go below this line */
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
     {"eval.relevance_threshold", T_DOUBLE_NONE_AUTO, "auto", NULL,

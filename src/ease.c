@@ -55,6 +55,8 @@ struct imf_ease {
   double lambda;
   double *G;                  /* local part of the Gram matrix X^T X (no ridge), or NULL */
   double *A;                  /* local part of B, or NULL before a solve */
+  double *P;                  /* local part of P = (G + lambda I)^-1 (both triangles), or NULL:
+                                 kept by imf_ease_solve_p, updated by imf_ease_woodbury */
   double t_assemble, t_potrf, t_potri;
 };
 
@@ -139,6 +141,7 @@ void imf_ease_destroy(imf_ease **pe) {
   imf_ease *e = *pe;
   imf_free(&e->A);
   imf_free(&e->G);
+  imf_free(&e->P);
   free(e->grid_of_rank);
   free(e->rank_at);
   /* Only the grid is released: Cblacs_exit would tear BLACS down for the rest of the process
@@ -170,6 +173,12 @@ int64_t imf_ease_nitems(const imf_ease *e) { return e->n; }
 double imf_ease_lambda(const imf_ease *e) { return e->lambda; }
 double *imf_ease_gram(imf_ease *e) { return e->G; }
 double *imf_ease_b(imf_ease *e) { return e->A; }
+double *imf_ease_p(imf_ease *e) { return e->P; }
+MPI_Comm imf_ease_comm(const imf_ease *e) { return e->comm; }
+int imf_ease_legacy_format(void) {
+  const char *v = getenv("IMF_EASE_LEGACY_FORMAT");
+  return v && !strcmp(v, "1");
+}
 
 void imf_ease_get_layout(const imf_ease *e, imf_ease_layout *l) {
   l->n = e->n;
@@ -197,14 +206,35 @@ static imf_status set_layout(imf_ease *e) {
   return IMF_OK;
 }
 
+/* not zeroed: a reader writes every element (one pass over the memory, not two) */
 imf_status imf_ease_alloc_b(imf_ease *e) {
   if (e->A) return IMF_OK;
-  return imf_alloc(&e->A, cells(e), sizeof *e->A);
+  return imf_alloc_nz(&e->A, cells(e), sizeof *e->A);
 }
 
 void imf_ease_drop_gram(imf_ease *e) { imf_free(&e->G); }
+void imf_ease_drop_p(imf_ease *e) { imf_free(&e->P); }
 
+imf_status imf_ease_alloc_p(imf_ease *e) {
+  if (e->P) return IMF_OK;
+  return imf_alloc_nz(&e->P, cells(e), sizeof *e->P);
+}
+
+void imf_ease_round_b(imf_ease *e) {
+  if (!e->A) return;
+  size_t c = cells(e);
+  for (size_t x = 0; x < c; x++) e->A[x] = (double)(float)e->A[x];
+}
+
+static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, int gram, imf_ease **out);
 imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
+  return ease_create(comm, nitems, lambda, grid, 1, out);
+}
+imf_status imf_ease_create_empty(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out) {
+  return ease_create(comm, nitems, lambda, grid, 0, out);
+}
+
+static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, int gram, imf_ease **out) {
   *out = NULL;
   imf_status st = IMF_OK;
   int size;
@@ -244,7 +274,7 @@ imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int gri
   IMF_MPI(MPI_Allgather(mine, 2, MPI_INT, e->grid_of_rank, 2, MPI_INT, comm));
   for (int r = 0; r < size; r++) e->rank_at[e->grid_of_rank[2 * r] * e->npcol + e->grid_of_rank[2 * r + 1]] = r;
   st = set_layout(e);
-  if (st == IMF_OK) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
+  if (st == IMF_OK && gram) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
   IMF_TRY(imf_agree(comm, st), fail);
   *out = e;
   return IMF_OK;
@@ -317,6 +347,15 @@ out:
   imf_free(&ptr);
   imf_free(&idx);
   return st;
+}
+
+imf_status imf_ease_add_rows(imf_ease *e, int64_t nrows, const int64_t *ptr, const int32_t *idx) {
+  IMF_MPI(MPI_Barrier(e->comm));
+  double t0 = MPI_Wtime();
+  IMF_CHECK(assemble_rows(e, nrows, ptr, idx, 1.0));
+  IMF_MPI(MPI_Barrier(e->comm));
+  e->t_assemble += MPI_Wtime() - t0;
+  return IMF_OK;
 }
 
 /* ---- sparse Gram updates ---- */
@@ -501,37 +540,96 @@ imf_status imf_ease_grow(imf_ease *e, int64_t n2) {
   if (n2 == e->n) return IMF_OK;
   imf_status st = IMF_OK;
   int oldm = e->mloc, oldn = e->nloc, oldl = e->lld, oldorder = e->n;
-  double *G = NULL;
+  double *G = NULL, *P = NULL;
   e->n = (int)n2;
   st = set_layout(e);
-  if (st == IMF_OK && e->G) st = imf_alloc(&G, cells(e), sizeof *G);
+  /* not zeroed: every element is written below (one pass over memory instead of two) */
+  if (st == IMF_OK && e->G) st = imf_alloc_nz(&G, cells(e), sizeof *G);
+  if (st == IMF_OK && e->P) st = imf_alloc_nz(&P, cells(e), sizeof *P);
   st = imf_agree(e->comm, st);
   if (st != IMF_OK) {
     e->n = oldorder;
     set_layout(e);
     imf_free(&G);
+    imf_free(&P);
     return st;
   }
-  if (e->G) {
-    for (int lj = 0; lj < oldn; lj++)
-      memcpy(G + (size_t)lj * (size_t)e->lld, e->G + (size_t)lj * (size_t)oldl, (size_t)oldm * sizeof *G);
+  for (int lj = 0; lj < e->nloc; lj++) {
+    size_t keep = lj < oldn ? (size_t)oldm : 0, at = (size_t)lj * (size_t)e->lld, rest = (size_t)e->mloc - keep;
+    if (G) {
+      if (keep) memcpy(G + at, e->G + (size_t)lj * (size_t)oldl, keep * sizeof *G);
+      memset(G + at + keep, 0, rest * sizeof *G);
+    }
+    if (P) {
+      if (keep) memcpy(P + at, e->P + (size_t)lj * (size_t)oldl, keep * sizeof *P);
+      memset(P + at + keep, 0, rest * sizeof *P);
+    }
+  }
+  if (G) {
     imf_free(&e->G);
     e->G = G;
+  }
+  if (P) {
+    /* (G + lambda I)^-1 of the grown matrix: the new items' rows and columns of G are 0, so
+     * the inverse is block diagonal with 1/lambda on their diagonal */
+    for (int lj = 0; lj < e->nloc; lj++) {
+      int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+      if (j >= oldorder && (j / e->nb) % e->nprow == e->myrow)
+        P[(size_t)lj * (size_t)e->lld + (size_t)g2l(j, e->nb, e->nprow)] = 1.0 / e->lambda;
+    }
+    imf_free(&e->P);
+    e->P = P;
   }
   imf_free(&e->A);
   return IMF_OK;
 }
 
-imf_status imf_ease_solve(imf_ease *e, int keep_gram) {
+imf_status imf_ease_solve(imf_ease *e, int keep_gram) { return imf_ease_solve_p(e, keep_gram, 0); }
+
+/* B = I - P diagMat(1/diag(P)) into e->A from the full symmetric P (src, local part; may be
+ * e->A itself): B_ij = -P_ij / P_jj off the diagonal, diag(B) = 0 exactly. diag(P) is the only
+ * replicated piece (n doubles, one owner per entry: the sum is exact). */
+static imf_status form_b(imf_ease *e, const double *src) {
+  double *dg = NULL;
+  int lld = e->lld;
+  IMF_CHECK(imf_agree(e->comm, imf_alloc(&dg, (size_t)e->n, sizeof *dg)));
+  for (int lj = 0; lj < e->nloc; lj++) {
+    int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+    if ((j / e->nb) % e->nprow == e->myrow) dg[j] = src[(size_t)lj * (size_t)lld + (size_t)g2l(j, e->nb, e->nprow)];
+  }
+  imf_status st = allreduce_chunks(e->comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM);
+  if (st == IMF_OK)
+    for (int lj = 0; lj < e->nloc; lj++) {
+      int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
+      double s = 1.0 / dg[j];
+      for (int li = 0; li < e->mloc; li++) {
+        int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
+        size_t at = (size_t)lj * (size_t)lld + (size_t)li;
+        e->A[at] = i == j ? 0.0 : -src[at] * s;
+      }
+    }
+  imf_free(&dg);
+  return st;
+}
+
+imf_status imf_ease_b_from_p(imf_ease *e) {
+  imf_status st = e->P ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no P to form B from");
+  if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, cells(e), sizeof *e->A);
+  IMF_CHECK(imf_agree(e->comm, st));
+  return form_b(e, e->P);
+}
+
+imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p) {
   imf_status st = IMF_OK;
   MPI_Comm comm = e->comm;
-  double *T = NULL, *dg = NULL;
+  double *T = NULL;
   int one = 1, info = 0, lld = e->lld;
   size_t c = cells(e);
   if (!e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no Gram matrix to solve");
   if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, c, sizeof *e->A);
   if (st == IMF_OK && keep_gram) st = imf_alloc_nz(&T, c, sizeof *T);
-  if (st == IMF_OK) st = imf_alloc(&dg, (size_t)e->n, sizeof *dg);
+  if (st == IMF_OK && keep_p && !e->P) st = imf_alloc_nz(&e->P, c, sizeof *e->P);
+  if (st == IMF_OK && !keep_p) imf_free(&e->P);
   IMF_TRY(imf_agree(comm, st), out);
   /* A = G + lambda I */
   memcpy(e->A, e->G, c * sizeof *e->A);
@@ -573,25 +671,17 @@ imf_status imf_ease_solve(imf_ease *e, int keep_gram) {
       int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
       size_t at = (size_t)lj * (size_t)lld + (size_t)li;
       if (i < j) e->A[at] = T[at];
-      if (i == j) dg[i] = e->A[at];
     }
   }
-  /* diag(P) replicated (n doubles: the only replicated piece of the solve) */
-  IMF_TRY(allreduce_chunks(comm, dg, (size_t)e->n, MPI_DOUBLE, sizeof *dg, MPI_SUM), out);
-  /* B = I - P diagMat(1/diag(P)): B_ij = -P_ij / P_jj off the diagonal, diag(B) = 0 exactly */
-  for (int lj = 0; lj < e->nloc; lj++) {
-    int64_t j = l2g(lj, e->nb, e->mycol, e->npcol);
-    double s = 1.0 / dg[j];
-    for (int li = 0; li < e->mloc; li++) {
-      int64_t i = l2g(li, e->nb, e->myrow, e->nprow);
-      size_t at = (size_t)lj * (size_t)lld + (size_t)li;
-      e->A[at] = i == j ? 0.0 : -e->A[at] * s;
-    }
-  }
+  /* P itself, for a later low-rank update (imf_ease_woodbury), before A becomes B */
+  if (keep_p) memcpy(e->P, e->A, c * sizeof *e->P);
+  IMF_TRY(form_b(e, e->A), out);
 out:
   imf_free(&T);
-  imf_free(&dg);
-  if (st != IMF_OK) imf_free(&e->A);
+  if (st != IMF_OK) {
+    imf_free(&e->A);
+    imf_free(&e->P);
+  }
   return st;
 }
 
@@ -648,7 +738,7 @@ static void hash_add(uint64_t lane[2], uint64_t key, uint64_t v) {
 }
 
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
-  const double *src = which ? e->A : e->G;
+  const double *src = which == 2 ? e->P : which ? e->A : e->G;
   imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
   IMF_CHECK(imf_agree(e->comm, st));
   uint64_t lane[2] = {0, 0};
@@ -799,7 +889,9 @@ imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t ulo, 
   }
   IMF_TRY(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e), out);
   IMF_TRY(imf_ease_add_ratings(e, local), out);
-  IMF_TRY(imf_ease_solve(e, state != NULL), out);
+  /* the version keeps B and (in a P file) P, the start of the next low-rank update */
+  IMF_TRY(imf_ease_solve_p(e, state != NULL && imf_ease_legacy_format(), state != NULL && !imf_ease_legacy_format()),
+          out);
   IMF_TRY(imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nusers, nitems, 0, &m)), out);
   m->mu = 0;
   m->lambda = lambda;
@@ -834,12 +926,16 @@ imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out) {
   imf_status st = e->A ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no B to redistribute");
   IMF_CHECK(imf_agree(e->comm, st));
   imf_ease *c = NULL;
-  IMF_CHECK(imf_ease_create(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
-  imf_ease_drop_gram(c);
-  IMF_TRY(imf_agree(e->comm, imf_ease_alloc_b(c)), fail);
-  /* ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
-   * every process of both, as the routine requires) */
-  Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
+  IMF_CHECK(imf_ease_create_empty(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
+  IMF_TRY(imf_agree(e->comm, imf_alloc_nz(&c->A, cells(c), sizeof *c->A)), fail); /* filled below */
+  /* Already 1 x P with every rank in the same column (a low-rank update's state, or the solve's
+   * grid on a prime rank count): the local parts are the same blocks, a copy. Otherwise
+   * ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
+   * every process of both, as the routine requires), several times slower. */
+  int same = e->nprow == 1 && e->npcol == c->npcol && e->mycol == c->mycol && e->nloc == c->nloc && e->lld == c->lld;
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, e->comm));
+  if (same) memcpy(c->A, e->A, cells(e) * sizeof *c->A);
+  else Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
   *out = c;
   return IMF_OK;
 fail:

@@ -10,10 +10,13 @@
  * when users' rows change (imf_ease_add_delta: the exact integer difference of their outer
  * products, sent to the owning blocks), grown for new items (imf_ease_grow: zero rows and
  * columns; the ridge is added at every solve, so a new item gets lambda on the diagonal) and
- * re-solved (imf_ease_solve). checkpoint.c stores both matrices in a model version as
- * block-cyclic hyperslabs of the global matrices (docs/FORMAT.md, "EASE state").
+ * re-solved (imf_ease_solve). A solve may keep P = (G + lambda I)^-1 (imf_ease_solve_p); an
+ * update then changes P by a low-rank term instead of re-solving (imf_ease_woodbury,
+ * ease_lowrank.c). checkpoint.c stores B (f32) in a model version and P in a P file next to it,
+ * as block-cyclic hyperslabs of the global matrices (docs/FORMAT.md, "EASE state", "EASE P file").
  *
- * How it fits: a version stores B and the Gram matrix (checkpoint.c, block-cyclic) and X — the
+ * How it fits: a version stores B (checkpoint.c, block-cyclic; the Gram matrix too before
+ * 2026-12-07), references its P file, and stores X — the
  * binarized user rows — sparse (imf_ease_rows, CSR by user, each rank a range of users); its
  * imf_model is only a handle of type IMF_MODEL_EASE (k = kw = 1, P and Q zero placeholders: users,
  * items, lambda, history). Scoring — recommend --user/--all/--items, --similar, evaluate and the
@@ -44,6 +47,8 @@ typedef struct imf_ease imf_ease;
  * IMF_ERR_USAGE for lambda <= 0 (G = X^T X + lambda I must be positive definite) or nitems
  * outside [1, 10^6]. */
 imf_status imf_ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out);
+/* Collective: the same without the Gram matrix's memory (readers, redistribution). */
+imf_status imf_ease_create_empty(MPI_Comm comm, int64_t nitems, double lambda, int grid, imf_ease **out);
 void imf_ease_destroy(imf_ease **e);
 
 /* Collective: Gram += X^T X of this rank's ratings (any users; a repeated (user, item) pair
@@ -61,6 +66,10 @@ imf_status imf_ease_add_ratings(imf_ease *e, const imf_ratings *local);
 imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *old_ptr, const int32_t *old_idx,
                               const int64_t *new_ptr, const int32_t *new_idx, int64_t *entries);
 
+/* Collective: Gram += X^T X of nrows CSR rows (distinct ascending items < nitems), this rank's
+ * users: the dense assembly of imf_ease_add_ratings, from rows instead of ratings. */
+imf_status imf_ease_add_rows(imf_ease *e, int64_t nrows, const int64_t *ptr, const int32_t *idx);
+
 /* Collective: grow to n2 >= nitems items; the new rows and columns of the Gram are 0 (their
  * ridge comes with the solve). B is dropped (solve again). */
 imf_status imf_ease_grow(imf_ease *e, int64_t n2);
@@ -69,6 +78,38 @@ imf_status imf_ease_grow(imf_ease *e, int64_t n2);
  * the Gram's memory be reused (it is gone afterwards): peak 2 local matrices instead of 3.
  * IMF_ERR_INPUT when G is not numerically positive definite. */
 imf_status imf_ease_solve(imf_ease *e, int keep_gram);
+
+/* Collective: imf_ease_solve, and keep_p = 1 also keeps P = (G + lambda I)^-1 (both triangles,
+ * imf_ease_p) for a later low-rank update (imf_ease_woodbury); peak 3 local matrices. */
+imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p);
+
+/* ---- P: the inverse an update starts from (ease_lowrank.c) ---- */
+
+/* (local) The local part of P (NULL when not held); allocate it (not zeroed) for a reader; drop it. */
+double *imf_ease_p(imf_ease *e);
+imf_status imf_ease_alloc_p(imf_ease *e);
+void imf_ease_drop_p(imf_ease *e);
+MPI_Comm imf_ease_comm(const imf_ease *e);
+/* Collective: B = I - P diagMat(1/diag(P)) from the held P (B allocated when missing). */
+imf_status imf_ease_b_from_p(imf_ease *e);
+/* (local) Round B to float32 precision in place: what a version stores (B is only scored), so
+ * that scores from memory and from the file agree. */
+void imf_ease_round_b(imf_ease *e);
+/* Collective: m, the rank of the change of nrows rows (CSR as imf_ease_add_delta): one per
+ * non-empty old row and one per non-empty new row, summed over the ranks. */
+imf_status imf_ease_update_rank(MPI_Comm comm, int64_t nrows, const int64_t *optr, const int64_t *nptr,
+                                int64_t *m);
+/* Collective; e holds P on a 1 x P grid (imf_ease_grow first for new items: their P is
+ * 1/lambda on the diagonal). P becomes (G' + lambda I)^-1 for G' = G + sum over the rows of
+ * (new^T new - old^T old), by the Woodbury identity (ease_lowrank.c); B is not touched (call
+ * imf_ease_b_from_p). key: the first user of this rank's block (the rows' global order is
+ * by key, then by row). Memory: n x m doubles replicated (m = *rank_out). IMF_ERR_INPUT when the
+ * m x m capacitance matrix is ill-conditioned (then refactorise instead). */
+imf_status imf_ease_woodbury(imf_ease *e, int64_t key, int64_t nrows, const int64_t *optr, const int32_t *oidx,
+                             const int64_t *nptr, const int32_t *nidx, int64_t *rank_out);
+/* (local) Test hook: IMF_EASE_LEGACY_FORMAT=1 makes train keep the Gram matrix and the writer
+ * store versions as before 2026-12-07 (B and the Gram matrix in f64, no P file). */
+int imf_ease_legacy_format(void);
 
 /* Collective. imf_ease_create + imf_ease_add_ratings + imf_ease_solve(e, 0): B only. */
 imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems, double lambda, imf_ease **out);
@@ -94,7 +135,7 @@ static inline int64_t imf_ease_l2g(int l, int nb, int p, int np) {
 /* (local) The local parts: Gram (NULL once dropped) and B (NULL before a solve). */
 double *imf_ease_gram(imf_ease *e);
 double *imf_ease_b(imf_ease *e);
-/* (local) Allocate B (zero) for a reader to fill; drop the Gram. */
+/* (local) Allocate B (not zeroed) for a reader to fill every element of; drop the Gram. */
 imf_status imf_ease_alloc_b(imf_ease *e);
 void imf_ease_drop_gram(imf_ease *e);
 
@@ -104,7 +145,7 @@ void imf_ease_drop_gram(imf_ease *e);
 imf_status imf_ease_gather_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
 imf_status imf_ease_gather_gram_cols(imf_ease *e, int64_t j0, int64_t j1, double *out);
 
-/* Collective: an order-free digest of the Gram (which = 0) or B (which = 1): two 64-bit lanes
+/* Collective: an order-free digest of the Gram (which = 0), B (which = 1) or P (which = 2): two 64-bit lanes
  * of sum over elements of a hash of (global row, global column, value bits), mod 2^64, as 32
  * hex characters. The same on any grid and rank count (the checkpoint's integrity check). */
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]);

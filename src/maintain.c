@@ -237,6 +237,8 @@ imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int bre
     size_t l = strlen(note);
     if (l + 24 < sizeof note) snprintf(note + l, sizeof note - l, " v%lld", (long long)v);
   }
+  /* EASE P files no kept version references */
+  IMF_TRY(imf_modeldir_gc_ease(md, 1, NULL), done);
   if (*removed > 0) {
     imf_registry_record rec;
     imf_registry_record_init(&rec);
@@ -296,7 +298,8 @@ static imf_status forget_ease(MPI_Comm comm, const char *vp, imf_model *m, int64
     if (st == IMF_OK) st = imf_ease_add_ratings(e, &r);
     imf_ratings_free(&r);
   }
-  if (st == IMF_OK) st = imf_ease_solve(e, 1);
+  /* P kept for the rewritten version's P file (the next update's start) */
+  if (st == IMF_OK) st = imf_ease_solve_p(e, imf_ease_legacy_format(), !imf_ease_legacy_format());
   if (st == IMF_OK) st = imf_agree(comm, imf_ease_handle(m));
   if (st == IMF_OK) *out = e;
   else {
@@ -427,6 +430,11 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_model_destroy(&m);
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);
+  }
+  /* EASE: P files computed with the user's row, referenced by no version now, go too */
+  if (imf_modeldir_gc_ease(md, 1, NULL) != IMF_OK) { /* the versions are rewritten: only warn */
+    imf_warn("EASE P files not collected (run `incremf prune`): %s", imf_last_error());
+    imf_err_clear();
   }
   if (again && *versions_rewritten == 0) {
     int64_t rr = 0, rf = 0;

@@ -357,6 +357,74 @@ imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version) {
   return imf_agree(md->comm, st);
 }
 
+/* (rank 0) The P files to keep: those referenced by the versions in vs (names "ease-p-*.h5",
+ * malloc'd array of fixed-size names). */
+static imf_status kept_p_files(const imf_modeldir *md, const int64_t *vs, int64_t nv, char (**names)[48],
+                               int64_t *nn) {
+  IMF_CHECK(imf_alloc(names, (size_t)(nv ? nv : 1), sizeof **names));
+  *nn = 0;
+  for (int64_t j = 0; j < nv; j++) {
+    char vp[PATHCAP];
+    imf_ckpt_info info;
+    imf_modeldir_version_path(md, vs[j], vp, sizeof vp);
+    imf_status st = imf_checkpoint_info(vp, &info);
+    if (st != IMF_OK) {
+      imf_free(names);
+      return st;
+    }
+    if (info.ease_p_file[0]) snprintf((*names)[(*nn)++], 48, "%s", info.ease_p_file);
+    imf_ckpt_info_free(&info);
+  }
+  return IMF_OK;
+}
+
+imf_status imf_modeldir_gc_ease(imf_modeldir *md, int every, int64_t *removed) {
+  IMF_CHECK(imf_agree(md->comm, need_lock(md, "remove EASE P files")));
+  int64_t *vs = NULL, nv = 0, cur = 0, gone = 0;
+  char cp[PATHCAP];
+  IMF_CHECK(imf_modeldir_list_versions(md, &vs, &nv));
+  if (!every) { /* CURRENT and the newest version */
+    imf_status cs = imf_modeldir_current(md, cp, sizeof cp, &cur);
+    if (cs != IMF_OK) imf_err_clear();
+    int64_t keep[2], nk = 0;
+    if (cur > 0) keep[nk++] = cur;
+    if (nv > 0 && vs[nv - 1] != cur) keep[nk++] = vs[nv - 1];
+    for (int64_t j = 0; j < nk; j++) vs[j] = keep[j];
+    nv = nk;
+  }
+  imf_status st = IMF_OK;
+  if (md->rank == 0) {
+    char(*names)[48] = NULL;
+    int64_t nn = 0;
+    char vd[PATHCAP];
+    snprintf(vd, sizeof vd, "%s/versions", md->dir);
+    st = kept_p_files(md, vs, nv, &names, &nn);
+    DIR *d = st == IMF_OK ? opendir(vd) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      size_t l = strlen(e->d_name);
+      if (strncmp(e->d_name, "ease-p-", 7) != 0 || l < 10 || strcmp(e->d_name + l - 3, ".h5") != 0) continue;
+      int keep = 0;
+      for (int64_t j = 0; j < nn && !keep; j++) keep = !strcmp(names[j], e->d_name);
+      if (keep) continue;
+      char p[PATHCAP * 2];
+      snprintf(p, sizeof p, "%s/%s", vd, e->d_name);
+      if (unlink(p) == 0) {
+        gone++;
+        imf_info("removed %s (no kept version references it)", p);
+      }
+    }
+    if (d) closedir(d);
+    if (st == IMF_OK && gone > 0) st = imf_fsync_path(vd, 1);
+    imf_free(&names);
+  }
+  free(vs);
+  IMF_CHECK(imf_agree(md->comm, st));
+  IMF_MPI(MPI_Bcast(&gone, 1, MPI_INT64_T, 0, md->comm));
+  if (removed) *removed = gone;
+  return IMF_OK;
+}
+
 imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version) {
   IMF_CHECK(imf_agree(md->comm, need_lock(md, "switch the current version")));
   imf_status st = IMF_OK;

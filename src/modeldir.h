@@ -3,6 +3,8 @@
  * per-iteration training log and the writer lock.
  *
  *   DIR/versions/v000001.h5 ...   model versions (checkpoint.h files of kind "version")
+ *   DIR/versions/ease-p-<hash>.h5 EASE: P = (X^T X + lambda I)^-1 of a version, referenced by
+ *                                 its ease_p_hash (the start of a low-rank update)
  *   DIR/run/checkpoint.h5         latest checkpoint of an unfinished `train` (kind "run")
  *   DIR/CURRENT                   "v000003.h5\n": the version that serves
  *   DIR/LOCK                      writer lock (lock.h)
@@ -38,6 +40,12 @@ imf_status imf_modeldir_write_version(imf_modeldir *md, const imf_model *m, imf_
                                       int64_t *version);
 /* Delete a version file (prune). The caller makes sure it is not the current one. */
 imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version);
+/* Remove EASE P files (versions/ease-p-<hash>.h5, shared by the versions that reference them)
+ * that are no longer kept: every = 1 (prune) keeps the files any version references; every = 0
+ * (after an update) only those of CURRENT and of the newest version — an older version then
+ * still updates, by refactorisation from its X. A version whose header cannot be read stops
+ * the collection (nothing removed). Needs the lock. *removed (may be NULL): files removed. */
+imf_status imf_modeldir_gc_ease(imf_modeldir *md, int every, int64_t *removed);
 /* Make an existing version current (rollback). Needs the lock. */
 imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version);
 /* The version numbers present in versions/, ascending (malloc'd; rank 0's view, broadcast). */

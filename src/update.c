@@ -33,6 +33,7 @@
 #include "store.h"
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -360,20 +361,38 @@ static int parse_strategy(const char *s) {
 
 /* ------------------------------------------------------------------------------ EASE */
 
-/* An EASE champion's challenger. The Gram matrix X^T X is a sufficient statistic: it is read
- * from the champion's version file (each rank its own blocks, on this run's grid), grown to the
- * store's items (new rows and columns 0; the ridge lambda I comes with the solve, so a new item
- * gets lambda on its diagonal), and changed by exactly the difference of the rows that changed —
- * every user of this rank's partition block whose training row (binarized, standing holdout
- * excluded) differs from the champion's X row (read sparse, each rank its block's rows): new
- * interactions add, a forgotten user's row subtracts, a superseded rating of a pair already
- * present changes nothing. Then it is re-solved. The Gram matrix is never rebuilt from all data.
- * Every update strategy means this for EASE (recorded as strategy "gram"). *out: the challenger's
- * handle; *state its Gram matrix and B; oldx, newx: the champion's and the challenger's X rows of
- * this rank's block. */
-static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partition *p, const imf_model *champ,
-                             imf_model **out, imf_ease **state, imf_ease_rows *oldx, imf_ease_rows *newx,
-                             int64_t *changed, int64_t *entries) {
+/* update.ease_woodbury_max_rank: "auto" (items / 4: the crossover measured on 2 ranks, README
+ * "EASE updates") or a count >= 0. */
+static imf_status ease_max_rank(const imf_config *cfg, int64_t nitems, int64_t *out) {
+  const char *v = imf_cfg_str(cfg, "update.ease_woodbury_max_rank");
+  char *end = NULL;
+  if (!strcmp(v, "auto")) *out = nitems / 4;
+  else {
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < 0)
+      IMF_FAIL(IMF_ERR_USAGE, "update.ease_woodbury_max_rank = '%s': give auto or a count >= 0", v);
+    *out = x;
+  }
+  return IMF_OK;
+}
+
+/* An EASE champion's challenger. Every user of this rank's partition block whose training row
+ * (binarized, standing holdout excluded) differs from the champion's X row (read sparse, each
+ * rank its block's rows) changes G = X^T X by new^T new - old^T old: new interactions add, a
+ * forgotten user's row subtracts, a superseded rating of a pair already present changes
+ * nothing. When that change has rank m <= update.ease_woodbury_max_rank and the champion's P
+ * file is there, P = (G + lambda I)^-1 is read (1 x P grid), grown to the store's items (1/lambda
+ * on the new diagonal) and updated by the Woodbury identity (imf_ease_woodbury, 2 n^2 m flops);
+ * otherwise — or when the capacitance matrix is ill-conditioned — G is assembled from the new
+ * X rows (exact integers) and refactorised (pdpotrf + pdpotri, n^3). Either way B = I - P
+ * diagMat(1/diag P), rounded to f32 as stored, and P is kept for the challenger's P file.
+ * Every update strategy means this for EASE (recorded as strategy "gram"). *out: the
+ * challenger's handle; *state its P and B; oldx, newx: the champion's and the challenger's X
+ * rows of this rank's block; how: "woodbury" or "refactor" and the rank. */
+static imf_status ease_build(MPI_Comm comm, const imf_config *cfg, const char *cpath, const imf_partition *p,
+                             const imf_model *champ, imf_model **out, imf_ease **state, imf_ease_rows *oldx,
+                             imf_ease_rows *newx, int64_t *changed, int64_t *entries, char *how, size_t howcap) {
   imf_status st = IMF_OK;
   imf_ease *e = NULL;
   imf_model *m = NULL;
@@ -384,9 +403,8 @@ static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partiti
   memset(newx, 0, sizeof *newx);
   double t0 = imf_wtime();
   const imf_csr *c = &p->by_user;
-  int64_t nu = p->nusers, ni = p->nitems, nloc = c->hi - c->lo;
-  IMF_TRY(imf_checkpoint_read_ease(comm, cpath, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e), out);
-  IMF_TRY(imf_ease_grow(e, ni), out);
+  int64_t nu = p->nusers, ni = p->nitems, nloc = c->hi - c->lo, maxr = 0;
+  IMF_TRY(ease_max_rank(cfg, ni, &maxr), out);
   IMF_TRY(imf_checkpoint_read_ease_x(comm, cpath, c->lo, c->hi, oldx), out);
   /* the new X: the block's training rows without repeats */
   st = imf_alloc(&newx->ptr, (size_t)nloc + 1, sizeof *newx->ptr);
@@ -419,8 +437,29 @@ static imf_status ease_build(MPI_Comm comm, const char *cpath, const imf_partiti
   }
   int64_t g = nr;
   IMF_MPI(MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm));
-  IMF_TRY(imf_ease_add_delta(e, nr, optr, oidx, nptr, nidx, entries), out);
-  IMF_TRY(imf_ease_solve(e, 1), out);
+  int64_t rk = 0;
+  IMF_TRY(imf_ease_update_rank(comm, nr, optr, nptr, &rk), out);
+  *entries = rk;
+  snprintf(how, howcap, "refactor");
+  if (rk <= maxr) {
+    imf_status ws = imf_checkpoint_read_ease_p(comm, cpath, IMF_EASE_GRID_COLUMNS, &e);
+    if (ws == IMF_OK) ws = imf_ease_grow(e, ni);
+    if (ws == IMF_OK) ws = imf_ease_woodbury(e, c->lo, nr, optr, oidx, nptr, nidx, NULL);
+    if (ws == IMF_OK) ws = imf_ease_b_from_p(e);
+    if (ws == IMF_OK) snprintf(how, howcap, "woodbury");
+    else if (ws == IMF_ERR_NOTFOUND || ws == IMF_ERR_INPUT) { /* no usable P: refactorise */
+      imf_info("EASE update: refactorising instead of a rank-%lld update: %s", (long long)rk, imf_last_error());
+      imf_err_clear();
+      imf_ease_destroy(&e);
+    } else
+      IMF_TRY(ws, out);
+  }
+  if (!e) {
+    IMF_TRY(imf_ease_create(comm, ni, champ->lambda, IMF_EASE_GRID_SQUARE, &e), out);
+    IMF_TRY(imf_ease_add_rows(e, nloc, newx->ptr, newx->idx), out);
+    IMF_TRY(imf_ease_solve_p(e, 0, 1), out);
+  }
+  imf_ease_round_b(e); /* what the version stores: the gate scores the same B */
   /* the challenger's handle */
   IMF_TRY(imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nu, ni, 0, &m)), out);
   m->mu = 0;
@@ -814,7 +853,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     memset(&ci, 0, sizeof ci);
     int no_gram = 0;
     if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK) {
-      no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram;
+      no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram && !ci.ease_has_b; /* no EASE state at all */
       imf_model stub; /* update.metric against the model type, before the store is touched */
       memset(&stub, 0, sizeof stub);
       stub.type = ci.type;
@@ -939,12 +978,14 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     double tb = imf_wtime();
     int64_t changed = 0, entries = 0;
     IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
-    IMF_TRY(ease_build(comm, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries), out);
+    char how[16] = "";
+    IMF_TRY(ease_build(comm, cfg, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries,
+                       how, sizeof how), out);
     rep->build_seconds = imf_wtime() - tb;
     snprintf(rep->strategy, sizeof rep->strategy, "gram");
     note_add(rep->note, sizeof rep->note,
-             "EASE: Gram matrix updated with the rows of %lld changed users (%lld entries) and re-solved "
-             "(requested %s: every strategy does this for EASE)", (long long)changed, (long long)entries, req);
+             "EASE: the rows of %lld changed users (rank %lld) applied by %s (requested %s: every strategy does "
+             "this for EASE)", (long long)changed, (long long)entries, how, req);
     const char *why = NULL;
     imf_judgement jd;
     IMF_TRY(imf_judge_test_hook(champ, chall, ease_state), out);
@@ -1170,6 +1211,11 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   } else {
     imf_warn("champion kept: version %lld stays current; the challenger is kept as rejected version %lld (%s)",
              (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");
+  }
+  /* EASE: P files are kept for CURRENT and the newest version only (older ones refactorise) */
+  if (is_ease && imf_modeldir_gc_ease(md, 0, NULL) != IMF_OK) { /* the update is done: only warn */
+    imf_warn("EASE P files not collected: %s", imf_last_error());
+    imf_err_clear();
   }
   rep->write_seconds = imf_wtime() - tw;
   rep->seconds = imf_wtime() - t0;

@@ -309,6 +309,8 @@ static void test_checkpoint_any_ranks(void **state) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const char *dir = tu_tmpdir("ease-ckpt");
+  /* the format before 2026-12-07 (f64 B and the Gram matrix in the version): still read */
+  setenv("IMF_EASE_LEGACY_FORMAT", "1", 1);
   char path[600];
   snprintf(path, sizeof path, "%s/v.h5", dir);
   char legacy[640];
@@ -468,7 +470,170 @@ static void test_checkpoint_any_ranks(void **state) {
     assert_int_equal(imf_checkpoint_read_ease_x(MPI_COMM_WORLD, path, lo, hi, &xr), IMF_ERR_INPUT);
     assert_null(xr.ptr);
   }
+  unsetenv("IMF_EASE_LEGACY_FORMAT");
   free(x), free(gram), free(b), free(got);
+}
+
+/* ---- low-rank update of P: the same B as a refactorisation ---- */
+
+/* old: 200 users x 130 items; new: a few rows gain and lose items, a user emptied, 30 new users
+ * and 20 new items. P kept from a solve on 1 x P, grown, Woodbury-updated: B matches the serial B
+ * of the new data to 1e-8 relative (the refactorisation's own test tolerance). */
+static void test_woodbury(void **state) {
+  (void)state;
+  const int64_t nu0 = 200, ni0 = 130, nu1 = 230, ni1 = 150;
+  double *x0 = random_x(nu0, ni0, 0.1, 21), *x1 = calloc((size_t)(nu1 * ni1), sizeof *x1);
+  for (int64_t u = 0; u < nu1; u++)
+    for (int64_t i = 0; i < ni1; i++) {
+      double v = u < nu0 && i < ni0 ? x0[u * ni0 + i] : 0.0, h = imf_split_u01(99, u, i);
+      if (u % 9 == 0 && h < 0.05) v = 1.0 - v;
+      if ((u >= nu0 || i >= ni0) && h < 0.05) v = 1.0;
+      if (u == 7) v = 0.0;
+      x1[u * ni1 + i] = v;
+    }
+  int64_t lo, hi;
+  imf_user_range(MPI_COMM_WORLD, nu1, &lo, &hi);
+  imf_ratings r0;
+  local_ratings(x0, ni0, lo < nu0 ? lo : nu0, hi < nu0 ? hi : nu0, 0, &r0);
+  imf_ease *e = NULL;
+  assert_int_equal(imf_ease_create(MPI_COMM_WORLD, ni0, 10.0, IMF_EASE_GRID_COLUMNS, &e), IMF_OK);
+  assert_int_equal(imf_ease_add_ratings(e, &r0), IMF_OK);
+  assert_int_equal(imf_ease_solve_p(e, 0, 1), IMF_OK);
+  assert_non_null(imf_ease_p(e));
+  assert_null(imf_ease_gram(e));
+  assert_int_equal(imf_ease_grow(e, ni1), IMF_OK);
+  int64_t *optr, *nptr, m = -1, m2 = -1;
+  int32_t *oidx, *nidx;
+  rows_csr(x0, nu0, ni0, lo, hi, &optr, &oidx);
+  rows_csr(x1, nu1, ni1, lo, hi, &nptr, &nidx);
+  /* only the changed rows (an unchanged row would add +x and -x: rank without change) */
+  int64_t nr = 0, *cop = calloc((size_t)(hi - lo + 1), sizeof *cop), *cnp = calloc((size_t)(hi - lo + 1), sizeof *cnp);
+  int32_t *coi = calloc((size_t)(optr[hi - lo] + 1), sizeof *coi), *cni = calloc((size_t)(nptr[hi - lo] + 1), sizeof *cni);
+  for (int64_t r = 0; r < hi - lo; r++) {
+    int64_t a = optr[r + 1] - optr[r], b = nptr[r + 1] - nptr[r];
+    if (a == b && !memcmp(oidx + optr[r], nidx + nptr[r], (size_t)a * sizeof *oidx)) continue;
+    memcpy(coi + cop[nr], oidx + optr[r], (size_t)a * sizeof *coi);
+    memcpy(cni + cnp[nr], nidx + nptr[r], (size_t)b * sizeof *cni);
+    cop[nr + 1] = cop[nr] + a;
+    cnp[nr + 1] = cnp[nr] + b;
+    nr++;
+  }
+  assert_int_equal(imf_ease_update_rank(MPI_COMM_WORLD, nr, cop, cnp, &m), IMF_OK);
+  assert_true(m > 30 && m <= 2 * nu1);
+  assert_int_equal(imf_ease_woodbury(e, lo, nr, cop, coi, cnp, cni, &m2), IMF_OK);
+  assert_int_equal(m2, m);
+  assert_int_equal(imf_ease_b_from_p(e), IMF_OK);
+  double *bref = serial_b(x1, nu1, ni1, 10.0), *b = calloc((size_t)(ni1 * ni1), sizeof *b);
+  assert_int_equal(imf_ease_gather_cols(e, 0, ni1, b), IMF_OK);
+  double maxref = 0, maxdiff = 0;
+  for (int64_t j = 0; j < ni1 * ni1; j++) {
+    if (fabs(bref[j]) > maxref) maxref = fabs(bref[j]);
+    if (fabs(bref[j] - b[j]) > maxdiff) maxdiff = fabs(bref[j] - b[j]);
+  }
+  assert_true(maxdiff <= 1e-8 * maxref);
+  /* without the change, B would differ far beyond that (the test can fail) */
+  double *bold = serial_b(x0, nu0, ni0, 10.0), far = 0;
+  for (int64_t j = 0; j < ni0; j++)
+    for (int64_t i = 0; i < ni0; i++) far = fmax(far, fabs(bold[j * ni0 + i] - bref[j * ni1 + i]));
+  assert_true(far > 1e-4 * maxref);
+  imf_ease_destroy(&e);
+  imf_ratings_free(&r0);
+  free(optr), free(oidx), free(nptr), free(nidx), free(cop), free(cnp), free(coi), free(cni);
+  free(x0), free(x1), free(bref), free(b), free(bold);
+}
+
+/* ---- the current format: f32 B in the version, P in a P file next to it ---- */
+
+static void test_checkpoint_p_file(void **state) {
+  (void)state;
+  int rank;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const char *dir = tu_tmpdir("ease-pfile");
+  char path[600];
+  snprintf(path, sizeof path, "%s/v.h5", dir);
+  const int64_t nu = 260, ni = 203;
+  double *x = random_x(nu, ni, 0.1, 5);
+  double *b = calloc((size_t)(ni * ni), sizeof *b), *got = calloc((size_t)(ni * ni), sizeof *got);
+  int64_t lo, hi;
+  imf_user_range(MPI_COMM_WORLD, nu, &lo, &hi);
+  imf_ratings r;
+  local_ratings(x, ni, lo, hi, 0, &r);
+  imf_model *m = NULL;
+  imf_ease *e = NULL;
+  imf_ease_rows xr;
+  assert_int_equal(imf_ease_model(MPI_COMM_WORLD, &r, lo, hi, nu, ni, 25.0, &m, &e, &xr), IMF_OK);
+  assert_null(imf_ease_gram(e)); /* P kept instead */
+  assert_non_null(imf_ease_p(e));
+  double *b64 = calloc((size_t)(ni * ni), sizeof *b64);
+  assert_int_equal(imf_ease_gather_cols(e, 0, ni, b64), IMF_OK);
+  imf_ckpt_meta meta;
+  memset(&meta, 0, sizeof meta);
+  snprintf(meta.kind, sizeof meta.kind, "version");
+  meta.ease = e;
+  meta.ease_x = &xr;
+  assert_int_equal(imf_checkpoint_write(MPI_COMM_WORLD, path, m, &meta), IMF_OK);
+  assert_int_equal(imf_ease_gather_cols(e, 0, ni, b), IMF_OK); /* rounded in place by the writer */
+  for (int64_t c = 0; c < ni * ni; c++) assert_true(b[c] == (double)(float)b64[c]);
+  imf_ckpt_info info;
+  assert_int_equal(imf_checkpoint_info(path, &info), IMF_OK);
+  assert_true(!info.ease_has_gram && info.ease_has_b && info.ease_has_x);
+  assert_int_equal(strlen(info.ease_p_file), 7 + 32 + 3);
+  char pp[700];
+  snprintf(pp, sizeof pp, "%s/%s", dir, info.ease_p_file);
+  imf_ckpt_info_free(&info);
+  if (rank == 0) { /* B stored as f32 */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "/ease/BT", H5P_DEFAULT);
+    hid_t t = H5Dget_type(d);
+    assert_int_equal(H5Tget_size(t), 4);
+    H5Tclose(t), H5Dclose(d), H5Fclose(f);
+    FILE *pf = fopen(pp, "rb");
+    assert_non_null(pf);
+    fclose(pf);
+  }
+  /* the model reads (the digest covers the P hash); B and P read back on both grids */
+  imf_model *m2 = NULL;
+  imf_ckpt_meta meta2;
+  assert_int_equal(imf_checkpoint_read(MPI_COMM_WORLD, path, &m2, &meta2), IMF_OK);
+  imf_ckpt_meta_free(&meta2);
+  imf_model_destroy(&m2);
+  for (int grid = 0; grid < 2; grid++) {
+    imf_ease *f = NULL;
+    assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_B, grid, &f), IMF_OK);
+    assert_int_equal(imf_ease_gather_cols(f, 0, ni, got), IMF_OK);
+    assert_memory_equal(got, b, (size_t)(ni * ni) * sizeof *got);
+    imf_ease_destroy(&f);
+    assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_GRAM, grid, &f), IMF_ERR_INPUT);
+    assert_int_equal(imf_checkpoint_read_ease_p(MPI_COMM_WORLD, path, grid, &f), IMF_OK);
+    assert_int_equal(imf_ease_b_from_p(f), IMF_OK); /* B again from P: the unrounded B, bitwise */
+    assert_int_equal(imf_ease_gather_cols(f, 0, ni, got), IMF_OK);
+    assert_memory_equal(got, b64, (size_t)(ni * ni) * sizeof *got);
+    imf_ease_destroy(&f);
+  }
+  /* a damaged P file fails its hash; a missing one is IMF_ERR_NOTFOUND */
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    hid_t f = H5Fopen(pp, H5F_ACC_RDWR, H5P_DEFAULT), d = H5Dopen2(f, "/P", H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d);
+    hsize_t at[2] = {5, 9}, one1[2] = {1, 1};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, at, NULL, one1, NULL);
+    hid_t ms = H5Screate_simple(2, one1, NULL);
+    double v = 0.125;
+    H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, &v);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(d), H5Fclose(f);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  imf_ease *f = NULL;
+  assert_int_equal(imf_checkpoint_read_ease_p(MPI_COMM_WORLD, path, IMF_EASE_GRID_COLUMNS, &f), IMF_ERR_INPUT);
+  assert_null(f);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) assert_int_equal(remove(pp), 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_int_equal(imf_checkpoint_read_ease_p(MPI_COMM_WORLD, path, IMF_EASE_GRID_COLUMNS, &f), IMF_ERR_NOTFOUND);
+  imf_ease_destroy(&e);
+  imf_ease_rows_free(&xr);
+  imf_model_destroy(&m);
+  imf_ratings_free(&r);
+  free(x), free(b), free(got), free(b64);
 }
 
 /* ---- distributed scoring: each rank its columns of B, a top-K merge ---- */
@@ -565,7 +730,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_serial), cmocka_unit_test(test_several_blocks),
                                      cmocka_unit_test(test_repeated_unsorted), cmocka_unit_test(test_bad_lambda),
                                      cmocka_unit_test(test_update_sparse), cmocka_unit_test(test_update_dense),
-                                     cmocka_unit_test(test_checkpoint_any_ranks),
+                                     cmocka_unit_test(test_checkpoint_any_ranks), cmocka_unit_test(test_woodbury),
+                                     cmocka_unit_test(test_checkpoint_p_file),
                                      cmocka_unit_test(test_topk_distributed)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

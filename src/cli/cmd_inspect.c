@@ -60,6 +60,7 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
       printf(",\"ease_items\":%lld,\"ease_gram\":%s,\"ease_b\":%s,\"ease_x\":%s,\"ease_x_nnz\":%lld",
              (long long)in->ease_items, in->ease_has_gram ? "true" : "false", in->ease_has_b ? "true" : "false",
              in->ease_has_x ? "true" : "false", (long long)in->ease_x_nnz);
+    if (in->type == IMF_MODEL_EASE) printf(",\"ease_p_file\":\"%s\"", in->ease_p_file); /* "" none */
     printf(",\"store_digest\":\"%s\",\"batches_seen\":%lld,\"checkpoint_kind\":\"%s\","
            "\"openblas_core\":",
            in->store_digest, (long long)in->batches_seen, in->kind);
@@ -87,9 +88,11 @@ static void print_model(const imf_cli *cli, const char *path, const char *file, 
   printf("  store      %s (%lld batches seen)\n", in->store_digest[0] ? in->store_digest : "(none)",
          (long long)in->batches_seen);
   if (in->type == IMF_MODEL_EASE) {
-    printf("  ease       %s", in->ease_items > 0 ? (in->ease_has_b ? "Gram matrix and B stored (block-cyclic)"
+    printf("  ease       %s", in->ease_items <= 0 ? "no stored state (update refuses it: retrain)"
+                              : in->ease_has_gram ? (in->ease_has_b ? "Gram matrix and B stored (block-cyclic, f64)"
                                                                     : "Gram matrix stored (block-cyclic)")
-                                                  : "no stored Gram matrix (update refuses it: retrain)");
+                                                  : "B stored (block-cyclic, f32)");
+    if (in->ease_p_file[0]) printf("; P in %s", in->ease_p_file);
     if (in->ease_has_x) printf("; X sparse (%lld entries)\n", (long long)in->ease_x_nnz);
     else printf("; X in the replicated factor form (P = X, Q = B^T: an older layout)\n");
   }
