@@ -552,7 +552,8 @@ void imf_judge_drift(const imf_registry_record *hist, int64_t nhist, const imf_j
 }
 
 /* Test hook IMF_TEST_CHALLENGER (docs/METRICS.md): "worse" gives a factor model's challenger its
- * item factors shifted by one row (item i scored with item i+1's factors) and an EASE
+ * item factors and item biases shifted by one row (item i scored with item i+1's; a pop model's
+ * counts) and an EASE
  * challenger -B (its ranking reversed), both finite and worse; "same" makes a factor model's
  * challenger the champion itself (grown to the store's shape); "nan" puts a NaN into the
  * challenger's item factors or B (never promoted). Applied to the version written as well. */
@@ -577,6 +578,11 @@ imf_status imf_judge_test_hook(const imf_model *champ, imf_model *chall, imf_eas
     memmove(chall->Q, chall->Q + kw, (ni - 1) * kw * sizeof *q0);
     memcpy(chall->Q + (ni - 1) * kw, q0, kw * sizeof *q0);
     imf_free(&q0);
+    if (chall->bi) { /* the item biases too: all a pop model's scores are (its counts) */
+      float b0 = chall->bi[0];
+      memmove(chall->bi, chall->bi + 1, (ni - 1) * sizeof *chall->bi);
+      chall->bi[ni - 1] = b0;
+    }
   } else if (!strcmp(t, "same")) {
     size_t np = (size_t)champ->nusers * kw;
     memcpy(chall->P, champ->P, np * sizeof *chall->P);

@@ -5,7 +5,7 @@
 # ratings, user by user, with the mean paired difference, its 95% paired-bootstrap interval
 # (checked against a direct computation in numpy from the dumped differences, IMF_JUDGE_DUMP)
 # and the user count in the text line, --json, the registry and `status`; the promotion rule
-# both ways for ials and ease (a challenger made worse by the IMF_TEST_CHALLENGER hook is kept
+# both ways for ials, ease and pop (a challenger made worse by the IMF_TEST_CHALLENGER hook is kept
 # out, an equal or better one promoted, a NaN never); the same interval on 1 and 3 ranks and
 # from a fold-in that read only the touched rows; drift on the ranking metric (newest_score);
 # `status --plot` on an iALS and an EASE model directory.
@@ -128,6 +128,26 @@ IMF_TEST_CHALLENGER=worse run 2 update --data s2d --model m2d --input b1.csv --s
 check "ials auto: a worse challenger escalates fold-in -> warm -> retrain (judged by ndcg@10)" $PY -c "
 import json; d = json.load(open('a.json'))
 assert d['strategy'] == 'retrain' and 'auto: fold-in challenger' in d['note'] and 'ndcg@10' in d['note'], d"
+
+# 4b. pop (a baseline judged by its ranking metric): worse (its counts shifted by one item) kept
+# out, the champion itself promoted with diff 0, NaN never
+pop="--set model.type=pop --quiet"
+fresh s7; run 2 train --data s7 --model m7 $pop || bad "train pop"
+cp -r s7 s7b; cp -r m7 m7b; cp -r s7 s7c; cp -r m7 m7c
+v7=$(cur m7)
+IMF_TEST_CHALLENGER=worse run 2 update --data s7 --model m7 --input b1.csv --json --quiet > pw.json
+check "pop worse challenger: judged by ndcg@10, rejected, CURRENT kept" $PY -c "
+import json; d = json.load(open('pw.json'))
+assert d['metric'] == 'ndcg@10' and d['decision'] == 'rejected' and d['diff_mean'] < 0, d"
+check "pop worse challenger: CURRENT unchanged" test "$(cur m7)" = "$v7"
+IMF_TEST_CHALLENGER=same run 2 update --data s7b --model m7b --input b1.csv --json --quiet > pe.json
+check "pop equal challenger: promoted with diff 0" $PY -c "
+import json; d = json.load(open('pe.json'))
+assert d['decision'] == 'promoted' and d['diff_mean'] == 0 and d['diff_users'] > 100, d"
+IMF_TEST_CHALLENGER=nan run 2 update --data s7c --model m7c --input b1.csv --json --quiet > pn.json
+check "pop NaN challenger: never promoted" $PY -c "
+import json; d = json.load(open('pn.json'))
+assert d['decision'] == 'rejected' and 'non-finite' in d['note'], d"
 
 # 4. EASE: the same rule; status names the metric; status --plot draws it
 fresh s4; run 2 train --data s4 --model m4 --set model.type=ease --set model.ease_lambda=50 --quiet || bad "train ease"
