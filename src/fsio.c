@@ -184,7 +184,7 @@ void imf_output_tmpname_all(MPI_Comm comm, const char *path, char *out, size_t c
 
 imf_status imf_output_write_error(const char *path, int err) {
   if (err == ENOSPC || err == EDQUOT)
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: no space left on the file system (%s); nothing was left under "
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: no space left on the file system: %s; nothing was left under "
              "that name (free some space, then rerun)", path, strerror(err));
   IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, strerror(err));
 }
