@@ -114,8 +114,10 @@ PYEOF
     esac
     t1=$(date +%s.%N)
     bytes=$(du -sb "m-$s" | cut -f1)
-    nver=$(ls "m-$s/versions" | wc -l)
-    vbytes=$(ls -l "m-$s/versions" | awk 'NR > 1 {s += $5; n++} END {print n ? int(s / n) : 0}')
+    # a version file's bytes (v*.h5; an EASE model's shared P files, ease-p-*.h5, are counted in
+    # the directory's bytes, not per version)
+    nver=$(ls "m-$s/versions"/v*.h5 | wc -l)
+    vbytes=$(stat -c %s "m-$s/versions"/v*.h5 | awk '{s += $1; n++} END {print n ? int(s / n) : 0}')
     echo "$b $s $q $(echo "$t1 - $t0" | bc) $dec $bytes $nver $vbytes $(nitems "st-$s")" >> rows.txt
   done
 done
