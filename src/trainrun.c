@@ -75,8 +75,7 @@ static int stop_hook(void *p) {
 imf_status imf_stop_point(MPI_Comm comm, const char *what, const char *where) {
   stop_ctx c = {comm};
   if (!stop_hook(&c)) return IMF_OK;
-  IMF_FAIL(IMF_ERR_REQUEUE, "%s stopped by a signal %s; the model directory was not changed and its lock is "
-           "released: run it again", what, where);
+  IMF_FAIL(IMF_ERR_REQUEUE, "%s stopped by a signal %s; its lock is released: run it again", what, where);
 }
 
 static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s) {

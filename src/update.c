@@ -842,7 +842,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
 
   /* One writer: the model directory's lock for the whole update (append takes the store's). */
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
-  IMF_TRY(imf_stop_point(comm, "update", "before it began"), out); /* safe points: exit 75, lock released */
+  IMF_TRY(imf_stop_point(comm, "update", "before it began (nothing was changed)"), out); /* safe points: exit 75, lock released */
   {
     /* An EASE version must carry its Gram matrix (versions written before it was stored do
      * not): refuse before the store is touched. Errors here (no version yet, ...) are reported
@@ -880,7 +880,8 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
     rep->append_seconds = imf_wtime() - ta;
     kill_point("after-append");
   }
-  IMF_TRY(imf_stop_point(comm, "update", o->input ? "after the append (the batch is in the store)" : "before reading"), out);
+  IMF_TRY(imf_stop_point(comm, "update", o->input ? "after the append (the batch is in the store, the model directory unchanged)"
+                                                  : "before reading (the model directory is unchanged)"), out);
   const double tl = imf_wtime();
   char cpath[4400];
   IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
@@ -1159,7 +1160,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   if (is_ease) meta.ease_x = &ease_new;
   IMF_TRY(imf_store_user_ids(s, users, &meta.users), out);
   IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
-  IMF_TRY(imf_stop_point(comm, "update", "before writing its version"), out);
+  IMF_TRY(imf_stop_point(comm, "update", "before writing its version (the model directory is unchanged)"), out);
   IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
   kill_point("after-version");
   IMF_TRY(imf_agree(comm, fault_point("update-after-version")), out);

@@ -20,6 +20,7 @@ mshas() { grep -o 'sha256=[0-9a-f]*' "$1/MANIFEST" | cut -d= -f2; }
 
 run 1 synth --out r.csv --users 200 --items 100 --ratings 5000 --seed 3 --quiet || bad "synth r.csv"
 run 1 synth --out r2.csv --users 200 --items 100 --ratings 3000 --seed 4 --quiet || bad "synth r2.csv"
+run 1 synth --out o.csv --users 150 --items 90 --ratings 3000 --seed 9 --quiet || bad "synth o.csv"
 run 2 prepare --input r.csv --data ref --quiet || bad "prepare reference store"
 ref_digest=$(grep -o 'digest=[0-9a-f]*' ref/MANIFEST | head -1)
 
@@ -127,6 +128,16 @@ cond() { test $rc -eq 75 && grep -q "stopped by a signal" err; }; check "update,
 check "... CURRENT unchanged, no lock left" test "$(cat mu/CURRENT)" = "$cur" -a ! -e mu/LOCK
 trun 2 update --data su --model mu --strategy fold-in --quiet > /dev/null; rc=$?
 check "... the rerun promotes or rejects normally (exit 0)" test $rc -eq 0
+# prepare and append: a real SIGTERM to rank 0 once the input is read: exit 75, nothing written
+IMF_SIGNAL_AT=prepare-after-ingest trun 2 prepare --input r.csv --data sg --quiet > /dev/null 2> err; rc=$?
+cond() { test $rc -eq 75 -a ! -e sg && grep -q "prepare stopped by a signal" err; }
+check "prepare, SIGTERM to a rank after the read: exit 75 (was: killed, 143), no store" cond
+cp -r ref sa; cp ref/MANIFEST sa.manifest
+IMF_SIGNAL_AT=append-after-ingest trun 2 append --input o.csv --data sa --quiet > /dev/null 2> err; rc=$?
+cond() { test $rc -eq 75 -a ! -e sa/LOCK && cmp -s sa/MANIFEST sa.manifest && grep -q "append stopped by a signal" err; }
+check "append, SIGTERM to a rank after the read: exit 75, the store unchanged, no lock left" cond
+trun 2 append --input o.csv --data sa --quiet > /dev/null; rc=$?
+check "... the rerun appends (exit 0)" test $rc -eq 0 -a "$(grep -c '^batch ' sa/MANIFEST)" -gt "$(grep -c '^batch ' sa.manifest)"
 # train: a run long enough to be signalled after its first sweep (polling its log, no sleeps)
 run 1 synth --out long.csv --users 1500 --items 800 --ratings 60000 --seed 8 --quiet
 run 2 prepare --input long.csv --data sl --quiet
@@ -177,7 +188,6 @@ check "update after rollback + prune --keep 0: a new version number ($cur > $bef
   test $rc -eq 0 -a "$cur" -gt "${before:-0}"
 
 # ---- 8. a model and a store that do not belong together: refused unless adopted ------------
-run 1 synth --out o.csv --users 150 --items 90 --ratings 3000 --seed 9 --quiet || bad "synth o.csv"
 run 2 prepare --input o.csv --data other --quiet || bad "prepare other"
 cp -r m mf; cp other/MANIFEST other.manifest
 trun 2 update --data other --model mf --input r2.csv --quiet > /dev/null 2> err; rc=$?

@@ -81,6 +81,8 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
   if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
   imf_ingest_report rep;
   double t0 = imf_wtime();
+  st = imf_install_stop_signals(); /* SIGTERM/SIGINT/SIGUSR1: stop once the input is read, exit 75 */
+  if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
   st = append ? imf_append(cli->comm, cli->cfg, store, input, rejects, &rep)
               : imf_prepare(cli->comm, cli->cfg, store, input, rejects, &rep);
   if (st != IMF_OK) return imf_cli_fail(cli, cmd, st);
