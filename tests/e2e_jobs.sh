@@ -132,6 +132,7 @@ check "tune.sbatch: writes the best configuration" bash -c "[ $rc -eq 0 ] && gre
 [ -f best.ini ] || cat sbt.log
 DATA=st3 MODEL=m3 sbrun "$jobs/train.sbatch" --config "$tmp/best.ini" --quiet > sbtr.log 2>&1; rc=$?
 check "train.sbatch with the tuned configuration: a version" bash -c "[ $rc -eq 0 ] && [ -f m3/CURRENT ]"
+[ -f m3/CURRENT ] || { echo "train.sbatch exit $rc, its output:"; cat sbtr.log; }
 DATA=st3 MODEL=m3 INPUT=new.csv sbrun "$jobs/update.sbatch" --quiet > sbu.log 2>&1; rc=$?
 check "update.sbatch: appends and updates (version 2)" bash -c "[ $rc -eq 0 ] && [ \"\$(cat m3/CURRENT)\" = v000002.h5 ]"
 DATA=st3 MODEL=m3 INPUT=new.csv sbrun "$jobs/update.sbatch" --quiet > sbu2.log 2>&1; rc=$?
