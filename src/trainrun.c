@@ -78,6 +78,20 @@ imf_status imf_stop_point(MPI_Comm comm, const char *what, const char *where) {
   IMF_FAIL(IMF_ERR_REQUEUE, "%s stopped by a signal %s; its lock is released: run it again", what, where);
 }
 
+/* The sweep log (DIR/train.jsonl, rank 0) after a write: a full disk, or any write error, fails
+ * the run on every rank with one line naming the file (every writer does, issue 22); the run
+ * checkpoint of the last periodic write stays. No log (it could not be opened: warned): nothing. */
+static imf_status log_check(MPI_Comm comm, FILE *log, const char *path) {
+  imf_status st = IMF_OK;
+  if (log && (fflush(log) != 0 || ferror(log))) {
+    int e = errno ? errno : EIO;
+    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s: %s%s (the sweep log; the run checkpoint "
+                       "of the last periodic write is kept: free some space, then `train --resume`)", path,
+                       e == ENOSPC || e == EDQUOT ? "no space left on the file system: " : "", strerror(e));
+  }
+  return imf_agree(comm, st);
+}
+
 static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s) {
   fprintf(f, "{\"iteration\":%lld,\"train_loss\":", (long long)h->iteration);
   if (isfinite(h->train_loss)) fprintf(f, "%.9g", h->train_loss); else fputs("null", f);
@@ -231,6 +245,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
       if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
       else log_sweep(log, &em->history[0], em->history[0].seconds > 0 ? (double)cnt[0] / em->history[0].seconds : 0);
     }
+    IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
   } else {
     IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
     imf_ratings_free(&local);
@@ -245,6 +260,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
       if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
       for (int64_t j = 0; log && j < em->nhistory; j++) log_sweep(log, &em->history[j], 0);
     }
+    IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
   } else if (!ease) {
     IMF_TRY(imf_train_create(comm, cfg, part, &t), out);
     if (saved) IMF_TRY(imf_trainer_resume(t, saved), out);
@@ -266,11 +282,9 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
         const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
         double secs = imf_wtime() - ts;
         double rps = secs > 0 ? (double)part->nnz_train / secs : 0;
-        if (log) {
-          log_sweep(log, h, rps);
-          fflush(log);
-        }
+        if (log) log_sweep(log, h, rps);
       }
+      IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
       /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
       if (stop_after >= 0 && m->iteration >= stop_after) stop_requested = 1;
       if (every > 0 && m->iteration % every == 0 && !imf_trainer_done(t)) {

@@ -215,5 +215,12 @@ run 2 forget --data rf --model mfg --user "$user" --quiet > /dev/null || bad "fo
 trun 2 update --data rf --model mfg --input o.csv --set update.tolerance=1e9 --quiet > /dev/null 2> err; rc=$?
 check "its own store after forget and an append: update exit 0" test $rc -eq 0
 
+# ---- 4b. full disk under the sweep log (train.jsonl a link to /dev/full; the other writers are in
+# e2e_faults_disk.sh): every rank fails at once with one line naming the file (was: silent)
+mkdir mj && ln -s /dev/full mj/train.jsonl
+trun 2 train --data ref --model mj --set model.iterations=3 --quiet > /dev/null 2> err; rc=$?
+cond() { test $rc -ne 0 -a ! -e mj/CURRENT && grep -q "cannot write mj/train.jsonl: no space left" err; }
+check "train with its sweep log on a full disk: exit $rc naming train.jsonl and the lack of space, no version" cond
+
 echo "e2e_accidents: $pass passed, $fail failed"
 [ $fail -eq 0 ]
