@@ -725,36 +725,25 @@ out:
   return st;
 }
 
-/* ------------------------------------------------------------------------------ update */
-
 /* ------------------------------------------------------------------------------ lineage */
 
-/* Whether the current version of md was built from the store at store_dir (issue 22): its
+/* Whether version v (attributes ci) was built from the store at store_dir (issue 22): its
  * recorded store digest must be one of the store's states from the batches it has seen on
  * (imf_store_digest_matches); a version without one (older files) passes. Checked before
  * anything is appended. A foreign model is refused (IMF_ERR_INPUT, exit 3) unless `adopt`; then
  * *adopting = 1 and adopt_ids checks, once the model is read, that its ids are the store's
  * first ids in the same order (the only way its rows can mean the store's users and items).
- * Errors reading the version are left to the full read. Collective. */
-static imf_status check_lineage(MPI_Comm comm, imf_modeldir *md, const char *store_dir, const char *model_dir,
-                                int adopt, int *adopting) {
-  char cp[4400];
-  int64_t v = 0;
-  imf_ckpt_info ci;
-  memset(&ci, 0, sizeof ci);
+ * Collective. */
+static imf_status check_lineage(MPI_Comm comm, const imf_ckpt_info *ci, int64_t v, const char *store_dir,
+                                const char *model_dir, int adopt, int *adopting) {
   *adopting = 0;
-  if (imf_modeldir_current(md, cp, sizeof cp, &v) != IMF_OK || imf_checkpoint_info(cp, &ci) != IMF_OK) {
-    imf_ckpt_info_free(&ci);
-    imf_err_clear();
-    return IMF_OK;
-  }
   imf_store *s = NULL;
   imf_status st = imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s);
   int ok = 1;
   int64_t nb = 0;
   if (st == IMF_OK) {
     nb = imf_store_nbatches(s);
-    ok = !ci.store_digest[0] || imf_store_digest_matches(s, ci.batches_seen, ci.store_digest);
+    ok = !ci->store_digest[0] || imf_store_digest_matches(s, ci->batches_seen, ci->store_digest);
   }
   imf_store_close(&s);
   if (st == IMF_OK && !ok) {
@@ -762,16 +751,15 @@ static imf_status check_lineage(MPI_Comm comm, imf_modeldir *md, const char *sto
       *adopting = 1;
       imf_warn("--adopt: version %lld of %s was not built from %s (its store digest %.16s... is none of the store's "
                "states): adopted, if its ids are the store's first ids", (long long)v, model_dir, store_dir,
-               ci.store_digest);
+               ci->store_digest);
     } else
       st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
                          "version %lld of %s was not built from %s: its recorded store digest %.16s... is none of "
                          "the store's states from batch %lld to %lld; nothing was changed (`incremf update --adopt` "
                          "takes such a model over when its user and item ids are the store's first ids, in order)",
-                         (long long)v, model_dir, store_dir, ci.store_digest, (long long)ci.batches_seen,
+                         (long long)v, model_dir, store_dir, ci->store_digest, (long long)ci->batches_seen,
                          (long long)nb);
   }
-  imf_ckpt_info_free(&ci);
   return imf_agree(comm, st);
 }
 
@@ -843,18 +831,21 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   /* One writer: the model directory's lock for the whole update (append takes the store's). */
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
   IMF_TRY(imf_stop_point(comm, "update", "before it began (nothing was changed)"), out); /* safe points: exit 75, lock released */
+  int adopting = 0;
   {
-    /* An EASE version must carry its Gram matrix (versions written before it was stored do
-     * not): refuse before the store is touched. Errors here (no version yet, ...) are reported
-     * by the full read below. */
+    /* From the current version's attributes, before the store is touched: update.metric against
+     * the model type, an EASE version must carry its state (versions written before it was
+     * stored do not), and the version must belong to the store (check_lineage). Errors reading
+     * it (no version yet, ...) are reported by the full read below. */
     char cp[4400];
     int64_t v = 0;
     imf_ckpt_info ci;
     memset(&ci, 0, sizeof ci);
-    int no_gram = 0;
+    int no_gram = 0, have = 0;
     if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK) {
+      have = 1;
       no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram && !ci.ease_has_b; /* no EASE state at all */
-      imf_model stub; /* update.metric against the model type, before the store is touched */
+      imf_model stub;
       memset(&stub, 0, sizeof stub);
       stub.type = ci.type;
       if (imf_judge_metric_for(cfg, &stub, &jm) != IMF_OK) {
@@ -862,15 +853,17 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
         IMF_TRY(IMF_ERR_USAGE, out);
       }
     }
-    imf_ckpt_info_free(&ci);
     imf_err_clear();
-    if (no_gram)
+    if (no_gram) {
+      imf_ckpt_info_free(&ci);
       IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
                             "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
                             "retrain it once with `incremf train --set model.type=ease`", model_dir), out);
+    }
+    st = have ? check_lineage(comm, &ci, v, store_dir, model_dir, o->adopt, &adopting) : IMF_OK;
+    imf_ckpt_info_free(&ci);
+    IMF_TRY(st, out);
   }
-  int adopting = 0;
-  IMF_TRY(check_lineage(comm, md, store_dir, model_dir, o->adopt, &adopting), out);
   if (o->input) {
     const double ta = imf_wtime();
     imf_ingest_report irep;
