@@ -136,7 +136,7 @@ static const key_def KEYS[] = {
     {"eval.k", T_STR, "10", NULL, "ranking cut-offs K, comma separated (e.g. 10 or 20,50,100)"},
     {"eval.relevance_threshold", T_DOUBLE_NONE_AUTO, "auto", NULL,
      "explicit data: a held-out rating >= this is relevant; auto = min + 0.75 (max - min) of the recorded scale, "
-     "rounded up to its step (4 on 1-5, 8 on 0-10); none = every held-out item (implicit models: always every)"},
+     "rounded up to its step (4 on 1-5, 8 on 0-10); none = every held-out item (implicit models: their positives, model.positive_threshold)"},
     {"eval.binarize", T_DOUBLE_OR_NONE, "none", NULL,
      "implicit evaluation: drop ratings below this before splitting and set the rest to 1"},
     {"eval.test_fraction", T_DOUBLE, "0.2", NULL, "random and temporal protocols: share of ratings held out"},

@@ -29,7 +29,7 @@ const char IMF_USAGE_EVALUATE[] =
     "                 same training part and scored on the same test ratings\n"
     "  --k LIST       cut-offs (default eval.k); relevance: rating >= eval.relevance_threshold\n"
     "                 (auto: 3/4 up the recorded scale, rounded up to its step: 4 on 1-5, 8 on 0-10)\n"
-    "                 (implicit models: every held-out item)\n"
+    "                 (implicit models: their positives, model.positive_threshold; none: every item)\n"
     "  --fold-files B,T  patterns with one %d, for folds 1..N (official MovieLens u1..u5)\n"
     "  --json         one object: protocol, k, folds, relevance_threshold, every metric by plain\n"
     "                 key (mean over folds), sd (per key; null with one fold), fold_results,\n"
