@@ -721,14 +721,30 @@ int imf_store_digest_matches(const imf_store *s, int64_t from, const char *diges
   /* A version is stamped with the digest of the store it was built from (its first
    * batches_seen batches); `forget` re-stamps every version with the whole store's digest of
    * the moment, tombstones included. Either way some prefix of at least `from` batches, with
-   * today's tombstone list (a later forget re-stamps again), gives the stamp back. */
+   * today's tombstone list (a later forget re-stamps again), gives the stamp back. One running
+   * hash over the batches, copied at each candidate prefix: linear in the batch count. */
+  EVP_MD_CTX *c = EVP_MD_CTX_new(), *t = EVP_MD_CTX_new();
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
   char hex[65];
+  int found = 0;
   if (from < 0) from = 0;
-  for (int64_t nb = from; nb <= s->m.nbatches; nb++) {
-    digest_prefix(s, nb, hex);
-    if (!strcmp(hex, digest)) return 1;
+  EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+  for (int64_t nb = 0; c && t && !found && nb <= s->m.nbatches; nb++) {
+    if (nb > 0) sha_put(c, s->m.b[nb - 1].digest, 64);
+    if (nb < from) continue;
+    EVP_MD_CTX_copy_ex(t, c);
+    if (s->m.nforgotten > 0) { /* as digest_prefix */
+      sha_put(t, "forgotten", 9);
+      for (int64_t j = 0; j < s->m.nforgotten; j++) sha_put_u64(t, (uint64_t)s->m.forgotten[j]);
+    }
+    EVP_DigestFinal_ex(t, d, &n);
+    hexify(d, n, hex);
+    found = !strcmp(hex, digest);
   }
-  return 0;
+  EVP_MD_CTX_free(c);
+  EVP_MD_CTX_free(t);
+  return found;
 }
 
 /* Rank 0 reads the manifest; every rank parses the same broadcast bytes. */
