@@ -12,8 +12,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 mpi() { "$mpiexec" --oversubscribe -n "$1" "$bin" "${@:2}"; }
 
 # help
-"$bin" synth --help | grep -q -- "--corrupt F" || fail "help text"
-"$bin" help synth | grep -q "usage: incremf synth" || fail "incremf help synth"
+grep -q -- "--corrupt F" <<<"$("$bin" synth --help)" || fail "help text"
+grep -q "usage: incremf synth" <<<"$("$bin" help synth)" || fail "incremf help synth"
 
 # usage errors: exit 2, naming the culprit
 "$bin" synth --out x.csv --bogus 2> err.txt; rc=$?
