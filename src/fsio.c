@@ -25,6 +25,37 @@ imf_status imf_fsync_path(const char *path, int is_dir) {
   return IMF_OK;
 }
 
+imf_status imf_fs_replace(const char *dir, const char *path, const char *text, size_t len, const char *fault) {
+  char tmp[PATH_MAX + 8];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    IMF_FAIL(IMF_ERR_USAGE, "path too long: %s", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
+  size_t done = 0;
+  int e = 0;
+  while (done < len && !e) {
+    ssize_t w = write(fd, text + done, len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) e = w < 0 ? errno : EIO;
+    else done += (size_t)w;
+  }
+  if (!e && fsync(fd) != 0) e = errno;
+  if (close(fd) != 0 && !e) e = errno;
+  if (e) {
+    unlink(tmp);
+    return imf_output_write_error(path, e);
+  }
+  const char *f = getenv("IMF_FAULT");
+  if (fault && f && !strcmp(f, fault))
+    IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=%s): %s written, not renamed", fault, tmp);
+  if (rename(tmp, path) != 0) {
+    e = errno;
+    unlink(tmp);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+  }
+  return imf_fsync_path(dir, 1);
+}
+
 imf_status imf_fs_need_space(const char *dir, const char *file, double need) {
   struct statvfs v;
   if (statvfs(dir, &v) != 0) return IMF_OK; /* cannot tell: let the write report it */

@@ -14,6 +14,14 @@ imf_status imf_fsync_path(const char *path, int is_dir);
  * into directory `dir` when its file system has less free space: a collective HDF5 write that
  * runs out of space half-way cannot always be unwound cleanly on every rank. */
 imf_status imf_fs_need_space(const char *dir, const char *file, double need);
+/* (one process) Replace `path` (a file in directory `dir`) with `len` bytes
+ * of `text` atomically and durably: write path.tmp, fsync it, rename it onto path, fsync dir. A
+ * reader sees the old or the new content, never a mix, and a crash leaves at most path.tmp (which
+ * the next replace truncates). The one atomic text writer: MANIFEST (store.c), CURRENT
+ * (modeldir.c) and registry.jsonl (registry.c) all go through it. `fault`, when not NULL, is an
+ * IMF_FAULT value that makes the call fail after path.tmp is synced and before the rename (the
+ * fault-injection tests' crash point). */
+imf_status imf_fs_replace(const char *dir, const char *path, const char *text, size_t len, const char *fault);
 /* The directory part of path ("." when there is none). */
 void imf_parent_dir(const char *path, char *out, size_t cap);
 /* Silence HDF5's automatic error printing: failures are reported through imf_status with the

@@ -53,6 +53,14 @@ static int exists(const char *p) {
 
 /* The version number of a file name "v000012.h5", or 0 when the name is not one. The name
  * must be exactly what version_name writes, so "v12.h5" or "v000012.h5.tmp" do not count. */
+/* (rank 0) Replace DIR/CURRENT atomically. */
+static imf_status write_current(const imf_modeldir *md, int64_t version) {
+  char fin[PATHCAP], text[64];
+  snprintf(fin, sizeof fin, "%s/CURRENT", md->dir);
+  int len = snprintf(text, sizeof text, "v%06lld.h5\n", (long long)version);
+  return imf_fs_replace(md->dir, fin, text, (size_t)len, NULL);
+}
+
 static int64_t parse_version_name(const char *name) {
   long long v = 0;
   int used = 0;
@@ -64,35 +72,6 @@ static int64_t parse_version_name(const char *name) {
   return strcmp(back, name) == 0 ? (int64_t)v : 0;
 }
 
-
-/* (rank 0) Replace DIR/CURRENT atomically. */
-static imf_status write_current(const imf_modeldir *md, int64_t version) {
-  char tmp[PATHCAP], fin[PATHCAP], text[64];
-  snprintf(tmp, sizeof tmp, "%s/CURRENT.tmp", md->dir);
-  snprintf(fin, sizeof fin, "%s/CURRENT", md->dir);
-  int len = snprintf(text, sizeof text, "v%06lld.h5\n", (long long)version);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
-  ssize_t w = write(fd, text, (size_t)len);
-  int e = errno;
-  if (w != len || fsync(fd) != 0) {
-    e = w != len ? (w < 0 ? e : EIO) : errno;
-    close(fd);
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(e));
-  }
-  if (close(fd) != 0) {
-    e = errno;
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot close %s: %s", tmp, strerror(e));
-  }
-  if (rename(tmp, fin) != 0) {
-    e = errno;
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, fin, strerror(e));
-  }
-  return imf_fsync_path(md->dir, 1);
-}
 
 /* (rank 0) Version numbers in versions/, ascending. */
 static int cmp_i64(const void *a, const void *b) {

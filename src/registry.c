@@ -2,6 +2,7 @@
  * here only. The reader is deliberately small: it understands exactly the objects this file
  * writes (flat, string and number values), which is all the registry ever holds. */
 #include "registry.h"
+#include "fsio.h"
 #include "error.h"
 #include "log.h"
 
@@ -193,42 +194,6 @@ static imf_status slurp(const char *path, char **text, int64_t *len) {
   return st;
 }
 
-static imf_status write_atomic(const char *dir, const char *path, const char *text, size_t len) {
-  char tmp[4600];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, text + off, len - off);
-    if (w <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(e));
-    }
-    off += (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", tmp, strerror(errno));
-  }
-  const char *fault = getenv("IMF_FAULT");
-  if (fault && !strcmp(fault, "registry-before-rename"))
-    IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=registry-before-rename): %s written, not renamed", tmp);
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s: %s", tmp, strerror(e));
-  }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return IMF_OK;
-}
-
 imf_status imf_registry_append(MPI_Comm comm, const char *model_dir, imf_registry_record *r) {
   int rank;
   MPI_Comm_rank(comm, &rank);
@@ -255,7 +220,7 @@ imf_status imf_registry_append(MPI_Comm comm, const char *model_dir, imf_registr
         imf_registry_write_json(f, r);
         fputc('\n', f);
         fclose(f);
-        st = write_atomic(model_dir, path, buf, len);
+        st = imf_fs_replace(model_dir, path, buf, len, "registry-before-rename");
       }
     }
     imf_free(&old);

@@ -110,40 +110,6 @@ static int path_exists(const char *p) {
 }
 
 
-/* (local) Write text to dir/name atomically: name.tmp, fsync, rename, fsync the directory. */
-static imf_status replace_file(const char *dir, const char *name, const char *text, size_t len) {
-  char tmp[4200], fin[4200];
-  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-  snprintf(fin, sizeof fin, "%s/%s", dir, name);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot create %s: %s", tmp, strerror(errno));
-  size_t done = 0;
-  while (done < len) {
-    ssize_t w = write(fd, text + done, len - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(e));
-    }
-    done += (size_t)w;
-  }
-  if (fsync(fd) != 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot sync %s: %s", tmp, strerror(e));
-  }
-  if (close(fd) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot close %s: %s", tmp, strerror(errno));
-  if (rename(tmp, fin) != 0) {
-    int e = errno;
-    unlink(tmp);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, fin, strerror(e));
-  }
-  return imf_fsync_path(dir, 1);
-}
-
 /* Broadcast a malloc'd byte buffer from root (chunked: MPI counts are int). */
 static imf_status bcast_bytes(MPI_Comm comm, int root, char **buf, int64_t *len) {
   int rank;
@@ -847,7 +813,11 @@ static imf_status manifest_commit(imf_store *s, const manifest *m) {
     char *text = NULL;
     size_t len = 0;
     st = manifest_text(m, &text, &len);
-    if (st == IMF_OK) st = replace_file(s->dir, "MANIFEST", text, len);
+    if (st == IMF_OK) {
+      char mpath[4200];
+      snprintf(mpath, sizeof mpath, "%s/MANIFEST", s->dir);
+      st = imf_fs_replace(s->dir, mpath, text, len, NULL);
+    }
     free(text);
   }
   return imf_agree(s->comm, st);
