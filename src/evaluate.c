@@ -656,10 +656,19 @@ static imf_status score_baselines(MPI_Comm comm, const imf_config *cfg, const im
   return IMF_OK;
 }
 
-/* Implicit evaluation: keep ratings >= eval.binarize as interactions of value 1. */
-void imf_eval_binarize(const imf_config *cfg, imf_dataset *d) {
+/* Implicit evaluation: keep ratings >= eval.binarize as interactions of value 1. Refused with an
+ * implicit model's own model.positive_threshold: the threshold would then see only 1s and, above
+ * 1, leave nothing to train or score on (every metric null, silently: found on ml-100k with both
+ * at 4); the two say the same thing, and the model's key is the one recorded with the model. */
+imf_status imf_eval_binarize(const imf_config *cfg, imf_dataset *d) {
   double thr = imf_cfg_double(cfg, "eval.binarize");
-  if (isnan(thr)) return;
+  if (isnan(thr)) return IMF_OK;
+  imf_implicit_opts io;
+  IMF_CHECK(imf_implicit_opts_from(cfg, &io));
+  if (io.active && !isnan(io.positive_threshold))
+    IMF_FAIL(IMF_ERR_USAGE, "eval.binarize = %g and model.positive_threshold = %g are both set: binarize turns the "
+             "ratings into 1s before the model's threshold sees them; set only model.positive_threshold (an "
+             "implicit model's held-out positives are then its relevant items)", thr, io.positive_threshold);
   int64_t w = 0;
   for (int64_t j = 0; j < d->r.n; j++) {
     if (!(d->r.value[j] >= thr)) continue;
@@ -670,6 +679,7 @@ void imf_eval_binarize(const imf_config *cfg, imf_dataset *d) {
     w++;
   }
   d->r.n = w;
+  return IMF_OK;
 }
 
 /* One split of a dataset: train on its training part, score the test part (and the --baseline
@@ -774,8 +784,8 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
   IMF_TRY(imf_dataset_from_file(comm, cfg, test, tr.users, tr.items, &te), out);
   /* one layout over all ids for both parts */
   IMF_TRY(imf_dataset_relayout(comm, &tr, te.nusers, te.nitems), out);
-  imf_eval_binarize(cfg, &tr);
-  imf_eval_binarize(cfg, &te);
+  IMF_TRY(imf_eval_binarize(cfg, &tr), out);
+  IMF_TRY(imf_eval_binarize(cfg, &te), out);
   IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &tr.r)), out);
   IMF_TRY(train_on(comm, cfg, &tr.r, nu0, ni0, &m, &ease), out);
   /* test ratings of ids unseen in training stay (cold), rank with the model's rows only */
@@ -1055,7 +1065,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     if (sp->store) IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
     else if (sp->input) IMF_TRY(imf_dataset_from_file(comm, cfg, sp->input, NULL, NULL, &d), out);
     else IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --data STORE or --input FILE", proto), out);
-    imf_eval_binarize(cfg, &d);
+    IMF_TRY(imf_eval_binarize(cfg, &d), out);
     imf_split_spec ss = {.kind = kind,
                          .seed = (uint64_t)imf_cfg_int(cfg, "eval.seed"),
                          .fraction = kind == IMF_SPLIT_HELDOUT_USERS ? imf_cfg_double(cfg, "eval.heldout_users")

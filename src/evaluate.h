@@ -122,7 +122,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cfg, const imf_eval_spe
 /* Collective. k-fold cross-validation of one configuration on an in-memory dataset (used by
  * tune: the split hashes depend on eval.seed only). */
 /* Implicit evaluation (eval.binarize = T): keep ratings >= T as interactions of value 1. */
-void imf_eval_binarize(const imf_config *cfg, imf_dataset *d);
+imf_status imf_eval_binarize(const imf_config *cfg, imf_dataset *d);
 imf_status imf_eval_cv(MPI_Comm comm, const imf_config *cfg, const imf_dataset *d, int folds,
                        imf_eval_report *rep);
 #endif

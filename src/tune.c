@@ -346,7 +346,7 @@ static imf_status run_group(MPI_Comm gcomm, int group, const imf_config *cfg, co
   if (group >= rep->nconfigs) return IMF_OK; /* more groups than candidates: nothing to do */
   IMF_TRY(imf_alloc(&er, 1, sizeof *er), out);
   IMF_TRY(imf_dataset_from_store(gcomm, sp->store, &d), out);
-  imf_eval_binarize(cfg, &d);
+  IMF_TRY(imf_eval_binarize(cfg, &d), out);
   for (;;) {
     int64_t pos = rep->nconfigs;
     IMF_TRY(sched_next(sch, gcomm, &pos), out);

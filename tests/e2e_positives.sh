@@ -46,10 +46,13 @@ for part, sfx in ((None, ""), (1, "1"), (2, "2")):
     write("pos%s.csv" % sfx, repr, lambda v: v >= 4, part)
     write("bin%s.csv" % sfx, lambda v: "1", part=part)
     write("log%s.csv" % sfx, lambda v: "%.17g" % math.log1p(v / 2.0), part=part)
+    write("posbin%s.csv" % sfx, lambda v: "1", lambda v: v >= 4, part)
 PYEOF
 $PY mk.py
-for v in all pos bin log; do run 2 prepare --input $v.csv --data p_$v --quiet; done
-I="--set model.type=ials --set model.k=4 --set model.iterations=4"
+for v in all pos bin log posbin; do run 2 prepare --input $v.csv --data p_$v --quiet; done
+I="--set model.type=ials --set model.k=4 --set model.iterations=4 --set model.confidence=linear"
+# (confidence = auto would be binary for m_thr, with its threshold, and linear for m_pos: compared
+# under one confidence, the threshold's own effect is what is tested; auto is tested below)
 run 2 train --data p_all --model m_thr $I --set model.positive_threshold=4 --quiet
 run 2 train --data p_pos --model m_pos $I --quiet
 run 3 train --data p_all --model m_binc $I --set model.confidence=binary --quiet
@@ -57,10 +60,15 @@ run 2 train --data p_bin --model m_bin $I --quiet
 run 2 train --data p_all --model m_logc $I --set model.confidence=log --set model.epsilon=2 --quiet
 run 2 train --data p_log --model m_log $I --quiet
 run 2 train --data p_all --model m_all $I --quiet
+A="--set model.type=ials --set model.k=4 --set model.iterations=4" # model.confidence = auto
+run 2 train --data p_all --model m_auto $A --set model.positive_threshold=4 --quiet
+run 2 train --data p_posbin --model m_posbin $A --quiet
 check "ials positive_threshold=4 == ials on the file without ratings < 4 (bitwise)" test "$(fact m_thr)" = "$(fact m_pos)"
 check "... and differs from ials on every rating" test "$(fact m_thr)" != "$(fact m_all)"
 check "ials confidence=binary == ials on the file with every value 1 (bitwise, 3 ranks vs 2)" test "$(fact m_binc)" = "$(fact m_bin)"
 check "ials confidence=log, epsilon 2 == ials on values log(1 + r/2) (bitwise)" test "$(fact m_logc)" = "$(fact m_log)"
+check "ials confidence=auto with positive_threshold=4 == ials on the positives as 1s (bitwise: binary)" test "$(fact m_auto)" = "$(fact m_posbin)"
+check "... and differs from confidence=linear with the same threshold" test "$(fact m_auto)" != "$(fact m_thr)"
 check "inspect shows the recorded options" bash -c "'$bin' inspect m_logc 2>/dev/null | grep -q 'confidence = log'"
 # EASE: the binarized rows hold the positives only
 E="--set model.type=ease --set model.ease_lambda=20"
@@ -98,6 +106,12 @@ check "EASE update keeps ease(threshold) == ease(filtered)" test "$(easeh g_thr)
 ev() { run 1 evaluate --input all.csv $I --set model.iterations=2 "$@" --json --quiet | $PY -c 'import json,sys; v=json.loads(sys.stdin.read())["relevance_threshold"]; print("null" if v is None else v)'; }
 check "evaluate ials with positive_threshold=4: relevance_threshold 4" test "$(ev --set model.positive_threshold=4)" = 4
 check "evaluate ials without: every held-out item (null)" test "$(ev)" = null
+# eval.binarize with the model's own threshold: was exit 0 with every metric null (the threshold saw
+# only the 1s binarize left, and removed them all)
+run 2 evaluate --input all.csv --protocol heldout-users $I --set model.positive_threshold=4 --set eval.binarize=4 \
+  --json --quiet > both.json 2> both.err; rc=$?
+check "evaluate with eval.binarize and model.positive_threshold: exit 2 naming both ($rc)" \
+  bash -c "test $rc -eq 2 && grep -q 'eval.binarize = 4 and model.positive_threshold = 4' both.err"
 
 echo "e2e_positives: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

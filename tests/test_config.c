@@ -105,11 +105,35 @@ static void test_leading_semicolon(void **state) {
   imf_config_destroy(&c);
 }
 
+/* model.lambda = auto (the default) stands for the value the model type wants: implicit ALS's
+ * unscaled lambda is 50, ALS-WR's per-rating lambda 0.05; a number overrides it. */
+static void test_lambda_auto(void **state) {
+  (void)state;
+  imf_config *c;
+  double v = 0;
+  assert_int_equal(imf_config_create(&c), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
+  assert_true(v == 0.05);
+  assert_int_equal(imf_config_set(c, "model.type=ials"), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
+  assert_true(v == 50.0);
+  assert_int_equal(imf_config_set(c, "model.lambda=2.5"), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
+  assert_true(v == 2.5);
+  assert_int_equal(imf_config_set(c, "model.lambda=auto"), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
+  assert_true(v == 50.0);
+  assert_int_equal(imf_config_set(c, "model.lambda=strong"), IMF_ERR_USAGE);
+  assert_int_equal(imf_config_validate(c), IMF_OK);
+  imf_config_destroy(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_set),
       cmocka_unit_test(test_ini_file),
       cmocka_unit_test(test_leading_semicolon),
+      cmocka_unit_test(test_lambda_auto),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,7 +113,17 @@ static void test_implicit_transform(void **state) {
   assert_true(imf_implicit_value(&o, 1.0f) == 1.0f);
   assert_int_equal(imf_config_set(c, "model.type=ials"), IMF_OK);
   assert_int_equal(imf_implicit_opts_from(c, &o), IMF_OK);
+  /* confidence = auto with a threshold: the positives are binary */
+  assert_true(isnan(imf_implicit_value(&o, 3.5f)) && imf_implicit_value(&o, 4.5f) == 1.0f);
+  assert_int_equal(imf_config_set(c, "model.confidence=linear"), IMF_OK);
+  assert_int_equal(imf_implicit_opts_from(c, &o), IMF_OK);
   assert_true(isnan(imf_implicit_value(&o, 3.5f)) && imf_implicit_value(&o, 4.0f) == 4.0f);
+  /* ... and without one (counts): linear */
+  assert_int_equal(imf_config_set(c, "model.confidence=auto"), IMF_OK);
+  assert_int_equal(imf_config_set(c, "model.positive_threshold=none"), IMF_OK);
+  assert_int_equal(imf_implicit_opts_from(c, &o), IMF_OK);
+  assert_true(imf_implicit_value(&o, 3.0f) == 3.0f);
+  assert_int_equal(imf_config_set(c, "model.positive_threshold=4"), IMF_OK);
   assert_int_equal(imf_config_set(c, "model.confidence=log"), IMF_OK);
   assert_int_equal(imf_config_set(c, "model.epsilon=2"), IMF_OK);
   assert_int_equal(imf_implicit_opts_from(c, &o), IMF_OK);
