@@ -5,7 +5,8 @@
 # embedding API: examples/recommend_one.c, built against the installed package with pkg-config
 # (run on 1 rank) and with find_package via examples/CMakeLists.txt (run on 2 ranks), prints
 # exactly what `incremf recommend` and `incremf evaluate --test` print for the same model; and
-# the installed libincremf.so exports exactly the functions incremf.h marks IMF_API.
+# imf_model_open of a given version (v1 after a retrain made v2 current; a version not kept is
+# exit 3); and the installed libincremf.so exports exactly the functions incremf.h marks IMF_API.
 set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -160,6 +161,43 @@ check "example via find_package(incremf): configures and builds" test $rc -eq 0
 out=$(runapp "$mpiexec" --oversubscribe -n 2 exbuild/recommend_one m st 5 5 test.csv); rc=$?
 check "example via find_package: runs (2 ranks)" test $rc -eq 0
 excheck "example via find_package (2 ranks)" "$out"
+
+# imf_model_open's version argument: a second training makes v2 current; version 1 still answers
+# what the CLI answered while it was current, version 0 is CURRENT, a version not kept is exit 3
+"$bin" train --data st --model m --set model.type=als --set model.iterations=5 --quiet > train2.log 2>&1
+cli_top2=$("$bin" recommend --model m --data st --user 5 --top 5 2>/dev/null)
+check "the retrain (5 sweeps, was 3) changed the top 5 scores (so the versions can be told apart)" \
+  test "$cli_top" != "$cli_top2"
+cat > ver.c <<'CEOF'
+#include <incremf.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) { /* ver MODEL STORE VERSION USER */
+  MPI_Init(&argc, &argv);
+  imf_model_handle *h = NULL;
+  imf_model_info info;
+  imf_recommendation r[5];
+  int n = 0;
+  imf_status st = imf_model_open(MPI_COMM_WORLD, NULL, argv[1], argv[2], atoll(argv[3]), &h);
+  if (st == IMF_OK) st = imf_model_describe(h, &info);
+  if (st == IMF_OK) st = imf_model_recommend(h, argv[4], 5, 0, r, &n, NULL);
+  if (st == IMF_OK) printf("version %lld\n", (long long)info.version);
+  for (int j = 0; st == IMF_OK && j < n; j++) printf("%d\t%s\t%.6g\n", j + 1, r[j].item, r[j].score);
+  if (st != IMF_OK) printf("error %s: %s\n", imf_status_name(st), imf_last_error());
+  imf_model_close(&h);
+  MPI_Finalize();
+  return imf_exit_code(st);
+}
+CEOF
+cc -o ver ver.c "${san_src[@]}" $(pkg-config --cflags --libs incremf) > ver.log 2>&1 || cat ver.log
+out=$(runapp ./ver m st 1 5)
+check "version 1 after a retrain: its own top 5 (what recommend printed while it was current)" \
+  test "$out" = "$(printf 'version 1\n%s' "$cli_top")"
+out=$(runapp ./ver m st 0 5)
+check "version 0: CURRENT (v2), as recommend prints now" test "$out" = "$(printf 'version 2\n%s' "$cli_top2")"
+out=$(runapp ./ver m st 9 5); rc=$?
+check "a version not kept: exit 3 naming it ($(printf '%s' "$out" | cut -c1-70))" \
+  test $rc -eq 3 -a "$(printf '%s' "$out" | grep -c 'has no version 9')" -eq 1
 
 # only the public API is exported: the dynamic symbols of the installed libincremf.so are the
 # functions incremf.h declares IMF_API (hidden visibility for everything else)
