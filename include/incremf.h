@@ -99,10 +99,10 @@ IMF_API const char *imf_reject_reason_name(int reason);
 
 /* Create a new store from an input file (its batch 1). Fails if DIR already holds a store. */
 IMF_API imf_status imf_prepare(MPI_Comm comm, const imf_config *cfg, const char *store_dir,
-                       const char *input, const char *rejects_path, imf_ingest_report *report);
+                               const char *input, const char *rejects_path, imf_ingest_report *report);
 /* Add one input file to an existing store as a new batch. */
 IMF_API imf_status imf_append(MPI_Comm comm, const imf_config *cfg, const char *store_dir,
-                      const char *input, const char *rejects_path, imf_ingest_report *report);
+                              const char *input, const char *rejects_path, imf_ingest_report *report);
 IMF_API imf_status imf_store_inspect(MPI_Comm comm, const char *store_dir, imf_store_info *info);
 
 /* ---- training ---- */
@@ -126,7 +126,7 @@ typedef struct {
 /* Train a model on a store into a model directory (a new version made current). Returns
  * IMF_ERR_REQUEUE after writing a run checkpoint when a stop was requested. */
 IMF_API imf_status imf_train(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
-                     const imf_train_opts *opts, imf_train_report *report);
+                             const imf_train_opts *opts, imf_train_report *report);
 /* SIGTERM, SIGINT and SIGUSR1 set a flag that stops training at the next half-sweep boundary
  * (and update at its next safe point). */
 IMF_API imf_status imf_install_stop_signals(void);
@@ -181,24 +181,24 @@ typedef struct {
  * only if it is not worse beyond update.tolerance by its metric (update.metric; src/judge.h). A kept champion is IMF_OK (decision
  * "rejected"). */
 IMF_API imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
-                      const imf_update_opts *opts, imf_update_report *report);
+                              const imf_update_opts *opts, imf_update_report *report);
 
 /* Print the lineage of a model directory (a table, or with json one object whose "versions"
  * array has one entry per version) on rank 0's out. store_dir may be NULL (the store recorded in
  * the registry is used for staleness). *stale: the store has batches the current version has not
  * seen; *drifting: the last update detected drift that no warm/retrain answered. */
 IMF_API imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *store_dir, int json, FILE *out,
-                            int *stale, int *drifting);
+                                    int *stale, int *drifting);
 /* Make version `to` current (to <= 0: the current version's parent). */
 IMF_API imf_status imf_rollback(MPI_Comm comm, const char *model_dir, int64_t to, int break_lock, int64_t *from,
-                        int64_t *now);
+                                int64_t *now);
 /* Delete all but the newest `keep` versions, never the current one or its parent. */
 IMF_API imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int break_lock, int64_t *removed);
 /* Right to be forgotten: drop the user's ratings from the store (a tombstone), zero its row in
  * every kept version, refresh the items its ratings touched, record the deletion (without the
  * id) in the lineage. */
 IMF_API imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
-                      const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten);
+                              const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten);
 
 /* ---- using a trained model: load a version, predict, recommend, evaluate ----
  *
