@@ -869,18 +869,7 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
   char path[4096];
   imf_status st = IMF_OK;
   IMF_CHECK(imf_modeldir_open(comm, dir, 0, 0, 0, &md));
-  if (*ver > 0) {
-    int64_t *vs = NULL, nv = 0, found = 0;
-    IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), out);
-    for (int64_t j = 0; j < nv; j++) found |= vs[j] == *ver;
-    free(vs);
-    if (!found)
-      IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s has no version %lld (%lld kept: see incremf "
-                            "status --model %s)", dir, (long long)*ver, (long long)nv, dir), out);
-    imf_modeldir_version_path(md, *ver, path, sizeof path);
-  } else {
-    IMF_TRY(imf_modeldir_current(md, path, sizeof path, ver), out);
-  }
+  IMF_TRY(imf_modeldir_version(md, *ver, path, sizeof path, ver), out);
   IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
   {
     /* an EASE version scores with its B read block-cyclically (each rank its columns) and the

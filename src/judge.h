@@ -13,6 +13,7 @@
 #include "partition.h"
 #include "ratings.h"
 #include "registry.h"
+#include "store.h"
 
 typedef enum {
   IMF_JUDGE_AUTO = -1,

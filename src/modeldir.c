@@ -261,6 +261,30 @@ imf_status imf_modeldir_current(imf_modeldir *md, char *path, size_t cap, int64_
   return IMF_OK;
 }
 
+imf_status imf_modeldir_version(imf_modeldir *md, int64_t want, char *path, size_t cap, int64_t *version) {
+  if (want <= 0) return imf_modeldir_current(md, path, cap, version);
+  *version = 0;
+  if (cap) path[0] = '\0';
+  int64_t *vs = NULL, nv = 0, found = 0;
+  IMF_CHECK(imf_modeldir_list_versions(md, &vs, &nv));
+  for (int64_t j = 0; j < nv; j++) found |= vs[j] == want;
+  free(vs);
+  if (!found)
+    IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no version %lld (%lld kept: see incremf status --model %s)", md->dir,
+             (long long)want, (long long)nv, md->dir);
+  imf_modeldir_version_path(md, want, path, cap);
+  *version = want;
+  return IMF_OK;
+}
+
+int imf_modeldir_is_modeldir(const char *dir) {
+  char cur[PATHCAP];
+  snprintf(cur, sizeof cur, "%s/CURRENT", dir);
+  return is_dir(dir) && exists(cur);
+}
+
+int imf_modeldir_run_pending(const imf_modeldir *md) { return exists(md->run); }
+
 imf_status imf_modeldir_list_versions(imf_modeldir *md, int64_t **versions, int64_t *n) {
   *versions = NULL;
   *n = 0;

@@ -30,6 +30,9 @@ void imf_modeldir_close(imf_modeldir **md);
 /* The current version: its file's path and number. IMF_ERR_NOTFOUND (version 0, path "") when
  * no version was committed yet; IMF_ERR_INPUT when CURRENT is garbled or names a missing file. */
 imf_status imf_modeldir_current(imf_modeldir *md, char *path, size_t cap, int64_t *version);
+/* A version to read: want > 0 is that kept version (IMF_ERR_NOTFOUND naming the directory when
+ * it is not kept), want <= 0 the current one (imf_modeldir_current). *version: the one chosen. */
+imf_status imf_modeldir_version(imf_modeldir *md, int64_t want, char *path, size_t cap, int64_t *version);
 /* Write m as the next version (kind "version"; meta->kind is set) and make it current. A crash
  * between the two steps leaves CURRENT naming the previous complete version. */
 imf_status imf_modeldir_commit(imf_modeldir *md, const imf_model *m, imf_ckpt_meta *meta,
@@ -55,6 +58,11 @@ imf_status imf_modeldir_list_versions(imf_modeldir *md, int64_t **versions, int6
 const char *imf_modeldir_path(const imf_modeldir *md);
 const char *imf_modeldir_run_checkpoint(const imf_modeldir *md);
 const char *imf_modeldir_log_path(const imf_modeldir *md);
+/* (local) DIR is a model directory with a current version (it has a CURRENT pointer): how
+ * `inspect` tells a model directory from a store without knowing the layout. */
+int imf_modeldir_is_modeldir(const char *dir);
+/* (local) An unfinished run's checkpoint exists (train --resume would continue it). */
+int imf_modeldir_run_pending(const imf_modeldir *md);
 /* (local) DIR/versions/vNNNNNN.h5 of a version number. */
 void imf_modeldir_version_path(const imf_modeldir *md, int64_t version, char *path, size_t cap);
 #endif

@@ -1,8 +1,9 @@
 /* recommend.c - the queries of `incremf recommend` (see recommend.h). The model is replicated;
  * the store is read by user range, so `--all` needs no communication beyond the file offsets,
- * and a single-user query reads only that user's ratings. The HDF5 output lives here rather
- * than in store.c/checkpoint.c because it is a plain results file, not part of a store. */
+ * and a single-user query reads only that user's ratings. The HDF5 results file of --all is
+ * written by recout.c (the I/O layer); the CSV one here, with MPI-IO. */
 #include "recommend.h"
+#include "recout.h"
 #include "config.h"
 #include "error.h"
 #include "fsio.h"
@@ -13,7 +14,6 @@
 #include "store.h"
 #include "topk.h"
 
-#include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,14 +21,18 @@
 #include <string.h>
 
 imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r) {
+  return imf_recommender_open_version(comm, model_dir, store_dir, 0, r);
+}
+
+imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,
+                                        imf_recommender *r) {
   memset(r, 0, sizeof *r);
   r->comm = comm;
   imf_modeldir *md = NULL;
   char path[4096];
-  int64_t ver;
   imf_status st = IMF_OK;
   IMF_CHECK(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md));
-  IMF_TRY(imf_modeldir_current(md, path, sizeof path, &ver), out);
+  IMF_TRY(imf_modeldir_version(md, version, path, sizeof path, &r->version), out);
   IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
   if (r->m->type == IMF_MODEL_EASE) {
     /* B read block-cyclically on a 1 x P grid: each rank its own columns */
@@ -392,111 +396,6 @@ out:
   return imf_agree(r->comm, st);
 }
 
-static imf_status write_h5(imf_recommender *r, const char *path, const char *name, int64_t lo, int64_t hi, int top,
-                           const int32_t *items, const float *scores) {
-  int rank;
-  MPI_Comm_rank(r->comm, &rank);
-  const imf_model *m = r->m;
-  int64_t L = 1;
-  for (int64_t u = 0; u < m->nusers; u++) {
-    size_t l;
-    imf_idmap_get(r->users, u, &l);
-    if ((int64_t)l > L) L = (int64_t)l;
-  }
-  for (int64_t i = 0; i < m->nitems; i++) {
-    size_t l;
-    imf_idmap_get(r->items, i, &l);
-    if ((int64_t)l > L) L = (int64_t)l;
-  }
-  char *ids = NULL;
-  int64_t nmine = hi - lo, nid = nmine > m->nitems ? nmine : m->nitems;
-  imf_status st = imf_alloc(&ids, (size_t)(nid ? nid : 1) * (size_t)L, 1);
-  /* A full disk is refused before the file is created; a write that fails later is agreed on
-   * after every dataset, with collective metadata, as the store's batch writer does: one rank
-   * failing alone left the other in H5Dwrite's allreduce for ever. */
-  double need = (double)m->nusers * ((double)top * 8.0 + (double)L) + (double)m->nitems * (double)L + 65536.0;
-  if (st == IMF_OK && rank == 0) st = imf_output_need_space(name, need);
-  st = imf_agree(r->comm, st);
-  if (st != IMF_OK) {
-    imf_free(&ids);
-    return st;
-  }
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fapl_mpio(fapl, r->comm, MPI_INFO_NULL);
-  H5Pset_all_coll_metadata_ops(fapl, 1);
-  H5Pset_coll_metadata_write(fapl, 1);
-  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  H5Pclose(fapl);
-  if (f < 0) {
-    imf_free(&ids);
-    return imf_agree(r->comm, imf_output_h5_error(name));
-  }
-  int bad = 0;
-  hid_t dx = H5Pcreate(H5P_DATASET_XFER);
-  H5Pset_dxpl_mpio(dx, H5FD_MPIO_COLLECTIVE);
-  hid_t str = H5Tcopy(H5T_C_S1);
-  H5Tset_size(str, (size_t)L);
-  H5Tset_strpad(str, H5T_STR_NULLPAD);
-  /* /items, /scores: users x top; /user_ids: users */
-  hsize_t dims[2] = {(hsize_t)m->nusers, (hsize_t)top}, start[2] = {(hsize_t)lo, 0}, cnt[2] = {(hsize_t)nmine, (hsize_t)top};
-  const char *names[3] = {"items", "scores", "user_ids"};
-  hid_t types[3] = {H5T_NATIVE_INT32, H5T_NATIVE_FLOAT, str};
-  for (int u = 0; u < nmine; u++) {
-    size_t l;
-    const char *s = imf_idmap_get(r->users, lo + u, &l);
-    memcpy(ids + (size_t)u * (size_t)L, s, l);
-  }
-  const void *bufs[3] = {items, scores, ids};
-  for (int d = 0; d < 3; d++) {
-    int rk = d == 2 ? 1 : 2;
-    hid_t fs = H5Screate_simple(rk, dims, NULL);
-    hid_t ds = H5Dcreate2(f, names[d], types[d], fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ms = H5Screate_simple(rk, cnt, NULL);
-    if (nmine > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    else {
-      H5Sselect_none(fs);
-      H5Sselect_none(ms);
-    }
-    if (ds < 0 || H5Dwrite(ds, types[d], ms, fs, dx, bufs[d]) < 0) bad = 1;
-    H5Sclose(ms);
-    H5Sclose(fs);
-    if (ds >= 0) H5Dclose(ds);
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, r->comm);
-    if (bad) break;
-  }
-  /* /item_ids: written by rank 0 */
-  if (!bad) {
-    memset(ids, 0, (size_t)(nid ? nid : 1) * (size_t)L);
-    for (int64_t i = 0; i < m->nitems; i++) {
-      size_t l;
-      const char *s = imf_idmap_get(r->items, i, &l);
-      memcpy(ids + (size_t)i * (size_t)L, s, l);
-    }
-    hsize_t di = (hsize_t)m->nitems;
-    hid_t fs = H5Screate_simple(1, &di, NULL);
-    hid_t ds = H5Dcreate2(f, "item_ids", str, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t ms = H5Screate_simple(1, &di, NULL);
-    if (rank != 0) {
-      H5Sselect_none(fs);
-      H5Sselect_none(ms);
-    }
-    if (ds < 0 || H5Dwrite(ds, str, ms, fs, dx, ids) < 0) bad = 1;
-    H5Sclose(ms);
-    H5Sclose(fs);
-    if (ds >= 0) H5Dclose(ds);
-  }
-  H5Tclose(str);
-  H5Pclose(dx);
-  if (bad) imf_h5_reason(); /* the write's reason, before the close adds its own */
-  if (H5Fclose(f) < 0 && !bad) {
-    imf_h5_reason();
-    bad = 1;
-  }
-  imf_free(&ids);
-  st = bad ? imf_output_h5_error(name) : IMF_OK;
-  return imf_agree(r->comm, st);
-}
-
 imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_rec_all_stats *stats) {
   if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
   top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
@@ -555,7 +454,8 @@ out:
     size_t pl = strlen(path);
     char tmp[4200]; /* written under a temporary name, renamed when complete (fsio.h) */
     imf_output_tmpname_all(r->comm, path, tmp, sizeof tmp);
-    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = write_h5(r, tmp, path, lo, hi, top, items, scores);
+    if (pl > 3 && !strcmp(path + pl - 3, ".h5")) st = imf_recout_write_h5(r->comm, tmp, path, r->users, r->items, m->nusers, m->nitems, lo, hi, top, items,
+                                 scores);
     else st = write_csv(r, tmp, path, lo, hi, top, items, scores, count);
     st = imf_output_finish_all(r->comm, st, tmp, path);
     tw = imf_wtime() - tw;

@@ -23,10 +23,15 @@ typedef struct {
   double clip_lo, clip_hi;  /* explicit models' scores are clipped to these (NaN: not clipped;
                                0, 0 as opened: imf_recommender_clip sets them) */
   int clip;                 /* 1 once imf_recommender_clip set a range */
+  int64_t version;          /* the model version opened */
 } imf_recommender;
 
 /* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */
 imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r);
+/* Collective. The same for kept version `version` of the directory (<= 0: the current one; one
+ * not kept is IMF_ERR_NOTFOUND). */
+imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,
+                                        imf_recommender *r);
 void imf_recommender_close(imf_recommender *r);
 /* Collective. recommend.clip = scale (cfg): an explicit model's (als, bpmf) predicted scores are
  * clipped to the value range recorded in the store (store_dir; may be NULL), else to the

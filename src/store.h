@@ -9,6 +9,9 @@
 #include "idmap.h"
 #include "ratings.h"
 
+/* An open store (store.c). Internal: no function of the public incremf.h takes one. */
+typedef struct imf_store imf_store;
+
 /* One ingested batch, ready to be written. The ratings are this rank's part, sorted by (user,
  * item), with no (user,item) twice; rank r's users all precede rank r+1's users, so the
  * concatenation over ranks is the batch in canonical order (independent of the rank count). */

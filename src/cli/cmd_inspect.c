@@ -120,10 +120,8 @@ static int path_kind(const imf_cli *cli, const char *path) {
   int kind = 0;
   if (cli->rank == 0) {
     struct stat sb;
-    char cur[4200];
-    snprintf(cur, sizeof cur, "%s/CURRENT", path);
     if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) kind = 1;
-    else if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && access(cur, F_OK) == 0) kind = 2;
+    else if (imf_modeldir_is_modeldir(path)) kind = 2; /* its layout is modeldir.c's business */
   }
   MPI_Bcast(&kind, 1, MPI_INT, 0, cli->comm);
   return kind;
@@ -144,7 +142,7 @@ static int inspect_model(imf_cli *cli, const char *path, int kind) {
     int64_t *vs = NULL;
     if (st == IMF_OK) st = imf_modeldir_list_versions(md, &vs, &nversions);
     free(vs);
-    if (st == IMF_OK) run_pending = access(imf_modeldir_run_checkpoint(md), F_OK) == 0;
+    if (st == IMF_OK) run_pending = imf_modeldir_run_pending(md);
     imf_modeldir_close(&md);
     /* already agreed inside the collective calls */
     if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
