@@ -276,8 +276,9 @@ imf_status imf_foldin_touched(MPI_Comm comm, const imf_foldin_touched_in *in, im
       quad[4 * j + 3] = isfinite(x->old);
     }
     double most = hist[0] + hist[1];
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm));
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm));
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm);
+    if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce (touched fold-in sums)"), out);
     hist[0] = v[5];
     hist[1] = v[6];
     sse[0] = c_sse - v[0] + v[2];

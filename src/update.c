@@ -264,7 +264,8 @@ static imf_status ease_build(MPI_Comm comm, const imf_config *cfg, const char *c
     nr++;
   }
   int64_t g = nr;
-  IMF_MPI(MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm));
+  const int rc = MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm);
+  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce (changed users)"), out);
   int64_t rk = 0;
   IMF_TRY(imf_ease_update_rank(comm, nr, optr, nptr, &rk), out);
   *entries = rk;
