@@ -16,6 +16,7 @@
  * in places, and this keeps arrays past 2^31 bytes (or elements) working. */
 #include "checkpoint.h"
 #include "error.h"
+#include "exchange.h"
 #include "fsio.h"
 #include "log.h"
 
@@ -289,41 +290,13 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
   return IMF_OK;
 }
 
-/* Collective: share the rows each rank read (OWN_BLOCK: allgather; OWN_ROOT: broadcast). */
+/* Collective: share the rows each rank read (OWN_BLOCK: allgather; OWN_ROOT: broadcast), in the
+ * rounds put_rows and get_rows use (exchange.c). */
 static imf_status share_rows(const io_ctx *c, owner own, void *buf, int64_t n, size_t rowbytes) {
-  if (n == 0 || c->size == 1) return IMF_OK;
-  if (rowbytes > INT_MAX || n > INT_MAX)
-    IMF_FAIL(IMF_ERR_RUNTIME, "%s: array of %lld rows of %zu bytes is past the MPI limits",
-             c->path, (long long)n, rowbytes);
+  if (n == 0 || rowbytes == 0 || c->size == 1) return IMF_OK; /* (rounds_of divides by rowbytes) */
   int64_t per, rounds;
   rounds_of(c, own, n, rowbytes, &per, &rounds);
-  MPI_Datatype rowt;
-  IMF_MPI(MPI_Type_contiguous((int)rowbytes, MPI_BYTE, &rowt));
-  IMF_MPI(MPI_Type_commit(&rowt));
-  int *cnt = NULL, *disp = NULL;
-  imf_status st = imf_alloc(&cnt, (size_t)c->size, sizeof *cnt);
-  if (st == IMF_OK) st = imf_alloc(&disp, (size_t)c->size, sizeof *disp);
-  for (int64_t t = 0; t < rounds && st == IMF_OK; t++) {
-    int rc;
-    if (own == OWN_ROOT) {
-      int64_t a = t * per, b = a + per < n ? a + per : n;
-      rc = MPI_Bcast((char *)buf + (size_t)a * rowbytes, (int)(b - a), rowt, 0, c->comm);
-    } else {
-      for (int r = 0; r < c->size; r++) {
-        int64_t lo, hi;
-        own_rows(c, own, r, n, &lo, &hi);
-        int64_t a = lo + t * per, b = a + per < hi ? a + per : hi;
-        cnt[r] = b > a ? (int)(b - a) : 0;
-        disp[r] = b > a ? (int)a : 0;
-      }
-      rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, disp, rowt, c->comm);
-    }
-    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "sharing checkpoint rows");
-  }
-  imf_free(&cnt);
-  imf_free(&disp);
-  MPI_Type_free(&rowt);
-  return st;
+  return imf_share_rows(c->comm, own == OWN_ROOT, buf, n, rowbytes, per, c->path);
 }
 
 /* Collective: read dataset `name` (shape checked against n [x ncols]) into buf (the whole

@@ -137,73 +137,99 @@ static void per_user_put(const imf_eval_opts *o, int64_t ulo, int64_t u, const i
                                                                    : t.ndcg;
 }
 
-/* EASE with its distributed state `ease` (B on a 1 x P grid): every user's X row is xptr/xidx
- * (NULL: their training row tptr/tidx: training plus fold-in items, which are also the items
- * excluded), X and xbias are unused and the ranking is one collective imf_ease_topk over all
- * ranks' users (each rank scores its own columns of B; no rank holds B whole). */
-static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
-                             const float *X, const float *xbias, const int64_t *xptr, const int32_t *xidx,
-                             const int64_t *tptr, const int32_t *tidx, const imf_ratings *test,
-                             const imf_eval_opts *o, imf_metrics *out);
+/* What eval_block scores: model m on the test ratings of users [ulo, uhi) (this rank's block).
+ * Factor models: the users' factors are X ((uhi - ulo) x kw, biases xbias) or, with X NULL, the
+ * model's own rows. EASE with its distributed state `ease` (B on a 1 x P grid): every user's X
+ * row is xptr/xidx (NULL: their training row tptr/tidx: training plus fold-in items, which are
+ * also the items excluded), X and xbias are unused and the ranking is one collective
+ * imf_ease_topk over all ranks' users (each rank scores its own columns of B; no rank holds B
+ * whole). tptr/tidx: each user's training items (never ranked). */
+typedef struct {
+  const imf_model *m;
+  imf_ease *ease;
+  int64_t ulo, uhi;
+  const float *X, *xbias;
+  const int64_t *xptr;
+  const int32_t *xidx;
+  const int64_t *tptr;
+  const int32_t *tidx;
+  const imf_ratings *test;
+  const imf_eval_opts *o;
+} eval_in;
 
-imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
-                          const float *xbias, const int64_t *tptr, const int32_t *tidx,
-                          const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
-  return eval_block(comm, m, NULL, ulo, uhi, X, xbias, NULL, NULL, tptr, tidx, test, o, out);
-}
-
-imf_status imf_eval_block_ease(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
-                               const int64_t *xptr, const int32_t *xidx, const int64_t *tptr, const int32_t *tidx,
-                               const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
-  return eval_block(comm, m, ease, ulo, uhi, NULL, NULL, xptr, xidx, tptr, tidx, test, o, out);
-}
-
-static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
-                             const float *X, const float *xbias, const int64_t *xptr, const int32_t *xidx,
-                             const int64_t *tptr, const int32_t *tidx, const imf_ratings *test,
-                             const imf_eval_opts *o, imf_metrics *out) {
-  double t0 = imf_wtime();
-  memset(out, 0, sizeof *out);
-  out->nk = o->nk;
-  imf_status st = IMF_OK;
-  /* a cut-off beyond the item count ranks every item: lists of at most nitems (guard.h) */
-  const int kw = m->kw, K = (int)imf_cap_count(o->ks[o->nk - 1], m->nitems);
-  int64_t *perm = NULL, *eptr = NULL, *qptr = NULL;
-  int32_t *rel = NULL, *eidx = NULL, *qidx = NULL, *titems = NULL, *minpos = NULL;
-  float *Xc = NULL, *xbc = NULL, *tscores = NULL;
-  int *tcount = NULL;
-  int64_t *ulist = NULL, *rlo = NULL, *rhi = NULL;
+/* eval_block's working state and running sums (eval_ws_free releases the arrays). */
+typedef struct {
+  int kw, K;
+  int64_t *perm, *eptr, *qptr;
+  int32_t *rel, *eidx, *qidx, *titems, *minpos;
+  float *Xc, *xbc, *tscores;
+  int *tcount;
+  int64_t *ulist, *rlo, *rhi; /* the ranked users, their relevant items rel[rlo, rhi) */
   imf_rank_sums sums[IMF_MAX_CUTOFFS];
-  memset(sums, 0, sizeof sums);
-  for (int a = 0; a < o->nk; a++) sums[a].k = o->ks[a];
-  double acc[4] = {0, 0, 0, 0}; /* se, ae, n, cold */
-  int64_t ucount[2] = {0, 0};   /* ranked, cold */
-  int64_t nusers_eval = 0, nrel_all = 0; /* before the first goto: `out` reads nusers_eval */
-  size_t nt = (size_t)(test->n ? test->n : 1);
-  IMF_TRY(imf_alloc(&perm, nt, sizeof *perm), out);
-  IMF_TRY(imf_alloc(&rel, nt, sizeof *rel), out);
-  IMF_TRY(imf_alloc(&ulist, nt, sizeof *ulist), out);
-  IMF_TRY(imf_alloc(&rlo, nt, sizeof *rlo), out);
-  IMF_TRY(imf_alloc(&rhi, nt, sizeof *rhi), out);
-  IMF_TRY(imf_alloc(&minpos, (size_t)(m->nitems ? m->nitems : 1), sizeof *minpos), out);
-  for (int64_t i = 0; i < m->nitems; i++) minpos[i] = INT32_MAX;
-  for (int64_t j = 0; j < test->n; j++) perm[j] = j;
-  for (int64_t r = 0; o->per_user && r < uhi - ulo; r++) o->per_user[r] = NAN;
-  qsort_r(perm, (size_t)test->n, sizeof *perm, cmp_by_user_item, (void *)test);
+  double acc[4];     /* se, ae, n, cold */
+  int64_t ucount[2]; /* ranked, cold */
+  int64_t nusers_eval, nrel_all;
+} eval_ws;
 
-  /* Rating metrics, and the relevant items of each user (sorted, as the metrics want). */
+static void eval_ws_free(eval_ws *w) {
+  imf_free(&w->perm);
+  imf_free(&w->rel);
+  imf_free(&w->ulist);
+  imf_free(&w->rlo);
+  imf_free(&w->rhi);
+  imf_free(&w->minpos);
+  imf_free(&w->Xc);
+  imf_free(&w->xbc);
+  imf_free(&w->eptr);
+  free(w->eidx);
+  imf_free(&w->qptr);
+  imf_free(&w->qidx);
+  imf_free(&w->titems);
+  imf_free(&w->tscores);
+  imf_free(&w->tcount);
+}
+
+/* One ranked user's top list into the sums, the per-user output and the item coverage. */
+static void eval_add_ranked(const eval_in *in, eval_ws *w, int64_t e, const int32_t *items, int count) {
+  const imf_eval_opts *o = in->o;
+  for (int kk = 0; kk < o->nk; kk++)
+    imf_rank_metrics_add(items, count, w->rel + w->rlo[e], w->rhi[e] - w->rlo[e], o->ks[kk], &w->sums[kk]);
+  per_user_put(o, in->ulo, w->ulist[e], items, count, w->rel + w->rlo[e], w->rhi[e] - w->rlo[e]);
+  for (int j = 0; j < count; j++)
+    if (w->minpos[items[j]] > j) w->minpos[items[j]] = j;
+}
+
+/* The test ratings sorted by (user, item): rating metrics, and the relevant items of each user
+ * (sorted, as the metrics want); the users with some, a known user and training items are the
+ * ranked ones (ulist), the rest counted cold. Local. */
+static imf_status eval_ratings(const eval_in *in, eval_ws *w) {
+  const imf_model *m = in->m;
+  const imf_ratings *test = in->test;
+  const imf_eval_opts *o = in->o;
+  const int kw = w->kw;
+  size_t nt = (size_t)(test->n ? test->n : 1);
+  IMF_CHECK(imf_alloc(&w->perm, nt, sizeof *w->perm));
+  IMF_CHECK(imf_alloc(&w->rel, nt, sizeof *w->rel));
+  IMF_CHECK(imf_alloc(&w->ulist, nt, sizeof *w->ulist));
+  IMF_CHECK(imf_alloc(&w->rlo, nt, sizeof *w->rlo));
+  IMF_CHECK(imf_alloc(&w->rhi, nt, sizeof *w->rhi));
+  IMF_CHECK(imf_alloc(&w->minpos, (size_t)(m->nitems ? m->nitems : 1), sizeof *w->minpos));
+  for (int64_t i = 0; i < m->nitems; i++) w->minpos[i] = INT32_MAX;
+  for (int64_t j = 0; j < test->n; j++) w->perm[j] = j;
+  for (int64_t r = 0; o->per_user && r < in->uhi - in->ulo; r++) o->per_user[r] = NAN;
+  qsort_r(w->perm, (size_t)test->n, sizeof *w->perm, cmp_by_user_item, (void *)test);
+  const int64_t *perm = w->perm, ulo = in->ulo;
+  int32_t *rel = w->rel;
   for (int64_t a = 0; a < test->n;) {
     int64_t u = test->user[perm[a]], b = a;
-    if (u < ulo || u >= uhi) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "test user %lld outside this rank's users [%lld, %lld)",
-                         (long long)u, (long long)ulo, (long long)uhi);
-      goto out;
-    }
-    int known_u = X ? 1 : u < m->nusers;
-    int has_train = tptr[u - ulo + 1] > tptr[u - ulo];
-    const float *xr = X ? X + (u - ulo) * kw : (known_u && !ease ? m->P + u * kw : NULL);
-    double xb = X ? (xbias ? xbias[u - ulo] : 0) : (known_u && m->bu ? m->bu[u] : 0);
-    int64_t r0 = nrel_all;
+    if (u < ulo || u >= in->uhi)
+      IMF_FAIL(IMF_ERR_RUNTIME, "test user %lld outside this rank's users [%lld, %lld)", (long long)u, (long long)ulo,
+               (long long)in->uhi);
+    int known_u = in->X ? 1 : u < m->nusers;
+    int has_train = in->tptr[u - ulo + 1] > in->tptr[u - ulo];
+    const float *xr = in->X ? in->X + (u - ulo) * kw : (known_u && !in->ease ? m->P + u * kw : NULL);
+    double xb = in->X ? (in->xbias ? in->xbias[u - ulo] : 0) : (known_u && m->bu ? m->bu[u] : 0);
+    int64_t r0 = w->nrel_all;
     for (; b < test->n && test->user[perm[b]] == u; b++) {
       int64_t j = perm[b], i = test->item[j];
       double v = test->value[j];
@@ -221,155 +247,178 @@ static imf_status eval_block(MPI_Comm comm, const imf_model *m, imf_ease *ease, 
         }
         if (!isnan(o->clip_lo) && p < o->clip_lo) p = o->clip_lo;
         if (!isnan(o->clip_hi) && p > o->clip_hi) p = o->clip_hi;
-        acc[0] += (p - v) * (p - v);
-        acc[1] += fabs(p - v);
-        acc[2] += 1;
-        acc[3] += !known_u || !known_i || !has_train;
+        w->acc[0] += (p - v) * (p - v);
+        w->acc[1] += fabs(p - v);
+        w->acc[2] += 1;
+        w->acc[3] += !known_u || !known_i || !has_train;
       }
       if (known_i && (isnan(o->threshold) || v >= o->threshold)) {
-        if (nrel_all == r0 || rel[nrel_all - 1] != (int32_t)i) rel[nrel_all++] = (int32_t)i;
+        if (w->nrel_all == r0 || rel[w->nrel_all - 1] != (int32_t)i) rel[w->nrel_all++] = (int32_t)i;
       }
     }
-    if (nrel_all > r0) {
+    if (w->nrel_all > r0) {
       if (!known_u || !has_train) {
-        ucount[1]++;
-        nrel_all = r0;
+        w->ucount[1]++;
+        w->nrel_all = r0;
       } else {
-        ulist[nusers_eval] = u;
-        rlo[nusers_eval] = r0;
-        rhi[nusers_eval] = nrel_all;
-        nusers_eval++;
+        w->ulist[w->nusers_eval] = u;
+        w->rlo[w->nusers_eval] = r0;
+        w->rhi[w->nusers_eval] = w->nrel_all;
+        w->nusers_eval++;
       }
     }
     a = b;
   }
-  ucount[0] = nusers_eval;
+  w->ucount[0] = w->nusers_eval;
+  return IMF_OK;
+}
 
-  /* Ranking: chunks of users through the top-K kernel (EASE's distributed kernel: below, where
-   * every rank takes part). */
-  if (!ease && nusers_eval > 0 && m->nitems > 0) {
-    IMF_TRY(imf_alloc(&Xc, (size_t)EVAL_CHUNK * (size_t)(kw ? kw : 1), sizeof *Xc), out);
-    IMF_TRY(imf_alloc(&xbc, EVAL_CHUNK, sizeof *xbc), out);
-    IMF_TRY(imf_alloc(&eptr, EVAL_CHUNK + 1, sizeof *eptr), out);
-    IMF_TRY(imf_alloc(&titems, (size_t)EVAL_CHUNK * (size_t)K, sizeof *titems), out);
-    IMF_TRY(imf_alloc(&tscores, (size_t)EVAL_CHUNK * (size_t)K, sizeof *tscores), out);
-    IMF_TRY(imf_alloc(&tcount, EVAL_CHUNK, sizeof *tcount), out);
-    for (int64_t c0 = 0; c0 < nusers_eval; c0 += EVAL_CHUNK) {
-      int64_t nc = nusers_eval - c0 < EVAL_CHUNK ? nusers_eval - c0 : EVAL_CHUNK, ne = 0;
-      for (int64_t a = 0; a < nc; a++) {
-        int64_t u = ulist[c0 + a];
-        ne += tptr[u - ulo + 1] - tptr[u - ulo];
-      }
-      IMF_TRY(imf_realloc(&eidx, (size_t)(ne ? ne : 1), sizeof *eidx), out);
-      eptr[0] = 0;
-      for (int64_t a = 0; a < nc; a++) {
-        int64_t u = ulist[c0 + a], l = u - ulo;
-        memcpy(Xc + a * kw, X ? X + l * kw : m->P + u * kw, sizeof(float) * (size_t)kw);
-        xbc[a] = X ? (xbias ? xbias[l] : 0.0f) : (m->bu ? m->bu[u] : 0.0f);
-        int64_t len = tptr[l + 1] - tptr[l];
-        memcpy(eidx + eptr[a], tidx + tptr[l], sizeof(int32_t) * (size_t)len);
-        eptr[a + 1] = eptr[a] + len;
-      }
-      imf_topk_query q = {nc, kw, Xc, xbc, m->nitems, m->Q, m->bi, m->mu, eptr, eidx};
-      IMF_TRY(imf_topk(&q, K, titems, tscores, tcount, NULL), out);
-      for (int64_t a = 0; a < nc; a++) {
-        int64_t e = c0 + a;
-        for (int kk = 0; kk < o->nk; kk++)
-          imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[e], rhi[e] - rlo[e], o->ks[kk], &sums[kk]);
-        per_user_put(o, ulo, ulist[e], titems + a * K, tcount[a], rel + rlo[e], rhi[e] - rlo[e]);
-        for (int j = 0; j < tcount[a]; j++)
-          if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
-      }
+/* Ranking of a factor model: chunks of this rank's users through the top-K kernel. Local. */
+static imf_status eval_rank_factors(const eval_in *in, eval_ws *w) {
+  const imf_model *m = in->m;
+  const int kw = w->kw, K = w->K;
+  const int64_t ulo = in->ulo, *tptr = in->tptr;
+  if (w->nusers_eval == 0 || m->nitems == 0) return IMF_OK;
+  IMF_CHECK(imf_alloc(&w->Xc, (size_t)EVAL_CHUNK * (size_t)(kw ? kw : 1), sizeof *w->Xc));
+  IMF_CHECK(imf_alloc(&w->xbc, EVAL_CHUNK, sizeof *w->xbc));
+  IMF_CHECK(imf_alloc(&w->eptr, EVAL_CHUNK + 1, sizeof *w->eptr));
+  IMF_CHECK(imf_alloc(&w->titems, (size_t)EVAL_CHUNK * (size_t)K, sizeof *w->titems));
+  IMF_CHECK(imf_alloc(&w->tscores, (size_t)EVAL_CHUNK * (size_t)K, sizeof *w->tscores));
+  IMF_CHECK(imf_alloc(&w->tcount, EVAL_CHUNK, sizeof *w->tcount));
+  for (int64_t c0 = 0; c0 < w->nusers_eval; c0 += EVAL_CHUNK) {
+    int64_t nc = w->nusers_eval - c0 < EVAL_CHUNK ? w->nusers_eval - c0 : EVAL_CHUNK, ne = 0;
+    for (int64_t a = 0; a < nc; a++) {
+      int64_t u = w->ulist[c0 + a];
+      ne += tptr[u - ulo + 1] - tptr[u - ulo];
     }
+    IMF_CHECK(imf_realloc(&w->eidx, (size_t)(ne ? ne : 1), sizeof *w->eidx));
+    w->eptr[0] = 0;
+    for (int64_t a = 0; a < nc; a++) {
+      int64_t u = w->ulist[c0 + a], l = u - ulo;
+      memcpy(w->Xc + a * kw, in->X ? in->X + l * kw : m->P + u * kw, sizeof(float) * (size_t)kw);
+      w->xbc[a] = in->X ? (in->xbias ? in->xbias[l] : 0.0f) : (m->bu ? m->bu[u] : 0.0f);
+      int64_t len = tptr[l + 1] - tptr[l];
+      memcpy(w->eidx + w->eptr[a], in->tidx + tptr[l], sizeof(int32_t) * (size_t)len);
+      w->eptr[a + 1] = w->eptr[a] + len;
+    }
+    imf_topk_query q = {nc, kw, w->Xc, w->xbc, m->nitems, m->Q, m->bi, m->mu, w->eptr, w->eidx};
+    IMF_CHECK(imf_topk(&q, K, w->titems, w->tscores, w->tcount, NULL));
+    for (int64_t a = 0; a < nc; a++) eval_add_ranked(in, w, c0 + a, w->titems + a * K, w->tcount[a]);
   }
-out:
-  st = imf_agree(comm, st);
-  if (st == IMF_OK && ease) {
-    /* every rank's users at once; each rank scores its columns of B for all of them */
-    int64_t ne = 0, nq = 0;
-    for (int64_t a = 0; a < nusers_eval; a++) {
-      ne += tptr[ulist[a] - ulo + 1] - tptr[ulist[a] - ulo];
-      if (xptr) nq += xptr[ulist[a] - ulo + 1] - xptr[ulist[a] - ulo];
-    }
-    int64_t nn = nusers_eval ? nusers_eval : 1;
-    st = imf_realloc(&eptr, (size_t)nn + 1, sizeof *eptr);
-    if (st == IMF_OK) st = imf_realloc(&eidx, (size_t)(ne ? ne : 1), sizeof *eidx);
-    if (st == IMF_OK && xptr) st = imf_alloc(&qptr, (size_t)nn + 1, sizeof *qptr);
-    if (st == IMF_OK && xptr) st = imf_alloc(&qidx, (size_t)(nq ? nq : 1), sizeof *qidx);
-    if (st == IMF_OK) st = imf_realloc(&titems, (size_t)nn * (size_t)K, sizeof *titems);
-    if (st == IMF_OK) st = imf_realloc(&tscores, (size_t)nn * (size_t)K, sizeof *tscores);
-    if (st == IMF_OK) st = imf_realloc(&tcount, (size_t)nn, sizeof *tcount);
-    if (st == IMF_OK) {
-      eptr[0] = 0;
-      for (int64_t a = 0; a < nusers_eval; a++) {
-        int64_t l = ulist[a] - ulo, len = tptr[l + 1] - tptr[l];
-        memcpy(eidx + eptr[a], tidx + tptr[l], sizeof(int32_t) * (size_t)len);
-        eptr[a + 1] = eptr[a] + len;
-        if (xptr) {
-          int64_t xl = xptr[l + 1] - xptr[l];
-          memcpy(qidx + qptr[a], xidx + xptr[l], sizeof(int32_t) * (size_t)xl);
-          qptr[a + 1] = qptr[a] + xl;
-        }
-      }
-    }
-    st = imf_agree(comm, st);
-    if (st == IMF_OK)
-      st = imf_ease_topk(ease, 1, nusers_eval, xptr ? qptr : eptr, xptr ? qidx : eidx, eptr, eidx, K, titems, tscores,
-                         tcount);
-    if (st == IMF_OK)
-      for (int64_t a = 0; a < nusers_eval; a++) {
-        for (int kk = 0; kk < o->nk; kk++)
-          imf_rank_metrics_add(titems + a * K, tcount[a], rel + rlo[a], rhi[a] - rlo[a], o->ks[kk], &sums[kk]);
-        per_user_put(o, ulo, ulist[a], titems + a * K, tcount[a], rel + rlo[a], rhi[a] - rlo[a]);
-        for (int j = 0; j < tcount[a]; j++)
-          if (minpos[titems[a * K + j]] > j) minpos[titems[a * K + j]] = j;
-      }
+  return IMF_OK;
+}
+
+/* Ranking of EASE: every rank's users at once; each rank scores its columns of B for all of
+ * them. Collective. */
+static imf_status eval_rank_ease(MPI_Comm comm, const eval_in *in, eval_ws *w) {
+  const int K = w->K;
+  const int64_t ulo = in->ulo, *tptr = in->tptr, *xptr = in->xptr, nusers = w->nusers_eval;
+  int64_t ne = 0, nq = 0;
+  for (int64_t a = 0; a < nusers; a++) {
+    ne += tptr[w->ulist[a] - ulo + 1] - tptr[w->ulist[a] - ulo];
+    if (xptr) nq += xptr[w->ulist[a] - ulo + 1] - xptr[w->ulist[a] - ulo];
   }
+  int64_t nn = nusers ? nusers : 1;
+  imf_status st = imf_realloc(&w->eptr, (size_t)nn + 1, sizeof *w->eptr);
+  if (st == IMF_OK) st = imf_realloc(&w->eidx, (size_t)(ne ? ne : 1), sizeof *w->eidx);
+  if (st == IMF_OK && xptr) st = imf_alloc(&w->qptr, (size_t)nn + 1, sizeof *w->qptr);
+  if (st == IMF_OK && xptr) st = imf_alloc(&w->qidx, (size_t)(nq ? nq : 1), sizeof *w->qidx);
+  if (st == IMF_OK) st = imf_realloc(&w->titems, (size_t)nn * (size_t)K, sizeof *w->titems);
+  if (st == IMF_OK) st = imf_realloc(&w->tscores, (size_t)nn * (size_t)K, sizeof *w->tscores);
+  if (st == IMF_OK) st = imf_realloc(&w->tcount, (size_t)nn, sizeof *w->tcount);
   if (st == IMF_OK) {
-    double s[7 * IMF_MAX_CUTOFFS];
-    for (int a = 0; a < o->nk; a++) {
-      s[7 * a + 0] = sums[a].precision;
-      s[7 * a + 1] = sums[a].recall;
-      s[7 * a + 2] = sums[a].f1;
-      s[7 * a + 3] = sums[a].ndcg;
-      s[7 * a + 4] = sums[a].ap;
-      s[7 * a + 5] = sums[a].hit;
-      s[7 * a + 6] = sums[a].users;
+    w->eptr[0] = 0;
+    for (int64_t a = 0; a < nusers; a++) {
+      int64_t l = w->ulist[a] - ulo, len = tptr[l + 1] - tptr[l];
+      memcpy(w->eidx + w->eptr[a], in->tidx + tptr[l], sizeof(int32_t) * (size_t)len);
+      w->eptr[a + 1] = w->eptr[a] + len;
+      if (xptr) {
+        int64_t xl = xptr[l + 1] - xptr[l];
+        memcpy(w->qidx + w->qptr[a], in->xidx + xptr[l], sizeof(int32_t) * (size_t)xl);
+        w->qptr[a + 1] = w->qptr[a] + xl;
+      }
     }
-    MPI_Allreduce(MPI_IN_PLACE, s, 7 * o->nk, MPI_DOUBLE, MPI_SUM, comm);
-    MPI_Allreduce(MPI_IN_PLACE, acc, 4, MPI_DOUBLE, MPI_SUM, comm);
-    MPI_Allreduce(MPI_IN_PLACE, ucount, 2, MPI_INT64_T, MPI_SUM, comm);
-    if (m->nitems > 0) MPI_Allreduce(MPI_IN_PLACE, minpos, (int)m->nitems, MPI_INT32_T, MPI_MIN, comm);
-    for (int a = 0; a < o->nk; a++) {
-      imf_rank_sums g = {o->ks[a], s[7 * a], s[7 * a + 1], s[7 * a + 2], s[7 * a + 3], s[7 * a + 4], s[7 * a + 5], s[7 * a + 6]};
-      int64_t covered = 0;
-      for (int64_t i = 0; i < m->nitems; i++) covered += minpos[i] < o->ks[a];
-      imf_rank_means_of(&g, m->nitems > 0 ? (double)covered / (double)m->nitems : NAN, &out->rank[a]);
-    }
-    out->n_ratings = (int64_t)acc[2];
-    out->n_cold = (int64_t)acc[3];
-    out->rmse = o->rating_metrics && acc[2] > 0 ? sqrt(acc[0] / acc[2]) : NAN;
-    out->mae = o->rating_metrics && acc[2] > 0 ? acc[1] / acc[2] : NAN;
-    out->users_ranked = ucount[0];
-    out->users_cold = ucount[1];
+  }
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_CHECK(imf_ease_topk(in->ease, 1, nusers, xptr ? w->qptr : w->eptr, xptr ? w->qidx : w->eidx, w->eptr, w->eidx, K,
+                          w->titems, w->tscores, w->tcount));
+  for (int64_t a = 0; a < nusers; a++) eval_add_ranked(in, w, a, w->titems + a * K, w->tcount[a]);
+  return IMF_OK;
+}
+
+/* The sums of every rank into out: means, coverage, counts. Collective. */
+static void eval_reduce(MPI_Comm comm, const eval_in *in, eval_ws *w, imf_metrics *out) {
+  const imf_model *m = in->m;
+  const imf_eval_opts *o = in->o;
+  double s[7 * IMF_MAX_CUTOFFS];
+  for (int a = 0; a < o->nk; a++) {
+    s[7 * a + 0] = w->sums[a].precision;
+    s[7 * a + 1] = w->sums[a].recall;
+    s[7 * a + 2] = w->sums[a].f1;
+    s[7 * a + 3] = w->sums[a].ndcg;
+    s[7 * a + 4] = w->sums[a].ap;
+    s[7 * a + 5] = w->sums[a].hit;
+    s[7 * a + 6] = w->sums[a].users;
+  }
+  MPI_Allreduce(MPI_IN_PLACE, s, 7 * o->nk, MPI_DOUBLE, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, w->acc, 4, MPI_DOUBLE, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, w->ucount, 2, MPI_INT64_T, MPI_SUM, comm);
+  if (m->nitems > 0) MPI_Allreduce(MPI_IN_PLACE, w->minpos, (int)m->nitems, MPI_INT32_T, MPI_MIN, comm);
+  for (int a = 0; a < o->nk; a++) {
+    imf_rank_sums g = {o->ks[a], s[7 * a], s[7 * a + 1], s[7 * a + 2], s[7 * a + 3], s[7 * a + 4], s[7 * a + 5], s[7 * a + 6]};
+    int64_t covered = 0;
+    for (int64_t i = 0; i < m->nitems; i++) covered += w->minpos[i] < o->ks[a];
+    imf_rank_means_of(&g, m->nitems > 0 ? (double)covered / (double)m->nitems : NAN, &out->rank[a]);
+  }
+  const double *acc = w->acc;
+  out->n_ratings = (int64_t)acc[2];
+  out->n_cold = (int64_t)acc[3];
+  out->rmse = o->rating_metrics && acc[2] > 0 ? sqrt(acc[0] / acc[2]) : NAN;
+  out->mae = o->rating_metrics && acc[2] > 0 ? acc[1] / acc[2] : NAN;
+  out->users_ranked = w->ucount[0];
+  out->users_cold = w->ucount[1];
+}
+
+/* Rating and ranking metrics of in->m on this rank's block of test users (eval_in), summed over
+ * the ranks into out. Collective. */
+static imf_status eval_block(MPI_Comm comm, const eval_in *in, imf_metrics *out) {
+  double t0 = imf_wtime();
+  const imf_eval_opts *o = in->o;
+  memset(out, 0, sizeof *out);
+  out->nk = o->nk;
+  eval_ws w;
+  memset(&w, 0, sizeof w);
+  w.kw = in->m->kw;
+  /* a cut-off beyond the item count ranks every item: lists of at most nitems (guard.h) */
+  w.K = (int)imf_cap_count(o->ks[o->nk - 1], in->m->nitems);
+  for (int a = 0; a < o->nk; a++) w.sums[a].k = o->ks[a];
+  imf_status st = eval_ratings(in, &w);
+  /* (EASE's distributed kernel is below, where every rank takes part) */
+  if (st == IMF_OK && !in->ease) st = eval_rank_factors(in, &w);
+  st = imf_agree(comm, st);
+  if (st == IMF_OK && in->ease) st = eval_rank_ease(comm, in, &w);
+  if (st == IMF_OK) {
+    eval_reduce(comm, in, &w, out);
     out->seconds = imf_wtime() - t0;
   }
-  imf_free(&perm);
-  imf_free(&rel);
-  imf_free(&ulist);
-  imf_free(&rlo);
-  imf_free(&rhi);
-  imf_free(&minpos);
-  imf_free(&Xc);
-  imf_free(&xbc);
-  imf_free(&eptr);
-  free(eidx);
-  imf_free(&qptr);
-  imf_free(&qidx);
-  imf_free(&titems);
-  imf_free(&tscores);
-  imf_free(&tcount);
+  eval_ws_free(&w);
   return st;
+}
+
+imf_status imf_eval_block(MPI_Comm comm, const imf_model *m, int64_t ulo, int64_t uhi, const float *X,
+                          const float *xbias, const int64_t *tptr, const int32_t *tidx,
+                          const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+  const eval_in in = {.m = m, .ulo = ulo, .uhi = uhi, .X = X, .xbias = xbias, .tptr = tptr, .tidx = tidx,
+                      .test = test, .o = o};
+  return eval_block(comm, &in, out);
+}
+
+imf_status imf_eval_block_ease(MPI_Comm comm, const imf_model *m, imf_ease *ease, int64_t ulo, int64_t uhi,
+                               const int64_t *xptr, const int32_t *xidx, const int64_t *tptr, const int32_t *tidx,
+                               const imf_ratings *test, const imf_eval_opts *o, imf_metrics *out) {
+  const eval_in in = {.m = m, .ease = ease, .ulo = ulo, .uhi = uhi, .xptr = xptr, .xidx = xidx, .tptr = tptr,
+                      .tidx = tidx, .test = test, .o = o};
+  return eval_block(comm, &in, out);
 }
 
 int imf_metrics_list(const imf_metrics *r, char names[][32], double *values) {
@@ -577,7 +626,11 @@ static imf_status score_split(MPI_Comm comm, const imf_model *m, imf_ease *ease,
   }
 out:
   st = imf_agree(comm, st);
-  if (st == IMF_OK) st = eval_block(comm, m, ease, ulo, uhi, X, xb, NULL, NULL, ptr, idx, test, o, res);
+  if (st == IMF_OK) {
+    const eval_in in = {.m = m, .ease = ease, .ulo = ulo, .uhi = uhi, .X = X, .xbias = xb, .tptr = ptr, .tidx = idx,
+                        .test = test, .o = o};
+    st = eval_block(comm, &in, res);
+  }
   res->relevance_threshold = o->threshold;
   imf_free(&ptr);
   imf_free(&idx);

@@ -1,5 +1,6 @@
-/* exchange.c - large-count all-to-all, row-block replication and rank-count-independent sums
- * (see exchange.h). These are the only collectives the training engine moves data with. */
+/* exchange.c - large-count all-to-all, row-block replication, replication of rows solved by id
+ * (fold-in), the checkpoint reader's row sharing, and rank-count-independent sums (see
+ * exchange.h). Every collective that moves factor rows between ranks lives here. */
 #include "exchange.h"
 #include "error.h"
 #include <limits.h>
@@ -93,6 +94,85 @@ imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *
   free(c);
   if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of factor rows");
   return IMF_OK;
+}
+
+imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64_t *row_id, const float *X,
+                                    const float *B, float *M, float *bias, int64_t *ntotal) {
+  int nr = 1;
+  MPI_Comm_size(comm, &nr);
+  int mine = (int)n, *cnt = NULL, *dsp = NULL;
+  int64_t *allid = NULL, tot = 0;
+  float *allX = NULL, *allB = NULL;
+  MPI_Datatype rowt = MPI_DATATYPE_NULL;
+  imf_status st = IMF_OK;
+  IMF_TRY(imf_alloc(&cnt, (size_t)nr, sizeof *cnt), out);
+  IMF_TRY(imf_alloc(&dsp, (size_t)nr + 1, sizeof *dsp), out);
+  int rc = MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm);
+  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgather of row counts"), out);
+  for (int r = 0; r < nr; r++) {
+    dsp[r] = (int)tot;
+    tot += cnt[r];
+  }
+  IMF_TRY(imf_alloc(&allid, (size_t)tot + 1, sizeof *allid), out);
+  IMF_TRY(imf_alloc(&allB, (size_t)tot + 1, sizeof *allB), out);
+  IMF_TRY(imf_alloc(&allX, ((size_t)tot + 1) * (size_t)k, sizeof *allX), out);
+  rc = MPI_Allgatherv(row_id, mine, MPI_INT64_T, allid, cnt, dsp, MPI_INT64_T, comm);
+  if (rc == MPI_SUCCESS) rc = MPI_Allgatherv(B, mine, MPI_FLOAT, allB, cnt, dsp, MPI_FLOAT, comm);
+  if (rc == MPI_SUCCESS) rc = MPI_Type_contiguous(k, MPI_FLOAT, &rowt);
+  if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&rowt);
+  if (rc == MPI_SUCCESS) rc = MPI_Allgatherv(X, mine, rowt, allX, cnt, dsp, rowt, comm);
+  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of solved rows"), out);
+  for (int64_t j = 0; j < tot; j++) {
+    memcpy(M + (size_t)allid[j] * (size_t)k, allX + (size_t)j * (size_t)k, (size_t)k * sizeof(float));
+    if (bias) bias[allid[j]] = allB[j];
+  }
+  if (ntotal) *ntotal = tot;
+out:
+  if (rowt != MPI_DATATYPE_NULL) MPI_Type_free(&rowt);
+  imf_free(&cnt);
+  imf_free(&dsp);
+  imf_free(&allid);
+  imf_free(&allB);
+  imf_free(&allX);
+  return st;
+}
+
+imf_status imf_share_rows(MPI_Comm comm, int from_root, void *buf, int64_t n, size_t rowbytes, int64_t per,
+                          const char *what) {
+  int size;
+  IMF_MPI(MPI_Comm_size(comm, &size));
+  if (n == 0 || size == 1) return IMF_OK;
+  if (rowbytes > INT_MAX || n > INT_MAX)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: array of %lld rows of %zu bytes is past the MPI limits", what, (long long)n,
+             rowbytes);
+  /* rounds from n, not from this rank's share: each round is one collective call on every rank */
+  const int64_t maxblock = from_root ? n : (n + size - 1) / size, rounds = (maxblock + per - 1) / per;
+  MPI_Datatype rowt;
+  IMF_MPI(MPI_Type_contiguous((int)rowbytes, MPI_BYTE, &rowt));
+  IMF_MPI(MPI_Type_commit(&rowt));
+  int *cnt = NULL, *disp = NULL;
+  imf_status st = imf_alloc(&cnt, (size_t)size, sizeof *cnt);
+  if (st == IMF_OK) st = imf_alloc(&disp, (size_t)size, sizeof *disp);
+  for (int64_t t = 0; t < rounds && st == IMF_OK; t++) {
+    int rc;
+    if (from_root) {
+      int64_t a = t * per, b = a + per < n ? a + per : n;
+      rc = MPI_Bcast((char *)buf + (size_t)a * rowbytes, (int)(b - a), rowt, 0, comm);
+    } else {
+      for (int r = 0; r < size; r++) {
+        const int64_t lo = n * r / size, hi = n * (r + 1) / size;
+        int64_t a = lo + t * per, b = a + per < hi ? a + per : hi;
+        cnt[r] = b > a ? (int)(b - a) : 0;
+        disp[r] = b > a ? (int)a : 0;
+      }
+      rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, disp, rowt, comm);
+    }
+    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "sharing checkpoint rows");
+  }
+  imf_free(&cnt);
+  imf_free(&disp);
+  MPI_Type_free(&rowt);
+  return st;
 }
 
 /* Gather `count` m-vectors from each rank into all (in rank order). Counts are in vectors. */

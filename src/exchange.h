@@ -5,6 +5,10 @@
  *    back to split point-to-point messages when a count or displacement exceeds INT_MAX.
  *  - imf_allgather_rows: replicate a factor matrix whose rows are split in blocks over the ranks
  *    (MPI_Allgatherv with a derived datatype of w floats, so counts are rows).
+ *  - imf_allgather_rows_by_id: replicate scattered rows (each rank solved some rows by id: the
+ *    fold-in of update.c/foldin.c) into every rank's copy of the matrix.
+ *  - imf_share_rows: the checkpoint reader's sharing of the rows each rank read (block
+ *    allgather or broadcast from rank 0, in rounds of a bounded size).
  *  - imf_det_sum_rows / imf_det_sum_chunks: global sums that are bitwise identical on any rank
  *    count. Rows are grouped in fixed chunks of IMF_DET_CHUNK global rows; each chunk is summed
  *    in row order starting from zero, the chunk partials are gathered and added in chunk order.
@@ -43,6 +47,20 @@ void imf_exchange_set_max_count(int64_t max);
  * from `mine` (stride w; may alias X + start[r] * w) and every rank receives all rows in X. */
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
                               int w);
+
+/* Every rank solved n rows: ids row_id[0..n), their k floats in X (n x k) and, where bias is not
+ * NULL, their biases in B (n). Each rank receives every rank's rows and writes them, in rank
+ * order, into the replicated matrix M (row id j at M + j * k) and bias (bias[j]). *ntotal: the
+ * rows written (all ranks); may be NULL. Collective. */
+imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64_t *row_id, const float *X,
+                                    const float *B, float *M, float *bias, int64_t *ntotal);
+
+/* buf holds n rows of rowbytes bytes each; rank r has filled its rows (from_root = 0: the
+ * block [n r / size, n (r + 1) / size); from_root = 1: rank 0 all of them). Every rank receives
+ * all rows, in rounds of at most `per` rows per rank (one collective call each; the same count
+ * on every rank). what: names the array in errors. Collective. */
+imf_status imf_share_rows(MPI_Comm comm, int from_root, void *buf, int64_t n, size_t rowbytes, int64_t per,
+                          const char *what);
 
 /* Sum of per-row vectors: this rank holds the m-vectors of its rows [start[rank],
  * start[rank+1]) in per_row ((hi - lo) x m); out (m) receives the sum over all rows on every

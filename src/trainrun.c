@@ -10,9 +10,9 @@
  * finishes bitwise identical to an uninterrupted run.
  *
  * model.type = ease is not swept: ease.c solves it in one step on a ScaLAPACK grid (no run
- * checkpoints, no stop points) and the version holds it in factor form (model.h) plus its
- * distributed state (the Gram matrix X^T X and B, written block-cyclically: update adds to the
- * Gram matrix instead of rebuilding it).
+ * checkpoints, no stop points). The model is a handle (model.h); the version holds B
+ * (block-cyclic), X sparse and a P file (docs/FORMAT.md, "EASE state"), so that update can
+ * apply a low-rank change to P (Woodbury) or refactorise from X instead of starting over.
  *
  * model.type = pop | bias (baseline.h) is fitted in one pass (bias: model.iterations cheap
  * sweeps) on the same partition, without run checkpoints or stop points either. */
@@ -117,290 +117,349 @@ static imf_status make_meta(const imf_config *cfg, imf_store *s, imf_idmap *user
   return IMF_OK;
 }
 
+/* One training job's state, passed through its steps (train_config, train_data, train_ease /
+ * train_baseline / train_sweeps, train_test, train_commit); train_free releases it. */
+typedef struct {
+  MPI_Comm comm;
+  const char *store_dir, *model_dir;
+  const imf_train_opts *o;
+  imf_train_report *rep;
+  int rank, size;
+  double t0, t_read, t_ckpt;
+  imf_modeldir *md;
+  imf_store *s;
+  const char *ckpt;        /* the run checkpoint's path */
+  imf_config *cfg;         /* the command line's, or the run checkpoint's (--resume) */
+  int ease, base;          /* model.type = ease; pop or bias */
+  imf_idmap *users, *items;
+  int64_t nu, ni, nholdout;
+  double hfrac;
+  uint64_t hseed;
+  imf_ratings local;       /* this rank's user range, until partitioned */
+  imf_partition *part;
+  imf_trainer *t;
+  imf_model *saved, *em;   /* the run checkpoint's model (--resume); an EASE or baseline model */
+  imf_ease *es;            /* EASE: the distributed Gram matrix and B, stored with the version */
+  imf_ease_rows ex;        /* EASE: this rank's rows of X, stored sparse with the version */
+  imf_ckpt_meta meta, rmeta;
+  FILE *log;
+} trun;
+
+static void train_free(trun *r) {
+  if (r->log) fclose(r->log);
+  imf_ckpt_meta_free(&r->meta);
+  imf_ckpt_meta_free(&r->rmeta);
+  imf_trainer_destroy(&r->t);
+  imf_partition_destroy(&r->part);
+  imf_ratings_free(&r->local);
+  imf_model_destroy(&r->saved);
+  imf_model_destroy(&r->em);
+  imf_ease_destroy(&r->es);
+  imf_ease_rows_free(&r->ex);
+  imf_idmap_destroy(&r->users);
+  imf_idmap_destroy(&r->items);
+  imf_config_destroy(&r->cfg);
+  imf_store_close(&r->s);
+  imf_modeldir_close(&r->md);
+}
+
+/* --resume: the run checkpoint, with the configuration it was started with. */
+static imf_status train_resume_config(trun *r) {
+  imf_status st = imf_checkpoint_read(r->comm, r->ckpt, &r->saved, &r->rmeta);
+  if (st == IMF_ERR_INPUT) { /* say what to do with a bad run checkpoint (not a version: no rollback) */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", imf_last_error());
+    char *cut = strstr(why, " (restore an earlier"); /* advice for versions */
+    if (!cut) cut = strrchr(why, '(');                  /* else the " (file.c:line)" suffix */
+    if (cut && *cut == '(' && cut > why && cut[-1] == ' ') cut--;
+    if (cut) *cut = '\0';
+    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
+                       "%s; the run cannot resume from it: delete %s and train again without --resume", why, r->ckpt);
+  }
+  IMF_CHECK(st);
+  if (strcmp(r->rmeta.store_digest, imf_store_digest(r->s)) != 0 || r->rmeta.batches_seen != imf_store_nbatches(r->s))
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s was started on other data (store digest %.12s..., %lld batches; the store now has %.12s..., %lld): "
+             "train without --resume to start over, or use update", r->ckpt, r->rmeta.store_digest,
+             (long long)r->rmeta.batches_seen, imf_store_digest(r->s), (long long)imf_store_nbatches(r->s));
+  IMF_CHECK(imf_config_load_string(r->cfg, r->rmeta.config, r->ckpt));
+  imf_info("resuming %s from sweep %lld (its configuration is used)", r->ckpt, (long long)r->saved->iteration);
+  return IMF_OK;
+}
+
+/* The lock, the store, and the configuration: the run checkpoint's on --resume, else cfg_in. */
+static imf_status train_config(trun *r, const imf_config *cfg_in) {
+  IMF_CHECK(imf_modeldir_open(r->comm, r->model_dir, 1, 1, r->o->break_lock, &r->md));
+  IMF_CHECK(imf_store_open(r->comm, r->store_dir, IMF_STORE_READ, 0, &r->s));
+  r->ckpt = imf_modeldir_run_checkpoint(r->md);
+  int have_ckpt = 0;
+  if (r->rank == 0) have_ckpt = access(r->ckpt, F_OK) == 0;
+  IMF_MPI(MPI_Bcast(&have_ckpt, 1, MPI_INT, 0, r->comm));
+  IMF_CHECK(imf_config_create(&r->cfg));
+  if (r->o->resume && have_ckpt) IMF_CHECK(train_resume_config(r));
+  else {
+    char *text = imf_config_dump(cfg_in);
+    if (!text) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    imf_status st = imf_config_load_string(r->cfg, text, "configuration");
+    free(text);
+    IMF_CHECK(st);
+    if (r->o->resume) imf_info("no run checkpoint in %s: starting a new run", r->model_dir);
+    else if (have_ckpt) imf_info("discarding the unfinished run checkpoint %s (use --resume to continue it)", r->ckpt);
+  }
+  const char *type = imf_cfg_str(r->cfg, "model.type");
+  r->ease = !strcmp(type, "ease");
+  r->base = !strcmp(type, "pop") || !strcmp(type, "bias");
+  return IMF_OK;
+}
+
+/* Data: every rank reads the ratings of its contiguous user range; the store's standing
+ * holdout (recorded at prepare) is never trained on and is the validation set; a store
+ * without one falls back to model.validation_fraction. */
+static imf_status train_data(trun *r) {
+  double tr = imf_wtime();
+  IMF_CHECK(imf_idmap_create(&r->users));
+  IMF_CHECK(imf_idmap_create(&r->items));
+  IMF_CHECK(imf_store_load_idmaps(r->s, r->users, r->items));
+  r->nu = imf_store_nusers(r->s);
+  r->ni = imf_store_nitems(r->s);
+  IMF_CHECK(imf_store_read_ratings(r->s, r->nu * r->rank / r->size, r->nu * (r->rank + 1) / r->size, &r->local));
+  /* implicit models train on their positives and confidence values (scale.h): the same
+   * transform update and evaluate apply, from the configuration recorded with the model */
+  imf_implicit_opts io;
+  IMF_CHECK(imf_agree(r->comm, imf_implicit_opts_from(r->cfg, &io)));
+  imf_implicit_apply(&io, &r->local);
+  char desc[160];
+  imf_implicit_describe(&io, desc, sizeof desc);
+  if (io.active) imf_info("implicit training data: %s", desc);
+  else if (!isnan(io.positive_threshold) || io.confidence != IMF_CONF_LINEAR)
+    imf_warn("model.positive_threshold and model.confidence apply to implicit models (ials, ease, pop): "
+             "ignored for %s", imf_cfg_str(r->cfg, "model.type"));
+  r->t_read = imf_wtime() - tr;
+  r->hfrac = imf_cfg_double(r->cfg, "model.validation_fraction");
+  r->hseed = (uint64_t)imf_cfg_int(r->cfg, "model.seed");
+  if (imf_store_holdout(r->s, &r->hfrac, &r->hseed)) {
+    char set[64];
+    snprintf(set, sizeof set, "model.validation_fraction=%.17g", r->hfrac);
+    IMF_CHECK(imf_config_set(r->cfg, set));
+    imf_info("standing holdout of the store: fraction %g (seed %llu) held out of training", r->hfrac,
+             (unsigned long long)r->hseed);
+  }
+  if (r->ease) return IMF_OK; /* EASE builds X from r->local itself (train_ease) */
+  IMF_CHECK(imf_partition_build(r->comm, &r->local, r->nu, r->ni, r->hfrac, r->hseed, &r->part));
+  imf_ratings_free(&r->local);
+  imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
+           (long long)r->nu, (long long)r->ni, (long long)r->part->nnz_train, (long long)r->part->nnz_holdout,
+           r->t_read, r->part->seconds);
+  return IMF_OK;
+}
+
+/* The sweep log for a model fitted in one step: the first n entries of its history, in a log
+ * opened afresh (rank 0); ratings > 0: the rate is ratings over each entry's seconds. */
+static imf_status log_history(trun *r, int64_t n, double ratings) {
+  if (r->rank == 0) {
+    r->log = fopen(imf_modeldir_log_path(r->md), "w");
+    if (!r->log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(r->md), strerror(errno));
+    for (int64_t j = 0; r->log && j < n; j++) {
+      const imf_sweep_metrics *h = &r->em->history[j];
+      log_sweep(r->log, h, ratings > 0 && h->seconds > 0 ? ratings / h->seconds : 0);
+    }
+  }
+  return log_check(r->comm, r->log, imf_modeldir_log_path(r->md));
+}
+
+/* EASE: X is the training ratings only (the standing holdout is never trained on), solved in
+ * one step (ease.c). */
+static imf_status train_ease(trun *r) {
+  imf_ratings *l = &r->local;
+  int64_t w = 0, nholdout = 0;
+  for (int64_t j = 0; j < l->n; j++) {
+    if (r->hfrac > 0 && imf_is_holdout(r->hseed, r->hfrac, l->user[j], l->item[j])) {
+      nholdout++;
+      continue;
+    }
+    l->user[w] = l->user[j];
+    l->item[w] = l->item[j];
+    l->value[w] = l->value[j];
+    if (l->time) l->time[w] = l->time[j];
+    w++;
+  }
+  l->n = w;
+  int64_t cnt[2] = {w, nholdout};
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_INT64_T, MPI_SUM, r->comm));
+  r->nholdout = cnt[1];
+  double lambda = imf_cfg_double(r->cfg, "model.ease_lambda");
+  imf_info("data: %lld users, %lld items, %lld training + %lld held-out ratings (read %.2f s); EASE, lambda %g",
+           (long long)r->nu, (long long)r->ni, (long long)cnt[0], (long long)r->nholdout, r->t_read, lambda);
+  const int64_t lo = r->nu * r->rank / r->size, hi = r->nu * (r->rank + 1) / r->size;
+  IMF_CHECK(imf_ease_model(r->comm, l, lo, hi, r->nu, r->ni, lambda, &r->em, &r->es, &r->ex));
+  imf_ratings_free(l);
+  return log_history(r, 1, (double)cnt[0]); /* its one "sweep" */
+}
+
+/* pop, bias: one exact fit on the partition (baseline.c). */
+static imf_status train_baseline(trun *r) {
+  IMF_CHECK(imf_baseline_fit(r->comm, r->cfg, r->part, &r->em));
+  return log_history(r, r->em->nhistory, 0);
+}
+
+/* The run checkpoint of the trainer's current model (periodic, or on a stop signal). */
+static imf_status write_run_checkpoint(trun *r, const imf_model *m) {
+  double tc = imf_wtime();
+  imf_ckpt_meta_free(&r->meta);
+  IMF_CHECK(make_meta(r->cfg, r->s, r->users, r->items, "run", &r->meta));
+  IMF_CHECK(imf_checkpoint_write(r->comm, r->ckpt, m, &r->meta));
+  r->t_ckpt += imf_wtime() - tc;
+  return IMF_OK;
+}
+
+/* ALS, iALS, BPMF: sweeps of the trainer (from the run checkpoint on --resume), each logged,
+ * a run checkpoint every model.checkpoint_every sweeps; a stop signal ends the loop at a sweep
+ * boundary every rank agrees on. */
+static imf_status train_sweeps(trun *r) {
+  IMF_CHECK(imf_train_create(r->comm, r->cfg, r->part, &r->t));
+  if (r->saved) IMF_CHECK(imf_trainer_resume(r->t, r->saved));
+  stop_ctx sc = {r->comm};
+  imf_trainer_set_stop_hook(r->t, stop_hook, &sc);
+  int64_t every = imf_cfg_int(r->cfg, "model.checkpoint_every");
+  int64_t stop_after = getenv("IMF_STOP_AFTER_SWEEP") ? atoll(getenv("IMF_STOP_AFTER_SWEEP")) : -1;
+  if (r->rank == 0) {
+    r->log = fopen(imf_modeldir_log_path(r->md), r->saved ? "a" : "w");
+    if (!r->log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(r->md), strerror(errno));
+  }
+  while (!imf_trainer_done(r->t)) {
+    double ts = imf_wtime();
+    IMF_CHECK(imf_trainer_sweep(r->t));
+    const imf_model *m = imf_trainer_model(r->t);
+    if (imf_trainer_stopped(r->t)) break;
+    if (m->nhistory > 0) {
+      const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
+      double secs = imf_wtime() - ts;
+      double rps = secs > 0 ? (double)r->part->nnz_train / secs : 0;
+      if (r->log) log_sweep(r->log, h, rps);
+    }
+    IMF_CHECK(log_check(r->comm, r->log, imf_modeldir_log_path(r->md)));
+    /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
+    if (stop_after >= 0 && m->iteration >= stop_after) stop_requested = 1;
+    if (every > 0 && m->iteration % every == 0 && !imf_trainer_done(r->t)) IMF_CHECK(write_run_checkpoint(r, m));
+  }
+  return IMF_OK;
+}
+
+/* --test FILE: RMSE and MAE of the trained model on a file of ratings (rating models only). */
+static imf_status train_test(trun *r, const imf_model *m) {
+  const imf_train_opts *o = r->o;
+  const int ranking_only = r->ease || m->type == IMF_MODEL_POP; /* scores that are not ratings */
+  if (o->test_path && ranking_only) /* EASE: a handle, its scores come from B (evaluate --model) */
+    imf_warn("--test %s: %s scores are not ratings: no test RMSE (use evaluate --model)", o->test_path,
+             r->ease ? "EASE" : "pop");
+  if (!o->test_path || ranking_only) return IMF_OK;
+  imf_eval_result er;
+  imf_store_info info;
+  IMF_CHECK(imf_store_get_info(r->s, &info));
+  IMF_CHECK(imf_eval_file(r->comm, r->cfg, m, r->users, r->items, o->test_path, info.scale_min, info.scale_max, &er));
+  r->rep->test_rmse = er.rmse;
+  r->rep->test_mae = er.mae;
+  r->rep->test_n = er.n;
+  r->rep->test_cold = er.cold;
+  imf_info("test %s: RMSE %.5f  MAE %.5f over %lld ratings (%lld with a user or item unseen in training)",
+           o->test_path, er.rmse, er.mae, (long long)er.n, (long long)er.cold);
+  return IMF_OK;
+}
+
+/* The version: written, recorded in the registry (the version current before it is its
+ * parent; its own holdout SSE, from which a later fold-in judges: update.c), made current. */
+static imf_status train_commit(trun *r, const imf_model *m) {
+  double tc = imf_wtime();
+  imf_ckpt_meta_free(&r->meta);
+  IMF_CHECK(make_meta(r->cfg, r->s, r->users, r->items, "version", &r->meta));
+  r->meta.ease = r->es;
+  if (r->ease) r->meta.ease_x = &r->ex;
+  char cur[4400];
+  int64_t parent = 0;
+  if (imf_modeldir_current(r->md, cur, sizeof cur, &parent) != IMF_OK) {
+    parent = 0;
+    imf_err_clear();
+  }
+  int64_t next = 0;
+  IMF_CHECK(imf_modeldir_write_version(r->md, m, &r->meta, &next));
+  imf_registry_record rec;
+  imf_registry_record_init(&rec);
+  snprintf(rec.event, sizeof rec.event, "train");
+  snprintf(rec.strategy, sizeof rec.strategy, "train");
+  snprintf(rec.decision, sizeof rec.decision, "trained");
+  rec.version = next;
+  rec.parent = parent;
+  rec.batches_seen = r->meta.batches_seen;
+  rec.challenger_rmse = r->rep->val_rmse;
+  rec.eval_n = r->ease ? r->nholdout : r->part->nnz_holdout;
+  double fr, sse[2];
+  uint64_t sd;
+  int64_t hn = 0;
+  if (!r->ease && imf_store_holdout(r->s, &fr, &sd)) {
+    IMF_CHECK(imf_holdout_sse(r->comm, r->part, m, NULL, sse, &hn));
+    rec.holdout_sse = sse[0];
+    rec.holdout_n = hn;
+    rec.holdout_forgotten = imf_store_nforgotten(r->s);
+    IMF_CHECK(imf_judge_holdout_users(r->comm, r->part, &rec.holdout_users));
+  }
+  rec.seconds = imf_wtime() - r->t0;
+  if (!realpath(r->store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", r->store_dir);
+  IMF_CHECK(imf_registry_append(r->comm, imf_modeldir_path(r->md), &rec));
+  IMF_CHECK(imf_modeldir_set_current(r->md, next));
+  r->rep->version = next;
+  r->t_ckpt += imf_wtime() - tc;
+  if (r->rank == 0) unlink(r->ckpt);
+  return IMF_OK;
+}
+
 imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_dir, const char *model_dir,
                      const imf_train_opts *o, imf_train_report *rep) {
   imf_status st = IMF_OK;
-  imf_modeldir *md = NULL;
-  imf_store *s = NULL;
-  imf_idmap *users = NULL, *items = NULL;
-  imf_ratings local = {0};
-  imf_partition *part = NULL;
-  imf_trainer *t = NULL;
-  imf_model *saved = NULL, *em = NULL;
-  imf_ease *es = NULL; /* EASE: the distributed Gram matrix and B, stored with the version */
-  imf_ease_rows ex = {0}; /* EASE: this rank's rows of X, stored sparse with the version */
-  imf_config *cfg = NULL;
-  imf_ckpt_meta meta = {0}, rmeta = {0};
-  FILE *log = NULL;
-  int rank, size;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
+  trun r;
+  memset(&r, 0, sizeof r);
+  r.comm = comm;
+  r.store_dir = store_dir;
+  r.model_dir = model_dir;
+  r.o = o;
+  r.rep = rep;
+  MPI_Comm_rank(comm, &r.rank);
+  MPI_Comm_size(comm, &r.size);
   memset(rep, 0, sizeof *rep);
   rep->val_rmse = rep->val_mae = rep->test_rmse = rep->test_mae = NAN;
-  double t0 = imf_wtime();
-
-  IMF_TRY(imf_modeldir_open(comm, model_dir, 1, 1, o->break_lock, &md), out);
-  IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
-
-  /* Resume: the run checkpoint carries the configuration it was started with. */
-  const char *ckpt = imf_modeldir_run_checkpoint(md);
-  int have_ckpt = 0;
-  if (rank == 0) have_ckpt = access(ckpt, F_OK) == 0;
-  IMF_MPI(MPI_Bcast(&have_ckpt, 1, MPI_INT, 0, comm));
-  IMF_TRY(imf_config_create(&cfg), out);
-  if (o->resume && have_ckpt) {
-    st = imf_checkpoint_read(comm, ckpt, &saved, &rmeta);
-    if (st == IMF_ERR_INPUT) { /* say what to do with a bad run checkpoint (not a version: no rollback) */
-      char why[1024];
-      snprintf(why, sizeof why, "%s", imf_last_error());
-      char *cut = strstr(why, " (restore an earlier"); /* advice for versions */
-      if (!cut) cut = strrchr(why, '(');                  /* else the " (file.c:line)" suffix */
-      if (cut && *cut == '(' && cut > why && cut[-1] == ' ') cut--;
-      if (cut) *cut = '\0';
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s; the run cannot resume from it: delete %s and train again without --resume",
-                         why, ckpt);
-    }
-    IMF_TRY(st, out);
-    if (strcmp(rmeta.store_digest, imf_store_digest(s)) != 0 || rmeta.batches_seen != imf_store_nbatches(s))
-      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                            "%s was started on other data (store digest %.12s..., %lld batches; the store now has "
-                            "%.12s..., %lld): train without --resume to start over, or use update",
-                            ckpt, rmeta.store_digest, (long long)rmeta.batches_seen, imf_store_digest(s),
-                            (long long)imf_store_nbatches(s)), out);
-    IMF_TRY(imf_config_load_string(cfg, rmeta.config, ckpt), out);
-    imf_info("resuming %s from sweep %lld (its configuration is used)", ckpt, (long long)saved->iteration);
-  } else {
-    char *text = imf_config_dump(cfg_in);
-    if (!text) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
-    st = imf_config_load_string(cfg, text, "configuration");
-    free(text);
-    IMF_TRY(st, out);
-    if (o->resume) imf_info("no run checkpoint in %s: starting a new run", model_dir);
-    else if (have_ckpt) imf_info("discarding the unfinished run checkpoint %s (use --resume to continue it)", ckpt);
-  }
-  const int ease = !strcmp(imf_cfg_str(cfg, "model.type"), "ease");
-  const int base = !strcmp(imf_cfg_str(cfg, "model.type"), "pop") || !strcmp(imf_cfg_str(cfg, "model.type"), "bias");
-
-  /* Data: every rank reads the ratings of its contiguous user range. */
-  double tr = imf_wtime();
-  IMF_TRY(imf_idmap_create(&users), out);
-  IMF_TRY(imf_idmap_create(&items), out);
-  IMF_TRY(imf_store_load_idmaps(s, users, items), out);
-  int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
-  IMF_TRY(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local), out);
-  {
-    /* implicit models train on their positives and confidence values (scale.h): the same
-     * transform update and evaluate apply, from the configuration recorded with the model */
-    imf_implicit_opts io;
-    IMF_TRY(imf_agree(comm, imf_implicit_opts_from(cfg, &io)), out);
-    imf_implicit_apply(&io, &local);
-    char desc[160];
-    imf_implicit_describe(&io, desc, sizeof desc);
-    if (io.active) imf_info("implicit training data: %s", desc);
-    else if (!isnan(io.positive_threshold) || io.confidence != IMF_CONF_LINEAR)
-      imf_warn("model.positive_threshold and model.confidence apply to implicit models (ials, ease, pop): "
-               "ignored for %s", imf_cfg_str(cfg, "model.type"));
-  }
-  double t_read = imf_wtime() - tr;
-  /* The store's standing holdout (recorded at prepare) is never trained on and is the
-   * validation set; a store without one falls back to model.validation_fraction. */
-  double hfrac = imf_cfg_double(cfg, "model.validation_fraction");
-  uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
-  if (imf_store_holdout(s, &hfrac, &hseed)) {
-    char set[64];
-    snprintf(set, sizeof set, "model.validation_fraction=%.17g", hfrac);
-    IMF_TRY(imf_config_set(cfg, set), out);
-    imf_info("standing holdout of the store: fraction %g (seed %llu) held out of training", hfrac,
-             (unsigned long long)hseed);
-  }
-  int64_t nholdout = 0;
-  double t_ckpt = 0;
-  if (ease) {
-    /* X is the training ratings only: the standing holdout is never trained on */
-    int64_t w = 0;
-    for (int64_t j = 0; j < local.n; j++) {
-      if (hfrac > 0 && imf_is_holdout(hseed, hfrac, local.user[j], local.item[j])) {
-        nholdout++;
-        continue;
-      }
-      local.user[w] = local.user[j];
-      local.item[w] = local.item[j];
-      local.value[w] = local.value[j];
-      if (local.time) local.time[w] = local.time[j];
-      w++;
-    }
-    local.n = w;
-    int64_t cnt[2] = {w, nholdout};
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_INT64_T, MPI_SUM, comm));
-    nholdout = cnt[1];
-    double lambda = imf_cfg_double(cfg, "model.ease_lambda");
-    imf_info("data: %lld users, %lld items, %lld training + %lld held-out ratings (read %.2f s); EASE, lambda %g",
-             (long long)nu, (long long)ni, (long long)cnt[0], (long long)nholdout, t_read, lambda);
-    IMF_TRY(imf_ease_model(comm, &local, nu * rank / size, nu * (rank + 1) / size, nu, ni, lambda, &em, &es, &ex),
-            out);
-    imf_ratings_free(&local);
-    if (rank == 0) {
-      log = fopen(imf_modeldir_log_path(md), "w");
-      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
-      else log_sweep(log, &em->history[0], em->history[0].seconds > 0 ? (double)cnt[0] / em->history[0].seconds : 0);
-    }
-    IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
-  } else {
-    IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), out);
-    imf_ratings_free(&local);
-    imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
-             (long long)nu, (long long)ni, (long long)part->nnz_train, (long long)part->nnz_holdout, t_read,
-             part->seconds);
-  }
-  if (base) {
-    IMF_TRY(imf_baseline_fit(comm, cfg, part, &em), out);
-    if (rank == 0) {
-      log = fopen(imf_modeldir_log_path(md), "w");
-      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
-      for (int64_t j = 0; log && j < em->nhistory; j++) log_sweep(log, &em->history[j], 0);
-    }
-    IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
-  } else if (!ease) {
-    IMF_TRY(imf_train_create(comm, cfg, part, &t), out);
-    if (saved) IMF_TRY(imf_trainer_resume(t, saved), out);
-    stop_ctx sc = {comm};
-    imf_trainer_set_stop_hook(t, stop_hook, &sc);
-
-    int64_t every = imf_cfg_int(cfg, "model.checkpoint_every");
-    int64_t stop_after = getenv("IMF_STOP_AFTER_SWEEP") ? atoll(getenv("IMF_STOP_AFTER_SWEEP")) : -1;
-    if (rank == 0) {
-      log = fopen(imf_modeldir_log_path(md), saved ? "a" : "w");
-      if (!log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(md), strerror(errno));
-    }
-    while (!imf_trainer_done(t)) {
-      double ts = imf_wtime();
-      IMF_TRY(imf_trainer_sweep(t), out);
-      const imf_model *m = imf_trainer_model(t);
-      if (imf_trainer_stopped(t)) break;
-      if (m->nhistory > 0) {
-        const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
-        double secs = imf_wtime() - ts;
-        double rps = secs > 0 ? (double)part->nnz_train / secs : 0;
-        if (log) log_sweep(log, h, rps);
-      }
-      IMF_TRY(log_check(comm, log, imf_modeldir_log_path(md)), out);
-      /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
-      if (stop_after >= 0 && m->iteration >= stop_after) stop_requested = 1;
-      if (every > 0 && m->iteration % every == 0 && !imf_trainer_done(t)) {
-        double tc = imf_wtime();
-        imf_ckpt_meta_free(&meta);
-        IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
-        IMF_TRY(imf_checkpoint_write(comm, ckpt, m, &meta), out);
-        t_ckpt += imf_wtime() - tc;
-      }
-    }
-  }
-  const imf_model *m = t ? imf_trainer_model(t) : em;
+  r.t0 = imf_wtime();
+  IMF_TRY(train_config(&r, cfg_in), out);
+  IMF_TRY(train_data(&r), out);
+  if (r.ease) IMF_TRY(train_ease(&r), out);
+  if (r.base) IMF_TRY(train_baseline(&r), out);
+  else if (!r.ease) IMF_TRY(train_sweeps(&r), out);
+  const imf_model *m = r.t ? imf_trainer_model(r.t) : r.em;
   rep->iterations = m->iteration;
   if (m->nhistory > 0) {
     rep->val_rmse = m->history[m->nhistory - 1].val_rmse;
     rep->val_mae = m->history[m->nhistory - 1].val_mae;
   }
-  if (t && imf_trainer_stopped(t)) {
-    double tc = imf_wtime();
-    imf_ckpt_meta_free(&meta);
-    IMF_TRY(make_meta(cfg, s, users, items, "run", &meta), out);
-    IMF_TRY(imf_checkpoint_write(comm, ckpt, m, &meta), out);
-    t_ckpt += imf_wtime() - tc;
+  if (r.t && imf_trainer_stopped(r.t)) {
+    IMF_TRY(write_run_checkpoint(&r, m), out);
     rep->stopped = 1;
-    imf_info("stopped by signal after sweep %lld: run checkpoint %s written; rerun with --resume", (long long)m->iteration, ckpt);
-    st = imf_err_raise(IMF_ERR_REQUEUE, __FILE__, __LINE__, "stopped by a signal after sweep %lld; checkpoint written, resume with --resume",
+    imf_info("stopped by signal after sweep %lld: run checkpoint %s written; rerun with --resume",
+             (long long)m->iteration, r.ckpt);
+    st = imf_err_raise(IMF_ERR_REQUEUE, __FILE__, __LINE__,
+                       "stopped by a signal after sweep %lld; checkpoint written, resume with --resume",
                        (long long)m->iteration);
     goto out;
   }
-  const int ranking_only = ease || m->type == IMF_MODEL_POP; /* scores that are not ratings */
-  if (o->test_path && ranking_only) /* EASE: a handle, its scores come from B (evaluate --model) */
-    imf_warn("--test %s: %s scores are not ratings: no test RMSE (use evaluate --model)", o->test_path,
-             ease ? "EASE" : "pop");
-  if (o->test_path && !ranking_only) {
-    imf_eval_result er;
-    imf_store_info info;
-    IMF_TRY(imf_store_get_info(s, &info), out);
-    IMF_TRY(imf_eval_file(comm, cfg, m, users, items, o->test_path, info.scale_min, info.scale_max, &er), out);
-    rep->test_rmse = er.rmse;
-    rep->test_mae = er.mae;
-    rep->test_n = er.n;
-    rep->test_cold = er.cold;
-    imf_info("test %s: RMSE %.5f  MAE %.5f over %lld ratings (%lld with a user or item unseen in training)",
-             o->test_path, er.rmse, er.mae, (long long)er.n, (long long)er.cold);
-  }
-  double tc = imf_wtime();
-  imf_ckpt_meta_free(&meta);
-  IMF_TRY(make_meta(cfg, s, users, items, "version", &meta), out);
-  meta.ease = es;
-  if (ease) meta.ease_x = &ex;
-  {
-    /* lineage: the version current before this one is its parent */
-    char cur[4400];
-    int64_t parent = 0;
-    if (imf_modeldir_current(md, cur, sizeof cur, &parent) != IMF_OK) {
-      parent = 0;
-      imf_err_clear();
-    }
-    int64_t next = 0;
-    IMF_TRY(imf_modeldir_write_version(md, m, &meta, &next), out);
-    imf_registry_record rec;
-    imf_registry_record_init(&rec);
-    snprintf(rec.event, sizeof rec.event, "train");
-    snprintf(rec.strategy, sizeof rec.strategy, "train");
-    snprintf(rec.decision, sizeof rec.decision, "trained");
-    rec.version = next;
-    rec.parent = parent;
-    rec.batches_seen = meta.batches_seen;
-    rec.challenger_rmse = rep->val_rmse;
-    rec.eval_n = ease ? nholdout : part->nnz_holdout;
-    {
-      /* the version's own holdout SSE: a later fold-in judges from it (update.c) */
-      double fr, sse[2];
-      uint64_t sd;
-      int64_t hn = 0;
-      if (!ease && imf_store_holdout(s, &fr, &sd)) {
-        IMF_TRY(imf_holdout_sse(comm, part, m, NULL, sse, &hn), out);
-        rec.holdout_sse = sse[0];
-        rec.holdout_n = hn;
-        rec.holdout_forgotten = imf_store_nforgotten(s);
-        IMF_TRY(imf_judge_holdout_users(comm, part, &rec.holdout_users), out);
-      }
-    }
-    rec.seconds = imf_wtime() - t0;
-    if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
-    IMF_TRY(imf_registry_append(comm, imf_modeldir_path(md), &rec), out);
-    IMF_TRY(imf_modeldir_set_current(md, next), out);
-    rep->version = next;
-  }
-  t_ckpt += imf_wtime() - tc;
-  if (rank == 0) unlink(ckpt);
-  {
-    int64_t rss = imf_peak_rss();
-    IMF_MPI(MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, comm));
-  }
+  IMF_TRY(train_test(&r, m), out);
+  IMF_TRY(train_commit(&r, m), out);
+  int64_t rss = imf_peak_rss();
+  if (MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
+    IMF_TRY(imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce of the peak memory failed"), out);
   if (!imf_log_quiet()) {
     imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
-    if (t) IMF_TRY(imf_trainer_log_view(t, stderr), out);
-    imf_info("checkpoint writes: %.2f s", t_ckpt);
+    if (r.t) IMF_TRY(imf_trainer_log_view(r.t, stderr), out);
+    imf_info("checkpoint writes: %.2f s", r.t_ckpt);
   }
-  rep->seconds = imf_wtime() - t0;
+  rep->seconds = imf_wtime() - r.t0;
 out:
-  if (log) fclose(log);
-  imf_ckpt_meta_free(&meta);
-  imf_ckpt_meta_free(&rmeta);
-  imf_trainer_destroy(&t);
-  imf_partition_destroy(&part);
-  imf_ratings_free(&local);
-  imf_model_destroy(&saved);
-  imf_model_destroy(&em);
-  imf_ease_destroy(&es);
-  imf_ease_rows_free(&ex);
-  imf_idmap_destroy(&users);
-  imf_idmap_destroy(&items);
-  imf_config_destroy(&cfg);
-  imf_store_close(&s);
-  imf_modeldir_close(&md);
+  train_free(&r);
   return st;
 }

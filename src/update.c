@@ -14,7 +14,13 @@
  * manifest), and a batch the current version has not seen is simply folded in by the next
  * update. Test hooks: IMF_FAULT=update-after-version / update-before-current fail there, and
  * IMF_KILL_AT=after-append|after-read|after-version|after-registry|after-current SIGKILLs every
- * rank there; IMF_TEST_CHALLENGER=worse|same|nan perturbs the challenger (imf_judge_test_hook). */
+ * rank there; IMF_TEST_CHALLENGER=worse|same|nan perturbs the challenger (imf_judge_test_hook).
+ *
+ * imf_update runs that sequence as stages over one state (upd): scan_* (settings, lock, lineage,
+ * append, champion, new batches), policy_* (the read plan and the strategy: the rule itself is
+ * update_policy.c), build_and_judge (the fold-in lives in foldin.c; warm and retrain are the
+ * trainer), judge_newest, commit (version, record, CURRENT). Factor rows move between ranks only
+ * through exchange.c. */
 #include "update.h"
 #include "baseline.h"
 #include "checkpoint.h"
@@ -23,6 +29,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "exchange.h"
+#include "foldin.h"
 #include "idmap.h"
 #include "judge.h"
 #include "log.h"
@@ -32,18 +39,15 @@
 #include "scale.h"
 #include "store.h"
 #include "train.h"
+#include "update_policy.h"
 
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum { S_FOLD = 0, S_WARM = 1, S_RETRAIN = 2 };
-static const char *const SNAME[3] = {"fold-in", "warm", "retrain"};
 
 static void kill_point(const char *name) {
   /* test hook: a real SIGTERM to rank 0 alone at this step (tests/e2e_accidents.sh) */
@@ -60,145 +64,6 @@ static imf_status fault_point(const char *name) {
   const char *f = getenv("IMF_FAULT");
   if (f && !strcmp(f, name)) IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=%s)", name);
   return IMF_OK;
-}
-
-/* ------------------------------------------------------------------------------ fold-in */
-
-static void gram_all(const float *Y, int64_t n, int k, double *G) {
-  memset(G, 0, (size_t)k * (size_t)k * sizeof *G);
-  for (int64_t r = 0; r < n; r++) {
-    const float *y = Y + (size_t)r * (size_t)k;
-    for (int a = 0; a < k; a++)
-      for (int b = 0; b < k; b++) G[a * k + b] += (double)y[a] * (double)y[b];
-  }
-}
-
-/* Solve rows row_id[0..nt) of one side (0 users, 1 items) of m, row t with training ratings
- * idx/val[ptr[t] .. ptr[t+1]) (other-side indices, ascending), against the other side's current
- * factors, and replicate every rank's results into m. Per-row results do not depend on which
- * rank solves a row or what else it solves (rowsolve.h), so any split of the rows over the ranks
- * gives bitwise the same model. Collective. */
-static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt, const int64_t *row_id,
-                              const int64_t *ptr, const int32_t *idx, const float *val, int64_t *nsolved) {
-  float *self = side ? m->Q : m->P;
-  int k = m->k, nr;
-  MPI_Comm_size(comm, &nr);
-  imf_status st = IMF_OK;
-  if (m->type == IMF_MODEL_BPMF || m->kw != k || imf_baseline_type(m->type))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "fold-in needs an ALS or implicit ALS model");
-  IMF_CHECK(imf_agree(comm, st));
-  float *X = NULL, *B = NULL, *allX = NULL, *allB = NULL;
-  int64_t *allid = NULL;
-  double *G = NULL;
-  int *cnt = NULL, *dsp = NULL;
-  imf_rowsolve_ws *ws = NULL;
-  IMF_TRY(imf_alloc(&X, ((size_t)nt + 1) * (size_t)k, sizeof *X), done);
-  IMF_TRY(imf_alloc(&B, (size_t)nt + 1, sizeof *B), done);
-  for (int64_t t = 0; t < nt; t++)
-    memcpy(X + (size_t)t * (size_t)k, self + (size_t)row_id[t] * (size_t)k, (size_t)k * sizeof *X);
-  imf_row_params prm;
-  memset(&prm, 0, sizeof prm);
-  prm.k = k;
-  prm.seed = m->seed;
-  prm.side = (uint32_t)side;
-  prm.lambda = m->lambda;
-  prm.lambda_bias = m->lambda_bias;
-  imf_other_side other = {side ? m->nusers : m->nitems, side ? m->P : m->Q, NULL};
-  if (m->type == IMF_MODEL_ALS) {
-    prm.kind = IMF_ROW_ALS;
-    prm.with_bias = m->with_bias;
-    prm.mu = m->mu;
-    other.bias = side ? m->bu : m->bi;
-  } else {
-    prm.kind = IMF_ROW_IALS;
-    prm.alpha = m->alpha;
-    IMF_TRY(imf_alloc(&G, (size_t)k * (size_t)k, sizeof *G), done);
-    gram_all(other.Y, other.n, k, G); /* O(n k^2) on replicated factors; no communication */
-    prm.YtY = G;
-  }
-  IMF_TRY(imf_rowsolve_ws_create(k, &ws), done);
-  if (nt > 0) {
-    imf_row_batch rows = {nt, row_id, ptr, idx, val};
-    IMF_TRY(imf_rowsolve(&prm, &rows, &other, X, m->with_bias ? B : NULL, ws), done);
-  }
-done:
-  st = imf_agree(comm, st);
-  if (st != IMF_OK) goto out;
-  /* Replicate the solved rows: every rank's (row id, factors, bias). */
-  int mine = (int)nt;
-  IMF_TRY(imf_alloc(&cnt, (size_t)nr, sizeof *cnt), out);
-  IMF_TRY(imf_alloc(&dsp, (size_t)nr + 1, sizeof *dsp), out);
-  IMF_MPI(MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm));
-  int64_t tot = 0;
-  for (int r = 0; r < nr; r++) {
-    dsp[r] = (int)tot;
-    tot += cnt[r];
-  }
-  IMF_TRY(imf_alloc(&allid, (size_t)tot + 1, sizeof *allid), out);
-  IMF_TRY(imf_alloc(&allB, (size_t)tot + 1, sizeof *allB), out);
-  IMF_TRY(imf_alloc(&allX, ((size_t)tot + 1) * (size_t)k, sizeof *allX), out);
-  IMF_MPI(MPI_Allgatherv(row_id, mine, MPI_INT64_T, allid, cnt, dsp, MPI_INT64_T, comm));
-  IMF_MPI(MPI_Allgatherv(B, mine, MPI_FLOAT, allB, cnt, dsp, MPI_FLOAT, comm));
-  {
-    MPI_Datatype rowt;
-    MPI_Type_contiguous(k, MPI_FLOAT, &rowt);
-    MPI_Type_commit(&rowt);
-    int e = MPI_Allgatherv(X, mine, rowt, allX, cnt, dsp, rowt, comm);
-    MPI_Type_free(&rowt);
-    if (e != MPI_SUCCESS) IMF_TRY(imf_err_mpi(e, __FILE__, __LINE__, "MPI_Allgatherv"), out);
-  }
-  float *bias = side ? m->bi : m->bu;
-  for (int64_t j = 0; j < tot; j++) {
-    memcpy(self + (size_t)allid[j] * (size_t)k, allX + (size_t)j * (size_t)k, (size_t)k * sizeof(float));
-    if (bias) bias[allid[j]] = allB[j];
-  }
-  if (nsolved) *nsolved = tot;
-out:
-  imf_free(&X);
-  imf_free(&B);
-  imf_free(&G);
-  imf_free(&cnt);
-  imf_free(&dsp);
-  imf_free(&allid);
-  imf_free(&allB);
-  imf_free(&allX);
-  imf_rowsolve_ws_destroy(&ws);
-  return imf_agree(comm, st);
-}
-
-imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
-                           const unsigned char *touched, int64_t *nsolved) {
-  const imf_csr *c = side ? &p->by_item : &p->by_user;
-  int64_t nloc = c->hi - c->lo, nt = 0, nnz = 0;
-  for (int64_t r = 0; r < nloc; r++)
-    if (touched[c->lo + r]) {
-      nt++;
-      nnz += c->ptr[r + 1] - c->ptr[r];
-    }
-  int64_t *row_id = NULL, *ptr = NULL;
-  int32_t *idx = NULL;
-  float *val = NULL;
-  imf_status st = imf_alloc(&row_id, (size_t)nt + 1, sizeof *row_id);
-  if (st == IMF_OK) st = imf_alloc(&ptr, (size_t)nt + 1, sizeof *ptr);
-  if (st == IMF_OK) st = imf_alloc(&idx, (size_t)nnz + 1, sizeof *idx);
-  if (st == IMF_OK) st = imf_alloc(&val, (size_t)nnz + 1, sizeof *val);
-  if (st == IMF_OK)
-    for (int64_t r = 0, t = 0; r < nloc; r++) {
-      if (!touched[c->lo + r]) continue;
-      int64_t a = c->ptr[r], b = c->ptr[r + 1];
-      row_id[t] = c->lo + r;
-      memcpy(idx + ptr[t], c->idx + a, (size_t)(b - a) * sizeof *idx);
-      memcpy(val + ptr[t], c->val + a, (size_t)(b - a) * sizeof *val);
-      ptr[t + 1] = ptr[t] + (b - a);
-      t++;
-    }
-  st = imf_agree(comm, st);
-  if (st == IMF_OK) st = foldin_rows(comm, m, side, nt, row_id, ptr, idx, val, nsolved);
-  imf_free(&row_id);
-  imf_free(&ptr);
-  imf_free(&idx);
-  imf_free(&val);
-  return st;
 }
 
 /* ------------------------------------------------------------------------------ judging */
@@ -250,23 +115,6 @@ typedef struct {
   int64_t warm_sweeps;
 } build_ctx;
 
-static imf_status build_foldin(build_ctx *b, imf_model **out) {
-  imf_model *m = NULL;
-  *out = NULL;
-  imf_status st = imf_model_copy(b->champ, &m);
-  if (st == IMF_OK) st = imf_model_grow(m, b->part->nusers, b->part->nitems);
-  IMF_CHECK(imf_agree(b->comm, st));
-  if (m->type != IMF_MODEL_BPMF) {
-    int64_t su = 0, si = 0;
-    st = imf_foldin_side(b->comm, b->part, m, 0, b->tu, &su);
-    if (st == IMF_OK) st = imf_foldin_side(b->comm, b->part, m, 1, b->ti, &si);
-    if (st == IMF_OK) imf_info("fold-in: %lld users, then %lld items re-solved against their full history", (long long)su, (long long)si);
-  }
-  if (st != IMF_OK) imf_model_destroy(&m);
-  *out = m;
-  return st;
-}
-
 /* Sweeps of the trainer from `start` (same shape as the data: exact resume, so a BPMF chain
  * continues from the champion's last sample) or from scratch (start == NULL). */
 static imf_status run_trainer(build_ctx *b, const imf_model *start, imf_model **out) {
@@ -296,14 +144,14 @@ out:
   return st;
 }
 
-static imf_status build(build_ctx *b, int strategy, imf_model **out) {
+static imf_status build(build_ctx *b, imf_update_strategy strategy, imf_model **out) {
   *out = NULL;
   if (imf_baseline_type(b->champ->type)) /* pop, bias: every strategy is an exact refit (cheap) */
     return imf_baseline_fit(b->comm, b->cfg, b->part, out);
-  if (strategy == S_RETRAIN) return run_trainer(b, NULL, out);
+  if (strategy == IMF_UPDATE_RETRAIN) return run_trainer(b, NULL, out);
   imf_model *f = NULL;
-  IMF_CHECK(build_foldin(b, &f));
-  if (strategy == S_FOLD) {
+  IMF_CHECK(imf_foldin_model(b->comm, b->part, b->champ, b->tu, b->ti, &f));
+  if (strategy == IMF_UPDATE_FOLD_IN) {
     *out = f;
     return IMF_OK;
   }
@@ -337,26 +185,6 @@ static const char *unfit(const imf_model *m, int64_t from) {
     if (isfinite(first) && last > 1.5 * fabs(first) + 1e-12) return "diverging training loss";
   }
   return NULL;
-}
-
-static void note_add(char *note, size_t cap, const char *fmt, ...) IMF_PRINTF(3, 4);
-static void note_add(char *note, size_t cap, const char *fmt, ...) {
-  size_t l = strlen(note);
-  if (l + 3 >= cap) return;
-  if (l) {
-    strcat(note, "; ");
-    l += 2;
-  }
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(note + l, cap - l, fmt, ap);
-  va_end(ap);
-}
-
-static int parse_strategy(const char *s) {
-  for (int j = 0; j < 3; j++)
-    if (!strcmp(s, SNAME[j])) return j;
-  return !strcmp(s, "auto") ? 3 : -1;
 }
 
 /* ------------------------------------------------------------------------------ EASE */
@@ -436,7 +264,8 @@ static imf_status ease_build(MPI_Comm comm, const imf_config *cfg, const char *c
     nr++;
   }
   int64_t g = nr;
-  IMF_MPI(MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm));
+  const int rc = MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm);
+  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce (changed users)"), out);
   int64_t rk = 0;
   IMF_TRY(imf_ease_update_rank(comm, nr, optr, nptr, &rk), out);
   *entries = rk;
@@ -558,173 +387,6 @@ static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni,
   return IMF_OK;
 }
 
-/* This rank's share of the flagged rows: every size-th of the ascending list of flagged
- * indices, from the rank-th (local). Dealt out, not cut in pieces: ids are numbered by first
- * appearance, so the oldest rows, with the longest histories, sit at the front — contiguous
- * pieces gave rank 0 of 2 seven times rank 1's pairs on the 10M replay (dealt: within 2%). */
-static imf_status my_share(const unsigned char *flag, int64_t n, int rank, int size, int32_t **out, int64_t *nout) {
-  int64_t tot = 0;
-  for (int64_t j = 0; j < n; j++) tot += flag[j] != 0;
-  IMF_CHECK(imf_alloc(out, (size_t)(tot / size) + 2, sizeof **out));
-  int64_t q = 0, w = 0;
-  for (int64_t j = 0; j < n; j++)
-    if (flag[j]) {
-      if (q % size == rank) (*out)[w++] = (int32_t)j;
-      q++;
-    }
-  *nout = w;
-  return IMF_OK;
-}
-
-/* A held-out pair of a touched row, kept for judging (see foldin_touched). */
-typedef struct {
-  int32_t u, i;
-  float value, old;
-} heldout;
-
-/* In place, row r of h being rows[r]: the pairs of the standing holdout leave each row (the
- * rest keep their order, as the solver's CSR) and are appended to *held — except, in an item's
- * history (by_item), those of a touched user (tu), already there from the user's. *row_id: the
- * rows, as the solver takes them. */
-static imf_status history_split(imf_history *h, const int32_t *rows, int by_item, const unsigned char *tu,
-                                uint64_t hseed, double hfrac, heldout **held, int64_t *nheld, int64_t *cap,
-                                int64_t **row_id) {
-  IMF_CHECK(imf_alloc_nz(row_id, (size_t)h->n + 1, sizeof **row_id));
-  int64_t w = 0, a = h->ptr[0];
-  for (int64_t r = 0; r < h->n; r++) {
-    const int64_t b = h->ptr[r + 1];
-    (*row_id)[r] = rows[r];
-    h->ptr[r] = w;
-    for (int64_t j = a; j < b; j++) {
-      const int32_t u = by_item ? h->other[j] : rows[r], i = by_item ? rows[r] : h->other[j];
-      if (!imf_is_holdout(hseed, hfrac, u, i)) {
-        h->other[w] = h->other[j];
-        h->value[w++] = h->value[j];
-        continue;
-      }
-      if (by_item && tu[u]) continue;
-      if (*nheld == *cap) {
-        int64_t c = *cap ? 2 * *cap : 4096;
-        IMF_CHECK(imf_realloc(held, (size_t)c, sizeof **held));
-        *cap = c;
-      }
-      (*held)[(*nheld)++] = (heldout){u, i, h->value[j], h->old[j]};
-    }
-    a = b;
-  }
-  h->ptr[h->n] = w;
-  return IMF_OK;
-}
-
-/* Fold-in that reads only what the new batches touch (update.foldin_read = touched): the
- * touched users (tu) and items (ti) are split over the ranks, their full histories read through
- * the store's per-user and per-item indexes (imf_store_read_histories), the users re-solved
- * against the champion's item factors, then the items against the updated user factors — the
- * same rows, ratings (standing holdout removed) and order as imf_foldin_side on the whole
- * partition, so the model is bitwise the same.
- *
- * Judging without the whole holdout: the challenger differs from the champion only on touched
- * rows, and a held-out pair whose value changed has a touched user and item. With H_old the
- * holdout the champion was recorded on (c_sse = its SSE, c_n = its count) and A the held-out
- * pairs of touched users or items (taken from the touched users' histories, and from the
- * touched items' histories for untouched users),
- *   SSE_champion   = c_sse - sum_{A in H_old} e_champion(old value)^2 + sum_A e_champion(value)^2
- *   SSE_challenger = c_sse - sum_{A in H_old} e_champion(old value)^2 + sum_A e_challenger(value)^2
- *   n              = c_n   - |A in H_old| + |A|
- * (old value: the pair's value over the batches the champion had seen). sse[0], sse[1], *n:
- * these totals over the whole current holdout. */
-static imf_status foldin_touched(MPI_Comm comm, imf_store *s, const imf_model *champ, int64_t seen,
-                                 const unsigned char *tu, const unsigned char *ti, int64_t nu, int64_t ni, double hfrac,
-                                 uint64_t hseed, double c_sse, int64_t c_n, int64_t c_users, const imf_implicit_opts *io,
-                                 imf_model **out, double sse[2], int64_t *n, imf_judgement *jd, int64_t *users_now,
-                                 double *read_secs) {
-  *out = NULL;
-  int rank, size;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  imf_status st = IMF_OK;
-  int32_t *mu = NULL, *mi = NULL;
-  int64_t nmu = 0, nmi = 0, *row_id = NULL, nheld = 0, cap = 0;
-  heldout *held = NULL;
-  double *quad = NULL; /* per held pair: user, item, d_u term, held out before (imf_judge_touched) */
-  imf_history uh = {0}, ih = {0};
-  imf_model *m = NULL;
-  double t0 = imf_wtime();
-  st = my_share(tu, nu, rank, size, &mu, &nmu);
-  if (st == IMF_OK) st = my_share(ti, ni, rank, size, &mi, &nmi);
-  IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(imf_store_read_histories(s, mu, nmu, mi, nmi, seen, &uh, &ih), out);
-  imf_implicit_history(io, &uh); /* the same positives and values as load_full's partition */
-  imf_implicit_history(io, &ih);
-  double hist[2] = {(double)uh.ptr[uh.n], (double)ih.ptr[ih.n]};
-  double t_read = imf_wtime() - t0;
-  *read_secs += t_read;
-  kill_point("after-read");
-  st = imf_model_copy(champ, &m);
-  if (st == IMF_OK) st = imf_model_grow(m, nu, ni);
-  IMF_TRY(imf_agree(comm, st), out);
-  int64_t su = 0, si = 0;
-  st = history_split(&uh, mu, 0, tu, hseed, hfrac, &held, &nheld, &cap, &row_id);
-  IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(foldin_rows(comm, m, 0, nmu, row_id, uh.ptr, uh.other, uh.value, &su), out);
-  imf_free(&row_id);
-  imf_history_free(&uh);
-  st = history_split(&ih, mi, 1, tu, hseed, hfrac, &held, &nheld, &cap, &row_id);
-  IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(foldin_rows(comm, m, 1, nmi, row_id, ih.ptr, ih.other, ih.value, &si), out);
-  {
-    /* sub_champ, sub_n, add_champ, add_chall, add_n, then the pairs read (users', items') */
-    double v[7] = {0, 0, 0, 0, 0, hist[0], hist[1]};
-    IMF_TRY(imf_agree(comm, imf_alloc(&quad, (size_t)(nheld ? nheld : 1) * 4, sizeof *quad)), out);
-    for (int64_t j = 0; j < nheld; j++) {
-      const heldout *x = &held[j];
-      if (isfinite(x->old)) {
-        double e = (double)x->old - imf_model_predict(champ, x->u, x->i);
-        v[0] += e * e;
-        v[1] += 1;
-      }
-      double a = (double)x->value - imf_model_predict(champ, x->u, x->i);
-      double b = (double)x->value - imf_model_predict(m, x->u, x->i);
-      v[2] += a * a;
-      v[3] += b * b;
-      v[4] += 1;
-      quad[4 * j] = x->u;
-      quad[4 * j + 1] = x->i;
-      quad[4 * j + 2] = imf_judge_sq_gain(a, b);
-      quad[4 * j + 3] = isfinite(x->old);
-    }
-    double most = hist[0] + hist[1];
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm));
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm));
-    hist[0] = v[5];
-    hist[1] = v[6];
-    sse[0] = c_sse - v[0] + v[2];
-    sse[1] = c_sse - v[0] + v[3];
-    *n = c_n - (int64_t)v[1] + (int64_t)v[4];
-    if (sse[0] < 0) sse[0] = 0; /* rounding of the difference */
-    if (sse[1] < 0) sse[1] = 0;
-    imf_info("fold-in (touched read): %lld users, then %lld items re-solved against their full history "
-             "(%.0f + %.0f ratings read in %.2f s, the most on one rank %.2fx the mean); judged on %lld held-out "
-             "ratings of touched rows of %lld", (long long)su, (long long)si, hist[0], hist[1], t_read,
-             hist[0] + hist[1] > 0 ? most * size / (hist[0] + hist[1]) : 1.0, (long long)v[4], (long long)*n);
-  }
-  IMF_TRY(imf_judge_touched(comm, quad, nheld, tu, c_users, jd, users_now), out);
-  jd->champion = *n > 0 ? sqrt(sse[0] / (double)*n) : NAN;
-  jd->challenger = *n > 0 ? sqrt(sse[1] / (double)*n) : NAN;
-  *out = m;
-  m = NULL;
-out:
-  imf_free(&mu);
-  imf_free(&mi);
-  imf_free(&row_id);
-  imf_free(&held);
-  imf_free(&quad);
-  imf_history_free(&uh);
-  imf_history_free(&ih);
-  imf_model_destroy(&m);
-  return st;
-}
-
 /* ------------------------------------------------------------------------------ lineage */
 
 /* Whether version v (attributes ci) was built from the store at store_dir (issue 22): its
@@ -790,414 +452,522 @@ static imf_status adopt_ids(const imf_ckpt_meta *meta, const imf_idmap *users, c
 
 /* ------------------------------------------------------------------------------ update */
 
-imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
-                      const imf_update_opts *o, imf_update_report *rep) {
-  imf_status st = IMF_OK;
-  imf_modeldir *md = NULL;
-  imf_store *s = NULL;
-  imf_model *champ = NULL, *chall = NULL;
-  imf_ease *ease_state = NULL; /* EASE: the challenger's Gram matrix and B, stored with it */
-  imf_ease_rows ease_old = {0}, ease_new = {0}; /* EASE: the champion's and challenger's X rows */
-  imf_ckpt_meta cmeta = {0}, meta = {0};
-  imf_config *cfgc = NULL;
-  imf_idmap *users = NULL, *items = NULL;
-  imf_ratings local = {0}, fresh = {0}, one = {0};
-  imf_partition *part = NULL;
-  unsigned char *tu = NULL, *ti = NULL;
-  imf_registry_record *hist = NULL;
-  int64_t nhist = 0;
-  double hold_sse = NAN; /* the written version's holdout SSE and count (registry) */
-  int64_t hold_n = 0;
-  int rank;
-  MPI_Comm_rank(comm, &rank);
-  memset(rep, 0, sizeof *rep);
-  rep->champion_rmse = rep->challenger_rmse = rep->champion_new_rmse = rep->challenger_new_rmse = NAN;
-  rep->newest_rmse = rep->drift_baseline = NAN;
-  rep->champion_score = rep->challenger_score = NAN;
-  rep->diff_mean = rep->diff_lo = rep->diff_hi = rep->newest_score = NAN;
+/* One update's state, passed through the stages: scan (settings, lock, lineage, append,
+ * champion, new batches), policy (the strategy, update_policy.h), build and judge (the
+ * challenger, escalated under auto), commit (version, record, CURRENT). upd_free releases it. */
+typedef struct {
+  MPI_Comm comm;
+  const imf_config *cfg;
+  const char *store_dir, *model_dir;
+  const imf_update_opts *o;
+  imf_update_report *rep;
+  double t0, tl;           /* start of the update, of loading */
+  /* settings (update.*) */
+  const char *req;
+  imf_update_strategy want;
+  double tol, share_max, drift_thr;
+  int64_t window, warm_every;
+  /* the champion and the store */
+  imf_modeldir *md;
+  imf_store *s;
+  imf_model *champ, *chall;
+  imf_ckpt_meta cmeta, meta;
+  imf_config *cfgc;          /* the champion's configuration */
+  imf_implicit_opts io;      /* from it, never the command line */
+  char cpath[4400];
   imf_judge_metric jm;
-  memset(&jm, 0, sizeof jm);
-  int64_t hold_users = -1; /* the written version's held-out users (registry, RMSE judgements) */
-  double t0 = imf_wtime();
+  int ranking, is_ease, adopting, store_holdout;
+  imf_idmap *users, *items;
+  int64_t nb, seen, nu, ni;
+  double hfrac;
+  uint64_t hseed;
+  /* the new batches */
+  imf_ratings fresh;         /* their held-out ratings */
+  unsigned char *tu, *ti;    /* the users and items they touch (replicated) */
+  imf_registry_record *hist;
+  int64_t nhist;
+  imf_partition *part;       /* the whole store, read when a stage needs it (load_full) */
+  /* EASE: the challenger's Gram matrix and B, stored with it; the champion's and challenger's X rows */
+  imf_ease *ease_state;
+  imf_ease_rows ease_old, ease_new;
+  /* the written version's holdout SSE, count and held-out users (registry, RMSE judgements) */
+  double hold_sse;
+  int64_t hold_n, hold_users;
+} upd;
 
-  const char *req = o->strategy ? o->strategy : imf_cfg_str(cfg, "update.strategy");
-  int want = parse_strategy(req);
-  if (want < 0) IMF_FAIL(IMF_ERR_USAGE, "unknown update strategy '%s' (fold-in, warm, retrain or auto)", req);
-  snprintf(rep->requested, sizeof rep->requested, "%s", req);
-  double tol = imf_cfg_double(cfg, "update.tolerance"), share_max = imf_cfg_double(cfg, "update.auto_share");
-  double drift_thr = imf_cfg_double(cfg, "update.drift_threshold");
-  int64_t window = imf_cfg_int(cfg, "update.drift_window"), warm_every = imf_cfg_int(cfg, "update.auto_warm_every");
+static void upd_free(upd *u) {
+  imf_free(&u->tu);
+  imf_free(&u->ti);
+  imf_free(&u->hist);
+  imf_ratings_free(&u->fresh);
+  imf_partition_destroy(&u->part);
+  imf_idmap_destroy(&u->users);
+  imf_idmap_destroy(&u->items);
+  imf_config_destroy(&u->cfgc);
+  imf_ckpt_meta_free(&u->cmeta);
+  imf_ckpt_meta_free(&u->meta);
+  imf_model_destroy(&u->champ);
+  imf_model_destroy(&u->chall);
+  imf_ease_destroy(&u->ease_state);
+  imf_ease_rows_free(&u->ease_old);
+  imf_ease_rows_free(&u->ease_new);
+  imf_store_close(&u->s);
+  imf_modeldir_close(&u->md);
+}
 
-  /* One writer: the model directory's lock for the whole update (append takes the store's). */
-  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, o->break_lock, &md), out);
-  IMF_TRY(imf_stop_point(comm, "update", "before it began (nothing was changed)"), out); /* safe points: exit 75, lock released */
-  int adopting = 0;
-  {
-    /* From the current version's attributes, before the store is touched: update.metric against
-     * the model type, an EASE version must carry its state (versions written before it was
-     * stored do not), and the version must belong to the store (check_lineage). Errors reading
-     * it (no version yet, ...) are reported by the full read below. */
-    char cp[4400];
-    int64_t v = 0;
-    imf_ckpt_info ci;
-    memset(&ci, 0, sizeof ci);
-    int no_gram = 0, have = 0;
-    if (imf_modeldir_current(md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK) {
-      have = 1;
-      no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram && !ci.ease_has_b; /* no EASE state at all */
-      imf_model stub;
-      memset(&stub, 0, sizeof stub);
-      stub.type = ci.type;
-      if (imf_judge_metric_for(cfg, &stub, &jm) != IMF_OK) {
-        imf_ckpt_info_free(&ci);
-        IMF_TRY(IMF_ERR_USAGE, out);
-      }
-    }
-    imf_err_clear();
-    if (no_gram) {
-      imf_ckpt_info_free(&ci);
-      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                            "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
-                            "retrain it once with `incremf train --set model.type=ease`", model_dir), out);
-    }
-    st = have ? check_lineage(comm, &ci, v, store_dir, model_dir, o->adopt, &adopting) : IMF_OK;
-    imf_ckpt_info_free(&ci);
-    IMF_TRY(st, out);
+static imf_status upd_load_full(upd *u) {
+  return load_full(u->comm, u->s, u->nu, u->ni, u->hfrac, u->hseed, &u->io, &u->part, &u->rep->read_seconds);
+}
+
+/* scan: the update.* settings. */
+static imf_status scan_settings(upd *u) {
+  imf_update_report *rep = u->rep;
+  u->req = u->o->strategy ? u->o->strategy : imf_cfg_str(u->cfg, "update.strategy");
+  if (!imf_update_strategy_parse(u->req, &u->want))
+    IMF_FAIL(IMF_ERR_USAGE, "unknown update strategy '%s' (fold-in, warm, retrain or auto)", u->req);
+  snprintf(rep->requested, sizeof rep->requested, "%s", u->req);
+  u->tol = imf_cfg_double(u->cfg, "update.tolerance");
+  u->share_max = imf_cfg_double(u->cfg, "update.auto_share");
+  u->drift_thr = imf_cfg_double(u->cfg, "update.drift_threshold");
+  u->window = imf_cfg_int(u->cfg, "update.drift_window");
+  u->warm_every = imf_cfg_int(u->cfg, "update.auto_warm_every");
+  return IMF_OK;
+}
+
+/* scan: from the current version's attributes, before the store is touched: update.metric
+ * against the model type, an EASE version must carry its state (versions written before it was
+ * stored do not), and the version must belong to the store (check_lineage). Errors reading it
+ * (no version yet, ...) are reported by the full read (scan_champion). */
+static imf_status scan_precheck(upd *u) {
+  char cp[4400];
+  int64_t v = 0;
+  imf_ckpt_info ci;
+  memset(&ci, 0, sizeof ci);
+  imf_status st = IMF_OK;
+  int no_gram = 0, have = 0;
+  if (imf_modeldir_current(u->md, cp, sizeof cp, &v) == IMF_OK && imf_checkpoint_info(cp, &ci) == IMF_OK) {
+    have = 1;
+    no_gram = ci.type == IMF_MODEL_EASE && !ci.ease_has_gram && !ci.ease_has_b; /* no EASE state at all */
+    imf_model stub;
+    memset(&stub, 0, sizeof stub);
+    stub.type = ci.type;
+    if (imf_judge_metric_for(u->cfg, &stub, &u->jm) != IMF_OK) IMF_TRY(IMF_ERR_USAGE, out);
   }
-  if (o->input) {
+  imf_err_clear();
+  if (no_gram)
+    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
+                          "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
+                          "retrain it once with `incremf train --set model.type=ease`", u->model_dir), out);
+  if (have) st = check_lineage(u->comm, &ci, v, u->store_dir, u->model_dir, u->o->adopt, &u->adopting);
+out:
+  imf_ckpt_info_free(&ci);
+  return st;
+}
+
+/* scan: the lock, the precheck and the append (--input). */
+static imf_status scan_begin(upd *u) {
+  imf_update_report *rep = u->rep;
+  IMF_CHECK(scan_settings(u));
+  /* One writer: the model directory's lock for the whole update (append takes the store's). */
+  IMF_CHECK(imf_modeldir_open(u->comm, u->model_dir, 0, 1, u->o->break_lock, &u->md));
+  /* safe points: exit 75, lock released */
+  IMF_CHECK(imf_stop_point(u->comm, "update", "before it began (nothing was changed)"));
+  IMF_CHECK(scan_precheck(u));
+  if (u->o->input) {
     const double ta = imf_wtime();
     imf_ingest_report irep;
-    IMF_TRY(imf_append(comm, cfg, store_dir, o->input, NULL, &irep), out);
+    IMF_CHECK(imf_append(u->comm, u->cfg, u->store_dir, u->o->input, NULL, &irep));
     rep->appended_batch = irep.batch;
-    imf_info("appended %s as batch %lld (%lld ratings)", o->input, (long long)irep.batch, (long long)irep.stored);
+    imf_info("appended %s as batch %lld (%lld ratings)", u->o->input, (long long)irep.batch, (long long)irep.stored);
     rep->append_seconds = imf_wtime() - ta;
     kill_point("after-append");
   }
-  IMF_TRY(imf_stop_point(comm, "update", o->input ? "after the append (the batch is in the store, the model directory unchanged)"
-                                                  : "before reading (the model directory is unchanged)"), out);
-  const double tl = imf_wtime();
-  char cpath[4400];
-  IMF_TRY(imf_modeldir_current(md, cpath, sizeof cpath, &rep->parent), out);
-  IMF_TRY(imf_checkpoint_read(comm, cpath, &champ, &cmeta), out);
-  const int is_ease = champ->type == IMF_MODEL_EASE;
-  IMF_TRY(imf_judge_metric_for(cfg, champ, &jm), out);
-  const int ranking = jm.kind != IMF_JUDGE_RMSE;
-  snprintf(rep->metric, sizeof rep->metric, "%s", jm.name);
-  /* EASE: the model is a handle; a version of the replicated form drops its arrays here */
-  if (is_ease) IMF_TRY(imf_agree(comm, imf_ease_handle(champ)), out);
-  IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
-  if (ranking) IMF_TRY(imf_agree(comm, imf_judge_relevance_threshold(cfg, champ, s, &jm.threshold)), out);
-  /* an adopted model has seen none of this store's batches that can be checked: all are new */
-  int64_t nb = imf_store_nbatches(s), seen = adopting ? 0 : cmeta.batches_seen;
-  if (adopting)
-    note_add(rep->note, sizeof rep->note, "adopted: built from another store, every batch of %s folded in", store_dir);
-  rep->current = rep->parent;
-  rep->batches_seen = seen;
-  if (seen > nb)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                          "version %lld has seen %lld batches but %s has only %lld: is this the store it was trained on?",
-                          (long long)rep->parent, (long long)seen, store_dir, (long long)nb), out);
-  if (seen == nb) {
-    snprintf(rep->decision, sizeof rep->decision, "up-to-date");
-    imf_info("version %lld has seen all %lld batches of %s: nothing to update", (long long)rep->parent, (long long)nb,
-             store_dir);
-    rep->seconds = imf_wtime() - t0;
-    goto out;
-  }
-  rep->new_batches = nb - seen;
-  IMF_TRY(imf_config_create(&cfgc), out);
-  IMF_TRY(imf_config_load_string(cfgc, cmeta.config ? cmeta.config : "", cpath), out);
-  imf_implicit_opts io; /* from the champion's recorded configuration, never the command line */
-  IMF_TRY(imf_agree(comm, imf_implicit_opts_from(cfgc, &io)), out);
+  return imf_stop_point(u->comm, "update",
+                        u->o->input ? "after the append (the batch is in the store, the model directory unchanged)"
+                                    : "before reading (the model directory is unchanged)");
+}
 
+/* scan: the champion (CURRENT), its metric, the store, the batches it has not seen (*uptodate:
+ * none), its configuration, the id maps and the standing holdout. */
+static imf_status scan_champion(upd *u, int *uptodate) {
+  imf_update_report *rep = u->rep;
+  MPI_Comm comm = u->comm;
+  *uptodate = 0;
+  u->tl = imf_wtime();
+  IMF_CHECK(imf_modeldir_current(u->md, u->cpath, sizeof u->cpath, &rep->parent));
+  IMF_CHECK(imf_checkpoint_read(comm, u->cpath, &u->champ, &u->cmeta));
+  u->is_ease = u->champ->type == IMF_MODEL_EASE;
+  IMF_CHECK(imf_judge_metric_for(u->cfg, u->champ, &u->jm));
+  u->ranking = u->jm.kind != IMF_JUDGE_RMSE;
+  snprintf(rep->metric, sizeof rep->metric, "%s", u->jm.name);
+  /* EASE: the model is a handle; a version of the replicated form drops its arrays here */
+  if (u->is_ease) IMF_CHECK(imf_agree(comm, imf_ease_handle(u->champ)));
+  IMF_CHECK(imf_store_open(comm, u->store_dir, IMF_STORE_READ, 0, &u->s));
+  if (u->ranking) IMF_CHECK(imf_agree(comm, imf_judge_relevance_threshold(u->cfg, u->champ, u->s, &u->jm.threshold)));
+  /* an adopted model has seen none of this store's batches that can be checked: all are new */
+  u->nb = imf_store_nbatches(u->s);
+  u->seen = u->adopting ? 0 : u->cmeta.batches_seen;
+  if (u->adopting)
+    imf_update_note_add(rep->note, sizeof rep->note, "adopted: built from another store, every batch of %s folded in",
+                        u->store_dir);
+  rep->current = rep->parent;
+  rep->batches_seen = u->seen;
+  if (u->seen > u->nb)
+    IMF_FAIL(IMF_ERR_INPUT, "version %lld has seen %lld batches but %s has only %lld: is this the store it was trained on?",
+             (long long)rep->parent, (long long)u->seen, u->store_dir, (long long)u->nb);
+  if (u->seen == u->nb) {
+    snprintf(rep->decision, sizeof rep->decision, "up-to-date");
+    imf_info("version %lld has seen all %lld batches of %s: nothing to update", (long long)rep->parent,
+             (long long)u->nb, u->store_dir);
+    *uptodate = 1;
+    return IMF_OK;
+  }
+  rep->new_batches = u->nb - u->seen;
+  IMF_CHECK(imf_config_create(&u->cfgc));
+  IMF_CHECK(imf_config_load_string(u->cfgc, u->cmeta.config ? u->cmeta.config : "", u->cpath));
+  IMF_CHECK(imf_agree(comm, imf_implicit_opts_from(u->cfgc, &u->io)));
   /* Data and the standing holdout. */
-  IMF_TRY(imf_idmap_create(&users), out);
-  IMF_TRY(imf_idmap_create(&items), out);
-  IMF_TRY(imf_store_load_idmaps(s, users, items), out);
-  int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
-  if (adopting) IMF_TRY(adopt_ids(&cmeta, users, items, champ), out);
-  if (champ->nusers > nu || champ->nitems > ni)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "version %lld has more users or items than %s",
-                          (long long)rep->parent, store_dir), out);
-  double hfrac = imf_cfg_double(cfgc, "model.validation_fraction");
-  uint64_t hseed = (uint64_t)imf_cfg_int(cfgc, "model.seed");
-  const int store_holdout = imf_store_holdout(s, &hfrac, &hseed);
-  if (!store_holdout && !(hfrac > 0))
+  IMF_CHECK(imf_idmap_create(&u->users));
+  IMF_CHECK(imf_idmap_create(&u->items));
+  IMF_CHECK(imf_store_load_idmaps(u->s, u->users, u->items));
+  u->nu = imf_store_nusers(u->s);
+  u->ni = imf_store_nitems(u->s);
+  if (u->adopting) IMF_CHECK(adopt_ids(&u->cmeta, u->users, u->items, u->champ));
+  if (u->champ->nusers > u->nu || u->champ->nitems > u->ni)
+    IMF_FAIL(IMF_ERR_INPUT, "version %lld has more users or items than %s", (long long)rep->parent, u->store_dir);
+  u->hfrac = imf_cfg_double(u->cfgc, "model.validation_fraction");
+  u->hseed = (uint64_t)imf_cfg_int(u->cfgc, "model.seed");
+  u->store_holdout = imf_store_holdout(u->s, &u->hfrac, &u->hseed);
+  if (!u->store_holdout && !(u->hfrac > 0))
     imf_warn("%s has no standing holdout (prepare with holdout.fraction > 0): champion and challenger cannot be "
-             "compared, the challenger is promoted unjudged", store_dir);
+             "compared, the challenger is promoted unjudged", u->store_dir);
   /* The whole store (every rank its user range) is read into a partition only when a strategy
    * needs it: warm, retrain, EASE, or fold-in with update.foldin_read = full (or without the
-   * indexes and the cached holdout error the touched read needs; see foldin_touched). */
+   * indexes and the cached holdout error the touched read needs; see imf_foldin_touched). */
+  return IMF_OK;
+}
 
-  /* The new batches: rows they touch, the champion's error on them (drift), their holdout. */
-  IMF_TRY(imf_alloc(&tu, (size_t)(nu ? nu : 1), 1), out);
-  IMF_TRY(imf_alloc(&ti, (size_t)(ni ? ni : 1), 1), out);
-  double sums[3] = {0, 0, 0}; /* champion sq. error on known rows, their count, new ratings */
-  for (int64_t k = seen + 1; k <= nb; k++) {
-    IMF_TRY(imf_store_read_batch(s, k, &one), out);
+/* scan: read the new batches: the rows they touch (tu, ti), their held-out ratings (fresh), and
+ * sums[0], sums[1]: the champion's squared error on the ratings of known rows and their count
+ * (RMSE judgements: the drift signal), sums[2]: the new ratings. Local. */
+static imf_status scan_read_batches(upd *u, double sums[3]) {
+  imf_status st = IMF_OK;
+  imf_ratings one = {0};
+  for (int64_t k = u->seen + 1; k <= u->nb; k++) {
+    IMF_TRY(imf_store_read_batch(u->s, k, &one), out);
     /* an implicit model sees the batch's positives only, with their training values (a
      * rating below model.positive_threshold is as if it were not there: it touches no row) */
-    imf_implicit_apply(&io, &one);
-    IMF_TRY(imf_ratings_reserve(&fresh, fresh.n + one.n + 1), out);
+    imf_implicit_apply(&u->io, &one);
+    IMF_TRY(imf_ratings_reserve(&u->fresh, u->fresh.n + one.n + 1), out);
     for (int64_t j = 0; j < one.n; j++) {
-      int32_t u = one.user[j], i = one.item[j];
-      tu[u] = ti[i] = 1;
-      if (u < champ->nusers && i < champ->nitems && !ranking) { /* ranking judgements: drift below */
-        double e = (double)one.value[j] - imf_model_predict(champ, u, i);
+      int32_t a = one.user[j], i = one.item[j];
+      u->tu[a] = u->ti[i] = 1;
+      if (a < u->champ->nusers && i < u->champ->nitems && !u->ranking) { /* ranking judgements: drift below */
+        double e = (double)one.value[j] - imf_model_predict(u->champ, a, i);
         sums[0] += e * e;
         sums[1] += 1;
       }
-      if (hfrac > 0 && imf_is_holdout(hseed, hfrac, u, i)) {
-        fresh.user[fresh.n] = u;
-        fresh.item[fresh.n] = i;
-        fresh.value[fresh.n] = one.value[j];
-        fresh.time[fresh.n] = one.time[j];
-        fresh.n++;
+      if (u->hfrac > 0 && imf_is_holdout(u->hseed, u->hfrac, a, i)) {
+        imf_ratings *f = &u->fresh;
+        f->user[f->n] = a;
+        f->item[f->n] = i;
+        f->value[f->n] = one.value[j];
+        f->time[f->n] = one.time[j];
+        f->n++;
       }
     }
     sums[2] += (double)one.n;
     imf_ratings_free(&one);
   }
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, tu, (int)nu, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, ti, (int)ni, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
+out:
+  imf_ratings_free(&one);
+  return st;
+}
+
+/* scan: the new batches (scan_read_batches, then replicated), and the registry (the lineage
+ * drift and auto look back on). Collective. */
+static imf_status scan_batches(upd *u) {
+  imf_update_report *rep = u->rep;
+  MPI_Comm comm = u->comm;
+  const int64_t nu = u->nu, ni = u->ni;
+  IMF_CHECK(imf_alloc(&u->tu, (size_t)(nu ? nu : 1), 1));
+  IMF_CHECK(imf_alloc(&u->ti, (size_t)(ni ? ni : 1), 1));
+  double sums[3] = {0, 0, 0};
+  IMF_CHECK(scan_read_batches(u, sums));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, u->tu, (int)nu, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, u->ti, (int)ni, MPI_UNSIGNED_CHAR, MPI_BOR, comm));
   IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, comm));
   rep->new_ratings = (int64_t)sums[2];
   rep->newest_rmse = sums[1] > 0 ? sqrt(sums[0] / sums[1]) : NAN;
-
   /* Drift: the champion's error on the newest data against the history of that error. */
-  IMF_TRY(imf_registry_load(comm, model_dir, &hist, &nhist), out);
-  rep->load_seconds = imf_wtime() - tl;
-  if (is_ease) {
-    /* EASE: any strategy is "update the Gram matrix and re-solve"; judged by NDCG on the holdout */
-    double tb = imf_wtime();
-    int64_t changed = 0, entries = 0;
-    IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
-    char how[16] = "";
-    IMF_TRY(ease_build(comm, cfg, cpath, part, champ, &chall, &ease_state, &ease_old, &ease_new, &changed, &entries,
-                       how, sizeof how), out);
-    rep->build_seconds = imf_wtime() - tb;
-    snprintf(rep->strategy, sizeof rep->strategy, "gram");
-    note_add(rep->note, sizeof rep->note,
-             "EASE: the rows of %lld changed users (rank %lld) applied by %s (requested %s: every strategy does "
-             "this for EASE)", (long long)changed, (long long)entries, how, req);
-    const char *why = NULL;
-    imf_judgement jd;
-    IMF_TRY(imf_judge_test_hook(champ, chall, ease_state), out);
-    IMF_TRY(ease_judge(comm, &jm, cpath, part, champ, &ease_old, chall, ease_state, &ease_new, &fresh, &jd,
-                       &rep->newest_score, &why), out);
-    imf_judge_drift(hist, nhist, &jm, window, drift_thr, rep);
-    rep->eval_n = part->nnz_holdout;
-    if (!why) why = unfit(chall, chall->nhistory);
-    int worse = 0, promote = imf_judge_verdict(&jm, &jd, tol, why, &worse);
-    imf_judge_report("gram", &jm, &jd, promote, why, rep);
-    if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
-    else if (worse)
-      note_add(rep->note, sizeof rep->note, "%s %.5f worse than the champion's %.5f beyond the tolerance", rep->metric,
-               rep->challenger_score, rep->champion_score);
-    snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
-  } else {
-    int64_t foldins = 0, counting = 1;
-    for (int64_t j = nhist - 1; j >= 0; j--) {
-      if (strcmp(hist[j].event, "update") && strcmp(hist[j].event, "train")) continue;
-      if (counting) {
-        if (!strcmp(hist[j].event, "update") && !strcmp(hist[j].strategy, "fold-in") &&
-            !strcmp(hist[j].decision, "promoted"))
-          foldins++;
-        else if (!strcmp(hist[j].decision, "promoted") || !strcmp(hist[j].event, "train"))
-          counting = 0;
-      }
-    }
-    if (ranking) { /* a ranking judgement ranks every held-out user's items: the whole store */
-      const double tr = imf_wtime();
-      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
-      rep->build_seconds += imf_wtime() - tr;
-      IMF_TRY(imf_judge_drift_score(comm, &jm, part, champ, NULL, NULL, &fresh, &rep->newest_score), out);
-    }
-    imf_judge_drift(hist, nhist, &jm, window, drift_thr, rep);
-    /* The strategy to start with. */
-    int strat = want == 3 ? S_FOLD : want;
-    /* Fold-in from the touched rows' histories alone needs the per-item index in every batch
-     * (checked when reading) and the champion's holdout error recorded for the data it has
-     * seen (its registry record: holdout_sse, holdout_n, with the store's forgotten users then
-     * as now); otherwise, or with update.foldin_read = full, the whole store is read. */
-    int touched = 0;
-    double c_sse = NAN;
-    int64_t c_n = 0;
-    int64_t c_users = -1;
-    /* (the test hook changes the challenger after it is built: judged on the whole store) */
-    if (!strcmp(imf_cfg_str(cfg, "update.foldin_read"), "touched") && champ->type != IMF_MODEL_BPMF && store_holdout &&
-        !ranking && !getenv("IMF_TEST_CHALLENGER")) {
-      const imf_registry_record *cr = imf_registry_find(hist, nhist, rep->parent);
-      if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == seen && cr->holdout_users >= 0 &&
-          cr->holdout_forgotten == imf_store_nforgotten(s)) {
-        touched = 1;
-        c_sse = cr->holdout_sse;
-        c_n = cr->holdout_n;
-        c_users = cr->holdout_users;
-      } else
-        imf_info("fold-in reads the whole store: version %lld has no recorded holdout error for the data it has seen",
-                 (long long)rep->parent);
-    }
-    if (!touched || want == S_WARM || want == S_RETRAIN) {
-      const double tr = imf_wtime(); /* the read counts as building, as inside the loop below */
-      IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
-      rep->build_seconds += imf_wtime() - tr;
-    }
-    double total_ratings = 0;
-    if (part) total_ratings = (double)(part->nnz_train + part->nnz_holdout);
-    else {
-      imf_store_info info;
-      IMF_TRY(imf_store_get_info(s, &info), out);
-      total_ratings = (double)info.ratings; /* the manifest's effective count (forgotten users included) */
-    }
-    double share = (double)rep->new_ratings / (total_ratings > 0 ? total_ratings : 1);
-    if (want == 3) {
-      if (share > share_max) {
-        strat = S_WARM;
-        note_add(rep->note, sizeof rep->note, "auto: new data is %.1f%% of all ratings > update.auto_share %.1f%%: warm",
-                 100 * share, 100 * share_max);
-      }
-      if (rep->drift && strat < S_WARM) {
-        strat = S_WARM;
-        note_add(rep->note, sizeof rep->note, "auto: drift detected: warm");
-      }
-      if (warm_every > 0 && foldins + 1 >= warm_every && strat < S_WARM) {
-        strat = S_WARM;
-        note_add(rep->note, sizeof rep->note, "auto: %lld fold-ins in a row (update.auto_warm_every = %lld): warm",
-                 (long long)foldins, (long long)warm_every);
-      }
-    }
-    if (strat == S_FOLD && champ->type == IMF_MODEL_BPMF) {
-      strat = S_WARM;
-      note_add(rep->note, sizeof rep->note, "BPMF has no fold-in: the chain continues (warm)");
-    }
-    if (strat != S_RETRAIN && imf_baseline_type(champ->type)) {
-      strat = S_RETRAIN;
-      note_add(rep->note, sizeof rep->note, "%s: every strategy retrains (exact and cheap)", imf_model_type_name(champ->type));
-    }
-    build_ctx bc = {comm, cfgc, NULL, champ, tu, ti, imf_cfg_int(cfg, "update.warm_sweeps")};
-    if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;
-    const char *why = NULL;
-    int promote = 0;
-    for (;;) {
-      double tb = imf_wtime();
-      imf_model_destroy(&chall);
-      imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)", SNAME[strat],
-               (long long)rep->parent, (long long)rep->new_batches, (long long)rep->new_ratings);
-      double sse[2] = {NAN, NAN};
-      int64_t hn = 0, husers = -1;
-      imf_judgement jd;
-      if (strat == S_FOLD && touched) {
-        st = foldin_touched(comm, s, champ, seen, tu, ti, nu, ni, hfrac, hseed, c_sse, c_n, c_users, &io, &chall, sse,
-                            &hn, &jd, &husers, &rep->read_seconds);
-        if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
-          imf_info("fold-in reads the whole store: %s", imf_last_error());
-          imf_err_clear();
-          st = IMF_OK;
-          touched = 0;
-        }
-        IMF_TRY(st, out);
-      }
-      if (!chall) {
-        IMF_TRY(load_full(comm, s, nu, ni, hfrac, hseed, &io, &part, &rep->read_seconds), out);
-        bc.part = part;
-        IMF_TRY(build(&bc, strat, &chall), out);
-        IMF_TRY(imf_judge_test_hook(champ, chall, NULL), out);
-        if (ranking) IMF_TRY(rank_judge(comm, &jm, part, champ, chall, &jd), out);
-        else IMF_TRY(imf_judge_rmse(comm, part, champ, chall, &jd, sse, &hn, &husers), out);
-      }
-      rep->build_seconds += imf_wtime() - tb;
-      snprintf(rep->strategy, sizeof rep->strategy, "%s", SNAME[strat]);
-      rep->eval_n = ranking ? part->nnz_holdout : hn;
-      hold_sse = sse[1];
-      hold_n = hn;
-      hold_users = husers;
-      why = unfit(chall, strat == S_RETRAIN ? 0 : champ->nhistory);
-      int worse = 0;
-      promote = imf_judge_verdict(&jm, &jd, tol, why, &worse);
-      imf_judge_report(SNAME[strat], &jm, &jd, promote, why, rep);
-      if (promote || want != 3 || strat == S_RETRAIN) break;
-      note_add(rep->note, sizeof rep->note, "auto: %s challenger %s (%s %.5f vs %.5f): %s", SNAME[strat],
-               why ? why : "worse than the champion beyond the tolerance", rep->metric, rep->challenger_score,
-               rep->champion_score, SNAME[strat + 1]);
-      imf_warn("auto: escalating from %s to %s", SNAME[strat], SNAME[strat + 1]);
-      strat++;
-    }
-    if (why) note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
-    snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
-  }
-  /* The newest held-out ratings alone (reported; the decision used the whole holdout). Ranking
-   * judgements (EASE, iALS, ...): their scores are not ratings, no RMSE. */
-  if (!ranking) {
-    double v[3] = {0, 0, (double)fresh.n};
-    for (int64_t j = 0; j < fresh.n; j++) {
-      double a = (double)fresh.value[j] - imf_model_predict(champ, fresh.user[j], fresh.item[j]);
-      double b = (double)fresh.value[j] - imf_model_predict(chall, fresh.user[j], fresh.item[j]);
-      v[0] += a * a;
-      v[1] += b * b;
-    }
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm));
-    rep->eval_new_n = (int64_t)v[2];
-    if (v[2] > 0) {
-      rep->champion_new_rmse = sqrt(v[0] / v[2]);
-      rep->challenger_new_rmse = sqrt(v[1] / v[2]);
-    }
-  }
+  IMF_CHECK(imf_registry_load(comm, u->model_dir, &u->hist, &u->nhist));
+  rep->load_seconds = imf_wtime() - u->tl;
+  return IMF_OK;
+}
 
-  /* Commit: version file, then its record, then (promoted only) CURRENT. */
-  const double tw = imf_wtime();
-  meta.config = cmeta.config ? strdup(cmeta.config) : NULL;
-  snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
-  meta.batches_seen = nb;
-  meta.ease = ease_state;
-  if (is_ease) meta.ease_x = &ease_new;
-  IMF_TRY(imf_store_user_ids(s, users, &meta.users), out);
-  IMF_TRY(imf_idmap_tail(items, 0, &meta.items), out);
-  IMF_TRY(imf_stop_point(comm, "update", "before writing its version (the model directory is unchanged)"), out);
-  IMF_TRY(imf_modeldir_write_version(md, chall, &meta, &rep->version), out);
-  kill_point("after-version");
-  IMF_TRY(imf_agree(comm, fault_point("update-after-version")), out);
-  {
-    imf_registry_record rec;
-    imf_registry_record_init(&rec);
-    snprintf(rec.event, sizeof rec.event, "update");
-    rec.version = rep->version;
-    rec.parent = rep->parent;
-    rec.batches_seen = nb;
-    snprintf(rec.requested, sizeof rec.requested, "%s", rep->requested);
-    snprintf(rec.strategy, sizeof rec.strategy, "%s", rep->strategy);
-    snprintf(rec.decision, sizeof rec.decision, "%s", rep->decision);
-    rec.champion_rmse = rep->champion_rmse;
-    rec.challenger_rmse = rep->challenger_rmse;
-    rec.newest_rmse = rep->newest_rmse;
-    rec.drift_baseline = rep->drift_baseline;
-    rec.drift = rep->drift;
-    rec.new_batches = rep->new_batches;
-    rec.new_ratings = rep->new_ratings;
-    rec.eval_n = rep->eval_n;
-    rec.seconds = imf_wtime() - t0;
-    if (!realpath(store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", store_dir);
-    snprintf(rec.note, sizeof rec.note, "%s", rep->note);
-    snprintf(rec.metric, sizeof rec.metric, "%s", rep->metric);
-    rec.champion_score = rep->champion_score;
-    rec.challenger_score = rep->challenger_score;
-    rec.diff_mean = rep->diff_mean;
-    rec.diff_lo = rep->diff_lo;
-    rec.diff_hi = rep->diff_hi;
-    rec.diff_users = rep->diff_users;
-    rec.newest_score = rep->newest_score;
-    if (!ranking && store_holdout && isfinite(hold_sse)) {
-      rec.holdout_sse = hold_sse;
-      rec.holdout_n = hold_n;
-      rec.holdout_users = hold_users;
-      rec.holdout_forgotten = imf_store_nforgotten(s);
-    }
-    IMF_TRY(imf_registry_append(comm, model_dir, &rec), out);
+/* build + judge, EASE: any strategy is "update the Gram matrix and re-solve"; judged by its
+ * ranking metric on the holdout. */
+static imf_status ease_update(upd *u) {
+  imf_update_report *rep = u->rep;
+  MPI_Comm comm = u->comm;
+  double tb = imf_wtime();
+  int64_t changed = 0, entries = 0;
+  IMF_CHECK(upd_load_full(u));
+  char how[16] = "";
+  IMF_CHECK(ease_build(comm, u->cfg, u->cpath, u->part, u->champ, &u->chall, &u->ease_state, &u->ease_old,
+                       &u->ease_new, &changed, &entries, how, sizeof how));
+  rep->build_seconds = imf_wtime() - tb;
+  snprintf(rep->strategy, sizeof rep->strategy, "gram");
+  imf_update_note_add(rep->note, sizeof rep->note,
+                      "EASE: the rows of %lld changed users (rank %lld) applied by %s (requested %s: every strategy "
+                      "does this for EASE)", (long long)changed, (long long)entries, how, u->req);
+  const char *why = NULL;
+  imf_judgement jd;
+  IMF_CHECK(imf_judge_test_hook(u->champ, u->chall, u->ease_state));
+  IMF_CHECK(ease_judge(comm, &u->jm, u->cpath, u->part, u->champ, &u->ease_old, u->chall, u->ease_state,
+                       &u->ease_new, &u->fresh, &jd, &rep->newest_score, &why));
+  imf_judge_drift(u->hist, u->nhist, &u->jm, u->window, u->drift_thr, rep);
+  rep->eval_n = u->part->nnz_holdout;
+  if (!why) why = unfit(u->chall, u->chall->nhistory);
+  int worse = 0, promote = imf_judge_verdict(&u->jm, &jd, u->tol, why, &worse);
+  imf_judge_report("gram", &u->jm, &jd, promote, why, rep);
+  if (why) imf_update_note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
+  else if (worse)
+    imf_update_note_add(rep->note, sizeof rep->note, "%s %.5f worse than the champion's %.5f beyond the tolerance",
+                        rep->metric, rep->challenger_score, rep->champion_score);
+  snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
+  return IMF_OK;
+}
+
+/* How the fold-in reads: touched = 1 with the champion's recorded holdout (c_*) for the touched
+ * read, else the whole store. */
+typedef struct {
+  int touched;
+  double c_sse;
+  int64_t c_n, c_users;
+} read_plan;
+
+/* policy: whether the fold-in can read only the touched rows. That needs the per-item index in
+ * every batch (checked when reading) and the champion's holdout error recorded for the data it
+ * has seen (its registry record: holdout_sse, holdout_n, with the store's forgotten users then
+ * as now); otherwise, or with update.foldin_read = full, the whole store is read. (The test
+ * hook changes the challenger after it is built: judged on the whole store.) */
+static void policy_read_plan(const upd *u, read_plan *rp) {
+  memset(rp, 0, sizeof *rp);
+  rp->c_sse = NAN;
+  rp->c_users = -1;
+  if (strcmp(imf_cfg_str(u->cfg, "update.foldin_read"), "touched") || u->champ->type == IMF_MODEL_BPMF ||
+      !u->store_holdout || u->ranking || getenv("IMF_TEST_CHALLENGER"))
+    return;
+  const imf_registry_record *cr = imf_registry_find(u->hist, u->nhist, u->rep->parent);
+  if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == u->seen && cr->holdout_users >= 0 &&
+      cr->holdout_forgotten == imf_store_nforgotten(u->s)) {
+    rp->touched = 1;
+    rp->c_sse = cr->holdout_sse;
+    rp->c_n = cr->holdout_n;
+    rp->c_users = cr->holdout_users;
+  } else
+    imf_info("fold-in reads the whole store: version %lld has no recorded holdout error for the data it has seen",
+             (long long)u->rep->parent);
+}
+
+/* policy: drift, the read plan and the first strategy (update_policy.h). */
+static imf_status policy_plan(upd *u, read_plan *rp, imf_update_strategy *strat) {
+  imf_update_report *rep = u->rep;
+  const int64_t foldins = imf_update_foldins_in_row(u->hist, u->nhist);
+  if (u->ranking) { /* a ranking judgement ranks every held-out user's items: the whole store */
+    const double tr = imf_wtime();
+    IMF_CHECK(upd_load_full(u));
+    rep->build_seconds += imf_wtime() - tr;
+    IMF_CHECK(imf_judge_drift_score(u->comm, &u->jm, u->part, u->champ, NULL, NULL, &u->fresh, &rep->newest_score));
   }
+  imf_judge_drift(u->hist, u->nhist, &u->jm, u->window, u->drift_thr, rep);
+  policy_read_plan(u, rp);
+  if (!rp->touched || u->want == IMF_UPDATE_WARM || u->want == IMF_UPDATE_RETRAIN) {
+    const double tr = imf_wtime(); /* the read counts as building, as in build_and_judge */
+    IMF_CHECK(upd_load_full(u));
+    rep->build_seconds += imf_wtime() - tr;
+  }
+  double total_ratings = 0;
+  if (u->part) total_ratings = (double)(u->part->nnz_train + u->part->nnz_holdout);
+  else {
+    imf_store_info info;
+    IMF_CHECK(imf_store_get_info(u->s, &info));
+    total_ratings = (double)info.ratings; /* the manifest's effective count (forgotten users included) */
+  }
+  imf_update_policy_in in = {
+      .requested = u->want,
+      .share = (double)rep->new_ratings / (total_ratings > 0 ? total_ratings : 1),
+      .share_max = u->share_max,
+      .drift = rep->drift,
+      .foldins = foldins,
+      .warm_every = u->warm_every,
+      .bpmf = u->champ->type == IMF_MODEL_BPMF,
+      .baseline = imf_baseline_type(u->champ->type),
+      .type_name = imf_model_type_name(u->champ->type),
+  };
+  *strat = imf_update_policy_start(&in, rep->note, sizeof rep->note);
+  return IMF_OK;
+}
+
+/* build + judge: one challenger by `strat` (the touched read where the plan allows, else on the
+ * whole store), judged against the champion; *promote and *why: the verdict. */
+static imf_status build_and_judge(upd *u, read_plan *rp, build_ctx *bc, imf_update_strategy strat, int *promote,
+                                  const char **why) {
+  imf_update_report *rep = u->rep;
+  MPI_Comm comm = u->comm;
+  double tb = imf_wtime();
+  imf_model_destroy(&u->chall);
+  imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)",
+           imf_update_strategy_name(strat), (long long)rep->parent, (long long)rep->new_batches,
+           (long long)rep->new_ratings);
+  double sse[2] = {NAN, NAN};
+  int64_t hn = 0, husers = -1;
+  imf_judgement jd;
+  if (strat == IMF_UPDATE_FOLD_IN && rp->touched) {
+    imf_foldin_touched_in in = {.s = u->s, .champ = u->champ, .seen = u->seen, .tu = u->tu, .ti = u->ti,
+                                .nu = u->nu, .ni = u->ni, .hfrac = u->hfrac, .hseed = u->hseed, .c_sse = rp->c_sse,
+                                .c_n = rp->c_n, .c_users = rp->c_users, .io = &u->io, .after_read = kill_point};
+    imf_status st = imf_foldin_touched(comm, &in, &u->chall, sse, &hn, &jd, &husers, &rep->read_seconds);
+    if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
+      imf_info("fold-in reads the whole store: %s", imf_last_error());
+      imf_err_clear();
+      st = IMF_OK;
+      rp->touched = 0;
+    }
+    IMF_CHECK(st);
+  }
+  if (!u->chall) {
+    IMF_CHECK(upd_load_full(u));
+    bc->part = u->part;
+    IMF_CHECK(build(bc, strat, &u->chall));
+    IMF_CHECK(imf_judge_test_hook(u->champ, u->chall, NULL));
+    if (u->ranking) IMF_CHECK(rank_judge(comm, &u->jm, u->part, u->champ, u->chall, &jd));
+    else IMF_CHECK(imf_judge_rmse(comm, u->part, u->champ, u->chall, &jd, sse, &hn, &husers));
+  }
+  rep->build_seconds += imf_wtime() - tb;
+  snprintf(rep->strategy, sizeof rep->strategy, "%s", imf_update_strategy_name(strat));
+  rep->eval_n = u->ranking ? u->part->nnz_holdout : hn;
+  u->hold_sse = sse[1];
+  u->hold_n = hn;
+  u->hold_users = husers;
+  *why = unfit(u->chall, strat == IMF_UPDATE_RETRAIN ? 0 : u->champ->nhistory);
+  int worse = 0;
+  *promote = imf_judge_verdict(&u->jm, &jd, u->tol, *why, &worse);
+  imf_judge_report(imf_update_strategy_name(strat), &u->jm, &jd, *promote, *why, rep);
+  return IMF_OK;
+}
+
+/* policy, build, judge for a factor model or a baseline: the first strategy, then auto's
+ * escalations (fold-in -> warm -> retrain) while the challenger is not promoted. */
+static imf_status factor_update(upd *u) {
+  imf_update_report *rep = u->rep;
+  read_plan rp;
+  imf_update_strategy strat;
+  IMF_CHECK(policy_plan(u, &rp, &strat));
+  build_ctx bc = {u->comm, u->cfgc, NULL, u->champ, u->tu, u->ti, imf_cfg_int(u->cfg, "update.warm_sweeps")};
+  if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;
+  const char *why = NULL;
+  int promote = 0;
+  imf_update_strategy next;
+  for (;;) {
+    IMF_CHECK(build_and_judge(u, &rp, &bc, strat, &promote, &why));
+    if (!imf_update_policy_next(u->want, strat, promote, &next)) break;
+    imf_update_note_add(rep->note, sizeof rep->note, "auto: %s challenger %s (%s %.5f vs %.5f): %s",
+                        imf_update_strategy_name(strat), why ? why : "worse than the champion beyond the tolerance",
+                        rep->metric, rep->challenger_score, rep->champion_score, imf_update_strategy_name(next));
+    imf_warn("auto: escalating from %s to %s", imf_update_strategy_name(strat), imf_update_strategy_name(next));
+    strat = next;
+  }
+  if (why) imf_update_note_add(rep->note, sizeof rep->note, "never promoted: %s", why);
+  snprintf(rep->decision, sizeof rep->decision, "%s", promote ? "promoted" : "rejected");
+  return IMF_OK;
+}
+
+/* judge: the newest held-out ratings alone (reported; the decision used the whole holdout).
+ * Ranking judgements (EASE, iALS, ...): their scores are not ratings, no RMSE. */
+static imf_status judge_newest(upd *u) {
+  if (u->ranking) return IMF_OK;
+  const imf_ratings *f = &u->fresh;
+  double v[3] = {0, 0, (double)f->n};
+  for (int64_t j = 0; j < f->n; j++) {
+    double a = (double)f->value[j] - imf_model_predict(u->champ, f->user[j], f->item[j]);
+    double b = (double)f->value[j] - imf_model_predict(u->chall, f->user[j], f->item[j]);
+    v[0] += a * a;
+    v[1] += b * b;
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, u->comm));
+  u->rep->eval_new_n = (int64_t)v[2];
+  if (v[2] > 0) {
+    u->rep->champion_new_rmse = sqrt(v[0] / v[2]);
+    u->rep->challenger_new_rmse = sqrt(v[1] / v[2]);
+  }
+  return IMF_OK;
+}
+
+/* commit: the version's registry record. */
+static imf_status commit_record(upd *u) {
+  const imf_update_report *rep = u->rep;
+  imf_registry_record rec;
+  imf_registry_record_init(&rec);
+  snprintf(rec.event, sizeof rec.event, "update");
+  rec.version = rep->version;
+  rec.parent = rep->parent;
+  rec.batches_seen = u->nb;
+  snprintf(rec.requested, sizeof rec.requested, "%s", rep->requested);
+  snprintf(rec.strategy, sizeof rec.strategy, "%s", rep->strategy);
+  snprintf(rec.decision, sizeof rec.decision, "%s", rep->decision);
+  rec.champion_rmse = rep->champion_rmse;
+  rec.challenger_rmse = rep->challenger_rmse;
+  rec.newest_rmse = rep->newest_rmse;
+  rec.drift_baseline = rep->drift_baseline;
+  rec.drift = rep->drift;
+  rec.new_batches = rep->new_batches;
+  rec.new_ratings = rep->new_ratings;
+  rec.eval_n = rep->eval_n;
+  rec.seconds = imf_wtime() - u->t0;
+  if (!realpath(u->store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", u->store_dir);
+  snprintf(rec.note, sizeof rec.note, "%s", rep->note);
+  snprintf(rec.metric, sizeof rec.metric, "%s", rep->metric);
+  rec.champion_score = rep->champion_score;
+  rec.challenger_score = rep->challenger_score;
+  rec.diff_mean = rep->diff_mean;
+  rec.diff_lo = rep->diff_lo;
+  rec.diff_hi = rep->diff_hi;
+  rec.diff_users = rep->diff_users;
+  rec.newest_score = rep->newest_score;
+  if (!u->ranking && u->store_holdout && isfinite(u->hold_sse)) {
+    rec.holdout_sse = u->hold_sse;
+    rec.holdout_n = u->hold_n;
+    rec.holdout_users = u->hold_users;
+    rec.holdout_forgotten = imf_store_nforgotten(u->s);
+  }
+  return imf_registry_append(u->comm, u->model_dir, &rec);
+}
+
+/* commit: version file, then its record, then (promoted only) CURRENT — in this order, so a
+ * kill at any point leaves CURRENT on a complete version. */
+static imf_status commit(upd *u) {
+  imf_update_report *rep = u->rep;
+  MPI_Comm comm = u->comm;
+  const double tw = imf_wtime();
+  imf_ckpt_meta *meta = &u->meta;
+  meta->config = u->cmeta.config ? strdup(u->cmeta.config) : NULL;
+  snprintf(meta->store_digest, sizeof meta->store_digest, "%s", imf_store_digest(u->s));
+  meta->batches_seen = u->nb;
+  meta->ease = u->ease_state;
+  if (u->is_ease) meta->ease_x = &u->ease_new;
+  IMF_CHECK(imf_store_user_ids(u->s, u->users, &meta->users));
+  IMF_CHECK(imf_idmap_tail(u->items, 0, &meta->items));
+  IMF_CHECK(imf_stop_point(comm, "update", "before writing its version (the model directory is unchanged)"));
+  IMF_CHECK(imf_modeldir_write_version(u->md, u->chall, meta, &rep->version));
+  kill_point("after-version");
+  IMF_CHECK(imf_agree(comm, fault_point("update-after-version")));
+  IMF_CHECK(commit_record(u));
   kill_point("after-registry");
-  IMF_TRY(imf_agree(comm, fault_point("update-before-current")), out);
+  IMF_CHECK(imf_agree(comm, fault_point("update-before-current")));
   if (!strcmp(rep->decision, "promoted")) {
-    IMF_TRY(imf_modeldir_set_current(md, rep->version), out);
+    IMF_CHECK(imf_modeldir_set_current(u->md, rep->version));
     rep->current = rep->version;
     kill_point("after-current");
     imf_info("promoted: version %lld (%s) is current (holdout %s %.5f, champion %.5f)", (long long)rep->version,
@@ -1207,34 +977,49 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
              (long long)rep->parent, (long long)rep->version, rep->note[0] ? rep->note : "worse beyond the tolerance");
   }
   /* EASE: P files are kept for CURRENT and the newest version only (older ones refactorise) */
-  if (is_ease && imf_modeldir_gc_ease(md, 0, NULL) != IMF_OK) { /* the update is done: only warn */
+  if (u->is_ease && imf_modeldir_gc_ease(u->md, 0, NULL) != IMF_OK) { /* the update is done: only warn */
     imf_warn("EASE P files not collected: %s", imf_last_error());
     imf_err_clear();
   }
   rep->write_seconds = imf_wtime() - tw;
-  rep->seconds = imf_wtime() - t0;
+  return IMF_OK;
+}
+
+imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
+                      const imf_update_opts *o, imf_update_report *rep) {
+  imf_status st = IMF_OK;
+  upd u;
+  memset(&u, 0, sizeof u);
+  u.comm = comm;
+  u.cfg = cfg;
+  u.store_dir = store_dir;
+  u.model_dir = model_dir;
+  u.o = o;
+  u.rep = rep;
+  u.hold_sse = NAN;
+  u.hold_users = -1;
+  memset(rep, 0, sizeof *rep);
+  rep->champion_rmse = rep->challenger_rmse = rep->champion_new_rmse = rep->challenger_new_rmse = NAN;
+  rep->newest_rmse = rep->drift_baseline = NAN;
+  rep->champion_score = rep->challenger_score = NAN;
+  rep->diff_mean = rep->diff_lo = rep->diff_hi = rep->newest_score = NAN;
+  u.t0 = imf_wtime();
+  int uptodate = 0;
+  IMF_TRY(scan_begin(&u), out);
+  IMF_TRY(scan_champion(&u, &uptodate), out);
+  if (uptodate) {
+    rep->seconds = imf_wtime() - u.t0;
+    goto out;
+  }
+  IMF_TRY(scan_batches(&u), out);
+  IMF_TRY(u.is_ease ? ease_update(&u) : factor_update(&u), out);
+  IMF_TRY(judge_newest(&u), out);
+  IMF_TRY(commit(&u), out);
+  rep->seconds = imf_wtime() - u.t0;
   imf_info("update took %.2f s: append %.2f, load %.2f, read ratings %.2f, solve and judge %.2f, write %.2f",
            rep->seconds, rep->append_seconds, rep->load_seconds, rep->read_seconds,
            rep->build_seconds - rep->read_seconds, rep->write_seconds);
 out:
-  imf_free(&tu);
-  imf_free(&ti);
-  imf_free(&hist);
-  imf_ratings_free(&local);
-  imf_ratings_free(&fresh);
-  imf_ratings_free(&one);
-  imf_partition_destroy(&part);
-  imf_idmap_destroy(&users);
-  imf_idmap_destroy(&items);
-  imf_config_destroy(&cfgc);
-  imf_ckpt_meta_free(&cmeta);
-  imf_ckpt_meta_free(&meta);
-  imf_model_destroy(&champ);
-  imf_model_destroy(&chall);
-  imf_ease_destroy(&ease_state);
-  imf_ease_rows_free(&ease_old);
-  imf_ease_rows_free(&ease_new);
-  imf_store_close(&s);
-  imf_modeldir_close(&md);
+  upd_free(&u);
   return st;
 }

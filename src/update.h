@@ -5,15 +5,11 @@
  * fold-in kernel to refresh the items a forgotten user had rated. */
 #ifndef IMF_UPDATE_H
 #define IMF_UPDATE_H
+#include "foldin.h"
 #include "model.h"
 #include "partition.h"
 
-/* Collective. Re-solve the rows of one side (0 users, 1 items) whose flag in `touched` (length
- * nusers or nitems, the same on every rank) is set, each against its full training history in
- * the partition and the other side's current factors; the results are replicated into m. ALS and
- * implicit ALS (BPMF has no fold-in: update uses warm). *nsolved: rows solved (all ranks). */
-imf_status imf_foldin_side(MPI_Comm comm, const imf_partition *p, imf_model *m, int side,
-                           const unsigned char *touched, int64_t *nsolved);
+/* imf_foldin_side (the fold-in kernel, used by `forget` too): foldin.h */
 
 /* Collective. RMSE of models a and b (b may be NULL) on the partition's holdout ratings, bitwise
  * independent of the rank count; NaN when there are none. */

@@ -27,14 +27,13 @@ GATHER_OTHER=(
   'ease_lowrank.c'   # the changed entries of X for a low-rank update (ratings, not factors)
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
   'synth.c'          # per-rank byte counts of the generated file
+  'judge.c'          # the new batches' held-out ratings and per-user scores (not factors)
+  'checkpoint.c'     # two row counts per rank (the row sharing itself is exchange.c's)
 )
 # TEMPORARY: allgathers of factor rows still hand-rolled outside exchange.c (issue 23, item 3:
 # they move into exchange.c). The integrator empties this list when that lands; a file that keeps
 # a gather of something else moves to GATHER_OTHER with its reason.
 GATHER_TEMPORARY=(
-  'update.c'         # fold-in rows (gather_rows)
-  'checkpoint.c'     # share_rows, and the per-rank row offsets
-  'judge.c'          # the new batches' held-out ratings gathered for the judgement
 )
 
 matches() { # matches FILE PATTERN... : the base name matches one of the patterns
