@@ -265,7 +265,7 @@ imf_status store_batch_open(const imf_store *s, int64_t k, hid_t *fid) {
   store_batch_path(s, k, path, sizeof path, 0);
   imf_h5_quiet();
   hid_t fapl = imf_h5_fapl_mpio(s->comm, 0);
-  if (fapl < 0) H5_FAIL("create a file access list", path);
+  if (fapl < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create a file access list: %s", path, imf_h5_reason());
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
   if (f < 0) imf_h5_reason();
   H5Pclose(fapl);

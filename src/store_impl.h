@@ -98,9 +98,6 @@ int store_dup_policy(const imf_store *s);
 
 /* ---- batch files (store.c) ---- */
 
-#define H5_FAIL(what, path) \
-  IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot %s: %s", (path), (what), imf_h5_reason())
-
 /* dir/batch-NNNNNN.h5 (tmp: with .tmp appended). */
 void store_batch_path(const imf_store *s, int64_t k, char *out, size_t cap, int tmp);
 /* What a batch file claims to be checked against the manifest's content digest. */
