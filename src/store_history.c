@@ -135,7 +135,7 @@ static imf_status hrows_resolve(const imf_store *s, hrows *h, int by_item, int64
   if (st == IMF_OK) st = imf_alloc_nz(&out->old, (size_t)n + 1, sizeof *out->old);
   if (st != IMF_OK) goto done;
   out->n = h->nslots;
-  int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
+  const int policy = store_dup_policy(s);
   int64_t w = 0;
   for (int64_t j = 0; j < h->nslots; j++) {
     out->ptr[j] = w;

@@ -168,7 +168,7 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
       qsort(perm, (size_t)all.n, sizeof *perm, cmp_rows);
     }
     IMF_TRY(imf_ratings_reserve(&res, all.n), done);
-    int policy = strcmp(s->m.duplicates, "first") == 0 ? 1 : strcmp(s->m.duplicates, "mean") == 0 ? 2 : 0;
+    const int policy = store_dup_policy(s);
     for (int64_t a = 0; a < all.n;) {
       int64_t j = perm[a], b = a + 1;
       while (b < all.n && all.user[perm[b]] == all.user[j] && all.item[perm[b]] == all.item[j]) b++;
