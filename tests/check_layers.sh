@@ -26,6 +26,7 @@ GATHER_OTHER=(
   'ease.c'           # EASE's 1 x P / 2-D ScaLAPACK layout: each rank's grid position, top-K candidates
   'ease_lowrank.c'   # the changed entries of X for a low-rank update (ratings, not factors)
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
+  'checkpoint_ease.c' # the EASE X's per-rank row ranges (where each rank's offsets start)
   'synth.c'          # per-rank byte counts of the generated file
 )
 # TEMPORARY: allgathers of factor rows still hand-rolled outside exchange.c (issue 23, item 3:
@@ -33,7 +34,7 @@ GATHER_OTHER=(
 # a gather of something else moves to GATHER_OTHER with its reason.
 GATHER_TEMPORARY=(
   'update.c'         # fold-in rows (gather_rows)
-  'checkpoint.c'     # share_rows, and the per-rank row offsets
+  'checkpoint.c'     # share_rows
   'judge.c'          # the new batches' held-out ratings gathered for the judgement
 )
 
