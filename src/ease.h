@@ -12,10 +12,10 @@
  * columns; the ridge is added at every solve, so a new item gets lambda on the diagonal) and
  * re-solved (imf_ease_solve). A solve may keep P = (G + lambda I)^-1 (imf_ease_solve_p); an
  * update then changes P by a low-rank term instead of re-solving (imf_ease_woodbury,
- * ease_lowrank.c). checkpoint.c stores B (f32) in a model version and P in a P file next to it,
+ * ease_lowrank.c). checkpoint_ease.c stores B (f32) in a model version and P in a P file next to it,
  * as block-cyclic hyperslabs of the global matrices (docs/FORMAT.md, "EASE state", "EASE P file").
  *
- * How it fits: a version stores B (checkpoint.c, block-cyclic; the Gram matrix too before
+ * How it fits: a version stores B (checkpoint_ease.c, block-cyclic; the Gram matrix too before
  * 2026-12-07), references its P file, and stores X — the
  * binarized user rows — sparse (imf_ease_rows, CSR by user, each rank a range of users); its
  * imf_model is only a handle of type IMF_MODEL_EASE (k = kw = 1, P and Q zero placeholders: users,

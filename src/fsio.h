@@ -1,4 +1,4 @@
-/* fsio.h - the small shared layer under the HDF5 writers (store.c, checkpoint.c, modeldir.c):
+/* fsio.h - the small shared layer under the HDF5 writers (store*.c, checkpoint*.c, modeldir.c):
  * durable file operations for atomic replacement (fsync of a file or its directory) and the
  * translation of HDF5's error stack into one-line incremf messages. */
 #ifndef IMF_FSIO_H
@@ -17,7 +17,7 @@ imf_status imf_fs_need_space(const char *dir, const char *file, double need);
 /* (one process) Replace `path` (a file in directory `dir`) with `len` bytes
  * of `text` atomically and durably: write path.tmp, fsync it, rename it onto path, fsync dir. A
  * reader sees the old or the new content, never a mix, and a crash leaves at most path.tmp (which
- * the next replace truncates). The one atomic text writer: MANIFEST (store.c), CURRENT
+ * the next replace truncates). The one atomic text writer: MANIFEST (store_manifest.c), CURRENT
  * (modeldir.c) and registry.jsonl (registry.c) all go through it. `fault`, when not NULL, is an
  * IMF_FAULT value that makes the call fail after path.tmp is synced and before the rename (the
  * fault-injection tests' crash point). */

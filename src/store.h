@@ -2,7 +2,8 @@
  * a small text MANIFEST that is replaced atomically (tmp, fsync, rename, fsync dir). Appending
  * costs the size of the batch, never the size of the store. Layout: docs/FORMAT.md.
  *
- * HDF5 calls live here (and in checkpoint.c) only. All functions are collective over the
+ * This is the store's only interface: store*.c implement it (store_impl.h, private to them, says
+ * which file does what), through the HDF5 plumbing of h5io.c. All functions are collective over the
  * store's communicator unless marked (local). */
 #ifndef IMF_STORE_H
 #define IMF_STORE_H

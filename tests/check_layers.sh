@@ -26,6 +26,7 @@ GATHER_OTHER=(
   'ease.c'           # EASE's 1 x P / 2-D ScaLAPACK layout: each rank's grid position, top-K candidates
   'ease_lowrank.c'   # the changed entries of X for a low-rank update (ratings, not factors)
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
+  'checkpoint_ease.c' # the EASE X's per-rank row ranges (where each rank's offsets start)
   'synth.c'          # per-rank byte counts of the generated file
   'judge.c'          # the new batches' held-out ratings and per-user scores (not factors)
   'checkpoint.c'     # two row counts per rank (the row sharing itself is exchange.c's)
