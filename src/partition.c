@@ -187,28 +187,28 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
   double t0 = imf_wtime();
   *out = NULL;
   int P, rank;
-  IMF_MPI(MPI_Comm_size(comm, &P));
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
   imf_status st = IMF_OK;
-  if (nusers < 0 || nitems < 0 || nusers > INT32_MAX || nitems > INT32_MAX)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "bad matrix shape %lld x %lld",
-                       (long long)nusers, (long long)nitems);
-  else if (!(holdout_fraction >= 0 && holdout_fraction < 1))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "validation fraction %g not in [0, 1)",
-                       holdout_fraction);
-  for (int64_t j = 0; st == IMF_OK && j < local->n; j++)
-    if (local->user[j] < 0 || local->user[j] >= nusers || local->item[j] < 0 || local->item[j] >= nitems)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "rating (%d, %d) outside the %lld x %lld matrix", local->user[j],
-                         local->item[j], (long long)nusers, (long long)nitems);
-  IMF_CHECK(imf_agree(comm, st));
-
-  imf_partition *p = calloc(1, sizeof *p);
+  imf_partition *p = NULL;
   uint8_t *all = NULL, *train = NULL, *keep = NULL;
   wire_rating *wu = NULL, *wi = NULL;
   MPI_Datatype wt = MPI_DATATYPE_NULL;
+  IMF_MPI_TRY(MPI_Comm_size(comm, &P), done);
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
+  if (nusers < 0 || nitems < 0 || nusers > INT32_MAX || nitems > INT32_MAX)
+    st = IMF_RAISE(IMF_ERR_INPUT, "bad matrix shape %lld x %lld",
+                   (long long)nusers, (long long)nitems);
+  else if (!(holdout_fraction >= 0 && holdout_fraction < 1))
+    st = IMF_RAISE(IMF_ERR_USAGE, "validation fraction %g not in [0, 1)",
+                   holdout_fraction);
+  for (int64_t j = 0; st == IMF_OK && j < local->n; j++)
+    if (local->user[j] < 0 || local->user[j] >= nusers || local->item[j] < 0 || local->item[j] >= nitems)
+      st = IMF_RAISE(IMF_ERR_INPUT, "rating (%d, %d) outside the %lld x %lld matrix", local->user[j],
+                     local->item[j], (long long)nusers, (long long)nitems);
+  IMF_TRY(imf_agree(comm, st), done);
+
+  p = calloc(1, sizeof *p);
   if (!p) {
-    st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+    st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
     goto done;
   }
   p->nranks = P;

@@ -187,7 +187,7 @@ static imf_status slurp(const char *path, char **text, int64_t *len) {
   fseek(f, 0, SEEK_SET);
   imf_status st = imf_alloc(text, (size_t)(n > 0 ? n : 0) + 1, 1);
   if (st == IMF_OK && n > 0 && fread(*text, 1, (size_t)n, f) != (size_t)n)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot read %s", path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot read %s", path);
   fclose(f);
   if (st != IMF_OK) imf_free(text);
   else *len = n > 0 ? n : 0;
@@ -213,7 +213,7 @@ imf_status imf_registry_append(MPI_Comm comm, const char *model_dir, imf_registr
     st = slurp(path, &old, &n);
     if (st == IMF_OK) {
       FILE *f = open_memstream(&buf, &len);
-      if (!f) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+      if (!f) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
       else {
         fwrite(old, 1, (size_t)n, f);
         if (n > 0 && old[n - 1] != '\n') fputc('\n', f); /* never glue onto a torn line */

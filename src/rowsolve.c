@@ -1070,18 +1070,19 @@ static imf_status solve_row(const imf_row_params *p, const imf_row_batch *rows,
 
 imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, const imf_other_side *other,
                         float *X, float *bias_out, imf_rowsolve_ws *ws) {
-  IMF_CHECK(check_params(p, rows, other, X, bias_out, ws));
-  if (p->k != ws->k) {
-    IMF_CHECK(setup_k(ws, p->k));
-    IMF_CHECK(ensure_rows(ws, IMF_ROW_CHUNK));
+  /* nothing to undo before the loop: a failed setup returns at once */
+  imf_status st = check_params(p, rows, other, X, bias_out, ws);
+  if (st == IMF_OK && p->k != ws->k) {
+    st = setup_k(ws, p->k);
+    if (st == IMF_OK) st = ensure_rows(ws, IMF_ROW_CHUNK);
   }
+  if (st != IMF_OK) return st;
   const int k = p->k;
   double t0 = now_s();
   double *x = ws->x;
   ws->idx_end = rows->nrows > 0 ? rows->idx + rows->ptr[rows->nrows] : NULL;
   ws->batch = rows;
   ws->pre_beg = -1;
-  imf_status st = IMF_OK;
   for (int64_t r = 0; r < rows->nrows; r++) {
     const int64_t row = rows->row_id ? rows->row_id[r] : r;
     float *xr = X + (size_t)r * (size_t)k;
@@ -1095,9 +1096,8 @@ imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, cons
       finite &= isfinite(xr[c]);
     }
     if (!finite) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                         "row solver: non-finite factors for row %lld (%lld ratings)",
-                         (long long)row, (long long)(rows->ptr[r + 1] - rows->ptr[r]));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "row solver: non-finite factors for row %lld (%lld ratings)",
+                     (long long)row, (long long)(rows->ptr[r + 1] - rows->ptr[r]));
       goto done;
     }
     if (bias_out) bias_out[r] = (float)b;

@@ -669,7 +669,7 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   int rank;
   MPI_Comm_rank(comm, &rank);
   imf_status st = imf_synth_validate(o);
-  if (st == IMF_OK && (!path || !*path)) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "synth: no output file");
+  if (st == IMF_OK && (!path || !*path)) st = IMF_RAISE(IMF_ERR_USAGE, "synth: no output file");
   if (st != IMF_OK) return st; /* same options on every rank: all fail alike */
   gen G;
   st = imf_agree(comm, gen_init(&G, o));
@@ -703,7 +703,7 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   gen_free(&G);
   if (rank == 0) {
     if (st == IMF_OK && rename(tmp, path) != 0)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (st != IMF_OK) unlink(tmp);
   }
   st = imf_agree(comm, st);

@@ -151,15 +151,11 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   if (o->resume && have_ckpt) {
     st = imf_checkpoint_read(comm, ckpt, &saved, &rmeta);
     if (st == IMF_ERR_INPUT) { /* say what to do with a bad run checkpoint (not a version: no rollback) */
+      /* the reason alone: its advice (roll back to an earlier version) is for versions */
       char why[1024];
-      snprintf(why, sizeof why, "%s", imf_last_error());
-      char *cut = strstr(why, " (restore an earlier"); /* advice for versions */
-      if (!cut) cut = strrchr(why, '(');                  /* else the " (file.c:line)" suffix */
-      if (cut && *cut == '(' && cut > why && cut[-1] == ' ') cut--;
-      if (cut) *cut = '\0';
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s; the run cannot resume from it: delete %s and train again without --resume",
-                         why, ckpt);
+      snprintf(why, sizeof why, "%s", imf_err_reason());
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s; the run cannot resume from it: delete %s and train again without --resume",
+                     why, ckpt);
     }
     IMF_TRY(st, out);
     if (strcmp(rmeta.store_digest, imf_store_digest(s)) != 0 || rmeta.batches_seen != imf_store_nbatches(s))
