@@ -134,12 +134,10 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
 }
 
 /* Transparent huge pages, and for which buffers (IMF_HUGE_PAGES = hot | all | off; default hot).
- * A huge page halves the TLB misses of an array swept many times (the training CSR and
- * factors: a 2-rank sweep ~6% faster), but its first touch can cost far more than 4 KiB pages
- * on a virtual machine whose host took back the free 2 MiB blocks (measured on a 2-vCPU KVM
- * guest, 2026-12-06: 0.35-1.1 GB/s against 2.5 GB/s), and a buffer filled once and freed
- * gains nothing from it: with every large buffer on huge pages, `prepare` on one rank took 20%
- * longer and a fold-in's history read 70% longer. */
+ * A huge page cuts the TLB misses of an array swept many times (the training CSR and factors),
+ * but its first touch can cost far more than 4 KiB pages on a virtual machine whose host took
+ * back the free 2 MiB blocks, and a buffer filled once and freed gains nothing from it; hence
+ * huge pages only for the hot arrays by default (measurements: docs/DESIGN.md, "Huge pages"). */
 #define IMF_HUGE_BYTES ((size_t)8 << 20)
 #define IMF_HUGE_ALIGN ((size_t)2 << 20)
 

@@ -4,10 +4,11 @@
  * Gaussian conditional.
  *
  * Numerics: factor rows are float, so the Gram of a chunk of gathered rows is accumulated in
- * float (the only O(n k^2) step: an AVX-512 or AVX2/FMA register-tiled kernel on x86 (docs/DESIGN.md), which beats
- * OpenBLAS ssyrk at these small shapes, else cblas_ssyrk), and each chunk's Gram is added into
- * a double matrix; everything after that (regulariser, LAPACKE dpotrf/dpotrs, right-hand
- * sides) is double. Chunking bounds both the workspace and the float accumulation length.
+ * float (the only O(n k^2) step: a register-tiled AVX-512 or AVX2/FMA kernel on x86, else
+ * cblas_ssyrk; why and how fast: docs/DESIGN.md, "The row solver's Gram kernel"), and each
+ * chunk's Gram is added into a double matrix; everything after that (regulariser, Cholesky and
+ * solve: by hand where the Gram kernel runs, else LAPACKE dpotrf/dpotrs; right-hand sides) is
+ * double. Chunking bounds both the workspace and the float accumulation length.
  *
  * Determinism: every decision (chunk boundaries, BLAS or hand loop) depends only on the row's
  * own ratings, and each row is computed from scratch in the same workspace buffers (always
@@ -38,8 +39,8 @@
 #endif
 /* Gathered rows are prefetched this many ratings ahead, across row boundaries: the other
  * side's rows are scattered, and without prefetching the gather's cache misses cost more than
- * the Gram itself. (Longer distances measured slower here; so did handing the Gram kernel the
- * next chunk's lines to prefetch between its fmas, by 10%.) */
+ * the Gram itself. (The distances and hints tried and rejected: docs/DESIGN.md, "The row
+ * solver's Gram kernel".) */
 #define IMF_ROW_PREFETCH 8
 /* The kernel's copy of the next chunk (see plan_ahead) prefetches this many rows ahead of it:
  * a copy whose load misses the cache would otherwise stall the kernel's retirement. */

@@ -489,8 +489,9 @@ static imf_status sink_open(sink *S, zkind kind, const char *path) {
   } else if (kind == Z_XZ) {
     lzma_stream init = LZMA_STREAM_INIT;
     S->x = init;
-    /* preset 1: on this digit-heavy text presets 2..6 run ~10x slower (under 1 MB/s) for a
-     * ~20% smaller file, which would make xz the bottleneck of every large synth */
+    /* preset 1: higher presets shrink this digit-heavy text little and run many times slower,
+     * which would make xz the bottleneck of every large synth (docs/DESIGN.md, "Compressed
+     * output of synth") */
     if (lzma_easy_encoder(&S->x, 1, LZMA_CHECK_CRC64) != LZMA_OK)
       IMF_FAIL(IMF_ERR_RUNTIME, "liblzma: encoder setup failed");
   } else {

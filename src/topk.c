@@ -20,7 +20,7 @@ static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
 }
 
 /* always_inline: called from the AVX-512 scan, a call into SSE-encoded code there costs an
- * AVX-SSE transition on every heap insertion (measured: 4x the time in sift_down). */
+ * AVX-SSE transition on every heap insertion (docs/DESIGN.md, "Top-K heaps"). */
 static inline __attribute__((always_inline)) void sift_down(int32_t *it, float *sc, int n, int i) {
   for (;;) {
     int l = 2 * i + 1, r = l + 1, w = i;
