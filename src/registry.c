@@ -112,13 +112,22 @@ static double gnum(const cJSON *o, const char *k) { /* null or absent: NaN */
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
-static int64_t gint(const cJSON *o, const char *k, int64_t absent) {
+/* An integer field: absent (or not a number) gives `absent`; one that is not a whole number
+ * within +-2^53 (where a double, cJSON's number, holds it exactly) makes the line not a record. */
+static int64_t gint(const cJSON *o, const char *k, int64_t absent, int *bad) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : absent;
+  if (!cJSON_IsNumber(v)) return absent;
+  double d = v->valuedouble;
+  if (!(fabs(d) <= 9007199254740992.0) || d != floor(d)) {
+    *bad = 1;
+    return absent;
+  }
+  return (int64_t)d;
 }
 
 /* One line into *r: 0, or -1 when it is not a JSON object with a string "event" and a number
- * "version" (every record has them). Other keys absent (older records): NaN, 0, "". */
+ * "version" (every record has them) or an integer field is not a whole number. Other keys
+ * absent (older records): NaN, 0, "". */
 static int parse_line(const char *line, imf_registry_record *r) {
   imf_registry_record_init(r);
   cJSON *o = cJSON_ParseWithOpts(line, NULL, 1);
@@ -127,10 +136,11 @@ static int parse_line(const char *line, imf_registry_record *r) {
     cJSON_Delete(o);
     return -1;
   }
+  int bad = 0;
   gstr(o, "event", r->event, sizeof r->event);
-  r->version = gint(o, "version", 0);
-  r->parent = gint(o, "parent", 0);
-  r->batches_seen = gint(o, "batches_seen", 0);
+  r->version = gint(o, "version", 0, &bad);
+  r->parent = gint(o, "parent", 0, &bad);
+  r->batches_seen = gint(o, "batches_seen", 0, &bad);
   gstr(o, "requested", r->requested, sizeof r->requested);
   gstr(o, "strategy", r->strategy, sizeof r->strategy);
   gstr(o, "decision", r->decision, sizeof r->decision);
@@ -139,9 +149,9 @@ static int parse_line(const char *line, imf_registry_record *r) {
   r->newest_rmse = gnum(o, "newest_rmse");
   r->drift_baseline = gnum(o, "drift_baseline");
   r->drift = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "drift"));
-  r->new_batches = gint(o, "new_batches", 0);
-  r->new_ratings = gint(o, "new_ratings", 0);
-  r->eval_n = gint(o, "eval_n", 0);
+  r->new_batches = gint(o, "new_batches", 0, &bad);
+  r->new_ratings = gint(o, "new_ratings", 0, &bad);
+  r->eval_n = gint(o, "eval_n", 0, &bad);
   r->seconds = gnum(o, "seconds");
   gstr(o, "created", r->created, sizeof r->created);
   gstr(o, "store", r->store, sizeof r->store);
@@ -150,16 +160,16 @@ static int parse_line(const char *line, imf_registry_record *r) {
   r->champion_score = gnum(o, "champion_score");
   r->challenger_score = gnum(o, "challenger_score");
   r->holdout_sse = gnum(o, "holdout_sse");
-  r->holdout_n = gint(o, "holdout_n", 0);
-  r->holdout_forgotten = gint(o, "holdout_forgotten", 0);
+  r->holdout_n = gint(o, "holdout_n", 0, &bad);
+  r->holdout_forgotten = gint(o, "holdout_forgotten", 0, &bad);
   r->diff_mean = gnum(o, "diff_mean");
   r->diff_lo = gnum(o, "diff_lo");
   r->diff_hi = gnum(o, "diff_hi");
-  r->diff_users = gint(o, "diff_users", 0);
+  r->diff_users = gint(o, "diff_users", 0, &bad);
   r->newest_score = gnum(o, "newest_score");
-  r->holdout_users = gint(o, "holdout_users", -1);
+  r->holdout_users = gint(o, "holdout_users", -1, &bad);
   cJSON_Delete(o);
-  return 0;
+  return bad ? -1 : 0;
 }
 
 /* A line of only blanks holds no record (a hand edit may leave one): skipped. */

@@ -34,6 +34,9 @@ run 2 status --model m > out.txt 2> err.txt; rc=$?
 check "a record without \"event\": exit 3 naming line 2" sh -c "test $rc -eq 3 && grep -q 'registry.jsonl:2:' err.txt"
 run 2 train --data st --model m $common 2> err.txt; rc=$?
 check "a write refuses a corrupt registry too (exit 3)" test $rc -eq 3
+{ head -1 good.jsonl; tail -1 good.jsonl | sed 's/"version":2,/"version":2.5,/'; } > m/registry.jsonl
+run 2 status --model m > out.txt 2> err.txt; rc=$?
+check "a version that is not a whole number: exit 3 naming line 2" sh -c "test $rc -eq 3 && grep -q 'registry.jsonl:2:' err.txt"
 { cat good.jsonl; echo '{"event":"train","vers'; } > m/registry.jsonl
 run 2 status --model m > out.txt 2> err.txt; rc=$?
 check "a corrupt last line that ends with a newline is not torn: exit 3" test $rc -eq 3
