@@ -848,7 +848,7 @@ imf_status imf_ease_rows_cover(MPI_Comm comm, int64_t lo, int64_t hi, int64_t n)
   int rc = MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, comm);
   if (rc != MPI_SUCCESS) {
     free(all);
-    return imf_err_mpi(rc, __FILE__, __LINE__, "gathering row ranges");
+    return IMF_MPI_RAISE(rc, "gathering row ranges");
   }
   qsort(all, (size_t)size, 2 * sizeof *all, cmp_range);
   int64_t at = 0;

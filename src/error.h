@@ -14,6 +14,7 @@
  *                                   st = IMF_RAISE(IMF_ERR_INPUT, "..."); goto fail;
  *   IMF_TRY(expr, label)          st = expr; on failure jump to the cleanup label
  *   IMF_MPI_TRY(call, label)      an MPI call; on failure st = the recorded error, jump to label
+ *   IMF_MPI_RAISE(rc, "what")     record a failed MPI call's code, do not return
  * A function with a cleanup label uses only the last three (tests/check_errors.sh enforces it),
  * so no failure path skips the cleanup.
  */
@@ -73,6 +74,8 @@ const char *imf_err_reason(void);
     }                                                                                         \
   } while (0)
 imf_status imf_err_mpi(int rc, const char *file, int line, const char *what);
+/* Record a failed MPI call's return code rc without returning; the expression is the status. */
+#define IMF_MPI_RAISE(rc, what) imf_err_mpi((rc), __FILE__, __LINE__, (what))
 
 /* Collective: every rank passes its local status; all return the same status. If any rank
  * failed, the message of the lowest failing rank becomes every rank's last error. */

@@ -879,7 +879,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
         rd[r] = rdisp[r] + (int)r0;
       }
       const int rc_ = MPI_Alltoallv(out, sc, sd, rt, in, rc, rd, rt, c->comm);
-      if (rc_ != MPI_SUCCESS) st = imf_err_mpi(rc_, __FILE__, __LINE__, "MPI_Alltoallv (redistribution)");
+      if (rc_ != MPI_SUCCESS) st = IMF_MPI_RAISE(rc_, "MPI_Alltoallv (redistribution)");
       for (int r = 0; r < c->size; r++)
         release_pages(out, (size_t)sdisp[r] * sizeof *out, (size_t)(sd[r] + sc[r]) * sizeof *out);
     }

@@ -156,7 +156,7 @@ static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings
   {
     int e = MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Alltoall of counts");
+      st = IMF_MPI_RAISE(e, "MPI_Alltoall of counts");
       goto done;
     }
   }
@@ -241,7 +241,7 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
       e = MPI_Allreduce(MPI_IN_PLACE, p->item_count, (int)nitems, MPI_INT64_T, MPI_SUM, comm);
     if (e == MPI_SUCCESS) e = MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_INT64_T, MPI_SUM, comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Allreduce of rating counts");
+      st = IMF_MPI_RAISE(e, "MPI_Allreduce of rating counts");
       goto done;
     }
   }
@@ -259,7 +259,7 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
     if (e == MPI_SUCCESS) MPI_Type_free(&tmp);
     if (e == MPI_SUCCESS) e = MPI_Type_commit(&wt);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "rating datatype");
+      st = IMF_MPI_RAISE(e, "rating datatype");
       goto done;
     }
   }

@@ -581,7 +581,7 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     int64_t mine = (int64_t)B->n;
     rc = MPI_Allgather(&mine, 1, MPI_INT64_T, sizes, 1, MPI_INT64_T, comm);
-    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgather");
+    if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "MPI_Allgather");
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     MPI_Offset off = base, sum = 0;
     for (int r = 0; r < P; r++) {
@@ -637,7 +637,7 @@ static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const c
             continue;
           }
           int rc = MPI_Recv(in.b, cnt, MPI_BYTE, r, MSG_TAG, comm, MPI_STATUS_IGNORE);
-          if (rc != MPI_SUCCESS && st == IMF_OK) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Recv");
+          if (rc != MPI_SUCCESS && st == IMF_OK) st = IMF_MPI_RAISE(rc, "MPI_Recv");
           in.n = (size_t)cnt;
           src = &in;
         }
@@ -646,7 +646,7 @@ static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const c
       }
     } else if (c < nchunks) {
       int rc = MPI_Send(B->b, (int)B->n, MPI_BYTE, 0, MSG_TAG, comm);
-      if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Send");
+      if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "MPI_Send");
     }
     st = imf_agree(comm, st);
   }

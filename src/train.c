@@ -302,7 +302,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   {
     int e = MPI_Comm_dup(comm, &t->comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Comm_dup");
+      st = IMF_MPI_RAISE(e, "MPI_Comm_dup");
       goto fail;
     }
   }

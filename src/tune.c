@@ -446,7 +446,7 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
    * the sum is exact and independent of the grouping */
   {
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, rep->nconfigs * stride, MPI_DOUBLE, MPI_SUM, comm);
-    if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce"), out);
+    if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allreduce"), out);
   }
   rep->best = -1;
   for (int c = 0; c < rep->nconfigs; c++) {

@@ -4,8 +4,8 @@
 #   1. a function with a cleanup label (a `name:` line) uses no returning macro (IMF_CHECK,
 #      IMF_FAIL, IMF_MPI): a return from the middle would skip the cleanup (a lock left held, an
 #      undo not done); it uses IMF_TRY, IMF_MPI_TRY and `st = IMF_RAISE(...); goto label;`;
-#   2. nobody spells imf_err_raise(..., __FILE__, __LINE__, ...) by hand outside error.h: IMF_RAISE
-#      and IMF_FAIL say the same in one word.
+#   2. nobody spells imf_err_raise/imf_err_mpi(..., __FILE__, __LINE__, ...) by hand outside
+#      error.h: IMF_RAISE, IMF_FAIL and IMF_MPI_RAISE say the same in one word.
 # Functions are found by brace depth (strings, character constants and comments stripped), so
 # the check needs the code's style: a function's body opens at depth 0. Prints FILE:LINE: for
 # each finding and exits 1 if any.
@@ -63,9 +63,12 @@ while IFS= read -r f; do
         else if (code ~ /(^|[^A-Za-z0-9_])IMF_MPI[ \t]*\(/) w = "IMF_MPI"
         if (w != "") { nret++; retline[nret] = NR; retwhat[nret] = w }
       }
-      if (code ~ /(^|[^A-Za-z0-9_])imf_err_raise[ \t]*\(/) raising = NR
+      if (code ~ /(^|[^A-Za-z0-9_])imf_err_(raise|mpi)[ \t]*\(/) {
+        raising = NR; rfun = (code ~ /imf_err_mpi/) ? "imf_err_mpi" : "imf_err_raise"
+      }
       if (raising && code ~ /__FILE__/) {
-        printf "%s:%d: imf_err_raise(..., __FILE__, __LINE__, ...) by hand: use IMF_RAISE (or IMF_FAIL)\n", file, raising
+        printf "%s:%d: %s(..., __FILE__, __LINE__, ...) by hand: use %s\n", file, raising, rfun,
+               rfun == "imf_err_mpi" ? "IMF_MPI_RAISE" : "IMF_RAISE (or IMF_FAIL)"
         raising = 0
       }
       if (raising && code ~ /;/) raising = 0
