@@ -30,7 +30,7 @@ static imf_status copy_config(const imf_config *cfg, imf_config **out) {
   if (!cfg) return IMF_OK;
   char *text = imf_config_dump(cfg);
   imf_status st = text ? imf_config_load_string(*out, text, "the caller's configuration")
-                       : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+                       : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   free(text);
   if (st != IMF_OK) imf_config_destroy(out);
   return st;
@@ -43,7 +43,7 @@ imf_status imf_model_open(MPI_Comm comm, const imf_config *cfg, const char *mode
   if (strlen(model_dir) >= 4096 || (store_dir && strlen(store_dir) >= 4096))
     IMF_FAIL(IMF_ERR_USAGE, "imf_model_open: path too long");
   imf_model_handle *h = calloc(1, sizeof *h);
-  imf_status st = h ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  imf_status st = h ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   if (st == IMF_OK) st = copy_config(cfg, &h->cfg);
   st = imf_agree(comm, st);
   if (st != IMF_OK) {

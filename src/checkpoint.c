@@ -127,15 +127,14 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
   hid_t fs = d < 0 ? -1 : H5Dget_space(d);
   if (fs < 0) {
     imf_h5_reason();
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing",
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: dataset %s is missing",
                        c->path, name);
   } else {
     hsize_t dims[2] = {0, 0};
     int got = H5Sget_simple_extent_ndims(fs);
     if (got == nd) H5Sget_simple_extent_dims(fs, dims, NULL);
     if (got != nd || dims[0] != (hsize_t)n || (nd == 2 && dims[1] != (hsize_t)ncols))
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s is corrupt: dataset %s does not have the shape its attributes say",
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: dataset %s does not have the shape its attributes say",
                          c->path, name);
   }
   st = imf_agree(c->comm, st);
@@ -156,8 +155,7 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
       if (ms >= 0) H5Sclose(ms);
     }
     if (e < 0)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s",
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): reading %s: %s",
                          c->path, name, imf_h5_last());
     st = imf_agree(c->comm, st);
     if (st == IMF_OK) st = share_rows(c, own, buf, n, rowbytes);
@@ -196,7 +194,7 @@ imf_status ckpt_open_ro(MPI_Comm comm, const char *path, hid_t *out) {
   if (fapl >= 0) H5Pclose(fapl);
   if (f < 0) {
     imf_h5_reason();
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
   }
   *out = f;
   return imf_agree(comm, st);
@@ -316,7 +314,7 @@ static imf_status write_contents(const io_ctx *c, const imf_model *m, const imf_
   W(ckpt_write_attrs(c->f, &h->info, config, c->path));
   st = IMF_OK;
   if (H5Fflush(c->f, H5F_SCOPE_GLOBAL) < 0)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", c->path, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot flush: %s", c->path, imf_h5_reason());
   W(st);
 #undef W
   return IMF_OK;
@@ -333,7 +331,7 @@ static imf_status write_file(MPI_Comm comm, const char *tmp, const imf_model *m,
   hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (f < 0) imf_h5_reason();
   if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, imf_h5_last());
+  if (f < 0) st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot create: %s", tmp, imf_h5_last());
   /* H5Fcreate is collective and fails alike everywhere; agree anyway before more collectives */
   st = imf_agree(comm, st);
   if (st != IMF_OK) {
@@ -344,7 +342,7 @@ static imf_status write_file(MPI_Comm comm, const char *tmp, const imf_model *m,
   st = write_contents(&c, m, meta, h, hc, config, legacy);
   H5Pclose(c.dxpl);
   if (H5Fclose(f) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot close: %s", tmp, imf_h5_reason());
   st = imf_agree(comm, st);
   if (st != IMF_OK && rank == 0) unlink(tmp);
   return st;
@@ -358,7 +356,7 @@ static imf_status install(const char *tmp, const char *path, const char *dir) {
   if (imf_fault("checkpoint-before-rename"))
     IMF_FAIL(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=checkpoint-before-rename): %s not renamed to %s", tmp, path);
   if (rename(tmp, path) != 0) {
-    imf_status st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path,
+    imf_status st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, path,
                                   strerror(errno));
     unlink(tmp);
     return st;
@@ -384,7 +382,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   IMF_CHECK(imf_agree(comm, st));
   IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
   char *config = rank == 0 ? strdup(meta->config ? meta->config : "") : NULL;
-  if (rank == 0 && !config) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  if (rank == 0 && !config) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_CHECK(imf_agree(comm, st));
   hist_cols hc = {0};
   IMF_TRY(ckpt_bcast_str(comm, rank, &config), out);
@@ -393,8 +391,7 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   if (h.info.nusers != m->nusers || h.info.nitems != m->nitems || h.info.kw != m->kw ||
       h.info.k != m->k || h.info.has_chain != (m->chain.U != NULL) ||
       h.info.with_bias != (m->with_bias != 0))
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                       "%s: the model differs in shape between ranks", path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: the model differs in shape between ranks", path);
   if (st == IMF_OK) st = hist_alloc(&hc, m->nhistory);
   IMF_TRY(imf_agree(comm, st), out);
   hist_to_cols(m, &hc);
@@ -499,8 +496,7 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
   if (fapl >= 0) H5Pclose(fapl);
   if (f < 0) {
     imf_h5_reason();
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                       "%s is not a readable HDF5 file (truncated or corrupt?)", path);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?)", path);
   }
   st = imf_agree(comm, st);
   if (st != IMF_OK) {
@@ -555,8 +551,7 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
     char hex[65];
     if (st == IMF_OK) st = ckpt_model_digest(in, m, &ids[0], &ids[1], hex);
     if (st == IMF_OK && strcmp(hex, in->content_sha256) != 0)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s is corrupt: its content digest does not match (restore an earlier "
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its content digest does not match (restore an earlier "
                          "version with `incremf rollback`)", path);
   }
   IMF_TRY(imf_agree(comm, st), out);

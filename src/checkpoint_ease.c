@@ -123,7 +123,7 @@ imf_status ckpt_put_bc(const io_ctx *c, const char *name, hid_t ftype, const imf
   if (d < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, imf_h5_last());
   imf_status st = bc_transfer(c, d, &L, local, 1, name);
   if (H5Dclose(d) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot write dataset %s: %s", c->path, name,
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot write dataset %s: %s", c->path, name,
                        imf_h5_reason());
   return st;
 }
@@ -138,7 +138,7 @@ static imf_status ckpt_get_bc(const io_ctx *c, const char *name, const imf_ease 
   hsize_t dims[2] = {0, 0};
   if (fs < 0 || H5Sget_simple_extent_ndims(fs) != 2 || H5Sget_simple_extent_dims(fs, dims, NULL) < 0 ||
       dims[0] != (hsize_t)L.n || dims[1] != (hsize_t)L.n)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing or not %lld x %lld",
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: dataset %s is missing or not %lld x %lld",
                        c->path, name, (long long)L.n, (long long)L.n);
   if (fs >= 0) H5Sclose(fs);
   st = imf_agree(c->comm, st);
@@ -203,7 +203,7 @@ imf_status ckpt_put_x(const io_ctx *c, const imf_ease_rows *x, int64_t nusers, i
   st = imf_agree(c->comm, st);
 out:
   if (d >= 0 && H5Dclose(d) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot write the EASE X: %s", c->path, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot write the EASE X: %s", c->path, imf_h5_reason());
   imf_free(&all);
   imf_free(&gp);
   return st;
@@ -220,7 +220,7 @@ static hid_t open_1d(const io_ctx *c, const char *name, int64_t n, imf_status *s
   if (!ok) {
     if (d >= 0) H5Dclose(d);
     H5Eclear2(H5E_DEFAULT);
-    *st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset %s is missing or not of %lld elements",
+    *st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: dataset %s is missing or not of %lld elements",
                         c->path, name, (long long)n);
     return -1;
   }
@@ -253,7 +253,7 @@ imf_status ckpt_write_p_file(MPI_Comm comm, const char *vpath, const imf_ckpt_in
   hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (f < 0) imf_h5_reason();
   if (fapl >= 0) H5Pclose(fapl);
-  if (f < 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot create: %s", tmp, imf_h5_last());
+  if (f < 0) st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot create: %s", tmp, imf_h5_last());
   st = imf_agree(comm, st);
   if (st == IMF_OK) {
     io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp};
@@ -263,20 +263,19 @@ imf_status ckpt_write_p_file(MPI_Comm comm, const char *vpath, const imf_ckpt_in
     if (st == IMF_OK) st = imf_h5_attr_f64(f, "lambda", in->lambda, tmp);
     if (st == IMF_OK) st = imf_h5_attr_str(f, "ease_p_hash", in->ease_p_hash, tmp);
     if (st == IMF_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot flush: %s", tmp, imf_h5_reason());
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot flush: %s", tmp, imf_h5_reason());
     st = imf_agree(comm, st);
     H5Pclose(c.dxpl);
   }
   if (f >= 0 && H5Fclose(f) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot close: %s", tmp, imf_h5_reason());
   st = imf_agree(comm, st);
   if (rank == 0 && st == IMF_OK) {
     st = imf_fsync_path(tmp, 0);
     if (st == IMF_OK && imf_fault("ease-p-before-rename"))
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                         "injected fault (IMF_FAULT=ease-p-before-rename): %s not renamed to %s", tmp, path);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "injected fault (IMF_FAULT=ease-p-before-rename): %s not renamed to %s", tmp, path);
     else if (st == IMF_OK && rename(tmp, path) != 0)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path,
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, path,
                          strerror(errno));
     if (st == IMF_OK) st = imf_fsync_path(dir, 1);
   }
@@ -323,8 +322,7 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
     char hex[33];
     IMF_TRY(imf_ease_hash(e, which, hex), fail);
     if (strcmp(hex, which ? in->ease_b_hash : in->ease_gram_hash) != 0)
-      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                            "%s is corrupt: its EASE %s does not match its hash (restore an earlier version with "
+      IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE %s does not match its hash (restore an earlier version with "
                             "`incremf rollback`)", path, which ? "B" : "Gram matrix"), fail);
   }
   *out = e;
@@ -363,7 +361,7 @@ imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid,
            !strcmp(hash, in->ease_p_hash);
   free(fmt);
   free(hash);
-  if (!ok) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s does not match %s (not its P file)", pp, path);
+  if (!ok) st = IMF_RAISE(IMF_ERR_INPUT, "%s does not match %s (not its P file)", pp, path);
   if (st == IMF_OK) st = imf_ease_create_empty(comm, n, lambda, grid, &e);
   if (st == IMF_OK) st = imf_agree(comm, imf_ease_alloc_p(e));
   if (st == IMF_OK) {
@@ -377,7 +375,7 @@ imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid,
   char hex[33];
   if (st == IMF_OK) st = imf_ease_hash(e, 2, hex);
   if (st == IMF_OK && strcmp(hex, in->ease_p_hash) != 0)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: its P does not match its hash", pp);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its P does not match its hash", pp);
   if (st != IMF_OK) {
     imf_ease_destroy(&e);
     return st;
@@ -406,7 +404,7 @@ static imf_status x_from_factors(const io_ctx *c, int64_t nitems, int64_t clo, i
   rounds = (chi - clo + per - 1) / per;
   if (fs < 0) {
     H5Eclear2(H5E_DEFAULT);
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: dataset /factors/P is missing", c->path);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: dataset /factors/P is missing", c->path);
   }
   if (st == IMF_OK) st = imf_alloc_nz(&buf, (size_t)(per < chi - clo ? per : (chi > clo ? chi - clo : 1)) * (size_t)nitems,
                                       sizeof *buf);
@@ -420,7 +418,7 @@ static imf_status x_from_factors(const io_ctx *c, int64_t nitems, int64_t clo, i
     if (e < 0) imf_h5_reason();
     if (ms >= 0) H5Sclose(ms);
     if (e < 0)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not a readable HDF5 file (truncated or corrupt?): "
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is not a readable HDF5 file (truncated or corrupt?): "
                          "reading /factors/P: %s", c->path, imf_h5_last());
     for (int64_t u = a; u < b && st == IMF_OK; u++) {
       const float *row = buf + (size_t)(u - a) * (size_t)nitems;
@@ -458,7 +456,7 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
   if (in->type != IMF_MODEL_EASE || (legacy && in->kw != in->nitems))
     IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE X (%s)", path,
              in->type != IMF_MODEL_EASE ? "not an EASE model" : "neither sparse nor in factor form");
-  IMF_CHECK(imf_agree(comm, hi < lo ? imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "bad user range [%lld, %lld)",
+  IMF_CHECK(imf_agree(comm, hi < lo ? IMF_RAISE(IMF_ERR_USAGE, "bad user range [%lld, %lld)",
                                                      (long long)lo, (long long)hi)
                                      : IMF_OK));
   const int64_t N = in->nusers, ni = in->nitems, nnz = in->ease_x_nnz;
@@ -491,7 +489,7 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
       if (st == IMF_OK) {
         int ok = base >= 0 && gp[chi - clo] <= nnz && (clo > 0 || base == 0) && (chi < N || gp[chi - clo] == nnz);
         for (int64_t r = 0; r < chi - clo && ok; r++) ok = gp[r] <= gp[r + 1];
-        if (!ok) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: the offsets of its EASE X are "
+        if (!ok) st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: the offsets of its EASE X are "
                                     "not increasing from 0 to ease_x_nnz", path);
         if (st == IMF_OK) st = imf_alloc_nz(&out->idx, (size_t)(cnt > 0 ? cnt : 1), sizeof *out->idx);
         st = imf_agree(comm, st);
@@ -512,15 +510,14 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
   IMF_TRY(st, fail);
   if (!legacy) {
     st = rows_valid(out, ni) ? IMF_OK
-                             : imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: a row of its EASE X is "
+                             : IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: a row of its EASE X is "
                                              "not ascending items below %lld", path, (long long)ni);
     IMF_TRY(imf_agree(comm, st), fail);
     char hex[33];
     int64_t got = 0;
     IMF_TRY(imf_ease_rows_hash(comm, out, ni, &got, hex), fail);
     if (got != nnz || strcmp(hex, in->ease_x_hash) != 0)
-      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                            "%s is corrupt: its EASE X does not match its hash (restore an earlier version with "
+      IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE X does not match its hash (restore an earlier version with "
                             "`incremf rollback`)", path), fail);
   }
   if (!out->idx) IMF_TRY(imf_agree(comm, imf_alloc(&out->idx, 1, sizeof *out->idx)), fail);

@@ -144,10 +144,10 @@ imf_status ckpt_model_digest(const imf_ckpt_info *h, const imf_model *m, const i
 void ckpt_copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
 
 #define NOT_CKPT(path) \
-  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is not an incremf model checkpoint (an HDF5 " \
+  IMF_RAISE(IMF_ERR_INPUT, "%s is not an incremf model checkpoint (an HDF5 " \
                 "file from another program?): give a file written by incremf train or update", path)
 #define CORRUPT(path, what) \
-  imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s is corrupt: %s", path, what)
+  IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: %s", path, what)
 
 /* (local) The file at path, opened serially (after saying plainly when it is missing, a
  * directory or unreadable); *size its size in bytes. */

@@ -346,8 +346,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
   if (c->st != IMF_OK) return 0;
   char key[256];
   if (!section[0]) {
-    c->st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                          "%s: key '%s' outside any [section]", c->origin, name);
+    c->st = IMF_RAISE(IMF_ERR_USAGE, "%s: key '%s' outside any [section]", c->origin, name);
     return 0;
   }
   snprintf(key, sizeof key, "%s.%s", section, name);

@@ -103,8 +103,8 @@ static imf_status user_rows(const imf_ratings *r, int64_t n, int64_t *nrows, int
   IMF_TRY(imf_alloc(&key, (size_t)(m > 0 ? m : 1), sizeof *key), fail);
   for (int64_t j = 0; j < m; j++) {
     if (r->item[j] < 0 || r->item[j] >= n) {
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "item index %d outside [0, %lld)", (int)r->item[j],
-                         (long long)n);
+      st = IMF_RAISE(IMF_ERR_INPUT, "item index %d outside [0, %lld)", (int)r->item[j],
+                     (long long)n);
       goto fail;
     }
     key[j] = ((int64_t)r->user[j] << 32) | (int64_t)(uint32_t)r->item[j];
@@ -237,15 +237,16 @@ imf_status imf_ease_create_empty(MPI_Comm comm, int64_t nitems, double lambda, i
 static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int grid, int gram, imf_ease **out) {
   *out = NULL;
   imf_status st = IMF_OK;
+  imf_ease *e = NULL;
   int size;
-  IMF_MPI(MPI_Comm_size(comm, &size));
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), fail);
   if (nitems < 1 || nitems > 1000000)
-    IMF_FAIL(IMF_ERR_USAGE, "EASE needs 1 to 10^6 items (got %lld)", (long long)nitems);
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "EASE needs 1 to 10^6 items (got %lld)", (long long)nitems), fail);
   if (!(lambda > 0) || !isfinite(lambda))
-    IMF_FAIL(IMF_ERR_USAGE, "EASE needs lambda > 0 (got %g): G = X^T X + lambda I must be positive definite",
-             lambda);
-  imf_ease *e = calloc(1, sizeof *e);
-  if (!e) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "EASE needs lambda > 0 (got %g): G = X^T X + lambda I must be positive definite",
+             lambda), fail);
+  e = calloc(1, sizeof *e);
+  if (!e) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   e->comm = comm;
   e->handle = e->ctx = -1;
   e->n = (int)nitems;
@@ -262,16 +263,16 @@ static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int 
   int gr, gc;
   Cblacs_gridinfo(e->ctx, &gr, &gc, &e->myrow, &e->mycol);
   if (gr != e->nprow || gc != e->npcol || e->myrow < 0 || e->mycol < 0)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "BLACS grid %dx%d not set up (got %dx%d)", e->nprow,
-                       e->npcol, gr, gc);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "BLACS grid %dx%d not set up (got %dx%d)", e->nprow,
+                   e->npcol, gr, gc);
   IMF_TRY(imf_agree(comm, st), fail);
   /* where each rank sits on the grid (the BLACS mapping, not assumed) */
   e->grid_of_rank = malloc(2 * (size_t)size * sizeof *e->grid_of_rank);
   e->rank_at = malloc((size_t)size * sizeof *e->rank_at);
-  if (!e->grid_of_rank || !e->rank_at) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  if (!e->grid_of_rank || !e->rank_at) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_TRY(imf_agree(comm, st), fail);
   int mine[2] = {e->myrow, e->mycol};
-  IMF_MPI(MPI_Allgather(mine, 2, MPI_INT, e->grid_of_rank, 2, MPI_INT, comm));
+  IMF_MPI_TRY(MPI_Allgather(mine, 2, MPI_INT, e->grid_of_rank, 2, MPI_INT, comm), fail);
   for (int r = 0; r < size; r++) e->rank_at[e->grid_of_rank[2 * r] * e->npcol + e->grid_of_rank[2 * r + 1]] = r;
   st = set_layout(e);
   if (st == IMF_OK && gram) st = imf_alloc(&e->G, cells(e), sizeof *e->G);
@@ -304,7 +305,7 @@ static imf_status assemble_rows(imf_ease *e, int64_t nr, const int64_t *ptr, con
   st = imf_alloc_nz(&buf, maxloc > 0 ? maxloc : 1, sizeof *buf);
   if (st == IMF_OK) st = imf_alloc(&rl, (size_t)n, sizeof *rl);
   if (st == IMF_OK) st = imf_alloc(&cl, (size_t)n, sizeof *cl);
-  if (st == IMF_OK && !e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: the Gram matrix was dropped");
+  if (st == IMF_OK && !e->G) st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE: the Gram matrix was dropped");
   IMF_TRY(imf_agree(e->comm, st), out);
   for (int d = 0; d < size; d++) {
     int pr = e->grid_of_rank[2 * d], pc = e->grid_of_rank[2 * d + 1], zero = 0;
@@ -338,10 +339,10 @@ imf_status imf_ease_add_ratings(imf_ease *e, const imf_ratings *local) {
   int32_t *idx = NULL;
   imf_status st = user_rows(local, e->n, &nr, &ptr, &idx);
   IMF_TRY(imf_agree(e->comm, st), out);
-  IMF_MPI(MPI_Barrier(e->comm));
+  IMF_MPI_TRY(MPI_Barrier(e->comm), out);
   double t0 = MPI_Wtime();
   IMF_TRY(assemble_rows(e, nr, ptr, idx, 1.0), out);
-  IMF_MPI(MPI_Barrier(e->comm));
+  IMF_MPI_TRY(MPI_Barrier(e->comm), out);
   e->t_assemble += MPI_Wtime() - t0;
 out:
   imf_free(&ptr);
@@ -445,12 +446,12 @@ imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, c
     if (len > maxrow) maxrow = len;
     for (int64_t j = optr[r]; j < optr[r + 1]; j++)
       if (oidx[j] < 0 || oidx[j] >= e->n || (j > optr[r] && oidx[j] <= oidx[j - 1]))
-        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE update: an old row is not ascending items < %d", e->n);
+        st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE update: an old row is not ascending items < %d", e->n);
     for (int64_t j = nptr[r]; j < nptr[r + 1]; j++)
       if (nidx[j] < 0 || nidx[j] >= e->n || (j > nptr[r] && nidx[j] <= nidx[j - 1]))
-        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE update: a new row is not ascending items < %d", e->n);
+        st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE update: a new row is not ascending items < %d", e->n);
   }
-  if (st == IMF_OK && !e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: the Gram matrix was dropped");
+  if (st == IMF_OK && !e->G) st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE: the Gram matrix was dropped");
   if (st == IMF_OK) st = imf_alloc(&scratch, (size_t)(maxrow ? maxrow : 1), sizeof *scratch);
   IMF_TRY(imf_agree(e->comm, st), out);
   for (int64_t r = 0; r < nrows; r++) {
@@ -460,7 +461,7 @@ imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, c
                           &nk, &A, &na, &D, &nd);
     total += c;
   }
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT64_T, MPI_SUM, e->comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT64_T, MPI_SUM, e->comm), out);
   if (entries) *entries = total;
   /* A change touching most of the matrix is cheaper as two dense passes (-old, +new): the same
    * exact integers either way. */
@@ -476,8 +477,8 @@ imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, c
   IMF_TRY(imf_alloc(&rc, (size_t)size, sizeof *rc), out);
   IMF_TRY(imf_alloc(&rd, (size_t)size, sizeof *rd), out);
   IMF_TRY(imf_alloc(&pos, (size_t)size, sizeof *pos), out);
-  IMF_MPI(MPI_Type_contiguous(3, MPI_INT32_T, &et));
-  IMF_MPI(MPI_Type_commit(&et));
+  IMF_MPI_TRY(MPI_Type_contiguous(3, MPI_INT32_T, &et), out);
+  IMF_MPI_TRY(MPI_Type_commit(&et), out);
   int64_t r0 = 0;
   for (;;) {
     int64_t r1 = r0, tot = 0;
@@ -503,7 +504,7 @@ imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, c
         row_emit(e, K, nk, A, na, D, nd, NULL, sbuf, pos);
       }
     IMF_TRY(imf_agree(e->comm, st), out);
-    IMF_MPI(MPI_Alltoall(cnt, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, e->comm));
+    IMF_MPI_TRY(MPI_Alltoall(cnt, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, e->comm), out);
     int64_t rtot = 0;
     for (int d = 0; d < size; d++) {
       rd[d] = rtot;
@@ -517,7 +518,7 @@ imf_status imf_ease_add_delta(imf_ease *e, int64_t nrows, const int64_t *optr, c
     }
     r0 = r1;
     int more = r0 < nrows;
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &more, 1, MPI_INT, MPI_MAX, e->comm));
+    IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &more, 1, MPI_INT, MPI_MAX, e->comm), out);
     if (!more) break;
   }
 out:
@@ -613,7 +614,7 @@ static imf_status form_b(imf_ease *e, const double *src) {
 }
 
 imf_status imf_ease_b_from_p(imf_ease *e) {
-  imf_status st = e->P ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no P to form B from");
+  imf_status st = e->P ? IMF_OK : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: no P to form B from");
   if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, cells(e), sizeof *e->A);
   IMF_CHECK(imf_agree(e->comm, st));
   return form_b(e, e->P);
@@ -625,7 +626,7 @@ imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p) {
   double *T = NULL;
   int one = 1, info = 0, lld = e->lld;
   size_t c = cells(e);
-  if (!e->G) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no Gram matrix to solve");
+  if (!e->G) st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE: no Gram matrix to solve");
   if (st == IMF_OK && !e->A) st = imf_alloc_nz(&e->A, c, sizeof *e->A);
   if (st == IMF_OK && keep_gram) st = imf_alloc_nz(&T, c, sizeof *T);
   if (st == IMF_OK && keep_p && !e->P) st = imf_alloc_nz(&e->P, c, sizeof *e->P);
@@ -641,24 +642,23 @@ imf_status imf_ease_solve_p(imf_ease *e, int keep_gram, int keep_p) {
     T = e->G;
     e->G = NULL;
   }
-  IMF_MPI(MPI_Barrier(comm));
+  IMF_MPI_TRY(MPI_Barrier(comm), out);
   double t1 = MPI_Wtime();
   /* P = G^-1: only the lower triangle is computed (and referenced) */
   pdpotrf_("L", &e->n, e->A, &one, &one, e->desc, &info, 1);
   int worst = 0, ainfo = info < 0 ? -info : info;
-  IMF_MPI(MPI_Allreduce(&ainfo, &worst, 1, MPI_INT, MPI_MAX, comm));
+  IMF_MPI_TRY(MPI_Allreduce(&ainfo, &worst, 1, MPI_INT, MPI_MAX, comm), out);
   if (worst != 0)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                          "pdpotrf failed (info %d): X^T X + %g I is not numerically positive definite", worst,
-                          e->lambda), out);
-  IMF_MPI(MPI_Barrier(comm));
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "pdpotrf failed (info %d): X^T X + %g I is not numerically positive definite", worst,
+                      e->lambda), out);
+  IMF_MPI_TRY(MPI_Barrier(comm), out);
   double t2 = MPI_Wtime();
   e->t_potrf = t2 - t1;
   pdpotri_("L", &e->n, e->A, &one, &one, e->desc, &info, 1);
   ainfo = info < 0 ? -info : info;
-  IMF_MPI(MPI_Allreduce(&ainfo, &worst, 1, MPI_INT, MPI_MAX, comm));
-  if (worst != 0) IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "pdpotri failed (info %d)", worst), out);
-  IMF_MPI(MPI_Barrier(comm));
+  IMF_MPI_TRY(MPI_Allreduce(&ainfo, &worst, 1, MPI_INT, MPI_MAX, comm), out);
+  if (worst != 0) IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "pdpotri failed (info %d)", worst), out);
+  IMF_MPI_TRY(MPI_Barrier(comm), out);
   e->t_potri = MPI_Wtime() - t2;
 
   /* Symmetrize: the upper triangle still holds G. T = A^T carries the lower triangle of P into
@@ -689,7 +689,7 @@ imf_status imf_ease_fit(MPI_Comm comm, const imf_ratings *local, int64_t nitems,
   *out = NULL;
   imf_ease *e = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e));
+  IMF_TRY(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e), fail);
   IMF_TRY(imf_ease_add_ratings(e, local), fail);
   IMF_TRY(imf_ease_solve(e, 0), fail);
   *out = e;
@@ -701,7 +701,7 @@ fail:
 
 static imf_status gather_local(imf_ease *e, const double *src, int64_t j0, int64_t j1, double *out) {
   if (j0 < 0 || j1 > e->n || j0 > j1) IMF_FAIL(IMF_ERR_USAGE, "bad column range [%lld, %lld)", (long long)j0, (long long)j1);
-  imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
+  imf_status st = src ? IMF_OK : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: that matrix is not held");
   IMF_CHECK(imf_agree(e->comm, st));
   size_t n = (size_t)e->n, cnt = n * (size_t)(j1 - j0);
   memset(out, 0, cnt * sizeof *out);
@@ -739,7 +739,7 @@ static void hash_add(uint64_t lane[2], uint64_t key, uint64_t v) {
 
 imf_status imf_ease_hash(imf_ease *e, int which, char hex[33]) {
   const double *src = which == 2 ? e->P : which ? e->A : e->G;
-  imf_status st = src ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: that matrix is not held");
+  imf_status st = src ? IMF_OK : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: that matrix is not held");
   IMF_CHECK(imf_agree(e->comm, st));
   uint64_t lane[2] = {0, 0};
   for (int lj = 0; lj < e->nloc; lj++) {
@@ -848,7 +848,7 @@ imf_status imf_ease_rows_cover(MPI_Comm comm, int64_t lo, int64_t hi, int64_t n)
   int rc = MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, comm);
   if (rc != MPI_SUCCESS) {
     free(all);
-    return imf_err_mpi(rc, __FILE__, __LINE__, "gathering row ranges");
+    return IMF_MPI_RAISE(rc, "gathering row ranges");
   }
   qsort(all, (size_t)size, 2 * sizeof *all, cmp_range);
   int64_t at = 0;
@@ -881,10 +881,10 @@ imf_status imf_ease_model(MPI_Comm comm, const imf_ratings *local, int64_t ulo, 
   imf_model *m = NULL;
   imf_ease_rows rows = {0};
   double t0 = MPI_Wtime();
-  if (nitems < 1) IMF_FAIL(IMF_ERR_INPUT, "EASE needs at least one item");
+  if (nitems < 1) IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "EASE needs at least one item"), out);
   if (x) {
     st = imf_ease_rows_from(local, ulo, uhi, nitems, &rows);
-    IMF_CHECK(imf_agree(comm, st));
+    IMF_TRY(imf_agree(comm, st), out);
     IMF_TRY(imf_ease_rows_cover(comm, ulo, uhi, nusers), out);
   }
   IMF_TRY(imf_ease_create(comm, nitems, lambda, IMF_EASE_GRID_SQUARE, &e), out);
@@ -923,17 +923,17 @@ void Cpdgemr2d(int m, int n, double *a, int ia, int ja, int *desca, double *b, i
 
 imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out) {
   *out = NULL;
-  imf_status st = e->A ? IMF_OK : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: no B to redistribute");
-  IMF_CHECK(imf_agree(e->comm, st));
   imf_ease *c = NULL;
-  IMF_CHECK(imf_ease_create_empty(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c));
+  imf_status st = e->A ? IMF_OK : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: no B to redistribute");
+  IMF_TRY(imf_agree(e->comm, st), fail);
+  IMF_TRY(imf_ease_create_empty(e->comm, e->n, e->lambda, IMF_EASE_GRID_COLUMNS, &c), fail);
   IMF_TRY(imf_agree(e->comm, imf_alloc_nz(&c->A, cells(c), sizeof *c->A)), fail); /* filled below */
   /* Already 1 x P with every rank in the same column (a low-rank update's state, or the solve's
    * grid on a prime rank count): the local parts are the same blocks, a copy. Otherwise
    * ScaLAPACK's redistribution between two grids of the same ranks (the 1 x P context holds
    * every process of both, as the routine requires), several times slower. */
   int same = e->nprow == 1 && e->npcol == c->npcol && e->mycol == c->mycol && e->nloc == c->nloc && e->lld == c->lld;
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, e->comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &same, 1, MPI_INT, MPI_MIN, e->comm), fail);
   if (same) memcpy(c->A, e->A, cells(e) * sizeof *c->A);
   else Cpdgemr2d(e->n, e->n, e->A, 1, 1, e->desc, c->A, 1, 1, c->desc, c->ctx);
   *out = c;
@@ -1046,7 +1046,7 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
   cand *mine = NULL, *all = NULL, *mrg = NULL;
   MPI_Datatype ct = MPI_DATATYPE_NULL;
   if (!e->A || e->nprow != 1 || K < 1)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE scoring needs B on a 1 x P grid and K >= 1");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE scoring needs B on a 1 x P grid and K >= 1");
   if (st == IMF_OK) st = imf_alloc(&tp, EASE_TILE + 1, sizeof *tp);
   if (st == IMF_OK) st = imf_alloc(&tq, EASE_TILE + 1, sizeof *tq);
   if (st == IMF_OK) st = imf_alloc(&mine, (size_t)EASE_TILE * (size_t)K, sizeof *mine);
@@ -1057,16 +1057,16 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
     int bl[2] = {1, 1};
     MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
     MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
-    IMF_MPI(MPI_Type_create_struct(2, bl, dl, ty, &tmp));
-    IMF_MPI(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ct));
+    IMF_MPI_TRY(MPI_Type_create_struct(2, bl, dl, ty, &tmp), out);
+    IMF_MPI_TRY(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ct), out);
     MPI_Type_free(&tmp);
-    IMF_MPI(MPI_Type_commit(&ct));
+    IMF_MPI_TRY(MPI_Type_commit(&ct), out);
   }
   /* own: every source rank's rows in turn (each rank scores its columns for them and the
    * candidates go back to the source); shared: one pass, candidates to everyone */
   for (int src = 0; src < (own ? size : 1); src++) {
     int64_t n = nrows;
-    if (own) IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, src, e->comm));
+    if (own) IMF_MPI_TRY(MPI_Bcast(&n, 1, MPI_INT64_T, src, e->comm), out);
     for (int64_t t0 = 0; t0 < n; t0 += EASE_TILE) {
       int64_t nt = n - t0 < EASE_TILE ? n - t0 : EASE_TILE;
       const int64_t *xp = tp, *ep;
@@ -1080,7 +1080,7 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
         sz[0] = tp[nt];
         sz[1] = tq[nt];
       }
-      if (own) IMF_MPI(MPI_Bcast(sz, 3, MPI_INT64_T, src, e->comm));
+      if (own) IMF_MPI_TRY(MPI_Bcast(sz, 3, MPI_INT64_T, src, e->comm), out);
       if (own && rank != src) {
         st = imf_realloc(&ti, (size_t)(sz[0] ? sz[0] : 1), sizeof *ti);
         if (st == IMF_OK) st = imf_realloc(&tj, (size_t)(sz[1] ? sz[1] : 1), sizeof *tj);
@@ -1093,19 +1093,19 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
         ei = eptr ? eidx + eptr[t0] : NULL;
       }
       if (own) {
-        IMF_MPI(MPI_Bcast(tp, (int)nt + 1, MPI_INT64_T, src, e->comm));
-        IMF_MPI(MPI_Bcast((void *)xi, (int)sz[0], MPI_INT32_T, src, e->comm));
+        IMF_MPI_TRY(MPI_Bcast(tp, (int)nt + 1, MPI_INT64_T, src, e->comm), out);
+        IMF_MPI_TRY(MPI_Bcast((void *)xi, (int)sz[0], MPI_INT32_T, src, e->comm), out);
         if (sz[2]) {
-          IMF_MPI(MPI_Bcast(tq, (int)nt + 1, MPI_INT64_T, src, e->comm));
-          IMF_MPI(MPI_Bcast((void *)ei, (int)sz[1], MPI_INT32_T, src, e->comm));
+          IMF_MPI_TRY(MPI_Bcast(tq, (int)nt + 1, MPI_INT64_T, src, e->comm), out);
+          IMF_MPI_TRY(MPI_Bcast((void *)ei, (int)sz[1], MPI_INT32_T, src, e->comm), out);
         }
       }
       ep = sz[2] ? tq : NULL;
       st = score_local(e, nt, xp, xi, ep, sz[2] ? ei : NULL, K, mine);
       IMF_TRY(imf_agree(e->comm, st), out);
       int cnt = (int)(nt * K);
-      if (own) IMF_MPI(MPI_Gather(mine, cnt, ct, all, cnt, ct, src, e->comm));
-      else IMF_MPI(MPI_Allgather(mine, cnt, ct, all, cnt, ct, e->comm));
+      if (own) IMF_MPI_TRY(MPI_Gather(mine, cnt, ct, all, cnt, ct, src, e->comm), out);
+      else IMF_MPI_TRY(MPI_Allgather(mine, cnt, ct, all, cnt, ct, e->comm), out);
       if (own && rank != src) continue;
       /* merge: each user's P x K candidates, best K */
       for (int64_t t = 0; t < nt; t++) {
@@ -1142,10 +1142,10 @@ out:
 
 imf_status imf_ease_score_items(imf_ease *e, int64_t nx, const int32_t *x, int n, const int32_t *items, double *out) {
   imf_status st = e->A && e->nprow == 1 ? IMF_OK
-                                         : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE scoring needs B on a 1 x P grid");
+                                         : IMF_RAISE(IMF_ERR_RUNTIME, "EASE scoring needs B on a 1 x P grid");
   for (int64_t q = 0; q < nx && st == IMF_OK; q++)
     if (x[q] < 0 || x[q] >= e->n)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: item %d of a row outside [0, %d)", (int)x[q], e->n);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE: item %d of a row outside [0, %d)", (int)x[q], e->n);
   IMF_CHECK(imf_agree(e->comm, st));
   for (int j = 0; j < n; j++) {
     out[j] = 0.0;
@@ -1166,8 +1166,8 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
   MPI_Comm_size(e->comm, &size);
   imf_status st = e->A && e->nprow == 1 && K >= 1 && t >= 0 && t < e->n
                       ? IMF_OK
-                      : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE similar needs B on a 1 x P grid, K >= 1 "
-                                      "and an item of the model");
+                      : IMF_RAISE(IMF_ERR_RUNTIME, "EASE similar needs B on a 1 x P grid, K >= 1 "
+                                  "and an item of the model");
   double *ct = NULL;
   cand *heap = NULL, *all = NULL;
   MPI_Datatype ctype = MPI_DATATYPE_NULL;
@@ -1178,7 +1178,7 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
   int tc = (int)((t / e->nb) % e->npcol);
   if (tc == e->mycol)
     memcpy(ct, e->A + (size_t)g2l(t, e->nb, e->npcol) * (size_t)e->lld, (size_t)e->n * sizeof *ct);
-  IMF_MPI(MPI_Bcast(ct, e->n, MPI_DOUBLE, e->rank_at[tc], e->comm));
+  IMF_MPI_TRY(MPI_Bcast(ct, e->n, MPI_DOUBLE, e->rank_at[tc], e->comm), out);
   double nt = 0;
   for (int i = 0; i < e->n; i++) nt += ct[i] * ct[i];
   nt = sqrt(nt);
@@ -1201,12 +1201,12 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
     int bl[2] = {1, 1};
     MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
     MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
-    IMF_MPI(MPI_Type_create_struct(2, bl, dl, ty, &tmp));
-    IMF_MPI(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ctype));
+    IMF_MPI_TRY(MPI_Type_create_struct(2, bl, dl, ty, &tmp), out);
+    IMF_MPI_TRY(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ctype), out);
     MPI_Type_free(&tmp);
-    IMF_MPI(MPI_Type_commit(&ctype));
+    IMF_MPI_TRY(MPI_Type_commit(&ctype), out);
   }
-  IMF_MPI(MPI_Allgather(heap, K, ctype, all, K, ctype, e->comm));
+  IMF_MPI_TRY(MPI_Allgather(heap, K, ctype, all, K, ctype, e->comm), out);
   qsort(all, (size_t)size * (size_t)K, sizeof *all, cand_cmp); /* padding sorts last */
   int c = 0;
   for (int j = 0; j < K; j++) {

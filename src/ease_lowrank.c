@@ -76,12 +76,12 @@ static imf_status gather_stream(MPI_Comm comm, int64_t key, const int32_t *mine,
   if (st == IMF_OK) st = imf_alloc(&dsp, (size_t)size, sizeof *dsp);
   if (st == IMF_OK) st = imf_alloc(&order, (size_t)size, sizeof *order);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Allgather(me, 2, MPI_INT64_T, kl, 2, MPI_INT64_T, comm));
+  IMF_MPI_TRY(MPI_Allgather(me, 2, MPI_INT64_T, kl, 2, MPI_INT64_T, comm), out);
   int64_t tot = 0;
   for (int r = 0; r < size; r++) tot += kl[2 * r + 1];
   if (tot > INT_MAX / 2)
-    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "EASE low-rank update: %lld changed entries are too "
-                          "many for one gather", (long long)tot), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "EASE low-rank update: %lld changed entries are too "
+                      "many for one gather", (long long)tot), out);
   for (int r = 0, d = 0; r < size; r++) {
     cnt[r] = (int)kl[2 * r + 1];
     dsp[r] = d;
@@ -90,7 +90,7 @@ static imf_status gather_stream(MPI_Comm comm, int64_t key, const int32_t *mine,
   st = imf_alloc(&raw, (size_t)(tot ? tot : 1), sizeof *raw);
   if (st == IMF_OK) st = imf_alloc(all, (size_t)(tot ? tot : 1), sizeof **all);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Allgatherv(mine, (int)len, MPI_INT32_T, raw, cnt, dsp, MPI_INT32_T, comm));
+  IMF_MPI_TRY(MPI_Allgatherv(mine, (int)len, MPI_INT32_T, raw, cnt, dsp, MPI_INT32_T, comm), out);
   /* ranks in key order (insertion sort: a handful of ranks; ties keep rank order) */
   for (int r = 0; r < size; r++) {
     int x = r;
@@ -144,8 +144,7 @@ imf_status imf_ease_woodbury(imf_ease *e, int64_t key, int64_t nrows, const int6
   int64_t *up = NULL, len = 0, tot = 0, m = 0;
   lapack_int *ipiv = NULL;
   imf_status st = P && L.nprow == 1 ? IMF_OK
-                                    : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                                                    "EASE low-rank update needs P on a 1 x P grid");
+                                    : IMF_RAISE(IMF_ERR_RUNTIME, "EASE low-rank update needs P on a 1 x P grid");
   if (st == IMF_OK) st = local_stream(nrows, optr, oidx, nptr, nidx, &mine, &len);
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(gather_stream(comm, key, mine, len, &all, &tot), out);
@@ -170,8 +169,8 @@ imf_status imf_ease_woodbury(imf_ease *e, int64_t key, int64_t nrows, const int6
   }
   for (int64_t q = 0; q < up[m] && st == IMF_OK; q++)
     if (ui[q] < 0 || ui[q] >= n)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE low-rank update: item %d outside [0, %lld)",
-                         (int)ui[q], (long long)n);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "EASE low-rank update: item %d outside [0, %lld)",
+                     (int)ui[q], (long long)n);
   IMF_TRY(imf_agree(comm, st), out);
   /* W = P U^T: the owner of column a sums row a (= column a) over each row of U, ascending */
   for (int lj = 0; lj < L.nloc; lj++) {
@@ -186,7 +185,7 @@ imf_status imf_ease_woodbury(imf_ease *e, int64_t key, int64_t nrows, const int6
   {
     const size_t chunk = (size_t)1 << 26, cnt = (size_t)n * (size_t)m;
     for (size_t o = 0; o < cnt; o += chunk)
-      IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, W + o, (int)(cnt - o < chunk ? cnt - o : chunk), MPI_DOUBLE, MPI_SUM, comm));
+      IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, W + o, (int)(cnt - o < chunk ? cnt - o : chunk), MPI_DOUBLE, MPI_SUM, comm), out);
   }
   /* the same C and the same factorisation on every rank (the same inputs, the same code) */
   IMF_TRY(imf_agree(comm, factor_c(n, m, up, ui, sg, W, C, ipiv)), out);
@@ -197,7 +196,7 @@ imf_status imf_ease_woodbury(imf_ease *e, int64_t key, int64_t nrows, const int6
     }
     lapack_int info = LAPACKE_dgetrs(LAPACK_COL_MAJOR, 'N', (lapack_int)m, L.nloc, C, (lapack_int)m, ipiv, Z,
                                      (lapack_int)m);
-    if (info != 0) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "dgetrs failed (info %d)", (int)info);
+    if (info != 0) st = IMF_RAISE(IMF_ERR_RUNTIME, "dgetrs failed (info %d)", (int)info);
     /* P(:, mine) -= W Z */
     if (st == IMF_OK)
       cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, L.nloc, (int)m, -1.0, W, (int)n, Z, (int)m, 1.0,

@@ -11,7 +11,23 @@
 
 #define IMF_ERRMSG 1024
 #pragma GCC diagnostic ignored "-Wformat-truncation"
-static char imf_errmsg[IMF_ERRMSG];
+/* This rank's error, in parts (error.h): imf_agree sends the whole struct from the failing rank. */
+typedef struct {
+  char reason[IMF_ERRMSG]; /* what went wrong */
+  char advice[512];        /* what the user can do about it ("" if nothing to say) */
+  char where[128];         /* "file.c:line" where it was raised */
+  int rank;                /* the failing rank once an agreement named it, else -1 */
+} err_state;
+static err_state err = {.rank = -1};
+static char imf_errmsg[IMF_ERRMSG]; /* the parts as one line (imf_last_error) */
+
+static void compose(void) {
+  char advice[sizeof err.advice + 3] = "", where[sizeof err.where + 3] = "", rank[32] = "";
+  if (err.advice[0]) snprintf(advice, sizeof advice, " (%s)", err.advice);
+  if (err.where[0]) snprintf(where, sizeof where, " (%s)", err.where);
+  if (err.rank >= 0) snprintf(rank, sizeof rank, " [rank %d]", err.rank);
+  snprintf(imf_errmsg, sizeof imf_errmsg, "%s%s%s%s", err.reason, advice, where, rank);
+}
 
 const char *imf_status_name(imf_status s) {
   switch (s) {
@@ -42,17 +58,37 @@ int imf_exit_code(imf_status s) {
 }
 
 const char *imf_last_error(void) { return imf_errmsg; }
-void imf_err_clear(void) { imf_errmsg[0] = '\0'; }
+const char *imf_err_reason(void) { return err.reason; }
+const char *imf_err_advice(void) { return err.advice; }
+
+void imf_err_clear(void) {
+  memset(&err, 0, sizeof err);
+  err.rank = -1;
+  imf_errmsg[0] = '\0';
+}
+
+void imf_err_set_advice(const char *fmt, ...) {
+  char advice[sizeof err.advice];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(advice, sizeof advice, fmt, ap);
+  va_end(ap);
+  memcpy(err.advice, advice, sizeof advice);
+  compose();
+}
 
 imf_status imf_err_raise(imf_status code, const char *file, int line, const char *fmt, ...) {
   const char *base = strrchr(file, '/');
   base = base ? base + 1 : file;
-  char reason[IMF_ERRMSG];
+  char reason[IMF_ERRMSG]; /* formatted first: the arguments may quote the previous error */
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(reason, sizeof reason, fmt, ap);
   va_end(ap);
-  snprintf(imf_errmsg, sizeof imf_errmsg, "%s (%s:%d)", reason, base, line);
+  imf_err_clear();
+  memcpy(err.reason, reason, sizeof reason);
+  snprintf(err.where, sizeof err.where, "%s:%d", base, line);
+  compose();
   return code;
 }
 
@@ -75,14 +111,18 @@ imf_status imf_agree(MPI_Comm comm, imf_status local) {
   }
   if (first == size) return IMF_OK;
   int code = (int)local;
-  char msg[IMF_ERRMSG];
-  memcpy(msg, imf_errmsg, sizeof msg);
+  err_state e = err;
   MPI_Bcast(&code, 1, MPI_INT, first, comm);
-  MPI_Bcast(msg, IMF_ERRMSG, MPI_CHAR, first, comm);
-  msg[IMF_ERRMSG - 1] = '\0';
-  /* name the failing rank once, however many agreements the error passes through */
-  if (strstr(msg, " [rank ")) snprintf(imf_errmsg, sizeof imf_errmsg, "%s", msg);
-  else snprintf(imf_errmsg, sizeof imf_errmsg, "%s [rank %d]", msg, first);
+  MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
+  e.reason[sizeof e.reason - 1] = e.advice[sizeof e.advice - 1] = e.where[sizeof e.where - 1] = '\0';
+  err = e;
+  /* name the failing rank once, however many agreements the error passes through (a reason
+   * that quotes an earlier agreed error names its rank already) */
+  if (err.rank < 0) {
+    compose();
+    if (!strstr(imf_errmsg, " [rank ")) err.rank = first;
+  }
+  compose();
   return (imf_status)code;
 }
 
@@ -94,12 +134,10 @@ imf_status imf_mul_size(size_t a, size_t b, size_t *out) {
 }
 
 /* Transparent huge pages, and for which buffers (IMF_HUGE_PAGES = hot | all | off; default hot).
- * A huge page halves the TLB misses of an array swept many times (the training CSR and
- * factors: a 2-rank sweep ~6% faster), but its first touch can cost far more than 4 KiB pages
- * on a virtual machine whose host took back the free 2 MiB blocks (measured on a 2-vCPU KVM
- * guest, 2026-12-06: 0.35-1.1 GB/s against 2.5 GB/s), and a buffer filled once and freed
- * gains nothing from it: with every large buffer on huge pages, `prepare` on one rank took 20%
- * longer and a fold-in's history read 70% longer. */
+ * A huge page cuts the TLB misses of an array swept many times (the training CSR and factors),
+ * but its first touch can cost far more than 4 KiB pages on a virtual machine whose host took
+ * back the free 2 MiB blocks, and a buffer filled once and freed gains nothing from it; hence
+ * huge pages only for the hot arrays by default (measurements: docs/DESIGN.md, "Huge pages"). */
 #define IMF_HUGE_BYTES ((size_t)8 << 20)
 #define IMF_HUGE_ALIGN ((size_t)2 << 20)
 

@@ -34,13 +34,13 @@ static imf_status score_file(const imf_config *cfg, const imf_model *m, const im
   char *buf = NULL, *scratch = NULL;
   imf_status st = IMF_OK;
   imf_parse_opts o;
-  IMF_CHECK(imf_parse_opts_from_config(cfg, &o));
+  IMF_TRY(imf_parse_opts_from_config(cfg, &o), done);
   /* a test rating is scored whatever its value: no scale rejection or clipping here */
   o.clip = 0;
   o.scale_min = o.scale_max = NAN;
   size_t cap = (size_t)1 << 22, have = 0;
   if (cap < o.max_line_len + 2) cap = o.max_line_len + 2;
-  IMF_CHECK(imf_reader_open(path, &rd));
+  IMF_TRY(imf_reader_open(path, &rd), done);
   IMF_TRY(imf_alloc(&buf, cap + 1, 1), done);
   IMF_TRY(imf_alloc(&scratch, o.max_line_len + 16, 1), done);
   int first = 1, eof = 0;
@@ -84,12 +84,12 @@ static imf_status score_file(const imf_config *cfg, const imf_model *m, const im
       pos = nl ? (size_t)(nl - buf) + 1 : have;
     }
     if (pos == 0 && have == cap)
-      IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s, line %lld: line longer than %zu bytes", path,
-                            (long long)lineno + 1, o.max_line_len), done);
+      IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s, line %lld: line longer than %zu bytes", path,
+                        (long long)lineno + 1, o.max_line_len), done);
     memmove(buf, buf + pos, have - pos);
     have -= pos;
   }
-  if (r->n == 0) IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s holds no ratings to evaluate", path), done);
+  if (r->n == 0) IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s holds no ratings to evaluate", path), done);
   r->rmse = sqrt(se / (double)r->n);
   r->mae = ae / (double)r->n;
 done:
@@ -501,10 +501,10 @@ static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratin
   *ease = NULL;
   if (!strcmp(imf_cfg_str(cfg, "model.type"), "ease")) {
     imf_ease *e = NULL;
-    IMF_CHECK(imf_ease_fit(comm, train, ni, imf_cfg_double(cfg, "model.ease_lambda"), &e));
+    IMF_TRY(imf_ease_fit(comm, train, ni, imf_cfg_double(cfg, "model.ease_lambda"), &e), done);
     st = imf_ease_to_columns(e, ease);
     imf_ease_destroy(&e);
-    IMF_CHECK(st);
+    IMF_TRY(st, done);
     st = imf_agree(comm, imf_model_create(IMF_MODEL_EASE, 1, nu, ni, 0, out));
     if (st == IMF_OK) (*out)->lambda = imf_cfg_double(cfg, "model.ease_lambda");
     else imf_ease_destroy(ease);
@@ -541,13 +541,13 @@ static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *fo
     imf_baseline_foldin(m, ulo, foldin, X, xb);
     return IMF_OK;
   }
-  if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
-    IMF_FAIL(IMF_ERR_USAGE, "the held-out-users protocol folds users in with ALS or implicit ALS; not with bpmf");
   imf_status st = IMF_OK;
   int64_t *ptr = NULL, *rid = NULL;
   float *Xr = NULL, *br = NULL;
   double *YtY = NULL;
   imf_rowsolve_ws *ws = NULL;
+  if (m->type == IMF_MODEL_BPMF || m->kw != m->k)
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "the held-out-users protocol folds users in with ALS or implicit ALS; not with bpmf"), out);
   int k = m->k;
   int64_t nr = 0;
   for (int64_t j = 0; j < foldin->n; j++)
@@ -820,19 +820,20 @@ static imf_status run_fold_files(MPI_Comm comm, const imf_config *cfg, const imf
                                  imf_eval_report *rep) {
   imf_metrics *res = &rep->fold[f - 1];
   char pats[2][4096], base[4096], test[4096];
-  const char *comma = strchr(sp->fold_files, ',');
-  if (!comma) IMF_FAIL(IMF_ERR_USAGE, "--fold-files wants BASE_PATTERN,TEST_PATTERN (e.g. d/u%%d.base,d/u%%d.test)");
-  snprintf(pats[0], sizeof pats[0], "%.*s", (int)(comma - sp->fold_files), sp->fold_files);
-  snprintf(pats[1], sizeof pats[1], "%s", comma + 1);
-  IMF_CHECK(fold_path(pats[0], f, base, sizeof base));
-  IMF_CHECK(fold_path(pats[1], f, test, sizeof test));
   imf_dataset tr, te;
   imf_model *m = NULL;
   imf_ease *ease = NULL;
   imf_status st = IMF_OK;
   double t0 = imf_wtime();
+  memset(&tr, 0, sizeof tr);
   memset(&te, 0, sizeof te);
-  IMF_CHECK(imf_dataset_from_file(comm, cfg, base, NULL, NULL, &tr));
+  const char *comma = strchr(sp->fold_files, ',');
+  if (!comma) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--fold-files wants BASE_PATTERN,TEST_PATTERN (e.g. d/u%%d.base,d/u%%d.test)"), out);
+  snprintf(pats[0], sizeof pats[0], "%.*s", (int)(comma - sp->fold_files), sp->fold_files);
+  snprintf(pats[1], sizeof pats[1], "%s", comma + 1);
+  IMF_TRY(fold_path(pats[0], f, base, sizeof base), out);
+  IMF_TRY(fold_path(pats[1], f, test, sizeof test), out);
+  IMF_TRY(imf_dataset_from_file(comm, cfg, base, NULL, NULL, &tr), out);
   int64_t nu0 = tr.nusers, ni0 = tr.nitems;
   IMF_TRY(imf_dataset_from_file(comm, cfg, test, tr.users, tr.items, &te), out);
   /* one layout over all ids for both parts */
@@ -921,7 +922,7 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
   imf_modeldir *md = NULL;
   char path[4096];
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_modeldir_open(comm, dir, 0, 0, 0, &md));
+  IMF_TRY(imf_modeldir_open(comm, dir, 0, 0, 0, &md), out);
   IMF_TRY(imf_modeldir_version(md, *ver, path, sizeof path, ver), out);
   IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
   {
@@ -1004,8 +1005,8 @@ static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_ev
   memset(&d, 0, sizeof d);
   memset(&te, 0, sizeof te);
   if (!m || !sp->store)
-    IMF_FAIL(IMF_ERR_USAGE, "protocol %s needs --model DIR and --data STORE (the store supplies the training items "
-             "excluded from the rankings)", proto);
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "protocol %s needs --model DIR and --data STORE (the store supplies the training items "
+             "excluded from the rankings)", proto), out);
   IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
   IMF_TRY(check_model_store(sp->model, sp->store, meta, &d, m->nusers, m->nitems), out);
   restrict_to_model(&d.r, m);
@@ -1018,7 +1019,7 @@ static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_ev
   IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
   imf_store_holdout(hs, &frac, &hseed);
   if (!strcmp(proto, "test")) {
-    if (!sp->test_path) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol test needs --test FILE"), out);
+    if (!sp->test_path) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "protocol test needs --test FILE"), out);
     IMF_TRY(model_idmaps(meta, &mu, &mi), out);
     IMF_TRY(imf_dataset_from_file(comm, cfg, sp->test_path, mu, mi, &te), out);
     IMF_TRY(imf_dataset_relayout(comm, &d, te.nusers, te.nitems), out);
@@ -1039,8 +1040,8 @@ static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_ev
                "the model is stale (run update)", sp->store, (long long)meta->batches_seen,
                (long long)imf_store_nbatches(hs));
     if (!(frac > 0))
-      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "neither the store nor the model has a standing "
-                            "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
+      IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "neither the store nor the model has a standing "
+                        "holdout (holdout.fraction = 0 at prepare): use another protocol"), out);
     imf_split_spec ss = {.kind = IMF_SPLIT_STANDING, .seed = hseed, .fraction = frac};
     IMF_TRY(imf_split(comm, &d, &ss, &train, NULL, &test), out);
     IMF_TRY(imf_agree(comm, imf_implicit_transform(cfg, &train)), out); /* as above: the model's positives */
@@ -1077,11 +1078,11 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
                       : (sp->folds > 0 || sp->fold_files) ? "kfold"
                                                           : "random";
   snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
-  IMF_CHECK(check_spec(sp, proto));
-  IMF_CHECK(imf_config_create(&cfg));
+  IMF_TRY(check_spec(sp, proto), out);
+  IMF_TRY(imf_config_create(&cfg), out);
   {
     char *text = imf_config_dump(cli);
-    if (!text) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+    if (!text) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);
     st = imf_config_load_string(cfg, text, "configuration");
     free(text);
     IMF_TRY(st, out);
@@ -1093,7 +1094,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     rep->fold[0].seconds = imf_wtime() - t0;
   } else if (!strcmp(proto, "kfold") && sp->fold_files) {
     int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
-    if (folds < 1 || folds > IMF_EVAL_MAX_FOLDS) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "bad --folds %d", folds), out);
+    if (folds < 1 || folds > IMF_EVAL_MAX_FOLDS) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "bad --folds %d", folds), out);
     for (int f = 0; f < folds; f++) {
       IMF_TRY(run_fold_files(comm, cfg, sp, f + 1, rep), out);
       imf_info("fold %d/%d done in %.1f s", f + 1, folds, rep->fold[f].seconds);
@@ -1103,10 +1104,10 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     imf_split_kind kind = IMF_SPLIT_RANDOM;
     IMF_TRY(protocol_kind(proto, &kind), out);
     if (kind == IMF_SPLIT_STANDING)
-      IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol standing needs --model DIR and --data STORE"), out);
+      IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "protocol standing needs --model DIR and --data STORE"), out);
     if (sp->store) IMF_TRY(imf_dataset_from_store(comm, sp->store, &d), out);
     else if (sp->input) IMF_TRY(imf_dataset_from_file(comm, cfg, sp->input, NULL, NULL, &d), out);
-    else IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "protocol %s needs --data STORE or --input FILE", proto), out);
+    else IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "protocol %s needs --data STORE or --input FILE", proto), out);
     IMF_TRY(imf_eval_binarize(cfg, &d), out);
     imf_split_spec ss = {.kind = kind,
                          .seed = (uint64_t)imf_cfg_int(cfg, "eval.seed"),
@@ -1118,14 +1119,14 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
     if (kind == IMF_SPLIT_FOLD) {
       int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");
       if (folds < 2 || folds > IMF_EVAL_MAX_FOLDS)
-        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "folds must be 2..%d, got %d", IMF_EVAL_MAX_FOLDS, folds), out);
+        IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "folds must be 2..%d, got %d", IMF_EVAL_MAX_FOLDS, folds), out);
       IMF_TRY(eval_cv(comm, cfg, &d, folds, sp, rep), out);
       snprintf(rep->protocol, sizeof rep->protocol, "%s", proto);
     } else {
       /* heldout-users --folds N: every eligible user is held out in exactly one of N folds */
       int folds = kind == IMF_SPLIT_HELDOUT_USERS && sp->folds > 1 ? sp->folds : 1;
       if (folds > IMF_EVAL_MAX_FOLDS)
-        IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--folds %d: at most %d", folds, IMF_EVAL_MAX_FOLDS), out);
+        IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--folds %d: at most %d", folds, IMF_EVAL_MAX_FOLDS), out);
       for (int f = 0; f < folds; f++) {
         ss.fold = f;
         ss.nfolds = folds > 1 ? folds : 0;

@@ -35,7 +35,7 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
     }
     int rc = MPI_Alltoallv(sbuf, c, c + size, type, rbuf, c + 2 * size, c + 3 * size, type, comm);
     free(c);
-    if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Alltoallv");
+    if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Alltoallv");
     return IMF_OK;
   }
   /* Split path: every message in pieces of at most max_count elements, addressed by pointer
@@ -61,7 +61,7 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
     }
   if (rc == MPI_SUCCESS) rc = MPI_Waitall((int)nr, req, MPI_STATUSES_IGNORE);
   free(req);
-  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "split all-to-all");
+  if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "split all-to-all");
   return IMF_OK;
 }
 
@@ -92,7 +92,7 @@ imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *
     MPI_Type_free(&row);
   }
   free(c);
-  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of factor rows");
+  if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Allgatherv of factor rows");
   return IMF_OK;
 }
 
@@ -108,7 +108,7 @@ imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64
   IMF_TRY(imf_alloc(&cnt, (size_t)nr, sizeof *cnt), out);
   IMF_TRY(imf_alloc(&dsp, (size_t)nr + 1, sizeof *dsp), out);
   int rc = MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm);
-  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgather of row counts"), out);
+  if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allgather of row counts"), out);
   for (int r = 0; r < nr; r++) {
     dsp[r] = (int)tot;
     tot += cnt[r];
@@ -121,7 +121,7 @@ imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64
   if (rc == MPI_SUCCESS) rc = MPI_Type_contiguous(k, MPI_FLOAT, &rowt);
   if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&rowt);
   if (rc == MPI_SUCCESS) rc = MPI_Allgatherv(X, mine, rowt, allX, cnt, dsp, rowt, comm);
-  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of solved rows"), out);
+  if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allgatherv of solved rows"), out);
   for (int64_t j = 0; j < tot; j++) {
     memcpy(M + (size_t)allid[j] * (size_t)k, allX + (size_t)j * (size_t)k, (size_t)k * sizeof(float));
     if (bias) bias[allid[j]] = allB[j];
@@ -167,7 +167,7 @@ imf_status imf_share_rows(MPI_Comm comm, int from_root, void *buf, int64_t n, si
       }
       rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, disp, rowt, comm);
     }
-    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "sharing checkpoint rows");
+    if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "sharing checkpoint rows");
   }
   imf_free(&cnt);
   imf_free(&disp);
@@ -199,7 +199,7 @@ static imf_status gather_vectors(MPI_Comm comm, const double *mine, int mycount,
     MPI_Type_free(&vec);
   }
   free(displ);
-  if (rc != MPI_SUCCESS) return imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgatherv of partial sums");
+  if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Allgatherv of partial sums");
   return IMF_OK;
 }
 
@@ -255,7 +255,7 @@ imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *p
     if (!cur || !acc) {
       free(cur);
       free(acc);
-      st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+      st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
       goto done;
     }
     int64_t d = 0;

@@ -36,7 +36,7 @@ static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt,
   int k = m->k;
   imf_status st = IMF_OK;
   if (m->type == IMF_MODEL_BPMF || m->kw != k || imf_baseline_type(m->type))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "fold-in needs an ALS or implicit ALS model");
+    st = IMF_RAISE(IMF_ERR_USAGE, "fold-in needs an ALS or implicit ALS model");
   IMF_CHECK(imf_agree(comm, st));
   float *X = NULL, *B = NULL;
   double *G = NULL;
@@ -278,7 +278,7 @@ imf_status imf_foldin_touched(MPI_Comm comm, const imf_foldin_touched_in *in, im
     double most = hist[0] + hist[1];
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, comm);
     if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, comm);
-    if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce (touched fold-in sums)"), out);
+    if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allreduce (touched fold-in sums)"), out);
     hist[0] = v[5];
     hist[1] = v[6];
     sse[0] = c_sse - v[0] + v[2];

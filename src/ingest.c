@@ -331,7 +331,7 @@ static imf_status read_range(ingest_ctx *c, imf_reader *rd, int64_t lo, int64_t 
   if (lo >= hi) return IMF_OK;
   char *buf = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_alloc_nz(&buf, chunk + 1, 1));
+  IMF_TRY(imf_alloc_nz(&buf, chunk + 1, 1), done);
   int64_t pos = lo;
   if (lo > 0) {
     /* Skip the tail of a line that started before lo: it belongs to the previous rank. */
@@ -423,7 +423,7 @@ static imf_status read_stream(ingest_ctx *c, imf_reader *rd, int64_t skip_lines,
   size_t cap = chunk * (size_t)1 + 1, have = 0;
   int root = c->rank == 0;
   if (root) {
-    IMF_CHECK(imf_alloc(&buf, cap, 1));
+    IMF_TRY(imf_alloc(&buf, cap, 1), done);
     IMF_TRY(imf_alloc(&counts, (size_t)c->size, sizeof *counts), done);
     IMF_TRY(imf_alloc(&displs, (size_t)c->size, sizeof *displs), done);
   }
@@ -477,7 +477,7 @@ static imf_status read_stream(ingest_ctx *c, imf_reader *rd, int64_t skip_lines,
       if (lst != IMF_OK) done_flag = 1;
     }
     IMF_TRY(imf_agree(c->comm, lst), done);
-    IMF_MPI(MPI_Bcast(&done_flag, 1, MPI_INT, 0, c->comm));
+    IMF_MPI_TRY(MPI_Bcast(&done_flag, 1, MPI_INT, 0, c->comm), done);
     if (done_flag) break;
     /* split [0, send) into size pieces at line boundaries */
     if (root) {
@@ -496,8 +496,8 @@ static imf_status read_stream(ingest_ctx *c, imf_reader *rd, int64_t skip_lines,
       }
     }
     int mycount = 0;
-    IMF_MPI(MPI_Scatter(counts, 1, MPI_INT, &mycount, 1, MPI_INT, 0, c->comm));
-    IMF_MPI(MPI_Scatterv(buf, counts, displs, MPI_CHAR, piece, mycount, MPI_CHAR, 0, c->comm));
+    IMF_MPI_TRY(MPI_Scatter(counts, 1, MPI_INT, &mycount, 1, MPI_INT, 0, c->comm), done);
+    IMF_MPI_TRY(MPI_Scatterv(buf, counts, displs, MPI_CHAR, piece, mycount, MPI_CHAR, 0, c->comm), done);
     lst = parse_lines(c, piece, (size_t)mycount);
     IMF_TRY(imf_agree(c->comm, lst), done);
     IMF_TRY(close_piece(c), done);
@@ -593,7 +593,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
   int *rcounts = NULL, *rdispls = NULL, *icounts = NULL, *idispls = NULL;
   newid_t *ids = NULL;
   int64_t *offs = NULL;
-  IMF_CHECK(imf_alloc_nz(&map, (size_t)nl + 1, sizeof *map));
+  IMF_TRY(imf_alloc_nz(&map, (size_t)nl + 1, sizeof *map), out);
   if (c->size == 1) {
     /* local order is first-appearance order: insert as they come */
     int64_t *idx = NULL, nadded = 0;
@@ -619,7 +619,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     }
   }
   if (bytes > (size_t)INT32_MAX)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: too many new ids on one rank (%zu bytes)", c->path, bytes), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s: too many new ids on one rank (%zu bytes)", c->path, bytes), out);
   IMF_TRY(imf_alloc_nz(&sendbuf, bytes + 1, 1), out);
   IMF_TRY(imf_alloc_nz(&mygidx, (size_t)nunk + 1, sizeof *mygidx), out);
   {
@@ -643,13 +643,13 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     IMF_TRY(imf_alloc(&idispls, (size_t)c->size, sizeof *idispls), out);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Gather(&mine, 1, MPI_INT, rcounts, 1, MPI_INT, 0, c->comm));
-  IMF_MPI(MPI_Gather(&myn, 1, MPI_INT, icounts, 1, MPI_INT, 0, c->comm));
+  IMF_MPI_TRY(MPI_Gather(&mine, 1, MPI_INT, rcounts, 1, MPI_INT, 0, c->comm), out);
+  IMF_MPI_TRY(MPI_Gather(&myn, 1, MPI_INT, icounts, 1, MPI_INT, 0, c->comm), out);
   int64_t total = 0, itotal = 0;
   if (root) {
     for (int r = 0; r < c->size; r++) {
       if (total + rcounts[r] > INT32_MAX) {
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: more than 2 GiB of new ids in one batch", c->path);
+        st = IMF_RAISE(IMF_ERR_INPUT, "%s: more than 2 GiB of new ids in one batch", c->path);
         break;
       }
       rdispls[r] = (int)total;
@@ -662,7 +662,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     if (st == IMF_OK) st = imf_alloc_nz(&gidx, (size_t)itotal + 1, sizeof *gidx);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Gatherv(sendbuf, mine, MPI_CHAR, recvbuf, rcounts, rdispls, MPI_CHAR, 0, c->comm));
+  IMF_MPI_TRY(MPI_Gatherv(sendbuf, mine, MPI_CHAR, recvbuf, rcounts, rdispls, MPI_CHAR, 0, c->comm), out);
   imf_free(&sendbuf);
   /* rank 0 orders the unknown ids by first line (an id seen on several ranks appears once per
    * rank) and broadcasts that list; every rank then inserts it in the same order at the same
@@ -685,7 +685,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
     for (int64_t j = 0; j < n; j++) blob_len += newid_len(recvbuf, &ids[j]);
   }
   int64_t hdr2[2] = {nlist, blob_len};
-  IMF_MPI(MPI_Bcast(hdr2, 2, MPI_INT64_T, 0, c->comm));
+  IMF_MPI_TRY(MPI_Bcast(hdr2, 2, MPI_INT64_T, 0, c->comm), out);
   nlist = hdr2[0];
   blob_len = hdr2[1];
   IMF_TRY(imf_alloc_nz(&offs, (size_t)nlist + 1, sizeof *offs), out);
@@ -698,10 +698,10 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       offs[j + 1] = offs[j] + len;
     }
   if (nlist) {
-    IMF_MPI(MPI_Bcast(offs, (int)(nlist + 1), MPI_INT64_T, 0, c->comm));
+    IMF_MPI_TRY(MPI_Bcast(offs, (int)(nlist + 1), MPI_INT64_T, 0, c->comm), out);
     for (int64_t o = 0; o < blob_len; o += (1 << 30)) {
       int n = (int)((blob_len - o) < (1 << 30) ? (blob_len - o) : (1 << 30));
-      IMF_MPI(MPI_Bcast(blob + o, n, MPI_CHAR, 0, c->comm));
+      IMF_MPI_TRY(MPI_Bcast(blob + o, n, MPI_CHAR, 0, c->comm), out);
     }
   }
   {
@@ -721,7 +721,7 @@ static imf_status number_ids(ingest_ctx *c, imf_idmap *local, const int64_t *fir
       o += 16 + hdr[1];
     }
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Scatterv(gidx, icounts, idispls, MPI_INT32_T, mygidx, myn, MPI_INT32_T, 0, c->comm));
+  IMF_MPI_TRY(MPI_Scatterv(gidx, icounts, idispls, MPI_INT32_T, mygidx, myn, MPI_INT32_T, 0, c->comm), out);
   for (int64_t j = 0, k = 0; j < nl; j++)
     if (map[j] < 0) map[j] = mygidx[k++];
   *map_out = map;
@@ -812,12 +812,12 @@ static void release_pages(const void *buf, size_t a, size_t b) {
 static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
   if (c->size == 1) return IMF_OK;
   imf_status st = IMF_OK;
-  MPI_Datatype rt;
-  IMF_MPI(MPI_Type_contiguous((int)sizeof(rec_t), MPI_BYTE, &rt));
-  IMF_MPI(MPI_Type_commit(&rt));
+  MPI_Datatype rt = MPI_DATATYPE_NULL;
   int *scount = NULL, *sdisp = NULL, *rcount = NULL, *rdisp = NULL;
   int64_t *pos = NULL;
   rec_t *out = NULL, *in = NULL;
+  IMF_MPI_TRY(MPI_Type_contiguous((int)sizeof(rec_t), MPI_BYTE, &rt), done);
+  IMF_MPI_TRY(MPI_Type_commit(&rt), done);
   IMF_TRY(imf_alloc(&scount, (size_t)c->size, sizeof(int)), done);
   IMF_TRY(imf_alloc(&sdisp, (size_t)c->size, sizeof(int)), done);
   IMF_TRY(imf_alloc(&rcount, (size_t)c->size, sizeof(int)), done);
@@ -828,8 +828,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
   int64_t acc = 0;
   for (int r = 0; r < c->size; r++) {
     if (cnt64[r] > INT32_MAX || acc > INT32_MAX) {
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s: more than 2^31 ratings move between two ranks; use more ranks", c->path);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s: more than 2^31 ratings move between two ranks; use more ranks", c->path);
       break;
     }
     scount[r] = (int)cnt64[r];
@@ -856,10 +855,10 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
   }
   out = c->rec;
   c->rec = NULL;
-  IMF_MPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, c->comm));
+  IMF_MPI_TRY(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, c->comm), done);
   int64_t rtotal = 0;
   for (int r = 0; r < c->size; r++) {
-    if (rtotal > INT32_MAX) st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: a rank receives more than 2^31 ratings; use more ranks", c->path);
+    if (rtotal > INT32_MAX) st = IMF_RAISE(IMF_ERR_INPUT, "%s: a rank receives more than 2^31 ratings; use more ranks", c->path);
     rdisp[r] = (int)rtotal;
     rtotal += rcount[r];
   }
@@ -880,7 +879,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
         rd[r] = rdisp[r] + (int)r0;
       }
       const int rc_ = MPI_Alltoallv(out, sc, sd, rt, in, rc, rd, rt, c->comm);
-      if (rc_ != MPI_SUCCESS) st = imf_err_mpi(rc_, __FILE__, __LINE__, "MPI_Alltoallv (redistribution)");
+      if (rc_ != MPI_SUCCESS) st = IMF_MPI_RAISE(rc_, "MPI_Alltoallv (redistribution)");
       for (int r = 0; r < c->size; r++)
         release_pages(out, (size_t)sdisp[r] * sizeof *out, (size_t)(sd[r] + sc[r]) * sizeof *out);
     }
@@ -891,7 +890,7 @@ static imf_status redistribute(ingest_ctx *c, const int64_t *ub) {
   in = NULL;
   c->nrec = c->caprec = rtotal;
 done:
-  MPI_Type_free(&rt);
+  if (rt != MPI_DATATYPE_NULL) MPI_Type_free(&rt);
   imf_free(&scount);
   imf_free(&sdisp);
   imf_free(&rcount);
@@ -1008,7 +1007,7 @@ static imf_status sort_records(ingest_ctx *c, int64_t ulo, int64_t uhi, int64_t 
   int64_t *cnt = NULL;
   rec_t *run = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_alloc_nz(&lv, 4, sizeof *lv)); /* 31 bits of users: at most 3 levels */
+  IMF_TRY(imf_alloc_nz(&lv, 4, sizeof *lv), done); /* 31 bits of users: at most 3 levels */
   flag_sort_users(c->rec, n, (int32_t)ulo, 0, bits_for(nu), lv);
   int64_t longest = 0;
   for (int64_t j = 0, e; j < n; j = e) {
@@ -1203,12 +1202,12 @@ static imf_status compact_ids(ingest_ctx *c, imf_idmap *map, int64_t before, int
   imf_status st = IMF_OK;
   int64_t *cnt = NULL;
   imf_idlist tail = {0};
-  IMF_CHECK(imf_alloc(&cnt, (size_t)nnew, sizeof *cnt));
+  IMF_TRY(imf_alloc(&cnt, (size_t)nnew, sizeof *cnt), done);
   for (int64_t j = 0; j < c->nrec; j++) {
     int32_t v = is_user ? c->rec[j].user : c->rec[j].item;
     if (v >= before) cnt[v - before] = 1;
   }
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)nnew, MPI_INT64_T, MPI_MAX, c->comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)nnew, MPI_INT64_T, MPI_MAX, c->comm), done);
   int64_t kept = 0;
   for (int64_t j = 0; j < nnew; j++) kept += cnt[j] != 0;
   if (kept == nnew) goto done;
@@ -1245,12 +1244,12 @@ static int cmp_line(const void *a, const void *b) {
 static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
   /* each rank serialises "line\treason\traw\n"; rank 0 sorts by line and writes with the file */
   imf_status st = IMF_OK;
-  size_t bytes = 0;
-  for (int64_t j = 0; j < c->nrej; j++) bytes += 48 + strlen(c->rej[j].raw);
-  if (bytes > (size_t)INT32_MAX) IMF_FAIL(IMF_ERR_RUNTIME, "too many rejected lines to gather");
   char *sbuf = NULL, *rbuf = NULL;
   int *rc = NULL, *rd = NULL;
-  IMF_CHECK(imf_alloc(&sbuf, bytes + 1, 1));
+  size_t bytes = 0;
+  for (int64_t j = 0; j < c->nrej; j++) bytes += 48 + strlen(c->rej[j].raw);
+  if (bytes > (size_t)INT32_MAX) IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "too many rejected lines to gather"), out);
+  IMF_TRY(imf_alloc(&sbuf, bytes + 1, 1), out);
   size_t o = 0;
   for (int64_t j = 0; j < c->nrej; j++)
     o += (size_t)sprintf(sbuf + o, "%lld\t%s\t%s\n", (long long)c->rej[j].line,
@@ -1261,17 +1260,17 @@ static imf_status write_rejects(ingest_ctx *c, const char *rejects_path) {
     IMF_TRY(imf_alloc(&rc, (size_t)c->size, sizeof *rc), out);
     IMF_TRY(imf_alloc(&rd, (size_t)c->size, sizeof *rd), out);
   }
-  IMF_MPI(MPI_Gather(&mine, 1, MPI_INT, rc, 1, MPI_INT, 0, c->comm));
+  IMF_MPI_TRY(MPI_Gather(&mine, 1, MPI_INT, rc, 1, MPI_INT, 0, c->comm), out);
   if (c->rank == 0) {
     for (int r = 0; r < c->size; r++) {
-      if (total + rc[r] > INT32_MAX) { st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "rejects exceed 2 GiB"); break; }
+      if (total + rc[r] > INT32_MAX) { st = IMF_RAISE(IMF_ERR_RUNTIME, "rejects exceed 2 GiB"); break; }
       rd[r] = (int)total;
       total += rc[r];
     }
     if (st == IMF_OK) st = imf_alloc(&rbuf, (size_t)total + 1, 1);
   }
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Gatherv(sbuf, mine, MPI_CHAR, rbuf, rc, rd, MPI_CHAR, 0, c->comm));
+  IMF_MPI_TRY(MPI_Gatherv(sbuf, mine, MPI_CHAR, rbuf, rc, rd, MPI_CHAR, 0, c->comm), out);
   if (c->rank == 0) {
     /* index lines (line numbers are unique), sort, write */
     int64_t n = 0;
@@ -1395,8 +1394,8 @@ static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s, imf
   imf_status st = IMF_OK;
   memset(s, 0, sizeof *s);
   imf_parse_opts *o = &s->opts;
-  IMF_CHECK(imf_parse_opts_from_config(cfg, o));
-  IMF_CHECK(imf_reader_open(path, &rd));
+  IMF_TRY(imf_parse_opts_from_config(cfg, o), done);
+  IMF_TRY(imf_reader_open(path, &rd), done);
   s->compression = (int)imf_reader_compression(rd);
   s->stream = s->compression != IMF_COMP_NONE || !imf_reader_seekable(rd);
   s->size = imf_reader_file_size(rd);
@@ -1474,7 +1473,7 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
     imf_reader_close(&rd);
     return st;
   }
-  IMF_MPI(MPI_Bcast(&sn, (int)sizeof sn, MPI_BYTE, 0, comm));
+  IMF_MPI_TRY(MPI_Bcast(&sn, (int)sizeof sn, MPI_BYTE, 0, comm), done);
   c.opts = sn.opts;
   if (c.rank == 0) fault_change_input(path, sn.size);
   st = refuse_known(known, path, sn.sha);
@@ -1556,7 +1555,7 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   int64_t loc[4 + IMF_REJ_COUNT_] = {c.lines_total, c.nrec, merged, c.nrej};
   for (int k = 0; k < IMF_REJ_COUNT_; k++) loc[4 + k] = c.rejected_by[k];
   int64_t glob[4 + IMF_REJ_COUNT_];
-  IMF_MPI(MPI_Allreduce(loc, glob, 4 + IMF_REJ_COUNT_, MPI_INT64_T, MPI_SUM, comm));
+  IMF_MPI_TRY(MPI_Allreduce(loc, glob, 4 + IMF_REJ_COUNT_, MPI_INT64_T, MPI_SUM, comm), done);
   imf_ingest_report *rep = &out->report;
   int64_t comments = glob[4 + 0]; /* in-data comment lines count as header */
   rep->lines_read = glob[0] + sn.header_lines;
@@ -1569,10 +1568,9 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   rep->new_items = imf_idmap_size(items) - ibefore;
   memcpy(rep->sha256, sn.sha, sizeof rep->sha256);
   if (rep->lines_read != rep->header + rep->stored + rep->merged + rep->rejected)
-    IMF_TRY(imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                          "internal accounting error: %lld lines read != %lld header + %lld stored + %lld merged + %lld rejected",
-                          (long long)rep->lines_read, (long long)rep->header, (long long)rep->stored,
-                          (long long)rep->merged, (long long)rep->rejected), done);
+    IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "internal accounting error: %lld lines read != %lld header + %lld stored + %lld merged + %lld rejected",
+                      (long long)rep->lines_read, (long long)rep->header, (long long)rep->stored,
+                      (long long)rep->merged, (long long)rep->rejected), done);
 
   if (rejects_path) IMF_TRY(write_rejects(&c, rejects_path), done);
   double maxfrac = imf_cfg_double(cfg, "clean.max_reject_fraction");
@@ -1580,23 +1578,22 @@ imf_status imf_ingest_file(MPI_Comm comm, const imf_config *cfg, const char *pat
   char first[160];
   first_rejects(&c, first, sizeof first);
   if (data_lines > 0 && (double)rep->rejected > maxfrac * (double)data_lines) {
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                          "%s: %lld of %lld lines rejected (%.1f%% > clean.max_reject_fraction %.1f%%), %s; "
-                          "nothing was written%s",
-                          path, (long long)rep->rejected, (long long)data_lines,
-                          100.0 * (double)rep->rejected / (double)data_lines, 100.0 * maxfrac, first,
-                          rejects_path ? " (see the rejects file)" : " (use --rejects FILE to see them)"), done);
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s: %lld of %lld lines rejected (%.1f%% > clean.max_reject_fraction %.1f%%), %s; "
+                      "nothing was written%s",
+                      path, (long long)rep->rejected, (long long)data_lines,
+                      100.0 * (double)rep->rejected / (double)data_lines, 100.0 * maxfrac, first,
+                      rejects_path ? " (see the rejects file)" : " (use --rejects FILE to see them)"), done);
   }
   if (rep->stored == 0)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s holds no usable ratings (%lld lines read, rejects: %s)",
-                          path, (long long)rep->lines_read, first), done);
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s holds no usable ratings (%lld lines read, rejects: %s)",
+                      path, (long long)rep->lines_read, first), done);
 
   /* 6. the batch: struct of arrays in canonical (user, item) order, in the records' buffer */
   int64_t tmin, tmax;
   st = records_to_batch(&c, &out->r, &tmin, &tmax);
   IMF_TRY(imf_agree(comm, st), done);
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmin, 1, MPI_INT64_T, MPI_MIN, comm));
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPI_INT64_T, MPI_MAX, comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &tmin, 1, MPI_INT64_T, MPI_MIN, comm), done);
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPI_INT64_T, MPI_MAX, comm), done);
   out->time_min = tmin == INT64_MAX ? IMF_NO_TIME : tmin;
   out->time_max = tmax == INT64_MIN ? IMF_NO_TIME : tmax;
   out->users_before = ubefore;

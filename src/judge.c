@@ -142,7 +142,7 @@ static imf_status gather_rows(MPI_Comm comm, const double *v, int64_t nloc, int 
     if (st == IMF_OK) st = imf_alloc(&displs, (size_t)size, sizeof *displs);
   }
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, comm));
+  IMF_MPI_TRY(MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, comm), out);
   int64_t tot = 0;
   if (rank == 0) {
     for (int r = 0; r < size; r++) {
@@ -150,11 +150,11 @@ static imf_status gather_rows(MPI_Comm comm, const double *v, int64_t nloc, int 
       tot += counts[r];
     }
     if (tot > INT32_MAX)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "too many users to judge (%lld)", (long long)tot);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "too many users to judge (%lld)", (long long)tot);
     if (st == IMF_OK) st = imf_alloc(all, (size_t)(tot ? tot : 1), sizeof **all);
   }
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Gatherv(v, cnt, MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, 0, comm));
+  IMF_MPI_TRY(MPI_Gatherv(v, cnt, MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, 0, comm), out);
   *nall = tot / w;
 out:
   if (st != IMF_OK) imf_free(all);
@@ -259,28 +259,28 @@ imf_status imf_judge_differences(MPI_Comm comm, const double *d, int64_t nloc, i
   MPI_Comm_size(comm, &size);
   double *all = NULL, *means = NULL, r[3] = {NAN, NAN, NAN};
   int64_t n = 0;
-  IMF_CHECK(gather_rows(comm, d, nloc, 1, &all, &n));
   imf_status st = IMF_OK;
+  IMF_TRY(gather_rows(comm, d, nloc, 1, &all, &n), out);
   if (rank == 0 && zeros > 0) {
     st = imf_realloc(&all, (size_t)(n + zeros), sizeof *all);
     for (int64_t q = 0; st == IMF_OK && q < zeros; q++) all[n++] = 0.0;
   }
   if (st == IMF_OK && rank == 0 && n > 0) r[0] = sorted_mean(all, n);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
+  IMF_MPI_TRY(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm), out);
   if (rank != 0 && n > 0) st = imf_alloc(&all, (size_t)n, sizeof *all);
   if (st == IMF_OK) st = imf_alloc(&means, IMF_JUDGE_RESAMPLES, sizeof *means);
   IMF_TRY(imf_agree(comm, st), out);
   if (n > IMF_JUDGE_BOOT_MAX) {
     if (rank == 0) normal_interval(all, n, r[0], &r[1], &r[2]);
-    IMF_MPI(MPI_Bcast(r, 3, MPI_DOUBLE, 0, comm));
+    IMF_MPI_TRY(MPI_Bcast(r, 3, MPI_DOUBLE, 0, comm), out);
   } else if (n > 0) {
-    IMF_MPI(MPI_Bcast(all, (int)n, MPI_DOUBLE, 0, comm));
+    IMF_MPI_TRY(MPI_Bcast(all, (int)n, MPI_DOUBLE, 0, comm), out);
     resample_means(all, n, rank, size, means);
-    IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, means, IMF_JUDGE_RESAMPLES, MPI_DOUBLE, MPI_SUM, comm));
+    IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, means, IMF_JUDGE_RESAMPLES, MPI_DOUBLE, MPI_SUM, comm), out);
     percentile(means, &r[1], &r[2]);
   }
-  IMF_MPI(MPI_Bcast(r, 1, MPI_DOUBLE, 0, comm));
+  IMF_MPI_TRY(MPI_Bcast(r, 1, MPI_DOUBLE, 0, comm), out);
   const char *dump = getenv("IMF_JUDGE_DUMP");
   if (rank == 0 && dump && dump[0]) {
     FILE *f = fopen(dump, "w");
@@ -322,7 +322,7 @@ imf_status imf_judge_pair_scores(MPI_Comm comm, const imf_partition *p, const do
     r[0] += all[2 * q];
     r[1] += all[2 * q + 1];
   }
-  IMF_MPI(MPI_Bcast(r, 2, MPI_DOUBLE, 0, comm));
+  IMF_MPI_TRY(MPI_Bcast(r, 2, MPI_DOUBLE, 0, comm), out);
   IMF_TRY(imf_judge_differences(comm, d, np, 0, j), out);
   j->champion = j->users > 0 ? r[0] / (double)j->users : NAN;
   j->challenger = j->users > 0 ? r[1] / (double)j->users : NAN;
@@ -395,20 +395,20 @@ imf_status imf_judge_drift_score(MPI_Comm comm, const imf_judge_metric *jm, cons
   imf_status st = imf_alloc(&counts, (size_t)size, sizeof *counts);
   if (st == IMF_OK) st = imf_alloc(&displs, (size_t)size, sizeof *displs);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Allgather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, comm));
+  IMF_MPI_TRY(MPI_Allgather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, comm), out);
   for (int r = 0; r < size; r++) {
     displs[r] = (int)tot;
     tot += counts[r];
   }
-  if (tot > INT32_MAX) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "too many new held-out ratings");
+  if (tot > INT32_MAX) st = IMF_RAISE(IMF_ERR_RUNTIME, "too many new held-out ratings");
   if (st == IMF_OK) st = imf_alloc(&u, (size_t)(tot ? tot : 1), sizeof *u);
   if (st == IMF_OK) st = imf_alloc(&it, (size_t)(tot ? tot : 1), sizeof *it);
   if (st == IMF_OK) st = imf_alloc(&val, (size_t)(tot ? tot : 1), sizeof *val);
   if (st == IMF_OK) st = imf_alloc(&s, (size_t)(hi - lo ? hi - lo : 1), sizeof *s);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI(MPI_Allgatherv(fresh->user, cnt, MPI_INT32_T, u, counts, displs, MPI_INT32_T, comm));
-  IMF_MPI(MPI_Allgatherv(fresh->item, cnt, MPI_INT32_T, it, counts, displs, MPI_INT32_T, comm));
-  IMF_MPI(MPI_Allgatherv(fresh->value, cnt, MPI_FLOAT, val, counts, displs, MPI_FLOAT, comm));
+  IMF_MPI_TRY(MPI_Allgatherv(fresh->user, cnt, MPI_INT32_T, u, counts, displs, MPI_INT32_T, comm), out);
+  IMF_MPI_TRY(MPI_Allgatherv(fresh->item, cnt, MPI_INT32_T, it, counts, displs, MPI_INT32_T, comm), out);
+  IMF_MPI_TRY(MPI_Allgatherv(fresh->value, cnt, MPI_FLOAT, val, counts, displs, MPI_FLOAT, comm), out);
   st = imf_ratings_reserve(&mine, tot + 1);
   for (int64_t j = 0; st == IMF_OK && j < tot; j++)
     if (u[j] >= lo && u[j] < hi) st = imf_ratings_push(&mine, u[j], it[j], val[j], IMF_NO_TIME);
@@ -438,8 +438,8 @@ imf_status imf_judge_touched(MPI_Comm comm, const double *quad, int64_t nloc, co
   MPI_Comm_rank(comm, &rank);
   double *all = NULL, *d = NULL;
   int64_t n = 0, nd = 0, zeros = 0, now = 0;
-  IMF_CHECK(gather_rows(comm, quad, nloc, 4, &all, &n));
   imf_status st = IMF_OK;
+  IMF_TRY(gather_rows(comm, quad, nloc, 4, &all, &n), out);
   if (rank == 0) {
     /* (user, item) order: each user's terms summed in item order, as imf_judge_rmse does */
     qsort(all, (size_t)n, 4 * sizeof *all, cmp_quad);
@@ -467,7 +467,7 @@ imf_status imf_judge_touched(MPI_Comm comm, const double *quad, int64_t nloc, co
   imf_free(&all);
   IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(imf_judge_differences(comm, d, nd, zeros, j), out);
-  IMF_MPI(MPI_Bcast(&now, 1, MPI_INT64_T, 0, comm));
+  IMF_MPI_TRY(MPI_Bcast(&now, 1, MPI_INT64_T, 0, comm), out);
   *users_now = now;
 out:
   imf_free(&d);

@@ -120,13 +120,10 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
   host[sizeof host - 1] = '\0';
   for (char *c = host; *c; c++)
     if (*c == ' ' || *c == '\n') *c = '_';
+  imf_status st = IMF_OK;
   imf_lock *l = calloc(1, sizeof *l);
-  if (!l) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
-  l->path = strdup(lockfile);
-  if (!l->path) {
-    free(l);
-    IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
-  }
+  if (l) l->path = strdup(lockfile);
+  if (!l || !l->path) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   snprintf(l->line, sizeof l->line, "%s %ld %lld\n", host, (long)getpid(), (long long)time(NULL));
 
   /* The directory the lock protects, for messages. */
@@ -136,7 +133,6 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
   if (slash && slash != dir) *slash = '\0';
   else if (!slash) snprintf(dir, sizeof dir, ".");
 
-  imf_status st = IMF_OK;
   /* A few rounds: a stale lock we remove may be re-taken by a racing process first. */
   for (int round = 0; round < 5; round++) {
     int exists = 0;
@@ -152,9 +148,8 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
     char since[64] = "an unknown time";
     if (rc < 0) {
       if (!break_lock) {
-        st = imf_err_raise(IMF_ERR_LOCKED, __FILE__, __LINE__,
-                           "%s is locked: %s is unreadable or garbled (remove it by hand if no "
-                           "writer is running, or use --break-lock)", dir, lockfile);
+        st = IMF_RAISE(IMF_ERR_LOCKED, "%s is locked: %s is unreadable or garbled (remove it by hand if no "
+                       "writer is running, or use --break-lock)", dir, lockfile);
         goto fail;
       }
       imf_warn("breaking the unreadable lock %s", lockfile);
@@ -168,15 +163,13 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
         imf_warn("breaking the lock %s of pid %ld on %s since %s (--break-lock)", lockfile, o.pid,
                  o.host, since);
       } else if (same_host) {
-        st = imf_err_raise(IMF_ERR_LOCKED, __FILE__, __LINE__,
-                           "%s is locked by pid %ld on %s since %s (another writer is running)",
-                           dir, o.pid, o.host, since);
+        st = IMF_RAISE(IMF_ERR_LOCKED, "%s is locked by pid %ld on %s since %s (another writer is running)",
+                       dir, o.pid, o.host, since);
         goto fail;
       } else {
-        st = imf_err_raise(IMF_ERR_LOCKED, __FILE__, __LINE__,
-                           "%s is locked by pid %ld on %s since %s (another host: cannot check "
-                           "whether that writer is alive; use --break-lock if it is not)",
-                           dir, o.pid, o.host, since);
+        st = IMF_RAISE(IMF_ERR_LOCKED, "%s is locked by pid %ld on %s since %s (another host: cannot check "
+                       "whether that writer is alive; use --break-lock if it is not)",
+                       dir, o.pid, o.host, since);
         goto fail;
       }
     }
@@ -187,16 +180,15 @@ imf_status imf_lock_acquire(const char *lockfile, int break_lock, imf_lock **out
     int rc2 = read_owner(lockfile, &o2, again, sizeof again);
     if (rc2 != 0 && strcmp(again, raw) != 0) continue;
     if (rc2 != 0 && unlink(lockfile) != 0 && errno != ENOENT) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot remove the old lock %s: %s",
-                         lockfile, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot remove the old lock %s: %s",
+                     lockfile, strerror(errno));
       goto fail;
     }
   }
-  st = imf_err_raise(IMF_ERR_LOCKED, __FILE__, __LINE__,
-                     "%s: could not take the lock %s (other processes keep taking it)", dir,
-                     lockfile);
+  st = IMF_RAISE(IMF_ERR_LOCKED, "%s: could not take the lock %s (other processes keep taking it)", dir,
+                 lockfile);
 fail:
-  free(l->path);
+  if (l) free(l->path);
   free(l);
   return st;
 }

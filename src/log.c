@@ -1,7 +1,9 @@
-/* log.c - rank-0 logging in text or JSON lines, and process-level setup (imf_initialize). */
+/* log.c - rank-0 logging in text or JSON lines, and process-level setup (imf_initialize). JSON
+ * strings are escaped by cJSON, here and for every caller of imf_json_string/imf_json_escape. */
 #include "log.h"
 #include <H5public.h>
 #include <cblas.h>
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +21,41 @@ int imf_log_is_json(void) { return log_fmt == IMF_LOG_JSON; }
 int imf_log_rank(void) { return log_rank; }
 int imf_log_quiet(void) { return log_quiet; }
 
+/* s as a JSON string with its quotes (malloc'd by cJSON; NULL when out of memory) */
+static char *quoted(const char *s) {
+  cJSON *j = cJSON_CreateString(s);
+  char *q = j ? cJSON_PrintUnformatted(j) : NULL;
+  cJSON_Delete(j);
+  return q;
+}
+
 void imf_json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  imf_json_escape(f, s);
-  fputc('"', f);
+  char *q = quoted(s);
+  fputs(q ? q : "\"\"", f);
+  cJSON_free(q);
 }
 
 void imf_json_escape(FILE *f, const char *s) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c == '\n') fputs("\\n", f);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
-  }
+  char *q = quoted(s);
+  if (q) fwrite(q + 1, 1, strlen(q) - 2, f);
+  cJSON_free(q);
 }
 
 static void emit(const char *level, const char *fmt, va_list ap) {
   char msg[4096];
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (log_fmt == IMF_LOG_JSON) {
-    fprintf(stderr, "{\"level\":\"%s\",\"time\":%.3f,\"msg\":\"", level, imf_wtime());
-    imf_json_escape(stderr, msg);
-    fputs("\"}\n", stderr);
+    char t[32];
+    snprintf(t, sizeof t, "%.3f", imf_wtime()); /* milliseconds, as always */
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "level", level);
+    cJSON_AddRawToObject(o, "time", t);
+    cJSON_AddStringToObject(o, "msg", msg);
+    char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (line) fprintf(stderr, "%s\n", line);
+    else fprintf(stderr, "incremf: %s: %s\n", level, msg); /* out of memory: the text line */
+    cJSON_free(line);
+    cJSON_Delete(o);
   } else if (strcmp(level, "info") == 0) {
     fprintf(stderr, "%s\n", msg);
   } else {

@@ -194,8 +194,7 @@ imf_status imf_rollback(MPI_Comm comm, const char *model_dir, int64_t to, int br
   if (to <= 0) {
     to = parent_of(recs, nrec, vs, nv, *from);
     if (to <= 0)
-      IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
-                            "version %lld has no parent to roll back to (give --to V)", (long long)*from), done);
+      IMF_TRY(IMF_RAISE(IMF_ERR_NOTFOUND, "version %lld has no parent to roll back to (give --to V)", (long long)*from), done);
   }
   IMF_TRY(imf_modeldir_set_current(md, to), done);
   *now = to;
@@ -221,7 +220,7 @@ imf_status imf_prune(MPI_Comm comm, const char *model_dir, int64_t keep, int bre
   imf_registry_record *recs = NULL;
   int64_t nrec = 0, *vs = NULL, nv = 0, cur = 0;
   *removed = 0;
-  if (keep < 0) IMF_FAIL(IMF_ERR_USAGE, "--keep must be >= 0");
+  if (keep < 0) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--keep must be >= 0"), done);
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 1, break_lock, &md), done);
   IMF_TRY(imf_registry_load(comm, model_dir, &recs, &nrec), done);
   IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
@@ -345,7 +344,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     /* not there (any more): finish the erasure a killed forget may have left half done */
     int64_t rr = 0, rf = 0;
     IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
-    IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+    IMF_TRY(IMF_RAISE(IMF_ERR_NOTFOUND, "the store has no user with that id"), done);
   }
   /* A forget killed after its store tombstone (step 1) but before every version was rewritten:
    * the rerun finishes the versions that still hold the user, with the user's ratings read past
@@ -362,8 +361,8 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     for (int64_t j = 0; j < mine.n; j++) ti[mine.item[j]] = 1;
     int64_t n = mine.n;
     imf_ratings_free(&mine);
-    IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
-    IMF_MPI(MPI_Bcast(ti, (int)ni, MPI_UNSIGNED_CHAR, 0, comm));
+    IMF_MPI_TRY(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm), done);
+    IMF_MPI_TRY(MPI_Bcast(ti, (int)ni, MPI_UNSIGNED_CHAR, 0, comm), done);
     *ratings_removed = n;
   }
   /* 1. the store: a tombstone in the manifest (atomic); every later read drops the user */
@@ -439,7 +438,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
   if (again && *versions_rewritten == 0) {
     int64_t rr = 0, rf = 0;
     IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
-    IMF_TRY(imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "the store has no user with that id"), done);
+    IMF_TRY(IMF_RAISE(IMF_ERR_NOTFOUND, "the store has no user with that id"), done);
   }
   {
     imf_registry_record rec;

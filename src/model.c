@@ -55,12 +55,13 @@ static size_t rows(int64_t n) { return n > 0 ? (size_t)n : 1; }
 imf_status imf_model_create(imf_model_type type, int k, int64_t nusers, int64_t nitems,
                             int with_bias, imf_model **out) {
   *out = NULL;
-  if (k <= 0 || nusers < 0 || nitems < 0)
-    IMF_FAIL(IMF_ERR_USAGE, "bad model shape k=%d users=%lld items=%lld", k, (long long)nusers,
-             (long long)nitems);
-  imf_model *m = calloc(1, sizeof *m);
-  if (!m) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_model *m = NULL;
   imf_status st = IMF_OK;
+  if (k <= 0 || nusers < 0 || nitems < 0)
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "bad model shape k=%d users=%lld items=%lld", k, (long long)nusers,
+                      (long long)nitems), fail);
+  m = calloc(1, sizeof *m);
+  if (!m) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   size_t ku, ki;
   m->type = type;
   m->k = m->kw = k;
@@ -102,14 +103,14 @@ static imf_status dup(void *dst, const void *src, size_t n, size_t size) {
 
 imf_status imf_model_copy(const imf_model *s, imf_model **out) {
   *out = NULL;
+  imf_status st = IMF_OK;
   imf_model *m = calloc(1, sizeof *m);
-  if (!m) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  if (!m) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   *m = *s;
   memset(&m->chain, 0, sizeof m->chain);
   m->P = m->Q = m->bu = m->bi = NULL;
   m->history = NULL;
   m->chain.sweeps = s->chain.sweeps;
-  imf_status st = IMF_OK;
   size_t k = (size_t)s->k, kw = (size_t)s->kw;
   IMF_TRY(dup(&m->P, s->P, rows(s->nusers) * kw, sizeof(float)), fail);
   IMF_TRY(dup(&m->Q, s->Q, rows(s->nitems) * kw, sizeof(float)), fail);

@@ -166,13 +166,16 @@ void imf_modeldir_close(imf_modeldir **mdp) {
 imf_status imf_modeldir_open(MPI_Comm comm, const char *dir, int create, int writable,
                              int break_lock, imf_modeldir **out) {
   *out = NULL;
-  if (strlen(dir) >= 4000) IMF_FAIL(IMF_ERR_USAGE, "model directory path too long: %.64s...", dir);
-  imf_modeldir *md = calloc(1, sizeof *md);
-  if (!md) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_status st = IMF_OK;
+  imf_modeldir *md = NULL;
+  if (strlen(dir) >= 4000) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "model directory path too long: %.64s...", dir), fail);
+  md = calloc(1, sizeof *md);
+  if (!md) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   /* A private communicator keeps the directory's collectives apart from the caller's. */
   if (MPI_Comm_dup(comm, &md->comm) != MPI_SUCCESS) {
-    free(md);
-    IMF_FAIL(IMF_ERR_RUNTIME, "MPI_Comm_dup failed");
+    free(md); /* not imf_modeldir_close: there is no communicator to free */
+    md = NULL;
+    IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Comm_dup failed"), fail);
   }
   MPI_Comm_rank(md->comm, &md->rank);
   MPI_Comm_size(md->comm, &md->size);
@@ -182,7 +185,6 @@ imf_status imf_modeldir_open(MPI_Comm comm, const char *dir, int create, int wri
   while (l > 1 && md->dir[l - 1] == '/') md->dir[--l] = '\0';
   snprintf(md->run, sizeof md->run, "%s/run/checkpoint.h5", md->dir);
   snprintf(md->log, sizeof md->log, "%s/train.jsonl", md->dir);
-  imf_status st = IMF_OK;
   if (md->rank == 0) st = prepare_dir(md, create);
   IMF_TRY(imf_agree(md->comm, st), fail);
   if (writable) {
@@ -353,7 +355,7 @@ imf_status imf_modeldir_remove_version(imf_modeldir *md, int64_t version) {
     char vp[PATHCAP];
     imf_modeldir_version_path(md, version, vp, sizeof vp);
     if (unlink(vp) != 0 && errno != ENOENT)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot remove %s: %s", vp, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot remove %s: %s", vp, strerror(errno));
     else
       st = imf_fsync_path(md->dir, 1);
   }
@@ -436,8 +438,8 @@ imf_status imf_modeldir_set_current(imf_modeldir *md, int64_t version) {
     imf_modeldir_version_path(md, version, vp, sizeof vp);
     imf_ckpt_info info;
     if (version < 1 || !exists(vp))
-      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s has no version %lld",
-                         md->dir, (long long)version);
+      st = IMF_RAISE(IMF_ERR_NOTFOUND, "%s has no version %lld",
+                     md->dir, (long long)version);
     else if ((st = imf_checkpoint_info(vp, &info)) == IMF_OK) {
       imf_ckpt_info_free(&info);
       st = write_current(md, version);

@@ -156,7 +156,7 @@ static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings
   {
     int e = MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Alltoall of counts");
+      st = IMF_MPI_RAISE(e, "MPI_Alltoall of counts");
       goto done;
     }
   }
@@ -187,28 +187,28 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
   double t0 = imf_wtime();
   *out = NULL;
   int P, rank;
-  IMF_MPI(MPI_Comm_size(comm, &P));
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
   imf_status st = IMF_OK;
-  if (nusers < 0 || nitems < 0 || nusers > INT32_MAX || nitems > INT32_MAX)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "bad matrix shape %lld x %lld",
-                       (long long)nusers, (long long)nitems);
-  else if (!(holdout_fraction >= 0 && holdout_fraction < 1))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "validation fraction %g not in [0, 1)",
-                       holdout_fraction);
-  for (int64_t j = 0; st == IMF_OK && j < local->n; j++)
-    if (local->user[j] < 0 || local->user[j] >= nusers || local->item[j] < 0 || local->item[j] >= nitems)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "rating (%d, %d) outside the %lld x %lld matrix", local->user[j],
-                         local->item[j], (long long)nusers, (long long)nitems);
-  IMF_CHECK(imf_agree(comm, st));
-
-  imf_partition *p = calloc(1, sizeof *p);
+  imf_partition *p = NULL;
   uint8_t *all = NULL, *train = NULL, *keep = NULL;
   wire_rating *wu = NULL, *wi = NULL;
   MPI_Datatype wt = MPI_DATATYPE_NULL;
+  IMF_MPI_TRY(MPI_Comm_size(comm, &P), done);
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
+  if (nusers < 0 || nitems < 0 || nusers > INT32_MAX || nitems > INT32_MAX)
+    st = IMF_RAISE(IMF_ERR_INPUT, "bad matrix shape %lld x %lld",
+                   (long long)nusers, (long long)nitems);
+  else if (!(holdout_fraction >= 0 && holdout_fraction < 1))
+    st = IMF_RAISE(IMF_ERR_USAGE, "validation fraction %g not in [0, 1)",
+                   holdout_fraction);
+  for (int64_t j = 0; st == IMF_OK && j < local->n; j++)
+    if (local->user[j] < 0 || local->user[j] >= nusers || local->item[j] < 0 || local->item[j] >= nitems)
+      st = IMF_RAISE(IMF_ERR_INPUT, "rating (%d, %d) outside the %lld x %lld matrix", local->user[j],
+                     local->item[j], (long long)nusers, (long long)nitems);
+  IMF_TRY(imf_agree(comm, st), done);
+
+  p = calloc(1, sizeof *p);
   if (!p) {
-    st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+    st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
     goto done;
   }
   p->nranks = P;
@@ -241,7 +241,7 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
       e = MPI_Allreduce(MPI_IN_PLACE, p->item_count, (int)nitems, MPI_INT64_T, MPI_SUM, comm);
     if (e == MPI_SUCCESS) e = MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_INT64_T, MPI_SUM, comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Allreduce of rating counts");
+      st = IMF_MPI_RAISE(e, "MPI_Allreduce of rating counts");
       goto done;
     }
   }
@@ -259,7 +259,7 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
     if (e == MPI_SUCCESS) MPI_Type_free(&tmp);
     if (e == MPI_SUCCESS) e = MPI_Type_commit(&wt);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "rating datatype");
+      st = IMF_MPI_RAISE(e, "rating datatype");
       goto done;
     }
   }

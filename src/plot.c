@@ -118,7 +118,7 @@ static imf_status write_curve(const char *log_path, const char *dat, int64_t *ro
         if (a) tr = a;
         if (b) va = b;
         if (!a || !b) {
-          st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory reading %s", log_path);
+          st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory reading %s", log_path);
           break;
         }
         cap = nc;
@@ -138,7 +138,7 @@ static imf_status write_curve(const char *log_path, const char *dat, int64_t *ro
   }
   free(tr);
   free(va);
-  if (fclose(out) != 0 && st == IMF_OK) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s", dat);
+  if (fclose(out) != 0 && st == IMF_OK) st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s", dat);
   return st;
 }
 
@@ -220,13 +220,13 @@ static int64_t read_current(const char *model_dir) {
   return (int64_t)v;
 }
 
-static imf_status plot_rank0(const char *model_dir, const char *png_path, const imf_registry_record *recs,
-                             int64_t nrec) {
-  imf_status st = IMF_OK;
+/* What plot_rank0 needs before it makes any file: gnuplot's path, the number of versions to
+ * plot, and a fresh temporary directory (the first thing there is to clean up). */
+static imf_status plot_prepare(const char *model_dir, const imf_registry_record *recs, int64_t nrec, char *exe,
+                               size_t exe_cap, int64_t *nver, char *dir, size_t dir_cap) {
   const char *gp_name = getenv("IMF_GNUPLOT");
   if (!gp_name || !gp_name[0]) gp_name = "gnuplot";
-  char exe[4096];
-  find_gnuplot(gp_name, exe, sizeof exe);
+  find_gnuplot(gp_name, exe, exe_cap);
   if (!exe[0])
     IMF_FAIL(IMF_ERR_RUNTIME,
              "cannot plot: gnuplot not found (looked for '%s' on PATH); install it (Debian: apt-get install "
@@ -234,18 +234,27 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
              gp_name);
 
   /* the versions: the record that created each (last train/update record naming it) */
-  int64_t cur = read_current(model_dir), nver = 0;
+  *nver = 0;
   for (int64_t j = 0; j < nrec; j++) {
     if (strcmp(recs[j].event, "train") && strcmp(recs[j].event, "update")) continue;
-    if (imf_registry_find(recs, nrec, recs[j].version) == &recs[j]) nver++;
+    if (imf_registry_find(recs, nrec, recs[j].version) == &recs[j]) (*nver)++;
   }
-  if (nver == 0) IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no recorded versions to plot (registry.jsonl)", model_dir);
+  if (*nver == 0) IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no recorded versions to plot (registry.jsonl)", model_dir);
 
   const char *td = getenv("TMPDIR");
-  char dir[4096];
-  if ((size_t)snprintf(dir, sizeof dir, "%s/incremf-plot.XXXXXX", td && td[0] ? td : "/tmp") >= sizeof dir ||
+  if ((size_t)snprintf(dir, dir_cap, "%s/incremf-plot.XXXXXX", td && td[0] ? td : "/tmp") >= dir_cap ||
       !mkdtemp(dir))
     IMF_FAIL(IMF_ERR_RUNTIME, "cannot create a temporary directory for the plot: %s", strerror(errno));
+  return IMF_OK;
+}
+
+static imf_status plot_rank0(const char *model_dir, const char *png_path, const imf_registry_record *recs,
+                             int64_t nrec) {
+  char exe[4096], dir[4096];
+  int64_t nver = 0;
+  imf_status st = plot_prepare(model_dir, recs, nrec, exe, sizeof exe, &nver, dir, sizeof dir);
+  if (st != IMF_OK) return st; /* nothing made yet */
+  int64_t cur = read_current(model_dir);
   char vdat[4200], cdat[4200], script[4200], png[4200], errlog[4200], logp[4200];
   snprintf(vdat, sizeof vdat, "%s/versions.dat", dir);
   snprintf(cdat, sizeof cdat, "%s/curve.dat", dir);
@@ -254,7 +263,7 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
   snprintf(errlog, sizeof errlog, "%s/gnuplot.log", dir);
   snprintf(logp, sizeof logp, "%s/train.jsonl", model_dir);
   if (strpbrk(dir, "'\n\r")) { /* cannot be quoted safely in the script */
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "TMPDIR must not contain quotes or newlines");
+    st = IMF_RAISE(IMF_ERR_USAGE, "TMPDIR must not contain quotes or newlines");
     goto done;
   }
 
@@ -280,7 +289,7 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
   double cur_rmse = NAN;
   FILE *f = fopen(vdat, "w");
   if (!f) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s: %s", vdat, strerror(errno));
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s: %s", vdat, strerror(errno));
     goto done;
   }
   int block[K_N], nblock = 0;
@@ -305,15 +314,14 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
     }
   }
   if (fclose(f) != 0) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s", vdat);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s", vdat);
     goto done;
   }
   int64_t crow = 0;
   IMF_TRY(write_curve(logp, cdat, &crow), done);
   if (nblock == 0 && crow == 0) {
-    st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
-                       "%s: nothing to plot (no version has a holdout %s and train.jsonl has no sweeps)", model_dir,
-                       label);
+    st = IMF_RAISE(IMF_ERR_NOTFOUND, "%s: nothing to plot (no version has a holdout %s and train.jsonl has no sweeps)", model_dir,
+                   label);
     goto done;
   }
   if (nblock == 0)
@@ -323,7 +331,7 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
    * constant of this file or a number formatted here */
   f = fopen(script, "w");
   if (!f) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s: %s", script, strerror(errno));
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s: %s", script, strerror(errno));
     goto done;
   }
   fprintf(f, "cd '%s'\n", dir); /* mkdtemp's name: TMPDIR (checked below) + fixed text */
@@ -380,7 +388,7 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
   if (panels == 2) fprintf(f, "unset multiplot\n");
   fprintf(f, "set output\n");
   if (fclose(f) != 0) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s", script);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s", script);
     goto done;
   }
   IMF_TRY(run_gnuplot(exe, script, errlog), done);

@@ -113,11 +113,11 @@ static imf_compression sniff(const unsigned char *b, size_t n) {
 imf_status imf_reader_open(const char *path, imf_reader **out) {
   imf_status st = IMF_OK;
   *out = NULL;
-  if (!path || !*path) IMF_FAIL(IMF_ERR_USAGE, "no input file given");
+  imf_reader *r = NULL; /* the reader owns fd once it exists */
+  if (!path || !*path) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "no input file given"), fail);
   int fd;
   struct stat sb;
-  IMF_CHECK(open_input(path, &fd, &sb));
-  imf_reader *r = NULL;
+  IMF_TRY(open_input(path, &fd, &sb), fail);
   st = imf_alloc(&r, 1, sizeof *r);
   if (st != IMF_OK) {
     close(fd);
@@ -128,7 +128,7 @@ imf_status imf_reader_open(const char *path, imf_reader **out) {
   r->size = S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : 0;
   r->sha = EVP_MD_CTX_new();
   if (!r->sha || EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL) != 1) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot set up sha256 (OpenSSL)", path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot set up sha256 (OpenSSL)", path);
     goto fail;
   }
   IMF_TRY(imf_alloc(&r->path, strlen(path) + 1, 1), fail);
@@ -142,7 +142,7 @@ imf_status imf_reader_open(const char *path, imf_reader **out) {
   case IMF_COMP_GZIP:
     /* 16 + MAX_WBITS: expect a gzip wrapper and check its CRC and length */
     if (inflateInit2(&r->z, 16 + MAX_WBITS) != Z_OK) {
-      st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up gzip decoder", path);
+      st = IMF_RAISE(IMF_ERR_NOMEM, "%s: cannot set up gzip decoder", path);
       goto fail;
     }
     r->inited = 1;
@@ -152,8 +152,8 @@ imf_status imf_reader_open(const char *path, imf_reader **out) {
     r->lz = init;
     lzma_ret lr = lzma_stream_decoder(&r->lz, UINT64_MAX, LZMA_CONCATENATED);
     if (lr != LZMA_OK) {
-      st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up xz decoder (code %d)",
-                         path, (int)lr);
+      st = IMF_RAISE(IMF_ERR_NOMEM, "%s: cannot set up xz decoder (code %d)",
+                     path, (int)lr);
       goto fail;
     }
     r->inited = 1;
@@ -162,7 +162,7 @@ imf_status imf_reader_open(const char *path, imf_reader **out) {
   case IMF_COMP_ZSTD:
     r->zs = ZSTD_createDStream();
     if (!r->zs) {
-      st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up zstd decoder", path);
+      st = IMF_RAISE(IMF_ERR_NOMEM, "%s: cannot set up zstd decoder", path);
       goto fail;
     }
     ZSTD_initDStream(r->zs);
@@ -183,8 +183,8 @@ int64_t imf_reader_file_size(const imf_reader *r) { return r->size; }
 
 static imf_status corrupt(imf_reader *r, const char *why) {
   r->failed = 1;
-  return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: corrupt or truncated %s stream (%s)",
-                       r->path, comp_name(r->comp), why);
+  return IMF_RAISE(IMF_ERR_INPUT, "%s: corrupt or truncated %s stream (%s)",
+                   r->path, comp_name(r->comp), why);
 }
 
 static imf_status read_gzip(imf_reader *r, char *buf, size_t cap, size_t *got) {
@@ -399,7 +399,7 @@ imf_status imf_reader_sha256_prefix(imf_reader *r, int64_t len, char hex[65]) {
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
   if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
     EVP_MD_CTX_free(ctx);
-    IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot set up sha256 (OpenSSL)", r->path);
+    IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot set up sha256 (OpenSSL)", r->path), done);
   }
   IMF_TRY(imf_alloc_nz(&blk, IMF_SHA_BLOCK, 1), done);
   for (int64_t off = 0; off < len;) {
@@ -407,17 +407,16 @@ imf_status imf_reader_sha256_prefix(imf_reader *r, int64_t len, char hex[65]) {
     ssize_t k = pread(r->fd, blk, want, (off_t)off);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: read failed: %s", r->path, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: read failed: %s", r->path, strerror(errno));
       goto done;
     }
     if (k == 0) {
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s changed while it was read (it ends at byte %lld, %lld were there at open); refused, "
-                         "nothing was written", r->path, (long long)off, (long long)len);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s changed while it was read (it ends at byte %lld, %lld were there at open); refused, "
+                     "nothing was written", r->path, (long long)off, (long long)len);
       goto done;
     }
     if (EVP_DigestUpdate(ctx, blk, (size_t)k) != 1) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 update failed", r->path);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: sha256 update failed", r->path);
       goto done;
     }
     off += k;
@@ -425,7 +424,7 @@ imf_status imf_reader_sha256_prefix(imf_reader *r, int64_t len, char hex[65]) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned mdlen = 0;
   if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 final failed", r->path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: sha256 final failed", r->path);
     goto done;
   }
   to_hex(md, mdlen, hex);
@@ -486,41 +485,41 @@ static void to_hex(const unsigned char *md, unsigned n, char *hex) {
 imf_status imf_sha256_file(const char *path, char hex[65]) {
   imf_status st = IMF_OK;
   hex[0] = '\0';
-  int fd;
+  int fd = -1;
   struct stat sb;
-  IMF_CHECK(open_input(path, &fd, &sb));
   unsigned char *blk = NULL;
   EVP_MD_CTX *ctx = NULL;
+  IMF_TRY(open_input(path, &fd, &sb), done);
   IMF_TRY(imf_alloc(&blk, IMF_SHA_BLOCK, 1), done);
   ctx = EVP_MD_CTX_new();
   if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot set up sha256 (OpenSSL)", path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot set up sha256 (OpenSSL)", path);
     goto done;
   }
   for (;;) {
     ssize_t k = read(fd, blk, IMF_SHA_BLOCK);
     if (k < 0) {
       if (errno == EINTR) continue;
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: read failed: %s", path, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: read failed: %s", path, strerror(errno));
       goto done;
     }
     if (k == 0) break;
     if (EVP_DigestUpdate(ctx, blk, (size_t)k) != 1) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 update failed", path);
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: sha256 update failed", path);
       goto done;
     }
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned mdlen = 0;
   if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: sha256 final failed", path);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: sha256 final failed", path);
     goto done;
   }
   to_hex(md, mdlen, hex);
 done:
   if (ctx) EVP_MD_CTX_free(ctx);
   imf_free(&blk);
-  close(fd);
+  if (fd >= 0) close(fd);
   return st;
 }
 

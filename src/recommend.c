@@ -52,7 +52,7 @@ imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, co
     }
   }
   if (r->meta.users.n != r->m->nusers || r->meta.items.n != r->m->nitems)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s carries no raw ids: cannot recommend by id", path), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s carries no raw ids: cannot recommend by id", path), out);
   IMF_TRY(imf_idmap_create(&r->users), out);
   IMF_TRY(imf_idmap_create(&r->items), out);
   IMF_TRY(imf_idmap_add_list(r->users, &r->meta.users), out);
@@ -162,7 +162,7 @@ static imf_status ease_row(imf_recommender *r, int64_t u, int64_t *nx, int32_t *
   int64_t n = own == rank ? r->x.ptr[u - r->x.lo + 1] - r->x.ptr[u - r->x.lo] : 0;
   IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, owner, r->comm));
   *xi = malloc((size_t)(n ? n : 1) * sizeof **xi);
-  imf_status st = *xi ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  imf_status st = *xi ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_CHECK(imf_agree(r->comm, st));
   if (rank == owner) memcpy(*xi, r->x.idx + r->x.ptr[u - r->x.lo], (size_t)n * sizeof **xi);
   IMF_MPI(MPI_Bcast(*xi, (int)n, MPI_INT32_T, owner, r->comm));
@@ -424,7 +424,7 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
   ts = imf_wtime();
   if (r->ease) { /* EASE: every rank's users, each rank scoring its columns of B for all of them */
     st = r->x.lo == lo && r->x.hi == hi ? IMF_OK
-                                        : imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "EASE: X rows of other users");
+                                        : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: X rows of other users");
     st = imf_agree(r->comm, st);
     if (st == IMF_OK) st = imf_ease_topk(r->ease, 1, n, r->x.ptr, r->x.idx, ptr, rt.item, top, items, scores, count);
     IMF_TRY(st, out);

@@ -54,11 +54,12 @@ typedef struct {
 void imf_registry_record_init(imf_registry_record *r);
 /* (local) DIR/registry.jsonl */
 void imf_registry_path(const char *model_dir, char *path, size_t cap);
-/* Append one record (atomic whole-file replace). Needs the directory's writer lock (held by
- * the caller). Test hook: IMF_FAULT=registry-before-rename fails with the tmp file written. */
+/* Append one record (atomic whole-file replace; a torn last line is dropped, with a warning).
+ * Needs the directory's writer lock (held by the caller). Test hook: IMF_FAULT=registry-before-rename fails with the tmp file written. */
 imf_status imf_registry_append(MPI_Comm comm, const char *model_dir, imf_registry_record *r);
-/* Every record, in order (malloc'd; *n = 0 when there is no registry). Lines that do not parse
- * are skipped with a warning. */
+/* Every record, in order (malloc'd; *n = 0 when there is no registry). A line that is not a
+ * record is IMF_ERR_INPUT naming DIR/registry.jsonl:LINE; blank lines are skipped; a torn last
+ * line (no newline, not a record) is ignored with a warning, and the next append removes it. */
 imf_status imf_registry_load(MPI_Comm comm, const char *model_dir, imf_registry_record **recs, int64_t *n);
 /* (local) The record that created `version` (last train/update record naming it), or NULL. */
 const imf_registry_record *imf_registry_find(const imf_registry_record *recs, int64_t n, int64_t version);

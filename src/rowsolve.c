@@ -4,10 +4,11 @@
  * Gaussian conditional.
  *
  * Numerics: factor rows are float, so the Gram of a chunk of gathered rows is accumulated in
- * float (the only O(n k^2) step: an AVX-512 or AVX2/FMA register-tiled kernel on x86 (docs/DESIGN.md), which beats
- * OpenBLAS ssyrk at these small shapes, else cblas_ssyrk), and each chunk's Gram is added into
- * a double matrix; everything after that (regulariser, LAPACKE dpotrf/dpotrs, right-hand
- * sides) is double. Chunking bounds both the workspace and the float accumulation length.
+ * float (the only O(n k^2) step: a register-tiled AVX-512 or AVX2/FMA kernel on x86, else
+ * cblas_ssyrk; why and how fast: docs/DESIGN.md, "The row solver's Gram kernel"), and each
+ * chunk's Gram is added into a double matrix; everything after that (regulariser, Cholesky and
+ * solve: by hand where the Gram kernel runs, else LAPACKE dpotrf/dpotrs; right-hand sides) is
+ * double. Chunking bounds both the workspace and the float accumulation length.
  *
  * Determinism: every decision (chunk boundaries, BLAS or hand loop) depends only on the row's
  * own ratings, and each row is computed from scratch in the same workspace buffers (always
@@ -38,8 +39,8 @@
 #endif
 /* Gathered rows are prefetched this many ratings ahead, across row boundaries: the other
  * side's rows are scattered, and without prefetching the gather's cache misses cost more than
- * the Gram itself. (Longer distances measured slower here; so did handing the Gram kernel the
- * next chunk's lines to prefetch between its fmas, by 10%.) */
+ * the Gram itself. (The distances and hints tried and rejected: docs/DESIGN.md, "The row
+ * solver's Gram kernel".) */
 #define IMF_ROW_PREFETCH 8
 /* The kernel's copy of the next chunk (see plan_ahead) prefetches this many rows ahead of it:
  * a copy whose load misses the cache would otherwise stall the kernel's retirement. */
@@ -1070,18 +1071,19 @@ static imf_status solve_row(const imf_row_params *p, const imf_row_batch *rows,
 
 imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, const imf_other_side *other,
                         float *X, float *bias_out, imf_rowsolve_ws *ws) {
-  IMF_CHECK(check_params(p, rows, other, X, bias_out, ws));
-  if (p->k != ws->k) {
-    IMF_CHECK(setup_k(ws, p->k));
-    IMF_CHECK(ensure_rows(ws, IMF_ROW_CHUNK));
+  /* nothing to undo before the loop: a failed setup returns at once */
+  imf_status st = check_params(p, rows, other, X, bias_out, ws);
+  if (st == IMF_OK && p->k != ws->k) {
+    st = setup_k(ws, p->k);
+    if (st == IMF_OK) st = ensure_rows(ws, IMF_ROW_CHUNK);
   }
+  if (st != IMF_OK) return st;
   const int k = p->k;
   double t0 = now_s();
   double *x = ws->x;
   ws->idx_end = rows->nrows > 0 ? rows->idx + rows->ptr[rows->nrows] : NULL;
   ws->batch = rows;
   ws->pre_beg = -1;
-  imf_status st = IMF_OK;
   for (int64_t r = 0; r < rows->nrows; r++) {
     const int64_t row = rows->row_id ? rows->row_id[r] : r;
     float *xr = X + (size_t)r * (size_t)k;
@@ -1095,9 +1097,8 @@ imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, cons
       finite &= isfinite(xr[c]);
     }
     if (!finite) {
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__,
-                         "row solver: non-finite factors for row %lld (%lld ratings)",
-                         (long long)row, (long long)(rows->ptr[r + 1] - rows->ptr[r]));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "row solver: non-finite factors for row %lld (%lld ratings)",
+                     (long long)row, (long long)(rows->ptr[r + 1] - rows->ptr[r]));
       goto done;
     }
     if (bias_out) bias_out[r] = (float)b;

@@ -101,17 +101,17 @@ imf_status imf_ratings_to_owners(MPI_Comm comm, imf_ratings *r, int64_t nusers) 
   }
   st = imf_agree(comm, st);
   if (st != IMF_OK) goto out;
-  IMF_MPI(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, comm));
+  IMF_MPI_TRY(MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, comm), out);
   for (int p = 0; p < size; p++) rdisp[p + 1] = rdisp[p] + rcount[p];
   size_t m = (size_t)(rdisp[size] ? rdisp[size] : 1);
   IMF_TRY(imf_alloc(&ru, m, 4), out);
   IMF_TRY(imf_alloc(&ri, m, 4), out);
   IMF_TRY(imf_alloc(&rv, m, 4), out);
   IMF_TRY(imf_alloc(&rt, m, 8), out);
-  IMF_MPI(MPI_Alltoallv(su, scount, sdisp, MPI_INT32_T, ru, rcount, rdisp, MPI_INT32_T, comm));
-  IMF_MPI(MPI_Alltoallv(si, scount, sdisp, MPI_INT32_T, ri, rcount, rdisp, MPI_INT32_T, comm));
-  IMF_MPI(MPI_Alltoallv(sv, scount, sdisp, MPI_FLOAT, rv, rcount, rdisp, MPI_FLOAT, comm));
-  IMF_MPI(MPI_Alltoallv(stt, scount, sdisp, MPI_INT64_T, rt, rcount, rdisp, MPI_INT64_T, comm));
+  IMF_MPI_TRY(MPI_Alltoallv(su, scount, sdisp, MPI_INT32_T, ru, rcount, rdisp, MPI_INT32_T, comm), out);
+  IMF_MPI_TRY(MPI_Alltoallv(si, scount, sdisp, MPI_INT32_T, ri, rcount, rdisp, MPI_INT32_T, comm), out);
+  IMF_MPI_TRY(MPI_Alltoallv(sv, scount, sdisp, MPI_FLOAT, rv, rcount, rdisp, MPI_FLOAT, comm), out);
+  IMF_MPI_TRY(MPI_Alltoallv(stt, scount, sdisp, MPI_INT64_T, rt, rcount, rdisp, MPI_INT64_T, comm), out);
   IMF_TRY(imf_ratings_reserve(&o, (int64_t)m), out);
   for (int j = 0; j < rdisp[size]; j++) IMF_TRY(imf_ratings_push(&o, ru[j], ri[j], rv[j], rt[j]), out);
   imf_ratings_free(r);
@@ -141,7 +141,7 @@ imf_status imf_dataset_from_store(MPI_Comm comm, const char *store_dir, imf_data
   imf_store *s = NULL;
   imf_status st = IMF_OK;
   memset(d, 0, sizeof *d);
-  IMF_CHECK(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s));
+  IMF_TRY(imf_store_open(comm, store_dir, IMF_STORE_READ, 0, &s), out);
   IMF_TRY(imf_idmap_create(&d->users), out);
   IMF_TRY(imf_idmap_create(&d->items), out);
   IMF_TRY(imf_store_load_idmaps(s, d->users, d->items), out);
@@ -172,8 +172,8 @@ imf_status imf_dataset_from_file(MPI_Comm comm, const imf_config *cfg, const cha
   memset(d, 0, sizeof *d);
   imf_idmap *U = users, *I = items;
   if (!U) {
-    IMF_CHECK(imf_idmap_create(&d->users));
-    IMF_CHECK(imf_idmap_create(&d->items));
+    IMF_TRY(imf_idmap_create(&d->users), out);
+    IMF_TRY(imf_idmap_create(&d->items), out);
     U = d->users;
     I = d->items;
   }
@@ -252,7 +252,7 @@ imf_status imf_split(MPI_Comm comm, const imf_dataset *d, const imf_split_spec *
   hj *tmp = NULL;
   if (s->kind == IMF_SPLIT_TEMPORAL) st = temporal_cut(comm, r, s->fraction, &cut);
   else st = IMF_OK;
-  IMF_CHECK(st);
+  IMF_TRY(st, out);
   IMF_TRY(imf_alloc(&is_test, (size_t)(r->n ? r->n : 1), 1), out);
   for (int64_t a = 0; a < r->n;) {
     int64_t b = a;

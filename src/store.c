@@ -74,13 +74,12 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
     char mp[4200];
     snprintf(mp, sizeof mp, "%s/MANIFEST", s->dir);
     if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot create the store directory %s: %s",
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot create the store directory %s: %s",
                          s->dir, strerror(errno));
     else if (stat(s->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s exists and is not a directory", s->dir);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s exists and is not a directory", s->dir);
     else if (store_path_exists(mp) && !store_manifest_names_no_batch(s->dir))
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s already holds an incremf store (MANIFEST exists): use append, or "
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s already holds an incremf store (MANIFEST exists): use append, or "
                          "choose a new directory", s->dir);
   }
   IMF_TRY(imf_agree(s->comm, st), fail);
@@ -92,8 +91,7 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
       imf_info("%s holds an empty store (a prepare that was killed or failed before its batch was "
                "committed): replacing it", s->dir);
     else if (store_path_exists(mp)) /* created by a racing writer between our check and the lock */
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s already holds an incremf store (MANIFEST exists)", s->dir);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s already holds an incremf store (MANIFEST exists)", s->dir);
   }
   IMF_TRY(imf_agree(s->comm, st), fail);
   manifest m;
@@ -107,7 +105,7 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
   m.holdout_fraction = cfg ? imf_cfg_double(cfg, "holdout.fraction") : 0;
   m.holdout_seed = cfg ? imf_cfg_int(cfg, "holdout.seed") : 0;
   if (!(m.holdout_fraction >= 0 && m.holdout_fraction < 1)) {
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "holdout.fraction = %g must be in [0, 1)",
+    st = IMF_RAISE(IMF_ERR_USAGE, "holdout.fraction = %g must be in [0, 1)",
                        m.holdout_fraction);
     goto fail;
   }
@@ -310,7 +308,7 @@ imf_status store_batch_h_open(const imf_store *s, int64_t k, batch_h *h) {
   for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
     *ds[i].d = H5Dopen2(h->f, ds[i].name, H5P_DEFAULT);
     if (*ds[i].d < 0) {
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s: no dataset %s: %s", path,
                          ds[i].name, imf_h5_reason());
       break;
     }
@@ -320,7 +318,7 @@ imf_status store_batch_h_open(const imf_store *s, int64_t k, batch_h *h) {
   if (st == IMF_OK) st = imf_h5_len_check(h->iuser, path, "/index/user", &h->nindex);
   if (st == IMF_OK) st = imf_h5_len_check(h->iptr, path, "/index/user_ptr", &nptr);
   if (st == IMF_OK && nptr != h->nindex + 1)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: /index/user_ptr has %llu entries, "
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s: /index/user_ptr has %llu entries, "
                        "expected %llu", path, (unsigned long long)nptr,
                        (unsigned long long)h->nindex + 1);
   if (st != IMF_OK) store_batch_h_close(h);

@@ -46,7 +46,7 @@ static imf_status hrows_place(hrows *h, const int64_t *cnt, int64_t n) {
 
 /* A row that is not where its batch's index put it (or is missing): a damaged store. */
 static imf_status index_disagrees(const char *path) {
-  return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: the ratings disagree with the per-user or per-item "
+  return IMF_RAISE(IMF_ERR_INPUT, "%s: the ratings disagree with the per-user or per-item "
                        "index: the store is damaged (restore it from a backup or re-run prepare)", path);
 }
 
@@ -423,14 +423,14 @@ static imf_status plan_batch(hread *x, int64_t k) {
   int has = H5Lexists(h.f, "/index/item_pos", H5P_DEFAULT) > 0;
   H5Eclear2(H5E_DEFAULT);
   if (!has)
-    st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s has no per-item index (written before incremf "
+    st = IMF_RAISE(IMF_ERR_NOTFOUND, "%s has no per-item index (written before incremf "
                        "stored one)", path);
   else {
     di = H5Dopen2(h.f, "/index/item", H5P_DEFAULT);
     dp = H5Dopen2(h.f, "/index/item_ptr", H5P_DEFAULT);
     dq = H5Dopen2(h.f, "/index/item_pos", H5P_DEFAULT);
     if (di < 0 || dp < 0 || dq < 0)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: cannot open its item index: %s", path, imf_h5_reason());
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s: cannot open its item index: %s", path, imf_h5_reason());
     if (st == IMF_OK) st = imf_h5_len_check(di, path, "/index/item", &dn);
   }
   st = imf_agree(s->comm, st); /* from here on every rank reads independently */

@@ -430,14 +430,12 @@ static imf_status manifest_parse(const char *dir, const char *text, size_t len, 
     if (!sp) continue;
     *sp = '\0';
     int bad = parse_key(line, sp + 1, m, vals, &have_vals, &declared, &cap);
-    if (bad < 0) st = imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory reading %s/MANIFEST", dir);
+    if (bad < 0) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory reading %s/MANIFEST", dir);
     else if (bad)
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s/MANIFEST line %d is malformed ('%s'): restore it or re-run prepare", dir, lineno, line);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s/MANIFEST line %d is malformed ('%s'): restore it or re-run prepare", dir, lineno, line);
   }
   if (st == IMF_OK && !manifest_chained(m, vals, have_vals, declared))
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                       "%s/MANIFEST is inconsistent (batch list and totals disagree): restore it "
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s/MANIFEST is inconsistent (batch list and totals disagree): restore it "
                        "or re-run prepare", dir);
   free(copy);
   if (st != IMF_OK) {
@@ -510,17 +508,15 @@ imf_status store_manifest_load(imf_store *s) {
     snprintf(path, sizeof path, "%s/MANIFEST", s->dir);
     struct stat sb;
     if (stat(s->dir, &sb) != 0)
-      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "%s does not exist", s->dir);
+      st = IMF_RAISE(IMF_ERR_NOTFOUND, "%s does not exist", s->dir);
     else if (!S_ISDIR(sb.st_mode))
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s is not an incremf store (not a directory)", s->dir);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is not an incremf store (not a directory)", s->dir);
     else {
       FILE *f = fopen(path, "rb");
       if (!f && errno == ENOENT)
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                           "%s is not an incremf store (no MANIFEST)", s->dir);
+        st = IMF_RAISE(IMF_ERR_INPUT, "%s is not an incremf store (no MANIFEST)", s->dir);
       else if (!f)
-        st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot open %s: %s", path,
+        st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot open %s: %s", path,
                            strerror(errno));
       else {
         fseek(f, 0, SEEK_END);
@@ -528,7 +524,7 @@ imf_status store_manifest_load(imf_store *s) {
         fseek(f, 0, SEEK_SET);
         st = imf_alloc(&text, (size_t)(n < 0 ? 0 : n) + 1, 1);
         if (st == IMF_OK && n > 0 && fread(text, 1, (size_t)n, f) != (size_t)n)
-          st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot read %s", path);
+          st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot read %s", path);
         len = n;
         fclose(f);
       }
@@ -549,8 +545,7 @@ imf_status store_manifest_load(imf_store *s) {
       char p[4200];
       snprintf(p, sizeof p, "%s/%s", s->dir, m.b[k].file);
       if (!store_path_exists(p))
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                           "%s is missing: the store is damaged (restore it or re-run prepare)", p);
+        st = IMF_RAISE(IMF_ERR_INPUT, "%s is missing: the store is damaged (restore it or re-run prepare)", p);
     }
   }
   st = imf_agree(s->comm, st);

@@ -286,14 +286,14 @@ static imf_status read_idlist(hid_t f, const char *path, const char *kind, imf_i
   hsize_t nbytes = 0, noff = 0;
   memset(l, 0, sizeof *l);
   if (db < 0 || dof < 0) {
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: no dataset %s: %s", path,
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s: no dataset %s: %s", path,
                        db < 0 ? nb : no, imf_h5_reason());
     goto out;
   }
   IMF_TRY(imf_h5_len_check(db, path, nb, &nbytes), out);
   IMF_TRY(imf_h5_len_check(dof, path, no, &noff), out);
   if (noff < 1) {
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: %s is empty", path, no);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s: %s is empty", path, no);
     goto out;
   }
   IMF_TRY(imf_alloc(&l->off, noff, sizeof *l->off), out);
@@ -303,7 +303,7 @@ static imf_status read_idlist(hid_t f, const char *path, const char *kind, imf_i
   l->n = (int64_t)noff - 1;
   for (int64_t j = 0; j < l->n; j++)
     if (l->off[j] < 0 || l->off[j] > l->off[j + 1] || l->off[j + 1] > (int64_t)nbytes) {
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: %s is not a valid offset list",
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s: %s is not a valid offset list",
                          path, no);
       break;
     }
@@ -329,7 +329,7 @@ static imf_status bcast_idlist(MPI_Comm comm, int rank, imf_idlist *l) {
 imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items) {
   imf_status st = IMF_OK;
   if (imf_idmap_size(users) != 0 || imf_idmap_size(items) != 0)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "imf_store_load_idmaps needs empty maps");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "imf_store_load_idmaps needs empty maps");
   IMF_CHECK(imf_agree(s->comm, st));
   for (int64_t k = 1; k <= s->m.nbatches; k++) {
     imf_idlist lu = {0}, li = {0};
@@ -342,8 +342,7 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
       hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
       if (f < 0) {
         imf_h5_reason();
-        st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                           store_path_exists(path) ? "%s is not a readable HDF5 file (truncated or corrupt?): the "
+        st = IMF_RAISE(IMF_ERR_INPUT, store_path_exists(path) ? "%s is not a readable HDF5 file (truncated or corrupt?): the "
                                                "store is damaged; restore that file from a backup or re-run prepare"
                                              : "%s is missing: the store is damaged (restore it or re-run prepare)",
                            path);
@@ -359,8 +358,7 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
     if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &li);
     if (st == IMF_OK && (imf_idmap_size(users) + lu.n != s->m.b[k - 1].users_after ||
                          imf_idmap_size(items) + li.n != s->m.b[k - 1].items_after))
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "%s: id lists do not match the manifest counts", path);
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s: id lists do not match the manifest counts", path);
     if (st == IMF_OK) st = imf_idmap_add_list(users, &lu);
     if (st == IMF_OK) st = imf_idmap_add_list(items, &li);
     imf_idlist_free(&lu);
@@ -552,7 +550,7 @@ static imf_status sup_read_windows(sup_ctx *x, const batch_h *h, int64_t nwin_al
   for (int64_t w = 0; w < nwin_all; w++) {
     hsize_t w0 = w < x->nwin ? x->win[w].a : 0, cnt = w < x->nwin ? x->win[w].b - x->win[w].a : 0;
     if (imf_h5_xfer_1d(h->item, H5T_NATIVE_INT32, w0, cnt, x->items, x->coll, 0) < 0 && st == IMF_OK)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot read /ratings/item: %s", path,
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot read /ratings/item: %s", path,
                          imf_h5_last());
     for (; st == IMF_OK && cnt > 0 && m < x->nmatch && x->match_row[m] < w0 + cnt; m++) sup_flag_user(x, m, w0);
   }
@@ -575,7 +573,7 @@ static imf_status sup_batch(sup_ctx *x, int64_t k) {
     st = imf_agree(s->comm, st);
   }
   if (st == IMF_OK && MPI_Allreduce(&x->nwin, &nwin_all, 1, MPI_INT64_T, MPI_MAX, s->comm) != MPI_SUCCESS)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce failed (superseded windows)");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Allreduce failed (superseded windows)");
   if (st == IMF_OK) st = imf_agree(s->comm, sup_read_windows(x, &h, nwin_all, path));
   store_batch_h_close(&h);
   return st;
@@ -602,7 +600,7 @@ imf_status store_count_superseded(imf_store *s, const imf_batch *b, int64_t *out
   int64_t local = 0;
   for (int64_t j = 0; j < b->r.n; j++) local += x.flag[j];
   if (MPI_Allreduce(&local, out, 1, MPI_INT64_T, MPI_SUM, s->comm) != MPI_SUCCESS)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce failed (superseded)");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Allreduce failed (superseded)");
 done:
   sup_free(&x);
   return st;

@@ -26,13 +26,13 @@ int imf_store_is_forgotten(const imf_store *s, int64_t user) {
 imf_status imf_store_forget_user(imf_store *s, int64_t user) {
   imf_status st = IMF_OK;
   if (s->mode != IMF_STORE_WRITE || (s->rank == 0 && !s->lock))
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: forget needs the store opened for writing", s->dir);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: forget needs the store opened for writing", s->dir);
   else if (user < 0 || user >= s->m.users)
-    st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__, "user index %lld is not in the store", (long long)user);
+    st = IMF_RAISE(IMF_ERR_NOTFOUND, "user index %lld is not in the store", (long long)user);
   IMF_CHECK(imf_agree(s->comm, st));
   if (imf_store_is_forgotten(s, user)) return IMF_OK;
   int64_t *f = malloc((size_t)(s->m.nforgotten + 1) * sizeof *f);
-  st = f ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  st = f ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_CHECK(imf_agree(s->comm, st));
   int64_t n = 0;
   for (int64_t j = 0; j < s->m.nforgotten && s->m.forgotten[j] < user; j++) f[n++] = s->m.forgotten[j];
@@ -143,7 +143,7 @@ static void scrub_arrays_free(scrub_arrays *a) {
 }
 
 static imf_status scrub_damaged(const char *path) {
-  return imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: datasets of inconsistent lengths: the store is damaged",
+  return IMF_RAISE(IMF_ERR_INPUT, "%s: datasets of inconsistent lengths: the store is damaged",
                        path);
 }
 
@@ -336,7 +336,7 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
     H5Fclose(g);
     unlink(tmp);
   } else if (g >= 0 && H5Fclose(g) < 0)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot close %s: %s", tmp, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot close %s: %s", tmp, imf_h5_reason());
   if (st == IMF_OK && dirty) st = scrub_install(s, tmp, path);
   if (st == IMF_OK && dirty) {
     *removed = (int64_t)a.R - a.w;
@@ -350,7 +350,7 @@ imf_status imf_store_scrub(imf_store *s, int64_t *rows_removed, int64_t *files_r
   imf_status st = IMF_OK;
   int64_t tot[2] = {0, 0};
   if (s->mode != IMF_STORE_WRITE || (s->rank == 0 && !s->lock))
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: scrubbing needs the store opened for writing", s->dir);
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: scrubbing needs the store opened for writing", s->dir);
   IMF_CHECK(imf_agree(s->comm, st));
   if (s->rank == 0 && s->m.nforgotten > 0)
     for (int64_t k = s->m.nbatches; k >= 1 && st == IMF_OK; k--) {

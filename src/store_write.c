@@ -201,7 +201,7 @@ static imf_status item_rows_exchange(imf_store *s, const imf_ratings *r, int64_t
     sbuf[fill[imf_block_owner(bounds, P, r->item[j])]++] = (item_row){r->item[j], (int32_t)j};
   if (MPI_Alltoall(sc, 1, MPI_INT64_T, v->rc, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS ||
       MPI_Allgather(&row0, 1, MPI_INT64_T, v->row0s, 1, MPI_INT64_T, s->comm) != MPI_SUCCESS)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Alltoall/MPI_Allgather failed (item index)");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Alltoall/MPI_Allgather failed (item index)");
   IMF_TRY(imf_agree(s->comm, st), out);
   v->nr = 0;
   for (int q = 0; q < P; q++) {
@@ -210,7 +210,7 @@ static imf_status item_rows_exchange(imf_store *s, const imf_ratings *r, int64_t
   }
   st = imf_alloc_nz(&v->rbuf, (size_t)v->nr + 1, sizeof *v->rbuf);
   if (st == IMF_OK && MPI_Type_contiguous(2, MPI_INT32_T, &pt) != MPI_SUCCESS)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Type_contiguous failed");
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Type_contiguous failed");
   if (st == IMF_OK) MPI_Type_commit(&pt);
   IMF_TRY(imf_agree(s->comm, st), out);
   IMF_TRY(imf_alltoallv64(s->comm, sbuf, sc, sd, v->rbuf, v->rc, v->rd, pt), out);
@@ -260,7 +260,7 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
   const int64_t lo = nitems * s->rank / P, hi = nitems * (s->rank + 1) / P;
   int64_t nr = r->n;
   if (r->n > INT32_MAX) /* (ingest refuses more than 2^31 ratings on one rank before this) */
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "%s: more than 2^31 ratings on one rank; use more ranks", s->dir);
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s: more than 2^31 ratings on one rank; use more ranks", s->dir);
   IMF_TRY(imf_agree(s->comm, st), out);
   if (P > 1) {
     IMF_TRY(item_rows_exchange(s, r, row0, nitems, &v), out);
@@ -277,7 +277,7 @@ static imf_status item_index_build(imf_store *s, const imf_ratings *r, int64_t r
 #define ROW_ITEM(j) (P > 1 ? (int64_t)rbuf[j].item : (int64_t)r->item[j])
   for (int64_t j = 0; st == IMF_OK && j < nr; j++) {
     int64_t i = ROW_ITEM(j);
-    if (i < lo || i >= hi) st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "item index: item %lld sent to the wrong rank", (long long)i);
+    if (i < lo || i >= hi) st = IMF_RAISE(IMF_ERR_RUNTIME, "item index: item %lld sent to the wrong rank", (long long)i);
     else cnt[i - lo + 1]++;
   }
   IMF_TRY(imf_agree(s->comm, st), out);
@@ -540,7 +540,7 @@ static imf_status batch_file_write(imf_store *s, imf_batch *b, const batch_meta 
   if (st == IMF_OK) st = imf_agree(s->comm, write_attrs(f, b, bm, tmp));
   H5Pclose(coll);
   if (H5Fclose(f) < 0 && st == IMF_OK)
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "%s: cannot close: %s", tmp, imf_h5_reason());
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot close: %s", tmp, imf_h5_reason());
   st = imf_agree(s->comm, st);
   if (st != IMF_OK && s->rank == 0) unlink(tmp);
   return st;
@@ -565,7 +565,7 @@ static imf_status manifest_append(imf_store *s, const batch_meta *bm) {
   const int64_t k = bm->number;
   manifest m = s->m;
   batch_meta *nb = malloc((size_t)k * sizeof *nb);
-  imf_status st = nb ? IMF_OK : imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+  imf_status st = nb ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_CHECK(imf_agree(s->comm, st));
   if (s->m.nbatches) memcpy(nb, s->m.b, (size_t)s->m.nbatches * sizeof *nb);
   nb[k - 1] = *bm;

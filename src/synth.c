@@ -489,8 +489,9 @@ static imf_status sink_open(sink *S, zkind kind, const char *path) {
   } else if (kind == Z_XZ) {
     lzma_stream init = LZMA_STREAM_INIT;
     S->x = init;
-    /* preset 1: on this digit-heavy text presets 2..6 run ~10x slower (under 1 MB/s) for a
-     * ~20% smaller file, which would make xz the bottleneck of every large synth */
+    /* preset 1: higher presets shrink this digit-heavy text little and run many times slower,
+     * which would make xz the bottleneck of every large synth (docs/DESIGN.md, "Compressed
+     * output of synth") */
     if (lzma_easy_encoder(&S->x, 1, LZMA_CHECK_CRC64) != LZMA_OK)
       IMF_FAIL(IMF_ERR_RUNTIME, "liblzma: encoder setup failed");
   } else {
@@ -580,7 +581,7 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     int64_t mine = (int64_t)B->n;
     rc = MPI_Allgather(&mine, 1, MPI_INT64_T, sizes, 1, MPI_INT64_T, comm);
-    if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allgather");
+    if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "MPI_Allgather");
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     MPI_Offset off = base, sum = 0;
     for (int r = 0; r < P; r++) {
@@ -636,7 +637,7 @@ static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const c
             continue;
           }
           int rc = MPI_Recv(in.b, cnt, MPI_BYTE, r, MSG_TAG, comm, MPI_STATUS_IGNORE);
-          if (rc != MPI_SUCCESS && st == IMF_OK) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Recv");
+          if (rc != MPI_SUCCESS && st == IMF_OK) st = IMF_MPI_RAISE(rc, "MPI_Recv");
           in.n = (size_t)cnt;
           src = &in;
         }
@@ -645,7 +646,7 @@ static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const c
       }
     } else if (c < nchunks) {
       int rc = MPI_Send(B->b, (int)B->n, MPI_BYTE, 0, MSG_TAG, comm);
-      if (rc != MPI_SUCCESS) st = imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Send");
+      if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "MPI_Send");
     }
     st = imf_agree(comm, st);
   }
@@ -669,7 +670,7 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   int rank;
   MPI_Comm_rank(comm, &rank);
   imf_status st = imf_synth_validate(o);
-  if (st == IMF_OK && (!path || !*path)) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "synth: no output file");
+  if (st == IMF_OK && (!path || !*path)) st = IMF_RAISE(IMF_ERR_USAGE, "synth: no output file");
   if (st != IMF_OK) return st; /* same options on every rank: all fail alike */
   gen G;
   st = imf_agree(comm, gen_init(&G, o));
@@ -703,7 +704,7 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   gen_free(&G);
   if (rank == 0) {
     if (st == IMF_OK && rename(tmp, path) != 0)
-      st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (st != IMF_OK) unlink(tmp);
   }
   st = imf_agree(comm, st);

@@ -20,7 +20,7 @@ static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
 }
 
 /* always_inline: called from the AVX-512 scan, a call into SSE-encoded code there costs an
- * AVX-SSE transition on every heap insertion (measured: 4x the time in sift_down). */
+ * AVX-SSE transition on every heap insertion (docs/DESIGN.md, "Top-K heaps"). */
 static inline __attribute__((always_inline)) void sift_down(int32_t *it, float *sc, int n, int i) {
   for (;;) {
     int l = 2 * i + 1, r = l + 1, w = i;
@@ -147,7 +147,10 @@ static scan_fn pick_scan(void) {
 
 imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *scores, int *count,
                     double *gemm_seconds) {
-  if (K < 1) IMF_FAIL(IMF_ERR_USAGE, "top-K needs K >= 1, got %d", K);
+  float *C = NULL;
+  int64_t *ep = NULL;
+  imf_status st = IMF_OK;
+  if (K < 1) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "top-K needs K >= 1, got %d", K), out);
   if (gemm_seconds) *gemm_seconds = 0;
   int64_t nr = q->nrows;
   for (int64_t r = 0; r < nr * K; r++) {
@@ -156,9 +159,6 @@ imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *score
   }
   for (int64_t r = 0; r < nr; r++) count[r] = 0;
   if (nr == 0 || q->ny == 0) return IMF_OK;
-  float *C = NULL;
-  int64_t *ep = NULL;
-  imf_status st = IMF_OK;
   IMF_TRY(imf_alloc(&C, (size_t)IMF_TOPK_TILE_USERS * IMF_TOPK_TILE_ITEMS, sizeof(float)), out);
   IMF_TRY(imf_alloc(&ep, IMF_TOPK_TILE_USERS, sizeof(int64_t)), out);
   const int kw = q->kw;

@@ -295,14 +295,14 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
                             imf_trainer **out) {
   *out = NULL;
   double t0 = tic();
-  imf_trainer *t = calloc(1, sizeof *t);
-  if (!t) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
-  t->comm = MPI_COMM_NULL;
   imf_status st = IMF_OK;
+  imf_trainer *t = calloc(1, sizeof *t);
+  if (!t) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
+  t->comm = MPI_COMM_NULL;
   {
     int e = MPI_Comm_dup(comm, &t->comm);
     if (e != MPI_SUCCESS) {
-      st = imf_err_mpi(e, __FILE__, __LINE__, "MPI_Comm_dup");
+      st = IMF_MPI_RAISE(e, "MPI_Comm_dup");
       goto fail;
     }
   }
@@ -310,19 +310,19 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   MPI_Comm_size(t->comm, &t->nranks);
   t->part = part;
   if (part->nranks != t->nranks) {
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "partition built for %d ranks, communicator has %d",
-                       part->nranks, t->nranks);
+    st = IMF_RAISE(IMF_ERR_USAGE, "partition built for %d ranks, communicator has %d",
+                   part->nranks, t->nranks);
     goto fail;
   }
   IMF_TRY(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type), fail);
   if (t->type == IMF_MODEL_POP || t->type == IMF_MODEL_BIAS) { /* fitted by baseline.c, not by sweeps */
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.type = %s is not trained by sweeps (baseline.h)",
-                       imf_model_type_name(t->type));
+    st = IMF_RAISE(IMF_ERR_USAGE, "model.type = %s is not trained by sweeps (baseline.h)",
+                   imf_model_type_name(t->type));
     goto fail;
   }
   int64_t k = imf_cfg_int(cfg, "model.k");
   if (k < 1 || k > 4096) {
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "model.k = %lld out of range [1, 4096]", (long long)k);
+    st = IMF_RAISE(IMF_ERR_USAGE, "model.k = %lld out of range [1, 4096]", (long long)k);
     goto fail;
   }
   t->k = (int)k;
@@ -337,9 +337,8 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   int64_t burn_in = imf_cfg_int(cfg, "model.burn_in");
   if (!(t->lambda >= 0) || !(t->lambda_bias >= 0) || !(t->alpha >= 0) || t->iterations < 0 ||
       burn_in < 0 || t->cg_steps < 1) {
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                       "bad model hyperparameters (lambda, lambda_bias, alpha >= 0; iterations, "
-                       "burn_in >= 0; cg_steps >= 1)");
+    st = IMF_RAISE(IMF_ERR_USAGE, "bad model hyperparameters (lambda, lambda_bias, alpha >= 0; iterations, "
+                   "burn_in >= 0; cg_steps >= 1)");
     goto fail;
   }
   if (t->type == IMF_MODEL_BPMF && t->iterations > 0 && burn_in >= t->iterations) {
@@ -420,12 +419,11 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   imf_model *m = t->m;
   imf_status st = IMF_OK;
   if (s->type != m->type || s->k != m->k)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "saved model is %s k=%d, training %s k=%d",
-                       imf_model_type_name(s->type), s->k, imf_model_type_name(m->type), m->k);
+    st = IMF_RAISE(IMF_ERR_INPUT, "saved model is %s k=%d, training %s k=%d",
+                   imf_model_type_name(s->type), s->k, imf_model_type_name(m->type), m->k);
   else if (s->nusers > m->nusers || s->nitems > m->nitems)
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                       "saved model has more users or items (%lld x %lld) than the data (%lld x %lld)",
-                       (long long)s->nusers, (long long)s->nitems, (long long)m->nusers, (long long)m->nitems);
+    st = IMF_RAISE(IMF_ERR_INPUT, "saved model has more users or items (%lld x %lld) than the data (%lld x %lld)",
+                   (long long)s->nusers, (long long)s->nitems, (long long)m->nusers, (long long)m->nitems);
   IMF_CHECK(imf_agree(t->comm, st));
   int exact = s->nusers == m->nusers && s->nitems == m->nitems;
   int k = m->k;

@@ -85,7 +85,7 @@ static imf_status log_check(MPI_Comm comm, FILE *log, const char *path) {
   imf_status st = IMF_OK;
   if (log && (fflush(log) != 0 || ferror(log))) {
     int e = errno ? errno : EIO;
-    st = imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "cannot write %s: %s%s (the sweep log; the run checkpoint "
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s: %s%s (the sweep log; the run checkpoint "
                        "of the last periodic write is kept: free some space, then `train --resume`)", path,
                        e == ENOSPC || e == EDQUOT ? "no space left on the file system: " : "", strerror(e));
   }
@@ -167,14 +167,10 @@ static void train_free(trun *r) {
 static imf_status train_resume_config(trun *r) {
   imf_status st = imf_checkpoint_read(r->comm, r->ckpt, &r->saved, &r->rmeta);
   if (st == IMF_ERR_INPUT) { /* say what to do with a bad run checkpoint (not a version: no rollback) */
+    /* the reason alone: its advice (roll back to an earlier version) is for versions */
     char why[1024];
-    snprintf(why, sizeof why, "%s", imf_last_error());
-    char *cut = strstr(why, " (restore an earlier"); /* advice for versions */
-    if (!cut) cut = strrchr(why, '(');                  /* else the " (file.c:line)" suffix */
-    if (cut && *cut == '(' && cut > why && cut[-1] == ' ') cut--;
-    if (cut) *cut = '\0';
-    st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                       "%s; the run cannot resume from it: delete %s and train again without --resume", why, r->ckpt);
+    snprintf(why, sizeof why, "%s", imf_err_reason());
+    st = IMF_RAISE(IMF_ERR_INPUT, "%s; the run cannot resume from it: delete %s and train again without --resume", why, r->ckpt);
   }
   IMF_CHECK(st);
   if (strcmp(r->rmeta.store_digest, imf_store_digest(r->s)) != 0 || r->rmeta.batches_seen != imf_store_nbatches(r->s))
@@ -443,8 +439,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
     rep->stopped = 1;
     imf_info("stopped by signal after sweep %lld: run checkpoint %s written; rerun with --resume",
              (long long)m->iteration, r.ckpt);
-    st = imf_err_raise(IMF_ERR_REQUEUE, __FILE__, __LINE__,
-                       "stopped by a signal after sweep %lld; checkpoint written, resume with --resume",
+    st = IMF_RAISE(IMF_ERR_REQUEUE, "stopped by a signal after sweep %lld; checkpoint written, resume with --resume",
                        (long long)m->iteration);
     goto out;
   }
@@ -452,7 +447,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   IMF_TRY(train_commit(&r, m), out);
   int64_t rss = imf_peak_rss();
   if (MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
-    IMF_TRY(imf_err_raise(IMF_ERR_RUNTIME, __FILE__, __LINE__, "MPI_Allreduce of the peak memory failed"), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Allreduce of the peak memory failed"), out);
   if (!imf_log_quiet()) {
     imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
     if (r.t) IMF_TRY(imf_trainer_log_view(r.t, stderr), out);

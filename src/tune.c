@@ -74,8 +74,7 @@ static imf_status parse_term(imf_config *scratch, const char *term, imf_tune_rep
     imf_status st = imf_config_set(scratch, as);
     if (st == IMF_OK)
       for (int j = 0; j < g->n[ki]; j++)
-        if (!strcmp(g->v[ki][j], val)) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                                                            "--grid: value '%s' listed twice for '%s'", val, key);
+        if (!strcmp(g->v[ki][j], val)) st = IMF_RAISE(IMF_ERR_USAGE, "--grid: value '%s' listed twice for '%s'", val, key);
     if (st == IMF_OK) st = imf_realloc(&g->v[ki], (size_t)g->n[ki] + 1, sizeof *g->v[ki]);
     if (st != IMF_OK) {
       free(val);
@@ -97,14 +96,15 @@ static imf_status parse_term(imf_config *scratch, const char *term, imf_tune_rep
 /* Terms are separated by white space or ';' (a shell-friendly alternative). */
 static imf_status parse_grid(const imf_config *cfg, const char *grid, imf_tune_report *rep, grid_values *g) {
   imf_config *scratch = NULL;
-  IMF_CHECK(copy_config(cfg, &scratch));
   imf_status st = IMF_OK;
-  char *text = strdup(grid ? grid : "");
-  if (!text) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+  char *text = NULL;
+  IMF_TRY(copy_config(cfg, &scratch), out);
+  text = strdup(grid ? grid : "");
+  if (!text) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);
   char *save = NULL;
   for (char *t = strtok_r(text, " \t\n;", &save); t; t = strtok_r(NULL, " \t\n;", &save))
     IMF_TRY(parse_term(scratch, t, rep, g), out);
-  if (rep->nkeys == 0) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--grid is empty: give key=v1,v2 ..."), out);
+  if (rep->nkeys == 0) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--grid is empty: give key=v1,v2 ..."), out);
 out:
   free(text);
   imf_config_destroy(&scratch);
@@ -402,21 +402,21 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
 
   /* Everything up to the split is a deterministic function of the arguments, identical on
    * every rank, so a bad grid fails everywhere without an agreement round. */
-  if (!sp->store) IMF_FAIL(IMF_ERR_USAGE, "tune needs --data STORE (the training ratings)");
+  if (!sp->store) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "tune needs --data STORE (the training ratings)"), out);
   IMF_TRY(parse_grid(cfg, sp->grid, rep, &g), out);
   IMF_TRY(choose_metric(cfg, rep, &g, rep), out);
   rep->nfolds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "tune.folds");
   if (rep->nfolds < 2 || rep->nfolds > IMF_EVAL_MAX_FOLDS)
-    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "tune needs 2..%d folds, got %d", IMF_EVAL_MAX_FOLDS,
-                          rep->nfolds), out);
-  if (sp->random < 0) IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--random must be positive"), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "tune needs 2..%d folds, got %d", IMF_EVAL_MAX_FOLDS,
+                      rep->nfolds), out);
+  if (sp->random < 0) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--random must be positive"), out);
   IMF_TRY(pick_candidates(rep, &g, sp->random, (uint64_t)imf_cfg_int(cfg, "tune.seed"), &idx, &rep->nconfigs), out);
   IMF_TRY(imf_alloc(&rep->rows, (size_t)rep->nconfigs, sizeof *rep->rows), out);
   for (int c = 0; c < rep->nconfigs; c++) {
     int64_t r = idx[c];
     for (int k = rep->nkeys - 1; k >= 0; k--) {
       rep->rows[c].value[k] = strdup(g.v[k][r % g.n[k]]);
-      if (!rep->rows[c].value[k]) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+      if (!rep->rows[c].value[k]) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);
       r /= g.n[k];
     }
   }
@@ -430,7 +430,7 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
 
   /* Contiguous blocks of ranks per group (sizes differ by at most one). */
   int group = (int)((int64_t)rank * groups / size);
-  IMF_MPI(MPI_Comm_split(comm, group, rank, &gcomm));
+  IMF_MPI_TRY(MPI_Comm_split(comm, group, rank, &gcomm), out);
   int stride = 2 * rep->nmetrics + 2;
   IMF_TRY(imf_alloc(&buf, (size_t)rep->nconfigs * (size_t)stride, sizeof *buf), out);
   {
@@ -446,7 +446,7 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
    * the sum is exact and independent of the grouping */
   {
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, rep->nconfigs * stride, MPI_DOUBLE, MPI_SUM, comm);
-    if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce"), out);
+    if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allreduce"), out);
   }
   rep->best = -1;
   for (int c = 0; c < rep->nconfigs; c++) {
@@ -464,11 +464,11 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
       rep->best = c;
   }
   if (rep->best < 0)
-    IMF_TRY(imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__, "no candidate produced a finite %s (too few ratings?)",
-                          rep->metric), out);
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "no candidate produced a finite %s (too few ratings?)",
+                      rep->metric), out);
   IMF_TRY(candidate_config(cfg, rep, rep->best, &best), out);
   rep->best_ini = imf_config_dump(best);
-  if (!rep->best_ini) IMF_TRY(imf_err_raise(IMF_ERR_NOMEM, __FILE__, __LINE__, "out of memory"), out);
+  if (!rep->best_ini) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);
   rep->seconds = imf_wtime() - t0;
 out:
   if (gcomm != MPI_COMM_NULL) MPI_Comm_free(&gcomm);

@@ -265,7 +265,7 @@ static imf_status ease_build(MPI_Comm comm, const imf_config *cfg, const char *c
   }
   int64_t g = nr;
   const int rc = MPI_Allreduce(&g, changed, 1, MPI_INT64_T, MPI_SUM, comm);
-  if (rc != MPI_SUCCESS) IMF_TRY(imf_err_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce (changed users)"), out);
+  if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allreduce (changed users)"), out);
   int64_t rk = 0;
   IMF_TRY(imf_ease_update_rank(comm, nr, optr, nptr, &rk), out);
   *entries = rk;
@@ -415,8 +415,7 @@ static imf_status check_lineage(MPI_Comm comm, const imf_ckpt_info *ci, int64_t 
                "states): adopted, if its ids are the store's first ids", (long long)v, model_dir, store_dir,
                ci->store_digest);
     } else
-      st = imf_err_raise(IMF_ERR_INPUT, __FILE__, __LINE__,
-                         "version %lld of %s was not built from %s: its recorded store digest %.16s... is none of "
+      st = IMF_RAISE(IMF_ERR_INPUT, "version %lld of %s was not built from %s: its recorded store digest %.16s... is none of "
                          "the store's states from batch %lld to %lld; nothing was changed (`incremf update --adopt` "
                          "takes such a model over when its user and item ids are the store's first ids, in order)",
                          (long long)v, model_dir, store_dir, ci->store_digest, (long long)ci->batches_seen,
@@ -555,8 +554,7 @@ static imf_status scan_precheck(upd *u) {
   }
   imf_err_clear();
   if (no_gram)
-    IMF_TRY(imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__,
-                          "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "%s holds an EASE version without its Gram matrix (written before incremf stored it): "
                           "retrain it once with `incremf train --set model.type=ease`", u->model_dir), out);
   if (have) st = check_lineage(u->comm, &ci, v, u->store_dir, u->model_dir, u->o->adopt, &u->adopting);
 out:

@@ -121,14 +121,14 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
       char tail = 0;
       st = imf_cli_value(argc, argv, &i, &v);
       if (st == IMF_OK && (sscanf(v, "%lld%c", &n, &tail) != 1 || n < 1))
-        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--version wants a version number >= 1, got '%s'", v);
+        st = IMF_RAISE(IMF_ERR_USAGE, "--version wants a version number >= 1, got '%s'", v);
       sp.version = n;
     }
     else if (!strcmp(argv[i], "--folds")) {
       st = imf_cli_value(argc, argv, &i, &v);
       if (st == IMF_OK && (sscanf(v, "%d", &sp.folds) != 1 || sp.folds < 1))
-        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--folds wants a positive integer, got '%s'", v);
-    } else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf evaluate --help)", argv[i]);
+        st = IMF_RAISE(IMF_ERR_USAGE, "--folds wants a positive integer, got '%s'", v);
+    } else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf evaluate --help)", argv[i]);
   }
   if (st != IMF_OK) return imf_cli_fail(cli, "evaluate", st);
   imf_eval_report r;

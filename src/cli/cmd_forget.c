@@ -18,10 +18,10 @@ int imf_cmd_forget(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
     else if (!strcmp(argv[i], "--user")) st = imf_cli_value(argc, argv, &i, &user);
     else if (!strcmp(argv[i], "--break-lock")) brk = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf forget --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf forget --help)", argv[i]);
   }
   if (st == IMF_OK && (!store || !model || !user))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "forget needs --data STORE, --model DIR and --user ID");
+    st = IMF_RAISE(IMF_ERR_USAGE, "forget needs --data STORE, --model DIR and --user ID");
   if (st != IMF_OK) return imf_cli_fail(cli, "forget", st);
   int64_t nr = 0, nv = 0;
   st = imf_forget(cli->comm, cli->cfg, store, model, user, brk, &nr, &nv);

@@ -159,11 +159,11 @@ int imf_cmd_inspect(imf_cli *cli, int argc, char **argv) {
   const char *path = NULL;
   imf_status st = IMF_OK;
   for (int i = 1; i < argc && st == IMF_OK; i++) {
-    if (argv[i][0] == '-') st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s'", argv[i]);
-    else if (path) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "inspect takes one path");
+    if (argv[i][0] == '-') st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s'", argv[i]);
+    else if (path) st = IMF_RAISE(IMF_ERR_USAGE, "inspect takes one path");
     else path = argv[i];
   }
-  if (st == IMF_OK && !path) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "inspect needs a PATH");
+  if (st == IMF_OK && !path) st = IMF_RAISE(IMF_ERR_USAGE, "inspect needs a PATH");
   if (st != IMF_OK) return imf_cli_fail(cli, "inspect", st);
   int kind = path_kind(cli, path);
   if (kind) return inspect_model(cli, path, kind);

@@ -70,10 +70,10 @@ static int run(imf_cli *cli, int argc, char **argv, int append) {
         snprintf(set, sizeof set, "clean.max_reject_fraction=%s", v);
         st = imf_config_set(cli->cfg, set);
       }
-    } else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf %s --help)", argv[i], cmd);
+    } else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf %s --help)", argv[i], cmd);
   }
   if (st == IMF_OK && (!input || !store))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "%s needs --input FILE and --data STORE", cmd);
+    st = IMF_RAISE(IMF_ERR_USAGE, "%s needs --input FILE and --data STORE", cmd);
   if (st == IMF_OK && rejects) { /* never onto the input or into a store (fsio.h) */
     const char *in[] = {input}, *dirs[] = {store};
     st = imf_output_check_all(cli->comm, rejects, in, 1, dirs, 1);

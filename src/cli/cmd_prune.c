@@ -17,14 +17,14 @@ int imf_cmd_prune(imf_cli *cli, int argc, char **argv) {
     if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
     else if (!strcmp(argv[i], "--keep")) st = imf_cli_value(argc, argv, &i, &keep);
     else if (!strcmp(argv[i], "--break-lock")) brk = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf prune --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf prune --help)", argv[i]);
   }
   long long n = -1;
-  if (st == IMF_OK && (!model || !keep)) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "prune needs --model DIR and --keep N");
+  if (st == IMF_OK && (!model || !keep)) st = IMF_RAISE(IMF_ERR_USAGE, "prune needs --model DIR and --keep N");
   if (st == IMF_OK) {
     char *e;
     n = strtoll(keep, &e, 10);
-    if (*e || n < 0) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--keep needs a count >= 0, got '%s'", keep);
+    if (*e || n < 0) st = IMF_RAISE(IMF_ERR_USAGE, "--keep needs a count >= 0, got '%s'", keep);
   }
   if (st != IMF_OK) return imf_cli_fail(cli, "prune", st);
   int64_t removed = 0;

@@ -71,15 +71,15 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--top")) {
       st = imf_cli_value(argc, argv, &i, &v);
       if (st == IMF_OK && (sscanf(v, "%d", &top) != 1 || top < 1))
-        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--top wants a positive integer, got '%s'", v);
-    } else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf recommend --help)", argv[i]);
+        st = IMF_RAISE(IMF_ERR_USAGE, "--top wants a positive integer, got '%s'", v);
+    } else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf recommend --help)", argv[i]);
   }
-  if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "recommend needs --model DIR");
+  if (st == IMF_OK && !model) st = IMF_RAISE(IMF_ERR_USAGE, "recommend needs --model DIR");
   if (st == IMF_OK && (!!user + all + !!similar) != 1)
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "recommend needs exactly one of --user ID, --all, --similar ITEM");
-  if (st == IMF_OK && all && !out) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--all needs --out FILE");
+    st = IMF_RAISE(IMF_ERR_USAGE, "recommend needs exactly one of --user ID, --all, --similar ITEM");
+  if (st == IMF_OK && all && !out) st = IMF_RAISE(IMF_ERR_USAGE, "--all needs --out FILE");
   if (st == IMF_OK && fb && strcmp(fb, "popular"))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--fallback supports 'popular' only, got '%s'", fb);
+    st = IMF_RAISE(IMF_ERR_USAGE, "--fallback supports 'popular' only, got '%s'", fb);
   if (st == IMF_OK && out) { /* never into the model or the store (fsio.h) */
     const char *dirs[] = {model, store};
     st = imf_output_check_all(cli->comm, out, NULL, 0, dirs, 2);

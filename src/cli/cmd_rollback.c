@@ -17,15 +17,15 @@ int imf_cmd_rollback(imf_cli *cli, int argc, char **argv) {
     if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
     else if (!strcmp(argv[i], "--to")) st = imf_cli_value(argc, argv, &i, &to);
     else if (!strcmp(argv[i], "--break-lock")) brk = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf rollback --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf rollback --help)", argv[i]);
   }
   long long v = 0;
   if (st == IMF_OK && to) {
     char *e;
     v = strtoll(to[0] == 'v' ? to + 1 : to, &e, 10);
-    if (*e || v < 1) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "--to needs a version number, got '%s'", to);
+    if (*e || v < 1) st = IMF_RAISE(IMF_ERR_USAGE, "--to needs a version number, got '%s'", to);
   }
-  if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "rollback needs --model DIR");
+  if (st == IMF_OK && !model) st = IMF_RAISE(IMF_ERR_USAGE, "rollback needs --model DIR");
   if (st != IMF_OK) return imf_cli_fail(cli, "rollback", st);
   int64_t from = 0, now = 0;
   st = imf_rollback(cli->comm, model, v, brk, &from, &now);

@@ -25,18 +25,17 @@ int imf_cmd_status(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--model")) st = imf_cli_value(argc, argv, &i, &model);
     else if (!strcmp(argv[i], "--plot")) st = imf_cli_value(argc, argv, &i, &plot);
     else if (!strcmp(argv[i], "--check")) check = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf status --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf status --help)", argv[i]);
   }
-  if (st == IMF_OK && !model) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "status needs --model DIR");
+  if (st == IMF_OK && !model) st = IMF_RAISE(IMF_ERR_USAGE, "status needs --model DIR");
   if (st == IMF_OK && check) { /* --check on a directory without a current version is not "fine" */
     char cur[4200];
     snprintf(cur, sizeof cur, "%s/CURRENT", model);
     int have = cli->rank == 0 ? access(cur, F_OK) == 0 : 0;
     MPI_Bcast(&have, 1, MPI_INT, 0, cli->comm);
     if (!have)
-      st = imf_err_raise(IMF_ERR_NOTFOUND, __FILE__, __LINE__,
-                         "%s holds no current version (a train that failed or was stopped before its first "
-                         "version leaves it so): run train", model);
+      st = IMF_RAISE(IMF_ERR_NOTFOUND, "%s holds no current version (a train that failed or was stopped before its first "
+                     "version leaves it so): run train", model);
   }
   if (st == IMF_OK && plot) { /* never into the model or the store (fsio.h) */
     const char *dirs[] = {model, store};

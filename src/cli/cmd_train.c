@@ -37,10 +37,10 @@ int imf_cmd_train(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--test")) st = imf_cli_value(argc, argv, &i, &o.test_path);
     else if (!strcmp(argv[i], "--resume")) o.resume = 1;
     else if (!strcmp(argv[i], "--break-lock")) o.break_lock = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf train --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf train --help)", argv[i]);
   }
   if (st == IMF_OK && (!store || !model))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "train needs --data STORE and --model DIR");
+    st = IMF_RAISE(IMF_ERR_USAGE, "train needs --data STORE and --model DIR");
   if (st == IMF_OK) st = imf_install_stop_signals();
   if (st != IMF_OK) return imf_cli_fail(cli, "train", st);
   imf_train_report r;

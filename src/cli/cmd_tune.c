@@ -106,18 +106,18 @@ int imf_cmd_tune(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--random")) num = &sp.random;
     else if (!strcmp(argv[i], "--folds")) num = &sp.folds;
     else if (!strcmp(argv[i], "--groups")) num = &sp.groups;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf tune --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf tune --help)", argv[i]);
     if (num && st == IMF_OK) {
       const char *flag = argv[i];
       st = imf_cli_value(argc, argv, &i, &v);
       char *end;
       long n = st == IMF_OK ? strtol(v, &end, 10) : 0;
       if (st == IMF_OK && (!*v || *end || n < 1 || n > 1000000))
-        st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "%s wants a positive integer, got '%s'", flag, v);
+        st = IMF_RAISE(IMF_ERR_USAGE, "%s wants a positive integer, got '%s'", flag, v);
       *num = (int)n;
     }
   }
-  if (st == IMF_OK && !sp.grid) st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "tune needs --grid \"key=v1,v2 ...\"");
+  if (st == IMF_OK && !sp.grid) st = IMF_RAISE(IMF_ERR_USAGE, "tune needs --grid \"key=v1,v2 ...\"");
   const char *dirs[] = {sp.store};
   if (st == IMF_OK) st = imf_output_check_all(cli->comm, out, NULL, 0, dirs, 1); /* fsio.h */
   if (st == IMF_OK && table) st = imf_output_check_all(cli->comm, table, &out, 1, dirs, 1);

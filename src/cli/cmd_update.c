@@ -57,10 +57,10 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
     else if (!strcmp(argv[i], "--strategy")) st = imf_cli_value(argc, argv, &i, &o.strategy);
     else if (!strcmp(argv[i], "--break-lock")) o.break_lock = 1;
     else if (!strcmp(argv[i], "--adopt")) o.adopt = 1;
-    else st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "unknown option '%s' (see incremf update --help)", argv[i]);
+    else st = IMF_RAISE(IMF_ERR_USAGE, "unknown option '%s' (see incremf update --help)", argv[i]);
   }
   if (st == IMF_OK && (!store || !model))
-    st = imf_err_raise(IMF_ERR_USAGE, __FILE__, __LINE__, "update needs --data STORE and --model DIR");
+    st = IMF_RAISE(IMF_ERR_USAGE, "update needs --data STORE and --model DIR");
   if (st != IMF_OK) return imf_cli_fail(cli, "update", st);
   imf_update_report r;
   st = imf_install_stop_signals(); /* SIGTERM/SIGINT/SIGUSR1: stop at a safe point, exit 75 */

@@ -140,7 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   imf_registry_record *recs = NULL;
   int64_t nrec = 0;
   st = imf_registry_load(MPI_COMM_WORLD, dir, &recs, &nrec);
-  FZ_ASSERT(st == IMF_OK, "registry load: %s", imf_last_error());
+  /* a line that is not a record is an error naming the file and line, never skipped */
+  FZ_ASSERT(st == IMF_OK || (st == IMF_ERR_INPUT && strstr(imf_last_error(), "registry.jsonl:")),
+            "registry load: status %d: %s", (int)st, imf_last_error());
   for (int64_t j = 0; j < nrec; j++) {
     check_record(&recs[j]);
     const imf_registry_record *f = imf_registry_find(recs, nrec, recs[j].version);
