@@ -367,24 +367,27 @@ static imf_status install(const char *tmp, const char *path, const char *dir) {
 imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model *m,
                                 const imf_ckpt_meta *meta) {
   int rank;
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
+  imf_status st = IMF_OK;
+  char *config = NULL;
+  hist_cols hc = {0};
+  int legacy = 0;
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), out);
   imf_h5_quiet();
-  imf_status st = ckpt_check_input(path, m, meta);
-  IMF_CHECK(imf_agree(comm, st));
+  st = ckpt_check_input(path, m, meta);
+  IMF_TRY(imf_agree(comm, st), out);
 
   /* Rank 0's header and config are the file's: attribute values must agree on every rank,
    * and the digest (over the replicated model) is computed once. */
   header h;
   ckpt_fill_header(&h, m, meta);
-  const int legacy = imf_ease_legacy_format();
-  if (meta->ease) IMF_CHECK(ease_header(comm, path, m, meta, legacy, &h)); /* collective */
+  legacy = imf_ease_legacy_format();
+  if (meta->ease) IMF_TRY(ease_header(comm, path, m, meta, legacy, &h), out); /* collective */
   if (rank == 0) st = ckpt_model_digest(&h.info, m, &meta->users, &meta->items, h.info.content_sha256);
-  IMF_CHECK(imf_agree(comm, st));
-  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
-  char *config = rank == 0 ? strdup(meta->config ? meta->config : "") : NULL;
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_MPI_TRY(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm), out);
+  if (rank == 0) config = strdup(meta->config ? meta->config : "");
   if (rank == 0 && !config) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
-  IMF_CHECK(imf_agree(comm, st));
-  hist_cols hc = {0};
+  IMF_TRY(imf_agree(comm, st), out);
   IMF_TRY(ckpt_bcast_str(comm, rank, &config), out);
   /* Every rank checks its replica has the shape rank 0 describes (a divergent replica would
    * otherwise write rows of a different shape). */
@@ -468,23 +471,24 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
   *out = NULL;
   if (meta) memset(meta, 0, sizeof *meta);
   int rank, size;
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
-  IMF_MPI(MPI_Comm_size(comm, &size));
-  imf_h5_quiet();
   header h;
   memset(&h, 0, sizeof h);
   imf_status st = IMF_OK;
-  if (rank == 0) st = ckpt_header_read(path, &h);
-  IMF_CHECK(imf_agree(comm, st));
-  char *config = h.info.config;
-  h.info.config = NULL;
-  IMF_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
+  char *config = NULL;
   imf_model *m = NULL;
   imf_idlist ids[2];
   memset(ids, 0, sizeof ids);
   hist_cols hc = {0};
-  IMF_TRY(ckpt_bcast_str(comm, rank, &config), out);
   const imf_ckpt_info *in = &h.info;
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), out);
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), out);
+  imf_h5_quiet();
+  if (rank == 0) st = ckpt_header_read(path, &h);
+  IMF_TRY(imf_agree(comm, st), out);
+  config = h.info.config;
+  h.info.config = NULL;
+  IMF_MPI_TRY(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm), out);
+  IMF_TRY(ckpt_bcast_str(comm, rank, &config), out);
   st = model_from_header(in, &m);
   if (st == IMF_OK) st = idlist_alloc(&ids[0], in->nuser_ids, h.ublob);
   if (st == IMF_OK) st = idlist_alloc(&ids[1], in->nitem_ids, h.iblob);
@@ -550,9 +554,10 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
     if (st == IMF_OK) st = idlist_valid(&ids[1], h.iblob, path);
     char hex[65];
     if (st == IMF_OK) st = ckpt_model_digest(in, m, &ids[0], &ids[1], hex);
-    if (st == IMF_OK && strcmp(hex, in->content_sha256) != 0)
-      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its content digest does not match (restore an earlier "
-                         "version with `incremf rollback`)", path);
+    if (st == IMF_OK && strcmp(hex, in->content_sha256) != 0) {
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its content digest does not match", path);
+      imf_err_set_advice("restore an earlier version with `incremf rollback`");
+    }
   }
   IMF_TRY(imf_agree(comm, st), out);
   if (meta) {
