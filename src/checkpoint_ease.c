@@ -187,7 +187,7 @@ imf_status ckpt_put_x(const io_ctx *c, const imf_ease_rows *x, int64_t nusers, i
   st = imf_alloc(&all, 2 * (size_t)c->size, sizeof *all);
   if (st == IMF_OK) st = imf_alloc(&gp, (size_t)(nr > 0 ? nr : 1), sizeof *gp);
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->comm));
+  IMF_MPI_TRY(MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->comm), out);
   for (int r = 0; r < c->size; r++)
     if (all[2 * r] < x->lo) off += all[2 * r + 1];
   for (int64_t r = 0; r < nr; r++) gp[r] = off + x->ptr[r];
@@ -286,23 +286,24 @@ imf_status ckpt_write_p_file(MPI_Comm comm, const char *vpath, const imf_ckpt_in
 imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, int grid, imf_ease **out) {
   *out = NULL;
   int rank, size;
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
-  IMF_MPI(MPI_Comm_size(comm, &size));
   header h;
   imf_status st = IMF_OK;
-  IMF_CHECK(ckpt_header_bcast(comm, rank, path, &h));
   const imf_ckpt_info *in = &h.info;
-  if (in->type != IMF_MODEL_EASE || in->ease_items <= 0)
-    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE state (%s; a version written before incremf stored the Gram matrix "
-             "must be retrained)", path, in->type != IMF_MODEL_EASE ? "not an EASE model" : "no /ease group");
-  if (((want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram) || ((want & IMF_CKPT_EASE_B) && !in->ease_has_b))
-    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE %s", path, (want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram ? "Gram matrix" : "B");
   imf_ease *e = NULL;
-  IMF_CHECK(want & IMF_CKPT_EASE_GRAM ? imf_ease_create(comm, in->ease_items, in->lambda, grid, &e)
-                                      : imf_ease_create_empty(comm, in->ease_items, in->lambda, grid, &e));
+  hid_t f = -1;
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), fail);
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), fail);
+  IMF_TRY(ckpt_header_bcast(comm, rank, path, &h), fail);
+  if (in->type != IMF_MODEL_EASE || in->ease_items <= 0)
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s holds no EASE state (%s; a version written before incremf stored the Gram matrix "
+                      "must be retrained)", path, in->type != IMF_MODEL_EASE ? "not an EASE model" : "no /ease group"), fail);
+  if (((want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram) || ((want & IMF_CKPT_EASE_B) && !in->ease_has_b))
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s holds no EASE %s", path,
+                      (want & IMF_CKPT_EASE_GRAM) && !in->ease_has_gram ? "Gram matrix" : "B"), fail);
+  IMF_TRY(want & IMF_CKPT_EASE_GRAM ? imf_ease_create(comm, in->ease_items, in->lambda, grid, &e)
+                                    : imf_ease_create_empty(comm, in->ease_items, in->lambda, grid, &e), fail);
   if (want & IMF_CKPT_EASE_B) st = imf_ease_alloc_b(e);
   IMF_TRY(imf_agree(comm, st), fail);
-  hid_t f = -1;
   st = ckpt_open_ro(comm, path, &f);
   if (st != IMF_OK) {
     if (f >= 0) H5Fclose(f);
@@ -321,9 +322,11 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
     if (!(want & (which ? IMF_CKPT_EASE_B : IMF_CKPT_EASE_GRAM))) continue;
     char hex[33];
     IMF_TRY(imf_ease_hash(e, which, hex), fail);
-    if (strcmp(hex, which ? in->ease_b_hash : in->ease_gram_hash) != 0)
-      IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE %s does not match its hash (restore an earlier version with "
-                            "`incremf rollback`)", path, which ? "B" : "Gram matrix"), fail);
+    if (strcmp(hex, which ? in->ease_b_hash : in->ease_gram_hash) != 0) {
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE %s does not match its hash", path, which ? "B" : "Gram matrix");
+      imf_err_set_advice("restore an earlier version with `incremf rollback`");
+      goto fail;
+    }
   }
   *out = e;
   return IMF_OK;
@@ -409,7 +412,7 @@ static imf_status x_from_factors(const io_ctx *c, int64_t nitems, int64_t clo, i
   if (st == IMF_OK) st = imf_alloc_nz(&buf, (size_t)(per < chi - clo ? per : (chi > clo ? chi - clo : 1)) * (size_t)nitems,
                                       sizeof *buf);
   IMF_TRY(imf_agree(c->comm, st), out);
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, c->comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, c->comm), out);
   for (int64_t t = 0; t < rounds; t++) {
     int64_t a = clo + t * per, b = a + per < chi ? a + per : chi, cnt = b > a ? b - a : 0;
     hid_t ms = -1;
@@ -446,30 +449,35 @@ out:
 imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t lo, int64_t hi, imf_ease_rows *out) {
   memset(out, 0, sizeof *out);
   int rank, size;
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
-  IMF_MPI(MPI_Comm_size(comm, &size));
   header h;
   imf_status st = IMF_OK;
-  IMF_CHECK(ckpt_header_bcast(comm, rank, path, &h));
   const imf_ckpt_info *in = &h.info;
-  const int legacy = !in->ease_has_x;
+  int64_t *gp = NULL;
+  hid_t f = -1;
+  int legacy = 0;
+  int64_t N = 0, ni = 0, nnz = 0, clo = 0, chi = 0;
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), fail);
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), fail);
+  IMF_TRY(ckpt_header_bcast(comm, rank, path, &h), fail);
+  legacy = !in->ease_has_x;
   if (in->type != IMF_MODEL_EASE || (legacy && in->kw != in->nitems))
-    IMF_FAIL(IMF_ERR_INPUT, "%s holds no EASE X (%s)", path,
-             in->type != IMF_MODEL_EASE ? "not an EASE model" : "neither sparse nor in factor form");
-  IMF_CHECK(imf_agree(comm, hi < lo ? IMF_RAISE(IMF_ERR_USAGE, "bad user range [%lld, %lld)",
-                                                     (long long)lo, (long long)hi)
-                                     : IMF_OK));
-  const int64_t N = in->nusers, ni = in->nitems, nnz = in->ease_x_nnz;
-  IMF_CHECK(imf_ease_rows_cover(comm, lo, hi, N));
-  int64_t clo = lo < 0 ? 0 : lo > N ? N : lo, chi = hi < 0 ? 0 : hi > N ? N : hi;
+    IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s holds no EASE X (%s)", path,
+                      in->type != IMF_MODEL_EASE ? "not an EASE model" : "neither sparse nor in factor form"), fail);
+  IMF_TRY(imf_agree(comm, hi < lo ? IMF_RAISE(IMF_ERR_USAGE, "bad user range [%lld, %lld)",
+                                                   (long long)lo, (long long)hi)
+                                   : IMF_OK), fail);
+  N = in->nusers;
+  ni = in->nitems;
+  nnz = in->ease_x_nnz;
+  IMF_TRY(imf_ease_rows_cover(comm, lo, hi, N), fail);
+  clo = lo < 0 ? 0 : lo > N ? N : lo;
+  chi = hi < 0 ? 0 : hi > N ? N : hi;
   if (chi < clo) chi = clo;
   out->lo = lo;
   out->hi = hi;
-  int64_t *gp = NULL;
   st = imf_alloc(&out->ptr, (size_t)(hi - lo) + 1, sizeof *out->ptr);
   if (st == IMF_OK && !legacy) st = imf_alloc(&gp, (size_t)(chi - clo) + 1, sizeof *gp);
   IMF_TRY(imf_agree(comm, st), fail);
-  hid_t f = -1;
   st = ckpt_open_ro(comm, path, &f);
   if (st != IMF_OK) {
     if (f >= 0) H5Fclose(f);
@@ -516,9 +524,11 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
     char hex[33];
     int64_t got = 0;
     IMF_TRY(imf_ease_rows_hash(comm, out, ni, &got, hex), fail);
-    if (got != nnz || strcmp(hex, in->ease_x_hash) != 0)
-      IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE X does not match its hash (restore an earlier version with "
-                            "`incremf rollback`)", path), fail);
+    if (got != nnz || strcmp(hex, in->ease_x_hash) != 0) {
+      st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: its EASE X does not match its hash", path);
+      imf_err_set_advice("restore an earlier version with `incremf rollback`");
+      goto fail;
+    }
   }
   if (!out->idx) IMF_TRY(imf_agree(comm, imf_alloc(&out->idx, 1, sizeof *out->idx)), fail);
   imf_free(&gp);
