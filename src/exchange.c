@@ -206,15 +206,19 @@ static imf_status gather_vectors(MPI_Comm comm, const double *mine, int mycount,
 imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *per_row, int m,
                             double *out) {
   int size, rank;
-  IMF_MPI(MPI_Comm_size(comm, &size));
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
-  const int64_t n = start[size];
+  imf_status st = IMF_OK;
+  int *counts = NULL;
+  double *mine = NULL, *all = NULL;
+  int64_t n = 0, total = 0;
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), done);
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
+  n = start[size];
   /* Rank r contributes, for each chunk meeting its block, one vector (the chunk's partial) if
    * the block holds the whole chunk, else one vector per row of the overlap; every rank can
    * compute every rank's layout from start[]. The last chunk ends at n. */
 #define CHUNK_END(c) ((c) * IMF_DET_CHUNK + IMF_DET_CHUNK < n ? (c) * IMF_DET_CHUNK + IMF_DET_CHUNK : n)
-  int *counts = malloc((size_t)size * sizeof(int));
-  if (!counts) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  counts = malloc((size_t)size * sizeof(int));
+  if (!counts) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), done);
   for (int r = 0; r < size; r++) {
     int64_t a = start[r], b = start[r + 1], cnt = 0;
     for (int64_t c = a / IMF_DET_CHUNK; a < b && c * IMF_DET_CHUNK < b; c++) {
@@ -224,10 +228,7 @@ imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *p
     }
     counts[r] = (int)cnt;
   }
-  imf_status st = IMF_OK;
-  int64_t total = 0;
   for (int r = 0; r < size; r++) total += counts[r];
-  double *mine = NULL, *all = NULL;
   IMF_TRY(imf_alloc(&mine, (size_t)(counts[rank] ? counts[rank] : 1) * (size_t)m, sizeof(double)), done);
   IMF_TRY(imf_alloc(&all, (size_t)(total ? total : 1) * (size_t)m, sizeof(double)), done);
   {
@@ -297,18 +298,19 @@ done:
 imf_status imf_det_sum_chunks(MPI_Comm comm, int64_t nrows, int m, imf_chunk_fn fn, void *ctx,
                               double *out) {
   int size, rank;
-  IMF_MPI(MPI_Comm_size(comm, &size));
-  IMF_MPI(MPI_Comm_rank(comm, &rank));
-  int64_t nchunks = (nrows + IMF_DET_CHUNK - 1) / IMF_DET_CHUNK;
-  if (nchunks > INT_MAX) IMF_FAIL(IMF_ERR_NOMEM, "too many row chunks");
-  int *counts = malloc((size_t)size * sizeof(int));
-  if (!counts) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_status st = IMF_OK;
+  int *counts = NULL;
+  double *mine = NULL, *all = NULL;
+  int64_t nchunks = (nrows + IMF_DET_CHUNK - 1) / IMF_DET_CHUNK, c0 = 0;
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), done);
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
+  if (nchunks > INT_MAX) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "too many row chunks"), done);
+  counts = malloc((size_t)size * sizeof(int));
+  if (!counts) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), done);
   /* Rank r evaluates chunks [nchunks * r / size, nchunks * (r+1) / size). */
   for (int r = 0; r < size; r++)
     counts[r] = (int)(nchunks * (r + 1) / size - nchunks * r / size);
-  int64_t c0 = nchunks * rank / size;
-  imf_status st = IMF_OK;
-  double *mine = NULL, *all = NULL;
+  c0 = nchunks * rank / size;
   IMF_TRY(imf_alloc(&mine, (size_t)(counts[rank] ? counts[rank] : 1) * (size_t)m, sizeof(double)), done);
   IMF_TRY(imf_alloc(&all, (size_t)(nchunks ? nchunks : 1) * (size_t)m, sizeof(double)), done);
   for (int64_t c = 0; c < counts[rank]; c++) {
