@@ -35,12 +35,12 @@ static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt,
   float *self = side ? m->Q : m->P;
   int k = m->k;
   imf_status st = IMF_OK;
-  if (m->type == IMF_MODEL_BPMF || m->kw != k || imf_baseline_type(m->type))
-    st = IMF_RAISE(IMF_ERR_USAGE, "fold-in needs an ALS or implicit ALS model");
-  IMF_CHECK(imf_agree(comm, st));
   float *X = NULL, *B = NULL;
   double *G = NULL;
   imf_rowsolve_ws *ws = NULL;
+  if (m->type == IMF_MODEL_BPMF || m->kw != k || imf_baseline_type(m->type))
+    st = IMF_RAISE(IMF_ERR_USAGE, "fold-in needs an ALS or implicit ALS model");
+  IMF_TRY(imf_agree(comm, st), out); /* nothing solved: straight to the cleanup */
   IMF_TRY(imf_alloc(&X, ((size_t)nt + 1) * (size_t)k, sizeof *X), done);
   IMF_TRY(imf_alloc(&B, (size_t)nt + 1, sizeof *B), done);
   for (int64_t t = 0; t < nt; t++)

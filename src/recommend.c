@@ -31,7 +31,7 @@ imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, co
   imf_modeldir *md = NULL;
   char path[4096];
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md));
+  IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md), out);
   IMF_TRY(imf_modeldir_version(md, version, path, sizeof path, &r->version), out);
   IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
   if (r->m->type == IMF_MODEL_EASE) {
@@ -133,7 +133,7 @@ static imf_status read_range(imf_recommender *r, int64_t lo, int64_t hi, imf_rat
   }
   imf_store *s = NULL;
   imf_status st = IMF_OK;
-  IMF_CHECK(imf_store_open(r->comm, r->store, IMF_STORE_READ, 0, &s));
+  IMF_TRY(imf_store_open(r->comm, r->store, IMF_STORE_READ, 0, &s), out);
   if (strcmp(imf_store_digest(s), r->meta.store_digest) != 0 && r->meta.store_digest[0])
     imf_warn("the store has changed since the model was trained: its newest ratings are excluded too");
   IMF_TRY(imf_store_read_ratings(s, lo, hi, out), out);
@@ -178,10 +178,10 @@ static imf_status popular(imf_recommender *r, int top, imf_rec_list *out) {
   float *sc = NULL;
   imf_status st = IMF_OK;
   imf_user_range(r->comm, r->m->nusers, &lo, &hi);
-  IMF_CHECK(read_range(r, lo, hi, &rt));
+  IMF_TRY(read_range(r, lo, hi, &rt), out);
   IMF_TRY(imf_alloc(&cnt, (size_t)(ni ? ni : 1), sizeof *cnt), out);
   for (int64_t j = 0; j < rt.n; j++) cnt[rt.item[j]]++;
-  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)ni, MPI_INT64_T, MPI_SUM, r->comm));
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)ni, MPI_INT64_T, MPI_SUM, r->comm), out);
   IMF_TRY(imf_alloc(&ids, (size_t)(ni ? ni : 1), sizeof *ids), out);
   IMF_TRY(imf_alloc(&sc, (size_t)(ni ? ni : 1), sizeof *sc), out);
   for (int64_t i = 0; i < ni; i++) {
@@ -288,37 +288,40 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
   int rank;
   MPI_Comm_rank(r->comm, &rank);
   memset(out, 0, sizeof *out);
+  float *Qn = NULL;
+  imf_status st = IMF_OK;
   int64_t it = imf_idmap_find(r->items, item, strlen(item));
-  if (it < 0) IMF_FAIL(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item);
-  if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
+  if (it < 0) IMF_TRY(IMF_RAISE(IMF_ERR_NOTFOUND, "unknown item '%s': the model has no such item", item), done);
+  if (top < 1) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--top wants N >= 1"), done);
   if (m->type == IMF_MODEL_POP || m->type == IMF_MODEL_BIAS) /* zero factors: every cosine would be 0 */
-    IMF_FAIL(IMF_ERR_USAGE, "--similar: the %s baseline has no item factors to compare", imf_model_type_name(m->type));
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--similar: the %s baseline has no item factors to compare",
+                      imf_model_type_name(m->type)), done);
   top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
-  IMF_CHECK(list_alloc(out, top));
+  IMF_TRY(list_alloc(out, top), done);
   if (r->ease) { /* EASE: cosine of B's columns, each rank its own (ease.h) */
     int cnt = 0;
-    imf_status st = imf_ease_similar(r->ease, it, top, out->items, out->scores, &cnt);
+    st = imf_ease_similar(r->ease, it, top, out->items, out->scores, &cnt);
     out->n = cnt;
     if (st != IMF_OK) imf_rec_list_free(out);
     return st;
   }
   if (rank != 0) return IMF_OK; /* the replicated factors: rank 0 alone */
-  float *Qn = NULL;
-  imf_status st = IMF_OK;
-  int kw = m->kw;
-  IMF_CHECK(imf_alloc(&Qn, (size_t)(m->nitems ? m->nitems : 1) * (size_t)(kw ? kw : 1), sizeof *Qn));
-  for (int64_t i = 0; i < m->nitems; i++) {
-    double s = 0;
-    for (int c = 0; c < kw; c++) s += (double)m->Q[i * kw + c] * m->Q[i * kw + c];
-    float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-    for (int c = 0; c < kw; c++) Qn[i * kw + c] = m->Q[i * kw + c] * inv;
+  {
+    int kw = m->kw;
+    IMF_TRY(imf_alloc(&Qn, (size_t)(m->nitems ? m->nitems : 1) * (size_t)(kw ? kw : 1), sizeof *Qn), done);
+    for (int64_t i = 0; i < m->nitems; i++) {
+      double s = 0;
+      for (int c = 0; c < kw; c++) s += (double)m->Q[i * kw + c] * m->Q[i * kw + c];
+      float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+      for (int c = 0; c < kw; c++) Qn[i * kw + c] = m->Q[i * kw + c] * inv;
+    }
+    int64_t ptr[2] = {0, 1};
+    int32_t self = (int32_t)it;
+    imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self};
+    int cnt = 0;
+    IMF_TRY(imf_topk(&q, top, out->items, out->scores, &cnt, NULL), done);
+    out->n = cnt;
   }
-  int64_t ptr[2] = {0, 1};
-  int32_t self = (int32_t)it;
-  imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self};
-  int cnt = 0;
-  IMF_TRY(imf_topk(&q, top, out->items, out->scores, &cnt, NULL), done);
-  out->n = cnt;
 done:
   imf_free(&Qn);
   return st;
@@ -397,15 +400,9 @@ out:
 }
 
 imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_rec_all_stats *stats) {
-  if (top < 1) IMF_FAIL(IMF_ERR_USAGE, "--top wants N >= 1");
-  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
   const imf_model *m = r->m;
   double t0 = imf_wtime();
-  int64_t lo, hi;
-  imf_user_range(r->comm, m->nusers, &lo, &hi);
-  char what[64]; /* lists (8 bytes an entry) and their CSV text (~40 bytes), checked before allocating */
-  snprintf(what, sizeof what, "recommend --all --top %d", top);
-  IMF_CHECK(imf_agree(r->comm, imf_mem_guard(what, (double)(hi - lo) * (double)top * 48.0)));
+  int64_t lo = 0, hi = 0, n = 0;
   imf_ratings rt = {0};
   int64_t *ptr = NULL;
   int32_t *items = NULL;
@@ -413,8 +410,14 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
   int *count = NULL;
   imf_status st = IMF_OK;
   double gemm = 0, ts = 0, tw = 0;
-  IMF_CHECK(read_range(r, lo, hi, &rt));
-  int64_t n = hi - lo;
+  if (top < 1) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--top wants N >= 1"), out);
+  top = (int)imf_cap_count(top, r->m->nitems); /* top N of n items is at most n (guard.h) */
+  imf_user_range(r->comm, m->nusers, &lo, &hi);
+  char what[64]; /* lists (8 bytes an entry) and their CSV text (~40 bytes), checked before allocating */
+  snprintf(what, sizeof what, "recommend --all --top %d", top);
+  IMF_TRY(imf_agree(r->comm, imf_mem_guard(what, (double)(hi - lo) * (double)top * 48.0)), out);
+  IMF_TRY(read_range(r, lo, hi, &rt), out);
+  n = hi - lo;
   IMF_TRY(imf_alloc(&ptr, (size_t)n + 1, sizeof *ptr), out);
   for (int64_t j = 0; j < rt.n; j++) ptr[rt.user[j] - lo + 1]++;
   for (int64_t u = 0; u < n; u++) ptr[u + 1] += ptr[u];

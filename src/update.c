@@ -123,7 +123,7 @@ static imf_status run_trainer(build_ctx *b, const imf_model *start, imf_model **
   imf_config *c = NULL;
   imf_trainer *t = NULL;
   char *text = imf_config_dump(b->cfg);
-  if (!text) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  if (!text) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);
   st = imf_config_create(&c);
   if (st == IMF_OK) st = imf_config_load_string(c, text, "the champion's configuration");
   free(text);
