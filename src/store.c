@@ -66,9 +66,9 @@ void imf_store_close(imf_store **sp) {
 }
 
 imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cfg, imf_store **out) {
-  imf_store *s;
-  IMF_CHECK(store_new(comm, dir, IMF_STORE_WRITE, &s));
+  imf_store *s = NULL;
   imf_status st = IMF_OK;
+  IMF_TRY(store_new(comm, dir, IMF_STORE_WRITE, &s), fail);
   if (s->rank == 0) {
     struct stat sb;
     char mp[4200];
@@ -124,9 +124,9 @@ fail:
 }
 
 imf_status imf_store_open(MPI_Comm comm, const char *dir, int mode, int break_lock, imf_store **out) {
-  imf_store *s;
+  imf_store *s = NULL;
   imf_status st;
-  IMF_CHECK(store_new(comm, dir, mode, &s));
+  IMF_TRY(store_new(comm, dir, mode, &s), fail);
   if (mode == IMF_STORE_WRITE) {
     /* Check it is a store before taking a lock in a directory that is not one. */
     IMF_TRY(store_manifest_load(s), fail);

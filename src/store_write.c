@@ -587,12 +587,12 @@ static imf_status manifest_append(imf_store *s, const batch_meta *bm) {
 
 imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   const double t0 = imf_wtime(); /* for the phase line at the end (where an append's time goes) */
-  imf_status st = check_batch(s, b);
-  IMF_CHECK(imf_agree(s->comm, st));
   const imf_ratings *r = &b->r;
   batch_parts bp;
   memset(&bp, 0, sizeof bp);
-  IMF_CHECK(rows_in_rank_order(s, r, &bp.row0, &bp.total));
+  imf_status st = check_batch(s, b);
+  IMF_TRY(imf_agree(s->comm, st), out);
+  IMF_TRY(rows_in_rank_order(s, r, &bp.row0, &bp.total), out);
   IMF_TRY(user_index_build(s, r, bp.row0, bp.total, &bp.ui), out);
   int64_t superseded = 0;
   const double t_uix = imf_wtime();
