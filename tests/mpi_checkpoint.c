@@ -331,6 +331,10 @@ static void test_corrupt(void **state) {
   FAILS(imf_checkpoint_read(MPI_COMM_WORLD, path, &r, NULL), IMF_ERR_INPUT,
         "is corrupt: its content digest does not match (restore an earlier version with "
         "`incremf rollback`)");
+  /* the advice is a field of its own: the reason alone (train --resume's message) carries none */
+  assert_string_equal(imf_err_advice(), "restore an earlier version with `incremf rollback`");
+  assert_null(strstr(imf_err_reason(), "rollback"));
+  assert_non_null(strstr(imf_err_reason(), "is corrupt: its content digest does not match"));
   assert_null(r);
   FAILS(imf_checkpoint_read(MPI_COMM_WORLD, p2, &r, NULL), IMF_ERR_INPUT,
         "half.h5 is not a readable HDF5 file (truncated or corrupt?)");
