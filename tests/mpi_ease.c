@@ -26,6 +26,7 @@
 #include <string.h>
 #include "checkpoint.h"
 #include "ease.h"
+#include "error.h"
 #include "split.h"
 #include "testutil.h"
 #include <hdf5.h>
@@ -448,6 +449,11 @@ static void test_checkpoint_any_ranks(void **state) {
   assert_int_equal(imf_checkpoint_read_ease(MPI_COMM_WORLD, path, IMF_CKPT_EASE_GRAM, IMF_EASE_GRID_SQUARE, &e),
                    IMF_ERR_INPUT);
   assert_null(e);
+  /* the rollback advice: in the message, as the advice field, not in the reason */
+  assert_non_null(strstr(imf_last_error(), "is corrupt: its EASE Gram matrix does not match its hash (restore an "
+                                           "earlier version with `incremf rollback`)"));
+  assert_string_equal(imf_err_advice(), "restore an earlier version with `incremf rollback`");
+  assert_null(strstr(imf_err_reason(), "rollback"));
   /* a changed index of the stored X is caught by its hash */
   {
     imf_ease_rows xr;
@@ -469,6 +475,7 @@ static void test_checkpoint_any_ranks(void **state) {
     MPI_Barrier(MPI_COMM_WORLD);
     assert_int_equal(imf_checkpoint_read_ease_x(MPI_COMM_WORLD, path, lo, hi, &xr), IMF_ERR_INPUT);
     assert_null(xr.ptr);
+    assert_null(strstr(imf_err_reason(), "rollback"));
   }
   unsetenv("IMF_EASE_LEGACY_FORMAT");
   free(x), free(gram), free(b), free(got);
