@@ -61,13 +61,22 @@ IMF_STOP_AFTER_SWEEP=2 run 2 train --data st --model mr "${TSET[@]}" --quiet 2>/
 cp foreign.h5 mr/run/checkpoint.h5
 expect "foreign HDF5 as the run checkpoint" 3 "not an incremf model checkpoint" "delete .*run/checkpoint.h5 and train again without --resume" \
   train --data st --model mr --resume --quiet
+# a run checkpoint whose factors changed (its content digest no longer matches): the advice is to
+# delete it and train again, not the rollback a damaged version advises (a run checkpoint is none)
+IMF_STOP_AFTER_SWEEP=2 run 2 train --data st --model md "${TSET[@]}" --quiet 2>/dev/null
+"$PY" -c "
+import h5py
+with h5py.File('md/run/checkpoint.h5', 'r+') as f: f['factors/P'][0, 0] += 1.0"
+expect "run checkpoint with changed factors" 3 "content digest does not match; the run cannot resume from it" \
+  "delete .*run/checkpoint.h5 and train again without --resume" train --data st --model md --resume --quiet
+check "run checkpoint with changed factors: no rollback advice" eval '! grep -q rollback err.txt'
 cp -r m mv; cp foreign.h5 mv/versions/v000001.h5
 expect "foreign HDF5 as the current version" 3 "v000001.h5 is not an incremf model checkpoint" "give a file written by incremf" \
   evaluate --data st --model mv --protocol standing --quiet
 cp -r st sb; cp foreign.h5 sb/batch-000001.h5
 expect "foreign HDF5 as a store batch" 3 "batch-000001.h5 is not an incremf batch file" "restore that file .* or re-run prepare" \
   train --data sb --model mb "${TSET[@]}" --quiet
-class_done "an HDF5 file from another program as a checkpoint, the run checkpoint, the current version, a store batch" ""
+class_done "an HDF5 file from another program as a checkpoint, the run checkpoint, the current version, a store batch; a run checkpoint with changed factors" ""
 
 # --- newer format versions
 expect "checkpoint of a newer format" 3 "newer incremf \(model format 2\)" "upgrade incremf" inspect newer.h5
