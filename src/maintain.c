@@ -318,6 +318,111 @@ static int version_holds_user(const imf_model *m, const imf_ckpt_meta *meta, int
   return m->bu && m->bu[u] != 0.0f;
 }
 
+/* The items user u rated (ti[i] = 1), from its own rows only (the user index locates them),
+ * read on rank 0 and broadcast; *n: the user's ratings. again: read past the tombstone of a
+ * forget that was killed. */
+static imf_status forget_user_items(MPI_Comm comm, imf_store *s, int64_t u, int again, int64_t ni,
+                                    unsigned char *ti, int64_t *removed) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  imf_ratings mine = {0};
+  IMF_CHECK((again ? imf_store_read_ratings_unfiltered : imf_store_read_ratings)(s, rank == 0 ? u : 0,
+                                                                                rank == 0 ? u + 1 : 0, &mine));
+  for (int64_t j = 0; j < mine.n; j++) ti[mine.item[j]] = 1;
+  int64_t n = mine.n;
+  imf_ratings_free(&mine);
+  IMF_MPI(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
+  IMF_MPI(MPI_Bcast(ti, (int)ni, MPI_UNSIGNED_CHAR, 0, comm));
+  *removed = n;
+  return IMF_OK;
+}
+
+/* A factor model without user u: its row and bias zeroed, the touched items (ti) refreshed
+ * without it — baselines' biases recomputed, factors folded in again (an older, smaller version
+ * on a grown copy). BPMF's samples are left as they are. */
+static imf_status forget_factors(MPI_Comm comm, imf_partition *part, imf_model *m, const imf_ckpt_meta *meta,
+                                 int64_t u, int64_t nu, int64_t ni, const unsigned char *ti) {
+  imf_status st = IMF_OK;
+  memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
+  if (m->bu) m->bu[u] = 0;
+  if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
+  if (imf_baseline_type(m->type)) /* pop, bias: the touched items' biases recomputed without the user */
+    st = imf_baseline_refresh_items(comm, part, m, ti, imf_baseline_pos_threshold_text(meta->config));
+  else if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
+    st = imf_foldin_side(comm, part, m, 1, ti, NULL);
+  else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
+    imf_model *g = NULL;
+    st = imf_model_copy(m, &g);
+    if (st == IMF_OK) st = imf_model_grow(g, nu, ni);
+    st = imf_agree(comm, st);
+    if (st == IMF_OK) st = imf_foldin_side(comm, part, g, 1, ti, NULL);
+    if (st == IMF_OK) {
+      int k = m->kw;
+      for (int64_t i = 0; i < m->nitems; i++)
+        if (ti[i]) {
+          memcpy(m->Q + (size_t)i * (size_t)k, g->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
+          if (m->bi) m->bi[i] = g->bi[i];
+        }
+    }
+    imf_model_destroy(&g);
+  }
+  return st;
+}
+
+/* One kept version (read into m, meta) without user u: the model's row (forget_ease or
+ * forget_factors), the id itself (an empty id in the version's id list), rewritten in place
+ * with the store's new digest; (*rewritten)++ when it was. Returns the local status (the caller
+ * agrees). */
+static imf_status forget_in_version(MPI_Comm comm, const char *vp, const imf_store *s, imf_partition *part,
+                                    imf_model *m, imf_ckpt_meta *meta, int64_t u, int64_t nu, int64_t ni,
+                                    const unsigned char *ti, int64_t *rewritten) {
+  imf_status st = IMF_OK;
+  imf_ease *es = NULL;
+  imf_ease_rows ex = {0};
+  if (m->type == IMF_MODEL_EASE) { /* no factors to fold: the Gram matrix loses the row */
+    st = forget_ease(comm, vp, m, u, &es, &ex);
+    meta->ease = es;
+    meta->ease_x = &ex;
+  } else {
+    st = forget_factors(comm, part, m, meta, u, nu, ni, ti);
+  }
+  /* the id itself goes too: an empty id in the version's id list */
+  if (st == IMF_OK && meta->users.n > u) {
+    int64_t a = meta->users.off[u], b = meta->users.off[u + 1], len = b - a;
+    memmove(meta->users.blob + a, meta->users.blob + b, (size_t)(meta->users.off[meta->users.n] - b));
+    for (int64_t q = u + 1; q <= meta->users.n; q++) meta->users.off[q] -= len;
+  }
+  snprintf(meta->store_digest, sizeof meta->store_digest, "%s", imf_store_digest(s));
+  meta->created[0] = '\0';
+  if (st == IMF_OK) st = imf_checkpoint_write(comm, vp, m, meta);
+  if (st == IMF_OK) (*rewritten)++;
+  imf_ease_destroy(&es);
+  imf_ease_rows_free(&ex);
+  meta->ease = NULL;   /* freed above, not by imf_ckpt_meta_free */
+  meta->ease_x = NULL;
+  return st;
+}
+
+/* The registry line of a forget (the current version, the counts, the items refreshed). */
+static imf_status forget_record(MPI_Comm comm, imf_modeldir *md, const char *model_dir, double t0, int64_t ni,
+                                const unsigned char *ti, int64_t removed, int64_t rewritten) {
+  imf_registry_record rec;
+  imf_registry_record_init(&rec);
+  snprintf(rec.event, sizeof rec.event, "forget");
+  snprintf(rec.decision, sizeof rec.decision, "forgotten");
+  char cp[4400];
+  int64_t cur = 0;
+  if (imf_modeldir_current(md, cp, sizeof cp, &cur) != IMF_OK) imf_err_clear();
+  rec.version = cur;
+  rec.seconds = imf_wtime() - t0;
+  int64_t nitem = 0;
+  for (int64_t i = 0; i < ni; i++) nitem += ti[i];
+  snprintf(rec.note, sizeof rec.note, "one user forgotten: %lld ratings removed from the store, %lld versions "
+           "rewritten, %lld items refreshed", (long long)removed, (long long)rewritten, (long long)nitem);
+  IMF_CHECK(imf_registry_append(comm, model_dir, &rec));
+  return IMF_OK;
+}
+
 imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_dir, const char *model_dir,
                       const char *user_id, int break_lock, int64_t *ratings_removed, int64_t *versions_rewritten) {
   (void)cfg;
@@ -353,18 +458,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
   int64_t nu = imf_store_nusers(s), ni = imf_store_nitems(s);
   /* The items the user rated (from its own rows only: the user index locates them). */
   IMF_TRY(imf_alloc(&ti, (size_t)(ni ? ni : 1), 1), done);
-  {
-    imf_ratings mine = {0};
-    IMF_TRY((again ? imf_store_read_ratings_unfiltered : imf_store_read_ratings)(s, rank == 0 ? u : 0,
-                                                                                 rank == 0 ? u + 1 : 0, &mine),
-            done);
-    for (int64_t j = 0; j < mine.n; j++) ti[mine.item[j]] = 1;
-    int64_t n = mine.n;
-    imf_ratings_free(&mine);
-    IMF_MPI_TRY(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm), done);
-    IMF_MPI_TRY(MPI_Bcast(ti, (int)ni, MPI_UNSIGNED_CHAR, 0, comm), done);
-    *ratings_removed = n;
-  }
+  IMF_TRY(forget_user_items(comm, s, u, again, ni, ti, ratings_removed), done);
   /* 1. the store: a tombstone in the manifest (atomic); every later read drops the user */
   IMF_TRY(imf_store_forget_user(s, u), done);
   /* 2. every kept version: zero the user's row, refresh the touched items without it */
@@ -381,51 +475,8 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     imf_model *m = NULL;
     imf_ckpt_meta meta = {0};
     IMF_TRY(imf_checkpoint_read(comm, vp, &m, &meta), done);
-    imf_ease *es = NULL;
-    imf_ease_rows ex = {0};
-    if (u < m->nusers && (!again || version_holds_user(m, &meta, u))) {
-      if (m->type == IMF_MODEL_EASE) { /* no factors to fold: the Gram matrix loses the row */
-        st = forget_ease(comm, vp, m, u, &es, &ex);
-        meta.ease = es;
-        meta.ease_x = &ex;
-      } else {
-        memset(m->P + (size_t)u * (size_t)m->kw, 0, (size_t)m->kw * sizeof(float));
-        if (m->bu) m->bu[u] = 0;
-        if (m->chain.U) memset(m->chain.U + (size_t)u * (size_t)m->k, 0, (size_t)m->k * sizeof(float));
-        if (imf_baseline_type(m->type)) /* pop, bias: the touched items' biases recomputed without the user */
-          st = imf_baseline_refresh_items(comm, part, m, ti, imf_baseline_pos_threshold_text(meta.config));
-        else if (m->type != IMF_MODEL_BPMF && m->nusers == nu && m->nitems == ni)
-          st = imf_foldin_side(comm, part, m, 1, ti, NULL);
-        else if (m->type != IMF_MODEL_BPMF) { /* an older, smaller version: refresh on a grown copy */
-          imf_model *g = NULL;
-          st = imf_model_copy(m, &g);
-          if (st == IMF_OK) st = imf_model_grow(g, nu, ni);
-          st = imf_agree(comm, st);
-          if (st == IMF_OK) st = imf_foldin_side(comm, part, g, 1, ti, NULL);
-          if (st == IMF_OK) {
-            int k = m->kw;
-            for (int64_t i = 0; i < m->nitems; i++)
-              if (ti[i]) {
-                memcpy(m->Q + (size_t)i * (size_t)k, g->Q + (size_t)i * (size_t)k, (size_t)k * sizeof(float));
-                if (m->bi) m->bi[i] = g->bi[i];
-              }
-          }
-          imf_model_destroy(&g);
-        }
-      }
-      /* the id itself goes too: an empty id in the version's id list */
-      if (st == IMF_OK && meta.users.n > u) {
-        int64_t a = meta.users.off[u], b = meta.users.off[u + 1], len = b - a;
-        memmove(meta.users.blob + a, meta.users.blob + b, (size_t)(meta.users.off[meta.users.n] - b));
-        for (int64_t q = u + 1; q <= meta.users.n; q++) meta.users.off[q] -= len;
-      }
-      snprintf(meta.store_digest, sizeof meta.store_digest, "%s", imf_store_digest(s));
-      meta.created[0] = '\0';
-      if (st == IMF_OK) st = imf_checkpoint_write(comm, vp, m, &meta);
-      if (st == IMF_OK) (*versions_rewritten)++;
-    }
-    imf_ease_destroy(&es);
-    imf_ease_rows_free(&ex);
+    if (u < m->nusers && (!again || version_holds_user(m, &meta, u)))
+      st = forget_in_version(comm, vp, s, part, m, &meta, u, nu, ni, ti, versions_rewritten);
     imf_model_destroy(&m);
     imf_ckpt_meta_free(&meta);
     IMF_TRY(imf_agree(comm, st), done);
@@ -440,26 +491,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
     IMF_TRY(imf_store_scrub(s, &rr, &rf), done);
     IMF_TRY(IMF_RAISE(IMF_ERR_NOTFOUND, "the store has no user with that id"), done);
   }
-  {
-    imf_registry_record rec;
-    imf_registry_record_init(&rec);
-    snprintf(rec.event, sizeof rec.event, "forget");
-    snprintf(rec.decision, sizeof rec.decision, "forgotten");
-    char cp[4400];
-    int64_t cur = 0;
-    if (imf_modeldir_current(md, cp, sizeof cp, &cur) != IMF_OK) imf_err_clear();
-    rec.version = cur;
-    rec.seconds = imf_wtime() - t0;
-    snprintf(rec.note, sizeof rec.note, "one user forgotten: %lld ratings removed from the store, %lld versions "
-             "rewritten, %lld items refreshed", (long long)*ratings_removed, (long long)*versions_rewritten,
-             0LL);
-    int64_t nitem = 0;
-    for (int64_t i = 0; i < ni; i++) nitem += ti[i];
-    snprintf(rec.note, sizeof rec.note, "one user forgotten: %lld ratings removed from the store, %lld versions "
-             "rewritten, %lld items refreshed", (long long)*ratings_removed, (long long)*versions_rewritten,
-             (long long)nitem);
-    IMF_TRY(imf_registry_append(comm, model_dir, &rec), done);
-  }
+  IMF_TRY(forget_record(comm, md, model_dir, t0, ni, ti, *ratings_removed, *versions_rewritten), done);
   /* 3. last, the erasure itself: the rows and the raw id leave the batch files (after the
    * versions, because a rerun of a forget killed before them reads the rows past the tombstone) */
   {

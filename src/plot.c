@@ -248,6 +248,52 @@ static imf_status plot_prepare(const char *model_dir, const imf_registry_record 
   return IMF_OK;
 }
 
+/* The axis label of a metric name: upper case before any '@' ("ndcg@10" -> "NDCG@10"), and
+ * only letters, digits and '@' (it reaches the gnuplot script). */
+static void metric_label(const char *metric, char *label, size_t cap) {
+  size_t q = 0;
+  for (; metric[q] && metric[q] != '@' && q + 1 < cap; q++)
+    label[q] = (char)(metric[q] >= 'a' && metric[q] <= 'z' ? metric[q] - 'a' + 'A' : metric[q]);
+  snprintf(label + q, cap - q, "%s", metric + q);
+  for (char *c = label; *c; c++) /* only these characters reach the script */
+    if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '@')) *c = '_';
+}
+
+/* versions.dat: one gnuplot data block (index) per kind: "version score champion" (the
+ * champion's score on the same ratings, NaN for a trained version). block[k]: kind k's index
+ * (-1: none), count[k] its versions; *npairs: versions with a champion's score; *cur_rmse: the
+ * current version's score. */
+static imf_status write_versions(const char *vdat, const imf_registry_record *recs, int64_t nrec, const char *metric,
+                                 int64_t cur, int block[K_N], int *nblock_out, int64_t count[K_N], int64_t *npairs,
+                                 double *cur_rmse) {
+  int nblock = 0;
+  FILE *f = fopen(vdat, "w");
+  if (!f) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", vdat, strerror(errno));
+  for (int k = 0; k < K_N; k++) {
+    block[k] = -1;
+    int first = 1;
+    for (int64_t j = 0; j < nrec; j++) {
+      const imf_registry_record *r = &recs[j];
+      if (strcmp(r->event, "train") && strcmp(r->event, "update")) continue;
+      double champ = NAN, chall = NAN;
+      if (imf_registry_find(recs, nrec, r->version) != r || kind_of(r) != k || !rec_scores(r, metric, &champ, &chall))
+        continue;
+      if (first) {
+        if (nblock) fprintf(f, "\n\n");
+        block[k] = nblock++;
+        first = 0;
+      }
+      fprintf(f, "%lld %.9g %.9g\n", (long long)r->version, chall, champ);
+      count[k]++;
+      *npairs += isfinite(champ);
+      if (r->version == cur) *cur_rmse = chall;
+    }
+  }
+  *nblock_out = nblock;
+  if (fclose(f) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s", vdat);
+  return IMF_OK;
+}
+
 static imf_status plot_rank0(const char *model_dir, const char *png_path, const imf_registry_record *recs,
                              int64_t nrec) {
   char exe[4096], dir[4096];
@@ -275,48 +321,12 @@ static imf_status plot_rank0(const char *model_dir, const char *png_path, const 
       break;
     }
   char label[40];
-  {
-    size_t q = 0;
-    for (; metric[q] && metric[q] != '@' && q + 1 < sizeof label; q++)
-      label[q] = (char)(metric[q] >= 'a' && metric[q] <= 'z' ? metric[q] - 'a' + 'A' : metric[q]);
-    snprintf(label + q, sizeof label - q, "%s", metric + q);
-    for (char *c = label; *c; c++) /* only these characters reach the script */
-      if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '@')) *c = '_';
-  }
-  /* versions.dat: one gnuplot data block (index) per kind: "version score champion" (the
-   * champion's score on the same ratings, NaN for a trained version) */
+  metric_label(metric, label, sizeof label);
   int64_t count[K_N] = {0}, npairs = 0;
   double cur_rmse = NAN;
-  FILE *f = fopen(vdat, "w");
-  if (!f) {
-    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s: %s", vdat, strerror(errno));
-    goto done;
-  }
   int block[K_N], nblock = 0;
-  for (int k = 0; k < K_N; k++) {
-    block[k] = -1;
-    int first = 1;
-    for (int64_t j = 0; j < nrec; j++) {
-      const imf_registry_record *r = &recs[j];
-      if (strcmp(r->event, "train") && strcmp(r->event, "update")) continue;
-      double champ = NAN, chall = NAN;
-      if (imf_registry_find(recs, nrec, r->version) != r || kind_of(r) != k || !rec_scores(r, metric, &champ, &chall))
-        continue;
-      if (first) {
-        if (nblock) fprintf(f, "\n\n");
-        block[k] = nblock++;
-        first = 0;
-      }
-      fprintf(f, "%lld %.9g %.9g\n", (long long)r->version, chall, champ);
-      count[k]++;
-      npairs += isfinite(champ);
-      if (r->version == cur) cur_rmse = chall;
-    }
-  }
-  if (fclose(f) != 0) {
-    st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot write %s", vdat);
-    goto done;
-  }
+  IMF_TRY(write_versions(vdat, recs, nrec, metric, cur, block, &nblock, count, &npairs, &cur_rmse), done);
+  FILE *f = NULL;
   int64_t crow = 0;
   IMF_TRY(write_curve(logp, cdat, &crow), done);
   if (nblock == 0 && crow == 0) {

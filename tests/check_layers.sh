@@ -23,7 +23,8 @@ H5_LAYER=(
 # Allgathers that are not collectives on factor rows (they stay where they are):
 GATHER_OTHER=(
   'exchange.c'       # the home of the collectives on factor rows
-  'ease.c'           # EASE's 1 x P / 2-D ScaLAPACK layout: each rank's grid position, top-K candidates
+  'ease.c'           # EASE's 1 x P / 2-D ScaLAPACK layout: each rank's grid position, X's row ranges
+  'ease_score.c'     # EASE scoring: each rank's top-K candidates (items and scores, not factors)
   'ease_lowrank.c'   # the changed entries of X for a low-rank update (ratings, not factors)
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
   'checkpoint_ease.c' # the EASE X's per-rank row ranges (where each rank's offsets start)
