@@ -93,7 +93,7 @@ PYEOF
 }
 stored=$(run 1 inspect st --json --quiet | $PY -c "import json,sys; print(json.load(sys.stdin)['ratings'])")
 nusers=$(run 1 inspect st --json --quiet | $PY -c "import json,sys; print(json.load(sys.stdin)['users'])")
-for np in 1 2 3 4; do
+for np in $(nps 1 2 3 4); do
   rm -rf m; run $np train --data st --model m --set model.type=ease --set model.ease_lambda=50 --quiet || bad "train ease at $np ranks"
   s=$(verify m 50 "$stored"); rc=$?
   check "ease at $np ranks: X sparse, B = numpy's B (f32: 1e-6), no replicated X or B^T, digest as documented" test $rc -eq 0

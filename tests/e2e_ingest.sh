@@ -172,7 +172,7 @@ print('%d rows, %d expected, heaviest user %d ratings, %d differ%s' % (len(got),
 sys.exit(0 if len(got) == len(exp) and not bad and heavy > 48 else 1)
 PYEOF
 for pol in latest first mean; do
-  for np in 1 2 3; do
+  for np in $(nps 1 2 3); do
     rm -rf sdup; run $np prepare --input dups.csv --data sdup --set clean.duplicates=$pol --quiet
     check "np=$np duplicates=$pol: the batch is Python's, row for row ($(/usr/bin/python3 dups_check.py sdup $pol))" \
       /usr/bin/python3 dups_check.py sdup $pol

@@ -17,7 +17,7 @@ for type in als bpmf ials; do
   extra=""; [ $type = bpmf ] && extra="--set model.burn_in=3 --set model.samples=3"
   [ $type = ials ] && extra="--set model.solver=cg"
   ref=""
-  for np in 1 2 3 4; do
+  for np in $(nps 1 2 3 4); do
     rm -rf m; run $np train --data st --model m --set model.type=$type $common $extra || bad "train $type at $np ranks"
     h=$(fact m)
     [ -z "$ref" ] && ref=$h

@@ -13,6 +13,16 @@ run() {
   [ $rc -ne 86 ] || bad "sanitizer report (exit 86) from: incremf $*"
   return $rc
 }
+# nps N... - the rank counts a rank-count loop runs: all of N, or where IMF_TEST_NPS is set (CI's
+# sanitizer stage: "1 3", serial and an uneven split) those of N it names, and N's first if none
+# is named. Rank-count independence is a numeric property the first CI stage checks in full; the
+# sanitizer stage needs each code path once, not at every rank count.
+nps() {
+  [ -n "${IMF_TEST_NPS:-}" ] || { echo "$@"; return; }
+  local n out=""
+  for n in "$@"; do [[ " $IMF_TEST_NPS " == *" $n "* ]] && out="$out $n"; done
+  echo "${out:-$1}"
+}
 # sha256 of the current version's factors and biases of model directory $1 (what "bitwise
 # identical" means in the end-to-end tests)
 fact() { /usr/bin/python3 - "$1" <<'PYEOF'
