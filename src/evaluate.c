@@ -55,6 +55,11 @@ static imf_status score_file(const imf_config *cfg, const imf_model *m, const im
     have += got;
     if (first) {
       IMF_TRY(imf_detect_format(path, buf, have, &o), done);
+      if (o.cols_named) {
+        char cols[1024];
+        imf_header_describe(&o, buf, have, cols, sizeof cols);
+        imf_info("%s: columns by header name: %s", path, cols);
+      }
       first = 0;
     }
     size_t pos = 0;
