@@ -60,6 +60,14 @@ check "train with the default holdout: no warning" test -z "$(grep -i 'holdout' 
 ev() { run 1 evaluate --data sa --model ma --test "$1" --json --quiet | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rmse"], d["mae"])'; }
 e1=$(ev test.csv); e2=$(ev test_reord.csv)
 check "evaluate --test: same RMSE and MAE ($e1 / $e2)" test -n "$e1" -a "$e1" = "$e2"
+# a model whose configuration records numbered columns (as every model before input.*_col = auto):
+# the command line's input.* keys win for the test file
+run 1 train --data sa --model mn --set model.iterations=2 --set model.k=4 --quiet --set input.user_col=1 \
+  --set input.item_col=2 --set input.rating_col=3 --set input.time_col=4
+evn() { run 1 evaluate --data sa --model mn --test "$1" --json --quiet "${@:2}" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rmse"], d["mae"])'; }
+e3=$(evn test.csv); e4=$(evn test_reord.csv --set input.user_col=auto --set input.item_col=auto \
+  --set input.rating_col=auto --set input.time_col=auto)
+check "evaluate --test with the command line's input.*_col = auto over the model's numbers ($e3 / $e4)" test -n "$e3" -a "$e3" = "$e4"
 tt() { run 1 train --data sa --model "$2" --set model.iterations=1 --set model.k=4 --test "$1" --json --quiet | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["test_rmse"], d["test_n"])'; }
 t1=$(tt test.csv mt1); t2=$(tt test_reord.csv mt2)
 check "train --test: same test RMSE and count ($t1 / $t2)" test -n "$t1" -a "$t1" = "$t2"
