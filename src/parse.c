@@ -608,7 +608,7 @@ static int rating_is_numeric(const imf_parse_opts *o, const char *s, size_t n) {
 
 /* Accepted header names by role, as compared (lower case, letters and digits only: "User-ID",
  * "user_id" and "\"userId\"" are all "userid"). README.md ("Input columns") and docs/FORMAT.md
- * ("Input files") list them: keep the three in step. */
+ * ("Input rating files") list them: keep the three in step. */
 static const char *const ROLE_NAMES[F_N][40] = {
     [F_USER] = {"user", "userid", "users", "uid", "username", "customer", "customerid", "member", "memberid",
                 "reader", "readerid", "reviewer", "reviewerid", "visitor", "visitorid", "client", "clientid",
