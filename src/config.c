@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE, T_DOUBLE_NONE_AUTO, T_DOUBLE_AUTO } key_type;
+typedef enum { T_INT, T_DOUBLE, T_BOOL, T_STR, T_ENUM, T_DOUBLE_OR_NONE, T_DOUBLE_NONE_AUTO, T_DOUBLE_AUTO, T_INT_AUTO } key_type;
 
 typedef struct {
   const char *key;     /* "section.name" */
@@ -33,12 +33,16 @@ static const key_def KEYS[] = {
     {"input.header", T_ENUM, "auto", "auto|yes|no", "whether the first line is a header"},
     {"input.delimiter", T_STR, "", NULL,
      "field delimiter for csv/tsv (one character, 'tab' or 'semicolon'); empty = by format"},
-    {"input.user_col", T_INT, "1", NULL, "1-based column of the user id"},
-    {"input.item_col", T_INT, "2", NULL, "1-based column of the item id"},
-    {"input.rating_col", T_INT, "3", NULL,
-     "1-based column of the rating; 0 = none (implicit feedback, value 1)"},
-    {"input.time_col", T_INT, "4", NULL,
-     "1-based column of the unix timestamp; 0 = none; a missing column is allowed"},
+    {"input.user_col", T_INT_AUTO, "auto", NULL,
+     "1-based column of the user id; auto = by the header's column name (user, userId, ...), else 1"},
+    {"input.item_col", T_INT_AUTO, "auto", NULL,
+     "1-based column of the item id; auto = by the header's column name (item, movieId, ISBN, ...), else 2"},
+    {"input.rating_col", T_INT_AUTO, "auto", NULL,
+     "1-based column of the rating; 0 = none (implicit feedback, value 1); auto = by the header's column name "
+     "(rating, score, ...), else 3"},
+    {"input.time_col", T_INT_AUTO, "auto", NULL,
+     "1-based column of the unix timestamp; 0 = none; a missing column is allowed; auto = by the header's column "
+     "name (time, timestamp, ...), else 4"},
     {"input.max_line_length", T_INT, "65536", NULL, "longest accepted line in bytes"},
     {"input.max_id_length", T_INT, "256", NULL, "longest accepted user or item id in bytes"},
     {"input.chunk_mb", T_INT, "32", NULL, "read chunk per rank in MiB"},
@@ -164,6 +168,7 @@ static const key_def KEYS[] = {
 
 struct imf_config {
   char *val[NKEYS];
+  unsigned char set[NKEYS]; /* given by a file, --set or a loaded snapshot (not the default) */
 };
 
 static int find_key(const char *key) {
@@ -248,8 +253,13 @@ static imf_status check_value(int i, const char *v, const char *origin) {
              origin, k->key, v,
              !strcmp(k->key, "input.delimiter") ? "; for a semicolon delimiter write 'semicolon'" : "");
   switch (k->type) {
+  case T_INT_AUTO: /* "auto" is resolved by its one reader (ingest.c, imf_parse_opts_from_config) */
+    if (!strcmp(v, "auto")) break;
+    /* fall through - a number, checked as T_INT */
   case T_INT:
-    if (!parse_i64(v, &iv)) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be an integer, got '%s'", origin, k->key, v);
+    if (!parse_i64(v, &iv))
+      IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be an integer%s, got '%s'", origin, k->key,
+               k->type == T_INT_AUTO ? " or 'auto'" : "", v);
     if (iv < 0) IMF_FAIL(IMF_ERR_USAGE, "%s: %s must not be negative, got '%s'", origin, k->key, v);
     { /* the documented limits of the keys that size buffers or shapes (README: Limits), and
        * the keys read into an int, which must not wrap */
@@ -311,6 +321,7 @@ static imf_status set_value(imf_config *cfg, const char *key, const char *value,
   if (!copy) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
   free(cfg->val[i]);
   cfg->val[i] = copy;
+  cfg->set[i] = 1;
   return IMF_OK;
 }
 
@@ -438,14 +449,14 @@ static imf_status lookup(const imf_config *cfg, const char *key, int *idx) {
 }
 
 imf_status imf_config_get_str(const imf_config *cfg, const char *key, const char **out) {
-  int i;
+  int i = 0; /* set by lookup; initialised for -Wmaybe-uninitialized (gcc 12, -O2) */
   IMF_CHECK(lookup(cfg, key, &i));
   *out = cfg->val[i];
   return IMF_OK;
 }
 
 imf_status imf_config_get_int(const imf_config *cfg, const char *key, int64_t *out) {
-  int i;
+  int i = 0;
   IMF_CHECK(lookup(cfg, key, &i));
   if (!parse_i64(cfg->val[i], out)) IMF_FAIL(IMF_ERR_USAGE, "%s is not an integer", key);
   return IMF_OK;
@@ -466,7 +477,7 @@ static int auto_double(const imf_config *cfg, const char *key, double *out) {
 }
 
 imf_status imf_config_get_double(const imf_config *cfg, const char *key, double *out) {
-  int i;
+  int i = 0;
   IMF_CHECK(lookup(cfg, key, &i));
   if (!strcmp(cfg->val[i], "auto") && auto_double(cfg, key, out)) return IMF_OK;
   if (!strcmp(cfg->val[i], "none")) {
@@ -478,10 +489,15 @@ imf_status imf_config_get_double(const imf_config *cfg, const char *key, double 
 }
 
 imf_status imf_config_get_bool(const imf_config *cfg, const char *key, int *out) {
-  int i;
+  int i = 0;
   IMF_CHECK(lookup(cfg, key, &i));
   if (!parse_bool(cfg->val[i], out)) IMF_FAIL(IMF_ERR_USAGE, "%s is not a boolean", key);
   return IMF_OK;
+}
+
+int imf_config_is_set(const imf_config *cfg, const char *key) {
+  int i = find_key(key);
+  return i >= 0 && cfg->set[i];
 }
 
 static void missing_key(const char *key) {

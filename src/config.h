@@ -11,6 +11,9 @@ int64_t imf_cfg_int(const imf_config *cfg, const char *key);
 double imf_cfg_double(const imf_config *cfg, const char *key); /* NaN for "none" */
 int imf_cfg_bool(const imf_config *cfg, const char *key);
 const char *imf_cfg_str(const imf_config *cfg, const char *key);
+/* 1 when the key was given (an INI file, --set, a loaded snapshot), 0 when it holds its default:
+ * for warnings about settings that cannot take effect (the store's standing holdout). */
+int imf_config_is_set(const imf_config *cfg, const char *key);
 /* Print every known key with its default and help text (for `incremf help config`). */
 void imf_config_print_keys(FILE *out);
 /* Values that are each well-formed but mean nothing (a negative regularisation, zero sweeps,

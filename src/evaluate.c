@@ -55,6 +55,11 @@ static imf_status score_file(const imf_config *cfg, const imf_model *m, const im
     have += got;
     if (first) {
       IMF_TRY(imf_detect_format(path, buf, have, &o), done);
+      if (o.cols_named) {
+        char cols[1024];
+        imf_header_describe(&o, buf, have, cols, sizeof cols);
+        imf_info("%s: columns by header name: %s", path, cols);
+      }
       first = 0;
     }
     size_t pos = 0;
@@ -913,10 +918,13 @@ static void restrict_to_model(imf_ratings *r, const imf_model *m) {
 static const char *EVAL_KEYS[] = {"eval.k", "eval.relevance_threshold", "eval.binarize", "eval.test_fraction",
                                   "eval.leave_k", "eval.folds", "eval.seed", "eval.heldout_users",
                                   "eval.foldin_fraction", "eval.min_user_ratings"};
+static const char *INPUT_KEYS[] = {"input.format",   "input.header",     "input.delimiter",
+                                   "input.user_col", "input.item_col",   "input.rating_col",
+                                   "input.time_col", "input.max_line_length", "input.max_id_length"};
 
 /* The current version of a model directory (or the kept version *ver when *ver > 0: a missing
  * one is IMF_ERR_NOTFOUND) with its configuration; the eval.* keys of the command line win over
- * the stored ones. *ver receives the version read. */
+ * the stored ones, and so do the input.* keys it gives. *ver receives the version read. */
 static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *dir, int64_t *ver, imf_model **m,
                              imf_ckpt_meta *meta, imf_config *cfg, imf_ease **ease) {
   imf_modeldir *md = NULL;
@@ -944,6 +952,15 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
     char as[512];
     IMF_TRY(imf_config_get_str(cli, EVAL_KEYS[j], &v), out);
     snprintf(as, sizeof as, "%s=%s", EVAL_KEYS[j], v);
+    IMF_TRY(imf_config_set(cfg, as), out);
+  }
+  /* how a --test/--input file is read: the command line's input.* keys, where it gives them */
+  for (size_t j = 0; j < sizeof INPUT_KEYS / sizeof INPUT_KEYS[0]; j++) {
+    const char *v;
+    char as[512];
+    if (!imf_config_is_set(cli, INPUT_KEYS[j])) continue;
+    IMF_TRY(imf_config_get_str(cli, INPUT_KEYS[j], &v), out);
+    snprintf(as, sizeof as, "%s=%s", INPUT_KEYS[j], v);
     IMF_TRY(imf_config_set(cfg, as), out);
   }
 out:

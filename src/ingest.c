@@ -623,11 +623,19 @@ imf_status imf_parse_opts_from_config(const imf_config *cfg, imf_parse_opts *o) 
   if (strlen(d) > 1 && strcmp(d, "tab") && strcmp(d, "semicolon"))
     IMF_FAIL(IMF_ERR_USAGE, "input.delimiter must be one character, 'tab' or 'semicolon', got '%s'", d);
   o->delim = !strcmp(d, "tab") ? '\t' : !strcmp(d, "semicolon") ? ';' : d[0];
-  o->user_col = (int)imf_cfg_int(cfg, "input.user_col");
-  o->item_col = (int)imf_cfg_int(cfg, "input.item_col");
-  o->rating_col = (int)imf_cfg_int(cfg, "input.rating_col");
-  o->time_col = (int)imf_cfg_int(cfg, "input.time_col");
-  if (o->user_col < 1 || o->item_col < 1 || o->user_col == o->item_col)
+  /* auto columns hold their positional default until a header names them (imf_detect_format) */
+  static const char *const keys[4] = {"input.user_col", "input.item_col", "input.rating_col", "input.time_col"};
+  int *cols[4] = {&o->user_col, &o->item_col, &o->rating_col, &o->time_col};
+  for (int k = 0; k < 4; k++) {
+    if (!strcmp(imf_cfg_str(cfg, keys[k]), "auto")) {
+      *cols[k] = k + 1;
+      o->col_auto |= 1u << k;
+    } else {
+      *cols[k] = (int)imf_cfg_int(cfg, keys[k]);
+    }
+  }
+  if ((!(o->col_auto & IMF_COL_USER) && o->user_col < 1) || (!(o->col_auto & IMF_COL_ITEM) && o->item_col < 1) ||
+      (!(o->col_auto & (IMF_COL_USER | IMF_COL_ITEM)) && o->user_col == o->item_col))
     IMF_FAIL(IMF_ERR_USAGE, "input.user_col and input.item_col must be distinct columns >= 1");
   o->max_id_len = (size_t)imf_cfg_int(cfg, "input.max_id_length");
   o->max_line_len = (size_t)imf_cfg_int(cfg, "input.max_line_length");
@@ -660,6 +668,11 @@ static imf_status sniff(const imf_config *cfg, const char *path, sniff_t *s, imf
   IMF_TRY(imf_reader_peek(rd, sample, SAMPLE_BYTES, &n), done);
   IMF_TRY(imf_detect_format(path, sample, n, o), done);
   if (o->header < 0) o->header = 0;
+  if (o->cols_named) {
+    char cols[1024];
+    imf_header_describe(o, sample, n, cols, sizeof cols);
+    imf_info("%s: columns by header name: %s", path, cols);
+  }
   s->header_lines = o->header_lines;
   IMF_TRY(ingest_header_bytes(path, sample, n, s->header_lines, &s->header_bytes), done);
   if (imf_reader_seekable(rd)) IMF_TRY(imf_reader_sha256_prefix(rd, s->size, s->sha), done);

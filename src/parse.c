@@ -594,13 +594,6 @@ static int looks_binary(const char *sample, size_t len) {
   return bad * 10 > len * 3;
 }
 
-static int contains_ci(const char *s, size_t n, const char *w) {
-  size_t k = strlen(w);
-  for (size_t i = 0; i + k <= n; i++)
-    if (strncasecmp(s + i, w, k) == 0) return 1;
-  return 0;
-}
-
 /* 1: the line's rating field is a number (or non-finite word), 0: it is not, -1: cannot tell */
 static int rating_is_numeric(const imf_parse_opts *o, const char *s, size_t n) {
   char scratch[4096];
@@ -609,6 +602,166 @@ static int rating_is_numeric(const imf_parse_opts *o, const char *s, size_t n) {
   if (!f[F_RATING].present || f[F_RATING].n == 0) return -1;
   double v;
   return parse_rating(f[F_RATING].p, f[F_RATING].n, &v) != IMF_REJ_BAD_RATING;
+}
+
+/* ---- header names ---- */
+
+/* Accepted header names by role, as compared (lower case, letters and digits only: "User-ID",
+ * "user_id" and "\"userId\"" are all "userid"). README.md ("Input columns") and docs/FORMAT.md
+ * ("Input rating files") list them: keep the three in step. */
+static const char *const ROLE_NAMES[F_N][40] = {
+    [F_USER] = {"user", "userid", "users", "uid", "username", "customer", "customerid", "member", "memberid",
+                "reader", "readerid", "reviewer", "reviewerid", "visitor", "visitorid", "client", "clientid",
+                "person", "personid", "account", "accountid", "profile", "profileid", NULL},
+    [F_ITEM] = {"item", "itemid", "items", "iid", "movie", "movieid", "film", "filmid", "isbn", "book", "bookid",
+                "product", "productid", "asin", "sku", "track", "trackid", "song", "songid", "artist", "artistid",
+                "game", "gameid", "anime", "animeid", "business", "businessid", "recipe", "recipeid", "article",
+                "articleid", "video", "videoid", "course", "courseid", NULL},
+    [F_RATING] = {"rating", "ratings", "score", "stars", "star", "value", "rate", "grade", "bookrating",
+                  "preference", "weight", "count", "playcount", "plays", "feedback", NULL},
+    [F_TIME] = {"time", "timestamp", "ts", "date", "datetime", "unixtime", "epoch", "created", "createdat",
+                "ratedat", "ratingtime", NULL},
+};
+static const char *const ROLE_LABEL[F_N] = {"user", "item", "rating", "time"};
+static const char *const ROLE_HINT[F_N] = {"user, userId, user_id, uid, customer, reader, ...",
+                                           "item, itemId, movieId, ISBN, book, product, ...",
+                                           "rating, score, stars, value, ...", "time, timestamp, ts, date, ..."};
+
+int imf_column_role(const char *s, size_t n) {
+  char nm[32];
+  size_t k = 0;
+  if (n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) s += 3, n -= 3; /* UTF-8 byte order mark */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 128 || !isalnum(c)) continue;
+    if (k + 1 >= sizeof nm) return -1; /* longer than any accepted name */
+    nm[k++] = (char)tolower(c);
+  }
+  nm[k] = '\0';
+  for (int r = 0; r < F_N; r++)
+    for (int j = 0; ROLE_NAMES[r][j]; j++)
+      if (!strcmp(nm, ROLE_NAMES[r][j])) return r;
+  return -1;
+}
+
+#define HDR_COLS 64 /* header columns looked at */
+typedef struct {
+  const char *p;
+  size_t n;
+} hfield;
+
+/* The fields of a header line as the data lines are split (CSV quotes removed), at most
+ * HDR_COLS. scratch: at least len bytes, or NULL (then a field with "" escapes ends the list). */
+static int header_fields(const imf_parse_opts *o, const char *line, size_t len, char *scratch, hfield *h) {
+  imf_parse_opts so = *o;
+  so.item_col = so.rating_col = so.time_col = 0;
+  int nh = 0;
+  for (int c = 1; c <= HDR_COLS; c++) {
+    field f[F_N];
+    so.user_col = c;
+    if (split_line(&so, line, len, scratch, f) != IMF_REJ_NONE || !f[F_USER].present) break;
+    h[nh].p = f[F_USER].p;
+    h[nh].n = f[F_USER].n;
+    nh++;
+  }
+  return nh;
+}
+
+/* Distinct roles named by the line's fields (the header test). */
+static int named_roles(const imf_parse_opts *o, const char *line, size_t len) {
+  char scratch[4096];
+  hfield h[HDR_COLS];
+  int nh = header_fields(o, line, len, len <= sizeof scratch ? scratch : NULL, h);
+  unsigned seen = 0;
+  for (int c = 0; c < nh; c++) {
+    int r = imf_column_role(h[c].p, h[c].n);
+    if (r >= 0) seen |= 1u << r;
+  }
+  return __builtin_popcount(seen);
+}
+
+/* 'a', 'b', ... (printable bytes only, each name cut at 40 bytes, at most 16 names) */
+static void list_columns(const hfield *h, int nh, char *out, size_t cap) {
+  size_t o = 0;
+  out[0] = '\0';
+  for (int c = 0; c < nh && o + 64 < cap; c++) {
+    if (c == 16) {
+      snprintf(out + o, cap - o, ", ...");
+      return;
+    }
+    o += (size_t)snprintf(out + o, cap - o, "%s'", c ? ", " : "");
+    for (size_t i = 0; i < h[c].n && i < 40; i++) {
+      unsigned char ch = (unsigned char)h[c].p[i];
+      out[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    o += (size_t)snprintf(out + o, cap - o, "'");
+  }
+}
+
+/* The columns marked auto, by the names of the header line (line number lineno). */
+static imf_status map_header(const char *path, int64_t lineno, const char *line, size_t len, imf_parse_opts *o) {
+  char scratch[4096];
+  hfield h[HDR_COLS];
+  int nh = header_fields(o, line, len, len <= sizeof scratch ? scratch : NULL, h);
+  int *col[F_N] = {&o->user_col, &o->item_col, &o->rating_col, &o->time_col};
+  unsigned char taken[HDR_COLS] = {0};
+  for (int k = 0; k < F_N; k++)
+    if (!(o->col_auto & (1u << k)) && *col[k] >= 1 && *col[k] <= nh) taken[*col[k] - 1] = 1;
+  for (int k = 0; k < F_N; k++) {
+    if (!(o->col_auto & (1u << k))) continue;
+    *col[k] = 0;
+    for (int c = 0; c < nh && !*col[k]; c++)
+      if (!taken[c] && imf_column_role(h[c].p, h[c].n) == k) {
+        *col[k] = c + 1;
+        taken[c] = 1;
+      }
+  }
+  int left = 0;
+  for (int c = 0; c < nh; c++) left += !taken[c];
+  for (int k = 0; k <= F_RATING; k++) {
+    /* no user or item column; or no rating column while unnamed columns are left (one of them
+     * may hold the ratings); an unnamed time column, or a rating column with nothing left, is none */
+    if (!(o->col_auto & (1u << k)) || *col[k] || (k == F_RATING && left == 0)) continue;
+    char cols[1024];
+    list_columns(h, nh, cols, sizeof cols);
+    IMF_FAIL(IMF_ERR_INPUT,
+             "%s line %lld: header not recognised: no %s column among %s (%d column%s); name it one of %s, "
+             "or set input.%s_col to its number%s (README, \"Input columns\")",
+             path, (long long)lineno, ROLE_LABEL[k], cols, nh, nh == 1 ? "" : "s", ROLE_HINT[k], ROLE_LABEL[k],
+             k == F_RATING ? " (0: implicit feedback)" : "");
+  }
+  o->cols_named = 1;
+  return IMF_OK;
+}
+
+void imf_header_describe(const imf_parse_opts *o, const char *sample, size_t len, char *out, size_t cap) {
+  size_t pos = 0, n = 0;
+  const char *s = NULL;
+  out[0] = '\0';
+  for (int64_t l = 0; l < o->header_lines; l++)
+    if (!next_line(sample, len, &pos, &s, &n)) return;
+  if (!s || cap < 2) return;
+  char scratch[4096];
+  hfield h[HDR_COLS];
+  int nh = header_fields(o, s, n, n <= sizeof scratch ? scratch : NULL, h);
+  const int col[F_N] = {o->user_col, o->item_col, o->rating_col, o->time_col};
+  unsigned char used[HDR_COLS] = {0};
+  size_t w = 0;
+  for (int k = 0; k < F_N && w < cap; k++) {
+    if (col[k] >= 1 && col[k] <= nh) {
+      used[col[k] - 1] = 1;
+      w += (size_t)snprintf(out + w, cap - w, "%s%s = '%.*s' (%d)", k ? ", " : "", ROLE_LABEL[k],
+                            (int)(h[col[k] - 1].n > 40 ? 40 : h[col[k] - 1].n), h[col[k] - 1].p, col[k]);
+    } else {
+      w += (size_t)snprintf(out + w, cap - w, "%s%s: none", k ? ", " : "", ROLE_LABEL[k]);
+    }
+  }
+  for (int c = 0, first = 1; c < nh && w < cap; c++) {
+    if (used[c]) continue;
+    w += (size_t)snprintf(out + w, cap - w, "%s'%.*s' (%d)", first ? "; ignored: " : ", ",
+                          (int)(h[c].n > 40 ? 40 : h[c].n), h[c].p, c + 1);
+    first = 0;
+  }
 }
 
 static imf_status detect_mtx(const char *path, const char *sample, size_t len, imf_parse_opts *o) {
@@ -665,6 +818,29 @@ static imf_status detect_mtx(const char *path, const char *sample, size_t len, i
   IMF_FAIL(IMF_ERR_INPUT, "%s: Matrix Market size line not found in the first %zu bytes", path, len);
 }
 
+/* The columns as resolved (given, positional defaults, or by header name). */
+static imf_status check_columns(const char *path, const imf_parse_opts *o) {
+  if (o->user_col < 1 || o->item_col < 1 || o->user_col == o->item_col)
+    IMF_FAIL(IMF_ERR_USAGE, "%s: input.user_col (%d) and input.item_col (%d) must be distinct columns >= 1", path,
+             o->user_col, o->item_col);
+  return IMF_OK;
+}
+
+/* A .dat name is a hint, not a promise: MovieLens '::' files, but also tab- or comma-separated
+ * dumps (Book-Crossing's book_ratings.dat). When none of the first non-blank lines of the
+ * sample (at most 8) holds '::', the content decides. */
+static int dat_without_colons(const char *sample, size_t len) {
+  size_t pos = 0, n;
+  const char *s;
+  int seen = 0;
+  while (seen < 8 && next_line(sample, len, &pos, &s, &n)) {
+    if (n == 0) continue;
+    if (memmem(s, n, "::", 2)) return 0;
+    seen++;
+  }
+  return seen > 0;
+}
+
 imf_status imf_detect_format(const char *path, const char *sample, size_t len, imf_parse_opts *o) {
   const char *name = path ? path : "(input)";
   if (!sample || len == 0) IMF_FAIL(IMF_ERR_INPUT, "%s is empty", name);
@@ -684,7 +860,10 @@ imf_status imf_detect_format(const char *path, const char *sample, size_t len, i
   }
   if (!l1) IMF_FAIL(IMF_ERR_INPUT, "%s is empty (only blank lines)", name);
 
-  if (o->format == IMF_FMT_AUTO) o->format = format_from_path(path);
+  if (o->format == IMF_FMT_AUTO) {
+    o->format = format_from_path(path);
+    if (o->format == IMF_FMT_DAT && dat_without_colons(sample, len)) o->format = IMF_FMT_AUTO;
+  }
   if (o->format == IMF_FMT_AUTO) {
     if (n1 >= 14 && strncmp(l1, "%%MatrixMarket", 14) == 0) o->format = IMF_FMT_MTX;
     else if (memmem(l1, n1, "::", 2)) o->format = IMF_FMT_DAT;
@@ -710,15 +889,19 @@ imf_status imf_detect_format(const char *path, const char *sample, size_t len, i
   default: o->delim = ' '; break;
   }
 
-  if (o->format == IMF_FMT_MTX) return detect_mtx(name, sample, len, o);
+  if (o->format == IMF_FMT_MTX) {
+    IMF_CHECK(detect_mtx(name, sample, len, o));
+    return check_columns(name, o);
+  }
 
   if (o->format != IMF_FMT_CSV && o->format != IMF_FMT_TSV) {
     /* these formats never have a header; an explicit header = yes is still honoured */
     if (o->header != 1) o->header = 0;
   } else if (o->header == -1) {
+    /* two accepted column names (README, "Input columns"): a header; else a first line whose
+     * rating is not a number over a second line whose rating is */
     int hdr = 0;
-    if (contains_ci(l1, n1, "user") || contains_ci(l1, n1, "item") || contains_ci(l1, n1, "movie") ||
-        contains_ci(l1, n1, "rating")) {
+    if (named_roles(o, l1, n1) >= 2) {
       hdr = 1;
     } else if (o->rating_col > 0 && rating_is_numeric(o, l1, n1) == 0) {
       size_t p2 = first_end;
@@ -732,5 +915,6 @@ imf_status imf_detect_format(const char *path, const char *sample, size_t len, i
   }
   /* blank lines before a header count as header too, so the header is never read as data */
   o->header_lines = o->header == 1 ? first_no : 0;
-  return IMF_OK;
+  if (o->header == 1 && o->col_auto) IMF_CHECK(map_header(name, first_no, l1, n1, o));
+  return check_columns(name, o);
 }

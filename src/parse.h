@@ -39,6 +39,9 @@ typedef enum {
   IMF_REJ_COUNT_
 } imf_reject_reason;
 
+/* imf_parse_opts.col_auto bits */
+enum { IMF_COL_USER = 1, IMF_COL_ITEM = 2, IMF_COL_RATING = 4, IMF_COL_TIME = 8 };
+
 typedef struct {
   imf_format format;
   char delim;         /* resolved delimiter (',' '\t' ':' for "::", ' ' for whitespace runs) */
@@ -46,6 +49,10 @@ typedef struct {
   int64_t header_lines; /* set by detection: leading lines that are header (csv/tsv header: 1;
                            mtx: banner + comments + size line); lineno <= this is a header */
   int user_col, item_col, rating_col, time_col; /* 1-based; 0 = absent */
+  unsigned col_auto;  /* IMF_COL_* bits: columns set to auto (input.*_col = auto) hold their positional
+                         default above and are taken from the header's names when the file has a
+                         header (imf_detect_format); 0: every column as given */
+  int cols_named;     /* set by detection: the auto columns were matched by header name */
   size_t max_id_len;
   size_t max_line_len;
   /* rating scale and what to do outside it (NaN = unbounded) */
@@ -80,6 +87,21 @@ int imf_parse_line_simple(const imf_parse_opts *o, const char *line, const char 
 
 /* Fill o->format, o->delim and o->header (when -1) from the file name and the first bytes of
  * the (decompressed) content. The caller sets columns, limits and scale beforehand; a format
- * given explicitly (o->format != AUTO) is kept. IMF_ERR_INPUT for binary or empty content. */
+ * given explicitly (o->format != AUTO) is kept. IMF_ERR_INPUT for binary or empty content.
+ * Header: with header = -1 (auto), a CSV/TSV first line is a header when two or more of its
+ * fields are accepted column names (imf_column_role) or when its rating field is not a number
+ * and the next line's is. With a header, the o->col_auto columns are matched by name: an
+ * unmatched user or item column, or an unmatched rating column beside unnamed ones, is
+ * IMF_ERR_INPUT naming the file, the line and the columns found; an unmatched time column is
+ * none, an unmatched rating column with no other column left is none (implicit feedback). */
 imf_status imf_detect_format(const char *path, const char *sample, size_t len, imf_parse_opts *o);
+
+/* The role of a header name: 0 user, 1 item, 2 rating, 3 time, -1 none. Compared without case,
+ * quotes, a UTF-8 byte order mark or anything but letters and digits ("User-ID" = "user_id" =
+ * "userid"). The accepted names are listed in README.md and docs/FORMAT.md. */
+int imf_column_role(const char *name, size_t len);
+
+/* After imf_detect_format with o->cols_named: one line saying which header column went to which
+ * role and which were ignored, for the log ("user = 'userId' (1), item = ..."). */
+void imf_header_describe(const imf_parse_opts *o, const char *sample, size_t len, char *out, size_t cap);
 #endif

@@ -214,6 +214,19 @@ int imf_store_holdout(const imf_store *s, double *fraction, uint64_t *seed) {
   return s->m.holdout_fraction > 0;
 }
 
+void imf_store_warn_holdout(const imf_store *s, const imf_config *cfg, const char *store_dir) {
+  double f = imf_cfg_double(cfg, "holdout.fraction");
+  int64_t seed = imf_cfg_int(cfg, "holdout.seed");
+  if (imf_config_is_set(cfg, "holdout.fraction") && f != s->m.holdout_fraction)
+    imf_warn("holdout.fraction = %g in the configuration differs from %s's standing holdout, fixed at prepare: "
+             "holdout.fraction = %g is used (prepare a new store to change it)",
+             f, store_dir, s->m.holdout_fraction);
+  else if (imf_config_is_set(cfg, "holdout.seed") && s->m.holdout_fraction > 0 && seed != s->m.holdout_seed)
+    imf_warn("holdout.seed = %lld in the configuration differs from %s's standing holdout, fixed at prepare: "
+             "holdout.seed = %lld is used (prepare a new store to change it)",
+             (long long)seed, store_dir, (long long)s->m.holdout_seed);
+}
+
 int64_t imf_store_batch_rows(const imf_store *s, int64_t k) {
   return k >= 1 && k <= s->m.nbatches ? s->m.b[k - 1].rows : 0;
 }

@@ -88,6 +88,10 @@ int imf_store_digest_matches(const imf_store *s, int64_t from, const char *diges
  * when the store has one (fraction > 0). A rating (u, i) is held out iff
  * imf_is_holdout(seed, fraction, u, i) — independent of batches and rank counts. */
 int imf_store_holdout(const imf_store *s, double *fraction, uint64_t *seed);
+/* (local) A warning (rank 0, stderr) when cfg sets holdout.fraction, or holdout.seed of a store
+ * with a holdout, to another value than the store's: train and update use the store's standing
+ * holdout whatever the configuration says. Silent for keys left at their defaults. */
+void imf_store_warn_holdout(const imf_store *s, const imf_config *cfg, const char *store_dir);
 /* (local) Rows of batch k as written (before forgotten users are filtered). */
 int64_t imf_store_batch_rows(const imf_store *s, int64_t k);
 /* The ratings of batch k alone (as stored, without resolving pairs against other batches),

@@ -187,6 +187,7 @@ static imf_status train_resume_config(trun *r) {
 static imf_status train_config(trun *r, const imf_config *cfg_in) {
   IMF_CHECK(imf_modeldir_open(r->comm, r->model_dir, 1, 1, r->o->break_lock, &r->md));
   IMF_CHECK(imf_store_open(r->comm, r->store_dir, IMF_STORE_READ, 0, &r->s));
+  imf_store_warn_holdout(r->s, cfg_in, r->store_dir);
   r->ckpt = imf_modeldir_run_checkpoint(r->md);
   int have_ckpt = 0;
   if (r->rank == 0) have_ckpt = access(r->ckpt, F_OK) == 0;

@@ -601,6 +601,7 @@ static imf_status scan_champion(upd *u, int *uptodate) {
   /* EASE: the model is a handle; a version of the replicated form drops its arrays here */
   if (u->is_ease) IMF_CHECK(imf_agree(comm, imf_ease_handle(u->champ)));
   IMF_CHECK(imf_store_open(comm, u->store_dir, IMF_STORE_READ, 0, &u->s));
+  imf_store_warn_holdout(u->s, u->cfg, u->store_dir);
   if (u->ranking) IMF_CHECK(imf_agree(comm, imf_judge_relevance_threshold(u->cfg, u->champ, u->s, &u->jm.threshold)));
   /* an adopted model has seen none of this store's batches that can be checked: all are new */
   u->nb = imf_store_nbatches(u->s);

@@ -442,9 +442,15 @@ static void test_detect_names(void **state) {
   assert_int_equal(o.format, IMF_FMT_CSV);
   assert_int_equal(detect("r.TSV.zst", "1,2,3\n", &o), IMF_OK);
   assert_int_equal(o.format, IMF_FMT_TSV);
-  assert_int_equal(detect("ratings.dat.xz", "1,2,3\n", &o), IMF_OK);
+  assert_int_equal(detect("ratings.dat.xz", "1::2::3\n", &o), IMF_OK);
   assert_int_equal(o.format, IMF_FMT_DAT);
   assert_int_equal(o.delim, ':');
+  /* ... except a .dat whose first lines hold no '::' (Book-Crossing's tab-separated book_ratings.dat) */
+  assert_int_equal(detect("ratings.dat.xz", "1,2,3\n", &o), IMF_OK);
+  assert_int_equal(o.format, IMF_FMT_CSV);
+  assert_int_equal(detect("b.dat", "user\titem\trating\n1\t6264\t7.000000\n", &o), IMF_OK);
+  assert_int_equal(o.format, IMF_FMT_TSV);
+  assert_int_equal(o.header, 1);
   assert_int_equal(detect("a/b/u.data", "196\t242\t3\t881250949\n", &o), IMF_OK);
   assert_int_equal(o.format, IMF_FMT_ML100K);
   assert_int_equal(o.delim, '\t');
@@ -536,6 +542,129 @@ static void test_detect_header(void **state) {
   assert_int_equal(imf_detect_format("a.csv", "1,2,3\n", 6, &o), IMF_OK);
   assert_int_equal(o.header, 1);
   assert_int_equal(o.header_lines, 1);
+}
+
+/* input.*_col = auto on every column, as the configuration's defaults */
+static imf_status detect_auto(const char *path, const char *text, imf_parse_opts *o) {
+  *o = defopts();
+  o->col_auto = IMF_COL_USER | IMF_COL_ITEM | IMF_COL_RATING | IMF_COL_TIME;
+  return imf_detect_format(path, text, strlen(text), o);
+}
+
+#define ASSERT_COLS(o, u, i, r, t)                                                                                     \
+  do {                                                                                                                 \
+    assert_int_equal((o).user_col, u);                                                                                 \
+    assert_int_equal((o).item_col, i);                                                                                 \
+    assert_int_equal((o).rating_col, r);                                                                               \
+    assert_int_equal((o).time_col, t);                                                                                 \
+  } while (0)
+
+static void test_column_roles(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    int role;
+  } cases[] = {{"user", 0},      {"userId", 0},     {"USER_ID", 0},  {"User-ID", 0},    {"uid", 0},
+               {"\xef\xbb\xbfuserId", 0},          {"item", 1},     {"movieId", 1},    {"ISBN", 1},
+               {"book_id", 1},   {"rating", 2},     {"Book-Rating", 2}, {"score", 2},   {"stars", 2},
+               {"timestamp", 3}, {"ts", 3},         {"Date", 3},     {"\"time\"", 3}, {"a", -1},
+               {"userx", -1},    {"", -1},          {"user_name_of_the_person_who_rated_it", -1}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    int r = imf_column_role(cases[k].name, strlen(cases[k].name));
+    if (r != cases[k].role) fail_msg("'%s': role %d, want %d", cases[k].name, r, cases[k].role);
+  }
+}
+
+static void test_header_by_name(void **state) {
+  (void)state;
+  imf_parse_opts o;
+  char desc[512];
+  /* issue 26: columns in another order, quoted, CRLF */
+  const char *f = "\"item\",\"rating\",\"user\",\"time\"\r\n\"i1\",4,\"u1\",100\r\n";
+  assert_int_equal(detect_auto("x.csv", f, &o), IMF_OK);
+  assert_int_equal(o.header, 1);
+  assert_int_equal(o.header_lines, 1);
+  assert_true(o.cols_named);
+  ASSERT_COLS(o, 3, 1, 2, 4);
+  imf_header_describe(&o, f, strlen(f), desc, sizeof desc);
+  assert_string_equal(desc, "user = 'user' (3), item = 'item' (1), rating = 'rating' (2), time = 'time' (4)");
+  /* and its data line parses into the right fields */
+  const char *l2 = "\"i1\",4,\"u1\",100\r";
+  assert_int_equal(imf_parse_line(&o, l2, strlen(l2), 2, g_scratch, &g_rec, &g_why), IMF_LINE_OK);
+  assert_int_equal(g_rec.user_len, 2);
+  assert_memory_equal(g_rec.user, "u1", 2);
+  assert_memory_equal(g_rec.item, "i1", 2);
+  assert_true(g_rec.rating == 4.0);
+  assert_int_equal(g_rec.time, 100);
+  /* MovieLens latest and Book-Crossing headers */
+  assert_int_equal(detect_auto("ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n", &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+  o = defopts();
+  o.col_auto = 15;
+  o.delim = ';';
+  const char *bx = "\"User-ID\";\"ISBN\";\"Book-Rating\"\n\"276725\";\"034545104X\";\"0\"\n";
+  assert_int_equal(imf_detect_format("BX-Book-Ratings.csv", bx, strlen(bx), &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 3, 0); /* no time column */
+  /* no rating column and nothing else: implicit feedback; unnamed extra columns ignored */
+  assert_int_equal(detect_auto("a.csv", "user,item\nu,i\n", &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 0, 0);
+  const char *tag = "Rating,User_ID,Product_ID,tag\n5,u,p,x\n";
+  assert_int_equal(detect_auto("a.csv", tag, &o), IMF_OK);
+  ASSERT_COLS(o, 2, 3, 1, 0);
+  imf_header_describe(&o, tag, strlen(tag), desc, sizeof desc);
+  assert_non_null(strstr(desc, "time: none; ignored: 'tag' (4)"));
+  /* explicit columns win; the others are still matched by name, never onto an explicit one */
+  o = defopts();
+  o.col_auto = IMF_COL_USER | IMF_COL_ITEM | IMF_COL_TIME;
+  o.rating_col = 2;
+  const char *given = "user,score,item,rating\nu,5,i,x\n";
+  assert_int_equal(imf_detect_format("a.csv", given, strlen(given), &o), IMF_OK);
+  ASSERT_COLS(o, 1, 3, 2, 0);
+  o = defopts(); /* all given: the header's names are not looked at */
+  assert_int_equal(imf_detect_format("a.csv", "item,rating,user,time\ni,5,u,1\n", 30, &o), IMF_OK);
+  assert_int_equal(o.header, 1);
+  assert_false(o.cols_named);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+}
+
+static void test_header_unrecognised(void **state) {
+  (void)state;
+  imf_parse_opts o;
+  /* a header (non-numeric rating over a numeric one) whose names cannot be mapped: an error
+   * naming the file, the line and the columns, never lines rejected as bad-rating */
+  assert_int_equal(detect_auto("r.csv", "a,b,c,d\n1,2,3,4\n", &o), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "r.csv line 1: header not recognised: no user column"));
+  assert_non_null(strstr(imf_last_error(), "'a', 'b', 'c', 'd' (4 columns)"));
+  assert_non_null(strstr(imf_last_error(), "input.user_col"));
+  assert_int_equal(detect_auto("r.csv", "\n\nuserId,what,rating\n1,2,3\n", &o), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "r.csv line 3: header not recognised: no item column"));
+  /* a rating column cannot be told from an unnamed one */
+  assert_int_equal(detect_auto("r.csv", "userId,movieId,stars_given\n1,2,3\n", &o), IMF_ERR_INPUT);
+  assert_non_null(strstr(imf_last_error(), "no rating column"));
+  assert_non_null(strstr(imf_last_error(), "0: implicit feedback"));
+  /* headerless files: positional as before, the first line is data */
+  assert_int_equal(detect_auto("r.csv", "1,2,3,4\n5,6,7,8\n", &o), IMF_OK);
+  assert_int_equal(o.header, 0);
+  assert_false(o.cols_named);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+  assert_int_equal(detect_auto("r.tsv", "user1\titem1\t5\t100\nuser2\titem2\t4\t101\n", &o), IMF_OK);
+  assert_int_equal(o.header, 0); /* ids that only contain "user" are data */
+  assert_int_equal(detect_auto("u.data", "196\t242\t3\t881250949\n", &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+  assert_int_equal(detect_auto("r.dat", "1::2::3::4\n", &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+  /* input.header = no: names are data, columns positional */
+  o = defopts();
+  o.col_auto = 15;
+  o.header = 0;
+  assert_int_equal(imf_detect_format("a.csv", "item,rating,user,time\n", 22, &o), IMF_OK);
+  ASSERT_COLS(o, 1, 2, 3, 4);
+  /* a column given twice after the names are matched */
+  o = defopts();
+  o.col_auto = IMF_COL_ITEM;
+  o.user_col = 2;
+  assert_int_equal(imf_detect_format("a.csv", "1,2,3\n", 6, &o), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "distinct"));
 }
 
 static void test_detect_binary_empty(void **state) {
@@ -656,7 +785,8 @@ int main(void) {
       cmocka_unit_test(test_header_lines),        cmocka_unit_test(test_detect_names),
       cmocka_unit_test(test_detect_content),      cmocka_unit_test(test_detect_header),
       cmocka_unit_test(test_detect_binary_empty), cmocka_unit_test(test_format_names),
-      cmocka_unit_test(test_fast_path),
+      cmocka_unit_test(test_fast_path),           cmocka_unit_test(test_column_roles),
+      cmocka_unit_test(test_header_by_name),      cmocka_unit_test(test_header_unrecognised),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

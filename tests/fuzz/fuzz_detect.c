@@ -59,13 +59,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!sample) abort();
   memcpy(sample, data, size);
   for (size_t i = 0; i < sizeof PATHS / sizeof PATHS[0]; i++) {
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) { /* v == 3: every column auto, matched by header name */
       imf_parse_opts o;
       memset(&o, 0, sizeof o);
       o.format = IMF_FMT_AUTO;
       o.header = v == 2 ? 1 : -1;
       o.delim = v == 1 ? ';' : 0;
       o.user_col = 1, o.item_col = 2, o.rating_col = v == 1 ? 0 : 3, o.time_col = v == 1 ? 0 : 4;
+      o.col_auto = v == 3 ? IMF_COL_USER | IMF_COL_ITEM | IMF_COL_RATING | IMF_COL_TIME : 0;
       o.max_id_len = 256;
       o.max_line_len = 65536;
       o.scale_min = o.scale_max = NAN;
@@ -81,6 +82,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 "header_lines = %lld for a sample of %lld lines", (long long)o.header_lines,
                 (long long)count_lines(sample, size));
       FZ_ASSERT(o.header == 1 || o.header_lines == 0, "header lines without a header");
+      FZ_ASSERT(o.user_col >= 1 && o.item_col >= 1 && o.user_col != o.item_col && o.rating_col >= 0 &&
+                    o.time_col >= 0 && o.rating_col != o.user_col && o.rating_col != o.item_col,
+                "columns %d %d %d %d", o.user_col, o.item_col, o.rating_col, o.time_col);
+      if (o.cols_named) {
+        char desc[96]; /* short: the description must stop at its end */
+        imf_header_describe(&o, sample, size, desc, sizeof desc);
+        FZ_ASSERT(strlen(desc) < sizeof desc, "description overran");
+      }
       if (i == 0 || i == 2 || i == 8) parse_sample(&o, sample, size);
     }
   }
