@@ -9,7 +9,7 @@ static const imf_command COMMANDS[] = {
     {"prepare", "ingest and clean a rating file into a new data store", IMF_USAGE_PREPARE, imf_cmd_prepare},
     {"append", "add a new batch of ratings to a data store", IMF_USAGE_APPEND, imf_cmd_append},
     {"inspect", "show what a data store or model checkpoint holds", IMF_USAGE_INSPECT, imf_cmd_inspect},
-    {"train", "train a model (ALS, implicit ALS, BPMF) on a store, with checkpoints", IMF_USAGE_TRAIN, imf_cmd_train},
+    {"train", "train a model (ALS, implicit ALS, BPMF, EASE; pop/bias baselines) on a store", IMF_USAGE_TRAIN, imf_cmd_train},
     {"update", "fold new batches into the current model; promote only if not worse", IMF_USAGE_UPDATE, imf_cmd_update},
     {"evaluate", "rating and ranking metrics, split protocols, cross-validation", IMF_USAGE_EVALUATE, imf_cmd_evaluate},
     {"recommend", "top-N items for a user or for everyone; similar items", IMF_USAGE_RECOMMEND, imf_cmd_recommend},
