@@ -11,7 +11,12 @@ bin="$build/incremf"
 np="${IMF_DEMO_RANKS:-2}"
 export OPENBLAS_NUM_THREADS=1
 [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run() { mpirun --oversubscribe -n "$np" "$bin" "$@"; }
+# One machine: Open MPI's shared-memory transport starts fastest (README: "On a workstation").
+# Set OMPI_MCA_pml or OMPI_MCA_btl yourself to choose another; then both are left as you set them.
+if [ -z "${OMPI_MCA_pml:-}${OMPI_MCA_btl:-}" ]; then export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader; fi
+# mpirun -q: an expected refusal (step 5) is incremf's one line, without mpirun's notice
+# that a process exited non-zero; the exit code is kept
+run() { mpirun -q --oversubscribe -n "$np" "$bin" "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 cfg="$here/configs/demo.ini"
 mkdir -p "$work"

@@ -16,7 +16,10 @@
 #   K        ranking cut-offs for evaluate (default: 10)
 #   NP       MPI ranks (default: `nproc`)
 #   MPIRUN   the MPI launcher (default: mpirun); MPIRUN_ARGS extra launcher options
-#            (default: --oversubscribe)
+#            (default: --oversubscribe -q; -q keeps an expected refusal to incremf's one line,
+#            without Open MPI's notice that a process exited non-zero: README, "Exit codes")
+#   OMPI_MCA_pml, OMPI_MCA_btl  Open MPI's transport; when neither is set: ob1 and self,vader
+#            (shared memory, the fastest start on one machine); set either to choose another
 #   OPENBLAS_NUM_THREADS  default 1 (one BLAS thread per rank)
 #   OPENBLAS_CORETYPE     passed through; set it (SkylakeX, Haswell) when incremf warns that
 #                         OpenBLAS picked older kernels than the CPU has (README)
@@ -35,7 +38,8 @@ TEST="${TEST:-}"
 K="${K:-10}"
 NP="${NP:-$(nproc)}"
 MPIRUN="${MPIRUN:-mpirun}"
-MPIRUN_ARGS="${MPIRUN_ARGS:---oversubscribe}"
+MPIRUN_ARGS="${MPIRUN_ARGS:---oversubscribe -q}"
+if [ -z "${OMPI_MCA_pml:-}${OMPI_MCA_btl:-}" ]; then export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader; fi
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 read -r -a mpi_extra <<< "$MPIRUN_ARGS"
@@ -64,6 +68,9 @@ run() {
     case "$rc" in
       4) echo "run-local: $1 refused: locked by another writer (exit 4)" >&2 ;;
       75) echo "run-local: $1 stopped after a run checkpoint (exit 75): run this script again to continue" >&2 ;;
+      129|13[0-9]|14[0-9]|15[0-9]) # a rank killed by a signal (mpirun -q does not say so)
+        echo "run-local: $1 failed with exit code $rc: a rank was killed by signal $((rc - 128))" \
+             "($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >&2 ;;
       *) echo "run-local: $1 failed with exit code $rc" >&2 ;;
     esac
     exit "$rc"

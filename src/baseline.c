@@ -162,8 +162,10 @@ imf_status imf_baseline_fit(MPI_Comm comm, const imf_config *cfg, const imf_part
     st = fit_bias(comm, part, sweeps > 0 ? sweeps : 1, m);
     if (st == IMF_OK) {
       const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
-      imf_info("bias: mu %.5f, lambda_bias %g, %lld sweeps: train RMSE %.5f, validation RMSE %.5f (%.2f s)", m->mu,
-               m->lambda_bias, (long long)m->iteration, h->train_rmse, h->val_rmse, imf_wtime() - t0);
+      char val[64] = ""; /* none without a validation set */
+      if (isfinite(h->val_rmse)) snprintf(val, sizeof val, ", validation RMSE %.5f", h->val_rmse);
+      imf_info("bias: mu %.5f, lambda_bias %g, %lld sweeps: train RMSE %.5f%s (%.2f s)", m->mu, m->lambda_bias,
+               (long long)m->iteration, h->train_rmse, val, imf_wtime() - t0);
     }
   }
   st = imf_agree(comm, st);

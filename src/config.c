@@ -313,9 +313,53 @@ static imf_status check_value(int i, const char *v, const char *origin) {
   return IMF_OK;
 }
 
+/* Edit distance (insertions, deletions, substitutions; a swap of neighbours counts one) between
+ * a and b, capped at cap + 1: only small distances matter for a suggestion. */
+static int edit_distance(const char *a, const char *b, int cap) {
+  enum { N = 64 };
+  size_t la = strlen(a), lb = strlen(b);
+  if (la >= N || lb >= N) return cap + 1;
+  if ((la > lb ? la - lb : lb - la) > (size_t)cap) return cap + 1;
+  int d[N][N];
+  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[la][lb] > cap ? cap + 1 : d[la][lb];
+}
+
+/* The known key closest to a mistyped one (a typo in the name or the section, or the right name
+ * under the wrong section), or NULL when none is close: at most 2 edits, 1 for short keys. */
+static const char *closest_key(const char *key) {
+  const char *dot = strchr(key, '.'), *best = NULL;
+  int bestd = 3;
+  for (size_t i = 0; i < NKEYS; i++) {
+    int d = edit_distance(key, KEYS[i].key, 2);
+    const char *kname = strchr(KEYS[i].key, '.') + 1;
+    if (dot && !strcmp(dot + 1, kname) && d > 1) d = 1; /* the name under another section */
+    if (!dot && !strcmp(key, kname)) d = 1;             /* the name without its section */
+    if (d < bestd && (d <= 1 || strlen(key) >= 8)) {
+      bestd = d;
+      best = KEYS[i].key;
+    }
+  }
+  return best;
+}
+
 static imf_status set_value(imf_config *cfg, const char *key, const char *value, const char *origin) {
   int i = find_key(key);
-  if (i < 0) IMF_FAIL(IMF_ERR_USAGE, "%s: unknown configuration key '%s' (see `incremf help config`)", origin, key);
+  if (i < 0) {
+    const char *near = closest_key(key);
+    IMF_FAIL(IMF_ERR_USAGE, "%s: unknown configuration key '%s' (%s%s%ssee `incremf help config`)", origin, key,
+             near ? "did you mean '" : "", near ? near : "", near ? "'? " : "");
+  }
   IMF_CHECK(check_value(i, value, origin));
   char *copy = strdup(value);
   if (!copy) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");

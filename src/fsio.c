@@ -281,3 +281,20 @@ imf_status imf_output_h5_error(const char *path) {
     return imf_output_write_error(path, ENOSPC);
   IMF_FAIL(IMF_ERR_RUNTIME, "cannot write %s: %s", path, why && *why ? why : "HDF5 error");
 }
+
+int imf_mkdir_parents(const char *dir) {
+  char p[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof p) {
+    errno = n ? ENAMETOOLONG : ENOENT;
+    return -1;
+  }
+  memcpy(p, dir, n + 1);
+  for (char *c = p + 1; *c; c++)
+    if (*c == '/' && c[-1] != '/') {
+      *c = '\0';
+      if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+      *c = '/';
+    }
+  return mkdir(p, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}

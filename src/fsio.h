@@ -22,6 +22,9 @@ imf_status imf_fs_need_space(const char *dir, const char *file, double need);
  * IMF_FAULT value that makes the call fail after path.tmp is synced and before the rename (the
  * fault-injection tests' crash point). */
 imf_status imf_fs_replace(const char *dir, const char *path, const char *text, size_t len, const char *fault);
+/* (one process) mkdir -p: dir and every missing parent, mode 0755 (a store or model directory
+ * named under a new folder, as users expect). 0, or -1 with errno of the mkdir that failed. */
+int imf_mkdir_parents(const char *dir);
 /* The directory part of path ("." when there is none). */
 void imf_parent_dir(const char *path, char *out, size_t cap);
 /* Silence HDF5's automatic error printing: failures are reported through imf_status with the

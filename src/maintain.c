@@ -78,7 +78,7 @@ imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *st
                   fprintf(out, ",\"current\":%lld,\"store_batches\":%lld,\"versions\":[", (long long)cur,
                           (long long)store_batches);
     else
-      fprintf(out, "%-3s %7s %7s %-8s %-10s %7s %-10s %9s %10s %-30s %-14s %8s  %s\n", "", "version", "parent", "strategy",
+      fprintf(out, "%-3s %7s %7s %-8s %-10s %7s %-10s %9s %10s %-30s %-20s %8s  %s\n", "", "version", "parent", "strategy",
               "decision", "batches", "metric", "champion", "challenger", "diff [95% CI] users", "created", "seconds",
               "note");
     for (int64_t j = 0; j < nv; j++) {
@@ -128,7 +128,7 @@ imf_status imf_model_status(MPI_Comm comm, const char *model_dir, const char *st
           snprintf(diff, sizeof diff, "%+.4f [%+.4f, %+.4f] %lld", r->diff_mean, r->diff_lo, r->diff_hi,
                    (long long)r->diff_users);
         fprintf(out, " %-30s", diff);
-        fprintf(out, " %-14.14s ", created[0] ? created + 5 : "-");
+        fprintf(out, " %-20.20s ", created[0] ? created : "-"); /* UTC, with its year */
         fnum(out, r->seconds, "%8.2f");
         fprintf(out, "  %s%s\n", r->drift ? "[drift] " : "", r->note);
       }

@@ -147,7 +147,7 @@ static imf_status prepare_dir(const imf_modeldir *md, int create) {
   }
   const char *dirs[3] = {md->dir, vd, rd};
   for (int i = 0; i < 3; i++) {
-    if (mkdir(dirs[i], 0755) != 0 && errno != EEXIST)
+    if ((i == 0 ? imf_mkdir_parents(dirs[i]) : mkdir(dirs[i], 0755)) != 0 && errno != EEXIST)
       IMF_FAIL(IMF_ERR_RUNTIME, "cannot create the directory %s: %s", dirs[i], strerror(errno));
     if (!is_dir(dirs[i])) IMF_FAIL(IMF_ERR_INPUT, "%s exists and is not a directory", dirs[i]);
   }

@@ -73,7 +73,7 @@ imf_status imf_store_create(MPI_Comm comm, const char *dir, const imf_config *cf
     struct stat sb;
     char mp[4200];
     snprintf(mp, sizeof mp, "%s/MANIFEST", s->dir);
-    if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
+    if (imf_mkdir_parents(s->dir) != 0) /* parents too, like mkdir -p */
       st = IMF_RAISE(IMF_ERR_RUNTIME, "cannot create the store directory %s: %s",
                          s->dir, strerror(errno));
     else if (stat(s->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))

@@ -709,15 +709,18 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
   double rate = h.seconds > 0 ? (double)t->part->nnz_train / h.seconds : 0;
   /* ETA from this sweep's time: sweeps cost the same, give or take the metrics */
   double eta = h.seconds * (double)(t->iterations > h.iteration ? t->iterations - h.iteration : 0);
+  /* no validation set (model.validation_fraction = 0): no val-* fields, rather than "nan" */
+  char val[96] = "";
+  if (isfinite(h.val_rmse)) snprintf(val, sizeof val, "  val-rmse %.5f  val-mae %.5f", h.val_rmse, h.val_mae);
   if (t->type == IMF_MODEL_IALS)
     imf_info("sweep %3lld  loss %.6g  %.3fs  %.3g ratings/s  eta %.0fs", (long long)h.iteration, h.train_loss,
              h.seconds, rate, eta);
   else if (t->type == IMF_MODEL_BPMF)
-    imf_info("sweep %3lld  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  samples %d  %.3fs  %.3g ratings/s  eta %.0fs",
-             (long long)h.iteration, h.train_loss, h.val_rmse, h.val_mae, m->nsamples, h.seconds, rate, eta);
+    imf_info("sweep %3lld  train-rmse %.5f%s  samples %d  %.3fs  %.3g ratings/s  eta %.0fs", (long long)h.iteration,
+             h.train_loss, val, m->nsamples, h.seconds, rate, eta);
   else
-    imf_info("sweep %3lld  loss %.6g  train-rmse %.5f  val-rmse %.5f  val-mae %.5f  %.3fs  %.3g ratings/s  eta %.0fs",
-             (long long)h.iteration, h.train_loss, h.train_rmse, h.val_rmse, h.val_mae, h.seconds, rate, eta);
+    imf_info("sweep %3lld  loss %.6g  train-rmse %.5f%s  %.3fs  %.3g ratings/s  eta %.0fs", (long long)h.iteration,
+             h.train_loss, h.train_rmse, val, h.seconds, rate, eta);
   if (t->converged) imf_info("converged: improvement below model.tol = %g", t->tol);
   if (check_stop(t)) t->stopped = 1;
   return IMF_OK;
@@ -754,8 +757,11 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
             j < NPH ? (long long)t->calls[j] : (long long)t->m->iteration, mn[j], avg, mx[j],
             avg > 0 ? mx[j] / avg : 1.0);
   }
-  fprintf(out, "row-solve Gram: %.3g flop in total, %.3g Gflop/s per rank at the slowest\n", fsum,
-          gmax > 0 ? fsum / t->nranks / gmax * 1e-9 : 0.0);
+  if (fsum > 0) /* CG iALS (model.solver = cg) forms no Gram matrix: no rate to report */
+    fprintf(out, "row-solve Gram: %.3g flop in total, %.3g Gflop/s per rank at the slowest\n", fsum,
+            gmax > 0 ? fsum / t->nranks / gmax * 1e-9 : 0.0);
+  else if (t->use_cg)
+    fprintf(out, "row-solve Gram: none formed (model.solver = cg: %d CG steps per row)\n", t->cg_steps);
   fprintf(out, "model %s k=%d: %.1f MiB replicated per rank; partition %.1f MiB on rank 0\n",
           imf_model_type_name(t->type), t->k, (double)imf_model_bytes(t->m) / 1048576.0,
           (double)imf_partition_bytes(t->part) / 1048576.0);

@@ -20,6 +20,15 @@ static void test_defaults_and_set(void **state) {
   assert_int_equal(imf_cfg_int(c, "model.k"), 64);
   assert_int_equal(imf_config_set(c, "model.kk=3"), IMF_ERR_USAGE);
   assert_non_null(strstr(imf_last_error(), "unknown configuration key 'model.kk'"));
+  /* a mistyped key gets the nearest known one (issue 26); a key far from all gets none */
+  assert_int_equal(imf_config_set(c, "model.lamda=0.1"), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "did you mean 'model.lambda'?"));
+  assert_int_equal(imf_config_set(c, "model.itertaions=3"), IMF_ERR_USAGE);
+  assert_non_null(strstr(imf_last_error(), "did you mean 'model.iterations'?"));
+  assert_int_equal(imf_config_set(c, "train.lambda=0.1"), IMF_ERR_USAGE); /* right name, wrong section */
+  assert_non_null(strstr(imf_last_error(), "did you mean 'model.lambda'?"));
+  assert_int_equal(imf_config_set(c, "model.xyzzy=1"), IMF_ERR_USAGE);
+  assert_null(strstr(imf_last_error(), "did you mean"));
   assert_int_equal(imf_config_set(c, "model.k=abc"), IMF_ERR_USAGE);
   assert_int_equal(imf_config_set(c, "model.type=foo"), IMF_ERR_USAGE);
   assert_int_equal(imf_config_set(c, "model.k"), IMF_ERR_USAGE);

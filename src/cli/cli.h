@@ -30,6 +30,10 @@ int imf_cli_fail(imf_cli *cli, const char *cmd, imf_status st);
 /* Require a value after a flag; usage error naming the flag otherwise. */
 imf_status imf_cli_value(int argc, char **argv, int *i, const char **out);
 
+/* Answer help, --version, an unknown command or an unknown flag before MPI_Init (early.c): the
+ * exit code, or -1 when the command is to run under MPI. Prints on the launcher's rank 0 only. */
+int imf_cli_early(int argc, char **argv, const imf_command *cmds, size_t ncmds, void (*usage)(FILE *));
+
 int imf_cmd_prepare(imf_cli *cli, int argc, char **argv);
 int imf_cmd_append(imf_cli *cli, int argc, char **argv);
 int imf_cmd_inspect(imf_cli *cli, int argc, char **argv);

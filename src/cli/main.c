@@ -9,7 +9,7 @@ static const imf_command COMMANDS[] = {
     {"prepare", "ingest and clean a rating file into a new data store", IMF_USAGE_PREPARE, imf_cmd_prepare},
     {"append", "add a new batch of ratings to a data store", IMF_USAGE_APPEND, imf_cmd_append},
     {"inspect", "show what a data store or model checkpoint holds", IMF_USAGE_INSPECT, imf_cmd_inspect},
-    {"train", "train a model (ALS, implicit ALS, BPMF) on a store, with checkpoints", IMF_USAGE_TRAIN, imf_cmd_train},
+    {"train", "train a model (ALS, implicit ALS, BPMF, EASE; pop/bias baselines) on a store", IMF_USAGE_TRAIN, imf_cmd_train},
     {"update", "fold new batches into the current model; promote only if not worse", IMF_USAGE_UPDATE, imf_cmd_update},
     {"evaluate", "rating and ranking metrics, split protocols, cross-validation", IMF_USAGE_EVALUATE, imf_cmd_evaluate},
     {"recommend", "top-N items for a user or for everyone; similar items", IMF_USAGE_RECOMMEND, imf_cmd_recommend},
@@ -33,56 +33,40 @@ static void usage(FILE *out) {
           "75 stopped by a signal after a checkpoint (requeue)\n");
 }
 
+/* Every rank leaves with the same code: that of the lowest rank that failed (commands agree on
+ * their errors already; this covers a code decided on one rank alone). A rank whose failure rank 0
+ * did not report says so itself. The agreement cannot fail quietly: a dead rank takes the job
+ * down through the launcher. */
+static int agree_exit(imf_cli *cli, const char *cmd, int rc) {
+  if (cli->size == 1) return rc;
+  int mine = rc != 0 ? cli->rank : cli->size, first = cli->size, code = rc;
+  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, cli->comm) != MPI_SUCCESS) return rc;
+  if (first == cli->size) return 0;
+  if (MPI_Bcast(&code, 1, MPI_INT, first, cli->comm) != MPI_SUCCESS) return rc;
+  if (cli->rank == first && first != 0)
+    fprintf(stderr, "incremf %s: error: rank %d failed with exit code %d: %s\n", cmd, first, rc, imf_last_error());
+  return code;
+}
+
 int main(int argc, char **argv) {
+  /* help, --version, an unknown command or flag: answered without starting MPI (early.c) */
+  int early = imf_cli_early(argc, argv, COMMANDS, NCOMMANDS, usage);
+  if (early >= 0) return early;
   int provided;
   imf_preinit();
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   imf_cli cli = {.comm = MPI_COMM_WORLD};
   MPI_Comm_rank(cli.comm, &cli.rank);
   MPI_Comm_size(cli.comm, &cli.size);
-  /* Errors are reported by imf_agree/MPI_Abort, not by MPI's default handler silently. */
+  /* Errors are agreed by imf_agree and returned, not fatal in MPI's default handler (MPI_Abort
+   * only where ranks cannot agree: a failed agreement) */
   MPI_Comm_set_errhandler(cli.comm, MPI_ERRORS_RETURN);
   imf_log_setup(cli.rank, 0, IMF_LOG_TEXT);
   int rc = 0;
-  if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    if (cli.rank == 0) {
-      if (argc >= 3 && !strcmp(argv[2], "config")) {
-        printf("configuration keys ([section] name = value in INI files, or --set section.name=value):\n");
-        imf_config_print_keys(stdout);
-      } else if (argc >= 3) {
-        int found = 0;
-        for (size_t i = 0; i < NCOMMANDS; i++)
-          if (!strcmp(argv[2], COMMANDS[i].name)) {
-            fputs(COMMANDS[i].usage, stdout);
-            found = 1;
-          }
-        if (!found) {
-          usage(stderr);
-          rc = 2;
-        }
-      } else {
-        usage(argc < 2 ? stderr : stdout);
-        rc = argc < 2 ? 2 : 0;
-      }
-    }
-    MPI_Bcast(&rc, 1, MPI_INT, 0, cli.comm);
-    MPI_Finalize();
-    return rc;
-  }
-  if (!strcmp(argv[1], "--version")) {
-    imf_initialize(cli.comm);
-    if (cli.rank == 0) printf("%s\n", imf_build_info());
-    MPI_Finalize();
-    return 0;
-  }
   const imf_command *cmd = NULL;
   for (size_t i = 0; i < NCOMMANDS; i++)
     if (!strcmp(argv[1], COMMANDS[i].name)) cmd = &COMMANDS[i];
-  if (!cmd) {
-    if (cli.rank == 0) {
-      fprintf(stderr, "incremf: unknown command '%s'\n\n", argv[1]);
-      usage(stderr);
-    }
+  if (!cmd) { /* imf_cli_early answers anything else */
     MPI_Finalize();
     return 2;
   }
@@ -103,6 +87,7 @@ int main(int argc, char **argv) {
     if (imf_huge_pages_advice()) imf_warn("%s", imf_huge_pages_advice());
     rc = cmd->run(&cli, sargc, sargv);
   }
+  rc = agree_exit(&cli, cmd->name, rc);
   imf_config_destroy(&cli.cfg);
   MPI_Finalize();
   return rc;
