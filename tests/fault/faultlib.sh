@@ -28,8 +28,11 @@ fault_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export OPENBLAS_NUM_THREADS=1
 # Open MPI's UCX start-up is most of the cost of these short runs (a singleton 0.45 s -> 0.12 s
 # with ob1); the transport does not change any result. A script that tests MPI's own behaviour
-# (e2e_faults_rank.sh: a rank dying) sets fault_keep_transport=1 before sourcing this file.
-[ -n "${fault_keep_transport:-}" ] || export OMPI_MCA_pml="${OMPI_MCA_pml:-ob1}"
+# (e2e_faults_rank.sh: a rank dying) sets fault_keep_transport=1 before sourcing this file, which
+# also drops the ob1 + self,vader and sigkill-timeout choices tests/CMakeLists.txt makes for
+# every test.
+if [ -n "${fault_keep_transport:-}" ]; then unset OMPI_MCA_pml OMPI_MCA_btl OMPI_MCA_odls_base_sigkill_timeout
+else export OMPI_MCA_pml="${OMPI_MCA_pml:-ob1}"; fi
 tmp=$(mktemp -d /tmp/imf-faults.XXXXXX)
 on_exit=""
 # On exit (a timeout's SIGTERM too): stop the background cases, then whatever still runs in $tmp
