@@ -8,8 +8,8 @@
  * over all lines up to its last chunk (cheap next to formatting), so the bytes stay independent
  * of the rank count and of the chunking: ranks only decide who formats which run of lines, and
  * a prefix sum of chunk sizes decides where each run lands in the file. Memory is O(users +
- * items) for the tables, about 8-16 bytes per distinct pair for the picker's set, plus one
- * chunk of text. */
+ * items) for the tables, 12-24 bytes per line for the picker's set (sized for the ratings),
+ * plus one chunk of text. */
 #include "synth.h"
 #include "config.h"
 #include "error.h"
@@ -248,10 +248,10 @@ static imf_status gen_init(gen *G, const imf_synth_opts *o) {
   while ((double)G->set_slots * SET_LOAD < pairs) G->set_slots *= 2;
   /* every rank holds the planted model: (users + items) x (rank floats, 3 doubles), twice with
    * drift, and the picker: its pair set, at most one byte per pair of heavy users' bitmaps and
-   * a few words per user and item */
+   * three words per user (count, latest item, bitmap pointer) and one per item */
   imf_status st = imf_mem_guard("synth --users/--items/--rank/--ratings",
                                 (double)(U + I) * ((double)R * 4.0 * (o->drift > 0 ? 2 : 1) + 32.0) +
-                                    (double)G->set_slots * 8.0 + pairs + (double)(U + I) * 16.0);
+                                    (double)G->set_slots * 8.0 + pairs + (double)U * 24.0 + (double)I * 8.0);
   if (st != IMF_OK) return st;
   IMF_TRY(imf_alloc(&G->ucdf, (size_t)U, sizeof(double)), fail);
   IMF_TRY(imf_alloc(&G->uperm, (size_t)U, sizeof(int64_t)), fail);

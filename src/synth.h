@@ -2,7 +2,7 @@
  * low-rank model with biases and noise, timestamps over a period, optional drift and optional
  * corrupt lines. A user's items are drawn without replacement (repeats only from rerate and the
  * duplicate corrupt lines). Streams output chunk by chunk: text memory does not grow with the
- * rating count; the set of (user, item) pairs drawn so far does (8-16 bytes per pair). */
+ * rating count; the set of (user, item) pairs drawn so far does (12-24 bytes per pair). */
 #ifndef IMF_SYNTH_H
 #define IMF_SYNTH_H
 #include "incremf.h"
