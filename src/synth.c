@@ -395,7 +395,7 @@ static void picker_free(picker *P, int64_t users) {
 static imf_status picker_init(const gen *G, picker *P) {
   memset(P, 0, sizeof *P);
   imf_status st = IMF_OK;
-  IMF_TRY(imf_alloc(&P->set, G->set_slots, sizeof(uint64_t)), fail);
+  IMF_TRY(imf_alloc_hot(&P->set, G->set_slots, sizeof(uint64_t)), fail);
   IMF_TRY(imf_alloc(&P->nrated, (size_t)G->o.users, sizeof(int64_t)), fail);
   IMF_TRY(imf_alloc(&P->last, (size_t)G->o.users, sizeof(int64_t)), fail);
   IMF_TRY(imf_alloc(&P->bits, (size_t)G->o.users, sizeof(uint64_t *)), fail);
