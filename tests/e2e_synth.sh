@@ -61,11 +61,14 @@ fi
 ls -a | grep -q '\.tmp$' && fail "temporary file left behind"
 
 # a user's items are drawn without replacement: no repeated (user, item) pair without
-# --rerate, even where the heaviest users rate every item (500 x 120 with 20000 lines)
+# --rerate, even where the heaviest users reach their cap, two thirds of the items (500 x 120
+# with 20000 lines: at most 80 items a user)
 repeats() { tail -n +2 "$1" | awk -F, '{ k = $1 "," $2; if (k in s) d++; s[k] = 1 } END { print d + 0 }'; }
 args=(--users 500 --items 120 --ratings 20000 --seed 4 --quiet)
 mpi 2 synth "${args[@]}" --drift 0.5 --out nr.csv || fail "no-rerate run"
 [ "$(repeats nr.csv)" = 0 ] || fail "repeated pairs without --rerate: $(repeats nr.csv)"
+most=$(tail -n +2 nr.csv | cut -d, -f1 | sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 }')
+[ "$most" = 80 ] || fail "the heaviest user rated $most items, not the cap of 80"
 "$bin" synth "${args[@]}" --implicit --out nri.csv || fail "implicit no-rerate run"
 [ "$(repeats nri.csv)" = 0 ] || fail "repeated pairs in implicit output: $(repeats nri.csv)"
 # --rerate 0.1: about 10% of the lines repeat a pair (a little less: a user's first line has

@@ -305,8 +305,9 @@ static void test_corrupt_kinds(void **state) {
   free(d);
 }
 
-/* A user's items are drawn without replacement: in a dense set (the heaviest users rate every
- * item) no (user, item) pair repeats, with or without drift, explicit or implicit. */
+/* A user's items are drawn without replacement: in a dense set (the heaviest users reach their
+ * cap, two thirds of the items) no (user, item) pair repeats, with or without drift, explicit
+ * or implicit, and nobody rates more than the cap. */
 static void test_no_repeats(void **state) {
   (void)state;
   for (int c = 0; c < 3; c++) {
@@ -319,6 +320,7 @@ static void test_no_repeats(void **state) {
     if (rank_ != 0) continue;
     lines_t L = split_lines(d, len);
     unsigned char *seen = calloc((size_t)(o.users + 1) * (size_t)(o.items + 1), 1);
+    int64_t *per_user = calloc((size_t)o.users + 1, sizeof(int64_t)), most = 0;
     int repeats = 0;
     for (size_t k = 1; k < L.count; k++) {
       long long u = atoll(L.s[k]), i = atoll(strchr(L.s[k], ',') + 1);
@@ -326,8 +328,11 @@ static void test_no_repeats(void **state) {
       unsigned char *b = &seen[u * (o.items + 1) + i];
       repeats += *b;
       *b = 1;
+      if (++per_user[u] > most) most = per_user[u];
     }
     assert_int_equal(repeats, 0);
+    assert_int_equal(most, o.items - o.items / 3); /* the heaviest users reach the cap, no more */
+    free(per_user);
     free(seen);
     free_lines(&L);
     free(d);
