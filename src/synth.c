@@ -486,9 +486,10 @@ static imf_status pick_line(const gen *G, picker *P, int64_t j) {
   imf_rng_init(&g, o->seed, imf_rng_stream(P_PICK, 0, 0, (uint64_t)j));
   int64_t u = G->uperm[sample_rank(G->ucdf, o->users, imf_rng_uniform(&g))];
   int rerate = o->rerate > 0 && imf_rng_uniform(&g) < o->rerate;
-  /* A user rates at most two thirds of the catalogue (ML-1M's heaviest user: 62%), so that
-   * everyone keeps items to recommend; one who has reached that passes the line on to another
-   * user, or (when every user tried has) re-rates. */
+  /* A user rates at most two thirds of the catalogue (the heaviest users of ML-100K and of the
+   * ML-1M subset in shared/data: 44% and 51%), so that everyone keeps items to recommend; one
+   * who has reached that passes the line on to another user, or (when every user tried has)
+   * re-rates. */
   const int64_t cap = o->items - o->items / 3;
   for (int t = 0; t < SATURATED_TRIES && !rerate && P->nrated[u] >= cap; t++)
     u = G->uperm[sample_rank(G->ucdf, o->users, imf_rng_uniform(&g))];
