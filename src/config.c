@@ -82,6 +82,8 @@ static const key_def KEYS[] = {
     {"synth.corrupt_fraction", T_DOUBLE, "0", NULL,
      "share of corrupt lines of every kind the cleaner handles"},
     {"synth.implicit", T_BOOL, "false", NULL, "emit no rating column (implicit feedback)"},
+    {"synth.rerate", T_DOUBLE, "0", NULL,
+     "share of lines that re-rate the user's latest item (the only repeated pairs besides corrupt duplicates)"},
     /* model: training hyperparameters */
     {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",
      "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},

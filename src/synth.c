@@ -1,10 +1,15 @@
 /* synth.c - the synthetic data generator behind `incremf synth` (see synth.h).
  *
- * Every line j is a pure function of (options, j): it draws from its own counter-based stream
- * keyed on (seed, j), and the per-user/per-item parameters come from streams keyed on the id.
- * That is what makes the bytes independent of the rank count and of the chunking: ranks only
- * decide who formats which run of lines, and a prefix sum of chunk sizes decides where each
- * run lands in the file. Memory is O(users + items) for the tables plus one chunk of text. */
+ * Line j's time and rating noise come from its own counter-based stream keyed on (seed, j),
+ * and the per-user/per-item parameters from streams keyed on the id. Its (user, item) pair
+ * comes from a sequential "picker" (below) that walks the lines in order, also from streams
+ * keyed on j, and remembers every pair so far: a user's items are drawn without replacement
+ * (repeats only from --rerate and the duplicate corrupt lines). Every rank runs the same picker
+ * over all lines up to its last chunk (cheap next to formatting), so the bytes stay independent
+ * of the rank count and of the chunking: ranks only decide who formats which run of lines, and
+ * a prefix sum of chunk sizes decides where each run lands in the file. Memory is O(users +
+ * items) for the tables, 12-24 bytes per line for the picker's set (sized for the ratings),
+ * plus one chunk of text. */
 #include "synth.h"
 #include "config.h"
 #include "error.h"
@@ -24,7 +29,7 @@
 #include <zstd.h>
 
 /* Stream purposes: distinct from the trainer's so a synth seed never aliases model draws. */
-enum { P_USER_PERM = 0x5301, P_ITEM_PERM, P_USER, P_ITEM, P_LINE, P_CORRUPT };
+enum { P_USER_PERM = 0x5301, P_ITEM_PERM, P_USER, P_ITEM, P_LINE, P_CORRUPT, P_PICK };
 
 #define DEFAULT_CHUNK_LINES 65536 /* ~1.5 MiB of csv text per chunk */
 #define LINE_MAX_BYTES 512        /* longest line we ever format (300-byte id + fields) */
@@ -33,6 +38,9 @@ enum { P_USER_PERM = 0x5301, P_ITEM_PERM, P_USER, P_ITEM, P_LINE, P_CORRUPT };
 #define ROTATE_SHARE 0.1 /* drift 1 rotates item popularity by this share of the catalogue */
 #define MSG_TAG 0x5359
 #define NUL_FREE_LINES 65536 /* no NUL byte before this line: see gen_line */
+#define REJECT_TRIES 16   /* fresh popularity draws for an unrated item before walking ranks */
+#define SATURATED_TRIES 64 /* other users tried when a user has reached its cap */
+#define SET_LOAD 0.7       /* the picker's pair set is sized for this load at most */
 
 /* Corrupt line kinds, in cycling order (K_DUP and K_NUL last: gen_line relies on it). */
 enum {
@@ -53,7 +61,22 @@ typedef struct {
   int kinds[K_COUNT_];
   int nkinds;
   int64_t ncorrupt;        /* M: corrupt lines in the file */
+  size_t set_slots;        /* picker's pair set: a power of two */
 } gen;
+
+/* The sequential pair picker: line `next` is the next to assign; (u, i) is the pair of the
+ * last line assigned (a blank or duplicate line keeps its predecessor's pair). */
+typedef struct {
+  uint64_t *set;           /* open addressing on pair keys, 0 = empty */
+  size_t mask;
+  int64_t *nrated, *last;  /* per user: distinct items so far, the latest item */
+  /* per user, made when it has rated 1/8 of the catalogue (so at most one byte per pair):
+   * bit p set = item iperm[p] rated */
+  uint64_t **bits;
+  int64_t *ipos;           /* item -> its position in iperm */
+  int exact;               /* users * items fits the key: exact keys, else hashed */
+  int64_t next, u, i;
+} picker;
 
 typedef struct {
   char s[LONG_ID_LEN + 32];
@@ -80,6 +103,7 @@ imf_status imf_synth_opts_from_config(const imf_config *cfg, imf_synth_opts *o) 
   o->drift = imf_cfg_double(cfg, "synth.drift");
   o->corrupt_fraction = imf_cfg_double(cfg, "synth.corrupt_fraction");
   o->implicit = imf_cfg_bool(cfg, "synth.implicit");
+  o->rerate = imf_cfg_double(cfg, "synth.rerate");
   o->format = IMF_FMT_CSV;
   o->chunk_lines = 0;
   return IMF_OK;
@@ -107,6 +131,7 @@ imf_status imf_synth_validate(const imf_synth_opts *o) {
   if (!(o->drift >= 0 && o->drift <= 1)) IMF_FAIL(IMF_ERR_USAGE, "synth.drift must be in [0, 1]");
   if (!(o->corrupt_fraction >= 0 && o->corrupt_fraction <= 1))
     IMF_FAIL(IMF_ERR_USAGE, "synth.corrupt_fraction must be in [0, 1]");
+  if (!(o->rerate >= 0 && o->rerate <= 1)) IMF_FAIL(IMF_ERR_USAGE, "synth.rerate must be in [0, 1]");
   if (o->chunk_lines < 0) IMF_FAIL(IMF_ERR_USAGE, "chunk_lines must be >= 0");
   switch (o->format) {
   case IMF_FMT_CSV: case IMF_FMT_TSV: case IMF_FMT_DAT: case IMF_FMT_ML100K: case IMF_FMT_MTX:
@@ -217,9 +242,16 @@ static imf_status gen_init(gen *G, const imf_synth_opts *o) {
 
   const int64_t U = o->users, I = o->items;
   const size_t R = (size_t)o->rank;
-  /* every rank holds the planted model: (users + items) x (rank floats, 3 doubles), twice with drift */
-  imf_status st = imf_mem_guard("synth --users/--items/--rank",
-                                (double)(U + I) * ((double)R * 4.0 * (o->drift > 0 ? 2 : 1) + 32.0));
+  /* the picker's set holds at most min(ratings, users x items) distinct pairs */
+  double pairs = fmin((double)o->ratings, (double)U * (double)I);
+  G->set_slots = 16;
+  while ((double)G->set_slots * SET_LOAD < pairs) G->set_slots *= 2;
+  /* every rank holds the planted model: (users + items) x (rank floats, 3 doubles), twice with
+   * drift, and the picker: its pair set, at most one byte per pair of heavy users' bitmaps and
+   * three words per user (count, latest item, bitmap pointer) and one per item */
+  imf_status st = imf_mem_guard("synth --users/--items/--rank/--ratings",
+                                (double)(U + I) * ((double)R * 4.0 * (o->drift > 0 ? 2 : 1) + 32.0) +
+                                    (double)G->set_slots * 8.0 + pairs + (double)U * 24.0 + (double)I * 8.0);
   if (st != IMF_OK) return st;
   IMF_TRY(imf_alloc(&G->ucdf, (size_t)U, sizeof(double)), fail);
   IMF_TRY(imf_alloc(&G->uperm, (size_t)U, sizeof(int64_t)), fail);
@@ -315,49 +347,190 @@ static int64_t corrupt_slot(const gen *G, int64_t j) {
   return pos == (uint64_t)j ? (int64_t)c : -1;
 }
 
-static size_t gen_line(const gen *G, int64_t j, char *out) {
-  const imf_synth_opts *o = &G->o;
-  const size_t R = (size_t)o->rank;
-  int64_t slot = corrupt_slot(G, j);
-  int kind = slot < 0 ? -1 : G->kinds[slot % G->nkinds];
+/* The corrupt kind line j carries (-1: clean); *slot gets its corrupt slot. */
+static int line_kind(const gen *G, int64_t j, int64_t *slot) {
+  *slot = corrupt_slot(G, j);
+  int kind = *slot < 0 ? -1 : G->kinds[*slot % G->nkinds];
   /* Format detection refuses content with a NUL byte in its first 256 KiB as binary, so
    * NUL lines start only after NUL_FREE_LINES lines (>= 6 bytes each); earlier NUL slots take
    * the other kinds in turn (not K_DUP, whose position rule they did not follow). */
   if (kind == K_NUL && j < NUL_FREE_LINES)
-    kind = G->nkinds > 2 ? G->kinds[(slot / G->nkinds) % (G->nkinds - 2)] : K_BLANK;
-  if (kind == K_DUP) return gen_line(G, j - 1, out); /* j >= 1: slot 0 never holds K_DUP */
+    kind = G->nkinds > 2 ? G->kinds[(*slot / G->nkinds) % (G->nkinds - 2)] : K_BLANK;
+  return kind;
+}
+
+/* Line j's stream for time and noise, advanced past its time fraction (returned). */
+static double line_time(const gen *G, int64_t j, imf_rng *g) {
+  imf_rng_init(g, G->o.seed, imf_rng_stream(P_LINE, 0, 0, (uint64_t)j));
+  return ((double)j + imf_rng_uniform(g)) / (double)G->o.ratings;
+}
+
+/* The planted deviation from mu of (u, i) at time fraction tf (drift blends the two ends). */
+static double planted_dev(const gen *G, int64_t u, int64_t i, double tf) {
+  const size_t R = (size_t)G->o.rank;
+  double dt = G->o.drift * tf, keep = 1.0 - dt;
+  const float *pu = G->p ? G->p + (size_t)u * R : NULL;
+  const float *pu2 = G->p2 ? G->p2 + (size_t)u * R : NULL;
+  const float *qi = G->q ? G->q + (size_t)i * R : NULL;
+  double d1 = 0, d2 = 0;
+  for (size_t k = 0; k < R; k++) d1 += (double)pu[k] * qi[k];
+  if (pu2)
+    for (size_t k = 0; k < R; k++) d2 += (double)pu2[k] * qi[k];
+  double bi = G->bi2 ? keep * G->bi[i] + dt * G->bi2[i] : G->bi[i];
+  return G->bu[u] + bi + (pu2 ? keep * d1 + dt * d2 : d1);
+}
+
+/* ---------------------------------------------------------------- pair picker */
+
+static void picker_free(picker *P, int64_t users) {
+  if (P->bits)
+    for (int64_t u = 0; u < users; u++) imf_free(&P->bits[u]);
+  imf_free(&P->bits);
+  imf_free(&P->ipos);
+  imf_free(&P->set);
+  imf_free(&P->nrated);
+  imf_free(&P->last);
+}
+
+static imf_status picker_init(const gen *G, picker *P) {
+  memset(P, 0, sizeof *P);
+  imf_status st = IMF_OK;
+  IMF_TRY(imf_alloc_hot(&P->set, G->set_slots, sizeof(uint64_t)), fail);
+  IMF_TRY(imf_alloc(&P->nrated, (size_t)G->o.users, sizeof(int64_t)), fail);
+  IMF_TRY(imf_alloc(&P->last, (size_t)G->o.users, sizeof(int64_t)), fail);
+  IMF_TRY(imf_alloc(&P->bits, (size_t)G->o.users, sizeof(uint64_t *)), fail);
+  IMF_TRY(imf_alloc(&P->ipos, (size_t)G->o.items, sizeof(int64_t)), fail);
+  for (int64_t p = 0; p < G->o.items; p++) P->ipos[G->iperm[p]] = p;
+  P->mask = G->set_slots - 1;
+  P->exact = (unsigned __int128)(uint64_t)G->o.users * (uint64_t)G->o.items < (unsigned __int128)UINT64_MAX;
+  return IMF_OK;
+fail:
+  picker_free(P, G->o.users);
+  return st;
+}
+
+static uint64_t pair_key(const gen *G, const picker *P, int64_t u, int64_t i) {
+  /* hashed keys (only for users x items beyond 2^64) may collide: a false "rated" only
+   * makes the picker draw again */
+  return P->exact ? (uint64_t)u * (uint64_t)G->o.items + (uint64_t)i + 1 : imf_hash3(G->o.seed, (uint64_t)u, (uint64_t)i) | 1;
+}
+
+/* Whether (u, i) was picked before; with add, record it if not. */
+static int pair_seen(const gen *G, picker *P, int64_t u, int64_t i, int add) {
+  uint64_t key = pair_key(G, P, u, i);
+  uint64_t h = key * 0x9e3779b97f4a7c15ull;
+  for (size_t s = (size_t)(h ^ (h >> 29)) & P->mask;; s = (s + 1) & P->mask) {
+    if (P->set[s] == key) return 1;
+    if (P->set[s] == 0) {
+      if (add) P->set[s] = key;
+      return 0;
+    }
+  }
+}
+
+static int bit_set(const uint64_t *b, int64_t p) { return (int)(b[p / 64] >> (p % 64)) & 1; }
+
+/* The first unrated position at or after p, cyclically (u has rated fewer than all): a walk
+ * through the set, or a scan of u's bitmap, 64 positions a step. */
+static int64_t next_unrated(const gen *G, picker *P, int64_t u, int64_t p) {
+  const int64_t I = G->o.items;
+  const uint64_t *b = P->bits[u];
+  for (;;) {
+    if (!b) {
+      if (!pair_seen(G, P, u, G->iperm[p], 0)) return p;
+      p = (p + 1) % I;
+      continue;
+    }
+    uint64_t free_bits = ~b[p / 64] >> (p % 64);
+    if (p / 64 == (I - 1) / 64 && I % 64) free_bits &= (1ull << (I % 64 - p % 64)) - 1; /* past I */
+    if (free_bits) return p + __builtin_ctzll(free_bits);
+    p = (p / 64 + 1) * 64;
+    if (p >= I) p = 0;
+  }
+}
+
+/* An item u has not rated (u has rated fewer than all), in *item: popularity draws, shifted by
+ * drift, until one is new; after REJECT_TRIES the next unrated item down the popularity ranks
+ * from the last draw. A user who has rated 1/8 of the catalogue gets a bitmap of what it rated
+ * (at most one byte per pair, built with at most 8 probes per pair): its draws test a bit. */
+static imf_status new_item(const gen *G, picker *P, int64_t u, int64_t shift, imf_rng *g, int64_t *item) {
+  const int64_t I = G->o.items;
+  if (!P->bits[u] && P->nrated[u] >= I / 8 && I >= 64) {
+    IMF_CHECK(imf_alloc(&P->bits[u], (size_t)(I + 63) / 64, sizeof(uint64_t)));
+    for (int64_t p = 0; p < I; p++)
+      if (pair_seen(G, P, u, G->iperm[p], 0)) P->bits[u][p / 64] |= 1ull << (p % 64);
+  }
+  const uint64_t *b = P->bits[u];
+  int64_t p = 0;
+  for (int t = 0; t < REJECT_TRIES; t++) {
+    p = (sample_rank(G->icdf, I, imf_rng_uniform(g)) + shift) % I;
+    if (b ? !bit_set(b, p) : !pair_seen(G, P, u, G->iperm[p], 0)) {
+      *item = G->iperm[p];
+      return IMF_OK;
+    }
+  }
+  *item = G->iperm[next_unrated(G, P, u, p)];
+  return IMF_OK;
+}
+
+/* Assign line j (the picker's next line): a blank or duplicate line keeps the last pair; a
+ * re-rating repeats the user's latest item; otherwise a new item for the drawn user. */
+static imf_status pick_line(const gen *G, picker *P, int64_t j) {
+  const imf_synth_opts *o = &G->o;
+  int64_t slot;
+  int kind = line_kind(G, j, &slot);
+  P->next = j + 1;
+  if (kind == K_DUP || kind == K_BLANK) return IMF_OK;
+  imf_rng lt, g;
+  double tf = line_time(G, j, &lt);
+  imf_rng_init(&g, o->seed, imf_rng_stream(P_PICK, 0, 0, (uint64_t)j));
+  int64_t u = G->uperm[sample_rank(G->ucdf, o->users, imf_rng_uniform(&g))];
+  int rerate = o->rerate > 0 && imf_rng_uniform(&g) < o->rerate;
+  /* A user rates at most two thirds of the catalogue (the heaviest users of ML-100K and of the
+   * ML-1M subset in shared/data: 44% and 51%), so that everyone keeps items to recommend; one
+   * who has reached that passes the line on to another user, or (when every user tried has)
+   * re-rates. */
+  const int64_t cap = o->items - o->items / 3;
+  for (int t = 0; t < SATURATED_TRIES && !rerate && P->nrated[u] >= cap; t++)
+    u = G->uperm[sample_rank(G->ucdf, o->users, imf_rng_uniform(&g))];
+  P->u = u;
+  if (P->nrated[u] > 0 && (rerate || P->nrated[u] >= cap)) {
+    P->i = P->last[u];
+    return IMF_OK;
+  }
+  /* drift: popularity rotates by up to ROTATE_SHARE of the catalogue over the span */
+  int64_t shift = (int64_t)(o->drift * tf * ROTATE_SHARE * (double)o->items), i = 0;
+  for (int tries = 0; tries < (o->implicit ? IMPLICIT_TRIES : 1); tries++) {
+    IMF_CHECK(new_item(G, P, u, shift, &g, &i));
+    /* implicit feedback follows taste: a pair is kept with probability sigmoid(2 dev), so
+     * the planted model is learnable from interactions alone */
+    if (o->implicit && imf_rng_uniform(&g) * (1.0 + exp(-2.0 * planted_dev(G, u, i, tf))) < 1.0) break;
+  }
+  pair_seen(G, P, u, i, 1);
+  if (P->bits[u]) P->bits[u][P->ipos[i] / 64] |= 1ull << (P->ipos[i] % 64);
+  P->nrated[u]++;
+  P->last[u] = i;
+  P->i = i;
+  return IMF_OK;
+}
+
+/* ---------------------------------------------------------------- one line */
+
+/* Line j's text for the pair (u, i) the picker gave it. */
+static size_t gen_line(const gen *G, int64_t j, int64_t u, int64_t i, char *out) {
+  const imf_synth_opts *o = &G->o;
+  int64_t slot;
+  int kind = line_kind(G, j, &slot);
+  if (kind == K_DUP) return gen_line(G, j - 1, u, i, out); /* j >= 1: slot 0 never holds K_DUP */
   if (kind == K_BLANK) {
     out[0] = '\n';
     return 1;
   }
 
   imf_rng g;
-  imf_rng_init(&g, o->seed, imf_rng_stream(P_LINE, 0, 0, (uint64_t)j));
-  double tf = ((double)j + imf_rng_uniform(&g)) / (double)o->ratings; /* time fraction */
+  double tf = line_time(G, j, &g); /* time fraction */
   int64_t t = o->time_start + (int64_t)floor(G->span_s * tf);
-  int64_t u = G->uperm[sample_rank(G->ucdf, o->users, imf_rng_uniform(&g))];
-  double dt = o->drift * tf, keep = 1.0 - dt;
-  /* drift: popularity rotates by up to ROTATE_SHARE of the catalogue over the span */
-  int64_t shift = (int64_t)(dt * ROTATE_SHARE * (double)o->items);
-  const float *pu = G->p ? G->p + (size_t)u * R : NULL;
-  const float *pu2 = G->p2 ? G->p2 + (size_t)u * R : NULL;
-  int64_t i = 0;
-  double pred = 0;
-  for (int tries = 0; tries < (o->implicit ? IMPLICIT_TRIES : 1); tries++) {
-    int64_t r = sample_rank(G->icdf, o->items, imf_rng_uniform(&g));
-    i = G->iperm[(r + shift) % o->items];
-    const float *qi = G->q ? G->q + (size_t)i * R : NULL;
-    double d1 = 0, d2 = 0;
-    for (size_t k = 0; k < R; k++) d1 += (double)pu[k] * qi[k];
-    if (pu2)
-      for (size_t k = 0; k < R; k++) d2 += (double)pu2[k] * qi[k];
-    double bi = G->bi2 ? keep * G->bi[i] + dt * G->bi2[i] : G->bi[i];
-    double dev = G->bu[u] + bi + (pu2 ? keep * d1 + dt * d2 : d1);
-    pred = G->mu + G->scale * dev;
-    /* implicit feedback follows taste: a pair is kept with probability sigmoid(2 dev), so
-     * the planted model is learnable from interactions alone */
-    if (o->implicit && imf_rng_uniform(&g) * (1.0 + exp(-2.0 * dev)) < 1.0) break;
-  }
+  double pred = G->mu + G->scale * planted_dev(G, u, i, tf);
   field fu, fi, fr, ft;
   fu.n = fmt_u64(fu.s, (uint64_t)u + 1);
   fi.n = fmt_u64(fi.s, (uint64_t)i + 1);
@@ -439,14 +612,17 @@ static imf_status header_text(const gen *G, buf *B) {
   return IMF_OK;
 }
 
-/* Chunk c: lines [c*L, min((c+1)*L, N)), preceded by the header in chunk 0. */
-static imf_status gen_chunk(const gen *G, int64_t c, int64_t L, buf *B) {
+/* Chunk c: lines [c*L, min((c+1)*L, N)), preceded by the header in chunk 0. The picker is
+ * walked over the lines before it (other ranks' chunks) and then through it. */
+static imf_status gen_chunk(const gen *G, picker *P, int64_t c, int64_t L, buf *B) {
   B->n = 0;
   if (c == 0) IMF_CHECK(header_text(G, B));
   int64_t j0 = c * L, j1 = j0 + L < G->o.ratings ? j0 + L : G->o.ratings;
+  while (P->next < j0) IMF_CHECK(pick_line(G, P, P->next));
   for (int64_t j = j0; j < j1; j++) {
     IMF_CHECK(buf_reserve(B, LINE_MAX_BYTES));
-    B->n += gen_line(G, j, B->b + B->n);
+    IMF_CHECK(pick_line(G, P, j));
+    B->n += gen_line(G, j, P->u, P->i, B->b + B->n);
   }
   return IMF_OK;
 }
@@ -557,7 +733,7 @@ static imf_status sink_close(sink *S) {
 
 /* ---------------------------------------------------------------- driver */
 
-static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int64_t nchunks,
+static imf_status write_plain(MPI_Comm comm, const gen *G, picker *Pk, const char *tmp, int64_t nchunks,
                               int64_t L, buf *B, int64_t *total) {
   int rank, P;
   MPI_Comm_rank(comm, &rank);
@@ -577,7 +753,7 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
   for (int64_t k = 0; k < rounds; k++) {
     int64_t c = k * P + rank;
     B->n = 0;
-    if (st == IMF_OK && c < nchunks) st = gen_chunk(G, c, L, B);
+    if (st == IMF_OK && c < nchunks) st = gen_chunk(G, Pk, c, L, B);
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     int64_t mine = (int64_t)B->n;
     rc = MPI_Allgather(&mine, 1, MPI_INT64_T, sizes, 1, MPI_INT64_T, comm);
@@ -601,7 +777,7 @@ static imf_status write_plain(MPI_Comm comm, const gen *G, const char *tmp, int6
   return imf_agree(comm, st);
 }
 
-static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const char *tmp,
+static imf_status write_compressed(MPI_Comm comm, const gen *G, picker *Pk, zkind z, const char *tmp,
                                    int64_t nchunks, int64_t L, buf *B, int64_t *raw, int64_t *packed) {
   int rank, P;
   MPI_Comm_rank(comm, &rank);
@@ -615,7 +791,7 @@ static imf_status write_compressed(MPI_Comm comm, const gen *G, zkind z, const c
   for (int64_t k = 0; k < rounds && st == IMF_OK; k++) {
     int64_t c = k * P + rank;
     B->n = 0;
-    if (c < nchunks) st = gen_chunk(G, c, L, B);
+    if (c < nchunks) st = gen_chunk(G, Pk, c, L, B);
     if ((st = imf_agree(comm, st)) != IMF_OK) break;
     /* Rank 0 takes the round's chunks in chunk order; on a local failure it keeps receiving
      * (and drops the data) so that no sender is left blocked. */
@@ -673,8 +849,13 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   if (st == IMF_OK && (!path || !*path)) st = IMF_RAISE(IMF_ERR_USAGE, "synth: no output file");
   if (st != IMF_OK) return st; /* same options on every rank: all fail alike */
   gen G;
-  st = imf_agree(comm, gen_init(&G, o));
+  picker Pk;
+  memset(&Pk, 0, sizeof Pk);
+  st = gen_init(&G, o);
+  if (st == IMF_OK) st = picker_init(&G, &Pk);
+  st = imf_agree(comm, st);
   if (st != IMF_OK) {
+    picker_free(&Pk, o->users);
     gen_free(&G); /* ranks that succeeded hold tables; a failed gen_init left NULLs */
     return st;
   }
@@ -695,12 +876,13 @@ imf_status imf_synth_write_ex(MPI_Comm comm, const imf_synth_opts *o, const char
   int64_t raw = 0, packed = 0;
   zkind z = compression_of(path);
   if (z == Z_NONE) {
-    st = write_plain(comm, &G, tmp, nchunks, L, &B, &raw);
+    st = write_plain(comm, &G, &Pk, tmp, nchunks, L, &B, &raw);
     packed = raw;
   } else {
-    st = write_compressed(comm, &G, z, tmp, nchunks, L, &B, &raw, &packed);
+    st = write_compressed(comm, &G, &Pk, z, tmp, nchunks, L, &B, &raw, &packed);
   }
   imf_free(&B.b);
+  picker_free(&Pk, o->users);
   gen_free(&G);
   if (rank == 0) {
     if (st == IMF_OK && rename(tmp, path) != 0)

@@ -1,6 +1,8 @@
 /* synth.h - deterministic synthetic rating data: power-law activity and popularity, a planted
  * low-rank model with biases and noise, timestamps over a period, optional drift and optional
- * corrupt lines. Streams output chunk by chunk: memory does not grow with the rating count. */
+ * corrupt lines. A user's items are drawn without replacement (repeats only from rerate and the
+ * duplicate corrupt lines). Streams output chunk by chunk: text memory does not grow with the
+ * rating count; the set of (user, item) pairs drawn so far does (12-24 bytes per pair). */
 #ifndef IMF_SYNTH_H
 #define IMF_SYNTH_H
 #include "incremf.h"
@@ -13,6 +15,7 @@ typedef struct {
   double scale_min, scale_max, step;
   int64_t time_start, time_span_days;
   double drift, corrupt_fraction;
+  double rerate; /* share of lines that re-rate the user's latest item, in [0, 1] */
   int implicit;
   uint64_t seed;
   imf_format format; /* csv (with header), tsv, dat, ml100k, mtx, libmf */

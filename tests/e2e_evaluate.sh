@@ -14,7 +14,7 @@ cd "$tmp"
 run 2 synth --out all.csv --users 400 --items 300 --ratings 30000 --seed 11 --quiet
 $PY - <<'PYEOF'
 import hashlib
-# synth repeats (user, item) pairs; keep the latest of each (the store's duplicate policy) so
+# synth repeats no (user, item) pair without --rerate, but keep the latest of each (the store's duplicate policy) so
 # that the test file means the same to every scorer
 last = {}
 lines = open("all.csv").read().splitlines()

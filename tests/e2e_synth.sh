@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e_synth.sh - `incremf synth` from the command line: help, usage errors (exit 2 naming the
 # flag), --json, flags over --set over --config, format from the name, the same bytes on 1 and
-# 2 ranks, and compressed output.
+# 2 ranks, compressed output, and pairs without replacement (repeats only from --rerate and
+# the duplicate corrupt lines).
 set -uo pipefail
 bin="${IMF_BIN:?IMF_BIN not set}"
 mpiexec="${IMF_MPIEXEC:-mpiexec}"
@@ -58,4 +59,25 @@ if command -v zstd > /dev/null; then
   zstd -dcq two.csv.zst | cmp -s - one.csv || fail "zst content"
 fi
 ls -a | grep -q '\.tmp$' && fail "temporary file left behind"
+
+# a user's items are drawn without replacement: no repeated (user, item) pair without
+# --rerate, even where the heaviest users reach their cap, two thirds of the items (500 x 120
+# with 20000 lines: at most 80 items a user)
+repeats() { tail -n +2 "$1" | awk -F, '{ k = $1 "," $2; if (k in s) d++; s[k] = 1 } END { print d + 0 }'; }
+args=(--users 500 --items 120 --ratings 20000 --seed 4 --quiet)
+mpi 2 synth "${args[@]}" --drift 0.5 --out nr.csv || fail "no-rerate run"
+[ "$(repeats nr.csv)" = 0 ] || fail "repeated pairs without --rerate: $(repeats nr.csv)"
+most=$(tail -n +2 nr.csv | cut -d, -f1 | sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 }')
+[ "$most" = 80 ] || fail "the heaviest user rated $most items, not the cap of 80"
+"$bin" synth "${args[@]}" --implicit --out nri.csv || fail "implicit no-rerate run"
+[ "$(repeats nri.csv)" = 0 ] || fail "repeated pairs in implicit output: $(repeats nri.csv)"
+# --rerate 0.1: about 10% of the lines repeat a pair (a little less: a user's first line has
+# nothing to re-rate); the same seed gives the same bytes, on any rank count
+mpi 2 synth "${args[@]}" --rerate 0.1 --out rr.csv || fail "rerate run"
+"$bin" synth "${args[@]}" --rerate 0.1 --out rr1.csv || fail "rerate run np1"
+cmp -s rr.csv rr1.csv || fail "rerate: np1 and np2 differ"
+n=$(repeats rr.csv)
+[ "$n" -ge 1700 ] && [ "$n" -le 2100 ] || fail "--rerate 0.1 gave $n repeats of 20000"
+"$bin" synth --out x.csv --rerate 1.5 2> err.txt; [ $? = 2 ] || fail "rerate out of range"
+grep -q "rerate" err.txt || fail "rerate error does not name it: $(cat err.txt)"
 echo "e2e_synth: ok"

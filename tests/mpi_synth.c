@@ -1,7 +1,7 @@
 /* mpi_synth.c - the synthetic data generator: bytes independent of the rank count and of the
  * chunking, determinism by seed, the shape of every output format (parsed by hand here, not by
  * src/parse.c), the statistical promises (scale, step grid, power law, time order, drift,
- * corrupt kinds) and compressed output. Runs under mpiexec -n 1, 2 and 3. */
+ * corrupt kinds, no repeated pairs) and compressed output. Runs under mpiexec -n 1, 2 and 3. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -237,6 +237,9 @@ static void check_csv_clean(imf_synth_opts o, const char *name) {
 static void test_csv_shape(void **state) {
   (void)state;
   imf_synth_opts o = base_opts();
+  /* a catalogue the heaviest users do not exhaust: drawn without replacement, a user who has
+   * rated most of 120 items spreads over the tail and flattens item popularity */
+  o.items = 1200;
   check_csv_clean(o, "clean.csv");
   o.step = 0.5;
   o.seed = 5;
@@ -300,6 +303,41 @@ static void test_corrupt_kinds(void **state) {
   assert_in_range(total, 7995, 8005);
   free_lines(&L);
   free(d);
+}
+
+/* A user's items are drawn without replacement: in a dense set (the heaviest users reach their
+ * cap, two thirds of the items) no (user, item) pair repeats, with or without drift, explicit
+ * or implicit, and nobody rates more than the cap. */
+static void test_no_repeats(void **state) {
+  (void)state;
+  for (int c = 0; c < 3; c++) {
+    imf_synth_opts o = base_opts();
+    o.drift = c == 1 ? 1 : 0;
+    o.implicit = c == 2;
+    o.ratings = 12000; /* a third of the 300 x 120 pairs */
+    size_t len;
+    char *d = write_both(o, c == 0 ? "nr0.csv" : c == 1 ? "nr1.csv" : "nr2.csv", &len);
+    if (rank_ != 0) continue;
+    lines_t L = split_lines(d, len);
+    unsigned char *seen = calloc((size_t)(o.users + 1) * (size_t)(o.items + 1), 1);
+    int64_t *per_user = calloc((size_t)o.users + 1, sizeof(int64_t)), most = 0;
+    int repeats = 0;
+    for (size_t k = 1; k < L.count; k++) {
+      long long u = atoll(L.s[k]), i = atoll(strchr(L.s[k], ',') + 1);
+      assert_true(u >= 1 && u <= o.users && i >= 1 && i <= o.items);
+      unsigned char *b = &seen[u * (o.items + 1) + i];
+      repeats += *b;
+      *b = 1;
+      if (++per_user[u] > most) most = per_user[u];
+    }
+    assert_int_equal(repeats, 0);
+    assert_int_equal(most, o.items - o.items / 3); /* the heaviest users reach the cap, no more */
+    free(per_user);
+    free(seen);
+    free_lines(&L);
+    free(d);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 /* Each format's structure, parsed by hand. */
@@ -374,6 +412,7 @@ static void test_drift(void **state) {
     imf_synth_opts o = base_opts();
     o.drift = drift;
     o.ratings = 8000;
+    o.items = 1200; /* as in test_csv_shape: popularity is not flattened by exhausted users */
     const char *p = path_of(drift ? "drift1.csv" : "drift0.csv");
     assert_int_equal(imf_synth_write(MPI_COMM_WORLD, &o, p), IMF_OK);
     if (rank_ != 0) continue;
@@ -479,6 +518,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_seed_determinism),
       cmocka_unit_test(test_csv_shape),
       cmocka_unit_test(test_corrupt_kinds),
+      cmocka_unit_test(test_no_repeats),
       cmocka_unit_test(test_formats),
       cmocka_unit_test(test_drift),
       cmocka_unit_test(test_compressed),

@@ -14,8 +14,11 @@ const char IMF_USAGE_SYNTH[] =
     "\n"
     "Write a deterministic synthetic rating data set: power-law user activity and item\n"
     "popularity, a planted low-rank model with biases and noise, timestamps in file order,\n"
-    "optional drift and corrupt lines. The bytes depend only on the options, never on the\n"
-    "number of ranks. Under mpirun every rank generates part of the file (MPI-IO).\n"
+    "optional drift and corrupt lines. A user's items are drawn without replacement: a\n"
+    "(user, item) pair repeats only as a re-rating (--rerate) or a duplicate corrupt line;\n"
+    "a user rates at most two thirds of the items, and passes further lines on to others.\n"
+    "The bytes depend only on the options, never on the number of ranks. Under mpirun every\n"
+    "rank generates part of the file (MPI-IO).\n"
     "\n"
     "options (each overrides the synth.* key named in brackets):\n"
     "  --out FILE        output file (required); .gz, .xz or .zst compresses. Written to a\n"
@@ -35,6 +38,8 @@ const char IMF_USAGE_SYNTH[] =
     "                    (missing field, bad/nan/out-of-range rating, empty or over-long id,\n"
     "                    bad timestamp, blank line, NUL byte, duplicate line)\n"
     "                                                         [synth.corrupt_fraction]\n"
+    "  --rerate F        0..1: share of lines that re-rate the user's latest item (a\n"
+    "                    repeated pair with a new rating and time); default 0 [synth.rerate]\n"
     "  --implicit        no rating column (implicit feedback) [synth.implicit]\n"
     "  other keys (scale_min, scale_max, step, user_skew, item_skew, time_start,\n"
     "  time_span_days): --set synth.KEY=VALUE; `incremf help config` lists them\n"
@@ -88,7 +93,7 @@ static imf_status parse_args(imf_cli *cli, int argc, char **argv, imf_synth_opts
     }
     if (strncmp(a, "--", 2) != 0) IMF_FAIL(IMF_ERR_USAGE, "unexpected argument '%s'", a);
     static const char *const VALUED[] = {"--out", "--format", "--users", "--items", "--ratings", "--rank",
-                                         "--noise", "--seed", "--drift", "--corrupt"};
+                                         "--noise", "--seed", "--drift", "--corrupt", "--rerate"};
     int known = 0;
     for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++)
       if (!strcmp(a, VALUED[k])) known = 1;
@@ -109,6 +114,7 @@ static imf_status parse_args(imf_cli *cli, int argc, char **argv, imf_synth_opts
       o->seed = (uint64_t)n;
     } else if (!strcmp(a, "--drift")) IMF_CHECK(parse_double(a, v, &o->drift));
     else if (!strcmp(a, "--corrupt")) IMF_CHECK(parse_double(a, v, &o->corrupt_fraction));
+    else if (!strcmp(a, "--rerate")) IMF_CHECK(parse_double(a, v, &o->rerate));
   }
   if (!*out) IMF_FAIL(IMF_ERR_USAGE, "--out FILE is required");
   if (fmt) {
