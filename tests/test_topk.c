@@ -48,7 +48,7 @@ static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with
   float *scores = malloc(sizeof(float) * (size_t)(nu * K));
   int *count = malloc(sizeof(int) * (size_t)nu);
   imf_topk_query q = {nu, kw, X, with_bias ? xb : NULL, ni, Y, with_bias ? yb : NULL, 3.0,
-                      with_excl ? ptr : NULL, idx};
+                      with_excl ? ptr : NULL, idx, NULL};
   assert_int_equal(imf_topk(&q, K, items, scores, count, NULL), IMF_OK);
   cand *all = malloc(sizeof(cand) * (size_t)ni);
   for (int64_t u = 0; u < nu; u++) {
