@@ -98,6 +98,9 @@ static const key_def KEYS[] = {
      "ials/ease/pop training value of a positive r: r (c = 1 + alpha r), log(1 + r/epsilon), or 1 (c = 1 + alpha); "
      "auto = binary when model.positive_threshold is set (ratings turned into positives), linear otherwise (counts)"},
     {"model.epsilon", T_DOUBLE, "1", NULL, "model.confidence = log: c = 1 + alpha * log(1 + r/epsilon); > 0"},
+    {"model.pop_prior", T_DOUBLE, "0", NULL,
+     "popularity prior of ials/ease rankings: beta * log(1 + pop_i) / log(1 + max pop) added to every score "
+     "(pop_i: the item's positive training ratings); 0 = off. Score ties are broken by pop_i in any case"},
     {"model.iterations", T_INT, "15", NULL, "sweeps (ALS) or samples incl. burn-in (BPMF)"},
     {"model.burn_in", T_INT, "20", NULL, "BPMF sweeps discarded before averaging"},
     {"model.samples", T_INT, "32", NULL,
@@ -628,7 +631,7 @@ imf_status imf_config_validate(const imf_config *cfg) {
               {"eval.test_fraction", 0, 1, 1, 1},            {"eval.heldout_users", 0, 1, 1, 1},
               {"eval.foldin_fraction", 0, 1, 1, 1},          {"update.auto_share", 0, 1, 0, 0},
               {"update.drift_threshold", 0, INFINITY, 0, 1}, {"update.warm_sweeps", 1, INFINITY, 0, 1},
-              {"model.epsilon", 0, INFINITY, 1, 1}};
+              {"model.epsilon", 0, INFINITY, 1, 1},          {"model.pop_prior", 0, INFINITY, 0, 1}};
   for (size_t r = 0; r < sizeof rule / sizeof rule[0]; r++) {
     double v = imf_cfg_double(cfg, rule[r].key);
     int bad = rule[r].lo_open ? !(v > rule[r].lo) : !(v >= rule[r].lo);

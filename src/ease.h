@@ -30,6 +30,7 @@
 #define IMF_EASE_H
 #include "model.h"
 #include "ratings.h"
+#include "topk.h"
 #include <mpi.h>
 
 /* Block size of the block-cyclic distribution (rows and columns). */
@@ -200,12 +201,15 @@ imf_status imf_ease_to_columns(imf_ease *e, imf_ease **out);
  * (both ascending; eptr NULL: none excluded). Each rank scores its own columns — score(u, j) =
  * sum over the items i of x_u, ascending, of B(i, j), in double, so a score is the same on any
  * rank count — keeps its K best per user, and the candidates are merged into each user's top K
- * (score descending, then item ascending; padded with -1 / NaN; count[t] kept). own = 0: every
+ * (topk.h's order: score descending, then pop's count descending, then item ascending; padded
+ * with -1 / NaN; count[t] kept; pop NULL: ties by item alone; pop's prior, if any, is added to
+ * every score of its item before ranking, and is in the returned scores). own = 0: every
  * rank passes the same users and gets every result; own = 1: each rank passes its own users
  * (any number) and gets its own results back, the rows travelling to the other ranks by
  * broadcast, a tile at a time. Memory per rank: its columns of B plus tile x K x P candidates. */
 imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xptr, const int32_t *xidx,
-                         const int64_t *eptr, const int32_t *eidx, int K, int32_t *items, float *scores, int *count);
+                         const int64_t *eptr, const int32_t *eidx, int K, const imf_item_pop *pop, int32_t *items,
+                         float *scores, int *count);
 
 /* Collective; e holds B on a 1 x P grid; every rank passes the same row x (nx items, ascending,
  * < nitems) and the same n items. out[j] = score(x, items[j]) summed exactly as imf_ease_topk

@@ -5,6 +5,7 @@
 #include "ease.h"
 #include "ease_impl.h"
 #include "error.h"
+#include "topk.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -38,19 +39,20 @@ fail:
   return st;
 }
 
-/* Candidates of one user, kept in a bounded min-heap: the root is the worst kept (lowest score,
- * then highest item), so that the final order — score descending, item ascending — does not
- * depend on the order columns are visited in. */
+/* Candidates of one user, kept in a bounded min-heap: the root is the worst kept in topk.h's one
+ * ranking order (lowest score, then least popular, then highest item), so that the final order
+ * does not depend on the order columns are visited in. pc: the items' popularity (NULL: ties by
+ * item alone). */
 typedef struct {
   double s;
   int32_t i;
 } cand;
-static int worse(cand a, cand b) { return a.s < b.s || (a.s == b.s && a.i > b.i); }
-static void heap_push(cand *h, int *n, int K, cand c) {
+static int worse(cand a, cand b, const float *pc) { return imf_rank_worse(a.s, a.i, b.s, b.i, pc); }
+static void heap_push(cand *h, int *n, int K, cand c, const float *pc) {
   if (*n < K) {
     int x = (*n)++;
     h[x] = c;
-    while (x > 0 && worse(h[x], h[(x - 1) / 2])) {
+    while (x > 0 && worse(h[x], h[(x - 1) / 2], pc)) {
       cand t = h[x];
       h[x] = h[(x - 1) / 2];
       h[(x - 1) / 2] = t;
@@ -58,12 +60,12 @@ static void heap_push(cand *h, int *n, int K, cand c) {
     }
     return;
   }
-  if (!worse(h[0], c)) return;
+  if (!worse(h[0], c, pc)) return;
   h[0] = c;
   for (int x = 0;;) {
     int l = 2 * x + 1, r = l + 1, w = x;
-    if (l < *n && worse(h[l], h[w])) w = l;
-    if (r < *n && worse(h[r], h[w])) w = r;
+    if (l < *n && worse(h[l], h[w], pc)) w = l;
+    if (r < *n && worse(h[r], h[w], pc)) w = r;
     if (w == x) break;
     cand t = h[x];
     h[x] = h[w];
@@ -71,11 +73,13 @@ static void heap_push(cand *h, int *n, int K, cand c) {
     x = w;
   }
 }
-static int cand_cmp(const void *a, const void *b) {
+static int cand_cmp(const void *a, const void *b, void *ctx) {
   const cand *x = a, *y = b;
+  const float *pc = ctx;
   if (x->i < 0 || y->i < 0) return (x->i < 0) - (y->i < 0); /* padding last */
-  if (x->s != y->s) return x->s > y->s ? -1 : 1;
-  return (x->i > y->i) - (x->i < y->i);
+  if (worse(*x, *y, pc)) return 1;
+  if (worse(*y, *x, pc)) return -1;
+  return 0;
 }
 
 #define EASE_TILE 256
@@ -83,9 +87,11 @@ static int cand_cmp(const void *a, const void *b) {
 
 /* This rank's K best columns for each of nt users (x rows and exclusions as CSR, offsets from
  * 0); out: nt x K candidates, best first, padded with item -1. score(u, j) = sum over the items i
- * of x_u, ascending, of B(i, j), in double: the same value on any grid and rank count. */
+ * of x_u, ascending, of B(i, j), in double, plus pop's prior of j if any: the same value on any
+ * grid and rank count. */
 static imf_status score_local(const imf_ease *e, int64_t nt, const int64_t *xp, const int32_t *xi, const int64_t *ep,
-                              const int32_t *ei, int K, cand *out) {
+                              const int32_t *ei, int K, const imf_item_pop *pop, cand *out) {
+  const float *pc = pop ? pop->count : NULL, *prior = pop ? pop->prior : NULL;
   cand *heap = NULL;
   int *hn = NULL;
   double *S = NULL;
@@ -114,12 +120,14 @@ static imf_status score_local(const imf_ease *e, int64_t nt, const int64_t *xp, 
           while (epos[t] < ep[t + 1] && ei[epos[t]] < j) epos[t]++;
           if (epos[t] < ep[t + 1] && ei[epos[t]] == j) continue;
         }
-        heap_push(heap + (size_t)t * (size_t)K, &hn[t], K, (cand){S[(size_t)t * EASE_COLS + (size_t)c], j});
+        double s = S[(size_t)t * EASE_COLS + (size_t)c];
+        if (prior) s += (double)prior[j];
+        heap_push(heap + (size_t)t * (size_t)K, &hn[t], K, (cand){s, j}, pc);
       }
   }
   for (int64_t t = 0; t < nt; t++) {
     cand *h = heap + (size_t)t * (size_t)K, *o = out + (size_t)t * (size_t)K;
-    qsort(h, (size_t)hn[t], sizeof *h, cand_cmp);
+    qsort_r(h, (size_t)hn[t], sizeof *h, cand_cmp, (void *)pc);
     for (int j = 0; j < K; j++) o[j] = j < hn[t] ? h[j] : (cand){-INFINITY, -1};
   }
 out:
@@ -131,8 +139,10 @@ out:
 }
 
 imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xptr, const int32_t *xidx,
-                         const int64_t *eptr, const int32_t *eidx, int K, int32_t *items, float *scores, int *count) {
+                         const int64_t *eptr, const int32_t *eidx, int K, const imf_item_pop *pop, int32_t *items,
+                         float *scores, int *count) {
   imf_status st = IMF_OK;
+  const float *pc = pop ? pop->count : NULL;
   int size, rank;
   MPI_Comm_size(e->comm, &size);
   MPI_Comm_rank(e->comm, &rank);
@@ -196,7 +206,7 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
         }
       }
       ep = sz[2] ? tq : NULL;
-      st = score_local(e, nt, xp, xi, ep, sz[2] ? ei : NULL, K, mine);
+      st = score_local(e, nt, xp, xi, ep, sz[2] ? ei : NULL, K, pop, mine);
       IMF_TRY(imf_agree(e->comm, st), out);
       int cnt = (int)(nt * K);
       if (own) IMF_MPI_TRY(MPI_Gather(mine, cnt, ct, all, cnt, ct, src, e->comm), out);
@@ -210,7 +220,7 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
             cand x = all[((size_t)r * (size_t)nt + (size_t)t) * (size_t)K + (size_t)j];
             if (x.i >= 0) mrg[c++] = x;
           }
-        qsort(mrg, (size_t)c, sizeof *mrg, cand_cmp);
+        qsort_r(mrg, (size_t)c, sizeof *mrg, cand_cmp, (void *)pc);
         int64_t row = t0 + t;
         int k = c < K ? c : K;
         for (int j = 0; j < K; j++) {
@@ -288,9 +298,9 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
       nj += col[i] * col[i];
     }
     double s = nt > 0 && nj > 0 ? dot / (nt * sqrt(nj)) : 0.0;
-    heap_push(heap, &hn, K, (cand){s, (int32_t)j});
+    heap_push(heap, &hn, K, (cand){s, (int32_t)j}, NULL);
   }
-  qsort(heap, (size_t)hn, sizeof *heap, cand_cmp);
+  qsort_r(heap, (size_t)hn, sizeof *heap, cand_cmp, NULL);
   for (int j = hn; j < K; j++) heap[j] = (cand){-INFINITY, -1};
   {
     int bl[2] = {1, 1};
@@ -302,7 +312,7 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
     IMF_MPI_TRY(MPI_Type_commit(&ctype), out);
   }
   IMF_MPI_TRY(MPI_Allgather(heap, K, ctype, all, K, ctype, e->comm), out);
-  qsort(all, (size_t)size * (size_t)K, sizeof *all, cand_cmp); /* padding sorts last */
+  qsort_r(all, (size_t)size * (size_t)K, sizeof *all, cand_cmp, NULL); /* padding sorts last */
   int c = 0;
   for (int j = 0; j < K; j++) {
     int ok = all[j].i >= 0;

@@ -13,6 +13,7 @@
 #include "ease.h"
 #include "error.h"
 #include "guard.h"
+#include "itempop.h"
 #include "log.h"
 #include "modeldir.h"
 #include "parse.h"
@@ -174,6 +175,7 @@ typedef struct {
   double acc[4];     /* se, ae, n, cold */
   int64_t ucount[2]; /* ranked, cold */
   int64_t nusers_eval, nrel_all;
+  imf_item_pop pop;  /* the ranking's tie-break and prior (itempop.h) */
 } eval_ws;
 
 static void eval_ws_free(eval_ws *w) {
@@ -192,6 +194,7 @@ static void eval_ws_free(eval_ws *w) {
   imf_free(&w->titems);
   imf_free(&w->tscores);
   imf_free(&w->tcount);
+  imf_item_pop_free(&w->pop);
 }
 
 /* One ranked user's top list into the sums, the per-user output and the item coverage. */
@@ -306,7 +309,7 @@ static imf_status eval_rank_factors(const eval_in *in, eval_ws *w) {
       memcpy(w->eidx + w->eptr[a], in->tidx + tptr[l], sizeof(int32_t) * (size_t)len);
       w->eptr[a + 1] = w->eptr[a] + len;
     }
-    imf_topk_query q = {nc, kw, w->Xc, w->xbc, m->nitems, m->Q, m->bi, m->mu, w->eptr, w->eidx};
+    imf_topk_query q = {nc, kw, w->Xc, w->xbc, m->nitems, m->Q, m->bi, m->mu, w->eptr, w->eidx, &w->pop};
     IMF_CHECK(imf_topk(&q, K, w->titems, w->tscores, w->tcount, NULL));
     for (int64_t a = 0; a < nc; a++) eval_add_ranked(in, w, c0 + a, w->titems + a * K, w->tcount[a]);
   }
@@ -346,7 +349,7 @@ static imf_status eval_rank_ease(MPI_Comm comm, const eval_in *in, eval_ws *w) {
   }
   IMF_CHECK(imf_agree(comm, st));
   IMF_CHECK(imf_ease_topk(in->ease, 1, nusers, xptr ? w->qptr : w->eptr, xptr ? w->qidx : w->eidx, w->eptr, w->eidx, K,
-                          w->titems, w->tscores, w->tcount));
+                          &w->pop, w->titems, w->tscores, w->tcount));
   for (int64_t a = 0; a < nusers; a++) eval_add_ranked(in, w, a, w->titems + a * K, w->tcount[a]);
   return IMF_OK;
 }
@@ -397,7 +400,10 @@ static imf_status eval_block(MPI_Comm comm, const eval_in *in, imf_metrics *out)
   /* a cut-off beyond the item count ranks every item: lists of at most nitems (guard.h) */
   w.K = (int)imf_cap_count(o->ks[o->nk - 1], in->m->nitems);
   for (int a = 0; a < o->nk; a++) w.sums[a].k = o->ks[a];
-  imf_status st = eval_ratings(in, &w);
+  imf_status st = imf_agree(comm, eval_ratings(in, &w));
+  /* the items' popularity in every rank's training rows: ties, and the prior (itempop.h) */
+  if (st == IMF_OK)
+    st = imf_item_pop_csr(comm, in->m->nitems, in->uhi - in->ulo, in->tptr, in->tidx, o->pop_prior, &w.pop);
   /* (EASE's distributed kernel is below, where every rank takes part) */
   if (st == IMF_OK && !in->ease) st = eval_rank_factors(in, &w);
   st = imf_agree(comm, st);
@@ -491,6 +497,8 @@ static imf_status opts_from(const imf_config *cfg, const char *cutoffs, const im
   o->clip_lo = lo;
   o->clip_hi = hi;
   o->rating_metrics = !implicit;
+  /* the popularity prior of implicit rankers (pop's own scores are the popularity) */
+  o->pop_prior = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE ? imf_item_pop_beta(cfg) : 0.0;
   return IMF_OK;
 }
 
@@ -704,6 +712,7 @@ static imf_status score_baselines(MPI_Comm comm, const imf_config *cfg, const im
     if (st == IMF_OK) st = imf_baseline_fit(comm, c, part, &bm);
     imf_eval_opts bo = *o;
     bo.rating_metrics = spec->baseline[b] == IMF_MODEL_BIAS;
+    bo.pop_prior = 0; /* a baseline ranks by its own scores (ties by popularity all the same) */
     if (st == IMF_OK) st = score_split(comm, bm, NULL, ulo, uhi, train, foldin, test, &bo, &rep->base[b].fold[fold]);
     if (st == IMF_OK) rep->base[b].fold[fold].seconds = imf_wtime() - t0;
     imf_model_destroy(&bm);

@@ -37,6 +37,10 @@ typedef struct {
    * to each ranked user's per_user_metric at the first cut-off ks[0] (NaN: user not ranked). */
   double *per_user;
   int per_user_metric;         /* IMF_PER_USER_NDCG, _RECALL or _AP */
+  /* Ranking (topk.h's order): score ties go to the more popular item, popularity being each
+   * item's count in the training rows tptr/tidx of every rank (itempop.h); pop_prior > 0 adds
+   * the popularity prior of that beta to every score (model.pop_prior: ials and ease only). */
+  double pop_prior;
 } imf_eval_opts;
 enum { IMF_PER_USER_NDCG = 0, IMF_PER_USER_RECALL = 1, IMF_PER_USER_AP = 2 };
 

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "exchange.h"
+#include "itempop.h"
 #include "log.h"
 #include "registry.h"
 
@@ -84,6 +85,7 @@ imf_status imf_judge_metric_for(const imf_config *cfg, const imf_model *m, imf_j
   if (kind == IMF_JUDGE_RMSE) snprintf(out->name, sizeof out->name, "rmse");
   else snprintf(out->name, sizeof out->name, "%s@%d", pre[kind], k);
   out->threshold = NAN; /* imf_judge_relevance_threshold, once the store is open */
+  out->pop_prior = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE ? imf_item_pop_beta(cfg) : 0.0;
   return IMF_OK;
 }
 
@@ -100,6 +102,7 @@ imf_status imf_judge_user_scores(MPI_Comm comm, const imf_judge_metric *jm, cons
   o.clip_lo = o.clip_hi = NAN;
   o.rating_metrics = 0;
   o.per_user = out;
+  o.pop_prior = jm->pop_prior;
   o.per_user_metric = jm->kind == IMF_JUDGE_RECALL ? IMF_PER_USER_RECALL
                       : jm->kind == IMF_JUDGE_MAP  ? IMF_PER_USER_AP
                                                    : IMF_PER_USER_NDCG;

@@ -28,6 +28,8 @@ typedef struct {
   int k;            /* ranking cut-off (0 for RMSE) */
   char name[16];    /* "rmse", "ndcg@10", "recall@20", "map@10" */
   double threshold; /* relevant held-out rating: value >= threshold (NaN: every held-out item) */
+  double pop_prior; /* model.pop_prior of the rankings (ials, ease; 0 otherwise), as recommend and
+                       evaluate apply it; score ties go by popularity in any case (evaluate.h) */
 } imf_judge_metric;
 
 /* The paired comparison. Headline scores: RMSE over all held-out ratings (kind rmse) or the

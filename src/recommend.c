@@ -8,6 +8,7 @@
 #include "error.h"
 #include "fsio.h"
 #include "guard.h"
+#include "baseline.h"
 #include "log.h"
 #include "modeldir.h"
 #include "split.h"
@@ -107,6 +108,7 @@ void imf_recommender_close(imf_recommender *r) {
   imf_ease_destroy(&r->ease);
   imf_ease_rows_free(&r->x);
   imf_ckpt_meta_free(&r->meta);
+  imf_item_pop_free(&r->pop);
   imf_idmap_destroy(&r->users);
   imf_idmap_destroy(&r->items);
 }
@@ -141,6 +143,7 @@ static imf_status read_range(imf_recommender *r, int64_t lo, int64_t hi, imf_rat
   for (int64_t j = 0; j < out->n; j++)
     if (out->user[j] < r->m->nusers && out->item[j] < r->m->nitems) {
       out->user[w] = out->user[j];
+      out->value[w] = out->value[j]; /* popularity counts positives by value */
       out->item[w++] = out->item[j];
     }
   out->n = w;
@@ -170,23 +173,64 @@ static imf_status ease_row(imf_recommender *r, int64_t u, int64_t *nx, int32_t *
   return IMF_OK;
 }
 
+/* Collective. r->pop: every item's count of positive training ratings in the store (the model's
+ * recorded model.positive_threshold for implicit models, every rating for explicit ones; the
+ * standing holdout, or the model's validation carve-out on a store without one, left out: what
+ * train trains on), with the model's model.pop_prior (ials, ease). mine: this rank's users'
+ * ratings (imf_user_range's) when the caller has read them, else NULL (read here). Without a
+ * store r->pop stays empty: ties go by item index. Once per recommender. */
+static imf_status rec_popularity(imf_recommender *r, const imf_ratings *mine) {
+  if (r->pop.count || !r->store[0]) return IMF_OK;
+  const imf_model *m = r->m;
+  int implicit = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE || m->type == IMF_MODEL_POP;
+  double thr = NAN, beta = 0, frac = 0;
+  uint64_t seed = 0;
+  imf_config *mc = NULL;
+  imf_store *s = NULL;
+  imf_ratings own = {0};
+  imf_status st = imf_config_create(&mc);
+  if (st == IMF_OK && r->meta.config && *r->meta.config) {
+    if (imf_config_load_string(mc, r->meta.config, "the model's configuration") != IMF_OK) imf_err_clear();
+  }
+  if (st == IMF_OK) {
+    thr = implicit ? imf_baseline_pos_threshold(mc) : NAN;
+    beta = m->type == IMF_MODEL_IALS || m->type == IMF_MODEL_EASE ? imf_item_pop_beta(mc) : 0.0;
+    frac = imf_cfg_double(mc, "model.validation_fraction");
+    seed = (uint64_t)imf_cfg_int(mc, "model.seed");
+  }
+  IMF_TRY(imf_agree(r->comm, st), out);
+  IMF_TRY(imf_store_open(r->comm, r->store, IMF_STORE_READ, 0, &s), out);
+  imf_store_holdout(s, &frac, &seed); /* the store's standing holdout, where it has one */
+  imf_store_close(&s);
+  if (!mine) {
+    int64_t lo, hi;
+    imf_user_range(r->comm, m->nusers, &lo, &hi);
+    IMF_TRY(imf_store_open(r->comm, r->store, IMF_STORE_READ, 0, &s), out);
+    IMF_TRY(imf_agree(r->comm, imf_store_read_ratings(s, lo, hi, &own)), out);
+    mine = &own;
+  }
+  IMF_TRY(imf_item_pop_ratings(r->comm, m->nitems, mine, thr, frac > 0 ? frac : 0.0, seed, beta, &r->pop), out);
+out:
+  imf_store_close(&s);
+  imf_ratings_free(&own);
+  imf_config_destroy(&mc);
+  return st;
+}
+
+/* --fallback popular: the most popular items by the count of positive training ratings
+ * (rec_popularity: the pop model's scores), which are the scores shown. Collective. */
 static imf_status popular(imf_recommender *r, int top, imf_rec_list *out) {
-  int64_t lo, hi, ni = r->m->nitems;
-  imf_ratings rt = {0};
-  int64_t *cnt = NULL;
+  int64_t ni = r->m->nitems;
   int32_t *ids = NULL;
   float *sc = NULL;
   imf_status st = IMF_OK;
-  imf_user_range(r->comm, r->m->nusers, &lo, &hi);
-  IMF_TRY(read_range(r, lo, hi, &rt), out);
-  IMF_TRY(imf_alloc(&cnt, (size_t)(ni ? ni : 1), sizeof *cnt), out);
-  for (int64_t j = 0; j < rt.n; j++) cnt[rt.item[j]]++;
-  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, cnt, (int)ni, MPI_INT64_T, MPI_SUM, r->comm), out);
+  if (!r->store[0]) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "--fallback popular needs --data STORE (the counts)"), out);
+  IMF_TRY(rec_popularity(r, NULL), out);
   IMF_TRY(imf_alloc(&ids, (size_t)(ni ? ni : 1), sizeof *ids), out);
   IMF_TRY(imf_alloc(&sc, (size_t)(ni ? ni : 1), sizeof *sc), out);
   for (int64_t i = 0; i < ni; i++) {
     ids[i] = (int32_t)i;
-    sc[i] = (float)cnt[i];
+    sc[i] = r->pop.count[i];
   }
   imf_topk_sort(ids, sc, (int)ni);
   int n = top < ni ? top : (int)ni;
@@ -196,8 +240,6 @@ static imf_status popular(imf_recommender *r, int top, imf_rec_list *out) {
   out->n = n;
   out->fallback = 1;
 out:
-  imf_ratings_free(&rt);
-  imf_free(&cnt);
   imf_free(&ids);
   imf_free(&sc);
   return st;
@@ -219,6 +261,11 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
   imf_status st = IMF_OK;
   /* rank 0 reads this one user's ratings; the others take part in the collective read */
   IMF_CHECK(read_range(r, rank == 0 ? u : 0, rank == 0 ? u + 1 : 0, &rt));
+  st = rec_popularity(r, NULL); /* ties and the prior (itempop.h) */
+  if (st != IMF_OK) {
+    imf_ratings_free(&rt);
+    return st;
+  }
   if (r->ease) { /* EASE: rank 0's one row, scored by every rank on its columns of B */
     int64_t xp[2] = {0, 0}, ep[2] = {0, rank == 0 ? rt.n : 0}, nx = 0;
     int32_t *xi = NULL;
@@ -228,7 +275,8 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
     if (st == IMF_OK && rank == 0) st = list_alloc(out, top);
     st = imf_agree(r->comm, st);
     if (st == IMF_OK)
-      st = imf_ease_topk(r->ease, 1, rank == 0 ? 1 : 0, xp, xi, ep, rt.item, top, out->items, out->scores, &cnt);
+      st = imf_ease_topk(r->ease, 1, rank == 0 ? 1 : 0, xp, xi, ep, rt.item, top, &r->pop, out->items, out->scores,
+                         &cnt);
     out->n = cnt;
     free(xi);
     imf_ratings_free(&rt);
@@ -238,7 +286,7 @@ imf_status imf_recommend_user(imf_recommender *r, const char *user, int top, int
     int64_t ptr[2] = {0, rt.n};
     const imf_model *m = r->m;
     float xb = m->bu ? m->bu[u] : 0.0f;
-    imf_topk_query q = {1, m->kw, m->P + u * m->kw, &xb, m->nitems, m->Q, m->bi, m->mu, ptr, rt.item};
+    imf_topk_query q = {1, m->kw, m->P + u * m->kw, &xb, m->nitems, m->Q, m->bi, m->mu, ptr, rt.item, &r->pop};
     int cnt = 0;
     st = list_alloc(out, top);
     if (st == IMF_OK) st = imf_topk(&q, top, out->items, out->scores, &cnt, NULL);
@@ -317,7 +365,7 @@ imf_status imf_recommend_similar(imf_recommender *r, const char *item, int top, 
     }
     int64_t ptr[2] = {0, 1};
     int32_t self = (int32_t)it;
-    imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self};
+    imf_topk_query q = {1, kw, Qn + it * kw, NULL, m->nitems, Qn, NULL, 0.0, ptr, &self, NULL};
     int cnt = 0;
     IMF_TRY(imf_topk(&q, top, out->items, out->scores, &cnt, NULL), done);
     out->n = cnt;
@@ -417,6 +465,7 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
   snprintf(what, sizeof what, "recommend --all --top %d", top);
   IMF_TRY(imf_agree(r->comm, imf_mem_guard(what, (double)(hi - lo) * (double)top * 48.0)), out);
   IMF_TRY(read_range(r, lo, hi, &rt), out);
+  IMF_TRY(rec_popularity(r, &rt), out); /* every rank's users' ratings: ties and the prior */
   n = hi - lo;
   IMF_TRY(imf_alloc(&ptr, (size_t)n + 1, sizeof *ptr), out);
   for (int64_t j = 0; j < rt.n; j++) ptr[rt.user[j] - lo + 1]++;
@@ -429,11 +478,12 @@ imf_status imf_recommend_all(imf_recommender *r, const char *path, int top, imf_
     st = r->x.lo == lo && r->x.hi == hi ? IMF_OK
                                         : IMF_RAISE(IMF_ERR_RUNTIME, "EASE: X rows of other users");
     st = imf_agree(r->comm, st);
-    if (st == IMF_OK) st = imf_ease_topk(r->ease, 1, n, r->x.ptr, r->x.idx, ptr, rt.item, top, items, scores, count);
+    if (st == IMF_OK)
+      st = imf_ease_topk(r->ease, 1, n, r->x.ptr, r->x.idx, ptr, rt.item, top, &r->pop, items, scores, count);
     IMF_TRY(st, out);
   } else {
     imf_topk_query q = {n, m->kw, m->P + lo * m->kw, m->bu ? m->bu + lo : NULL, m->nitems, m->Q, m->bi, m->mu, ptr,
-                        rt.item};
+                        rt.item, &r->pop};
     IMF_TRY(imf_topk(&q, top, items, scores, count, &gemm), out);
     clip_scores(r, scores, n * top); /* after ranking: the order stays the model's */
   }

@@ -9,6 +9,7 @@
 #define IMF_RECOMMEND_H
 #include "checkpoint.h"
 #include "idmap.h"
+#include "itempop.h"
 #include "model.h"
 
 typedef struct {
@@ -24,6 +25,8 @@ typedef struct {
                                0, 0 as opened: imf_recommender_clip sets them) */
   int clip;                 /* 1 once imf_recommender_clip set a range */
   int64_t version;          /* the model version opened */
+  imf_item_pop pop;         /* the items' popularity in the store's training ratings (ties,
+                               the prior, --fallback popular); count NULL until a query needs it */
 } imf_recommender;
 
 /* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */

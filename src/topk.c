@@ -14,18 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* a is worse than b */
-static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
-  return sa < sb || (sa == sb && ia > ib);
+/* a is worse than b: the one ranking order of topk.h */
+static inline __attribute__((always_inline)) int worse(float sa, int32_t ia, float sb, int32_t ib, const float *pc) {
+  return imf_rank_worse(sa, ia, sb, ib, pc);
 }
 
 /* always_inline: called from the AVX-512 scan, a call into SSE-encoded code there costs an
  * AVX-SSE transition on every heap insertion (docs/DESIGN.md, "Top-K heaps"). */
-static inline __attribute__((always_inline)) void sift_down(int32_t *it, float *sc, int n, int i) {
+static inline __attribute__((always_inline)) void sift_down(int32_t *it, float *sc, int n, int i, const float *pc) {
   for (;;) {
     int l = 2 * i + 1, r = l + 1, w = i;
-    if (l < n && worse(sc[l], it[l], sc[w], it[w])) w = l;
-    if (r < n && worse(sc[r], it[r], sc[w], it[w])) w = r;
+    if (l < n && worse(sc[l], it[l], sc[w], it[w], pc)) w = l;
+    if (r < n && worse(sc[r], it[r], sc[w], it[w], pc)) w = r;
     if (w == i) return;
     float ts = sc[i];
     sc[i] = sc[w];
@@ -37,10 +37,10 @@ static inline __attribute__((always_inline)) void sift_down(int32_t *it, float *
   }
 }
 
-static inline __attribute__((always_inline)) void sift_up(int32_t *it, float *sc, int i) {
+static inline __attribute__((always_inline)) void sift_up(int32_t *it, float *sc, int i, const float *pc) {
   while (i > 0) {
     int p = (i - 1) / 2;
-    if (!worse(sc[i], it[i], sc[p], it[p])) return;
+    if (!worse(sc[i], it[i], sc[p], it[p], pc)) return;
     float ts = sc[i];
     sc[i] = sc[p];
     sc[p] = ts;
@@ -56,25 +56,29 @@ typedef struct {
   int32_t i;
 } pair;
 
-static int cmp_pair(const void *a, const void *b) {
+static int cmp_pair(const void *a, const void *b, void *ctx) {
   const pair *x = a, *y = b;
-  if (x->s != y->s) return x->s > y->s ? -1 : 1;
-  return (x->i > y->i) - (x->i < y->i);
+  const float *pc = ctx;
+  if (imf_rank_worse(x->s, x->i, y->s, y->i, pc)) return 1;
+  if (imf_rank_worse(y->s, y->i, x->s, x->i, pc)) return -1;
+  return 0;
 }
 
-void imf_topk_sort(int32_t *items, float *scores, int n) {
+void imf_topk_sort(int32_t *items, float *scores, int n) { imf_topk_sort_pop(items, scores, n, NULL); }
+
+void imf_topk_sort_pop(int32_t *items, float *scores, int n, const float *pc) {
   pair stackbuf[256];
   pair *p = n <= 256 ? stackbuf : malloc(sizeof(pair) * (size_t)n);
   if (!p) { /* insertion sort fallback: never fails */
     for (int a = 1; a < n; a++)
-      for (int b = a; b > 0 && worse(scores[b - 1], items[b - 1], scores[b], items[b]); b--) {
+      for (int b = a; b > 0 && worse(scores[b - 1], items[b - 1], scores[b], items[b], pc); b--) {
         float ts = scores[b]; scores[b] = scores[b - 1]; scores[b - 1] = ts;
         int32_t ti = items[b]; items[b] = items[b - 1]; items[b - 1] = ti;
       }
     return;
   }
   for (int j = 0; j < n; j++) p[j] = (pair){scores[j], items[j]};
-  qsort(p, (size_t)n, sizeof *p, cmp_pair);
+  qsort_r(p, (size_t)n, sizeof *p, cmp_pair, (void *)pc);
   for (int j = 0; j < n; j++) {
     scores[j] = p[j].s;
     items[j] = p[j].i;
@@ -145,12 +149,22 @@ static scan_fn pick_scan(void) {
   return scan_tile16;
 }
 
-imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *scores, int *count,
+imf_status imf_topk(const imf_topk_query *q0, int K, int32_t *items, float *scores, int *count,
                     double *gemm_seconds) {
-  float *C = NULL;
+  float *C = NULL, *yb = NULL;
   int64_t *ep = NULL;
   imf_status st = IMF_OK;
+  imf_topk_query qq = *q0;
+  const imf_topk_query *q = &qq;
+  const float *pc = q0->pop ? q0->pop->count : NULL;
   if (K < 1) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "top-K needs K >= 1, got %d", K), out);
+  if (q0->pop && q0->pop->prior && q0->ny > 0) {
+    /* the popularity prior is one more item bias: added to the item's own (one float sum, the
+     * same on every rank), so the scan and its block pre-test see it like any bias */
+    IMF_TRY(imf_alloc(&yb, (size_t)q0->ny + 16, sizeof *yb), out);
+    for (int64_t i = 0; i < q0->ny; i++) yb[i] = (q0->ybias ? q0->ybias[i] : 0.0f) + q0->pop->prior[i];
+    qq.ybias = yb;
+  }
   if (gemm_seconds) *gemm_seconds = 0;
   int64_t nr = q->nrows;
   for (int64_t r = 0; r < nr * K; r++) {
@@ -158,7 +172,7 @@ imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *score
     scores[r] = NAN;
   }
   for (int64_t r = 0; r < nr; r++) count[r] = 0;
-  if (nr == 0 || q->ny == 0) return IMF_OK;
+  if (nr == 0 || q->ny == 0) goto out;
   IMF_TRY(imf_alloc(&C, (size_t)IMF_TOPK_TILE_USERS * IMF_TOPK_TILE_ITEMS, sizeof(float)), out);
   IMF_TRY(imf_alloc(&ep, IMF_TOPK_TILE_USERS, sizeof(int64_t)), out);
   const int kw = q->kw;
@@ -180,12 +194,13 @@ imf_status imf_topk(const imf_topk_query *q, int K, int32_t *items, float *score
     for (int a = 0; a < tu; a++) {
       int64_t r = u0 + a;
       float add = (float)(q->base + (q->xbias ? q->xbias[r] : 0.0));
-      imf_topk_sort(items + r * K, scores + r * K, count[r]);
+      imf_topk_sort_pop(items + r * K, scores + r * K, count[r], pc);
       for (int j = 0; j < count[r]; j++) scores[r * K + j] += add;
     }
   }
 out:
   imf_free(&C);
   imf_free(&ep);
+  imf_free(&yb);
   return st;
 }

@@ -18,6 +18,7 @@ SCAN_TARGET static void SCAN_NAME(const imf_topk_query *q, int K, int32_t *items
     const float *row = C + (size_t)a * (size_t)ti;
     int64_t e = ep[a], eend = q->excl_ptr ? q->excl_ptr[r + 1] : 0;
     const int32_t *ex = q->excl_idx;
+    const float *pc = q->pop ? q->pop->count : NULL;
     int j = 0;
     while (j < ti) {
       if (n == K && j + SCAN_BLOCK <= ti &&
@@ -31,8 +32,8 @@ SCAN_TARGET static void SCAN_NAME(const imf_topk_query *q, int K, int32_t *items
         float s = row[j];
         if (q->ybias) s += q->ybias[item];
         if (n == K && !(s > hs[0])) {
-          /* cheap reject; equal scores fall through to the exact tie rule below */
-          if (!(s == hs[0] && item < hi[0])) continue;
+          /* cheap reject; an equal score enters when it wins the tie (topk.h's order) */
+          if (!(s == hs[0] && imf_rank_worse(hs[0], hi[0], s, item, pc))) continue;
         }
         if (s != s) continue; /* NaN never ranks */
         while (e < eend && ex[e] < item) e++;
@@ -40,12 +41,12 @@ SCAN_TARGET static void SCAN_NAME(const imf_topk_query *q, int K, int32_t *items
         if (n < K) {
           hi[n] = item;
           hs[n] = s;
-          sift_up(hi, hs, n);
+          sift_up(hi, hs, n, pc);
           n++;
         } else {
           hi[0] = item;
           hs[0] = s;
-          sift_down(hi, hs, K, 0);
+          sift_down(hi, hs, K, 0, pc);
         }
       }
     }

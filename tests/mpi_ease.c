@@ -678,8 +678,8 @@ static void test_topk_distributed(void **state) {
   float *sc = calloc((size_t)((mine ? mine : 1) * K), sizeof *sc), *asc = calloc((size_t)(nu * K), sizeof *asc);
   int *cn = calloc((size_t)(mine ? mine : 1), sizeof *cn), *acn = calloc((size_t)nu, sizeof *acn);
   /* own rows (own = 1), and every user on every rank (own = 0): the same answers, bitwise */
-  assert_int_equal(imf_ease_topk(c, 1, mine, ptr, idx, ptr, idx, K, it, sc, cn), IMF_OK);
-  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, aptr, aidx, K, ait, asc, acn), IMF_OK);
+  assert_int_equal(imf_ease_topk(c, 1, mine, ptr, idx, ptr, idx, K, NULL, it, sc, cn), IMF_OK);
+  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, aptr, aidx, K, NULL, ait, asc, acn), IMF_OK);
   assert_memory_equal(it, ait + lo * K, (size_t)(mine * K) * sizeof *it);
   assert_memory_equal(sc, asc + lo * K, (size_t)(mine * K) * sizeof *sc);
   double *s = calloc((size_t)ni, sizeof *s);
@@ -722,7 +722,7 @@ static void test_topk_distributed(void **state) {
     for (int j = want; j < K; j++) assert_int_equal(ait[u * K + j], -1);
   }
   /* no exclusions: the user's own items may come back */
-  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, NULL, NULL, K, ait, asc, acn), IMF_OK);
+  assert_int_equal(imf_ease_topk(c, 0, nu, aptr, aidx, NULL, NULL, K, NULL, ait, asc, acn), IMF_OK);
   for (int64_t u = 0; u < nu; u++) assert_int_equal(acn[u], K);
   imf_ease_destroy(&e);
   imf_ease_destroy(&c);

@@ -87,7 +87,7 @@ static void test_topk_tiny(void **state) {
   int32_t items[20];
   float scores[20];
   int count[10];
-  imf_topk_query q = {10, 2, P, NULL, 5, Q, NULL, 0.0, ptr, idx};
+  imf_topk_query q = {10, 2, P, NULL, 5, Q, NULL, 0.0, ptr, idx, NULL};
   assert_int_equal(imf_topk(&q, 2, items, scores, count, NULL), IMF_OK);
   assert_int_equal(count[0], 2);
   assert_int_equal(items[0], 2);
@@ -139,7 +139,7 @@ static void test_topk_random(void **state) {
   int32_t *items = malloc(sizeof(int32_t) * nu * K);
   float *scores = malloc(sizeof(float) * nu * K), *all = malloc(sizeof(float) * 2 * ni);
   int *count = malloc(sizeof(int) * nu);
-  imf_topk_query q = {nu, kw, X, xb, ni, Y, yb, 1.5, ptr, idx};
+  imf_topk_query q = {nu, kw, X, xb, ni, Y, yb, 1.5, ptr, idx, NULL};
   assert_int_equal(imf_topk(&q, K, items, scores, count, NULL), IMF_OK);
   for (int u = 0; u < nu; u++) {
     int n = 0;

@@ -1,6 +1,7 @@
 /* test_topk.c - the tiled top-K kernel against a brute-force ranking: every user's K best items
- * (score descending, ties by lower item index, excluded items never, NaN never) must equal a full
- * sort of the same float scores. Factors are quantised to a few levels so that ties are common,
+ * (score descending, ties by higher popularity when one is given, then lower item index; excluded
+ * items never, NaN never; the popularity prior added to the scores) must equal a full sort of the
+ * same float scores. Factors are quantised to a few levels so that ties are common,
  * item counts are not multiples of the 16-item skip blocks or the 512-item tiles, and K
  * ranges from 1 to more than the candidates left. The tests run twice: with the scan this CPU
  * picks (32-wide with AVX-512) and with IMF_TOPK_BLOCK=16 (the 16-wide scan). */
@@ -20,13 +21,25 @@ typedef struct {
   int32_t i;
 } cand;
 
+static const float *g_count; /* the brute force's popularity (NULL: ties by index) */
 static int cmp_cand(const void *a, const void *b) {
   const cand *x = a, *y = b;
   if (x->s != y->s) return x->s > y->s ? -1 : 1;
+  if (g_count && g_count[x->i] != g_count[y->i]) return g_count[x->i] > g_count[y->i] ? -1 : 1;
   return (x->i > y->i) - (x->i < y->i);
 }
 
-static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with_excl, uint64_t seed) {
+/* popmode 0: no popularity; 1: counts 0..3 (ties among ties); 2: the same with a prior of
+ * count / 4 (exact in float, like the factor levels) */
+static void check_pop(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with_excl, uint64_t seed,
+                      int popmode) {
+  float *cnt = malloc(sizeof(float) * (size_t)(ni + 1)), *pri = malloc(sizeof(float) * (size_t)(ni + 1));
+  for (int64_t j = 0; j < ni; j++) {
+    cnt[j] = (float)(int)(imf_split_u01(seed, j, 6) * 4);
+    pri[j] = cnt[j] * 0.25f;
+  }
+  imf_item_pop ip = {ni, cnt, popmode == 2 ? pri : NULL, popmode == 2 ? 1.0 : 0.0};
+  g_count = popmode ? cnt : NULL;
   float *X = malloc(sizeof(float) * (size_t)(nu * kw + 1));
   float *Y = malloc(sizeof(float) * (size_t)(ni * kw + 1));
   float *xb = malloc(sizeof(float) * (size_t)nu), *yb = malloc(sizeof(float) * (size_t)ni);
@@ -48,7 +61,7 @@ static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with
   float *scores = malloc(sizeof(float) * (size_t)(nu * K));
   int *count = malloc(sizeof(int) * (size_t)nu);
   imf_topk_query q = {nu, kw, X, with_bias ? xb : NULL, ni, Y, with_bias ? yb : NULL, 3.0,
-                      with_excl ? ptr : NULL, idx};
+                      with_excl ? ptr : NULL, idx, popmode ? &ip : NULL};
   assert_int_equal(imf_topk(&q, K, items, scores, count, NULL), IMF_OK);
   cand *all = malloc(sizeof(cand) * (size_t)ni);
   for (int64_t u = 0; u < nu; u++) {
@@ -59,6 +72,7 @@ static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with
       float s = 0; /* the same float dot product sgemm makes is not guaranteed: use exact levels */
       for (int f = 0; f < kw; f++) s += X[u * kw + f] * Y[i * kw + f];
       if (with_bias) s += yb[i];
+      if (popmode == 2) s += pri[i];
       if (s != s) continue;
       all[n++] = (cand){s, (int32_t)i};
     }
@@ -73,7 +87,12 @@ static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with
     for (int j = want; j < K; j++) assert_int_equal(items[u * K + j], -1);
   }
   free(all); free(items); free(scores); free(count); free(ptr); free(idx);
-  free(X); free(Y); free(xb); free(yb);
+  free(X); free(Y); free(xb); free(yb); free(cnt); free(pri);
+  g_count = NULL;
+}
+
+static void check(int64_t nu, int64_t ni, int kw, int K, int with_bias, int with_excl, uint64_t seed) {
+  for (int popmode = 0; popmode < 3; popmode++) check_pop(nu, ni, kw, K, with_bias, with_excl, seed, popmode);
 }
 
 /* Dot products of multiples of 0.5 with kw <= 8 terms are exact in float whatever the order of

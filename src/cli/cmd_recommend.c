@@ -14,7 +14,8 @@ const char IMF_USAGE_RECOMMEND[] =
     "\n"
     "  --user ID      the user's top N items (raw ids) with scores, excluding what they rated in\n"
     "                 STORE; an unknown user is an error (exit 3) unless --fallback popular\n"
-    "                 (then the N most rated items)\n"
+    "                 (then the N most popular items, scored by their count of positive\n"
+    "                 training ratings: the pop model's scores)\n"
     "  --all --out F  top N for every user, each rank scoring and writing its own users: CSV\n"
     "                 lines user,rank,item,score, or HDF5 for a name ending in .h5 (/items and\n"
     "                 /scores users x N, /user_ids, /item_ids)\n"
@@ -30,8 +31,8 @@ static void print_list(imf_cli *cli, imf_recommender *r, const char *what, const
     printf("{\"%s\":", what);
     imf_json_string(stdout, id);
     printf(",\"fallback\":%s,\"items\":[", l->fallback ? "\"popular\"" : "null");
-  } else if (l->fallback) {
-    printf("# user %s is unknown: the most popular items\n", id);
+  } else if (l->fallback) { /* stdout keeps the list alone (README, recommend); the note on stderr */
+    imf_info("user %s is unknown: the most popular items, scored by their count of positive training ratings", id);
   }
   for (int j = 0; j < l->n; j++) {
     char buf[1024];

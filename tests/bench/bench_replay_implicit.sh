@@ -19,7 +19,9 @@
 # bytes per kept version (n items); iALS and EASE beat pop and bias on every batch.
 #
 # Usage: tests/bench/bench_replay_implicit.sh [BUILD_DIR] [ml-latest-small|movietweetings] [RANKS]
-#   data from ${IMF_SHARED_DATA:-../shared/data}; IMF_REPLAY_STRATEGIES picks a subset.
+#   data from ${IMF_SHARED_DATA:-../shared/data}; IMF_REPLAY_STRATEGIES picks a subset;
+#   IMF_REPLAY_IMPLICIT_SET adds settings to the iALS and EASE models, e.g.
+#   IMF_REPLAY_IMPLICIT_SET="--set model.pop_prior=0.2" (the popularity prior, README).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$here/build}" && pwd)"; set_="${2:-ml-latest-small}"; np="${3:-2}"
@@ -51,8 +53,8 @@ run prepare --input base.csv --data st0 --set input.header=no --set holdout.frac
 thr=$(run inspect st0 --json --quiet | $PY -c "import json,sys; print(json.load(sys.stdin)['relevance_threshold_auto'])")
 echo "relevance threshold (auto, from the recorded scale): $thr"
 
-ials="--set model.type=ials --set model.k=64 --set model.iterations=10 --set model.positive_threshold=$thr"
-ease="--set model.type=ease --set model.positive_threshold=$thr"
+ials="--set model.type=ials --set model.k=64 --set model.iterations=10 --set model.positive_threshold=$thr ${IMF_REPLAY_IMPLICIT_SET:-}"
+ease="--set model.type=ease --set model.positive_threshold=$thr ${IMF_REPLAY_IMPLICIT_SET:-}"
 pop="--set model.type=pop --set model.positive_threshold=$thr"
 bias="--set model.type=bias --set model.iterations=10"
 strategies="${IMF_REPLAY_STRATEGIES:-ials-fold-in ials-warm ials-retrain ease-update ease-retrain pop bias}"
