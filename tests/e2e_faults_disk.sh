@@ -54,6 +54,9 @@ outcome() {
   WHERE[$name]+="${file:-?} "
   check "$name: exit 1 (got $rc), one line naming the file (${file:-none}) and the lack of space" \
     sh -c "[ $rc -eq 1 ] && [ -n '$file' ] && echo \"\$0\" | grep -qi 'space'" "$line"
+  # a failure here shows what the command said (seen once under load in the sanitizer stage,
+  # 2026-12-07: "update, 16384 B free" exited 1 with no line naming a file; not reproduced alone)
+  [ $rc -eq 1 ] && [ -n "$file" ] || { echo "  its stderr (first 20 lines):"; head -20 "$err" | sed 's/^/  | /'; }
   [ $rc -eq 1 ] && [ -n "$file" ]
 }
 

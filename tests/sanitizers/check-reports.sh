@@ -36,6 +36,28 @@ tracer_crash_only() { # REPORTS_DIR: every non-empty log is only LSan's tracer c
   done
   [ $any = 1 ]
 }
+# The tests run with symbolize=0 (tests/CMakeLists.txt: symbolizing in-process at every exit was a
+# third of the suite's time, keep_dsos.c), so a report's frames read "(MODULE+0xOFFSET)": name
+# each frame's function and line here, for the reports that are printed (llvm-symbolizer, else
+# addr2line; a frame neither can resolve is printed as it was).
+symbolized() { # REPORT_FILE
+  local line mod off sym tool=""
+  command -v llvm-symbolizer >/dev/null && tool=llvm
+  [ -n "$tool" ] || { command -v addr2line >/dev/null && tool=addr2line; }
+  while IFS= read -r line; do
+    if [ -n "$tool" ] && [[ $line =~ ^(.*#[0-9]+\ 0x[0-9a-f]+)\ +\((/[^+]+)\+(0x[0-9a-f]+)\)$ ]]; then
+      mod=${BASH_REMATCH[2]} off=${BASH_REMATCH[3]}
+      if [ $tool = llvm ]; then
+        sym=$(llvm-symbolizer --obj="$mod" "$off" 2>/dev/null | head -2 | paste -sd ' ')
+      else
+        sym=$(addr2line -f -e "$mod" "$off" 2>/dev/null | paste -sd ' ')
+      fi
+      case $sym in ''|'?? '*) echo "$line" ;; *) echo "${BASH_REMATCH[1]} in $sym ($mod+$off)" ;; esac
+    else
+      echo "$line"
+    fi
+  done <"$1"
+}
 asan0=${ASAN_OPTIONS:-} ubsan0=${UBSAN_OPTIONS:-}
 for attempt in 1 2; do
 reports=$(mktemp -d "${TMPDIR:-/tmp}/imf-sanitizer.XXXXXX") || exit 1
@@ -67,7 +89,7 @@ for f in "$reports"/report.*; do
   fi
   found=1
   echo "== sanitizer report ${f##*/}:" >&2
-  cat "$f" >&2
+  symbolized "$f" >&2
   [ -z "${IMF_SANITIZER_REPORTS:-}" ] || { mkdir -p "$IMF_SANITIZER_REPORTS" && cp "$f" "$IMF_SANITIZER_REPORTS/"; }
 done
 if [ $found = 1 ]; then
