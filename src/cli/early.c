@@ -4,8 +4,10 @@
  * mpirun (or srun) only rank 0 prints, and every rank returns the same exit code. */
 #include "cli.h"
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* This process's rank as the launcher set it in the environment; 0 for a plain process. */
 static int launcher_rank(void) {
@@ -90,7 +92,8 @@ static int early_help(imf_cli *cli, int argc, char **argv, const imf_command *cm
   return argc < 2 ? 2 : 0;
 }
 
-int imf_cli_early(int argc, char **argv, const imf_command *cmds, size_t ncmds, void (*usage)(FILE *)) {
+static int early_answer(int argc, char **argv, const imf_command *cmds, size_t ncmds,
+                        void (*usage)(FILE *)) {
   imf_cli cli = {.rank = launcher_rank(), .size = 1};
   imf_log_setup(cli.rank, 0, IMF_LOG_TEXT);
   if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
@@ -107,4 +110,20 @@ int imf_cli_early(int argc, char **argv, const imf_command *cmds, size_t ncmds, 
     usage(stderr);
   }
   return 2;
+}
+
+/* A rank other than 0 that refuses (exit 2) holds back before it exits. mpirun takes the job
+ * down at the first non-zero exit and kills the other ranks at once (odls_base_sigkill_timeout
+ * 0, or SIGTERM, which nothing handles before MPI starts): a silent rank 1 that exited first
+ * could kill rank 0 before it printed the error, leaving a bare exit code (seen in a CI run on
+ * 2026-12-07: `mpirun -q -n 2 incremf update --nope` said nothing). Rank 0's own exit ends the
+ * wait under mpirun; under srun without --kill-on-bad-exit the other ranks exit after it. */
+int imf_cli_early(int argc, char **argv, const imf_command *cmds, size_t ncmds, void (*usage)(FILE *)) {
+  int rc = early_answer(argc, argv, cmds, ncmds, usage);
+  if (rc > 0 && launcher_rank() != 0) {
+    struct timespec hold = {.tv_sec = 2, .tv_nsec = 0};
+    while (nanosleep(&hold, &hold) != 0 && errno == EINTR) {
+    }
+  }
+  return rc;
 }
