@@ -73,6 +73,28 @@ static void heap_push(cand *h, int *n, int K, cand c, const float *pc) {
     x = w;
   }
 }
+/* The MPI datatype of one cand (score, item), resized to the struct's extent; the caller frees
+ * it (MPI_DATATYPE_NULL on failure). */
+static imf_status cand_type(MPI_Datatype *out) {
+  int bl[2] = {1, 1};
+  MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
+  MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
+  *out = MPI_DATATYPE_NULL;
+  IMF_MPI(MPI_Type_create_struct(2, bl, dl, ty, &tmp));
+  int rc = MPI_Type_create_resized(tmp, 0, sizeof(cand), out);
+  MPI_Type_free(&tmp);
+  if (rc != MPI_SUCCESS) {
+    *out = MPI_DATATYPE_NULL;
+    return IMF_MPI_RAISE(rc, "MPI_Type_create_resized");
+  }
+  rc = MPI_Type_commit(out);
+  if (rc != MPI_SUCCESS) {
+    MPI_Type_free(out);
+    return IMF_MPI_RAISE(rc, "MPI_Type_commit");
+  }
+  return IMF_OK;
+}
+
 static int cand_cmp(const void *a, const void *b, void *ctx) {
   const cand *x = a, *y = b;
   const float *pc = ctx;
@@ -158,15 +180,7 @@ imf_status imf_ease_topk(imf_ease *e, int own, int64_t nrows, const int64_t *xpt
   if (st == IMF_OK) st = imf_alloc(&all, (size_t)size * EASE_TILE * (size_t)K, sizeof *all);
   if (st == IMF_OK) st = imf_alloc(&mrg, (size_t)size * (size_t)K, sizeof *mrg);
   IMF_TRY(imf_agree(e->comm, st), out);
-  {
-    int bl[2] = {1, 1};
-    MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
-    MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
-    IMF_MPI_TRY(MPI_Type_create_struct(2, bl, dl, ty, &tmp), out);
-    IMF_MPI_TRY(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ct), out);
-    MPI_Type_free(&tmp);
-    IMF_MPI_TRY(MPI_Type_commit(&ct), out);
-  }
+  IMF_TRY(cand_type(&ct), out);
   /* own: every source rank's rows in turn (each rank scores its columns for them and the
    * candidates go back to the source); shared: one pass, candidates to everyone */
   for (int src = 0; src < (own ? size : 1); src++) {
@@ -302,15 +316,7 @@ imf_status imf_ease_similar(imf_ease *e, int64_t t, int K, int32_t *items, float
   }
   qsort_r(heap, (size_t)hn, sizeof *heap, cand_cmp, NULL);
   for (int j = hn; j < K; j++) heap[j] = (cand){-INFINITY, -1};
-  {
-    int bl[2] = {1, 1};
-    MPI_Aint dl[2] = {offsetof(cand, s), offsetof(cand, i)};
-    MPI_Datatype ty[2] = {MPI_DOUBLE, MPI_INT32_T}, tmp;
-    IMF_MPI_TRY(MPI_Type_create_struct(2, bl, dl, ty, &tmp), out);
-    IMF_MPI_TRY(MPI_Type_create_resized(tmp, 0, sizeof(cand), &ctype), out);
-    MPI_Type_free(&tmp);
-    IMF_MPI_TRY(MPI_Type_commit(&ctype), out);
-  }
+  IMF_TRY(cand_type(&ctype), out);
   IMF_MPI_TRY(MPI_Allgather(heap, K, ctype, all, K, ctype, e->comm), out);
   qsort_r(all, (size_t)size * (size_t)K, sizeof *all, cand_cmp, NULL); /* padding sorts last */
   int c = 0;
