@@ -37,6 +37,12 @@ check "mpirun -n 2 train --help: printed once" test $rc -eq 0 -a "$(count 'usage
 nompi "$mpiexec" -q --oversubscribe -n 2 "$bin" update --nope > out 2> err; rc=$?
 check "mpirun -n 2 update --nope: exit 2, the error once" \
   test $rc -eq 2 -a "$(count "unknown option '--nope'" err)" -eq 1
+# ... even when rank 0 is the slower to start: a silent rank 1 that exits 2 at once must not let
+# mpirun kill rank 0 before it prints (rank 0 starts 1 s late here; src/cli/early.c)
+nompi "$mpiexec" -q --oversubscribe -n 1 sh -c 'sleep 1; exec "$0" "$@"' "$bin" update --nope : \
+  -n 1 "$bin" update --nope > out 2> err; rc=$?
+check "mpirun -n 2 update --nope, rank 0 late: exit 2, the error once" \
+  test $rc -eq 2 -a "$(count "unknown option '--nope'" err)" -eq 1
 # the early flag check knows a command's flags from its usage text: every flag a command's parser
 # compares against must appear there, or a valid flag would be refused before MPI starts
 missing=""

@@ -56,8 +56,9 @@ outcome() {
     sh -c "[ $rc -eq 1 ] && [ -n '$file' ] && echo \"\$0\" | grep -qi 'space'" "$line"
   # a failure here shows what the command said (seen once under load in the sanitizer stage,
   # 2026-12-07: "update, 16384 B free" exited 1 with no line naming a file; not reproduced alone)
-  [ $rc -eq 1 ] && [ -n "$file" ] || { echo "  its stderr (first 20 lines):"; head -20 "$err" | sed 's/^/  | /'; }
-  [ $rc -eq 1 ] && [ -n "$file" ]
+  [ $rc -eq 1 ] && [ -n "$file" ] && return 0
+  echo "  its stderr (first 20 lines):"; head -20 "$err" | sed 's/^/  | /'
+  return 1
 }
 
 # prepare: no store before; after the failure the directory holds no store or an empty one, and

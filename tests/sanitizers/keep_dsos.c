@@ -24,7 +24,7 @@
  * with LSan disabled on the calling thread, so those blocks are never reported. This replaces
  * suppressions by function name: matching one needs the stack symbolized in-process at every
  * exit (gcc's libasan then parses its own DWARF: ~0.25 s per process, measured 2026-12-07 on a
- * 2-rank prepare, 0.73 s against 0.50 s), and the asprintf one had no other name to match
+ * 2-rank prepare, 0.72 s against 0.50 s), and the asprintf one had no other name to match
  * (glibc has no frame pointers: the stack stops at __vasprintf_internal). The tests run with
  * symbolize=0, lsan.supp names modules only, and check-reports.sh symbolizes what it prints. */
 #include <dlfcn.h>
