@@ -136,6 +136,7 @@ void imf_ease_destroy(imf_ease **pe) {
     Cblacs_gridexit(e->ctx);
   }
   if (e->handle >= 0) Cfree_blacs_system_handle(e->handle);
+  if (e->blacs_comm != MPI_COMM_NULL) MPI_Comm_free(&e->blacs_comm);
   free(e);
   *pe = NULL;
 }
@@ -228,6 +229,7 @@ static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int 
   e = calloc(1, sizeof *e);
   if (!e) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   e->comm = comm;
+  e->blacs_comm = MPI_COMM_NULL;
   e->handle = e->ctx = -1;
   e->n = (int)nitems;
   e->nb = IMF_EASE_NB;
@@ -237,7 +239,11 @@ static imf_status ease_create(MPI_Comm comm, int64_t nitems, double lambda, int 
     for (int p = 1; (int64_t)p * p <= size; p++)
       if (size % p == 0) e->nprow = p;
   e->npcol = size / e->nprow;
-  e->handle = Csys2blacs_handle(comm);
+  /* BLACS keys its system handles by communicator: two live objects on one communicator would
+   * share a handle, and the second to be destroyed would free it again (a BLACS warning on stderr,
+   * seen with tune's rank groups). A duplicate per object makes every handle its own. */
+  IMF_MPI_TRY(MPI_Comm_dup(comm, &e->blacs_comm), fail);
+  e->handle = Csys2blacs_handle(e->blacs_comm);
   e->ctx = e->handle;
   Cblacs_gridinit(&e->ctx, "Row", e->nprow, e->npcol);
   int gr, gc;

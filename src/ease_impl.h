@@ -15,6 +15,7 @@
 
 struct imf_ease {
   MPI_Comm comm;
+  MPI_Comm blacs_comm;        /* this object's own duplicate of comm, behind its BLACS handle */
   int handle, ctx;            /* BLACS system handle and grid context */
   int nprow, npcol, myrow, mycol;
   int n, nb;                  /* global order, block size */

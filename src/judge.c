@@ -70,7 +70,7 @@ imf_status imf_judge_metric_for(const imf_config *cfg, const imf_model *m, imf_j
     IMF_FAIL(IMF_ERR_USAGE, "update.metric must be auto, rmse, ndcg@K, recall@K or map@K, got '%s'", text);
   const char *type = imf_model_type_name(m->type);
   if (kind == IMF_JUDGE_AUTO) {
-    if (!strcmp(type, "als") || !strcmp(type, "bpmf") || !strcmp(type, "bias")) kind = IMF_JUDGE_RMSE;
+    if (!imf_model_type_is_implicit(type)) kind = IMF_JUDGE_RMSE;
     else {
       kind = IMF_JUDGE_NDCG;
       k = (int)imf_cfg_int(cfg, "update.k");

@@ -28,6 +28,10 @@ imf_status imf_model_type_parse(const char *name, imf_model_type *out) {
   return IMF_OK;
 }
 
+int imf_model_type_is_implicit(const char *name) {
+  return !strcmp(name, "ials") || !strcmp(name, "ease") || !strcmp(name, "pop");
+}
+
 static void free_arrays(imf_model *m) {
   imf_free(&m->P);
   imf_free(&m->Q);

@@ -43,6 +43,10 @@ const char *imf_model_type_name(imf_model_type t);
  * (baseline.c); IMF_ERR_USAGE for anything else (including "ease", which is solved in one step
  * by ease.c and scored from its distributed state). */
 imf_status imf_model_type_parse(const char *name, imf_model_type *out);
+/* 1 for the model types that learn from positives and whose scores are preferences, not ratings
+ * (ials, ease, pop): judged, tuned and thresholded by ranking; 0 for the rating models (als,
+ * bpmf, bias) and unknown names. The one place that decides it (judge, tune, positives). */
+int imf_model_type_is_implicit(const char *name);
 
 /* One row of the per-sweep history. NaN marks a metric that was not computed (no validation
  * set, or a loss that does not apply). */

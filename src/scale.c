@@ -9,6 +9,7 @@
  * ranks' shares were combined. */
 #include "scale.h"
 #include "error.h"
+#include "model.h"
 #include "log.h"
 
 #include <math.h>
@@ -198,7 +199,7 @@ imf_status imf_relevance_threshold(const imf_config *cfg, const imf_store *s, do
 imf_status imf_implicit_opts_from(const imf_config *cfg, imf_implicit_opts *o) {
   memset(o, 0, sizeof *o);
   const char *type = imf_cfg_str(cfg, "model.type");
-  o->active = !strcmp(type, "ials") || !strcmp(type, "ease") || !strcmp(type, "pop");
+  o->active = imf_model_type_is_implicit(type);
   o->positive_threshold = imf_cfg_double(cfg, "model.positive_threshold");
   const char *c = imf_cfg_str(cfg, "model.confidence");
   /* auto: once a threshold has turned star ratings into positives, how far above the threshold a

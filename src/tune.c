@@ -156,8 +156,9 @@ static imf_status pick_candidates(const imf_tune_report *rep, const grid_values 
 static int is_lower_better(const char *name) { return !strcmp(name, "rmse") || !strcmp(name, "mae"); }
 
 /* The metric names imf_eval_cv reports under cfg's eval.k (same for every candidate), and the
- * metric tune.metric picks: auto = rmse for explicit models, ndcg@K (first cut-off) for
- * implicit ALS; a grid mixing the two must name one. */
+ * metric tune.metric picks: auto = rmse for rating models (als, bpmf, bias), ndcg@K (first
+ * cut-off) for the implicit ones (ials, ease, pop: imf_model_type_is_implicit, the rule
+ * update.metric's auto follows); a grid mixing the two must name one. */
 static imf_status choose_metric(const imf_config *cfg, const imf_tune_report *rep, const grid_values *g,
                                 imf_tune_report *out) {
   imf_metrics dummy;
@@ -175,16 +176,16 @@ static imf_status choose_metric(const imf_config *cfg, const imf_tune_report *re
       if (!strcmp(rep->key[k], "model.type")) {
         typed = 1;
         for (int j = 0; j < g->n[k]; j++) {
-          if (!strcmp(g->v[k][j], "ials")) implicit = 1;
+          if (imf_model_type_is_implicit(g->v[k][j])) implicit = 1;
           else explicit_ = 1;
         }
       }
     if (!typed) {
-      implicit = !strcmp(imf_cfg_str(cfg, "model.type"), "ials");
+      implicit = imf_model_type_is_implicit(imf_cfg_str(cfg, "model.type"));
       explicit_ = !implicit;
     }
     if (implicit && explicit_)
-      IMF_FAIL(IMF_ERR_USAGE, "--grid mixes implicit (ials) and explicit model types: set tune.metric "
+      IMF_FAIL(IMF_ERR_USAGE, "--grid mixes implicit (ials, ease, pop) and rating (als, bpmf, bias) model types: set tune.metric "
                "(e.g. --set tune.metric=ndcg@%d)", ks[0]);
     if (implicit) snprintf(buf, sizeof buf, "ndcg@%d", ks[0]);
     else snprintf(buf, sizeof buf, "rmse");

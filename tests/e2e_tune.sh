@@ -4,7 +4,7 @@
 # configuration on 1 rank, on 2 ranks (two groups, dynamic and static schedule; both groups take
 # work) and on 2 ranks in one group; the best.ini
 # trains with `train --config`; --random draws the same candidates on any rank count; bad grids
-# are usage errors (exit 2) naming the problem.
+# are usage errors (exit 2) naming the problem; EASE is tuned by ndcg@K, quietly, on rank groups.
 set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
@@ -57,6 +57,19 @@ import json; a=json.load(open('r1.json')); b=json.load(open('r2.json'))
 assert $rc1==0 and $rc2==0 and a['configs']==3
 assert [r['config'] for r in a['results']]==[r['config'] for r in b['results']]
 assert [r['rmse'] for r in a['results']]==[r['rmse'] for r in b['results']]"
+# implicit model types are tuned on ranking (tune.metric = auto follows update.metric's auto):
+# EASE by ndcg@K, on two rank groups (two EASE solves on one communicator once shared a BLACS
+# handle, and freeing it twice printed BLACS warnings); a grid mixing implicit and rating types
+# must name its metric
+run 2 tune --data st $sc --set model.type=ease --grid "ease_lambda=10,100" --folds 2 --out e.ini \
+  --quiet --json > je.json 2> je.err; rc=$?
+check "tune EASE: exit 0, metric ndcg@10 (maximised), nothing on stderr" $PY -c "
+import json; d=json.load(open('je.json')); assert $rc==0 and d['metric']=='ndcg@10' and d['maximise'], d['metric']
+assert d['best']['ndcg@10']==max(r['ndcg@10'] for r in d['results'])
+assert open('je.err').read().strip()=='', open('je.err').read()"
+run 2 tune --data st $sc --grid "type=pop,bias" --folds 2 --out x.ini --quiet > /dev/null 2> jm.err; rc=$?
+check "a grid of pop and bias (implicit and rating): exit 2 naming tune.metric" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'tune.metric' jm.err"
 # bad grids: exit 2 with a message naming the problem
 badgrid() {
   local want="$1" g="$2"
