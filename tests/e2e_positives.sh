@@ -106,6 +106,14 @@ check "EASE update keeps ease(threshold) == ease(filtered)" test "$(easeh g_thr)
 ev() { run 1 evaluate --input all.csv $I --set model.iterations=2 "$@" --json --quiet | $PY -c 'import json,sys; v=json.loads(sys.stdin.read())["relevance_threshold"]; print("null" if v is None else v)'; }
 check "evaluate ials with positive_threshold=4: relevance_threshold 4" test "$(ev --set model.positive_threshold=4)" = 4
 check "evaluate ials without: every held-out item (null)" test "$(ev)" = null
+# ... and the text table says so, without RMSE/MAE columns of NaN (an ials model's scores are not
+# ratings); a bias baseline brings its RMSE column back
+run 1 evaluate --input all.csv $I --set model.iterations=2 --quiet > evt.txt
+run 1 evaluate --input all.csv $I --set model.iterations=2 --baseline bias --quiet > evb.txt
+check "evaluate ials (text): 'relevant: every held-out item', no rmse column, no nan in the table" \
+  bash -c "grep -q 'relevant: every held-out item\$' evt.txt && grep -q '^fold  *precision@' evt.txt && ! grep -v '^all metrics' evt.txt | grep -q nan"
+check "... with --baseline bias: the rmse column holds bias's RMSE" \
+  bash -c "grep -q '^fold  *rmse  *mae' evb.txt && grep -Eq '^bias  *[0-9]' evb.txt"
 # eval.binarize with the model's own threshold: was exit 0 with every metric null (the threshold saw
 # only the 1s binarize left, and removed them all)
 run 2 evaluate --input all.csv --protocol heldout-users $I --set model.positive_threshold=4 --set eval.binarize=4 \

@@ -164,30 +164,41 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
   if (!isnan(r.train_overlap))
     printf("train overlap %.5f (%lld of %lld test pairs are training pairs)\n", r.train_overlap,
            (long long)r.overlap_pairs, (long long)r.test_pairs);
-  char thr[64] = "none (every held-out item)";
-  if (isfinite(r.fold[0].relevance_threshold)) snprintf(thr, sizeof thr, ">= %g", r.fold[0].relevance_threshold);
-  printf("protocol %s, %d fold%s, %lld users ranked (fold 1), relevant: rating %s\n", r.protocol, r.nfolds,
+  char thr[64] = "every held-out item";
+  if (isfinite(r.fold[0].relevance_threshold))
+    snprintf(thr, sizeof thr, "rating >= %g", r.fold[0].relevance_threshold);
+  printf("protocol %s, %d fold%s, %lld users ranked (fold 1), relevant: %s\n", r.protocol, r.nfolds,
          r.nfolds > 1 ? "s" : "", (long long)r.fold[0].users_ranked, thr);
+  /* the table's columns: f1 and map only in the "all metrics" line; RMSE and MAE only where some
+   * row has them (an implicit model's scores are not ratings: no NaN columns, unless a rating
+   * baseline such as bias fills them) */
+  int shown[IMF_EVAL_MAX_NAMES];
+  for (int j = 0; j < r.nmetrics; j++) {
+    shown[j] = !strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@");
+    int any = !isnan(r.mean[j]);
+    for (int b = 0; b < r.nbaselines; b++) any |= !isnan(r.base[b].mean[j]);
+    if (!any && !strchr(r.names[j], '@')) shown[j] = 0;
+  }
   printf("%-6s", "fold");
   for (int j = 0; j < r.nmetrics; j++)
-    if (!strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@")) printf(" %13s", r.names[j]);
+    if (shown[j]) printf(" %13s", r.names[j]);
   printf(" %8s\n", "seconds");
   for (int f = 0; f < r.nfolds; f++) {
     char names[IMF_EVAL_MAX_NAMES][32];
     double v[IMF_EVAL_MAX_NAMES];
     int n = imf_metrics_list(&r.fold[f], names, v);
     printf("%-6d", f + 1);
-    for (int j = 0; j < n; j++)
-      if (!strstr(names[j], "f1@") && !strstr(names[j], "map@")) printf(" %13.5f", v[j]);
+    for (int j = 0; j < n && j < r.nmetrics; j++)
+      if (shown[j]) printf(" %13.5f", v[j]);
     printf(" %8.1f\n", r.fold[f].seconds);
   }
   if (r.nfolds > 1) {
     printf("%-6s", "mean");
     for (int j = 0; j < r.nmetrics; j++)
-      if (!strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@")) printf(" %13.5f", r.mean[j]);
+      if (shown[j]) printf(" %13.5f", r.mean[j]);
     printf("\n%-6s", "sd");
     for (int j = 0; j < r.nmetrics; j++)
-      if (!strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@")) printf(" %13.5f", r.sd[j]);
+      if (shown[j]) printf(" %13.5f", r.sd[j]);
     printf("\n");
   }
   for (int b = 0; b < r.nbaselines; b++)
@@ -195,7 +206,7 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
       const double *v = row ? r.base[b].sd : r.base[b].mean;
       printf("%-6s", row ? "sd" : imf_model_type_name(r.base[b].type)); /* a baseline's mean, then its sd */
       for (int j = 0; j < r.nmetrics; j++)
-        if (!strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@")) printf(" %13.5f", v[j]);
+        if (shown[j]) printf(" %13.5f", v[j]);
       printf("\n");
     }
   print_all("all metrics", &r, r.mean, r.sd);
