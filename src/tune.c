@@ -202,6 +202,33 @@ static imf_status choose_metric(const imf_config *cfg, const imf_tune_report *re
   return IMF_OK;
 }
 
+/* Whether the best candidate sits on the edge of a numeric grid axis: with three or more numeric
+ * values, a best value at the lowest or highest says the optimum may lie past the grid (a tuned
+ * lambda of 0.2 on a grid ending at 0.2). Two values always put the best on an edge: no signal. */
+static void find_edges(const grid_values *g, imf_tune_report *rep) {
+  for (int k = 0; k < rep->nkeys; k++) {
+    rep->edge[k] = 0;
+    if (g->n[k] < 3) continue;
+    double lo = INFINITY, hi = -INFINITY, best = NAN;
+    int numeric = 1;
+    for (int j = 0; j < g->n[k] && numeric; j++) {
+      char *end = NULL;
+      double v = strtod(g->v[k][j], &end);
+      numeric = end != g->v[k][j] && !*end && isfinite(v);
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (numeric) best = strtod(rep->rows[rep->best].value[k], NULL);
+    if (!numeric || !(hi > lo)) continue;
+    rep->edge[k] = best == lo ? -1 : best == hi ? 1 : 0;
+    if (rep->edge[k])
+      imf_warn("tune: the best %s = %s is the %s value of its grid (%g..%g): the optimum may lie %s it; "
+               "extend the grid", rep->key[k], rep->rows[rep->best].value[k], rep->edge[k] < 0 ? "lowest" : "highest",
+               lo, hi,
+               rep->edge[k] < 0 ? "below" : "above");
+  }
+}
+
 /* ---------------------------------------------------------------- the search */
 
 /* The effective configuration of candidate c: cfg with the candidate's grid values set. */
@@ -467,6 +494,7 @@ imf_status imf_tune(MPI_Comm comm, const imf_config *cfg, const imf_tune_spec *s
   if (rep->best < 0)
     IMF_TRY(IMF_RAISE(IMF_ERR_INPUT, "no candidate produced a finite %s (too few ratings?)",
                       rep->metric), out);
+  find_edges(&g, rep);
   IMF_TRY(candidate_config(cfg, rep, rep->best, &best), out);
   rep->best_ini = imf_config_dump(best);
   if (!rep->best_ini) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), out);

@@ -46,6 +46,9 @@ typedef struct {
   int best;                           /* index into rows */
   imf_tune_row *rows;                 /* nconfigs rows, complete on every rank */
   char *best_ini;                     /* imf_config_dump of the best effective configuration */
+  int edge[IMF_TUNE_MAX_KEYS];        /* -1/+1: the best value of that key is the lowest/highest of
+                                       * its >= 3 numeric grid values (the optimum may lie beyond);
+                                       * 0 otherwise */
   double seconds;
 } imf_tune_report;
 

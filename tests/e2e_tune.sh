@@ -70,6 +70,16 @@ assert open('je.err').read().strip()=='', open('je.err').read()"
 run 2 tune --data st $sc --grid "type=pop,bias" --folds 2 --out x.ini --quiet > /dev/null 2> jm.err; rc=$?
 check "a grid of pop and bias (implicit and rating): exit 2 naming tune.metric" \
   bash -c "[ $rc -eq 2 ] && grep -q 'tune.metric' jm.err"
+# a best value on the edge of a numeric grid of 3+ values is warned about and listed in on_edge;
+# inside the grid, nothing
+run 2 tune $common --grid "lambda=0.001,0.002,0.005 k=4" --out x.ini --json > edge.json 2> edge.err
+run 2 tune $common --grid "lambda=0.001,0.05,5 k=4" --out x.ini --json > mid.json 2> mid.err
+check "tune: a best lambda at the grid's top is warned about (on_edge high); one inside is not" $PY -c "
+import json; e=json.load(open('edge.json')); m=json.load(open('mid.json'))
+assert e['best']['config']['lambda']==0.005 and e['on_edge']==[{'key':'model.lambda','side':'high'}], e['on_edge']
+assert m['best']['config']['lambda']==0.05 and m['on_edge']==[], m['on_edge']
+w=open('edge.err').read(); assert 'best model.lambda = 0.005 is the highest value of its grid' in w, w
+assert 'grid' not in open('mid.err').read()"
 # bad grids: exit 2 with a message naming the problem
 badgrid() {
   local want="$1" g="$2"

@@ -25,7 +25,10 @@ const char IMF_USAGE_TUNE[] =
     "                 0 = one rank per group); candidate c runs on group c mod N\n"
     "  --out FILE     the best configuration (default best.ini)\n"
     "  --table FILE   every candidate's metrics (mean and sd over folds) as CSV\n"
-    "  --json         {\"best\": {...}, \"configs\": N, \"folds\": F, \"metric\": M, \"results\": [...]}\n";
+    "  --json         {\"best\": {...}, \"on_edge\": [...], \"configs\": N, \"folds\": F, \"metric\": M,\n"
+    "                 \"results\": [...]}\n"
+    "A best value at the lowest or highest of three or more numeric grid values is warned about\n"
+    "(the optimum may lie past the grid) and listed in on_edge ({\"key\", \"side\": low|high}).\n";
 
 static void jnum(double v) {
   if (isfinite(v)) printf("%.6g", v);
@@ -139,7 +142,10 @@ int imf_cmd_tune(imf_cli *cli, int argc, char **argv) {
     if (cli->json) {
       printf("{\"best\":");
       json_row(&r, r.best);
-      printf(",\"best_index\":%d,\"out\":", r.best + 1);
+      printf(",\"best_index\":%d,\"on_edge\":[", r.best + 1);
+      for (int k = 0, n = 0; k < r.nkeys; k++)
+        if (r.edge[k]) printf("%s{\"key\":\"%s\",\"side\":\"%s\"}", n++ ? "," : "", r.key[k], r.edge[k] < 0 ? "low" : "high");
+      printf("],\"out\":");
       imf_json_string(stdout, out);
       printf(",\"configs\":%d,\"folds\":%d,\"groups\":%d,\"metric\":\"%s\",\"maximise\":%s,\"results\":[", r.nconfigs,
              r.nfolds, r.ngroups, r.metric, r.maximise ? "true" : "false");
