@@ -89,8 +89,9 @@ static const key_def KEYS[] = {
      "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},
     {"model.k", T_INT, "32", NULL, "number of latent factors"},
     {"model.lambda", T_DOUBLE_AUTO, "auto", NULL,
-     "factor regularisation (weighted by row count in ALS-WR); auto = 50 for ials, 0.05 otherwise"},
-    {"model.lambda_bias", T_DOUBLE, "5", NULL, "bias regularisation"},
+     "factor regularisation (weighted by row count in ALS-WR); auto = 50 for ials, 0.12 otherwise"},
+    {"model.lambda_bias", T_DOUBLE_AUTO, "auto", NULL,
+     "bias regularisation; auto = 2 for the bias baseline, 0.5 otherwise"},
     {"model.alpha", T_DOUBLE, "10", NULL, "implicit ALS confidence: c = 1 + alpha * r (see model.confidence)"},
     {"model.positive_threshold", T_DOUBLE_OR_NONE, "none", NULL,
      "ials/ease/pop: ratings below this are not positives (left out of training); none = every rating"},
@@ -129,6 +130,9 @@ static const key_def KEYS[] = {
      "auto: new ratings above this share of all ratings start with warm instead of fold-in"},
     {"update.auto_warm_every", T_INT, "0", NULL,
      "auto: a warm update after this many fold-ins in a row (0 = only when escalated)"},
+    {"update.auto_warm_growth", T_DOUBLE, "0.5", NULL,
+     "auto: a warm update when the ratings the last full sweep has not seen exceed this share of "
+     "those it saw (0 = off)"},
     {"update.drift_threshold", T_DOUBLE, "0.1", NULL,
      "drift: the champion's RMSE on the newest batch exceeds (a ranking metric: falls below) the mean "
      "of its history by this share"},
@@ -511,17 +515,26 @@ imf_status imf_config_get_int(const imf_config *cfg, const char *key, int64_t *o
   return IMF_OK;
 }
 
-/* The value "auto" stands for, for the T_DOUBLE_AUTO keys. model.lambda: implicit ALS solves
- * (YtY + Y^T (C_u - I) Y + lambda I) x = ..., with lambda not scaled by the row's count, and wants
- * a far stronger one than ALS-WR's lambda * n_u: measured 2026-12-07 (`incremf tune`, 3-fold
- * ndcg@10, k = 64, positives at the auto threshold), lambda 0.05-1 -> 50 raised iALS from
- * 0.215 to 0.265-0.312 on ml-latest-small and from 0.083 to 0.097-0.129 on MovieTweetings. */
+/* The value "auto" stands for, for the T_DOUBLE_AUTO keys, by model type. Measured 2026-12-07
+ * (README, "Defaults"; tests/bench/bench_defaults.sh and `incremf tune`, 3-fold CV on ML-100K,
+ * the ML-1M subset, ml-latest-small and MovieTweetings):
+ * - model.lambda, implicit ALS: it solves (YtY + Y^T (C_u - I) Y + lambda I) x = ..., lambda not
+ *   scaled by the row's count, and wants a far stronger one than ALS-WR's lambda * n_u: 0.05-1 ->
+ *   50 raised 3-fold ndcg@10 (k = 64) from 0.215 to 0.265-0.312 on ml-latest-small and from 0.083
+ *   to 0.097-0.129 on MovieTweetings.
+ * - model.lambda and model.lambda_bias, explicit ALS (k = 32, 15 sweeps): 0.12 and 0.5 have the
+ *   lowest RMSE relative to each set's best of a 6 x 4 grid, on average (1.006; the former 0.05
+ *   and 5: 1.066, i.e. 0.9890 -> 0.9208 on ML-100K, 1.7141 -> 1.5869 on MovieTweetings).
+ * - model.lambda_bias, the bias baseline (b = sum / (lambda_bias + n)): 2 was best on all four
+ *   sets of 0.5 ... 50 (0.5 under-shrinks rare users and items: +0.2-1.9% RMSE). */
 static int auto_double(const imf_config *cfg, const char *key, double *out) {
-  if (strcmp(key, "model.lambda") != 0) return 0;
+  const int lam = !strcmp(key, "model.lambda"), lamb = !strcmp(key, "model.lambda_bias");
+  if (!lam && !lamb) return 0;
   const char *type = "als";
   int j;
   if (lookup(cfg, "model.type", &j) == IMF_OK) type = cfg->val[j];
-  *out = !strcmp(type, "ials") ? 50.0 : 0.05;
+  if (lam) *out = !strcmp(type, "ials") ? 50.0 : 0.12;
+  else *out = !strcmp(type, "bias") ? 2.0 : 0.5;
   return 1;
 }
 
@@ -575,7 +588,11 @@ const char *imf_cfg_str(const imf_config *cfg, const char *key) {
   return v;
 }
 
-char *imf_config_dump(const imf_config *cfg) {
+static char *config_dump(const imf_config *cfg, int resolved);
+char *imf_config_dump(const imf_config *cfg) { return config_dump(cfg, 0); }
+char *imf_config_dump_resolved(const imf_config *cfg) { return config_dump(cfg, 1); }
+
+static char *config_dump(const imf_config *cfg, int resolved) {
   size_t cap = 4096, len = 0;
   char *out = malloc(cap);
   if (!out) return NULL;
@@ -590,7 +607,11 @@ char *imf_config_dump(const imf_config *cfg) {
       snprintf(section, sizeof section, "%.*s", (int)sl, KEYS[i].key);
       n = snprintf(line, sizeof line, "%s[%s]\n", len ? "\n" : "", section);
     }
-    n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
+    double v;
+    if (resolved && KEYS[i].type == T_DOUBLE_AUTO && !strcmp(cfg->val[i], "auto") && auto_double(cfg, KEYS[i].key, &v))
+      n += snprintf(line + n, sizeof line - (size_t)n, "%s = %.17g\n", dot + 1, v);
+    else
+      n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
     if (n >= (int)sizeof line) { /* snprintf truncated (values are checked to fit: not reached) */
       free(out);
       return NULL;
@@ -630,6 +651,7 @@ imf_status imf_config_validate(const imf_config *cfg) {
               {"holdout.fraction", 0, 1, 0, 1},              {"clean.max_reject_fraction", 0, 1, 0, 0},
               {"eval.test_fraction", 0, 1, 1, 1},            {"eval.heldout_users", 0, 1, 1, 1},
               {"eval.foldin_fraction", 0, 1, 1, 1},          {"update.auto_share", 0, 1, 0, 0},
+              {"update.auto_warm_growth", 0, INFINITY, 0, 1},
               {"update.drift_threshold", 0, INFINITY, 0, 1}, {"update.warm_sweeps", 1, INFINITY, 0, 1},
               {"model.epsilon", 0, INFINITY, 1, 1},          {"model.pop_prior", 0, INFINITY, 0, 1}};
   for (size_t r = 0; r < sizeof rule / sizeof rule[0]; r++) {

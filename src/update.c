@@ -66,6 +66,24 @@ static imf_status fault_point(const char *name) {
   return IMF_OK;
 }
 
+/* A champion recorded before its versions pinned "auto" (config.h, imf_config_dump_resolved) may
+ * say model.lambda = auto: that meant what the binary that trained it gave it, which the model
+ * records. Warm and retrain challengers are built from this configuration, so they take the
+ * recorded values, not what auto means to this binary. */
+static imf_status pin_champion_auto(imf_config *c, const imf_model *champ) {
+  const struct {
+    const char *key;
+    double v;
+  } pin[] = {{"model.lambda", champ->lambda}, {"model.lambda_bias", champ->lambda_bias}};
+  for (size_t j = 0; j < sizeof pin / sizeof pin[0]; j++) {
+    if (strcmp(imf_cfg_str(c, pin[j].key), "auto") || !isfinite(pin[j].v)) continue;
+    char set[96];
+    snprintf(set, sizeof set, "%s=%.17g", pin[j].key, pin[j].v);
+    IMF_CHECK(imf_config_set(c, set));
+  }
+  return IMF_OK;
+}
+
 /* ------------------------------------------------------------------------------ judging */
 
 imf_status imf_holdout_rmse(MPI_Comm comm, const imf_partition *p, const imf_model *a, const imf_model *b,
@@ -466,6 +484,7 @@ typedef struct {
   imf_update_strategy want;
   double tol, share_max, drift_thr;
   int64_t window, warm_every;
+  double growth_max;
   /* the champion and the store */
   imf_modeldir *md;
   imf_store *s;
@@ -530,6 +549,7 @@ static imf_status scan_settings(upd *u) {
   u->drift_thr = imf_cfg_double(u->cfg, "update.drift_threshold");
   u->window = imf_cfg_int(u->cfg, "update.drift_window");
   u->warm_every = imf_cfg_int(u->cfg, "update.auto_warm_every");
+  u->growth_max = imf_cfg_double(u->cfg, "update.auto_warm_growth");
   return IMF_OK;
 }
 
@@ -624,6 +644,7 @@ static imf_status scan_champion(upd *u, int *uptodate) {
   rep->new_batches = u->nb - u->seen;
   IMF_CHECK(imf_config_create(&u->cfgc));
   IMF_CHECK(imf_config_load_string(u->cfgc, u->cmeta.config ? u->cmeta.config : "", u->cpath));
+  IMF_CHECK(pin_champion_auto(u->cfgc, u->champ));
   IMF_CHECK(imf_agree(comm, imf_implicit_opts_from(u->cfgc, &u->io)));
   /* Data and the standing holdout. */
   IMF_CHECK(imf_idmap_create(&u->users));
@@ -794,6 +815,8 @@ static imf_status policy_plan(upd *u, read_plan *rp, imf_update_strategy *strat)
     IMF_CHECK(imf_store_get_info(u->s, &info));
     total_ratings = (double)info.ratings; /* the manifest's effective count (forgotten users included) */
   }
+  /* what the last full sweep has not seen: the ratings folded in since, and this batch */
+  const double unseen = (double)imf_update_foldin_ratings_in_row(u->hist, u->nhist) + (double)rep->new_ratings;
   imf_update_policy_in in = {
       .requested = u->want,
       .share = (double)rep->new_ratings / (total_ratings > 0 ? total_ratings : 1),
@@ -801,6 +824,9 @@ static imf_status policy_plan(upd *u, read_plan *rp, imf_update_strategy *strat)
       .drift = rep->drift,
       .foldins = foldins,
       .warm_every = u->warm_every,
+      .unseen = unseen,
+      .seen = total_ratings - unseen,
+      .growth_max = u->growth_max,
       .bpmf = u->champ->type == IMF_MODEL_BPMF,
       .baseline = imf_baseline_type(u->champ->type),
       .type_name = imf_model_type_name(u->champ->type),

@@ -52,6 +52,16 @@ imf_update_strategy imf_update_policy_start(const imf_update_policy_in *in, char
       imf_update_note_add(note, cap, "auto: %lld fold-ins in a row (update.auto_warm_every = %lld): warm",
                           (long long)in->foldins, (long long)in->warm_every);
     }
+    /* fold-in leaves every row it does not touch as the last full sweep left it; the data that
+     * sweep has not seen grows batch by batch, and past a share of what it saw, a full warm
+     * sweep is due even when no single batch is large and no drift shows */
+    if (in->growth_max > 0 && in->unseen > in->growth_max * in->seen && s < IMF_UPDATE_WARM) {
+      s = IMF_UPDATE_WARM;
+      imf_update_note_add(note, cap,
+                          "auto: %.0f ratings since the last full sweep, %.0f%% of the %.0f it saw > "
+                          "update.auto_warm_growth %.0f%%: warm",
+                          in->unseen, 100 * in->unseen / (in->seen > 0 ? in->seen : 1), in->seen, 100 * in->growth_max);
+    }
   }
   if (s == IMF_UPDATE_FOLD_IN && in->bpmf) {
     s = IMF_UPDATE_WARM;
@@ -71,15 +81,29 @@ int imf_update_policy_next(imf_update_strategy requested, imf_update_strategy tr
   return 1;
 }
 
-int64_t imf_update_foldins_in_row(const imf_registry_record *hist, int64_t nhist) {
-  int64_t foldins = 0;
+/* Walks the registry back from its end over the promoted fold-ins since the newest train or
+ * other promoted update; counts them and sums their new ratings. */
+static int64_t foldins_walk(const imf_registry_record *hist, int64_t nhist, int64_t *ratings) {
+  int64_t foldins = 0, sum = 0;
   for (int64_t j = nhist - 1; j >= 0; j--) {
     if (strcmp(hist[j].event, "update") && strcmp(hist[j].event, "train")) continue;
     if (!strcmp(hist[j].event, "update") && !strcmp(hist[j].strategy, "fold-in") &&
-        !strcmp(hist[j].decision, "promoted"))
+        !strcmp(hist[j].decision, "promoted")) {
       foldins++;
-    else if (!strcmp(hist[j].decision, "promoted") || !strcmp(hist[j].event, "train"))
+      sum += hist[j].new_ratings > 0 ? hist[j].new_ratings : 0;
+    } else if (!strcmp(hist[j].decision, "promoted") || !strcmp(hist[j].event, "train"))
       break;
   }
+  if (ratings) *ratings = sum;
   return foldins;
+}
+
+int64_t imf_update_foldins_in_row(const imf_registry_record *hist, int64_t nhist) {
+  return foldins_walk(hist, nhist, NULL);
+}
+
+int64_t imf_update_foldin_ratings_in_row(const imf_registry_record *hist, int64_t nhist) {
+  int64_t sum = 0;
+  foldins_walk(hist, nhist, &sum);
+  return sum;
 }

@@ -31,6 +31,11 @@ typedef struct {
   int drift;           /* drift detected on this update (judge.h) */
   int64_t foldins;     /* promoted fold-ins in a row (imf_update_foldins_in_row) */
   int64_t warm_every;  /* update.auto_warm_every (<= 0: never) */
+  double unseen;       /* ratings the champion's last full sweep (train, warm, retrain) did not
+                        * see: this update's new ratings plus those of the promoted fold-ins since
+                        * (imf_update_foldin_ratings_in_row) */
+  double seen;         /* the ratings that sweep saw: all ratings - unseen */
+  double growth_max;   /* update.auto_warm_growth (<= 0: never) */
   int bpmf;            /* the champion is BPMF: no fold-in */
   int baseline;        /* the champion is a baseline (pop, bias): every strategy refits */
   const char *type_name; /* the champion's model type, for the note */
@@ -38,7 +43,8 @@ typedef struct {
 
 /* The strategy the first challenger is built with; every reason is appended to note (cap
  * bytes, "; "-separated, imf_update_note_add): under auto, new data beyond share_max, drift,
- * or warm_every - 1 fold-ins in a row escalate fold-in to warm; then BPMF turns fold-in into
+ * warm_every - 1 fold-ins in a row, or unseen ratings beyond growth_max x seen (the data the
+ * fold-ins have taken in since the last full sweep) escalate fold-in to warm; then BPMF turns fold-in into
  * warm and a baseline turns anything into retrain, whatever was requested. */
 imf_update_strategy imf_update_policy_start(const imf_update_policy_in *in, char *note, size_t cap);
 
@@ -50,6 +56,10 @@ int imf_update_policy_next(imf_update_strategy requested, imf_update_strategy tr
 /* Promoted fold-in updates since the newest train or other promoted update, counting back from
  * the end of the registry's records (events other than train and update are skipped). */
 int64_t imf_update_foldins_in_row(const imf_registry_record *hist, int64_t nhist);
+
+/* The new ratings (new_ratings) of the promoted fold-ins imf_update_foldins_in_row counts: the
+ * ratings folded in since the last full sweep. */
+int64_t imf_update_foldin_ratings_in_row(const imf_registry_record *hist, int64_t nhist);
 
 /* Append "; " (unless note is empty) and the formatted text to note, within cap bytes. */
 void imf_update_note_add(char *note, size_t cap, const char *fmt, ...) IMF_PRINTF(3, 4);

@@ -72,5 +72,38 @@ import json; d = json.load(open('s2.json'))
 n = [v['record']['note'] for v in d['versions'] if v['version'] == 1][0]
 assert n == 'a \\\"quoted\\\" \\\\\\\\ back\\\\tslash\\\\nnewline \\\\u00e9', repr(n)\""
 
+# 6. auto reads the registry for the data the last full sweep has not seen: batches of 20% of the
+# base (each below update.auto_share = 25%) are folded in until the ratings added since the train
+# exceed update.auto_warm_growth (default 0.5) of those it saw; the warm sweep restarts the count
+$PY - <<'PYEOF'
+rows = open('r.csv').read().splitlines()
+hdr, rows = rows[0], rows[1:]
+n = len(rows) // 2; step = n // 5
+open('g0.csv', 'w').write('\n'.join([hdr] + rows[:n]) + '\n')
+for b in range(4):
+    open('g%d.csv' % (b + 1), 'w').write('\n'.join([hdr] + rows[n + b * step:n + (b + 1) * step]) + '\n')
+PYEOF
+run 2 prepare --input g0.csv --data sg --set holdout.fraction=0.2 --quiet
+run 2 train --data sg --model mg $common
+strats=""
+for b in 1 2 3 4; do
+  run 2 update --data sg --model mg --input g$b.csv --strategy auto --set update.tolerance=1e9 --json --quiet > g$b.json
+  strats="$strats $($PY -c "import json; print(json.load(open('g$b.json'))['strategy'])")"
+done
+check "auto by growth: fold-in, fold-in, warm (60% > 50% unseen), fold-in:$strats" test "$strats" = " fold-in fold-in warm fold-in"
+check "... the warm update's note gives the reason" $PY -c "
+import json; n=json.load(open('g3.json'))['note']
+assert 'since the last full sweep' in n and 'update.auto_warm_growth 50%' in n, n"
+# a version records the hyperparameters "auto" stood for when it was trained, and a warm update
+# built from its configuration keeps them (a later binary may give auto another meaning)
+lam() { run 1 inspect "mg/versions/$1" --json --quiet | $PY -c "
+import json,sys; d=json.load(sys.stdin); c=[l for l in d['config'].splitlines() if l.split(' ')[0] in ('lambda', 'lambda_bias')]
+print(' '.join(c), d['lambda'], d['lambda_bias'])"; }
+l1=$(lam v000001.h5); l4=$(lam v000004.h5)
+check "train records model.lambda/lambda_bias resolved, not auto ($l1); the warm version has the same ($l4)" \
+  bash -c "[ '$l1' = '$l4' ] && ! echo '$l1' | grep -q auto && echo '$l1' | grep -q 'lambda = '"
+run 2 update --data sg --model mg --strategy auto --set update.auto_warm_growth=-1 --quiet > /dev/null 2> gneg.err; rc=$?
+check "update.auto_warm_growth < 0: exit 2 naming the key" bash -c "[ $rc -eq 2 ] && grep -q auto_warm_growth gneg.err"
+
 echo "e2e_registry: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

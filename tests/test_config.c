@@ -114,15 +114,24 @@ static void test_leading_semicolon(void **state) {
   imf_config_destroy(&c);
 }
 
-/* model.lambda = auto (the default) stands for the value the model type wants: implicit ALS's
- * unscaled lambda is 50, ALS-WR's per-rating lambda 0.05; a number overrides it. */
+/* model.lambda and model.lambda_bias = auto (the defaults) stand for the values the model type
+ * wants: implicit ALS's unscaled lambda is 50, ALS-WR's per-rating lambda 0.12 with biases at 0.5,
+ * the bias baseline's shrinkage 2; a number overrides them. */
 static void test_lambda_auto(void **state) {
   (void)state;
   imf_config *c;
   double v = 0;
   assert_int_equal(imf_config_create(&c), IMF_OK);
   assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
-  assert_true(v == 0.05);
+  assert_true(v == 0.12);
+  assert_int_equal(imf_config_get_double(c, "model.lambda_bias", &v), IMF_OK);
+  assert_true(v == 0.5);
+  assert_int_equal(imf_config_set(c, "model.type=bias"), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda_bias", &v), IMF_OK);
+  assert_true(v == 2.0);
+  assert_int_equal(imf_config_set(c, "model.lambda_bias=7"), IMF_OK);
+  assert_int_equal(imf_config_get_double(c, "model.lambda_bias", &v), IMF_OK);
+  assert_true(v == 7.0);
   assert_int_equal(imf_config_set(c, "model.type=ials"), IMF_OK);
   assert_int_equal(imf_config_get_double(c, "model.lambda", &v), IMF_OK);
   assert_true(v == 50.0);

@@ -1,6 +1,7 @@
 /* test_policy.c - the strategy rule of `incremf update` (src/update_policy.c), every branch of
  * README's update section: the requested strategy as is; auto's escalations to warm (new data
- * beyond update.auto_share, drift, update.auto_warm_every fold-ins in a row) and the notes that
+ * beyond update.auto_share, drift, update.auto_warm_every fold-ins in a row, ratings unseen by the
+ * last full sweep beyond update.auto_warm_growth of those it saw) and the notes that
  * record them; BPMF's fold-in turned into warm; a baseline refitted (retrain) whatever was
  * asked; auto's escalation after a verdict (fold-in -> warm -> retrain, never past retrain,
  * never when promoted, never for an explicit strategy); the fold-ins-in-a-row count over the
@@ -114,6 +115,29 @@ static void test_auto_warm_every(void **state) {
   assert_int_equal(imf_update_policy_start(&in, note, sizeof note), IMF_UPDATE_WARM);
 }
 
+static void test_auto_warm_growth(void **state) {
+  (void)state;
+  char note[256] = "";
+  imf_update_policy_in in = base(IMF_UPDATE_AUTO);
+  in.growth_max = 0.5;
+  in.seen = 1000;
+  in.unseen = 500; /* exactly half: not beyond it */
+  assert_int_equal(imf_update_policy_start(&in, note, sizeof note), IMF_UPDATE_FOLD_IN);
+  assert_string_equal(note, "");
+  in.unseen = 501;
+  assert_int_equal(imf_update_policy_start(&in, note, sizeof note), IMF_UPDATE_WARM);
+  assert_string_equal(note, "auto: 501 ratings since the last full sweep, 50% of the 1000 it saw > "
+                            "update.auto_warm_growth 50%: warm");
+  note[0] = 0;
+  in.growth_max = 0; /* off */
+  in.unseen = 1e9;
+  assert_int_equal(imf_update_policy_start(&in, note, sizeof note), IMF_UPDATE_FOLD_IN);
+  in.growth_max = 0.5; /* an explicit strategy is never escalated */
+  in.requested = IMF_UPDATE_FOLD_IN;
+  assert_int_equal(imf_update_policy_start(&in, note, sizeof note), IMF_UPDATE_FOLD_IN);
+  assert_string_equal(note, "");
+}
+
 static void test_bpmf(void **state) {
   (void)state;
   char note[256] = "";
@@ -189,6 +213,18 @@ static void test_foldins_in_row(void **state) {
   assert_int_equal(imf_update_foldins_in_row(h, 8), 1);
   h[1] = rec("train", "train", "trained"); /* a train stops the count */
   assert_int_equal(imf_update_foldins_in_row(h, 2), 0);
+  /* the ratings folded in since the last full sweep: promoted fold-ins only */
+  h[0] = rec("train", "train", "trained");
+  h[1] = rec("update", "fold-in", "promoted");
+  h[1].new_ratings = 100;
+  h[2] = rec("update", "fold-in", "rejected");
+  h[2].new_ratings = 40; /* not taken in: the next update's new ratings count it again */
+  h[3] = rec("update", "fold-in", "promoted");
+  h[3].new_ratings = 140;
+  assert_int_equal(imf_update_foldin_ratings_in_row(h, 4), 240);
+  h[4] = rec("update", "warm", "promoted");
+  h[4].new_ratings = 60;
+  assert_int_equal(imf_update_foldin_ratings_in_row(h, 5), 0);
 }
 
 static void test_note_add(void **state) {
@@ -208,6 +244,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse),        cmocka_unit_test(test_explicit),  cmocka_unit_test(test_auto_plain),
       cmocka_unit_test(test_auto_share),   cmocka_unit_test(test_auto_drift), cmocka_unit_test(test_auto_warm_every),
+      cmocka_unit_test(test_auto_warm_growth),
       cmocka_unit_test(test_bpmf),         cmocka_unit_test(test_baseline),  cmocka_unit_test(test_next),
       cmocka_unit_test(test_foldins_in_row), cmocka_unit_test(test_note_add),
   };

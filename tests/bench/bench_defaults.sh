@@ -24,13 +24,16 @@ tmp=$(mktemp -d /tmp/imf-defaults.XXXXXX); trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 sets="ml-100k:$data/ml-100k/u.data.xz ml-1m-subset:$data/ml-1m-subset-users-1-2999/ratings.dat.xz
 ml-latest-small:$data/ml-latest-small/ratings.csv.xz movietweetings:$data/movietweetings-100k/ratings.dat.xz"
-# the build's own defaults, from its key list (model.lambda's auto: the value for explicit ALS)
+# the build's own defaults, from its key list (an auto: the value for explicit ALS, "otherwise")
 "$bin" help config > keys.txt
-def_l=$($PY -c "
-import re; l=[x for x in open('keys.txt') if x.split()[:1]==['model.lambda']][0]
-m=re.search(r'default (\S+)', l); v=m.group(1)
-print(v if v!='auto' else re.search(r'([0-9.]+) otherwise', l).group(1))")
-def_b=$(awk '$1=="model.lambda_bias"{print $3}' keys.txt)
+dflt() { $PY - "$1" <<'PYEOF'
+import re, sys
+l = [x for x in open('keys.txt') if x.split()[:1] == [sys.argv[1]]][0]
+v = re.search(r'default (\S+)', l).group(1)
+print(v if v != 'auto' else re.search(r'([0-9.]+) otherwise', l).group(1))
+PYEOF
+}
+def_l=$(dflt model.lambda); def_b=$(dflt model.lambda_bias)
 echo "defaults: model.lambda = $def_l, model.lambda_bias = $def_b; grid: $grid"
 for s in $sets; do
   name=${s%%:*}; file=${s#*:}
