@@ -172,7 +172,7 @@ int imf_cmd_evaluate(imf_cli *cli, int argc, char **argv) {
   /* the table's columns: f1 and map only in the "all metrics" line; RMSE and MAE only where some
    * row has them (an implicit model's scores are not ratings: no NaN columns, unless a rating
    * baseline such as bias fills them) */
-  int shown[IMF_EVAL_MAX_NAMES];
+  int shown[IMF_EVAL_MAX_NAMES] = {0};
   for (int j = 0; j < r.nmetrics; j++) {
     shown[j] = !strstr(r.names[j], "f1@") && !strstr(r.names[j], "map@");
     int any = !isnan(r.mean[j]);

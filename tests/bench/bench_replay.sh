@@ -10,7 +10,7 @@
 # Usage: tests/bench/bench_replay.sh [BUILD_DIR] [ml100k|synth] [SYNTH_RATINGS] [RANKS]
 #   ml100k: ../shared/data/ml-100k/u.data.xz (IMF_SHARED_DATA overrides ../shared/data)
 #   synth:  `incremf synth` with planted drift; SYNTH_RATINGS defaults to 200000 (10000000 is
-#           the target size of the headline numbers)
+#           the target size of the headline numbers); IMF_REPLAY_DRIFT sets synth.drift (0.5)
 # Every challenger is promoted for fold-in/warm/retrain (update.tolerance=1e9: each strategy
 # carries its own model); auto keeps the default tolerance and escalates by itself.
 # Environment: IMF_REPLAY_STRATEGIES (default "retrain fold-in warm auto"; "fold-in-full" is the
@@ -30,7 +30,7 @@ if [ "$set_" = ml100k ]; then
   xz -dc "${IMF_SHARED_DATA:-$here/../shared/data}/ml-100k/u.data.xz" | tr '\t' ',' > all.csv
 else
   users=$((nsyn / 50)); items=$((nsyn / 200 + 100))
-  run synth --out all.csv --users $users --items $items --ratings "$nsyn" --seed 11 --set synth.drift=0.5 --quiet
+  run synth --out all.csv --users $users --items $items --ratings "$nsyn" --seed 11 --set synth.drift="${IMF_REPLAY_DRIFT:-0.5}" --quiet
 fi
 # sort by time, 50% base, 10 equal batches (header-less CSV: user,item,rating,time)
 $PY - <<'PYEOF'

@@ -20,6 +20,7 @@
 #
 # Usage: tests/bench/bench_replay_implicit.sh [BUILD_DIR] [ml-latest-small|movietweetings] [RANKS]
 #   data from ${IMF_SHARED_DATA:-../shared/data}; IMF_REPLAY_STRATEGIES picks a subset;
+#   IMF_REPLAY_BATCH=N lands batches of N ratings instead of fifths of the newer half;
 #   IMF_REPLAY_IMPLICIT_SET adds settings to the iALS and EASE models, e.g.
 #   IMF_REPLAY_IMPLICIT_SET="--set model.pop_prior=0.2" (the popularity prior, README).
 set -euo pipefail
@@ -45,7 +46,8 @@ rows = [rows[j] for j in order]
 n = len(rows); h = n // 2
 def w(name, part): open(name, 'w').write(''.join(','.join(f[:4]) + '\n' for f in part))
 w('base.csv', rows[:h])
-rest = rows[h:]; step = (len(rest) + 4) // 5
+import os
+rest = rows[h:]; step = int(os.environ.get('IMF_REPLAY_BATCH') or 0) or (len(rest) + 4) // 5
 for b in range(5): w('b%d.csv' % (b + 1), rest[b * step:(b + 1) * step])
 print('%d ratings: base %d, 5 batches of ~%d' % (n, h, step))
 PYEOF
