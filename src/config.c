@@ -588,11 +588,7 @@ const char *imf_cfg_str(const imf_config *cfg, const char *key) {
   return v;
 }
 
-static char *config_dump(const imf_config *cfg, int resolved);
-char *imf_config_dump(const imf_config *cfg) { return config_dump(cfg, 0); }
-char *imf_config_dump_resolved(const imf_config *cfg) { return config_dump(cfg, 1); }
-
-static char *config_dump(const imf_config *cfg, int resolved) {
+char *imf_config_dump(const imf_config *cfg) {
   size_t cap = 4096, len = 0;
   char *out = malloc(cap);
   if (!out) return NULL;
@@ -607,11 +603,7 @@ static char *config_dump(const imf_config *cfg, int resolved) {
       snprintf(section, sizeof section, "%.*s", (int)sl, KEYS[i].key);
       n = snprintf(line, sizeof line, "%s[%s]\n", len ? "\n" : "", section);
     }
-    double v;
-    if (resolved && KEYS[i].type == T_DOUBLE_AUTO && !strcmp(cfg->val[i], "auto") && auto_double(cfg, KEYS[i].key, &v))
-      n += snprintf(line + n, sizeof line - (size_t)n, "%s = %.17g\n", dot + 1, v);
-    else
-      n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
+    n += snprintf(line + n, sizeof line - (size_t)n, "%s = %s\n", dot + 1, cfg->val[i]);
     if (n >= (int)sizeof line) { /* snprintf truncated (values are checked to fit: not reached) */
       free(out);
       return NULL;

@@ -11,11 +11,6 @@ int64_t imf_cfg_int(const imf_config *cfg, const char *key);
 double imf_cfg_double(const imf_config *cfg, const char *key); /* NaN for "none" */
 int imf_cfg_bool(const imf_config *cfg, const char *key);
 const char *imf_cfg_str(const imf_config *cfg, const char *key);
-/* imf_config_dump with every model hyperparameter left at "auto" (model.lambda,
- * model.lambda_bias) written as the value it stands for under this configuration and binary:
- * what a model version records, so that the value it was trained with stays its own when a later
- * binary gives "auto" another meaning. Malloc'd; NULL when out of memory. */
-char *imf_config_dump_resolved(const imf_config *cfg);
 /* 1 when the key was given (an INI file, --set, a loaded snapshot), 0 when it holds its default:
  * for warnings about settings that cannot take effect (the store's standing holdout). */
 int imf_config_is_set(const imf_config *cfg, const char *key);

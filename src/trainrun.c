@@ -107,7 +107,7 @@ static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s)
 static imf_status make_meta(const imf_config *cfg, imf_store *s, imf_idmap *users, imf_idmap *items,
                             const char *kind, imf_ckpt_meta *meta) {
   memset(meta, 0, sizeof *meta);
-  meta->config = imf_config_dump_resolved(cfg); /* auto hyperparameters pinned: config.h */
+  meta->config = imf_config_dump(cfg);
   if (!meta->config) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
   snprintf(meta->store_digest, sizeof meta->store_digest, "%s", imf_store_digest(s));
   meta->batches_seen = imf_store_nbatches(s);

@@ -66,10 +66,10 @@ static imf_status fault_point(const char *name) {
   return IMF_OK;
 }
 
-/* A champion recorded before its versions pinned "auto" (config.h, imf_config_dump_resolved) may
- * say model.lambda = auto: that meant what the binary that trained it gave it, which the model
- * records. Warm and retrain challengers are built from this configuration, so they take the
- * recorded values, not what auto means to this binary. */
+/* A champion's configuration may say model.lambda or model.lambda_bias = auto: that meant what
+ * the binary that trained it gave it (the defaults were re-chosen on 2026-12-07), and the model
+ * records the values. Warm and retrain challengers are built from this configuration, so they
+ * take the recorded values, not what auto means to this binary. */
 static imf_status pin_champion_auto(imf_config *c, const imf_model *champ) {
   const struct {
     const char *key;
