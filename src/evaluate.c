@@ -1116,6 +1116,14 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
   rep->version = sp->version;
   if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &rep->version, &m, &meta, cfg, &ease), out);
   if (!strcmp(proto, "test") || !strcmp(proto, "standing")) {
+    if (sp->store) { /* scored against the store's standing holdout, as train and update are */
+      imf_store *hs = NULL;
+      double hf;
+      uint64_t hsd;
+      IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
+      if (imf_store_holdout(hs, &hf, &hsd)) imf_store_warn_holdout(hs, cli, sp->store);
+      imf_store_close(&hs);
+    }
     IMF_TRY(score_model(comm, cfg, sp, proto, m, ease, &meta, rep), out);
     rep->fold[0].seconds = imf_wtime() - t0;
   } else if (!strcmp(proto, "kfold") && sp->fold_files) {

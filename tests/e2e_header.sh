@@ -128,7 +128,8 @@ else
 fi
 
 # 7. the standing holdout is the store's (0.1 here, the default): a configuration that says
-# otherwise is warned about once, naming both values (train's default above: no warning)
+# otherwise is warned about once, naming both values (train's default above: no warning), by
+# train, update and evaluate's store-holdout protocols
 run 2 train --data sa --model mw --set model.iterations=1 --set model.k=4 --set holdout.fraction=0 --quiet 2> w1.err
 check "train with holdout.fraction = 0: one warning (2 ranks)" test "$(grep -c 'warning: holdout.fraction' w1.err)" = 1
 check "the warning names both values" grep -q "holdout.fraction = 0 in the configuration differs from sa's standing holdout, fixed at prepare: holdout.fraction = 0.1 is used" w1.err
@@ -142,6 +143,11 @@ check "update with [holdout] fraction = 0.25: one warning naming 0.25 and 0.1" \
 run 1 update --data sa --model mw --set holdout.seed=7 --quiet 2> w4.err
 check "update with another holdout.seed: one warning naming 7 and 42" \
   test "$(grep -c 'holdout.seed = 7 in the configuration differs .* holdout.seed = 42 is used' w4.err)" = 1
+run 2 evaluate --data sa --model mw --protocol standing --set holdout.fraction=0.3 --quiet > /dev/null 2> w6.err
+check "evaluate --protocol standing with holdout.fraction = 0.3: one warning naming 0.3 and 0.1" \
+  test "$(grep -c 'holdout.fraction = 0.3 in the configuration differs .* holdout.fraction = 0.1 is used' w6.err)" = 1
+run 1 evaluate --data sa --model mw --protocol standing --quiet > /dev/null 2> w7.err
+check "evaluate --protocol standing without holdout keys: no warning" test -z "$(grep -i 'warning' w7.err)"
 run 1 prepare --input base.csv --data sw0 --set holdout.fraction=0 --quiet
 run 1 train --data sw0 --model mw0 --set model.iterations=1 --set model.k=4 --set holdout.fraction=0.1 --quiet 2> w5.err
 check "store without a holdout, config 0.1: warned (0.1 vs 0)" grep -q "holdout.fraction = 0.1 in the configuration differs from sw0's standing holdout, fixed at prepare: holdout.fraction = 0 is used" w5.err
