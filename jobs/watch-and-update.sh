@@ -15,7 +15,8 @@
 #   MIN_AGE   seconds a file must be unmodified before it is taken (default: 10; lets writers finish)
 #   PATTERN   glob of files to take (default: *; dot-files and *.part / *.tmp are always ignored)
 #   NP        MPI ranks for each command (default: 1 = no launcher); LAUNCH overrides the launcher
-#   LAUNCH    command prefix for each incremf call (default: none when NP=1, else "mpirun -n $NP";
+#   LAUNCH    command prefix for each incremf call (default: none when NP=1, else "mpirun -q -n $NP"
+#             with the shared-memory transport unless OMPI_MCA_pml/btl are set;
 #             e.g. LAUNCH="srun --mpi=pmix"). As root, OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1 are set.
 #   OPENBLAS_NUM_THREADS  default 1
 #   SUBMIT=1  submit `sbatch jobs/update.sbatch` instead of running update here (SBATCH: the
@@ -59,7 +60,15 @@ JOBS_DIR="$(cd "$(dirname "$0")" && pwd)"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 if [ -z "${LAUNCH+x}" ]; then
-  if [ "$NP" -gt 1 ]; then LAUNCH="mpirun -n $NP"; else LAUNCH=""; fi
+  if [ "$NP" -gt 1 ]; then
+    # the default launcher runs on this machine: -q keeps an expected refusal (exit 3, a file
+    # already in the store) to incremf's one line, and Open MPI's shared-memory transport starts
+    # fastest (README, "On a workstation"; set OMPI_MCA_pml or OMPI_MCA_btl to choose another)
+    LAUNCH="mpirun -q -n $NP"
+    if [ -z "${OMPI_MCA_pml:-}${OMPI_MCA_btl:-}" ]; then export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader; fi
+  else
+    LAUNCH=""
+  fi
 fi
 read -r -a launch <<< "$LAUNCH"
 cfg=(); [ -n "$CONFIG" ] && cfg=(--config "$CONFIG")

@@ -59,6 +59,15 @@ check "watch: the batch was appended once (2 batches)" test "$(batches)" = 2
 check "watch: a new model version is current" test "$(cat m/CURRENT)" = v000002.h5
 check "watch: oldest file first" bash -c "grep -n 'append' watch.log | head -1 | grep -q a-new.csv"
 [ -f landing/done/a-new.csv ] || cat watch.log
+# the default launcher (NP=2, no LAUNCH): mpirun -q, so a file already in the store is incremf's one
+# line in the file's log, without Open MPI's abort notice
+if command -v mpirun >/dev/null; then
+  cp new.csv landing/e-repeat.csv; touch -d '-10 sec' landing/e-repeat.csv
+  env -u LAUNCH OMPI_MCA_rmaps_base_oversubscribe=1 DATA=st MODEL=m MIN_AGE=0 NP=2 "$jobs/watch-and-update.sh" --once landing > watch2.log 2>&1; rc=$?
+  check "watch, default launcher: exit 0, the repeat done, no mpirun notice in the log" \
+    bash -c "[ $rc -eq 0 ] && test -f landing/done/e-repeat.csv && grep -q 'already in the store' watch2.log && grep -q 'already in the store' landing/done/e-repeat.csv.log && ! grep -q -i 'mpirun\|primary job' watch2.log landing/done/e-repeat.csv.log" \
+    || cat watch2.log landing/done/e-repeat.csv.log
+fi
 
 # status --plot: a PNG of the lineage and the training curve; an odd output name is no problem
 # (nothing reaches a shell); without gnuplot a clear error, exit 1
