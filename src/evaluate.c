@@ -1021,8 +1021,9 @@ static imf_status train_overlap(MPI_Comm comm, const imf_ratings *store, const i
 
 /* Protocols test and standing: the model m of --model against the store's data (the training
  * items excluded from its rankings), its --baseline rows fitted on what m was trained on. */
-static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_eval_spec *sp, const char *proto,
-                              const imf_model *m, imf_ease *ease, const imf_ckpt_meta *meta, imf_eval_report *rep) {
+static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_config *user, const imf_eval_spec *sp,
+                              const char *proto, const imf_model *m, imf_ease *ease, const imf_ckpt_meta *meta,
+                              imf_eval_report *rep) {
   imf_status st = IMF_OK;
   imf_dataset d, te;
   imf_idmap *mu = NULL, *mi = NULL;
@@ -1043,7 +1044,9 @@ static imf_status score_model(MPI_Comm comm, const imf_config *cfg, const imf_ev
   double frac = imf_cfg_double(cfg, "model.validation_fraction");
   uint64_t hseed = (uint64_t)imf_cfg_int(cfg, "model.seed");
   IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
-  imf_store_holdout(hs, &frac, &hseed);
+  /* user: the command's own configuration (cfg is the model's): a holdout it names that differs
+   * from the store's is warned about, as by train and update */
+  if (imf_store_holdout(hs, &frac, &hseed)) imf_store_warn_holdout(hs, user, sp->store);
   if (!strcmp(proto, "test")) {
     if (!sp->test_path) IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "protocol test needs --test FILE"), out);
     IMF_TRY(model_idmaps(meta, &mu, &mi), out);
@@ -1116,15 +1119,7 @@ imf_status imf_evaluate(MPI_Comm comm, const imf_config *cli, const imf_eval_spe
   rep->version = sp->version;
   if (sp->model) IMF_TRY(load_model(comm, cli, sp->model, &rep->version, &m, &meta, cfg, &ease), out);
   if (!strcmp(proto, "test") || !strcmp(proto, "standing")) {
-    if (sp->store) { /* scored against the store's standing holdout, as train and update are */
-      imf_store *hs = NULL;
-      double hf;
-      uint64_t hsd;
-      IMF_TRY(imf_store_open(comm, sp->store, IMF_STORE_READ, 0, &hs), out);
-      if (imf_store_holdout(hs, &hf, &hsd)) imf_store_warn_holdout(hs, cli, sp->store);
-      imf_store_close(&hs);
-    }
-    IMF_TRY(score_model(comm, cfg, sp, proto, m, ease, &meta, rep), out);
+    IMF_TRY(score_model(comm, cfg, cli, sp, proto, m, ease, &meta, rep), out);
     rep->fold[0].seconds = imf_wtime() - t0;
   } else if (!strcmp(proto, "kfold") && sp->fold_files) {
     int folds = sp->folds > 0 ? sp->folds : (int)imf_cfg_int(cfg, "eval.folds");

@@ -21,7 +21,7 @@ cd "$tmp"
 # eh.py: X and B of a version in either layout, its ids, its digest (docs/FORMAT.md), and the
 # older replicated layout made from the sparse one
 cat > eh.py <<'PYEOF'
-import h5py, numpy as np, hashlib, struct, os, shutil
+import h5py, numpy as np, os, shutil
 def current(d): return os.path.join(d, "versions", open(os.path.join(d, "CURRENT")).read().strip())
 def X(f):
     if "ease/x_ptr" in f:
@@ -34,29 +34,7 @@ def B(f): return f["ease/BT"][()].T
 def ids(f, s):
     blob, off = f["ids/%s_blob" % s][()].tobytes(), f["ids/%s_off" % s][()]
     return [blob[off[j]:off[j + 1]].decode() for j in range(len(off) - 1)]
-def digest(f):
-    a = f.attrs; h = hashlib.sha256(b"incremf-model/1\0"); nh = len(f["history/iteration"])
-    ty = {"als": 0, "ials": 1, "bpmf": 2, "ease": 3}[a["type"].decode()]
-    for v in [ty, a["k"], a["kw"], a["with_bias"], a["has_chain"], a["nusers"], a["nitems"], a["iteration"],
-              a["nsamples"], a["max_samples"], a["burn_in"], a["thin"], a["chain_sweeps"], nh,
-              len(f["ids/user_off"]) - 1, len(f["ids/item_off"]) - 1]:
-        h.update(struct.pack("<q", int(v)))
-    h.update(struct.pack("<Q", int(a["seed"])))
-    for k in ["mu", "lambda", "lambda_bias", "alpha"]: h.update(struct.pack("<d", float(a[k])))
-    def arr(n, dt):
-        x = f[n][...].astype(dt); h.update(struct.pack("<Q", x.size)); h.update(x.tobytes())
-    arr("factors/P", "<f4"); arr("factors/Q", "<f4")
-    h.update(struct.pack("<Q", nh)); h.update(f["history/iteration"][...].astype("<i8").tobytes())
-    for n in ["train_loss", "train_rmse", "val_rmse", "val_mae", "seconds"]:
-        h.update(f["history/" + n][...].astype("<f8").tobytes())
-    for s in ["user", "item"]: arr("ids/%s_off" % s, "<i8"); arr("ids/%s_blob" % s, "u1")
-    if a.get("ease_items", 0) > 0:
-        h.update(b"ease\0"); h.update(struct.pack("<q", int(a["ease_items"])))
-        for k in ["ease_gram_hash", "ease_b_hash"]: h.update(a[k].ljust(32, b"\0"))
-        if len(a.get("ease_x_hash", b"")) == 32:
-            h.update(b"ease-x\0"); h.update(struct.pack("<q", int(a["ease_x_nnz"]))); h.update(a["ease_x_hash"])
-        if len(a.get("ease_p_hash", b"")) == 32: h.update(b"ease-p\0"); h.update(a["ease_p_hash"])
-    return h.hexdigest()
+from imf_digest import digest  # docs/FORMAT.md, "Content digest" (tests/imf_digest.py)
 def to_legacy(src, dst):
     shutil.copy(src, dst)
     with h5py.File(dst, "r+") as f:
@@ -67,7 +45,7 @@ def to_legacy(src, dst):
         del f.attrs["ease_x_nnz"]; del f.attrs["ease_x_hash"]
         f.attrs["content_sha256"] = np.bytes_(digest(f))
 PYEOF
-export PYTHONPATH="$tmp"
+export PYTHONPATH="$tmp:$(cd "$(dirname "$0")" && pwd)"
 run 2 synth --out r.csv --users 300 --items 150 --ratings 9000 --seed 5 --quiet
 run 2 prepare --input r.csv --data st --set clean.scale_min=1 --set clean.scale_max=5 --quiet
 

@@ -82,6 +82,7 @@ n = len(rows) // 2; step = n // 5
 open('g0.csv', 'w').write('\n'.join([hdr] + rows[:n]) + '\n')
 for b in range(4):
     open('g%d.csv' % (b + 1), 'w').write('\n'.join([hdr] + rows[n + b * step:n + (b + 1) * step]) + '\n')
+open('g5.csv', 'w').write('\n'.join([hdr] + rows[n + 4 * step:]) + '\n')
 PYEOF
 run 2 prepare --input g0.csv --data sg --set holdout.fraction=0.2 --quiet
 run 2 train --data sg --model mg $common
@@ -96,11 +97,27 @@ import json; n=json.load(open('g3.json'))['note']
 assert 'since the last full sweep' in n and 'update.auto_warm_growth 50%' in n, n"
 # a warm update is built from the champion's configuration with the hyperparameters the champion
 # recorded (its "auto" may mean something else to a later binary): the same lambda, lambda_bias
-lam() { run 1 inspect "mg/versions/$1" --json --quiet | $PY -c "
+lam() { run 1 inspect "$1" --json --quiet | $PY -c "
 import json,sys; d=json.load(sys.stdin); print(d['lambda'], d['lambda_bias'])"; }
-l1=$(lam v000001.h5); l4=$(lam v000004.h5)
+l1=$(lam mg/versions/v000001.h5); l4=$(lam mg/versions/v000004.h5)
 check "the warm version has the trained version's lambda and lambda_bias ($l1 / $l4)" \
   bash -c "[ -n '$l1' ] && [ '$l1' = '$l4' ] && [ '$l1' = '0.12 0.5' ]"
+# ... and pinned where they differ from what auto means to this binary: a champion recorded with
+# lambda 0.3 and lambda_bias 3 under a configuration that says auto (a model trained before the
+# defaults changed; made here by editing the version and re-sealing its digest as docs/FORMAT.md
+# gives it) is retrained with 0.3 and 3, not today's 0.12 and 0.5
+cp -r sg sp; cp -r mg mp; vp=$(cat mp/CURRENT)
+PYTHONPATH="$(cd "$(dirname "$0")" && pwd)" $PY -c "
+import h5py, numpy as np
+from imf_digest import digest
+with h5py.File('mp/versions/' + open('mp/CURRENT').read().strip(), 'r+') as f:
+    assert 'lambda = auto' in f.attrs['config'].decode()
+    f.attrs['lambda'] = np.float64(0.3); f.attrs['lambda_bias'] = np.float64(3.0)
+    f.attrs['content_sha256'] = np.bytes_(digest(f))"
+run 2 update --data sp --model mp --input g5.csv --strategy retrain --set update.tolerance=1e9 --json --quiet > gp.json; rc=$?
+lp=$(lam "mp/versions/$(cat mp/CURRENT)")
+check "a champion's auto lambda is pinned to its recorded 0.3 / 3 on retrain (exit $rc; $(cat mp/CURRENT): $lp)" \
+  bash -c "[ $rc -eq 0 ] && [ '$(cat mp/CURRENT)' != '$vp' ] && [ '$lp' = '0.3 3' ]"
 run 2 update --data sg --model mg --strategy auto --set update.auto_warm_growth=-1 --quiet > /dev/null 2> gneg.err; rc=$?
 check "update.auto_warm_growth < 0: exit 2 naming the key" bash -c "[ $rc -eq 2 ] && grep -q auto_warm_growth gneg.err"
 
