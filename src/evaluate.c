@@ -588,11 +588,7 @@ static imf_status fold_in(const imf_model *m, int64_t ulo, const imf_ratings *fo
   if (m->type == IMF_MODEL_IALS) {
     p.kind = IMF_ROW_IALS;
     IMF_TRY(imf_alloc(&YtY, (size_t)k * (size_t)k, sizeof *YtY), out);
-    for (int64_t i = 0; i < m->nitems; i++) {
-      const float *y = m->Q + i * k;
-      for (int a = 0; a < k; a++)
-        for (int b = 0; b < k; b++) YtY[a * k + b] += (double)y[a] * (double)y[b];
-    }
+    imf_rowsolve_gram(m->Q, m->nitems, k, YtY);
     p.YtY = YtY;
   } else {
     p.kind = IMF_ROW_ALS;

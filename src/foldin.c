@@ -16,15 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void gram_all(const float *Y, int64_t n, int k, double *G) {
-  memset(G, 0, (size_t)k * (size_t)k * sizeof *G);
-  for (int64_t r = 0; r < n; r++) {
-    const float *y = Y + (size_t)r * (size_t)k;
-    for (int a = 0; a < k; a++)
-      for (int b = 0; b < k; b++) G[a * k + b] += (double)y[a] * (double)y[b];
-  }
-}
-
 /* Solve rows row_id[0..nt) of one side (0 users, 1 items) of m, row t with training ratings
  * idx/val[ptr[t] .. ptr[t+1]) (other-side indices, ascending), against the other side's current
  * factors, and replicate every rank's results into m. Per-row results do not depend on which
@@ -62,7 +53,7 @@ static imf_status foldin_rows(MPI_Comm comm, imf_model *m, int side, int64_t nt,
     prm.kind = IMF_ROW_IALS;
     prm.alpha = m->alpha;
     IMF_TRY(imf_alloc(&G, (size_t)k * (size_t)k, sizeof *G), done);
-    gram_all(other.Y, other.n, k, G); /* O(n k^2) on replicated factors; no communication */
+    imf_rowsolve_gram(other.Y, other.n, k, G); /* O(n k^2) on replicated factors; no communication */
     prm.YtY = G;
   }
   IMF_TRY(imf_rowsolve_ws_create(k, &ws), done);

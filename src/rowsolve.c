@@ -1069,6 +1069,15 @@ static imf_status solve_row(const imf_row_params *p, const imf_row_batch *rows,
   return IMF_OK;
 }
 
+void imf_rowsolve_gram(const float *Y, int64_t n, int k, double *G) {
+  memset(G, 0, (size_t)k * (size_t)k * sizeof *G);
+  for (int64_t r = 0; r < n; r++) {
+    const float *y = Y + (size_t)r * (size_t)k;
+    for (int a = 0; a < k; a++)
+      for (int b = 0; b < k; b++) G[a * k + b] += (double)y[a] * (double)y[b];
+  }
+}
+
 imf_status imf_rowsolve(const imf_row_params *p, const imf_row_batch *rows, const imf_other_side *other,
                         float *X, float *bias_out, imf_rowsolve_ws *ws) {
   /* nothing to undo before the loop: a failed setup returns at once */

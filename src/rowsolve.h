@@ -53,6 +53,10 @@ typedef struct {
   const float *bias;
 } imf_other_side;
 
+/* (local) G = Y^T Y (k x k, row-major, accumulated in double in row order) over the n rows of Y
+ * (stride k): implicit ALS's Gram of all other-side rows (YtY above). */
+void imf_rowsolve_gram(const float *Y, int64_t n, int k, double *G);
+
 typedef struct imf_rowsolve_ws imf_rowsolve_ws; /* scratch reused across calls */
 imf_status imf_rowsolve_ws_create(int k, imf_rowsolve_ws **ws);
 void imf_rowsolve_ws_destroy(imf_rowsolve_ws **ws);

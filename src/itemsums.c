@@ -1,0 +1,229 @@
+/* itemsums.c - per-item normal-equation sums (itemsums.h): kept current by a fold-in from the
+ * touched users' pairs, routed to each item's owner, and solved with LAPACK's packed Cholesky.
+ * The regulariser is the row solver's (rowsolve.c, solve_row), so an item solved from its sums
+ * is the item the row solver would solve from its history, to rounding. */
+#include "itemsums.h"
+#include "error.h"
+#include "exchange.h"
+#include "rowsolve.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+imf_status imf_itemsums_create(const imf_model *m, int64_t lo, int64_t hi, imf_itemsums **out) {
+  *out = NULL;
+  if (m->type != IMF_MODEL_ALS && m->type != IMF_MODEL_IALS)
+    IMF_FAIL(IMF_ERR_USAGE, "per-item sums need an ALS or implicit ALS model");
+  if (lo < 0 || hi < lo) IMF_FAIL(IMF_ERR_USAGE, "per-item sums: bad item range [%lld, %lld)", (long long)lo, (long long)hi);
+  imf_itemsums *s = NULL;
+  IMF_CHECK(imf_alloc(&s, 1, sizeof *s));
+  s->k = m->k;
+  s->implicit = m->type == IMF_MODEL_IALS;
+  s->d = m->k + (!s->implicit && m->with_bias);
+  s->mu = m->mu;
+  s->alpha = m->alpha;
+  s->lo = lo;
+  s->hi = hi;
+  s->tri = (size_t)s->d * (size_t)(s->d + 1) / 2;
+  size_t n = (size_t)(hi - lo) + 1; /* + 1: no zero-size allocation */
+  imf_status st = imf_alloc(&s->A, n * s->tri, sizeof *s->A);
+  if (st == IMF_OK) st = imf_alloc(&s->b, n * (size_t)s->d, sizeof *s->b);
+  if (st == IMF_OK) st = imf_alloc(&s->n, n, sizeof *s->n);
+  if (st == IMF_OK) st = imf_alloc(&s->y, (size_t)s->d, sizeof *s->y);
+  if (st != IMF_OK) imf_itemsums_destroy(&s);
+  *out = s;
+  return st;
+}
+
+void imf_itemsums_destroy(imf_itemsums **s) {
+  if (!*s) return;
+  imf_free(&(*s)->A);
+  imf_free(&(*s)->b);
+  imf_free(&(*s)->n);
+  imf_free(&(*s)->y);
+  imf_free(s);
+}
+
+void imf_itemsums_add(imf_itemsums *s, const imf_model *m, int64_t u, int64_t i, float r, double sign) {
+  const int k = s->k, d = s->d;
+  double *y = s->y, w, t;
+  const float *p = m->P + (size_t)u * (size_t)m->kw;
+  for (int a = 0; a < k; a++) y[a] = (double)p[a];
+  if (s->implicit) {
+    w = s->alpha * (double)r;
+    t = 1.0 + w;
+  } else {
+    w = 1.0;
+    t = (double)r - s->mu;
+    if (d > k) {
+      y[k] = 1.0;
+      t -= (double)m->bu[u];
+    }
+  }
+  const size_t row = (size_t)(i - s->lo);
+  double *A = s->A + row * s->tri, *b = s->b + row * (size_t)d;
+  const double sw = sign * w, st = sign * t;
+  for (int c = 0; c < d; c++) {
+    double *col = A + (size_t)c * (size_t)(c + 1) / 2; /* column c: rows 0..c */
+    const double yc = sw * y[c];
+    for (int a = 0; a <= c; a++) col[a] += y[a] * yc;
+    b[c] += st * y[c];
+  }
+  s->n[row] += sign > 0 ? 1 : -1;
+}
+
+imf_status imf_itemsums_build(imf_itemsums *s, const imf_csr *c, const imf_model *m) {
+  if (c->lo > s->lo || c->hi < s->hi)
+    IMF_FAIL(IMF_ERR_USAGE, "per-item sums: the ratings cover items [%lld, %lld), not [%lld, %lld)",
+             (long long)c->lo, (long long)c->hi, (long long)s->lo, (long long)s->hi);
+  for (int64_t i = s->lo; i < s->hi; i++) {
+    const int64_t r = i - c->lo;
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) {
+      if (c->idx[j] >= m->nusers)
+        IMF_FAIL(IMF_ERR_USAGE, "per-item sums: user %d past the model's %lld", c->idx[j], (long long)m->nusers);
+      imf_itemsums_add(s, m, c->idx[j], i, c->val[j], 1.0);
+    }
+  }
+  return IMF_OK;
+}
+
+/* Send each change to its item's owner (4 int32 words a change: u, i and the two values' bits). */
+static imf_status route(MPI_Comm comm, const int64_t *item_start, const imf_pair_change *ch, int64_t nch,
+                        imf_pair_change **got, int64_t *ngot) {
+  int size;
+  MPI_Comm_size(comm, &size);
+  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *fill = NULL;
+  imf_pair_change *sbuf = NULL;
+  imf_status st = imf_alloc(&sc, (size_t)size, sizeof *sc);
+  if (st == IMF_OK) st = imf_alloc(&sd, (size_t)size, sizeof *sd);
+  if (st == IMF_OK) st = imf_alloc(&rc, (size_t)size, sizeof *rc);
+  if (st == IMF_OK) st = imf_alloc(&rd, (size_t)size, sizeof *rd);
+  if (st == IMF_OK) st = imf_alloc(&fill, (size_t)size, sizeof *fill);
+  if (st == IMF_OK) st = imf_alloc(&sbuf, (size_t)nch + 1, sizeof *sbuf);
+  IMF_TRY(imf_agree(comm, st), out);
+  for (int64_t j = 0; j < nch; j++) sc[imf_block_owner(item_start, size, ch[j].i)]++;
+  for (int r = 1; r < size; r++) sd[r] = sd[r - 1] + sc[r - 1];
+  memcpy(fill, sd, (size_t)size * sizeof *fill);
+  for (int64_t j = 0; j < nch; j++) sbuf[fill[imf_block_owner(item_start, size, ch[j].i)]++] = ch[j];
+  IMF_MPI_TRY(MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, comm), out);
+  *ngot = 0;
+  for (int r = 0; r < size; r++) {
+    rd[r] = *ngot;
+    *ngot += rc[r];
+  }
+  IMF_TRY(imf_agree(comm, imf_alloc(got, (size_t)*ngot + 1, sizeof **got)), out);
+  for (int r = 0; r < size; r++) { /* in int32 words */
+    sc[r] *= 4;
+    sd[r] *= 4;
+    rc[r] *= 4;
+    rd[r] *= 4;
+  }
+  st = imf_alltoallv64(comm, sbuf, sc, sd, *got, rc, rd, MPI_INT32_T);
+out:
+  imf_free(&sc);
+  imf_free(&sd);
+  imf_free(&rc);
+  imf_free(&rd);
+  imf_free(&fill);
+  imf_free(&sbuf);
+  return st;
+}
+
+imf_status imf_itemsums_apply(MPI_Comm comm, imf_itemsums *s, const int64_t *item_start, const imf_pair_change *ch,
+                              int64_t nch, const imf_model *before, const imf_model *after) {
+  imf_pair_change *got = NULL;
+  int64_t ngot = 0;
+  imf_status st = route(comm, item_start, ch, nch, &got, &ngot);
+  for (int64_t j = 0; st == IMF_OK && j < ngot; j++) {
+    const imf_pair_change *c = &got[j];
+    if (c->i < s->lo || c->i >= s->hi || c->u < 0 || c->u >= after->nusers) {
+      st = IMF_RAISE(IMF_ERR_USAGE, "per-item sums: change (%d, %d) outside items [%lld, %lld) or the users",
+                     c->u, c->i, (long long)s->lo, (long long)s->hi);
+      break;
+    }
+    if (isfinite(c->before) && c->u < before->nusers && c->i < before->nitems)
+      imf_itemsums_add(s, before, c->u, c->i, c->before, -1.0);
+    if (isfinite(c->after)) imf_itemsums_add(s, after, c->u, c->i, c->after, 1.0);
+  }
+  imf_free(&got);
+  return imf_agree(comm, st);
+}
+
+/* Solve one item from its sums into x (k floats) and *bias; M, r: scratch of tri and d. */
+static imf_status solve_one(const imf_itemsums *s, const imf_model *m, const double *YtY, int64_t i, double *M,
+                            double *r, float *x, float *bias) {
+  const int k = s->k, d = s->d;
+  const size_t row = (size_t)(i - s->lo);
+  const int64_t n = s->n[row];
+  *bias = 0.0f;
+  if (n <= 0) { /* no raters: the row solver's empty row */
+    memset(x, 0, (size_t)k * sizeof *x);
+    return IMF_OK;
+  }
+  memcpy(M, s->A + row * s->tri, s->tri * sizeof *M);
+  memcpy(r, s->b + row * (size_t)d, (size_t)d * sizeof *r);
+  for (int c = 0; c < k; c++) {
+    double *col = M + (size_t)c * (size_t)(c + 1) / 2;
+    if (s->implicit) {
+      for (int a = 0; a <= c; a++) col[a] += YtY[(size_t)a * (size_t)k + (size_t)c];
+      col[c] += m->lambda;
+    } else {
+      col[c] += m->lambda * (double)n;
+    }
+  }
+  if (d > k) M[(size_t)k * (size_t)(k + 1) / 2 + (size_t)k] += m->lambda_bias;
+  lapack_int info = LAPACKE_dpptrf(LAPACK_COL_MAJOR, 'U', d, M);
+  if (info == 0) info = LAPACKE_dpptrs(LAPACK_COL_MAJOR, 'U', d, 1, M, r, d);
+  if (info != 0)
+    IMF_FAIL(IMF_ERR_RUNTIME, "per-item sums: item %lld's normal equations are not positive definite (LAPACK info %d)",
+             (long long)i, (int)info);
+  int finite = 1;
+  for (int c = 0; c < k; c++) {
+    x[c] = (float)r[c];
+    finite &= isfinite(x[c]);
+  }
+  if (d > k) *bias = (float)r[k];
+  if (!finite || !isfinite(*bias))
+    IMF_FAIL(IMF_ERR_RUNTIME, "per-item sums: non-finite factors for item %lld (%lld ratings)", (long long)i, (long long)n);
+  return IMF_OK;
+}
+
+imf_status imf_itemsums_solve(MPI_Comm comm, const imf_itemsums *s, const unsigned char *touched, imf_model *m,
+                              int64_t *nsolved) {
+  const int k = s->k;
+  int64_t nt = 0;
+  for (int64_t i = s->lo; i < s->hi; i++) nt += touched[i] != 0;
+  int64_t *row_id = NULL;
+  float *X = NULL, *B = NULL;
+  double *M = NULL, *r = NULL, *YtY = NULL;
+  imf_status st = IMF_OK;
+  if (m->k != k || m->kw != k || m->nitems < s->hi || (m->type == IMF_MODEL_IALS) != s->implicit)
+    st = IMF_RAISE(IMF_ERR_USAGE, "per-item sums: taken for another model's shape");
+  if (st == IMF_OK) st = imf_alloc(&row_id, (size_t)nt + 1, sizeof *row_id);
+  if (st == IMF_OK) st = imf_alloc(&X, ((size_t)nt + 1) * (size_t)k, sizeof *X);
+  if (st == IMF_OK) st = imf_alloc(&B, (size_t)nt + 1, sizeof *B);
+  if (st == IMF_OK) st = imf_alloc(&M, s->tri, sizeof *M);
+  if (st == IMF_OK) st = imf_alloc(&r, (size_t)s->d, sizeof *r);
+  if (st == IMF_OK && s->implicit) {
+    st = imf_alloc(&YtY, (size_t)k * (size_t)k, sizeof *YtY);
+    if (st == IMF_OK) imf_rowsolve_gram(m->P, m->nusers, k, YtY); /* replicated: no communication */
+  }
+  for (int64_t i = s->lo, t = 0; st == IMF_OK && i < s->hi; i++) {
+    if (!touched[i]) continue;
+    row_id[t] = i;
+    st = solve_one(s, m, YtY, i, M, r, X + (size_t)t * (size_t)k, B + t);
+    t++;
+  }
+  IMF_TRY(imf_agree(comm, st), out);
+  st = imf_allgather_rows_by_id(comm, k, nt, row_id, X, B, m->Q, m->with_bias ? m->bi : NULL, nsolved);
+out:
+  imf_free(&row_id);
+  imf_free(&X);
+  imf_free(&B);
+  imf_free(&M);
+  imf_free(&r);
+  imf_free(&YtY);
+  return imf_agree(comm, st);
+}
