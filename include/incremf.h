@@ -121,6 +121,13 @@ typedef struct {
   double test_rmse, test_mae; /* NaN without a test file */
   int64_t test_n, test_cold;
   int64_t peak_rss_max;       /* bytes, max over ranks */
+  /* Since 0.2 (issue 25; docs/SCALING.md): */
+  int64_t peak_rss_node_max;  /* bytes, the most one node held (its ranks' peaks summed) */
+  int nodes;                  /* nodes of the layout (dist.ranks_per_node) */
+  int64_t sweep_bytes[6];     /* the last sweep's exchange, bytes, max over ranks: sent inside the
+                                 node, sent between nodes, received inside, received between; then
+                                 the most one node received from the others, and all ranks'
+                                 receipts from other nodes summed */
 } imf_train_report;
 
 /* Train a model on a store into a model directory (a new version made current). Returns

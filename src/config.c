@@ -84,6 +84,10 @@ static const key_def KEYS[] = {
     {"synth.implicit", T_BOOL, "false", NULL, "emit no rating column (implicit feedback)"},
     {"synth.rerate", T_DOUBLE, "0", NULL,
      "share of lines that re-rate the user's latest item (the only repeated pairs besides corrupt duplicates)"},
+    /* dist: how the ranks are laid out (docs/SCALING.md) */
+    {"dist.ranks_per_node", T_INT, "0", NULL,
+     "ranks per node for the traffic counters (inside vs between nodes): 0 = the real nodes (ranks sharing "
+     "memory); N = pretend nodes of N ranks each, to study a multi-node layout on one machine"},
     /* model: training hyperparameters */
     {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",
      "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},
@@ -283,7 +287,8 @@ static imf_status check_value(int i, const char *v, const char *origin) {
                    {"tune.groups", 0, INT32_MAX},          {"recommend.top", 0, INT32_MAX},
                    /* BPMF keeps kw = k * (samples + 1) floats per row, an int: 4096 * 524287 < 2^31 */
                    {"model.samples", 0, INT32_MAX / 4096 - 1},
-                   {"update.k", 1, 100000}};
+                   {"update.k", 1, 100000},
+                   {"dist.ranks_per_node", 0, INT32_MAX}};
       for (size_t r = 0; r < sizeof range / sizeof range[0]; r++)
         if (!strcmp(k->key, range[r].key) && (iv < range[r].lo || iv > range[r].hi))
           IMF_FAIL(IMF_ERR_USAGE, "%s: %s must be in [%lld, %lld], got '%s'", origin, k->key,

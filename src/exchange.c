@@ -9,6 +9,63 @@
 
 static int64_t max_count = INT_MAX;
 
+/* ---------------------------------------------------------------- traffic counters */
+
+static const imf_layout *count_layout;
+static imf_traffic counters;
+
+void imf_exchange_count_on(const imf_layout *l) {
+  count_layout = l;
+  memset(&counters, 0, sizeof counters);
+}
+
+void imf_exchange_traffic(imf_traffic *out) { *out = counters; }
+
+static int counting(MPI_Comm comm) {
+  if (!count_layout) return 0;
+  int same = MPI_UNEQUAL;
+  if (MPI_Comm_compare(comm, count_layout->comm, &same) != MPI_SUCCESS) return 0;
+  return same == MPI_IDENT || same == MPI_CONGRUENT;
+}
+
+static void add(int far, int64_t s, int64_t v, int rows) {
+  counters.sent[far] += s;
+  counters.recv[far] += v;
+  if (rows) {
+    counters.rows_sent[far] += s;
+    counters.rows_recv[far] += v;
+  }
+}
+
+/* An all-to-all: this rank sends sb[r] and receives rb[r] elements of `unit` bytes to/from r. */
+static void count_pairs(MPI_Comm comm, const int64_t *sb, const int64_t *rb, int64_t unit) {
+  if (!counting(comm)) return;
+  const imf_layout *l = count_layout;
+  for (int r = 0; r < l->size; r++)
+    if (r != l->rank) add(l->node_of[r] != l->node, sb[r] * unit, rb[r] * unit, 0);
+}
+
+/* A gather to all where rank r contributes part[r] elements of `unit` bytes: this rank sends its
+ * part to every other rank and receives theirs. */
+static void count_gather(MPI_Comm comm, const int *part, int64_t unit, int rows) {
+  if (!counting(comm)) return;
+  const imf_layout *l = count_layout;
+  for (int r = 0; r < l->size; r++)
+    if (r != l->rank)
+      add(l->node_of[r] != l->node, (int64_t)part[l->rank] * unit, (int64_t)part[r] * unit, rows);
+}
+
+static void count_bcast(MPI_Comm comm, int root, int64_t bytes) {
+  if (!counting(comm)) return;
+  const imf_layout *l = count_layout;
+  for (int r = 0; r < l->size; r++) {
+    if (r == l->rank) continue;
+    const int far = l->node_of[r] != l->node;
+    if (l->rank == root) add(far, bytes, 0, 0);
+    else if (r == root) add(far, 0, bytes, 0);
+  }
+}
+
 void imf_exchange_set_max_count(int64_t max) { max_count = max > 0 && max <= INT_MAX ? max : INT_MAX; }
 
 imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scount,
@@ -36,6 +93,7 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
     int rc = MPI_Alltoallv(sbuf, c, c + size, type, rbuf, c + 2 * size, c + 3 * size, type, comm);
     free(c);
     if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Alltoallv");
+    count_pairs(comm, scount, rcount, (int64_t)extent);
     return IMF_OK;
   }
   /* Split path: every message in pieces of at most max_count elements, addressed by pointer
@@ -62,6 +120,7 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
   if (rc == MPI_SUCCESS) rc = MPI_Waitall((int)nr, req, MPI_STATUSES_IGNORE);
   free(req);
   if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "split all-to-all");
+  count_pairs(comm, scount, rcount, (int64_t)extent);
   return IMF_OK;
 }
 
@@ -90,6 +149,7 @@ imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *
     if (mine != own && nown) memcpy(own, mine, nown * sizeof(float));
     rc = MPI_Allgatherv(MPI_IN_PLACE, 0, row, X, c, c + size, row, comm);
     MPI_Type_free(&row);
+    if (rc == MPI_SUCCESS) count_gather(comm, c, (int64_t)w * 4, 1);
   }
   free(c);
   if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Allgatherv of factor rows");
@@ -122,6 +182,7 @@ imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64
   if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&rowt);
   if (rc == MPI_SUCCESS) rc = MPI_Allgatherv(X, mine, rowt, allX, cnt, dsp, rowt, comm);
   if (rc != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(rc, "MPI_Allgatherv of solved rows"), out);
+  count_gather(comm, cnt, 8 + 4 + 4 * (int64_t)k, 1); /* id, bias, factors */
   for (int64_t j = 0; j < tot; j++) {
     memcpy(M + (size_t)allid[j] * (size_t)k, allX + (size_t)j * (size_t)k, (size_t)k * sizeof(float));
     if (bias) bias[allid[j]] = allB[j];
@@ -158,6 +219,7 @@ imf_status imf_share_rows(MPI_Comm comm, int from_root, void *buf, int64_t n, si
     if (from_root) {
       int64_t a = t * per, b = a + per < n ? a + per : n;
       rc = MPI_Bcast((char *)buf + (size_t)a * rowbytes, (int)(b - a), rowt, 0, comm);
+      if (rc == MPI_SUCCESS) count_bcast(comm, 0, (b - a) * (int64_t)rowbytes);
     } else {
       for (int r = 0; r < size; r++) {
         const int64_t lo = n * r / size, hi = n * (r + 1) / size;
@@ -166,6 +228,7 @@ imf_status imf_share_rows(MPI_Comm comm, int from_root, void *buf, int64_t n, si
         disp[r] = b > a ? (int)a : 0;
       }
       rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, cnt, disp, rowt, comm);
+      if (rc == MPI_SUCCESS) count_gather(comm, cnt, (int64_t)rowbytes, 0);
     }
     if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "sharing checkpoint rows");
   }
@@ -197,6 +260,7 @@ static imf_status gather_vectors(MPI_Comm comm, const double *mine, int mycount,
   if (rc == MPI_SUCCESS) {
     rc = MPI_Allgatherv(mine, mycount, vec, all, counts, displ, vec, comm);
     MPI_Type_free(&vec);
+    if (rc == MPI_SUCCESS) count_gather(comm, counts, 8 * (int64_t)m, 0);
   }
   free(displ);
   if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Allgatherv of partial sums");

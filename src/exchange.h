@@ -16,6 +16,7 @@
 #ifndef IMF_EXCHANGE_H
 #define IMF_EXCHANGE_H
 #include "incremf.h"
+#include "layout.h"
 #include <mpi.h>
 #include <stdint.h>
 
@@ -33,6 +34,23 @@ static inline int imf_block_owner(const int64_t *start, int nranks, int64_t x) {
   }
   return lo;
 }
+
+/* Bytes this file's collectives moved for this rank, inside its node ([0]) and between nodes
+ * ([1]) of the layout given to imf_exchange_count_on, counted as payload: an allgather sends a
+ * rank's part to every other rank and receives every other rank's part, a broadcast sends the
+ * root's buffer to every other rank, an all-to-all what each pair exchanges; not the MPI
+ * library's own routing (docs/SCALING.md). rows_*: the factor rows among them (block
+ * replication and rows solved by id: rows, biases and row ids). Only collectives on the
+ * layout's communicator (or a congruent one) count. */
+typedef struct {
+  int64_t sent[2], recv[2];
+  int64_t rows_sent[2], rows_recv[2];
+} imf_traffic;
+
+/* (local) Count from now on against layout l (NULL: stop counting); the counters restart at 0. */
+void imf_exchange_count_on(const imf_layout *l);
+/* (local) The counters since imf_exchange_count_on. */
+void imf_exchange_traffic(imf_traffic *out);
 
 /* All-to-all exchange: to rank r send scount[r] elements of `type` starting at element
  * sdispl[r] of sbuf; receive rcount[r] at element rdispl[r] of rbuf. Collective. */

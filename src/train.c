@@ -65,6 +65,11 @@ struct imf_trainer {
   int stopped, converged;
   double ph[NPH];
   int64_t calls[NPH];
+  imf_layout *layout;       /* which ranks share a node (dist.ranks_per_node), for the counters */
+  int64_t net[6];           /* the last sweep's traffic (exchange.h), max over ranks: sent inside,
+                               sent between, received inside, received between nodes; the most
+                               one node received from other nodes; all ranks' receipts from
+                               other nodes, summed */
 };
 
 /* ---------------------------------------------------------------- small dense helpers */
@@ -271,6 +276,8 @@ void imf_trainer_destroy(imf_trainer **pt) {
   imf_free(&t->GQ);
   imf_free(&t->GP);
   imf_rowsolve_ws_destroy(&t->ws);
+  if (t->layout) imf_exchange_count_on(NULL);
+  imf_layout_destroy(&t->layout);
   if (t->comm != MPI_COMM_NULL) MPI_Comm_free(&t->comm);
   free(t);
   *pt = NULL;
@@ -314,6 +321,8 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
                    part->nranks, t->nranks);
     goto fail;
   }
+  IMF_TRY(imf_layout_create(t->comm, (int)imf_cfg_int(cfg, "dist.ranks_per_node"), &t->layout), fail);
+  imf_exchange_count_on(t->layout);
   IMF_TRY(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type), fail);
   if (t->type == IMF_MODEL_POP || t->type == IMF_MODEL_BIAS) { /* fitted by baseline.c, not by sweeps */
     st = IMF_RAISE(IMF_ERR_USAGE, "model.type = %s is not trained by sweeps (baseline.h)",
@@ -641,12 +650,33 @@ done:
 
 /* ---------------------------------------------------------------- the sweep */
 
+/* The sweep's traffic since net0 (exchange.h), reduced to t->net: each figure's maximum over the
+ * ranks, the most one node received from the others (its ranks' figures summed), and the sum over
+ * all ranks of what they received from other nodes (over the nodes it averages to the formula's
+ * per-node figure even where the blocks, cut by ratings, hold unequal row counts). */
+static imf_status sweep_traffic(imf_trainer *t, const imf_traffic *net0) {
+  imf_traffic n1;
+  imf_exchange_traffic(&n1);
+  int64_t v[5] = {n1.sent[0] - net0->sent[0], n1.sent[1] - net0->sent[1], n1.recv[0] - net0->recv[0],
+                  n1.recv[1] - net0->recv[1], 0};
+  IMF_MPI(MPI_Allreduce(&v[3], &v[4], 1, MPI_INT64_T, MPI_SUM, t->layout->node_comm));
+  IMF_MPI(MPI_Allreduce(v, t->net, 5, MPI_INT64_T, MPI_MAX, t->comm));
+  IMF_MPI(MPI_Allreduce(&v[3], &t->net[5], 1, MPI_INT64_T, MPI_SUM, t->comm));
+  return IMF_OK;
+}
+
+void imf_trainer_traffic(const imf_trainer *t, int64_t net[6]) { memcpy(net, t->net, sizeof t->net); }
+
+const imf_layout *imf_trainer_layout(const imf_trainer *t) { return t->layout; }
+
 imf_status imf_trainer_sweep(imf_trainer *t) {
   imf_model *m = t->m;
   double tsweep = tic(), t0;
   uint32_t sweep = (uint32_t)(m->iteration + 1);
   imf_status st = IMF_OK;
   t->stopped = 0;
+  imf_traffic net0;
+  imf_exchange_traffic(&net0);
 
   for (int side = 0; side < 2; side++) {
     t0 = tic();
@@ -692,6 +722,9 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
   st = compute_metrics(t, &h);
   toc(t, PH_METRICS, t0);
   IMF_CHECK(imf_agree(t->comm, st));
+  t0 = tic();
+  IMF_CHECK(sweep_traffic(t, &net0));
+  toc(t, PH_METRICS, t0);
   h.iteration = m->iteration;
   h.seconds = imf_wtime() - tsweep;
 
@@ -762,6 +795,12 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
             gmax > 0 ? fsum / t->nranks / gmax * 1e-9 : 0.0);
   else if (t->use_cg)
     fprintf(out, "row-solve Gram: none formed (model.solver = cg: %d CG steps per row)\n", t->cg_steps);
+  char lay[160];
+  imf_layout_describe(t->layout, lay, sizeof lay);
+  fprintf(out, "exchange: replicated factors (every rank holds the model) over %s\n", lay);
+  fprintf(out, "bytes per rank in the last sweep (max over ranks): inside nodes sent %.3g, received %.3g; "
+          "between nodes sent %.3g, received %.3g; one node received %.3g from the others\n",
+          (double)t->net[0], (double)t->net[2], (double)t->net[1], (double)t->net[3], (double)t->net[4]);
   fprintf(out, "model %s k=%d: %.1f MiB replicated per rank; partition %.1f MiB on rank 0\n",
           imf_model_type_name(t->type), t->k, (double)imf_model_bytes(t->m) / 1048576.0,
           (double)imf_partition_bytes(t->part) / 1048576.0);

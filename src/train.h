@@ -18,6 +18,7 @@
  */
 #ifndef IMF_TRAIN_H
 #define IMF_TRAIN_H
+#include "layout.h"
 #include "model.h"
 #include "partition.h"
 #include <stdio.h>
@@ -60,6 +61,14 @@ int imf_trainer_converged(const imf_trainer *t); /* early stopping (model.tol) f
 
 /* The model, owned by the trainer (valid until destroy; replicated on every rank). */
 imf_model *imf_trainer_model(imf_trainer *t);
+
+/* (local) The last sweep's exchange traffic in bytes (exchange.h, imf_traffic), each the maximum
+ * over the ranks: sent inside the node, sent between nodes, received inside, received between
+ * nodes; then the most one node received from the others, and what all ranks received from other
+ * nodes, summed. docs/SCALING.md has the formulas. */
+void imf_trainer_traffic(const imf_trainer *t, int64_t net[6]);
+/* The trainer's node layout (dist.ranks_per_node; layout.h). */
+const imf_layout *imf_trainer_layout(const imf_trainer *t);
 
 /* Per-phase timers (partition, init, gram/hyper, solve, exchange, metrics, stop-check) as a
  * min/avg/max-over-ranks table, printed on rank 0. Collective. */

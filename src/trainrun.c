@@ -92,7 +92,8 @@ static imf_status log_check(MPI_Comm comm, FILE *log, const char *path) {
   return imf_agree(comm, st);
 }
 
-static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s) {
+/* net: the sweep's traffic (imf_trainer_traffic), or NULL (a model fitted in one step). */
+static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s, const int64_t *net) {
   fprintf(f, "{\"iteration\":%lld,\"train_loss\":", (long long)h->iteration);
   if (isfinite(h->train_loss)) fprintf(f, "%.9g", h->train_loss); else fputs("null", f);
   const double v[4] = {h->train_rmse, h->val_rmse, h->val_mae, h->seconds};
@@ -101,7 +102,12 @@ static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s)
     fprintf(f, ",\"%s\":", k[j]);
     if (isfinite(v[j])) fprintf(f, "%.9g", v[j]); else fputs("null", f);
   }
-  fprintf(f, ",\"ratings_per_s\":%.6g}\n", ratings_per_s);
+  fprintf(f, ",\"ratings_per_s\":%.6g", ratings_per_s);
+  if (net)
+    fprintf(f, ",\"bytes\":{\"intra_sent\":%lld,\"inter_sent\":%lld,\"intra_recv\":%lld,\"inter_recv\":%lld,"
+            "\"node_inter_recv\":%lld,\"inter_recv_total\":%lld}", (long long)net[0], (long long)net[1],
+            (long long)net[2], (long long)net[3], (long long)net[4], (long long)net[5]);
+  fputs("}\n", f);
 }
 
 static imf_status make_meta(const imf_config *cfg, imf_store *s, imf_idmap *users, imf_idmap *items,
@@ -258,7 +264,7 @@ static imf_status log_history(trun *r, int64_t n, double ratings) {
     if (!r->log) imf_warn("cannot write %s: %s", imf_modeldir_log_path(r->md), strerror(errno));
     for (int64_t j = 0; r->log && j < n; j++) {
       const imf_sweep_metrics *h = &r->em->history[j];
-      log_sweep(r->log, h, ratings > 0 && h->seconds > 0 ? ratings / h->seconds : 0);
+      log_sweep(r->log, h, ratings > 0 && h->seconds > 0 ? ratings / h->seconds : 0, NULL);
     }
   }
   return log_check(r->comm, r->log, imf_modeldir_log_path(r->md));
@@ -332,7 +338,9 @@ static imf_status train_sweeps(trun *r) {
       const imf_sweep_metrics *h = &m->history[m->nhistory - 1];
       double secs = imf_wtime() - ts;
       double rps = secs > 0 ? (double)r->part->nnz_train / secs : 0;
-      if (r->log) log_sweep(r->log, h, rps);
+      int64_t net[6];
+      imf_trainer_traffic(r->t, net);
+      if (r->log) log_sweep(r->log, h, rps, net);
     }
     IMF_CHECK(log_check(r->comm, r->log, imf_modeldir_log_path(r->md)));
     /* test hook: as if SIGUSR1 arrived once the model has this many sweeps */
@@ -409,6 +417,24 @@ static imf_status train_commit(trun *r, const imf_model *m) {
   return IMF_OK;
 }
 
+/* The report's memory and traffic figures: peak memory per rank (max over ranks) and per node
+ * (its ranks' peaks summed; max over nodes), the layout's node count, the last sweep's bytes. */
+static imf_status train_memory(trun *r, imf_train_report *rep) {
+  int64_t rss = imf_peak_rss(), node = 0;
+  rep->nodes = 1;
+  IMF_MPI(MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, r->comm));
+  rep->peak_rss_node_max = rep->peak_rss_max;
+  if (!r->t) return IMF_OK; /* fitted in one step (EASE, baselines): no trainer, no layout */
+  const imf_layout *l = imf_trainer_layout(r->t);
+  IMF_MPI(MPI_Allreduce(&rss, &node, 1, MPI_INT64_T, MPI_SUM, l->node_comm));
+  IMF_MPI(MPI_Allreduce(&node, &rep->peak_rss_node_max, 1, MPI_INT64_T, MPI_MAX, r->comm));
+  rep->nodes = l->nnodes;
+  int64_t net[6];
+  imf_trainer_traffic(r->t, net);
+  memcpy(rep->sweep_bytes, net, sizeof rep->sweep_bytes);
+  return IMF_OK;
+}
+
 imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_dir, const char *model_dir,
                      const imf_train_opts *o, imf_train_report *rep) {
   imf_status st = IMF_OK;
@@ -446,11 +472,11 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   }
   IMF_TRY(train_test(&r, m), out);
   IMF_TRY(train_commit(&r, m), out);
-  int64_t rss = imf_peak_rss();
-  if (MPI_Allreduce(&rss, &rep->peak_rss_max, 1, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
-    IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Allreduce of the peak memory failed"), out);
+  IMF_TRY(train_memory(&r, rep), out);
   if (!imf_log_quiet()) {
-    imf_info("peak memory per rank %.1f MB (max over ranks)", (double)rep->peak_rss_max / 1e6);
+    imf_info("peak memory per rank %.1f MB (max over ranks), per node %.1f MB (max over %d node%s)",
+             (double)rep->peak_rss_max / 1e6, (double)rep->peak_rss_node_max / 1e6, rep->nodes,
+             rep->nodes == 1 ? "" : "s");
     if (r.t) IMF_TRY(imf_trainer_log_view(r.t, stderr), out);
     imf_info("checkpoint writes: %.2f s", r.t_ckpt);
   }

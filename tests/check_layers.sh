@@ -29,6 +29,7 @@ GATHER_OTHER=(
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
   'checkpoint_ease.c' # the EASE X's per-rank row ranges (where each rank's offsets start)
   'synth.c'          # per-rank byte counts of the generated file
+  'layout.c'         # each rank's node (its lowest rank), once per layout
   'judge.c'          # the new batches' held-out ratings and per-user scores (not factors)
   'checkpoint.c'     # two row counts per rank (the row sharing itself is exchange.c's)
 )

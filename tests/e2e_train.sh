@@ -103,5 +103,29 @@ printf 'a,x,4,1\nb,y,2,2\na,y,3,3\n' > two.csv
 run 1 prepare --input two.csv --data st2 --quiet
 run 3 train --data st2 --model m6 --set model.k=2 --set model.iterations=3 --quiet
 check "3 ranks, 2 users: trains and writes a version" test -f m6/versions/v000001.h5
+# The node layout and the traffic counters (docs/SCALING.md): 2 ranks as two pretend nodes move
+# every factor row between nodes; as one node, none; the model is the same bits either way.
+for rpn in 1 2; do
+  rm -rf ml$rpn
+  run 2 train --data st --model ml$rpn --set model.k=6 --set model.iterations=2 --set dist.ranks_per_node=$rpn \
+    --json --quiet > ml$rpn.json
+done
+check "layout: train --json reports the nodes, the exchange and the sweep's bytes" $PY -c "
+import json
+a, b = json.load(open('ml1.json')), json.load(open('ml2.json'))
+assert a['nodes'] == 2 and b['nodes'] == 1, (a['nodes'], b['nodes'])
+assert a['exchange'] == b['exchange'] == 'replicated'
+x, y = a['sweep_bytes'], b['sweep_bytes']
+assert x['inter_recv'] > 7 * 300 * 4 / 2 and x['intra_recv'] == 0, x  # at least half the user rows
+assert y['inter_recv'] == 0 and y['intra_recv'] == x['inter_recv'], (x, y)
+assert x['node_inter_recv'] < x['inter_recv_total'] <= 2 * x['node_inter_recv'], x  # two nodes of one rank
+assert a['peak_rss_node_max'] == a['peak_rss_max'] and b['peak_rss_node_max'] > b['peak_rss_max'], (a, b)
+line = json.loads(open('ml1/train.jsonl').read().splitlines()[-1])
+assert line['bytes'] == x, (line['bytes'], x)
+"
+check "layout: the factors do not depend on it" test "$(fact ml1)" = "$(fact ml2)"
+run 1 train --data st --model mbad --set dist.ranks_per_node=-2 --quiet 2>err.txt; rc=$?
+check "layout: a negative dist.ranks_per_node is a usage error naming the key" \
+  sh -c "test $rc -eq 2 && grep -q dist.ranks_per_node err.txt"
 echo "e2e_train: $pass passed, $fail failed"
 [ $fail -eq 0 ]
