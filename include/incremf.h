@@ -124,6 +124,7 @@ typedef struct {
   /* Since 0.2 (issue 25; docs/SCALING.md): */
   int64_t peak_rss_node_max;  /* bytes, the most one node held (its ranks' peaks summed) */
   int nodes;                  /* nodes of the layout (dist.ranks_per_node) */
+  int node_shared;            /* 1: one copy of the factors per node (dist.node_shared) */
   int64_t sweep_bytes[6];     /* the last sweep's exchange, bytes, max over ranks: sent inside the
                                  node, sent between nodes, received inside, received between; then
                                  the most one node received from the others, and all ranks'

@@ -156,6 +156,37 @@ imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *
   return IMF_OK;
 }
 
+imf_status imf_allgather_rows_shared(const imf_layout *l, const imf_shared_seg *seg, const int64_t *start,
+                                     const float *mine, float *X, int w) {
+  float *own = X + (size_t)start[l->rank] * (size_t)w;
+  size_t nown = (size_t)(start[l->rank + 1] - start[l->rank]) * (size_t)w;
+  if (!l->contiguous) IMF_FAIL(IMF_ERR_USAGE, "node-shared exchange: the nodes' ranks are not contiguous");
+  if (mine != own && nown) memcpy(own, mine, nown * sizeof(float));
+  IMF_CHECK(imf_layout_node_sync(l, seg));
+  if (l->leaders != MPI_COMM_NULL && l->nnodes > 1) {
+    /* node j's rows: those of its ranks, one run [start[node_start[j]], start[node_start[j+1]]) */
+    int *c = malloc(2 * (size_t)l->nnodes * sizeof(int));
+    if (!c) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < l->nnodes; j++) {
+      c[j] = (int)(start[l->node_start[j + 1]] - start[l->node_start[j]]);
+      c[l->nnodes + j] = (int)start[l->node_start[j]];
+    }
+    MPI_Datatype row;
+    int rc = MPI_Type_contiguous(w, MPI_FLOAT, &row);
+    if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&row);
+    if (rc == MPI_SUCCESS) {
+      rc = MPI_Allgatherv(MPI_IN_PLACE, 0, row, X, c, c + l->nnodes, row, l->leaders);
+      MPI_Type_free(&row);
+    }
+    if (rc == MPI_SUCCESS && count_layout == l) /* the leaders' traffic, all between nodes */
+      for (int j = 0; j < l->nnodes; j++)
+        if (j != l->node) add(1, (int64_t)c[l->node] * w * 4, (int64_t)c[j] * w * 4, 1);
+    free(c);
+    if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Allgatherv of the nodes' factor rows");
+  }
+  return imf_layout_node_sync(l, seg);
+}
+
 imf_status imf_allgather_rows_by_id(MPI_Comm comm, int k, int64_t n, const int64_t *row_id, const float *X,
                                     const float *B, float *M, float *bias, int64_t *ntotal) {
   int nr = 1;

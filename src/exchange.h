@@ -66,6 +66,13 @@ void imf_exchange_set_max_count(int64_t max);
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
                               int w);
 
+/* The same on a node-shared X (layout.h: seg holds X, one copy per node; the layout's nodes
+ * contiguous): every rank writes its rows in place, then each node's first rank exchanges the
+ * node's rows with the other nodes' first ranks (MPI_Allgatherv over l->leaders, in place), and
+ * every rank of a node sees the result. No rank copies the model. Collective on l->comm. */
+imf_status imf_allgather_rows_shared(const imf_layout *l, const imf_shared_seg *seg, const int64_t *start,
+                                     const float *mine, float *X, int w);
+
 /* Every rank solved n rows: ids row_id[0..n), their k floats in X (n x k) and, where bias is not
  * NULL, their biases in B (n). Each rank receives every rank's rows and writes them, in rank
  * order, into the replicated matrix M (row id j at M + j * k) and bias (bias[j]). *ntotal: the

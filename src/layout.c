@@ -35,6 +35,17 @@ static imf_status layout_build(imf_layout *l) {
     if (low[r] == r) low[r] = -1 - l->nnodes++; /* a leader: its node's index, encoded */
   for (int r = 0; r < l->size; r++) l->node_of[r] = low[r] < 0 ? -1 - low[r] : -1 - low[low[r]];
   l->node = l->node_of[l->rank];
+  /* contiguous: nodes in rank order, each a run of consecutive ranks */
+  IMF_TRY(imf_alloc(&l->node_start, (size_t)l->nnodes + 1, sizeof *l->node_start), out);
+  l->contiguous = 1;
+  for (int r = 0; r < l->size; r++) {
+    if (r == 0 || l->node_of[r] != l->node_of[r - 1]) {
+      if (l->node_of[r] != (r == 0 ? 0 : l->node_of[r - 1] + 1)) l->contiguous = 0;
+      else l->node_start[l->node_of[r]] = r;
+    }
+  }
+  l->node_start[l->nnodes] = l->size;
+  IMF_MPI_TRY(MPI_Comm_split(l->comm, l->node_rank == 0 ? 0 : MPI_UNDEFINED, l->rank, &l->leaders), out);
 out:
   if (shared != MPI_COMM_NULL) MPI_Comm_free(&shared);
   imf_free(&low);
@@ -48,6 +59,7 @@ imf_status imf_layout_create(MPI_Comm comm, int ranks_per_node, imf_layout **out
   IMF_CHECK(imf_agree(comm, imf_alloc(&l, 1, sizeof *l)));
   l->comm = comm;
   l->node_comm = MPI_COMM_NULL;
+  l->leaders = MPI_COMM_NULL;
   l->ranks_per_node = ranks_per_node;
   MPI_Comm_size(comm, &l->size);
   MPI_Comm_rank(comm, &l->rank);
@@ -60,8 +72,52 @@ imf_status imf_layout_create(MPI_Comm comm, int ranks_per_node, imf_layout **out
 void imf_layout_destroy(imf_layout **l) {
   if (!*l) return;
   if ((*l)->node_comm != MPI_COMM_NULL) MPI_Comm_free(&(*l)->node_comm);
+  if ((*l)->leaders != MPI_COMM_NULL) MPI_Comm_free(&(*l)->leaders);
   imf_free(&(*l)->node_of);
+  imf_free(&(*l)->node_start);
   imf_free(l);
+}
+
+imf_status imf_layout_shared_alloc(const imf_layout *l, size_t bytes, imf_shared_seg *seg) {
+  seg->win = MPI_WIN_NULL;
+  seg->base = NULL;
+  seg->bytes = bytes;
+  void *mine = NULL;
+  MPI_Aint size = 0;
+  int du = 1;
+  int rc = MPI_Win_allocate_shared(l->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, l->node_comm, &mine,
+                                   &seg->win);
+  if (rc == MPI_SUCCESS) rc = MPI_Win_shared_query(seg->win, 0, &size, &du, &seg->base);
+  if (rc == MPI_SUCCESS) rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, seg->win);
+  imf_status st = IMF_OK;
+  if (rc != MPI_SUCCESS) {
+    char what[160];
+    snprintf(what, sizeof what, "MPI_Win_allocate_shared of %zu bytes for the node-shared model "
+             "(dist.node_shared; is /dev/shm large enough?)", bytes);
+    st = IMF_MPI_RAISE(rc, what);
+  }
+  else if (l->node_rank == 0 && bytes)
+    memset(seg->base, 0, bytes);
+  st = imf_agree(l->comm, st);
+  if (st == IMF_OK) st = imf_layout_node_sync(l, seg);
+  if (st != IMF_OK) imf_layout_shared_free(seg);
+  return st;
+}
+
+void imf_layout_shared_free(imf_shared_seg *seg) {
+  if (seg->win != MPI_WIN_NULL) {
+    MPI_Win_unlock_all(seg->win);
+    MPI_Win_free(&seg->win);
+  }
+  seg->win = MPI_WIN_NULL;
+  seg->base = NULL;
+}
+
+imf_status imf_layout_node_sync(const imf_layout *l, const imf_shared_seg *seg) {
+  IMF_MPI(MPI_Win_sync(seg->win));
+  IMF_MPI(MPI_Barrier(l->node_comm));
+  IMF_MPI(MPI_Win_sync(seg->win));
+  return IMF_OK;
 }
 
 void imf_layout_node_sizes(const imf_layout *l, int *counts) {

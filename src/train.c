@@ -66,6 +66,8 @@ struct imf_trainer {
   double ph[NPH];
   int64_t calls[NPH];
   imf_layout *layout;       /* which ranks share a node (dist.ranks_per_node), for the counters */
+  imf_shared_seg seg;       /* dist.node_shared: the node's one copy of P, Q, bu, bi (win NULL: none) */
+  int writer;               /* this rank writes the replicated arrays: always, or its node's first rank */
   int64_t net[6];           /* the last sweep's traffic (exchange.h), max over ranks: sent inside,
                                sent between, received inside, received between nodes; the most
                                one node received from other nodes; all ranks' receipts from
@@ -268,7 +270,6 @@ static void init_rows(float *X, int64_t n, int k, uint64_t seed, uint32_t side) 
 void imf_trainer_destroy(imf_trainer **pt) {
   if (!pt || !*pt) return;
   imf_trainer *t = *pt;
-  imf_model_destroy(&t->m);
   imf_free(&t->Xu);
   imf_free(&t->Bu);
   imf_free(&t->Xi);
@@ -276,6 +277,11 @@ void imf_trainer_destroy(imf_trainer **pt) {
   imf_free(&t->GQ);
   imf_free(&t->GP);
   imf_rowsolve_ws_destroy(&t->ws);
+  if (t->seg.base && t->m) { /* the arrays live in the node's segment, not on the heap */
+    t->m->P = t->m->Q = t->m->bu = t->m->bi = NULL;
+  }
+  imf_model_destroy(&t->m);
+  if (t->layout) imf_layout_shared_free(&t->seg);
   if (t->layout) imf_exchange_count_on(NULL);
   imf_layout_destroy(&t->layout);
   if (t->comm != MPI_COMM_NULL) MPI_Comm_free(&t->comm);
@@ -298,6 +304,38 @@ static imf_status global_mean(imf_trainer *t, double *mu) {
   return st;
 }
 
+/* dist.node_shared: move P, Q (and the biases) into one segment per node (layout.h), written
+ * only by each node's first rank (initialisation, warm starts) and, in the exchange, each rank
+ * its own rows in place. BPMF keeps a copy per rank: its sample averages regrow P and Q. */
+static imf_status share_model(imf_trainer *t) {
+  imf_model *m = t->m;
+  if (t->type == IMF_MODEL_BPMF || !t->layout->contiguous) {
+    imf_warn("dist.node_shared: %s; every rank keeps its own copy of the model",
+             t->type == IMF_MODEL_BPMF ? "BPMF's sample averages grow the factor rows"
+                                       : "the nodes' ranks are not consecutive (start the job with a block "
+                                         "distribution of ranks over nodes)");
+    return IMF_OK;
+  }
+  const size_t fu = (size_t)m->nusers * (size_t)m->kw, fi = (size_t)m->nitems * (size_t)m->kw;
+  const size_t bu = m->with_bias ? (size_t)m->nusers : 0, bi = m->with_bias ? (size_t)m->nitems : 0;
+  IMF_CHECK(imf_layout_shared_alloc(t->layout, (fu + fi + bu + bi) * sizeof(float), &t->seg));
+  float *base = t->seg.base;
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  imf_free(&m->bu);
+  imf_free(&m->bi);
+  m->P = base;
+  m->Q = base + fu;
+  if (m->with_bias) {
+    m->bu = base + fu + fi;
+    m->bi = base + fu + fi + bu;
+  }
+  t->writer = t->layout->node_rank == 0;
+  return IMF_OK;
+}
+
+int64_t imf_trainer_shared_bytes(const imf_trainer *t) { return t->seg.base ? (int64_t)t->seg.bytes : 0; }
+
 imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_partition *part,
                             imf_trainer **out) {
   *out = NULL;
@@ -306,6 +344,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   imf_trainer *t = calloc(1, sizeof *t);
   if (!t) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   t->comm = MPI_COMM_NULL;
+  t->seg.win = MPI_WIN_NULL;
   {
     int e = MPI_Comm_dup(comm, &t->comm);
     if (e != MPI_SUCCESS) {
@@ -373,6 +412,8 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
   m->seed = t->seed;
+  t->writer = 1;
+  if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t), fail);
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
     m->burn_in = burn_in;
@@ -385,8 +426,11 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
     memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
   } else {
-    init_rows(m->P, m->nusers, t->k, t->seed, 0);
-    init_rows(m->Q, m->nitems, t->k, t->seed, 1);
+    if (t->writer) {
+      init_rows(m->P, m->nusers, t->k, t->seed, 0);
+      init_rows(m->Q, m->nitems, t->k, t->seed, 1);
+    }
+    if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   }
   if (t->type != IMF_MODEL_IALS) IMF_TRY(global_mean(t, &m->mu), fail);
   int64_t nu = part->by_user.hi - part->by_user.lo, ni = part->by_item.hi - part->by_item.lo;
@@ -461,12 +505,15 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
       m->chain.sweeps = 0;
     }
   } else {
-    copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
-    copy_rows(m->Q, k, s->Q, s->kw, s->nitems, k);
-    if (m->with_bias && s->bu && s->bi) {
-      memcpy(m->bu, s->bu, (size_t)s->nusers * sizeof(float));
-      memcpy(m->bi, s->bi, (size_t)s->nitems * sizeof(float));
+    if (t->writer) {
+      copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
+      copy_rows(m->Q, k, s->Q, s->kw, s->nitems, k);
+      if (m->with_bias && s->bu && s->bi) {
+        memcpy(m->bu, s->bu, (size_t)s->nusers * sizeof(float));
+        memcpy(m->bi, s->bi, (size_t)s->nitems * sizeof(float));
+      }
     }
+    if (t->seg.base) IMF_CHECK(imf_layout_node_sync(t->layout, &t->seg));
   }
   m->nhistory = 0;
   m->iteration = 0;
@@ -538,6 +585,12 @@ static imf_status exchange_half(imf_trainer *t, int side) {
   float *dst;
   if (t->type == IMF_MODEL_BPMF) dst = side ? m->chain.V : m->chain.U;
   else dst = side ? m->Q : m->P;
+  if (t->seg.base) { /* one copy per node: written in place, the nodes' first ranks exchange */
+    IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, side ? t->Xi : t->Xu, dst, t->k));
+    if (t->type == IMF_MODEL_ALS)
+      IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+    return IMF_OK;
+  }
   IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Xi : t->Xu, dst, t->k));
   if (t->type == IMF_MODEL_ALS)
     IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
@@ -797,7 +850,11 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
     fprintf(out, "row-solve Gram: none formed (model.solver = cg: %d CG steps per row)\n", t->cg_steps);
   char lay[160];
   imf_layout_describe(t->layout, lay, sizeof lay);
-  fprintf(out, "exchange: replicated factors (every rank holds the model) over %s\n", lay);
+  if (t->seg.base)
+    fprintf(out, "exchange: node-shared factors (one copy per node, %.1f MiB; the nodes' first ranks exchange) over %s\n",
+            (double)t->seg.bytes / 1048576.0, lay);
+  else
+    fprintf(out, "exchange: replicated factors (every rank holds the model) over %s\n", lay);
   fprintf(out, "bytes per rank in the last sweep (max over ranks): inside nodes sent %.3g, received %.3g; "
           "between nodes sent %.3g, received %.3g; one node received %.3g from the others\n",
           (double)t->net[0], (double)t->net[2], (double)t->net[1], (double)t->net[3], (double)t->net[4]);

@@ -67,6 +67,9 @@ imf_model *imf_trainer_model(imf_trainer *t);
  * nodes; then the most one node received from the others, and what all ranks received from other
  * nodes, summed. docs/SCALING.md has the formulas. */
 void imf_trainer_traffic(const imf_trainer *t, int64_t net[6]);
+/* (local) Bytes of the node-shared model segment (dist.node_shared), 0 when every rank holds its
+ * own copy. */
+int64_t imf_trainer_shared_bytes(const imf_trainer *t);
 /* The trainer's node layout (dist.ranks_per_node; layout.h). */
 const imf_layout *imf_trainer_layout(const imf_trainer *t);
 

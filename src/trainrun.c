@@ -418,7 +418,8 @@ static imf_status train_commit(trun *r, const imf_model *m) {
 }
 
 /* The report's memory and traffic figures: peak memory per rank (max over ranks) and per node
- * (its ranks' peaks summed; max over nodes), the layout's node count, the last sweep's bytes. */
+ * (its ranks' peaks summed, a node-shared model counted once; max over nodes), the layout's node
+ * count, whether the model was node-shared, the last sweep's bytes. */
 static imf_status train_memory(trun *r, imf_train_report *rep) {
   int64_t rss = imf_peak_rss(), node = 0;
   rep->nodes = 1;
@@ -427,6 +428,9 @@ static imf_status train_memory(trun *r, imf_train_report *rep) {
   if (!r->t) return IMF_OK; /* fitted in one step (EASE, baselines): no trainer, no layout */
   const imf_layout *l = imf_trainer_layout(r->t);
   IMF_MPI(MPI_Allreduce(&rss, &node, 1, MPI_INT64_T, MPI_SUM, l->node_comm));
+  /* a node-shared model is in every rank's peak (each reads all of it) but on the node once */
+  rep->node_shared = imf_trainer_shared_bytes(r->t) > 0;
+  node -= (int64_t)(l->node_size - 1) * imf_trainer_shared_bytes(r->t);
   IMF_MPI(MPI_Allreduce(&node, &rep->peak_rss_node_max, 1, MPI_INT64_T, MPI_MAX, r->comm));
   rep->nodes = l->nnodes;
   int64_t net[6];

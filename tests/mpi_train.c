@@ -479,60 +479,101 @@ static void test_traffic_layouts(void **state) {
   planted(300, 150, 6000, 0.1, 3, &d);
   const int k = 5, rpn[] = {0, 1, 2, 3};
   uint64_t first = 0;
-  for (size_t c = 0; c < sizeof rpn / sizeof rpn[0]; c++) {
-    char kset[32], lset[48];
-    snprintf(kset, sizeof kset, "model.k=%d", k);
-    snprintf(lset, sizeof lset, "dist.ranks_per_node=%d", rpn[c]);
-    const char *sets[] = {"model.type=als", kset, lset, NULL};
+  for (int shared = 0; shared < 2; shared++)
+    for (size_t c = 0; c < sizeof rpn / sizeof rpn[0]; c++) {
+      char kset[32], lset[48], sset[48];
+      snprintf(kset, sizeof kset, "model.k=%d", k);
+      snprintf(lset, sizeof lset, "dist.ranks_per_node=%d", rpn[c]);
+      snprintf(sset, sizeof sset, "dist.node_shared=%s", shared ? "true" : "false");
+      const char *sets[] = {"model.type=als", kset, lset, sset, NULL};
+      imf_config *cfg = config(sets);
+      imf_partition *part;
+      assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, 0, 42, &part), IMF_OK);
+      imf_trainer *t;
+      assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+      const imf_layout *l = imf_trainer_layout(t);
+      const int want_nodes = rpn[c] ? (size_ + rpn[c] - 1) / rpn[c] : 1; /* one machine */
+      assert_int_equal(l->nnodes, want_nodes);
+      assert_true(l->contiguous);
+      for (int r = 0; r < size_; r++) assert_int_equal(l->node_of[r], rpn[c] ? r / rpn[c] : 0);
+      const int64_t seg = imf_trainer_shared_bytes(t);
+      assert_int_equal(seg, shared ? 4 * (k + 1) * (d.nu + d.ni) : 0); /* one copy: factors and biases */
+      assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+      imf_traffic a, b;
+      imf_exchange_traffic(&a);
+      assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+      imf_exchange_traffic(&b);
+      /* replicated: every rank receives every other rank's blocks; node-shared: only a node's
+       * first rank receives, the other nodes' rows, once; nothing moves inside a node */
+      int64_t want[2] = {0, 0}, sent[2] = {0, 0};
+#define BLOCK(r) (4 * (k + 1) * ((part->user_start[(r) + 1] - part->user_start[r]) + \
+                                 (part->item_start[(r) + 1] - part->item_start[r])))
+      int64_t node_rows = 0;
+      for (int r = 0; r < size_; r++)
+        if (l->node_of[r] == l->node) node_rows += BLOCK(r);
+      for (int r = 0; r < size_; r++) {
+        if (r == rank_) continue;
+        const int far = l->node_of[r] != l->node;
+        if (!shared) {
+          want[far] += BLOCK(r);
+          sent[far] += BLOCK(rank_);
+        } else if (far && l->node_rank == 0) {
+          want[1] += BLOCK(r);
+        }
+      }
+      if (shared && l->node_rank == 0) sent[1] = node_rows * (l->nnodes - 1);
+#undef BLOCK
+      for (int f = 0; f < 2; f++) {
+        assert_int_equal(b.rows_recv[f] - a.rows_recv[f], want[f]);
+        assert_int_equal(b.rows_sent[f] - a.rows_sent[f], sent[f]);
+        assert_true(b.recv[f] - a.recv[f] >= want[f]); /* plus the metrics' partial sums */
+      }
+      int64_t net[6];
+      imf_trainer_traffic(t, net);
+      assert_true(net[3] >= want[1] && net[2] >= want[0]);
+      if (rank_ == 0)
+        fprintf(stderr, "[traffic] %d ranks, dist.ranks_per_node=%d, %s: %d nodes; rank 0 received %lld row bytes "
+                "inside its node and %lld from other nodes in one sweep\n", size_, rpn[c],
+                shared ? "node-shared" : "replicated", l->nnodes, (long long)want[0], (long long)want[1]);
+      uint64_t h = model_hash(imf_trainer_model(t));
+      if (shared == 0 && c == 0) first = h;
+      assert_true(h == first); /* the same bits on every layout and exchange */
+      imf_trainer_destroy(&t);
+      imf_partition_destroy(&part);
+      imf_config_destroy(&cfg);
+    }
+  /* a negative layout is refused */
+  imf_config *cfg;
+  assert_int_equal(imf_config_create(&cfg), IMF_OK);
+  assert_int_not_equal(imf_config_set(cfg, "dist.ranks_per_node=-1"), IMF_OK);
+  imf_config_destroy(&cfg);
+  free_data(&d);
+}
+
+/* Node-shared factors for implicit ALS, and a warm start into them: bitwise the replicated run. */
+static void test_node_shared_ials(void **state) {
+  (void)state;
+  dataset d;
+  implicit_planted(120, 60, 8, &d);
+  uint64_t h[2];
+  for (int shared = 0; shared < 2; shared++) {
+    const char *sets[] = {"model.type=ials", "model.k=4", "dist.ranks_per_node=2",
+                          shared ? "dist.node_shared=true" : "dist.node_shared=false", NULL};
     imf_config *cfg = config(sets);
+    imf_model *old = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cfg, 2, NULL);
     imf_partition *part;
     assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, 0, 42, &part), IMF_OK);
     imf_trainer *t;
     assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
-    const imf_layout *l = imf_trainer_layout(t);
-    const int want_nodes = rpn[c] ? (size_ + rpn[c] - 1) / rpn[c] : 1; /* one machine */
-    assert_int_equal(l->nnodes, want_nodes);
-    for (int r = 0; r < size_; r++) assert_int_equal(l->node_of[r], rpn[c] ? r / rpn[c] : 0);
+    assert_int_equal(imf_trainer_resume(t, old), IMF_OK);
     assert_int_equal(imf_trainer_sweep(t), IMF_OK);
-    imf_traffic a, b;
-    imf_exchange_traffic(&a);
-    assert_int_equal(imf_trainer_sweep(t), IMF_OK);
-    imf_exchange_traffic(&b);
-    int64_t want[2] = {0, 0}, mine = 4 * (k + 1) * ((part->user_start[rank_ + 1] - part->user_start[rank_]) +
-                                                    (part->item_start[rank_ + 1] - part->item_start[rank_]));
-    int64_t sent[2] = {0, 0};
-    for (int r = 0; r < size_; r++) {
-      if (r == rank_) continue;
-      const int far = l->node_of[r] != l->node;
-      want[far] += 4 * (k + 1) * ((part->user_start[r + 1] - part->user_start[r]) +
-                                  (part->item_start[r + 1] - part->item_start[r]));
-      sent[far] += mine;
-    }
-    for (int f = 0; f < 2; f++) {
-      assert_int_equal(b.rows_recv[f] - a.rows_recv[f], want[f]);
-      assert_int_equal(b.rows_sent[f] - a.rows_sent[f], sent[f]);
-      assert_true(b.recv[f] - a.recv[f] >= want[f]); /* plus the metrics' partial sums */
-    }
-    int64_t net[6];
-    imf_trainer_traffic(t, net);
-    assert_true(net[3] >= want[1] && net[2] >= want[0]);
-    if (rank_ == 0)
-      fprintf(stderr, "[traffic] %d ranks, dist.ranks_per_node=%d: %d nodes; rank 0 received %lld row bytes inside "
-              "its node and %lld from other nodes in one sweep\n", size_, rpn[c], l->nnodes,
-              (long long)want[0], (long long)want[1]);
-    uint64_t h = model_hash(imf_trainer_model(t));
-    if (c == 0) first = h;
-    assert_true(h == first);
+    h[shared] = model_hash(imf_trainer_model(t));
     imf_trainer_destroy(&t);
     imf_partition_destroy(&part);
+    imf_model_destroy(&old);
     imf_config_destroy(&cfg);
   }
-  /* a negative layout is refused before anything is built */
-  const char *bad[] = {"model.type=als", "dist.ranks_per_node=-1", NULL};
-  imf_config *cfg;
-  assert_int_equal(imf_config_create(&cfg), IMF_OK);
-  assert_int_not_equal(imf_config_set(cfg, bad[1]), IMF_OK);
-  imf_config_destroy(&cfg);
+  assert_true(h[0] == h[1]);
   free_data(&d);
 }
 
@@ -549,6 +590,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_als_quality),      cmocka_unit_test(test_bpmf_vs_als),
       cmocka_unit_test(test_ials_ranking),     cmocka_unit_test(test_ials_tiny),
       cmocka_unit_test(test_tiny_more_ranks), cmocka_unit_test(test_traffic_layouts),
+      cmocka_unit_test(test_node_shared_ials),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

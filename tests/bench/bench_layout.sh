@@ -3,9 +3,9 @@
 # docs/SCALING.md). One synthetic store (users = ratings / 50, items = ratings / 500, the
 # growth bench's shape) is trained for 2 sweeps on RANKS ranks laid out as 1, 2 and 4 pretend
 # nodes (dist.ranks_per_node = RANKS, RANKS/2, RANKS/4), and `train --json` gives the peak memory
-# per rank and per node and the last sweep's bytes (exchange.h's counters). Beside each measured
-# row: the replicated exchange's formula (which the counters must equal up to the metrics' partial
-# sums) and what node-shared factors would move and hold (docs/SCALING.md; not built).
+# per rank and per node and the last sweep's bytes (exchange.h's counters), for the replicated
+# model (a copy per rank) and the node-shared one (dist.node_shared: a copy per node), each beside
+# its formula (docs/SCALING.md), which the counters must equal up to the metrics' partial sums.
 #
 # Usage: tests/bench/bench_layout.sh [BUILD_DIR] [RATINGS] [K] [RANKS]
 #   defaults: build, 20000000, 64, 8
@@ -23,12 +23,14 @@ run synth --out all.csv --users $users --items $items --ratings "$n" --seed 5 --
 run prepare --input all.csv --data st --set holdout.fraction=0 --quiet
 rm -f all.csv
 : > rows.txt
-for nodes in 1 2 4; do
-  rpn=$((np / nodes))
-  rm -rf m
-  out=$(run train --data st --model m --set model.k="$k" --set model.iterations=2 --set model.validation_fraction=0 \
-    --set dist.ranks_per_node=$rpn --json --quiet)
-  echo "$nodes $rpn $out" >> rows.txt
+for shared in false true; do
+  for nodes in 1 2 4; do
+    rpn=$((np / nodes))
+    rm -rf m
+    out=$(run train --data st --model m --set model.k="$k" --set model.iterations=2 --set model.validation_fraction=0 \
+      --set dist.ranks_per_node=$rpn --set dist.node_shared=$shared --json --quiet)
+    echo "$nodes $rpn $out" >> rows.txt
+  done
 done
 $PY - "$users" "$items" "$n" "$k" "$np" <<'PYEOF'
 import json, sys
@@ -36,23 +38,22 @@ U, I, R, k, P = (int(x) for x in sys.argv[1:])
 d = k + 1
 model = 4 * d * (U + I)  # one copy of the factors and biases
 print('%d ratings, %d users, %d items, k = %d, %d ranks; one model copy %.1f MB' % (R, U, I, k, P, model / 1e6))
-print('%5s %5s | %12s %12s | %14s %14s %14s %8s | %14s %14s' % ('nodes', 'rpn', 'peak MB/rank', 'peak MB/node',
-      'inter MB/node', 'most on a node', 'formula', 'ratio', 'shared MB/node', 'shared mem MB'))
+print('%-11s %5s %5s | %12s %12s | %14s %14s %14s %8s' % ('exchange', 'nodes', 'rpn', 'peak MB/rank',
+      'peak MB/node', 'inter MB/node', 'most on a node', 'formula', 'ratio'))
 for line in open('rows.txt'):
     nodes, rpn, js = line.split(' ', 2)
     nodes, rpn = int(nodes), int(rpn)
     j = json.loads(js)
     b = j['sweep_bytes']
     mean = b['inter_recv_total'] / nodes  # what a node receives from the others, on average
-    formula = rpn * model * (nodes - 1) / nodes  # replicated: each rank receives the other nodes' rows
+    copies = rpn if j['exchange'] == 'replicated' else 1  # who on a node receives the other nodes' rows
+    formula = copies * model * (nodes - 1) / nodes
     ratio = mean / formula if formula else float('nan')
-    shared_bytes = model * (nodes - 1) / nodes  # node-shared (not built): the leader receives them once
-    shared_mem = j['peak_rss_node_max'] - (rpn - 1) * model  # today's node peak less the extra copies
-    print('%5d %5d | %12.1f %12.1f | %14.1f %14.1f %14.1f %8.4f | %14.1f %14.1f' % (nodes, rpn, j['peak_rss_max'] / 1e6,
-          j['peak_rss_node_max'] / 1e6, mean / 1e6, b['node_inter_recv'] / 1e6, formula / 1e6, ratio, shared_bytes / 1e6,
-          shared_mem / 1e6))
+    print('%-11s %5d %5d | %12.1f %12.1f | %14.1f %14.1f %14.1f %8.4f' % (j['exchange'], nodes, rpn,
+          j['peak_rss_max'] / 1e6, j['peak_rss_node_max'] / 1e6, mean / 1e6, b['node_inter_recv'] / 1e6,
+          formula / 1e6, ratio))
 print("inter MB/node: the last sweep's receipts from other nodes, all ranks summed, over the nodes (counters: factor "
       "rows and the metrics' partial sums); most on a node: the node that received the most (blocks are cut by "
-      "ratings, so nodes hold unequal row counts); formula: ranks per node x one copy x (nodes - 1) / nodes; "
-      "shared: what node-shared factors (not built) would receive and hold")
+      "ratings, so nodes hold unequal row counts); formula: (ranks per node, replicated; 1, node-shared) x one "
+      "copy x (nodes - 1) / nodes; peak MB/node: its ranks' peaks summed, the shared copy counted once")
 PYEOF
