@@ -89,7 +89,7 @@ static const key_def KEYS[] = {
      "ranks per node for the traffic counters (inside vs between nodes): 0 = the real nodes (ranks sharing "
      "memory); N = pretend nodes of N ranks each, to study a multi-node layout on one machine"},
     {"dist.node_shared", T_BOOL, "false", NULL,
-     "training keeps one copy of the ALS/iALS factors per node (shared memory, /dev/shm) instead of one per "
+     "training keeps one copy of the factors (ALS, iALS, BPMF) per node (shared memory, /dev/shm) instead of one per "
      "rank; the nodes' first ranks exchange rows between nodes (docs/SCALING.md)"},
     /* model: training hyperparameters */
     {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",

@@ -68,6 +68,7 @@ struct imf_trainer {
   imf_layout *layout;       /* which ranks share a node (dist.ranks_per_node), for the counters */
   imf_shared_seg seg;       /* dist.node_shared: the node's one copy of P, Q, bu, bi (win NULL: none) */
   int writer;               /* this rank writes the replicated arrays: always, or its node's first rank */
+  int kw_cap;               /* node-shared BPMF: the row width P and Q have room for (k * samples) */
   int64_t net[6];           /* the last sweep's traffic (exchange.h), max over ranks: sent inside,
                                sent between, received inside, received between nodes; the most
                                one node received from other nodes; all ranks' receipts from
@@ -224,6 +225,8 @@ done:
 
 /* Fold the current chain sample into the prediction average: P = [P sqrt(S/(S+1)), U/sqrt(S+1)]
  * so that P[u].Q[i] stays the mean of the S+1 samples' dot products. */
+static void restride_in_place(float *X, const float *cur, int64_t n, int kw0, int kw1, int k, double a, double b);
+
 static imf_status add_sample(imf_trainer *t) {
   imf_model *m = t->m;
   int k = t->k, S = m->nsamples, kw0 = m->kw, kw1 = k * (S + 1);
@@ -232,6 +235,18 @@ static imf_status add_sample(imf_trainer *t) {
     return IMF_OK;
   }
   double a = sqrt((double)S / (double)(S + 1)), b = 1.0 / sqrt((double)(S + 1));
+  if (t->seg.base) { /* node-shared: in place, in the room left for model.samples samples */
+    if (kw1 > t->kw_cap) IMF_FAIL(IMF_ERR_RUNTIME, "node-shared BPMF: sample %d past the %d the segment holds", S + 1,
+                                  t->kw_cap / k);
+    if (t->writer) {
+      restride_in_place(m->P, m->chain.U, m->nusers, kw0, kw1, k, a, b);
+      restride_in_place(m->Q, m->chain.V, m->nitems, kw0, kw1, k, a, b);
+    }
+    IMF_CHECK(imf_layout_node_sync(t->layout, &t->seg));
+    m->kw = kw1;
+    m->nsamples = S + 1;
+    return IMF_OK;
+  }
   float *nw[2] = {NULL, NULL};
   for (int side = 0; side < 2; side++) {
     int64_t n = side ? m->nitems : m->nusers;
@@ -279,6 +294,7 @@ void imf_trainer_destroy(imf_trainer **pt) {
   imf_rowsolve_ws_destroy(&t->ws);
   if (t->seg.base && t->m) { /* the arrays live in the node's segment, not on the heap */
     t->m->P = t->m->Q = t->m->bu = t->m->bi = NULL;
+    if (t->type == IMF_MODEL_BPMF) t->m->chain.U = t->m->chain.V = NULL;
   }
   imf_model_destroy(&t->m);
   if (t->layout) imf_layout_shared_free(&t->seg);
@@ -306,19 +322,23 @@ static imf_status global_mean(imf_trainer *t, double *mu) {
 
 /* dist.node_shared: move P, Q (and the biases) into one segment per node (layout.h), written
  * only by each node's first rank (initialisation, warm starts) and, in the exchange, each rank
- * its own rows in place. BPMF keeps a copy per rank: its sample averages regrow P and Q. */
-static imf_status share_model(imf_trainer *t) {
+ * its own rows in place (for BPMF, its current sample U, V, and the kept-sample averages P, Q,
+ * which grow in place up to model.samples samples: restride_in_place). */
+static imf_status share_model(imf_trainer *t, int64_t samples) {
   imf_model *m = t->m;
-  if (t->type == IMF_MODEL_BPMF || !t->layout->contiguous) {
-    imf_warn("dist.node_shared: %s; every rank keeps its own copy of the model",
-             t->type == IMF_MODEL_BPMF ? "BPMF's sample averages grow the factor rows"
-                                       : "the nodes' ranks are not consecutive (start the job with a block "
-                                         "distribution of ranks over nodes)");
+  if (!t->layout->contiguous) {
+    imf_warn("dist.node_shared: the nodes' ranks are not consecutive (start the job with a block distribution "
+             "of ranks over nodes); every rank keeps its own copy of the model");
     return IMF_OK;
   }
-  const size_t fu = (size_t)m->nusers * (size_t)m->kw, fi = (size_t)m->nitems * (size_t)m->kw;
+  /* BPMF: P and Q grow by k floats a row with each kept sample, up to k * samples; the chain's
+   * current sample U, V (k a row) is what the exchange replicates */
+  const int bpmf = t->type == IMF_MODEL_BPMF;
+  t->kw_cap = bpmf ? m->k * (int)(samples > 1 ? samples : 1) : m->kw;
+  const size_t fu = (size_t)m->nusers * (size_t)t->kw_cap, fi = (size_t)m->nitems * (size_t)t->kw_cap;
   const size_t bu = m->with_bias ? (size_t)m->nusers : 0, bi = m->with_bias ? (size_t)m->nitems : 0;
-  IMF_CHECK(imf_layout_shared_alloc(t->layout, (fu + fi + bu + bi) * sizeof(float), &t->seg));
+  const size_t cu = bpmf ? (size_t)m->nusers * (size_t)m->k : 0, ci = bpmf ? (size_t)m->nitems * (size_t)m->k : 0;
+  IMF_CHECK(imf_layout_shared_alloc(t->layout, (fu + fi + bu + bi + cu + ci) * sizeof(float), &t->seg));
   float *base = t->seg.base;
   imf_free(&m->P);
   imf_free(&m->Q);
@@ -330,8 +350,26 @@ static imf_status share_model(imf_trainer *t) {
     m->bu = base + fu + fi;
     m->bi = base + fu + fi + bu;
   }
+  if (bpmf) {
+    imf_free(&m->chain.U);
+    imf_free(&m->chain.V);
+    m->chain.U = base + fu + fi + bu + bi;
+    m->chain.V = base + fu + fi + bu + bi + cu;
+  }
   t->writer = t->layout->node_rank == 0;
   return IMF_OK;
+}
+
+/* Node-shared BPMF: P and Q rewritten in place from row width kw0 to kw1 > kw0 (the old values
+ * times a, then the chain's sample times b), the same arithmetic as add_sample's fresh arrays.
+ * Backwards, rows and columns: a row's new place never covers an earlier row's old one. */
+static void restride_in_place(float *X, const float *cur, int64_t n, int kw0, int kw1, int k, double a, double b) {
+  for (int64_t r = n - 1; r >= 0; r--) {
+    float *dst = X + (size_t)r * (size_t)kw1;
+    const float *o = X + (size_t)r * (size_t)kw0, *c = cur + (size_t)r * (size_t)k;
+    for (int j = k - 1; j >= 0; j--) dst[kw0 + j] = (float)((double)c[j] * b);
+    for (int j = kw0 - 1; j >= 0; j--) dst[j] = (float)((double)o[j] * a);
+  }
 }
 
 int64_t imf_trainer_shared_bytes(const imf_trainer *t) { return t->seg.base ? (int64_t)t->seg.bytes : 0; }
@@ -413,7 +451,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   m->alpha = t->alpha;
   m->seed = t->seed;
   t->writer = 1;
-  if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t), fail);
+  if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
     m->burn_in = burn_in;
@@ -421,10 +459,13 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     if (S < 1) S = 1;
     m->max_samples = (int)S;
     m->thin = post > 0 ? (post + S - 1) / S : 1;
-    init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
-    init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
-    memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
-    memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+    if (t->writer) {
+      init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
+      init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
+      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
+      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+    }
+    if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   } else {
     if (t->writer) {
       init_rows(m->P, m->nusers, t->k, t->seed, 0);
@@ -468,6 +509,45 @@ static void copy_rows(float *dst, int dk, const float *src, int sk, int64_t n, i
     memcpy(dst + (size_t)r * (size_t)dk, src + (size_t)r * (size_t)sk, (size_t)w * sizeof(float));
 }
 
+/* imf_trainer_resume's BPMF branch on a node-shared model: the same state, the rows written by the
+ * node's first rank into the segment (whose width only changes, never its room). */
+static imf_status resume_shared_bpmf(imf_trainer *t, const imf_model *s, int exact) {
+  imf_model *m = t->m;
+  const int k = m->k;
+  if (exact && s->kw > t->kw_cap)
+    IMF_FAIL(IMF_ERR_INPUT, "the saved BPMF model keeps %d samples, more than model.samples = %d leaves room "
+             "for (dist.node_shared)", s->kw / k, t->kw_cap / k);
+  if (t->writer) {
+    copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
+    copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
+  }
+  if (exact) {
+    memcpy(m->chain.mu_u, s->chain.mu_u, (size_t)k * sizeof(double));
+    memcpy(m->chain.mu_v, s->chain.mu_v, (size_t)k * sizeof(double));
+    memcpy(m->chain.Lam_u, s->chain.Lam_u, (size_t)k * k * sizeof(double));
+    memcpy(m->chain.Lam_v, s->chain.Lam_v, (size_t)k * k * sizeof(double));
+    m->chain.sweeps = s->chain.sweeps;
+    m->burn_in = s->burn_in;
+    m->thin = s->thin > 0 ? s->thin : m->thin;
+    m->max_samples = s->max_samples > 0 ? s->max_samples : m->max_samples;
+    m->kw = s->kw;
+    if (t->writer) {
+      memcpy(m->P, s->P, (size_t)s->nusers * (size_t)s->kw * sizeof(float));
+      memcpy(m->Q, s->Q, (size_t)s->nitems * (size_t)s->kw * sizeof(float));
+    }
+    m->nsamples = s->nsamples;
+  } else {
+    m->kw = k;
+    if (t->writer) {
+      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)k * sizeof(float));
+      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)k * sizeof(float));
+    }
+    m->nsamples = 0;
+    m->chain.sweeps = 0;
+  }
+  return imf_layout_node_sync(t->layout, &t->seg);
+}
+
 imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   imf_model *m = t->m;
   imf_status st = IMF_OK;
@@ -481,7 +561,8 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   int exact = s->nusers == m->nusers && s->nitems == m->nitems;
   int k = m->k;
   t->GQ_valid = 0;
-  if (m->type == IMF_MODEL_BPMF) {
+  if (m->type == IMF_MODEL_BPMF && t->seg.base) IMF_CHECK(imf_agree(t->comm, resume_shared_bpmf(t, s, exact)));
+  else if (m->type == IMF_MODEL_BPMF) {
     copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
     copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
     if (exact) {
@@ -763,8 +844,11 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
     int64_t s = m->chain.sweeps;
     int keep = s > m->burn_in && (s - m->burn_in - 1) % m->thin == 0 && m->nsamples < m->max_samples;
     if (m->nsamples == 0) { /* burn-in: P, Q show the current sample */
-      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
-      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+      if (t->writer) {
+        memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
+        memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
+      }
+      if (t->seg.base) IMF_CHECK(imf_layout_node_sync(t->layout, &t->seg));
     }
     if (keep) IMF_CHECK(imf_agree(t->comm, add_sample(t)));
   }

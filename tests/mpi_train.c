@@ -577,6 +577,43 @@ static void test_node_shared_ials(void **state) {
   free_data(&d);
 }
 
+/* Node-shared BPMF: the kept samples regrow P and Q in the node's segment (in place, up to
+ * model.samples); bitwise the replicated chain, and a chain stopped on the node-shared layout
+ * resumes replicated (and the other way round) where an uninterrupted one ends. */
+static void test_node_shared_bpmf(void **state) {
+  (void)state;
+  dataset d;
+  planted(150, 90, 3000, 0.2, 9, &d);
+  const char *rep[] = {"model.type=bpmf", "model.k=4", "model.iterations=15", "model.burn_in=3", "model.samples=4",
+                       "dist.ranks_per_node=2", NULL};
+  const char *shr[] = {"model.type=bpmf", "model.k=4", "model.iterations=15", "model.burn_in=3", "model.samples=4",
+                       "dist.ranks_per_node=2", "dist.node_shared=true", NULL};
+  imf_config *cr = config(rep), *cs = config(shr);
+  imf_model *a = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cr, 15, NULL);
+  imf_model *b = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cs, 15, NULL);
+  assert_int_equal(a->nsamples, 4); /* the segment's room used to the last sample */
+  assert_int_equal(b->kw, a->kw);
+  assert_true(model_hash(a) == model_hash(b));
+  for (int from = 0; from < 2; from++) { /* stop on one, resume on the other */
+    imf_model *half = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, from ? cs : cr, 8, NULL);
+    imf_partition *part;
+    assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, 0, 42, &part), IMF_OK);
+    imf_trainer *t;
+    assert_int_equal(imf_train_create(MPI_COMM_WORLD, from ? cr : cs, part, &t), IMF_OK);
+    assert_int_equal(imf_trainer_resume(t, half), IMF_OK);
+    assert_int_equal(imf_trainer_run(t), IMF_OK);
+    assert_true(model_hash(imf_trainer_model(t)) == model_hash(a));
+    imf_trainer_destroy(&t);
+    imf_partition_destroy(&part);
+    imf_model_destroy(&half);
+  }
+  imf_model_destroy(&a);
+  imf_model_destroy(&b);
+  imf_config_destroy(&cr);
+  imf_config_destroy(&cs);
+  free_data(&d);
+}
+
 int main(int argc, char **argv) {
   imf_preinit();
   MPI_Init(&argc, &argv);
@@ -590,7 +627,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_als_quality),      cmocka_unit_test(test_bpmf_vs_als),
       cmocka_unit_test(test_ials_ranking),     cmocka_unit_test(test_ials_tiny),
       cmocka_unit_test(test_tiny_more_ranks), cmocka_unit_test(test_traffic_layouts),
-      cmocka_unit_test(test_node_shared_ials),
+      cmocka_unit_test(test_node_shared_ials),  cmocka_unit_test(test_node_shared_bpmf),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();
