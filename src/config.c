@@ -570,6 +570,18 @@ int imf_config_is_set(const imf_config *cfg, const char *key) {
   return i >= 0 && cfg->set[i];
 }
 
+imf_status imf_config_take_run_keys(imf_config *dst, const imf_config *src) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    if (strncmp(KEYS[i].key, "dist.", 5) != 0) continue;
+    char *v = strdup(src->val[i] ? src->val[i] : KEYS[i].def);
+    if (!v) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+    free(dst->val[i]);
+    dst->val[i] = v;
+    dst->set[i] = src->set[i];
+  }
+  return IMF_OK;
+}
+
 static void missing_key(const char *key) {
   fprintf(stderr, "incremf: internal error: configuration key '%s' is not in the table\n", key);
   abort();

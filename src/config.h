@@ -20,6 +20,11 @@ void imf_config_print_keys(FILE *out);
  * a fraction outside [0, 1), an empty scale): refused (exit 2) before any file is read or any
  * directory created, by every command (cli/common.c), instead of after the data was read. */
 imf_status imf_config_validate(const imf_config *cfg);
+/* The keys that say how this job runs, not what the model is (section dist.: the node layout,
+ * node-shared factors), copied from src (this invocation's) into dst (a stored snapshot's), so
+ * that a resumed run or an update runs as its own command line says, not as the job that wrote
+ * the snapshot ran. */
+imf_status imf_config_take_run_keys(imf_config *dst, const imf_config *src);
 /* Copy: a config snapshot (e.g. the one stored in a checkpoint) loaded from INI text. */
 imf_status imf_config_load_string(imf_config *cfg, const char *ini_text, const char *origin);
 #endif

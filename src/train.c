@@ -357,6 +357,10 @@ static imf_status share_model(imf_trainer *t, int64_t samples) {
     m->chain.V = base + fu + fi + bu + bi + cu;
   }
   t->writer = t->layout->node_rank == 0;
+  char lay[160];
+  imf_layout_describe(t->layout, lay, sizeof lay);
+  imf_info("node-shared factors: one copy of %.1f MiB per node over %s (dist.node_shared)",
+           (double)t->seg.bytes / 1048576.0, lay);
   return IMF_OK;
 }
 

@@ -199,8 +199,10 @@ static imf_status train_config(trun *r, const imf_config *cfg_in) {
   if (r->rank == 0) have_ckpt = access(r->ckpt, F_OK) == 0;
   IMF_MPI(MPI_Bcast(&have_ckpt, 1, MPI_INT, 0, r->comm));
   IMF_CHECK(imf_config_create(&r->cfg));
-  if (r->o->resume && have_ckpt) IMF_CHECK(train_resume_config(r));
-  else {
+  if (r->o->resume && have_ckpt) {
+    IMF_CHECK(train_resume_config(r));
+    IMF_CHECK(imf_config_take_run_keys(r->cfg, cfg_in)); /* the layout is this job's */
+  } else {
     char *text = imf_config_dump(cfg_in);
     if (!text) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
     imf_status st = imf_config_load_string(r->cfg, text, "configuration");

@@ -644,6 +644,7 @@ static imf_status scan_champion(upd *u, int *uptodate) {
   rep->new_batches = u->nb - u->seen;
   IMF_CHECK(imf_config_create(&u->cfgc));
   IMF_CHECK(imf_config_load_string(u->cfgc, u->cmeta.config ? u->cmeta.config : "", u->cpath));
+  IMF_CHECK(imf_config_take_run_keys(u->cfgc, u->cfg)); /* dist.*: how this job runs, not the champion's */
   IMF_CHECK(pin_champion_auto(u->cfgc, u->champ));
   IMF_CHECK(imf_agree(comm, imf_implicit_opts_from(u->cfgc, &u->io)));
   /* Data and the standing holdout. */

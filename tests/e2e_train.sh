@@ -125,8 +125,8 @@ assert line['bytes'] == x, (line['bytes'], x)
 "
 check "layout: the factors do not depend on it" test "$(fact ml1)" = "$(fact ml2)"
 # Node-shared factors (dist.node_shared): one copy per node, the same bits; a run stopped on one
-# layout resumes on another (2 ranks as one node -> 3 ranks as nodes of 2 + 1) and ends bitwise
-# where an uninterrupted single-rank run does.
+# layout resumes on another (2 ranks sharing one node's copy -> 3 ranks, replicated: dist.* come
+# from the resuming command line) and ends bitwise where an uninterrupted single-rank run does.
 rm -rf mns mr mref
 run 2 train --data st --model mns --set model.k=6 --set model.iterations=2 --set dist.node_shared=true \
   --set dist.ranks_per_node=1 --json --quiet > mns.json
@@ -135,7 +135,8 @@ check "node-shared: the factors are the replicated run's" test "$(fact ml1)" = "
 IMF_STOP_AFTER_SWEEP=2 run 2 train --data st --model mr --set model.k=6 --set model.iterations=4 \
   --set dist.node_shared=true --set dist.ranks_per_node=2 --quiet 2>/dev/null; rc=$?
 check "node-shared: a stop after sweep 2 writes a run checkpoint (exit 75)" test $rc -eq 75
-run 3 train --data st --model mr --resume --quiet
+run 3 train --data st --model mr --resume --json --quiet > mr.json
+check "node-shared: the resumed run takes dist.* from its own command line" grep -q '"exchange":"replicated"' mr.json
 run 1 train --data st --model mref --set model.k=6 --set model.iterations=4 --quiet
 check "node-shared: resumed on another layout, bitwise the uninterrupted run" test "$(fact mr)" = "$(fact mref)"
 run 1 train --data st --model mbad --set dist.ranks_per_node=-2 --quiet 2>err.txt; rc=$?
