@@ -513,17 +513,22 @@ static void copy_rows(float *dst, int dk, const float *src, int sk, int64_t n, i
     memcpy(dst + (size_t)r * (size_t)dk, src + (size_t)r * (size_t)sk, (size_t)w * sizeof(float));
 }
 
-/* imf_trainer_resume's BPMF branch on a node-shared model: the same state, the rows written by the
- * node's first rank into the segment (whose width only changes, never its room). */
-static imf_status resume_shared_bpmf(imf_trainer *t, const imf_model *s, int exact) {
+/* imf_trainer_resume's BPMF state: the chain, and P, Q at the saved model's width (exact) or the
+ * chain's. A node-shared model's rows are written by the node's first rank into the segment,
+ * whose width only changes, never its room. Local (the node's ranks synchronise). */
+static imf_status resume_bpmf(imf_trainer *t, const imf_model *s, int exact) {
   imf_model *m = t->m;
-  const int k = m->k;
-  if (exact && s->kw > t->kw_cap)
+  const int k = m->k, kw = exact ? s->kw : k;
+  if (t->seg.base && kw > t->kw_cap)
     IMF_FAIL(IMF_ERR_INPUT, "the saved BPMF model keeps %d samples, more than model.samples = %d leaves room "
-             "for (dist.node_shared)", s->kw / k, t->kw_cap / k);
+             "for (dist.node_shared)", kw / k, t->kw_cap / k);
+  if (t->seg.base) m->kw = kw;
+  else IMF_CHECK(imf_model_set_kw(m, kw));
   if (t->writer) {
     copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
     copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
+    memcpy(m->P, exact ? s->P : m->chain.U, (size_t)m->nusers * (size_t)kw * sizeof(float));
+    memcpy(m->Q, exact ? s->Q : m->chain.V, (size_t)m->nitems * (size_t)kw * sizeof(float));
   }
   if (exact) {
     memcpy(m->chain.mu_u, s->chain.mu_u, (size_t)k * sizeof(double));
@@ -534,22 +539,12 @@ static imf_status resume_shared_bpmf(imf_trainer *t, const imf_model *s, int exa
     m->burn_in = s->burn_in;
     m->thin = s->thin > 0 ? s->thin : m->thin;
     m->max_samples = s->max_samples > 0 ? s->max_samples : m->max_samples;
-    m->kw = s->kw;
-    if (t->writer) {
-      memcpy(m->P, s->P, (size_t)s->nusers * (size_t)s->kw * sizeof(float));
-      memcpy(m->Q, s->Q, (size_t)s->nitems * (size_t)s->kw * sizeof(float));
-    }
     m->nsamples = s->nsamples;
   } else {
-    m->kw = k;
-    if (t->writer) {
-      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)k * sizeof(float));
-      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)k * sizeof(float));
-    }
     m->nsamples = 0;
     m->chain.sweeps = 0;
   }
-  return imf_layout_node_sync(t->layout, &t->seg);
+  return t->seg.base ? imf_layout_node_sync(t->layout, &t->seg) : IMF_OK;
 }
 
 imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
@@ -565,30 +560,8 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   int exact = s->nusers == m->nusers && s->nitems == m->nitems;
   int k = m->k;
   t->GQ_valid = 0;
-  if (m->type == IMF_MODEL_BPMF && t->seg.base) IMF_CHECK(imf_agree(t->comm, resume_shared_bpmf(t, s, exact)));
-  else if (m->type == IMF_MODEL_BPMF) {
-    copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
-    copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
-    if (exact) {
-      memcpy(m->chain.mu_u, s->chain.mu_u, (size_t)k * sizeof(double));
-      memcpy(m->chain.mu_v, s->chain.mu_v, (size_t)k * sizeof(double));
-      memcpy(m->chain.Lam_u, s->chain.Lam_u, (size_t)k * k * sizeof(double));
-      memcpy(m->chain.Lam_v, s->chain.Lam_v, (size_t)k * k * sizeof(double));
-      m->chain.sweeps = s->chain.sweeps;
-      m->burn_in = s->burn_in;
-      m->thin = s->thin > 0 ? s->thin : m->thin;
-      m->max_samples = s->max_samples > 0 ? s->max_samples : m->max_samples;
-      IMF_CHECK(imf_agree(t->comm, imf_model_set_kw(m, s->kw)));
-      memcpy(m->P, s->P, (size_t)s->nusers * (size_t)s->kw * sizeof(float));
-      memcpy(m->Q, s->Q, (size_t)s->nitems * (size_t)s->kw * sizeof(float));
-      m->nsamples = s->nsamples;
-    } else {
-      IMF_CHECK(imf_agree(t->comm, imf_model_set_kw(m, k)));
-      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)k * sizeof(float));
-      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)k * sizeof(float));
-      m->nsamples = 0;
-      m->chain.sweeps = 0;
-    }
+  if (m->type == IMF_MODEL_BPMF) {
+    IMF_CHECK(imf_agree(t->comm, resume_bpmf(t, s, exact)));
   } else {
     if (t->writer) {
       copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
