@@ -21,7 +21,7 @@ run() { mpirun --oversubscribe -n "$np" "$bin" "$@"; }
 tmp=$(mktemp -d /tmp/imf-growth.XXXXXX); trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 model="--set model.k=16 --set model.iterations=12 --set model.lambda=0.05 --set model.lambda_bias=5"
-: > rows.txt
+: > rows.txt; : > touched.txt
 for n in $sizes; do
   total=$((n + batch))
   run synth --out all.csv --users $((total / 50)) --items $((total / 500 + 100)) --ratings $total --seed 11 \
@@ -33,6 +33,14 @@ rows = [l for l in open('all.csv').read().splitlines() if l and l[0].isdigit()]
 rows.sort(key=lambda l: int(l.split(',')[3]))
 open('base.csv', 'w').write('\n'.join(rows[:-b]) + '\n')
 open('batch.csv', 'w').write('\n'.join(rows[-b:]) + '\n')
+# what the batch makes a fold-in read: the touched rows and their histories (base + batch)
+import collections
+cu = collections.Counter(l.split(',', 1)[0] for l in rows)
+ci = collections.Counter(l.split(',', 2)[1] for l in rows)
+tu = {l.split(',', 1)[0] for l in rows[-b:]}
+ti = {l.split(',', 2)[1] for l in rows[-b:]}
+open('touched.txt', 'a').write('%d %d %d %d %d %d %d\n' % (len(rows) - b, len(cu), len(tu), sum(cu[u] for u in tu),
+                               len(ci), len(ti), sum(ci[i] for i in ti)))
 PYEOF
   rm -rf st0 m0
   run prepare --input base.csv --data st0 --set input.header=no --set clean.scale_min=1 --set clean.scale_max=5 \
@@ -69,4 +77,10 @@ for n, stored in sizes:
     print('%12d %12d %9.2f %9.2f %8.3f   %.2f / %.2f / %.2f / %.2f / %.2f' % (n, stored, f[0], r[0], f[0] / r[0], f[1], f[2], f[3], f[4] - f[3], f[5]))
 print('growth from the smallest to the largest store: fold-in %.2fx, retrain %.2fx (target: fold-in <= 1.5x)'
       % (med[(sizes[-1][0], sizes[-1][1], 'fold-in')][0] / f0, med[(sizes[-1][0], sizes[-1][1], 'retrain')][0] / r0))
+print('what the batch touches (counted on the files; holdout included): a fold-in re-solves these rows against '
+      'their histories')
+print('%12s %20s %16s %20s %16s' % ('store', 'users touched', 'their pairs', 'items touched', 'their pairs'))
+for l in open('touched.txt'):
+    n, U, tu, hu, I, ti, hi = (int(x) for x in l.split())
+    print('%12d %10d of %7d %16d %10d of %7d %16d' % (n, tu, U, hu, ti, I, hi))
 PYEOF
