@@ -113,6 +113,19 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
  * rounds put_rows and get_rows use (exchange.c). */
 static imf_status share_rows(const io_ctx *c, owner own, void *buf, int64_t n, size_t rowbytes) {
   if (n == 0 || rowbytes == 0 || c->size == 1) return IMF_OK; /* (rounds_of divides by rowbytes) */
+  const char *base = c->seg ? c->seg->base : NULL;
+  if (base && own == OWN_BLOCK && (const char *)buf >= base && (const char *)buf < base + c->seg->bytes) {
+    /* in the node's segment: each rank read its rows in place; the nodes' first ranks exchange */
+    if (rowbytes % sizeof(float) != 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: node-shared rows of %zu bytes", c->path, rowbytes);
+    int64_t *start = NULL;
+    IMF_CHECK(imf_alloc(&start, (size_t)c->size + 1, sizeof *start));
+    for (int r = 0; r <= c->size; r++) start[r] = n * r / c->size; /* own_rows' blocks */
+    float *X = buf;
+    const int w = (int)(rowbytes / sizeof(float));
+    imf_status st = imf_allgather_rows_shared(c->layout, c->seg, start, X + (size_t)start[c->rank] * (size_t)w, X, w);
+    imf_free(&start);
+    return st;
+  }
   int64_t per, rounds;
   rounds_of(c, own, n, rowbytes, &per, &rounds);
   return imf_share_rows(c->comm, own == OWN_ROOT, buf, n, rowbytes, per, c->path);
@@ -338,7 +351,7 @@ static imf_status write_file(MPI_Comm comm, const char *tmp, const imf_model *m,
     if (f >= 0) H5Fclose(f);
     return st;
   }
-  io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp};
+  io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp, NULL, NULL};
   st = write_contents(&c, m, meta, h, hc, config, legacy);
   H5Pclose(c.dxpl);
   if (H5Fclose(f) < 0 && st == IMF_OK)
@@ -466,8 +479,78 @@ static imf_status idlist_valid(const imf_idlist *l, int64_t bytes, const char *p
   return IMF_OK;
 }
 
-imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
-                               imf_ckpt_meta *meta) {
+/* A model's node-shared arrays: the segment and the layout it was allocated on (model.h, shm). */
+typedef struct {
+  imf_layout *l;
+  imf_shared_seg seg;
+} shared_model;
+
+static void shared_model_release(void *p) {
+  shared_model *sm = p;
+  imf_layout_shared_free(&sm->seg);
+  imf_layout_destroy(&sm->l);
+  free(sm);
+}
+
+/* Collective: move m's P, Q, biases and chain U, V into one segment per node of a layout of
+ * ranks_per_node (layout.h); left on the heap where the nodes' ranks are not contiguous. */
+static imf_status share_model_arrays(MPI_Comm comm, int ranks_per_node, imf_model *m) {
+  shared_model *sm = NULL;
+  IMF_CHECK(imf_agree(comm, imf_alloc(&sm, 1, sizeof *sm)));
+  sm->seg.win = MPI_WIN_NULL;
+  imf_status st = imf_layout_create(comm, ranks_per_node, &sm->l);
+  if (st != IMF_OK || !sm->l->contiguous) {
+    if (st == IMF_OK) imf_warn("dist.node_shared: the nodes' ranks are not consecutive; every rank reads its own copy");
+    imf_layout_destroy(&sm->l);
+    free(sm);
+    return st;
+  }
+  const size_t fu = (size_t)m->nusers * (size_t)m->kw, fi = (size_t)m->nitems * (size_t)m->kw;
+  const size_t bu = m->bu ? (size_t)m->nusers : 0, bi = m->bi ? (size_t)m->nitems : 0;
+  const size_t cu = m->chain.U ? (size_t)m->nusers * (size_t)m->k : 0;
+  const size_t ci = m->chain.V ? (size_t)m->nitems * (size_t)m->k : 0;
+  st = imf_layout_shared_alloc(sm->l, (fu + fi + bu + bi + cu + ci) * sizeof(float), &sm->seg);
+  if (st != IMF_OK) {
+    shared_model_release(sm);
+    return st;
+  }
+  float *b = sm->seg.base;
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  m->P = b;
+  m->Q = b + fu;
+  if (m->bu) {
+    imf_free(&m->bu);
+    imf_free(&m->bi);
+    m->bu = b + fu + fi;
+    m->bi = b + fu + fi + bu;
+  }
+  if (m->chain.U) {
+    imf_free(&m->chain.U);
+    imf_free(&m->chain.V);
+    m->chain.U = b + fu + fi + bu + bi;
+    m->chain.V = b + fu + fi + bu + bi + cu;
+  }
+  m->shm = sm;
+  m->shm_release = shared_model_release;
+  return IMF_OK;
+}
+
+static imf_status read_model(MPI_Comm comm, int ranks_per_node, const char *path, imf_model **out,
+                             imf_ckpt_meta *meta);
+
+imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out, imf_ckpt_meta *meta) {
+  return read_model(comm, -1, path, out, meta);
+}
+
+imf_status imf_checkpoint_read_shared(MPI_Comm comm, int ranks_per_node, const char *path, imf_model **out,
+                                      imf_ckpt_meta *meta) {
+  return read_model(comm, ranks_per_node < 0 ? 0 : ranks_per_node, path, out, meta);
+}
+
+/* imf_checkpoint_read, and with ranks_per_node >= 0 its node-shared form. */
+static imf_status read_model(MPI_Comm comm, int ranks_per_node, const char *path, imf_model **out,
+                             imf_ckpt_meta *meta) {
   *out = NULL;
   if (meta) memset(meta, 0, sizeof *meta);
   int rank, size;
@@ -490,6 +573,8 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
   IMF_MPI_TRY(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm), out);
   IMF_TRY(ckpt_bcast_str(comm, rank, &config), out);
   st = model_from_header(in, &m);
+  IMF_TRY(imf_agree(comm, st), out);
+  if (ranks_per_node >= 0) IMF_TRY(share_model_arrays(comm, ranks_per_node, m), out);
   if (st == IMF_OK) st = idlist_alloc(&ids[0], in->nuser_ids, h.ublob);
   if (st == IMF_OK) st = idlist_alloc(&ids[1], in->nitem_ids, h.iblob);
   if (st == IMF_OK) st = hist_alloc(&hc, in->nhistory);
@@ -508,7 +593,11 @@ imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
     goto out;
   }
   {
-    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path};
+    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path, NULL, NULL};
+    if (m->shm) {
+      c.layout = ((shared_model *)m->shm)->l;
+      c.seg = &((shared_model *)m->shm)->seg;
+    }
     int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
     const hid_t NF = H5T_NATIVE_FLOAT, ND = H5T_NATIVE_DOUBLE;
 #define R(expr)                                                                               \

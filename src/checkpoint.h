@@ -81,6 +81,13 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
  * newer-format file is a one-line IMF_ERR_INPUT, a missing file IMF_ERR_NOTFOUND. */
 imf_status imf_checkpoint_read(MPI_Comm comm, const char *path, imf_model **out,
                                imf_ckpt_meta *meta);
+/* The same with the model's P, Q, biases and BPMF chain rows in one segment per node (layout.h:
+ * the real nodes, or pretend nodes of ranks_per_node ranks) instead of a copy per rank: each rank
+ * reads its rows into the node's copy and the nodes' first ranks exchange theirs. For commands
+ * that only read the model (evaluate, recommend; dist.node_shared); destroying it is collective
+ * on the node (model.h, shm). */
+imf_status imf_checkpoint_read_shared(MPI_Comm comm, int ranks_per_node, const char *path, imf_model **out,
+                                      imf_ckpt_meta *meta);
 
 /* What imf_checkpoint_read_ease loads. */
 #define IMF_CKPT_EASE_GRAM 1

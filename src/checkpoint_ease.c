@@ -256,7 +256,7 @@ imf_status ckpt_write_p_file(MPI_Comm comm, const char *vpath, const imf_ckpt_in
   if (f < 0) st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot create: %s", tmp, imf_h5_last());
   st = imf_agree(comm, st);
   if (st == IMF_OK) {
-    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp};
+    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp, NULL, NULL};
     st = imf_agree(comm, ckpt_put_bc(&c, "/P", H5T_IEEE_F64LE, e, imf_ease_p(e)));
     if (st == IMF_OK) st = imf_h5_attr_str(f, "format", IMF_EASE_P_FORMAT, tmp);
     if (st == IMF_OK) st = imf_h5_attr_i64(f, "ease_items", in->ease_items, tmp);
@@ -310,7 +310,7 @@ imf_status imf_checkpoint_read_ease(MPI_Comm comm, const char *path, int want, i
     goto fail;
   }
   {
-    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path};
+    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path, NULL, NULL};
     if (want & IMF_CKPT_EASE_GRAM) st = ckpt_get_bc(&c, "/ease/gram", e, imf_ease_gram(e));
     if (st == IMF_OK && (want & IMF_CKPT_EASE_B)) st = ckpt_get_bc(&c, "/ease/BT", e, imf_ease_b(e));
     H5Pclose(c.dxpl);
@@ -368,7 +368,7 @@ imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid,
   if (st == IMF_OK) st = imf_ease_create_empty(comm, n, lambda, grid, &e);
   if (st == IMF_OK) st = imf_agree(comm, imf_ease_alloc_p(e));
   if (st == IMF_OK) {
-    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), pp};
+    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), pp, NULL, NULL};
     st = ckpt_get_bc(&c, "/P", e, imf_ease_p(e));
     H5Pclose(c.dxpl);
   }
@@ -484,7 +484,7 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
     goto fail;
   }
   {
-    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path};
+    io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), path, NULL, NULL};
     if (legacy) {
       st = x_from_factors(&c, ni, clo, chi, out);
     } else {

@@ -7,6 +7,7 @@
 #ifndef IMF_CHECKPOINT_IMPL_H
 #define IMF_CHECKPOINT_IMPL_H
 #include "checkpoint.h"
+#include "layout.h"
 #include "h5io.h"
 
 #include <hdf5.h>
@@ -25,6 +26,8 @@ typedef struct {
   int rank, size;
   hid_t f, dxpl;
   const char *path;
+  const imf_layout *layout;  /* a node-shared read (imf_checkpoint_read_shared): the arrays inside */
+  const imf_shared_seg *seg; /* seg are shared per node, not per rank; NULL otherwise */
 } io_ctx;
 
 /* The history columns: /history/NAME holds field NAME of every imf_sweep_metrics row. */

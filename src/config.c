@@ -89,8 +89,8 @@ static const key_def KEYS[] = {
      "ranks per node for the traffic counters (inside vs between nodes): 0 = the real nodes (ranks sharing "
      "memory); N = pretend nodes of N ranks each, to study a multi-node layout on one machine"},
     {"dist.node_shared", T_BOOL, "false", NULL,
-     "training keeps one copy of the factors (ALS, iALS, BPMF) per node (shared memory, /dev/shm) instead of one per "
-     "rank; the nodes' first ranks exchange rows between nodes (docs/SCALING.md)"},
+     "one copy of the factors per node (shared memory, /dev/shm) instead of one per rank, in training (ALS, iALS, "
+     "BPMF) and in the model evaluate and recommend read; the nodes' first ranks exchange rows (docs/SCALING.md)"},
     /* model: training hyperparameters */
     {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",
      "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},

@@ -937,7 +937,10 @@ static imf_status load_model(MPI_Comm comm, const imf_config *cli, const char *d
   imf_status st = IMF_OK;
   IMF_TRY(imf_modeldir_open(comm, dir, 0, 0, 0, &md), out);
   IMF_TRY(imf_modeldir_version(md, *ver, path, sizeof path, ver), out);
-  IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
+  if (imf_cfg_bool(cli, "dist.node_shared")) /* one copy per node (checkpoint.h) */
+    IMF_TRY(imf_checkpoint_read_shared(comm, (int)imf_cfg_int(cli, "dist.ranks_per_node"), path, m, meta), out);
+  else
+    IMF_TRY(imf_checkpoint_read(comm, path, m, meta), out);
   {
     /* an EASE version scores with its B read block-cyclically (each rank its columns) and the
      * store's training rows as X; one written before B was stored scores with its replicated Q */

@@ -48,6 +48,12 @@ static void free_arrays(imf_model *m) {
 
 void imf_model_destroy(imf_model **pm) {
   if (!pm || !*pm) return;
+  imf_model *m = *pm;
+  if (m->shm) { /* the node's segment holds these: not ours to free */
+    m->P = m->Q = m->bu = m->bi = m->chain.U = m->chain.V = NULL;
+    if (m->shm_release) m->shm_release(m->shm);
+    m->shm = NULL;
+  }
   free_arrays(*pm);
   free(*pm);
   *pm = NULL;
@@ -111,6 +117,8 @@ imf_status imf_model_copy(const imf_model *s, imf_model **out) {
   imf_model *m = calloc(1, sizeof *m);
   if (!m) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
   *m = *s;
+  m->shm = NULL; /* a copy is the caller's, on the heap */
+  m->shm_release = NULL;
   memset(&m->chain, 0, sizeof m->chain);
   m->P = m->Q = m->bu = m->bi = NULL;
   m->history = NULL;
@@ -151,6 +159,8 @@ static imf_status grow_rows(void *pp, int64_t n0, int64_t n1, size_t w, size_t s
 }
 
 imf_status imf_model_grow(imf_model *m, int64_t nusers, int64_t nitems) {
+  if (m->shm && (nusers != m->nusers || nitems != m->nitems))
+    IMF_FAIL(IMF_ERR_USAGE, "a node-shared model cannot grow (copy it first)");
   if (nusers < m->nusers || nitems < m->nitems)
     IMF_FAIL(IMF_ERR_USAGE, "a model cannot shrink (%lld users, %lld items -> %lld, %lld)",
              (long long)m->nusers, (long long)m->nitems, (long long)nusers, (long long)nitems);
@@ -168,6 +178,7 @@ imf_status imf_model_grow(imf_model *m, int64_t nusers, int64_t nitems) {
 imf_status imf_model_set_kw(imf_model *m, int kw) {
   if (kw <= 0) IMF_FAIL(IMF_ERR_USAGE, "bad factor width %d", kw);
   if (kw == m->kw) return IMF_OK;
+  if (m->shm) IMF_FAIL(IMF_ERR_USAGE, "a node-shared model cannot change its width (copy it first)");
   float *P = NULL, *Q = NULL;
   size_t nu, ni;
   IMF_CHECK(imf_mul_size(rows(m->nusers), (size_t)kw, &nu));

@@ -94,6 +94,13 @@ typedef struct {
   /* Per-sweep history, in sweep order. */
   imf_sweep_metrics *history;
   int64_t nhistory, cap_history;
+
+  /* Non-NULL: P, Q, the biases and the BPMF chain's U, V live in a segment shared by the ranks
+   * of a node (checkpoint.h, imf_checkpoint_read_shared), not on the heap: destroy hands them
+   * to shm_release(shm) (collective on the node); such a model cannot grow or change width, and
+   * a copy of it is an ordinary model. */
+  void *shm;
+  void (*shm_release)(void *shm);
 } imf_model;
 
 /* A zeroed model of the given shape: P, Q (kw = k) allocated and zero, biases when with_bias,

@@ -21,12 +21,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r) {
-  return imf_recommender_open_version(comm, model_dir, store_dir, 0, r);
+static imf_status open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,
+                               const imf_config *cfg, imf_recommender *r);
+
+imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, const imf_config *cfg,
+                                imf_recommender *r) {
+  return open_version(comm, model_dir, store_dir, 0, cfg, r);
 }
 
 imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,
                                         imf_recommender *r) {
+  return open_version(comm, model_dir, store_dir, version, NULL, r);
+}
+
+/* cfg (may be NULL): dist.node_shared reads the model once per node (checkpoint.h). */
+static imf_status open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,
+                               const imf_config *cfg, imf_recommender *r) {
   memset(r, 0, sizeof *r);
   r->comm = comm;
   imf_modeldir *md = NULL;
@@ -34,7 +44,10 @@ imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, co
   imf_status st = IMF_OK;
   IMF_TRY(imf_modeldir_open(comm, model_dir, 0, 0, 0, &md), out);
   IMF_TRY(imf_modeldir_version(md, version, path, sizeof path, &r->version), out);
-  IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
+  if (cfg && imf_cfg_bool(cfg, "dist.node_shared"))
+    IMF_TRY(imf_checkpoint_read_shared(comm, (int)imf_cfg_int(cfg, "dist.ranks_per_node"), path, &r->m, &r->meta), out);
+  else
+    IMF_TRY(imf_checkpoint_read(comm, path, &r->m, &r->meta), out);
   if (r->m->type == IMF_MODEL_EASE) {
     /* B read block-cyclically on a 1 x P grid: each rank its own columns */
     imf_ckpt_info ci;

@@ -29,8 +29,10 @@ typedef struct {
                                the prior, --fallback popular); count NULL until a query needs it */
 } imf_recommender;
 
-/* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so). */
-imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, imf_recommender *r);
+/* Collective. store_dir may be NULL (then no rated items are excluded: a warning says so); cfg
+ * may be NULL (else dist.node_shared reads the model once per node: imf_checkpoint_read_shared). */
+imf_status imf_recommender_open(MPI_Comm comm, const char *model_dir, const char *store_dir, const imf_config *cfg,
+                                imf_recommender *r);
 /* Collective. The same for kept version `version` of the directory (<= 0: the current one; one
  * not kept is IMF_ERR_NOTFOUND). */
 imf_status imf_recommender_open_version(MPI_Comm comm, const char *model_dir, const char *store_dir, int64_t version,

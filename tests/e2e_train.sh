@@ -139,6 +139,23 @@ run 3 train --data st --model mr --resume --json --quiet > mr.json
 check "node-shared: the resumed run takes dist.* from its own command line" grep -q '"exchange":"replicated"' mr.json
 run 1 train --data st --model mref --set model.k=6 --set model.iterations=4 --quiet
 check "node-shared: resumed on another layout, bitwise the uninterrupted run" test "$(fact mr)" = "$(fact mref)"
+# Reading commands load one copy per node too (imf_checkpoint_read_shared): the same answers.
+run 1 recommend --model ml1 --data st --all --top 5 --out rall1.h5 --quiet
+run 3 recommend --model ml1 --data st --all --top 5 --out rall3.h5 --set dist.node_shared=true \
+  --set dist.ranks_per_node=2 --quiet
+check "node-shared: recommend --all gives the replicated results" \
+  test "$(h5dump rall1.h5 | tail -n +2 | md5sum)" = "$(h5dump rall3.h5 | tail -n +2 | md5sum)"
+run 1 evaluate --model ml1 --data st --json --quiet > ev1.json
+run 3 evaluate --model ml1 --data st --json --set dist.node_shared=true --set dist.ranks_per_node=2 --quiet > ev3.json
+check "node-shared: evaluate gives the replicated metrics" $PY -c "
+import json
+def strip(x):
+    if isinstance(x, dict): return {k: strip(v) for k, v in x.items() if 'second' not in k and 'rss' not in k}
+    if isinstance(x, list): return [strip(v) for v in x]
+    return x
+a, b = (strip(json.load(open(f))) for f in ('ev1.json', 'ev3.json'))
+assert a == b, (a, b)
+"
 run 1 train --data st --model mbad --set dist.ranks_per_node=-2 --quiet 2>err.txt; rc=$?
 check "layout: a negative dist.ranks_per_node is a usage error naming the key" \
   sh -c "test $rc -eq 2 && grep -q dist.ranks_per_node err.txt"

@@ -88,7 +88,7 @@ int imf_cmd_recommend(imf_cli *cli, int argc, char **argv) {
   if (st != IMF_OK) return imf_cli_fail(cli, "recommend", st);
   imf_recommender r;
   imf_rec_list l = {0};
-  st = imf_recommender_open(cli->comm, model, (items || similar) ? NULL : store, &r);
+  st = imf_recommender_open(cli->comm, model, (items || similar) ? NULL : store, cli->cfg, &r);
   if (st != IMF_OK) return imf_cli_fail(cli, "recommend", st);
   st = imf_recommender_clip(&r, cli->cfg, store); /* recommend.clip: the store's recorded scale */
   if (st != IMF_OK) {
