@@ -499,40 +499,52 @@ static imf_status share_model_arrays(MPI_Comm comm, int ranks_per_node, imf_mode
   IMF_CHECK(imf_agree(comm, imf_alloc(&sm, 1, sizeof *sm)));
   sm->seg.win = MPI_WIN_NULL;
   imf_status st = imf_layout_create(comm, ranks_per_node, &sm->l);
-  if (st != IMF_OK || !sm->l->contiguous) {
-    if (st == IMF_OK) imf_warn("dist.node_shared: the nodes' ranks are not consecutive; every rank reads its own copy");
+  if (st == IMF_OK && !sm->l->contiguous) {
+    imf_warn("dist.node_shared: the nodes' ranks are not consecutive; every rank reads its own copy");
     imf_layout_destroy(&sm->l);
     free(sm);
-    return st;
+    return IMF_OK;
   }
-  const size_t fu = (size_t)m->nusers * (size_t)m->kw, fi = (size_t)m->nitems * (size_t)m->kw;
-  const size_t bu = m->bu ? (size_t)m->nusers : 0, bi = m->bi ? (size_t)m->nitems : 0;
-  const size_t cu = m->chain.U ? (size_t)m->nusers * (size_t)m->k : 0;
-  const size_t ci = m->chain.V ? (size_t)m->nitems * (size_t)m->k : 0;
-  st = imf_layout_shared_alloc(sm->l, (fu + fi + bu + bi + cu + ci) * sizeof(float), &sm->seg);
+  if (st == IMF_OK) st = imf_layout_share_model(sm->l, m, m->kw, &sm->seg);
   if (st != IMF_OK) {
     shared_model_release(sm);
     return st;
   }
-  float *b = sm->seg.base;
-  imf_free(&m->P);
-  imf_free(&m->Q);
-  m->P = b;
-  m->Q = b + fu;
-  if (m->bu) {
-    imf_free(&m->bu);
-    imf_free(&m->bi);
-    m->bu = b + fu + fi;
-    m->bi = b + fu + fi + bu;
-  }
-  if (m->chain.U) {
-    imf_free(&m->chain.U);
-    imf_free(&m->chain.V);
-    m->chain.U = b + fu + fi + bu + bi;
-    m->chain.V = b + fu + fi + bu + bi + cu;
-  }
   m->shm = sm;
   m->shm_release = shared_model_release;
+  return IMF_OK;
+}
+
+/* Every dataset of an open checkpoint into m (its arrays sized by the header), the history
+ * columns and the id lists: each rank its rows, then shared (get_rows). */
+static imf_status read_arrays(const io_ctx *c, const header *h, imf_model *m, hist_cols *hc, imf_idlist ids[2]) {
+  const imf_ckpt_info *in = &h->info;
+  int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
+  const hid_t NF = H5T_NATIVE_FLOAT, ND = H5T_NATIVE_DOUBLE;
+  IMF_CHECK(get_rows(c, "/factors/P", NF, 4, 2, nu, kw, m->P, OWN_BLOCK));
+  IMF_CHECK(get_rows(c, "/factors/Q", NF, 4, 2, ni, kw, m->Q, OWN_BLOCK));
+  if (in->with_bias) {
+    IMF_CHECK(get_rows(c, "/bias/user", NF, 4, 1, nu, 1, m->bu, OWN_BLOCK));
+    IMF_CHECK(get_rows(c, "/bias/item", NF, 4, 1, ni, 1, m->bi, OWN_BLOCK));
+  }
+  if (in->has_chain) {
+    IMF_CHECK(get_rows(c, "/bpmf/U", NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK));
+    IMF_CHECK(get_rows(c, "/bpmf/V", NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK));
+    IMF_CHECK(get_rows(c, "/bpmf/mu_u", ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT));
+    IMF_CHECK(get_rows(c, "/bpmf/mu_v", ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT));
+    IMF_CHECK(get_rows(c, "/bpmf/Lam_u", ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT));
+    IMF_CHECK(get_rows(c, "/bpmf/Lam_v", ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT));
+  }
+  int64_t nh = in->nhistory;
+  for (int j = 0; j < NHIST; j++)
+    IMF_CHECK(get_rows(c, ckpt_hist[j].name, ckpt_hist[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc->col[j],
+                       OWN_ROOT));
+  const char *bn[2] = {"/ids/user_blob", "/ids/item_blob"}, *on[2] = {"/ids/user_off", "/ids/item_off"};
+  const int64_t blob[2] = {h->ublob, h->iblob};
+  for (int s = 0; s < 2; s++) {
+    IMF_CHECK(get_rows(c, bn[s], H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ids[s].blob, OWN_ROOT));
+    IMF_CHECK(get_rows(c, on[s], H5T_NATIVE_INT64, 8, 1, ids[s].n + 1, 1, ids[s].off, OWN_ROOT));
+  }
   return IMF_OK;
 }
 
@@ -598,39 +610,7 @@ static imf_status read_model(MPI_Comm comm, int ranks_per_node, const char *path
       c.layout = ((shared_model *)m->shm)->l;
       c.seg = &((shared_model *)m->shm)->seg;
     }
-    int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
-    const hid_t NF = H5T_NATIVE_FLOAT, ND = H5T_NATIVE_DOUBLE;
-#define R(expr)                                                                               \
-  do {                                                                                        \
-    st = (expr);                                                                              \
-    if (st != IMF_OK) goto close_file;                                                        \
-  } while (0)
-    R(get_rows(&c, "/factors/P", NF, 4, 2, nu, kw, m->P, OWN_BLOCK));
-    R(get_rows(&c, "/factors/Q", NF, 4, 2, ni, kw, m->Q, OWN_BLOCK));
-    if (in->with_bias) {
-      R(get_rows(&c, "/bias/user", NF, 4, 1, nu, 1, m->bu, OWN_BLOCK));
-      R(get_rows(&c, "/bias/item", NF, 4, 1, ni, 1, m->bi, OWN_BLOCK));
-    }
-    if (in->has_chain) {
-      R(get_rows(&c, "/bpmf/U", NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK));
-      R(get_rows(&c, "/bpmf/V", NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK));
-      R(get_rows(&c, "/bpmf/mu_u", ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT));
-      R(get_rows(&c, "/bpmf/mu_v", ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT));
-      R(get_rows(&c, "/bpmf/Lam_u", ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT));
-      R(get_rows(&c, "/bpmf/Lam_v", ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT));
-    }
-    int64_t nh = in->nhistory;
-    for (int j = 0; j < NHIST; j++)
-      R(get_rows(&c, ckpt_hist[j].name, ckpt_hist[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc.col[j],
-                 OWN_ROOT));
-    const char *bn[2] = {"/ids/user_blob", "/ids/item_blob"}, *on[2] = {"/ids/user_off", "/ids/item_off"};
-    const int64_t blob[2] = {h.ublob, h.iblob};
-    for (int s = 0; s < 2; s++) {
-      R(get_rows(&c, bn[s], H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ids[s].blob, OWN_ROOT));
-      R(get_rows(&c, on[s], H5T_NATIVE_INT64, 8, 1, ids[s].n + 1, 1, ids[s].off, OWN_ROOT));
-    }
-#undef R
-  close_file:
+    st = read_arrays(&c, &h, m, &hc, ids);
     H5Pclose(c.dxpl);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);

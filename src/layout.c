@@ -120,6 +120,35 @@ imf_status imf_layout_node_sync(const imf_layout *l, const imf_shared_seg *seg) 
   return IMF_OK;
 }
 
+imf_status imf_layout_share_model(const imf_layout *l, imf_model *m, int kw_cap, imf_shared_seg *seg) {
+  if (!l->contiguous || kw_cap < m->kw)
+    IMF_FAIL(IMF_ERR_USAGE, "node-shared model: the nodes' ranks are not contiguous, or rows of %d floats in room "
+             "for %d", m->kw, kw_cap);
+  const size_t fu = (size_t)m->nusers * (size_t)kw_cap, fi = (size_t)m->nitems * (size_t)kw_cap;
+  const size_t bu = m->bu ? (size_t)m->nusers : 0, bi = m->bi ? (size_t)m->nitems : 0;
+  const size_t cu = m->chain.U ? (size_t)m->nusers * (size_t)m->k : 0;
+  const size_t ci = m->chain.V ? (size_t)m->nitems * (size_t)m->k : 0;
+  IMF_CHECK(imf_layout_shared_alloc(l, (fu + fi + bu + bi + cu + ci) * sizeof(float), seg));
+  float *b = seg->base;
+  imf_free(&m->P);
+  imf_free(&m->Q);
+  m->P = b;
+  m->Q = b + fu;
+  if (m->bu) {
+    imf_free(&m->bu);
+    imf_free(&m->bi);
+    m->bu = b + fu + fi;
+    m->bi = b + fu + fi + bu;
+  }
+  if (m->chain.U) {
+    imf_free(&m->chain.U);
+    imf_free(&m->chain.V);
+    m->chain.U = b + fu + fi + bu + bi;
+    m->chain.V = b + fu + fi + bu + bi + cu;
+  }
+  return IMF_OK;
+}
+
 void imf_layout_node_sizes(const imf_layout *l, int *counts) {
   memset(counts, 0, (size_t)l->nnodes * sizeof *counts);
   for (int r = 0; r < l->size; r++) counts[l->node_of[r]]++;

@@ -6,6 +6,7 @@
 #ifndef IMF_LAYOUT_H
 #define IMF_LAYOUT_H
 #include "incremf.h"
+#include "model.h"
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,12 @@ void imf_layout_shared_free(imf_shared_seg *seg);
 /* Collective on the node: every rank's writes to the segment so far are visible to every rank of
  * the node afterwards (MPI_Win_sync, a node barrier, MPI_Win_sync). */
 imf_status imf_layout_node_sync(const imf_layout *l, const imf_shared_seg *seg);
+
+/* Collective on l->comm: move m's P, Q (room for kw_cap >= m->kw floats a row), its biases and
+ * BPMF chain rows U, V (those it has) from the heap into one zeroed segment per node, *seg. The
+ * caller keeps seg and detaches the arrays before destroying m (or sets m->shm). The layout's
+ * nodes must be contiguous. */
+imf_status imf_layout_share_model(const imf_layout *l, imf_model *m, int kw_cap, imf_shared_seg *seg);
 
 /* (local) One line, e.g. "2 nodes (2+2 ranks; pretend: dist.ranks_per_node = 2)". */
 void imf_layout_describe(const imf_layout *l, char *buf, size_t cap);

@@ -67,7 +67,6 @@ struct imf_trainer {
   int64_t calls[NPH];
   imf_layout *layout;       /* which ranks share a node (dist.ranks_per_node), for the counters */
   imf_shared_seg seg;       /* dist.node_shared: the node's one copy of P, Q, bu, bi (win NULL: none) */
-  int writer;               /* this rank writes the replicated arrays: always, or its node's first rank */
   int kw_cap;               /* node-shared BPMF: the row width P and Q have room for (k * samples) */
   int64_t net[6];           /* the last sweep's traffic (exchange.h), max over ranks: sent inside,
                                sent between, received inside, received between nodes; the most
@@ -225,6 +224,10 @@ done:
 
 /* Fold the current chain sample into the prediction average: P = [P sqrt(S/(S+1)), U/sqrt(S+1)]
  * so that P[u].Q[i] stays the mean of the S+1 samples' dot products. */
+/* Whether this rank writes the replicated arrays: always, or on a node-shared model only its
+ * node's first rank (the others see the writes after imf_layout_node_sync). */
+static int writer(const imf_trainer *t) { return !t->seg.base || t->layout->node_rank == 0; }
+
 static void restride_in_place(float *X, const float *cur, int64_t n, int kw0, int kw1, int k, double a, double b);
 
 static imf_status add_sample(imf_trainer *t) {
@@ -238,7 +241,7 @@ static imf_status add_sample(imf_trainer *t) {
   if (t->seg.base) { /* node-shared: in place, in the room left for model.samples samples */
     if (kw1 > t->kw_cap) IMF_FAIL(IMF_ERR_RUNTIME, "node-shared BPMF: sample %d past the %d the segment holds", S + 1,
                                   t->kw_cap / k);
-    if (t->writer) {
+    if (writer(t)) {
       restride_in_place(m->P, m->chain.U, m->nusers, kw0, kw1, k, a, b);
       restride_in_place(m->Q, m->chain.V, m->nitems, kw0, kw1, k, a, b);
     }
@@ -325,38 +328,15 @@ static imf_status global_mean(imf_trainer *t, double *mu) {
  * its own rows in place (for BPMF, its current sample U, V, and the kept-sample averages P, Q,
  * which grow in place up to model.samples samples: restride_in_place). */
 static imf_status share_model(imf_trainer *t, int64_t samples) {
-  imf_model *m = t->m;
   if (!t->layout->contiguous) {
     imf_warn("dist.node_shared: the nodes' ranks are not consecutive (start the job with a block distribution "
              "of ranks over nodes); every rank keeps its own copy of the model");
     return IMF_OK;
   }
-  /* BPMF: P and Q grow by k floats a row with each kept sample, up to k * samples; the chain's
-   * current sample U, V (k a row) is what the exchange replicates */
-  const int bpmf = t->type == IMF_MODEL_BPMF;
-  t->kw_cap = bpmf ? m->k * (int)(samples > 1 ? samples : 1) : m->kw;
-  const size_t fu = (size_t)m->nusers * (size_t)t->kw_cap, fi = (size_t)m->nitems * (size_t)t->kw_cap;
-  const size_t bu = m->with_bias ? (size_t)m->nusers : 0, bi = m->with_bias ? (size_t)m->nitems : 0;
-  const size_t cu = bpmf ? (size_t)m->nusers * (size_t)m->k : 0, ci = bpmf ? (size_t)m->nitems * (size_t)m->k : 0;
-  IMF_CHECK(imf_layout_shared_alloc(t->layout, (fu + fi + bu + bi + cu + ci) * sizeof(float), &t->seg));
-  float *base = t->seg.base;
-  imf_free(&m->P);
-  imf_free(&m->Q);
-  imf_free(&m->bu);
-  imf_free(&m->bi);
-  m->P = base;
-  m->Q = base + fu;
-  if (m->with_bias) {
-    m->bu = base + fu + fi;
-    m->bi = base + fu + fi + bu;
-  }
-  if (bpmf) {
-    imf_free(&m->chain.U);
-    imf_free(&m->chain.V);
-    m->chain.U = base + fu + fi + bu + bi;
-    m->chain.V = base + fu + fi + bu + bi + cu;
-  }
-  t->writer = t->layout->node_rank == 0;
+  /* BPMF: P and Q grow by k floats a row with each kept sample, up to k * samples */
+  imf_model *m = t->m;
+  t->kw_cap = t->type == IMF_MODEL_BPMF ? m->k * (int)(samples > 1 ? samples : 1) : m->kw;
+  IMF_CHECK(imf_layout_share_model(t->layout, m, t->kw_cap, &t->seg));
   char lay[160];
   imf_layout_describe(t->layout, lay, sizeof lay);
   imf_info("node-shared factors: one copy of %.1f MiB per node over %s (dist.node_shared)",
@@ -454,7 +434,6 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
   m->seed = t->seed;
-  t->writer = 1;
   if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
@@ -463,7 +442,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     if (S < 1) S = 1;
     m->max_samples = (int)S;
     m->thin = post > 0 ? (post + S - 1) / S : 1;
-    if (t->writer) {
+    if (writer(t)) {
       init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
       init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
       memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
@@ -471,7 +450,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     }
     if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   } else {
-    if (t->writer) {
+    if (writer(t)) {
       init_rows(m->P, m->nusers, t->k, t->seed, 0);
       init_rows(m->Q, m->nitems, t->k, t->seed, 1);
     }
@@ -524,7 +503,7 @@ static imf_status resume_bpmf(imf_trainer *t, const imf_model *s, int exact) {
              "for (dist.node_shared)", kw / k, t->kw_cap / k);
   if (t->seg.base) m->kw = kw;
   else IMF_CHECK(imf_model_set_kw(m, kw));
-  if (t->writer) {
+  if (writer(t)) {
     copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
     copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
     memcpy(m->P, exact ? s->P : m->chain.U, (size_t)m->nusers * (size_t)kw * sizeof(float));
@@ -563,7 +542,7 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   if (m->type == IMF_MODEL_BPMF) {
     IMF_CHECK(imf_agree(t->comm, resume_bpmf(t, s, exact)));
   } else {
-    if (t->writer) {
+    if (writer(t)) {
       copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
       copy_rows(m->Q, k, s->Q, s->kw, s->nitems, k);
       if (m->with_bias && s->bu && s->bi) {
@@ -821,7 +800,7 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
     int64_t s = m->chain.sweeps;
     int keep = s > m->burn_in && (s - m->burn_in - 1) % m->thin == 0 && m->nsamples < m->max_samples;
     if (m->nsamples == 0) { /* burn-in: P, Q show the current sample */
-      if (t->writer) {
+      if (writer(t)) {
         memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
         memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
       }

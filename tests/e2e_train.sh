@@ -139,6 +139,14 @@ run 3 train --data st --model mr --resume --json --quiet > mr.json
 check "node-shared: the resumed run takes dist.* from its own command line" grep -q '"exchange":"replicated"' mr.json
 run 1 train --data st --model mref --set model.k=6 --set model.iterations=4 --quiet
 check "node-shared: resumed on another layout, bitwise the uninterrupted run" test "$(fact mr)" = "$(fact mref)"
+# update's warm sweeps run as the update's command line says (dist.*), not as the champion's
+# training did: ml2 was trained as one node without node sharing.
+rm -rf stu mu; cp -r st stu; cp -r ml2 mu
+head -60 r.csv | tail -40 | awk -F, 'BEGIN{OFS=","} {$3 = ($3 >= 3 ? 1 : 5); print}' > newb.csv
+run 2 update --data stu --model mu --input newb.csv --strategy warm --set input.header=no \
+  --set dist.node_shared=true --set dist.ranks_per_node=1 > upd.out 2>&1; rc=$?
+check "update: exit 0, and its warm sweeps take dist.* from its own command line" \
+  sh -c "test $rc -eq 0 && grep -q 'node-shared factors: .* over 2 nodes' upd.out"
 # Reading commands load one copy per node too (imf_checkpoint_read_shared): the same answers.
 run 1 recommend --model ml1 --data st --all --top 5 --out rall1.h5 --quiet
 run 3 recommend --model ml1 --data st --all --top 5 --out rall3.h5 --set dist.node_shared=true \

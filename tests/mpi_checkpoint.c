@@ -175,6 +175,22 @@ static void round_trip(const char *path, const imf_model *m, const imf_ckpt_meta
   assert_true(strlen(rm.incremf_version) > 0);
   imf_model_destroy(&r);
   imf_ckpt_meta_free(&rm);
+  /* one copy per node (pretend nodes of 1 and 2 ranks, and the real node): the same model, in
+   * a segment that the model releases; it refuses to grow, a copy of it does not */
+  for (int rpn = 0; rpn <= 2; rpn++) {
+    OK(imf_checkpoint_read_shared(MPI_COMM_WORLD, rpn, path, &r, &rm));
+    assert_non_null(r->shm);
+    same_model(m, r);
+    same_meta(meta, &rm);
+    assert_int_equal(imf_model_grow(r, r->nusers + 1, r->nitems), IMF_ERR_USAGE);
+    imf_model *c = NULL;
+    OK(imf_model_copy(r, &c));
+    assert_null(c->shm);
+    OK(imf_model_grow(c, c->nusers + 1, c->nitems + 1));
+    imf_model_destroy(&c);
+    imf_model_destroy(&r);
+    imf_ckpt_meta_free(&rm);
+  }
   if (rank == 0) { /* another rank count reads the same file */
     OK(imf_checkpoint_read(MPI_COMM_SELF, path, &r, &rm));
     same_model(m, r);

@@ -141,6 +141,21 @@ static void check_foldin(const char *const *sets, double tol) {
     }
   }
   assert_int_equal(imf_itemsums_apply(MPI_COMM_WORLD, s, p1->item_start, ch, nch, champ, m), IMF_OK);
+  { /* the sums kept by the batch's changes are the sums of the training ratings now, taken afresh
+     * against the updated user factors (imf_itemsums_build on the new partition's items) */
+    imf_itemsums *fresh;
+    assert_int_equal(imf_itemsums_create(m, lo, hi, &fresh), IMF_OK);
+    assert_int_equal(imf_itemsums_build(fresh, &p1->by_item, m), IMF_OK);
+    double dev = 0, big = 1;
+    for (size_t j = 0; j < (size_t)(hi - lo) * s->tri; j++) {
+      dev = fmax(dev, fabs(fresh->A[j] - s->A[j]));
+      big = fmax(big, fabs(fresh->A[j]));
+    }
+    for (size_t j = 0; j < (size_t)(hi - lo) * (size_t)s->d; j++) dev = fmax(dev, fabs(fresh->b[j] - s->b[j]));
+    for (int64_t j = 0; j < hi - lo; j++) assert_int_equal(fresh->n[j], s->n[j]);
+    assert_true(dev <= 1e-9 * big);
+    imf_itemsums_destroy(&fresh);
+  }
   assert_int_equal(imf_itemsums_solve(MPI_COMM_WORLD, s, t->ti, m, &si), IMF_OK);
   int64_t nti = 0;
   for (int i = 0; i < NI1; i++) nti += t->ti[i];
