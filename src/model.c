@@ -123,13 +123,13 @@ imf_status imf_model_copy(const imf_model *s, imf_model **out) {
   m->P = m->Q = m->bu = m->bi = NULL;
   m->history = NULL;
   m->chain.sweeps = s->chain.sweeps;
-  size_t k = (size_t)s->k, kw = (size_t)s->kw;
-  IMF_TRY(dup(&m->P, s->P, rows(s->nusers) * kw, sizeof(float)), fail);
-  IMF_TRY(dup(&m->Q, s->Q, rows(s->nitems) * kw, sizeof(float)), fail);
-  IMF_TRY(dup(&m->bu, s->bu, rows(s->nusers), sizeof(float)), fail);
-  IMF_TRY(dup(&m->bi, s->bi, rows(s->nitems), sizeof(float)), fail);
-  IMF_TRY(dup(&m->chain.U, s->chain.U, rows(s->nusers) * k, sizeof(float)), fail);
-  IMF_TRY(dup(&m->chain.V, s->chain.V, rows(s->nitems) * k, sizeof(float)), fail);
+  size_t k = (size_t)s->k, kw = (size_t)s->kw, nu = rows(imf_model_urows(s)), ni = rows(imf_model_irows(s));
+  IMF_TRY(dup(&m->P, s->P, nu * kw, sizeof(float)), fail);
+  IMF_TRY(dup(&m->Q, s->Q, ni * kw, sizeof(float)), fail);
+  IMF_TRY(dup(&m->bu, s->bu, nu, sizeof(float)), fail);
+  IMF_TRY(dup(&m->bi, s->bi, ni, sizeof(float)), fail);
+  IMF_TRY(dup(&m->chain.U, s->chain.U, nu * k, sizeof(float)), fail);
+  IMF_TRY(dup(&m->chain.V, s->chain.V, ni * k, sizeof(float)), fail);
   IMF_TRY(dup(&m->chain.mu_u, s->chain.mu_u, k, sizeof(double)), fail);
   IMF_TRY(dup(&m->chain.mu_v, s->chain.mu_v, k, sizeof(double)), fail);
   IMF_TRY(dup(&m->chain.Lam_u, s->chain.Lam_u, k * k, sizeof(double)), fail);
@@ -161,6 +161,8 @@ static imf_status grow_rows(void *pp, int64_t n0, int64_t n1, size_t w, size_t s
 imf_status imf_model_grow(imf_model *m, int64_t nusers, int64_t nitems) {
   if (m->shm && (nusers != m->nusers || nitems != m->nitems))
     IMF_FAIL(IMF_ERR_USAGE, "a node-shared model cannot grow (copy it first)");
+  if (m->blocked && (nusers != m->nusers || nitems != m->nitems))
+    IMF_FAIL(IMF_ERR_USAGE, "a block model cannot grow (gather it first: imf_model_gather)");
   if (nusers < m->nusers || nitems < m->nitems)
     IMF_FAIL(IMF_ERR_USAGE, "a model cannot shrink (%lld users, %lld items -> %lld, %lld)",
              (long long)m->nusers, (long long)m->nitems, (long long)nusers, (long long)nitems);
@@ -181,8 +183,8 @@ imf_status imf_model_set_kw(imf_model *m, int kw) {
   if (m->shm) IMF_FAIL(IMF_ERR_USAGE, "a node-shared model cannot change its width (copy it first)");
   float *P = NULL, *Q = NULL;
   size_t nu, ni;
-  IMF_CHECK(imf_mul_size(rows(m->nusers), (size_t)kw, &nu));
-  IMF_CHECK(imf_mul_size(rows(m->nitems), (size_t)kw, &ni));
+  IMF_CHECK(imf_mul_size(rows(imf_model_urows(m)), (size_t)kw, &nu));
+  IMF_CHECK(imf_mul_size(rows(imf_model_irows(m)), (size_t)kw, &ni));
   IMF_CHECK(imf_alloc(&P, nu, sizeof(float)));
   imf_status st = imf_alloc(&Q, ni, sizeof(float));
   if (st != IMF_OK) {
@@ -263,9 +265,13 @@ double imf_model_predict(const imf_model *m, int64_t u, int64_t i) {
   return r;
 }
 
+int64_t imf_model_urows(const imf_model *m) { return m->blocked ? m->ublock[1] - m->ublock[0] : m->nusers; }
+int64_t imf_model_irows(const imf_model *m) { return m->blocked ? m->iblock[1] - m->iblock[0] : m->nitems; }
+
 int64_t imf_model_bytes(const imf_model *m) {
-  int64_t b = (m->nusers + m->nitems) * (int64_t)m->kw * 4;
-  if (m->with_bias) b += (m->nusers + m->nitems) * 4;
-  if (m->chain.U) b += (m->nusers + m->nitems) * (int64_t)m->k * 4 + 2 * (int64_t)m->k * (m->k + 1) * 8;
+  const int64_t n = imf_model_urows(m) + imf_model_irows(m);
+  int64_t b = n * (int64_t)m->kw * 4;
+  if (m->with_bias) b += n * 4;
+  if (m->chain.U) b += n * (int64_t)m->k * 4 + 2 * (int64_t)m->k * (m->k + 1) * 8;
   return b;
 }

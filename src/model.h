@@ -101,6 +101,15 @@ typedef struct {
    * a copy of it is an ordinary model. */
   void *shm;
   void (*shm_release)(void *shm);
+
+  /* A block model (dist.exchange = outblock, train.c): this rank holds only the rows
+   * [ublock[0], ublock[1]) of P, bu and chain.U and [iblock[0], iblock[1]) of Q, bi and
+   * chain.V, stored from row 0; nusers, nitems stay the global counts. The ranks' blocks are
+   * contiguous and ascending in rank order and cover every row (the partition's blocks). Only
+   * the checkpoint writer (which writes each rank's block and digests the blocks in order) and
+   * imf_model_gather (modelblock.h) take one; scoring needs the whole model. */
+  int blocked;
+  int64_t ublock[2], iblock[2];
 } imf_model;
 
 /* A zeroed model of the given shape: P, Q (kw = k) allocated and zero, biases when with_bias,
@@ -124,6 +133,11 @@ imf_status imf_model_push_history(imf_model *m, const imf_sweep_metrics *h);
 double imf_model_predict(const imf_model *m, int64_t u, int64_t i);
 /* P[u] . Q[i] accumulated in double in index order (the same sum as imf_model_predict uses). */
 double imf_model_dot(const imf_model *m, int64_t u, int64_t i);
+
+/* Rows of P (and bu, chain.U) and of Q (bi, chain.V) this rank holds: nusers and nitems, or
+ * its blocks in a block model. */
+int64_t imf_model_urows(const imf_model *m);
+int64_t imf_model_irows(const imf_model *m);
 
 /* Bytes held by the model's arrays (for the memory report). */
 int64_t imf_model_bytes(const imf_model *m);
