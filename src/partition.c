@@ -84,10 +84,13 @@ static int cmp_col(const void *a, const void *b) {
 }
 
 /* Build CSR over rows [lo, hi) from wire ratings whose row is w.u (rows are local after the
- * exchange); `keep` selects which ones (NULL: all). Columns sorted by (i, v). */
-static imf_status build_csr(wire_rating *w, int64_t n, int64_t lo, int64_t hi, const uint8_t *keep,
+ * exchange); `keep` selects which ones (NULL: all). Columns sorted by (i, v). The ratings are
+ * scattered straight into the CSR arrays and each row sorted through a buffer of the longest
+ * row's size, so that building holds no second copy of the ratings (the partition build's
+ * peak: docs/SCALING.md). */
+static imf_status build_csr(const wire_rating *w, int64_t n, int64_t lo, int64_t hi, const uint8_t *keep,
                             imf_csr *c) {
-  int64_t nr = hi - lo, nnz = 0;
+  int64_t nr = hi - lo, nnz = 0, longest = 0;
   c->lo = lo;
   c->hi = hi;
   IMF_CHECK(imf_alloc(&c->ptr, (size_t)nr + 1, sizeof(int64_t)));
@@ -98,30 +101,38 @@ static imf_status build_csr(wire_rating *w, int64_t n, int64_t lo, int64_t hi, c
       c->ptr[w[j].u - lo + 1]++;
       nnz++;
     }
-  for (int64_t r = 0; r < nr; r++) c->ptr[r + 1] += c->ptr[r];
-  c->nnz = nnz;
-  wire_rating *tmp = NULL;
-  IMF_CHECK(imf_alloc(&tmp, (size_t)(nnz ? nnz : 1), sizeof *tmp));
-  int64_t *fill = NULL;
-  imf_status st = imf_alloc(&fill, (size_t)(nr ? nr : 1), sizeof(int64_t));
-  if (st != IMF_OK) {
-    imf_free(&tmp);
-    return st;
+  for (int64_t r = 0; r < nr; r++) {
+    longest = c->ptr[r + 1] > longest ? c->ptr[r + 1] : longest;
+    c->ptr[r + 1] += c->ptr[r];
   }
-  for (int64_t r = 0; r < nr; r++) fill[r] = c->ptr[r];
-  for (int64_t j = 0; j < n; j++)
-    if (!keep || keep[j]) tmp[fill[w[j].u - lo]++] = w[j];
-  imf_free(&fill);
-  for (int64_t r = 0; r < nr; r++)
-    if (c->ptr[r + 1] - c->ptr[r] > 1) qsort(tmp + c->ptr[r], (size_t)(c->ptr[r + 1] - c->ptr[r]), sizeof *tmp, cmp_col);
-  st = imf_alloc_hot(&c->idx, (size_t)(nnz ? nnz : 1), sizeof(int32_t));
-  if (st == IMF_OK) st = imf_alloc_hot(&c->val, (size_t)(nnz ? nnz : 1), sizeof(float));
-  if (st == IMF_OK)
-    for (int64_t j = 0; j < nnz; j++) {
-      c->idx[j] = tmp[j].i;
-      c->val[j] = tmp[j].v;
+  c->nnz = nnz;
+  IMF_CHECK(imf_alloc_hot(&c->idx, (size_t)(nnz ? nnz : 1), sizeof(int32_t)));
+  IMF_CHECK(imf_alloc_hot(&c->val, (size_t)(nnz ? nnz : 1), sizeof(float)));
+  int64_t *fill = NULL;
+  wire_rating *row = NULL;
+  imf_status st = imf_alloc(&fill, (size_t)(nr ? nr : 1), sizeof(int64_t));
+  if (st == IMF_OK) st = imf_alloc(&row, (size_t)(longest ? longest : 1), sizeof *row);
+  if (st == IMF_OK) {
+    for (int64_t r = 0; r < nr; r++) fill[r] = c->ptr[r];
+    for (int64_t j = 0; j < n; j++)
+      if (!keep || keep[j]) {
+        const int64_t q = fill[w[j].u - lo]++;
+        c->idx[q] = w[j].i;
+        c->val[q] = w[j].v;
+      }
+    for (int64_t r = 0; r < nr; r++) {
+      const int64_t a = c->ptr[r], m = c->ptr[r + 1] - a;
+      if (m < 2) continue;
+      for (int64_t j = 0; j < m; j++) row[j] = (wire_rating){0, c->idx[a + j], c->val[a + j]};
+      qsort(row, (size_t)m, sizeof *row, cmp_col);
+      for (int64_t j = 0; j < m; j++) {
+        c->idx[a + j] = row[j].i;
+        c->val[a + j] = row[j].v;
+      }
     }
-  imf_free(&tmp);
+  }
+  imf_free(&fill);
+  imf_free(&row);
   return st;
 }
 
@@ -263,14 +274,18 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
       goto done;
     }
   }
+  /* one side at a time, its wire copy freed before the other side's exchange: the build's peak
+   * is the input, one side's CSR and one exchange's buffers (docs/SCALING.md) */
   int64_t nu = 0, ni = 0;
   IMF_TRY(redistribute(comm, wt, local, all, 0, p->user_start, P, &wu, &nu), done);
-  IMF_TRY(redistribute(comm, wt, local, train, 1, p->item_start, P, &wi, &ni), done);
   IMF_TRY(imf_alloc(&keep, (size_t)(nu ? nu : 1), 1), done);
   for (int64_t j = 0; j < nu; j++) keep[j] = !imf_is_holdout(holdout_seed, holdout_fraction, wu[j].u, wu[j].i);
   IMF_TRY(build_csr(wu, nu, p->user_start[rank], p->user_start[rank + 1], keep, &p->by_user), done);
   for (int64_t j = 0; j < nu; j++) keep[j] = !keep[j];
   IMF_TRY(build_csr(wu, nu, p->user_start[rank], p->user_start[rank + 1], keep, &p->holdout), done);
+  imf_free(&wu);
+  imf_free(&keep);
+  IMF_TRY(redistribute(comm, wt, local, train, 1, p->item_start, P, &wi, &ni), done);
   IMF_TRY(build_csr(wi, ni, p->item_start[rank], p->item_start[rank + 1], NULL, &p->by_item), done);
   p->seconds = imf_wtime() - t0;
 done:
