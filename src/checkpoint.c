@@ -1,10 +1,12 @@
 /* checkpoint.c - model checkpoints on parallel HDF5 (checkpoint.h).
  *
  * Writing: every rank writes its own contiguous block of rows of each factor array with
- * collective MPI-IO (the model is replicated, so the split is only about sharing the I/O);
- * small arrays (ids, history, BPMF hyperparameters) come from rank 0 while the others take
- * part with empty selections. The file is written to PATH.tmp and renamed over PATH only once
- * complete and synced, so a kill leaves the previous checkpoint in place.
+ * collective MPI-IO (of a replicated model, the even split, only to share the I/O; of a block
+ * model, model.h, the block it holds, so that no rank needs the whole model); small arrays
+ * (ids, history, BPMF hyperparameters) come from rank 0 while the others take part with empty
+ * selections. The file is the same whichever form the model had, content digest included. The
+ * file is written to PATH.tmp and renamed over PATH only once complete and synced, so a kill
+ * leaves the previous checkpoint in place.
  *
  * Reading: rank 0 first opens the file serially and checks its attributes (so a missing,
  * foreign, truncated or newer file gives one clear message before anyone allocates), then all
@@ -22,6 +24,7 @@
 #include "exchange.h"
 #include "fsio.h"
 #include "log.h"
+#include "modelblock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -51,12 +54,17 @@ void imf_ckpt_info_free(imf_ckpt_info *info) {
 }
 
 
-/* Which rows of an array a rank writes (and reads): its block, or everything on rank 0. */
+/* Which rows of an array a rank writes (and reads): its block, or everything on rank 0. A block
+ * is the even split of the rows, unless the ranks' blocks start[] of a block model are given. */
 typedef enum { OWN_BLOCK, OWN_ROOT } owner;
 
 
-static void own_rows(const io_ctx *c, owner own, int r, int64_t n, int64_t *lo, int64_t *hi) {
-  if (own == OWN_ROOT) {
+static void own_rows(const io_ctx *c, owner own, const int64_t *start, int r, int64_t n, int64_t *lo,
+                     int64_t *hi) {
+  if (start) {
+    *lo = start[r];
+    *hi = start[r + 1];
+  } else if (own == OWN_ROOT) {
     *lo = 0;
     *hi = r == 0 ? n : 0;
   } else {
@@ -65,11 +73,16 @@ static void own_rows(const io_ctx *c, owner own, int r, int64_t n, int64_t *lo, 
   }
 }
 
-/* Rows per round and number of rounds: the same on every rank (computed from n, not from the
- * rank's own share), since each round is one collective call. */
-static void rounds_of(const io_ctx *c, owner own, int64_t n, size_t rowbytes, int64_t *per,
+/* Rows per round and number of rounds: the same on every rank (computed from n or from every
+ * rank's block, not from the rank's own share), since each round is one collective call. */
+static void rounds_of(const io_ctx *c, owner own, const int64_t *start, int64_t n, size_t rowbytes, int64_t *per,
                       int64_t *rounds) {
   int64_t maxblock = own == OWN_ROOT ? n : (n + c->size - 1) / c->size;
+  if (start) {
+    maxblock = 0;
+    for (int r = 0; r < c->size; r++)
+      if (start[r + 1] - start[r] > maxblock) maxblock = start[r + 1] - start[r];
+  }
   int64_t p = ckpt_io_chunk() / (int64_t)rowbytes;
   if (p < 1) p = 1;
   *per = p;
@@ -77,10 +90,11 @@ static void rounds_of(const io_ctx *c, owner own, int64_t n, size_t rowbytes, in
 }
 
 /* Collective: create dataset `name` (nd = 1: n elements; nd = 2: n x ncols) and write this
- * rank's rows of buf (the whole array, row-major). */
+ * rank's rows of buf (the whole array, row-major; with start, the ranks' blocks of a block model,
+ * this rank's block: buf's row 0 is row start[rank]). */
 static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t mtype,
                            size_t esize, int nd, int64_t n, int64_t ncols, const void *buf,
-                           owner own) {
+                           owner own, const int64_t *start) {
   hsize_t dims[2] = {(hsize_t)n, (hsize_t)ncols};
   hid_t d = imf_h5_dcreate(c->f, name, ftype, nd, dims);
   if (d < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create dataset %s: %s", c->path, name, imf_h5_last());
@@ -88,14 +102,15 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
   herr_t e = 0;
   size_t rowbytes = esize * (size_t)ncols;
   int64_t lo, hi, per, rounds;
-  own_rows(c, own, c->rank, n, &lo, &hi);
-  rounds_of(c, own, n, rowbytes, &per, &rounds);
+  own_rows(c, own, start, c->rank, n, &lo, &hi);
+  rounds_of(c, own, start, n, rowbytes, &per, &rounds);
+  const int64_t base = start ? lo : 0;
   static const char dummy[64];
   for (int64_t t = 0; t < rounds && e >= 0; t++) {
     int64_t a = lo + t * per, b = a + per < hi ? a + per : hi, cnt = b > a ? b - a : 0;
     hid_t ms = -1;
     e = imf_h5_select_rows(fs, nd, a, cnt, ncols, &ms);
-    const void *p = cnt ? (const char *)buf + (size_t)a * rowbytes : (const void *)dummy;
+    const void *p = cnt ? (const char *)buf + (size_t)(a - base) * rowbytes : (const void *)dummy;
     if (e >= 0) e = H5Dwrite(d, mtype, ms, fs, c->dxpl, p);
     if (e < 0) imf_h5_reason(); /* keep the reason: the next calls clear HDF5's stack */
     if (ms >= 0) H5Sclose(ms);
@@ -127,7 +142,7 @@ static imf_status share_rows(const io_ctx *c, owner own, void *buf, int64_t n, s
     return st;
   }
   int64_t per, rounds;
-  rounds_of(c, own, n, rowbytes, &per, &rounds);
+  rounds_of(c, own, NULL, n, rowbytes, &per, &rounds);
   return imf_share_rows(c->comm, own == OWN_ROOT, buf, n, rowbytes, per, c->path);
 }
 
@@ -155,8 +170,8 @@ static imf_status get_rows(const io_ctx *c, const char *name, hid_t mtype, size_
   if (st == IMF_OK && n > 0) {
     herr_t e = 0;
     int64_t lo, hi, per, rounds;
-    own_rows(c, own, c->rank, n, &lo, &hi);
-    rounds_of(c, own, n, rowbytes, &per, &rounds);
+    own_rows(c, own, NULL, c->rank, n, &lo, &hi);
+    rounds_of(c, own, NULL, n, rowbytes, &per, &rounds);
     char dummy[64];
     for (int64_t t = 0; t < rounds && e >= 0; t++) {
       int64_t a = lo + t * per, b = a + per < hi ? a + per : hi, cnt = b > a ? b - a : 0;
@@ -283,9 +298,10 @@ static imf_status space_check(const char *dir, const char *tmp, const imf_model 
 
 /* Collective: every dataset and the attributes into the open file c->f, each step agreed on
  * before the next, then flushed: the MPI-IO driver syncs only on an explicit flush (not on
- * close), and this makes every rank's part durable, not only what rank 0 can fsync. */
+ * close), and this makes every rank's part durable, not only what rank 0 can fsync. start: a
+ * block model's blocks of users and items (imf_model_blocks), NULLs for a replicated model. */
 static imf_status write_contents(const io_ctx *c, const imf_model *m, const imf_ckpt_meta *meta, const header *h,
-                                 const hist_cols *hc, const char *config, int legacy) {
+                                 const hist_cols *hc, const char *config, int legacy, int64_t *const start[2]) {
   imf_status st;
   const int64_t k = m->k, kw = m->kw, nu = m->nusers, ni = m->nitems;
   const hid_t F32 = H5T_IEEE_F32LE, F64 = H5T_IEEE_F64LE, NF = H5T_NATIVE_FLOAT, ND = H5T_NATIVE_DOUBLE;
@@ -294,30 +310,32 @@ static imf_status write_contents(const io_ctx *c, const imf_model *m, const imf_
     st = imf_agree(c->comm, (expr)); \
     if (st != IMF_OK) return st; \
   } while (0)
-  W(put_rows(c, "/factors/P", F32, NF, 4, 2, nu, kw, m->P, OWN_BLOCK));
-  W(put_rows(c, "/factors/Q", F32, NF, 4, 2, ni, kw, m->Q, OWN_BLOCK));
+  const int64_t *us = start[0], *is = start[1];
+  W(put_rows(c, "/factors/P", F32, NF, 4, 2, nu, kw, m->P, OWN_BLOCK, us));
+  W(put_rows(c, "/factors/Q", F32, NF, 4, 2, ni, kw, m->Q, OWN_BLOCK, is));
   if (h->info.with_bias) {
-    W(put_rows(c, "/bias/user", F32, NF, 4, 1, nu, 1, m->bu, OWN_BLOCK));
-    W(put_rows(c, "/bias/item", F32, NF, 4, 1, ni, 1, m->bi, OWN_BLOCK));
+    W(put_rows(c, "/bias/user", F32, NF, 4, 1, nu, 1, m->bu, OWN_BLOCK, us));
+    W(put_rows(c, "/bias/item", F32, NF, 4, 1, ni, 1, m->bi, OWN_BLOCK, is));
   }
   if (h->info.has_chain) {
-    W(put_rows(c, "/bpmf/U", F32, NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK));
-    W(put_rows(c, "/bpmf/V", F32, NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK));
-    W(put_rows(c, "/bpmf/mu_u", F64, ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT));
-    W(put_rows(c, "/bpmf/mu_v", F64, ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT));
-    W(put_rows(c, "/bpmf/Lam_u", F64, ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT));
-    W(put_rows(c, "/bpmf/Lam_v", F64, ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT));
+    W(put_rows(c, "/bpmf/U", F32, NF, 4, 2, nu, k, m->chain.U, OWN_BLOCK, us));
+    W(put_rows(c, "/bpmf/V", F32, NF, 4, 2, ni, k, m->chain.V, OWN_BLOCK, is));
+    W(put_rows(c, "/bpmf/mu_u", F64, ND, 8, 1, k, 1, m->chain.mu_u, OWN_ROOT, NULL));
+    W(put_rows(c, "/bpmf/mu_v", F64, ND, 8, 1, k, 1, m->chain.mu_v, OWN_ROOT, NULL));
+    W(put_rows(c, "/bpmf/Lam_u", F64, ND, 8, 2, k, k, m->chain.Lam_u, OWN_ROOT, NULL));
+    W(put_rows(c, "/bpmf/Lam_v", F64, ND, 8, 2, k, k, m->chain.Lam_v, OWN_ROOT, NULL));
   }
   const int64_t nh = h->info.nhistory;
   for (int j = 0; j < NHIST; j++)
     W(put_rows(c, ckpt_hist[j].name, ckpt_hist[j].is_int ? H5T_STD_I64LE : F64,
-               ckpt_hist[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc->col[j], OWN_ROOT));
+               ckpt_hist[j].is_int ? H5T_NATIVE_INT64 : ND, 8, 1, nh, 1, hc->col[j], OWN_ROOT, NULL));
   const imf_idlist *ls[2] = {&meta->users, &meta->items};
   const char *bn[2] = {"/ids/user_blob", "/ids/item_blob"}, *on[2] = {"/ids/user_off", "/ids/item_off"};
   const int64_t nids[2] = {h->info.nuser_ids, h->info.nitem_ids}, blob[2] = {h->ublob, h->iblob};
   for (int s = 0; s < 2; s++) {
-    W(put_rows(c, bn[s], H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ls[s]->blob, OWN_ROOT));
-    W(put_rows(c, on[s], H5T_STD_I64LE, H5T_NATIVE_INT64, 8, 1, nids[s] + 1, 1, ckpt_ids_off(ls[s]), OWN_ROOT));
+    W(put_rows(c, bn[s], H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, blob[s], 1, ls[s]->blob, OWN_ROOT, NULL));
+    W(put_rows(c, on[s], H5T_STD_I64LE, H5T_NATIVE_INT64, 8, 1, nids[s] + 1, 1, ckpt_ids_off(ls[s]), OWN_ROOT,
+               NULL));
   }
   if (meta->ease) {
     if (h->info.ease_has_gram) W(ckpt_put_bc(c, "/ease/gram", F64, meta->ease, imf_ease_gram(meta->ease)));
@@ -333,9 +351,11 @@ static imf_status write_contents(const io_ctx *c, const imf_model *m, const imf_
   return IMF_OK;
 }
 
-/* Collective: the file complete under its tmp name (removed by rank 0 when a write failed). */
+/* Collective: the file complete under its tmp name (removed by rank 0 when a write failed);
+ * start: a block model's blocks (users, items), NULLs for a replicated model. */
 static imf_status write_file(MPI_Comm comm, const char *tmp, const imf_model *m, const imf_ckpt_meta *meta,
-                             const header *h, const hist_cols *hc, const char *config, int legacy) {
+                             const header *h, const hist_cols *hc, const char *config, int legacy,
+                             int64_t *const start[2]) {
   int rank, size;
   IMF_MPI(MPI_Comm_rank(comm, &rank));
   IMF_MPI(MPI_Comm_size(comm, &size));
@@ -352,7 +372,7 @@ static imf_status write_file(MPI_Comm comm, const char *tmp, const imf_model *m,
     return st;
   }
   io_ctx c = {comm, rank, size, f, imf_h5_dxpl(1), tmp, NULL, NULL};
-  st = write_contents(&c, m, meta, h, hc, config, legacy);
+  st = write_contents(&c, m, meta, h, hc, config, legacy, start);
   H5Pclose(c.dxpl);
   if (H5Fclose(f) < 0 && st == IMF_OK)
     st = IMF_RAISE(IMF_ERR_RUNTIME, "%s: cannot close: %s", tmp, imf_h5_reason());
@@ -377,27 +397,41 @@ static imf_status install(const char *tmp, const char *path, const char *dir) {
   return imf_fsync_path(dir, 1);
 }
 
+/* Collective: the header, rank 0's on every rank (attribute values must agree), with the content
+ * digest: computed by rank 0 over a replicated model, or over a block model's blocks (start, not
+ * NULL) streamed to rank 0, which gives the same digest. */
+static imf_status make_header(MPI_Comm comm, int rank, const char *path, const imf_model *m,
+                              const imf_ckpt_meta *meta, int legacy, int64_t *const start[2], header *h) {
+  imf_status st = IMF_OK;
+  ckpt_fill_header(h, m, meta);
+  if (meta->ease) IMF_CHECK(ease_header(comm, path, m, meta, legacy, h)); /* collective */
+  if (start[0])
+    st = ckpt_model_digest_blocks(comm, start[0], start[1], &h->info, m, &meta->users, &meta->items,
+                                  h->info.content_sha256);
+  else if (rank == 0)
+    st = ckpt_model_digest(&h->info, m, &meta->users, &meta->items, h->info.content_sha256);
+  IMF_CHECK(imf_agree(comm, st));
+  IMF_MPI(MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, comm));
+  return IMF_OK;
+}
+
 imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model *m,
                                 const imf_ckpt_meta *meta) {
   int rank;
   imf_status st = IMF_OK;
   char *config = NULL;
   hist_cols hc = {0};
-  int legacy = 0;
+  int legacy = imf_ease_legacy_format();
+  int64_t *start[2] = {NULL, NULL};
+  header h;
   IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), out);
   imf_h5_quiet();
   st = ckpt_check_input(path, m, meta);
   IMF_TRY(imf_agree(comm, st), out);
-
-  /* Rank 0's header and config are the file's: attribute values must agree on every rank,
-   * and the digest (over the replicated model) is computed once. */
-  header h;
-  ckpt_fill_header(&h, m, meta);
-  legacy = imf_ease_legacy_format();
-  if (meta->ease) IMF_TRY(ease_header(comm, path, m, meta, legacy, &h), out); /* collective */
-  if (rank == 0) st = ckpt_model_digest(&h.info, m, &meta->users, &meta->items, h.info.content_sha256);
-  IMF_TRY(imf_agree(comm, st), out);
-  IMF_MPI_TRY(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm), out);
+  /* one shape on every rank, and a block model's blocks tiling its rows, before any collective
+   * that depends on them (the digest's rounds, the datasets' writes) */
+  IMF_TRY(imf_model_blocks(comm, m, &start[0], &start[1]), out);
+  IMF_TRY(make_header(comm, rank, path, m, meta, legacy, start, &h), out);
   if (rank == 0) config = strdup(meta->config ? meta->config : "");
   if (rank == 0 && !config) st = IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
   IMF_TRY(imf_agree(comm, st), out);
@@ -417,12 +451,14 @@ imf_status imf_checkpoint_write(MPI_Comm comm, const char *path, const imf_model
   imf_parent_dir(path, dir, sizeof dir);
   if (rank == 0) st = space_check(dir, tmp, m, meta, &h, config, legacy);
   IMF_TRY(imf_agree(comm, st), out);
-  IMF_TRY(write_file(comm, tmp, m, meta, &h, &hc, config, legacy), out);
+  IMF_TRY(write_file(comm, tmp, m, meta, &h, &hc, config, legacy, start), out);
   if (rank == 0) st = install(tmp, path, dir);
   st = imf_agree(comm, st);
 out:
   hist_free(&hc);
   free(config);
+  imf_free(&start[0]);
+  imf_free(&start[1]);
   return st;
 }
 

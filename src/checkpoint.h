@@ -68,8 +68,10 @@ typedef struct {
 } imf_ckpt_info;
 void imf_ckpt_info_free(imf_ckpt_info *info);
 
-/* Collective. Write m (replicated: identical on every rank) and meta to path: each rank writes
- * its block of rows, the file goes to path.tmp, is closed and synced, then renamed over path.
+/* Collective. Write m (replicated: identical on every rank; or a block model, model.h, each rank
+ * holding its blocks of rows, which must tile the rows in rank order) and meta to path: each rank
+ * writes its block of rows, the file goes to path.tmp, is closed and synced, then renamed over
+ * path. Both forms of one model give the same file (content digest included).
  * On any failure (or a kill) the previous file at path is untouched; the status is the same on
  * every rank. Test hook: IMF_FAULT=checkpoint-before-rename fails after the tmp file is
  * complete and before the rename. */

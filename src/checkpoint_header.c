@@ -20,8 +20,10 @@
 
 
 /* Values enter the digest little-endian, whatever the host, so that the digest of a file is
- * the same everywhere (and can be recomputed from Python; see docs/FORMAT.md). */
+ * the same everywhere (and can be recomputed from Python; see docs/FORMAT.md). c == NULL: a rank
+ * that only sends its rows to rank 0 (ckpt_model_digest_blocks) takes no part. */
 static void put_le(EVP_MD_CTX *c, const void *p, size_t n, size_t esize) {
+  if (!c) return;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   const unsigned char *b = p;
   unsigned char tmp[4096];
@@ -38,6 +40,10 @@ static void put_le(EVP_MD_CTX *c, const void *p, size_t n, size_t esize) {
 }
 static void put_u64(EVP_MD_CTX *c, uint64_t v) { put_le(c, &v, 1, 8); }
 static void put_f64(EVP_MD_CTX *c, double v) { put_le(c, &v, 1, 8); }
+/* Bytes as they are (tags, hashes). */
+static void put_raw(EVP_MD_CTX *c, const void *p, size_t n) {
+  if (c) EVP_DigestUpdate(c, p, n);
+}
 /* An array: its element count, then its elements. */
 static void put_arr(EVP_MD_CTX *c, const void *p, int64_t n, size_t esize) {
   put_u64(c, (uint64_t)n);
@@ -60,7 +66,7 @@ _Static_assert(sizeof(imf_sweep_metrics) == NHIST * 8, "imf_sweep_metrics change
 /* The scalars that shape the model, in the order the digest takes them. */
 static void put_header(EVP_MD_CTX *c, const imf_ckpt_info *h) {
   static const char tag[] = "incremf-model/1";
-  EVP_DigestUpdate(c, tag, sizeof tag); /* with its NUL */
+  put_raw(c, tag, sizeof tag); /* with its NUL */
   const int64_t iv[] = {(int64_t)h->type, h->k,          h->kw,          h->with_bias,
                         h->has_chain,     h->nusers,     h->nitems,      h->iteration,
                         h->nsamples,      h->max_samples, h->burn_in,    h->thin,
@@ -73,24 +79,106 @@ static void put_header(EVP_MD_CTX *c, const imf_ckpt_info *h) {
   put_f64(c, h->alpha);
 }
 
-imf_status ckpt_model_digest(const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u,
-                               const imf_idlist *it, char hex[65]) {
-  EVP_MD_CTX *c = EVP_MD_CTX_new();
-  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
-    EVP_MD_CTX_free(c);
-    IMF_FAIL(IMF_ERR_RUNTIME, "cannot start a sha256 digest");
+/* Where the digest takes the rows of P, Q, the biases and chain U, V from: NULL: the model's
+ * replicated arrays; otherwise a block model's blocks (start[0] users, start[1] items), streamed
+ * to rank 0 in rounds so that no rank ever holds the whole model: rank 0 one round at a time in
+ * buf (cap floats), cnt and dsp its MPI_Gatherv counts. */
+typedef struct {
+  MPI_Comm comm;
+  int rank, size;
+  const int64_t *start[2];
+  float *buf;
+  int64_t cap;
+  int *cnt, *dsp;
+} row_stream;
+
+/* Rows per streamed round of rows of w floats: at most io_chunk bytes (ckpt_io_chunk) and INT_MAX
+ * floats (MPI counts are int), at least one row (a row of a model fits: kw <= INT_MAX). */
+static int64_t stream_per(int64_t w) {
+  int64_t bytes = ckpt_io_chunk() < (int64_t)INT_MAX ? ckpt_io_chunk() : (int64_t)INT_MAX;
+  int64_t p = bytes / (4 * w);
+  return p < 1 ? 1 : p;
+}
+
+/* The overlap [*lo, *hi) of rank r's block with the rows [a, b) (empty: *hi <= *lo). */
+static void overlap(const int64_t *start, int r, int64_t a, int64_t b, int64_t *lo, int64_t *hi) {
+  *lo = start[r] > a ? start[r] : a;
+  *hi = start[r + 1] < b ? start[r + 1] : b;
+}
+
+/* One round: global rows [a, b) of n x w, every rank sending its part of them (its rows of the
+ * array from `mine`, which holds its block from row 0) to rank 0, which digests them in order. */
+static imf_status stream_round(EVP_MD_CTX *c, row_stream *s, const int64_t *start, const float *mine, int64_t w,
+                               int64_t a, int64_t b) {
+  int64_t lo, hi;
+  if (s->rank == 0)
+    for (int r = 0; r < s->size; r++) {
+      overlap(start, r, a, b, &lo, &hi);
+      s->cnt[r] = hi > lo ? (int)((hi - lo) * w) : 0;
+      s->dsp[r] = hi > lo ? (int)((lo - a) * w) : 0;
+    }
+  overlap(start, s->rank, a, b, &lo, &hi);
+  const float *p = hi > lo ? mine + (size_t)(lo - start[s->rank]) * (size_t)w : mine;
+  int rc = MPI_Gatherv(p, hi > lo ? (int)((hi - lo) * w) : 0, MPI_FLOAT, s->buf, s->cnt, s->dsp, MPI_FLOAT, 0,
+                       s->comm);
+  if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "MPI_Gatherv of a block model's rows for its digest");
+  put_le(c, s->buf, (size_t)((b - a) * w), 4);
+  return IMF_OK;
+}
+
+/* An array of n rows of w floats (side 0 users, 1 items) as put_arr takes it: its element count,
+ * then its elements, from the replicated array p or streamed from the ranks' blocks (p: this
+ * rank's block). The pieces of a stream concatenated are the whole array, and so is the digest. */
+static imf_status digest_rows(EVP_MD_CTX *c, row_stream *s, const float *p, int64_t n, int64_t w, int side) {
+  if (!s) {
+    put_arr(c, p, n * w, 4);
+    return IMF_OK;
   }
+  put_u64(c, (uint64_t)(n * w));
+  const int64_t per = stream_per(w);
+  for (int64_t a = 0; a < n; a += per)
+    IMF_CHECK(stream_round(c, s, s->start[side], p, w, a, a + per < n ? a + per : n));
+  return IMF_OK;
+}
+
+/* The EASE state (only when present, so the digests of other files are unchanged): its order
+ * and the order-free hashes of its matrices, which a reader checks what it reads against. */
+static void put_ease(EVP_MD_CTX *c, const imf_ckpt_info *h) {
+  static const char etag[] = "ease";
+  put_raw(c, etag, sizeof etag);
+  put_u64(c, (uint64_t)h->ease_items);
+  put_raw(c, h->ease_gram_hash, 32);
+  put_raw(c, h->ease_b_hash, 32);
+  /* X stored sparse: its entry count and order-free hash (absent from the older replicated
+   * form, whose X is P and digested above) */
+  if (h->ease_has_x) {
+    static const char xtag[] = "ease-x";
+    put_raw(c, xtag, sizeof xtag);
+    put_u64(c, (uint64_t)h->ease_x_nnz);
+    put_raw(c, h->ease_x_hash, 32);
+  }
+  /* the P file referenced (absent from versions written before P files) */
+  if (h->ease_p_hash[0]) {
+    static const char ptag[] = "ease-p";
+    put_raw(c, ptag, sizeof ptag);
+    put_raw(c, h->ease_p_hash, 32);
+  }
+}
+
+/* Everything the digest takes, in its order; s as digest_rows takes it. */
+static imf_status digest_model(EVP_MD_CTX *c, row_stream *s, const imf_ckpt_info *h, const imf_model *m,
+                               const imf_idlist *u, const imf_idlist *it) {
   int64_t k = m->k, kw = m->kw;
   put_header(c, h);
-  put_arr(c, m->P, m->nusers * kw, 4);
-  put_arr(c, m->Q, m->nitems * kw, 4);
+  IMF_CHECK(digest_rows(c, s, m->P, m->nusers, kw, 0));
+  IMF_CHECK(digest_rows(c, s, m->Q, m->nitems, kw, 1));
   if (m->with_bias) {
-    put_arr(c, m->bu, m->nusers, 4);
-    put_arr(c, m->bi, m->nitems, 4);
+    IMF_CHECK(digest_rows(c, s, m->bu, m->nusers, 1, 0));
+    IMF_CHECK(digest_rows(c, s, m->bi, m->nitems, 1, 1));
   }
   if (h->has_chain) {
-    put_arr(c, m->chain.U, m->nusers * k, 4);
-    put_arr(c, m->chain.V, m->nitems * k, 4);
+    IMF_CHECK(digest_rows(c, s, m->chain.U, m->nusers, k, 0));
+    IMF_CHECK(digest_rows(c, s, m->chain.V, m->nitems, k, 1));
     put_arr(c, m->chain.mu_u, k, 8);
     put_arr(c, m->chain.mu_v, k, 8);
     put_arr(c, m->chain.Lam_u, k * k, 8);
@@ -102,41 +190,83 @@ imf_status ckpt_model_digest(const imf_ckpt_info *h, const imf_model *m, const i
     for (int64_t r = 0; r < m->nhistory; r++)
       put_le(c, (const char *)&m->history[r] + ckpt_hist[j].offset, 1, 8);
   const imf_idlist *ls[2] = {u, it};
-  for (int s = 0; s < 2; s++) {
-    const int64_t *off = ckpt_ids_off(ls[s]);
-    put_arr(c, off, ls[s]->n + 1, 8);
-    put_arr(c, ls[s]->blob, off[ls[s]->n], 1);
+  for (int s2 = 0; s2 < 2; s2++) {
+    const int64_t *off = ckpt_ids_off(ls[s2]);
+    put_arr(c, off, ls[s2]->n + 1, 8);
+    put_arr(c, ls[s2]->blob, off[ls[s2]->n], 1);
   }
-  /* The EASE state (only when present, so the digests of other files are unchanged): its order
-   * and the order-free hashes of its matrices, which a reader checks what it reads against. */
-  if (h->ease_items > 0) {
-    static const char etag[] = "ease";
-    EVP_DigestUpdate(c, etag, sizeof etag);
-    put_u64(c, (uint64_t)h->ease_items);
-    EVP_DigestUpdate(c, h->ease_gram_hash, 32);
-    EVP_DigestUpdate(c, h->ease_b_hash, 32);
-    /* X stored sparse: its entry count and order-free hash (absent from the older replicated
-     * form, whose X is P and digested above) */
-    if (h->ease_has_x) {
-      static const char xtag[] = "ease-x";
-      EVP_DigestUpdate(c, xtag, sizeof xtag);
-      put_u64(c, (uint64_t)h->ease_x_nnz);
-      EVP_DigestUpdate(c, h->ease_x_hash, 32);
-    }
-    /* the P file referenced (absent from versions written before P files) */
-    if (h->ease_p_hash[0]) {
-      static const char ptag[] = "ease-p";
-      EVP_DigestUpdate(c, ptag, sizeof ptag);
-      EVP_DigestUpdate(c, h->ease_p_hash, 32);
-    }
+  if (h->ease_items > 0) put_ease(c, h);
+  return IMF_OK;
+}
+
+static imf_status digest_start(EVP_MD_CTX **out) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(c);
+    IMF_FAIL(IMF_ERR_RUNTIME, "cannot start a sha256 digest");
   }
+  *out = c;
+  return IMF_OK;
+}
+
+/* The digest as hex (when st is IMF_OK); c freed either way. */
+static imf_status digest_finish(EVP_MD_CTX *c, imf_status st, char hex[65]) {
   unsigned char md[32];
   unsigned int len = 0;
-  int ok = EVP_DigestFinal_ex(c, md, &len) == 1;
+  int ok = st != IMF_OK || EVP_DigestFinal_ex(c, md, &len) == 1;
   EVP_MD_CTX_free(c);
+  if (st != IMF_OK) return st;
   if (!ok) IMF_FAIL(IMF_ERR_RUNTIME, "cannot finish a sha256 digest");
   for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
   return IMF_OK;
+}
+
+imf_status ckpt_model_digest(const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u,
+                               const imf_idlist *it, char hex[65]) {
+  EVP_MD_CTX *c = NULL;
+  IMF_CHECK(digest_start(&c));
+  return digest_finish(c, digest_model(c, NULL, h, m, u, it), hex);
+}
+
+/* (rank 0) The round buffer and the Gatherv counts of a stream: one round of the widest array
+ * of those streamed, no more than the largest of them. */
+static imf_status stream_alloc(row_stream *s, const imf_model *m) {
+  const int64_t w[3] = {m->kw, 1, m->k}, n = m->nusers > m->nitems ? m->nusers : m->nitems;
+  s->cap = 1;
+  for (int j = 0; j < 3; j++) {
+    const int64_t rows = stream_per(w[j]) < n ? stream_per(w[j]) : n;
+    if (rows * w[j] > s->cap) s->cap = rows * w[j];
+  }
+  IMF_CHECK(imf_alloc_nz(&s->buf, (size_t)s->cap, sizeof *s->buf));
+  IMF_CHECK(imf_alloc(&s->cnt, (size_t)s->size, sizeof *s->cnt));
+  return imf_alloc(&s->dsp, (size_t)s->size, sizeof *s->dsp);
+}
+
+imf_status ckpt_model_digest_blocks(MPI_Comm comm, const int64_t *ustart, const int64_t *istart,
+                                    const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u,
+                                    const imf_idlist *it, char hex[65]) {
+  row_stream s = {comm, 0, 0, {ustart, istart}, NULL, 0, NULL, NULL};
+  EVP_MD_CTX *c = NULL;
+  imf_status st = IMF_OK;
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &s.rank), out);
+  IMF_MPI_TRY(MPI_Comm_size(comm, &s.size), out);
+  if (s.rank == 0) {
+    st = digest_start(&c);
+    if (st == IMF_OK) st = stream_alloc(&s, m);
+  }
+  IMF_TRY(imf_agree(comm, st), out);
+  st = digest_model(c, &s, h, m, u, it);
+  if (s.rank == 0) {
+    st = digest_finish(c, st, hex);
+    c = NULL;
+  }
+  st = imf_agree(comm, st);
+out:
+  if (c) EVP_MD_CTX_free(c);
+  imf_free(&s.buf);
+  imf_free(&s.cnt);
+  imf_free(&s.dsp);
+  return st;
 }
 
 
@@ -377,7 +507,22 @@ imf_status imf_checkpoint_info(const char *path, imf_ckpt_info *info) {
 }
 
 
-/* (local) What the writer checks before touching the file. */
+/* (local) A block model's own blocks lie within its rows; it is never node-shared nor EASE. */
+static imf_status check_blocks(const char *path, const imf_model *m, const imf_ckpt_meta *meta) {
+  if (!m->blocked) return IMF_OK;
+  if (m->shm || meta->ease || meta->ease_x || m->type == IMF_MODEL_EASE)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write a block model that is node-shared or EASE (neither is "
+             "ever a block model)", path);
+  if (m->ublock[0] < 0 || m->ublock[1] < m->ublock[0] || m->ublock[1] > m->nusers || m->iblock[0] < 0 ||
+      m->iblock[1] < m->iblock[0] || m->iblock[1] > m->nitems)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: block model's rows [%lld, %lld) of users and [%lld, %lld) of items are not "
+             "within its %lld users and %lld items", path, (long long)m->ublock[0], (long long)m->ublock[1],
+             (long long)m->iblock[0], (long long)m->iblock[1], (long long)m->nusers, (long long)m->nitems);
+  return IMF_OK;
+}
+
+/* (local) What the writer checks before touching the file (of a block model, the rank's own
+ * blocks: that the ranks' blocks tile the rows is imf_model_blocks's check, collective). */
 imf_status ckpt_check_input(const char *path, const imf_model *m, const imf_ckpt_meta *meta) {
   if (!m || !meta) IMF_FAIL(IMF_ERR_RUNTIME, "checkpoint write without a model or its meta");
   if (strlen(path) > 4000) IMF_FAIL(IMF_ERR_USAGE, "checkpoint path too long: %.64s...", path);
@@ -389,6 +534,7 @@ imf_status ckpt_check_input(const char *path, const imf_model *m, const imf_ckpt
   if (m->chain.U && (!m->chain.V || !m->chain.mu_u || !m->chain.mu_v || !m->chain.Lam_u ||
                      !m->chain.Lam_v))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: refusing to write an incomplete BPMF chain state", path);
+  IMF_CHECK(check_blocks(path, m, meta));
   if (meta->ease && (m->type != IMF_MODEL_EASE || imf_ease_nitems(meta->ease) != m->nitems ||
                      !(imf_ease_gram(meta->ease) || imf_ease_b(meta->ease))))
     IMF_FAIL(IMF_ERR_RUNTIME, "%s: the EASE state (its B or Gram matrix, of the model's items) does not fit the model",

@@ -51,12 +51,19 @@ const int64_t *ckpt_ids_off(const imf_idlist *l);
 /* sha256 (hex) over the header's shaping scalars and everything the model stores. */
 imf_status ckpt_model_digest(const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u, const imf_idlist *it,
                              char hex[65]);
+/* Collective: the same digest of a block model (model.h) into rank 0's hex, the ranks' blocks
+ * (ustart, istart: imf_model_blocks) streamed to rank 0 in rounds of at most ckpt_io_chunk()
+ * bytes, so that no rank holds the whole model. */
+imf_status ckpt_model_digest_blocks(MPI_Comm comm, const int64_t *ustart, const int64_t *istart,
+                                    const imf_ckpt_info *h, const imf_model *m, const imf_idlist *u,
+                                    const imf_idlist *it, char hex[65]);
 /* (local, serial HDF5) Open path and read its attributes, checking that they describe a model
  * this build can read. */
 imf_status ckpt_header_read(const char *path, header *h);
 /* Rank 0 reads the header (the config text left out), every rank gets it. */
 imf_status ckpt_header_bcast(MPI_Comm comm, int rank, const char *path, header *h);
-/* (local) What the writer checks before touching the file. */
+/* (local) What the writer checks before touching the file (of a block model, the rank's own
+ * blocks; that they tile the rows is imf_model_blocks's check, collective). */
 imf_status ckpt_check_input(const char *path, const imf_model *m, const imf_ckpt_meta *meta);
 void ckpt_fill_header(header *h, const imf_model *m, const imf_ckpt_meta *meta);
 /* Write the attributes (identical on every rank: metadata writes are collective). */

@@ -32,6 +32,7 @@ GATHER_OTHER=(
   'layout.c'         # each rank's node (its lowest rank), once per layout
   'judge.c'          # the new batches' held-out ratings and per-user scores (not factors)
   'checkpoint.c'     # two row counts per rank (the row sharing itself is exchange.c's)
+  'modelblock.c'     # each rank's blocks of a block model and its shape (its rows move through exchange.c)
 )
 # TEMPORARY: allgathers of factor rows still hand-rolled outside exchange.c (issue 23, item 3:
 # they move into exchange.c). The integrator empties this list when that lands; a file that keeps
