@@ -129,6 +129,9 @@ typedef struct {
                                  node, sent between nodes, received inside, received between; then
                                  the most one node received from the others, and all ranks'
                                  receipts from other nodes summed */
+  int outblock;               /* 1: the out-block exchange ran (dist.exchange; each rank held its
+                                 rows and the rows its ratings reference) */
+  int64_t model_rows_max;     /* out-block: the most user + item rows one rank held (else U + I) */
 } imf_train_report;
 
 /* Train a model on a store into a model directory (a new version made current). Returns

@@ -91,6 +91,12 @@ static const key_def KEYS[] = {
     {"dist.node_shared", T_BOOL, "false", NULL,
      "one copy of the factors per node (shared memory, /dev/shm) instead of one per rank, in training (ALS, iALS, "
      "BPMF) and in the model evaluate and recommend read; the nodes' first ranks exchange rows (docs/SCALING.md)"},
+    {"dist.exchange", T_ENUM, "replicated", "replicated|outblock|auto",
+     "training's factor exchange: replicated (every rank, or node with node_shared, holds the whole model; "
+     "allgather), outblock (each rank holds its own rows and the rows its ratings reference; all-to-all of exactly "
+     "those rows), auto (outblock when the node's model copies would pass half of dist.node_memory)"},
+    {"dist.node_memory", T_DOUBLE, "0", NULL,
+     "memory of one node in MiB for dist.exchange = auto; 0 = this machine's physical memory"},
     /* model: training hyperparameters */
     {"model.type", T_ENUM, "als", "als|bpmf|ials|ease|pop|bias",
      "model: ALS-WR, Bayesian MF, implicit ALS, EASE; baselines pop (item popularity) and bias (mu + b_u + b_i)"},

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "modeldir.h"
 #include "parse.h"
+#include "modelblock.h"
 #include "partition.h"
 #include "reader.h"
 #include "rowsolve.h"
@@ -530,7 +531,7 @@ static imf_status train_on(MPI_Comm comm, const imf_config *cfg, const imf_ratin
   }
   IMF_TRY(imf_train_create(comm, cfg, part, &t), done);
   IMF_TRY(imf_trainer_run(t), done);
-  IMF_TRY(imf_model_copy(imf_trainer_model(t), out), done);
+  IMF_TRY(imf_model_gather(comm, imf_trainer_model(t), out), done); /* whole, if trained out-block */
 done:
   imf_trainer_destroy(&t);
   imf_partition_destroy(&part);

@@ -37,12 +37,15 @@ static void add(int far, int64_t s, int64_t v, int rows) {
   }
 }
 
+/* Set while imf_alltoallv_rows runs: the all-to-all's payload is factor rows. */
+static int pairs_are_rows;
+
 /* An all-to-all: this rank sends sb[r] and receives rb[r] elements of `unit` bytes to/from r. */
 static void count_pairs(MPI_Comm comm, const int64_t *sb, const int64_t *rb, int64_t unit) {
   if (!counting(comm)) return;
   const imf_layout *l = count_layout;
   for (int r = 0; r < l->size; r++)
-    if (r != l->rank) add(l->node_of[r] != l->node, sb[r] * unit, rb[r] * unit, 0);
+    if (r != l->rank) add(l->node_of[r] != l->node, sb[r] * unit, rb[r] * unit, pairs_are_rows);
 }
 
 /* A gather to all where rank r contributes part[r] elements of `unit` bytes: this rank sends its
@@ -122,6 +125,22 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
   if (rc != MPI_SUCCESS) return IMF_MPI_RAISE(rc, "split all-to-all");
   count_pairs(comm, scount, rcount, (int64_t)extent);
   return IMF_OK;
+}
+
+imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
+                              float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w) {
+  MPI_Datatype row;
+  IMF_MPI(MPI_Type_contiguous(w, MPI_FLOAT, &row));
+  int rc = MPI_Type_commit(&row);
+  if (rc != MPI_SUCCESS) {
+    MPI_Type_free(&row);
+    return IMF_MPI_RAISE(rc, "MPI_Type_commit");
+  }
+  pairs_are_rows = 1;
+  imf_status st = imf_alltoallv64(comm, sbuf, scount, sdispl, rbuf, rcount, rdispl, row);
+  pairs_are_rows = 0;
+  MPI_Type_free(&row);
+  return st;
 }
 
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
@@ -421,5 +440,68 @@ done:
   free(counts);
   imf_free(&mine);
   imf_free(&all);
+  return st;
+}
+
+/* The last row of chunk c of n rows. */
+static int64_t chunk_last(int64_t c, int64_t n) { return (c + 1) * IMF_DET_CHUNK < n ? (c + 1) * IMF_DET_CHUNK - 1 : n - 1; }
+
+/* Chunks whose last row lies in [a, b): those the owner of [a, b) finishes. */
+static int finished_chunks(int64_t a, int64_t b, int64_t n) {
+  int cnt = 0;
+  for (int64_t c = a / IMF_DET_CHUNK; a < b && c * IMF_DET_CHUNK < b; c++) cnt += chunk_last(c, n) < b;
+  return cnt;
+}
+
+imf_status imf_det_sum_blocks(MPI_Comm comm, const int64_t *start, int m, imf_chunk_fn fn, void *ctx,
+                              double *out) {
+  int size = 1, rank = 0;
+  imf_status st = IMF_OK;
+  int *counts = NULL, nmine = 0;
+  double *mine = NULL, *all = NULL, *left = NULL, *right = NULL;
+  MPI_Request req = MPI_REQUEST_NULL;
+  int64_t total = 0;
+  IMF_MPI_TRY(MPI_Comm_size(comm, &size), done);
+  IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
+  const int64_t n = start[size], a = start[rank], b = start[rank + 1];
+  IMF_TRY(imf_alloc(&counts, (size_t)size, sizeof *counts), done);
+  for (int r = 0; r < size; r++) total += counts[r] = finished_chunks(start[r], start[r + 1], n);
+  IMF_TRY(imf_alloc(&mine, (size_t)(counts[rank] ? counts[rank] : 1) * (size_t)m, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&all, (size_t)(total ? total : 1) * (size_t)m, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&left, (size_t)m, sizeof(double)), done);
+  IMF_TRY(imf_alloc(&right, (size_t)m, sizeof(double)), done);
+  if (a < b) {
+    const int64_t c0 = a / IMF_DET_CHUNK, c1 = (b - 1) / IMF_DET_CHUNK;
+    const int from_left = c0 * IMF_DET_CHUNK < a, to_right = chunk_last(c1, n) >= b;
+    /* the chunks after the first, so that the sum sent right does not wait for the left one */
+    for (int64_t c = c0 + 1; c <= c1; c++) {
+      const int64_t hi = chunk_last(c, n) < b ? chunk_last(c, n) + 1 : b;
+      double *acc = hi < b || !to_right ? mine + (size_t)(c - c0) * (size_t)m : right; /* finished here? */
+      fn(ctx, c * IMF_DET_CHUNK, hi, acc);
+    }
+    if (c1 > c0 && to_right)
+      IMF_MPI_TRY(MPI_Isend(right, m, MPI_DOUBLE, imf_block_owner(start, size, b), 7401, comm, &req), done);
+    /* the first chunk: continued from the block on the left, or started here */
+    if (from_left)
+      IMF_MPI_TRY(MPI_Recv(left, m, MPI_DOUBLE, imf_block_owner(start, size, a - 1), 7401, comm, MPI_STATUS_IGNORE),
+                  done);
+    const int64_t hi0 = chunk_last(c0, n) < b ? chunk_last(c0, n) + 1 : b;
+    fn(ctx, a, hi0, left);
+    if (hi0 < b || !to_right) memcpy(mine, left, (size_t)m * sizeof(double)); /* finished here */
+    else IMF_MPI_TRY(MPI_Send(left, m, MPI_DOUBLE, imf_block_owner(start, size, b), 7401, comm), done);
+    nmine = counts[rank];
+  }
+  if (size > 1) IMF_TRY(gather_vectors(comm, mine, nmine, counts, all, m), done);
+  else memcpy(all, mine, (size_t)total * (size_t)m * sizeof(double));
+  for (int j = 0; j < m; j++) out[j] = 0.0;
+  for (int64_t c = 0; c < total; c++)
+    for (int j = 0; j < m; j++) out[j] += all[c * m + j];
+done:
+  if (req != MPI_REQUEST_NULL) MPI_Wait(&req, MPI_STATUS_IGNORE);
+  imf_free(&counts);
+  imf_free(&mine);
+  imf_free(&all);
+  imf_free(&left);
+  imf_free(&right);
   return st;
 }

@@ -61,6 +61,11 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
  * small value exercises the split path. */
 void imf_exchange_set_max_count(int64_t max);
 
+/* imf_alltoallv64 of factor rows of w floats (counts and displacements in rows), counted as
+ * rows (imf_traffic.rows_*): the out-block exchange (outblock.h). Collective. */
+imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
+                              float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w);
+
 /* X is n x w (n = start[nranks]), replicated. Rank r's rows [start[r], start[r+1]) are taken
  * from `mine` (stride w; may alias X + start[r] * w) and every rank receives all rows in X. */
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
@@ -98,5 +103,13 @@ imf_status imf_det_sum_rows(MPI_Comm comm, const int64_t *start, const double *p
  * Each rank evaluates a share of the chunks. */
 typedef void (*imf_chunk_fn)(void *ctx, int64_t lo, int64_t hi, double *acc);
 imf_status imf_det_sum_chunks(MPI_Comm comm, int64_t nrows, int m, imf_chunk_fn fn, void *ctx,
+                              double *out);
+
+/* The same sum, bitwise, where each rank can evaluate only its own rows [start[rank],
+ * start[rank+1]) (the out-block exchange's factors): a chunk inside one block is summed by its
+ * owner; a chunk split between blocks is summed by passing its running sum from each owner to
+ * the next (rows stay in order, so the rounding is that of one pass), and the finished chunk
+ * partials are added in chunk order. Collective. */
+imf_status imf_det_sum_blocks(MPI_Comm comm, const int64_t *start, int m, imf_chunk_fn fn, void *ctx,
                               double *out);
 #endif

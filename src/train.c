@@ -35,11 +35,13 @@
 #include "guard.h"
 #include "exchange.h"
 #include "log.h"
+#include "outblock.h"
 #include "rng.h"
 #include "rowsolve.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { PH_PARTITION, PH_INIT, PH_STATS, PH_SOLVE, PH_EXCHANGE, PH_METRICS, PH_STOP, NPH };
 static const char *const ph_name[NPH] = {"partition", "init", "gram/hyper", "solve",
@@ -49,7 +51,7 @@ struct imf_trainer {
   MPI_Comm comm;
   int rank, nranks;
   const imf_partition *part;
-  imf_model *m;
+  imf_model *m;             /* the working model: replicated, or (out-block) this rank's slots */
   imf_model_type type;
   int k;
   double lambda, lambda_bias, alpha, tol;
@@ -72,6 +74,15 @@ struct imf_trainer {
                                sent between, received inside, received between nodes; the most
                                one node received from other nodes; all ranks' receipts from
                                other nodes, summed */
+  /* dist.exchange = outblock (outblock.h): the user and item plans (NULL: replicated). m then
+   * holds slots, not global rows: off[side] is the slot of the own block's first row (replicated:
+   * the block's first row), nglob[side] the global row count; the partition's columns are slots
+   * while the trainer lives (restored on destroy); blk is the block model handed out. */
+  imf_outblock *ob[2];
+  imf_partition *wpart;
+  imf_model *blk;
+  int64_t off[2], nglob[2];
+  double holdout_sse;       /* the last sweep's validation squared error (imf_trainer_holdout_sse) */
 };
 
 /* ---------------------------------------------------------------- small dense helpers */
@@ -108,6 +119,7 @@ static void solve_lt(const double *L, int n, double *x) {
 typedef struct {
   const float *X;
   int k;
+  int64_t shift; /* global row g is X's row g - shift (out-block slots; replicated: 0) */
 } rows_ctx;
 
 /* Upper triangle of sum x x^T over rows lo..hi-1 (iALS Gram). */
@@ -115,7 +127,7 @@ static void gram_chunk(void *vctx, int64_t lo, int64_t hi, double *acc) {
   const rows_ctx *c = vctx;
   int k = c->k;
   for (int64_t r = lo; r < hi; r++) {
-    const float *x = c->X + (size_t)r * (size_t)k;
+    const float *x = c->X + (size_t)(r - c->shift) * (size_t)k;
     for (int a = 0; a < k; a++) {
       double xa = x[a];
       for (int b = a; b < k; b++) acc[a * k + b] += xa * (double)x[b];
@@ -128,7 +140,7 @@ static void stats_chunk(void *vctx, int64_t lo, int64_t hi, double *acc) {
   const rows_ctx *c = vctx;
   int k = c->k;
   for (int64_t r = lo; r < hi; r++) {
-    const float *x = c->X + (size_t)r * (size_t)k;
+    const float *x = c->X + (size_t)(r - c->shift) * (size_t)k;
     for (int a = 0; a < k; a++) {
       double xa = x[a];
       acc[a] += xa;
@@ -142,9 +154,19 @@ static void mirror(double *G, int k) {
     for (int b = 0; b < a; b++) G[a * k + b] = G[b * k + a];
 }
 
-static imf_status gram(imf_trainer *t, const float *X, int64_t n, double *G) {
-  rows_ctx c = {X, t->k};
-  IMF_CHECK(imf_det_sum_chunks(t->comm, n, t->k * t->k, gram_chunk, &c, G));
+/* A deterministic sum over all rows of one side of X (k wide): over the replicated rows, or
+ * (out-block) each rank over its own block, the same sum bitwise (exchange.h). */
+static imf_status side_sum(imf_trainer *t, int side, const float *X, int m, imf_chunk_fn fn, double *out) {
+  const int64_t *start = side ? t->part->item_start : t->part->user_start;
+  rows_ctx c = {X, t->k, 0};
+  if (!t->ob[side]) return imf_det_sum_chunks(t->comm, t->nglob[side], m, fn, &c, out);
+  c.shift = start[t->rank] - t->off[side];
+  return imf_det_sum_blocks(t->comm, start, m, fn, &c, out);
+}
+
+/* The Gram matrix of one side's factors (iALS). */
+static imf_status gram(imf_trainer *t, int side, double *G) {
+  IMF_CHECK(side_sum(t, side, side ? t->m->Q : t->m->P, t->k * t->k, gram_chunk, G));
   mirror(G, t->k);
   return IMF_OK;
 }
@@ -169,7 +191,7 @@ static imf_status sample_hyper(imf_trainer *t, int side, uint32_t sweep) {
   imf_model *m = t->m;
   int k = t->k;
   const float *X = side ? m->chain.V : m->chain.U;
-  int64_t n = side ? m->nitems : m->nusers;
+  int64_t n = t->nglob[side];
   double *mu = side ? m->chain.mu_v : m->chain.mu_u, *Lam = side ? m->chain.Lam_v : m->chain.Lam_u;
   imf_status st = IMF_OK;
   double *s = NULL, *W = NULL, *A = NULL, *M = NULL, *z = NULL;
@@ -179,8 +201,7 @@ static imf_status sample_hyper(imf_trainer *t, int side, uint32_t sweep) {
   IMF_TRY(imf_alloc(&A, kk, sizeof(double)), done);
   IMF_TRY(imf_alloc(&M, kk, sizeof(double)), done);
   IMF_TRY(imf_alloc(&z, (size_t)k, sizeof(double)), done);
-  rows_ctx c = {X, k};
-  IMF_TRY(imf_det_sum_chunks(t->comm, n, k + k * k, stats_chunk, &c, s), done);
+  IMF_TRY(side_sum(t, side, X, k + k * k, stats_chunk, s), done);
   double *T = s + k;
   mirror(T, k);
   double bstar = IMF_BPMF_BETA0 + (double)n, nustar = (double)k + (double)n;
@@ -229,6 +250,7 @@ done:
 static int writer(const imf_trainer *t) { return !t->seg.base || t->layout->node_rank == 0; }
 
 static void restride_in_place(float *X, const float *cur, int64_t n, int kw0, int kw1, int k, double a, double b);
+static imf_status sync_block(imf_trainer *t);
 
 static imf_status add_sample(imf_trainer *t) {
   imf_model *m = t->m;
@@ -277,10 +299,11 @@ static imf_status add_sample(imf_trainer *t) {
 
 /* ---------------------------------------------------------------- create / destroy */
 
-static void init_rows(float *X, int64_t n, int k, uint64_t seed, uint32_t side) {
+/* Rows 0..n-1 of X, row r being global row gid[r] (gid NULL: r), from their own streams. */
+static void init_rows(float *X, int64_t n, int k, uint64_t seed, uint32_t side, const int32_t *gid) {
   for (int64_t r = 0; r < n; r++) {
     imf_rng g;
-    imf_rng_init(&g, seed, imf_rng_stream(0, 0, side, (uint64_t)r));
+    imf_rng_init(&g, seed, imf_rng_stream(0, 0, side, (uint64_t)(gid ? gid[r] : r)));
     for (int a = 0; a < k; a++) X[(size_t)r * (size_t)k + (size_t)a] = (float)(0.1 * imf_rng_normal(&g));
   }
 }
@@ -300,6 +323,14 @@ void imf_trainer_destroy(imf_trainer **pt) {
     if (t->type == IMF_MODEL_BPMF) t->m->chain.U = t->m->chain.V = NULL;
   }
   imf_model_destroy(&t->m);
+  imf_model_destroy(&t->blk);
+  if (t->wpart) { /* the partition's columns back to global rows */
+    imf_csr *u[1] = {&t->wpart->by_item}, *i[2] = {&t->wpart->by_user, &t->wpart->holdout};
+    if (t->ob[0]) imf_outblock_restore(t->ob[0], u, 1);
+    if (t->ob[1]) imf_outblock_restore(t->ob[1], i, 2);
+  }
+  imf_outblock_destroy(&t->ob[0]);
+  imf_outblock_destroy(&t->ob[1]);
   if (t->layout) imf_layout_shared_free(&t->seg);
   if (t->layout) imf_exchange_count_on(NULL);
   imf_layout_destroy(&t->layout);
@@ -358,8 +389,41 @@ static void restride_in_place(float *X, const float *cur, int64_t n, int kw0, in
 
 int64_t imf_trainer_shared_bytes(const imf_trainer *t) { return t->seg.base ? (int64_t)t->seg.bytes : 0; }
 
-imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_partition *part,
-                            imf_trainer **out) {
+/* dist.exchange: replicated, outblock, or auto's choice: outblock when the node's copies of the
+ * model (one per rank, one with dist.node_shared) would pass half of the node's memory
+ * (dist.node_memory MiB, 0: this machine's). The same answer on every rank (cfg and the layout
+ * are). */
+static int choose_outblock(const imf_trainer *t, const imf_config *cfg, const imf_partition *part) {
+  const char *ex = imf_cfg_str(cfg, "dist.exchange");
+  if (strcmp(ex, "auto")) return !strcmp(ex, "outblock");
+  double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)imf_cfg_int(cfg, "model.samples") + 2.0 : 1.0);
+  double copy = (double)(part->nusers + part->nitems) * 4.0 * (kw + (t->type == IMF_MODEL_ALS ? 1.0 : 0.0));
+  double copies = imf_cfg_bool(cfg, "dist.node_shared") ? 1.0 : (double)t->layout->node_size;
+  double node = imf_cfg_double(cfg, "dist.node_memory") * 1048576.0;
+  if (node <= 0) node = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  int pick = copy * copies > 0.5 * node;
+  imf_info("dist.exchange = auto: %d model cop%s of %.1f MiB against %.0f MiB of node memory: %s", (int)copies,
+           copies == 1.0 ? "y" : "ies", copy / 1048576.0, node / 1048576.0, pick ? "outblock" : "replicated");
+  return pick;
+}
+
+/* The out-block plans (outblock.h): users referenced by the item block's ratings, items by the
+ * user block's training and validation ratings; the partition's columns become slots. */
+static imf_status plan_outblock(imf_trainer *t, imf_partition *part) {
+  imf_csr *u[1] = {&part->by_item}, *i[2] = {&part->by_user, &part->holdout};
+  t->wpart = part;
+  IMF_CHECK(imf_outblock_create(t->comm, part->user_start, u, 1, &t->ob[0]));
+  IMF_CHECK(imf_outblock_create(t->comm, part->item_start, i, 2, &t->ob[1]));
+  for (int side = 0; side < 2; side++) t->off[side] = imf_outblock_own_off(t->ob[side]);
+  int64_t v[2] = {imf_outblock_nslots(t->ob[0]) + imf_outblock_nslots(t->ob[1]), 0}, mx[2];
+  v[1] = -v[0];
+  IMF_MPI(MPI_Allreduce(v, mx, 2, MPI_INT64_T, MPI_MAX, t->comm));
+  imf_info("out-block exchange: each rank holds %lld to %lld of the %lld user and item rows (dist.exchange)",
+           (long long)-mx[1], (long long)mx[0], (long long)(part->nusers + part->nitems));
+  return IMF_OK;
+}
+
+imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition *part, imf_trainer **out) {
   *out = NULL;
   double t0 = tic();
   imf_status st = IMF_OK;
@@ -422,19 +486,29 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
       imf_warn("the partition's validation set (fraction %g) differs from model.validation_fraction = %g "
                "and model.seed; using the partition's", part->holdout_fraction, vf);
   }
-  { /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row): model.k and
-     * model.samples multiply memory, checked before allocating (guard.h) */
+  t->nglob[0] = part->nusers;
+  t->nglob[1] = part->nitems;
+  t->off[0] = part->user_start[t->rank];
+  t->off[1] = part->item_start[t->rank];
+  if (choose_outblock(t, cfg, part)) IMF_TRY(plan_outblock(t, part), fail);
+  const int64_t nu = t->ob[0] ? imf_outblock_nslots(t->ob[0]) : part->nusers;
+  const int64_t ni = t->ob[1] ? imf_outblock_nslots(t->ob[1]) : part->nitems;
+  { /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row), or their
+     * slots: model.k and model.samples multiply memory, checked before allocating (guard.h) */
     double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)imf_cfg_int(cfg, "model.samples") + 1.0 : 1.0);
-    st = imf_mem_guard("model.k (and model.samples)", (double)(part->nusers + part->nitems) * kw * 4.0 * 2.0);
+    st = imf_mem_guard("model.k (and model.samples)", (double)(nu + ni) * kw * 4.0 * 2.0);
     IMF_TRY(imf_agree(t->comm, st), fail);
   }
-  IMF_TRY(imf_model_create(t->type, t->k, part->nusers, part->nitems, t->type == IMF_MODEL_ALS, &t->m), fail);
+  IMF_TRY(imf_model_create(t->type, t->k, nu, ni, t->type == IMF_MODEL_ALS, &t->m), fail);
   imf_model *m = t->m;
   m->lambda = t->lambda;
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
   m->seed = t->seed;
-  if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
+  if (imf_cfg_bool(cfg, "dist.node_shared") && t->ob[0])
+    imf_warn("dist.node_shared: the out-block exchange keeps no whole model to share; every rank keeps its rows");
+  else if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
+  const int32_t *gu = t->ob[0] ? imf_outblock_gids(t->ob[0]) : NULL, *gi = t->ob[1] ? imf_outblock_gids(t->ob[1]) : NULL;
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
     m->burn_in = burn_in;
@@ -443,28 +517,29 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_part
     m->max_samples = (int)S;
     m->thin = post > 0 ? (post + S - 1) / S : 1;
     if (writer(t)) {
-      init_rows(m->chain.U, m->nusers, t->k, t->seed, 0);
-      init_rows(m->chain.V, m->nitems, t->k, t->seed, 1);
+      init_rows(m->chain.U, m->nusers, t->k, t->seed, 0, gu);
+      init_rows(m->chain.V, m->nitems, t->k, t->seed, 1, gi);
       memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
       memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
     }
     if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   } else {
     if (writer(t)) {
-      init_rows(m->P, m->nusers, t->k, t->seed, 0);
-      init_rows(m->Q, m->nitems, t->k, t->seed, 1);
+      init_rows(m->P, m->nusers, t->k, t->seed, 0, gu);
+      init_rows(m->Q, m->nitems, t->k, t->seed, 1, gi);
     }
     if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   }
   if (t->type != IMF_MODEL_IALS) IMF_TRY(global_mean(t, &m->mu), fail);
-  int64_t nu = part->by_user.hi - part->by_user.lo, ni = part->by_item.hi - part->by_item.lo;
-  IMF_TRY(imf_alloc(&t->Xu, (size_t)(nu ? nu : 1) * (size_t)t->k, sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Xi, (size_t)(ni ? ni : 1) * (size_t)t->k, sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Bu, (size_t)(nu ? nu : 1), sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Bi, (size_t)(ni ? ni : 1), sizeof(float)), fail);
+  const int64_t bu = part->by_user.hi - part->by_user.lo, bi = part->by_item.hi - part->by_item.lo;
+  IMF_TRY(imf_alloc(&t->Xu, (size_t)(bu ? bu : 1) * (size_t)t->k, sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Xi, (size_t)(bi ? bi : 1) * (size_t)t->k, sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Bu, (size_t)(bu ? bu : 1), sizeof(float)), fail);
+  IMF_TRY(imf_alloc(&t->Bi, (size_t)(bi ? bi : 1), sizeof(float)), fail);
   IMF_TRY(imf_alloc(&t->GQ, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
   IMF_TRY(imf_alloc(&t->GP, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
   IMF_TRY(imf_rowsolve_ws_create(t->k, &t->ws), fail);
+  if (t->ob[0]) IMF_TRY(sync_block(t), fail);
   t->ph[PH_PARTITION] = part->seconds;
   t->calls[PH_PARTITION] = 1;
   toc(t, PH_INIT, t0);
@@ -480,7 +555,52 @@ void imf_trainer_set_stop_hook(imf_trainer *t, int (*should_stop)(void *ctx), vo
   t->stop_ctx = ctx;
 }
 
-imf_model *imf_trainer_model(imf_trainer *t) { return t->m; }
+imf_model *imf_trainer_model(imf_trainer *t) { return t->ob[0] ? t->blk : t->m; }
+
+double imf_trainer_holdout_sse(const imf_trainer *t) { return t->holdout_sse; }
+int64_t imf_trainer_outblock_rows(const imf_trainer *t) {
+  return t->ob[0] ? imf_outblock_nslots(t->ob[0]) + imf_outblock_nslots(t->ob[1]) : 0;
+}
+
+/* Out-block: the block model (model.h) refreshed from the working model, its scalars, history
+ * and chain hyperparameters copied, its arrays the own rows of the slots. Local. */
+static imf_status sync_block(imf_trainer *t) {
+  const imf_model *m = t->m;
+  const int64_t *us = t->part->user_start, *is = t->part->item_start;
+  const int64_t nu = us[t->rank + 1] - us[t->rank], ni = is[t->rank + 1] - is[t->rank];
+  if (!t->blk) {
+    IMF_CHECK(imf_model_create(m->type, m->k, nu, ni, m->with_bias, &t->blk));
+    t->blk->blocked = 1;
+  }
+  imf_model *b = t->blk, keep = *b;
+  *b = *m;
+  b->P = keep.P, b->Q = keep.Q, b->bu = keep.bu, b->bi = keep.bi, b->kw = keep.kw;
+  b->chain.U = keep.chain.U, b->chain.V = keep.chain.V, b->chain.mu_u = keep.chain.mu_u;
+  b->chain.mu_v = keep.chain.mu_v, b->chain.Lam_u = keep.chain.Lam_u, b->chain.Lam_v = keep.chain.Lam_v;
+  b->history = keep.history, b->cap_history = keep.cap_history, b->nhistory = 0;
+  b->shm = NULL, b->shm_release = NULL;
+  b->nusers = t->nglob[0], b->nitems = t->nglob[1], b->blocked = 1;
+  b->ublock[0] = us[t->rank], b->ublock[1] = us[t->rank + 1];
+  b->iblock[0] = is[t->rank], b->iblock[1] = is[t->rank + 1];
+  IMF_CHECK(imf_model_set_kw(b, m->kw));
+  const size_t kw = (size_t)m->kw, k = (size_t)m->k, ou = (size_t)t->off[0], oi = (size_t)t->off[1];
+  memcpy(b->P, m->P + ou * kw, (size_t)nu * kw * sizeof(float));
+  memcpy(b->Q, m->Q + oi * kw, (size_t)ni * kw * sizeof(float));
+  if (m->with_bias) {
+    memcpy(b->bu, m->bu + ou, (size_t)nu * sizeof(float));
+    memcpy(b->bi, m->bi + oi, (size_t)ni * sizeof(float));
+  }
+  if (m->chain.U) {
+    memcpy(b->chain.U, m->chain.U + ou * k, (size_t)nu * k * sizeof(float));
+    memcpy(b->chain.V, m->chain.V + oi * k, (size_t)ni * k * sizeof(float));
+    memcpy(b->chain.mu_u, m->chain.mu_u, k * sizeof(double));
+    memcpy(b->chain.mu_v, m->chain.mu_v, k * sizeof(double));
+    memcpy(b->chain.Lam_u, m->chain.Lam_u, k * k * sizeof(double));
+    memcpy(b->chain.Lam_v, m->chain.Lam_v, k * k * sizeof(double));
+  }
+  for (int64_t j = 0; j < m->nhistory; j++) IMF_CHECK(imf_model_push_history(b, &m->history[j]));
+  return IMF_OK;
+}
 int imf_trainer_stopped(const imf_trainer *t) { return t->stopped; }
 int imf_trainer_converged(const imf_trainer *t) { return t->converged; }
 int imf_trainer_done(const imf_trainer *t) {
@@ -490,6 +610,18 @@ int imf_trainer_done(const imf_trainer *t) {
 static void copy_rows(float *dst, int dk, const float *src, int sk, int64_t n, int w) {
   for (int64_t r = 0; r < n; r++)
     memcpy(dst + (size_t)r * (size_t)dk, src + (size_t)r * (size_t)sk, (size_t)w * sizeof(float));
+}
+
+/* The saved model's rows (sn rows, stride sw) into one side of the working model (stride dw), w
+ * floats a row: the first sn rows, or (out-block) each slot whose global row the saved model has. */
+static void take_rows(const imf_trainer *t, int side, float *dst, int dw, const float *src, int sw, int64_t sn, int w) {
+  if (!t->ob[side]) {
+    copy_rows(dst, dw, src, sw, sn, w);
+    return;
+  }
+  const int32_t *gid = imf_outblock_gids(t->ob[side]);
+  for (int64_t r = 0, n = imf_outblock_nslots(t->ob[side]); r < n && gid[r] < sn; r++)
+    memcpy(dst + (size_t)r * (size_t)dw, src + (size_t)gid[r] * (size_t)sw, (size_t)w * sizeof(float));
 }
 
 /* imf_trainer_resume's BPMF state: the chain, and P, Q at the saved model's width (exact) or the
@@ -504,10 +636,15 @@ static imf_status resume_bpmf(imf_trainer *t, const imf_model *s, int exact) {
   if (t->seg.base) m->kw = kw;
   else IMF_CHECK(imf_model_set_kw(m, kw));
   if (writer(t)) {
-    copy_rows(m->chain.U, k, s->chain.U, k, s->nusers, k);
-    copy_rows(m->chain.V, k, s->chain.V, k, s->nitems, k);
-    memcpy(m->P, exact ? s->P : m->chain.U, (size_t)m->nusers * (size_t)kw * sizeof(float));
-    memcpy(m->Q, exact ? s->Q : m->chain.V, (size_t)m->nitems * (size_t)kw * sizeof(float));
+    take_rows(t, 0, m->chain.U, k, s->chain.U, k, s->nusers, k);
+    take_rows(t, 1, m->chain.V, k, s->chain.V, k, s->nitems, k);
+    if (exact) {
+      take_rows(t, 0, m->P, kw, s->P, kw, s->nusers, kw);
+      take_rows(t, 1, m->Q, kw, s->Q, kw, s->nitems, kw);
+    } else {
+      memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)kw * sizeof(float));
+      memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)kw * sizeof(float));
+    }
   }
   if (exact) {
     memcpy(m->chain.mu_u, s->chain.mu_u, (size_t)k * sizeof(double));
@@ -532,22 +669,24 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
   if (s->type != m->type || s->k != m->k)
     st = IMF_RAISE(IMF_ERR_INPUT, "saved model is %s k=%d, training %s k=%d",
                    imf_model_type_name(s->type), s->k, imf_model_type_name(m->type), m->k);
-  else if (s->nusers > m->nusers || s->nitems > m->nitems)
+  else if (s->nusers > t->nglob[0] || s->nitems > t->nglob[1])
     st = IMF_RAISE(IMF_ERR_INPUT, "saved model has more users or items (%lld x %lld) than the data (%lld x %lld)",
-                   (long long)s->nusers, (long long)s->nitems, (long long)m->nusers, (long long)m->nitems);
+                   (long long)s->nusers, (long long)s->nitems, (long long)t->nglob[0], (long long)t->nglob[1]);
+  else if (s->blocked)
+    st = IMF_RAISE(IMF_ERR_USAGE, "resume from a block model: gather it first (imf_model_gather)");
   IMF_CHECK(imf_agree(t->comm, st));
-  int exact = s->nusers == m->nusers && s->nitems == m->nitems;
+  int exact = s->nusers == t->nglob[0] && s->nitems == t->nglob[1];
   int k = m->k;
   t->GQ_valid = 0;
   if (m->type == IMF_MODEL_BPMF) {
     IMF_CHECK(imf_agree(t->comm, resume_bpmf(t, s, exact)));
   } else {
     if (writer(t)) {
-      copy_rows(m->P, k, s->P, s->kw, s->nusers, k);
-      copy_rows(m->Q, k, s->Q, s->kw, s->nitems, k);
+      take_rows(t, 0, m->P, k, s->P, s->kw, s->nusers, k);
+      take_rows(t, 1, m->Q, k, s->Q, s->kw, s->nitems, k);
       if (m->with_bias && s->bu && s->bi) {
-        memcpy(m->bu, s->bu, (size_t)s->nusers * sizeof(float));
-        memcpy(m->bi, s->bi, (size_t)s->nitems * sizeof(float));
+        take_rows(t, 0, m->bu, 1, s->bu, 1, s->nusers, 1);
+        take_rows(t, 1, m->bi, 1, s->bi, 1, s->nitems, 1);
       }
     }
     if (t->seg.base) IMF_CHECK(imf_layout_node_sync(t->layout, &t->seg));
@@ -559,7 +698,7 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
     for (int64_t j = 0; j < s->nhistory; j++) IMF_CHECK(imf_agree(t->comm, imf_model_push_history(m, &s->history[j])));
   }
   t->stopped = t->converged = 0;
-  return IMF_OK;
+  return t->ob[0] ? imf_agree(t->comm, sync_block(t)) : IMF_OK;
 }
 
 /* ---------------------------------------------------------------- one half-sweep */
@@ -596,7 +735,7 @@ static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
     prm.YtY = side ? t->GP : t->GQ;
     other.Y = side ? m->P : m->Q;
     /* warm start for CG: the current rows */
-    memcpy(X, (side ? m->Q : m->P) + (size_t)c->lo * (size_t)k, (size_t)nloc * (size_t)k * sizeof(float));
+    memcpy(X, (side ? m->Q : m->P) + (size_t)t->off[side] * (size_t)k, (size_t)nloc * (size_t)k * sizeof(float));
     break;
   case IMF_MODEL_BPMF:
     prm.kind = IMF_ROW_BPMF;
@@ -622,6 +761,12 @@ static imf_status exchange_half(imf_trainer *t, int side) {
   float *dst;
   if (t->type == IMF_MODEL_BPMF) dst = side ? m->chain.V : m->chain.U;
   else dst = side ? m->Q : m->P;
+  if (t->ob[side]) { /* out-block: each rank gets exactly the rows its ratings reference */
+    IMF_CHECK(imf_outblock_exchange(t->ob[side], side ? t->Xi : t->Xu, dst, t->k));
+    if (t->type == IMF_MODEL_ALS)
+      IMF_CHECK(imf_outblock_exchange(t->ob[side], side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+    return IMF_OK;
+  }
   if (t->seg.base) { /* one copy per node: written in place, the nodes' first ranks exchange */
     IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, side ? t->Xi : t->Xu, dst, t->k));
     if (t->type == IMF_MODEL_ALS)
@@ -666,7 +811,7 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
   IMF_TRY(imf_alloc(&vu, (size_t)(nu ? nu : 1) * 4, sizeof(double)), done);
   IMF_TRY(imf_alloc(&vi, (size_t)(ni ? ni : 1), sizeof(double)), done);
   for (int64_t r = 0; r < nu; r++) {
-    int64_t u = cu->lo + r;
+    const int64_t u = t->off[0] + r, ug = cu->lo + r; /* u: the row in m (a slot out-block), ug: global */
     double loss = 0, sq = 0, vsq = 0, vabs = 0;
     for (int64_t j = cu->ptr[r]; j < cu->ptr[r + 1]; j++) {
       if (t->type == IMF_MODEL_IALS) {
@@ -686,7 +831,7 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
       }
     }
     if (t->type == IMF_MODEL_ALS)
-      loss = sq + t->lambda * (double)p->user_count[u] * sqnorm(m->P + (size_t)u * (size_t)k, k) +
+      loss = sq + t->lambda * (double)p->user_count[ug] * sqnorm(m->P + (size_t)u * (size_t)k, k) +
              t->lambda_bias * (double)m->bu[u] * (double)m->bu[u];
     else if (t->type == IMF_MODEL_IALS)
       loss += t->lambda * sqnorm(m->P + (size_t)u * (size_t)k, k);
@@ -702,9 +847,9 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
     vu[4 * r + 3] = vabs;
   }
   for (int64_t r = 0; r < ni; r++) {
-    int64_t i = ci->lo + r;
+    const int64_t i = t->off[1] + r;
     if (t->type == IMF_MODEL_ALS)
-      vi[r] = t->lambda * (double)p->item_count[i] * sqnorm(m->Q + (size_t)i * (size_t)k, k) +
+      vi[r] = t->lambda * (double)p->item_count[ci->lo + r] * sqnorm(m->Q + (size_t)i * (size_t)k, k) +
               t->lambda_bias * (double)m->bi[i] * (double)m->bi[i];
     else if (t->type == IMF_MODEL_IALS)
       vi[r] = t->lambda * sqnorm(m->Q + (size_t)i * (size_t)k, k);
@@ -712,12 +857,13 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
   IMF_TRY(imf_det_sum_rows(t->comm, p->user_start, vu, 4, su), done);
   IMF_TRY(imf_det_sum_rows(t->comm, p->item_start, vi, 1, si), done);
   double ntr = (double)p->nnz_train, nval = (double)p->nnz_holdout;
+  t->holdout_sse = su[2];
   h->val_rmse = h->val_mae = NAN;
   if (t->type == IMF_MODEL_IALS) {
     /* GP is the Gram of the current P (item half); the Gram of the new Q serves the loss now
      * and the next user half. */
     double t1 = tic();
-    IMF_TRY(gram(t, m->Q, m->nitems, t->GQ), done);
+    IMF_TRY(gram(t, 1, t->GQ), done);
     t->GQ_valid = 1;
     toc(t, PH_STATS, t1);
     double tr = 0;
@@ -771,8 +917,8 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
   for (int side = 0; side < 2; side++) {
     t0 = tic();
     if (t->type == IMF_MODEL_BPMF) st = sample_hyper(t, side, sweep);
-    else if (t->type == IMF_MODEL_IALS && side == 0 && !t->GQ_valid) st = gram(t, m->Q, m->nitems, t->GQ);
-    else if (t->type == IMF_MODEL_IALS && side == 1) st = gram(t, m->P, m->nusers, t->GP);
+    else if (t->type == IMF_MODEL_IALS && side == 0 && !t->GQ_valid) st = gram(t, 1, t->GQ);
+    else if (t->type == IMF_MODEL_IALS && side == 1) st = gram(t, 0, t->GP);
     IMF_CHECK(imf_agree(t->comm, st));
     toc(t, PH_STATS, t0);
 
@@ -832,6 +978,7 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
       t->converged = (prev->train_loss - h.train_loss) / fabs(prev->train_loss) < t->tol;
   }
   IMF_CHECK(imf_agree(t->comm, imf_model_push_history(m, &h)));
+  if (t->ob[0]) IMF_CHECK(imf_agree(t->comm, sync_block(t)));
   double rate = h.seconds > 0 ? (double)t->part->nnz_train / h.seconds : 0;
   /* ETA from this sweep's time: sweeps cost the same, give or take the metrics */
   double eta = h.seconds * (double)(t->iterations > h.iteration ? t->iterations - h.iteration : 0);
@@ -890,7 +1037,10 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
     fprintf(out, "row-solve Gram: none formed (model.solver = cg: %d CG steps per row)\n", t->cg_steps);
   char lay[160];
   imf_layout_describe(t->layout, lay, sizeof lay);
-  if (t->seg.base)
+  if (t->ob[0])
+    fprintf(out, "exchange: out-block (each rank holds its rows and those its ratings reference: %lld of %lld on "
+            "rank 0) over %s\n", (long long)imf_trainer_outblock_rows(t), (long long)(t->nglob[0] + t->nglob[1]), lay);
+  else if (t->seg.base)
     fprintf(out, "exchange: node-shared factors (one copy per node, %.1f MiB; the nodes' first ranks exchange) over %s\n",
             (double)t->seg.bytes / 1048576.0, lay);
   else
@@ -898,8 +1048,9 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
   fprintf(out, "bytes per rank in the last sweep (max over ranks): inside nodes sent %.3g, received %.3g; "
           "between nodes sent %.3g, received %.3g; one node received %.3g from the others\n",
           (double)t->net[0], (double)t->net[2], (double)t->net[1], (double)t->net[3], (double)t->net[4]);
-  fprintf(out, "model %s k=%d: %.1f MiB replicated per rank; partition %.1f MiB on rank 0\n",
+  fprintf(out, "model %s k=%d: %.1f MiB %s on rank 0; partition %.1f MiB on rank 0\n",
           imf_model_type_name(t->type), t->k, (double)imf_model_bytes(t->m) / 1048576.0,
+          t->ob[0] ? "of slots" : "replicated",
           (double)imf_partition_bytes(t->part) / 1048576.0);
   return IMF_OK;
 }

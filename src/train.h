@@ -35,7 +35,7 @@ typedef struct imf_trainer imf_trainer;
  * with model.validation_fraction and model.seed). Initialises the factors from the
  * counter-based generator (stream (0, sweep 0, side, row)) and computes the global mean.
  * The partition must outlive the trainer. */
-imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, const imf_partition *part,
+imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition *part,
                             imf_trainer **out);
 void imf_trainer_destroy(imf_trainer **t);
 
@@ -59,7 +59,9 @@ int imf_trainer_done(const imf_trainer *t);      /* iterations reached, converge
 int imf_trainer_stopped(const imf_trainer *t);   /* the stop hook fired */
 int imf_trainer_converged(const imf_trainer *t); /* early stopping (model.tol) fired */
 
-/* The model, owned by the trainer (valid until destroy; replicated on every rank). */
+/* The model, owned by the trainer (valid until destroy): replicated on every rank, or with
+ * dist.exchange = outblock a block model (model.h; each rank its partition blocks' rows), which
+ * the checkpoint writer takes and imf_model_gather turns into a replicated one. */
 imf_model *imf_trainer_model(imf_trainer *t);
 
 /* (local) The last sweep's exchange traffic in bytes (exchange.h, imf_traffic), each the maximum
@@ -70,6 +72,13 @@ void imf_trainer_traffic(const imf_trainer *t, int64_t net[6]);
 /* (local) Bytes of the node-shared model segment (dist.node_shared), 0 when every rank holds its
  * own copy. */
 int64_t imf_trainer_shared_bytes(const imf_trainer *t);
+/* (local) The last sweep's squared error over the partition's validation ratings: what
+ * imf_holdout_sse gives for the trainer's model, bitwise (an out-block trainer's model is a
+ * block model, and its partition's columns are slots, so imf_holdout_sse cannot take them). */
+double imf_trainer_holdout_sse(const imf_trainer *t);
+/* (local) The user and item rows this rank holds: U + I, or (out-block) its slots; 0 when the
+ * exchange is replicated, so callers can tell. */
+int64_t imf_trainer_outblock_rows(const imf_trainer *t);
 /* The trainer's node layout (dist.ranks_per_node; layout.h). */
 const imf_layout *imf_trainer_layout(const imf_trainer *t);
 

@@ -24,6 +24,7 @@
 #include "evaluate.h"
 #include "idmap.h"
 #include "log.h"
+#include "modelblock.h"
 #include "modeldir.h"
 #include "partition.h"
 #include "judge.h"
@@ -363,7 +364,12 @@ static imf_status train_test(trun *r, const imf_model *m) {
   imf_eval_result er;
   imf_store_info info;
   IMF_CHECK(imf_store_get_info(r->s, &info));
-  IMF_CHECK(imf_eval_file(r->comm, r->cfg, m, r->users, r->items, o->test_path, info.scale_min, info.scale_max, &er));
+  imf_model *whole = NULL; /* an out-block model is scored whole: gathered for the test, then freed */
+  if (m->blocked) IMF_CHECK(imf_model_gather(r->comm, m, &whole));
+  imf_status st = imf_eval_file(r->comm, r->cfg, whole ? whole : m, r->users, r->items, o->test_path, info.scale_min,
+                                info.scale_max, &er);
+  imf_model_destroy(&whole);
+  IMF_CHECK(st);
   r->rep->test_rmse = er.rmse;
   r->rep->test_mae = er.mae;
   r->rep->test_n = er.n;
@@ -403,7 +409,12 @@ static imf_status train_commit(trun *r, const imf_model *m) {
   uint64_t sd;
   int64_t hn = 0;
   if (!r->ease && imf_store_holdout(r->s, &fr, &sd)) {
-    IMF_CHECK(imf_holdout_sse(r->comm, r->part, m, NULL, sse, &hn));
+    if (m->blocked) { /* the trainer's last sweep scored this model on the same ratings, bitwise */
+      sse[0] = imf_trainer_holdout_sse(r->t);
+      hn = r->part->nnz_holdout;
+    } else {
+      IMF_CHECK(imf_holdout_sse(r->comm, r->part, m, NULL, sse, &hn));
+    }
     rec.holdout_sse = sse[0];
     rec.holdout_n = hn;
     rec.holdout_forgotten = imf_store_nforgotten(r->s);
@@ -435,6 +446,12 @@ static imf_status train_memory(trun *r, imf_train_report *rep) {
   node -= (int64_t)(l->node_size - 1) * imf_trainer_shared_bytes(r->t);
   IMF_MPI(MPI_Allreduce(&node, &rep->peak_rss_node_max, 1, MPI_INT64_T, MPI_MAX, r->comm));
   rep->nodes = l->nnodes;
+  rep->outblock = imf_trainer_outblock_rows(r->t) > 0;
+  rep->model_rows_max = r->nu + r->ni;
+  if (rep->outblock) {
+    int64_t rows = imf_trainer_outblock_rows(r->t);
+    IMF_MPI(MPI_Allreduce(&rows, &rep->model_rows_max, 1, MPI_INT64_T, MPI_MAX, r->comm));
+  }
   int64_t net[6];
   imf_trainer_traffic(r->t, net);
   memcpy(rep->sweep_bytes, net, sizeof rep->sweep_bytes);

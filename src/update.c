@@ -33,6 +33,7 @@
 #include "idmap.h"
 #include "judge.h"
 #include "log.h"
+#include "modelblock.h"
 #include "modeldir.h"
 #include "registry.h"
 #include "rowsolve.h"
@@ -127,7 +128,7 @@ imf_status imf_holdout_sse(MPI_Comm comm, const imf_partition *p, const imf_mode
 typedef struct {
   MPI_Comm comm;
   const imf_config *cfg;      /* the champion's configuration */
-  const imf_partition *part;
+  imf_partition *part;        /* (an out-block trainer rewrites its columns while it lives) */
   const imf_model *champ;
   const unsigned char *tu, *ti;
   int64_t warm_sweeps;
@@ -155,7 +156,9 @@ static imf_status run_trainer(build_ctx *b, const imf_model *start, imf_model **
   IMF_TRY(imf_train_create(b->comm, c, b->part, &t), out);
   if (start) IMF_TRY(imf_trainer_resume(t, start), out);
   IMF_TRY(imf_trainer_run(t), out);
-  IMF_TRY(imf_agree(b->comm, imf_model_copy(imf_trainer_model(t), out)), out);
+  /* replicated: the judge and the version writer score it whole (dist.exchange = outblock
+   * trains in blocks and gathers here) */
+  IMF_TRY(imf_model_gather(b->comm, imf_trainer_model(t), out), out);
 out:
   imf_trainer_destroy(&t);
   imf_config_destroy(&c);

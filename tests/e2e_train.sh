@@ -164,6 +164,47 @@ def strip(x):
 a, b = (strip(json.load(open(f))) for f in ('ev1.json', 'ev3.json'))
 assert a == b, (a, b)
 "
+# The out-block exchange (dist.exchange = outblock): each rank holds its rows and the rows its
+# ratings reference; the version is written from the ranks' blocks (no rank holds the whole model)
+# and is the replicated run's, bitwise; a run stopped out-block resumes replicated and the other
+# way round; --test and update's warm sweeps gather the model where they score it whole.
+rm -rf mob mo1 mo2
+run 3 train --data st --model mob --set model.k=6 --set model.iterations=2 --set dist.exchange=outblock \
+  --set dist.ranks_per_node=2 --test r.csv --json --quiet > mob.json
+check "out-block: train --json says so, with the rows a rank held" $PY -c "
+import json
+j = json.load(open('mob.json'))
+assert j['exchange'] == 'outblock' and 0 < j['model_rows_max'], j
+assert j['test_n'] > 0 and j['test_rmse'] > 0, j
+"
+check "out-block: the version is the replicated run's factors" test "$(fact ml1)" = "$(fact mob)"
+run 2 evaluate --model mob --data st --json --quiet > evob.json
+check "out-block: the version reads back (its digest holds) and evaluates as the replicated one" $PY -c "
+import json
+def strip(x):
+    if isinstance(x, dict): return {k: strip(v) for k, v in x.items() if 'second' not in k and 'rss' not in k and k != 'model'}
+    if isinstance(x, list): return [strip(v) for v in x]
+    return x
+a, b = (strip(json.load(open(f))) for f in ('ev1.json', 'evob.json'))
+assert a == b, (a, b)
+"
+IMF_STOP_AFTER_SWEEP=2 run 3 train --data st --model mo1 --set model.k=6 --set model.iterations=4 \
+  --set dist.exchange=outblock --quiet 2>/dev/null; rc=$?
+check "out-block: a stop after sweep 2 writes a run checkpoint from the blocks (exit 75)" test $rc -eq 75
+run 2 train --data st --model mo1 --resume --quiet
+check "out-block: stopped out-block, resumed replicated, bitwise the uninterrupted run" test "$(fact mo1)" = "$(fact mref)"
+IMF_STOP_AFTER_SWEEP=2 run 2 train --data st --model mo2 --set model.k=6 --set model.iterations=4 --quiet 2>/dev/null
+run 3 train --data st --model mo2 --resume --set dist.exchange=outblock --json --quiet > mo2.json
+check "out-block: stopped replicated, resumed out-block, bitwise the uninterrupted run" \
+  sh -c "grep -q '\"exchange\":\"outblock\"' mo2.json && test '$(fact mo2)' = '$(fact mref)'"
+rm -rf stu2 mu2; cp -r st stu2; cp -r ml2 mu2
+run 2 update --data stu2 --model mu2 --input newb.csv --strategy warm --set input.header=no \
+  --set dist.exchange=outblock > updob.out 2>&1; rc=$?
+check "out-block: update's warm sweeps run out-block and the challenger is judged whole (exit 0)" \
+  sh -c "test $rc -eq 0 && grep -q 'out-block exchange' updob.out"
+run 1 train --data st --model mbad --set dist.exchange=ring --quiet 2>err.txt; rc=$?
+check "out-block: an unknown dist.exchange is a usage error naming the key" \
+  sh -c "test $rc -eq 2 && grep -q dist.exchange err.txt"
 run 1 train --data st --model mbad --set dist.ranks_per_node=-2 --quiet 2>err.txt; rc=$?
 check "layout: a negative dist.ranks_per_node is a usage error naming the key" \
   sh -c "test $rc -eq 2 && grep -q dist.ranks_per_node err.txt"

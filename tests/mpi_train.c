@@ -14,6 +14,7 @@
 #include "error.h"
 #include "exchange.h"
 #include "log.h"
+#include "modelblock.h"
 #include "partition.h"
 #include "rng.h"
 #include "train.h"
@@ -148,8 +149,8 @@ static imf_model *train(MPI_Comm comm, const imf_ratings *local, int64_t nu, int
   imf_trainer *t;
   assert_int_equal(imf_train_create(comm, cfg, part, &t), IMF_OK);
   for (int s = 0; s < sweeps && !imf_trainer_converged(t); s++) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
-  imf_model *m;
-  assert_int_equal(imf_model_copy(imf_trainer_model(t), &m), IMF_OK);
+  imf_model *m; /* whole, also when trained out-block */
+  assert_int_equal(imf_model_gather(comm, imf_trainer_model(t), &m), IMF_OK);
   if (getenv("IMF_TEST_VERBOSE")) assert_int_equal(imf_trainer_log_view(t, stderr), IMF_OK);
   imf_trainer_destroy(&t);
   if (part_out) *part_out = part;
@@ -614,6 +615,207 @@ static void test_node_shared_bpmf(void **state) {
   free_data(&d);
 }
 
+/* ---------------------------------------------------------------- the out-block exchange */
+
+/* dist.exchange = outblock: ALS, iALS (Cholesky and CG) and BPMF bitwise the one-rank replicated
+ * run, on data whose deterministic-sum chunks straddle the blocks (9000 x 5000 rows, many of
+ * them empty), on every pretend-node layout; the trainer's model is a block model. */
+static void test_outblock_bitwise(void **state) {
+  (void)state;
+  dataset d;
+  planted(9000, 5000, 40000, 0.3, 3, &d);
+  const char *types[][6] = {
+      {"model.type=als", "model.k=4", "model.validation_fraction=0.05", NULL},
+      {"model.type=ials", "model.k=4", NULL},
+      {"model.type=ials", "model.k=4", "model.solver=cg", "model.cg_steps=3", NULL},
+      {"model.type=bpmf", "model.k=4", "model.iterations=4", "model.burn_in=1", "model.samples=3",
+       "model.validation_fraction=0.05"}};
+  for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+    const char *const *base = types[ty];
+    const char *sets[12];
+    int n = 0;
+    for (; n < 6 && base[n]; n++) sets[n] = base[n];
+    sets[n] = NULL;
+    imf_config *rc = config(sets);
+    uint64_t want = 0;
+    if (rank_ == 0) { /* one rank, replicated */
+      imf_model *s = train(MPI_COMM_SELF, &d.all, d.nu, d.ni, rc, 4, NULL);
+      want = model_hash(s);
+      imf_model_destroy(&s);
+    }
+    MPI_Bcast(&want, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    const char *lay[] = {"dist.ranks_per_node=0", "dist.ranks_per_node=1", "dist.ranks_per_node=2"};
+    for (int l = 0; l < 3; l++) {
+      sets[n] = "dist.exchange=outblock";
+      sets[n + 1] = lay[l];
+      sets[n + 2] = NULL;
+      imf_config *oc = config(sets);
+      imf_partition *part;
+      assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni,
+                                           imf_cfg_double(oc, "model.validation_fraction"),
+                                           (uint64_t)imf_cfg_int(oc, "model.seed"), &part), IMF_OK);
+      imf_trainer *t;
+      assert_int_equal(imf_train_create(MPI_COMM_WORLD, oc, part, &t), IMF_OK);
+      assert_true(imf_trainer_outblock_rows(t) > 0);
+      for (int sw = 0; sw < 4; sw++) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+      const imf_model *b = imf_trainer_model(t);
+      assert_true(b->blocked);
+      assert_int_equal(b->ublock[0], part->user_start[rank_]);
+      assert_int_equal(b->iblock[1], part->item_start[rank_ + 1]);
+      if (size_ > 1) assert_true(imf_trainer_outblock_rows(t) < d.nu + d.ni); /* not the whole model */
+      imf_model *g;
+      assert_int_equal(imf_model_gather(MPI_COMM_WORLD, b, &g), IMF_OK);
+      if (rank_ == 0)
+        fprintf(stderr, "[outblock] %s %s on %d ranks (%s): %016llx, one rank replicated %016llx; rank 0 holds %lld "
+                "of %lld rows\n", base[0], base[2] ? base[2] : "", size_, lay[l], (unsigned long long)model_hash(g),
+                (unsigned long long)want, (long long)imf_trainer_outblock_rows(t), (long long)(d.nu + d.ni));
+      assert_true(model_hash(g) == want);
+      /* the partition's columns are global rows again once the trainer is gone */
+      const int32_t *idx = part->by_user.idx;
+      int64_t maxc = 0;
+      imf_trainer_destroy(&t);
+      for (int64_t j = 0; j < part->by_user.nnz; j++) maxc = idx[j] > maxc ? idx[j] : maxc;
+      assert_true(maxc < d.ni);
+      imf_model_destroy(&g);
+      imf_partition_destroy(&part);
+      imf_config_destroy(&oc);
+    }
+    imf_config_destroy(&rc);
+  }
+  free_data(&d);
+}
+
+/* The out-block traffic equals its formula: each rank receives, per half-sweep, the rows of the
+ * other side its ratings reference and it does not own (4 (k + 1) bytes each for ALS), and sends
+ * each other rank the own rows that rank references; counted inside and between pretend nodes.
+ * The reference sets are computed here from all the ratings and the partition's blocks. */
+static void test_outblock_traffic(void **state) {
+  (void)state;
+  dataset d;
+  planted(300, 150, 6000, 0.1, 3, &d);
+  const int k = 5;
+  const char *sets[] = {"model.type=als", "model.k=5", "dist.exchange=outblock", "dist.ranks_per_node=2", NULL};
+  imf_config *cfg = config(sets);
+  imf_partition *part;
+  assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, 0, 42, &part), IMF_OK);
+  /* ref[r][side][row]: rank r references that row of the side (users via its items' ratings,
+   * items via its users' ratings) */
+  char *ref = calloc((size_t)size_ * (size_t)(d.nu + d.ni), 1);
+  assert_non_null(ref);
+  for (int64_t j = 0; j < d.all.n; j++) {
+    const int64_t u = d.all.user[j], i = d.all.item[j];
+    const int ru = (int)imf_block_owner(part->user_start, size_, u), ri = (int)imf_block_owner(part->item_start, size_, i);
+    ref[(size_t)ri * (size_t)(d.nu + d.ni) + (size_t)u] = 1;          /* ri solves item i against user u */
+    ref[(size_t)ru * (size_t)(d.nu + d.ni) + (size_t)(d.nu + i)] = 1; /* ru solves user u against item i */
+  }
+  const int64_t *start[2] = {part->user_start, part->item_start};
+  int64_t want_recv[2] = {0, 0}, want_sent[2] = {0, 0};
+  for (int side = 0; side < 2; side++)
+    for (int64_t x = 0; x < (side ? d.ni : d.nu); x++) {
+      const int owner = (int)imf_block_owner(start[side], size_, x);
+      for (int r = 0; r < size_; r++) {
+        if (r == owner || !ref[(size_t)r * (size_t)(d.nu + d.ni) + (size_t)(side ? d.nu + x : x)]) continue;
+        const int far = r / 2 != owner / 2;
+        if (r == rank_) want_recv[far] += 4 * (k + 1);
+        if (owner == rank_) want_sent[far] += 4 * (k + 1);
+      }
+    }
+  free(ref);
+  imf_trainer *t;
+  assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+  assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  imf_traffic a, b;
+  imf_exchange_traffic(&a);
+  assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  imf_exchange_traffic(&b);
+  for (int f = 0; f < 2; f++) {
+    assert_int_equal(b.rows_recv[f] - a.rows_recv[f], want_recv[f]);
+    assert_int_equal(b.rows_sent[f] - a.rows_sent[f], want_sent[f]);
+  }
+  if (rank_ == 0)
+    fprintf(stderr, "[outblock traffic] %d ranks as nodes of 2: rank 0 received %lld row bytes inside its node and "
+            "%lld from other nodes (replicated: every other rank's whole block)\n", size_, (long long)want_recv[0],
+            (long long)want_recv[1]);
+  imf_trainer_destroy(&t);
+  imf_config_destroy(&cfg);
+  /* dist.exchange = auto: out-block when the node's copies would pass half its memory */
+  for (int small = 0; small < 2; small++) {
+    const char *au[] = {"model.type=als", "model.k=5", "dist.exchange=auto",
+                        small ? "dist.node_memory=0.01" : "dist.node_memory=1000000", NULL};
+    cfg = config(au); /* a copy is 4 * 6 * 450 bytes: past half of 0.01 MiB, far below half of 1 TB */
+    assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+    assert_int_equal(imf_trainer_outblock_rows(t) > 0, small);
+    imf_trainer_destroy(&t);
+    imf_config_destroy(&cfg);
+  }
+  imf_partition_destroy(&part);
+  free_data(&d);
+}
+
+/* A BPMF chain stopped out-block resumes replicated, and the other way round, where an
+ * uninterrupted one ends; an iALS warm start into grown data out-block equals the replicated one. */
+static void test_outblock_resume(void **state) {
+  (void)state;
+  dataset d;
+  planted(150, 90, 3000, 0.2, 9, &d);
+  const char *rep[] = {"model.type=bpmf", "model.k=4", "model.iterations=12", "model.burn_in=3", "model.samples=4", NULL};
+  const char *ob[] = {"model.type=bpmf", "model.k=4", "model.iterations=12", "model.burn_in=3", "model.samples=4",
+                      "dist.exchange=outblock", NULL};
+  imf_config *cr = config(rep), *co = config(ob);
+  imf_model *a = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, cr, 12, NULL);
+  for (int from = 0; from < 2; from++) {
+    imf_model *half = train(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, from ? co : cr, 7, NULL);
+    imf_partition *part;
+    assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni, 0, 42, &part), IMF_OK);
+    imf_trainer *t;
+    assert_int_equal(imf_train_create(MPI_COMM_WORLD, from ? cr : co, part, &t), IMF_OK);
+    assert_int_equal(imf_trainer_resume(t, half), IMF_OK);
+    assert_int_equal(imf_trainer_run(t), IMF_OK);
+    imf_model *g;
+    assert_int_equal(imf_model_gather(MPI_COMM_WORLD, imf_trainer_model(t), &g), IMF_OK);
+    assert_true(model_hash(g) == model_hash(a));
+    imf_model_destroy(&g);
+    imf_trainer_destroy(&t);
+    imf_partition_destroy(&part);
+    imf_model_destroy(&half);
+  }
+  imf_model_destroy(&a);
+  imf_config_destroy(&cr);
+  imf_config_destroy(&co);
+  free_data(&d);
+  /* iALS: a model of fewer users and items warm-starts the grown data the same either way */
+  dataset e;
+  implicit_planted(120, 60, 8, &e);
+  uint64_t h[2];
+  for (int o = 0; o < 2; o++) {
+    const char *sets[] = {"model.type=ials", "model.k=4", o ? "dist.exchange=outblock" : "dist.exchange=replicated", NULL};
+    imf_config *cfg = config(sets);
+    imf_ratings small = e.mine; /* the first users and items only */
+    imf_ratings keep = {0};
+    assert_int_equal(imf_ratings_reserve(&keep, e.mine.n), IMF_OK);
+    for (int64_t j = 0; j < small.n; j++)
+      if (small.user[j] < 100 && small.item[j] < 50) imf_ratings_push(&keep, small.user[j], small.item[j], small.value[j], 0);
+    imf_model *old = train(MPI_COMM_WORLD, &keep, 100, 50, cfg, 2, NULL);
+    imf_partition *part;
+    assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &e.mine, e.nu, e.ni, 0, 42, &part), IMF_OK);
+    imf_trainer *t;
+    assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+    assert_int_equal(imf_trainer_resume(t, old), IMF_OK);
+    assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+    imf_model *g;
+    assert_int_equal(imf_model_gather(MPI_COMM_WORLD, imf_trainer_model(t), &g), IMF_OK);
+    h[o] = model_hash(g);
+    imf_model_destroy(&g);
+    imf_trainer_destroy(&t);
+    imf_partition_destroy(&part);
+    imf_model_destroy(&old);
+    imf_ratings_free(&keep);
+    imf_config_destroy(&cfg);
+  }
+  assert_true(h[0] == h[1]);
+  free_data(&e);
+}
+
 int main(int argc, char **argv) {
   imf_preinit();
   MPI_Init(&argc, &argv);
@@ -628,6 +830,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_ials_ranking),     cmocka_unit_test(test_ials_tiny),
       cmocka_unit_test(test_tiny_more_ranks), cmocka_unit_test(test_traffic_layouts),
       cmocka_unit_test(test_node_shared_ials),  cmocka_unit_test(test_node_shared_bpmf),
+      cmocka_unit_test(test_outblock_bitwise),  cmocka_unit_test(test_outblock_traffic),
+      cmocka_unit_test(test_outblock_resume),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

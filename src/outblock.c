@@ -1,0 +1,155 @@
+/* outblock.c - the out-block exchange's plan and its half-sweep exchange (outblock.h).
+ *
+ * The slots are found with a bitmap over the side's global rows (n/8 bytes, freed once the
+ * columns are rewritten) and a per-word prefix count, so rewriting a column is O(1); the plan
+ * itself keeps only the slots' global ids and, per other rank, the own rows it asked for. */
+#include "outblock.h"
+#include "error.h"
+#include "exchange.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct imf_outblock {
+  MPI_Comm comm;          /* not owned */
+  int size, rank;
+  int64_t lo, hi;         /* own block */
+  int64_t nslots, own_off;
+  int32_t *gid;           /* nslots: slot -> global row, ascending */
+  int64_t *scount, *sdispl, *rcount, *rdispl; /* rows, per rank */
+  int32_t *sidx;          /* sum(scount): own-block rows to send, grouped by destination */
+  int64_t nsend;
+};
+
+void imf_outblock_destroy(imf_outblock **pob) {
+  if (!pob || !*pob) return;
+  imf_outblock *ob = *pob;
+  imf_free(&ob->gid);
+  imf_free(&ob->scount);
+  imf_free(&ob->sdispl);
+  imf_free(&ob->rcount);
+  imf_free(&ob->rdispl);
+  imf_free(&ob->sidx);
+  free(ob);
+  *pob = NULL;
+}
+
+int64_t imf_outblock_nslots(const imf_outblock *ob) { return ob->nslots; }
+int64_t imf_outblock_own_off(const imf_outblock *ob) { return ob->own_off; }
+const int32_t *imf_outblock_gids(const imf_outblock *ob) { return ob->gid; }
+int64_t imf_outblock_sent_rows(const imf_outblock *ob) { return ob->nsend; }
+
+int64_t imf_outblock_slot(const imf_outblock *ob, int64_t g) {
+  int64_t lo = 0, hi = ob->nslots;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (ob->gid[mid] < g) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < ob->nslots && ob->gid[lo] == g ? lo : -1;
+}
+
+/* The slots: the own block and every referenced row, marked in a bitmap; the columns rewritten
+ * to slots through the bitmap's per-word prefix counts. */
+static imf_status find_slots(imf_outblock *ob, int64_t n, imf_csr *const *cols, int ncols) {
+  const int64_t nw = (n + 63) / 64;
+  uint64_t *bits = NULL;
+  int64_t *before = NULL;
+  imf_status st = imf_alloc(&bits, (size_t)(nw ? nw : 1), sizeof *bits);
+  if (st == IMF_OK) st = imf_alloc(&before, (size_t)(nw ? nw : 1), sizeof *before);
+  if (st != IMF_OK) goto done;
+  for (int64_t g = ob->lo; g < ob->hi; g++) bits[g / 64] |= (uint64_t)1 << (g % 64);
+  for (int c = 0; c < ncols; c++)
+    for (int64_t j = 0; j < cols[c]->nnz; j++) {
+      const int64_t g = cols[c]->idx[j];
+      if (g < 0 || g >= n) IMF_TRY(IMF_RAISE(IMF_ERR_RUNTIME, "out-block plan: column %lld outside [0, %lld)",
+                                             (long long)g, (long long)n), done);
+      bits[g / 64] |= (uint64_t)1 << (g % 64);
+    }
+  int64_t cnt = 0;
+  for (int64_t w = 0; w < nw; w++) {
+    before[w] = cnt;
+    cnt += __builtin_popcountll(bits[w]);
+  }
+  ob->nslots = cnt;
+  IMF_TRY(imf_alloc(&ob->gid, (size_t)(cnt ? cnt : 1), sizeof *ob->gid), done);
+  for (int64_t w = 0, s = 0; w < nw; w++)
+    for (uint64_t x = bits[w]; x; x &= x - 1) ob->gid[s++] = (int32_t)(w * 64 + __builtin_ctzll(x));
+#define SLOT(g) (before[(g) / 64] + __builtin_popcountll(bits[(g) / 64] & (((uint64_t)1 << ((g) % 64)) - 1)))
+  ob->own_off = ob->lo < ob->hi ? SLOT(ob->lo) : (ob->lo < n ? SLOT(ob->lo) : cnt);
+  for (int c = 0; c < ncols; c++)
+    for (int64_t j = 0; j < cols[c]->nnz; j++) cols[c]->idx[j] = (int32_t)SLOT((int64_t)cols[c]->idx[j]);
+#undef SLOT
+done:
+  imf_free(&bits);
+  imf_free(&before);
+  return st;
+}
+
+/* Which of its own rows each rank sends to each other rank: every rank asks each owner for its
+ * slots in that owner's block (they are consecutive: slots are in global order). */
+static imf_status plan_sends(imf_outblock *ob, const int64_t *start) {
+  const int P = ob->size;
+  imf_status st = IMF_OK;
+  IMF_CHECK(imf_alloc(&ob->scount, (size_t)P, sizeof(int64_t)));
+  IMF_CHECK(imf_alloc(&ob->sdispl, (size_t)P, sizeof(int64_t)));
+  IMF_CHECK(imf_alloc(&ob->rcount, (size_t)P, sizeof(int64_t)));
+  IMF_CHECK(imf_alloc(&ob->rdispl, (size_t)P, sizeof(int64_t)));
+  for (int64_t s = 0, r = 0; s < ob->nslots; s++) {
+    while (start[r + 1] <= ob->gid[s]) r++;
+    if (r != ob->rank) ob->rcount[r]++;
+  }
+  for (int r = 0, s = 0; r < P; r++) { /* where r's rows start among the slots */
+    while (s < ob->nslots && ob->gid[s] < start[r]) s++;
+    ob->rdispl[r] = s;
+  }
+  IMF_MPI(MPI_Alltoall(ob->rcount, 1, MPI_INT64_T, ob->scount, 1, MPI_INT64_T, ob->comm));
+  for (int r = 0; r < P; r++) {
+    ob->sdispl[r] = ob->nsend;
+    ob->nsend += ob->scount[r];
+  }
+  IMF_CHECK(imf_alloc(&ob->sidx, (size_t)(ob->nsend ? ob->nsend : 1), sizeof *ob->sidx));
+  st = imf_alltoallv64(ob->comm, ob->gid, ob->rcount, ob->rdispl, ob->sidx, ob->scount, ob->sdispl, MPI_INT32_T);
+  for (int64_t j = 0; st == IMF_OK && j < ob->nsend; j++) {
+    if (ob->sidx[j] < ob->lo || ob->sidx[j] >= ob->hi)
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "out-block plan: row %d asked of the wrong owner", (int)ob->sidx[j]);
+    ob->sidx[j] -= (int32_t)ob->lo;
+  }
+  return st;
+}
+
+imf_status imf_outblock_create(MPI_Comm comm, const int64_t *start, imf_csr *const *cols, int ncols,
+                               imf_outblock **out) {
+  *out = NULL;
+  imf_outblock *ob = calloc(1, sizeof *ob);
+  imf_status st = ob ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
+  if (st == IMF_OK) {
+    ob->comm = comm;
+    MPI_Comm_size(comm, &ob->size);
+    MPI_Comm_rank(comm, &ob->rank);
+    ob->lo = start[ob->rank];
+    ob->hi = start[ob->rank + 1];
+    st = find_slots(ob, start[ob->size], cols, ncols);
+  }
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) st = imf_agree(comm, plan_sends(ob, start));
+  if (st != IMF_OK) imf_outblock_destroy(&ob);
+  *out = ob;
+  return st;
+}
+
+void imf_outblock_restore(const imf_outblock *ob, imf_csr *const *cols, int ncols) {
+  for (int c = 0; c < ncols; c++)
+    for (int64_t j = 0; j < cols[c]->nnz; j++) cols[c]->idx[j] = ob->gid[cols[c]->idx[j]];
+}
+
+imf_status imf_outblock_exchange(const imf_outblock *ob, const float *mine, float *X, int w) {
+  const size_t ww = (size_t)w;
+  float *sbuf = NULL;
+  IMF_CHECK(imf_alloc(&sbuf, (size_t)(ob->nsend ? ob->nsend : 1) * ww, sizeof(float)));
+  for (int64_t j = 0; j < ob->nsend; j++) memcpy(sbuf + (size_t)j * ww, mine + (size_t)ob->sidx[j] * ww, ww * sizeof(float));
+  if (ob->hi > ob->lo)
+    memcpy(X + (size_t)ob->own_off * ww, mine, (size_t)(ob->hi - ob->lo) * ww * sizeof(float));
+  imf_status st = imf_alltoallv_rows(ob->comm, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w);
+  imf_free(&sbuf);
+  return st;
+}
