@@ -92,10 +92,13 @@ typedef struct {
   int *cnt, *dsp;
 } row_stream;
 
-/* Rows per streamed round of rows of w floats: at most io_chunk bytes (ckpt_io_chunk) and INT_MAX
- * floats (MPI counts are int), at least one row (a row of a model fits: kw <= INT_MAX). */
+/* Rows per streamed round of rows of w floats: at most STREAM_BYTES and io_chunk bytes
+ * (ckpt_io_chunk; MPI counts are int), at least one row (a row of a model fits: kw <= INT_MAX).
+ * Rank 0 holds one round: small, since the point of a block model is that no rank holds an
+ * array whole (measured: with io_chunk's 1 GiB rounds rank 0's peak was the digest's buffer). */
+#define STREAM_BYTES ((int64_t)4 << 20)
 static int64_t stream_per(int64_t w) {
-  int64_t bytes = ckpt_io_chunk() < (int64_t)INT_MAX ? ckpt_io_chunk() : (int64_t)INT_MAX;
+  int64_t bytes = ckpt_io_chunk() < STREAM_BYTES ? ckpt_io_chunk() : STREAM_BYTES;
   int64_t p = bytes / (4 * w);
   return p < 1 ? 1 : p;
 }

@@ -138,7 +138,7 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
     st = user_rows(&h, user_lo, user_hi, ind, path, &r0, &r1);
     hsize_t n = r1 - r0;
     if (st == IMF_OK) st = imf_ratings_reserve(&all, all.n + (int64_t)n + 1);
-    if (st == IMF_OK) st = imf_realloc(&tag, (size_t)(all.n + (int64_t)n + 1), sizeof *tag);
+    if (st == IMF_OK && s->m.nbatches > 1) st = imf_realloc(&tag, (size_t)(all.n + (int64_t)n + 1), sizeof *tag);
     if (st != IMF_OK) n = r0 = 0; /* still take part in the collective reads below */
     st = imf_agree(s->comm, st);
     if (st == IMF_OK) {
@@ -155,11 +155,28 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
     }
     store_batch_h_close(&h);
     if (st != IMF_OK) goto done;
-    for (hsize_t j = 0; j < n; j++) tag[all.n + (int64_t)j] = (int32_t)k;
+    for (hsize_t j = 0; tag && j < n; j++) tag[all.n + (int64_t)j] = (int32_t)k;
     all.n += (int64_t)n;
   }
+  /* One batch: its rows are already in strict (user, item) order (check_rows), so there is
+   * nothing to merge: the forgotten users are dropped in place, and the read holds one copy of
+   * the ratings instead of three (the training peak: docs/SCALING.md). */
+  if (st == IMF_OK && s->m.nbatches == 1) {
+    int64_t w = 0;
+    for (int64_t j = 0; j < all.n; j++) {
+      if (imf_store_is_forgotten(s, all.user[j])) continue;
+      all.user[w] = all.user[j];
+      all.item[w] = all.item[j];
+      all.value[w] = all.value[j];
+      all.time[w] = all.time[j];
+      w++;
+    }
+    all.n = w;
+    res = all;
+    memset(&all, 0, sizeof all);
+  }
   /* Merge the batches and resolve repeated (user,item) pairs with the store's policy. */
-  if (st == IMF_OK && all.n > 0) {
+  if (st == IMF_OK && all.n > 0 && s->m.nbatches > 1) {
     IMF_TRY(imf_alloc(&perm, (size_t)all.n, sizeof *perm), done);
     for (int64_t j = 0; j < all.n; j++) perm[j] = j;
     if (s->m.nbatches > 1) {

@@ -323,7 +323,7 @@ void imf_trainer_destroy(imf_trainer **pt) {
     if (t->type == IMF_MODEL_BPMF) t->m->chain.U = t->m->chain.V = NULL;
   }
   imf_model_destroy(&t->m);
-  imf_model_destroy(&t->blk);
+  free(t->blk); /* a view of t->m's arrays (sync_block) */
   if (t->wpart) { /* the partition's columns back to global rows */
     imf_csr *u[1] = {&t->wpart->by_item}, *i[2] = {&t->wpart->by_user, &t->wpart->holdout};
     if (t->ob[0]) imf_outblock_restore(t->ob[0], u, 1);
@@ -562,43 +562,28 @@ int64_t imf_trainer_outblock_rows(const imf_trainer *t) {
   return t->ob[0] ? imf_outblock_nslots(t->ob[0]) + imf_outblock_nslots(t->ob[1]) : 0;
 }
 
-/* Out-block: the block model (model.h) refreshed from the working model, its scalars, history
- * and chain hyperparameters copied, its arrays the own rows of the slots. Local. */
+/* Out-block: the block model (model.h) over the working model: its scalars, history and chain
+ * hyperparameters, and its arrays pointing at the working model's own slots (the own block is
+ * one run of slots), so that handing it out copies nothing. It owns nothing (destroy frees the
+ * struct only) and follows the trainer, like the replicated model does; refreshed after every
+ * change (BPMF's kept samples reallocate P and Q). Local. */
 static imf_status sync_block(imf_trainer *t) {
   const imf_model *m = t->m;
   const int64_t *us = t->part->user_start, *is = t->part->item_start;
-  const int64_t nu = us[t->rank + 1] - us[t->rank], ni = is[t->rank + 1] - is[t->rank];
-  if (!t->blk) {
-    IMF_CHECK(imf_model_create(m->type, m->k, nu, ni, m->with_bias, &t->blk));
-    t->blk->blocked = 1;
-  }
-  imf_model *b = t->blk, keep = *b;
+  if (!t->blk && !(t->blk = calloc(1, sizeof *t->blk))) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
+  imf_model *b = t->blk;
   *b = *m;
-  b->P = keep.P, b->Q = keep.Q, b->bu = keep.bu, b->bi = keep.bi, b->kw = keep.kw;
-  b->chain.U = keep.chain.U, b->chain.V = keep.chain.V, b->chain.mu_u = keep.chain.mu_u;
-  b->chain.mu_v = keep.chain.mu_v, b->chain.Lam_u = keep.chain.Lam_u, b->chain.Lam_v = keep.chain.Lam_v;
-  b->history = keep.history, b->cap_history = keep.cap_history, b->nhistory = 0;
+  const size_t kw = (size_t)m->kw, k = (size_t)m->k, ou = (size_t)t->off[0], oi = (size_t)t->off[1];
+  b->P = m->P + ou * kw;
+  b->Q = m->Q + oi * kw;
+  b->bu = m->bu ? m->bu + ou : NULL;
+  b->bi = m->bi ? m->bi + oi : NULL;
+  b->chain.U = m->chain.U ? m->chain.U + ou * k : NULL;
+  b->chain.V = m->chain.V ? m->chain.V + oi * k : NULL;
   b->shm = NULL, b->shm_release = NULL;
   b->nusers = t->nglob[0], b->nitems = t->nglob[1], b->blocked = 1;
   b->ublock[0] = us[t->rank], b->ublock[1] = us[t->rank + 1];
   b->iblock[0] = is[t->rank], b->iblock[1] = is[t->rank + 1];
-  IMF_CHECK(imf_model_set_kw(b, m->kw));
-  const size_t kw = (size_t)m->kw, k = (size_t)m->k, ou = (size_t)t->off[0], oi = (size_t)t->off[1];
-  memcpy(b->P, m->P + ou * kw, (size_t)nu * kw * sizeof(float));
-  memcpy(b->Q, m->Q + oi * kw, (size_t)ni * kw * sizeof(float));
-  if (m->with_bias) {
-    memcpy(b->bu, m->bu + ou, (size_t)nu * sizeof(float));
-    memcpy(b->bi, m->bi + oi, (size_t)ni * sizeof(float));
-  }
-  if (m->chain.U) {
-    memcpy(b->chain.U, m->chain.U + ou * k, (size_t)nu * k * sizeof(float));
-    memcpy(b->chain.V, m->chain.V + oi * k, (size_t)ni * k * sizeof(float));
-    memcpy(b->chain.mu_u, m->chain.mu_u, k * sizeof(double));
-    memcpy(b->chain.mu_v, m->chain.mu_v, k * sizeof(double));
-    memcpy(b->chain.Lam_u, m->chain.Lam_u, k * k * sizeof(double));
-    memcpy(b->chain.Lam_v, m->chain.Lam_v, k * k * sizeof(double));
-  }
-  for (int64_t j = 0; j < m->nhistory; j++) IMF_CHECK(imf_model_push_history(b, &m->history[j]));
   return IMF_OK;
 }
 int imf_trainer_stopped(const imf_trainer *t) { return t->stopped; }
