@@ -143,6 +143,24 @@ imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *s
   return st;
 }
 
+imf_status imf_alltoallv_rows_leaders(const imf_layout *l, const float *sbuf, const int64_t *scount,
+                                      const int64_t *sdispl, float *rbuf, const int64_t *rcount, const int64_t *rdispl,
+                                      int w) {
+  MPI_Datatype row;
+  IMF_MPI(MPI_Type_contiguous(w, MPI_FLOAT, &row));
+  int rc = MPI_Type_commit(&row);
+  if (rc != MPI_SUCCESS) {
+    MPI_Type_free(&row);
+    return IMF_MPI_RAISE(rc, "MPI_Type_commit");
+  }
+  imf_status st = imf_alltoallv64(l->leaders, sbuf, scount, sdispl, rbuf, rcount, rdispl, row);
+  MPI_Type_free(&row);
+  if (st == IMF_OK && count_layout == l) /* the leaders' traffic, all between nodes */
+    for (int j = 0; j < l->nnodes; j++)
+      if (j != l->node) add(1, scount[j] * w * 4, rcount[j] * w * 4, 1);
+  return st;
+}
+
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
                               int w) {
   int size, rank;

@@ -66,6 +66,13 @@ void imf_exchange_set_max_count(int64_t max);
 imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
                               float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w);
 
+/* The same between the nodes' first ranks (over l->leaders; counts and displacements per node),
+ * counted as rows between nodes: the node-shared out-block exchange (outblock.h). Collective on
+ * l->leaders. */
+imf_status imf_alltoallv_rows_leaders(const imf_layout *l, const float *sbuf, const int64_t *scount,
+                                      const int64_t *sdispl, float *rbuf, const int64_t *rcount, const int64_t *rdispl,
+                                      int w);
+
 /* X is n x w (n = start[nranks]), replicated. Rank r's rows [start[r], start[r+1]) are taken
  * from `mine` (stride w; may alias X + start[r] * w) and every rank receives all rows in X. */
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,

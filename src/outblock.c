@@ -10,10 +10,12 @@
 #include <string.h>
 
 struct imf_outblock {
-  MPI_Comm comm;          /* not owned */
-  int size, rank;
-  int64_t lo, hi;         /* own block */
-  int64_t nslots, own_off;
+  MPI_Comm comm;          /* the plan's: the ranks, or the nodes' first ranks (not owned) */
+  int size, rank;         /* in comm (node mode: nodes, this node; a non-leader has no plan) */
+  const imf_layout *l;    /* node mode (one copy of the slots per node); NULL: per rank */
+  int64_t lo, hi;         /* the plan's own rows: the rank's block, or the node's */
+  int64_t rlo, rhi;       /* the rank's own block */
+  int64_t nslots, own_off, rank_off; /* slots; the slot of lo; the slot of rlo */
   int32_t *gid;           /* nslots: slot -> global row, ascending */
   int64_t *scount, *sdispl, *rcount, *rdispl; /* rows, per rank */
   int32_t *sidx;          /* sum(scount): own-block rows to send, grouped by destination */
@@ -34,7 +36,7 @@ void imf_outblock_destroy(imf_outblock **pob) {
 }
 
 int64_t imf_outblock_nslots(const imf_outblock *ob) { return ob->nslots; }
-int64_t imf_outblock_own_off(const imf_outblock *ob) { return ob->own_off; }
+int64_t imf_outblock_own_off(const imf_outblock *ob) { return ob->rank_off; }
 const int32_t *imf_outblock_gids(const imf_outblock *ob) { return ob->gid; }
 int64_t imf_outblock_sent_rows(const imf_outblock *ob) { return ob->nsend; }
 
@@ -48,8 +50,9 @@ int64_t imf_outblock_slot(const imf_outblock *ob, int64_t g) {
   return lo < ob->nslots && ob->gid[lo] == g ? lo : -1;
 }
 
-/* The slots: the own block and every referenced row, marked in a bitmap; the columns rewritten
- * to slots through the bitmap's per-word prefix counts. */
+/* The slots: the own block and every referenced row, marked in a bitmap (node mode: the union of
+ * the node's ranks' bitmaps); the columns rewritten to slots through the bitmap's per-word
+ * prefix counts. */
 static imf_status find_slots(imf_outblock *ob, int64_t n, imf_csr *const *cols, int ncols) {
   const int64_t nw = (n + 63) / 64;
   uint64_t *bits = NULL;
@@ -57,7 +60,7 @@ static imf_status find_slots(imf_outblock *ob, int64_t n, imf_csr *const *cols, 
   imf_status st = imf_alloc(&bits, (size_t)(nw ? nw : 1), sizeof *bits);
   if (st == IMF_OK) st = imf_alloc(&before, (size_t)(nw ? nw : 1), sizeof *before);
   if (st != IMF_OK) goto done;
-  for (int64_t g = ob->lo; g < ob->hi; g++) bits[g / 64] |= (uint64_t)1 << (g % 64);
+  for (int64_t g = ob->rlo; g < ob->rhi; g++) bits[g / 64] |= (uint64_t)1 << (g % 64);
   for (int c = 0; c < ncols; c++)
     for (int64_t j = 0; j < cols[c]->nnz; j++) {
       const int64_t g = cols[c]->idx[j];
@@ -65,6 +68,10 @@ static imf_status find_slots(imf_outblock *ob, int64_t n, imf_csr *const *cols, 
                                              (long long)g, (long long)n), done);
       bits[g / 64] |= (uint64_t)1 << (g % 64);
     }
+  if (ob->l && nw > 0) { /* a row one rank of the node references, the node holds */
+    int e = MPI_Allreduce(MPI_IN_PLACE, bits, (int)nw, MPI_UINT64_T, MPI_BOR, ob->l->node_comm);
+    if (e != MPI_SUCCESS) IMF_TRY(IMF_MPI_RAISE(e, "MPI_Allreduce of the node's rows"), done);
+  }
   int64_t cnt = 0;
   for (int64_t w = 0; w < nw; w++) {
     before[w] = cnt;
@@ -75,7 +82,8 @@ static imf_status find_slots(imf_outblock *ob, int64_t n, imf_csr *const *cols, 
   for (int64_t w = 0, s = 0; w < nw; w++)
     for (uint64_t x = bits[w]; x; x &= x - 1) ob->gid[s++] = (int32_t)(w * 64 + __builtin_ctzll(x));
 #define SLOT(g) (before[(g) / 64] + __builtin_popcountll(bits[(g) / 64] & (((uint64_t)1 << ((g) % 64)) - 1)))
-  ob->own_off = ob->lo < ob->hi ? SLOT(ob->lo) : (ob->lo < n ? SLOT(ob->lo) : cnt);
+  ob->own_off = ob->lo < n ? SLOT(ob->lo) : cnt;
+  ob->rank_off = ob->rlo < n ? SLOT(ob->rlo) : cnt;
   for (int c = 0; c < ncols; c++)
     for (int64_t j = 0; j < cols[c]->nnz; j++) cols[c]->idx[j] = (int32_t)SLOT((int64_t)cols[c]->idx[j]);
 #undef SLOT
@@ -89,6 +97,7 @@ done:
  * slots in that owner's block (they are consecutive: slots are in global order). */
 static imf_status plan_sends(imf_outblock *ob, const int64_t *start) {
   const int P = ob->size;
+  if (ob->comm == MPI_COMM_NULL) return IMF_OK; /* node mode, not the node's first rank */
   imf_status st = IMF_OK;
   IMF_CHECK(imf_alloc(&ob->scount, (size_t)P, sizeof(int64_t)));
   IMF_CHECK(imf_alloc(&ob->sdispl, (size_t)P, sizeof(int64_t)));
@@ -118,20 +127,32 @@ static imf_status plan_sends(imf_outblock *ob, const int64_t *start) {
 }
 
 imf_status imf_outblock_create(MPI_Comm comm, const int64_t *start, imf_csr *const *cols, int ncols,
-                               imf_outblock **out) {
+                               const imf_layout *l, imf_outblock **out) {
   *out = NULL;
   imf_outblock *ob = calloc(1, sizeof *ob);
+  int64_t *nstart = NULL;
   imf_status st = ob ? IMF_OK : IMF_RAISE(IMF_ERR_NOMEM, "out of memory");
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  if (st == IMF_OK && l && !l->contiguous)
+    st = IMF_RAISE(IMF_ERR_USAGE, "node-shared out-block exchange: the nodes' ranks are not consecutive");
   if (st == IMF_OK) {
-    ob->comm = comm;
-    MPI_Comm_size(comm, &ob->size);
-    MPI_Comm_rank(comm, &ob->rank);
-    ob->lo = start[ob->rank];
-    ob->hi = start[ob->rank + 1];
-    st = find_slots(ob, start[ob->size], cols, ncols);
+    ob->l = l;
+    ob->rlo = start[rank];
+    ob->rhi = start[rank + 1];
+    ob->comm = l ? l->leaders : comm;
+    ob->size = l ? l->nnodes : size;
+    ob->rank = l ? l->node : rank;
+    ob->lo = l ? start[l->node_start[l->node]] : ob->rlo;
+    ob->hi = l ? start[l->node_start[l->node + 1]] : ob->rhi;
+    st = find_slots(ob, start[size], cols, ncols);
   }
+  if (st == IMF_OK && l) st = imf_alloc(&nstart, (size_t)l->nnodes + 1, sizeof *nstart);
+  for (int j = 0; st == IMF_OK && l && j <= l->nnodes; j++) nstart[j] = start[l->node_start[j]];
   st = imf_agree(comm, st);
-  if (st == IMF_OK) st = imf_agree(comm, plan_sends(ob, start));
+  if (st == IMF_OK) st = imf_agree(comm, plan_sends(ob, l ? nstart : start));
+  imf_free(&nstart);
   if (st != IMF_OK) imf_outblock_destroy(&ob);
   *out = ob;
   return st;
@@ -142,14 +163,23 @@ void imf_outblock_restore(const imf_outblock *ob, imf_csr *const *cols, int ncol
     for (int64_t j = 0; j < cols[c]->nnz; j++) cols[c]->idx[j] = ob->gid[cols[c]->idx[j]];
 }
 
-imf_status imf_outblock_exchange(const imf_outblock *ob, const float *mine, float *X, int w) {
+imf_status imf_outblock_exchange(const imf_outblock *ob, const imf_shared_seg *seg, const float *mine, float *X,
+                                  int w) {
   const size_t ww = (size_t)w;
   float *sbuf = NULL;
+  if (ob->l && !seg) IMF_FAIL(IMF_ERR_USAGE, "node-shared out-block exchange without the node's segment");
+  if (ob->rhi > ob->rlo) /* the rank's own rows into their slots (node mode: in the node's copy) */
+    memcpy(X + (size_t)ob->rank_off * ww, mine, (size_t)(ob->rhi - ob->rlo) * ww * sizeof(float));
+  if (ob->l) IMF_CHECK(imf_layout_node_sync(ob->l, seg));
+  if (ob->comm == MPI_COMM_NULL || (ob->l && ob->size == 1)) /* not a leader, or one node */
+    return ob->l ? imf_layout_node_sync(ob->l, seg) : IMF_OK;
+  /* the asked-for own rows: from mine (per rank), or from the node's run of slots (node mode) */
+  const float *from = ob->l ? X + (size_t)ob->own_off * ww : mine;
   IMF_CHECK(imf_alloc(&sbuf, (size_t)(ob->nsend ? ob->nsend : 1) * ww, sizeof(float)));
-  for (int64_t j = 0; j < ob->nsend; j++) memcpy(sbuf + (size_t)j * ww, mine + (size_t)ob->sidx[j] * ww, ww * sizeof(float));
-  if (ob->hi > ob->lo)
-    memcpy(X + (size_t)ob->own_off * ww, mine, (size_t)(ob->hi - ob->lo) * ww * sizeof(float));
-  imf_status st = imf_alltoallv_rows(ob->comm, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w);
+  for (int64_t j = 0; j < ob->nsend; j++) memcpy(sbuf + (size_t)j * ww, from + (size_t)ob->sidx[j] * ww, ww * sizeof(float));
+  imf_status st = ob->l ? imf_alltoallv_rows_leaders(ob->l, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w)
+                        : imf_alltoallv_rows(ob->comm, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w);
   imf_free(&sbuf);
-  return st;
+  IMF_CHECK(st);
+  return ob->l ? imf_layout_node_sync(ob->l, seg) : IMF_OK;
 }

@@ -409,17 +409,17 @@ static int choose_outblock(const imf_trainer *t, const imf_config *cfg, const im
 
 /* The out-block plans (outblock.h): users referenced by the item block's ratings, items by the
  * user block's training and validation ratings; the partition's columns become slots. */
-static imf_status plan_outblock(imf_trainer *t, imf_partition *part) {
+static imf_status plan_outblock(imf_trainer *t, imf_partition *part, const imf_layout *node) {
   imf_csr *u[1] = {&part->by_item}, *i[2] = {&part->by_user, &part->holdout};
   t->wpart = part;
-  IMF_CHECK(imf_outblock_create(t->comm, part->user_start, u, 1, &t->ob[0]));
-  IMF_CHECK(imf_outblock_create(t->comm, part->item_start, i, 2, &t->ob[1]));
+  IMF_CHECK(imf_outblock_create(t->comm, part->user_start, u, 1, node, &t->ob[0]));
+  IMF_CHECK(imf_outblock_create(t->comm, part->item_start, i, 2, node, &t->ob[1]));
   for (int side = 0; side < 2; side++) t->off[side] = imf_outblock_own_off(t->ob[side]);
   int64_t v[2] = {imf_outblock_nslots(t->ob[0]) + imf_outblock_nslots(t->ob[1]), 0}, mx[2];
   v[1] = -v[0];
   IMF_MPI(MPI_Allreduce(v, mx, 2, MPI_INT64_T, MPI_MAX, t->comm));
-  imf_info("out-block exchange: each rank holds %lld to %lld of the %lld user and item rows (dist.exchange)",
-           (long long)-mx[1], (long long)mx[0], (long long)(part->nusers + part->nitems));
+  imf_info("out-block exchange: each %s holds %lld to %lld of the %lld user and item rows (dist.exchange)",
+           node ? "node" : "rank", (long long)-mx[1], (long long)mx[0], (long long)(part->nusers + part->nitems));
   return IMF_OK;
 }
 
@@ -490,7 +490,9 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition 
   t->nglob[1] = part->nitems;
   t->off[0] = part->user_start[t->rank];
   t->off[1] = part->item_start[t->rank];
-  if (choose_outblock(t, cfg, part)) IMF_TRY(plan_outblock(t, part), fail);
+  const int shared = imf_cfg_bool(cfg, "dist.node_shared");
+  const int node_mode = shared && t->layout->contiguous; /* one copy per node (of the whole model, or of its slots) */
+  if (choose_outblock(t, cfg, part)) IMF_TRY(plan_outblock(t, part, node_mode ? t->layout : NULL), fail);
   const int64_t nu = t->ob[0] ? imf_outblock_nslots(t->ob[0]) : part->nusers;
   const int64_t ni = t->ob[1] ? imf_outblock_nslots(t->ob[1]) : part->nitems;
   { /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row), or their
@@ -505,9 +507,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition 
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
   m->seed = t->seed;
-  if (imf_cfg_bool(cfg, "dist.node_shared") && t->ob[0])
-    imf_warn("dist.node_shared: the out-block exchange keeps no whole model to share; every rank keeps its rows");
-  else if (imf_cfg_bool(cfg, "dist.node_shared")) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
+  if (shared) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
   const int32_t *gu = t->ob[0] ? imf_outblock_gids(t->ob[0]) : NULL, *gi = t->ob[1] ? imf_outblock_gids(t->ob[1]) : NULL;
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
@@ -746,10 +746,11 @@ static imf_status exchange_half(imf_trainer *t, int side) {
   float *dst;
   if (t->type == IMF_MODEL_BPMF) dst = side ? m->chain.V : m->chain.U;
   else dst = side ? m->Q : m->P;
-  if (t->ob[side]) { /* out-block: each rank gets exactly the rows its ratings reference */
-    IMF_CHECK(imf_outblock_exchange(t->ob[side], side ? t->Xi : t->Xu, dst, t->k));
+  if (t->ob[side]) { /* out-block: each rank (node) gets exactly the rows its ratings reference */
+    const imf_shared_seg *seg = t->seg.base ? &t->seg : NULL;
+    IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, side ? t->Xi : t->Xu, dst, t->k));
     if (t->type == IMF_MODEL_ALS)
-      IMF_CHECK(imf_outblock_exchange(t->ob[side], side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+      IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
     return IMF_OK;
   }
   if (t->seg.base) { /* one copy per node: written in place, the nodes' first ranks exchange */
@@ -1023,8 +1024,9 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
   char lay[160];
   imf_layout_describe(t->layout, lay, sizeof lay);
   if (t->ob[0])
-    fprintf(out, "exchange: out-block (each rank holds its rows and those its ratings reference: %lld of %lld on "
-            "rank 0) over %s\n", (long long)imf_trainer_outblock_rows(t), (long long)(t->nglob[0] + t->nglob[1]), lay);
+    fprintf(out, "exchange: out-block (each %s holds its rows and those its ratings reference: %lld of %lld on "
+            "rank 0's%s) over %s\n", t->seg.base ? "node" : "rank", (long long)imf_trainer_outblock_rows(t),
+            (long long)(t->nglob[0] + t->nglob[1]), t->seg.base ? " node, in one shared copy" : "", lay);
   else if (t->seg.base)
     fprintf(out, "exchange: node-shared factors (one copy per node, %.1f MiB; the nodes' first ranks exchange) over %s\n",
             (double)t->seg.bytes / 1048576.0, lay);

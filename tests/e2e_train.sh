@@ -188,6 +188,11 @@ def strip(x):
 a, b = (strip(json.load(open(f))) for f in ('ev1.json', 'evob.json'))
 assert a == b, (a, b)
 "
+rm -rf mobs
+run 3 train --data st --model mobs --set model.k=6 --set model.iterations=2 --set dist.exchange=outblock \
+  --set dist.node_shared=true --set dist.ranks_per_node=2 --json --quiet > mobs.json
+check "out-block with node sharing: one copy of each node's rows, the replicated run's factors" \
+  sh -c "grep -q '\"exchange\":\"node-shared+outblock\"' mobs.json && test '$(fact mobs)' = '$(fact ml1)'"
 IMF_STOP_AFTER_SWEEP=2 run 3 train --data st --model mo1 --set model.k=6 --set model.iterations=4 \
   --set dist.exchange=outblock --quiet 2>/dev/null; rc=$?
 check "out-block: a stop after sweep 2 writes a run checkpoint from the blocks (exit 75)" test $rc -eq 75

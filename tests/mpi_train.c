@@ -645,10 +645,11 @@ static void test_outblock_bitwise(void **state) {
     }
     MPI_Bcast(&want, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     const char *lay[] = {"dist.ranks_per_node=0", "dist.ranks_per_node=1", "dist.ranks_per_node=2"};
-    for (int l = 0; l < 3; l++) {
+    for (int l = 0; l < 6; l++) { /* per rank, then node-shared (one copy of the node's slots) */
       sets[n] = "dist.exchange=outblock";
-      sets[n + 1] = lay[l];
-      sets[n + 2] = NULL;
+      sets[n + 1] = lay[l % 3];
+      sets[n + 2] = l < 3 ? "dist.node_shared=false" : "dist.node_shared=true";
+      sets[n + 3] = NULL;
       imf_config *oc = config(sets);
       imf_partition *part;
       assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &d.mine, d.nu, d.ni,
@@ -662,13 +663,16 @@ static void test_outblock_bitwise(void **state) {
       assert_true(b->blocked);
       assert_int_equal(b->ublock[0], part->user_start[rank_]);
       assert_int_equal(b->iblock[1], part->item_start[rank_ + 1]);
-      if (size_ > 1) assert_true(imf_trainer_outblock_rows(t) < d.nu + d.ni); /* not the whole model */
+      if (size_ > 1 && (l < 3 || imf_trainer_layout(t)->nnodes > 1)) /* not the whole model */
+        assert_true(imf_trainer_outblock_rows(t) < d.nu + d.ni);
+      assert_int_equal(imf_trainer_shared_bytes(t) > 0, l >= 3); /* the node's slots in one segment */
       imf_model *g;
       assert_int_equal(imf_model_gather(MPI_COMM_WORLD, b, &g), IMF_OK);
       if (rank_ == 0)
         fprintf(stderr, "[outblock] %s %s on %d ranks (%s): %016llx, one rank replicated %016llx; rank 0 holds %lld "
-                "of %lld rows\n", base[0], base[2] ? base[2] : "", size_, lay[l], (unsigned long long)model_hash(g),
-                (unsigned long long)want, (long long)imf_trainer_outblock_rows(t), (long long)(d.nu + d.ni));
+                "of %lld rows%s\n", base[0], base[2] ? base[2] : "", size_, lay[l % 3], (unsigned long long)model_hash(g),
+                (unsigned long long)want, (long long)imf_trainer_outblock_rows(t), (long long)(d.nu + d.ni),
+                l >= 3 ? " (node-shared)" : "");
       assert_true(model_hash(g) == want);
       /* the partition's columns are global rows again once the trainer is gone */
       const int32_t *idx = part->by_user.idx;
@@ -709,15 +713,26 @@ static void test_outblock_traffic(void **state) {
     ref[(size_t)ru * (size_t)(d.nu + d.ni) + (size_t)(d.nu + i)] = 1; /* ru solves user u against item i */
   }
   const int64_t *start[2] = {part->user_start, part->item_start};
-  int64_t want_recv[2] = {0, 0}, want_sent[2] = {0, 0};
+  int64_t want_recv[2] = {0, 0}, want_sent[2] = {0, 0}, node_recv = 0, node_sent = 0;
+  const int nnodes = (size_ + 1) / 2, me = rank_ / 2;
   for (int side = 0; side < 2; side++)
     for (int64_t x = 0; x < (side ? d.ni : d.nu); x++) {
       const int owner = (int)imf_block_owner(start[side], size_, x);
+      const size_t col = (size_t)(side ? d.nu + x : x);
       for (int r = 0; r < size_; r++) {
-        if (r == owner || !ref[(size_t)r * (size_t)(d.nu + d.ni) + (size_t)(side ? d.nu + x : x)]) continue;
+        if (r == owner || !ref[(size_t)r * (size_t)(d.nu + d.ni) + col]) continue;
         const int far = r / 2 != owner / 2;
         if (r == rank_) want_recv[far] += 4 * (k + 1);
         if (owner == rank_) want_sent[far] += 4 * (k + 1);
+      }
+      /* node-shared: node j holds the row when one of its ranks references or owns it; the
+       * first ranks move a row once per node that references it from another node */
+      for (int j = 0; j < nnodes; j++) {
+        int refd = 0;
+        for (int r = 2 * j; r < 2 * j + 2 && r < size_; r++) refd |= ref[(size_t)r * (size_t)(d.nu + d.ni) + col];
+        if (!refd || j == owner / 2 || rank_ % 2) continue;
+        if (j == me) node_recv += 4 * (k + 1);
+        if (owner / 2 == me) node_sent += 4 * (k + 1);
       }
     }
   free(ref);
@@ -736,6 +751,25 @@ static void test_outblock_traffic(void **state) {
     fprintf(stderr, "[outblock traffic] %d ranks as nodes of 2: rank 0 received %lld row bytes inside its node and "
             "%lld from other nodes (replicated: every other rank's whole block)\n", size_, (long long)want_recv[0],
             (long long)want_recv[1]);
+  imf_trainer_destroy(&t);
+  imf_config_destroy(&cfg);
+  /* node-shared out-block: nothing moves inside a node; the first ranks receive the rows their
+   * node references from the other nodes, once */
+  const char *ns[] = {"model.type=als", "model.k=5", "dist.exchange=outblock", "dist.ranks_per_node=2",
+                      "dist.node_shared=true", NULL};
+  cfg = config(ns);
+  assert_int_equal(imf_train_create(MPI_COMM_WORLD, cfg, part, &t), IMF_OK);
+  assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  imf_exchange_traffic(&a);
+  assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+  imf_exchange_traffic(&b);
+  assert_int_equal(b.rows_recv[0] - a.rows_recv[0], 0);
+  assert_int_equal(b.rows_sent[0] - a.rows_sent[0], 0);
+  assert_int_equal(b.rows_recv[1] - a.rows_recv[1], node_recv);
+  assert_int_equal(b.rows_sent[1] - a.rows_sent[1], node_sent);
+  if (rank_ == 0)
+    fprintf(stderr, "[outblock traffic] node-shared: node 0 received %lld row bytes from other nodes\n",
+            (long long)node_recv);
   imf_trainer_destroy(&t);
   imf_config_destroy(&cfg);
   /* dist.exchange = auto: out-block when the node's copies would pass half its memory */

@@ -60,7 +60,7 @@ int imf_cmd_train(imf_cli *cli, int argc, char **argv) {
     printf(",\"peak_rss_node_max\":%lld,\"nodes\":%d,\"exchange\":\"%s\",\"model_rows_max\":%lld,"
            "\"sweep_bytes\":{\"intra_sent\":%lld,"
            "\"inter_sent\":%lld,\"intra_recv\":%lld,\"inter_recv\":%lld,\"node_inter_recv\":%lld,\"inter_recv_total\":%lld}}\n",
-           (long long)r.peak_rss_node_max, r.nodes, r.outblock ? "outblock" : r.node_shared ? "node-shared" : "replicated",
+           (long long)r.peak_rss_node_max, r.nodes, r.outblock ? (r.node_shared ? "node-shared+outblock" : "outblock") : r.node_shared ? "node-shared" : "replicated",
            (long long)r.model_rows_max, (long long)r.sweep_bytes[0], (long long)r.sweep_bytes[1],
            (long long)r.sweep_bytes[2], (long long)r.sweep_bytes[3], (long long)r.sweep_bytes[4],
            (long long)r.sweep_bytes[5]);

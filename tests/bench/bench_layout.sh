@@ -4,7 +4,8 @@
 # RANKS ranks laid out as 1, 2 and 4 pretend nodes (dist.ranks_per_node = RANKS, RANKS/2,
 # RANKS/4) with each exchange: replicated (a model copy per rank), node-shared (dist.node_shared:
 # a copy per node) and out-block (dist.exchange = outblock: each rank its rows and the rows its
-# ratings reference). `train --json` gives the peaks and the last sweep's bytes (exchange.h's
+# ratings reference) and both (node-shared+outblock: one copy per node of the rows the node's ranks
+# reference; the nodes' first ranks exchange). `train --json` gives the peaks and the last sweep's bytes (exchange.h's
 # counters), printed beside the formulas (docs/SCALING.md).
 #
 # The data has community structure, the shape under which out-block pays (and which real data
@@ -40,10 +41,10 @@ rm -f c.csv
 run prepare --input all.csv --data st --set input.header=no --set holdout.fraction=0 --quiet
 rm -f all.csv
 : > rows.txt
-for ex in replicated node-shared outblock; do
+for ex in replicated node-shared outblock node-shared+outblock; do
   shared=false; exch=replicated
-  [ "$ex" = node-shared ] && shared=true
-  [ "$ex" = outblock ] && exch=outblock
+  case "$ex" in node-shared*) shared=true ;; esac
+  case "$ex" in *outblock) exch=outblock ;; esac
   for nodes in 1 2 4; do
     rpn=$((np / nodes))
     rm -rf m
@@ -62,7 +63,7 @@ model = 4 * d * UI  # one copy of the factors and biases
 rat = 16 * R / P    # a rank's share of the ratings in the partition (by user and by item: index and value)
 print('%d ratings, %d user and item rows (%d communities, %d%% cross ratings), k = %d, %d ranks; one model copy '
       '%.1f MB; a rank\'s ratings %.1f MB' % (R, UI, C, cross, k, P, model / 1e6, rat / 1e6))
-print('%-11s %5s %5s | %12s %12s | %10s %12s %9s | %14s %14s %14s %7s' % ('exchange', 'nodes', 'rpn',
+print('%-20s %5s %5s | %12s %12s | %10s %12s %9s | %14s %14s %14s %7s' % ('exchange', 'nodes', 'rpn',
       'peak MB/rank', 'peak MB/node', 'rows/rank', 'need MB/rank', 'peak/need', 'inter MB/node', 'most on a node',
       'formula', 'ratio'))
 for nodes, rpn, j in rows:
@@ -71,16 +72,17 @@ for nodes, rpn, j in rows:
     ex = j['exchange']
     held = j['model_rows_max']
     need = 4 * d * held + rat  # own rows + referenced rows + ratings (replicated: the whole model)
-    if ex == 'outblock':
+    if ex.endswith('outblock'):
         formula = float('nan')  # the referenced rows: exact in CTest (mpi_train, test_outblock_traffic)
     else:
         copies = rpn if ex == 'replicated' else 1  # who on a node receives the other nodes' rows
         formula = copies * model * (nodes - 1) / nodes
     ratio = mean / formula if formula == formula and formula else float('nan')
-    print('%-11s %5d %5d | %12.1f %12.1f | %10d %12.1f %9.2f | %14.1f %14.1f %14.1f %7.3f' % (ex, nodes, rpn,
+    print('%-20s %5d %5d | %12.1f %12.1f | %10d %12.1f %9.2f | %14.1f %14.1f %14.1f %7.3f' % (ex, nodes, rpn,
           j['peak_rss_max'] / 1e6, j['peak_rss_node_max'] / 1e6, held, need / 1e6, j['peak_rss_max'] / need,
           mean / 1e6, b['node_inter_recv'] / 1e6, formula / 1e6, ratio))
-print("rows/rank: the most user and item rows one rank held (out-block: its own and those its ratings reference; else "
+print("rows/rank: the most user and item rows one rank held (out-block: its own and those its ratings reference; "
+      "node-shared+outblock: its node's, once; else "
       "all); need MB/rank: those rows x 4 (k + 1) + the rank's ratings x 16; peak/need: the largest rank's peak over "
       "that (issue 25's out-block target: <= 1.5). inter MB/node: the last sweep's receipts from other nodes, all "
       "ranks summed, over the nodes (factor rows and the metrics' partial sums); most on a node: the node that "
