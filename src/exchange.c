@@ -21,8 +21,12 @@ void imf_exchange_count_on(const imf_layout *l) {
 
 void imf_exchange_traffic(imf_traffic *out) { *out = counters; }
 
+/* Set while a collective counts its traffic itself (the leaders' all-to-all: the leaders'
+ * communicator is congruent with the counted one when every node is one rank). */
+static int counted_by_caller;
+
 static int counting(MPI_Comm comm) {
-  if (!count_layout) return 0;
+  if (!count_layout || counted_by_caller) return 0;
   int same = MPI_UNEQUAL;
   if (MPI_Comm_compare(comm, count_layout->comm, &same) != MPI_SUCCESS) return 0;
   return same == MPI_IDENT || same == MPI_CONGRUENT;
@@ -127,8 +131,9 @@ imf_status imf_alltoallv64(MPI_Comm comm, const void *sbuf, const int64_t *scoun
   return IMF_OK;
 }
 
-imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
-                              float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w) {
+/* imf_alltoallv64 of rows of w floats on comm, counted as rows where comm is the counted one. */
+static imf_status alltoallv_floats(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
+                                   float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w) {
   MPI_Datatype row;
   IMF_MPI(MPI_Type_contiguous(w, MPI_FLOAT, &row));
   int rc = MPI_Type_commit(&row);
@@ -143,22 +148,23 @@ imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *s
   return st;
 }
 
+imf_status imf_alltoallv_rows(MPI_Comm comm, const float *sbuf, const int64_t *scount, const int64_t *sdispl,
+                              float *rbuf, const int64_t *rcount, const int64_t *rdispl, int w) {
+  return alltoallv_floats(comm, sbuf, scount, sdispl, rbuf, rcount, rdispl, w);
+}
+
 imf_status imf_alltoallv_rows_leaders(const imf_layout *l, const float *sbuf, const int64_t *scount,
                                       const int64_t *sdispl, float *rbuf, const int64_t *rcount, const int64_t *rdispl,
                                       int w) {
-  MPI_Datatype row;
-  IMF_MPI(MPI_Type_contiguous(w, MPI_FLOAT, &row));
-  int rc = MPI_Type_commit(&row);
-  if (rc != MPI_SUCCESS) {
-    MPI_Type_free(&row);
-    return IMF_MPI_RAISE(rc, "MPI_Type_commit");
-  }
-  imf_status st = imf_alltoallv64(l->leaders, sbuf, scount, sdispl, rbuf, rcount, rdispl, row);
-  MPI_Type_free(&row);
-  if (st == IMF_OK && count_layout == l) /* the leaders' traffic, all between nodes */
+  /* (the leaders' communicator is not the counted one: counted here, all between nodes) */
+  counted_by_caller = 1;
+  imf_status st = alltoallv_floats(l->leaders, sbuf, scount, sdispl, rbuf, rcount, rdispl, w);
+  counted_by_caller = 0;
+  IMF_CHECK(st);
+  if (count_layout == l)
     for (int j = 0; j < l->nnodes; j++)
       if (j != l->node) add(1, scount[j] * w * 4, rcount[j] * w * 4, 1);
-  return st;
+  return IMF_OK;
 }
 
 imf_status imf_allgather_rows(MPI_Comm comm, const int64_t *start, const float *mine, float *X,
