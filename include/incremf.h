@@ -185,6 +185,13 @@ typedef struct {
    * store's id maps and the new batches; reading ratings (the touched rows' histories, or the
    * whole store), part of build_seconds; writing the version, its record and CURRENT. */
   double append_seconds, load_seconds, read_seconds, write_seconds;
+  /* Since 0.2: how the challenger's sweeps (warm, retrain) ran, as train reports it: the
+   * exchange ("replicated", "node-shared", "outblock", "node-shared+outblock"; "none" when no
+   * sweeps ran: fold-in, baselines, EASE), the layout's nodes and the last sweep's bytes
+   * (imf_train_report.sweep_bytes). */
+  char exchange[24];
+  int nodes;
+  int64_t sweep_bytes[6];
 } imf_update_report;
 
 /* Fold every batch the current model has not seen into a challenger, judge champion and

@@ -132,6 +132,7 @@ typedef struct {
   const imf_model *champ;
   const unsigned char *tu, *ti;
   int64_t warm_sweeps;
+  imf_update_report *rep;     /* where the sweeps' exchange and bytes go */
 } build_ctx;
 
 /* Sweeps of the trainer from `start` (same shape as the data: exact resume, so a BPMF chain
@@ -156,6 +157,13 @@ static imf_status run_trainer(build_ctx *b, const imf_model *start, imf_model **
   IMF_TRY(imf_train_create(b->comm, c, b->part, &t), out);
   if (start) IMF_TRY(imf_trainer_resume(t, start), out);
   IMF_TRY(imf_trainer_run(t), out);
+  { /* how the sweeps ran, for update --json (as train reports it) */
+    const int ob = imf_trainer_outblock_rows(t) > 0, sh = imf_trainer_shared_bytes(t) > 0;
+    snprintf(b->rep->exchange, sizeof b->rep->exchange, "%s",
+             ob ? (sh ? "node-shared+outblock" : "outblock") : sh ? "node-shared" : "replicated");
+    b->rep->nodes = imf_trainer_layout(t)->nnodes;
+    imf_trainer_traffic(t, b->rep->sweep_bytes);
+  }
   /* replicated: the judge and the version writer score it whole (dist.exchange = outblock
    * trains in blocks and gathers here) */
   IMF_TRY(imf_model_gather(b->comm, imf_trainer_model(t), out), out);
@@ -894,7 +902,7 @@ static imf_status factor_update(upd *u) {
   read_plan rp;
   imf_update_strategy strat;
   IMF_CHECK(policy_plan(u, &rp, &strat));
-  build_ctx bc = {u->comm, u->cfgc, NULL, u->champ, u->tu, u->ti, imf_cfg_int(u->cfg, "update.warm_sweeps")};
+  build_ctx bc = {u->comm, u->cfgc, NULL, u->champ, u->tu, u->ti, imf_cfg_int(u->cfg, "update.warm_sweeps"), rep};
   if (bc.warm_sweeps < 1) bc.warm_sweeps = 1;
   const char *why = NULL;
   int promote = 0;
@@ -1032,6 +1040,7 @@ imf_status imf_update(MPI_Comm comm, const imf_config *cfg, const char *store_di
   rep->newest_rmse = rep->drift_baseline = NAN;
   rep->champion_score = rep->challenger_score = NAN;
   rep->diff_mean = rep->diff_lo = rep->diff_hi = rep->newest_score = NAN;
+  snprintf(rep->exchange, sizeof rep->exchange, "none");
   u.t0 = imf_wtime();
   int uptodate = 0;
   IMF_TRY(scan_begin(&u), out);

@@ -204,9 +204,15 @@ check "out-block: stopped replicated, resumed out-block, bitwise the uninterrupt
   sh -c "grep -q '\"exchange\":\"outblock\"' mo2.json && test '$(fact mo2)' = '$(fact mref)'"
 rm -rf stu2 mu2; cp -r st stu2; cp -r ml2 mu2
 run 2 update --data stu2 --model mu2 --input newb.csv --strategy warm --set input.header=no \
-  --set dist.exchange=outblock > updob.out 2>&1; rc=$?
+  --set dist.exchange=outblock --set dist.ranks_per_node=1 --json > updob.json 2>updob.out; rc=$?
 check "out-block: update's warm sweeps run out-block and the challenger is judged whole (exit 0)" \
   sh -c "test $rc -eq 0 && grep -q 'out-block exchange' updob.out"
+check "update --json reports how its sweeps ran (exchange, nodes, bytes between them)" $PY -c "
+import json
+j = json.load(open('updob.json'))
+assert j['exchange'] == 'outblock' and j['nodes'] == 2, j
+assert j['sweep_bytes']['inter_recv'] > 0 and j['sweep_bytes']['intra_recv'] == 0, j
+"
 run 1 train --data st --model mbad --set dist.exchange=ring --quiet 2>err.txt; rc=$?
 check "out-block: an unknown dist.exchange is a usage error naming the key" \
   sh -c "test $rc -eq 2 && grep -q dist.exchange err.txt"

@@ -94,6 +94,10 @@ int imf_cmd_update(imf_cli *cli, int argc, char **argv) {
              r.drift ? "true" : "false", (long long)r.eval_n, (long long)r.eval_new_n, r.seconds, r.build_seconds);
       printf(",\"append_seconds\":%.4f,\"load_seconds\":%.4f,\"read_seconds\":%.4f,\"write_seconds\":%.4f",
              r.append_seconds, r.load_seconds, r.read_seconds, r.write_seconds);
+      printf(",\"exchange\":\"%s\",\"nodes\":%d,\"sweep_bytes\":{\"intra_sent\":%lld,\"inter_sent\":%lld,"
+             "\"intra_recv\":%lld,\"inter_recv\":%lld,\"node_inter_recv\":%lld,\"inter_recv_total\":%lld}",
+             r.exchange, r.nodes, (long long)r.sweep_bytes[0], (long long)r.sweep_bytes[1], (long long)r.sweep_bytes[2],
+             (long long)r.sweep_bytes[3], (long long)r.sweep_bytes[4], (long long)r.sweep_bytes[5]);
       printf(",\"note\":");
       imf_json_string(stdout, r.note);
       printf("}\n");
