@@ -211,17 +211,27 @@ static imf_status add_hole(imf_idmap *m) {
 }
 
 imf_status imf_idmap_add_list(imf_idmap *m, const imf_idlist *l) {
-  for (int64_t j = 0; j < l->n; j++) {
-    int64_t idx;
-    int added;
-    if (l->off[j + 1] == l->off[j]) {
+  uint64_t h[INSERT_AHEAD]; /* as imf_idmap_insert_list: slots requested INSERT_AHEAD ids ahead */
+  for (int64_t j = 0; j < l->n + INSERT_AHEAD; j++) {
+    if (j < l->n) {
+      const uint64_t x = hash_bytes(l->blob + l->off[j], (size_t)(l->off[j + 1] - l->off[j]));
+      h[j % INSERT_AHEAD] = x;
+      __builtin_prefetch(&m->slot[x & (uint64_t)(m->nslot - 1)], 0, 1);
+    }
+    const int64_t k = j - INSERT_AHEAD + 1;
+    if (k < 0) continue;
+    if (k >= l->n) break;
+    if (l->off[k + 1] == l->off[k]) {
       IMF_CHECK(add_hole(m));
       continue;
     }
-    IMF_CHECK(imf_idmap_insert(m, l->blob + l->off[j], (size_t)(l->off[j + 1] - l->off[j]), &idx, &added));
+    int64_t idx;
+    int added;
+    IMF_CHECK(insert_hashed(m, l->blob + l->off[k], (size_t)(l->off[k + 1] - l->off[k]), h[k % INSERT_AHEAD], &idx,
+                            &added));
     if (!added) {
-      IMF_FAIL(IMF_ERR_INPUT, "id list holds the id '%.*s' twice", (int)(l->off[j + 1] - l->off[j]),
-               l->blob + l->off[j]);
+      IMF_FAIL(IMF_ERR_INPUT, "id list holds the id '%.*s' twice", (int)(l->off[k + 1] - l->off[k]),
+               l->blob + l->off[k]);
     }
   }
   return IMF_OK;

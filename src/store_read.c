@@ -343,11 +343,22 @@ static imf_status bcast_idlist(MPI_Comm comm, int rank, imf_idlist *l) {
   return IMF_OK;
 }
 
-imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items) {
+/* Append list b to list a (a's arrays grown; b is left as it was). */
+static imf_status idlist_append(imf_idlist *a, const imf_idlist *b) {
+  const int64_t bytes = a->n ? a->off[a->n] : 0, add = b->off[b->n];
+  IMF_CHECK(imf_realloc(&a->off, (size_t)(a->n + b->n + 1), sizeof *a->off));
+  IMF_CHECK(imf_realloc(&a->blob, (size_t)(bytes + add + 1), 1));
+  if (a->n == 0) a->off[0] = 0;
+  for (int64_t j = 1; j <= b->n; j++) a->off[a->n + j] = bytes + b->off[j];
+  memcpy(a->blob + bytes, b->blob, (size_t)add);
+  a->n += b->n;
+  return IMF_OK;
+}
+
+imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *items) {
   imf_status st = IMF_OK;
-  if (imf_idmap_size(users) != 0 || imf_idmap_size(items) != 0)
-    st = IMF_RAISE(IMF_ERR_RUNTIME, "imf_store_load_idmaps needs empty maps");
-  IMF_CHECK(imf_agree(s->comm, st));
+  memset(users, 0, sizeof *users);
+  memset(items, 0, sizeof *items);
   for (int64_t k = 1; k <= s->m.nbatches; k++) {
     imf_idlist lu = {0}, li = {0};
     char path[4200];
@@ -373,16 +384,42 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
     st = imf_agree(s->comm, st);
     if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &lu);
     if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &li);
-    if (st == IMF_OK && (imf_idmap_size(users) + lu.n != s->m.b[k - 1].users_after ||
-                         imf_idmap_size(items) + li.n != s->m.b[k - 1].items_after))
+    if (st == IMF_OK && (users->n + lu.n != s->m.b[k - 1].users_after || items->n + li.n != s->m.b[k - 1].items_after))
       st = IMF_RAISE(IMF_ERR_INPUT, "%s: id lists do not match the manifest counts", path);
-    if (st == IMF_OK) st = imf_idmap_add_list(users, &lu);
-    if (st == IMF_OK) st = imf_idmap_add_list(items, &li);
+    if (st == IMF_OK) st = idlist_append(users, &lu);
+    if (st == IMF_OK) st = idlist_append(items, &li);
     imf_idlist_free(&lu);
     imf_idlist_free(&li);
-    IMF_CHECK(imf_agree(s->comm, st));
+    st = imf_agree(s->comm, st);
+    if (st != IMF_OK) break;
   }
-  return IMF_OK;
+  if (st == IMF_OK && (!users->off || !items->off)) { /* a store of no batches: empty lists */
+    if (!users->off) st = imf_alloc(&users->off, 1, sizeof *users->off);
+    if (st == IMF_OK && !items->off) st = imf_alloc(&items->off, 1, sizeof *items->off);
+    st = imf_agree(s->comm, st);
+  }
+  if (st != IMF_OK) {
+    imf_idlist_free(users);
+    imf_idlist_free(items);
+  }
+  return st;
+}
+
+imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items) {
+  imf_status st = IMF_OK;
+  if (imf_idmap_size(users) != 0 || imf_idmap_size(items) != 0)
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "imf_store_load_idmaps needs empty maps");
+  IMF_CHECK(imf_agree(s->comm, st));
+  imf_idlist lu = {0}, li = {0};
+  IMF_CHECK(imf_store_load_idlists(s, &lu, &li));
+  /* sized once: growing the table while inserting rehashes it log2(n) times */
+  st = imf_idmap_reserve(users, lu.n, lu.off[lu.n]);
+  if (st == IMF_OK) st = imf_idmap_reserve(items, li.n, li.off[li.n]);
+  if (st == IMF_OK) st = imf_idmap_add_list(users, &lu);
+  if (st == IMF_OK) st = imf_idmap_add_list(items, &li);
+  imf_idlist_free(&lu);
+  imf_idlist_free(&li);
+  return imf_agree(s->comm, st);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -455,19 +455,18 @@ static imf_status check_lineage(MPI_Comm comm, const imf_ckpt_info *ci, int64_t 
 
 /* --adopt: the model's ids (meta) must be the store's first ids, in order. Local (the maps and
  * the version's lists are the same on every rank). */
-static imf_status adopt_ids(const imf_ckpt_meta *meta, const imf_idmap *users, const imf_idmap *items,
+static imf_status adopt_ids(const imf_ckpt_meta *meta, const imf_idlist *users, const imf_idlist *items,
                             const imf_model *m) {
-  const imf_idlist *l[2] = {&meta->users, &meta->items};
-  const imf_idmap *map[2] = {users, items};
+  const imf_idlist *l[2] = {&meta->users, &meta->items}, *st[2] = {users, items};
   const int64_t n[2] = {m->nusers, m->nitems};
   static const char *const side[2] = {"user", "item"};
   for (int k = 0; k < 2; k++) {
-    if (l[k]->n != n[k] || imf_idmap_size(map[k]) < n[k])
+    if (l[k]->n != n[k] || st[k]->n < n[k])
       IMF_FAIL(IMF_ERR_INPUT, "--adopt: the version's %s ids (%lld) cannot be matched to the store's (%lld)", side[k],
-               (long long)l[k]->n, (long long)imf_idmap_size(map[k]));
+               (long long)l[k]->n, (long long)st[k]->n);
     for (int64_t j = 0; j < n[k]; j++) {
-      size_t len = 0;
-      const char *id = imf_idmap_get(map[k], j, &len);
+      const size_t len = (size_t)(st[k]->off[j + 1] - st[k]->off[j]);
+      const char *id = st[k]->blob + st[k]->off[j];
       int64_t a = l[k]->off[j], b = l[k]->off[j + 1];
       if ((size_t)(b - a) != len || memcmp(id, l[k]->blob + a, len) != 0)
         IMF_FAIL(IMF_ERR_INPUT, "--adopt: %s %lld of the version is '%.*s' but the store's is '%.*s': the numbering "
@@ -506,7 +505,7 @@ typedef struct {
   char cpath[4400];
   imf_judge_metric jm;
   int ranking, is_ease, adopting, store_holdout;
-  imf_idmap *users, *items;
+  imf_idlist users, items; /* the store's ids, for the version (no lookups: no maps) */
   int64_t nb, seen, nu, ni;
   double hfrac;
   uint64_t hseed;
@@ -530,8 +529,8 @@ static void upd_free(upd *u) {
   imf_free(&u->hist);
   imf_ratings_free(&u->fresh);
   imf_partition_destroy(&u->part);
-  imf_idmap_destroy(&u->users);
-  imf_idmap_destroy(&u->items);
+  imf_idlist_free(&u->users);
+  imf_idlist_free(&u->items);
   imf_config_destroy(&u->cfgc);
   imf_ckpt_meta_free(&u->cmeta);
   imf_ckpt_meta_free(&u->meta);
@@ -659,12 +658,10 @@ static imf_status scan_champion(upd *u, int *uptodate) {
   IMF_CHECK(pin_champion_auto(u->cfgc, u->champ));
   IMF_CHECK(imf_agree(comm, imf_implicit_opts_from(u->cfgc, &u->io)));
   /* Data and the standing holdout. */
-  IMF_CHECK(imf_idmap_create(&u->users));
-  IMF_CHECK(imf_idmap_create(&u->items));
-  IMF_CHECK(imf_store_load_idmaps(u->s, u->users, u->items));
+  IMF_CHECK(imf_store_load_idlists(u->s, &u->users, &u->items));
   u->nu = imf_store_nusers(u->s);
   u->ni = imf_store_nitems(u->s);
-  if (u->adopting) IMF_CHECK(adopt_ids(&u->cmeta, u->users, u->items, u->champ));
+  if (u->adopting) IMF_CHECK(adopt_ids(&u->cmeta, &u->users, &u->items, u->champ));
   if (u->champ->nusers > u->nu || u->champ->nitems > u->ni)
     IMF_FAIL(IMF_ERR_INPUT, "version %lld has more users or items than %s", (long long)rep->parent, u->store_dir);
   u->hfrac = imf_cfg_double(u->cfgc, "model.validation_fraction");
@@ -994,8 +991,11 @@ static imf_status commit(upd *u) {
   meta->batches_seen = u->nb;
   meta->ease = u->ease_state;
   if (u->is_ease) meta->ease_x = &u->ease_new;
-  IMF_CHECK(imf_store_user_ids(u->s, u->users, &meta->users));
-  IMF_CHECK(imf_idmap_tail(u->items, 0, &meta->items));
+  imf_store_strip_forgotten(u->s, &u->users); /* handed to the version's record */
+  meta->users = u->users;
+  meta->items = u->items;
+  memset(&u->users, 0, sizeof u->users);
+  memset(&u->items, 0, sizeof u->items);
   IMF_CHECK(imf_stop_point(comm, "update", "before writing its version (the model directory is unchanged)"));
   IMF_CHECK(imf_modeldir_write_version(u->md, u->chall, meta, &rep->version));
   kill_point("after-version");
