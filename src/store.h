@@ -91,6 +91,18 @@ int imf_store_digest_matches(const imf_store *s, int64_t from, const char *diges
  * when the store has one (fraction > 0). A rating (u, i) is held out iff
  * imf_is_holdout(seed, fraction, u, i) — independent of batches and rank counts. */
 int imf_store_holdout(const imf_store *s, double *fraction, uint64_t *seed);
+/* Collective. The standing holdout of batches 1..upto (each batch's /holdout copy, docs/FORMAT.md):
+ * every held-out (user, item) once, with its current value over those batches (repeated pairs
+ * resolved with the store's duplicate policy exactly as imf_store_read_ratings resolves them: a
+ * later batch's rating replaces an earlier one, by timestamp under `latest`), forgotten users
+ * dropped. Split over the ranks: this rank gets the pairs of users u with u % size == rank, in
+ * (user, item) order, in out (time set to the batch number the value comes from: under `mean`
+ * the newest batch holding the pair). IMF_ERR_NOTFOUND on every rank when some batch of 1..upto
+ * has no /holdout (written before it existed, or a store without a holdout): the caller falls
+ * back to reading histories. IMF_ERR_INPUT naming the file for a damaged /holdout (ids beyond the
+ * batch's counts, out of order, a pair twice in a batch, or a pair outside the holdout). The
+ * cost is the holdout's size, not the store's. */
+imf_status imf_store_read_holdout(imf_store *s, int64_t upto, imf_ratings *out);
 /* (local) A warning (rank 0, stderr) when cfg sets holdout.fraction, or holdout.seed of a store
  * with a holdout, to another value than the store's: train and update use the store's standing
  * holdout whatever the configuration says. Silent for keys left at their defaults. */

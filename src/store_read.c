@@ -1,14 +1,16 @@
 /* store_read.c - reading ratings from the batch files: a user range over every batch with
  * repeated (user,item) pairs resolved by the store's duplicate policy, one batch alone with the
- * order checked across the ranks' seams, the id maps, and the superseded count of a batch being
- * written (the rows of earlier batches for the users it touches). Every row read is checked
- * against the batch's user and item counts and the (user, item) order: HDF5 does not checksum
- * raw data. Private helpers: store_impl.h. */
+ * order checked across the ranks' seams, the standing holdout from the batches' /holdout copies
+ * (resolved the same way, spread over the ranks by user), the id maps, and the superseded count
+ * of a batch being written (the rows of earlier batches for the users it touches). Every row
+ * read is checked against the batch's user and item counts and the (user, item) order: HDF5 does
+ * not checksum raw data. Private helpers: store_impl.h. */
 #include "store_impl.h"
 #include "error.h"
 #include "fsio.h"
 #include "log.h"
 #include "exchange.h"
+#include "partition.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,11 +123,80 @@ static int cmp_rows(const void *pa, const void *pb) {
   return a < b ? -1 : a > b;
 }
 
+/* The resolved value and time of the rows perm[a..b) of `all`, one (user, item) pair in batch
+ * order, under duplicate policy `policy` (docs/FORMAT.md "Reading"); *w: the row the value comes
+ * from (latest: the chosen row; first: the earliest batch's; mean: the latest batch's). (local) */
+static void resolve_pair(const imf_ratings *all, const int64_t *perm, int64_t a, int64_t b, int policy, float *v,
+                         int64_t *t, int64_t *w) {
+  int64_t j = perm[a];
+  *v = all->value[j];
+  *t = all->time[j];
+  *w = j;
+  if (b - a < 2) return;
+  if (policy == 0) { /* latest: greatest time; ties (and no times) go to the later batch */
+    for (int64_t c = a + 1; c < b; c++)
+      if (all->time[perm[c]] >= *t) {
+        *t = all->time[perm[c]];
+        *v = all->value[perm[c]];
+        *w = perm[c];
+      }
+  } else if (policy == 2) {
+    double sum = 0;
+    for (int64_t c = a; c < b; c++) {
+      sum += all->value[perm[c]];
+      if (all->time[perm[c]] > *t) *t = all->time[perm[c]];
+    }
+    *v = (float)(sum / (double)(b - a));
+    *w = perm[b - 1];
+  }
+}
+
+/* The rows of `all` (tag: each row's batch) sorted by (user, item, batch) and each pair resolved
+ * with the store's policy into res, forgotten users dropped; res_tag (may be NULL) gets the batch
+ * of each result's row (resolve_pair's *w). A pair twice in one batch is a damaged store. (local) */
+static imf_status merge_pairs(const imf_store *s, const imf_ratings *all, const int32_t *tag, imf_ratings *res,
+                              int32_t **res_tag) {
+  int64_t *perm = NULL;
+  imf_status st = imf_alloc(&perm, (size_t)all->n + 1, sizeof *perm);
+  if (st == IMF_OK) st = imf_ratings_reserve(res, all->n + 1);
+  if (st == IMF_OK && res_tag) st = imf_alloc(res_tag, (size_t)all->n + 1, sizeof **res_tag);
+  if (st != IMF_OK) {
+    imf_free(&perm);
+    return st;
+  }
+  for (int64_t j = 0; j < all->n; j++) perm[j] = j;
+  g_sort.r = all;
+  g_sort.tag = tag;
+  qsort(perm, (size_t)all->n, sizeof *perm, cmp_rows);
+  const int policy = store_dup_policy(s);
+  for (int64_t a = 0, b; a < all->n && st == IMF_OK; a = b) {
+    const int64_t j = perm[a];
+    for (b = a + 1; b < all->n && all->user[perm[b]] == all->user[j] && all->item[perm[b]] == all->item[j]; b++)
+      if (tag[perm[b]] == tag[perm[b - 1]]) {
+        char path[4200];
+        store_batch_path(s, tag[j], path, sizeof path, 0);
+        st = IMF_RAISE(IMF_ERR_INPUT, "%s is corrupt: it holds user %d item %d twice: restore that file from a "
+                       "backup or re-run prepare", path, all->user[j], all->item[j]);
+      }
+    if (st != IMF_OK || imf_store_is_forgotten(s, all->user[j])) continue;
+    float v;
+    int64_t t, w;
+    resolve_pair(all, perm, a, b, policy, &v, &t, &w);
+    if (res_tag) (*res_tag)[res->n] = tag[w];
+    res->user[res->n] = all->user[j];
+    res->item[res->n] = all->item[j];
+    res->value[res->n] = v;
+    res->time[res->n] = t;
+    res->n++;
+  }
+  imf_free(&perm);
+  return st;
+}
+
 imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi, imf_ratings *out) {
   imf_status st = IMF_OK;
   imf_ratings all = {0}, res = {0};
   int32_t *tag = NULL;
-  int64_t *perm = NULL;
   hid_t ind = imf_h5_dxpl(0), coll = imf_h5_dxpl(1);
   if (user_hi < user_lo) user_hi = user_lo;
   for (int64_t k = 1; k <= s->m.nbatches; k++) {
@@ -176,56 +247,12 @@ imf_status imf_store_read_ratings(imf_store *s, int64_t user_lo, int64_t user_hi
     memset(&all, 0, sizeof all);
   }
   /* Merge the batches and resolve repeated (user,item) pairs with the store's policy. */
-  if (st == IMF_OK && all.n > 0 && s->m.nbatches > 1) {
-    IMF_TRY(imf_alloc(&perm, (size_t)all.n, sizeof *perm), done);
-    for (int64_t j = 0; j < all.n; j++) perm[j] = j;
-    if (s->m.nbatches > 1) {
-      g_sort.r = &all;
-      g_sort.tag = tag;
-      qsort(perm, (size_t)all.n, sizeof *perm, cmp_rows);
-    }
-    IMF_TRY(imf_ratings_reserve(&res, all.n), done);
-    const int policy = store_dup_policy(s);
-    for (int64_t a = 0; a < all.n;) {
-      int64_t j = perm[a], b = a + 1;
-      while (b < all.n && all.user[perm[b]] == all.user[j] && all.item[perm[b]] == all.item[j]) b++;
-      /* rows a..b-1 are one pair, in batch order */
-      float v = all.value[j];
-      int64_t t = all.time[j];
-      if (b - a > 1) {
-        if (policy == 0) { /* latest: greatest time; ties (and no times) go to the later batch */
-          for (int64_t c = a + 1; c < b; c++)
-            if (all.time[perm[c]] >= t) {
-              t = all.time[perm[c]];
-              v = all.value[perm[c]];
-            }
-        } else if (policy == 2) {
-          double sum = 0;
-          for (int64_t c = a; c < b; c++) {
-            sum += all.value[perm[c]];
-            if (all.time[perm[c]] > t) t = all.time[perm[c]];
-          }
-          v = (float)(sum / (double)(b - a));
-        }
-      }
-      if (imf_store_is_forgotten(s, all.user[j])) {
-        a = b;
-        continue;
-      }
-      res.user[res.n] = all.user[j];
-      res.item[res.n] = all.item[j];
-      res.value[res.n] = v;
-      res.time[res.n] = t;
-      res.n++;
-      a = b;
-    }
-  }
+  if (st == IMF_OK && all.n > 0 && s->m.nbatches > 1) st = merge_pairs(s, &all, tag, &res, NULL);
 done:
   H5Pclose(ind);
   H5Pclose(coll);
   imf_ratings_free(&all);
   imf_free(&tag);
-  imf_free(&perm);
   st = imf_agree(s->comm, st);
   if (st != IMF_OK) {
     imf_ratings_free(&res);
@@ -292,6 +319,209 @@ imf_status imf_store_read_ratings_unfiltered(imf_store *s, int64_t user_lo, int6
   return st;
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* the standing holdout's copy in each batch file (/holdout, docs/FORMAT.md)                   */
+
+static const char *const HOLD_NAMES[4] = {"/holdout/user", "/holdout/item", "/holdout/value", "/holdout/time"};
+
+/* Open batch file f's /holdout datasets into d[4] and their common length *n: IMF_ERR_NOTFOUND
+ * when the file has no /holdout, IMF_ERR_INPUT for a part missing or of another length. (local) */
+static imf_status holdout_open(hid_t f, const char *path, hid_t d[4], hsize_t *n) {
+  if (H5Lexists(f, "/holdout", H5P_DEFAULT) <= 0 || H5Lexists(f, "/holdout/user", H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no /holdout (written before batch files kept the standing holdout's "
+             "rows, or by a store without a holdout)", path);
+  }
+  for (int q = 0; q < 4; q++) {
+    hsize_t len = 0;
+    d[q] = H5Dopen2(f, HOLD_NAMES[q], H5P_DEFAULT);
+    if (d[q] < 0) IMF_FAIL(IMF_ERR_INPUT, "%s: no dataset %s: %s", path, HOLD_NAMES[q], imf_h5_reason());
+    IMF_CHECK(imf_h5_len_check(d[q], path, HOLD_NAMES[q], &len));
+    if (q == 0) *n = len;
+    else if (len != *n)
+      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: the datasets under /holdout differ in length: restore that file "
+               "from a backup or re-run prepare", path);
+  }
+  return IMF_OK;
+}
+
+/* Rows [from, from + n) of `all`, read from batch k's /holdout: ids within the batch's counts, in
+ * (user, item) order (check_rows), and every pair one the standing holdout holds. (local) */
+static imf_status holdout_check(const imf_store *s, int64_t k, const imf_ratings *all, int64_t from, int64_t n,
+                                const char *path) {
+  IMF_CHECK(check_rows(s, k, all, from, n, 0, INT64_MAX, path));
+  for (int64_t j = from; j < from + n; j++)
+    if (!imf_is_holdout((uint64_t)s->m.holdout_seed, s->m.holdout_fraction, all->user[j], all->item[j]))
+      IMF_FAIL(IMF_ERR_INPUT, "%s is corrupt: /holdout names user %d and item %d, a pair outside the standing "
+               "holdout: restore that file from a backup or re-run prepare", path, all->user[j], all->item[j]);
+  return IMF_OK;
+}
+
+/* Collective: this rank's contiguous slice of batch k's /holdout appended to all, each row tagged
+ * with k in *tag (grown with it). */
+static imf_status holdout_read_batch(imf_store *s, int64_t k, imf_ratings *all, int32_t **tag) {
+  char path[4200];
+  hid_t f = -1, d[4] = {-1, -1, -1, -1}, coll = -1;
+  hsize_t H = 0;
+  store_batch_path(s, k, path, sizeof path, 0);
+  IMF_CHECK(store_batch_open(s, k, &f));
+  imf_status st = imf_agree(s->comm, holdout_open(f, path, d, &H));
+  if (st == IMF_OK) {
+    hsize_t r0 = H * (hsize_t)s->rank / (hsize_t)s->size, n = H * (hsize_t)(s->rank + 1) / (hsize_t)s->size - r0;
+    st = imf_ratings_reserve(all, all->n + (int64_t)n + 1);
+    if (st == IMF_OK) st = imf_realloc(tag, (size_t)(all->n + (int64_t)n + 1), sizeof **tag);
+    if (st != IMF_OK) n = r0 = 0; /* still take part in the collective reads */
+    st = imf_agree(s->comm, st);
+    coll = imf_h5_dxpl(1);
+    imf_status rs[4]; /* all four collective reads run on every rank; the first failure is kept */
+    rs[0] = imf_h5_read_1d(d[0], H5T_NATIVE_INT32, r0, n, all->user + all->n, coll, path, HOLD_NAMES[0]);
+    rs[1] = imf_h5_read_1d(d[1], H5T_NATIVE_INT32, r0, n, all->item + all->n, coll, path, HOLD_NAMES[1]);
+    rs[2] = imf_h5_read_1d(d[2], H5T_NATIVE_FLOAT, r0, n, all->value + all->n, coll, path, HOLD_NAMES[2]);
+    rs[3] = imf_h5_read_1d(d[3], H5T_NATIVE_INT64, r0, n, all->time + all->n, coll, path, HOLD_NAMES[3]);
+    for (int q = 3; q >= 0; q--)
+      if (rs[q] != IMF_OK && st == IMF_OK) st = rs[q];
+    if (st == IMF_OK) st = holdout_check(s, k, all, all->n, (int64_t)n, path);
+    st = imf_agree(s->comm, st);
+    for (hsize_t j = 0; st == IMF_OK && j < n; j++) (*tag)[all->n + (int64_t)j] = (int32_t)k;
+    if (st == IMF_OK) all->n += (int64_t)n;
+  }
+  for (int q = 0; q < 4; q++)
+    if (d[q] >= 0) H5Dclose(d[q]);
+  if (coll >= 0) H5Pclose(coll);
+  H5Fclose(f);
+  return st;
+}
+
+/* One held-out row on its way to the rank of its user. */
+typedef struct {
+  int64_t time;
+  int32_t user, item;
+  float value;
+  int32_t batch;
+} hold_row;
+
+/* Pack all's rows (with their batch tags) by destination rank, user % size, into *sb; sc/sd the
+ * counts and displacements per rank. (local) */
+static void holdout_pack(const imf_ratings *all, const int32_t *tag, int P, int64_t *sc, int64_t *sd, int64_t *fill,
+                         hold_row *sb) {
+  for (int64_t j = 0; j < all->n; j++) sc[all->user[j] % P]++;
+  for (int q = 1; q < P; q++) sd[q] = sd[q - 1] + sc[q - 1];
+  memcpy(fill, sd, (size_t)P * sizeof *fill);
+  for (int64_t j = 0; j < all->n; j++)
+    sb[fill[all->user[j] % P]++] = (hold_row){all->time[j], all->user[j], all->item[j], all->value[j], tag[j]};
+}
+
+/* Collective: every row of all (and its tag) sent to rank user % size; all and *tag are replaced
+ * by the rows this rank received. */
+static imf_status holdout_route(imf_store *s, imf_ratings *all, int32_t **tag) {
+  const int P = s->size;
+  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *fill = NULL, nr = 0;
+  hold_row *sb = NULL, *rb = NULL;
+  imf_ratings got = {0};
+  int32_t *gtag = NULL;
+  MPI_Datatype rt = MPI_DATATYPE_NULL;
+  imf_status st = imf_alloc(&sc, (size_t)P, sizeof *sc);
+  if (st == IMF_OK) st = imf_alloc(&sd, (size_t)P, sizeof *sd);
+  if (st == IMF_OK) st = imf_alloc(&rc, (size_t)P, sizeof *rc);
+  if (st == IMF_OK) st = imf_alloc(&rd, (size_t)P, sizeof *rd);
+  if (st == IMF_OK) st = imf_alloc(&fill, (size_t)P, sizeof *fill);
+  if (st == IMF_OK) st = imf_alloc_nz(&sb, (size_t)all->n + 1, sizeof *sb);
+  if (st == IMF_OK && MPI_Type_contiguous((int)sizeof(hold_row), MPI_BYTE, &rt) != MPI_SUCCESS)
+    st = IMF_RAISE(IMF_ERR_RUNTIME, "MPI_Type_contiguous failed (holdout rows)");
+  if (st == IMF_OK) MPI_Type_commit(&rt);
+  IMF_TRY(imf_agree(s->comm, st), out);
+  holdout_pack(all, *tag, P, sc, sd, fill, sb);
+  IMF_MPI_TRY(MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, s->comm), out);
+  for (int q = 0; q < P; q++) {
+    rd[q] = nr;
+    nr += rc[q];
+  }
+  st = imf_alloc_nz(&rb, (size_t)nr + 1, sizeof *rb);
+  if (st == IMF_OK) st = imf_ratings_reserve(&got, nr + 1);
+  if (st == IMF_OK) st = imf_alloc(&gtag, (size_t)nr + 1, sizeof *gtag);
+  IMF_TRY(imf_agree(s->comm, st), out);
+  IMF_TRY(imf_alltoallv64(s->comm, sb, sc, sd, rb, rc, rd, rt), out);
+  for (int64_t j = 0; j < nr; j++) {
+    got.user[j] = rb[j].user;
+    got.item[j] = rb[j].item;
+    got.value[j] = rb[j].value;
+    got.time[j] = rb[j].time;
+    gtag[j] = rb[j].batch;
+  }
+  got.n = nr;
+  imf_ratings_free(all);
+  imf_free(tag);
+  *all = got;
+  *tag = gtag;
+  memset(&got, 0, sizeof got);
+  gtag = NULL;
+out:
+  if (rt != MPI_DATATYPE_NULL) MPI_Type_free(&rt);
+  imf_free(&sc);
+  imf_free(&sd);
+  imf_free(&rc);
+  imf_free(&rd);
+  imf_free(&fill);
+  imf_free(&sb);
+  imf_free(&rb);
+  imf_ratings_free(&got);
+  imf_free(&gtag);
+  return st;
+}
+
+/* Drop the rows of forgotten users from all (and their tags) in place. (local) */
+static void holdout_drop_forgotten(const imf_store *s, imf_ratings *all, int32_t *tag) {
+  int64_t w = 0;
+  for (int64_t j = 0; j < all->n; j++) {
+    if (imf_store_is_forgotten(s, all->user[j])) continue;
+    all->user[w] = all->user[j];
+    all->item[w] = all->item[j];
+    all->value[w] = all->value[j];
+    all->time[w] = all->time[j];
+    tag[w++] = tag[j];
+  }
+  all->n = w;
+}
+
+/* Collective: batches 1..upto's /holdout rows, routed and resolved into *res, and the batch of
+ * each value in *rtag. */
+static imf_status holdout_collect(imf_store *s, int64_t upto, imf_ratings *res, int32_t **rtag) {
+  imf_status st = IMF_OK;
+  imf_ratings all = {0};
+  int32_t *tag = NULL;
+  for (int64_t k = 1; k <= upto; k++) IMF_TRY(holdout_read_batch(s, k, &all, &tag), done);
+  if (tag) holdout_drop_forgotten(s, &all, tag);
+  IMF_TRY(holdout_route(s, &all, &tag), done);
+  st = merge_pairs(s, &all, tag, res, rtag);
+done:
+  imf_ratings_free(&all);
+  imf_free(&tag);
+  return imf_agree(s->comm, st);
+}
+
+imf_status imf_store_read_holdout(imf_store *s, int64_t upto, imf_ratings *out) {
+  double frac;
+  uint64_t seed;
+  memset(out, 0, sizeof *out);
+  if (upto < 0 || upto > s->m.nbatches)
+    IMF_FAIL(IMF_ERR_RUNTIME, "%s: the holdout of batches 1..%lld asked of a store of %lld batches", s->dir,
+             (long long)upto, (long long)s->m.nbatches);
+  if (!imf_store_holdout(s, &frac, &seed))
+    IMF_FAIL(IMF_ERR_NOTFOUND, "%s has no standing holdout (prepared with holdout.fraction = 0)", s->dir);
+  imf_ratings res = {0};
+  int32_t *rtag = NULL;
+  imf_status st = holdout_collect(s, upto, &res, &rtag);
+  if (st != IMF_OK) {
+    imf_ratings_free(&res);
+    imf_free(&rtag);
+    return st;
+  }
+  for (int64_t j = 0; j < res.n; j++) res.time[j] = rtag[j]; /* the batch of the pair's value */
+  imf_free(&rtag);
+  *out = res;
+  return IMF_OK;
+}
 
 /* (rank 0, serial HDF5) Read one id list of a batch file. */
 static imf_status read_idlist(hid_t f, const char *path, const char *kind, imf_idlist *l) {

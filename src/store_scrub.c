@@ -114,15 +114,15 @@ static imf_status scrub_read(hid_t f, const char *path, const char *name, hid_t 
 }
 /* A batch file's arrays as scrubbing reads them, takes the forgotten users out of them and
  * writes them back: the rows (r*), the per-user index (iu, ip), the ids (uoff, ublob, ioff,
- * iblob) and the rebuilt per-item index (ii, iptr, ipos). */
+ * iblob), the rebuilt per-item index (ii, iptr, ipos) and the standing holdout's rows (h*). */
 typedef struct {
-  int32_t *ru, *ri, *iu, *ii;
-  float *rv;
-  int64_t *rt, *ip, *uoff, *iptr, *ipos, *ioff;
+  int32_t *ru, *ri, *iu, *ii, *hu, *hi;
+  float *rv, *hv;
+  int64_t *rt, *ip, *uoff, *iptr, *ipos, *ioff, *ht;
   uint8_t *ublob, *iblob;
-  hsize_t R, U, nuoff, nublob, nioff, niblob; /* lengths as read */
-  int64_t w, wu, wb, ndi; /* kept: rows, index users, id bytes; distinct items of the kept rows */
-  int has_item_index;
+  hsize_t R, U, nuoff, nublob, nioff, niblob, H; /* lengths as read */
+  int64_t w, wu, wb, ndi, wh; /* kept: rows, index users, id bytes; distinct items of the kept rows; held out */
+  int has_item_index, has_holdout;
   int64_t old_scrubbed; /* the file's scrubbed_rows before this pass */
 } scrub_arrays;
 
@@ -140,6 +140,10 @@ static void scrub_arrays_free(scrub_arrays *a) {
   imf_free(&a->ii);
   imf_free(&a->iptr);
   imf_free(&a->ipos);
+  imf_free(&a->hu);
+  imf_free(&a->hi);
+  imf_free(&a->hv);
+  imf_free(&a->ht);
 }
 
 static imf_status scrub_damaged(const char *path) {
@@ -164,6 +168,23 @@ static imf_status scrub_plan(const imf_store *s, hid_t f, const char *path, int6
   return IMF_OK;
 }
 
+/* The standing holdout's rows (/holdout, docs/FORMAT.md) when the file has them: a copy of some of
+ * the rows, which goes with them. */
+static imf_status scrub_load_holdout(hid_t f, const char *path, scrub_arrays *a) {
+  hsize_t n = 0;
+  a->has_holdout = H5Lexists(f, "/holdout", H5P_DEFAULT) > 0 && H5Lexists(f, "/holdout/user", H5P_DEFAULT) > 0;
+  H5Eclear2(H5E_DEFAULT);
+  if (!a->has_holdout) return IMF_OK;
+  IMF_CHECK(scrub_read(f, path, "/holdout/user", H5T_NATIVE_INT32, 4, (void **)&a->hu, &a->H));
+  IMF_CHECK(scrub_read(f, path, "/holdout/item", H5T_NATIVE_INT32, 4, (void **)&a->hi, &n));
+  if (n != a->H) return scrub_damaged(path);
+  IMF_CHECK(scrub_read(f, path, "/holdout/value", H5T_NATIVE_FLOAT, 4, (void **)&a->hv, &n));
+  if (n != a->H) return scrub_damaged(path);
+  IMF_CHECK(scrub_read(f, path, "/holdout/time", H5T_NATIVE_INT64, 8, (void **)&a->ht, &n));
+  if (n != a->H) return scrub_damaged(path);
+  return IMF_OK;
+}
+
 /* The rest of the file: the rows (sorted by user: each user's rows are one run), the ids, and
  * whether it has a per-item index and rows scrubbed before. */
 static imf_status scrub_load(hid_t f, const char *path, scrub_arrays *a) {
@@ -180,6 +201,8 @@ static imf_status scrub_load(hid_t f, const char *path, scrub_arrays *a) {
   IMF_CHECK(scrub_read(f, path, "/ids/item_blob", H5T_NATIVE_UINT8, 1, (void **)&a->iblob, &a->niblob));
   if ((hsize_t)a->ip[a->U] != a->R || (hsize_t)a->uoff[a->nuoff - 1] > a->nublob) return scrub_damaged(path);
   a->has_item_index = H5Lexists(f, "/index/item_pos", H5P_DEFAULT) > 0;
+  H5Eclear2(H5E_DEFAULT);
+  IMF_CHECK(scrub_load_holdout(f, path, a));
   if (imf_h5_attr_get_num(f, "scrubbed_rows", H5T_NATIVE_INT64, &a->old_scrubbed) != 1) a->old_scrubbed = 0;
   H5Eclear2(H5E_DEFAULT);
   return IMF_OK;
@@ -212,6 +235,15 @@ static imf_status scrub_compact(const imf_store *s, scrub_arrays *a, int64_t ube
     wb += hi - lo;
   }
   a->uoff[a->nuoff - 1] = wb;
+  int64_t wh = 0;
+  for (hsize_t r = 0; r < a->H; r++) {
+    if (imf_store_is_forgotten(s, a->hu[r])) continue;
+    a->hu[wh] = a->hu[r];
+    a->hi[wh] = a->hi[r];
+    a->hv[wh] = a->hv[r];
+    a->ht[wh++] = a->ht[r];
+  }
+  a->wh = wh;
   a->w = w;
   a->wu = wu;
   a->wb = wb;
@@ -290,6 +322,12 @@ static imf_status scrub_write(hid_t g, const char *tmp, const scrub_arrays *a) {
     SW("/index/item_ptr", H5T_STD_I64LE, H5T_NATIVE_INT64, a->ndi + 1, a->iptr);
     SW("/index/item_pos", w <= INT32_MAX ? H5T_STD_I32LE : H5T_STD_I64LE, H5T_NATIVE_INT64, w, a->ipos);
   }
+  if (a->has_holdout) { /* the time column as wide as /ratings/time: the rows it copies fit where those do */
+    SW("/holdout/user", H5T_STD_I32LE, H5T_NATIVE_INT32, a->wh, a->hu);
+    SW("/holdout/item", H5T_STD_I32LE, H5T_NATIVE_INT32, a->wh, a->hi);
+    SW("/holdout/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, a->wh, a->hv);
+    SW("/holdout/time", time_fits ? H5T_STD_I32LE : H5T_STD_I64LE, H5T_NATIVE_INT64, a->wh, a->ht);
+  }
   SW("/ids/user_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, a->wb, a->ublob);
   SW("/ids/user_off", H5T_STD_I64LE, H5T_NATIVE_INT64, a->nuoff, a->uoff);
   SW("/ids/item_blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, a->niblob, a->iblob);
@@ -328,7 +366,7 @@ static imf_status scrub_batch(imf_store *s, int64_t k, int64_t *removed, int *re
   if (st == IMF_OK && dirty) st = scrub_compact(s, &a, ubefore, path);
   if (st == IMF_OK && dirty) st = scrub_item_index(&a, path);
   if (st == IMF_OK && dirty)
-    st = imf_fs_need_space(s->dir, tmp, (double)a.w * 28.0 + (double)(a.wb + (int64_t)a.niblob) + 1e6);
+    st = imf_fs_need_space(s->dir, tmp, (double)a.w * 28.0 + (double)a.wh * 20.0 + (double)(a.wb + (int64_t)a.niblob) + 1e6);
   if (st == IMF_OK && dirty) st = scrub_create(f, path, tmp, &g);
   H5Fclose(f);
   if (st == IMF_OK && dirty) st = scrub_write(g, tmp, &a);

@@ -1,13 +1,15 @@
 /* store_write.c - writing one batch (imf_store_write_batch): the checks of the ranks' parts,
- * the per-user and per-item indexes, the batch's content digest, the space check, the batch
- * file written collectively under a .tmp name, made durable and renamed (the IMF_FAULT crash
- * point store-before-manifest sits here), then the manifest replace that commits it, and the
- * removal of stray files left by writes that crashed. Private helpers: store_impl.h. */
+ * the per-user and per-item indexes, the copy of the standing holdout's rows, the batch's content
+ * digest, the space check, the batch file written collectively under a .tmp name, made durable
+ * and renamed (the IMF_FAULT crash point store-before-manifest sits here), then the manifest
+ * replace that commits it, and the removal of stray files left by writes that crashed. Private
+ * helpers: store_impl.h. */
 #include "store_impl.h"
 #include "error.h"
 #include "fsio.h"
 #include "log.h"
 #include "exchange.h"
+#include "partition.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -411,18 +413,48 @@ static void batch_meta_fill(batch_meta *bm, int64_t k, const imf_batch *b, const
   bm->scale = *vscale;
 }
 
+/* The batch's rows of the standing holdout (docs/FORMAT.md, /holdout): this rank's, in row order,
+ * the global offset of its share and the batch's count. present: the store has a holdout. */
+typedef struct {
+  imf_ratings r;
+  int64_t off, total;
+  int present;
+} holdout_part;
+
+/* Collective: the rows of r that imf_is_holdout holds out under the store's fraction and seed
+ * (none and nothing to write when the store has no holdout). */
+static imf_status holdout_build(imf_store *s, const imf_ratings *r, holdout_part *h) {
+  memset(h, 0, sizeof *h);
+  double frac;
+  uint64_t seed;
+  if (!imf_store_holdout(s, &frac, &seed)) return IMF_OK; /* the manifest's: the same on every rank */
+  h->present = 1;
+  int64_t n = 0;
+  for (int64_t j = 0; j < r->n; j++) n += imf_is_holdout(seed, frac, r->user[j], r->item[j]);
+  imf_status st = imf_ratings_reserve(&h->r, n + 1);
+  for (int64_t j = 0; st == IMF_OK && j < r->n; j++)
+    if (imf_is_holdout(seed, frac, r->user[j], r->item[j]))
+      st = imf_ratings_push(&h->r, r->user[j], r->item[j], r->value[j], r->time[j]);
+  IMF_CHECK(imf_agree(s->comm, st));
+  IMF_MPI(MPI_Exscan(&h->r.n, &h->off, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  if (s->rank == 0) h->off = 0;
+  IMF_MPI(MPI_Allreduce(&h->r.n, &h->total, 1, MPI_INT64_T, MPI_SUM, s->comm));
+  return IMF_OK;
+}
+
 /* What goes into the batch file besides the batch itself. */
 typedef struct {
   int64_t row0, total; /* this rank's first row; the batch's rows */
   int narrow_time;     /* /ratings/time in 4 bytes */
   user_index ui;
   item_index ix;
+  holdout_part ho;
 } batch_parts;
 
 /* (rank 0) A full disk is refused before HDF5 starts (see imf_fs_need_space). */
 static imf_status batch_space_check(const imf_store *s, const imf_batch *b, const batch_parts *bp, const char *tmp) {
   const imf_idlist *u0 = &b->new_users, *i0 = &b->new_items;
-  double need = 28.0 * (double)bp->total + 12.0 * (double)(bp->ui.total + bp->ix.di_total) +
+  double need = 28.0 * (double)bp->total + 20.0 * (double)bp->ho.total + 12.0 * (double)(bp->ui.total + bp->ix.di_total) +
                 16.0 * (double)(u0->n + i0->n) + (double)(u0->off ? u0->off[u0->n] : 0) +
                 (double)(i0->off ? i0->off[i0->n] : 0) + 65536.0 + 4096.0; /* HDF5 metadata; the manifest after it */
   return imf_fs_need_space(s->dir, tmp, need);
@@ -472,6 +504,28 @@ static imf_status write_indexes(imf_store *s, hid_t f, const batch_parts *bp, hi
   W(imf_h5_write_1d(f, "/index/item_pos", x->narrow ? H5T_STD_I32LE : H5T_STD_I64LE,
                     x->narrow ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64, (hsize_t)bp->total, (hsize_t)x->pos_off,
                     (hsize_t)x->npos, x->pos, coll, tmp));
+  return IMF_OK;
+}
+
+/* Collective: the /holdout datasets, each rank its held-out rows at its offset; the time column in
+ * the width /ratings/time has (a copy narrowed to 4 bytes when it has 4). */
+static imf_status write_holdout(imf_store *s, hid_t f, const batch_parts *bp, hid_t coll, const char *tmp) {
+  imf_status st;
+  const imf_ratings *r = &bp->ho.r;
+  const hsize_t T = (hsize_t)bp->ho.total, n = (hsize_t)r->n, o = (hsize_t)bp->ho.off;
+  W(imf_h5_write_1d(f, "/holdout/user", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->user, coll, tmp));
+  W(imf_h5_write_1d(f, "/holdout/item", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->item, coll, tmp));
+  W(imf_h5_write_1d(f, "/holdout/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T, o, n, r->value, coll, tmp));
+  if (!bp->narrow_time) {
+    W(imf_h5_write_1d(f, "/holdout/time", H5T_STD_I64LE, H5T_NATIVE_INT64, T, o, n, r->time, coll, tmp));
+    return IMF_OK;
+  }
+  int32_t *t32 = NULL;
+  W(imf_alloc_nz(&t32, n + 1, sizeof *t32));
+  for (hsize_t j = 0; j < n; j++) t32[j] = (int32_t)r->time[j];
+  st = imf_h5_write_1d(f, "/holdout/time", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, t32, coll, tmp);
+  imf_free(&t32);
+  W(st);
   return IMF_OK;
 }
 
@@ -537,6 +591,7 @@ static imf_status batch_file_write(imf_store *s, imf_batch *b, const batch_meta 
   st = write_ratings(s, f, &b->r, bp, coll, tmp);
   if (st == IMF_OK) st = write_indexes(s, f, bp, coll, tmp);
   if (st == IMF_OK) st = write_ids(s, f, b, coll, tmp);
+  if (st == IMF_OK && bp->ho.present) st = write_holdout(s, f, bp, coll, tmp);
   if (st == IMF_OK) st = imf_agree(s->comm, write_attrs(f, b, bm, tmp));
   H5Pclose(coll);
   if (H5Fclose(f) < 0 && st == IMF_OK)
@@ -610,6 +665,7 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
   IMF_TRY(batch_time_range(s->comm, b, bp.total, &bp.narrow_time), out);
   imf_scale vscale; /* the observed value scale (min, max, step), recorded in the manifest */
   IMF_TRY(imf_scale_reduce(s->comm, r, &vscale), out);
+  IMF_TRY(holdout_build(s, r, &bp.ho), out);
   const int64_t k = s->m.nbatches + 1;
   batch_meta bm;
   batch_meta_fill(&bm, k, b, digest, superseded, bp.total, &vscale);
@@ -637,5 +693,6 @@ imf_status imf_store_write_batch(imf_store *s, imf_batch *b) {
 out:
   user_index_free(&bp.ui);
   item_index_free(&bp.ix);
+  imf_ratings_free(&bp.ho.r);
   return st;
 }

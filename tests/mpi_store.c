@@ -1,7 +1,8 @@
 /* mpi_store.c - the rating data store under 1, 2 and 3 ranks: batches split across ranks
  * (empty ranks included), reads by user range, duplicate policies across batches, a digest
  * independent of the split and of the rank count, the crash hook, the writer lock, a corrupt
- * manifest and id map reloads. */
+ * manifest and id map reloads; the standing holdout's copy in each batch (/holdout), read back
+ * alone against the whole-store read, through forget and scrub. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "error.h"
 #include "idmap.h"
+#include "partition.h"
 #include "scale.h"
 #include "store.h"
 #include "testutil.h"
@@ -567,6 +569,277 @@ static void test_sparse_supersede(void **state) {
   imf_store_close(&s);
 }
 
+/* ---- the standing holdout's copy (/holdout) ---- */
+
+#define HO_FRAC 0.3
+#define HO_SEED 11
+enum { HO_U1 = 20, HO_U2 = 22, HO_U3 = 24, HO_I1 = 8, HO_I2 = 9, HO_I3 = 10, HO_MAXROWS = 200 };
+
+static int ho_held(int u, int i) { return imf_is_holdout(HO_SEED, HO_FRAC, u, i); }
+
+/* Three batches of rows sorted by (user, item). Batch 2 re-rates the pairs of batch 1's even users
+ * with other values, at a later time, except users u % 4 == 2 at an earlier one (the latest policy
+ * keeps batch 1's value there); user 3 has a row without a time (batch 2's times stored in 8
+ * bytes). Batch 3 re-rates the first pair of users u % 3 == 0 once more. New users and items in
+ * each batch. */
+static int ho_batch(int k, row *out) {
+  int n = 0;
+  for (int u = 0; u < (k == 1 ? HO_U1 : k == 2 ? HO_U2 : HO_U3); u++) {
+    int it[5], m = 0;
+    for (int q = 0; q < 4 && u < HO_U1; q++) {
+      int i = (u + q * 3) % 8, dup = 0;
+      for (int c = 0; c < m; c++) dup |= it[c] == i;
+      if (!dup) it[m++] = i;
+    }
+    for (int a = 0; a < m; a++) /* sort */
+      for (int c = a + 1; c < m; c++)
+        if (it[c] < it[a]) {
+          int t = it[a];
+          it[a] = it[c];
+          it[c] = t;
+        }
+    if (k == 1)
+      for (int q = 0; q < m; q++) out[n++] = (row){u, it[q], (float)(1 + (u * 7 + it[q]) % 5), 1000 + u};
+    else if (k == 2 && u < HO_U1 && u % 2 == 0) {
+      for (int q = 0; q < m; q++)
+        out[n++] = (row){u, it[q], (float)(1 + (u * 7 + it[q] + 2) % 5), u % 4 == 2 ? 500 : 2000};
+      out[n++] = (row){u, 8, 4.5f, 2000};
+    } else if (k == 2 && u == 3)
+      out[n++] = (row){u, 8, 2.5f, NT};
+    else if (k == 2 && u >= HO_U1)
+      for (int i = 0; i < 9; i += 4) out[n++] = (row){u, i, 3.0f, 2100}; /* items 0, 4, 8 */
+    else if (k == 3 && u < HO_U1 && u % 3 == 0)
+      out[n++] = (row){u, it[0], 0.5f + (float)(u % 4), 3000};
+    else if (k == 3 && u >= HO_U2)
+      for (int i = 1; i < 10; i += 4) out[n++] = (row){u, i, 1.5f, 3100}; /* items 1, 5, 9 */
+  }
+  assert_true(n <= HO_MAXROWS);
+  return n;
+}
+
+/* Held-out pairs of the rows that a later batch rates again with another value, and those
+ * whose later rating is the older (kept under `latest`): the data must exercise both. */
+static void ho_coverage(const row *b1, int n1, const row *b2, int n2, int *changed, int *older) {
+  *changed = *older = 0;
+  for (int a = 0; a < n1; a++)
+    for (int c = 0; c < n2; c++)
+      if (b1[a].u == b2[c].u && b1[a].i == b2[c].i && ho_held(b1[a].u, b1[a].i) && b1[a].v != b2[c].v) {
+        (*changed)++;
+        *older += b2[c].t < b1[a].t;
+      }
+}
+
+/* The holdout read alone against the whole store's read filtered by imf_is_holdout: this rank's
+ * users (u % size == rank), every pair once, ascending, values bitwise equal, the batch of each
+ * value within 1..upto. Returns the global count. */
+static int64_t ho_compare(imf_store *s, int64_t upto, const imf_ratings *whole) {
+  imf_ratings h = {0};
+  OK(imf_store_read_holdout(s, upto, &h));
+  int64_t k = 0;
+  for (int64_t j = 0; j < whole->n; j++) {
+    if (!ho_held(whole->user[j], whole->item[j]) || whole->user[j] % nprocs != rank) continue;
+    assert_true(k < h.n);
+    assert_int_equal(h.user[k], whole->user[j]);
+    assert_int_equal(h.item[k], whole->item[j]);
+    assert_true(h.value[k] == whole->value[j]);
+    assert_true(h.time[k] >= 1 && h.time[k] <= upto);
+    k++;
+  }
+  assert_int_equal(k, h.n);
+  for (int64_t j = 1; j < h.n; j++)
+    assert_true(h.user[j - 1] < h.user[j] || (h.user[j - 1] == h.user[j] && h.item[j - 1] < h.item[j]));
+  int64_t total = 0;
+  MPI_Allreduce(&h.n, &total, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  imf_ratings_free(&h);
+  return total;
+}
+
+/* The whole store's effective ratings on every rank. */
+static void ho_whole(imf_store *s, imf_ratings *r) {
+  memset(r, 0, sizeof *r);
+  OK(imf_store_read_ratings(s, 0, imf_store_nusers(s), r));
+}
+
+/* (rank 0, serial HDF5) Length of /holdout/user in batch k (-1: absent) and whether it names user u. */
+static int64_t ho_file_rows(const char *dir, int k, int u, int *has_u) {
+  int64_t n = -1;
+  *has_u = 0;
+  char p[700];
+  snprintf(p, sizeof p, "%s/batch-%06d.h5", dir, k);
+  hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+  assert_true(f >= 0);
+  if (H5Lexists(f, "/holdout", H5P_DEFAULT) > 0) {
+    hid_t d = H5Dopen2(f, "/holdout/user", H5P_DEFAULT), sp = H5Dget_space(d);
+    hsize_t len = 0;
+    H5Sget_simple_extent_dims(sp, &len, NULL);
+    int32_t *buf = calloc(len + 1, sizeof *buf);
+    if (len) assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    for (hsize_t j = 0; j < len; j++) *has_u |= buf[j] == u;
+    free(buf);
+    H5Sclose(sp);
+    H5Dclose(d);
+    n = (int64_t)len;
+  }
+  H5Fclose(f);
+  return n;
+}
+
+/* Held-out rows of rows[0..n) (the batch as written: what /holdout must hold). */
+static int64_t ho_count(const row *rows, int n, int skip_user) {
+  int64_t c = 0;
+  for (int j = 0; j < n; j++) c += ho_held(rows[j].u, rows[j].i) && rows[j].u != skip_user;
+  return c;
+}
+
+static imf_config *ho_cfg(const char *dup) {
+  imf_config *c = cfg_with(dup);
+  OK(imf_config_set(c, "holdout.fraction=0.3"));
+  OK(imf_config_set(c, "holdout.seed=11"));
+  return c;
+}
+
+/* Three batches (split three ways over the ranks, one leaving ranks empty), each compared after
+ * it is written and with an earlier `upto`; then a forgotten user (tombstone, then scrub: the
+ * rewritten files keep /holdout without the user's rows). Under each duplicate policy. */
+static void test_holdout_copy(void **state) {
+  (void)state;
+  static row B[3][HO_MAXROWS];
+  int n[3];
+  for (int k = 0; k < 3; k++) n[k] = ho_batch(k + 1, B[k]);
+  int changed, older;
+  ho_coverage(B[0], n[0], B[1], n[1], &changed, &older);
+  assert_true(changed >= 2 && older >= 1);
+  const char *pol[3] = {"latest", "first", "mean"};
+  for (int p = 0; p < 3; p++) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("holdout"));
+    imf_config *c = ho_cfg(pol[p]);
+    imf_store *s;
+    OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+    const int64_t ub[3] = {0, HO_U1, HO_U2}, ib[3] = {0, HO_I1, HO_I2};
+    const int nu[3] = {HO_U1, HO_U2 - HO_U1, HO_U3 - HO_U2}, ni[3] = {HO_I1, HO_I2 - HO_I1, HO_I3 - HO_I2};
+    int64_t first_total = -1;
+    for (int k = 0; k < 3; k++) {
+      imf_batch b;
+      make_batch(&b, B[k], n[k], (k + 1) % 3, (int)(ub[k] + nu[k]), ub[k], ib[k], nu[k], ni[k], (char)('p' + k));
+      OK(imf_store_write_batch(s, &b));
+      imf_batch_free(&b);
+      imf_ratings w;
+      ho_whole(s, &w);
+      int64_t t = ho_compare(s, k + 1, &w);
+      imf_ratings_free(&w);
+      if (k == 0) first_total = t;
+      int has = 0;
+      if (rank == 0) assert_int_equal(ho_file_rows(dir, k + 1, -1, &has), ho_count(B[k], n[k], -1));
+    }
+    assert_true(first_total > 5);
+    /* upto 1 of the three-batch store: batch 1's holdout alone */
+    imf_ratings h = {0};
+    OK(imf_store_read_holdout(s, 1, &h));
+    int64_t t1 = 0;
+    MPI_Allreduce(&h.n, &t1, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    for (int64_t j = 0; j < h.n; j++) assert_true(h.time[j] == 1 && h.user[j] % nprocs == rank);
+    imf_ratings_free(&h);
+    assert_int_equal(t1, first_total);
+    /* a forgotten user with held-out pairs in batches 1 and 2 */
+    int fu = -1;
+    for (int j = 0; j < n[0] && fu < 0; j++)
+      if (B[0][j].u % 2 == 0 && ho_held(B[0][j].u, B[0][j].i)) fu = B[0][j].u;
+    assert_true(fu >= 0);
+    OK(imf_store_forget_user(s, fu));
+    imf_ratings w;
+    ho_whole(s, &w);
+    int64_t after_tomb = ho_compare(s, 3, &w);
+    int64_t rows_rm = 0, files_rw = 0;
+    OK(imf_store_scrub(s, &rows_rm, &files_rw));
+    assert_true(files_rw >= 2);
+    assert_int_equal(ho_compare(s, 3, &w), after_tomb);
+    imf_ratings_free(&w);
+    imf_store_close(&s);
+    for (int k = 0; rank == 0 && k < 3; k++) {
+      int has = 1;
+      assert_int_equal(ho_file_rows(dir, k + 1, fu, &has), ho_count(B[k], n[k], fu));
+      assert_false(has);
+    }
+    /* reopened read-only: the same answer */
+    OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+    ho_whole(s, &w);
+    assert_int_equal(ho_compare(s, 3, &w), after_tomb);
+    imf_ratings_free(&w);
+    imf_store_close(&s);
+    imf_config_destroy(&c);
+  }
+}
+
+/* (rank 0) Overwrite /holdout/user[0] of batch k, or delete the group (user < 0). */
+static void ho_poke(const char *dir, int k, int32_t user) {
+  if (rank == 0) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/batch-%06d.h5", dir, k);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    if (user < 0) assert_true(H5Ldelete(f, "/holdout", H5P_DEFAULT) >= 0);
+    else {
+      hid_t d = H5Dopen2(f, "/holdout/user", H5P_DEFAULT), fs = H5Dget_space(d);
+      hsize_t off = 0, cnt = 1;
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &cnt, NULL);
+      hid_t ms = H5Screate_simple(1, &cnt, NULL);
+      assert_true(H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, &user) >= 0);
+      H5Sclose(ms);
+      H5Sclose(fs);
+      H5Dclose(d);
+    }
+    H5Fclose(f);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* No holdout, no /holdout: IMF_ERR_NOTFOUND (the caller reads histories); the same for a batch
+ * without the group (written before it existed); a damaged copy is IMF_ERR_INPUT naming the file. */
+static void test_holdout_absent_damaged(void **state) {
+  (void)state;
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("noholdout"));
+  imf_config *c = cfg_with("latest");
+  OK(imf_config_set(c, "holdout.fraction=0")); /* the default is 0.1 */
+  imf_store *s;
+  OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+  imf_batch b;
+  make_batch(&b, B1, N1, 1, 4, 0, 0, 4, 5, 'a');
+  OK(imf_store_write_batch(s, &b));
+  imf_batch_free(&b);
+  imf_ratings h = {0};
+  assert_int_equal(imf_store_read_holdout(s, 1, &h), IMF_ERR_NOTFOUND);
+  assert_int_equal(h.n, 0);
+  int has = 0;
+  if (rank == 0) assert_int_equal(ho_file_rows(dir, 1, 0, &has), -1);
+  imf_store_close(&s);
+  imf_config_destroy(&c);
+
+  static row R[HO_MAXROWS];
+  const int nr = ho_batch(1, R);
+  const char *what[2] = {"holdoutgone", "holdoutbad"};
+  for (int v = 0; v < 2; v++) {
+    snprintf(dir, sizeof dir, "%s/store", tu_tmpdir(what[v]));
+    c = ho_cfg("latest");
+    OK(imf_store_create(MPI_COMM_WORLD, dir, c, &s));
+    make_batch(&b, R, nr, 1, HO_U1, 0, 0, HO_U1, HO_I1, 'h');
+    OK(imf_store_write_batch(s, &b));
+    imf_batch_free(&b);
+    imf_store_close(&s);
+    ho_poke(dir, 1, v == 0 ? -1 : 999);
+    OK(imf_store_open(MPI_COMM_WORLD, dir, IMF_STORE_READ, 0, &s));
+    assert_int_equal(imf_store_read_holdout(s, 1, &h), v == 0 ? IMF_ERR_NOTFOUND : IMF_ERR_INPUT);
+    assert_non_null(strstr(imf_last_error(), v == 0 ? "batch-000001.h5 has no /holdout" : "batch-000001.h5 is corrupt"));
+    assert_int_equal(h.n, 0);
+    OK(imf_store_read_holdout(s, 0, &h)); /* no batch asked: nothing read, nothing held out */
+    assert_int_equal(h.n, 0);
+    imf_ratings_free(&h);
+    imf_store_close(&s);
+    imf_config_destroy(&c);
+  }
+}
+
 int main(int argc, char **argv) {
   imf_preinit();
   MPI_Init(&argc, &argv);
@@ -580,6 +853,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_rows_out_of_order),
       cmocka_unit_test(test_sparse_supersede),
       cmocka_unit_test(test_fault_lock_manifest),
+      cmocka_unit_test(test_holdout_copy),
+      cmocka_unit_test(test_holdout_absent_damaged),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();
