@@ -124,6 +124,11 @@ static imf_status put_rows(const io_ctx *c, const char *name, hid_t ftype, hid_t
   return IMF_OK;
 }
 
+imf_status ckpt_put_block(const io_ctx *c, const char *name, hid_t ftype, hid_t mtype, size_t esize, int nd,
+                          int64_t n, int64_t ncols, const void *buf, const int64_t *start) {
+  return put_rows(c, name, ftype, mtype, esize, nd, n, ncols, buf, OWN_BLOCK, start);
+}
+
 /* Collective: share the rows each rank read (OWN_BLOCK: allgather; OWN_ROOT: broadcast), in the
  * rounds put_rows and get_rows use (exchange.c). */
 static imf_status share_rows(const io_ctx *c, owner own, void *buf, int64_t n, size_t rowbytes) {
@@ -292,6 +297,7 @@ static imf_status space_check(const char *dir, const char *tmp, const imf_model 
                 8.0 * (double)(meta->users.n + meta->items.n + 2) + (double)strlen(config) +
                 (meta->ease ? (legacy ? 16.0 : 4.0) * (double)m->nitems * (double)m->nitems : 0.0) +
                 (h->info.ease_has_x ? 8.0 * (double)(m->nusers + 1) + 4.0 * (double)h->info.ease_x_nnz : 0.0) +
+                (meta->itemsums ? 8.0 * (double)m->nitems * (double)(meta->itemsums->tri + meta->itemsums->d + 1) : 0.0) +
                 65536.0;
   return imf_fs_need_space(dir, tmp, need);
 }
@@ -342,6 +348,7 @@ static imf_status write_contents(const io_ctx *c, const imf_model *m, const imf_
     if (h->info.ease_has_b) W(ckpt_put_bc(c, "/ease/BT", legacy ? F64 : F32, meta->ease, imf_ease_b(meta->ease)));
     if (h->info.ease_has_x) W(ckpt_put_x(c, meta->ease_x, m->nusers, h->info.ease_x_nnz));
   }
+  if (meta->itemsums) W(ckpt_put_itemsums(c, meta->itemsums, ni));
   W(ckpt_write_attrs(c->f, &h->info, config, c->path));
   st = IMF_OK;
   if (H5Fflush(c->f, H5F_SCOPE_GLOBAL) < 0)

@@ -4,6 +4,7 @@
 #ifndef IMF_CHECKPOINT_H
 #define IMF_CHECKPOINT_H
 #include "ease.h"
+#include "itemsums.h"
 #include "model.h"
 #include "ratings.h"
 
@@ -36,6 +37,10 @@ typedef struct {
                               sparse as /ease/x_ptr, /ease/x_idx; needs `ease`. NULL: none (the
                               replicated form of older versions, P = X, is then what m holds).
                               A read leaves it NULL (imf_checkpoint_read_ease_x) */
+  const imf_itemsums *itemsums; /* write only, borrowed: an ALS model's per-item sums, this
+                              rank's range (the writer's ranks' ranges tile [0, nitems) in rank
+                              order), stored as /itemsums (checkpoint_sums.c). NULL: none. A read
+                              leaves it NULL (imf_checkpoint_read_itemsums) */
 } imf_ckpt_meta;
 /* Frees config and the id lists and zeroes the struct. NULL-safe. */
 void imf_ckpt_meta_free(imf_ckpt_meta *meta);
@@ -117,6 +122,13 @@ imf_status imf_checkpoint_read_ease_p(MPI_Comm comm, const char *path, int grid,
  * through the digest). IMF_ERR_INPUT for a file that is not an EASE model or is damaged. */
 imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t lo, int64_t hi, imf_ease_rows *out);
 
+/* Collective. Items [lo, hi) of the per-item sums a version carries (itemsums.h), taken against
+ * m (the version's model, possibly grown: items past those stored get empty sums); the ranks'
+ * ranges must tile [0, m->nitems). Checked against the stored checksum and m's shape.
+ * IMF_ERR_NOTFOUND when the version carries none, IMF_ERR_INPUT when they are damaged or
+ * belong to another model. */
+imf_status imf_checkpoint_read_itemsums(MPI_Comm comm, const char *path, const imf_model *m, int64_t lo, int64_t hi,
+                                        imf_itemsums **out);
 /* (local) The attributes of a checkpoint (serial HDF5, no digest check): the same errors as
  * imf_checkpoint_read for missing, foreign and newer files. */
 imf_status imf_checkpoint_info(const char *path, imf_ckpt_info *info);

@@ -77,6 +77,13 @@ hid_t ckpt_fapl(MPI_Comm comm);
 /* Collective read-only open of a checkpoint; every rank gets the same status. */
 imf_status ckpt_open_ro(MPI_Comm comm, const char *path, hid_t *out);
 
+/* Collective: create 2-d (n x ncols) or 1-d dataset `name` and write this rank's block of rows
+ * from buf (its row 0 is row start[rank]; start: nranks + 1 boundaries tiling [0, n)). */
+imf_status ckpt_put_block(const io_ctx *c, const char *name, hid_t ftype, hid_t mtype, size_t esize, int nd,
+                          int64_t n, int64_t ncols, const void *buf, const int64_t *start);
+/* ---- checkpoint_sums.c ---- */
+/* Collective: /itemsums from every rank's range of s (the ranges tiling [0, nitems)). */
+imf_status ckpt_put_itemsums(const io_ctx *c, const imf_itemsums *s, int64_t nitems);
 /* ---- checkpoint_ease.c ---- */
 /* Collective: create dataset `name` (n x n, contiguous) and write every rank's blocks of local. */
 imf_status ckpt_put_bc(const io_ctx *c, const char *name, hid_t ftype, const imf_ease *e, double *local);

@@ -153,6 +153,10 @@ static const key_def KEYS[] = {
     {"update.foldin_read", T_ENUM, "touched", "touched|full",
      "fold-in reads only the touched users' and items' histories through the store's indexes "
      "(touched), or the whole store (full: the reference path)"},
+    {"update.item_sums", T_BOOL, "false", NULL,
+     "ALS versions carry each item's normal-equation sums (about 8 (k+1)(k+4)/2 bytes an item), and a "
+     "touched-read fold-in re-solves its items from them instead of reading the items' histories "
+     "(pays where the touched items' histories dwarf the touched users': README, issue 24)"},
     {"update.metric", T_STR, "auto", NULL,
      "what update judges champion and challenger by: auto (rmse for als, bpmf and bias; ndcg@K with "
      "K = update.k for every other type), rmse, ndcg@K, recall@K or map@K"},

@@ -5,6 +5,8 @@
  * fold in (update_policy.h) and judges the result; `forget` (maintain.c) re-solves items with
  * imf_foldin_side. */
 #include "foldin.h"
+#include "checkpoint.h"
+#include "itemsums.h"
 #include "baseline.h"
 #include "error.h"
 #include "exchange.h"
@@ -170,6 +172,7 @@ static imf_status history_split(imf_history *h, const int32_t *rows, int by_item
       const int32_t u = by_item ? h->other[j] : rows[r], i = by_item ? rows[r] : h->other[j];
       if (!imf_is_holdout(hseed, hfrac, u, i)) {
         h->other[w] = h->other[j];
+        h->old[w] = h->old[j];
         h->value[w++] = h->value[j];
         continue;
       }
@@ -295,6 +298,135 @@ out:
   imf_free(&quad);
   imf_history_free(&uh);
   imf_history_free(&ih);
+  imf_model_destroy(&m);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------ item sums */
+
+/* The touched users' training pairs as changes for the item sums (imf_itemsums_apply): each
+ * pair's value before (NaN: not a training rating the champion saw) and now. */
+static imf_status pair_changes(const imf_history *h, const int64_t *row_id, imf_pair_change **out, int64_t *n) {
+  *n = h->ptr[h->n];
+  IMF_CHECK(imf_alloc_nz(out, (size_t)*n + 1, sizeof **out));
+  for (int64_t r = 0; r < h->n; r++)
+    for (int64_t j = h->ptr[r]; j < h->ptr[r + 1]; j++)
+      (*out)[j] = (imf_pair_change){(int32_t)row_id[r], h->other[j], h->old[j], h->value[j]};
+  return IMF_OK;
+}
+
+/* The RMSE judgement over the whole current holdout (this rank's users' pairs, in (user, item)
+ * order): both models' squared errors, each user's paired difference summed in item order. */
+static imf_status judge_holdout(MPI_Comm comm, const imf_ratings *hold, const imf_model *champ, const imf_model *chall,
+                                double sse[2], int64_t *n, imf_judgement *jd, int64_t *users) {
+  double *d = NULL, v[3] = {0, 0, (double)hold->n};
+  int64_t nd = 0;
+  IMF_CHECK(imf_agree(comm, imf_alloc(&d, (size_t)hold->n + 1, sizeof *d)));
+  for (int64_t j = 0; j < hold->n;) {
+    const int32_t u = hold->user[j];
+    double du = 0;
+    for (; j < hold->n && hold->user[j] == u; j++) {
+      const double a = (double)hold->value[j] - imf_model_predict(champ, u, hold->item[j]);
+      const double b = (double)hold->value[j] - imf_model_predict(chall, u, hold->item[j]);
+      v[0] += a * a;
+      v[1] += b * b;
+      du += imf_judge_sq_gain(a, b);
+    }
+    d[nd++] = du;
+  }
+  double cnt[2] = {v[2], (double)nd};
+  imf_status st = IMF_OK;
+  int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, comm);
+  if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_DOUBLE, MPI_SUM, comm);
+  if (rc != MPI_SUCCESS) st = IMF_MPI_RAISE(rc, "MPI_Allreduce (holdout judgement)");
+  if (st == IMF_OK) st = imf_judge_differences(comm, d, nd, 0, jd);
+  imf_free(&d);
+  IMF_CHECK(st);
+  sse[0] = v[0];
+  sse[1] = v[1];
+  *n = (int64_t)cnt[0];
+  *users = (int64_t)cnt[1];
+  jd->champion = *n > 0 ? sqrt(sse[0] / (double)*n) : NAN;
+  jd->challenger = *n > 0 ? sqrt(sse[1] / (double)*n) : NAN;
+  return IMF_OK;
+}
+
+/* The item sums' owners: even blocks of the items. */
+static imf_status sums_blocks(int size, int64_t ni, int64_t **start) {
+  IMF_CHECK(imf_alloc(start, (size_t)size + 1, sizeof **start));
+  for (int r = 0; r <= size; r++) (*start)[r] = ni * r / size;
+  return IMF_OK;
+}
+
+/* Fold-in from the champion's per-item sums (update.foldin_read = touched, an ALS champion that
+ * carries them, a store that keeps its holdout apart; foldin.h): the touched users are read and
+ * re-solved as by imf_foldin_touched; their pairs then move the sums (old factor and value
+ * out, new ones in), and the touched items are solved from the sums, not their histories. Judged
+ * on the whole standing holdout, read on its own. */
+imf_status imf_foldin_sums(MPI_Comm comm, const imf_foldin_touched_in *in, const char *champ_path, imf_model **out,
+                           imf_itemsums **sums_out, double sse[2], int64_t *n, imf_judgement *jd, int64_t *users_now,
+                           double *read_secs) {
+  *out = NULL;
+  *sums_out = NULL;
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  imf_status st = IMF_OK;
+  imf_model *m = NULL;
+  imf_itemsums *sums = NULL;
+  imf_ratings hold = {0};
+  imf_history uh = {0}, ih = {0};
+  int32_t *mu = NULL;
+  int64_t nmu = 0, *row_id = NULL, *istart = NULL, nheld = 0, cap = 0, nch = 0, su = 0, si = 0;
+  heldout *held = NULL;
+  imf_pair_change *ch = NULL;
+  const double t0 = imf_wtime();
+  if (in->champ->type != IMF_MODEL_ALS) st = IMF_RAISE(IMF_ERR_NOTFOUND, "item sums: the champion is not ALS");
+  if (st == IMF_OK) st = imf_model_copy(in->champ, &m);
+  if (st == IMF_OK) st = imf_model_grow(m, in->nu, in->ni);
+  if (st == IMF_OK) st = sums_blocks(size, in->ni, &istart);
+  IMF_TRY(imf_agree(comm, st), out);
+  /* both derived inputs first: either missing means the touched read, nothing spent */
+  st = imf_checkpoint_read_itemsums(comm, champ_path, m, istart[rank], istart[rank + 1], &sums);
+  if (st == IMF_ERR_INPUT) { /* derived data: damaged sums cost the items' read, never the update */
+    imf_warn("%s; the fold-in reads the items' histories instead", imf_last_error());
+    imf_err_clear();
+    st = IMF_RAISE(IMF_ERR_NOTFOUND, "the champion's item sums are damaged");
+  }
+  IMF_TRY(st, out);
+  IMF_TRY(imf_store_read_holdout(in->s, imf_store_nbatches(in->s), &hold), out);
+  IMF_TRY(imf_agree(comm, my_share(in->tu, in->nu, rank, size, &mu, &nmu)), out);
+  IMF_TRY(imf_store_read_histories(in->s, mu, nmu, NULL, 0, in->seen, &uh, &ih), out);
+  imf_implicit_history(in->io, &uh);
+  const double t_read = imf_wtime() - t0;
+  *read_secs += t_read;
+  if (in->after_read) in->after_read("after-read");
+  st = history_split(&uh, mu, 0, in->tu, in->hseed, in->hfrac, &held, &nheld, &cap, &row_id);
+  IMF_TRY(imf_agree(comm, st), out);
+  IMF_TRY(foldin_rows(comm, m, 0, nmu, row_id, uh.ptr, uh.other, uh.value, &su), out);
+  IMF_TRY(imf_agree(comm, pair_changes(&uh, row_id, &ch, &nch)), out);
+  IMF_TRY(imf_itemsums_apply(comm, sums, istart, ch, nch, in->champ, m), out);
+  IMF_TRY(imf_itemsums_solve(comm, sums, in->ti, m, &si), out);
+  IMF_TRY(judge_holdout(comm, &hold, in->champ, m, sse, n, jd, users_now), out);
+  double v[2] = {(double)uh.ptr[uh.n], (double)nch};
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, comm), out);
+  imf_info("fold-in (item sums): %lld users re-solved against their full history (%.0f ratings read), then %lld "
+           "items from their sums (%.0f pairs moved); judged on the whole holdout, %lld ratings of %lld users "
+           "(read in %.2f s)", (long long)su, v[0], (long long)si, v[1], (long long)*n, (long long)*users_now, t_read);
+  *out = m;
+  *sums_out = sums;
+  m = NULL;
+  sums = NULL;
+out:
+  imf_free(&mu);
+  imf_free(&row_id);
+  imf_free(&istart);
+  imf_free(&held);
+  imf_free(&ch);
+  imf_ratings_free(&hold);
+  imf_history_free(&uh);
+  imf_history_free(&ih);
+  imf_itemsums_destroy(&sums);
   imf_model_destroy(&m);
   return st;
 }

@@ -5,6 +5,7 @@
  * on which rank solves it, so any rank count gives bitwise the same model. */
 #ifndef IMF_FOLDIN_H
 #define IMF_FOLDIN_H
+#include "itemsums.h"
 #include "judge.h"
 #include "model.h"
 #include "partition.h"
@@ -45,4 +46,15 @@ typedef struct {
  * per-item index (read the whole store instead). */
 imf_status imf_foldin_touched(MPI_Comm comm, const imf_foldin_touched_in *in, imf_model **out, double sse[2],
                               int64_t *n, imf_judgement *jd, int64_t *users_now, double *read_secs);
+
+/* The fold-in from the champion's per-item sums (foldin.c): the touched users' histories read
+ * and re-solved as above, the items solved from the sums the version at champ_path carries
+ * (checkpoint.h), moved by those users' pairs; judged on the whole standing holdout, read apart
+ * (imf_store_read_holdout). *out the challenger, *sums_out its sums (items in even blocks, for
+ * the new version), sse, *n, *jd, *users_now as imf_foldin_touched. IMF_ERR_NOTFOUND: the
+ * champion is not ALS or carries no sums, or the store keeps no separate holdout (use
+ * imf_foldin_touched). */
+imf_status imf_foldin_sums(MPI_Comm comm, const imf_foldin_touched_in *in, const char *champ_path, imf_model **out,
+                           imf_itemsums **sums_out, double sse[2], int64_t *n, imf_judgement *jd, int64_t *users_now,
+                           double *read_secs);
 #endif

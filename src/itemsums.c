@@ -7,6 +7,7 @@
 #include "exchange.h"
 #include "rowsolve.h"
 
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -89,6 +90,44 @@ imf_status imf_itemsums_build(imf_itemsums *s, const imf_csr *c, const imf_model
   return IMF_OK;
 }
 
+static uint64_t mix64(uint64_t z) { /* splitmix64 finaliser */
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static uint64_t hash_words(uint64_t h, const void *p, size_t bytes) {
+  const unsigned char *c = p;
+  for (size_t j = 0; j + 8 <= bytes; j += 8) {
+    uint64_t w;
+    memcpy(&w, c + j, 8);
+    h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+  }
+  return h;
+}
+
+uint64_t imf_itemsums_hash(const imf_itemsums *s, int64_t lo, int64_t hi) {
+  uint64_t sum = 0;
+  for (int64_t i = lo; i < hi; i++) {
+    const size_t row = (size_t)(i - s->lo);
+    uint64_t h = mix64((uint64_t)i + 0x632be59bd9b4e019ULL);
+    h = hash_words(h, s->A + row * s->tri, s->tri * sizeof *s->A);
+    h = hash_words(h, s->b + row * (size_t)s->d, (size_t)s->d * sizeof *s->b);
+    h = hash_words(h, s->n + row, sizeof *s->n);
+    sum += mix64(h);
+  }
+  return sum;
+}
+
+imf_status imf_itemsums_from_partition(MPI_Comm comm, const imf_partition *p, const imf_model *m,
+                                       imf_itemsums **out) {
+  *out = NULL;
+  imf_status st = imf_itemsums_create(m, p->by_item.lo, p->by_item.hi, out);
+  if (st == IMF_OK) st = imf_itemsums_build(*out, &p->by_item, m);
+  if (st != IMF_OK) imf_itemsums_destroy(out);
+  return imf_agree(comm, st);
+}
+
 /* Send each change to its item's owner (4 int32 words a change: u, i and the two values' bits). */
 static imf_status route(MPI_Comm comm, const int64_t *item_start, const imf_pair_change *ch, int64_t nch,
                         imf_pair_change **got, int64_t *ngot) {
@@ -101,7 +140,7 @@ static imf_status route(MPI_Comm comm, const int64_t *item_start, const imf_pair
   if (st == IMF_OK) st = imf_alloc(&rc, (size_t)size, sizeof *rc);
   if (st == IMF_OK) st = imf_alloc(&rd, (size_t)size, sizeof *rd);
   if (st == IMF_OK) st = imf_alloc(&fill, (size_t)size, sizeof *fill);
-  if (st == IMF_OK) st = imf_alloc(&sbuf, (size_t)nch + 1, sizeof *sbuf);
+  if (st == IMF_OK) st = imf_alloc_nz(&sbuf, (size_t)nch + 1, sizeof *sbuf);
   IMF_TRY(imf_agree(comm, st), out);
   for (int64_t j = 0; j < nch; j++) sc[imf_block_owner(item_start, size, ch[j].i)]++;
   for (int r = 1; r < size; r++) sd[r] = sd[r - 1] + sc[r - 1];
@@ -113,7 +152,7 @@ static imf_status route(MPI_Comm comm, const int64_t *item_start, const imf_pair
     rd[r] = *ngot;
     *ngot += rc[r];
   }
-  IMF_TRY(imf_agree(comm, imf_alloc(got, (size_t)*ngot + 1, sizeof **got)), out);
+  IMF_TRY(imf_agree(comm, imf_alloc_nz(got, (size_t)*ngot + 1, sizeof **got)), out);
   for (int r = 0; r < size; r++) { /* in int32 words */
     sc[r] *= 4;
     sd[r] *= 4;
@@ -131,23 +170,101 @@ out:
   return st;
 }
 
+/* One side of a pair's contribution: its row y (scaled by sqrt(w)) into Y, t sqrt(w) into t. */
+static void contribution_row(const imf_itemsums *s, const imf_model *m, int64_t u, float r, double *Y, double *t) {
+  const int k = s->k, d = s->d;
+  const float *p = m->P + (size_t)u * (size_t)m->kw;
+  double w, tv;
+  if (s->implicit) {
+    w = s->alpha * (double)r;
+    tv = 1.0 + w;
+  } else {
+    w = 1.0;
+    tv = (double)r - s->mu;
+    if (d > k) tv -= (double)m->bu[u];
+  }
+  const double sw = sqrt(w);
+  for (int a = 0; a < k; a++) Y[a] = sw * (double)p[a];
+  if (d > k) Y[k] = sw;
+  *t = tv / (sw > 0 ? sw : 1.0); /* t y = (t / sqrt w)(sqrt w y) */
+}
+
+/* A += sign Y^T Y, b += sign Y^T t for one item from its n rows (Y row-major, n x d): one BLAS
+ * rank-n update into a full scratch G, then folded into the packed upper triangle. */
+static void add_rows(imf_itemsums *s, size_t row, const double *Y, const double *t, int64_t n, double sign,
+                     double *G) {
+  const int d = s->d;
+  if (n == 0) return;
+  cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, d, (int)n, sign, Y, d, 0.0, G, d);
+  double *A = s->A + row * s->tri, *b = s->b + row * (size_t)d;
+  for (int c = 0; c < d; c++) {
+    double *col = A + (size_t)c * (size_t)(c + 1) / 2;
+    for (int q = 0; q <= c; q++) col[q] += G[(size_t)c * (size_t)d + (size_t)q];
+  }
+  cblas_dgemv(CblasColMajor, CblasNoTrans, d, (int)n, sign, Y, d, t, 1, 1.0, b, 1);
+}
+
+/* The received changes in item order (a counting sort over [lo, hi)): *order indexes got. */
+static imf_status by_item(const imf_itemsums *s, const imf_pair_change *got, int64_t ngot, int64_t **order,
+                          int64_t **start) {
+  const int64_t ni = s->hi - s->lo;
+  IMF_CHECK(imf_alloc(start, (size_t)ni + 2, sizeof **start));
+  IMF_CHECK(imf_alloc_nz(order, (size_t)ngot + 1, sizeof **order));
+  for (int64_t j = 0; j < ngot; j++) (*start)[got[j].i - s->lo + 2]++;
+  for (int64_t q = 2; q <= ni + 1; q++) (*start)[q] += (*start)[q - 1];
+  for (int64_t j = 0; j < ngot; j++) (*order)[(*start)[got[j].i - s->lo + 1]++] = j;
+  return IMF_OK; /* item q's changes: order[start[q] .. start[q + 1]) */
+}
+
+/* Apply the changes of each item: old contributions out, new ones in, by add_rows. */
+static imf_status apply_sorted(imf_itemsums *s, const imf_pair_change *got, const int64_t *order,
+                               const int64_t *start, const imf_model *before, const imf_model *after) {
+  const int d = s->d;
+  int64_t most = 0;
+  for (int64_t q = 0; q < s->hi - s->lo; q++)
+    if (start[q + 1] - start[q] > most) most = start[q + 1] - start[q];
+  double *Y = NULL, *t = NULL, *G = NULL;
+  imf_status st = imf_alloc(&Y, (size_t)(most + 1) * (size_t)d, sizeof *Y);
+  if (st == IMF_OK) st = imf_alloc(&t, (size_t)most + 1, sizeof *t);
+  if (st == IMF_OK) st = imf_alloc(&G, (size_t)d * (size_t)d, sizeof *G);
+  for (int64_t q = 0; st == IMF_OK && q < s->hi - s->lo; q++) {
+    for (int side = 0; side < 2; side++) { /* 0: out with the old factors, 1: in with the new */
+      const imf_model *m = side ? after : before;
+      int64_t n = 0, dn = 0;
+      for (int64_t x = start[q]; x < start[q + 1]; x++) {
+        const imf_pair_change *c = &got[order[x]];
+        const float r = side ? c->after : c->before;
+        if (!isfinite(r) || (!side && (c->u >= before->nusers || c->i >= before->nitems))) continue;
+        contribution_row(s, m, c->u, r, Y + (size_t)n * (size_t)d, t + n);
+        n++;
+      }
+      dn = side ? n : -n;
+      add_rows(s, (size_t)q, Y, t, n, side ? 1.0 : -1.0, G);
+      s->n[q] += dn;
+    }
+  }
+  imf_free(&Y);
+  imf_free(&t);
+  imf_free(&G);
+  return st;
+}
+
 imf_status imf_itemsums_apply(MPI_Comm comm, imf_itemsums *s, const int64_t *item_start, const imf_pair_change *ch,
                               int64_t nch, const imf_model *before, const imf_model *after) {
   imf_pair_change *got = NULL;
-  int64_t ngot = 0;
+  int64_t ngot = 0, *order = NULL, *start = NULL;
   imf_status st = route(comm, item_start, ch, nch, &got, &ngot);
   for (int64_t j = 0; st == IMF_OK && j < ngot; j++) {
     const imf_pair_change *c = &got[j];
-    if (c->i < s->lo || c->i >= s->hi || c->u < 0 || c->u >= after->nusers) {
+    if (c->i < s->lo || c->i >= s->hi || c->u < 0 || c->u >= after->nusers)
       st = IMF_RAISE(IMF_ERR_USAGE, "per-item sums: change (%d, %d) outside items [%lld, %lld) or the users",
                      c->u, c->i, (long long)s->lo, (long long)s->hi);
-      break;
-    }
-    if (isfinite(c->before) && c->u < before->nusers && c->i < before->nitems)
-      imf_itemsums_add(s, before, c->u, c->i, c->before, -1.0);
-    if (isfinite(c->after)) imf_itemsums_add(s, after, c->u, c->i, c->after, 1.0);
   }
+  if (st == IMF_OK) st = by_item(s, got, ngot, &order, &start);
+  if (st == IMF_OK) st = apply_sorted(s, got, order, start, before, after);
   imf_free(&got);
+  imf_free(&order);
+  imf_free(&start);
   return imf_agree(comm, st);
 }
 

@@ -57,6 +57,16 @@ imf_status imf_itemsums_build(imf_itemsums *s, const imf_csr *c, const imf_model
 imf_status imf_itemsums_apply(MPI_Comm comm, imf_itemsums *s, const int64_t *item_start, const imf_pair_change *ch,
                               int64_t nch, const imf_model *before, const imf_model *after);
 
+/* (local) An order-free checksum of held rows [lo, hi) (the sum over rows of a hash of the row's
+ * index and its A, b and n bytes, mod 2^64): the ranks' partial sums add up to the same value
+ * whatever ranges they hold, which is what a version stores and a reader checks. */
+uint64_t imf_itemsums_hash(const imf_itemsums *s, int64_t lo, int64_t hi);
+
+/* Collective: the sums of every item of m over the partition's training ratings (its by_item
+ * block: each rank the items the partition gives it), taken against m (replicated). */
+imf_status imf_itemsums_from_partition(MPI_Comm comm, const imf_partition *p, const imf_model *m,
+                                       imf_itemsums **out);
+
 /* Collective: re-solve the held items flagged in `touched` (indexed by item, length >= hi) from
  * their sums with m's regulariser (and, for implicit ALS, the Gram of all of m's user factors),
  * and replicate the results into m's Q (and bi). *nsolved: items solved on all ranks. */

@@ -23,6 +23,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "idmap.h"
+#include "itemsums.h"
 #include "log.h"
 #include "modelblock.h"
 #include "modeldir.h"
@@ -387,6 +388,11 @@ static imf_status train_commit(trun *r, const imf_model *m) {
   IMF_CHECK(make_meta(r->cfg, r->s, r->users, r->items, "version", &r->meta));
   r->meta.ease = r->es;
   if (r->ease) r->meta.ease_x = &r->ex;
+  /* what the next fold-in re-solves items from (update.c); a block model has no whole user side */
+  imf_itemsums *sums = NULL;
+  if (m->type == IMF_MODEL_ALS && !m->blocked && imf_cfg_bool(r->cfg, "update.item_sums"))
+    IMF_CHECK(imf_itemsums_from_partition(r->comm, r->part, m, &sums));
+  r->meta.itemsums = sums;
   char cur[4400];
   int64_t parent = 0;
   if (imf_modeldir_current(r->md, cur, sizeof cur, &parent) != IMF_OK) {
@@ -394,7 +400,10 @@ static imf_status train_commit(trun *r, const imf_model *m) {
     imf_err_clear();
   }
   int64_t next = 0;
-  IMF_CHECK(imf_modeldir_write_version(r->md, m, &r->meta, &next));
+  imf_status st = imf_modeldir_write_version(r->md, m, &r->meta, &next);
+  r->meta.itemsums = NULL;
+  imf_itemsums_destroy(&sums);
+  IMF_CHECK(st);
   imf_registry_record rec;
   imf_registry_record_init(&rec);
   snprintf(rec.event, sizeof rec.event, "train");

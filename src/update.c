@@ -31,6 +31,7 @@
 #include "exchange.h"
 #include "foldin.h"
 #include "idmap.h"
+#include "itemsums.h"
 #include "judge.h"
 #include "log.h"
 #include "modelblock.h"
@@ -518,6 +519,8 @@ typedef struct {
   /* EASE: the challenger's Gram matrix and B, stored with it; the champion's and challenger's X rows */
   imf_ease *ease_state;
   imf_ease_rows ease_old, ease_new;
+  /* the challenger's per-item sums (ALS, update.item_sums), written with its version */
+  imf_itemsums *chall_sums;
   /* the written version's holdout SSE, count and held-out users (registry, RMSE judgements) */
   double hold_sse;
   int64_t hold_n, hold_users;
@@ -536,6 +539,7 @@ static void upd_free(upd *u) {
   imf_ckpt_meta_free(&u->meta);
   imf_model_destroy(&u->champ);
   imf_model_destroy(&u->chall);
+  imf_itemsums_destroy(&u->chall_sums);
   imf_ease_destroy(&u->ease_state);
   imf_ease_rows_free(&u->ease_old);
   imf_ease_rows_free(&u->ease_new);
@@ -774,7 +778,14 @@ typedef struct {
   int touched;
   double c_sse;
   int64_t c_n, c_users;
+  int sums; /* try the fold-in from the champion's per-item sums first (imf_foldin_sums) */
 } read_plan;
+
+/* Whether the challenger's version carries per-item sums (checkpoint.h): ALS, replicated,
+ * update.item_sums. */
+static int want_sums(const upd *u, const imf_model *m) {
+  return m->type == IMF_MODEL_ALS && !m->blocked && imf_cfg_bool(u->cfg, "update.item_sums");
+}
 
 /* policy: whether the fold-in can read only the touched rows. That needs the per-item index in
  * every batch (checked when reading) and the champion's holdout error recorded for the data it
@@ -788,6 +799,7 @@ static void policy_read_plan(const upd *u, read_plan *rp) {
   if (strcmp(imf_cfg_str(u->cfg, "update.foldin_read"), "touched") || u->champ->type == IMF_MODEL_BPMF ||
       !u->store_holdout || u->ranking || getenv("IMF_TEST_CHALLENGER"))
     return;
+  rp->sums = want_sums(u, u->champ) && !u->adopting;
   const imf_registry_record *cr = imf_registry_find(u->hist, u->nhist, u->rep->parent);
   if (cr && isfinite(cr->holdout_sse) && cr->batches_seen == u->seen && cr->holdout_users >= 0 &&
       cr->holdout_forgotten == imf_store_nforgotten(u->s)) {
@@ -812,7 +824,7 @@ static imf_status policy_plan(upd *u, read_plan *rp, imf_update_strategy *strat)
   }
   imf_judge_drift(u->hist, u->nhist, &u->jm, u->window, u->drift_thr, rep);
   policy_read_plan(u, rp);
-  if (!rp->touched || u->want == IMF_UPDATE_WARM || u->want == IMF_UPDATE_RETRAIN) {
+  if ((!rp->touched && !rp->sums) || u->want == IMF_UPDATE_WARM || u->want == IMF_UPDATE_RETRAIN) {
     const double tr = imf_wtime(); /* the read counts as building, as in build_and_judge */
     IMF_CHECK(upd_load_full(u));
     rep->build_seconds += imf_wtime() - tr;
@@ -852,16 +864,27 @@ static imf_status build_and_judge(upd *u, read_plan *rp, build_ctx *bc, imf_upda
   MPI_Comm comm = u->comm;
   double tb = imf_wtime();
   imf_model_destroy(&u->chall);
+  imf_itemsums_destroy(&u->chall_sums);
   imf_info("building the challenger by %s from version %lld (%lld new batches, %lld new ratings)",
            imf_update_strategy_name(strat), (long long)rep->parent, (long long)rep->new_batches,
            (long long)rep->new_ratings);
   double sse[2] = {NAN, NAN};
   int64_t hn = 0, husers = -1;
   imf_judgement jd;
-  if (strat == IMF_UPDATE_FOLD_IN && rp->touched) {
-    imf_foldin_touched_in in = {.s = u->s, .champ = u->champ, .seen = u->seen, .tu = u->tu, .ti = u->ti,
-                                .nu = u->nu, .ni = u->ni, .hfrac = u->hfrac, .hseed = u->hseed, .c_sse = rp->c_sse,
-                                .c_n = rp->c_n, .c_users = rp->c_users, .io = &u->io, .after_read = kill_point};
+  imf_foldin_touched_in in = {.s = u->s, .champ = u->champ, .seen = u->seen, .tu = u->tu, .ti = u->ti,
+                              .nu = u->nu, .ni = u->ni, .hfrac = u->hfrac, .hseed = u->hseed, .c_sse = rp->c_sse,
+                              .c_n = rp->c_n, .c_users = rp->c_users, .io = &u->io, .after_read = kill_point};
+  if (strat == IMF_UPDATE_FOLD_IN && rp->sums) {
+    imf_status st = imf_foldin_sums(comm, &in, u->cpath, &u->chall, &u->chall_sums, sse, &hn, &jd, &husers,
+                                    &rep->read_seconds);
+    if (st == IMF_ERR_NOTFOUND) { /* no sums with the champion, or no holdout kept apart */
+      imf_info("fold-in reads the items' histories: %s", imf_last_error());
+      imf_err_clear();
+      st = IMF_OK;
+    }
+    IMF_CHECK(st);
+  }
+  if (strat == IMF_UPDATE_FOLD_IN && rp->touched && !u->chall) {
     imf_status st = imf_foldin_touched(comm, &in, &u->chall, sse, &hn, &jd, &husers, &rep->read_seconds);
     if (st == IMF_ERR_NOTFOUND) { /* a batch written before the per-item index: read it all */
       imf_info("fold-in reads the whole store: %s", imf_last_error());
@@ -876,6 +899,8 @@ static imf_status build_and_judge(upd *u, read_plan *rp, build_ctx *bc, imf_upda
     bc->part = u->part;
     IMF_CHECK(build(bc, strat, &u->chall));
     IMF_CHECK(imf_judge_test_hook(u->champ, u->chall, NULL));
+    if (want_sums(u, u->chall)) /* the next fold-in's: from the partition, as train takes them */
+      IMF_CHECK(imf_itemsums_from_partition(comm, u->part, u->chall, &u->chall_sums));
     if (u->ranking) IMF_CHECK(rank_judge(comm, &u->jm, u->part, u->champ, u->chall, &jd));
     else IMF_CHECK(imf_judge_rmse(comm, u->part, u->champ, u->chall, &jd, sse, &hn, &husers));
   }
@@ -991,6 +1016,7 @@ static imf_status commit(upd *u) {
   meta->batches_seen = u->nb;
   meta->ease = u->ease_state;
   if (u->is_ease) meta->ease_x = &u->ease_new;
+  meta->itemsums = u->chall_sums;
   imf_store_strip_forgotten(u->s, &u->users); /* handed to the version's record */
   meta->users = u->users;
   meta->items = u->items;

@@ -28,6 +28,7 @@ GATHER_OTHER=(
   'ease_lowrank.c'   # the changed entries of X for a low-rank update (ratings, not factors)
   'store.c' 'store_*.c' # batch row order and per-rank index offsets
   'checkpoint_ease.c' # the EASE X's per-rank row ranges (where each rank's offsets start)
+  'checkpoint_sums.c' # each rank's item range of the per-item sums (where its rows start)
   'synth.c'          # per-rank byte counts of the generated file
   'layout.c'         # each rank's node (its lowest rank), once per layout
   'judge.c'          # the new batches' held-out ratings and per-user scores (not factors)

@@ -276,7 +276,8 @@ PYEOF
 }
 np_t=2
 for f in b1 b4 b2; do
-  run $np_t update --data sT --model mT --input $f.csv --strategy fold-in --json 2> t_$f.log > t_$f.json
+  run $np_t update --data sT --model mT --input $f.csv --strategy fold-in --set update.item_sums=false --json \
+    2> t_$f.log > t_$f.json
   run 2 update --data sF --model mF --input $f.csv --strategy fold-in --set update.foldin_read=full --json --quiet > f_$f.json
   check "touched fold-in ($f, $np_t ranks) took the touched read" grep -q "touched read" t_$f.log
   # touched rows are dealt out every P-th (ids number rows by first appearance, so contiguous
@@ -307,7 +308,7 @@ for p in glob.glob('sO/batch-*.h5'):
     f = h5py.File(p, 'r+')
     for n in ['index/item', 'index/item_ptr', 'index/item_pos']: del f[n]
 "
-run 2 update --data sO --model mO --input b3.csv --strategy fold-in --json 2> o.log > o.json
+run 2 update --data sO --model mO --input b3.csv --strategy fold-in --set update.item_sums=false --json 2> o.log > o.json
 run 2 update --data sF --model mF --input b3.csv --strategy fold-in --set update.foldin_read=full --json --quiet > f_b3.json
 check "no per-item index: the full read is used" grep -q "reads the whole store" o.log
 check "no per-item index: the same model as the full read" same_model mO mF o.json f_b3.json
@@ -324,6 +325,93 @@ run 2 update --data sD --model mD --input bd.csv --strategy fold-in --quiet 2> d
 check "an index that disagrees with the rows: exit 3 ($rc)" test $rc -eq 3
 check "... naming the damaged store" grep -q "disagree with the per-user or per-item index" d.log
 check "... CURRENT unchanged and loadable" sh -c "test '$(cur mD)' = '$vd'" && loadable mD
+
+# 10. fold-in from the per-item sums a version carries (update.item_sums = true, ALS):
+# the touched users re-solved from their histories, the items from their sums; the same model as
+# the touched read to float rounding (the sums add in double, the row solver in float), the same
+# judgement, through a chain on 2 and 3 ranks; every version's sums are exactly what its own
+# factors and the store's training ratings give (recomputed here from the files); damaged sums
+# cost only the items' read; forget drops them and the next update writes them again.
+cp -r st0 sS; cp -r st0 sU
+sums="--set update.item_sums=true"
+run 2 train --data sS --model mS $common $sums || bad "train (sums chain)"
+run 2 train --data sU --model mU $common || bad "train (no sums: the default)"
+check "train: the ALS version carries per-item sums" $PY -c "
+import h5py, sys; f = h5py.File('mS/versions/v000001.h5', 'r'); sys.exit(0 if 'itemsums/A' in f else 1)"
+check "train by default: none" $PY -c "
+import h5py, sys; f = h5py.File('mU/versions/v000001.h5', 'r'); sys.exit(1 if 'itemsums' in f else 0)"
+close_model() { # the versions two updates wrote: factors within 2e-4 of the largest, same judgement
+  $PY - "$1" "$2" "$3" "$4" <<'PYEOF'
+import h5py, numpy as np, json, sys
+x, y = json.load(open(sys.argv[3])), json.load(open(sys.argv[4]))
+a = h5py.File('%s/versions/v%06d.h5' % (sys.argv[1], x['version']), 'r')
+b = h5py.File('%s/versions/v%06d.h5' % (sys.argv[2], y['version']), 'r')
+for n in ['factors/P', 'factors/Q', 'bias/user', 'bias/item']:
+    u, v = a[n][()], b[n][()]
+    if u.shape != v.shape: sys.exit('%s: shapes %s %s' % (n, u.shape, v.shape))
+    if np.abs(u - v).max() > 2e-4 * max(1.0, np.abs(v).max()): sys.exit('%s differs: max %g' % (n, np.abs(u - v).max()))
+for k in ['champion_rmse', 'challenger_rmse']:
+    if abs(x[k] - y[k]) > 1e-5 * abs(y[k]): sys.exit('%s: %r vs %r' % (k, x[k], y[k]))
+for k in ['decision', 'eval_n', 'strategy']:
+    if x[k] != y[k]: sys.exit('%s: %r vs %r' % (k, x[k], y[k]))
+PYEOF
+}
+sums_exact() { # MODEL_DIR STORE: the current version's /itemsums against its factors and the store
+  $PY - "$1" "$2" <<'PYEOF'
+import h5py, numpy as np, glob, sys
+md, sd = sys.argv[1], sys.argv[2]
+f = h5py.File('%s/versions/%s' % (md, open(md + '/CURRENT').read().strip()), 'r')
+P, bu, mu = f['factors/P'][()].astype(np.float64), f['bias/user'][()].astype(np.float64), f.attrs['mu']
+A, b, n = f['itemsums/A'][()], f['itemsums/b'][()], f['itemsums/n'][()]
+eff, hold = {}, set()
+for p in sorted(glob.glob(sd + '/batch-*.h5')):
+    g = h5py.File(p, 'r'); r = g['ratings']
+    for u, i, v in zip(r['user'][()], r['item'][()], r['value'][()]): eff[(u, i)] = v
+    hold.update(zip(g['holdout/user'][()], g['holdout/item'][()]))
+d = P.shape[1] + 1
+A2, b2, n2 = np.zeros_like(A), np.zeros_like(b), np.zeros_like(n)
+tl = np.tril_indices(d)  # (c, a) with a <= c, by c: LAPACK's column-major upper packing is (a, c)
+for (u, i), v in eff.items():
+    if (u, i) in hold: continue
+    y = np.append(P[u], 1.0); t = v - mu - bu[u]
+    A2[i] += np.outer(y, y)[tl[1], tl[0]]
+    b2[i] += t * y; n2[i] += 1
+if not np.array_equal(n, n2): sys.exit('n differs in %d items' % (n != n2).sum())
+scale = max(1.0, np.abs(A2).max())
+if np.abs(A - A2).max() > 1e-9 * scale * 50: sys.exit('A differs: max %g of %g' % (np.abs(A - A2).max(), scale))
+if np.abs(b - b2).max() > 1e-9 * max(1.0, np.abs(b2).max()) * 50: sys.exit('b differs: max %g' % np.abs(b - b2).max())
+PYEOF
+}
+check "train: the version's sums are its factors' sums over the store's training ratings" sums_exact mS sS
+np_s=2
+for f in b1 b4 b2; do
+  run $np_s update --data sS --model mS --input $f.csv --strategy fold-in $sums --json 2> s_$f.log > s_$f.json
+  run 2 update --data sU --model mU --input $f.csv --strategy fold-in --set update.item_sums=false --json --quiet \
+    > u_$f.json
+  check "fold-in ($f, $np_s ranks) solved the items from their sums" grep -q "fold-in (item sums)" s_$f.log
+  check "fold-in from sums ($f, $np_s ranks) = touched read (2 ranks) to rounding, same judgement" \
+    close_model mS mU s_$f.json u_$f.json
+  check "fold-in ($f): the new version's sums are exact for its factors" sums_exact mS sS
+  np_s=3
+done
+cp -r sS sX; cp -r mS mX
+$PY -c "
+import h5py
+f = h5py.File('mX/versions/' + open('mX/CURRENT').read().strip(), 'r+'); a = f['itemsums/A']; a[0, 0] = a[0, 0] + 1
+"
+run 2 update --data sX --model mX --input b3.csv --strategy fold-in $sums --json 2> x.log > x.json; rc=$?
+check "damaged sums: the update still succeeds ($rc)" test $rc -eq 0
+check "... warning that names the version and the checksum" grep -q "do not match their checksum" x.log
+check "... and reads the items' histories" grep -q "touched read" x.log
+uid=$(sed -n 2p base.csv | cut -d, -f1)
+run 2 forget --data sS --model mS --user "$uid" --quiet || bad "forget (sums chain)"
+check "forget drops the sums from the versions it rewrites" $PY -c "
+import h5py, sys; f = h5py.File('mS/versions/' + open('mS/CURRENT').read().strip(), 'r'); sys.exit(1 if 'itemsums' in f else 0)"
+run 2 update --data sS --model mS --input b3.csv --strategy fold-in $sums --json 2> s_b3.log > s_b3.json
+check "after forget: the fold-in falls back and writes sums again" $PY -c "
+import h5py, json, sys; v = json.load(open('s_b3.json'))['version']
+f = h5py.File('mS/versions/v%06d.h5' % v, 'r'); sys.exit(0 if 'itemsums/A' in f else 1)"
+check "... exact for that version's factors" sums_exact mS sS
 
 echo "e2e_update: $pass passed, $fail failed"
 [ $fail -eq 0 ]
