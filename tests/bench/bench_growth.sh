@@ -6,7 +6,7 @@
 # Target (issue 24): fold-in seconds grow <= 1.5x from 1M to 16M ratings while the retrain grows
 # ~16x. Per size: the fold-in's and the retrain's `update --json` seconds (append included) with
 # the phases (append, load, read, solve, write), medians of RUNS runs, each on a fresh copy of the
-# store and the model.
+# store and the model; and the fold-in from per-item sums (update.item_sums) beside them.
 #
 # Usage: tests/bench/bench_growth.sh [BUILD_DIR] [SIZES] [BATCH] [RANKS] [RUNS]
 #   defaults: build, "1000000 4000000 16000000", 100000, 2, 1
@@ -46,12 +46,13 @@ PYEOF
   run prepare --input base.csv --data st0 --set input.header=no --set clean.scale_min=1 --set clean.scale_max=5 \
     --set holdout.fraction=0.05 --quiet
   stored=$(run inspect st0 --json --quiet | $PY -c "import json,sys; print(json.load(sys.stdin)['ratings'])")
-  run train --data st0 --model m0 $model --quiet
+  run train --data st0 --model m0 $model --set update.item_sums=true --quiet # sums for fold-in-sums
   for r in $(seq 1 "$runs"); do
-    for s in fold-in retrain; do
+    for s in fold-in fold-in-sums retrain; do
       rm -rf st m; cp -r st0 st; cp -r m0 m
-      out=$(run update --data st --model m --input batch.csv --strategy $s --set update.tolerance=1e9 \
-        --set input.header=no --quiet --json)
+      sums=false; [ $s = fold-in-sums ] && sums=true
+      out=$(run update --data st --model m --input batch.csv --strategy ${s%-sums} --set update.tolerance=1e9 \
+        --set update.item_sums=$sums --set input.header=no --quiet --json)
       echo "$n $stored $s $(echo "$out" | $PY -c "
 import json,sys; d=json.load(sys.stdin)
 print(' '.join('%.3f' % d.get(k, 0) for k in ('seconds','append_seconds','load_seconds','read_seconds','build_seconds','write_seconds')))")" >> rows.txt
@@ -77,6 +78,11 @@ for n, stored in sizes:
     print('%12d %12d %9.2f %9.2f %8.3f   %.2f / %.2f / %.2f / %.2f / %.2f' % (n, stored, f[0], r[0], f[0] / r[0], f[1], f[2], f[3], f[4] - f[3], f[5]))
 print('growth from the smallest to the largest store: fold-in %.2fx, retrain %.2fx (target: fold-in <= 1.5x)'
       % (med[(sizes[-1][0], sizes[-1][1], 'fold-in')][0] / f0, med[(sizes[-1][0], sizes[-1][1], 'retrain')][0] / r0))
+print('the fold-in from per-item sums (update.item_sums = true: only the touched users\' histories read)')
+print('%12s %9s %9s   sums: append / load / read / solve+judge / write' % ('store', 'sums s', 'x fold-in'))
+for n, stored in sizes:
+    g, f = med[(n, stored, 'fold-in-sums')], med[(n, stored, 'fold-in')]
+    print('%12d %9.2f %9.2f   %.2f / %.2f / %.2f / %.2f / %.2f' % (n, g[0], g[0] / f[0], g[1], g[2], g[3], g[4] - g[3], g[5]))
 print('what the batch touches (counted on the files; holdout included): a fold-in re-solves these rows against '
       'their histories')
 print('%12s %20s %16s %20s %16s' % ('store', 'users touched', 'their pairs', 'items touched', 'their pairs'))
