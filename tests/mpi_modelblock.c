@@ -19,24 +19,9 @@
 #include "error.h"
 #include "modelblock.h"
 #include "testutil.h"
+#include "testassert.h"
 
 static int rank, nprocs;
-/* assert success, showing the library's message when it fails */
-#define OK(expr)                                                                              \
-  do {                                                                                        \
-    imf_status ok_s_ = (expr);                                                                \
-    if (ok_s_ != IMF_OK) print_error("%s: %s\n", #expr, imf_last_error());                  \
-    assert_int_equal(ok_s_, IMF_OK);                                                          \
-  } while (0)
-/* assert a failure with this status whose message contains text */
-#define FAILS(expr, code, text)                                                               \
-  do {                                                                                        \
-    imf_status f_s_ = (expr);                                                                 \
-    if (f_s_ != (code) || !strstr(imf_last_error(), (text)))                                  \
-      print_error("%s: status %d, message: %s\n", #expr, (int)f_s_, imf_last_error());        \
-    assert_int_equal(f_s_, (code));                                                           \
-    assert_non_null(strstr(imf_last_error(), (text)));                                        \
-  } while (0)
 
 /* A deterministic nonzero value for cell j of array `which` of model variant `seed`: the same on
  * every rank, distinct enough that a misplaced row shows. */
@@ -44,15 +29,6 @@ static float val(int seed, int which, int64_t j) {
   return (float)(seed * 1000 + which * 100) + (float)j * 0.25f + 0.125f;
 }
 
-static void make_ids(imf_idlist *l, const char *prefix, int64_t n) {
-  l->n = n;
-  l->off = calloc((size_t)n + 1, sizeof *l->off);
-  l->blob = calloc((size_t)n * 24 + 1, 1);
-  for (int64_t j = 0; j < n; j++) {
-    int w = sprintf(l->blob + l->off[j], "%s%lld", prefix, (long long)(j * j));
-    l->off[j + 1] = l->off[j] + w;
-  }
-}
 
 /* The BPMF chain state and kept samples (kw = k * S). */
 static void fill_chain(imf_model *m, int k, int S, int seed) {
@@ -107,8 +83,8 @@ static void make_meta(imf_ckpt_meta *meta, const imf_model *m) {
   memset(meta->store_digest, 'a', 64);
   meta->batches_seen = 2;
   snprintf(meta->created, sizeof meta->created, "2026-01-02T03:04:05Z");
-  make_ids(&meta->users, "user", m->nusers);
-  make_ids(&meta->items, "item-", m->nitems);
+  tu_make_ids(&meta->users, "user", m->nusers, 0);
+  tu_make_ids(&meta->items, "item-", m->nitems, 0);
 }
 
 /* Bitwise equality, NaNs included. */

@@ -21,16 +21,10 @@
 #include "scale.h"
 #include "store.h"
 #include "testutil.h"
+#include "testassert.h"
 
 static int rank, nprocs;
 #define NT IMF_NO_TIME
-/* assert success, showing the library's message when it fails */
-#define OK(expr)                                                                              \
-  do {                                                                                        \
-    imf_status ok_s_ = (expr);                                                                \
-    if (ok_s_ != IMF_OK) print_error("%s: %s\n", #expr, imf_last_error());                  \
-    assert_int_equal(ok_s_, IMF_OK);                                                          \
-  } while (0)
 
 typedef struct {
   int32_t u, i;
