@@ -5,8 +5,9 @@
  * Who does what: store.c the lifecycle (create, open, lock, close), the accessors and batch-file
  * access; store_manifest.c the manifest (model, text format, chain check, atomic commit) and the
  * store digest; store_read.c range reads with duplicate resolution and seam checks, single
- * batches, id maps and the superseded count of a new batch; store_write.c writing a batch
- * (datasets, indexes, space check, fault hook, stray files); store_history.c fold-in history
+ * batches, id maps and lists, the standing holdout from the batches' /holdout copies, and the
+ * superseded count of a new batch; store_write.c writing a batch (datasets, indexes, the
+ * holdout copy, space check, fault hook, stray files); store_history.c fold-in history
  * reads; store_scrub.c the tombstones of `forget` and scrubbing. HDF5 plumbing: h5io.h. */
 #ifndef IMF_STORE_IMPL_H
 #define IMF_STORE_IMPL_H
