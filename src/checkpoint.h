@@ -129,6 +129,10 @@ imf_status imf_checkpoint_read_ease_x(MPI_Comm comm, const char *path, int64_t l
  * belong to another model. */
 imf_status imf_checkpoint_read_itemsums(MPI_Comm comm, const char *path, const imf_model *m, int64_t lo, int64_t hi,
                                         imf_itemsums **out);
+/* Collective. Every item's rater count from those sums (*n: *stored entries, on every rank), to
+ * cut the items into blocks before reading them; the same errors as above. */
+imf_status imf_checkpoint_read_itemsums_counts(MPI_Comm comm, const char *path, const imf_model *m, int64_t **n,
+                                               int64_t *stored);
 /* (local) The attributes of a checkpoint (serial HDF5, no digest check): the same errors as
  * imf_checkpoint_read for missing, foreign and newer files. */
 imf_status imf_checkpoint_info(const char *path, imf_ckpt_info *info);

@@ -147,3 +147,32 @@ imf_status imf_checkpoint_read_itemsums(MPI_Comm comm, const char *path, const i
   if (st != IMF_OK) imf_itemsums_destroy(out);
   return imf_agree(comm, st);
 }
+
+imf_status imf_checkpoint_read_itemsums_counts(MPI_Comm comm, const char *path, const imf_model *m, int64_t **n,
+                                               int64_t *stored) {
+  *n = NULL;
+  *stored = 0;
+  hid_t f = -1;
+  imf_h5_quiet();
+  IMF_CHECK(ckpt_open_ro(comm, path, &f));
+  imf_status st = H5Lexists(f, "/itemsums", H5P_DEFAULT) > 0 ? IMF_OK
+                      : IMF_RAISE(IMF_ERR_NOTFOUND, "%s carries no per-item sums", path);
+  char hex[17] = "";
+  if (st == IMF_OK) st = sums_header(f, path, m, stored, hex);
+  if (st == IMF_OK) st = imf_alloc(n, (size_t)*stored + 1, sizeof **n);
+  st = imf_agree(comm, st);
+  if (st == IMF_OK) { /* every rank reads the counts (8 bytes an item): each needs all of them */
+    hid_t dxpl = imf_h5_dxpl(0);
+    st = get_range(f, dxpl, path, "/itemsums/n", 1, 1, H5T_NATIVE_INT64, 0, *stored, *stored ? *stored : 1,
+                   *stored ? 1 : 0, *n);
+    H5Pclose(dxpl);
+    for (int64_t j = 0; st == IMF_OK && j < *stored; j++)
+      if ((*n)[j] < 0) st = IMF_RAISE(IMF_ERR_INPUT, "%s: item %lld has %lld raters in its sums", path, (long long)j,
+                                      (long long)(*n)[j]);
+  }
+  H5Fclose(f);
+  H5Eclear2(H5E_DEFAULT);
+  st = imf_agree(comm, st);
+  if (st != IMF_OK) imf_free(n);
+  return st;
+}

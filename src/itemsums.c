@@ -216,6 +216,10 @@ static imf_status by_item(const imf_itemsums *s, const imf_pair_change *got, int
   return IMF_OK; /* item q's changes: order[start[q] .. start[q + 1]) */
 }
 
+/* How many changes ahead apply_sorted asks for a factor row (random reads: the latency, not the
+ * bandwidth, was half its time). */
+#define PREFETCH_AHEAD 16
+
 /* Apply the changes of each item: old contributions out, new ones in, by add_rows. */
 static imf_status apply_sorted(imf_itemsums *s, const imf_pair_change *got, const int64_t *order,
                                const int64_t *start, const imf_model *before, const imf_model *after) {
@@ -232,6 +236,13 @@ static imf_status apply_sorted(imf_itemsums *s, const imf_pair_change *got, cons
       const imf_model *m = side ? after : before;
       int64_t n = 0, dn = 0;
       for (int64_t x = start[q]; x < start[q + 1]; x++) {
+        if (x + PREFETCH_AHEAD < start[q + 1]) { /* the rows are random: ask for them early */
+          const int32_t pu = got[order[x + PREFETCH_AHEAD]].u;
+          if (pu < m->nusers) {
+            __builtin_prefetch(m->P + (size_t)pu * (size_t)m->kw, 0, 0);
+            if (m->bu) __builtin_prefetch(m->bu + pu, 0, 0);
+          }
+        }
         const imf_pair_change *c = &got[order[x]];
         const float r = side ? c->after : c->before;
         if (!isfinite(r) || (!side && (c->u >= before->nusers || c->i >= before->nitems))) continue;
