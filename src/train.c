@@ -423,42 +423,14 @@ static imf_status plan_outblock(imf_trainer *t, imf_partition *part, const imf_l
   return IMF_OK;
 }
 
-imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition *part, imf_trainer **out) {
-  *out = NULL;
-  double t0 = tic();
-  imf_status st = IMF_OK;
-  imf_trainer *t = calloc(1, sizeof *t);
-  if (!t) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
-  t->comm = MPI_COMM_NULL;
-  t->seg.win = MPI_WIN_NULL;
-  {
-    int e = MPI_Comm_dup(comm, &t->comm);
-    if (e != MPI_SUCCESS) {
-      st = IMF_MPI_RAISE(e, "MPI_Comm_dup");
-      goto fail;
-    }
-  }
-  MPI_Comm_rank(t->comm, &t->rank);
-  MPI_Comm_size(t->comm, &t->nranks);
-  t->part = part;
-  if (part->nranks != t->nranks) {
-    st = IMF_RAISE(IMF_ERR_USAGE, "partition built for %d ranks, communicator has %d",
-                   part->nranks, t->nranks);
-    goto fail;
-  }
-  IMF_TRY(imf_layout_create(t->comm, (int)imf_cfg_int(cfg, "dist.ranks_per_node"), &t->layout), fail);
-  imf_exchange_count_on(t->layout);
-  IMF_TRY(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type), fail);
-  if (t->type == IMF_MODEL_POP || t->type == IMF_MODEL_BIAS) { /* fitted by baseline.c, not by sweeps */
-    st = IMF_RAISE(IMF_ERR_USAGE, "model.type = %s is not trained by sweeps (baseline.h)",
-                   imf_model_type_name(t->type));
-    goto fail;
-  }
+/* create: the model.* settings into t, checked; *burn_in: BPMF's, capped to leave samples. */
+static imf_status train_settings(imf_trainer *t, const imf_config *cfg, const imf_partition *part,
+                                 int64_t *burn_in) {
+  IMF_CHECK(imf_model_type_parse(imf_cfg_str(cfg, "model.type"), &t->type));
+  if (t->type == IMF_MODEL_POP || t->type == IMF_MODEL_BIAS) /* fitted by baseline.c, not by sweeps */
+    IMF_FAIL(IMF_ERR_USAGE, "model.type = %s is not trained by sweeps (baseline.h)", imf_model_type_name(t->type));
   int64_t k = imf_cfg_int(cfg, "model.k");
-  if (k < 1 || k > 4096) {
-    st = IMF_RAISE(IMF_ERR_USAGE, "model.k = %lld out of range [1, 4096]", (long long)k);
-    goto fail;
-  }
+  if (k < 1 || k > 4096) IMF_FAIL(IMF_ERR_USAGE, "model.k = %lld out of range [1, 4096]", (long long)k);
   t->k = (int)k;
   t->lambda = imf_cfg_double(cfg, "model.lambda");
   t->lambda_bias = imf_cfg_double(cfg, "model.lambda_bias");
@@ -468,77 +440,104 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition 
   t->seed = (uint64_t)imf_cfg_int(cfg, "model.seed");
   t->use_cg = !strcmp(imf_cfg_str(cfg, "model.solver"), "cg");
   t->cg_steps = (int)imf_cfg_int(cfg, "model.cg_steps");
-  int64_t burn_in = imf_cfg_int(cfg, "model.burn_in");
-  if (!(t->lambda >= 0) || !(t->lambda_bias >= 0) || !(t->alpha >= 0) || t->iterations < 0 ||
-      burn_in < 0 || t->cg_steps < 1) {
-    st = IMF_RAISE(IMF_ERR_USAGE, "bad model hyperparameters (lambda, lambda_bias, alpha >= 0; iterations, "
-                   "burn_in >= 0; cg_steps >= 1)");
-    goto fail;
-  }
-  if (t->type == IMF_MODEL_BPMF && t->iterations > 0 && burn_in >= t->iterations) {
+  *burn_in = imf_cfg_int(cfg, "model.burn_in");
+  if (!(t->lambda >= 0) || !(t->lambda_bias >= 0) || !(t->alpha >= 0) || t->iterations < 0 || *burn_in < 0 ||
+      t->cg_steps < 1)
+    IMF_FAIL(IMF_ERR_USAGE, "bad model hyperparameters (lambda, lambda_bias, alpha >= 0; iterations, "
+             "burn_in >= 0; cg_steps >= 1)");
+  if (t->type == IMF_MODEL_BPMF && t->iterations > 0 && *burn_in >= t->iterations) {
     imf_warn("model.burn_in = %lld leaves no samples of model.iterations = %lld; using burn-in %lld",
-             (long long)burn_in, (long long)t->iterations, (long long)(t->iterations / 2));
-    burn_in = t->iterations / 2;
+             (long long)*burn_in, (long long)t->iterations, (long long)(t->iterations / 2));
+    *burn_in = t->iterations / 2;
   }
-  {
-    double vf = imf_cfg_double(cfg, "model.validation_fraction");
-    if (vf != part->holdout_fraction || (vf > 0 && (uint64_t)imf_cfg_int(cfg, "model.seed") != part->holdout_seed))
-      imf_warn("the partition's validation set (fraction %g) differs from model.validation_fraction = %g "
-               "and model.seed; using the partition's", part->holdout_fraction, vf);
-  }
-  t->nglob[0] = part->nusers;
-  t->nglob[1] = part->nitems;
-  t->off[0] = part->user_start[t->rank];
-  t->off[1] = part->item_start[t->rank];
+  double vf = imf_cfg_double(cfg, "model.validation_fraction");
+  if (vf != part->holdout_fraction || (vf > 0 && (uint64_t)imf_cfg_int(cfg, "model.seed") != part->holdout_seed))
+    imf_warn("the partition's validation set (fraction %g) differs from model.validation_fraction = %g "
+             "and model.seed; using the partition's", part->holdout_fraction, vf);
+  return IMF_OK;
+}
+
+/* create: where the factors live (replicated, node-shared, out-block slots), the model
+ * allocated there and initialised (by the node's writer when shared), and the global mean.
+ * Collective. */
+static imf_status train_model(imf_trainer *t, const imf_config *cfg, imf_partition *part, int64_t burn_in) {
   const int shared = imf_cfg_bool(cfg, "dist.node_shared");
   const int node_mode = shared && t->layout->contiguous; /* one copy per node (of the whole model, or of its slots) */
-  if (choose_outblock(t, cfg, part)) IMF_TRY(plan_outblock(t, part, node_mode ? t->layout : NULL), fail);
+  if (choose_outblock(t, cfg, part)) IMF_CHECK(plan_outblock(t, part, node_mode ? t->layout : NULL));
   const int64_t nu = t->ob[0] ? imf_outblock_nslots(t->ob[0]) : part->nusers;
   const int64_t ni = t->ob[1] ? imf_outblock_nslots(t->ob[1]) : part->nitems;
-  { /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row), or their
-     * slots: model.k and model.samples multiply memory, checked before allocating (guard.h) */
-    double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)imf_cfg_int(cfg, "model.samples") + 1.0 : 1.0);
-    st = imf_mem_guard("model.k (and model.samples)", (double)(nu + ni) * kw * 4.0 * 2.0);
-    IMF_TRY(imf_agree(t->comm, st), fail);
-  }
-  IMF_TRY(imf_model_create(t->type, t->k, nu, ni, t->type == IMF_MODEL_ALS, &t->m), fail);
+  /* every rank holds both factor matrices (BPMF: k * (samples + 1) floats a row), or their slots:
+   * model.k and model.samples multiply memory, checked before allocating (guard.h) */
+  const int64_t S = imf_cfg_int(cfg, "model.samples");
+  double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)S + 1.0 : 1.0);
+  IMF_CHECK(imf_agree(t->comm, imf_mem_guard("model.k (and model.samples)", (double)(nu + ni) * kw * 4.0 * 2.0)));
+  IMF_CHECK(imf_model_create(t->type, t->k, nu, ni, t->type == IMF_MODEL_ALS, &t->m));
   imf_model *m = t->m;
   m->lambda = t->lambda;
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
   m->seed = t->seed;
-  if (shared) IMF_TRY(share_model(t, imf_cfg_int(cfg, "model.samples")), fail);
+  if (shared) IMF_CHECK(share_model(t, S));
   const int32_t *gu = t->ob[0] ? imf_outblock_gids(t->ob[0]) : NULL, *gi = t->ob[1] ? imf_outblock_gids(t->ob[1]) : NULL;
+  float *U = m->P, *V = m->Q;
   if (t->type == IMF_MODEL_BPMF) {
     int64_t post = t->iterations - burn_in;
     m->burn_in = burn_in;
-    int64_t S = imf_cfg_int(cfg, "model.samples");
-    if (S < 1) S = 1;
-    m->max_samples = (int)S;
-    m->thin = post > 0 ? (post + S - 1) / S : 1;
-    if (writer(t)) {
-      init_rows(m->chain.U, m->nusers, t->k, t->seed, 0, gu);
-      init_rows(m->chain.V, m->nitems, t->k, t->seed, 1, gi);
+    m->max_samples = (int)(S < 1 ? 1 : S);
+    m->thin = post > 0 ? (post + m->max_samples - 1) / m->max_samples : 1;
+    U = m->chain.U;
+    V = m->chain.V;
+  }
+  if (writer(t)) {
+    init_rows(U, m->nusers, t->k, t->seed, 0, gu);
+    init_rows(V, m->nitems, t->k, t->seed, 1, gi);
+    if (t->type == IMF_MODEL_BPMF) { /* the chain starts where the factors do */
       memcpy(m->P, m->chain.U, (size_t)m->nusers * (size_t)t->k * sizeof(float));
       memcpy(m->Q, m->chain.V, (size_t)m->nitems * (size_t)t->k * sizeof(float));
     }
-    if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
-  } else {
-    if (writer(t)) {
-      init_rows(m->P, m->nusers, t->k, t->seed, 0, gu);
-      init_rows(m->Q, m->nitems, t->k, t->seed, 1, gi);
-    }
-    if (t->seg.base) IMF_TRY(imf_layout_node_sync(t->layout, &t->seg), fail);
   }
-  if (t->type != IMF_MODEL_IALS) IMF_TRY(global_mean(t, &m->mu), fail);
+  if (t->seg.base) IMF_CHECK(imf_layout_node_sync(t->layout, &t->seg));
+  if (t->type != IMF_MODEL_IALS) IMF_CHECK(global_mean(t, &m->mu));
+  return IMF_OK;
+}
+
+/* create: the per-sweep scratch of this rank's blocks. */
+static imf_status train_scratch(imf_trainer *t, const imf_partition *part) {
   const int64_t bu = part->by_user.hi - part->by_user.lo, bi = part->by_item.hi - part->by_item.lo;
-  IMF_TRY(imf_alloc(&t->Xu, (size_t)(bu ? bu : 1) * (size_t)t->k, sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Xi, (size_t)(bi ? bi : 1) * (size_t)t->k, sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Bu, (size_t)(bu ? bu : 1), sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->Bi, (size_t)(bi ? bi : 1), sizeof(float)), fail);
-  IMF_TRY(imf_alloc(&t->GQ, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
-  IMF_TRY(imf_alloc(&t->GP, (size_t)t->k * (size_t)t->k, sizeof(double)), fail);
-  IMF_TRY(imf_rowsolve_ws_create(t->k, &t->ws), fail);
+  IMF_CHECK(imf_alloc(&t->Xu, (size_t)(bu ? bu : 1) * (size_t)t->k, sizeof(float)));
+  IMF_CHECK(imf_alloc(&t->Xi, (size_t)(bi ? bi : 1) * (size_t)t->k, sizeof(float)));
+  IMF_CHECK(imf_alloc(&t->Bu, (size_t)(bu ? bu : 1), sizeof(float)));
+  IMF_CHECK(imf_alloc(&t->Bi, (size_t)(bi ? bi : 1), sizeof(float)));
+  IMF_CHECK(imf_alloc(&t->GQ, (size_t)t->k * (size_t)t->k, sizeof(double)));
+  IMF_CHECK(imf_alloc(&t->GP, (size_t)t->k * (size_t)t->k, sizeof(double)));
+  return imf_rowsolve_ws_create(t->k, &t->ws);
+}
+
+imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition *part, imf_trainer **out) {
+  *out = NULL;
+  double t0 = tic();
+  imf_status st = IMF_OK;
+  int64_t burn_in = 0;
+  imf_trainer *t = calloc(1, sizeof *t);
+  if (!t) IMF_TRY(IMF_RAISE(IMF_ERR_NOMEM, "out of memory"), fail);
+  t->comm = MPI_COMM_NULL;
+  t->seg.win = MPI_WIN_NULL;
+  IMF_MPI_TRY(MPI_Comm_dup(comm, &t->comm), fail);
+  MPI_Comm_rank(t->comm, &t->rank);
+  MPI_Comm_size(t->comm, &t->nranks);
+  t->part = part;
+  if (part->nranks != t->nranks)
+    IMF_TRY(IMF_RAISE(IMF_ERR_USAGE, "partition built for %d ranks, communicator has %d", part->nranks, t->nranks),
+            fail);
+  IMF_TRY(imf_layout_create(t->comm, (int)imf_cfg_int(cfg, "dist.ranks_per_node"), &t->layout), fail);
+  imf_exchange_count_on(t->layout);
+  IMF_TRY(train_settings(t, cfg, part, &burn_in), fail);
+  t->nglob[0] = part->nusers;
+  t->nglob[1] = part->nitems;
+  t->off[0] = part->user_start[t->rank];
+  t->off[1] = part->item_start[t->rank];
+  IMF_TRY(train_model(t, cfg, part, burn_in), fail);
+  IMF_TRY(train_scratch(t, part), fail);
   if (t->ob[0]) IMF_TRY(sync_block(t), fail);
   t->ph[PH_PARTITION] = part->seconds;
   t->calls[PH_PARTITION] = 1;

@@ -86,7 +86,8 @@ run 2 prepare --input big.csv --data sbig1 2> blocks.log
 IMF_HUGE_PAGES=everywhere "$bin" inspect sbig1 --quiet > /dev/null 2> huge.log
 check "IMF_HUGE_PAGES with an unknown value: a warning naming it" grep -q "IMF_HUGE_PAGES is not hot, all or off" huge.log
 IMF_HUGE_PAGES=off "$bin" inspect sbig1 --quiet > /dev/null 2> huge.log
-check "IMF_HUGE_PAGES=off: no warning" test ! -s huge.log
+# (about IMF_HUGE_PAGES: an Open MPI singleton may print its own notices on a busy machine)
+check "IMF_HUGE_PAGES=off: no warning" sh -c '! grep -q IMF_HUGE_PAGES huge.log'
 cp -r sbig1 sbig2
 # where the time goes: the ingest's phases and the batch write's, as the README documents them
 check "prepare logs its phases and the batch write's (checks, superseded, item index, digest, HDF5 write, fsync)" \
