@@ -75,19 +75,73 @@ void imf_itemsums_add(imf_itemsums *s, const imf_model *m, int64_t u, int64_t i,
   s->n[row] += sign > 0 ? 1 : -1;
 }
 
+/* One pair's contribution to item row `row`: b += sign t y directly (exact also where the weight
+ * w is 0, as implicit ALS with alpha = 0 gives), and y scaled by sqrt(w) into Y for A's rank-n
+ * update (add_rows). */
+static void contribution_row(imf_itemsums *s, size_t row, const imf_model *m, int64_t u, float r, double sign,
+                             double *Y) {
+  const int k = s->k, d = s->d;
+  const float *p = m->P + (size_t)u * (size_t)m->kw;
+  double w, tv;
+  if (s->implicit) {
+    w = s->alpha * (double)r;
+    tv = 1.0 + w;
+  } else {
+    w = 1.0;
+    tv = (double)r - s->mu;
+    if (d > k) tv -= (double)m->bu[u];
+  }
+  const double sw = sqrt(w), st = sign * tv;
+  double *b = s->b + row * (size_t)d;
+  for (int a = 0; a < k; a++) {
+    b[a] += st * (double)p[a];
+    Y[a] = sw * (double)p[a];
+  }
+  if (d > k) {
+    b[k] += st;
+    Y[k] = sw;
+  }
+}
+
+/* A += sign Y^T Y for one item from its n rows (Y row-major, n x d): one BLAS rank-n update into
+ * a full scratch G, then folded into the packed upper triangle. */
+static void add_rows(imf_itemsums *s, size_t row, const double *Y, int64_t n, double sign, double *G) {
+  const int d = s->d;
+  if (n == 0) return;
+  cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, d, (int)n, sign, Y, d, 0.0, G, d);
+  double *A = s->A + row * s->tri;
+  for (int c = 0; c < d; c++) {
+    double *col = A + (size_t)c * (size_t)(c + 1) / 2;
+    for (int q = 0; q <= c; q++) col[q] += G[(size_t)c * (size_t)d + (size_t)q];
+  }
+}
+
 imf_status imf_itemsums_build(imf_itemsums *s, const imf_csr *c, const imf_model *m) {
   if (c->lo > s->lo || c->hi < s->hi)
     IMF_FAIL(IMF_ERR_USAGE, "per-item sums: the ratings cover items [%lld, %lld), not [%lld, %lld)",
              (long long)c->lo, (long long)c->hi, (long long)s->lo, (long long)s->hi);
+  int64_t most = 0;
   for (int64_t i = s->lo; i < s->hi; i++) {
     const int64_t r = i - c->lo;
-    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) {
+    if (c->ptr[r + 1] - c->ptr[r] > most) most = c->ptr[r + 1] - c->ptr[r];
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++)
       if (c->idx[j] >= m->nusers)
         IMF_FAIL(IMF_ERR_USAGE, "per-item sums: user %d past the model's %lld", c->idx[j], (long long)m->nusers);
-      imf_itemsums_add(s, m, c->idx[j], i, c->val[j], 1.0);
-    }
   }
-  return IMF_OK;
+  double *Y = NULL, *G = NULL;
+  imf_status st = imf_alloc(&Y, (size_t)(most + 1) * (size_t)s->d, sizeof *Y);
+  if (st == IMF_OK) st = imf_alloc(&G, (size_t)s->d * (size_t)s->d, sizeof *G);
+  for (int64_t i = s->lo; st == IMF_OK && i < s->hi; i++) { /* each item's raters: one rank-n update */
+    const int64_t r = i - c->lo, n = c->ptr[r + 1] - c->ptr[r];
+    const size_t row = (size_t)(i - s->lo);
+    for (int64_t j = 0; j < n; j++)
+      contribution_row(s, row, m, c->idx[c->ptr[r] + j], c->val[c->ptr[r] + j], 1.0, Y + (size_t)j * (size_t)s->d);
+    add_rows(s, row, Y, n, 1.0, G);
+    s->n[row] += n;
+  }
+  imf_free(&Y);
+  imf_free(&G);
+  return st;
 }
 
 static uint64_t mix64(uint64_t z) { /* splitmix64 finaliser */
@@ -170,40 +224,6 @@ out:
   return st;
 }
 
-/* One side of a pair's contribution: its row y (scaled by sqrt(w)) into Y, t sqrt(w) into t. */
-static void contribution_row(const imf_itemsums *s, const imf_model *m, int64_t u, float r, double *Y, double *t) {
-  const int k = s->k, d = s->d;
-  const float *p = m->P + (size_t)u * (size_t)m->kw;
-  double w, tv;
-  if (s->implicit) {
-    w = s->alpha * (double)r;
-    tv = 1.0 + w;
-  } else {
-    w = 1.0;
-    tv = (double)r - s->mu;
-    if (d > k) tv -= (double)m->bu[u];
-  }
-  const double sw = sqrt(w);
-  for (int a = 0; a < k; a++) Y[a] = sw * (double)p[a];
-  if (d > k) Y[k] = sw;
-  *t = tv / (sw > 0 ? sw : 1.0); /* t y = (t / sqrt w)(sqrt w y) */
-}
-
-/* A += sign Y^T Y, b += sign Y^T t for one item from its n rows (Y row-major, n x d): one BLAS
- * rank-n update into a full scratch G, then folded into the packed upper triangle. */
-static void add_rows(imf_itemsums *s, size_t row, const double *Y, const double *t, int64_t n, double sign,
-                     double *G) {
-  const int d = s->d;
-  if (n == 0) return;
-  cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, d, (int)n, sign, Y, d, 0.0, G, d);
-  double *A = s->A + row * s->tri, *b = s->b + row * (size_t)d;
-  for (int c = 0; c < d; c++) {
-    double *col = A + (size_t)c * (size_t)(c + 1) / 2;
-    for (int q = 0; q <= c; q++) col[q] += G[(size_t)c * (size_t)d + (size_t)q];
-  }
-  cblas_dgemv(CblasColMajor, CblasNoTrans, d, (int)n, sign, Y, d, t, 1, 1.0, b, 1);
-}
-
 /* The received changes in item order (a counting sort over [lo, hi)): *order indexes got. */
 static imf_status by_item(const imf_itemsums *s, const imf_pair_change *got, int64_t ngot, int64_t **order,
                           int64_t **start) {
@@ -227,9 +247,8 @@ static imf_status apply_sorted(imf_itemsums *s, const imf_pair_change *got, cons
   int64_t most = 0;
   for (int64_t q = 0; q < s->hi - s->lo; q++)
     if (start[q + 1] - start[q] > most) most = start[q + 1] - start[q];
-  double *Y = NULL, *t = NULL, *G = NULL;
+  double *Y = NULL, *G = NULL;
   imf_status st = imf_alloc(&Y, (size_t)(most + 1) * (size_t)d, sizeof *Y);
-  if (st == IMF_OK) st = imf_alloc(&t, (size_t)most + 1, sizeof *t);
   if (st == IMF_OK) st = imf_alloc(&G, (size_t)d * (size_t)d, sizeof *G);
   for (int64_t q = 0; st == IMF_OK && q < s->hi - s->lo; q++) {
     for (int side = 0; side < 2; side++) { /* 0: out with the old factors, 1: in with the new */
@@ -246,16 +265,15 @@ static imf_status apply_sorted(imf_itemsums *s, const imf_pair_change *got, cons
         const imf_pair_change *c = &got[order[x]];
         const float r = side ? c->after : c->before;
         if (!isfinite(r) || (!side && (c->u >= before->nusers || c->i >= before->nitems))) continue;
-        contribution_row(s, m, c->u, r, Y + (size_t)n * (size_t)d, t + n);
+        contribution_row(s, (size_t)q, m, c->u, r, side ? 1.0 : -1.0, Y + (size_t)n * (size_t)d);
         n++;
       }
       dn = side ? n : -n;
-      add_rows(s, (size_t)q, Y, t, n, side ? 1.0 : -1.0, G);
+      add_rows(s, (size_t)q, Y, n, side ? 1.0 : -1.0, G);
       s->n[q] += dn;
     }
   }
   imf_free(&Y);
-  imf_free(&t);
   imf_free(&G);
   return st;
 }

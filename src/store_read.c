@@ -470,28 +470,13 @@ out:
   return st;
 }
 
-/* Drop the rows of forgotten users from all (and their tags) in place. (local) */
-static void holdout_drop_forgotten(const imf_store *s, imf_ratings *all, int32_t *tag) {
-  int64_t w = 0;
-  for (int64_t j = 0; j < all->n; j++) {
-    if (imf_store_is_forgotten(s, all->user[j])) continue;
-    all->user[w] = all->user[j];
-    all->item[w] = all->item[j];
-    all->value[w] = all->value[j];
-    all->time[w] = all->time[j];
-    tag[w++] = tag[j];
-  }
-  all->n = w;
-}
-
-/* Collective: batches 1..upto's /holdout rows, routed and resolved into *res, and the batch of
- * each value in *rtag. */
+/* Collective: batches 1..upto's /holdout rows, routed and resolved into *res (merge_pairs drops
+ * forgotten users), and the batch of each value in *rtag. */
 static imf_status holdout_collect(imf_store *s, int64_t upto, imf_ratings *res, int32_t **rtag) {
   imf_status st = IMF_OK;
   imf_ratings all = {0};
   int32_t *tag = NULL;
   for (int64_t k = 1; k <= upto; k++) IMF_TRY(holdout_read_batch(s, k, &all, &tag), done);
-  if (tag) holdout_drop_forgotten(s, &all, tag);
   IMF_TRY(holdout_route(s, &all, &tag), done);
   st = merge_pairs(s, &all, tag, res, rtag);
 done:

@@ -467,23 +467,28 @@ static imf_status batch_space_check(const imf_store *s, const imf_batch *b, cons
     if (st != IMF_OK) return st; \
   } while (0)
 
-/* Collective: the /ratings datasets, each rank its rows. The time column is narrowed in place for the
- * write and widened back after it, so no second copy is made. */
-static imf_status write_ratings(imf_store *s, hid_t f, imf_ratings *r, const batch_parts *bp, hid_t coll,
-                                const char *tmp) {
+/* Collective: rows r under `group` (/ratings, or /holdout: a copy of some of them) as the four
+ * columns user, item, value, time, each rank its n rows at offset o of T. The time column is
+ * narrowed in place for the write (narrow: 4 bytes) and widened back after it, so no second copy
+ * is made. */
+static imf_status write_rows(imf_store *s, hid_t f, const char *group, imf_ratings *r, hsize_t T, hsize_t o,
+                             int narrow, hid_t coll, const char *tmp) {
   imf_status st;
-  const hsize_t T = (hsize_t)bp->total, n = (hsize_t)r->n, o = (hsize_t)bp->row0;
-  W(imf_h5_write_1d(f, "/ratings/user", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->user, coll, tmp));
-  W(imf_h5_write_1d(f, "/ratings/item", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->item, coll, tmp));
-  W(imf_h5_write_1d(f, "/ratings/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T, o, n, r->value, coll, tmp));
-  if (bp->narrow_time) {
+  const hsize_t n = (hsize_t)r->n;
+  char name[32];
+#define COL(c) (snprintf(name, sizeof name, "%s/%s", group, c), name)
+  W(imf_h5_write_1d(f, COL("user"), H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->user, coll, tmp));
+  W(imf_h5_write_1d(f, COL("item"), H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->item, coll, tmp));
+  W(imf_h5_write_1d(f, COL("value"), H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T, o, n, r->value, coll, tmp));
+  if (narrow) {
     int32_t *t32 = (int32_t *)(void *)r->time; /* element j moves from byte 8j down to 4j */
     for (int64_t j = 0; j < r->n; j++) t32[j] = (int32_t)r->time[j];
-    st = imf_h5_write_1d(f, "/ratings/time", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, t32, coll, tmp);
+    st = imf_h5_write_1d(f, COL("time"), H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, t32, coll, tmp);
     for (int64_t j = r->n - 1; j >= 0; j--) r->time[j] = t32[j]; /* from the top: nothing unread is overwritten */
     W(st);
   } else
-    W(imf_h5_write_1d(f, "/ratings/time", H5T_STD_I64LE, H5T_NATIVE_INT64, T, o, n, r->time, coll, tmp));
+    W(imf_h5_write_1d(f, COL("time"), H5T_STD_I64LE, H5T_NATIVE_INT64, T, o, n, r->time, coll, tmp));
+#undef COL
   return IMF_OK;
 }
 
@@ -504,28 +509,6 @@ static imf_status write_indexes(imf_store *s, hid_t f, const batch_parts *bp, hi
   W(imf_h5_write_1d(f, "/index/item_pos", x->narrow ? H5T_STD_I32LE : H5T_STD_I64LE,
                     x->narrow ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64, (hsize_t)bp->total, (hsize_t)x->pos_off,
                     (hsize_t)x->npos, x->pos, coll, tmp));
-  return IMF_OK;
-}
-
-/* Collective: the /holdout datasets, each rank its held-out rows at its offset; the time column in
- * the width /ratings/time has (a copy narrowed to 4 bytes when it has 4). */
-static imf_status write_holdout(imf_store *s, hid_t f, const batch_parts *bp, hid_t coll, const char *tmp) {
-  imf_status st;
-  const imf_ratings *r = &bp->ho.r;
-  const hsize_t T = (hsize_t)bp->ho.total, n = (hsize_t)r->n, o = (hsize_t)bp->ho.off;
-  W(imf_h5_write_1d(f, "/holdout/user", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->user, coll, tmp));
-  W(imf_h5_write_1d(f, "/holdout/item", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, r->item, coll, tmp));
-  W(imf_h5_write_1d(f, "/holdout/value", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T, o, n, r->value, coll, tmp));
-  if (!bp->narrow_time) {
-    W(imf_h5_write_1d(f, "/holdout/time", H5T_STD_I64LE, H5T_NATIVE_INT64, T, o, n, r->time, coll, tmp));
-    return IMF_OK;
-  }
-  int32_t *t32 = NULL;
-  W(imf_alloc_nz(&t32, n + 1, sizeof *t32));
-  for (hsize_t j = 0; j < n; j++) t32[j] = (int32_t)r->time[j];
-  st = imf_h5_write_1d(f, "/holdout/time", H5T_STD_I32LE, H5T_NATIVE_INT32, T, o, n, t32, coll, tmp);
-  imf_free(&t32);
-  W(st);
   return IMF_OK;
 }
 
@@ -578,7 +561,7 @@ static imf_status write_attrs(hid_t f, const imf_batch *b, const batch_meta *bm,
 }
 
 /* Collective: the batch file under its .tmp name, complete and closed (removed on failure). */
-static imf_status batch_file_write(imf_store *s, imf_batch *b, const batch_meta *bm, const batch_parts *bp,
+static imf_status batch_file_write(imf_store *s, imf_batch *b, const batch_meta *bm, batch_parts *bp,
                                    const char *tmp) {
   imf_status st = IMF_OK;
   hid_t fapl = imf_h5_fapl_mpio(s->comm, 1);
@@ -588,10 +571,12 @@ static imf_status batch_file_write(imf_store *s, imf_batch *b, const batch_meta 
   /* H5Fcreate is collective: every rank failed alike */
   if (f < 0) IMF_FAIL(IMF_ERR_RUNTIME, "%s: cannot create: %s", tmp, imf_h5_last());
   hid_t coll = imf_h5_dxpl(1);
-  st = write_ratings(s, f, &b->r, bp, coll, tmp);
+  st = write_rows(s, f, "/ratings", &b->r, (hsize_t)bp->total, (hsize_t)bp->row0, bp->narrow_time, coll, tmp);
   if (st == IMF_OK) st = write_indexes(s, f, bp, coll, tmp);
   if (st == IMF_OK) st = write_ids(s, f, b, coll, tmp);
-  if (st == IMF_OK && bp->ho.present) st = write_holdout(s, f, bp, coll, tmp);
+  if (st == IMF_OK && bp->ho.present) /* the time column as wide as /ratings/time */
+    st = write_rows(s, f, "/holdout", &bp->ho.r, (hsize_t)bp->ho.total, (hsize_t)bp->ho.off, bp->narrow_time, coll,
+                    tmp);
   if (st == IMF_OK) st = imf_agree(s->comm, write_attrs(f, b, bm, tmp));
   H5Pclose(coll);
   if (H5Fclose(f) < 0 && st == IMF_OK)

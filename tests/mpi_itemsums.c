@@ -206,6 +206,15 @@ static void test_ials(void **state) {
   check_foldin(sets, 1e-5);
 }
 
+/* Implicit ALS with alpha = 0: every weight is 0, so A_j takes nothing from a pair while b_j
+ * still takes y (the pair's target is 1): the sums may not route b through sqrt(w). */
+static void test_ials_alpha0(void **state) {
+  (void)state;
+  const char *sets[] = {"model.type=ials", "model.k=4", "model.iterations=6", "model.lambda=0.5",
+                        "model.alpha=0", NULL};
+  check_foldin(sets, 1e-5);
+}
+
 /* Sums belong to ALS and implicit ALS; a change outside the rank's items is refused. */
 static void test_refusals(void **state) {
   (void)state;
@@ -233,6 +242,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_als),
       cmocka_unit_test(test_ials),
+      cmocka_unit_test(test_ials_alpha0),
       cmocka_unit_test(test_refusals),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
