@@ -2,8 +2,10 @@
  * strings are escaped by cJSON, here and for every caller of imf_json_string/imf_json_escape. */
 #include "log.h"
 #include <H5public.h>
+#include <mpi.h>
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +103,25 @@ int64_t imf_peak_rss(void) {
   return kb < 0 ? -1 : kb * 1024;
 }
 
+void imf_mem_trace(const char *phase) {
+  static int on = -1;
+  if (on < 0) on = getenv("IMF_MEM_TRACE") && strcmp(getenv("IMF_MEM_TRACE"), "1") == 0;
+  if (!on) return;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return;
+  char line[256];
+  long long rss = -1, hwm = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmHWM:", 6) == 0) sscanf(line + 6, "%lld", &hwm);
+    if (strncmp(line, "VmRSS:", 6) == 0) sscanf(line + 6, "%lld", &rss);
+  }
+  fclose(f);
+  int rank = 0, init = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  fprintf(stderr, "mem rank %d %-28s rss %8.1f MB  peak %8.1f MB\n", rank, phase, rss / 1024.0, hwm / 1024.0);
+}
+
 static char build_info[1024];
 
 /* Open MPI's own MPI-IO (ompio) opens a shared file pointer with every file: "sm" by a
@@ -109,6 +130,10 @@ static char build_info[1024];
  * killed process leaves them in the store or model directory). ROMIO has neither; incremf
  * never uses shared file pointers. Settings the user made are kept. */
 void imf_preinit(void) {
+  /* glibc raises its mmap threshold (to 32 MiB) each time a large block is freed, after which
+   * the job's many-MB transients (exchange rounds, read buffers, solve scratch) come from the
+   * heap and stay in its resident size after their free; a fixed threshold returns them. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   setenv("OMPI_MCA_io", "^ompio", 0);
   setenv("OMPI_MCA_sharedfp", "^sm", 0); /* for a user who asks for ompio anyway */
 }

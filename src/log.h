@@ -23,4 +23,7 @@ double imf_wtime(void);
 const char *imf_blas_core_advice(void);
 /* Peak resident set size of this process in bytes (VmHWM). */
 int64_t imf_peak_rss(void);
+/* IMF_MEM_TRACE=1: each rank prints its resident and peak resident size at `phase` to stderr
+ * (where a job's memory goes: docs/SCALING.md "Memory beyond the model"); otherwise nothing. */
+void imf_mem_trace(const char *phase);
 #endif

@@ -83,110 +83,176 @@ static int cmp_col(const void *a, const void *b) {
   return 0;
 }
 
-/* Build CSR over rows [lo, hi) from wire ratings whose row is w.u (rows are local after the
- * exchange); `keep` selects which ones (NULL: all). Columns sorted by (i, v). The ratings are
- * scattered straight into the CSR arrays and each row sorted through a buffer of the longest
- * row's size, so that building holds no second copy of the ratings (the partition build's
- * peak: docs/SCALING.md). */
-static imf_status build_csr(const wire_rating *w, int64_t n, int64_t lo, int64_t hi, const uint8_t *keep,
-                            imf_csr *c) {
-  int64_t nr = hi - lo, nnz = 0, longest = 0;
+/* Sort each row's columns by (i, v) through a buffer of the longest row's size: the row's
+ * contents are then a function of the data alone, whatever order the ratings arrived in. */
+static imf_status sort_rows(imf_csr *c) {
+  int64_t longest = 0;
+  for (int64_t r = 0; r < c->hi - c->lo; r++)
+    longest = c->ptr[r + 1] - c->ptr[r] > longest ? c->ptr[r + 1] - c->ptr[r] : longest;
+  wire_rating *row = NULL;
+  IMF_CHECK(imf_alloc(&row, (size_t)(longest ? longest : 1), sizeof *row));
+  for (int64_t r = 0; r < c->hi - c->lo; r++) {
+    const int64_t a = c->ptr[r], m = c->ptr[r + 1] - a;
+    if (m < 2) continue;
+    for (int64_t j = 0; j < m; j++) row[j] = (wire_rating){0, c->idx[a + j], c->val[a + j]};
+    qsort(row, (size_t)m, sizeof *row, cmp_col);
+    for (int64_t j = 0; j < m; j++) {
+      c->idx[a + j] = row[j].i;
+      c->val[a + j] = row[j].v;
+    }
+  }
+  imf_free(&row);
+  return IMF_OK;
+}
+
+/* An empty CSR over rows [lo, hi), row lo + r sized for count[r] entries; *fill: each row's next
+ * free slot. */
+static imf_status csr_alloc(imf_csr *c, int64_t lo, int64_t hi, const int64_t *count, int64_t **fill) {
+  const int64_t nr = hi - lo;
   c->lo = lo;
   c->hi = hi;
   IMF_CHECK(imf_alloc(&c->ptr, (size_t)nr + 1, sizeof(int64_t)));
   IMF_CHECK(imf_alloc(&c->row_id, (size_t)(nr ? nr : 1), sizeof(int64_t)));
-  for (int64_t r = 0; r < nr; r++) c->row_id[r] = lo + r;
-  for (int64_t j = 0; j < n; j++)
-    if (!keep || keep[j]) {
-      c->ptr[w[j].u - lo + 1]++;
-      nnz++;
-    }
   for (int64_t r = 0; r < nr; r++) {
-    longest = c->ptr[r + 1] > longest ? c->ptr[r + 1] : longest;
-    c->ptr[r + 1] += c->ptr[r];
+    c->row_id[r] = lo + r;
+    c->ptr[r + 1] = c->ptr[r] + count[r];
   }
-  c->nnz = nnz;
-  IMF_CHECK(imf_alloc_hot(&c->idx, (size_t)(nnz ? nnz : 1), sizeof(int32_t)));
-  IMF_CHECK(imf_alloc_hot(&c->val, (size_t)(nnz ? nnz : 1), sizeof(float)));
-  int64_t *fill = NULL;
-  wire_rating *row = NULL;
-  imf_status st = imf_alloc(&fill, (size_t)(nr ? nr : 1), sizeof(int64_t));
-  if (st == IMF_OK) st = imf_alloc(&row, (size_t)(longest ? longest : 1), sizeof *row);
-  if (st == IMF_OK) {
-    for (int64_t r = 0; r < nr; r++) fill[r] = c->ptr[r];
-    for (int64_t j = 0; j < n; j++)
-      if (!keep || keep[j]) {
-        const int64_t q = fill[w[j].u - lo]++;
-        c->idx[q] = w[j].i;
-        c->val[q] = w[j].v;
-      }
-    for (int64_t r = 0; r < nr; r++) {
-      const int64_t a = c->ptr[r], m = c->ptr[r + 1] - a;
-      if (m < 2) continue;
-      for (int64_t j = 0; j < m; j++) row[j] = (wire_rating){0, c->idx[a + j], c->val[a + j]};
-      qsort(row, (size_t)m, sizeof *row, cmp_col);
-      for (int64_t j = 0; j < m; j++) {
-        c->idx[a + j] = row[j].i;
-        c->val[a + j] = row[j].v;
-      }
-    }
+  c->nnz = c->ptr[nr];
+  IMF_CHECK(imf_alloc_hot(&c->idx, (size_t)(c->nnz ? c->nnz : 1), sizeof(int32_t)));
+  IMF_CHECK(imf_alloc_hot(&c->val, (size_t)(c->nnz ? c->nnz : 1), sizeof(float)));
+  IMF_CHECK(imf_alloc(fill, (size_t)(nr ? nr : 1), sizeof(int64_t)));
+  for (int64_t r = 0; r < nr; r++) (*fill)[r] = c->ptr[r];
+  return IMF_OK;
+}
+
+/* Build CSR over rows [lo, hi) from n wire ratings whose row is w.u (the holdout's, gathered
+ * whole: it is the small side). */
+static imf_status build_csr(const wire_rating *w, int64_t n, int64_t lo, int64_t hi, imf_csr *c) {
+  int64_t *count = NULL, *fill = NULL;
+  imf_status st = imf_alloc(&count, (size_t)(hi - lo ? hi - lo : 1), sizeof *count);
+  for (int64_t j = 0; st == IMF_OK && j < n; j++) count[w[j].u - lo]++;
+  if (st == IMF_OK) st = csr_alloc(c, lo, hi, count, &fill);
+  for (int64_t j = 0; st == IMF_OK && j < n; j++) {
+    const int64_t q = fill[w[j].u - lo]++;
+    c->idx[q] = w[j].i;
+    c->val[q] = w[j].v;
   }
+  if (st == IMF_OK) st = sort_rows(c);
+  imf_free(&count);
   imf_free(&fill);
-  imf_free(&row);
   return st;
 }
 
-/* Send each selected rating to the owner of its row (by user: row = u; by item: row = i, and
- * the pair is swapped so that .u is the row and .i the column on arrival). */
-static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings *in,
-                               const uint8_t *sel, int by_item, const int64_t *start, int P,
-                               wire_rating **out, int64_t *nout) {
+/* Where the ratings of one side go on arrival: straight into that side's CSR (its rows' sizes
+ * are the global training counts, known before the exchange), and with by_user the held-out
+ * ones into a list for the holdout's CSR. */
+typedef struct {
+  imf_csr *c;
+  int64_t *fill;
+  int holdout_split; /* by user: split off the held-out ratings */
+  uint64_t seed;
+  double fraction;
+  wire_rating *held;
+  int64_t nheld, capheld;
+} sink;
+
+static imf_status sink_put(sink *k, const wire_rating *w, int64_t n) {
+  for (int64_t j = 0; j < n; j++) {
+    if (k->holdout_split && imf_is_holdout(k->seed, k->fraction, w[j].u, w[j].i)) {
+      if (k->nheld == k->capheld) {
+        k->capheld = k->capheld < 1024 ? 1024 : 2 * k->capheld;
+        IMF_CHECK(imf_realloc(&k->held, (size_t)k->capheld, sizeof *k->held));
+      }
+      k->held[k->nheld++] = w[j];
+      continue;
+    }
+    const int64_t r = w[j].u - k->c->lo;
+    if (r < 0 || r >= k->c->hi - k->c->lo || k->fill[r] >= k->c->ptr[r + 1])
+      IMF_FAIL(IMF_ERR_RUNTIME, "partition: a rating of row %d arrived at the wrong rank or beyond its count", w[j].u);
+    k->c->idx[k->fill[r]] = w[j].i;
+    k->c->val[k->fill[r]++] = w[j].v;
+  }
+  return IMF_OK;
+}
+
+/* Bytes a rank sends (and at most receives) in one round of the partition's exchange.
+ * IMF_PARTITION_ROUND overrides it (tests use a tiny one to run many rounds on small data). */
+static int64_t round_bytes(void) {
+  const char *e = getenv("IMF_PARTITION_ROUND");
+  const long long v = e ? atoll(e) : 0;
+  return v > 0 ? (int64_t)v : (int64_t)4 << 20;
+}
+
+/* Send each selected rating (sel NULL: all) to the owner of its row (by user: row = u; by
+ * item: row = i, and the pair is swapped so that .u is the row and .i the column on arrival),
+ * in rounds of at most round_bytes() a rank: each rank sends every other at most Q ratings a
+ * round, so it sends and receives at most P Q. Built whole, the send and receive copies were
+ * 24 B a rating on top of the input and the CSR, the largest part of a rank's peak
+ * (docs/SCALING.md); in rounds they are a few MB, and the order of the ratings is 4 B a rating. */
+static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings *in, const uint8_t *sel,
+                               int by_item, const int64_t *start, int P, sink *k) {
   imf_status st = IMF_OK;
-  int64_t *sc = NULL, *sd = NULL, *rc = NULL, *rd = NULL, *pos = NULL;
+  int64_t *sc = NULL, *seg = NULL, *sent = NULL, *cnt = NULL, *sd = NULL, *rc = NULL, *rd = NULL;
+  uint32_t *order = NULL;
   wire_rating *sbuf = NULL, *rbuf = NULL;
+  if (in->n > (int64_t)UINT32_MAX)
+    st = IMF_RAISE(IMF_ERR_NOMEM, "partition: %lld ratings on one rank (at most 2^32): run on more ranks",
+                   (long long)in->n);
+  IMF_TRY(imf_agree(comm, st), done);
   IMF_TRY(imf_alloc(&sc, (size_t)P, sizeof(int64_t)), done);
+  IMF_TRY(imf_alloc(&seg, (size_t)P + 1, sizeof(int64_t)), done);
+  IMF_TRY(imf_alloc(&sent, (size_t)P, sizeof(int64_t)), done);
+  IMF_TRY(imf_alloc(&cnt, (size_t)P, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&sd, (size_t)P, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&rc, (size_t)P, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&rd, (size_t)P, sizeof(int64_t)), done);
-  IMF_TRY(imf_alloc(&pos, (size_t)P, sizeof(int64_t)), done);
-  int64_t ns = 0;
   for (int64_t j = 0; j < in->n; j++)
-    if (sel[j]) {
-      sc[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++;
-      ns++;
-    }
-  for (int r = 1; r < P; r++) sd[r] = sd[r - 1] + sc[r - 1];
-  IMF_TRY(imf_alloc(&sbuf, (size_t)(ns ? ns : 1), sizeof *sbuf), done);
-  memcpy(pos, sd, (size_t)P * sizeof(int64_t));
+    if (!sel || sel[j]) sc[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++;
+  for (int r = 0; r < P; r++) seg[r + 1] = seg[r] + sc[r];
+  /* the selected ratings' indices grouped by owner (a counting sort; input order kept) */
+  IMF_TRY(imf_alloc(&order, (size_t)(seg[P] ? seg[P] : 1), sizeof *order), done);
+  memcpy(sent, seg, (size_t)P * sizeof(int64_t));
   for (int64_t j = 0; j < in->n; j++)
-    if (sel[j]) {
-      int32_t row = by_item ? in->item[j] : in->user[j], col = by_item ? in->user[j] : in->item[j];
-      wire_rating w = {row, col, in->value[j]};
-      sbuf[pos[imf_block_owner(start, P, row)]++] = w;
+    if (!sel || sel[j]) order[sent[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++] = (uint32_t)j;
+  memset(sent, 0, (size_t)P * sizeof(int64_t));
+  int64_t q = round_bytes() / (int64_t)sizeof(wire_rating) / P;
+  if (q < 1) q = 1;
+  int64_t rounds = 0;
+  for (int r = 0; r < P; r++) rounds = (sc[r] + q - 1) / q > rounds ? (sc[r] + q - 1) / q : rounds;
+  IMF_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm), done);
+  IMF_TRY(imf_alloc(&sbuf, (size_t)(q * P), sizeof *sbuf), done);
+  IMF_TRY(imf_alloc(&rbuf, (size_t)(q * P), sizeof *rbuf), done);
+  for (int64_t round = 0; round < rounds; round++) {
+    int64_t ns = 0;
+    for (int r = 0; r < P; r++) {
+      cnt[r] = sc[r] - sent[r] < q ? sc[r] - sent[r] : q;
+      sd[r] = ns;
+      for (int64_t a = 0; a < cnt[r]; a++) {
+        const int64_t j = order[seg[r] + sent[r] + a];
+        const int32_t row = by_item ? in->item[j] : in->user[j], col = by_item ? in->user[j] : in->item[j];
+        sbuf[ns++] = (wire_rating){row, col, in->value[j]};
+      }
+      sent[r] += cnt[r];
     }
-  {
-    int e = MPI_Alltoall(sc, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, comm);
-    if (e != MPI_SUCCESS) {
-      st = IMF_MPI_RAISE(e, "MPI_Alltoall of counts");
-      goto done;
+    IMF_MPI_TRY(MPI_Alltoall(cnt, 1, MPI_INT64_T, rc, 1, MPI_INT64_T, comm), done);
+    int64_t nr = 0;
+    for (int r = 0; r < P; r++) {
+      rd[r] = nr;
+      nr += rc[r];
     }
+    IMF_TRY(imf_alltoallv64(comm, sbuf, cnt, sd, rbuf, rc, rd, wt), done);
+    st = sink_put(k, rbuf, nr);
+    IMF_TRY(imf_agree(comm, st), done);
   }
-  int64_t nr = 0;
-  for (int r = 0; r < P; r++) {
-    rd[r] = nr;
-    nr += rc[r];
-  }
-  IMF_TRY(imf_alloc(&rbuf, (size_t)(nr ? nr : 1), sizeof *rbuf), done);
-  IMF_TRY(imf_alltoallv64(comm, sbuf, sc, sd, rbuf, rc, rd, wt), done);
-  *out = rbuf;
-  *nout = nr;
-  rbuf = NULL;
 done:
   imf_free(&sc);
+  imf_free(&seg);
+  imf_free(&sent);
+  imf_free(&cnt);
   imf_free(&sd);
   imf_free(&rc);
   imf_free(&rd);
-  imf_free(&pos);
+  imf_free(&order);
   imf_free(&sbuf);
   imf_free(&rbuf);
   return st;
@@ -200,8 +266,9 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
   int P, rank;
   imf_status st = IMF_OK;
   imf_partition *p = NULL;
-  uint8_t *all = NULL, *train = NULL, *keep = NULL;
-  wire_rating *wu = NULL, *wi = NULL;
+  uint8_t *train = NULL;
+  int64_t *fillu = NULL, *filli = NULL;
+  sink ku = {0}, ki = {0};
   MPI_Datatype wt = MPI_DATATYPE_NULL;
   IMF_MPI_TRY(MPI_Comm_size(comm, &P), done);
   IMF_MPI_TRY(MPI_Comm_rank(comm, &rank), done);
@@ -232,11 +299,9 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
   IMF_TRY(imf_alloc(&p->item_start, (size_t)P + 1, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&p->user_count, (size_t)(nusers ? nusers : 1), sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&p->item_count, (size_t)(nitems ? nitems : 1), sizeof(int64_t)), done);
-  IMF_TRY(imf_alloc(&all, (size_t)(local->n ? local->n : 1), 1), done);
   IMF_TRY(imf_alloc(&train, (size_t)(local->n ? local->n : 1), 1), done);
   int64_t cnt[2] = {0, 0};
   for (int64_t j = 0; j < local->n; j++) {
-    all[j] = 1;
     train[j] = !imf_is_holdout(holdout_seed, holdout_fraction, local->user[j], local->item[j]);
     if (train[j]) {
       p->user_count[local->user[j]]++;
@@ -274,27 +339,34 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
       goto done;
     }
   }
-  /* one side at a time, its wire copy freed before the other side's exchange: the build's peak
-   * is the input, one side's CSR and one exchange's buffers (docs/SCALING.md) */
-  int64_t nu = 0, ni = 0;
-  IMF_TRY(redistribute(comm, wt, local, all, 0, p->user_start, P, &wu, &nu), done);
-  IMF_TRY(imf_alloc(&keep, (size_t)(nu ? nu : 1), 1), done);
-  for (int64_t j = 0; j < nu; j++) keep[j] = !imf_is_holdout(holdout_seed, holdout_fraction, wu[j].u, wu[j].i);
-  IMF_TRY(build_csr(wu, nu, p->user_start[rank], p->user_start[rank + 1], keep, &p->by_user), done);
-  for (int64_t j = 0; j < nu; j++) keep[j] = !keep[j];
-  IMF_TRY(build_csr(wu, nu, p->user_start[rank], p->user_start[rank + 1], keep, &p->holdout), done);
-  imf_free(&wu);
-  imf_free(&keep);
-  IMF_TRY(redistribute(comm, wt, local, train, 1, p->item_start, P, &wi, &ni), done);
-  IMF_TRY(build_csr(wi, ni, p->item_start[rank], p->item_start[rank + 1], NULL, &p->by_item), done);
+  /* one side at a time, each in bounded rounds straight into its CSR: the build's peak is the
+   * input, the CSR, the input's order by owner (4 B a rating) and a round's buffers
+   * (docs/SCALING.md) */
+  IMF_TRY(csr_alloc(&p->by_user, p->user_start[rank], p->user_start[rank + 1], p->user_count + p->user_start[rank], &fillu), done);
+  ku = (sink){&p->by_user, fillu, 1, holdout_seed, holdout_fraction, NULL, 0, 0};
+  IMF_TRY(redistribute(comm, wt, local, NULL, 0, p->user_start, P, &ku), done);
+  IMF_TRY(sort_rows(&p->by_user), done);
+  IMF_TRY(build_csr(ku.held, ku.nheld, p->user_start[rank], p->user_start[rank + 1], &p->holdout), done);
+  imf_free(&ku.held);
+  IMF_TRY(csr_alloc(&p->by_item, p->item_start[rank], p->item_start[rank + 1], p->item_count + p->item_start[rank], &filli), done);
+  ki = (sink){&p->by_item, filli, 0, 0, 0, NULL, 0, 0};
+  IMF_TRY(redistribute(comm, wt, local, train, 1, p->item_start, P, &ki), done);
+  IMF_TRY(sort_rows(&p->by_item), done);
+  /* every slot filled: the counts the CSR was sized by and the ratings that arrived agree */
+  for (int64_t r = 0; r < p->by_user.hi - p->by_user.lo && st == IMF_OK; r++)
+    if (fillu[r] != p->by_user.ptr[r + 1])
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "partition: user %lld got fewer ratings than counted", (long long)(p->by_user.lo + r));
+  for (int64_t r = 0; r < p->by_item.hi - p->by_item.lo && st == IMF_OK; r++)
+    if (filli[r] != p->by_item.ptr[r + 1])
+      st = IMF_RAISE(IMF_ERR_RUNTIME, "partition: item %lld got fewer ratings than counted", (long long)(p->by_item.lo + r));
+  IMF_TRY(imf_agree(comm, st), done);
   p->seconds = imf_wtime() - t0;
 done:
   if (wt != MPI_DATATYPE_NULL) MPI_Type_free(&wt);
-  imf_free(&all);
   imf_free(&train);
-  imf_free(&keep);
-  imf_free(&wu);
-  imf_free(&wi);
+  imf_free(&fillu);
+  imf_free(&filli);
+  imf_free(&ku.held);
   st = imf_agree(comm, st);
   if (st != IMF_OK) imf_partition_destroy(&p);
   *out = p;

@@ -64,6 +64,10 @@ imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *item
 /* The same ids as two lists in id order, without the maps' hash tables: what a job needs that
  * only records them in a version (update; 0.14 s of a fold-in at 16M ratings was the hashing). */
 imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *items);
+/* The same on rank 0 only, the other ranks getting empty lists: a version's ids are written and
+ * digested by rank 0 alone (checkpoint.c), and a copy of every id on every rank was the largest
+ * part of an out-block rank's memory after its model and ratings (docs/SCALING.md). */
+imf_status imf_store_load_idlists_root(imf_store *s, imf_idlist *users, imf_idlist *items);
 
 /* Write a batch as the next batch number: the batch file is written collectively (each rank
  * its hyperslab, empty selections allowed), then the manifest is replaced atomically.

@@ -570,7 +570,8 @@ static imf_status idlist_append(imf_idlist *a, const imf_idlist *b) {
   return IMF_OK;
 }
 
-imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *items) {
+/* The id lists on every rank (every = 1) or on rank 0 alone (the others get empty lists). */
+static imf_status load_idlists(imf_store *s, imf_idlist *users, imf_idlist *items, int every) {
   imf_status st = IMF_OK;
   memset(users, 0, sizeof *users);
   memset(items, 0, sizeof *items);
@@ -597,18 +598,20 @@ imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *i
       }
     }
     st = imf_agree(s->comm, st);
-    if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &lu);
-    if (st == IMF_OK) st = bcast_idlist(s->comm, s->rank, &li);
-    if (st == IMF_OK && (users->n + lu.n != s->m.b[k - 1].users_after || items->n + li.n != s->m.b[k - 1].items_after))
+    if (st == IMF_OK && every) st = bcast_idlist(s->comm, s->rank, &lu);
+    if (st == IMF_OK && every) st = bcast_idlist(s->comm, s->rank, &li);
+    const int keep = every || s->rank == 0;
+    if (st == IMF_OK && keep &&
+        (users->n + lu.n != s->m.b[k - 1].users_after || items->n + li.n != s->m.b[k - 1].items_after))
       st = IMF_RAISE(IMF_ERR_INPUT, "%s: id lists do not match the manifest counts", path);
-    if (st == IMF_OK) st = idlist_append(users, &lu);
-    if (st == IMF_OK) st = idlist_append(items, &li);
+    if (st == IMF_OK && keep) st = idlist_append(users, &lu);
+    if (st == IMF_OK && keep) st = idlist_append(items, &li);
     imf_idlist_free(&lu);
     imf_idlist_free(&li);
     st = imf_agree(s->comm, st);
     if (st != IMF_OK) break;
   }
-  if (st == IMF_OK && (!users->off || !items->off)) { /* a store of no batches: empty lists */
+  if (st == IMF_OK) { /* no batches, or not rank 0: empty lists (the agreement is every rank's) */
     if (!users->off) st = imf_alloc(&users->off, 1, sizeof *users->off);
     if (st == IMF_OK && !items->off) st = imf_alloc(&items->off, 1, sizeof *items->off);
     st = imf_agree(s->comm, st);
@@ -618,6 +621,14 @@ imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *i
     imf_idlist_free(items);
   }
   return st;
+}
+
+imf_status imf_store_load_idlists(imf_store *s, imf_idlist *users, imf_idlist *items) {
+  return load_idlists(s, users, items, 1);
+}
+
+imf_status imf_store_load_idlists_root(imf_store *s, imf_idlist *users, imf_idlist *items) {
+  return load_idlists(s, users, items, 0);
 }
 
 imf_status imf_store_load_idmaps(imf_store *s, imf_idmap *users, imf_idmap *items) {

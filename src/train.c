@@ -27,7 +27,8 @@
  *   partition            8 R/P by user + 8 R/P by item + 8 R_val/P + 16 (U + I)/P row data
  *                        + 16 (U + I) replicated row counts
  *   solve scratch        4 (k + 1) (U + I)/P  + the row-solve workspace (a few k^2)
- *   partition build      transient 2 x 12 bytes per local rating (send and receive buffers)
+ *   partition build      transient 4 bytes per local rating (its order by owner) and two
+ *                        round buffers of 4 MiB (partition.c), besides the input
  */
 #include "train.h"
 #include "config.h"

@@ -112,15 +112,16 @@ static void log_sweep(FILE *f, const imf_sweep_metrics *h, double ratings_per_s,
   fputs("}\n", f);
 }
 
-static imf_status make_meta(const imf_config *cfg, imf_store *s, imf_idmap *users, imf_idmap *items,
-                            const char *kind, imf_ckpt_meta *meta) {
+/* A checkpoint's metadata. The ids are read from the store when a checkpoint is written, and onto
+ * rank 0 alone, which writes and digests them: a job holds no copy of them while it trains. */
+static imf_status make_meta(const imf_config *cfg, imf_store *s, const char *kind, imf_ckpt_meta *meta) {
   memset(meta, 0, sizeof *meta);
   meta->config = imf_config_dump(cfg);
   if (!meta->config) IMF_FAIL(IMF_ERR_NOMEM, "out of memory");
   snprintf(meta->store_digest, sizeof meta->store_digest, "%s", imf_store_digest(s));
   meta->batches_seen = imf_store_nbatches(s);
-  IMF_CHECK(imf_store_user_ids(s, users, &meta->users));
-  IMF_CHECK(imf_idmap_tail(items, 0, &meta->items));
+  IMF_CHECK(imf_store_load_idlists_root(s, &meta->users, &meta->items));
+  imf_store_strip_forgotten(s, &meta->users);
   snprintf(meta->kind, sizeof meta->kind, "%s", kind);
   return IMF_OK;
 }
@@ -139,7 +140,6 @@ typedef struct {
   const char *ckpt;        /* the run checkpoint's path */
   imf_config *cfg;         /* the command line's, or the run checkpoint's (--resume) */
   int ease, base;          /* model.type = ease; pop or bias */
-  imf_idmap *users, *items;
   int64_t nu, ni, nholdout;
   double hfrac;
   uint64_t hseed;
@@ -164,8 +164,6 @@ static void train_free(trun *r) {
   imf_model_destroy(&r->em);
   imf_ease_destroy(&r->es);
   imf_ease_rows_free(&r->ex);
-  imf_idmap_destroy(&r->users);
-  imf_idmap_destroy(&r->items);
   imf_config_destroy(&r->cfg);
   imf_store_close(&r->s);
   imf_modeldir_close(&r->md);
@@ -224,12 +222,10 @@ static imf_status train_config(trun *r, const imf_config *cfg_in) {
  * without one falls back to model.validation_fraction. */
 static imf_status train_data(trun *r) {
   double tr = imf_wtime();
-  IMF_CHECK(imf_idmap_create(&r->users));
-  IMF_CHECK(imf_idmap_create(&r->items));
-  IMF_CHECK(imf_store_load_idmaps(r->s, r->users, r->items));
   r->nu = imf_store_nusers(r->s);
   r->ni = imf_store_nitems(r->s);
   IMF_CHECK(imf_store_read_ratings(r->s, r->nu * r->rank / r->size, r->nu * (r->rank + 1) / r->size, &r->local));
+  imf_mem_trace("train: ratings read");
   /* implicit models train on their positives and confidence values (scale.h): the same
    * transform update and evaluate apply, from the configuration recorded with the model */
   imf_implicit_opts io;
@@ -252,8 +248,10 @@ static imf_status train_data(trun *r) {
              (unsigned long long)r->hseed);
   }
   if (r->ease) return IMF_OK; /* EASE builds X from r->local itself (train_ease) */
+  if (!r->local.block) imf_free(&r->local.time); /* the partition takes no times: 8 B a rating less at its peak */
   IMF_CHECK(imf_partition_build(r->comm, &r->local, r->nu, r->ni, r->hfrac, r->hseed, &r->part));
   imf_ratings_free(&r->local);
+  imf_mem_trace("train: partition built");
   imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
            (long long)r->nu, (long long)r->ni, (long long)r->part->nnz_train, (long long)r->part->nnz_holdout,
            r->t_read, r->part->seconds);
@@ -313,7 +311,7 @@ static imf_status train_baseline(trun *r) {
 static imf_status write_run_checkpoint(trun *r, const imf_model *m) {
   double tc = imf_wtime();
   imf_ckpt_meta_free(&r->meta);
-  IMF_CHECK(make_meta(r->cfg, r->s, r->users, r->items, "run", &r->meta));
+  IMF_CHECK(make_meta(r->cfg, r->s, "run", &r->meta));
   IMF_CHECK(imf_checkpoint_write(r->comm, r->ckpt, m, &r->meta));
   r->t_ckpt += imf_wtime() - tc;
   return IMF_OK;
@@ -324,6 +322,7 @@ static imf_status write_run_checkpoint(trun *r, const imf_model *m) {
  * boundary every rank agrees on. */
 static imf_status train_sweeps(trun *r) {
   IMF_CHECK(imf_train_create(r->comm, r->cfg, r->part, &r->t));
+  imf_mem_trace("train: trainer created");
   if (r->saved) IMF_CHECK(imf_trainer_resume(r->t, r->saved));
   stop_ctx sc = {r->comm};
   imf_trainer_set_stop_hook(r->t, stop_hook, &sc);
@@ -336,6 +335,7 @@ static imf_status train_sweeps(trun *r) {
   while (!imf_trainer_done(r->t)) {
     double ts = imf_wtime();
     IMF_CHECK(imf_trainer_sweep(r->t));
+    imf_mem_trace("train: sweep");
     const imf_model *m = imf_trainer_model(r->t);
     if (imf_trainer_stopped(r->t)) break;
     if (m->nhistory > 0) {
@@ -367,8 +367,16 @@ static imf_status train_test(trun *r, const imf_model *m) {
   IMF_CHECK(imf_store_get_info(r->s, &info));
   imf_model *whole = NULL; /* an out-block model is scored whole: gathered for the test, then freed */
   if (m->blocked) IMF_CHECK(imf_model_gather(r->comm, m, &whole));
-  imf_status st = imf_eval_file(r->comm, r->cfg, whole ? whole : m, r->users, r->items, o->test_path, info.scale_min,
-                                info.scale_max, &er);
+  imf_idmap *users = NULL, *items = NULL; /* the test file's ids are looked up in the store's */
+  imf_status st = imf_idmap_create(&users);
+  if (st == IMF_OK) st = imf_idmap_create(&items);
+  st = imf_agree(r->comm, st);
+  if (st == IMF_OK) st = imf_store_load_idmaps(r->s, users, items);
+  if (st == IMF_OK)
+    st = imf_eval_file(r->comm, r->cfg, whole ? whole : m, users, items, o->test_path, info.scale_min, info.scale_max,
+                       &er);
+  imf_idmap_destroy(&users);
+  imf_idmap_destroy(&items);
   imf_model_destroy(&whole);
   IMF_CHECK(st);
   r->rep->test_rmse = er.rmse;
@@ -385,7 +393,7 @@ static imf_status train_test(trun *r, const imf_model *m) {
 static imf_status train_commit(trun *r, const imf_model *m) {
   double tc = imf_wtime();
   imf_ckpt_meta_free(&r->meta);
-  IMF_CHECK(make_meta(r->cfg, r->s, r->users, r->items, "version", &r->meta));
+  IMF_CHECK(make_meta(r->cfg, r->s, "version", &r->meta));
   r->meta.ease = r->es;
   if (r->ease) r->meta.ease_x = &r->ex;
   /* what the next fold-in re-solves items from (update.c); a block model has no whole user side */
@@ -504,6 +512,7 @@ imf_status imf_train(MPI_Comm comm, const imf_config *cfg_in, const char *store_
   }
   IMF_TRY(train_test(&r, m), out);
   IMF_TRY(train_commit(&r, m), out);
+  imf_mem_trace("train: version written");
   IMF_TRY(train_memory(&r, rep), out);
   if (!imf_log_quiet()) {
     imf_info("peak memory per rank %.1f MB (max over ranks), per node %.1f MB (max over %d node%s)",
