@@ -168,7 +168,8 @@ imf_status imf_outblock_exchange(const imf_outblock *ob, const imf_shared_seg *s
   const size_t ww = (size_t)w;
   float *sbuf = NULL;
   if (ob->l && !seg) IMF_FAIL(IMF_ERR_USAGE, "node-shared out-block exchange without the node's segment");
-  if (ob->rhi > ob->rlo) /* the rank's own rows into their slots (node mode: in the node's copy) */
+  /* the rank's own rows into their slots (node mode: in the node's copy), unless solved there */
+  if (ob->rhi > ob->rlo && mine != X + (size_t)ob->rank_off * ww)
     memcpy(X + (size_t)ob->rank_off * ww, mine, (size_t)(ob->rhi - ob->rlo) * ww * sizeof(float));
   if (ob->l) IMF_CHECK(imf_layout_node_sync(ob->l, seg));
   if (ob->comm == MPI_COMM_NULL || (ob->l && ob->size == 1)) /* not a leader, or one node */

@@ -26,7 +26,7 @@
  *   model (replicated)   4 kw (U + I)  + 4 (U + I) biases (ALS) + 4 k (U + I) BPMF chain
  *   partition            8 R/P by user + 8 R/P by item + 8 R_val/P + 16 (U + I)/P row data
  *                        + 16 (U + I) replicated row counts
- *   solve scratch        4 (k + 1) (U + I)/P  + the row-solve workspace (a few k^2)
+ *   solve scratch        the row-solve workspace (a few k^2): rows are solved in place
  *   partition build      transient 4 bytes per local rating (its order by owner) and two
  *                        round buffers of 4 MiB (partition.c), besides the input
  */
@@ -59,7 +59,6 @@ struct imf_trainer {
   int64_t iterations;
   uint64_t seed;
   int use_cg, cg_steps;
-  float *Xu, *Bu, *Xi, *Bi; /* this rank's block of new rows (and biases) before the exchange */
   double *GQ, *GP;          /* iALS: Gram matrices of Q and P (k x k) */
   int GQ_valid;             /* GQ is the Gram of the current Q */
   imf_rowsolve_ws *ws;
@@ -312,10 +311,6 @@ static void init_rows(float *X, int64_t n, int k, uint64_t seed, uint32_t side, 
 void imf_trainer_destroy(imf_trainer **pt) {
   if (!pt || !*pt) return;
   imf_trainer *t = *pt;
-  imf_free(&t->Xu);
-  imf_free(&t->Bu);
-  imf_free(&t->Xi);
-  imf_free(&t->Bi);
   imf_free(&t->GQ);
   imf_free(&t->GP);
   imf_rowsolve_ws_destroy(&t->ws);
@@ -502,13 +497,8 @@ static imf_status train_model(imf_trainer *t, const imf_config *cfg, imf_partiti
   return IMF_OK;
 }
 
-/* create: the per-sweep scratch of this rank's blocks. */
-static imf_status train_scratch(imf_trainer *t, const imf_partition *part) {
-  const int64_t bu = part->by_user.hi - part->by_user.lo, bi = part->by_item.hi - part->by_item.lo;
-  IMF_CHECK(imf_alloc(&t->Xu, (size_t)(bu ? bu : 1) * (size_t)t->k, sizeof(float)));
-  IMF_CHECK(imf_alloc(&t->Xi, (size_t)(bi ? bi : 1) * (size_t)t->k, sizeof(float)));
-  IMF_CHECK(imf_alloc(&t->Bu, (size_t)(bu ? bu : 1), sizeof(float)));
-  IMF_CHECK(imf_alloc(&t->Bi, (size_t)(bi ? bi : 1), sizeof(float)));
+/* create: the per-sweep scratch (the rows themselves are solved in place: own_rows). */
+static imf_status train_scratch(imf_trainer *t) {
   IMF_CHECK(imf_alloc(&t->GQ, (size_t)t->k * (size_t)t->k, sizeof(double)));
   IMF_CHECK(imf_alloc(&t->GP, (size_t)t->k * (size_t)t->k, sizeof(double)));
   return imf_rowsolve_ws_create(t->k, &t->ws);
@@ -538,7 +528,7 @@ imf_status imf_train_create(MPI_Comm comm, const imf_config *cfg, imf_partition 
   t->off[0] = part->user_start[t->rank];
   t->off[1] = part->item_start[t->rank];
   IMF_TRY(train_model(t, cfg, part, burn_in), fail);
-  IMF_TRY(train_scratch(t, part), fail);
+  IMF_TRY(train_scratch(t), fail);
   if (t->ob[0]) IMF_TRY(sync_block(t), fail);
   t->ph[PH_PARTITION] = part->seconds;
   t->calls[PH_PARTITION] = 1;
@@ -688,13 +678,26 @@ imf_status imf_trainer_resume(imf_trainer *t, const imf_model *s) {
 
 /* ---------------------------------------------------------------- one half-sweep */
 
+/* This rank's rows of a side (and their biases, ALS), where the exchange reads them: a half
+ * solves them in place. Only the other side is read while a side is solved, so no copy is needed;
+ * a copy was 4 (k + 1) bytes a row of the rank's blocks (docs/SCALING.md). */
+static void own_rows(imf_trainer *t, int side, float **X, float **B) {
+  imf_model *m = t->m;
+  float *Y = t->type == IMF_MODEL_BPMF ? (side ? m->chain.V : m->chain.U) : (side ? m->Q : m->P);
+  float *b = side ? m->bi : m->bu;
+  const int64_t o = t->ob[side] ? imf_outblock_own_off(t->ob[side]) : t->off[side];
+  *X = Y + (size_t)o * (size_t)t->k;
+  *B = t->type == IMF_MODEL_ALS && b ? b + o : NULL;
+}
+
 static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
   const imf_partition *p = t->part;
   const imf_csr *c = side ? &p->by_item : &p->by_user;
   imf_model *m = t->m;
   int k = t->k;
   int64_t nloc = c->hi - c->lo;
-  float *X = side ? t->Xi : t->Xu, *B = side ? t->Bi : t->Bu;
+  float *X, *B;
+  own_rows(t, side, &X, &B);
   imf_row_params prm;
   memset(&prm, 0, sizeof prm);
   prm.k = k;
@@ -718,9 +721,7 @@ static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
     prm.use_cg = t->use_cg;
     prm.cg_steps = t->cg_steps;
     prm.YtY = side ? t->GP : t->GQ;
-    other.Y = side ? m->P : m->Q;
-    /* warm start for CG: the current rows */
-    memcpy(X, (side ? m->Q : m->P) + (size_t)t->off[side] * (size_t)k, (size_t)nloc * (size_t)k * sizeof(float));
+    other.Y = side ? m->P : m->Q; /* CG starts from the current rows, X itself */
     break;
   case IMF_MODEL_BPMF:
     prm.kind = IMF_ROW_BPMF;
@@ -737,31 +738,29 @@ static imf_status solve_half(imf_trainer *t, int side, uint32_t sweep) {
   }
   imf_row_batch rows = {nloc, c->row_id, c->ptr, c->idx, c->val};
   if (nloc == 0) return IMF_OK;
-  return imf_rowsolve(&prm, &rows, &other, X, t->type == IMF_MODEL_ALS ? B : NULL, t->ws);
+  return imf_rowsolve(&prm, &rows, &other, X, B, t->ws);
 }
 
 static imf_status exchange_half(imf_trainer *t, int side) {
   imf_model *m = t->m;
   const int64_t *start = side ? t->part->item_start : t->part->user_start;
-  float *dst;
+  float *dst, *X, *B;
   if (t->type == IMF_MODEL_BPMF) dst = side ? m->chain.V : m->chain.U;
   else dst = side ? m->Q : m->P;
+  own_rows(t, side, &X, &B); /* already in place: the exchanges copy nothing inside the rank */
   if (t->ob[side]) { /* out-block: each rank (node) gets exactly the rows its ratings reference */
     const imf_shared_seg *seg = t->seg.base ? &t->seg : NULL;
-    IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, side ? t->Xi : t->Xu, dst, t->k));
-    if (t->type == IMF_MODEL_ALS)
-      IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+    IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, X, dst, t->k));
+    if (B) IMF_CHECK(imf_outblock_exchange(t->ob[side], seg, B, side ? m->bi : m->bu, 1));
     return IMF_OK;
   }
   if (t->seg.base) { /* one copy per node: written in place, the nodes' first ranks exchange */
-    IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, side ? t->Xi : t->Xu, dst, t->k));
-    if (t->type == IMF_MODEL_ALS)
-      IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+    IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, X, dst, t->k));
+    if (B) IMF_CHECK(imf_allgather_rows_shared(t->layout, &t->seg, start, B, side ? m->bi : m->bu, 1));
     return IMF_OK;
   }
-  IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Xi : t->Xu, dst, t->k));
-  if (t->type == IMF_MODEL_ALS)
-    IMF_CHECK(imf_allgather_rows(t->comm, start, side ? t->Bi : t->Bu, side ? m->bi : m->bu, 1));
+  IMF_CHECK(imf_allgather_rows(t->comm, start, X, dst, t->k));
+  if (B) IMF_CHECK(imf_allgather_rows(t->comm, start, B, side ? m->bi : m->bu, 1));
   return IMF_OK;
 }
 
@@ -913,12 +912,6 @@ imf_status imf_trainer_sweep(imf_trainer *t) {
     toc(t, PH_SOLVE, t0);
     IMF_CHECK(imf_agree(t->comm, st));
 
-    if (side == 0 && check_stop(t)) {
-      /* Discard the user half: the model stays at the last completed sweep. */
-      t->stopped = 1;
-      imf_info("stop requested: sweep %u abandoned after its user half", sweep);
-      return IMF_OK;
-    }
     t0 = tic();
     st = exchange_half(t, side);
     toc(t, PH_EXCHANGE, t0);
