@@ -183,14 +183,13 @@ static int64_t round_bytes(void) {
   return v > 0 ? (int64_t)v : (int64_t)4 << 20;
 }
 
-/* Send each selected rating (sel NULL: all) to the owner of its row (by user: row = u; by
+/* Send each rating to the owner of its row (by user: row = u; by
  * item: row = i, and the pair is swapped so that .u is the row and .i the column on arrival),
  * in rounds of at most round_bytes() a rank: each rank sends every other at most Q ratings a
  * round, so it sends and receives at most P Q. Built whole, the send and receive copies were
  * 24 B a rating on top of the input and the CSR, the largest part of a rank's peak
  * (docs/SCALING.md); in rounds they are a few MB, and the order of the ratings is 4 B a rating. */
-static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings *in, const uint8_t *sel,
-                               int by_item, const int64_t *start, int P, sink *k) {
+static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings *in, int by_item, const int64_t *start, int P, sink *k) {
   imf_status st = IMF_OK;
   int64_t *sc = NULL, *seg = NULL, *sent = NULL, *cnt = NULL, *sd = NULL, *rc = NULL, *rd = NULL;
   uint32_t *order = NULL;
@@ -206,14 +205,13 @@ static imf_status redistribute(MPI_Comm comm, MPI_Datatype wt, const imf_ratings
   IMF_TRY(imf_alloc(&sd, (size_t)P, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&rc, (size_t)P, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&rd, (size_t)P, sizeof(int64_t)), done);
-  for (int64_t j = 0; j < in->n; j++)
-    if (!sel || sel[j]) sc[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++;
+  for (int64_t j = 0; j < in->n; j++) sc[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++;
   for (int r = 0; r < P; r++) seg[r + 1] = seg[r] + sc[r];
-  /* the selected ratings' indices grouped by owner (a counting sort; input order kept) */
+  /* the ratings' indices grouped by owner (a counting sort; input order kept) */
   IMF_TRY(imf_alloc(&order, (size_t)(seg[P] ? seg[P] : 1), sizeof *order), done);
   memcpy(sent, seg, (size_t)P * sizeof(int64_t));
   for (int64_t j = 0; j < in->n; j++)
-    if (!sel || sel[j]) order[sent[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++] = (uint32_t)j;
+    order[sent[imf_block_owner(start, P, by_item ? in->item[j] : in->user[j])]++] = (uint32_t)j;
   memset(sent, 0, (size_t)P * sizeof(int64_t));
   int64_t q = round_bytes() / (int64_t)sizeof(wire_rating) / P;
   if (q < 1) q = 1;
@@ -258,15 +256,27 @@ done:
   return st;
 }
 
-imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t nusers,
-                               int64_t nitems, double holdout_fraction, uint64_t holdout_seed,
-                               imf_partition **out) {
+/* The by-item side from the by-user one (its training ratings, with each entry's user spelled
+ * out: 4 B a rating), so that the input can be gone by then. */
+static imf_status send_by_item(MPI_Comm comm, MPI_Datatype wt, int P, imf_partition *p, sink *k) {
+  const imf_csr *c = &p->by_user;
+  int32_t *user = NULL;
+  IMF_CHECK(imf_alloc(&user, (size_t)(c->nnz ? c->nnz : 1), sizeof *user));
+  for (int64_t r = 0; r < c->hi - c->lo; r++)
+    for (int64_t j = c->ptr[r]; j < c->ptr[r + 1]; j++) user[j] = (int32_t)(c->lo + r);
+  imf_ratings view = {c->nnz, c->nnz, user, c->idx, c->val, NULL, NULL};
+  imf_status st = redistribute(comm, wt, &view, 1, p->item_start, P, k);
+  imf_free(&user);
+  return st;
+}
+
+static imf_status build(MPI_Comm comm, imf_ratings *local, int consume, int64_t nusers, int64_t nitems,
+                        double holdout_fraction, uint64_t holdout_seed, imf_partition **out) {
   double t0 = imf_wtime();
   *out = NULL;
   int P, rank;
   imf_status st = IMF_OK;
   imf_partition *p = NULL;
-  uint8_t *train = NULL;
   int64_t *fillu = NULL, *filli = NULL;
   sink ku = {0}, ki = {0};
   MPI_Datatype wt = MPI_DATATYPE_NULL;
@@ -299,15 +309,14 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
   IMF_TRY(imf_alloc(&p->item_start, (size_t)P + 1, sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&p->user_count, (size_t)(nusers ? nusers : 1), sizeof(int64_t)), done);
   IMF_TRY(imf_alloc(&p->item_count, (size_t)(nitems ? nitems : 1), sizeof(int64_t)), done);
-  IMF_TRY(imf_alloc(&train, (size_t)(local->n ? local->n : 1), 1), done);
   int64_t cnt[2] = {0, 0};
   for (int64_t j = 0; j < local->n; j++) {
-    train[j] = !imf_is_holdout(holdout_seed, holdout_fraction, local->user[j], local->item[j]);
-    if (train[j]) {
+    const int train = !imf_is_holdout(holdout_seed, holdout_fraction, local->user[j], local->item[j]);
+    if (train) {
       p->user_count[local->user[j]]++;
       p->item_count[local->item[j]]++;
     }
-    cnt[train[j] ? 0 : 1]++;
+    cnt[train ? 0 : 1]++;
   }
   /* Integer sums: exact, so their order does not matter. Row counts < 2^31 elements. */
   {
@@ -339,18 +348,20 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
       goto done;
     }
   }
-  /* one side at a time, each in bounded rounds straight into its CSR: the build's peak is the
-   * input, the CSR, the input's order by owner (4 B a rating) and a round's buffers
-   * (docs/SCALING.md) */
+  /* one side at a time, each in bounded rounds straight into its CSR, the by-item side sent
+   * from the by-user one: the build's peak is the input, the by-user CSR, the input's order by
+   * owner (4 B a rating) and a round's buffers; the input can be freed before the by-item side
+   * (consume), whose peak is then both CSRs and 8 B a rating (docs/SCALING.md) */
   IMF_TRY(csr_alloc(&p->by_user, p->user_start[rank], p->user_start[rank + 1], p->user_count + p->user_start[rank], &fillu), done);
   ku = (sink){&p->by_user, fillu, 1, holdout_seed, holdout_fraction, NULL, 0, 0};
-  IMF_TRY(redistribute(comm, wt, local, NULL, 0, p->user_start, P, &ku), done);
+  IMF_TRY(redistribute(comm, wt, local, 0, p->user_start, P, &ku), done);
   IMF_TRY(sort_rows(&p->by_user), done);
   IMF_TRY(build_csr(ku.held, ku.nheld, p->user_start[rank], p->user_start[rank + 1], &p->holdout), done);
   imf_free(&ku.held);
+  if (consume) imf_ratings_free(local);
   IMF_TRY(csr_alloc(&p->by_item, p->item_start[rank], p->item_start[rank + 1], p->item_count + p->item_start[rank], &filli), done);
   ki = (sink){&p->by_item, filli, 0, 0, 0, NULL, 0, 0};
-  IMF_TRY(redistribute(comm, wt, local, train, 1, p->item_start, P, &ki), done);
+  IMF_TRY(send_by_item(comm, wt, P, p, &ki), done);
   IMF_TRY(sort_rows(&p->by_item), done);
   /* every slot filled: the counts the CSR was sized by and the ratings that arrived agree */
   for (int64_t r = 0; r < p->by_user.hi - p->by_user.lo && st == IMF_OK; r++)
@@ -360,10 +371,13 @@ imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t 
     if (filli[r] != p->by_item.ptr[r + 1])
       st = IMF_RAISE(IMF_ERR_RUNTIME, "partition: item %lld got fewer ratings than counted", (long long)(p->by_item.lo + r));
   IMF_TRY(imf_agree(comm, st), done);
+  /* the counts were for the blocks and the CSR's sizes; a row's count is its CSR row's length
+   * from here on (8 B a row of both sides on every rank: docs/SCALING.md) */
+  imf_free(&p->user_count);
+  imf_free(&p->item_count);
   p->seconds = imf_wtime() - t0;
 done:
   if (wt != MPI_DATATYPE_NULL) MPI_Type_free(&wt);
-  imf_free(&train);
   imf_free(&fillu);
   imf_free(&filli);
   imf_free(&ku.held);
@@ -374,8 +388,21 @@ done:
 }
 
 int64_t imf_partition_bytes(const imf_partition *p) {
-  int64_t b = 2 * (int64_t)(p->nranks + 1) * 8 + (p->nusers + p->nitems) * 8;
+  int64_t b = 2 * (int64_t)(p->nranks + 1) * 8;
   const imf_csr *c[3] = {&p->by_user, &p->by_item, &p->holdout};
   for (int j = 0; j < 3; j++) b += (c[j]->hi - c[j]->lo) * 16 + 8 + c[j]->nnz * 8;
   return b;
+}
+
+imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t nusers, int64_t nitems,
+                               double holdout_fraction, uint64_t holdout_seed, imf_partition **out) {
+  /* not consumed: build() only reads it */
+  return build(comm, (imf_ratings *)local, 0, nusers, nitems, holdout_fraction, holdout_seed, out);
+}
+
+imf_status imf_partition_build_consume(MPI_Comm comm, imf_ratings *local, int64_t nusers, int64_t nitems,
+                                       double holdout_fraction, uint64_t holdout_seed, imf_partition **out) {
+  imf_status st = build(comm, local, 1, nusers, nitems, holdout_fraction, holdout_seed, out);
+  imf_ratings_free(local); /* whatever happened */
+  return st;
 }

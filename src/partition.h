@@ -32,7 +32,8 @@ typedef struct {
   int nranks, rank;
   int64_t nusers, nitems;
   int64_t *user_start, *item_start; /* nranks + 1 block boundaries, replicated */
-  int64_t *user_count, *item_count; /* global training-rating counts per row, replicated */
+  int64_t *user_count, *item_count; /* global training-rating counts per row: NULL once built
+                                       (a row's count is its CSR row's length) */
   imf_csr by_user;                  /* training ratings of this rank's user block */
   imf_csr by_item;                  /* training ratings of this rank's item block */
   imf_csr holdout;                  /* validation ratings of this rank's user block */
@@ -53,6 +54,10 @@ int imf_is_holdout(uint64_t seed, double fraction, int64_t user, int64_t item);
 imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t nusers,
                                int64_t nitems, double holdout_fraction, uint64_t holdout_seed,
                                imf_partition **out);
+/* The same, freeing local as soon as the by-user side is built (the by-item side is sent from
+ * it), success or not: a training job's peak memory is the partition build's (docs/SCALING.md). */
+imf_status imf_partition_build_consume(MPI_Comm comm, imf_ratings *local, int64_t nusers, int64_t nitems,
+                                       double holdout_fraction, uint64_t holdout_seed, imf_partition **out);
 void imf_partition_destroy(imf_partition **p);
 
 /* Bytes held by this rank's partition (for the memory report). */

@@ -25,7 +25,6 @@
  * Memory per rank:
  *   model (replicated)   4 kw (U + I)  + 4 (U + I) biases (ALS) + 4 k (U + I) BPMF chain
  *   partition            8 R/P by user + 8 R/P by item + 8 R_val/P + 16 (U + I)/P row data
- *                        + 16 (U + I) replicated row counts
  *   solve scratch        the row-solve workspace (a few k^2): rows are solved in place
  *   partition build      transient 4 bytes per local rating (its order by owner) and two
  *                        round buffers of 4 MiB (partition.c), besides the input
@@ -80,6 +79,7 @@ struct imf_trainer {
    * while the trainer lives (restored on destroy); blk is the block model handed out. */
   imf_outblock *ob[2];
   imf_partition *wpart;
+  int64_t part_bytes;       /* imf_partition_bytes of the partition, kept past its release */
   imf_model *blk;
   int64_t off[2], nglob[2];
   double holdout_sse;       /* the last sweep's validation squared error (imf_trainer_holdout_sse) */
@@ -796,7 +796,7 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
   IMF_TRY(imf_alloc(&vu, (size_t)(nu ? nu : 1) * 4, sizeof(double)), done);
   IMF_TRY(imf_alloc(&vi, (size_t)(ni ? ni : 1), sizeof(double)), done);
   for (int64_t r = 0; r < nu; r++) {
-    const int64_t u = t->off[0] + r, ug = cu->lo + r; /* u: the row in m (a slot out-block), ug: global */
+    const int64_t u = t->off[0] + r; /* the row in m (a slot out-block) */
     double loss = 0, sq = 0, vsq = 0, vabs = 0;
     for (int64_t j = cu->ptr[r]; j < cu->ptr[r + 1]; j++) {
       if (t->type == IMF_MODEL_IALS) {
@@ -816,7 +816,7 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
       }
     }
     if (t->type == IMF_MODEL_ALS)
-      loss = sq + t->lambda * (double)p->user_count[ug] * sqnorm(m->P + (size_t)u * (size_t)k, k) +
+      loss = sq + t->lambda * (double)(cu->ptr[r + 1] - cu->ptr[r]) * sqnorm(m->P + (size_t)u * (size_t)k, k) +
              t->lambda_bias * (double)m->bu[u] * (double)m->bu[u];
     else if (t->type == IMF_MODEL_IALS)
       loss += t->lambda * sqnorm(m->P + (size_t)u * (size_t)k, k);
@@ -834,7 +834,7 @@ static imf_status compute_metrics(imf_trainer *t, imf_sweep_metrics *h) {
   for (int64_t r = 0; r < ni; r++) {
     const int64_t i = t->off[1] + r;
     if (t->type == IMF_MODEL_ALS)
-      vi[r] = t->lambda * (double)p->item_count[ci->lo + r] * sqnorm(m->Q + (size_t)i * (size_t)k, k) +
+      vi[r] = t->lambda * (double)(ci->ptr[r + 1] - ci->ptr[r]) * sqnorm(m->Q + (size_t)i * (size_t)k, k) +
               t->lambda_bias * (double)m->bi[i] * (double)m->bi[i];
     else if (t->type == IMF_MODEL_IALS)
       vi[r] = t->lambda * sqnorm(m->Q + (size_t)i * (size_t)k, k);
@@ -889,6 +889,12 @@ static imf_status sweep_traffic(imf_trainer *t, const imf_traffic *net0) {
 void imf_trainer_traffic(const imf_trainer *t, int64_t net[6]) { memcpy(net, t->net, sizeof t->net); }
 
 const imf_layout *imf_trainer_layout(const imf_trainer *t) { return t->layout; }
+
+void imf_trainer_release_partition(imf_trainer *t) {
+  if (t->part) t->part_bytes = imf_partition_bytes(t->part);
+  t->part = NULL;
+  t->wpart = NULL;
+}
 
 imf_status imf_trainer_sweep(imf_trainer *t) {
   imf_model *m = t->m;
@@ -1031,6 +1037,6 @@ imf_status imf_trainer_log_view(const imf_trainer *t, FILE *out) {
   fprintf(out, "model %s k=%d: %.1f MiB %s on rank 0; partition %.1f MiB on rank 0\n",
           imf_model_type_name(t->type), t->k, (double)imf_model_bytes(t->m) / 1048576.0,
           t->ob[0] ? "of slots" : "replicated",
-          (double)imf_partition_bytes(t->part) / 1048576.0);
+          (double)(t->part ? imf_partition_bytes(t->part) : t->part_bytes) / 1048576.0);
   return IMF_OK;
 }

@@ -79,6 +79,11 @@ double imf_trainer_holdout_sse(const imf_trainer *t);
 /* (local) The user and item rows this rank holds: U + I, or (out-block) its slots; 0 when the
  * exchange is replicated, so callers can tell. */
 int64_t imf_trainer_outblock_rows(const imf_trainer *t);
+/* (local) Let go of the partition the trainer was created on, so that the caller can free it
+ * before writing the model (a version's write is rank 0's peak otherwise: docs/SCALING.md).
+ * From here on only imf_trainer_model and the report functions below may be called, and
+ * destroy; an out-block trainer leaves the partition's columns as slots. */
+void imf_trainer_release_partition(imf_trainer *t);
 /* The trainer's node layout (dist.ranks_per_node; layout.h). */
 const imf_layout *imf_trainer_layout(const imf_trainer *t);
 

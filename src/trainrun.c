@@ -249,8 +249,7 @@ static imf_status train_data(trun *r) {
   }
   if (r->ease) return IMF_OK; /* EASE builds X from r->local itself (train_ease) */
   if (!r->local.block) imf_free(&r->local.time); /* the partition takes no times: 8 B a rating less at its peak */
-  IMF_CHECK(imf_partition_build(r->comm, &r->local, r->nu, r->ni, r->hfrac, r->hseed, &r->part));
-  imf_ratings_free(&r->local);
+  IMF_CHECK(imf_partition_build_consume(r->comm, &r->local, r->nu, r->ni, r->hfrac, r->hseed, &r->part));
   imf_mem_trace("train: partition built");
   imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",
            (long long)r->nu, (long long)r->ni, (long long)r->part->nnz_train, (long long)r->part->nnz_holdout,
@@ -392,34 +391,11 @@ static imf_status train_test(trun *r, const imf_model *m) {
  * parent; its own holdout SSE, from which a later fold-in judges: update.c), made current. */
 static imf_status train_commit(trun *r, const imf_model *m) {
   double tc = imf_wtime();
-  imf_ckpt_meta_free(&r->meta);
-  IMF_CHECK(make_meta(r->cfg, r->s, "version", &r->meta));
-  r->meta.ease = r->es;
-  if (r->ease) r->meta.ease_x = &r->ex;
-  /* what the next fold-in re-solves items from (update.c); a block model has no whole user side */
-  imf_itemsums *sums = NULL;
-  if (m->type == IMF_MODEL_ALS && !m->blocked && imf_cfg_bool(r->cfg, "update.item_sums"))
-    IMF_CHECK(imf_itemsums_from_partition(r->comm, r->part, m, &sums));
-  r->meta.itemsums = sums;
-  char cur[4400];
-  int64_t parent = 0;
-  if (imf_modeldir_current(r->md, cur, sizeof cur, &parent) != IMF_OK) {
-    parent = 0;
-    imf_err_clear();
-  }
-  int64_t next = 0;
-  imf_status st = imf_modeldir_write_version(r->md, m, &r->meta, &next);
-  r->meta.itemsums = NULL;
-  imf_itemsums_destroy(&sums);
-  IMF_CHECK(st);
   imf_registry_record rec;
   imf_registry_record_init(&rec);
   snprintf(rec.event, sizeof rec.event, "train");
   snprintf(rec.strategy, sizeof rec.strategy, "train");
   snprintf(rec.decision, sizeof rec.decision, "trained");
-  rec.version = next;
-  rec.parent = parent;
-  rec.batches_seen = r->meta.batches_seen;
   rec.challenger_rmse = r->rep->val_rmse;
   rec.eval_n = r->ease ? r->nholdout : r->part->nnz_holdout;
   double fr, sse[2];
@@ -437,6 +413,32 @@ static imf_status train_commit(trun *r, const imf_model *m) {
     rec.holdout_forgotten = imf_store_nforgotten(r->s);
     IMF_CHECK(imf_judge_holdout_users(r->comm, r->part, &rec.holdout_users));
   }
+  /* what the next fold-in re-solves items from (update.c); a block model has no whole user side */
+  imf_itemsums *sums = NULL;
+  if (m->type == IMF_MODEL_ALS && !m->blocked && imf_cfg_bool(r->cfg, "update.item_sums"))
+    IMF_CHECK(imf_itemsums_from_partition(r->comm, r->part, m, &sums));
+  /* the partition is done with: freed before the version's write, which adds the ids on rank 0 */
+  if (r->t) imf_trainer_release_partition(r->t);
+  imf_partition_destroy(&r->part);
+  imf_ckpt_meta_free(&r->meta);
+  imf_status st = make_meta(r->cfg, r->s, "version", &r->meta);
+  r->meta.ease = r->es;
+  if (r->ease) r->meta.ease_x = &r->ex;
+  r->meta.itemsums = sums;
+  char cur[4400];
+  int64_t parent = 0;
+  if (st == IMF_OK && imf_modeldir_current(r->md, cur, sizeof cur, &parent) != IMF_OK) {
+    parent = 0;
+    imf_err_clear();
+  }
+  int64_t next = 0;
+  if (st == IMF_OK) st = imf_modeldir_write_version(r->md, m, &r->meta, &next);
+  r->meta.itemsums = NULL;
+  imf_itemsums_destroy(&sums);
+  IMF_CHECK(st);
+  rec.version = next;
+  rec.parent = parent;
+  rec.batches_seen = r->meta.batches_seen;
   rec.seconds = imf_wtime() - r->t0;
   if (!realpath(r->store_dir, rec.store)) snprintf(rec.store, sizeof rec.store, "%s", r->store_dir);
   IMF_CHECK(imf_registry_append(r->comm, imf_modeldir_path(r->md), &rec));
