@@ -2,7 +2,8 @@
  *
  * The slots are found with a bitmap over the side's global rows (n/8 bytes, freed once the
  * columns are rewritten) and a per-word prefix count, so rewriting a column is O(1); the plan
- * itself keeps only the slots' global ids and, per other rank, the own rows it asked for. */
+ * itself keeps only the slots' global ids and, per other rank, the own rows it asked for, which a
+ * half-sweep sends in rounds of about 1 MiB a rank. */
 #include "outblock.h"
 #include "error.h"
 #include "exchange.h"
@@ -20,6 +21,7 @@ struct imf_outblock {
   int64_t *scount, *sdispl, *rcount, *rdispl; /* rows, per rank */
   int32_t *sidx;          /* sum(scount): own-block rows to send, grouped by destination */
   int64_t nsend;
+  int64_t maxcnt;         /* the most rows any rank of comm sends to or receives from one rank */
 };
 
 void imf_outblock_destroy(imf_outblock **pob) {
@@ -123,6 +125,11 @@ static imf_status plan_sends(imf_outblock *ob, const int64_t *start) {
       st = IMF_RAISE(IMF_ERR_RUNTIME, "out-block plan: row %d asked of the wrong owner", (int)ob->sidx[j]);
     ob->sidx[j] -= (int32_t)ob->lo;
   }
+  for (int r = 0; r < P; r++) {
+    ob->maxcnt = ob->scount[r] > ob->maxcnt ? ob->scount[r] : ob->maxcnt;
+    ob->maxcnt = ob->rcount[r] > ob->maxcnt ? ob->rcount[r] : ob->maxcnt;
+  }
+  IMF_MPI(MPI_Allreduce(MPI_IN_PLACE, &ob->maxcnt, 1, MPI_INT64_T, MPI_MAX, ob->comm));
   return st;
 }
 
@@ -163,10 +170,57 @@ void imf_outblock_restore(const imf_outblock *ob, imf_csr *const *cols, int ncol
     for (int64_t j = 0; j < cols[c]->nnz; j++) cols[c]->idx[j] = ob->gid[cols[c]->idx[j]];
 }
 
+/* Bytes of rows a rank sends in one round of the exchange. IMF_EXCHANGE_ROUND overrides it
+ * (tests use a tiny one to run many rounds on small data). */
+static int64_t round_bytes(void) {
+  const char *e = getenv("IMF_EXCHANGE_ROUND");
+  const long long v = e ? atoll(e) : 0;
+  return v > 0 ? (int64_t)v : (int64_t)1 << 20;
+}
+
+/* The asked-for own rows go out in rounds: in round t, rows [t q, (t + 1) q) of each pair's run,
+ * which the receiver places at the same offset of that sender's run of slots. A whole copy of
+ * them was the largest transient of a sweep (docs/SCALING.md). */
+static imf_status send_rounds(const imf_outblock *ob, const float *from, float *X, int w) {
+  const size_t ww = (size_t)w;
+  const int P = ob->size;
+  int64_t q = round_bytes() / (4 * (int64_t)w * P);
+  if (q < 1) q = 1;
+  const int64_t rounds = (ob->maxcnt + q - 1) / q;
+  float *sbuf = NULL;
+  int64_t *cnt = NULL, *sd = NULL, *rc = NULL, *rd = NULL;
+  imf_status st = imf_alloc(&sbuf, (size_t)(q * P < ob->nsend ? q * P : ob->nsend ? ob->nsend : 1) * ww, sizeof(float));
+  if (st == IMF_OK) st = imf_alloc(&cnt, (size_t)P, sizeof *cnt);
+  if (st == IMF_OK) st = imf_alloc(&sd, (size_t)P, sizeof *sd);
+  if (st == IMF_OK) st = imf_alloc(&rc, (size_t)P, sizeof *rc);
+  if (st == IMF_OK) st = imf_alloc(&rd, (size_t)P, sizeof *rd);
+  st = imf_agree(ob->comm, st); /* every rank of comm runs the rounds, or none does */
+  for (int64_t t = 0; st == IMF_OK && t < rounds; t++) {
+    int64_t ns = 0;
+    for (int r = 0; r < P; r++) {
+      const int64_t a = t * q;
+      cnt[r] = ob->scount[r] > a ? (ob->scount[r] - a < q ? ob->scount[r] - a : q) : 0;
+      rc[r] = ob->rcount[r] > a ? (ob->rcount[r] - a < q ? ob->rcount[r] - a : q) : 0;
+      rd[r] = ob->rdispl[r] + a;
+      sd[r] = ns;
+      for (int64_t j = 0; j < cnt[r]; j++)
+        memcpy(sbuf + (size_t)(ns + j) * ww, from + (size_t)ob->sidx[ob->sdispl[r] + a + j] * ww, ww * sizeof(float));
+      ns += cnt[r];
+    }
+    st = ob->l ? imf_alltoallv_rows_leaders(ob->l, sbuf, cnt, sd, X, rc, rd, w)
+               : imf_alltoallv_rows(ob->comm, sbuf, cnt, sd, X, rc, rd, w);
+  }
+  imf_free(&sbuf);
+  imf_free(&cnt);
+  imf_free(&sd);
+  imf_free(&rc);
+  imf_free(&rd);
+  return st;
+}
+
 imf_status imf_outblock_exchange(const imf_outblock *ob, const imf_shared_seg *seg, const float *mine, float *X,
                                   int w) {
   const size_t ww = (size_t)w;
-  float *sbuf = NULL;
   if (ob->l && !seg) IMF_FAIL(IMF_ERR_USAGE, "node-shared out-block exchange without the node's segment");
   /* the rank's own rows into their slots (node mode: in the node's copy), unless solved there */
   if (ob->rhi > ob->rlo && mine != X + (size_t)ob->rank_off * ww)
@@ -175,12 +229,6 @@ imf_status imf_outblock_exchange(const imf_outblock *ob, const imf_shared_seg *s
   if (ob->comm == MPI_COMM_NULL || (ob->l && ob->size == 1)) /* not a leader, or one node */
     return ob->l ? imf_layout_node_sync(ob->l, seg) : IMF_OK;
   /* the asked-for own rows: from mine (per rank), or from the node's run of slots (node mode) */
-  const float *from = ob->l ? X + (size_t)ob->own_off * ww : mine;
-  IMF_CHECK(imf_alloc(&sbuf, (size_t)(ob->nsend ? ob->nsend : 1) * ww, sizeof(float)));
-  for (int64_t j = 0; j < ob->nsend; j++) memcpy(sbuf + (size_t)j * ww, from + (size_t)ob->sidx[j] * ww, ww * sizeof(float));
-  imf_status st = ob->l ? imf_alltoallv_rows_leaders(ob->l, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w)
-                        : imf_alltoallv_rows(ob->comm, sbuf, ob->scount, ob->sdispl, X, ob->rcount, ob->rdispl, w);
-  imf_free(&sbuf);
-  IMF_CHECK(st);
+  IMF_CHECK(send_rounds(ob, ob->l ? X + (size_t)ob->own_off * ww : mine, X, w));
   return ob->l ? imf_layout_node_sync(ob->l, seg) : IMF_OK;
 }

@@ -620,7 +620,8 @@ static void test_node_shared_bpmf(void **state) {
 
 /* dist.exchange = outblock: ALS, iALS (Cholesky and CG) and BPMF bitwise the one-rank replicated
  * run, on data whose deterministic-sum chunks straddle the blocks (9000 x 5000 rows, many of
- * them empty), on every pretend-node layout; the trainer's model is a block model. */
+ * them empty), on every pretend-node layout, the rows sent in one round or many; the trainer's
+ * model is a block model. */
 static void test_outblock_bitwise(void **state) {
   (void)state;
   dataset d;
@@ -659,7 +660,10 @@ static void test_outblock_bitwise(void **state) {
       imf_trainer *t;
       assert_int_equal(imf_train_create(MPI_COMM_WORLD, oc, part, &t), IMF_OK);
       assert_true(imf_trainer_outblock_rows(t) > 0);
+      /* one layout of each kind in rounds of a few dozen rows (1 MiB a rank by default) */
+      if (l == 1 || l == 4) setenv("IMF_EXCHANGE_ROUND", "2000", 1);
       for (int sw = 0; sw < 4; sw++) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
+      unsetenv("IMF_EXCHANGE_ROUND");
       const imf_model *b = imf_trainer_model(t);
       assert_true(b->blocked);
       assert_int_equal(b->ublock[0], part->user_start[rank_]);
