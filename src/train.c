@@ -467,8 +467,12 @@ static imf_status train_model(imf_trainer *t, const imf_config *cfg, imf_partiti
   const int64_t S = imf_cfg_int(cfg, "model.samples");
   double kw = (double)t->k * (t->type == IMF_MODEL_BPMF ? (double)S + 1.0 : 1.0);
   IMF_CHECK(imf_agree(t->comm, imf_mem_guard("model.k (and model.samples)", (double)(nu + ni) * kw * 4.0 * 2.0)));
-  IMF_CHECK(imf_model_create(t->type, t->k, nu, ni, t->type == IMF_MODEL_ALS, &t->m));
+  /* node-shared: the arrays are the segment's (share_model); a private copy allocated first, even
+   * if freed at once, was a second model in every rank's peak (zeroed: touched) */
+  IMF_CHECK(imf_model_create(t->type, t->k, node_mode ? 0 : nu, node_mode ? 0 : ni, t->type == IMF_MODEL_ALS, &t->m));
   imf_model *m = t->m;
+  m->nusers = nu;
+  m->nitems = ni;
   m->lambda = t->lambda;
   m->lambda_bias = t->lambda_bias;
   m->alpha = t->alpha;
