@@ -466,8 +466,7 @@ imf_status imf_forget(MPI_Comm comm, const imf_config *cfg, const char *store_di
   double hfrac = 0;
   uint64_t hseed = 0;
   imf_store_holdout(s, &hfrac, &hseed);
-  IMF_TRY(imf_partition_build(comm, &local, nu, ni, hfrac, hseed, &part), done);
-  imf_ratings_free(&local);
+  IMF_TRY(imf_partition_build_consume(comm, &local, nu, ni, hfrac, hseed, &part), done); /* frees local */
   IMF_TRY(imf_modeldir_list_versions(md, &vs, &nv), done);
   for (int64_t j = 0; j < nv; j++) {
     char vp[4400];
