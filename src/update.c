@@ -661,10 +661,15 @@ static imf_status scan_champion(upd *u, int *uptodate) {
   IMF_CHECK(pin_champion_auto(u->cfgc, u->champ));
   IMF_CHECK(imf_agree(comm, imf_implicit_opts_from(u->cfgc, &u->io)));
   /* Data and the standing holdout. */
-  IMF_CHECK(imf_store_load_idlists(u->s, &u->users, &u->items));
+  /* the ids only name the new version's rows, which rank 0 writes and digests (checkpoint.c) */
+  IMF_CHECK(imf_store_load_idlists_root(u->s, &u->users, &u->items));
   u->nu = imf_store_nusers(u->s);
   u->ni = imf_store_nitems(u->s);
-  if (u->adopting) IMF_CHECK(adopt_ids(&u->cmeta, &u->users, &u->items, u->champ));
+  if (u->adopting) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    IMF_CHECK(imf_agree(comm, rank == 0 ? adopt_ids(&u->cmeta, &u->users, &u->items, u->champ) : IMF_OK));
+  }
   if (u->champ->nusers > u->nu || u->champ->nitems > u->ni)
     IMF_FAIL(IMF_ERR_INPUT, "version %lld has more users or items than %s", (long long)rep->parent, u->store_dir);
   u->hfrac = imf_cfg_double(u->cfgc, "model.validation_fraction");
