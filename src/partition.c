@@ -1,11 +1,12 @@
 /* partition.c - block the users and items over the ranks by rating count and redistribute the
- * ratings twice (by user and by item) with one all-to-all each (see partition.h).
+ * ratings twice (by user and by item), each in rounds of bounded all-to-alls (see partition.h).
  *
  * Steps: count training ratings per user and per item (integer MPI_Allreduce), cut both sides
- * into contiguous blocks of about total/P ratings, send every rating to its user's owner and
- * every training rating to its item's owner, and build sorted CSR blocks. Nothing here depends
- * on how the input was distributed, so the blocks' contents are a function of the data and P
- * only, and each row's contents a function of the data only. */
+ * into contiguous blocks of about total/P ratings, size the CSR blocks from those counts, send
+ * every rating to its user's owner (straight into the by-user CSR; held-out ones aside) and then
+ * every by-user training rating to its item's owner, and sort each row. Nothing here depends on
+ * how the input was distributed or in which order ratings arrive, so the blocks' contents are a
+ * function of the data and P only, and each row's contents a function of the data only. */
 #include "partition.h"
 #include "error.h"
 #include "exchange.h"

@@ -361,7 +361,7 @@ static imf_status train_test(trun *r, const imf_model *m) {
     imf_warn("--test %s: %s scores are not ratings: no test RMSE (use evaluate --model)", o->test_path,
              r->ease ? "EASE" : "pop");
   if (!o->test_path || ranking_only) return IMF_OK;
-  imf_eval_result er;
+  imf_eval_result er = {0};
   imf_store_info info;
   IMF_CHECK(imf_store_get_info(r->s, &info));
   imf_model *whole = NULL; /* an out-block model is scored whole: gathered for the test, then freed */
