@@ -150,9 +150,9 @@ static void check_partition(int64_t nu, int64_t ni, int64_t n, double frac) {
   assert_memory_equal(q->by_item.idx, p->by_item.idx, (size_t)p->by_item.nnz * 4);
   assert_memory_equal(q->by_item.val, p->by_item.val, (size_t)p->by_item.nnz * 4);
   imf_partition_destroy(&q);
-  /* rounds of a few ratings (IMF_PARTITION_ROUND bytes a rank; 4 MiB by default): the ratings
+  /* rounds of a few dozen ratings (IMF_PARTITION_ROUND bytes a rank; 4 MiB by default): the ratings
    * arrive in another order, round by round, and the rows come out the same */
-  setenv("IMF_PARTITION_ROUND", "100", 1);
+  setenv("IMF_PARTITION_ROUND", "2000", 1);
   assert_int_equal(imf_partition_build(MPI_COMM_WORLD, &mine, nu, ni, frac, 5, &q), IMF_OK);
   unsetenv("IMF_PARTITION_ROUND");
   const imf_csr *pc[3] = {&p->by_user, &p->by_item, &p->holdout}, *qc[3] = {&q->by_user, &q->by_item, &q->holdout};

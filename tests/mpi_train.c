@@ -660,8 +660,8 @@ static void test_outblock_bitwise(void **state) {
       imf_trainer *t;
       assert_int_equal(imf_train_create(MPI_COMM_WORLD, oc, part, &t), IMF_OK);
       assert_true(imf_trainer_outblock_rows(t) > 0);
-      /* one layout of each kind in rounds of a few dozen rows (1 MiB a rank by default) */
-      if (l == 1 || l == 4) setenv("IMF_EXCHANGE_ROUND", "2000", 1);
+      /* one layout of each kind in rounds of a few hundred rows (1 MiB a rank by default) */
+      if (l == 1 || l == 4) setenv("IMF_EXCHANGE_ROUND", "20000", 1);
       for (int sw = 0; sw < 4; sw++) assert_int_equal(imf_trainer_sweep(t), IMF_OK);
       unsetenv("IMF_EXCHANGE_ROUND");
       const imf_model *b = imf_trainer_model(t);
