@@ -54,8 +54,9 @@ int imf_is_holdout(uint64_t seed, double fraction, int64_t user, int64_t item);
 imf_status imf_partition_build(MPI_Comm comm, const imf_ratings *local, int64_t nusers,
                                int64_t nitems, double holdout_fraction, uint64_t holdout_seed,
                                imf_partition **out);
-/* The same, freeing local as soon as the by-user side is built (the by-item side is sent from
- * it), success or not: a training job's peak memory is the partition build's (docs/SCALING.md). */
+/* The same, freeing local (its times at once, the rest as soon as the by-user side is built: the
+ * by-item side is sent from it), success or not: a training job's peak memory is the partition
+ * build's (docs/SCALING.md). */
 imf_status imf_partition_build_consume(MPI_Comm comm, imf_ratings *local, int64_t nusers, int64_t nitems,
                                        double holdout_fraction, uint64_t holdout_seed, imf_partition **out);
 void imf_partition_destroy(imf_partition **p);

@@ -146,12 +146,9 @@ void imf_history_free(imf_history *h);
  * stored one): the caller reads the whole store instead. */
 imf_status imf_store_read_histories(imf_store *s, const int32_t *users, int64_t nu, const int32_t *items,
                                     int64_t ni, int64_t seen, imf_history *uh, imf_history *ih);
-/* The user id list a model version records (all of `users`, the store's id map), with the ids
- * of forgotten users emptied: a version written after a `forget` (by train or update) must not
- * bring the id back. */
-imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_idlist *out);
-/* (local) The same on a list already taken (the store's user ids in order): forgotten users'
- * ids emptied in place. */
+/* (local) The user id list a model version records (the store's user ids in order), with the
+ * ids of forgotten users emptied in place: a version written after a `forget` (by train or
+ * update) must not bring the id back. */
 void imf_store_strip_forgotten(const imf_store *s, imf_idlist *ids);
 /* Physical erasure of every forgotten user (collective, needs IMF_STORE_WRITE): rank 0
  * rewrites each batch file that still holds their rows or raw ids without them (fresh file,

@@ -408,12 +408,6 @@ imf_status imf_store_scrub(imf_store *s, int64_t *rows_removed, int64_t *files_r
 
 int64_t imf_store_nforgotten(const imf_store *s) { return s->m.nforgotten; }
 
-imf_status imf_store_user_ids(const imf_store *s, const imf_idmap *users, imf_idlist *out) {
-  IMF_CHECK(imf_idmap_tail(users, 0, out));
-  imf_store_strip_forgotten(s, out);
-  return IMF_OK;
-}
-
 void imf_store_strip_forgotten(const imf_store *s, imf_idlist *out) {
   /* the forgotten list is sorted: one pass moves the kept ids down over the emptied ones */
   int64_t f = 0, w = 0;

@@ -248,7 +248,6 @@ static imf_status train_data(trun *r) {
              (unsigned long long)r->hseed);
   }
   if (r->ease) return IMF_OK; /* EASE builds X from r->local itself (train_ease) */
-  if (!r->local.block) imf_free(&r->local.time); /* the partition takes no times: 8 B a rating less at its peak */
   IMF_CHECK(imf_partition_build_consume(r->comm, &r->local, r->nu, r->ni, r->hfrac, r->hseed, &r->part));
   imf_mem_trace("train: partition built");
   imf_info("data: %lld users, %lld items, %lld training + %lld validation ratings (read %.2f s, partition %.2f s)",

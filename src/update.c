@@ -409,7 +409,6 @@ static imf_status load_full(MPI_Comm comm, imf_store *s, int64_t nu, int64_t ni,
   imf_ratings local = {0};
   IMF_CHECK(imf_store_read_ratings(s, nu * rank / size, nu * (rank + 1) / size, &local));
   imf_implicit_apply(io, &local); /* an implicit model's positives and confidence (scale.h) */
-  if (!local.block) imf_free(&local.time); /* the partition takes no times */
   IMF_CHECK(imf_partition_build_consume(comm, &local, nu, ni, hfrac, hseed, part)); /* frees local */
   *secs += imf_wtime() - t0;
   kill_point("after-read");

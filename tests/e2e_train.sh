@@ -2,7 +2,7 @@
 # e2e_train.sh - `incremf train` through the real binary: bitwise-identical factors on 1, 2, 3
 # and 4 ranks (ALS, BPMF, implicit ALS), stop-by-signal with exit 75 and exact resume (also on
 # another rank count), SIGKILL after a checkpoint and exact resume, an atomic checkpoint under an
-# injected crash, a corrupt checkpoint rejected, more ranks than users.
+# injected crash, a corrupt checkpoint rejected, more ranks than users, IMF_MEM_TRACE's report.
 set -uo pipefail
 bin="${IMF_BIN:?}"; mpiexec="${IMF_MPIEXEC:-mpirun}"
 PY=/usr/bin/python3
@@ -24,6 +24,15 @@ for type in als bpmf ials; do
     check "$type: factors at $np ranks bitwise identical to 1 rank" test -n "$h" -a "$h" = "$ref"
   done
 done
+
+# IMF_MEM_TRACE=1: every rank prints its resident and peak size after each phase (README, train);
+# without it, nothing
+rm -rf m; IMF_MEM_TRACE=1 run 2 train --data st --model m --set model.type=als $common 2> trace.err || bad "train (trace)"
+for ph in "ratings read" "partition built" "trainer created" "sweep" "version written"; do
+  check "IMF_MEM_TRACE: ranks 0 and 1 report '$ph' with a size and a peak" test "$(grep -cE "^mem rank [01] train: $ph +rss +[0-9.]+ MB +peak +[0-9.]+ MB" trace.err)" -ge 2
+done
+rm -rf m; run 2 train --data st --model m --set model.type=als $common 2> notrace.err || bad "train (no trace)"
+check "no IMF_MEM_TRACE: no memory lines" test "$(grep -c '^mem rank' notrace.err)" -eq 0
 
 # Stop after sweep 3 (as if SIGUSR1 came): exit 75, run checkpoint; resume at 3 ranks finishes
 # identical to the uninterrupted run.
